@@ -1,0 +1,9 @@
+/*
+ * synesis-tunnel: umbrella header. Includes every public header of the library.
+ */
+#ifndef SYNESIS_SYNESIS_H
+#define SYNESIS_SYNESIS_H
+
+#include "synesis/common.h"
+
+#endif /* SYNESIS_SYNESIS_H */

@@ -1,0 +1,48 @@
+/* Declarations shared by the library's source files. Nothing here is public API. */
+#ifndef SYNESIS_INTERNAL_H
+#define SYNESIS_INTERNAL_H
+
+#ifndef SYNESIS_BUILDING_LIBRARY
+#define SYNESIS_BUILDING_LIBRARY 1
+#endif
+
+#include "synesis/common.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define SYNESIS_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define SYNESIS_PRINTF(f, a)
+#endif
+
+/* Size of every per-object detail string. */
+#define SYNESIS_DETAIL_MAX 512
+
+/*
+ * Formats a detail message into buf (SYNESIS_DETAIL_MAX bytes) and returns code, so error paths
+ * read `return syn_fail(buf, SYNESIS_ERR_X, "...", ...)`.
+ */
+int syn_fail(char *buf, int code, const char *fmt, ...) SYNESIS_PRINTF(3, 4);
+
+/*
+ * Like syn_fail, and appends OpenSSL's most specific queued reason (": <reason>") when there is
+ * one; always clears OpenSSL's error queue.
+ */
+int syn_fail_ossl(char *buf, int code, const char *fmt, ...) SYNESIS_PRINTF(3, 4);
+
+/* Clears OpenSSL's thread error queue (call before an operation whose errors we report). */
+void syn_ossl_clear(void);
+
+/* Once-only process initialisation of OpenSSL and ngtcp2's crypto backend; thread-safe. */
+int syn_crypto_init(void);
+
+/* A monotonic timestamp in nanoseconds (what ngtcp2 needs; never ev_now()). */
+uint64_t syn_now_ns(void);
+
+/* Wall clock in milliseconds since the Unix epoch. */
+uint64_t syn_wall_ms(void);
+
+#endif /* SYNESIS_INTERNAL_H */

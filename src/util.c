@@ -1,0 +1,68 @@
+/* Small helpers: detail strings, OpenSSL error queue, clocks, once-only crypto init. */
+#include "internal.h"
+
+#include <ngtcp2/ngtcp2_crypto_ossl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static void vformat(char *buf, const char *fmt, va_list ap) {
+    if (buf)
+        vsnprintf(buf, SYNESIS_DETAIL_MAX, fmt, ap);
+}
+
+int syn_fail(char *buf, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vformat(buf, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int syn_fail_ossl(char *buf, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vformat(buf, fmt, ap);
+    va_end(ap);
+    /* The last queued error is the most specific one in OpenSSL's reporting. */
+    unsigned long e = ERR_peek_last_error();
+    if (buf && e) {
+        size_t n = strlen(buf);
+        char reason[256];
+        ERR_error_string_n(e, reason, sizeof(reason));
+        const char *r = ERR_reason_error_string(e);
+        snprintf(buf + n, SYNESIS_DETAIL_MAX - n, ": %s", r ? r : reason);
+    }
+    ERR_clear_error();
+    return code;
+}
+
+void syn_ossl_clear(void) { ERR_clear_error(); }
+
+static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
+static int crypto_init_rv;
+
+static void crypto_init_once(void) {
+    if (OPENSSL_init_ssl(0, NULL) != 1 || ngtcp2_crypto_ossl_init() != 0)
+        crypto_init_rv = SYNESIS_ERR_CRYPTO;
+}
+
+int syn_crypto_init(void) {
+    pthread_once(&crypto_once, crypto_init_once);
+    return crypto_init_rv;
+}
+
+uint64_t syn_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t syn_wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
