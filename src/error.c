@@ -34,6 +34,7 @@ static const struct err_entry errors[] = {
     E(SYNESIS_ERR_CRYPTO, "cryptographic operation failed"),
     E(SYNESIS_ERR_KEY_STORE, "key store URI cannot be used"),
     E(SYNESIS_ERR_BAD_CERTIFICATE, "malformed certificate"),
+    E(SYNESIS_ERR_KEY_PASSPHRASE, "the passphrase does not decrypt the private key"),
     E(SYNESIS_ERR_INVALID_URL, "invalid cloud URL"),
     E(SYNESIS_ERR_DNS, "name resolution failed"),
     E(SYNESIS_ERR_SOCKET, "socket error"),

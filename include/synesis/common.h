@@ -61,6 +61,7 @@ typedef enum synesis_error {
     SYNESIS_ERR_CRYPTO = -113,              /* another OpenSSL failure (reason in detail) */
     SYNESIS_ERR_KEY_STORE = -114,           /* an OSSL_STORE URI could not be opened or used */
     SYNESIS_ERR_BAD_CERTIFICATE = -115,     /* a certificate is malformed or lacks a field */
+    SYNESIS_ERR_KEY_PASSPHRASE = -116,      /* the passphrase does not decrypt the private key */
 
     /* connection */
     SYNESIS_ERR_INVALID_URL = -200,           /* the cloud URL cannot be parsed */

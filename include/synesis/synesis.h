@@ -5,5 +5,7 @@
 #define SYNESIS_SYNESIS_H
 
 #include "synesis/common.h"
+#include "synesis/identity.h"
+#include "synesis/tunnel.h"
 
 #endif /* SYNESIS_SYNESIS_H */

@@ -1,0 +1,193 @@
+/*
+ * synesis-tunnel: device identity (key, certificate, CSR), a small test PKI, inspection and checks.
+ *
+ * A device proves who it is to the edge with an X.509 certificate whose subject is
+ * "CN=device-<id>, O=SuperInstance" and whose private key never leaves the device. This header
+ * creates such identities (self-signed, or signed by a CA you hold), a throwaway test PKI, and
+ * reads them back.
+ *
+ * Keys the library accepts (generation always makes ECDSA P-256):
+ *   - EC on P-256 (prime256v1) or P-384 (secp384r1)
+ *   - RSA of 2048 to 16384 bits
+ * Anything else (DSA, Ed25519, Ed448, RSA-PSS, other curves, RSA < 2048 bits) is refused with
+ * SYNESIS_ERR_UNSUPPORTED_KEY.
+ *
+ * Files are PEM. Private keys are written as unencrypted PKCS#8 with mode 0600 and are refused
+ * on load (SYNESIS_ERR_KEY_PERMISSIONS) when group or others have any access to them, as ssh does.
+ *
+ * Every function that can fail returns 0 or a negative SYNESIS_ERR_* code, and writes a
+ * human-readable message naming the file or field (plus OpenSSL's reason when there is one) into
+ * detail, which may be NULL; the message is truncated to detail_len bytes including the NUL.
+ * None of these functions keeps state between calls; they may be called from any thread.
+ */
+#ifndef SYNESIS_IDENTITY_H
+#define SYNESIS_IDENTITY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "synesis/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Longest device id, in bytes: "device-" + id must fit X.520's 64-character limit for a CN.
+ * A device id is 1..57 characters from [A-Za-z0-9] and "-._:@".
+ */
+#define SYNESIS_DEVICE_ID_MAX 57
+
+/*
+ * Returns 0 when id is a valid device id (see SYNESIS_DEVICE_ID_MAX), else
+ * SYNESIS_ERR_INVALID_ARGUMENT with the offending character or length in detail.
+ */
+SYNESIS_API int synesis_identity_validate_device_id(const char *id, char *detail, size_t detail_len);
+
+/* Options of synesis_identity_generate(). Fill with synesis_identity_options_init() first;
+ * fields are only ever appended. Strings are borrowed for the duration of the call. */
+typedef struct synesis_identity_options {
+    const char *device_id;        /* required; the certificate's CN is "device-<device_id>" */
+    int days;                     /* validity in days, 1..36525; default 365 */
+    int64_t not_before_offset_s;  /* notBefore = now + this (seconds, may be negative); default 0 */
+    const char *ca_cert_file;     /* issuing CA certificate (PEM); NULL = self-signed (default) */
+    const char *ca_key_file;      /* its private key (PEM, mode 0600); set both or neither */
+    const char *ca_key_passphrase; /* passphrase of an encrypted CA key; default NULL */
+    int overwrite;                /* 1 = replace existing files; default 0 = SYNESIS_ERR_FILE_EXISTS */
+    int write_csr;                /* 1 = also write a PKCS#10 request for enrolment; default 0 */
+    const char *cert_name;        /* file name in out_dir; default "device.pem" */
+    const char *key_name;         /* default "device.key" */
+    const char *csr_name;         /* default "device.csr" */
+} synesis_identity_options;
+
+/* Fills opts with the defaults documented beside each field (device_id = NULL). */
+SYNESIS_API void synesis_identity_options_init(synesis_identity_options *opts);
+
+/*
+ * Creates a device identity in out_dir (created with mode 0700, parents included, when missing):
+ * an ECDSA P-256 key (key_name, mode 0600), an X.509 v3 certificate (cert_name, mode 0644) with
+ * subject "CN=device-<id>, O=SuperInstance", keyUsage digitalSignature (critical),
+ * extendedKeyUsage clientAuth, basicConstraints CA:FALSE (critical), subject and authority key
+ * identifiers, a random positive 127-bit serial, validity [now + offset, + days*86400 s],
+ * signed with SHA-256 (SHA-384 by a P-384 CA key) by the key itself or by the given CA; and,
+ * with write_csr, a CSR (csr_name, 0644) with the same subject and requested extensions.
+ *
+ * Each file is written to a temporary file in the same directory (O_CREAT|O_EXCL, mode 0600,
+ * fsync) and renamed into place (key first, then certificate, then CSR), then the directory is
+ * synced. Without overwrite nothing is written when any target exists, and a target appearing
+ * meanwhile is never replaced. On failure no temporary file is left behind.
+ *
+ * Errors: INVALID_ARGUMENT (NULL opts/out_dir, bad device id, days, offset or file name, only
+ * one of the CA files), FILE_EXISTS (names the file), the loading errors of
+ * synesis_identity_check() for the CA files (plus BAD_CERTIFICATE when the CA certificate is
+ * not a CA), CRYPTO, FILE_NOT_FOUND or SYSTEM (cannot create or write in out_dir).
+ */
+SYNESIS_API int synesis_identity_generate(const synesis_identity_options *opts, const char *out_dir,
+                                          char *detail, size_t detail_len);
+
+/* Certificate profiles of synesis_pki_create_cert(). */
+typedef enum synesis_cert_profile {
+    /* basicConstraints CA:TRUE (critical), keyUsage keyCertSign|cRLSign (critical) */
+    SYNESIS_CERT_PROFILE_CA = 1,
+    /* CA:FALSE, keyUsage digitalSignature (critical), EKU serverAuth, subjectAltName */
+    SYNESIS_CERT_PROFILE_SERVER = 2,
+    /* CA:FALSE, keyUsage digitalSignature (critical), EKU clientAuth */
+    SYNESIS_CERT_PROFILE_DEVICE = 3,
+} synesis_cert_profile;
+
+/* Options of synesis_pki_create_cert(). Fill with synesis_pki_cert_options_init() first;
+ * fields are only ever appended. Strings are borrowed for the duration of the call. */
+typedef struct synesis_pki_cert_options {
+    synesis_cert_profile profile;
+    const char *common_name;      /* required, 1..64 characters of UTF-8 */
+    const char *organization;     /* subject O; NULL = none; default "SuperInstance" */
+    const char *const *alt_names; /* subjectAltName entries: DNS names, or IPv4/IPv6 literals */
+    size_t n_alt_names;           /* (server profile: at least one) */
+    int days;                     /* 1..36525; default 365 (3650 for the CA profile) */
+    int64_t not_before_offset_s;  /* notBefore = now + this; default 0 */
+    const char *issuer_cert_file; /* signing CA certificate; NULL = self-signed (default) */
+    const char *issuer_key_file;  /* its key (mode 0600); set both or neither */
+    const char *issuer_key_passphrase; /* default NULL */
+    int overwrite;                /* default 0: SYNESIS_ERR_FILE_EXISTS if a target exists */
+    const char *csr_file;         /* also write a CSR here (not for the CA profile); default NULL */
+} synesis_pki_cert_options;
+
+/* Fills opts with the defaults of profile (see the fields). */
+SYNESIS_API void synesis_pki_cert_options_init(synesis_pki_cert_options *opts,
+                                               synesis_cert_profile profile);
+
+/*
+ * Lower-level generator behind synesis_identity_generate(): a fresh ECDSA P-256 key written to
+ * key_file (0600) and a certificate of the given profile written to cert_file (0644), with the
+ * same serial, validity, key identifier and atomic-write rules. The parent directories must
+ * exist. Same errors as synesis_identity_generate() (FILE_NOT_FOUND when a parent directory is
+ * missing).
+ */
+SYNESIS_API int synesis_pki_create_cert(const synesis_pki_cert_options *opts, const char *cert_file,
+                                        const char *key_file, char *detail, size_t detail_len);
+
+/*
+ * Builds a throwaway test PKI in dir (created with mode 0700 when missing):
+ *   ca.pem / ca.key         a self-signed CA, CN "Synesis Test CA", 10 years
+ *   edge.pem / edge.key     the edge: CN "localhost", SAN localhost, 127.0.0.1, ::1; by the CA
+ *   device.pem / device.key the device: CN "device-<device_id>", O SuperInstance; by the CA
+ * Never overwrites: SYNESIS_ERR_FILE_EXISTS when any of the six files exists. For tests and
+ * demos only: the CA key sits next to the certificates it signed.
+ */
+SYNESIS_API int synesis_identity_create_test_pki(const char *dir, const char *device_id, char *detail,
+                                                 size_t detail_len);
+
+/* What synesis_identity_inspect() reports about a certificate. No pointers: nothing to free. */
+typedef struct synesis_identity_info {
+    char device_id[SYNESIS_DEVICE_ID_MAX + 1]; /* CN minus "device-"; "" if no such prefix or
+                                                  the rest is not a valid device id */
+    char common_name[65];        /* the subject's (last) CN, "" if none */
+    char subject[512];           /* one line, most specific first: "CN=device-x, O=SuperInstance" */
+    char issuer[512];            /* same format; long names are truncated */
+    char serial[64];             /* hex, uppercase, colon-separated */
+    char fingerprint_sha256[96]; /* SHA-256 of the DER certificate, "AB:CD:..." like openssl */
+    uint8_t fingerprint_sha256_raw[32];
+    char spki_pin[64];           /* "sha256//<base64 SHA-256 of the SubjectPublicKeyInfo>" */
+    uint8_t spki_sha256[32];     /* the raw pin */
+    char key_type[32];           /* "EC P-256", "EC P-384", "RSA 2048", or the algorithm name */
+    int64_t not_before;          /* Unix seconds */
+    int64_t not_after;           /* Unix seconds */
+    int self_signed;             /* 1 if the issuer is the subject and the signature verifies */
+    int is_ca;                   /* 1 if basicConstraints CA:TRUE */
+    int chain_length;            /* certificates in the file; the first one is reported */
+} synesis_identity_info;
+
+/*
+ * Reads the first certificate of the PEM file cert_path into *info (zeroed first). Does not
+ * judge validity dates. Errors: INVALID_ARGUMENT, FILE_NOT_FOUND, FILE_UNREADABLE (a directory,
+ * not a regular file, no read permission, > 1 MiB), NOT_PEM, NO_CERTIFICATE, BAD_CERTIFICATE.
+ */
+SYNESIS_API int synesis_identity_inspect(const char *cert_path, synesis_identity_info *info,
+                                         char *detail, size_t detail_len);
+
+/*
+ * Loads a certificate chain (cert_path, leaf first) and its private key (key_path; NULL = look
+ * for the key in cert_path) as the tunnel would, and checks them. passphrase may be NULL.
+ * Errors, in the order they are checked:
+ *   FILE_NOT_FOUND, FILE_UNREADABLE, NOT_PEM, NO_CERTIFICATE, BAD_CERTIFICATE  (certificate file)
+ *   FILE_NOT_FOUND, FILE_UNREADABLE, KEY_PERMISSIONS (names the file and its octal mode),
+ *   NOT_PEM, NO_PRIVATE_KEY, KEY_ENCRYPTED (no passphrase), KEY_PASSPHRASE (wrong one)  (key file)
+ *   UNSUPPORTED_KEY, KEY_MISMATCH,
+ *   CERT_EXPIRED, CERT_NOT_YET_VALID (any certificate of the chain; the latter usually means the
+ *   local clock is behind, e.g. a device without RTC before time sync)
+ */
+SYNESIS_API int synesis_identity_check(const char *cert_path, const char *key_path,
+                                       const char *passphrase, char *detail, size_t detail_len);
+
+/*
+ * Parses an edge public-key pin into pin: either "sha256//" + base64 (44 characters, as curl
+ * and synesis_identity_info.spki_pin write it) or 64 hex digits, optionally colon-separated.
+ * Returns 0 or SYNESIS_ERR_INVALID_ARGUMENT.
+ */
+SYNESIS_API int synesis_spki_pin_parse(const char *text, uint8_t pin[32]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SYNESIS_IDENTITY_H */

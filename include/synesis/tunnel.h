@@ -1,0 +1,253 @@
+/*
+ * synesis-tunnel: the CloudTunnel handle.
+ *
+ * One synesis_tunnel keeps one QUIC connection (RFC 9000/9001/9002, version 1) with mutual TLS 1.3
+ * from this device to a cloud edge. Everything it does runs as watchers on the libev loop the
+ * caller passes to synesis_tunnel_new(): its UDP socket (ev_io), the QUIC timer (ev_timer), the
+ * heartbeat and reconnect timers, and one ev_async for the name resolver's thread. It starts no
+ * other thread and keeps no global state apart from a once-only crypto initialisation. Several
+ * tunnels may share one loop.
+ *
+ * Threads: a handle is used only from the thread that runs its loop. No call blocks.
+ *
+ * Callbacks: every callback runs on the loop thread. Pointers handed to a callback are valid only
+ * during the call. From inside any callback the application may call any function of this
+ * header, synesis_tunnel_free() included (the free is deferred until control returns to the
+ * library); after synesis_tunnel_free() returns, no callback of that tunnel runs again.
+ */
+#ifndef SYNESIS_TUNNEL_H
+#define SYNESIS_TUNNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "synesis/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ev_loop;
+struct sockaddr;
+struct sockaddr_storage;
+
+typedef struct synesis_tunnel synesis_tunnel;
+
+/* The connection states of the design. Valid transitions, and only these:
+ *   Disconnected -> Connecting
+ *   Connecting   -> Connected | Failed
+ *   Connected    -> Reconnecting | Disconnected
+ *   Reconnecting -> Connected | Reconnecting (attempt + 1) | Failed
+ *   Failed       -> Connecting
+ * Two more are taken as the application's own requests: disconnect() from Connecting or
+ * Reconnecting ends in Disconnected (the attempt in progress is abandoned). Any other transition
+ * is refused (SYNESIS_ERR_INVALID_STATE) and logged, never applied. */
+typedef enum synesis_state_kind {
+    SYNESIS_STATE_DISCONNECTED = 0,
+    SYNESIS_STATE_CONNECTING = 1,
+    SYNESIS_STATE_CONNECTED = 2,
+    SYNESIS_STATE_RECONNECTING = 3,
+    SYNESIS_STATE_FAILED = 4,
+} synesis_state_kind;
+
+/* A state with its details. */
+typedef struct synesis_tunnel_state {
+    synesis_state_kind kind;
+    /* When the state was entered, milliseconds since the Unix epoch: Connecting's started_at,
+     * Connected's since, Reconnecting's started_at (of the outage, kept across attempts),
+     * Failed's at. */
+    int64_t entered_ms;
+    /* Connected: the connection's smoothed RTT in milliseconds (refreshed on every state query and
+     * heartbeat tick). */
+    uint32_t latency_ms;
+    /* Reconnecting: the attempt number, from 1. */
+    uint32_t attempt;
+    /* Reconnecting: the last error (SYNESIS_ERR_*, 0 if none yet); Failed: the error. */
+    int error;
+    /* Human-readable detail of error ("" when none). */
+    char error_detail[256];
+} synesis_tunnel_state;
+
+/* Returns "Disconnected", "Connecting", "Connected", "Reconnecting" or "Failed". */
+SYNESIS_API const char *synesis_state_name(synesis_state_kind kind);
+
+/* A state-change subscriber: called after each applied transition with the old and new states. */
+typedef void (*synesis_state_fn)(synesis_tunnel *tunnel, const synesis_tunnel_state *old_state,
+                                 const synesis_tunnel_state *new_state, void *user_data);
+
+/*
+ * Custom reconnect policy: given the attempt about to be scheduled (1-based) and the delay the
+ * built-in policy computed (seconds), returns the delay to use, or a negative value to give up
+ * (the tunnel then goes to Failed). Optional.
+ */
+typedef double (*synesis_backoff_fn)(void *user_data, uint32_t attempt, double computed_delay);
+
+/* A name-resolution hook for tests and special environments: runs ON A RESOLVER THREAD in place
+ * of getaddrinfo(). Fills up to max addresses (struct sockaddr_storage each, with lens) and
+ * returns the count, or a negative value on failure. */
+typedef int (*synesis_resolve_fn)(void *user_data, const char *host, uint16_t port,
+                                  struct sockaddr_storage *addrs, unsigned int *lens, size_t max);
+
+/* Version of synesis_tunnel_config's layout; see struct_size. */
+#define SYNESIS_TUNNEL_CONFIG_VERSION 1
+
+/*
+ * Tunnel configuration. Always start from synesis_tunnel_config_init(), which fills every default
+ * of the design; fields are only ever appended. synesis_tunnel_new() deep-copies it: strings and
+ * arrays may be freed after the call. Durations are in seconds (double, like ev_tstamp).
+ */
+typedef struct synesis_tunnel_config {
+    size_t struct_size; /* set by config_init: sizeof(synesis_tunnel_config) */
+
+    /* The edge: "quic://host[:port]" or "https://host[:port]", IPv6 literals in brackets,
+     * default port 443. Default "quic://superinstance.ai:443". */
+    const char *cloud_url;
+    /* Name the edge's certificate must carry, also sent as SNI. Default NULL: the URL's host
+     * (for IP literals, the certificate must carry that IP address). */
+    const char *server_name;
+    /* ALPN protocol. Default "synesis-tunnel/1". */
+    const char *alpn;
+
+    /* Device certificate chain (PEM, leaf first) and its private key: paths, or in-memory PEM
+     * (cert_pem/key_pem take precedence when set). key_path may also be an OSSL_STORE URI such as
+     * "file:/etc/synesis/device.key". A key file readable by group or others is refused.
+     * Default "device.pem" / "device.key" (relative to the working directory). */
+    const char *cert_path;
+    const char *key_path;
+    const char *cert_pem;
+    size_t cert_pem_len;
+    const char *key_pem;
+    size_t key_pem_len;
+    const char *key_passphrase; /* default NULL */
+
+    /* Trust: the system store (default on) plus an optional CA file and/or hashed directory. */
+    int use_system_trust;
+    const char *ca_path;
+    const char *ca_dir;
+    /* Optional pins: SHA-256 of the edge's SubjectPublicKeyInfo; when set, the edge must match
+     * one of them in addition to passing chain and name verification. No option turns
+     * verification off. */
+    const uint8_t (*spki_pins)[32];
+    size_t n_spki_pins;
+
+    /* QUIC. */
+    double keep_alive_interval;  /* PING after this much quiet; default 10 s; 0 = off */
+    double idle_timeout;         /* default 60 s */
+    double handshake_timeout;    /* default 10 s */
+    /* Largest UDP payload we send (a cap): default 0 = ngtcp2's 1200 bytes to start, raised by
+     * path MTU discovery when it is on. Set e.g. 1280 under VPNs that drop large datagrams. */
+    size_t max_udp_payload;
+    int pmtud;                   /* path MTU discovery; default 1 */
+
+    /* Heartbeats (step 5): 0 disables. Default 30 s. */
+    double heartbeat_interval;
+    /* Device id sent in heartbeats; default NULL: derived from the certificate's CN. */
+    const char *device_id;
+
+    /* Reconnection with exponential backoff: initial 1 s, max 60 s, x2, 10 attempts. */
+    double reconnect_initial_delay;
+    double reconnect_max_delay;
+    double reconnect_multiplier;
+    uint32_t reconnect_max_attempts;
+    /* Fraction of each delay added at random (0 = the exact schedule). Default 0. */
+    double reconnect_jitter;
+    /* Attempts and delay reset only after a connection has stayed up this long. Default 0. */
+    double reconnect_stable_period;
+    /* When the first connect() fails, retry with the same policy instead of going to Failed.
+     * Default 0, as the design. */
+    int retry_initial_connect;
+    synesis_backoff_fn backoff_fn;
+    void *backoff_user_data;
+
+    /* Requests (step 6): largest response accepted, default 16 MiB; default timeout 30 s. */
+    size_t max_response_size;
+    double request_timeout;
+
+    /* is_healthy(): connected and latency below this. Default 500 ms. */
+    uint32_t healthy_latency_ms;
+
+    /* Logging: silent by default (log == NULL). */
+    synesis_log_fn log;
+    void *log_user_data;
+    synesis_log_level log_level; /* default SYNESIS_LOG_INFO */
+
+    /* Name resolution hook (see synesis_resolve_fn); default NULL = getaddrinfo on a thread. */
+    synesis_resolve_fn resolve;
+    void *resolve_user_data;
+} synesis_tunnel_config;
+
+/* Fills cfg with every default listed above. */
+SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg);
+
+/* Application callbacks given to synesis_tunnel_new(); any member may be NULL. */
+typedef struct synesis_tunnel_callbacks {
+    /* Every applied state transition (in addition to subscribers). */
+    synesis_state_fn on_state;
+} synesis_tunnel_callbacks;
+
+/*
+ * Creates a tunnel on loop. Validates the configuration (URL, certificate, key, trust) and builds
+ * the TLS context now, so that a bad certificate or key is reported here, not on connect.
+ * The tunnel starts Disconnected and does nothing until synesis_tunnel_connect().
+ * On failure *out is NULL and, when detail is given, it receives a message naming the cause.
+ * callbacks may be NULL; it is copied.
+ */
+SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
+                                   const synesis_tunnel_config *cfg,
+                                   const synesis_tunnel_callbacks *callbacks, void *user_data,
+                                   char *detail, size_t detail_len);
+
+/*
+ * Starts connecting: Disconnected or Failed -> Connecting. Resolution, socket and handshake then
+ * proceed on the loop; the outcome arrives as a state change (Connected, or Failed with an error
+ * code such as SYNESIS_ERR_PEER_UNTRUSTED or SYNESIS_ERR_HANDSHAKE_TIMEOUT). Returns
+ * SYNESIS_ERR_INVALID_STATE in any other state.
+ */
+SYNESIS_API int synesis_tunnel_connect(synesis_tunnel *t);
+
+/*
+ * Closes gracefully (CONNECTION_CLOSE with application error 0, reason "client disconnect") and
+ * ends in Disconnected; never reconnects. From Connecting or Reconnecting it abandons the attempt
+ * and stops the timers. Returns SYNESIS_ERR_INVALID_STATE when already Disconnected or Failed.
+ */
+SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t);
+
+/*
+ * Frees the tunnel in any state. A live connection is closed as by disconnect() (without state
+ * callbacks), every watcher is stopped, and no callback of this tunnel runs afterwards. Safe
+ * from inside the tunnel's own callbacks (the release is deferred until they return). NULL is a
+ * no-op.
+ */
+SYNESIS_API void synesis_tunnel_free(synesis_tunnel *t);
+
+/* Copies the current state into *out (refreshing Connected's latency). */
+SYNESIS_API void synesis_tunnel_get_state(synesis_tunnel *t, synesis_tunnel_state *out);
+
+/* 1 when Connected. */
+SYNESIS_API int synesis_tunnel_is_connected(const synesis_tunnel *t);
+
+/* 1 when Connected and the latency is below the configured healthy_latency_ms. */
+SYNESIS_API int synesis_tunnel_is_healthy(synesis_tunnel *t);
+
+/*
+ * Adds a state subscriber with its own user data; *id receives a handle for unsubscribe.
+ * Subscribers run in the order they were added, after callbacks.on_state.
+ */
+SYNESIS_API int synesis_tunnel_subscribe(synesis_tunnel *t, synesis_state_fn fn, void *user_data,
+                                         uint32_t *id);
+
+/* Removes a subscriber; safe from inside a state callback. SYNESIS_ERR_INVALID_ARGUMENT if the id
+ * is unknown. */
+SYNESIS_API int synesis_tunnel_unsubscribe(synesis_tunnel *t, uint32_t id);
+
+/* The detail string of the last error of this tunnel (never NULL; "" if none). */
+SYNESIS_API const char *synesis_tunnel_last_error(const synesis_tunnel *t);
+
+/* The user_data given to synesis_tunnel_new(). */
+SYNESIS_API void *synesis_tunnel_user_data(const synesis_tunnel *t);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SYNESIS_TUNNEL_H */

@@ -1,0 +1,1068 @@
+/* The QUIC connection driver: ngtcp2 + OpenSSL session, streams, write loop, timers. */
+#include "qconn.h"
+
+#include "tls.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SYN_STREAM_VEC 16
+#define SYN_MAX_PKTS_PER_WRITE 64
+
+struct syn_qconn {
+    struct ev_loop *loop;
+    ngtcp2_conn *conn;
+    SSL *ssl;
+    ngtcp2_crypto_ossl_ctx *octx;
+    ngtcp2_crypto_conn_ref conn_ref;
+    int server;
+    int fd;
+    syn_sockaddr local, remote;
+    const syn_qconn_ops *ops;
+    void *owner;
+    size_t max_payload;
+    int trace;
+
+    ev_timer timer;
+    ev_io wio;
+    ev_prepare prep;
+    syn_udp_tx tx;
+
+    syn_qstream *streams;
+    syn_qstream *pend_head, *pend_tail;
+
+    int depth;
+    unsigned hs_done : 1, hs_notify : 1, avail_notify : 1, need_flush : 1;
+    unsigned close_req : 1, end_pending : 1, ended : 1, free_pending : 1;
+    uint64_t close_code;
+    char close_reason[64];
+    ngtcp2_ccerr ccerr; /* what we send in CONNECTION_CLOSE after a local error */
+    int err;            /* terminal error for ops->closed */
+    char detail[SYNESIS_DETAIL_MAX];
+};
+
+static void qc_log(syn_qconn *qc, synesis_log_level lv, const char *fmt, ...) SYNESIS_PRINTF(3, 4);
+static void qc_log(syn_qconn *qc, synesis_log_level lv, const char *fmt, ...) {
+    if (!qc->ops->log)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    qc->ops->log(qc, lv, msg);
+}
+
+void syn_qconn_settings_default(syn_qconn_settings *st) {
+    memset(st, 0, sizeof(*st));
+    st->idle_timeout_ns = 60 * NGTCP2_SECONDS;
+    st->handshake_timeout_ns = 10 * NGTCP2_SECONDS;
+    st->keep_alive_ns = 10 * NGTCP2_SECONDS;
+    st->max_udp_payload = 0;
+    st->pmtud = 1;
+    st->max_streams_bidi = 0;
+    st->max_streams_uni = 0;
+    st->stream_window = 1024 * 1024;
+    st->conn_window = 16 * 1024 * 1024;
+}
+
+/* ---- stream bookkeeping ---- */
+
+static void pend_add(syn_qconn *qc, syn_qstream *s) {
+    if (s->pending || s->closed || s->blocked)
+        return;
+    s->pending = 1;
+    s->pend_next = NULL;
+    s->pend_prev = qc->pend_tail;
+    if (qc->pend_tail)
+        qc->pend_tail->pend_next = s;
+    else
+        qc->pend_head = s;
+    qc->pend_tail = s;
+}
+
+static void pend_remove(syn_qconn *qc, syn_qstream *s) {
+    if (!s->pending)
+        return;
+    if (s->pend_prev)
+        s->pend_prev->pend_next = s->pend_next;
+    else
+        qc->pend_head = s->pend_next;
+    if (s->pend_next)
+        s->pend_next->pend_prev = s->pend_prev;
+    else
+        qc->pend_tail = s->pend_prev;
+    s->pend_prev = s->pend_next = NULL;
+    s->pending = 0;
+}
+
+static int stream_has_work(const syn_qstream *s) {
+    return s->sent < s->queued || (s->fin_queued && !s->fin_sent);
+}
+
+static syn_qstream *stream_new(syn_qconn *qc, int64_t id, void *user) {
+    syn_qstream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->id = id;
+    s->qc = qc;
+    s->user = user;
+    s->auto_consume = 1;
+    s->next = qc->streams;
+    if (qc->streams)
+        qc->streams->prev = s;
+    qc->streams = s;
+    return s;
+}
+
+static void chunk_release(syn_chunk *c) {
+    if (c->release)
+        c->release(c->release_ud, c->data, c->len);
+    free(c);
+}
+
+static void stream_free(syn_qconn *qc, syn_qstream *s) {
+    pend_remove(qc, s);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        qc->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    for (syn_chunk *c = s->head, *n; c; c = n) {
+        n = c->next;
+        chunk_release(c);
+    }
+    free(s);
+}
+
+static size_t stream_vec(syn_qstream *s, ngtcp2_vec *vec, size_t max, int *all) {
+    size_t n = 0;
+    uint64_t off = s->sent - s->cur_base;
+    syn_chunk *c = s->cur;
+    for (; c && n < max; c = c->next) {
+        vec[n].base = (uint8_t *)c->data + off;
+        vec[n].len = c->len - (size_t)off;
+        off = 0;
+        n++;
+    }
+    *all = (c == NULL);
+    return n;
+}
+
+static void stream_advance(syn_qconn *qc, syn_qstream *s, ngtcp2_ssize ndatalen, uint32_t flags) {
+    if (ndatalen < 0)
+        return;
+    s->sent += (uint64_t)ndatalen;
+    while (s->cur && s->sent >= s->cur_base + s->cur->len) {
+        s->cur_base += s->cur->len;
+        s->cur = s->cur->next;
+    }
+    if ((flags & NGTCP2_WRITE_STREAM_FLAG_FIN) && s->sent == s->queued)
+        s->fin_sent = 1;
+    if (!stream_has_work(s))
+        pend_remove(qc, s);
+}
+
+static int stream_append(syn_qstream *s, syn_chunk *c, int fin) {
+    if (s->fin_queued || s->closed) {
+        chunk_release(c);
+        return SYNESIS_ERR_INVALID_STATE;
+    }
+    c->next = NULL;
+    if (c->len) {
+        if (s->tail)
+            s->tail->next = c;
+        else {
+            s->head = c;
+            s->base = s->queued;
+        }
+        s->tail = c;
+        if (!s->cur) {
+            s->cur = c;
+            s->cur_base = s->queued;
+        }
+        s->queued += c->len;
+    } else {
+        chunk_release(c);
+    }
+    if (fin)
+        s->fin_queued = 1;
+    if (stream_has_work(s)) {
+        pend_add(s->qc, s);
+        syn_qconn_schedule(s->qc);
+    }
+    return 0;
+}
+
+int syn_qstream_write(syn_qstream *s, const void *data, size_t len, int fin) {
+    syn_chunk *c = malloc(sizeof(*c) + len);
+    if (!c)
+        return SYNESIS_ERR_NOMEM;
+    if (len)
+        memcpy(c->inline_data, data, len);
+    c->data = c->inline_data;
+    c->len = len;
+    c->release = NULL;
+    c->release_ud = NULL;
+    return stream_append(s, c, fin);
+}
+
+int syn_qstream_write_nocopy(syn_qstream *s, const void *data, size_t len, syn_release_fn release,
+                             void *release_ud, int fin) {
+    syn_chunk *c = malloc(sizeof(*c));
+    if (!c)
+        return SYNESIS_ERR_NOMEM;
+    c->data = data;
+    c->len = len;
+    c->release = release;
+    c->release_ud = release_ud;
+    return stream_append(s, c, fin);
+}
+
+uint64_t syn_qstream_unacked(const syn_qstream *s) { return s->queued - s->acked; }
+
+void syn_qstream_consume(syn_qstream *s, size_t n) {
+    syn_qconn *qc = s->qc;
+    if (s->closed || !n)
+        return;
+    ngtcp2_conn_extend_max_stream_offset(qc->conn, s->id, n);
+    ngtcp2_conn_extend_max_offset(qc->conn, n);
+    syn_qconn_schedule(qc);
+}
+
+void syn_qstream_shutdown(syn_qstream *s, uint64_t app_code) {
+    if (s->closed)
+        return;
+    ngtcp2_conn_shutdown_stream(s->qc->conn, 0, s->id, app_code);
+    pend_remove(s->qc, s);
+    syn_qconn_schedule(s->qc);
+}
+
+void syn_qstream_stop_reading(syn_qstream *s, uint64_t app_code) {
+    if (s->closed)
+        return;
+    ngtcp2_conn_shutdown_stream_read(s->qc->conn, 0, s->id, app_code);
+    syn_qconn_schedule(s->qc);
+}
+
+int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out) {
+    *out = NULL;
+    if (qc->ended || qc->close_req || qc->end_pending || !qc->hs_done)
+        return SYNESIS_ERR_NOT_CONNECTED;
+    int64_t id;
+    syn_qstream *s = stream_new(qc, -1, user);
+    if (!s)
+        return SYNESIS_ERR_NOMEM;
+    int rv = bidi ? ngtcp2_conn_open_bidi_stream(qc->conn, &id, s)
+                  : ngtcp2_conn_open_uni_stream(qc->conn, &id, s);
+    if (rv != 0) {
+        stream_free(qc, s);
+        return rv == NGTCP2_ERR_STREAM_ID_BLOCKED ? SYNESIS_ERR_WOULD_BLOCK : SYNESIS_ERR_QUIC;
+    }
+    s->id = id;
+    *out = s;
+    return 0;
+}
+
+/* ---- ngtcp2 callbacks ---- */
+
+static void rand_cb(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx) {
+    (void)ctx;
+    if (RAND_bytes(dest, (int)len) != 1)
+        memset(dest, 0, len); /* only reached if the DRBG is broken; ngtcp2 has no error path */
+}
+
+static int new_cid_cb(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token, size_t cidlen,
+                      void *ud) {
+    (void)conn;
+    syn_qconn *qc = ud;
+    if (RAND_bytes(cid->data, (int)cidlen) != 1 ||
+        RAND_bytes(token, NGTCP2_STATELESS_RESET_TOKENLEN) != 1)
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    cid->datalen = cidlen;
+    if (qc->ops->cid_added)
+        qc->ops->cid_added(qc, cid);
+    return 0;
+}
+
+/* The server is up once its handshake completes (the client's certificate verified). The client
+ * is up only once the handshake is confirmed (HANDSHAKE_DONE from the server): in TLS 1.3 the
+ * client finishes before the server has judged its certificate, and a refusal arrives after. */
+static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
+    (void)conn;
+    syn_qconn *qc = ud;
+    if (qc->server) {
+        qc->hs_done = 1;
+        qc->hs_notify = 1;
+    }
+    return 0;
+}
+
+static int handshake_confirmed_cb(ngtcp2_conn *conn, void *ud) {
+    (void)conn;
+    syn_qconn *qc = ud;
+    if (!qc->server) {
+        qc->hs_done = 1;
+        qc->hs_notify = 1;
+    }
+    return 0;
+}
+
+static int stream_open_cb(ngtcp2_conn *conn, int64_t id, void *ud) {
+    syn_qconn *qc = ud;
+    syn_qstream *s = stream_new(qc, id, NULL);
+    if (!s)
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    ngtcp2_conn_set_stream_user_data(conn, id, s);
+    if (!qc->ops->stream_open || qc->ops->stream_open(qc, s) != 0)
+        ngtcp2_conn_shutdown_stream(conn, 0, id, 0x1 /* refused */);
+    return 0;
+}
+
+static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64_t offset,
+                               const uint8_t *data, size_t len, void *ud, void *sud) {
+    (void)offset;
+    syn_qconn *qc = ud;
+    syn_qstream *s = sud;
+    if (!s) {
+        /* Data on one of our own streams whose object is gone: ignore but keep credit flowing. */
+        ngtcp2_conn_extend_max_stream_offset(conn, id, len);
+        ngtcp2_conn_extend_max_offset(conn, len);
+        return 0;
+    }
+    if (qc->ops->stream_data && !qc->free_pending)
+        qc->ops->stream_data(qc, s, data, len, (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0);
+    if (s->auto_consume && len) {
+        ngtcp2_conn_extend_max_stream_offset(conn, id, len);
+        ngtcp2_conn_extend_max_offset(conn, len);
+    }
+    return 0;
+}
+
+static int acked_cb(ngtcp2_conn *conn, int64_t id, uint64_t offset, uint64_t len, void *ud,
+                    void *sud) {
+    (void)conn;
+    (void)id;
+    syn_qconn *qc = ud;
+    syn_qstream *s = sud;
+    if (!s)
+        return 0;
+    uint64_t end = offset + len;
+    if (end > s->acked)
+        s->acked = end;
+    while (s->head && s->base + s->head->len <= s->acked) {
+        syn_chunk *c = s->head;
+        s->base += c->len;
+        s->head = c->next;
+        if (!s->head)
+            s->tail = NULL;
+        chunk_release(c);
+    }
+    if (qc->ops->stream_acked && !qc->free_pending)
+        qc->ops->stream_acked(qc, s);
+    return 0;
+}
+
+static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64_t app_code,
+                           void *ud, void *sud) {
+    syn_qconn *qc = ud;
+    syn_qstream *s = sud;
+    if (qc->server && !ngtcp2_conn_is_local_stream(conn, id)) {
+        if (ngtcp2_is_bidi_stream(id))
+            ngtcp2_conn_extend_max_streams_bidi(conn, 1);
+        else
+            ngtcp2_conn_extend_max_streams_uni(conn, 1);
+    }
+    if (!s)
+        return 0;
+    s->closed = 1;
+    pend_remove(qc, s);
+    if (qc->ops->stream_close && !qc->free_pending)
+        qc->ops->stream_close(qc, s, app_code, (flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET) != 0);
+    stream_free(qc, s);
+    return 0;
+}
+
+static int stream_reset_cb(ngtcp2_conn *conn, int64_t id, uint64_t final_size, uint64_t app_code,
+                           void *ud, void *sud) {
+    (void)conn;
+    (void)id;
+    (void)final_size;
+    syn_qconn *qc = ud;
+    if (sud && qc->ops->stream_reset && !qc->free_pending)
+        qc->ops->stream_reset(qc, sud, app_code, 0);
+    return 0;
+}
+
+static int extend_max_streams_cb(ngtcp2_conn *conn, uint64_t max, void *ud) {
+    (void)conn;
+    (void)max;
+    syn_qconn *qc = ud;
+    qc->avail_notify = 1;
+    return 0;
+}
+
+static int extend_max_stream_data_cb(ngtcp2_conn *conn, int64_t id, uint64_t max, void *ud,
+                                     void *sud) {
+    (void)conn;
+    (void)id;
+    (void)max;
+    syn_qconn *qc = ud;
+    syn_qstream *s = sud;
+    if (s && s->blocked) {
+        s->blocked = 0;
+        if (stream_has_work(s))
+            pend_add(qc, s);
+    }
+    return 0;
+}
+
+static void ngtcp2_log_cb(void *ud, const char *fmt, ...) {
+    syn_qconn *qc = ud;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (qc->ops->log)
+        qc->ops->log(qc, SYNESIS_LOG_TRACE, msg);
+}
+
+static ngtcp2_conn *get_conn_cb(ngtcp2_crypto_conn_ref *ref) {
+    syn_qconn *qc = ref->user_data;
+    return qc->conn;
+}
+
+static void fill_callbacks(ngtcp2_callbacks *cb, int server) {
+    memset(cb, 0, sizeof(*cb));
+    if (server) {
+        cb->recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
+    } else {
+        cb->client_initial = ngtcp2_crypto_client_initial_cb;
+        cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
+    }
+    cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+    cb->encrypt = ngtcp2_crypto_encrypt_cb;
+    cb->decrypt = ngtcp2_crypto_decrypt_cb;
+    cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
+    cb->update_key = ngtcp2_crypto_update_key_cb;
+    cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+    cb->delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+    cb->get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+    cb->version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+    cb->rand = rand_cb;
+    cb->get_new_connection_id = new_cid_cb;
+    cb->handshake_completed = handshake_completed_cb;
+    cb->handshake_confirmed = handshake_confirmed_cb;
+    cb->stream_open = stream_open_cb;
+    cb->recv_stream_data = recv_stream_data_cb;
+    cb->acked_stream_data_offset = acked_cb;
+    cb->stream_close = stream_close_cb;
+    cb->stream_reset = stream_reset_cb;
+    cb->extend_max_local_streams_bidi = extend_max_streams_cb;
+    cb->extend_max_local_streams_uni = extend_max_streams_cb;
+    cb->extend_max_stream_data = extend_max_stream_data_cb;
+}
+
+/* ---- lifecycle ---- */
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void wio_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void prep_cb(struct ev_loop *loop, ev_prepare *w, int revents);
+
+static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *local,
+                           const syn_sockaddr *remote, const syn_qconn_settings *st,
+                           const syn_qconn_ops *ops, void *owner, int server) {
+    syn_qconn *qc = calloc(1, sizeof(*qc));
+    if (!qc)
+        return NULL;
+    qc->loop = loop;
+    qc->fd = fd;
+    qc->local = *local;
+    qc->remote = *remote;
+    qc->ops = ops;
+    qc->owner = owner;
+    qc->server = server;
+    qc->trace = st->trace;
+    qc->max_payload = st->max_udp_payload ? st->max_udp_payload : 1452;
+    if (qc->max_payload > SYN_UDP_MAX_PAYLOAD)
+        qc->max_payload = SYN_UDP_MAX_PAYLOAD;
+    if (qc->max_payload < NGTCP2_MAX_UDP_PAYLOAD_SIZE)
+        qc->max_payload = NGTCP2_MAX_UDP_PAYLOAD_SIZE;
+    qc->conn_ref.get_conn = get_conn_cb;
+    qc->conn_ref.user_data = qc;
+    ngtcp2_ccerr_default(&qc->ccerr);
+    ev_timer_init(&qc->timer, timer_cb, 0., 0.);
+    qc->timer.data = qc;
+    ev_io_init(&qc->wio, wio_cb, fd, EV_WRITE);
+    qc->wio.data = qc;
+    ev_prepare_init(&qc->prep, prep_cb);
+    qc->prep.data = qc;
+    return qc;
+}
+
+static void fill_settings(syn_qconn *qc, const syn_qconn_settings *st, ngtcp2_settings *s,
+                          ngtcp2_transport_params *p) {
+    ngtcp2_settings_default(s);
+    s->initial_ts = syn_now_ns();
+    s->handshake_timeout = st->handshake_timeout_ns ? st->handshake_timeout_ns : UINT64_MAX;
+    s->max_tx_udp_payload_size = qc->max_payload;
+    s->no_pmtud = st->pmtud ? 0 : 1;
+    if (st->trace)
+        s->log_printf = ngtcp2_log_cb;
+    ngtcp2_transport_params_default(p);
+    p->max_idle_timeout = st->idle_timeout_ns;
+    p->initial_max_streams_bidi = st->max_streams_bidi;
+    p->initial_max_streams_uni = st->max_streams_uni;
+    p->initial_max_stream_data_bidi_local = st->stream_window;
+    p->initial_max_stream_data_bidi_remote = st->stream_window;
+    p->initial_max_stream_data_uni = st->stream_window;
+    p->initial_max_data = st->conn_window;
+}
+
+static ngtcp2_path qc_path(syn_qconn *qc) {
+    ngtcp2_path path = {
+        .local = {.addr = (ngtcp2_sockaddr *)&qc->local.ss, .addrlen = qc->local.len},
+        .remote = {.addr = (ngtcp2_sockaddr *)&qc->remote.ss, .addrlen = qc->remote.len},
+        .user_data = NULL,
+    };
+    return path;
+}
+
+static int qc_ssl_new(syn_qconn *qc, SSL_CTX *ctx, char *detail) {
+    syn_ossl_clear();
+    qc->ssl = SSL_new(ctx);
+    if (!qc->ssl)
+        return syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "SSL_new");
+    if (ngtcp2_crypto_ossl_ctx_new(&qc->octx, qc->ssl) != 0)
+        return syn_fail(detail, SYNESIS_ERR_CRYPTO, "ngtcp2_crypto_ossl_ctx_new failed");
+    int rv = qc->server ? ngtcp2_crypto_ossl_configure_server_session(qc->ssl)
+                        : ngtcp2_crypto_ossl_configure_client_session(qc->ssl);
+    if (rv != 0)
+        return syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "configuring the QUIC TLS session");
+    SSL_set_app_data(qc->ssl, &qc->conn_ref);
+    return 0;
+}
+
+int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const syn_sockaddr *local,
+                         const syn_sockaddr *remote, SSL_CTX *ctx, const char *server_name,
+                         const char *alpn, const syn_qconn_settings *st, const syn_qconn_ops *ops,
+                         void *owner, char *detail) {
+    *out = NULL;
+    syn_qconn *qc = qc_alloc(loop, fd, local, remote, st, ops, owner, 0);
+    if (!qc)
+        return syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
+    int rv = qc_ssl_new(qc, ctx, detail);
+    if (rv == 0) {
+        SSL_set_connect_state(qc->ssl);
+        rv = syn_tls_client_ssl_setup(qc->ssl, server_name, alpn, detail);
+    }
+    if (rv == 0) {
+        ngtcp2_cid dcid, scid;
+        dcid.datalen = NGTCP2_MIN_INITIAL_DCIDLEN;
+        scid.datalen = 8;
+        if (RAND_bytes(dcid.data, (int)dcid.datalen) != 1 ||
+            RAND_bytes(scid.data, (int)scid.datalen) != 1) {
+            rv = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "RAND_bytes");
+        } else {
+            ngtcp2_callbacks cb;
+            ngtcp2_settings s;
+            ngtcp2_transport_params p;
+            fill_callbacks(&cb, 0);
+            fill_settings(qc, st, &s, &p);
+            ngtcp2_path path = qc_path(qc);
+            int nrv = ngtcp2_conn_client_new(&qc->conn, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1,
+                                             &cb, &s, &p, NULL, qc);
+            if (nrv != 0)
+                rv = syn_fail(detail, nrv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC,
+                              "ngtcp2_conn_client_new: %s", ngtcp2_strerror(nrv));
+        }
+    }
+    if (rv != 0) {
+        syn_qconn_free(qc);
+        return rv;
+    }
+    ngtcp2_conn_set_tls_native_handle(qc->conn, qc->octx);
+    if (st->keep_alive_ns)
+        ngtcp2_conn_set_keep_alive_timeout(qc->conn, st->keep_alive_ns);
+    *out = qc;
+    return 0;
+}
+
+int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const syn_sockaddr *local,
+                         const syn_sockaddr *remote, const ngtcp2_pkt_hd *hd, SSL_CTX *ctx,
+                         const syn_qconn_settings *st, const syn_qconn_ops *ops, void *owner,
+                         char *detail) {
+    *out = NULL;
+    syn_qconn *qc = qc_alloc(loop, fd, local, remote, st, ops, owner, 1);
+    if (!qc)
+        return syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
+    int rv = qc_ssl_new(qc, ctx, detail);
+    if (rv == 0) {
+        SSL_set_accept_state(qc->ssl);
+        ngtcp2_cid scid;
+        scid.datalen = SYN_SV_SCIDLEN;
+        ngtcp2_callbacks cb;
+        ngtcp2_settings s;
+        ngtcp2_transport_params p;
+        fill_callbacks(&cb, 1);
+        fill_settings(qc, st, &s, &p);
+        s.token = hd->token;
+        s.tokenlen = hd->tokenlen;
+        p.original_dcid = hd->dcid;
+        p.original_dcid_present = 1;
+        if (RAND_bytes(scid.data, (int)scid.datalen) != 1 ||
+            RAND_bytes(p.stateless_reset_token, sizeof(p.stateless_reset_token)) != 1) {
+            rv = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "RAND_bytes");
+        } else {
+            p.stateless_reset_token_present = 1;
+            ngtcp2_path path = qc_path(qc);
+            int nrv = ngtcp2_conn_server_new(&qc->conn, &hd->scid, &scid, &path, hd->version, &cb,
+                                             &s, &p, NULL, qc);
+            if (nrv != 0)
+                rv = syn_fail(detail, nrv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC,
+                              "ngtcp2_conn_server_new: %s", ngtcp2_strerror(nrv));
+            else if (ops->cid_added)
+                ops->cid_added(qc, &scid);
+        }
+    }
+    if (rv != 0) {
+        syn_qconn_free(qc);
+        return rv;
+    }
+    ngtcp2_conn_set_tls_native_handle(qc->conn, qc->octx);
+    if (st->keep_alive_ns)
+        ngtcp2_conn_set_keep_alive_timeout(qc->conn, st->keep_alive_ns);
+    *out = qc;
+    return 0;
+}
+
+static void really_free(syn_qconn *qc) {
+    ev_timer_stop(qc->loop, &qc->timer);
+    ev_io_stop(qc->loop, &qc->wio);
+    ev_prepare_stop(qc->loop, &qc->prep);
+    while (qc->streams) {
+        syn_qstream *s = qc->streams;
+        if (qc->conn && s->id >= 0)
+            ngtcp2_conn_set_stream_user_data(qc->conn, s->id, NULL);
+        stream_free(qc, s);
+    }
+    /* Order matters with the ossl backend: detach and free the SSL, then the crypto ctx, then the
+     * connection. */
+    if (qc->ssl) {
+        SSL_set_app_data(qc->ssl, NULL);
+        SSL_free(qc->ssl);
+    }
+    if (qc->octx)
+        ngtcp2_crypto_ossl_ctx_del(qc->octx);
+    if (qc->conn)
+        ngtcp2_conn_del(qc->conn);
+    free(qc);
+}
+
+void syn_qconn_free(syn_qconn *qc) {
+    if (!qc)
+        return;
+    if (qc->depth > 0) {
+        qc->free_pending = 1;
+        return;
+    }
+    really_free(qc);
+}
+
+/* ---- errors ---- */
+
+/* Records the terminal error (first one wins) to be reported via ops->closed. */
+static void qc_end(syn_qconn *qc, int err, const char *fmt, ...) SYNESIS_PRINTF(3, 4);
+static void qc_end(syn_qconn *qc, int err, const char *fmt, ...) {
+    if (qc->end_pending || qc->ended)
+        return;
+    qc->end_pending = 1;
+    qc->err = err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(qc->detail, sizeof(qc->detail), fmt, ap);
+    va_end(ap);
+}
+
+/* Sends CONNECTION_CLOSE carrying qc->ccerr, once. */
+static void send_close(syn_qconn *qc) {
+    if (!qc->conn || ngtcp2_conn_in_closing_period(qc->conn) ||
+        ngtcp2_conn_in_draining_period(qc->conn))
+        return;
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi;
+    qc->tx.n = qc->tx.done = 0;
+    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(qc->conn, &ps.path, &pi, qc->tx.buf[0],
+                                                        qc->max_payload, &qc->ccerr, syn_now_ns());
+    if (n > 0) {
+        qc->tx.len[0] = (size_t)n;
+        qc->tx.n = 1;
+        (void)syn_udp_flush(qc->fd, &qc->tx, qc->server ? &qc->remote : NULL);
+        qc->tx.n = qc->tx.done = 0;
+    }
+}
+
+static const char *ccerr_type_name(ngtcp2_ccerr_type t) {
+    switch (t) {
+    case NGTCP2_CCERR_TYPE_TRANSPORT:
+        return "transport";
+    case NGTCP2_CCERR_TYPE_APPLICATION:
+        return "application";
+    case NGTCP2_CCERR_TYPE_VERSION_NEGOTIATION:
+        return "version negotiation";
+    case NGTCP2_CCERR_TYPE_IDLE_CLOSE:
+        return "idle close";
+    default:
+        return "other";
+    }
+}
+
+/* The peer closed the connection (we are draining): work out what it told us. */
+static void peer_closed(syn_qconn *qc) {
+    const ngtcp2_ccerr *e = ngtcp2_conn_get_ccerr(qc->conn);
+    char reason[128] = "";
+    if (e->reasonlen) {
+        size_t n = e->reasonlen < sizeof(reason) - 1 ? e->reasonlen : sizeof(reason) - 1;
+        memcpy(reason, e->reason, n);
+        reason[n] = 0;
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)reason[i] < 0x20 || (unsigned char)reason[i] > 0x7e)
+                reason[i] = '?';
+    }
+    if (e->type == NGTCP2_CCERR_TYPE_TRANSPORT && e->error_code >= NGTCP2_CRYPTO_ERROR &&
+        e->error_code <= NGTCP2_CRYPTO_ERROR + 0xff && !qc->server) {
+        /* A TLS alert from the edge during the handshake, e.g. it refused our certificate. */
+        uint8_t alert = (uint8_t)(e->error_code - NGTCP2_CRYPTO_ERROR);
+        int code = syn_tls_client_handshake_error(qc->ssl, alert, qc->detail);
+        char d[SYNESIS_DETAIL_MAX];
+        snprintf(d, sizeof(d), "%s", qc->detail);
+        qc_end(qc, code, "%s", d);
+        return;
+    }
+    qc_end(qc, SYNESIS_ERR_CLOSED_BY_PEER, "closed by peer: %s error 0x%llx%s%s%s",
+           ccerr_type_name(e->type), (unsigned long long)e->error_code, reason[0] ? " (\"" : "",
+           reason, reason[0] ? "\")" : "");
+}
+
+/* A local failure reported by ngtcp2 (rv): classify, and queue CONNECTION_CLOSE when due. */
+static void local_error(syn_qconn *qc, int rv, const char *where) {
+    switch (rv) {
+    case NGTCP2_ERR_DRAINING:
+        peer_closed(qc);
+        return;
+    case NGTCP2_ERR_CLOSING:
+        qc_end(qc, SYNESIS_ERR_CONNECTION_LOST, "connection is closing");
+        return;
+    case NGTCP2_ERR_IDLE_CLOSE:
+        qc_end(qc, qc->hs_done ? SYNESIS_ERR_IDLE_TIMEOUT : SYNESIS_ERR_HANDSHAKE_TIMEOUT,
+               qc->hs_done ? "no packet from the peer within the idle timeout"
+                           : "no handshake within the idle timeout");
+        return;
+    case NGTCP2_ERR_HANDSHAKE_TIMEOUT:
+        qc_end(qc, SYNESIS_ERR_HANDSHAKE_TIMEOUT, "no handshake within the handshake timeout");
+        return;
+    case NGTCP2_ERR_DROP_CONN:
+    case NGTCP2_ERR_RETRY:
+        qc_end(qc, SYNESIS_ERR_CONNECTION_LOST, "connection dropped (%s)", ngtcp2_strerror(rv));
+        return;
+    case NGTCP2_ERR_CRYPTO: {
+        uint8_t alert = ngtcp2_conn_get_tls_alert(qc->conn);
+        ngtcp2_ccerr_set_tls_alert(&qc->ccerr, alert, NULL, 0);
+        send_close(qc);
+        if (qc->server) {
+            qc_end(qc, SYNESIS_ERR_TLS_HANDSHAKE, "TLS handshake failed (alert %u)", alert);
+            ERR_clear_error();
+        } else {
+            char d[SYNESIS_DETAIL_MAX];
+            int code = syn_tls_client_handshake_error(qc->ssl, 0, d);
+            qc_end(qc, code, "%s", d);
+        }
+        return;
+    }
+    default:
+        ngtcp2_ccerr_set_liberr(&qc->ccerr, rv, NULL, 0);
+        send_close(qc);
+        qc_end(qc, rv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC, "%s: %s", where,
+               ngtcp2_strerror(rv));
+        return;
+    }
+}
+
+/* ---- write path ---- */
+
+static void arm_timer(syn_qconn *qc) {
+    ev_timer_stop(qc->loop, &qc->timer);
+    if (qc->ended || qc->end_pending)
+        return;
+    ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(qc->conn);
+    if (expiry == UINT64_MAX)
+        return;
+    uint64_t now = syn_now_ns();
+    double after = expiry > now ? (double)(expiry - now) / 1e9 : 0.;
+    ev_timer_set(&qc->timer, after, 0.);
+    ev_timer_start(qc->loop, &qc->timer);
+}
+
+/* Sends queued datagrams; returns 0 when the batch is empty, 1 when blocked, -1 after an error. */
+static int tx_flush(syn_qconn *qc) {
+    if (!qc->tx.n)
+        return 0;
+    int r = syn_udp_flush(qc->fd, &qc->tx, qc->server ? &qc->remote : NULL);
+    if (r == 1) {
+        ev_io_start(qc->loop, &qc->wio);
+        return 1;
+    }
+    if (r < 0) {
+        /* The client's connected socket reports ICMP errors here: the path is gone. */
+        if (!qc->server) {
+            qc_end(qc, qc->hs_done ? SYNESIS_ERR_CONNECTION_LOST : SYNESIS_ERR_SOCKET, "send: %s",
+                   strerror(-r));
+            return -1;
+        }
+        qc_log(qc, SYNESIS_LOG_DEBUG, "send: %s", strerror(-r));
+    }
+    return 0;
+}
+
+static void do_write(syn_qconn *qc) {
+    qc->need_flush = 0;
+    if (qc->ended || qc->end_pending || !qc->conn)
+        return;
+    if (ngtcp2_conn_in_closing_period(qc->conn) || ngtcp2_conn_in_draining_period(qc->conn))
+        return;
+    if (tx_flush(qc) != 0)
+        return;
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi;
+    uint64_t ts = syn_now_ns();
+    size_t quantum = ngtcp2_conn_get_send_quantum(qc->conn) / qc->max_payload;
+    size_t max_pkts = quantum < 1 ? 1 : quantum > SYN_MAX_PKTS_PER_WRITE ? SYN_MAX_PKTS_PER_WRITE
+                                                                         : quantum;
+    size_t npkts = 0;
+    for (;;) {
+        syn_qstream *s = qc->pend_head;
+        ngtcp2_vec vec[SYN_STREAM_VEC];
+        size_t nvec = 0;
+        int64_t sid = -1;
+        uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
+        if (s) {
+            int all = 0;
+            sid = s->id;
+            nvec = stream_vec(s, vec, SYN_STREAM_VEC, &all);
+            if (s->fin_queued && all)
+                flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+        }
+        ngtcp2_ssize ndatalen = -1;
+        uint8_t *buf = qc->tx.buf[qc->tx.n];
+        ngtcp2_ssize nw = ngtcp2_conn_writev_stream(qc->conn, &ps.path, &pi, buf, qc->max_payload,
+                                                    &ndatalen, flags, sid, vec, nvec, ts);
+        if (nw < 0) {
+            if (nw == NGTCP2_ERR_WRITE_MORE) {
+                stream_advance(qc, s, ndatalen, flags);
+                continue;
+            }
+            if (s && nw == NGTCP2_ERR_STREAM_DATA_BLOCKED) {
+                s->blocked = 1;
+                pend_remove(qc, s);
+                continue;
+            }
+            if (s && (nw == NGTCP2_ERR_STREAM_SHUT_WR || nw == NGTCP2_ERR_STREAM_NOT_FOUND)) {
+                pend_remove(qc, s);
+                continue;
+            }
+            local_error(qc, (int)nw, "write");
+            return;
+        }
+        if (s)
+            stream_advance(qc, s, ndatalen, flags);
+        if (nw == 0)
+            break;
+        qc->tx.len[qc->tx.n] = (size_t)nw;
+        qc->tx.ecn[qc->tx.n] = pi.ecn;
+        qc->tx.n++;
+        npkts++;
+        if (qc->tx.n == SYN_UDP_TX_BATCH && tx_flush(qc) != 0)
+            break;
+        if (npkts >= max_pkts)
+            break;
+    }
+    if (!qc->end_pending)
+        (void)tx_flush(qc);
+    ngtcp2_conn_update_pkt_tx_time(qc->conn, ts);
+    arm_timer(qc);
+}
+
+/* ---- the unwinding point: deferred work runs when the driver is no longer on the stack ---- */
+
+static void enter(syn_qconn *qc) { qc->depth++; }
+
+/* Returns 1 if qc was freed. */
+static int leave(syn_qconn *qc) {
+    if (--qc->depth > 0)
+        return 0;
+    for (;;) {
+        if (qc->free_pending) {
+            /* A close requested before the free still sends its CONNECTION_CLOSE. */
+            if (qc->close_req && !qc->ended && !qc->end_pending) {
+                ngtcp2_ccerr_set_application_error(&qc->ccerr, qc->close_code,
+                                                   (const uint8_t *)qc->close_reason,
+                                                   strlen(qc->close_reason));
+                send_close(qc);
+            }
+            really_free(qc);
+            return 1;
+        }
+        qc->depth++;
+        if (!qc->ended && !qc->end_pending && qc->close_req) {
+            ngtcp2_ccerr_set_application_error(&qc->ccerr, qc->close_code,
+                                               (const uint8_t *)qc->close_reason,
+                                               strlen(qc->close_reason));
+            send_close(qc);
+            qc_end(qc, 0, "closed locally");
+        }
+        if (qc->hs_notify && !qc->end_pending && !qc->ended) {
+            qc->hs_notify = 0;
+            if (qc->ops->handshake_done)
+                qc->ops->handshake_done(qc);
+        } else if (qc->avail_notify && !qc->end_pending && !qc->ended) {
+            qc->avail_notify = 0;
+            if (qc->ops->streams_available)
+                qc->ops->streams_available(qc);
+        } else if (qc->end_pending && !qc->ended) {
+            qc->ended = 1;
+            qc->end_pending = 0;
+            ev_timer_stop(qc->loop, &qc->timer);
+            ev_io_stop(qc->loop, &qc->wio);
+            ev_prepare_stop(qc->loop, &qc->prep);
+            if (qc->ops->closed)
+                qc->ops->closed(qc, qc->err, qc->detail);
+        } else if (qc->need_flush && !qc->ended) {
+            do_write(qc);
+        } else {
+            qc->depth--;
+            break;
+        }
+        qc->depth--;
+    }
+    if (qc->free_pending) {
+        really_free(qc);
+        return 1;
+    }
+    return 0;
+}
+
+void syn_qconn_recv(syn_qconn *qc, const syn_sockaddr *local, const syn_sockaddr *remote,
+                    uint8_t ecn, const uint8_t *data, size_t len) {
+    if (qc->ended || qc->end_pending || qc->free_pending)
+        return;
+    enter(qc);
+    ngtcp2_path path = {
+        .local = {.addr = (ngtcp2_sockaddr *)&local->ss, .addrlen = local->len},
+        .remote = {.addr = (ngtcp2_sockaddr *)&remote->ss, .addrlen = remote->len},
+        .user_data = NULL,
+    };
+    ngtcp2_pkt_info pi = {.ecn = ecn};
+    int rv = ngtcp2_conn_read_pkt(qc->conn, &path, &pi, data, len, syn_now_ns());
+    if (rv != 0) {
+        if (rv == NGTCP2_ERR_DISCARD_PKT)
+            qc_log(qc, SYNESIS_LOG_DEBUG, "packet discarded");
+        else
+            local_error(qc, rv, "read");
+    } else {
+        qc->need_flush = 1;
+    }
+    leave(qc);
+}
+
+void syn_qconn_flush(syn_qconn *qc) {
+    if (qc->depth > 0) {
+        qc->need_flush = 1;
+        return;
+    }
+    enter(qc);
+    qc->need_flush = 1;
+    leave(qc);
+}
+
+void syn_qconn_schedule(syn_qconn *qc) {
+    if (qc->ended || qc->free_pending)
+        return;
+    if (qc->depth > 0) {
+        qc->need_flush = 1;
+        return;
+    }
+    if (!ev_is_active(&qc->prep))
+        ev_prepare_start(qc->loop, &qc->prep);
+}
+
+void syn_qconn_close(syn_qconn *qc, uint64_t app_code, const char *reason) {
+    if (qc->ended || qc->close_req || qc->end_pending)
+        return;
+    qc->close_req = 1;
+    qc->close_code = app_code;
+    snprintf(qc->close_reason, sizeof(qc->close_reason), "%s", reason ? reason : "");
+    enter(qc);
+    leave(qc);
+}
+
+void syn_qconn_abort(syn_qconn *qc, int err, const char *detail) {
+    if (qc->ended || qc->close_req || qc->end_pending)
+        return;
+    qc_end(qc, err, "%s", detail ? detail : "");
+    enter(qc);
+    leave(qc);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    syn_qconn *qc = w->data;
+    enter(qc);
+    int rv = ngtcp2_conn_handle_expiry(qc->conn, syn_now_ns());
+    if (rv != 0)
+        local_error(qc, rv, "timer");
+    else
+        qc->need_flush = 1;
+    leave(qc);
+}
+
+static void wio_cb(struct ev_loop *loop, ev_io *w, int revents) {
+    (void)revents;
+    syn_qconn *qc = w->data;
+    ev_io_stop(loop, w);
+    enter(qc);
+    qc->need_flush = 1;
+    leave(qc);
+}
+
+static void prep_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
+    (void)revents;
+    syn_qconn *qc = w->data;
+    ev_prepare_stop(loop, w);
+    enter(qc);
+    qc->need_flush = 1;
+    leave(qc);
+}
+
+/* ---- accessors ---- */
+
+void *syn_qconn_owner(const syn_qconn *qc) { return qc->owner; }
+SSL *syn_qconn_ssl(const syn_qconn *qc) { return qc->ssl; }
+ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc) { return qc->conn; }
+int syn_qconn_handshake_completed(const syn_qconn *qc) { return qc->hs_done; }
+const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc) { return &qc->remote; }
+void syn_qconn_set_remote(syn_qconn *qc, const syn_sockaddr *remote) { qc->remote = *remote; }
+
+uint32_t syn_qconn_srtt_ms(const syn_qconn *qc) {
+    ngtcp2_conn_info ci;
+    ngtcp2_conn_get_conn_info(qc->conn, &ci);
+    return (uint32_t)(ci.smoothed_rtt / NGTCP2_MILLISECONDS);
+}

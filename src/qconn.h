@@ -1,0 +1,162 @@
+/*
+ * The QUIC connection driver shared by the tunnel (client) and the reference edge (server): one
+ * ngtcp2 connection with its OpenSSL session, its expiry timer, stream send buffers kept until
+ * acknowledged, the batched write loop with pacing, and error mapping. It owns no socket: the owner
+ * feeds received datagrams in and gives it the fd to send on.
+ *
+ * Re-entrancy: the driver never calls its owner from inside an ngtcp2 callback for anything that
+ * could close the connection; owner notifications that can lead to a close or a free run after
+ * ngtcp2 returns. syn_qconn_close() and syn_qconn_free() are safe from inside any owner callback:
+ * they are deferred until the driver unwinds.
+ */
+#ifndef SYNESIS_QCONN_H
+#define SYNESIS_QCONN_H
+
+#include "internal.h"
+#include "udp.h"
+
+#include <ev.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <ngtcp2/ngtcp2_crypto_ossl.h>
+#include <openssl/ssl.h>
+
+/* Length of the connection IDs the edge issues (it routes datagrams by them). */
+#define SYN_SV_SCIDLEN 18
+
+typedef struct syn_qconn syn_qconn;
+typedef struct syn_qstream syn_qstream;
+typedef struct syn_chunk syn_chunk;
+
+/* Called when the bytes of a no-copy write are acknowledged or abandoned. */
+typedef void (*syn_release_fn)(void *user_data, const void *data, size_t len);
+
+struct syn_chunk {
+    syn_chunk *next;
+    const uint8_t *data;
+    size_t len;
+    syn_release_fn release; /* NULL when data is the inline copy below */
+    void *release_ud;
+    uint8_t inline_data[];
+};
+
+struct syn_qstream {
+    int64_t id;
+    syn_qconn *qc;
+    void *user; /* the owner's per-stream object */
+
+    /* Send side: chunks from `base` (offset of head's first byte) to `queued`. */
+    syn_chunk *head, *tail;
+    syn_chunk *cur;    /* chunk holding offset `sent` (NULL when everything queued is sent) */
+    uint64_t cur_base; /* offset of cur's first byte */
+    uint64_t base, queued, sent, acked;
+    unsigned fin_queued : 1, fin_sent : 1, blocked : 1, pending : 1, closed : 1;
+    unsigned auto_consume : 1; /* return flow-control credit as soon as data is delivered */
+    syn_qstream *pend_prev, *pend_next; /* streams with something to send */
+    syn_qstream *prev, *next;           /* all streams of the connection */
+};
+
+typedef struct syn_qconn_ops {
+    /* The handshake completed (client: the edge's certificate verified; server: the client's). */
+    void (*handshake_done)(syn_qconn *qc);
+    /* The peer opened a stream. Set s->user as needed; return 0, or non-zero to reset it. */
+    int (*stream_open)(syn_qconn *qc, syn_qstream *s);
+    /* Stream data in order; fin set on the last call. Called from inside ngtcp2: the owner may
+     * queue writes, shut the stream down and consume, but must close/free only via the deferred
+     * calls. */
+    void (*stream_data)(syn_qconn *qc, syn_qstream *s, const uint8_t *data, size_t len, int fin);
+    /* The peer reset its sending side (app_code) or asked us to stop sending (stop = 1). */
+    void (*stream_reset)(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int stop);
+    /* Sent data was acknowledged (s->acked moved): room in the send buffer. */
+    void (*stream_acked)(syn_qconn *qc, syn_qstream *s);
+    /* The stream is closed in both directions and will be freed after this returns. */
+    void (*stream_close)(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset);
+    /* The peer raised our stream limits: streams may be opened again. */
+    void (*streams_available)(syn_qconn *qc);
+    /* The connection is over (err < 0, or 0 after our own close). Runs after ngtcp2 returned; the
+     * owner typically frees the connection here. */
+    void (*closed)(syn_qconn *qc, int err, const char *detail);
+    /* A new connection ID was issued by us (server routing). */
+    void (*cid_added)(syn_qconn *qc, const ngtcp2_cid *cid);
+    /* Logging at the given level. */
+    void (*log)(syn_qconn *qc, synesis_log_level level, const char *msg);
+} syn_qconn_ops;
+
+typedef struct syn_qconn_settings {
+    uint64_t idle_timeout_ns;
+    uint64_t handshake_timeout_ns;
+    uint64_t keep_alive_ns;      /* 0 = off */
+    size_t max_udp_payload;      /* cap, 0 = 1452 */
+    int pmtud;
+    uint64_t max_streams_bidi;   /* streams the peer may open */
+    uint64_t max_streams_uni;
+    uint64_t stream_window;      /* per-stream receive window */
+    uint64_t conn_window;        /* connection receive window */
+    int trace;                   /* forward ngtcp2's own log to ops->log at TRACE */
+} syn_qconn_settings;
+
+void syn_qconn_settings_default(syn_qconn_settings *st);
+
+/* Creates a client connection on fd (connected to remote). server_name/alpn go to TLS setup. */
+int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const syn_sockaddr *local,
+                         const syn_sockaddr *remote, SSL_CTX *ctx, const char *server_name,
+                         const char *alpn, const syn_qconn_settings *st, const syn_qconn_ops *ops,
+                         void *owner, char *detail);
+
+/* Creates a server connection for a client Initial (hd from ngtcp2_accept) on the shared fd.
+ * The first datagram must then be fed with syn_qconn_recv(). */
+int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const syn_sockaddr *local,
+                         const syn_sockaddr *remote, const ngtcp2_pkt_hd *hd, SSL_CTX *ctx,
+                         const syn_qconn_settings *st, const syn_qconn_ops *ops, void *owner,
+                         char *detail);
+
+/* Feeds one received datagram. The owner calls syn_qconn_flush() after a batch. */
+void syn_qconn_recv(syn_qconn *qc, const syn_sockaddr *local, const syn_sockaddr *remote,
+                    uint8_t ecn, const uint8_t *data, size_t len);
+
+/* Runs the write loop now (sends what congestion control and pacing allow, re-arms timers). */
+void syn_qconn_flush(syn_qconn *qc);
+
+/* Asks for a flush before the loop next blocks (batches many writes into one send). */
+void syn_qconn_schedule(syn_qconn *qc);
+
+/* Closes: CONNECTION_CLOSE with an application error code and reason, then ops->closed(0).
+ * Deferred when called from inside the driver. */
+void syn_qconn_close(syn_qconn *qc, uint64_t app_code, const char *reason);
+
+/* Ends the connection as if the peer vanished (no packet sent), with err: used for socket errors.
+ * Deferred like close. */
+void syn_qconn_abort(syn_qconn *qc, int err, const char *detail);
+
+/* Releases everything (streams' buffers included, via their release callbacks); no ops callback
+ * runs. Deferred when called from inside the driver. */
+void syn_qconn_free(syn_qconn *qc);
+
+void *syn_qconn_owner(const syn_qconn *qc);
+SSL *syn_qconn_ssl(const syn_qconn *qc);
+ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc);
+int syn_qconn_handshake_completed(const syn_qconn *qc);
+/* Smoothed RTT in milliseconds (0 before the first sample). */
+uint32_t syn_qconn_srtt_ms(const syn_qconn *qc);
+/* Remote address (the path currently in use). */
+const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc);
+/* For the edge: update the send fd/path when packets arrive from a new address (migration). */
+void syn_qconn_set_remote(syn_qconn *qc, const syn_sockaddr *remote);
+
+/* Streams. open returns SYNESIS_ERR_WOULD_BLOCK when the peer's stream limit is reached. */
+int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out);
+/* Queues a copy of data (and FIN when fin). */
+int syn_qstream_write(syn_qstream *s, const void *data, size_t len, int fin);
+/* Queues data without copying; release runs once it is acknowledged or abandoned. */
+int syn_qstream_write_nocopy(syn_qstream *s, const void *data, size_t len, syn_release_fn release,
+                             void *release_ud, int fin);
+/* Bytes queued and not yet acknowledged. */
+uint64_t syn_qstream_unacked(const syn_qstream *s);
+/* Returns flow-control credit for n consumed bytes (when auto_consume is off). */
+void syn_qstream_consume(syn_qstream *s, size_t n);
+/* Resets our sending side and asks the peer to stop (STOP_SENDING), with app_code. */
+void syn_qstream_shutdown(syn_qstream *s, uint64_t app_code);
+/* Asks the peer to stop sending (STOP_SENDING) only. */
+void syn_qstream_stop_reading(syn_qstream *s, uint64_t app_code);
+
+#endif /* SYNESIS_QCONN_H */

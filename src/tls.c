@@ -1,0 +1,426 @@
+/* TLS 1.3 contexts for the device (client) and the edge (server). No QUIC here: the transport
+ * applies ngtcp2's crypto glue to the SSL objects made from these contexts. */
+#include "tls.h"
+
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What a context owns beyond OpenSSL's own state; freed with the SSL_CTX via ex_data. */
+struct ctx_data {
+    uint8_t (*pins)[32];
+    size_t n_pins;
+    char *alpn;
+};
+
+static pthread_once_t index_once = PTHREAD_ONCE_INIT;
+static int ctx_index = -1; /* SSL_CTX -> struct ctx_data */
+static int ssl_index = -1; /* SSL -> (depth + 1) of the first verify error, as an integer */
+
+static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    struct ctx_data *d = ptr;
+    if (d) {
+        free(d->pins);
+        free(d->alpn);
+        free(d);
+    }
+}
+
+static void index_init(void) {
+    ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, ctx_data_free);
+    ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+static int tls_init(char *detail) {
+    int rc = syn_crypto_init();
+    if (rc)
+        return syn_fail_ossl(detail, rc, "OpenSSL initialisation failed");
+    pthread_once(&index_once, index_init);
+    if (ctx_index < 0 || ssl_index < 0)
+        return syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "no OpenSSL ex_data index");
+    return 0;
+}
+
+/* Attaches d to ctx (ctx owns it from then on, even on failure). */
+static int attach_data(SSL_CTX *ctx, struct ctx_data *d, char *detail) {
+    if (SSL_CTX_set_ex_data(ctx, ctx_index, d) != 1) {
+        ctx_data_free(NULL, d, NULL, 0, 0, NULL);
+        return syn_fail_ossl(detail, SYNESIS_ERR_NOMEM, "SSL_CTX_set_ex_data failed");
+    }
+    return 0;
+}
+
+static SSL_CTX *new_ctx(const SSL_METHOD *method, const syn_identity *id, char *detail, int *rc) {
+    syn_ossl_clear();
+    SSL_CTX *ctx = SSL_CTX_new(method);
+    if (!ctx) {
+        *rc = syn_fail_ossl(detail, SYNESIS_ERR_NOMEM, "SSL_CTX_new failed");
+        return NULL;
+    }
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
+        *rc = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "cannot restrict the context to TLS 1.3");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    /* Loads leaf + key + chain and checks that the key matches the leaf. */
+    if (SSL_CTX_use_cert_and_key(ctx, id->leaf, id->key, id->chain, 1) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        *rc = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "the certificate and key cannot be used for TLS");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* ---- client ------------------------------------------------------------------------------- */
+
+/* Replaces X509_verify_cert for the client: the normal chain verification first, then the pins
+ * (any certificate of the verified chain may match). Also records the failing depth. */
+static int client_cert_verify(X509_STORE_CTX *xs, void *arg) {
+    const struct ctx_data *d = arg;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    int ok = X509_verify_cert(xs);
+    if (ok > 0 && d && d->n_pins) {
+        STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(xs);
+        int match = 0;
+        for (int i = 0; !match && i < sk_X509_num(chain); i++) {
+            uint8_t h[32];
+            if (syn_spki_sha256(sk_X509_value(chain, i), h) != 0)
+                continue;
+            for (size_t j = 0; !match && j < d->n_pins; j++)
+                match = CRYPTO_memcmp(h, d->pins[j], 32) == 0;
+        }
+        if (!match) {
+            X509_STORE_CTX_set_error_depth(xs, 0);
+            X509_STORE_CTX_set_current_cert(xs, sk_X509_value(chain, 0));
+            X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+            ok = 0;
+        }
+    }
+    if (ok <= 0 && ssl)
+        SSL_set_ex_data(ssl, ssl_index, (void *)(intptr_t)(X509_STORE_CTX_get_error_depth(xs) + 1));
+    return ok > 0 ? 1 : 0;
+}
+
+int syn_tls_client_ctx_new(SSL_CTX **out, const syn_tls_client_config *cfg, char *detail) {
+    if (!out || !cfg)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "no context or configuration");
+    *out = NULL;
+    int rc = tls_init(detail);
+    if (rc)
+        return rc;
+    if (cfg->n_spki_pins && !cfg->spki_pins)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "n_spki_pins is %zu but spki_pins is NULL",
+                        cfg->n_spki_pins);
+    if (!cfg->ca_file && !cfg->ca_dir && !cfg->use_system_trust)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "no trust anchors: set a CA file, a CA directory or the system trust store");
+
+    syn_identity id;
+    rc = syn_identity_load(&id, "device", cfg->cert_file, cfg->cert_pem, cfg->cert_pem_len, cfg->key_file,
+                           cfg->key_pem, cfg->key_pem_len, cfg->key_passphrase, detail);
+    if (rc)
+        return rc;
+    SSL_CTX *ctx = new_ctx(TLS_client_method(), &id, detail, &rc);
+    syn_identity_clear(&id);
+    if (!ctx)
+        return rc;
+
+    if (cfg->use_system_trust && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        rc = syn_fail_ossl(detail, SYNESIS_ERR_CA_UNREADABLE, "the system trust store cannot be loaded");
+        goto fail;
+    }
+    if ((rc = syn_load_trust(SSL_CTX_get_cert_store(ctx), cfg->ca_file, cfg->ca_dir, NULL, detail)) != 0)
+        goto fail;
+
+    struct ctx_data *d = calloc(1, sizeof(*d));
+    if (d && cfg->n_spki_pins) {
+        d->pins = malloc(cfg->n_spki_pins * sizeof(*d->pins));
+        if (d->pins) {
+            memcpy(d->pins, cfg->spki_pins, cfg->n_spki_pins * sizeof(*d->pins));
+            d->n_pins = cfg->n_spki_pins;
+        }
+    }
+    if (!d || (cfg->n_spki_pins && !d->pins)) {
+        ctx_data_free(NULL, d, NULL, 0, 0, NULL);
+        rc = syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = attach_data(ctx, d, detail)) != 0)
+        goto fail;
+    SSL_CTX_set_cert_verify_callback(ctx, client_cert_verify, d);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    syn_ossl_clear();
+    *out = ctx;
+    return 0;
+fail:
+    SSL_CTX_free(ctx);
+    syn_ossl_clear();
+    return rc;
+}
+
+/* host without the brackets of "[v6]"; returns 1 for an IP literal. */
+static int split_host(const char *name, char *host, size_t len) {
+    size_t n = strlen(name);
+    if (n >= 2 && name[0] == '[' && name[n - 1] == ']')
+        snprintf(host, len, "%.*s", (int)(n - 2), name + 1);
+    else
+        snprintf(host, len, "%s", name);
+    unsigned char buf[16];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+int syn_tls_client_ssl_setup(SSL *ssl, const char *server_name, const char *alpn, char *detail) {
+    if (!ssl || !server_name || !server_name[0])
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "no SSL or server name");
+    if (strlen(server_name) > 255)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "server name longer than 255 bytes");
+    char host[256];
+    syn_ossl_clear();
+    if (split_host(server_name, host, sizeof(host))) {
+        /* (OpenSSL has no SSL_set1_ip_asc: the IP goes into the SSL's verify parameters.) */
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) != 1)
+            return syn_fail_ossl(detail, SYNESIS_ERR_INVALID_ARGUMENT, "IP address %s cannot be verified", host);
+    } else {
+        for (const char *p = host; *p; p++)
+            if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+                return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "server name \"%s\" is not a host name", host);
+        if (SSL_set_tlsext_host_name(ssl, host) != 1 || SSL_set1_host(ssl, host) != 1)
+            return syn_fail_ossl(detail, SYNESIS_ERR_INVALID_ARGUMENT, "server name %s cannot be used", host);
+    }
+    if (alpn) {
+        size_t n = strlen(alpn);
+        if (n == 0 || n > 255)
+            return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "ALPN protocol name must be 1..255 bytes");
+        unsigned char wire[256];
+        wire[0] = (unsigned char)n;
+        memcpy(wire + 1, alpn, n);
+        if (SSL_set_alpn_protos(ssl, wire, (unsigned int)n + 1) != 0) /* 0 is success here */
+            return syn_fail_ossl(detail, SYNESIS_ERR_NOMEM, "SSL_set_alpn_protos failed");
+    }
+    return 0;
+}
+
+/* Drains OpenSSL's error queue: the received TLS alert if one is recorded there (plain TLS), and
+ * the reason of the last error. */
+static uint8_t drain_errors(char *reason, size_t len) {
+    uint8_t alert = 0;
+    unsigned long e;
+    reason[0] = '\0';
+    while ((e = ERR_get_error()) != 0) {
+        int r = ERR_GET_REASON(e);
+        if (ERR_GET_LIB(e) == ERR_LIB_SSL && r > SSL_AD_REASON_OFFSET && r < SSL_AD_REASON_OFFSET + 256)
+            alert = (uint8_t)(r - SSL_AD_REASON_OFFSET);
+        const char *s = ERR_reason_error_string(e);
+        if (s)
+            snprintf(reason, len, "%s", s);
+    }
+    return alert;
+}
+
+static void peer_summary(SSL *ssl, char *out, size_t len) {
+    out[0] = '\0';
+    STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+    X509 *leaf = chain && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : NULL;
+    if (!leaf)
+        return;
+    char cn[128];
+    if (syn_cert_common_name(leaf, cn, sizeof(cn)) != 0)
+        snprintf(cn, sizeof(cn), "?");
+    uint8_t h[32];
+    char b64[48] = "";
+    if (syn_spki_sha256(leaf, h) == 0)
+        EVP_EncodeBlock((unsigned char *)b64, h, 32);
+    snprintf(out, len, "CN=%s, key sha256//%s", cn, b64);
+}
+
+int syn_tls_client_handshake_error(SSL *ssl, uint8_t alert, char *detail) {
+    char reason[160];
+    uint8_t queued = drain_errors(reason, sizeof(reason));
+    if (!ssl)
+        return syn_fail(detail, SYNESIS_ERR_TLS_HANDSHAKE, "TLS handshake failed%s%s", reason[0] ? ": " : "", reason);
+    if (!alert)
+        alert = queued;
+
+    long vr = SSL_get_verify_result(ssl);
+    if (vr != X509_V_OK) {
+        int depth = ssl_index >= 0 ? (int)(intptr_t)SSL_get_ex_data(ssl, ssl_index) - 1 : -1;
+        char where[32] = "";
+        if (depth >= 0)
+            snprintf(where, sizeof(where), " (depth %d)", depth);
+        char peer[160];
+        peer_summary(ssl, peer, sizeof(peer));
+        const char *why = X509_verify_cert_error_string(vr);
+        switch (vr) {
+        case X509_V_ERR_APPLICATION_VERIFICATION: {
+            const struct ctx_data *d = ctx_index >= 0 ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index) : NULL;
+            return syn_fail(detail, SYNESIS_ERR_PEER_PIN_MISMATCH,
+                            "edge public key matches none of the %zu pinned key(s) (edge certificate %s)",
+                            d ? d->n_pins : (size_t)0, peer);
+        }
+        case X509_V_ERR_HOSTNAME_MISMATCH:
+        case X509_V_ERR_IP_ADDRESS_MISMATCH: {
+            X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+            const char *host = X509_VERIFY_PARAM_get0_host(param, 0);
+            char *ip = host ? NULL : X509_VERIFY_PARAM_get1_ip_asc(param);
+            int rc = syn_fail(detail, SYNESIS_ERR_PEER_NAME_MISMATCH,
+                              "edge certificate verify failed: %s: the certificate (%s) is not valid for %s", why,
+                              peer, host ? host : ip ? ip : "the server name");
+            OPENSSL_free(ip);
+            return rc;
+        }
+        case X509_V_ERR_CERT_HAS_EXPIRED:
+            return syn_fail(detail, SYNESIS_ERR_PEER_CERT_EXPIRED, "edge certificate verify failed: %s%s (%s)", why,
+                            where, peer);
+        case X509_V_ERR_CERT_NOT_YET_VALID:
+            return syn_fail(detail, SYNESIS_ERR_PEER_UNTRUSTED,
+                            "edge certificate verify failed: %s%s (%s): the local clock may be behind", why, where,
+                            peer);
+        default:
+            return syn_fail(detail, SYNESIS_ERR_PEER_UNTRUSTED, "edge certificate verify failed: %s%s (%s)", why,
+                            where, peer);
+        }
+    }
+    if (alert) {
+        const char *name = SSL_alert_desc_string_long(alert);
+        switch (alert) {
+        case SSL_AD_NO_APPLICATION_PROTOCOL:
+            return syn_fail(detail, SYNESIS_ERR_ALPN, "edge accepts none of our application protocols (TLS alert %s, %u)",
+                            name, (unsigned)alert);
+        case SSL_AD_CERTIFICATE_REQUIRED:
+        case SSL_AD_BAD_CERTIFICATE:
+        case SSL_AD_UNSUPPORTED_CERTIFICATE:
+        case SSL_AD_CERTIFICATE_REVOKED:
+        case SSL_AD_CERTIFICATE_EXPIRED:
+        case SSL_AD_CERTIFICATE_UNKNOWN:
+        case SSL_AD_UNKNOWN_CA:
+        case SSL_AD_ACCESS_DENIED:
+            return syn_fail(detail, SYNESIS_ERR_CLIENT_CERT_REJECTED,
+                            "edge rejected the client certificate: TLS alert %s (%u)", name, (unsigned)alert);
+        default:
+            return syn_fail(detail, SYNESIS_ERR_TLS_HANDSHAKE, "edge sent TLS alert %s (%u)", name, (unsigned)alert);
+        }
+    }
+    return syn_fail(detail, SYNESIS_ERR_TLS_HANDSHAKE, "TLS handshake failed%s%s", reason[0] ? ": " : "", reason);
+}
+
+/* ---- server ------------------------------------------------------------------------------- */
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                       unsigned int inlen, void *arg) {
+    (void)ssl;
+    const struct ctx_data *d = arg;
+    size_t want = strlen(d->alpn);
+    for (unsigned int i = 0; i < inlen;) {
+        unsigned int n = in[i];
+        if (n == 0 || i + 1 + n > inlen)
+            break;
+        if (n == want && memcmp(in + i + 1, d->alpn, n) == 0) {
+            *out = in + i + 1;
+            *outlen = (unsigned char)n;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + n;
+    }
+    return SSL_TLSEXT_ERR_ALERT_FATAL; /* no_application_protocol */
+}
+
+/* A ClientHello without ALPN never reaches alpn_select: refuse it here. */
+static int client_hello_check(SSL *ssl, int *al, void *arg) {
+    (void)arg;
+    const unsigned char *p;
+    size_t len;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p, &len) != 1) {
+        *al = SSL_AD_NO_APPLICATION_PROTOCOL;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+int syn_tls_server_ctx_new(SSL_CTX **out, const syn_tls_server_config *cfg, char *detail) {
+    if (!out || !cfg)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "no context or configuration");
+    *out = NULL;
+    if (!cfg->cert_file || !cfg->ca_file)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "the edge needs a certificate and a device CA file");
+    if (!cfg->alpn || !cfg->alpn[0] || strlen(cfg->alpn) > 255)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "ALPN protocol name must be 1..255 bytes");
+    int rc = tls_init(detail);
+    if (rc)
+        return rc;
+
+    syn_identity id;
+    rc = syn_identity_load(&id, "edge", cfg->cert_file, NULL, 0, cfg->key_file, NULL, 0, NULL, detail);
+    if (rc)
+        return rc;
+    SSL_CTX *ctx = new_ctx(TLS_server_method(), &id, detail, &rc);
+    syn_identity_clear(&id);
+    if (!ctx)
+        return rc;
+
+    STACK_OF(X509) *cas = NULL;
+    if ((rc = syn_load_trust(SSL_CTX_get_cert_store(ctx), cfg->ca_file, NULL, &cas, detail)) != 0)
+        goto fail;
+    for (int i = 0; i < sk_X509_num(cas); i++) {
+        if (SSL_CTX_add_client_CA(ctx, sk_X509_value(cas, i)) != 1) {
+            OSSL_STACK_OF_X509_free(cas);
+            rc = syn_fail_ossl(detail, SYNESIS_ERR_CA_UNREADABLE, "CA file %s: certificate #%d has no usable name",
+                               cfg->ca_file, i + 1);
+            goto fail;
+        }
+    }
+    OSSL_STACK_OF_X509_free(cas);
+
+    struct ctx_data *d = calloc(1, sizeof(*d));
+    if (d)
+        d->alpn = strdup(cfg->alpn);
+    if (!d || !d->alpn) {
+        ctx_data_free(NULL, d, NULL, 0, 0, NULL);
+        rc = syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = attach_data(ctx, d, detail)) != 0)
+        goto fail;
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, d);
+    SSL_CTX_set_client_hello_cb(ctx, client_hello_check, NULL);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    syn_ossl_clear();
+    *out = ctx;
+    return 0;
+fail:
+    SSL_CTX_free(ctx);
+    syn_ossl_clear();
+    return rc;
+}
+
+int syn_tls_peer_device_id(SSL *ssl, char *out, size_t out_len) {
+    if (!ssl || !out || out_len == 0)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    out[0] = '\0';
+    X509 *peer = SSL_get0_peer_certificate(ssl);
+    if (!peer || !SSL_is_init_finished(ssl) || SSL_get_verify_result(ssl) != X509_V_OK)
+        return SYNESIS_ERR_INVALID_STATE;
+    char cn[256];
+    int rc = syn_cert_common_name(peer, cn, sizeof(cn));
+    if (rc)
+        return rc;
+    const char *id = cn;
+    if (strncmp(cn, "device-", 7) == 0 && cn[7])
+        id = cn + 7;
+    if (strlen(id) >= out_len)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    memcpy(out, id, strlen(id) + 1);
+    return 0;
+}

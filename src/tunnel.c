@@ -1,0 +1,735 @@
+/* The CloudTunnel: lifecycle, state machine, connection attempts and reconnection. */
+#include "tunnel_int.h"
+
+#include "tls.h"
+
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_URL "quic://superinstance.ai:443"
+#define DEFAULT_ALPN "synesis-tunnel/1"
+
+SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->struct_size = sizeof(*cfg);
+    cfg->cloud_url = DEFAULT_URL;
+    cfg->server_name = NULL;
+    cfg->alpn = DEFAULT_ALPN;
+    cfg->cert_path = "device.pem";
+    cfg->key_path = "device.key";
+    cfg->use_system_trust = 1;
+    cfg->keep_alive_interval = 10.0;
+    cfg->idle_timeout = 60.0;
+    cfg->handshake_timeout = 10.0;
+    cfg->max_udp_payload = 0;
+    cfg->pmtud = 1;
+    cfg->heartbeat_interval = 30.0;
+    cfg->reconnect_initial_delay = 1.0;
+    cfg->reconnect_max_delay = 60.0;
+    cfg->reconnect_multiplier = 2.0;
+    cfg->reconnect_max_attempts = 10;
+    cfg->reconnect_jitter = 0.0;
+    cfg->reconnect_stable_period = 0.0;
+    cfg->retry_initial_connect = 0;
+    cfg->max_response_size = 16u * 1024 * 1024;
+    cfg->request_timeout = 30.0;
+    cfg->healthy_latency_ms = 500;
+    cfg->log_level = SYNESIS_LOG_INFO;
+}
+
+SYNESIS_API const char *synesis_state_name(synesis_state_kind kind) {
+    switch (kind) {
+    case SYNESIS_STATE_DISCONNECTED:
+        return "Disconnected";
+    case SYNESIS_STATE_CONNECTING:
+        return "Connecting";
+    case SYNESIS_STATE_CONNECTED:
+        return "Connected";
+    case SYNESIS_STATE_RECONNECTING:
+        return "Reconnecting";
+    case SYNESIS_STATE_FAILED:
+        return "Failed";
+    }
+    return "Unknown";
+}
+
+void syn_tunnel_log(synesis_tunnel *t, synesis_log_level level, const char *fmt, ...) {
+    if (!t->cfg.log || level > t->cfg.log_level)
+        return;
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    t->cfg.log(t->cfg.log_user_data, level, msg);
+}
+
+/* ---- re-entrancy: free from inside callbacks is deferred to the outermost frame ---- */
+
+static void really_free(synesis_tunnel *t);
+
+static void t_enter(synesis_tunnel *t) { t->depth++; }
+
+/* Returns 1 when t was freed (the caller must not touch it). */
+static int t_leave(synesis_tunnel *t) {
+    if (--t->depth == 0 && t->free_pending) {
+        really_free(t);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- state machine ---- */
+
+static int transition_valid(const synesis_tunnel *t, synesis_state_kind from,
+                            const synesis_tunnel_state *to) {
+    switch (from) {
+    case SYNESIS_STATE_DISCONNECTED:
+        return to->kind == SYNESIS_STATE_CONNECTING;
+    case SYNESIS_STATE_CONNECTING:
+        return to->kind == SYNESIS_STATE_CONNECTED || to->kind == SYNESIS_STATE_FAILED ||
+               to->kind == SYNESIS_STATE_DISCONNECTED /* disconnect() while connecting */ ||
+               (to->kind == SYNESIS_STATE_RECONNECTING && t->cfg.retry_initial_connect &&
+                to->attempt == 1);
+    case SYNESIS_STATE_CONNECTED:
+        return to->kind == SYNESIS_STATE_RECONNECTING || to->kind == SYNESIS_STATE_DISCONNECTED;
+    case SYNESIS_STATE_RECONNECTING:
+        return to->kind == SYNESIS_STATE_CONNECTED || to->kind == SYNESIS_STATE_FAILED ||
+               to->kind == SYNESIS_STATE_DISCONNECTED /* disconnect() while reconnecting */ ||
+               (to->kind == SYNESIS_STATE_RECONNECTING && to->attempt == t->state.attempt + 1);
+    case SYNESIS_STATE_FAILED:
+        return to->kind == SYNESIS_STATE_CONNECTING;
+    }
+    return 0;
+}
+
+static void compact_subs(synesis_tunnel *t) {
+    size_t j = 0;
+    for (size_t i = 0; i < t->nsubs; i++)
+        if (t->subs[i].fn)
+            t->subs[j++] = t->subs[i];
+    t->nsubs = j;
+}
+
+/* Applies a transition if valid and notifies. Returns 0, or SYNESIS_ERR_INVALID_STATE (logged).
+ * The caller holds t_enter(). */
+static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
+    if (!transition_valid(t, t->state.kind, next)) {
+        syn_tunnel_log(t, SYNESIS_LOG_WARN, "invalid state transition refused: %s -> %s",
+                       synesis_state_name(t->state.kind), synesis_state_name(next->kind));
+        return SYNESIS_ERR_INVALID_STATE;
+    }
+    synesis_tunnel_state old = t->state;
+    t->state = *next;
+    syn_tunnel_log(t, SYNESIS_LOG_INFO, "state %s -> %s%s%s", synesis_state_name(old.kind),
+                   synesis_state_name(next->kind), next->error_detail[0] ? ": " : "",
+                   next->error_detail);
+    t->notifying++;
+    if (t->cb.on_state && !t->free_pending)
+        t->cb.on_state(t, &old, &t->state, t->user_data);
+    for (size_t i = 0; i < t->nsubs && !t->free_pending; i++)
+        if (t->subs[i].fn)
+            t->subs[i].fn(t, &old, &t->state, t->subs[i].user_data);
+    if (--t->notifying == 0)
+        compact_subs(t);
+    return 0;
+}
+
+static void make_state(synesis_tunnel_state *s, synesis_state_kind kind, int err,
+                       const char *detail) {
+    memset(s, 0, sizeof(*s));
+    s->kind = kind;
+    s->entered_ms = (int64_t)syn_wall_ms();
+    s->error = err;
+    if (detail)
+        snprintf(s->error_detail, sizeof(s->error_detail), "%s", detail);
+}
+
+int syn_tunnel_try_transition(synesis_tunnel *t, synesis_state_kind kind, uint32_t attempt) {
+    synesis_tunnel_state s;
+    make_state(&s, kind, 0, NULL);
+    s.attempt = attempt;
+    t_enter(t);
+    int rv = set_state(t, &s);
+    t_leave(t);
+    return rv;
+}
+
+/* ---- the connection attempt ---- */
+
+static void conn_teardown(synesis_tunnel *t) {
+    if (t->resolver)
+        syn_resolver_cancel(t->resolver);
+    if (t->qc) {
+        syn_qconn_free(t->qc);
+        t->qc = NULL;
+    }
+    if (t->fd >= 0) {
+        ev_io_stop(t->loop, &t->rio);
+        close(t->fd);
+        t->fd = -1;
+    }
+    ev_timer_stop(t->loop, &t->stable_timer);
+}
+
+static void attempt_failed(synesis_tunnel *t, int err, const char *detail);
+static void start_attempt(synesis_tunnel *t);
+
+static void qc_handshake_done(syn_qconn *qc) {
+    synesis_tunnel *t = syn_qconn_owner(qc);
+    t_enter(t);
+    synesis_tunnel_state s;
+    make_state(&s, SYNESIS_STATE_CONNECTED, 0, NULL);
+    s.latency_ms = syn_qconn_srtt_ms(qc);
+    char addr[64];
+    syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, addr, sizeof(addr));
+    syn_tunnel_log(t, SYNESIS_LOG_INFO, "handshake with %s (%s) complete", t->server_name, addr);
+    t->outage_started_ms = 0;
+    if (t->cfg.reconnect_stable_period > 0) {
+        ev_timer_set(&t->stable_timer, t->cfg.reconnect_stable_period, 0.);
+        ev_timer_start(t->loop, &t->stable_timer);
+    } else {
+        syn_backoff_reset(&t->backoff);
+    }
+    set_state(t, &s);
+    t_leave(t);
+}
+
+static void qc_closed(syn_qconn *qc, int err, const char *detail) {
+    synesis_tunnel *t = syn_qconn_owner(qc);
+    t_enter(t);
+    if (err == 0) {
+        /* Our own close (disconnect): the caller handles the state. */
+        t_leave(t);
+        return;
+    }
+    attempt_failed(t, err, detail);
+    t_leave(t);
+}
+
+static void qc_log(syn_qconn *qc, synesis_log_level level, const char *msg) {
+    synesis_tunnel *t = syn_qconn_owner(qc);
+    syn_tunnel_log(t, level, "quic: %s", msg);
+}
+
+static const syn_qconn_ops tunnel_qc_ops = {
+    .handshake_done = qc_handshake_done,
+    .closed = qc_closed,
+    .log = qc_log,
+};
+
+static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
+    (void)loop;
+    (void)revents;
+    synesis_tunnel *t = w->data;
+    t_enter(t);
+    for (int total = 0; total < SYN_UDP_RX_MAX_PER_EVENT && t->qc && !t->free_pending;) {
+        int n = syn_udp_recv(t->fd, t->rx);
+        if (n < 0) {
+            char d[SYNESIS_DETAIL_MAX], addr[64];
+            syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, addr, sizeof(addr));
+            if (n == -ECONNREFUSED)
+                snprintf(d, sizeof(d), "connection refused by %s (nothing listening?)", addr);
+            else
+                snprintf(d, sizeof(d), "receive from %s: %s", addr, strerror(-n));
+            syn_qconn_abort(t->qc, syn_qconn_handshake_completed(t->qc)
+                                       ? SYNESIS_ERR_CONNECTION_LOST
+                                       : SYNESIS_ERR_SOCKET,
+                            d);
+            break;
+        }
+        if (n == 0)
+            break;
+        syn_qconn *qc = t->qc;
+        for (int i = 0; i < n && t->qc == qc && !t->free_pending; i++)
+            syn_qconn_recv(qc, &t->local, &t->rx->d[i].remote, t->rx->d[i].ecn, t->rx->d[i].data,
+                           t->rx->d[i].len);
+        total += n;
+    }
+    if (t->qc && !t->free_pending)
+        syn_qconn_flush(t->qc);
+    t_leave(t);
+}
+
+/* Opens the socket and the QUIC connection to addrs[addr_idx]; on failure moves on. */
+static void connect_addr(synesis_tunnel *t) {
+    char detail[SYNESIS_DETAIL_MAX];
+    for (; t->addr_idx < t->naddrs; t->addr_idx++) {
+        syn_addr *a = &t->addrs[t->addr_idx];
+        t->remote = *a;
+        int fd = syn_udp_open((const struct sockaddr *)&a->ss, a->len, NULL, 0, t->cfg.pmtud,
+                              &t->local, detail);
+        if (fd < 0) {
+            syn_tunnel_log(t, SYNESIS_LOG_WARN, "%s", detail);
+            if (t->addr_idx + 1 < t->naddrs)
+                continue;
+            attempt_failed(t, fd, detail);
+            return;
+        }
+        t->fd = fd;
+        int rv = syn_qconn_client_new(&t->qc, t->loop, fd, &t->local, &t->remote, t->ssl_ctx,
+                                      t->server_name, t->cfg.alpn, &t->qset, &tunnel_qc_ops, t,
+                                      detail);
+        if (rv != 0) {
+            close(fd);
+            t->fd = -1;
+            attempt_failed(t, rv, detail);
+            return;
+        }
+        ev_io_init(&t->rio, rio_cb, fd, EV_READ);
+        t->rio.data = t;
+        ev_io_start(t->loop, &t->rio);
+        char addr[64];
+        syn_sockaddr_str((const struct sockaddr *)&a->ss, addr, sizeof(addr));
+        syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "connecting to %s (%s)", t->server_name, addr);
+        syn_qconn_flush(t->qc); /* sends the Initial */
+        return;
+    }
+}
+
+static void resolved_cb(void *ud, int rv, const syn_addr *addrs, size_t n, const char *detail) {
+    synesis_tunnel *t = ud;
+    t_enter(t);
+    if (rv != 0 || n == 0) {
+        attempt_failed(t, rv ? rv : SYNESIS_ERR_DNS, detail ? detail : "no address");
+    } else {
+        if (n > SYN_RESOLVE_MAX)
+            n = SYN_RESOLVE_MAX;
+        memcpy(t->addrs, addrs, n * sizeof(*addrs));
+        t->naddrs = n;
+        t->addr_idx = 0;
+        connect_addr(t);
+    }
+    t_leave(t);
+}
+
+static void start_attempt(synesis_tunnel *t) {
+    conn_teardown(t);
+    t->naddrs = t->addr_idx = 0;
+    int rv = syn_resolver_start(t->resolver, t->url.host, t->url.port, resolved_cb, t);
+    if (rv != 0)
+        attempt_failed(t, rv, "cannot start name resolution");
+}
+
+/* Schedules the next reconnect attempt or gives up. */
+static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
+    double delay = 0;
+    uint32_t attempt = 0;
+    int rv = syn_backoff_next(&t->backoff, &delay, &attempt);
+    if (rv == 0 && t->cfg.backoff_fn) {
+        delay = t->cfg.backoff_fn(t->cfg.backoff_user_data, attempt, delay);
+        if (delay < 0)
+            rv = SYNESIS_ERR_MAX_RECONNECTS;
+    }
+    synesis_tunnel_state s;
+    if (rv != 0) {
+        char d[256];
+        snprintf(d, sizeof(d), "max reconnection attempts exceeded (last error: %s)",
+                 detail ? detail : synesis_strerror(err));
+        make_state(&s, SYNESIS_STATE_FAILED, SYNESIS_ERR_MAX_RECONNECTS, d);
+        snprintf(t->last_error, sizeof(t->last_error), "%s", d);
+        set_state(t, &s);
+        return;
+    }
+    make_state(&s, SYNESIS_STATE_RECONNECTING, err, detail);
+    s.attempt = attempt;
+    if (!t->outage_started_ms)
+        t->outage_started_ms = s.entered_ms;
+    s.entered_ms = t->outage_started_ms;
+    syn_tunnel_log(t, SYNESIS_LOG_INFO, "reconnection attempt %u/%u in %.3f s", attempt,
+                   t->backoff.max_attempts, delay);
+    if (set_state(t, &s) != 0 || t->free_pending || t->state.kind != SYNESIS_STATE_RECONNECTING)
+        return;
+    ev_timer_stop(t->loop, &t->reconnect_timer);
+    ev_timer_set(&t->reconnect_timer, delay, 0.);
+    ev_timer_start(t->loop, &t->reconnect_timer);
+}
+
+/* A connection attempt or a live connection ended with err. */
+static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
+    snprintf(t->last_error, sizeof(t->last_error), "%s", detail ? detail : synesis_strerror(err));
+    syn_tunnel_log(t, SYNESIS_LOG_WARN, "%s: %s", synesis_error_name(err), t->last_error);
+    int was_up = t->qc && syn_qconn_handshake_completed(t->qc);
+    /* Before the handshake, a transport-level failure on one address moves on to the next
+     * (IPv4 first, then IPv6); a TLS verdict does not. */
+    int try_next = !was_up && t->addr_idx + 1 < t->naddrs &&
+                   (err == SYNESIS_ERR_SOCKET || err == SYNESIS_ERR_HANDSHAKE_TIMEOUT ||
+                    err == SYNESIS_ERR_CONNECTION_LOST);
+    conn_teardown(t);
+    if (try_next) {
+        t->addr_idx++;
+        connect_addr(t);
+        return;
+    }
+    synesis_tunnel_state s;
+    switch (t->state.kind) {
+    case SYNESIS_STATE_CONNECTING:
+        if (t->cfg.retry_initial_connect) {
+            schedule_reconnect(t, err, t->last_error);
+        } else {
+            make_state(&s, SYNESIS_STATE_FAILED, err, t->last_error);
+            set_state(t, &s);
+        }
+        break;
+    case SYNESIS_STATE_CONNECTED:
+    case SYNESIS_STATE_RECONNECTING:
+        schedule_reconnect(t, err, t->last_error);
+        break;
+    default:
+        break;
+    }
+}
+
+static void reconnect_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    synesis_tunnel *t = w->data;
+    t_enter(t);
+    if (t->state.kind == SYNESIS_STATE_RECONNECTING)
+        start_attempt(t);
+    t_leave(t);
+}
+
+static void stable_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    synesis_tunnel *t = w->data;
+    syn_backoff_reset(&t->backoff);
+}
+
+/* ---- public API ---- */
+
+static int dup_str(char **dst, const char *src) {
+    *dst = NULL;
+    if (!src)
+        return 0;
+    *dst = strdup(src);
+    return *dst ? 0 : SYNESIS_ERR_NOMEM;
+}
+
+static int dup_mem(char **dst, const char *src, size_t len) {
+    *dst = NULL;
+    if (!src)
+        return 0;
+    if (!len)
+        len = strlen(src);
+    *dst = malloc(len + 1);
+    if (!*dst)
+        return SYNESIS_ERR_NOMEM;
+    memcpy(*dst, src, len);
+    (*dst)[len] = 0;
+    return 0;
+}
+
+static int resolve_hook(void *hook_data, const char *host, uint16_t port, syn_addr *out,
+                        size_t max) {
+    synesis_tunnel *t = hook_data;
+    struct sockaddr_storage ss[SYN_RESOLVE_MAX];
+    unsigned lens[SYN_RESOLVE_MAX];
+    if (max > SYN_RESOLVE_MAX)
+        max = SYN_RESOLVE_MAX;
+    int n = t->cfg.resolve(t->cfg.resolve_user_data, host, port, ss, lens, max);
+    for (int i = 0; i < n && (size_t)i < max; i++) {
+        out[i].ss = ss[i];
+        out[i].len = lens[i];
+    }
+    return n;
+}
+
+static int check_config(const synesis_tunnel_config *c, char *detail) {
+    if (c->struct_size != sizeof(*c))
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config.struct_size is %zu, expected %zu: call synesis_tunnel_config_init()",
+                        c->struct_size, sizeof(*c));
+    if (!c->cloud_url)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "config.cloud_url is NULL");
+    if (!c->alpn || !c->alpn[0] || strlen(c->alpn) > 255)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "config.alpn must be 1..255 bytes");
+    if (!(c->idle_timeout > 0) || !(c->handshake_timeout > 0) || c->keep_alive_interval < 0 ||
+        c->heartbeat_interval < 0)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config timeouts must be > 0 (keep-alive and heartbeat >= 0)");
+    if (!(c->reconnect_initial_delay >= 0) || c->reconnect_max_delay < c->reconnect_initial_delay ||
+        !(c->reconnect_multiplier >= 1.0) || c->reconnect_jitter < 0 || c->reconnect_jitter > 1)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config reconnect policy invalid: need 0 <= initial <= max, multiplier >= "
+                        "1, 0 <= jitter <= 1");
+    if (c->max_udp_payload && (c->max_udp_payload < 1200 || c->max_udp_payload > SYN_UDP_MAX_PAYLOAD))
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config.max_udp_payload must be 0 or 1200..%d", SYN_UDP_MAX_PAYLOAD);
+    if (c->n_spki_pins && !c->spki_pins)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "config.spki_pins is NULL");
+    return 0;
+}
+
+static int copy_config(synesis_tunnel *t, const synesis_tunnel_config *c) {
+    t->cfg = *c;
+    int rv = 0;
+    rv |= dup_str(&t->str_url, c->cloud_url);
+    rv |= dup_str(&t->str_server_name, c->server_name);
+    rv |= dup_str(&t->str_alpn, c->alpn);
+    rv |= dup_str(&t->str_cert, c->cert_path);
+    rv |= dup_str(&t->str_key, c->key_path);
+    rv |= dup_mem(&t->str_cert_pem, c->cert_pem, c->cert_pem_len);
+    rv |= dup_mem(&t->str_key_pem, c->key_pem, c->key_pem_len);
+    rv |= dup_str(&t->str_pass, c->key_passphrase);
+    rv |= dup_str(&t->str_ca, c->ca_path);
+    rv |= dup_str(&t->str_ca_dir, c->ca_dir);
+    rv |= dup_str(&t->str_device_id, c->device_id);
+    if (c->n_spki_pins) {
+        t->pins = malloc(c->n_spki_pins * 32);
+        if (!t->pins)
+            rv = SYNESIS_ERR_NOMEM;
+        else
+            memcpy(t->pins, c->spki_pins, c->n_spki_pins * 32);
+    }
+    if (rv)
+        return SYNESIS_ERR_NOMEM;
+    t->cfg.cloud_url = t->str_url;
+    t->cfg.server_name = t->str_server_name;
+    t->cfg.alpn = t->str_alpn;
+    t->cfg.cert_path = t->str_cert;
+    t->cfg.key_path = t->str_key;
+    t->cfg.cert_pem = t->str_cert_pem;
+    t->cfg.cert_pem_len = t->str_cert_pem ? strlen(t->str_cert_pem) : 0;
+    t->cfg.key_pem = t->str_key_pem;
+    t->cfg.key_pem_len = t->str_key_pem ? strlen(t->str_key_pem) : 0;
+    t->cfg.key_passphrase = t->str_pass;
+    t->cfg.ca_path = t->str_ca;
+    t->cfg.ca_dir = t->str_ca_dir;
+    t->cfg.device_id = t->str_device_id;
+    t->cfg.spki_pins = (const uint8_t(*)[32])t->pins;
+    return 0;
+}
+
+SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
+                                   const synesis_tunnel_config *cfg,
+                                   const synesis_tunnel_callbacks *callbacks, void *user_data,
+                                   char *detail, size_t detail_len) {
+    char d[SYNESIS_DETAIL_MAX] = "";
+    int rv;
+    if (!out || !loop || !cfg) {
+        rv = syn_fail(d, SYNESIS_ERR_INVALID_ARGUMENT, "out, loop and cfg are required");
+        goto fail_early;
+    }
+    *out = NULL;
+    if ((rv = check_config(cfg, d)) != 0)
+        goto fail_early;
+    if ((rv = syn_crypto_init()) != 0) {
+        syn_fail(d, rv, "crypto initialisation failed");
+        goto fail_early;
+    }
+    synesis_tunnel *t = calloc(1, sizeof(*t));
+    if (!t) {
+        rv = syn_fail(d, SYNESIS_ERR_NOMEM, "out of memory");
+        goto fail_early;
+    }
+    t->loop = loop;
+    t->fd = -1;
+    t->user_data = user_data;
+    if (callbacks)
+        t->cb = *callbacks;
+    make_state(&t->state, SYNESIS_STATE_DISCONNECTED, 0, NULL);
+    ev_timer_init(&t->reconnect_timer, reconnect_timer_cb, 0., 0.);
+    t->reconnect_timer.data = t;
+    ev_timer_init(&t->stable_timer, stable_timer_cb, 0., 0.);
+    t->stable_timer.data = t;
+    if ((rv = copy_config(t, cfg)) != 0) {
+        syn_fail(d, rv, "out of memory");
+        goto fail;
+    }
+    if ((rv = syn_url_parse(t->cfg.cloud_url, &t->url, d)) != 0)
+        goto fail;
+    t->server_name = t->cfg.server_name ? t->cfg.server_name : t->url.host;
+
+    syn_tls_client_config tc = {
+        .cert_file = t->cfg.cert_pem ? NULL : t->cfg.cert_path,
+        .key_file = t->cfg.key_pem ? NULL : t->cfg.key_path,
+        .cert_pem = t->cfg.cert_pem,
+        .cert_pem_len = t->cfg.cert_pem_len,
+        .key_pem = t->cfg.key_pem,
+        .key_pem_len = t->cfg.key_pem_len,
+        .key_passphrase = t->cfg.key_passphrase,
+        .ca_file = t->cfg.ca_path,
+        .ca_dir = t->cfg.ca_dir,
+        .use_system_trust = t->cfg.use_system_trust,
+        .spki_pins = t->cfg.spki_pins,
+        .n_spki_pins = t->cfg.n_spki_pins,
+    };
+    if ((rv = syn_tls_client_ctx_new(&t->ssl_ctx, &tc, d)) != 0)
+        goto fail;
+
+    syn_qconn_settings_default(&t->qset);
+    t->qset.idle_timeout_ns = (uint64_t)(t->cfg.idle_timeout * 1e9);
+    t->qset.handshake_timeout_ns = (uint64_t)(t->cfg.handshake_timeout * 1e9);
+    t->qset.keep_alive_ns = (uint64_t)(t->cfg.keep_alive_interval * 1e9);
+    t->qset.max_udp_payload = t->cfg.max_udp_payload;
+    t->qset.pmtud = t->cfg.pmtud;
+    t->qset.trace = t->cfg.log && t->cfg.log_level >= SYNESIS_LOG_TRACE;
+
+    uint64_t seed = 0;
+    (void)RAND_bytes((unsigned char *)&seed, sizeof(seed));
+    syn_backoff_init(&t->backoff, t->cfg.reconnect_initial_delay, t->cfg.reconnect_max_delay,
+                     t->cfg.reconnect_multiplier, t->cfg.reconnect_jitter,
+                     t->cfg.reconnect_max_attempts, seed);
+
+    t->rx = malloc(sizeof(*t->rx));
+    t->resolver = syn_resolver_new(loop, t->cfg.resolve ? resolve_hook : NULL, t);
+    if (!t->rx || !t->resolver) {
+        rv = syn_fail(d, SYNESIS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    *out = t;
+    return 0;
+
+fail:
+    really_free(t);
+fail_early:
+    if (detail && detail_len)
+        snprintf(detail, detail_len, "%s", d);
+    return rv;
+}
+
+SYNESIS_API int synesis_tunnel_connect(synesis_tunnel *t) {
+    if (!t)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    if (t->state.kind != SYNESIS_STATE_DISCONNECTED && t->state.kind != SYNESIS_STATE_FAILED)
+        return SYNESIS_ERR_INVALID_STATE;
+    t_enter(t);
+    synesis_tunnel_state s;
+    make_state(&s, SYNESIS_STATE_CONNECTING, 0, NULL);
+    syn_backoff_reset(&t->backoff);
+    t->outage_started_ms = 0;
+    int rv = set_state(t, &s);
+    if (rv == 0 && !t->free_pending && t->state.kind == SYNESIS_STATE_CONNECTING)
+        start_attempt(t);
+    t_leave(t);
+    return rv;
+}
+
+SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t) {
+    if (!t)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    if (t->state.kind == SYNESIS_STATE_DISCONNECTED || t->state.kind == SYNESIS_STATE_FAILED)
+        return SYNESIS_ERR_INVALID_STATE;
+    t_enter(t);
+    ev_timer_stop(t->loop, &t->reconnect_timer);
+    if (t->qc)
+        syn_qconn_close(t->qc, 0, "client disconnect");
+    conn_teardown(t);
+    synesis_tunnel_state s;
+    make_state(&s, SYNESIS_STATE_DISCONNECTED, 0, NULL);
+    int rv = set_state(t, &s);
+    t_leave(t);
+    return rv;
+}
+
+static void really_free(synesis_tunnel *t) {
+    /* Callbacks reached while tearing down must not free again. */
+    t->free_pending = 0;
+    t->depth = 1;
+    t->cb.on_state = NULL;
+    t->nsubs = 0;
+    if (t->qc)
+        syn_qconn_close(t->qc, 0, "client disconnect");
+    conn_teardown(t);
+    ev_timer_stop(t->loop, &t->reconnect_timer);
+    ev_timer_stop(t->loop, &t->stable_timer);
+    syn_resolver_free(t->resolver);
+    if (t->ssl_ctx)
+        SSL_CTX_free(t->ssl_ctx);
+    free(t->rx);
+    free(t->subs);
+    free(t->str_url);
+    free(t->str_server_name);
+    free(t->str_alpn);
+    free(t->str_cert);
+    free(t->str_key);
+    if (t->str_key_pem)
+        OPENSSL_cleanse(t->str_key_pem, strlen(t->str_key_pem));
+    free(t->str_cert_pem);
+    free(t->str_key_pem);
+    if (t->str_pass)
+        OPENSSL_cleanse(t->str_pass, strlen(t->str_pass));
+    free(t->str_pass);
+    free(t->str_ca);
+    free(t->str_ca_dir);
+    free(t->str_device_id);
+    free(t->pins);
+    free(t);
+}
+
+SYNESIS_API void synesis_tunnel_free(synesis_tunnel *t) {
+    if (!t)
+        return;
+    if (t->depth > 0) {
+        t->free_pending = 1;
+        return;
+    }
+    really_free(t);
+}
+
+SYNESIS_API void synesis_tunnel_get_state(synesis_tunnel *t, synesis_tunnel_state *out) {
+    if (t->state.kind == SYNESIS_STATE_CONNECTED && t->qc)
+        t->state.latency_ms = syn_qconn_srtt_ms(t->qc);
+    *out = t->state;
+}
+
+SYNESIS_API int synesis_tunnel_is_connected(const synesis_tunnel *t) {
+    return t && t->state.kind == SYNESIS_STATE_CONNECTED;
+}
+
+SYNESIS_API int synesis_tunnel_is_healthy(synesis_tunnel *t) {
+    if (!synesis_tunnel_is_connected(t))
+        return 0;
+    synesis_tunnel_state s;
+    synesis_tunnel_get_state(t, &s);
+    return s.latency_ms < t->cfg.healthy_latency_ms;
+}
+
+SYNESIS_API int synesis_tunnel_subscribe(synesis_tunnel *t, synesis_state_fn fn, void *user_data,
+                                         uint32_t *id) {
+    if (!t || !fn)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    if (t->nsubs == t->subs_cap) {
+        size_t cap = t->subs_cap ? t->subs_cap * 2 : 4;
+        syn_subscriber *n = realloc(t->subs, cap * sizeof(*n));
+        if (!n)
+            return SYNESIS_ERR_NOMEM;
+        t->subs = n;
+        t->subs_cap = cap;
+    }
+    syn_subscriber *s = &t->subs[t->nsubs++];
+    s->id = ++t->next_sub_id;
+    s->fn = fn;
+    s->user_data = user_data;
+    if (id)
+        *id = s->id;
+    return 0;
+}
+
+SYNESIS_API int synesis_tunnel_unsubscribe(synesis_tunnel *t, uint32_t id) {
+    if (!t)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    for (size_t i = 0; i < t->nsubs; i++) {
+        if (t->subs[i].id == id && t->subs[i].fn) {
+            t->subs[i].fn = NULL;
+            if (!t->notifying)
+                compact_subs(t);
+            return 0;
+        }
+    }
+    return SYNESIS_ERR_INVALID_ARGUMENT;
+}
+
+SYNESIS_API const char *synesis_tunnel_last_error(const synesis_tunnel *t) {
+    return t ? t->last_error : "";
+}
+
+SYNESIS_API void *synesis_tunnel_user_data(const synesis_tunnel *t) {
+    return t ? t->user_data : NULL;
+}

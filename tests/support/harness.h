@@ -1,0 +1,46 @@
+/* Shared helpers for the integration tests: temporary PKI, a local edge, running the loop. */
+#ifndef SYNESIS_TEST_HARNESS_H
+#define SYNESIS_TEST_HARNESS_H
+
+#include <ev.h>
+#include <stdint.h>
+
+#include "edge/edge.h"
+#include "synesis/identity.h"
+#include "synesis/tunnel.h"
+
+/* A fresh directory under $SYNESIS_TEST_TMP (or /tmp); returns a static-lifetime copy. */
+const char *syn_test_mkdtemp(const char *prefix);
+
+/* Builds a test PKI in a new directory; returns the directory. Fails the test on error. */
+const char *syn_test_pki(const char *device_id);
+
+/* "dir/name" in a static rotating buffer (valid for the next 8 calls). */
+const char *syn_test_path(const char *dir, const char *name);
+
+/* Starts an edge on 127.0.0.1:0 with the PKI in dir; idle timeout idle (seconds). */
+syn_edge *syn_test_edge(struct ev_loop *loop, const char *dir, double idle);
+
+/* A tunnel config for the edge on port (URL quic://127.0.0.1:port, server name "localhost"),
+ * certificates from dir, the test CA as the only trust, short timeouts for tests. */
+void syn_test_tunnel_config(synesis_tunnel_config *cfg, const char *dir, uint16_t port);
+
+/* Runs the loop until pred(ud) is true or timeout seconds pass; returns pred's final value. */
+int syn_test_run_until(struct ev_loop *loop, int (*pred)(void *), void *ud, double timeout);
+
+/* Runs the loop for the given seconds (events keep flowing). */
+void syn_test_run_for(struct ev_loop *loop, double seconds);
+
+/* Records state transitions: a subscriber that appends to a log. */
+typedef struct syn_test_states {
+    synesis_state_kind kinds[64];
+    int errors[64];
+    uint32_t attempts[64];
+    int n;
+} syn_test_states;
+void syn_test_record_state(synesis_tunnel *t, const synesis_tunnel_state *old_state,
+                           const synesis_tunnel_state *new_state, void *user_data);
+/* Index of the first record of kind at or after from, or -1. */
+int syn_test_find_state(const syn_test_states *s, synesis_state_kind kind, int from);
+
+#endif
