@@ -66,9 +66,58 @@ static void finish(demo *d) {
     d->edge = NULL;
 }
 
+static void print_stats(demo *d) {
+    char json[2048];
+    synesis_tunnel_stats_json(d->tunnel, json, sizeof(json));
+    printf("[%7.3f] stats %s\n", elapsed(d), json);
+}
+
 static void do_disconnect(demo *d) {
+    print_stats(d);
     printf("[%7.3f] demo  disconnecting\n", elapsed(d));
     synesis_tunnel_disconnect(d->tunnel);
+}
+
+static void on_response(synesis_tunnel *t, synesis_request *req, const synesis_response *resp,
+                        void *ud) {
+    (void)t;
+    (void)req;
+    demo *d = synesis_tunnel_user_data(t);
+    const char *what = ud;
+    if (resp->status == 0)
+        printf("[%7.3f] reply %-22s -> %zu bytes%s%.*s%s\n", elapsed(d), what, resp->len,
+               resp->len <= 40 ? " \"" : "", resp->len <= 40 ? (int)resp->len : 0,
+               (const char *)resp->data, resp->len <= 40 ? "\"" : "");
+    else
+        printf("[%7.3f] reply %-22s -> %s (app error 0x%llx): %s\n", elapsed(d), what,
+               synesis_error_name(resp->status), (unsigned long long)resp->app_error_code,
+               resp->detail);
+}
+
+static void send_requests(demo *d) {
+    static const struct {
+        const char *label, *body;
+    } reqs[] = {
+        {"echo \"hello edge\"", "hello edge"},
+        {"SRC 1048576", "SRC 1048576\n"},
+        {"SLEEP 200 + echo", "SLEEP 200\nslept well"},
+        {"RESET 42", "RESET 42\n"},
+    };
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+        int rv = synesis_tunnel_request(d->tunnel, reqs[i].body, strlen(reqs[i].body), NULL,
+                                        on_response, (void *)reqs[i].label, NULL);
+        if (rv != 0)
+            printf("[%7.3f] demo  request %s: %s\n", elapsed(d), reqs[i].label,
+                   synesis_strerror(rv));
+    }
+}
+
+static void on_heartbeat(synesis_tunnel *t, const synesis_heartbeat_info *hb, void *ud) {
+    (void)t;
+    demo *d = ud;
+    printf("[%7.3f] hb    sequence %llu, %zu bytes, rtt %u ms%s%s\n", elapsed(d),
+           (unsigned long long)hb->sequence, hb->size, hb->rtt_ms, hb->status ? ", not sent: " : "",
+           hb->status ? synesis_strerror(hb->status) : "");
 }
 
 static void restart_edge(demo *d) {
@@ -105,7 +154,8 @@ static void on_state(synesis_tunnel *t, const synesis_tunnel_state *old,
     switch (st->kind) {
     case SYNESIS_STATE_CONNECTED:
         d->connected_count++;
-        after(d, 1.0, d->connected_count == 1 ? stop_edge : do_disconnect);
+        send_requests(d);
+        after(d, 1.5, d->connected_count == 1 ? stop_edge : do_disconnect);
         break;
     case SYNESIS_STATE_FAILED:
         d->failed = 1;
@@ -222,7 +272,8 @@ int main(int argc, char **argv) {
     cfg.idle_timeout = 5.0;
     cfg.log = tunnel_log;
     cfg.log_user_data = &d;
-    synesis_tunnel_callbacks cb = {.on_state = on_state};
+    cfg.heartbeat_interval = 0.5;
+    synesis_tunnel_callbacks cb = {.on_state = on_state, .on_heartbeat = on_heartbeat};
     if ((rv = synesis_tunnel_new(&d.tunnel, d.loop, &cfg, &cb, &d, detail, sizeof(detail))) != 0) {
         fprintf(stderr, "tunnel: %s: %s\n", synesis_error_name(rv), detail);
         syn_edge_free(d.edge);

@@ -105,15 +105,18 @@ static void add_unique(syn_lookup *l, const struct sockaddr *sa, socklen_t len) 
     }
 }
 
+/* Room for what a hook returns before de-duplication. */
+#define HOOK_MAX (4 * SYN_RESOLVE_MAX)
+
 static void resolve_with_hook(syn_lookup *l) {
-    syn_addr raw[SYN_RESOLVE_MAX];
+    syn_addr raw[HOOK_MAX];
     memset(raw, 0, sizeof(raw));
-    int k = l->hook(l->hook_data, l->host, l->port, raw, SYN_RESOLVE_MAX);
+    int k = l->hook(l->hook_data, l->host, l->port, raw, HOOK_MAX);
     if (k < 0) {
         l->rv = syn_fail(l->detail, SYNESIS_ERR_DNS, "resolver hook failed");
         return;
     }
-    size_t cnt = (size_t)k > SYN_RESOLVE_MAX ? SYN_RESOLVE_MAX : (size_t)k;
+    size_t cnt = (size_t)k > HOOK_MAX ? HOOK_MAX : (size_t)k;
     for (int fam = 0; fam < 2; fam++)
         for (size_t i = 0; i < cnt; i++)
             if (raw[i].ss.ss_family == (fam == 0 ? AF_INET : AF_INET6))
@@ -272,11 +275,14 @@ int syn_resolver_start(syn_resolver *r, const char *host, uint16_t port, syn_res
     l->owner = r;
     l->refs = 1;
 
+    /* l->done is shared once a thread runs: decide on the immediate delivery beforehand. */
+    int immediate = 1;
     if (resolve_literal(l)) {
         l->done = 1;
     } else {
         l->refs = 2; /* before the thread can run */
         int e = spawn(r, l);
+        immediate = e != 0;
         if (e != 0) {
             char buf[128];
             l->refs = 1;
@@ -289,7 +295,7 @@ int syn_resolver_start(syn_resolver *r, const char *host, uint16_t port, syn_res
     r->cb = cb;
     r->user_data = user_data;
     hold_loop(r, 1);
-    if (l->done) /* delivered from the loop like every other result */
+    if (immediate) /* delivered from the loop like every other result */
         ev_async_send(r->loop, &r->async);
     return 0;
 }

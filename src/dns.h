@@ -22,7 +22,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-/* Most addresses one lookup returns (after de-duplication). */
+/* Most addresses one lookup returns (after de-duplication; the first ones in order win). */
 #define SYN_RESOLVE_MAX 16
 
 typedef struct syn_resolver syn_resolver;
@@ -46,7 +46,7 @@ typedef void (*syn_resolve_cb)(void *user_data, int rv, const syn_addr *addrs, s
 /*
  * Optional replacement for getaddrinfo, called ON THE RESOLVER THREAD with the host and port of
  * the lookup (tests use it to simulate a slow or failing lookup). Fills up to max entries of out
- * and returns how many it filled (values above max count as max), or a negative value for failure,
+ * (max is 4 * SYN_RESOLVE_MAX, room for duplicates) and returns how many it filled (values above max count as max), or a negative value for failure,
  * which is reported as SYNESIS_ERR_DNS with the detail "resolver hook failed". Entries of another
  * family than AF_INET/AF_INET6 are ignored; the port of every entry is set to the requested one;
  * the usual ordering and de-duplication apply. hook_data must outlive every thread the resolver

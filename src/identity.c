@@ -74,9 +74,10 @@ static int read_file(const char *path, const char *what, char **data, size_t *le
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT || e == ENOTDIR)
-            return syn_fail(detail, SYNESIS_ERR_FILE_NOT_FOUND, "%s file %s does not exist", what, path);
-        return syn_fail(detail, SYNESIS_ERR_FILE_UNREADABLE, "%s file %s cannot be opened: %s", what,
-                        path, strerror(e));
+            return syn_fail(detail, SYNESIS_ERR_FILE_NOT_FOUND, "%s file %s does not exist", what,
+                            path);
+        return syn_fail(detail, SYNESIS_ERR_FILE_UNREADABLE, "%s file %s cannot be opened: %s",
+                        what, path, strerror(e));
     }
     struct stat st;
     int rc = 0;
@@ -91,12 +92,14 @@ static int read_file(const char *path, const char *what, char **data, size_t *le
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        rc = syn_fail(detail, SYNESIS_ERR_FILE_UNREADABLE, "%s file %s is not a regular file", what, path);
+        rc = syn_fail(detail, SYNESIS_ERR_FILE_UNREADABLE, "%s file %s is not a regular file", what,
+                      path);
         goto out;
     }
     if (st.st_size > MAX_INPUT_BYTES) {
-        rc = syn_fail(detail, SYNESIS_ERR_FILE_UNREADABLE, "%s file %s is too large (%lld bytes, at most %d)",
-                      what, path, (long long)st.st_size, MAX_INPUT_BYTES);
+        rc = syn_fail(detail, SYNESIS_ERR_FILE_UNREADABLE,
+                      "%s file %s is too large (%lld bytes, at most %d)", what, path,
+                      (long long)st.st_size, MAX_INPUT_BYTES);
         goto out;
     }
     size_t cap = (size_t)st.st_size, n = 0;
@@ -110,8 +113,8 @@ static int read_file(const char *path, const char *what, char **data, size_t *le
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            rc = syn_fail(detail, SYNESIS_ERR_FILE_UNREADABLE, "%s file %s cannot be read: %s", what, path,
-                          strerror(errno));
+            rc = syn_fail(detail, SYNESIS_ERR_FILE_UNREADABLE, "%s file %s cannot be read: %s",
+                          what, path, strerror(errno));
             goto out;
         }
         if (r == 0)
@@ -138,9 +141,10 @@ static int has_pem_start(const char *data, size_t len) {
 static int not_pem(char *detail, const char *what, const char *src, size_t len) {
     if (len == 0)
         return syn_fail(detail, SYNESIS_ERR_NOT_PEM, "%s %s is empty", what, src);
-    return syn_fail(detail, SYNESIS_ERR_NOT_PEM,
-                    "%s %s holds no PEM data (no \"-----BEGIN\" line; a DER file must be converted to PEM)",
-                    what, src);
+    return syn_fail(
+        detail, SYNESIS_ERR_NOT_PEM,
+        "%s %s holds no PEM data (no \"-----BEGIN\" line; a DER file must be converted to PEM)",
+        what, src);
 }
 
 /* Reads the next PEM block; returns 1 for a block, 0 at the end, -1 when malformed (the OpenSSL
@@ -161,7 +165,7 @@ static int pem_next(BIO *b, char **name, char **header, unsigned char **der, lon
 }
 
 /* src describes the input for messages: "file /x/y.pem" or "(in memory)". */
-static int parse_certs(STACK_OF(X509) **out, const char *what, const char *src, const char *data,
+static int parse_certs(STACK_OF(X509) * *out, const char *what, const char *src, const char *data,
                        size_t len, char *detail) {
     *out = NULL;
     if (len == 0 || !has_pem_start(data, len))
@@ -185,8 +189,8 @@ static int parse_certs(STACK_OF(X509) **out, const char *what, const char *src, 
         if (r == 0)
             break;
         if (r < 0) {
-            rc = syn_fail_ossl(detail, SYNESIS_ERR_BAD_CERTIFICATE, "%s %s: malformed PEM data after %d block(s)",
-                               what, src, blocks);
+            rc = syn_fail_ossl(detail, SYNESIS_ERR_BAD_CERTIFICATE,
+                               "%s %s: malformed PEM data after %d block(s)", what, src, blocks);
             goto out;
         }
         blocks++;
@@ -198,7 +202,8 @@ static int parse_certs(STACK_OF(X509) **out, const char *what, const char *src, 
             if (!x || p != der + der_len) {
                 X509_free(x);
                 rc = syn_fail_ossl(detail, SYNESIS_ERR_BAD_CERTIFICATE,
-                                   "%s %s: certificate #%d cannot be parsed", what, src, sk_X509_num(sk) + 1);
+                                   "%s %s: certificate #%d cannot be parsed", what, src,
+                                   sk_X509_num(sk) + 1);
             } else if (!sk_X509_push(sk, x)) {
                 X509_free(x);
                 rc = syn_fail(detail, SYNESIS_ERR_NOMEM, "%s %s: out of memory", what, src);
@@ -213,8 +218,8 @@ static int parse_certs(STACK_OF(X509) **out, const char *what, const char *src, 
             goto out;
     }
     if (sk_X509_num(sk) == 0) {
-        rc = syn_fail(detail, SYNESIS_ERR_NO_CERTIFICATE, "%s %s holds PEM data (%s) but no CERTIFICATE block",
-                      what, src, other);
+        rc = syn_fail(detail, SYNESIS_ERR_NO_CERTIFICATE,
+                      "%s %s holds PEM data (%s) but no CERTIFICATE block", what, src, other);
         goto out;
     }
     *out = sk;
@@ -226,9 +231,11 @@ out:
     return rc;
 }
 
-static size_t pem_len_or_strlen(const char *pem, size_t len) { return len ? len : strlen(pem); }
+static size_t pem_len_or_strlen(const char *pem, size_t len) {
+    return len ? len : strlen(pem);
+}
 
-int syn_load_certs(STACK_OF(X509) **out, const char *what, const char *path, const char *pem,
+int syn_load_certs(STACK_OF(X509) * *out, const char *what, const char *path, const char *pem,
                    size_t pem_len, char *detail) {
     *out = NULL;
     if (pem)
@@ -273,8 +280,8 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-static int parse_key(EVP_PKEY **out, const char *what, const char *src, const char *data, size_t len,
-                     const char *pass, char *detail) {
+static int parse_key(EVP_PKEY **out, const char *what, const char *src, const char *data,
+                     size_t len, const char *pass, char *detail) {
     *out = NULL;
     if (len == 0 || !has_pem_start(data, len))
         return not_pem(detail, what, src, len);
@@ -296,7 +303,8 @@ static int parse_key(EVP_PKEY **out, const char *what, const char *src, const ch
         if (r == 0)
             break;
         if (r < 0) {
-            rc = syn_fail_ossl(detail, SYNESIS_ERR_NO_PRIVATE_KEY, "%s %s: malformed PEM data", what, src);
+            rc = syn_fail_ossl(detail, SYNESIS_ERR_NO_PRIVATE_KEY, "%s %s: malformed PEM data",
+                               what, src);
             break;
         }
         if (!first[0])
@@ -304,7 +312,8 @@ static int parse_key(EVP_PKEY **out, const char *what, const char *src, const ch
         if (ends_with(name, "PRIVATE KEY")) {
             found = 1;
             snprintf(key_name, sizeof(key_name), "%s", name);
-            encrypted = strcmp(name, "ENCRYPTED PRIVATE KEY") == 0 || (header && strstr(header, "ENCRYPTED"));
+            encrypted = strcmp(name, "ENCRYPTED PRIVATE KEY") == 0 ||
+                        (header && strstr(header, "ENCRYPTED"));
         }
         OPENSSL_free(name);
         OPENSSL_free(header);
@@ -316,8 +325,8 @@ static int parse_key(EVP_PKEY **out, const char *what, const char *src, const ch
     if (rc)
         return rc;
     if (!found)
-        return syn_fail(detail, SYNESIS_ERR_NO_PRIVATE_KEY, "%s %s holds PEM data (%s) but no PRIVATE KEY block",
-                        what, src, first);
+        return syn_fail(detail, SYNESIS_ERR_NO_PRIVATE_KEY,
+                        "%s %s holds PEM data (%s) but no PRIVATE KEY block", what, src, first);
     if (encrypted && !pass)
         return syn_fail(detail, SYNESIS_ERR_KEY_ENCRYPTED,
                         "%s %s is encrypted (%s) and no passphrase was given", what, src, key_name);
@@ -333,10 +342,12 @@ static int parse_key(EVP_PKEY **out, const char *what, const char *src, const ch
             return syn_fail_ossl(detail, SYNESIS_ERR_KEY_PASSPHRASE,
                                  "%s %s cannot be decrypted with the given passphrase", what, src);
         if (strcmp(key_name, "OPENSSH PRIVATE KEY") == 0)
-            return syn_fail(detail, SYNESIS_ERR_NO_PRIVATE_KEY,
-                            "%s %s is an OpenSSH key: convert it to PKCS#8 (ssh-keygen -p -m PKCS8)", what, src);
-        return syn_fail_ossl(detail, SYNESIS_ERR_NO_PRIVATE_KEY, "%s %s: the %s block cannot be decoded", what,
-                             src, key_name);
+            return syn_fail(
+                detail, SYNESIS_ERR_NO_PRIVATE_KEY,
+                "%s %s is an OpenSSH key: convert it to PKCS#8 (ssh-keygen -p -m PKCS8)", what,
+                src);
+        return syn_fail_ossl(detail, SYNESIS_ERR_NO_PRIVATE_KEY,
+                             "%s %s: the %s block cannot be decoded", what, src, key_name);
     }
     syn_ossl_clear();
     *out = k;
@@ -347,11 +358,12 @@ static int check_key_mode(const char *what, const char *path, mode_t mode, char 
     if ((mode & 077) == 0)
         return 0;
     return syn_fail(detail, SYNESIS_ERR_KEY_PERMISSIONS,
-                    "%s file %s has mode %04o: group and others must have no access (chmod 600 %s)", what, path,
-                    (unsigned)mode, path);
+                    "%s file %s has mode %04o: group and others must have no access (chmod 600 %s)",
+                    what, path, (unsigned)mode, path);
 }
 
-static int read_key_file(EVP_PKEY **out, const char *what, const char *path, const char *pass, char *detail) {
+static int read_key_file(EVP_PKEY **out, const char *what, const char *path, const char *pass,
+                         char *detail) {
     char *data;
     size_t len;
     mode_t mode;
@@ -377,8 +389,8 @@ static int is_store_uri(const char *s) {
         return 0;
     while (s[i] && s[i] != ':' && s[i] != '/') {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' ||
-              c == '-' || c == '.'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '-' || c == '.'))
             return 0;
         i++;
     }
@@ -399,7 +411,8 @@ static const char *file_uri_path(const char *uri) {
     return p;
 }
 
-static int load_key_store(EVP_PKEY **out, const char *what, const char *uri, const char *pass, char *detail) {
+static int load_key_store(EVP_PKEY **out, const char *what, const char *uri, const char *pass,
+                          char *detail) {
     *out = NULL;
     /* For file: URIs apply the same existence and permission rules as for plain paths. */
     const char *path = file_uri_path(uri);
@@ -408,8 +421,10 @@ static int load_key_store(EVP_PKEY **out, const char *what, const char *uri, con
         if (stat(path, &st) != 0) {
             int e = errno;
             if (e == ENOENT || e == ENOTDIR)
-                return syn_fail(detail, SYNESIS_ERR_FILE_NOT_FOUND, "%s %s: file %s does not exist", what, uri, path);
-            return syn_fail(detail, SYNESIS_ERR_FILE_UNREADABLE, "%s %s: %s: %s", what, uri, path, strerror(e));
+                return syn_fail(detail, SYNESIS_ERR_FILE_NOT_FOUND, "%s %s: file %s does not exist",
+                                what, uri, path);
+            return syn_fail(detail, SYNESIS_ERR_FILE_UNREADABLE, "%s %s: %s: %s", what, uri, path,
+                            strerror(e));
         }
         if (S_ISREG(st.st_mode)) {
             int rc = check_key_mode(what, path, st.st_mode & 07777, detail);
@@ -425,15 +440,21 @@ static int load_key_store(EVP_PKEY **out, const char *what, const char *uri, con
     OSSL_STORE_CTX *sc = OSSL_STORE_open_ex(uri, NULL, NULL, ui, &pw, NULL, NULL, NULL);
     if (!sc) {
         UI_destroy_method(ui);
-        return syn_fail_ossl(detail, SYNESIS_ERR_KEY_STORE, "%s URI %s cannot be opened", what, uri);
+        return syn_fail_ossl(detail, SYNESIS_ERR_KEY_STORE, "%s URI %s cannot be opened", what,
+                             uri);
     }
-    (void)OSSL_STORE_expect(sc, OSSL_STORE_INFO_PKEY);
     EVP_PKEY *k = NULL;
     int failed = 0;
-    while (!k && !OSSL_STORE_eof(sc)) {
+    /* Bounded: a loader that neither ends nor fails must not hang us. */
+    for (int n = 0; !k && !OSSL_STORE_eof(sc); n++) {
+        if (n == 10000) {
+            failed = 1;
+            break;
+        }
         OSSL_STORE_INFO *info = OSSL_STORE_load(sc);
         if (!info) {
-            if (OSSL_STORE_error(sc)) {
+            /* At the end the file store reports an error too, with nothing queued. */
+            if (OSSL_STORE_error(sc) && !OSSL_STORE_eof(sc)) {
                 failed = 1;
                 break;
             }
@@ -451,14 +472,15 @@ static int load_key_store(EVP_PKEY **out, const char *what, const char *uri, con
         return 0;
     }
     if (pw.asked && !pass)
-        return syn_fail_ossl(detail, SYNESIS_ERR_KEY_ENCRYPTED, "%s %s is encrypted and no passphrase was given",
-                             what, uri);
+        return syn_fail_ossl(detail, SYNESIS_ERR_KEY_ENCRYPTED,
+                             "%s %s is encrypted and no passphrase was given", what, uri);
     if (pw.asked)
         return syn_fail_ossl(detail, SYNESIS_ERR_KEY_PASSPHRASE,
                              "%s %s cannot be decrypted with the given passphrase", what, uri);
     if (failed)
         return syn_fail_ossl(detail, SYNESIS_ERR_KEY_STORE, "%s %s cannot be loaded", what, uri);
-    return syn_fail_ossl(detail, SYNESIS_ERR_NO_PRIVATE_KEY, "%s %s holds no private key", what, uri);
+    return syn_fail_ossl(detail, SYNESIS_ERR_NO_PRIVATE_KEY, "%s %s holds no private key", what,
+                         uri);
 }
 
 /* ---- checks -------------------------------------------------------------------------------- */
@@ -467,7 +489,8 @@ static int load_key_store(EVP_PKEY **out, const char *what, const char *uri, con
 static int describe_key(EVP_PKEY *k, char *out, size_t len) {
     if (EVP_PKEY_is_a(k, "EC")) {
         char group[80] = "";
-        if (!EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL)) {
+        if (!EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                            NULL)) {
             ERR_clear_error();
             snprintf(out, len, "EC (explicit curve parameters)");
             return 0;
@@ -494,7 +517,8 @@ static int check_key_supported(EVP_PKEY *k, const char *what, char *detail) {
     if (describe_key(k, desc, sizeof(desc)))
         return 0;
     return syn_fail(detail, SYNESIS_ERR_UNSUPPORTED_KEY,
-                    "%s is %s: supported are EC P-256, EC P-384 and RSA 2048..16384 bits", what, desc);
+                    "%s is %s: supported are EC P-256, EC P-384 and RSA 2048..16384 bits", what,
+                    desc);
 }
 
 static void subject_line(X509_NAME *n, char *out, size_t len) {
@@ -502,8 +526,8 @@ static void subject_line(X509_NAME *n, char *out, size_t len) {
     BIO *b = BIO_new(BIO_s_mem());
     if (!b)
         return;
-    unsigned long flags = ASN1_STRFLGS_RFC2253 | XN_FLAG_SEP_CPLUS_SPC | XN_FLAG_DN_REV | XN_FLAG_FN_SN |
-                          XN_FLAG_DUMP_UNKNOWN_FIELDS;
+    unsigned long flags = ASN1_STRFLGS_RFC2253 | XN_FLAG_SEP_CPLUS_SPC | XN_FLAG_DN_REV |
+                          XN_FLAG_FN_SN | XN_FLAG_DUMP_UNKNOWN_FIELDS;
     if (X509_NAME_print_ex(b, n, 0, flags) >= 0) {
         char *p;
         long n_ = BIO_get_mem_data(b, &p);
@@ -519,17 +543,18 @@ static int check_validity(X509 *x, const char *what, int depth, char *detail) {
     if (X509_cmp_time(X509_get0_notAfter(x), &now) < 0) {
         subject_line(X509_get_subject_name(x), subj, sizeof(subj));
         format_asn1_time(X509_get0_notAfter(x), when, sizeof(when));
-        return syn_fail(detail, SYNESIS_ERR_CERT_EXPIRED, "%s (%s, chain position %d) expired on %s", what, subj,
-                        depth, when);
+        return syn_fail(detail, SYNESIS_ERR_CERT_EXPIRED,
+                        "%s (%s, chain position %d) expired on %s", what, subj, depth, when);
     }
     if (X509_cmp_time(X509_get0_notBefore(x), &now) > 0) {
         subject_line(X509_get_subject_name(x), subj, sizeof(subj));
         format_asn1_time(X509_get0_notBefore(x), when, sizeof(when));
         format_time(now, nowbuf, sizeof(nowbuf));
-        return syn_fail(detail, SYNESIS_ERR_CERT_NOT_YET_VALID,
-                        "%s (%s, chain position %d) is not valid before %s, but the local clock says %s: the "
-                        "clock may be behind (a device without RTC before time sync?)",
-                        what, subj, depth, when, nowbuf);
+        return syn_fail(
+            detail, SYNESIS_ERR_CERT_NOT_YET_VALID,
+            "%s (%s, chain position %d) is not valid before %s, but the local clock says %s: the "
+            "clock may be behind (a device without RTC before time sync?)",
+            what, subj, depth, when, nowbuf);
     }
     return 0;
 }
@@ -545,9 +570,10 @@ void syn_identity_clear(syn_identity *id) {
     id->key = NULL;
 }
 
-int syn_identity_load(syn_identity *out, const char *what, const char *cert_file, const char *cert_pem,
-                      size_t cert_pem_len, const char *key_file, const char *key_pem, size_t key_pem_len,
-                      const char *passphrase, char *detail) {
+int syn_identity_load(syn_identity *out, const char *what, const char *cert_file,
+                      const char *cert_pem, size_t cert_pem_len, const char *key_file,
+                      const char *key_pem, size_t key_pem_len, const char *passphrase,
+                      char *detail) {
     memset(out, 0, sizeof(*out));
     int rc = syn_crypto_init();
     if (rc)
@@ -565,8 +591,8 @@ int syn_identity_load(syn_identity *out, const char *what, const char *cert_file
     id.leaf = sk_X509_shift(id.chain);
 
     if (key_pem)
-        rc = parse_key(&id.key, kwhat, "(in memory)", key_pem, pem_len_or_strlen(key_pem, key_pem_len),
-                       passphrase, detail);
+        rc = parse_key(&id.key, kwhat, "(in memory)", key_pem,
+                       pem_len_or_strlen(key_pem, key_pem_len), passphrase, detail);
     else if (key_file && is_store_uri(key_file))
         rc = load_key_store(&id.key, kwhat, key_file, passphrase, detail);
     else if (key_file)
@@ -586,7 +612,10 @@ int syn_identity_load(syn_identity *out, const char *what, const char *cert_file
         char subj[256];
         subject_line(X509_get_subject_name(id.leaf), subj, sizeof(subj));
         rc = syn_fail(detail, SYNESIS_ERR_KEY_MISMATCH, "%s (%s) does not match the %s (%s)", kwhat,
-                      key_pem ? "in memory" : key_file ? key_file : cert_file, cwhat, subj);
+                      key_pem    ? "in memory"
+                      : key_file ? key_file
+                                 : cert_file,
+                      cwhat, subj);
         goto fail;
     }
     rc = check_validity(id.leaf, cwhat, 0, detail);
@@ -603,8 +632,8 @@ fail:
     return rc;
 }
 
-int syn_load_trust(X509_STORE *store, const char *ca_file, const char *ca_dir, STACK_OF(X509) **ca_certs,
-                   char *detail) {
+int syn_load_trust(X509_STORE *store, const char *ca_file, const char *ca_dir,
+                   STACK_OF(X509) * *ca_certs, char *detail) {
     if (ca_certs)
         *ca_certs = NULL;
     if (ca_file) {
@@ -615,8 +644,8 @@ int syn_load_trust(X509_STORE *store, const char *ca_file, const char *ca_dir, S
         for (int i = 0; i < sk_X509_num(sk); i++) {
             if (X509_STORE_add_cert(store, sk_X509_value(sk, i)) != 1) {
                 OSSL_STACK_OF_X509_free(sk);
-                return syn_fail_ossl(detail, SYNESIS_ERR_CA_UNREADABLE, "CA file %s: certificate #%d not added",
-                                     ca_file, i + 1);
+                return syn_fail_ossl(detail, SYNESIS_ERR_CA_UNREADABLE,
+                                     "CA file %s: certificate #%d not added", ca_file, i + 1);
             }
         }
         if (ca_certs)
@@ -627,12 +656,15 @@ int syn_load_trust(X509_STORE *store, const char *ca_file, const char *ca_dir, S
     if (ca_dir) {
         struct stat st;
         if (stat(ca_dir, &st) != 0)
-            return syn_fail(detail, SYNESIS_ERR_CA_UNREADABLE, "CA directory %s: %s", ca_dir, strerror(errno));
+            return syn_fail(detail, SYNESIS_ERR_CA_UNREADABLE, "CA directory %s: %s", ca_dir,
+                            strerror(errno));
         if (!S_ISDIR(st.st_mode))
-            return syn_fail(detail, SYNESIS_ERR_CA_UNREADABLE, "CA directory %s is not a directory", ca_dir);
+            return syn_fail(detail, SYNESIS_ERR_CA_UNREADABLE, "CA directory %s is not a directory",
+                            ca_dir);
         syn_ossl_clear();
         if (X509_STORE_load_path(store, ca_dir) != 1)
-            return syn_fail_ossl(detail, SYNESIS_ERR_CA_UNREADABLE, "CA directory %s cannot be used", ca_dir);
+            return syn_fail_ossl(detail, SYNESIS_ERR_CA_UNREADABLE,
+                                 "CA directory %s cannot be used", ca_dir);
     }
     return 0;
 }
@@ -688,24 +720,28 @@ static int validate_device_id(const char *id, char *detail) {
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "device id is empty");
     size_t n = strlen(id);
     if (n > SYNESIS_DEVICE_ID_MAX)
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "device id is %zu bytes long, at most %d allowed", n,
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "device id is %zu bytes long, at most %d allowed", n,
                         SYNESIS_DEVICE_ID_MAX);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)id[i];
         if (!device_id_char_ok(c)) {
             if (c >= 0x21 && c < 0x7f)
                 return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
-                                "device id has '%c' at position %zu: only letters, digits and -._:@ are allowed", c,
-                                i);
+                                "device id has '%c' at position %zu: only letters, digits and "
+                                "-._:@ are allowed",
+                                c, i);
             return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
-                            "device id has byte 0x%02x at position %zu: only letters, digits and -._:@ are allowed",
+                            "device id has byte 0x%02x at position %zu: only letters, digits and "
+                            "-._:@ are allowed",
                             c, i);
         }
     }
     return 0;
 }
 
-SYNESIS_API int synesis_identity_validate_device_id(const char *id, char *detail, size_t detail_len) {
+SYNESIS_API int synesis_identity_validate_device_id(const char *id, char *detail,
+                                                    size_t detail_len) {
     char buf[SYNESIS_DETAIL_MAX];
     return finish(validate_device_id(id, buf), buf, detail, detail_len);
 }
@@ -732,8 +768,8 @@ static int dns_name_ok(const char *s) {
         return 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-              c == '_' || (c == '*' && i == 0)))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_' || (c == '*' && i == 0)))
             return 0;
     }
     return 1;
@@ -742,7 +778,8 @@ static int dns_name_ok(const char *s) {
 static int validate_cert_options(const synesis_pki_cert_options *o, char *detail) {
     if (o->profile != SYNESIS_CERT_PROFILE_CA && o->profile != SYNESIS_CERT_PROFILE_SERVER &&
         o->profile != SYNESIS_CERT_PROFILE_DEVICE)
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "unknown certificate profile %d", (int)o->profile);
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "unknown certificate profile %d",
+                        (int)o->profile);
     if (!o->common_name || !text_ok(o->common_name, 64))
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "common_name must be 1..64 characters without control characters");
@@ -750,16 +787,18 @@ static int validate_cert_options(const synesis_pki_cert_options *o, char *detail
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "organization must be 1..64 characters without control characters");
     if (o->days < 1 || o->days > MAX_DAYS)
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "days is %d, must be 1..%d", o->days, MAX_DAYS);
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "days is %d, must be 1..%d", o->days,
+                        MAX_DAYS);
     if (o->not_before_offset_s < -MAX_OFFSET_S || o->not_before_offset_s > MAX_OFFSET_S)
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "not_before_offset_s %lld is out of range",
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "not_before_offset_s %lld is out of range",
                         (long long)o->not_before_offset_s);
     if (!o->issuer_cert_file != !o->issuer_key_file)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "give both the issuer CA certificate and its key, or neither");
     if (o->n_alt_names && !o->alt_names)
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "n_alt_names is %zu but alt_names is NULL",
-                        o->n_alt_names);
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "n_alt_names is %zu but alt_names is NULL", o->n_alt_names);
     if (o->profile == SYNESIS_CERT_PROFILE_SERVER && o->n_alt_names == 0)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "a server certificate needs at least one subjectAltName");
@@ -767,7 +806,8 @@ static int validate_cert_options(const synesis_pki_cert_options *o, char *detail
         const char *n = o->alt_names[i];
         if (!n || (!is_ip_literal(n) && !dns_name_ok(n)))
             return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
-                            "alt_names[%zu] \"%s\" is neither an IP address nor a DNS name", i, n ? n : "(null)");
+                            "alt_names[%zu] \"%s\" is neither an IP address nor a DNS name", i,
+                            n ? n : "(null)");
     }
     if (o->csr_file && o->profile == SYNESIS_CERT_PROFILE_CA)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "no CSR for the CA profile");
@@ -794,9 +834,10 @@ static X509_NAME *make_name(const char *cn, const char *org) {
     X509_NAME *n = X509_NAME_new();
     if (!n)
         return NULL;
-    if ((org && !X509_NAME_add_entry_by_NID(n, NID_organizationName, MBSTRING_UTF8, (const unsigned char *)org,
-                                            -1, -1, 0)) ||
-        !X509_NAME_add_entry_by_NID(n, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0)) {
+    if ((org && !X509_NAME_add_entry_by_NID(n, NID_organizationName, MBSTRING_UTF8,
+                                            (const unsigned char *)org, -1, -1, 0)) ||
+        !X509_NAME_add_entry_by_NID(n, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn, -1,
+                                    -1, 0)) {
         X509_NAME_free(n);
         return NULL;
     }
@@ -839,7 +880,7 @@ fail:
 }
 
 /* The extensions of a profile except the key identifiers, for a certificate or a CSR. */
-static STACK_OF(X509_EXTENSION) *profile_extensions(const synesis_pki_cert_options *o) {
+static STACK_OF(X509_EXTENSION) * profile_extensions(const synesis_pki_cert_options *o) {
     STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
     if (!exts)
         return NULL;
@@ -850,7 +891,8 @@ static STACK_OF(X509_EXTENSION) *profile_extensions(const synesis_pki_cert_optio
     } conf[3] = {
         {NID_basic_constraints, ca ? "critical,CA:TRUE" : "critical,CA:FALSE"},
         {NID_key_usage, ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature"},
-        {NID_ext_key_usage, o->profile == SYNESIS_CERT_PROFILE_SERVER ? "serverAuth" : "clientAuth"},
+        {NID_ext_key_usage,
+         o->profile == SYNESIS_CERT_PROFILE_SERVER ? "serverAuth" : "clientAuth"},
     };
     for (int i = 0; i < (ca ? 2 : 3); i++) {
         X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, NULL, conf[i].nid, conf[i].value);
@@ -930,14 +972,15 @@ static int make_cert(X509 **out, const synesis_pki_cert_options *o, EVP_PKEY *ke
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     if (!ok) {
         X509_free(x);
-        return syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "building the certificate for CN=%s failed",
-                             o->common_name);
+        return syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO,
+                             "building the certificate for CN=%s failed", o->common_name);
     }
     *out = x;
     return 0;
 }
 
-static int make_csr(X509_REQ **out, const synesis_pki_cert_options *o, EVP_PKEY *key, char *detail) {
+static int make_csr(X509_REQ **out, const synesis_pki_cert_options *o, EVP_PKEY *key,
+                    char *detail) {
     *out = NULL;
     syn_ossl_clear();
     X509_REQ *r = X509_REQ_new();
@@ -950,7 +993,8 @@ static int make_csr(X509_REQ **out, const synesis_pki_cert_options *o, EVP_PKEY 
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     if (!ok) {
         X509_REQ_free(r);
-        return syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "building the CSR for CN=%s failed", o->common_name);
+        return syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "building the CSR for CN=%s failed",
+                             o->common_name);
     }
     *out = r;
     return 0;
@@ -1000,23 +1044,24 @@ static int write_temp(struct out_file *f, char *detail) {
         f->tmp = NULL;
         return syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
     }
-    /* mkostemp: O_CREAT|O_EXCL, mode 0600, so a key is never readable by others, not even briefly. */
+    /* mkostemp: O_CREAT|O_EXCL, mode 0600, so a key is never readable by others, not even briefly.
+     */
     int fd = mkostemp(f->tmp, O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
         free(f->tmp);
         f->tmp = NULL;
         if (e == ENOENT || e == ENOTDIR)
-            return syn_fail(detail, SYNESIS_ERR_FILE_NOT_FOUND, "directory %s (for the %s) does not exist", dir,
-                            f->what);
-        return syn_fail(detail, SYNESIS_ERR_SYSTEM, "cannot create a file in %s (for the %s): %s", dir, f->what,
-                        strerror(e));
+            return syn_fail(detail, SYNESIS_ERR_FILE_NOT_FOUND,
+                            "directory %s (for the %s) does not exist", dir, f->what);
+        return syn_fail(detail, SYNESIS_ERR_SYSTEM, "cannot create a file in %s (for the %s): %s",
+                        dir, f->what, strerror(e));
     }
     char *data;
     long n = BIO_get_mem_data(f->pem, &data);
     int rc = 0;
-    if ((f->mode != 0600 && fchmod(fd, f->mode) != 0) || n < 0 || write_all(fd, data, (size_t)n) != 0 ||
-        fsync(fd) != 0)
+    if ((f->mode != 0600 && fchmod(fd, f->mode) != 0) || n < 0 ||
+        write_all(fd, data, (size_t)n) != 0 || fsync(fd) != 0)
         rc = syn_fail(detail, SYNESIS_ERR_SYSTEM, "writing %s: %s", f->tmp, strerror(errno));
     if (close(fd) != 0 && rc == 0)
         rc = syn_fail(detail, SYNESIS_ERR_SYSTEM, "writing %s: %s", f->tmp, strerror(errno));
@@ -1024,8 +1069,8 @@ static int write_temp(struct out_file *f, char *detail) {
 }
 
 static int exists_error(const struct out_file *f, char *detail) {
-    return syn_fail(detail, SYNESIS_ERR_FILE_EXISTS, "%s file %s already exists (refusing to overwrite it)",
-                    f->what, f->path);
+    return syn_fail(detail, SYNESIS_ERR_FILE_EXISTS,
+                    "%s file %s already exists (refusing to overwrite it)", f->what, f->path);
 }
 
 /* Moves the temporary file into place; without overwrite, never replaces a file that appeared
@@ -1033,13 +1078,15 @@ static int exists_error(const struct out_file *f, char *detail) {
 static int commit_file(struct out_file *f, int overwrite, char *detail) {
     if (overwrite) {
         if (rename(f->tmp, f->path) != 0)
-            return syn_fail(detail, SYNESIS_ERR_SYSTEM, "renaming %s to %s: %s", f->tmp, f->path, strerror(errno));
+            return syn_fail(detail, SYNESIS_ERR_SYSTEM, "renaming %s to %s: %s", f->tmp, f->path,
+                            strerror(errno));
     } else if (renameat2(AT_FDCWD, f->tmp, AT_FDCWD, f->path, RENAME_NOREPLACE) != 0) {
         int e = errno;
         if (e == EEXIST)
             return exists_error(f, detail);
         if (e != EINVAL && e != ENOSYS && e != ENOTSUP)
-            return syn_fail(detail, SYNESIS_ERR_SYSTEM, "renaming %s to %s: %s", f->tmp, f->path, strerror(e));
+            return syn_fail(detail, SYNESIS_ERR_SYSTEM, "renaming %s to %s: %s", f->tmp, f->path,
+                            strerror(e));
         if (link(f->tmp, f->path) == 0) {
             unlink(f->tmp);
         } else if (errno == EEXIST) {
@@ -1049,8 +1096,8 @@ static int commit_file(struct out_file *f, int overwrite, char *detail) {
             if (lstat(f->path, &st) == 0)
                 return exists_error(f, detail);
             if (rename(f->tmp, f->path) != 0)
-                return syn_fail(detail, SYNESIS_ERR_SYSTEM, "renaming %s to %s: %s", f->tmp, f->path,
-                                strerror(errno));
+                return syn_fail(detail, SYNESIS_ERR_SYSTEM, "renaming %s to %s: %s", f->tmp,
+                                f->path, strerror(errno));
         }
     }
     free(f->tmp);
@@ -1072,8 +1119,8 @@ static void sync_dir(const char *path) {
 static int check_absent(const char *path, const char *what, char *detail) {
     struct stat st;
     if (lstat(path, &st) == 0)
-        return syn_fail(detail, SYNESIS_ERR_FILE_EXISTS, "%s file %s already exists (refusing to overwrite it)",
-                        what, path);
+        return syn_fail(detail, SYNESIS_ERR_FILE_EXISTS,
+                        "%s file %s already exists (refusing to overwrite it)", what, path);
     return 0;
 }
 
@@ -1102,7 +1149,8 @@ static int write_files(struct out_file *f, size_t n, int overwrite, char *detail
 
 /* ---- public: generation -------------------------------------------------------------------- */
 
-SYNESIS_API void synesis_pki_cert_options_init(synesis_pki_cert_options *opts, synesis_cert_profile profile) {
+SYNESIS_API void synesis_pki_cert_options_init(synesis_pki_cert_options *opts,
+                                               synesis_cert_profile profile) {
     if (!opts)
         return;
     memset(opts, 0, sizeof(*opts));
@@ -1111,34 +1159,67 @@ SYNESIS_API void synesis_pki_cert_options_init(synesis_pki_cert_options *opts, s
     opts->days = profile == SYNESIS_CERT_PROFILE_CA ? 3650 : 365;
 }
 
-static int create_cert(const synesis_pki_cert_options *o, const char *cert_file, const char *key_file,
-                       char *detail) {
+/* mkdir -p with mode 0700 for the directories it creates. */
+static int make_dirs(const char *dir, char *detail) {
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "directory name too long");
+    for (char *p = path + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+                int e = errno;
+                return syn_fail(detail,
+                                e == ENOENT || e == ENOTDIR ? SYNESIS_ERR_FILE_NOT_FOUND
+                                                            : SYNESIS_ERR_SYSTEM,
+                                "cannot create directory %s: %s", path, strerror(e));
+            }
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return syn_fail(detail, SYNESIS_ERR_SYSTEM, "%s is not a directory", dir);
+    return 0;
+}
+
+/* make_dir: created (mkdir -p, 0700) only once everything is ready to be written, so a failure
+ * leaves no empty directory behind. */
+static int create_cert(const synesis_pki_cert_options *o, const char *cert_file,
+                       const char *key_file, const char *make_dir, char *detail) {
     if (!o || !cert_file || !key_file || !cert_file[0] || !key_file[0])
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "options, certificate and key paths are required");
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "options, certificate and key paths are required");
     int rc = validate_cert_options(o, detail);
     if (rc)
         return rc;
     if ((rc = syn_crypto_init()) != 0)
         return syn_fail_ossl(detail, rc, "OpenSSL initialisation failed");
     if (!o->overwrite) {
-        if ((rc = check_absent(key_file, "private key", detail)) || (rc = check_absent(cert_file, "certificate", detail)) ||
+        if ((rc = check_absent(key_file, "private key", detail)) ||
+            (rc = check_absent(cert_file, "certificate", detail)) ||
             (o->csr_file && (rc = check_absent(o->csr_file, "CSR", detail))))
             return rc;
     }
 
     syn_identity ca = {0};
     if (o->issuer_cert_file) {
-        rc = syn_identity_load(&ca, "issuer CA", o->issuer_cert_file, NULL, 0, o->issuer_key_file, NULL, 0,
-                               o->issuer_key_passphrase, detail);
+        rc = syn_identity_load(&ca, "issuer CA", o->issuer_cert_file, NULL, 0, o->issuer_key_file,
+                               NULL, 0, o->issuer_key_passphrase, detail);
         if (rc)
             return rc;
         if (!(X509_get_extension_flags(ca.leaf) & EXFLAG_CA) ||
-            ((X509_get_extension_flags(ca.leaf) & EXFLAG_KUSAGE) && !(X509_get_key_usage(ca.leaf) & KU_KEY_CERT_SIGN))) {
+            ((X509_get_extension_flags(ca.leaf) & EXFLAG_KUSAGE) &&
+             !(X509_get_key_usage(ca.leaf) & KU_KEY_CERT_SIGN))) {
             syn_identity_clear(&ca);
-            return syn_fail(detail, SYNESIS_ERR_BAD_CERTIFICATE,
-                            "issuer CA certificate %s is not a CA certificate (basicConstraints CA:TRUE and "
-                            "keyUsage keyCertSign are required)",
-                            o->issuer_cert_file);
+            return syn_fail(
+                detail, SYNESIS_ERR_BAD_CERTIFICATE,
+                "issuer CA certificate %s is not a CA certificate (basicConstraints CA:TRUE and "
+                "keyUsage keyCertSign are required)",
+                o->issuer_cert_file);
         }
     }
 
@@ -1166,10 +1247,13 @@ static int create_cert(const synesis_pki_cert_options *o, const char *cert_file,
         }
     }
     if (PEM_write_bio_PrivateKey(files[0].pem, key, NULL, NULL, 0, NULL, NULL) != 1 ||
-        PEM_write_bio_X509(files[1].pem, cert) != 1 || (csr && PEM_write_bio_X509_REQ(files[2].pem, csr) != 1)) {
+        PEM_write_bio_X509(files[1].pem, cert) != 1 ||
+        (csr && PEM_write_bio_X509_REQ(files[2].pem, csr) != 1)) {
         rc = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "PEM encoding failed");
         goto out;
     }
+    if (make_dir && (rc = make_dirs(make_dir, detail)) != 0)
+        goto out;
     rc = write_files(files, nfiles, o->overwrite, detail);
 out:
     for (size_t i = 0; i < nfiles; i++)
@@ -1185,7 +1269,7 @@ out:
 SYNESIS_API int synesis_pki_create_cert(const synesis_pki_cert_options *opts, const char *cert_file,
                                         const char *key_file, char *detail, size_t detail_len) {
     char buf[SYNESIS_DETAIL_MAX];
-    return finish(create_cert(opts, cert_file, key_file, buf), buf, detail, detail_len);
+    return finish(create_cert(opts, cert_file, key_file, NULL, buf), buf, detail, detail_len);
 }
 
 SYNESIS_API void synesis_identity_options_init(synesis_identity_options *opts) {
@@ -1198,44 +1282,25 @@ SYNESIS_API void synesis_identity_options_init(synesis_identity_options *opts) {
     opts->csr_name = "device.csr";
 }
 
-/* mkdir -p with mode 0700 for the directories it creates. */
-static int make_dirs(const char *dir, char *detail) {
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "directory name too long");
-    for (char *p = path + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(path, 0700) != 0 && errno != EEXIST)
-                return syn_fail(detail, errno == ENOENT || errno == ENOTDIR ? SYNESIS_ERR_FILE_NOT_FOUND : SYNESIS_ERR_SYSTEM,
-                                "cannot create directory %s: %s", path, strerror(errno));
-            *p = c;
-            if (c == '\0')
-                break;
-        }
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return syn_fail(detail, SYNESIS_ERR_SYSTEM, "%s is not a directory", dir);
-    return 0;
-}
-
 static int file_name_ok(const char *n) {
     return n && n[0] && !strchr(n, '/') && strcmp(n, ".") != 0 && strcmp(n, "..") != 0;
 }
 
-static int identity_generate(const synesis_identity_options *opts, const char *out_dir, char *detail) {
+static int identity_generate(const synesis_identity_options *opts, const char *out_dir,
+                             char *detail) {
     if (!opts || !out_dir || !out_dir[0])
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "options and output directory are required");
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "options and output directory are required");
     int rc = validate_device_id(opts->device_id, detail);
     if (rc)
         return rc;
     if (!file_name_ok(opts->cert_name) || !file_name_ok(opts->key_name) ||
         (opts->write_csr && !file_name_ok(opts->csr_name)))
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "file names must be plain names without '/'");
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "file names must be plain names without '/'");
     if (strcmp(opts->cert_name, opts->key_name) == 0 ||
-        (opts->write_csr && (strcmp(opts->csr_name, opts->cert_name) == 0 || strcmp(opts->csr_name, opts->key_name) == 0)))
+        (opts->write_csr && (strcmp(opts->csr_name, opts->cert_name) == 0 ||
+                             strcmp(opts->csr_name, opts->key_name) == 0)))
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "the file names must differ");
     char cn[sizeof(DEVICE_CN_PREFIX) + SYNESIS_DEVICE_ID_MAX];
     snprintf(cn, sizeof(cn), DEVICE_CN_PREFIX "%s", opts->device_id);
@@ -1255,12 +1320,11 @@ static int identity_generate(const synesis_identity_options *opts, const char *o
     char cert[PATH_MAX], key[PATH_MAX], csr[PATH_MAX];
     if (snprintf(cert, sizeof(cert), "%s/%s", out_dir, opts->cert_name) >= (int)sizeof(cert) ||
         snprintf(key, sizeof(key), "%s/%s", out_dir, opts->key_name) >= (int)sizeof(key) ||
-        snprintf(csr, sizeof(csr), "%s/%s", out_dir, opts->write_csr ? opts->csr_name : "") >= (int)sizeof(csr))
+        snprintf(csr, sizeof(csr), "%s/%s", out_dir, opts->write_csr ? opts->csr_name : "") >=
+            (int)sizeof(csr))
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "output path too long");
     o.csr_file = opts->write_csr ? csr : NULL;
-    if ((rc = make_dirs(out_dir, detail)) != 0)
-        return rc;
-    return create_cert(&o, cert, key, detail);
+    return create_cert(&o, cert, key, out_dir, detail);
 }
 
 SYNESIS_API int synesis_identity_generate(const synesis_identity_options *opts, const char *out_dir,
@@ -1275,7 +1339,8 @@ static int create_test_pki(const char *dir, const char *device_id, char *detail)
     int rc = validate_device_id(device_id, detail);
     if (rc)
         return rc;
-    static const char *const names[6] = {"ca.pem", "ca.key", "edge.pem", "edge.key", "device.pem", "device.key"};
+    static const char *const names[6] = {"ca.pem",   "ca.key",     "edge.pem",
+                                         "edge.key", "device.pem", "device.key"};
     char p[6][PATH_MAX];
     for (int i = 0; i < 6; i++)
         if (snprintf(p[i], sizeof(p[i]), "%s/%s", dir, names[i]) >= (int)sizeof(p[i]))
@@ -1289,7 +1354,7 @@ static int create_test_pki(const char *dir, const char *device_id, char *detail)
     synesis_pki_cert_options o;
     synesis_pki_cert_options_init(&o, SYNESIS_CERT_PROFILE_CA);
     o.common_name = "Synesis Test CA";
-    if ((rc = create_cert(&o, p[0], p[1], detail)) != 0)
+    if ((rc = create_cert(&o, p[0], p[1], NULL, detail)) != 0)
         return rc;
 
     static const char *const edge_names[] = {"localhost", "127.0.0.1", "::1"};
@@ -1299,7 +1364,7 @@ static int create_test_pki(const char *dir, const char *device_id, char *detail)
     o.n_alt_names = 3;
     o.issuer_cert_file = p[0];
     o.issuer_key_file = p[1];
-    if ((rc = create_cert(&o, p[2], p[3], detail)) != 0)
+    if ((rc = create_cert(&o, p[2], p[3], NULL, detail)) != 0)
         return rc;
 
     char cn[sizeof(DEVICE_CN_PREFIX) + SYNESIS_DEVICE_ID_MAX];
@@ -1308,11 +1373,11 @@ static int create_test_pki(const char *dir, const char *device_id, char *detail)
     o.common_name = cn;
     o.issuer_cert_file = p[0];
     o.issuer_key_file = p[1];
-    return create_cert(&o, p[4], p[5], detail);
+    return create_cert(&o, p[4], p[5], NULL, detail);
 }
 
-SYNESIS_API int synesis_identity_create_test_pki(const char *dir, const char *device_id, char *detail,
-                                                 size_t detail_len) {
+SYNESIS_API int synesis_identity_create_test_pki(const char *dir, const char *device_id,
+                                                 char *detail, size_t detail_len) {
     char buf[SYNESIS_DETAIL_MAX];
     return finish(create_test_pki(dir, device_id, buf), buf, detail, detail_len);
 }
@@ -1334,7 +1399,8 @@ static void hex_colons(const unsigned char *b, size_t n, char *out, size_t len) 
 
 static int inspect(const char *path, synesis_identity_info *info, char *detail) {
     if (!path || !info)
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "certificate path and info are required");
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "certificate path and info are required");
     memset(info, 0, sizeof(*info));
     int rc = syn_crypto_init();
     if (rc)
@@ -1348,7 +1414,8 @@ static int inspect(const char *path, synesis_identity_info *info, char *detail) 
     if (syn_cert_common_name(x, info->common_name, sizeof(info->common_name)) == 0 &&
         strncmp(info->common_name, DEVICE_CN_PREFIX, strlen(DEVICE_CN_PREFIX)) == 0 &&
         validate_device_id(info->common_name + strlen(DEVICE_CN_PREFIX), NULL) == 0)
-        snprintf(info->device_id, sizeof(info->device_id), "%s", info->common_name + strlen(DEVICE_CN_PREFIX));
+        snprintf(info->device_id, sizeof(info->device_id), "%s",
+                 info->common_name + strlen(DEVICE_CN_PREFIX));
     subject_line(X509_get_subject_name(x), info->subject, sizeof(info->subject));
     subject_line(X509_get_issuer_name(x), info->issuer, sizeof(info->issuer));
 
@@ -1366,9 +1433,11 @@ static int inspect(const char *path, synesis_identity_info *info, char *detail) 
         rc = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "certificate file %s: digest failed", path);
         goto out;
     }
-    hex_colons(info->fingerprint_sha256_raw, 32, info->fingerprint_sha256, sizeof(info->fingerprint_sha256));
+    hex_colons(info->fingerprint_sha256_raw, 32, info->fingerprint_sha256,
+               sizeof(info->fingerprint_sha256));
     if (syn_spki_sha256(x, info->spki_sha256) != 0) {
-        rc = syn_fail_ossl(detail, SYNESIS_ERR_BAD_CERTIFICATE, "certificate file %s: no usable public key", path);
+        rc = syn_fail_ossl(detail, SYNESIS_ERR_BAD_CERTIFICATE,
+                           "certificate file %s: no usable public key", path);
         goto out;
     }
     char b64[48];
@@ -1379,7 +1448,8 @@ static int inspect(const char *path, synesis_identity_info *info, char *detail) 
         describe_key(pub, info->key_type, sizeof(info->key_type));
     if (asn1_time_to_unix(X509_get0_notBefore(x), &info->not_before) != 0 ||
         asn1_time_to_unix(X509_get0_notAfter(x), &info->not_after) != 0) {
-        rc = syn_fail(detail, SYNESIS_ERR_BAD_CERTIFICATE, "certificate file %s: unreadable validity dates", path);
+        rc = syn_fail(detail, SYNESIS_ERR_BAD_CERTIFICATE,
+                      "certificate file %s: unreadable validity dates", path);
         goto out;
     }
     info->self_signed = X509_self_signed(x, 1) == 1;
@@ -1390,20 +1460,21 @@ out:
     return rc;
 }
 
-SYNESIS_API int synesis_identity_inspect(const char *cert_path, synesis_identity_info *info, char *detail,
-                                         size_t detail_len) {
+SYNESIS_API int synesis_identity_inspect(const char *cert_path, synesis_identity_info *info,
+                                         char *detail, size_t detail_len) {
     char buf[SYNESIS_DETAIL_MAX];
     return finish(inspect(cert_path, info, buf), buf, detail, detail_len);
 }
 
-SYNESIS_API int synesis_identity_check(const char *cert_path, const char *key_path, const char *passphrase,
-                                       char *detail, size_t detail_len) {
+SYNESIS_API int synesis_identity_check(const char *cert_path, const char *key_path,
+                                       const char *passphrase, char *detail, size_t detail_len) {
     char buf[SYNESIS_DETAIL_MAX];
     if (!cert_path)
-        return finish(syn_fail(buf, SYNESIS_ERR_INVALID_ARGUMENT, "certificate path is required"), buf, detail,
-                      detail_len);
+        return finish(syn_fail(buf, SYNESIS_ERR_INVALID_ARGUMENT, "certificate path is required"),
+                      buf, detail, detail_len);
     syn_identity id;
-    int rc = syn_identity_load(&id, "device", cert_path, NULL, 0, key_path, NULL, 0, passphrase, buf);
+    int rc =
+        syn_identity_load(&id, "device", cert_path, NULL, 0, key_path, NULL, 0, passphrase, buf);
     syn_identity_clear(&id);
     return finish(rc, buf, detail, detail_len);
 }
@@ -1428,8 +1499,8 @@ SYNESIS_API int synesis_spki_pin_parse(const char *text, uint8_t pin[32]) {
             return SYNESIS_ERR_INVALID_ARGUMENT;
         for (int i = 0; i < 43; i++) {
             char c = b[i];
-            if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-                  c == '/'))
+            if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '+' || c == '/'))
                 return SYNESIS_ERR_INVALID_ARGUMENT;
         }
         if (EVP_DecodeBlock(out, (const unsigned char *)b, 44) != 33)

@@ -36,6 +36,9 @@ int syn_fail_ossl(char *buf, int code, const char *fmt, ...) SYNESIS_PRINTF(3, 4
 /* Clears OpenSSL's thread error queue (call before an operation whose errors we report). */
 void syn_ossl_clear(void);
 
+/* Copies src into dst (n bytes), truncating when needed; dst is always NUL-terminated. */
+void syn_copy_str(char *dst, size_t n, const char *src);
+
 /* Once-only process initialisation of OpenSSL and ngtcp2's crypto backend; thread-safe. */
 int syn_crypto_init(void);
 

@@ -742,7 +742,7 @@ static void peer_closed(syn_qconn *qc) {
         uint8_t alert = (uint8_t)(e->error_code - NGTCP2_CRYPTO_ERROR);
         int code = syn_tls_client_handshake_error(qc->ssl, alert, qc->detail);
         char d[SYNESIS_DETAIL_MAX];
-        snprintf(d, sizeof(d), "%s", qc->detail);
+        syn_copy_str(d, sizeof(d), qc->detail);
         qc_end(qc, code, "%s", d);
         return;
     }
@@ -926,7 +926,7 @@ static int leave(syn_qconn *qc) {
                                                (const uint8_t *)qc->close_reason,
                                                strlen(qc->close_reason));
             send_close(qc);
-            qc_end(qc, 0, "closed locally");
+            qc_end(qc, 0, "closed locally: %s", qc->close_reason);
         }
         if (qc->hs_notify && !qc->end_pending && !qc->ended) {
             qc->hs_notify = 0;
@@ -945,7 +945,10 @@ static int leave(syn_qconn *qc) {
             if (qc->ops->closed)
                 qc->ops->closed(qc, qc->err, qc->detail);
         } else if (qc->need_flush && !qc->ended) {
-            do_write(qc);
+            if (qc->ops->before_write)
+                qc->ops->before_write(qc);
+            if (!qc->free_pending)
+                do_write(qc);
         } else {
             qc->depth--;
             break;
@@ -1008,7 +1011,7 @@ void syn_qconn_close(syn_qconn *qc, uint64_t app_code, const char *reason) {
         return;
     qc->close_req = 1;
     qc->close_code = app_code;
-    snprintf(qc->close_reason, sizeof(qc->close_reason), "%s", reason ? reason : "");
+    syn_copy_str(qc->close_reason, sizeof(qc->close_reason), reason ? reason : "");
     enter(qc);
     leave(qc);
 }
@@ -1065,4 +1068,8 @@ uint32_t syn_qconn_srtt_ms(const syn_qconn *qc) {
     ngtcp2_conn_info ci;
     ngtcp2_conn_get_conn_info(qc->conn, &ci);
     return (uint32_t)(ci.smoothed_rtt / NGTCP2_MILLISECONDS);
+}
+
+void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out) {
+    ngtcp2_conn_get_conn_info(qc->conn, out);
 }

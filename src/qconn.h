@@ -73,6 +73,8 @@ typedef struct syn_qconn_ops {
     void (*stream_close)(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset);
     /* The peer raised our stream limits: streams may be opened again. */
     void (*streams_available)(syn_qconn *qc);
+    /* Runs before each write pass, outside any ngtcp2 call: the place to open queued streams. */
+    void (*before_write)(syn_qconn *qc);
     /* The connection is over (err < 0, or 0 after our own close). Runs after ngtcp2 returned; the
      * owner typically frees the connection here. */
     void (*closed)(syn_qconn *qc, int err, const char *detail);
@@ -138,6 +140,8 @@ ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc);
 int syn_qconn_handshake_completed(const syn_qconn *qc);
 /* Smoothed RTT in milliseconds (0 before the first sample). */
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc);
+/* ngtcp2's connection info (RTTs, cwnd, packet counters). */
+void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out);
 /* Remote address (the path currently in use). */
 const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc);
 /* For the edge: update the send fd/path when packets arrive from a new address (migration). */

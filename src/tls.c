@@ -23,7 +23,8 @@ static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 static int ctx_index = -1; /* SSL_CTX -> struct ctx_data */
 static int ssl_index = -1; /* SSL -> (depth + 1) of the first verify error, as an integer */
 
-static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                          void *argp) {
     (void)parent;
     (void)ad;
     (void)idx;
@@ -75,8 +76,10 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, const syn_identity *id, char *
         return NULL;
     }
     /* Loads leaf + key + chain and checks that the key matches the leaf. */
-    if (SSL_CTX_use_cert_and_key(ctx, id->leaf, id->key, id->chain, 1) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-        *rc = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "the certificate and key cannot be used for TLS");
+    if (SSL_CTX_use_cert_and_key(ctx, id->leaf, id->key, id->chain, 1) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        *rc = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO,
+                            "the certificate and key cannot be used for TLS");
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -114,22 +117,25 @@ static int client_cert_verify(X509_STORE_CTX *xs, void *arg) {
 }
 
 int syn_tls_client_ctx_new(SSL_CTX **out, const syn_tls_client_config *cfg, char *detail) {
+    if (out)
+        *out = NULL;
     if (!out || !cfg)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "no context or configuration");
-    *out = NULL;
     int rc = tls_init(detail);
     if (rc)
         return rc;
     if (cfg->n_spki_pins && !cfg->spki_pins)
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "n_spki_pins is %zu but spki_pins is NULL",
-                        cfg->n_spki_pins);
-    if (!cfg->ca_file && !cfg->ca_dir && !cfg->use_system_trust)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
-                        "no trust anchors: set a CA file, a CA directory or the system trust store");
+                        "n_spki_pins is %zu but spki_pins is NULL", cfg->n_spki_pins);
+    if (!cfg->ca_file && !cfg->ca_dir && !cfg->use_system_trust)
+        return syn_fail(
+            detail, SYNESIS_ERR_INVALID_ARGUMENT,
+            "no trust anchors: set a CA file, a CA directory or the system trust store");
 
     syn_identity id;
-    rc = syn_identity_load(&id, "device", cfg->cert_file, cfg->cert_pem, cfg->cert_pem_len, cfg->key_file,
-                           cfg->key_pem, cfg->key_pem_len, cfg->key_passphrase, detail);
+    rc = syn_identity_load(&id, "device", cfg->cert_file, cfg->cert_pem, cfg->cert_pem_len,
+                           cfg->key_file, cfg->key_pem, cfg->key_pem_len, cfg->key_passphrase,
+                           detail);
     if (rc)
         return rc;
     SSL_CTX *ctx = new_ctx(TLS_client_method(), &id, detail, &rc);
@@ -138,10 +144,12 @@ int syn_tls_client_ctx_new(SSL_CTX **out, const syn_tls_client_config *cfg, char
         return rc;
 
     if (cfg->use_system_trust && SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        rc = syn_fail_ossl(detail, SYNESIS_ERR_CA_UNREADABLE, "the system trust store cannot be loaded");
+        rc = syn_fail_ossl(detail, SYNESIS_ERR_CA_UNREADABLE,
+                           "the system trust store cannot be loaded");
         goto fail;
     }
-    if ((rc = syn_load_trust(SSL_CTX_get_cert_store(ctx), cfg->ca_file, cfg->ca_dir, NULL, detail)) != 0)
+    if ((rc = syn_load_trust(SSL_CTX_get_cert_store(ctx), cfg->ca_file, cfg->ca_dir, NULL,
+                             detail)) != 0)
         goto fail;
 
     struct ctx_data *d = calloc(1, sizeof(*d));
@@ -192,18 +200,22 @@ int syn_tls_client_ssl_setup(SSL *ssl, const char *server_name, const char *alpn
     if (split_host(server_name, host, sizeof(host))) {
         /* (OpenSSL has no SSL_set1_ip_asc: the IP goes into the SSL's verify parameters.) */
         if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) != 1)
-            return syn_fail_ossl(detail, SYNESIS_ERR_INVALID_ARGUMENT, "IP address %s cannot be verified", host);
+            return syn_fail_ossl(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                                 "IP address %s cannot be verified", host);
     } else {
         for (const char *p = host; *p; p++)
             if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
-                return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "server name \"%s\" is not a host name", host);
+                return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                                "server name \"%s\" is not a host name", host);
         if (SSL_set_tlsext_host_name(ssl, host) != 1 || SSL_set1_host(ssl, host) != 1)
-            return syn_fail_ossl(detail, SYNESIS_ERR_INVALID_ARGUMENT, "server name %s cannot be used", host);
+            return syn_fail_ossl(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                                 "server name %s cannot be used", host);
     }
     if (alpn) {
         size_t n = strlen(alpn);
         if (n == 0 || n > 255)
-            return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "ALPN protocol name must be 1..255 bytes");
+            return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                            "ALPN protocol name must be 1..255 bytes");
         unsigned char wire[256];
         wire[0] = (unsigned char)n;
         memcpy(wire + 1, alpn, n);
@@ -221,13 +233,28 @@ static uint8_t drain_errors(char *reason, size_t len) {
     reason[0] = '\0';
     while ((e = ERR_get_error()) != 0) {
         int r = ERR_GET_REASON(e);
-        if (ERR_GET_LIB(e) == ERR_LIB_SSL && r > SSL_AD_REASON_OFFSET && r < SSL_AD_REASON_OFFSET + 256)
+        if (ERR_GET_LIB(e) == ERR_LIB_SSL && r > SSL_AD_REASON_OFFSET &&
+            r < SSL_AD_REASON_OFFSET + 256)
             alert = (uint8_t)(r - SSL_AD_REASON_OFFSET);
         const char *s = ERR_reason_error_string(e);
         if (s)
             snprintf(reason, len, "%s", s);
     }
     return alert;
+}
+
+/* OpenSSL's names, plus the TLS 1.3 alerts it leaves "unknown". */
+static const char *alert_name(uint8_t alert) {
+    switch (alert) {
+    case 86:
+        return "inappropriate fallback";
+    case 109:
+        return "missing extension";
+    case 116:
+        return "certificate required";
+    default:
+        return SSL_alert_desc_string_long(alert);
+    }
 }
 
 static void peer_summary(SSL *ssl, char *out, size_t len) {
@@ -250,7 +277,8 @@ int syn_tls_client_handshake_error(SSL *ssl, uint8_t alert, char *detail) {
     char reason[160];
     uint8_t queued = drain_errors(reason, sizeof(reason));
     if (!ssl)
-        return syn_fail(detail, SYNESIS_ERR_TLS_HANDSHAKE, "TLS handshake failed%s%s", reason[0] ? ": " : "", reason);
+        return syn_fail(detail, SYNESIS_ERR_TLS_HANDSHAKE, "TLS handshake failed%s%s",
+                        reason[0] ? ": " : "", reason);
     if (!alert)
         alert = queued;
 
@@ -265,39 +293,47 @@ int syn_tls_client_handshake_error(SSL *ssl, uint8_t alert, char *detail) {
         const char *why = X509_verify_cert_error_string(vr);
         switch (vr) {
         case X509_V_ERR_APPLICATION_VERIFICATION: {
-            const struct ctx_data *d = ctx_index >= 0 ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index) : NULL;
-            return syn_fail(detail, SYNESIS_ERR_PEER_PIN_MISMATCH,
-                            "edge public key matches none of the %zu pinned key(s) (edge certificate %s)",
-                            d ? d->n_pins : (size_t)0, peer);
+            const struct ctx_data *d =
+                ctx_index >= 0 ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index) : NULL;
+            return syn_fail(
+                detail, SYNESIS_ERR_PEER_PIN_MISMATCH,
+                "edge public key matches none of the %zu pinned key(s) (edge certificate %s)",
+                d ? d->n_pins : (size_t)0, peer);
         }
         case X509_V_ERR_HOSTNAME_MISMATCH:
         case X509_V_ERR_IP_ADDRESS_MISMATCH: {
             X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
             const char *host = X509_VERIFY_PARAM_get0_host(param, 0);
             char *ip = host ? NULL : X509_VERIFY_PARAM_get1_ip_asc(param);
-            int rc = syn_fail(detail, SYNESIS_ERR_PEER_NAME_MISMATCH,
-                              "edge certificate verify failed: %s: the certificate (%s) is not valid for %s", why,
-                              peer, host ? host : ip ? ip : "the server name");
+            int rc = syn_fail(
+                detail, SYNESIS_ERR_PEER_NAME_MISMATCH,
+                "edge certificate verify failed: %s: the certificate (%s) is not valid for %s", why,
+                peer,
+                host ? host
+                : ip ? ip
+                     : "the server name");
             OPENSSL_free(ip);
             return rc;
         }
         case X509_V_ERR_CERT_HAS_EXPIRED:
-            return syn_fail(detail, SYNESIS_ERR_PEER_CERT_EXPIRED, "edge certificate verify failed: %s%s (%s)", why,
-                            where, peer);
+            return syn_fail(detail, SYNESIS_ERR_PEER_CERT_EXPIRED,
+                            "edge certificate verify failed: %s%s (%s)", why, where, peer);
         case X509_V_ERR_CERT_NOT_YET_VALID:
-            return syn_fail(detail, SYNESIS_ERR_PEER_UNTRUSTED,
-                            "edge certificate verify failed: %s%s (%s): the local clock may be behind", why, where,
-                            peer);
+            return syn_fail(
+                detail, SYNESIS_ERR_PEER_UNTRUSTED,
+                "edge certificate verify failed: %s%s (%s): the local clock may be behind", why,
+                where, peer);
         default:
-            return syn_fail(detail, SYNESIS_ERR_PEER_UNTRUSTED, "edge certificate verify failed: %s%s (%s)", why,
-                            where, peer);
+            return syn_fail(detail, SYNESIS_ERR_PEER_UNTRUSTED,
+                            "edge certificate verify failed: %s%s (%s)", why, where, peer);
         }
     }
     if (alert) {
-        const char *name = SSL_alert_desc_string_long(alert);
+        const char *name = alert_name(alert);
         switch (alert) {
         case SSL_AD_NO_APPLICATION_PROTOCOL:
-            return syn_fail(detail, SYNESIS_ERR_ALPN, "edge accepts none of our application protocols (TLS alert %s, %u)",
+            return syn_fail(detail, SYNESIS_ERR_ALPN,
+                            "edge accepts none of our application protocols (TLS alert %s, %u)",
                             name, (unsigned)alert);
         case SSL_AD_CERTIFICATE_REQUIRED:
         case SSL_AD_BAD_CERTIFICATE:
@@ -308,18 +344,21 @@ int syn_tls_client_handshake_error(SSL *ssl, uint8_t alert, char *detail) {
         case SSL_AD_UNKNOWN_CA:
         case SSL_AD_ACCESS_DENIED:
             return syn_fail(detail, SYNESIS_ERR_CLIENT_CERT_REJECTED,
-                            "edge rejected the client certificate: TLS alert %s (%u)", name, (unsigned)alert);
+                            "edge rejected the client certificate: TLS alert %s (%u)", name,
+                            (unsigned)alert);
         default:
-            return syn_fail(detail, SYNESIS_ERR_TLS_HANDSHAKE, "edge sent TLS alert %s (%u)", name, (unsigned)alert);
+            return syn_fail(detail, SYNESIS_ERR_TLS_HANDSHAKE, "edge sent TLS alert %s (%u)", name,
+                            (unsigned)alert);
         }
     }
-    return syn_fail(detail, SYNESIS_ERR_TLS_HANDSHAKE, "TLS handshake failed%s%s", reason[0] ? ": " : "", reason);
+    return syn_fail(detail, SYNESIS_ERR_TLS_HANDSHAKE, "TLS handshake failed%s%s",
+                    reason[0] ? ": " : "", reason);
 }
 
 /* ---- server ------------------------------------------------------------------------------- */
 
-static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
-                       unsigned int inlen, void *arg) {
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg) {
     (void)ssl;
     const struct ctx_data *d = arg;
     size_t want = strlen(d->alpn);
@@ -342,7 +381,8 @@ static int client_hello_check(SSL *ssl, int *al, void *arg) {
     (void)arg;
     const unsigned char *p;
     size_t len;
-    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p, &len) != 1) {
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+                                  &len) != 1) {
         *al = SSL_AD_NO_APPLICATION_PROTOCOL;
         return SSL_CLIENT_HELLO_ERROR;
     }
@@ -350,19 +390,23 @@ static int client_hello_check(SSL *ssl, int *al, void *arg) {
 }
 
 int syn_tls_server_ctx_new(SSL_CTX **out, const syn_tls_server_config *cfg, char *detail) {
+    if (out)
+        *out = NULL;
     if (!out || !cfg)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "no context or configuration");
-    *out = NULL;
     if (!cfg->cert_file || !cfg->ca_file)
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "the edge needs a certificate and a device CA file");
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "the edge needs a certificate and a device CA file");
     if (!cfg->alpn || !cfg->alpn[0] || strlen(cfg->alpn) > 255)
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "ALPN protocol name must be 1..255 bytes");
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "ALPN protocol name must be 1..255 bytes");
     int rc = tls_init(detail);
     if (rc)
         return rc;
 
     syn_identity id;
-    rc = syn_identity_load(&id, "edge", cfg->cert_file, NULL, 0, cfg->key_file, NULL, 0, NULL, detail);
+    rc = syn_identity_load(&id, "edge", cfg->cert_file, NULL, 0, cfg->key_file, NULL, 0, NULL,
+                           detail);
     if (rc)
         return rc;
     SSL_CTX *ctx = new_ctx(TLS_server_method(), &id, detail, &rc);
@@ -376,8 +420,9 @@ int syn_tls_server_ctx_new(SSL_CTX **out, const syn_tls_server_config *cfg, char
     for (int i = 0; i < sk_X509_num(cas); i++) {
         if (SSL_CTX_add_client_CA(ctx, sk_X509_value(cas, i)) != 1) {
             OSSL_STACK_OF_X509_free(cas);
-            rc = syn_fail_ossl(detail, SYNESIS_ERR_CA_UNREADABLE, "CA file %s: certificate #%d has no usable name",
-                               cfg->ca_file, i + 1);
+            rc = syn_fail_ossl(detail, SYNESIS_ERR_CA_UNREADABLE,
+                               "CA file %s: certificate #%d has no usable name", cfg->ca_file,
+                               i + 1);
             goto fail;
         }
     }

@@ -16,17 +16,17 @@
 /* ---- client (device) ---------------------------------------------------------------------- */
 
 typedef struct syn_tls_client_config {
-    const char *cert_file;      /* PEM chain (leaf first); or NULL when cert_pem is used */
-    const char *key_file;       /* PEM key file path, OR an OSSL_STORE URI ("file:...", "pkcs11:...") */
-    const char *cert_pem;       /* in-memory alternatives (take precedence when non-NULL; a length
-                                   of 0 means NUL-terminated) */
+    const char *cert_file; /* PEM chain (leaf first); or NULL when cert_pem is used */
+    const char *key_file;  /* PEM key file path, OR an OSSL_STORE URI ("file:...", "pkcs11:...") */
+    const char *cert_pem;  /* in-memory alternatives (take precedence when non-NULL; a length
+                              of 0 means NUL-terminated) */
     size_t cert_pem_len;
     const char *key_pem;
     size_t key_pem_len;
     const char *key_passphrase; /* optional */
     const char *ca_file;        /* optional extra trust anchors (PEM file) */
     const char *ca_dir;         /* optional hashed CA directory */
-    int use_system_trust;       /* 1 = also trust the system default store (default in the tunnel) */
+    int use_system_trust; /* 1 = also trust the system default store (default in the tunnel) */
     const uint8_t (*spki_pins)[32]; /* optional SHA-256(SPKI) pins of the edge; any match passes */
     size_t n_spki_pins;
 } syn_tls_client_config;
@@ -93,7 +93,7 @@ int syn_tls_peer_device_id(SSL *ssl, char *out, size_t out_len);
 /* A loaded identity: leaf certificate, the rest of the chain, private key (all owned). */
 typedef struct syn_identity {
     X509 *leaf;
-    STACK_OF(X509) *chain; /* certificates after the leaf; never NULL once loaded */
+    STACK_OF(X509) * chain; /* certificates after the leaf; never NULL once loaded */
     EVP_PKEY *key;
 } syn_identity;
 
@@ -103,9 +103,10 @@ typedef struct syn_identity {
  * means the key is in the certificate file/buffer. what ("device", "edge") prefixes messages.
  * On success *out owns everything (syn_identity_clear); on failure *out is left cleared.
  */
-int syn_identity_load(syn_identity *out, const char *what, const char *cert_file, const char *cert_pem,
-                      size_t cert_pem_len, const char *key_file, const char *key_pem, size_t key_pem_len,
-                      const char *passphrase, char *detail);
+int syn_identity_load(syn_identity *out, const char *what, const char *cert_file,
+                      const char *cert_pem, size_t cert_pem_len, const char *key_file,
+                      const char *key_pem, size_t key_pem_len, const char *passphrase,
+                      char *detail);
 
 void syn_identity_clear(syn_identity *id);
 
@@ -113,14 +114,14 @@ void syn_identity_clear(syn_identity *id);
  * Reads every certificate of a PEM file (or of pem when non-NULL) into a new stack (leaf first).
  * what names the input in messages ("device certificate"). Errors as synesis_identity_inspect().
  */
-int syn_load_certs(STACK_OF(X509) **out, const char *what, const char *path, const char *pem,
+int syn_load_certs(STACK_OF(X509) * *out, const char *what, const char *path, const char *pem,
                    size_t pem_len, char *detail);
 
 /* Adds trust anchors: every certificate of ca_file, and/or the hashed directory ca_dir; any
  * failure is SYNESIS_ERR_CA_UNREADABLE. When ca_certs is non-NULL it receives a new stack of
  * ca_file's certificates (caller frees with OSSL_STACK_OF_X509_free; NULL without ca_file). */
-int syn_load_trust(X509_STORE *store, const char *ca_file, const char *ca_dir, STACK_OF(X509) **ca_certs,
-                   char *detail);
+int syn_load_trust(X509_STORE *store, const char *ca_file, const char *ca_dir,
+                   STACK_OF(X509) * *ca_certs, char *detail);
 
 /* SHA-256 over the DER SubjectPublicKeyInfo of x (the pin). Returns 0 or SYNESIS_ERR_CRYPTO. */
 int syn_spki_sha256(X509 *x, uint8_t out[32]);

@@ -3,6 +3,7 @@
 
 #include "tls.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -28,6 +29,8 @@ SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
     cfg->max_udp_payload = 0;
     cfg->pmtud = 1;
     cfg->heartbeat_interval = 30.0;
+    cfg->vitals_disk_path = "/";
+    cfg->max_heartbeat_size = 64 * 1024;
     cfg->reconnect_initial_delay = 1.0;
     cfg->reconnect_max_delay = 60.0;
     cfg->reconnect_multiplier = 2.0;
@@ -37,6 +40,9 @@ SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
     cfg->retry_initial_connect = 0;
     cfg->max_response_size = 16u * 1024 * 1024;
     cfg->request_timeout = 30.0;
+    cfg->max_queued_requests = 10000;
+    cfg->stream_send_buffer = 256 * 1024;
+    cfg->stream_recv_window = 1024 * 1024;
     cfg->healthy_latency_ms = 500;
     cfg->log_level = SYNESIS_LOG_INFO;
 }
@@ -73,6 +79,7 @@ void syn_tunnel_log(synesis_tunnel *t, synesis_log_level level, const char *fmt,
 static void really_free(synesis_tunnel *t);
 
 static void t_enter(synesis_tunnel *t) { t->depth++; }
+void syn_tunnel_enter(synesis_tunnel *t) { t->depth++; }
 
 /* Returns 1 when t was freed (the caller must not touch it). */
 static int t_leave(synesis_tunnel *t) {
@@ -81,6 +88,13 @@ static int t_leave(synesis_tunnel *t) {
         return 1;
     }
     return 0;
+}
+
+int syn_tunnel_leave(synesis_tunnel *t) { return t_leave(t); }
+
+int syn_tunnel_ready(const synesis_tunnel *t) {
+    return t->state.kind == SYNESIS_STATE_CONNECTED && t->qc && !t->free_pending &&
+           syn_qconn_handshake_completed(t->qc);
 }
 
 /* ---- state machine ---- */
@@ -136,6 +150,15 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
             t->subs[i].fn(t, &old, &t->state, t->subs[i].user_data);
     if (--t->notifying == 0)
         compact_subs(t);
+    /* Requests waiting for a connection learn what became of it. */
+    if (!t->free_pending && t->state.kind == next->kind) {
+        if (next->kind == SYNESIS_STATE_FAILED)
+            syn_requests_fail_waiting(t, next->error, next->error_detail, 1);
+        else if (next->kind == SYNESIS_STATE_DISCONNECTED)
+            syn_requests_fail_waiting(t, SYNESIS_ERR_NOT_CONNECTED, "tunnel disconnected", 1);
+        else if (next->kind == SYNESIS_STATE_RECONNECTING)
+            syn_requests_fail_waiting(t, SYNESIS_ERR_CONNECTION_LOST, next->error_detail, 0);
+    }
     return 0;
 }
 
@@ -146,7 +169,7 @@ static void make_state(synesis_tunnel_state *s, synesis_state_kind kind, int err
     s->entered_ms = (int64_t)syn_wall_ms();
     s->error = err;
     if (detail)
-        snprintf(s->error_detail, sizeof(s->error_detail), "%s", detail);
+        syn_copy_str(s->error_detail, sizeof(s->error_detail), detail);
 }
 
 int syn_tunnel_try_transition(synesis_tunnel *t, synesis_state_kind kind, uint32_t attempt) {
@@ -161,12 +184,23 @@ int syn_tunnel_try_transition(synesis_tunnel *t, synesis_state_kind kind, uint32
 
 /* ---- the connection attempt ---- */
 
-static void conn_teardown(synesis_tunnel *t) {
+/* Ends the current connection or attempt. Requests and streams in flight on it complete with
+ * err (their callbacks run here). */
+static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
     if (t->resolver)
         syn_resolver_cancel(t->resolver);
+    syn_heartbeat_stop(t);
+    t->stats.handshake_time = 0;
     if (t->qc) {
-        syn_qconn_free(t->qc);
-        t->qc = NULL;
+        syn_qconn *qc = t->qc;
+        ngtcp2_conn_info ci;
+        syn_qconn_info(qc, &ci);
+        t->pkts_sent_done += ci.pkt_sent;
+        t->pkts_lost_done += ci.pkt_lost;
+        t->qc = NULL; /* from here on nothing can use it, whatever the callbacks below do */
+        syn_requests_conn_lost(t, err, detail);
+        syn_streams_fail_all(t, err, detail);
+        syn_qconn_free(qc);
     }
     if (t->fd >= 0) {
         ev_io_stop(t->loop, &t->rio);
@@ -188,6 +222,12 @@ static void qc_handshake_done(syn_qconn *qc) {
     char addr[64];
     syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, addr, sizeof(addr));
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "handshake with %s (%s) complete", t->server_name, addr);
+    t->stats.connections++;
+    t->stats.handshake_time = (double)(syn_now_ns() - t->handshake_started_ns) / 1e9;
+    if (t->state.kind == SYNESIS_STATE_RECONNECTING) {
+        t->stats.reconnects++;
+        t->stats.time_disconnected += (double)((int64_t)syn_wall_ms() - t->outage_started_ms) / 1e3;
+    }
     t->outage_started_ms = 0;
     if (t->cfg.reconnect_stable_period > 0) {
         ev_timer_set(&t->stable_timer, t->cfg.reconnect_stable_period, 0.);
@@ -195,7 +235,10 @@ static void qc_handshake_done(syn_qconn *qc) {
     } else {
         syn_backoff_reset(&t->backoff);
     }
-    set_state(t, &s);
+    if (set_state(t, &s) == 0 && !t->free_pending && syn_tunnel_ready(t)) {
+        syn_heartbeat_start(t);
+        syn_qconn_schedule(qc); /* opens waiting requests and streams */
+    }
     t_leave(t);
 }
 
@@ -216,8 +259,54 @@ static void qc_log(syn_qconn *qc, synesis_log_level level, const char *msg) {
     syn_tunnel_log(t, level, "quic: %s", msg);
 }
 
+/* Stream events go to the request or stream object the stream belongs to. */
+static void qc_stream_data(syn_qconn *qc, syn_qstream *s, const uint8_t *data, size_t len,
+                           int fin) {
+    (void)qc;
+    syn_tobj *o = s->user;
+    if (o && o->h->data)
+        o->h->data(o, s, data, len, fin);
+}
+
+static void qc_stream_reset(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int stop) {
+    (void)qc;
+    (void)stop;
+    syn_tobj *o = s->user;
+    if (o && o->h->reset)
+        o->h->reset(o, s, app_code);
+}
+
+static void qc_stream_acked(syn_qconn *qc, syn_qstream *s) {
+    (void)qc;
+    syn_tobj *o = s->user;
+    if (o && o->h->acked)
+        o->h->acked(o, s);
+}
+
+static void qc_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset) {
+    (void)qc;
+    syn_tobj *o = s->user;
+    if (o && o->h->close)
+        o->h->close(o, s, app_code, reset);
+}
+
+static void qc_before_write(syn_qconn *qc) {
+    synesis_tunnel *t = syn_qconn_owner(qc);
+    t_enter(t);
+    syn_requests_pump(t);
+    if (!t->free_pending)
+        syn_streams_pump(t);
+    t_leave(t);
+}
+
 static const syn_qconn_ops tunnel_qc_ops = {
     .handshake_done = qc_handshake_done,
+    .stream_data = qc_stream_data,
+    .stream_reset = qc_stream_reset,
+    .stream_acked = qc_stream_acked,
+    .stream_close = qc_stream_close,
+    .streams_available = qc_before_write,
+    .before_write = qc_before_write,
     .closed = qc_closed,
     .log = qc_log,
 };
@@ -227,20 +316,17 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     (void)revents;
     synesis_tunnel *t = w->data;
     t_enter(t);
+    /* A pending ICMP error is reported before datagrams that arrived earlier (say, the edge's
+     * CONNECTION_CLOSE): read those first and act on the error only if the connection is still
+     * there afterwards. */
+    int sock_err = 0;
     for (int total = 0; total < SYN_UDP_RX_MAX_PER_EVENT && t->qc && !t->free_pending;) {
         int n = syn_udp_recv(t->fd, t->rx);
         if (n < 0) {
-            char d[SYNESIS_DETAIL_MAX], addr[64];
-            syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, addr, sizeof(addr));
-            if (n == -ECONNREFUSED)
-                snprintf(d, sizeof(d), "connection refused by %s (nothing listening?)", addr);
-            else
-                snprintf(d, sizeof(d), "receive from %s: %s", addr, strerror(-n));
-            syn_qconn_abort(t->qc, syn_qconn_handshake_completed(t->qc)
-                                       ? SYNESIS_ERR_CONNECTION_LOST
-                                       : SYNESIS_ERR_SOCKET,
-                            d);
-            break;
+            if (sock_err)
+                break;
+            sock_err = -n;
+            continue;
         }
         if (n == 0)
             break;
@@ -249,6 +335,18 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
             syn_qconn_recv(qc, &t->local, &t->rx->d[i].remote, t->rx->d[i].ecn, t->rx->d[i].data,
                            t->rx->d[i].len);
         total += n;
+    }
+    if (sock_err && t->qc && !t->free_pending) {
+        char d[SYNESIS_DETAIL_MAX], addr[64];
+        syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, addr, sizeof(addr));
+        if (sock_err == ECONNREFUSED)
+            snprintf(d, sizeof(d), "connection refused by %s (nothing listening?)", addr);
+        else
+            snprintf(d, sizeof(d), "receive from %s: %s", addr, strerror(sock_err));
+        syn_qconn_abort(t->qc,
+                        syn_qconn_handshake_completed(t->qc) ? SYNESIS_ERR_CONNECTION_LOST
+                                                             : SYNESIS_ERR_SOCKET,
+                        d);
     }
     if (t->qc && !t->free_pending)
         syn_qconn_flush(t->qc);
@@ -286,6 +384,7 @@ static void connect_addr(synesis_tunnel *t) {
         char addr[64];
         syn_sockaddr_str((const struct sockaddr *)&a->ss, addr, sizeof(addr));
         syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "connecting to %s (%s)", t->server_name, addr);
+        t->handshake_started_ns = syn_now_ns();
         syn_qconn_flush(t->qc); /* sends the Initial */
         return;
     }
@@ -308,7 +407,7 @@ static void resolved_cb(void *ud, int rv, const syn_addr *addrs, size_t n, const
 }
 
 static void start_attempt(synesis_tunnel *t) {
-    conn_teardown(t);
+    conn_teardown(t, SYNESIS_ERR_CONNECTION_LOST, "connection closed");
     t->naddrs = t->addr_idx = 0;
     int rv = syn_resolver_start(t->resolver, t->url.host, t->url.port, resolved_cb, t);
     if (rv != 0)
@@ -331,7 +430,7 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
         snprintf(d, sizeof(d), "max reconnection attempts exceeded (last error: %s)",
                  detail ? detail : synesis_strerror(err));
         make_state(&s, SYNESIS_STATE_FAILED, SYNESIS_ERR_MAX_RECONNECTS, d);
-        snprintf(t->last_error, sizeof(t->last_error), "%s", d);
+        syn_copy_str(t->last_error, sizeof(t->last_error), d);
         set_state(t, &s);
         return;
     }
@@ -351,7 +450,9 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
 
 /* A connection attempt or a live connection ended with err. */
 static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
-    snprintf(t->last_error, sizeof(t->last_error), "%s", detail ? detail : synesis_strerror(err));
+    syn_copy_str(t->last_error, sizeof(t->last_error), detail ? detail : synesis_strerror(err));
+    t->stats.last_error = err;
+    syn_copy_str(t->stats.last_error_detail, sizeof(t->stats.last_error_detail), t->last_error);
     syn_tunnel_log(t, SYNESIS_LOG_WARN, "%s: %s", synesis_error_name(err), t->last_error);
     int was_up = t->qc && syn_qconn_handshake_completed(t->qc);
     /* Before the handshake, a transport-level failure on one address moves on to the next
@@ -359,7 +460,9 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
     int try_next = !was_up && t->addr_idx + 1 < t->naddrs &&
                    (err == SYNESIS_ERR_SOCKET || err == SYNESIS_ERR_HANDSHAKE_TIMEOUT ||
                     err == SYNESIS_ERR_CONNECTION_LOST);
-    conn_teardown(t);
+    conn_teardown(t, SYNESIS_ERR_CONNECTION_LOST, t->last_error);
+    if (t->free_pending)
+        return;
     if (try_next) {
         t->addr_idx++;
         connect_addr(t);
@@ -461,6 +564,10 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
     if (c->max_udp_payload && (c->max_udp_payload < 1200 || c->max_udp_payload > SYN_UDP_MAX_PAYLOAD))
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config.max_udp_payload must be 0 or 1200..%d", SYN_UDP_MAX_PAYLOAD);
+    if (!c->max_response_size || !c->stream_send_buffer || c->stream_recv_window < 1024 ||
+        !c->max_heartbeat_size)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config sizes must be > 0 (stream_recv_window >= 1024)");
     if (c->n_spki_pins && !c->spki_pins)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "config.spki_pins is NULL");
     return 0;
@@ -480,6 +587,7 @@ static int copy_config(synesis_tunnel *t, const synesis_tunnel_config *c) {
     rv |= dup_str(&t->str_ca, c->ca_path);
     rv |= dup_str(&t->str_ca_dir, c->ca_dir);
     rv |= dup_str(&t->str_device_id, c->device_id);
+    rv |= dup_str(&t->str_disk_path, c->vitals_disk_path);
     if (c->n_spki_pins) {
         t->pins = malloc(c->n_spki_pins * 32);
         if (!t->pins)
@@ -502,6 +610,7 @@ static int copy_config(synesis_tunnel *t, const synesis_tunnel_config *c) {
     t->cfg.ca_path = t->str_ca;
     t->cfg.ca_dir = t->str_ca_dir;
     t->cfg.device_id = t->str_device_id;
+    t->cfg.vitals_disk_path = t->str_disk_path;
     t->cfg.spki_pins = (const uint8_t(*)[32])t->pins;
     return 0;
 }
@@ -577,6 +686,11 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
                      t->cfg.reconnect_multiplier, t->cfg.reconnect_jitter,
                      t->cfg.reconnect_max_attempts, seed);
 
+    t->qset.stream_window = t->cfg.stream_recv_window;
+    ev_timer_init(&t->hb_timer, NULL, 0., 0.);
+    if ((rv = syn_heartbeat_init(t, d)) != 0)
+        goto fail;
+
     t->rx = malloc(sizeof(*t->rx));
     t->resolver = syn_resolver_new(loop, t->cfg.resolve ? resolve_hook : NULL, t);
     if (!t->rx || !t->resolver) {
@@ -620,7 +734,7 @@ SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t) {
     ev_timer_stop(t->loop, &t->reconnect_timer);
     if (t->qc)
         syn_qconn_close(t->qc, 0, "client disconnect");
-    conn_teardown(t);
+    conn_teardown(t, SYNESIS_ERR_CANCELLED, "the application disconnected the tunnel");
     synesis_tunnel_state s;
     make_state(&s, SYNESIS_STATE_DISCONNECTED, 0, NULL);
     int rv = set_state(t, &s);
@@ -634,9 +748,13 @@ static void really_free(synesis_tunnel *t) {
     t->depth = 1;
     t->cb.on_state = NULL;
     t->nsubs = 0;
+    t->state.kind = SYNESIS_STATE_DISCONNECTED; /* nothing new can start from the callbacks */
     if (t->qc)
         syn_qconn_close(t->qc, 0, "client disconnect");
-    conn_teardown(t);
+    conn_teardown(t, SYNESIS_ERR_CANCELLED, "the tunnel was freed");
+    syn_requests_fail_waiting(t, SYNESIS_ERR_CANCELLED, "the tunnel was freed", 1);
+    syn_streams_fail_all(t, SYNESIS_ERR_CANCELLED, "the tunnel was freed");
+    syn_heartbeat_free(t);
     ev_timer_stop(t->loop, &t->reconnect_timer);
     ev_timer_stop(t->loop, &t->stable_timer);
     syn_resolver_free(t->resolver);
@@ -659,6 +777,7 @@ static void really_free(synesis_tunnel *t) {
     free(t->str_ca);
     free(t->str_ca_dir);
     free(t->str_device_id);
+    free(t->str_disk_path);
     free(t->pins);
     free(t);
 }
@@ -724,6 +843,69 @@ SYNESIS_API int synesis_tunnel_unsubscribe(synesis_tunnel *t, uint32_t id) {
         }
     }
     return SYNESIS_ERR_INVALID_ARGUMENT;
+}
+
+SYNESIS_API void synesis_tunnel_get_stats(synesis_tunnel *t, synesis_tunnel_stats *out) {
+    *out = t->stats;
+    out->struct_size = sizeof(*out);
+    out->packets_sent = t->pkts_sent_done;
+    out->packets_lost = t->pkts_lost_done;
+    if (t->qc) {
+        ngtcp2_conn_info ci;
+        syn_qconn_info(t->qc, &ci);
+        out->packets_sent += ci.pkt_sent;
+        out->packets_lost += ci.pkt_lost;
+        out->cwnd = ci.cwnd;
+        if (syn_qconn_handshake_completed(t->qc)) {
+            out->rtt_smoothed_us = (uint32_t)(ci.smoothed_rtt / 1000);
+            out->rtt_min_us = ci.min_rtt == UINT64_MAX ? 0 : (uint32_t)(ci.min_rtt / 1000);
+            out->rtt_latest_us = (uint32_t)(ci.latest_rtt / 1000);
+        }
+    }
+    if (t->state.kind == SYNESIS_STATE_RECONNECTING && t->outage_started_ms)
+        out->time_disconnected += (double)((int64_t)syn_wall_ms() - t->outage_started_ms) / 1e3;
+}
+
+SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t len) {
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return SYNESIS_ERR_NOMEM;
+#define NUM(name) cJSON_AddNumberToObject(o, #name, (double)st.name)
+    NUM(bytes_sent);
+    NUM(bytes_received);
+    NUM(requests_sent);
+    NUM(requests_succeeded);
+    NUM(requests_failed);
+    NUM(requests_timed_out);
+    NUM(requests_cancelled);
+    NUM(streams_opened);
+    NUM(heartbeats_sent);
+    NUM(heartbeats_failed);
+    NUM(last_heartbeat_sequence);
+    NUM(last_heartbeat_rtt_ms);
+    NUM(connections);
+    NUM(reconnects);
+    cJSON_AddStringToObject(o, "last_error", st.last_error ? synesis_error_name(st.last_error) : "");
+    cJSON_AddStringToObject(o, "last_error_detail", st.last_error_detail);
+    NUM(time_disconnected);
+    NUM(handshake_time);
+    NUM(rtt_smoothed_us);
+    NUM(rtt_min_us);
+    NUM(rtt_latest_us);
+    NUM(cwnd);
+    NUM(packets_sent);
+    NUM(packets_lost);
+#undef NUM
+    cJSON_AddStringToObject(o, "state", synesis_state_name(t->state.kind));
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!json)
+        return SYNESIS_ERR_NOMEM;
+    int n = snprintf(buf, len, "%s", json);
+    cJSON_free(json);
+    return n;
 }
 
 SYNESIS_API const char *synesis_tunnel_last_error(const synesis_tunnel *t) {

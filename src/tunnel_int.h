@@ -2,9 +2,12 @@
 #ifndef SYNESIS_TUNNEL_INT_H
 #define SYNESIS_TUNNEL_INT_H
 
+#include "synesis/request.h"
+#include "synesis/stream.h"
 #include "synesis/tunnel.h"
 
 #include "backoff.h"
+#include "protocol.h"
 #include "dns.h"
 #include "internal.h"
 #include "qconn.h"
@@ -13,6 +16,19 @@
 
 #include <ev.h>
 #include <openssl/ssl.h>
+
+/* Per-stream objects of the tunnel (requests, streams) start with this: the qconn driver hands
+ * stream events to whatever s->user points at. */
+typedef struct syn_stream_handler {
+    void (*data)(void *obj, syn_qstream *s, const uint8_t *data, size_t len, int fin);
+    void (*reset)(void *obj, syn_qstream *s, uint64_t app_code);
+    void (*acked)(void *obj, syn_qstream *s);
+    void (*close)(void *obj, syn_qstream *s, uint64_t app_code, int reset);
+} syn_stream_handler;
+
+typedef struct syn_tobj {
+    const syn_stream_handler *h;
+} syn_tobj;
 
 typedef struct syn_subscriber {
     uint32_t id;
@@ -24,7 +40,7 @@ struct synesis_tunnel {
     struct ev_loop *loop;
     synesis_tunnel_config cfg; /* strings point into the owned copies below */
     char *str_url, *str_server_name, *str_alpn, *str_cert, *str_key, *str_cert_pem, *str_key_pem,
-        *str_pass, *str_ca, *str_ca_dir, *str_device_id;
+        *str_pass, *str_ca, *str_ca_dir, *str_device_id, *str_disk_path;
     uint8_t (*pins)[32];
     synesis_tunnel_callbacks cb;
     void *user_data;
@@ -50,6 +66,24 @@ struct synesis_tunnel {
     syn_qconn *qc;
     syn_udp_rx *rx;
 
+    /* Requests (request.c): waiting for a stream, and in flight. */
+    synesis_request *req_wait_head, *req_wait_tail;
+    synesis_request *req_live;
+    size_t req_waiting;
+    /* Streams (stream.c): waiting to open, and open. */
+    synesis_stream *str_wait_head, *str_wait_tail;
+    synesis_stream *str_live;
+
+    /* Heartbeats (heartbeat.c). */
+    ev_timer hb_timer;
+    uint64_t hb_sequence;
+    char device_id[128];
+    void *vitals_sampler;
+
+    synesis_tunnel_stats stats;
+    uint64_t handshake_started_ns;
+    uint64_t pkts_sent_done, pkts_lost_done; /* of connections already gone */
+
     syn_backoff backoff;
     ev_timer reconnect_timer;
     ev_timer stable_timer;
@@ -63,6 +97,23 @@ struct synesis_tunnel {
 /* Logs at level (no-op when below the configured level or no log callback). */
 void syn_tunnel_log(synesis_tunnel *t, synesis_log_level level, const char *fmt, ...)
     SYNESIS_PRINTF(3, 4);
+
+/* Modules' hooks, called by tunnel.c. */
+void syn_requests_pump(synesis_tunnel *t);            /* open waiting requests while credit lasts */
+void syn_requests_conn_lost(synesis_tunnel *t, int err, const char *detail); /* in-flight fail */
+void syn_requests_fail_waiting(synesis_tunnel *t, int err, const char *detail, int all);
+void syn_streams_pump(synesis_tunnel *t);
+void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail);
+void syn_heartbeat_start(synesis_tunnel *t);          /* on Connected */
+void syn_heartbeat_stop(synesis_tunnel *t);
+void syn_heartbeat_free(synesis_tunnel *t);
+int syn_heartbeat_init(synesis_tunnel *t, char *detail);
+/* t_enter/t_leave for modules: a module calling application code brackets it with these;
+ * syn_tunnel_leave returns 1 if the tunnel was freed. */
+void syn_tunnel_enter(synesis_tunnel *t);
+int syn_tunnel_leave(synesis_tunnel *t);
+/* 1 when Connected with a live connection that can open streams. */
+int syn_tunnel_ready(const synesis_tunnel *t);
 
 /* Tests only: asks the state machine for a transition to kind (with attempt for Reconnecting),
  * exactly as the tunnel's own code does; returns 0 or SYNESIS_ERR_INVALID_STATE. */

@@ -72,9 +72,7 @@ static int ends_in_number(const char *host, size_t len) {
     while (start > 0 && host[start - 1] != '.')
         start--;
     const char *l = host + start;
-    size_t ll = len - start;
-    if (ll == 0)
-        return 0;
+    size_t ll = len - start; /* >= 1: empty labels were refused before */
     if (ll >= 2 && l[0] == '0' && (l[1] == 'x' || l[1] == 'X')) {
         for (size_t i = 2; i < ll; i++)
             if (!is_xdigit(l[i]))

@@ -42,6 +42,17 @@ int syn_fail_ossl(char *buf, int code, const char *fmt, ...) {
 
 void syn_ossl_clear(void) { ERR_clear_error(); }
 
+void syn_copy_str(char *dst, size_t n, const char *src) {
+    if (!n)
+        return;
+    size_t len = src ? strlen(src) : 0;
+    if (len >= n)
+        len = n - 1;
+    if (len)
+        memcpy(dst, src, len);
+    dst[len] = 0;
+}
+
 static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
 static int crypto_init_rv;
 

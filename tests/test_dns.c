@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +17,35 @@
 
 #include "dns.h"
 #include "internal.h"
+
+/* ---- failure injection (the test links with -Wl,--wrap=calloc,...): the n-th next call fails ---- */
+
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+int __real_pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *a);
+int __wrap_pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *a);
+int __real_pthread_attr_init(pthread_attr_t *a);
+int __wrap_pthread_attr_init(pthread_attr_t *a);
+
+static int fail_calloc_in, fail_mutex_in, fail_attr_in;
+
+static int fail_now(int *counter) { return *counter > 0 && --*counter == 0; }
+
+void *__wrap_calloc(size_t n, size_t size) {
+    if (fail_now(&fail_calloc_in)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_calloc(n, size);
+}
+
+int __wrap_pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *a) {
+    return fail_now(&fail_mutex_in) ? ENOMEM : __real_pthread_mutex_init(m, a);
+}
+
+int __wrap_pthread_attr_init(pthread_attr_t *a) {
+    return fail_now(&fail_attr_in) ? ENOMEM : __real_pthread_attr_init(a);
+}
 
 /* ---- helpers ---- */
 
@@ -130,16 +160,26 @@ struct hook_ctx {
     int fail;             /* return -1 */
     int count;            /* how many of addrs to return */
     int report;           /* value returned instead of count when non-zero */
-    syn_addr addrs[SYN_RESOLVE_MAX];
+    syn_addr addrs[4 * SYN_RESOLVE_MAX];
+    pthread_mutex_t mu; /* for the last_* fields: hooks of two lookups may run at once */
+    size_t last_max;
     char last_host[256];
     unsigned last_port;
 };
 
+static void hook_init(struct hook_ctx *h) {
+    memset(h, 0, sizeof(*h));
+    assert_int_equal(pthread_mutex_init(&h->mu, NULL), 0);
+}
+
 static int test_hook(void *data, const char *host, uint16_t port, syn_addr *out, size_t max) {
     struct hook_ctx *h = data;
     atomic_fetch_add(&h->calls, 1);
+    pthread_mutex_lock(&h->mu);
     snprintf(h->last_host, sizeof(h->last_host), "%s", host);
     h->last_port = port;
+    h->last_max = max;
+    pthread_mutex_unlock(&h->mu);
     if (strncmp(host, "slow", 4) == 0)
         for (int i = 0; i < 10000 && !atomic_load(&h->gate_open); i++)
             sleep_ms(1);
@@ -218,7 +258,7 @@ static void test_ip_literals(void **state) {
     };
     struct ev_loop *loop = new_loop();
     struct hook_ctx h;
-    memset(&h, 0, sizeof(h));
+    hook_init(&h);
     syn_resolver *r = syn_resolver_new(loop, test_hook, &h);
     assert_non_null(r);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -243,7 +283,7 @@ static void test_hook_failure(void **state) {
     (void)state;
     struct ev_loop *loop = new_loop();
     struct hook_ctx h;
-    memset(&h, 0, sizeof(h));
+    hook_init(&h);
     h.fail = 1;
     syn_resolver *r = syn_resolver_new(loop, test_hook, &h);
     struct result res = {.r = r};
@@ -262,7 +302,7 @@ static void test_hook_no_usable_address(void **state) {
     (void)state;
     struct ev_loop *loop = new_loop();
     struct hook_ctx h;
-    memset(&h, 0, sizeof(h));
+    hook_init(&h);
     syn_resolver *r = syn_resolver_new(loop, test_hook, &h);
     /* No address at all. */
     struct result res = {.r = r};
@@ -292,7 +332,7 @@ static void test_order_and_dedup(void **state) {
     (void)state;
     struct ev_loop *loop = new_loop();
     struct hook_ctx h;
-    memset(&h, 0, sizeof(h));
+    hook_init(&h);
     const char *in[] = {"2001:db8::a", "192.0.2.1", "2001:db8::a", "192.0.2.2", "192.0.2.1", "::1", "192.0.2.3"};
     h.count = (int)(sizeof(in) / sizeof(in[0]));
     for (int i = 0; i < h.count; i++)
@@ -311,19 +351,29 @@ static void test_order_and_dedup(void **state) {
     }
     assert_ordered_unique(&res);
 
-    /* A hook claiming more than max entries is clamped. */
-    h.count = SYN_RESOLVE_MAX;
-    for (int i = 0; i < SYN_RESOLVE_MAX; i++) {
+    /* Duplicates do not crowd out distinct addresses: the hook has room for more than the result. */
+    assert_int_equal(h.last_max, 4 * SYN_RESOLVE_MAX);
+    h.count = 3 * SYN_RESOLVE_MAX;
+    for (int i = 0; i < h.count; i++) {
         char ip[32];
-        snprintf(ip, sizeof(ip), "10.0.0.%d", i + 1);
+        if (i < 2 * SYN_RESOLVE_MAX) /* 2001:db8::1..2001:db8::20, then 10.0.0.1..10.0.0.16 */
+            snprintf(ip, sizeof(ip), "2001:db8::%x", i + 1);
+        else
+            snprintf(ip, sizeof(ip), "10.0.0.%d", i - 2 * SYN_RESOLVE_MAX + 1);
         set_addr(&h.addrs[i], ip);
     }
+    /* A hook claiming more entries than max is clamped to max (the rest are empty here). */
     h.report = 1000;
     struct result res2 = {.r = r};
     assert_int_equal(syn_resolver_start(r, "many.example", 1, on_result, &res2), 0);
     ev_run(loop, 0);
     assert_int_equal(res2.rv, 0);
-    assert_int_equal(res2.n, SYN_RESOLVE_MAX);
+    assert_int_equal(res2.n, SYN_RESOLVE_MAX); /* the 16 IPv4 addresses come first and fill it */
+    for (size_t i = 0; i < res2.n; i++) {
+        char want4[32], buf[64];
+        snprintf(want4, sizeof(want4), "10.0.0.%zu", i + 1);
+        assert_string_equal(addr_str(&res2.addrs[i], buf, sizeof(buf)), want4);
+    }
     syn_resolver_free(r);
     ev_loop_destroy(loop);
 }
@@ -371,7 +421,7 @@ static void test_slow_lookup_does_not_block_loop(void **state) {
     (void)state;
     struct ev_loop *loop = new_loop();
     struct hook_ctx h;
-    memset(&h, 0, sizeof(h));
+    hook_init(&h);
     h.sleep_ms = 2000;
     h.count = 1;
     set_addr(&h.addrs[0], "192.0.2.9");
@@ -396,7 +446,7 @@ static void test_cancel_in_flight(void **state) {
     (void)state;
     struct ev_loop *loop = new_loop();
     struct hook_ctx h;
-    memset(&h, 0, sizeof(h));
+    hook_init(&h);
     h.count = 1;
     set_addr(&h.addrs[0], "192.0.2.1");
     syn_resolver *r = syn_resolver_new(loop, test_hook, &h);
@@ -428,7 +478,7 @@ static void test_free_in_flight(void **state) {
     (void)state;
     struct ev_loop *loop = new_loop();
     struct hook_ctx h;
-    memset(&h, 0, sizeof(h));
+    hook_init(&h);
     syn_resolver *r = syn_resolver_new(loop, test_hook, &h);
     struct result res = {.r = r};
     assert_int_equal(syn_resolver_start(r, "slow.example", 443, on_result, &res), 0);
@@ -445,7 +495,7 @@ static void test_restart_cancels_previous(void **state) {
     (void)state;
     struct ev_loop *loop = new_loop();
     struct hook_ctx h;
-    memset(&h, 0, sizeof(h));
+    hook_init(&h);
     h.count = 1;
     set_addr(&h.addrs[0], "192.0.2.1");
     syn_resolver *r = syn_resolver_new(loop, test_hook, &h);
@@ -468,7 +518,7 @@ static void test_late_wakeups_are_ignored(void **state) {
     (void)state;
     struct ev_loop *loop = new_loop();
     struct hook_ctx h;
-    memset(&h, 0, sizeof(h));
+    hook_init(&h);
     h.count = 1;
     set_addr(&h.addrs[0], "192.0.2.1");
     syn_resolver *r = syn_resolver_new(loop, test_hook, &h);
@@ -503,7 +553,7 @@ static void test_free_from_callback(void **state) {
     (void)state;
     struct ev_loop *loop = new_loop();
     struct hook_ctx h;
-    memset(&h, 0, sizeof(h));
+    hook_init(&h);
     h.count = 1;
     set_addr(&h.addrs[0], "192.0.2.1");
     /* From a threaded lookup's callback. */
@@ -526,7 +576,7 @@ static void test_restart_from_callback(void **state) {
     (void)state;
     struct ev_loop *loop = new_loop();
     struct hook_ctx h;
-    memset(&h, 0, sizeof(h));
+    hook_init(&h);
     h.fail = 1;
     syn_resolver *r = syn_resolver_new(loop, test_hook, &h);
     struct result second = {.r = r};
@@ -547,7 +597,7 @@ static void test_two_resolvers_one_loop(void **state) {
     (void)state;
     struct ev_loop *loop = new_loop();
     struct hook_ctx h;
-    memset(&h, 0, sizeof(h));
+    hook_init(&h);
     h.count = 1;
     set_addr(&h.addrs[0], "192.0.2.1");
     syn_resolver *r1 = syn_resolver_new(loop, test_hook, &h);
@@ -588,6 +638,37 @@ static void test_thread_start_failure(void **state) {
     ev_run(loop, 0);
     assert_int_equal(res2.rv, 0);
     syn_resolver_test_spawn_error(NULL, EAGAIN);
+    syn_resolver_free(r);
+    ev_loop_destroy(loop);
+}
+
+static void test_resource_failures(void **state) {
+    (void)state;
+    struct ev_loop *loop = new_loop();
+    fail_calloc_in = 1;
+    assert_null(syn_resolver_new(loop, NULL, NULL));
+    syn_resolver *r = syn_resolver_new(loop, NULL, NULL);
+    assert_non_null(r);
+
+    /* No memory for the lookup: reported at once, and the previous lookup is cancelled. */
+    struct result a = {.r = r}, b = {.r = r};
+    assert_int_equal(syn_resolver_start(r, "::1", 1, on_result, &a), 0);
+    fail_calloc_in = 1;
+    assert_int_equal(syn_resolver_start(r, "::1", 1, on_result, &b), SYNESIS_ERR_NOMEM);
+    assert_int_equal(syn_resolver_active(r), 0);
+    fail_mutex_in = 1;
+    assert_int_equal(syn_resolver_start(r, "::1", 1, on_result, &b), SYNESIS_ERR_NOMEM);
+    assert_int_equal(syn_resolver_active(r), 0);
+    ev_run(loop, 0);
+    assert_int_equal(a.calls + b.calls, 0);
+
+    /* Thread attributes unavailable: a transient DNS failure through the callback. */
+    fail_attr_in = 1;
+    assert_int_equal(syn_resolver_start(r, "localhost", 1, on_result, &b), 0);
+    ev_run(loop, 0);
+    assert_int_equal(b.calls, 1);
+    assert_int_equal(b.rv, SYNESIS_ERR_DNS);
+    assert_non_null(strstr(b.detail, "cannot start a resolver thread: "));
     syn_resolver_free(r);
     ev_loop_destroy(loop);
 }
@@ -633,6 +714,7 @@ int main(void) {
         cmocka_unit_test(test_restart_from_callback),
         cmocka_unit_test(test_two_resolvers_one_loop),
         cmocka_unit_test(test_thread_start_failure),
+        cmocka_unit_test(test_resource_failures),
         cmocka_unit_test(test_invalid_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

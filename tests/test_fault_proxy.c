@@ -18,6 +18,53 @@
 #include "fault_proxy.h"
 #include "internal.h"
 
+/* ---- failure injection (the test links with -Wl,--wrap=calloc,...): the n-th next call fails ---- */
+
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+void *__real_malloc(size_t size);
+void *__wrap_malloc(size_t size);
+void *__real_realloc(void *ptr, size_t size);
+void *__wrap_realloc(void *ptr, size_t size);
+int __real_bind(int fd, const struct sockaddr *sa, socklen_t len);
+int __wrap_bind(int fd, const struct sockaddr *sa, socklen_t len);
+
+static int fail_calloc_in, fail_malloc_in, fail_realloc_in, fail_bind_in;
+
+static int fail_now(int *counter) { return *counter > 0 && --*counter == 0; }
+
+void *__wrap_calloc(size_t n, size_t size) {
+    if (fail_now(&fail_calloc_in)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_calloc(n, size);
+}
+
+void *__wrap_malloc(size_t size) {
+    if (fail_now(&fail_malloc_in)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_malloc(size);
+}
+
+void *__wrap_realloc(void *ptr, size_t size) {
+    if (fail_now(&fail_realloc_in)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_realloc(ptr, size);
+}
+
+int __wrap_bind(int fd, const struct sockaddr *sa, socklen_t len) {
+    if (fail_now(&fail_bind_in)) {
+        errno = EADDRINUSE;
+        return -1;
+    }
+    return __real_bind(fd, sa, len);
+}
+
 /* ---- loop helpers ---- */
 
 static void on_nothing(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -787,6 +834,52 @@ static void test_out_of_descriptors(void **state) {
     world_close(&w);
 }
 
+static void test_resource_failures(void **state) {
+    (void)state;
+    struct world w;
+    world_open(&w, AF_INET, 1, 18);
+    /* No memory for a proxy. */
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fail_calloc_in = 1;
+    errno = 0;
+    assert_null(syn_fault_proxy_new(w.loop, (struct sockaddr *)&a, sizeof(a), (struct sockaddr *)&a, sizeof(a), 0));
+    assert_int_equal(errno, ENOMEM);
+
+    /* No memory for a new client, then no upstream port for it: its datagrams are dropped. */
+    fail_calloc_in = 1;
+    peer_send(w.client, w.proxy, 0, 64);
+    RUN_UNTIL(w.loop, stats(w.proxy).dropped_up == 1, 10);
+    fail_bind_in = 1;
+    peer_send(w.client, w.proxy, 1, 64);
+    RUN_UNTIL(w.loop, stats(w.proxy).dropped_up == 2, 10);
+    assert_int_equal(stats(w.proxy).dropped_up, 2);
+    peer_send(w.client, w.proxy, 2, 64);
+    RUN_UNTIL(w.loop, w.client->n == 1, 10);
+    assert_int_equal(w.client->n, 1);
+    assert_int_equal(w.client->rx[0].seq, 2);
+
+    /* No memory to queue a delayed datagram: the queue cannot grow, or the copy cannot be made. */
+    syn_fault_dir slow = {.delay_ms = 5};
+    syn_fault_proxy_set(w.proxy, &slow, NULL);
+    fail_realloc_in = 1;
+    peer_send(w.client, w.proxy, 3, 64);
+    RUN_UNTIL(w.loop, stats(w.proxy).overflowed == 1, 10);
+    fail_malloc_in = 1;
+    peer_send(w.client, w.proxy, 4, 64);
+    RUN_UNTIL(w.loop, stats(w.proxy).overflowed == 2, 10);
+    peer_send(w.client, w.proxy, 5, 64);
+    RUN_UNTIL(w.loop, w.client->n == 2, 10);
+    syn_fault_stats s = stats(w.proxy);
+    assert_int_equal(s.overflowed, 2);
+    assert_int_equal(s.dropped_up, 4);
+    assert_int_equal(s.fwd_up, 2);
+    assert_int_equal(s.queued, 0);
+    assert_int_equal(w.client->n, 2);
+    assert_int_equal(w.client->rx[1].seq, 5);
+    world_close(&w);
+}
+
 static void test_client_limit(void **state) {
     (void)state;
     struct world w;
@@ -830,6 +923,7 @@ int main(void) {
         cmocka_unit_test(test_send_failure_counts_as_drop),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_out_of_descriptors),
+        cmocka_unit_test(test_resource_failures),
         cmocka_unit_test(test_client_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -35,6 +35,8 @@ static const struct good_case good[] = {
     {"quic://123.example", "123.example", 443, 0},
     {"quic://0x.example.com", "0x.example.com", 443, 0},
     {"quic://x1", "x1", 443, 0},
+    {"quic://edge.0xg", "edge.0xg", 443, 0},
+    {"quic://1.2.3.4a", "1.2.3.4a", 443, 0},
     {"quic://127.0.0.1", "127.0.0.1", 443, 4},
     {"quic://127.0.0.1:4433", "127.0.0.1", 4433, 4},
     {"https://192.0.2.10:443/", "192.0.2.10", 443, 4},

@@ -19,6 +19,8 @@
  * human-readable message naming the file or field (plus OpenSSL's reason when there is one) into
  * detail, which may be NULL; the message is truncated to detail_len bytes including the NUL.
  * None of these functions keeps state between calls; they may be called from any thread.
+ *
+ * Since 0.1.0: everything in this header.
  */
 #ifndef SYNESIS_IDENTITY_H
 #define SYNESIS_IDENTITY_H
@@ -42,22 +44,23 @@ extern "C" {
  * Returns 0 when id is a valid device id (see SYNESIS_DEVICE_ID_MAX), else
  * SYNESIS_ERR_INVALID_ARGUMENT with the offending character or length in detail.
  */
-SYNESIS_API int synesis_identity_validate_device_id(const char *id, char *detail, size_t detail_len);
+SYNESIS_API int synesis_identity_validate_device_id(const char *id, char *detail,
+                                                    size_t detail_len);
 
 /* Options of synesis_identity_generate(). Fill with synesis_identity_options_init() first;
  * fields are only ever appended. Strings are borrowed for the duration of the call. */
 typedef struct synesis_identity_options {
-    const char *device_id;        /* required; the certificate's CN is "device-<device_id>" */
-    int days;                     /* validity in days, 1..36525; default 365 */
-    int64_t not_before_offset_s;  /* notBefore = now + this (seconds, may be negative); default 0 */
-    const char *ca_cert_file;     /* issuing CA certificate (PEM); NULL = self-signed (default) */
-    const char *ca_key_file;      /* its private key (PEM, mode 0600); set both or neither */
+    const char *device_id;       /* required; the certificate's CN is "device-<device_id>" */
+    int days;                    /* validity in days, 1..36525; default 365 */
+    int64_t not_before_offset_s; /* notBefore = now + this (seconds, may be negative); default 0 */
+    const char *ca_cert_file;    /* issuing CA certificate (PEM); NULL = self-signed (default) */
+    const char *ca_key_file;     /* its private key (PEM, mode 0600); set both or neither */
     const char *ca_key_passphrase; /* passphrase of an encrypted CA key; default NULL */
-    int overwrite;                /* 1 = replace existing files; default 0 = SYNESIS_ERR_FILE_EXISTS */
-    int write_csr;                /* 1 = also write a PKCS#10 request for enrolment; default 0 */
-    const char *cert_name;        /* file name in out_dir; default "device.pem" */
-    const char *key_name;         /* default "device.key" */
-    const char *csr_name;         /* default "device.csr" */
+    int overwrite;         /* 1 = replace existing files; default 0 = SYNESIS_ERR_FILE_EXISTS */
+    int write_csr;         /* 1 = also write a PKCS#10 request for enrolment; default 0 */
+    const char *cert_name; /* file name in out_dir; default "device.pem" */
+    const char *key_name;  /* default "device.key" */
+    const char *csr_name;  /* default "device.csr" */
 } synesis_identity_options;
 
 /* Fills opts with the defaults documented beside each field (device_id = NULL). */
@@ -108,8 +111,8 @@ typedef struct synesis_pki_cert_options {
     const char *issuer_cert_file; /* signing CA certificate; NULL = self-signed (default) */
     const char *issuer_key_file;  /* its key (mode 0600); set both or neither */
     const char *issuer_key_passphrase; /* default NULL */
-    int overwrite;                /* default 0: SYNESIS_ERR_FILE_EXISTS if a target exists */
-    const char *csr_file;         /* also write a CSR here (not for the CA profile); default NULL */
+    int overwrite;                     /* default 0: SYNESIS_ERR_FILE_EXISTS if a target exists */
+    const char *csr_file; /* also write a CSR here (not for the CA profile); default NULL */
 } synesis_pki_cert_options;
 
 /* Fills opts with the defaults of profile (see the fields). */
@@ -134,27 +137,27 @@ SYNESIS_API int synesis_pki_create_cert(const synesis_pki_cert_options *opts, co
  * Never overwrites: SYNESIS_ERR_FILE_EXISTS when any of the six files exists. For tests and
  * demos only: the CA key sits next to the certificates it signed.
  */
-SYNESIS_API int synesis_identity_create_test_pki(const char *dir, const char *device_id, char *detail,
-                                                 size_t detail_len);
+SYNESIS_API int synesis_identity_create_test_pki(const char *dir, const char *device_id,
+                                                 char *detail, size_t detail_len);
 
 /* What synesis_identity_inspect() reports about a certificate. No pointers: nothing to free. */
 typedef struct synesis_identity_info {
     char device_id[SYNESIS_DEVICE_ID_MAX + 1]; /* CN minus "device-"; "" if no such prefix or
                                                   the rest is not a valid device id */
-    char common_name[65];        /* the subject's (last) CN, "" if none */
+    char common_name[65];                      /* the subject's (last) CN, "" if none */
     char subject[512];           /* one line, most specific first: "CN=device-x, O=SuperInstance" */
     char issuer[512];            /* same format; long names are truncated */
     char serial[64];             /* hex, uppercase, colon-separated */
     char fingerprint_sha256[96]; /* SHA-256 of the DER certificate, "AB:CD:..." like openssl */
     uint8_t fingerprint_sha256_raw[32];
-    char spki_pin[64];           /* "sha256//<base64 SHA-256 of the SubjectPublicKeyInfo>" */
-    uint8_t spki_sha256[32];     /* the raw pin */
-    char key_type[32];           /* "EC P-256", "EC P-384", "RSA 2048", or the algorithm name */
-    int64_t not_before;          /* Unix seconds */
-    int64_t not_after;           /* Unix seconds */
-    int self_signed;             /* 1 if the issuer is the subject and the signature verifies */
-    int is_ca;                   /* 1 if basicConstraints CA:TRUE */
-    int chain_length;            /* certificates in the file; the first one is reported */
+    char spki_pin[64];       /* "sha256//<base64 SHA-256 of the SubjectPublicKeyInfo>" */
+    uint8_t spki_sha256[32]; /* the raw pin */
+    char key_type[32];       /* "EC P-256", "EC P-384", "RSA 2048", or the algorithm name */
+    int64_t not_before;      /* Unix seconds */
+    int64_t not_after;       /* Unix seconds */
+    int self_signed;         /* 1 if the issuer is the subject and the signature verifies */
+    int is_ca;               /* 1 if basicConstraints CA:TRUE */
+    int chain_length;        /* certificates in the file; the first one is reported */
 } synesis_identity_info;
 
 /*
@@ -167,7 +170,8 @@ SYNESIS_API int synesis_identity_inspect(const char *cert_path, synesis_identity
 
 /*
  * Loads a certificate chain (cert_path, leaf first) and its private key (key_path; NULL = look
- * for the key in cert_path) as the tunnel would, and checks them. passphrase may be NULL.
+ * for the key in cert_path, which must then be mode 0600 too) as the tunnel would, and checks
+ * them. passphrase may be NULL.
  * Errors, in the order they are checked:
  *   FILE_NOT_FOUND, FILE_UNREADABLE, NOT_PEM, NO_CERTIFICATE, BAD_CERTIFICATE  (certificate file)
  *   FILE_NOT_FOUND, FILE_UNREADABLE, KEY_PERMISSIONS (names the file and its octal mode),

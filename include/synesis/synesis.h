@@ -7,5 +7,7 @@
 #include "synesis/common.h"
 #include "synesis/identity.h"
 #include "synesis/tunnel.h"
+#include "synesis/request.h"
+#include "synesis/stream.h"
 
 #endif /* SYNESIS_SYNESIS_H */

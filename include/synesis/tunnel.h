@@ -139,10 +139,17 @@ typedef struct synesis_tunnel_config {
     size_t max_udp_payload;
     int pmtud;                   /* path MTU discovery; default 1 */
 
-    /* Heartbeats (step 5): 0 disables. Default 30 s. */
+    /* Heartbeats: one every interval on a unidirectional stream, the first right after
+     * Connected; 0 disables. Default 30 s. */
     double heartbeat_interval;
-    /* Device id sent in heartbeats; default NULL: derived from the certificate's CN. */
+    /* Device id sent in heartbeats; default NULL: derived from the certificate's CN
+     * ("device-<id>" gives "<id>"). */
     const char *device_id;
+    /* Filesystem whose free space is reported in the vitals (statvfs); default "/"; NULL skips
+     * it. Use a local filesystem: a hung network mount would stall the loop. */
+    const char *vitals_disk_path;
+    /* Largest heartbeat JSON accepted by the edge and produced by us; default 64 KiB. */
+    size_t max_heartbeat_size;
 
     /* Reconnection with exponential backoff: initial 1 s, max 60 s, x2, 10 attempts. */
     double reconnect_initial_delay;
@@ -159,9 +166,17 @@ typedef struct synesis_tunnel_config {
     synesis_backoff_fn backoff_fn;
     void *backoff_user_data;
 
-    /* Requests (step 6): largest response accepted, default 16 MiB; default timeout 30 s. */
+    /* Requests: largest response accepted (default 16 MiB) and default timeout (30 s). */
     size_t max_response_size;
     double request_timeout;
+    /* Requests waiting for a stream (the edge's stream limit) or, when the request asks for it,
+     * for the tunnel to come back; beyond this, SYNESIS_ERR_QUEUE_FULL. Default 10000. */
+    size_t max_queued_requests;
+    /* Send buffer of each stream of the streaming API (bytes accepted but not yet acknowledged);
+     * default 256 KiB. */
+    size_t stream_send_buffer;
+    /* Receive buffer of a paused stream, and the stream flow-control window; default 1 MiB. */
+    size_t stream_recv_window;
 
     /* is_healthy(): connected and latency below this. Default 500 ms. */
     uint32_t healthy_latency_ms;
@@ -179,10 +194,31 @@ typedef struct synesis_tunnel_config {
 /* Fills cfg with every default listed above. */
 SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg);
 
-/* Application callbacks given to synesis_tunnel_new(); any member may be NULL. */
+/* Adds application fields to a heartbeat's "vitals" object (see on_vitals). Keys are copied; a
+ * key already present is replaced. Return 0 or SYNESIS_ERR_NOMEM. */
+typedef struct synesis_vitals synesis_vitals;
+SYNESIS_API int synesis_vitals_add_number(synesis_vitals *v, const char *key, double value);
+SYNESIS_API int synesis_vitals_add_string(synesis_vitals *v, const char *key, const char *value);
+SYNESIS_API int synesis_vitals_add_bool(synesis_vitals *v, const char *key, int value);
+
+/* What happened to one heartbeat. */
+typedef struct synesis_heartbeat_info {
+    uint64_t sequence;
+    int64_t timestamp_ms; /* the JSON's timestamp */
+    uint32_t rtt_ms;      /* smoothed RTT when it was sent */
+    int status;           /* 0 = handed to QUIC; else why it could not be sent */
+    size_t size;          /* bytes of the frame */
+} synesis_heartbeat_info;
+
+/* Application callbacks given to synesis_tunnel_new(); any member may be NULL. Members are only
+ * ever appended. */
 typedef struct synesis_tunnel_callbacks {
     /* Every applied state transition (in addition to subscribers). */
     synesis_state_fn on_state;
+    /* Each heartbeat tick, after the frame was queued (status 0) or could not be (status < 0). */
+    void (*on_heartbeat)(synesis_tunnel *t, const synesis_heartbeat_info *info, void *user_data);
+    /* Adds the application's own vitals to each heartbeat. */
+    void (*on_vitals)(synesis_tunnel *t, synesis_vitals *vitals, void *user_data);
 } synesis_tunnel_callbacks;
 
 /*
@@ -239,6 +275,44 @@ SYNESIS_API int synesis_tunnel_subscribe(synesis_tunnel *t, synesis_state_fn fn,
 /* Removes a subscriber; safe from inside a state callback. SYNESIS_ERR_INVALID_ARGUMENT if the id
  * is unknown. */
 SYNESIS_API int synesis_tunnel_unsubscribe(synesis_tunnel *t, uint32_t id);
+
+/* Statistics (the design's TunnelStats). Byte counts are application payload (request and
+ * stream data, heartbeat frames); packet counts are QUIC's, summed over every connection of the
+ * handle's life. */
+typedef struct synesis_tunnel_stats {
+    size_t struct_size; /* set by synesis_tunnel_get_stats() */
+    uint64_t bytes_sent;
+    uint64_t bytes_received;
+    uint64_t requests_sent;      /* requests whose stream was opened */
+    uint64_t requests_succeeded;
+    uint64_t requests_failed;    /* any error other than timeout and cancel */
+    uint64_t requests_timed_out;
+    uint64_t requests_cancelled;
+    uint64_t streams_opened;     /* streaming-API streams */
+    uint64_t heartbeats_sent;
+    uint64_t heartbeats_failed;
+    uint64_t last_heartbeat_sequence;
+    uint32_t last_heartbeat_rtt_ms;
+    uint64_t connections;        /* handshakes completed */
+    uint64_t reconnects;         /* returns to Connected from Reconnecting */
+    int last_error;              /* SYNESIS_ERR_* of the last connection error, 0 if none */
+    char last_error_detail[256];
+    double time_disconnected;    /* seconds spent in Reconnecting, in total */
+    double handshake_time;       /* seconds, of the current connection (0 when none) */
+    uint32_t rtt_smoothed_us;    /* of the current connection (0 when none) */
+    uint32_t rtt_min_us;
+    uint32_t rtt_latest_us;
+    uint64_t cwnd;               /* congestion window, bytes */
+    uint64_t packets_sent;
+    uint64_t packets_lost;
+} synesis_tunnel_stats;
+
+/* Fills *out. */
+SYNESIS_API void synesis_tunnel_get_stats(synesis_tunnel *t, synesis_tunnel_stats *out);
+
+/* Writes the statistics as one JSON object into buf (NUL-terminated when len > 0). Returns the
+ * length the full object needs (like snprintf), or SYNESIS_ERR_NOMEM. */
+SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t len);
 
 /* The detail string of the last error of this tunnel (never NULL; "" if none). */
 SYNESIS_API const char *synesis_tunnel_last_error(const synesis_tunnel *t);

@@ -1,6 +1,7 @@
 /* The reference edge server. */
 #include "edge.h"
 
+#include "protocol.h"
 #include "qconn.h"
 #include "tls.h"
 #include "udp.h"
@@ -11,11 +12,41 @@
 #include <errno.h>
 #include <ev.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 typedef struct edge_conn edge_conn;
+typedef struct edge_stream edge_stream;
+
+/* How a bidirectional stream is being answered. */
+enum { REQ_UNDECIDED, REQ_ECHO, REQ_COMMAND, REQ_HANDLER, REQ_DONE };
+
+struct edge_stream {
+    edge_conn *c;
+    syn_qstream *qs;
+    edge_stream *prev, *next;
+    int uni;
+    /* Heartbeat frame (unidirectional). */
+    uint8_t hdr[SYN_FRAME_HEADER];
+    size_t hdr_len;
+    uint32_t need;
+    int bad;
+    /* Request (bidirectional); also the heartbeat body. */
+    int mode;
+    uint8_t *buf;
+    size_t len, cap;
+    size_t total;
+    uint64_t credited; /* echo: response bytes acknowledged and returned as request credit */
+    uint64_t src_left, src_pos;
+    ev_timer sleep;
+};
+
+typedef struct device_entry {
+    char id[128];
+    syn_edge_device info;
+} device_entry;
 
 struct edge_conn {
     syn_edge *e;
@@ -23,6 +54,7 @@ struct edge_conn {
     char device_id[128];
     char remote[64];
     edge_conn *prev, *next;
+    edge_stream *streams;
 };
 
 typedef struct cid_entry {
@@ -46,6 +78,11 @@ struct syn_edge {
     size_t ncids, cids_cap;
     syn_edge_stats stats;
     char last_device[128];
+    char last_bad_frame[256];
+    device_entry *devices;
+    size_t ndevices, devices_cap;
+    syn_edge_handler handler;
+    void *handler_ud;
 };
 
 void syn_edge_config_init(syn_edge_config *cfg) {
@@ -56,6 +93,8 @@ void syn_edge_config_init(syn_edge_config *cfg) {
     cfg->handshake_timeout = 10.0;
     cfg->max_streams_bidi = 100;
     cfg->max_streams_uni = 100;
+    cfg->max_request_size = 64u * 1024 * 1024;
+    cfg->max_heartbeat_size = 64 * 1024;
 }
 
 /* ---- JSON event log ---- */
@@ -135,7 +174,11 @@ static void cid_remove_conn(syn_edge *e, edge_conn *c) {
 
 /* ---- connections ---- */
 
+static void es_free(edge_stream *es);
+
 static void conn_destroy(syn_edge *e, edge_conn *c) {
+    while (c->streams)
+        es_free(c->streams);
     cid_remove_conn(e, c);
     if (c->prev)
         c->prev->next = c->next;
@@ -153,26 +196,389 @@ static void ec_handshake_done(syn_qconn *qc) {
     syn_edge *e = c->e;
     if (syn_tls_peer_device_id(syn_qconn_ssl(qc), c->device_id, sizeof(c->device_id)) != 0)
         snprintf(c->device_id, sizeof(c->device_id), "?");
-    snprintf(e->last_device, sizeof(e->last_device), "%s", c->device_id);
+    syn_copy_str(e->last_device, sizeof(e->last_device), c->device_id);
     e->stats.handshakes++;
     emit_simple(e, "connection", c, NULL, NULL);
 }
 
-static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
-    edge_conn *c = syn_qconn_owner(qc);
-    c->e->stats.streams++;
-    (void)s;
+/* ---- streams ---- */
+
+static void es_free(edge_stream *es) {
+    edge_conn *c = es->c;
+    if (es->prev)
+        es->prev->next = es->next;
+    else
+        c->streams = es->next;
+    if (es->next)
+        es->next->prev = es->prev;
+    ev_timer_stop(c->e->loop, &es->sleep);
+    if (es->qs)
+        es->qs->user = NULL;
+    free(es->buf);
+    free(es);
+}
+
+static int es_append(edge_stream *es, const uint8_t *data, size_t len) {
+    if (es->len + len > es->cap) {
+        size_t cap = es->cap ? es->cap : 1024;
+        while (cap < es->len + len)
+            cap *= 2;
+        uint8_t *n = realloc(es->buf, cap);
+        if (!n)
+            return -1;
+        es->buf = n;
+        es->cap = cap;
+    }
+    memcpy(es->buf + es->len, data, len);
+    es->len += len;
     return 0;
 }
 
-/* Bidirectional streams echo what they read until FIN. */
+static void es_reset(edge_stream *es, uint64_t code) {
+    es->mode = REQ_DONE;
+    syn_qstream_shutdown(es->qs, code);
+}
+
+/* Heartbeats: 0x01, u32 big-endian length, JSON with device_id, timestamp, sequence, vitals. */
+static void bad_frame(edge_stream *es, const char *fmt, ...) SYNESIS_PRINTF(2, 3);
+static void bad_frame(edge_stream *es, const char *fmt, ...) {
+    syn_edge *e = es->c->e;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->last_bad_frame, sizeof(e->last_bad_frame), fmt, ap);
+    va_end(ap);
+    es->bad = 1;
+    e->stats.bad_frames++;
+    syn_qstream_stop_reading(es->qs, SYN_APP_BAD_FRAME);
+    emit_simple(e, "bad_frame", es->c, "reason", e->last_bad_frame);
+}
+
+static device_entry *device_get(syn_edge *e, const char *id) {
+    for (size_t i = 0; i < e->ndevices; i++)
+        if (strcmp(e->devices[i].id, id) == 0)
+            return &e->devices[i];
+    if (e->ndevices == e->devices_cap) {
+        size_t cap = e->devices_cap ? e->devices_cap * 2 : 8;
+        device_entry *n = realloc(e->devices, cap * sizeof(*n));
+        if (!n)
+            return NULL;
+        e->devices = n;
+        e->devices_cap = cap;
+    }
+    device_entry *d = &e->devices[e->ndevices++];
+    memset(d, 0, sizeof(*d));
+    syn_copy_str(d->id, sizeof(d->id), id);
+    return d;
+}
+
+static int is_integer(const cJSON *n) {
+    return cJSON_IsNumber(n) && n->valuedouble >= 0 && n->valuedouble == (double)(int64_t)n->valuedouble;
+}
+
+static void heartbeat_complete(edge_stream *es) {
+    syn_edge *e = es->c->e;
+    cJSON *o = cJSON_ParseWithLength((const char *)es->buf, es->len);
+    if (!o || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        bad_frame(es, "invalid JSON");
+        return;
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "device_id");
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(o, "timestamp");
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(o, "sequence");
+    const cJSON *vit = cJSON_GetObjectItemCaseSensitive(o, "vitals");
+    const char *missing = !cJSON_IsString(id) ? "device_id (string)"
+                          : !is_integer(ts)   ? "timestamp (integer)"
+                          : !is_integer(seq)  ? "sequence (integer)"
+                          : !cJSON_IsObject(vit) ? "vitals (object)"
+                                                 : NULL;
+    if (missing) {
+        cJSON_Delete(o);
+        bad_frame(es, "missing or mistyped field %s", missing);
+        return;
+    }
+    e->stats.heartbeats++;
+    device_entry *d = device_get(e, es->c->device_id);
+    if (d) {
+        d->info.heartbeats++;
+        d->info.last_sequence = (uint64_t)seq->valuedouble;
+        size_t n = es->len < sizeof(d->info.last_json) - 1 ? es->len : sizeof(d->info.last_json) - 1;
+        memcpy(d->info.last_json, es->buf, n);
+        d->info.last_json[n] = 0;
+    }
+    cJSON *ev = event("heartbeat", es->c);
+    if (ev) {
+        cJSON_AddStringToObject(ev, "hb_device_id", id->valuestring);
+        cJSON_AddNumberToObject(ev, "sequence", seq->valuedouble);
+        const char *keys[] = {"cpu_percent", "load_1", "mem_available_kb", "uptime_s"};
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(vit, keys[i]);
+            if (cJSON_IsNumber(v))
+                cJSON_AddNumberToObject(ev, keys[i], v->valuedouble);
+        }
+        edge_emit(e, ev);
+    }
+    cJSON_Delete(o);
+}
+
+static void hb_data(edge_stream *es, const uint8_t *data, size_t len, int fin) {
+    syn_edge *e = es->c->e;
+    if (es->bad)
+        return;
+    while (len && es->hdr_len < SYN_FRAME_HEADER) {
+        es->hdr[es->hdr_len++] = *data++;
+        len--;
+        if (es->hdr_len == 1 && es->hdr[0] != SYN_MSG_HEARTBEAT) {
+            bad_frame(es, "unknown message type 0x%02x", es->hdr[0]);
+            return;
+        }
+        if (es->hdr_len == SYN_FRAME_HEADER) {
+            es->need = (uint32_t)es->hdr[1] << 24 | (uint32_t)es->hdr[2] << 16 |
+                       (uint32_t)es->hdr[3] << 8 | es->hdr[4];
+            if (es->need > e->cfg.max_heartbeat_size) {
+                bad_frame(es, "length %u over the maximum of %zu", es->need,
+                          e->cfg.max_heartbeat_size);
+                return;
+            }
+        }
+    }
+    if (len) {
+        if (es->len + len > es->need) {
+            bad_frame(es, "%zu bytes after the end of the frame", es->len + len - es->need);
+            return;
+        }
+        if (es_append(es, data, len) != 0) {
+            bad_frame(es, "out of memory");
+            return;
+        }
+    }
+    if (!fin)
+        return;
+    if (es->hdr_len < SYN_FRAME_HEADER || es->len < es->need)
+        bad_frame(es, "truncated frame: %zu of %zu bytes", es->hdr_len + es->len,
+                  (size_t)SYN_FRAME_HEADER + (es->hdr_len == SYN_FRAME_HEADER ? es->need : 0));
+    else
+        heartbeat_complete(es);
+}
+
+/* Requests. */
+#define SRC_CHUNK (64 * 1024)
+#define SRC_WINDOW (1024 * 1024)
+
+static void src_pump(edge_stream *es) {
+    uint8_t chunk[SRC_CHUNK];
+    while (es->src_left && syn_qstream_unacked(es->qs) < SRC_WINDOW) {
+        size_t n = es->src_left < SRC_CHUNK ? (size_t)es->src_left : SRC_CHUNK;
+        for (size_t i = 0; i < n; i++)
+            chunk[i] = (uint8_t)((es->src_pos + i) % 251);
+        es->src_pos += n;
+        es->src_left -= n;
+        if (syn_qstream_write(es->qs, chunk, n, es->src_left == 0) != 0) {
+            es_reset(es, SYN_APP_INTERNAL);
+            return;
+        }
+    }
+}
+
+static void sleep_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    edge_stream *es = w->data;
+    if (syn_qstream_write(es->qs, es->buf, es->len, 1) != 0)
+        es_reset(es, SYN_APP_INTERNAL);
+    es->mode = REQ_DONE;
+}
+
+static const char *const commands[] = {"SRC ", "SLEEP ", "RESET "};
+
+/* 1 if buf starts with a whole command word; 2 if it could still become one with more bytes. */
+static int command_prefix(const uint8_t *buf, size_t len) {
+    for (size_t i = 0; i < 3; i++) {
+        size_t cl = strlen(commands[i]);
+        if (memcmp(buf, commands[i], len < cl ? len : cl) == 0)
+            return len >= cl ? 1 : 2;
+    }
+    return 0;
+}
+
+/* A full command line is buffered: act on it. */
+static void run_command(edge_stream *es, int fin) {
+    uint8_t *nl = memchr(es->buf, '\n', es->len);
+    if (!nl) {
+        if (fin || es->len > 64)
+            es_reset(es, SYN_APP_REFUSED);
+        return;
+    }
+    char line[80];
+    size_t ll = (size_t)(nl - es->buf);
+    memcpy(line, es->buf, ll);
+    line[ll] = 0;
+    unsigned long long n;
+    char *end;
+    if (strncmp(line, "SRC ", 4) == 0) {
+        n = strtoull(line + 4, &end, 10);
+        if (*end || end == line + 4) {
+            es_reset(es, SYN_APP_REFUSED);
+            return;
+        }
+        es->mode = REQ_DONE; /* the rest of the request is read and dropped */
+        es->src_left = n;
+        if (n == 0)
+            (void)syn_qstream_write(es->qs, NULL, 0, 1);
+        else
+            src_pump(es);
+    } else if (strncmp(line, "RESET ", 6) == 0) {
+        n = strtoull(line + 6, &end, 0);
+        es_reset(es, *end || end == line + 6 ? SYN_APP_REFUSED : n);
+    } else if (strncmp(line, "SLEEP ", 6) == 0) {
+        n = strtoull(line + 6, &end, 10);
+        if (*end || end == line + 6 || n > 600000) {
+            es_reset(es, SYN_APP_REFUSED);
+            return;
+        }
+        if (!fin)
+            return; /* wait for the rest of the request */
+        memmove(es->buf, nl + 1, es->len - ll - 1);
+        es->len -= ll + 1;
+        es->mode = REQ_DONE;
+        ev_timer_set(&es->sleep, (double)n / 1000.0, 0.);
+        ev_timer_start(es->c->e->loop, &es->sleep);
+    } else {
+        es_reset(es, SYN_APP_REFUSED);
+    }
+}
+
+static void free_reply(void *ud, const void *data, size_t len) {
+    (void)ud;
+    (void)len;
+    free((void *)data);
+}
+
+static void run_handler(edge_stream *es) {
+    syn_edge *e = es->c->e;
+    syn_edge_reply reply = {0};
+    es->mode = REQ_DONE;
+    int rv = e->handler(e->handler_ud, es->c->device_id, es->buf, es->len, &reply);
+    if (rv != 0 || reply.reset) {
+        free(reply.data);
+        es_reset(es, rv != 0 ? SYN_APP_INTERNAL : reply.reset_code);
+        return;
+    }
+    /* The stream owns the reply from here (and frees it once acknowledged, or on failure). */
+    if (syn_qstream_write_nocopy(es->qs, reply.data, reply.len, free_reply, NULL, 1) != 0)
+        es_reset(es, SYN_APP_INTERNAL);
+}
+
+static void req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) {
+    syn_edge *e = es->c->e;
+    es->total += len;
+    if (es->total > e->cfg.max_request_size && es->mode != REQ_DONE) {
+        emit_simple(e, "request_too_large", es->c, NULL, NULL);
+        syn_qstream_consume(es->qs, len);
+        es_reset(es, SYN_APP_TOO_LARGE);
+        return;
+    }
+    if (es->mode == REQ_UNDECIDED && e->handler)
+        es->mode = REQ_HANDLER;
+    switch (es->mode) {
+    case REQ_ECHO:
+        syn_qstream_write(es->qs, data, len, fin); /* credit returns as the echo is acked */
+        return;
+    case REQ_DONE:
+        syn_qstream_consume(es->qs, len);
+        return;
+    case REQ_HANDLER:
+        syn_qstream_consume(es->qs, len);
+        if (es_append(es, data, len) != 0)
+            es_reset(es, SYN_APP_INTERNAL);
+        else if (fin)
+            run_handler(es);
+        return;
+    case REQ_COMMAND:
+        syn_qstream_consume(es->qs, len);
+        if (es_append(es, data, len) != 0)
+            es_reset(es, SYN_APP_INTERNAL);
+        else
+            run_command(es, fin);
+        return;
+    default: /* undecided: a command begins with one of a few words, anything else is echoed */
+        if (es_append(es, data, len) != 0) {
+            es_reset(es, SYN_APP_INTERNAL);
+            return;
+        }
+        int cmd = command_prefix(es->buf, es->len);
+        if (cmd == 1) {
+            es->mode = REQ_COMMAND;
+            syn_qstream_consume(es->qs, es->len);
+            run_command(es, fin);
+            return;
+        }
+        if (cmd == 2 && !fin)
+            return; /* still a possible command word */
+        es->mode = REQ_ECHO;
+        syn_qstream_write(es->qs, es->buf, es->len, fin);
+        es->len = 0;
+        return;
+    }
+}
+
+static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
+    edge_conn *c = syn_qconn_owner(qc);
+    edge_stream *es = calloc(1, sizeof(*es));
+    if (!es)
+        return -1;
+    es->c = c;
+    es->qs = s;
+    es->uni = !ngtcp2_is_bidi_stream(s->id);
+    ev_timer_init(&es->sleep, sleep_cb, 0., 0.);
+    es->sleep.data = es;
+    es->next = c->streams;
+    if (c->streams)
+        c->streams->prev = es;
+    c->streams = es;
+    s->user = es;
+    s->auto_consume = es->uni; /* heartbeats are bounded by the frame limit */
+    c->e->stats.streams++;
+    return 0;
+}
+
 static void ec_stream_data(syn_qconn *qc, syn_qstream *s, const uint8_t *data, size_t len,
                            int fin) {
     (void)qc;
-    if (!ngtcp2_is_bidi_stream(s->id))
+    edge_stream *es = s->user;
+    if (!es)
         return;
-    if (syn_qstream_write(s, data, len, fin) != 0)
-        syn_qstream_shutdown(s, 0x2 /* internal error */);
+    es->c->e->stats.bytes_received += len;
+    if (es->uni)
+        hb_data(es, data, len, fin);
+    else
+        req_data(es, data, len, fin);
+}
+
+static void ec_stream_acked(syn_qconn *qc, syn_qstream *s) {
+    (void)qc;
+    edge_stream *es = s->user;
+    if (!es || es->uni)
+        return;
+    if (es->mode == REQ_ECHO && s->acked > es->credited) {
+        syn_qstream_consume(s, (size_t)(s->acked - es->credited));
+        es->credited = s->acked;
+    }
+    if (es->src_left)
+        src_pump(es);
+}
+
+static void ec_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset) {
+    (void)qc;
+    (void)app_code;
+    (void)reset;
+    edge_stream *es = s->user;
+    if (!es)
+        return;
+    if (!es->uni)
+        es->c->e->stats.requests++;
+    es->qs = NULL;
+    es_free(es);
 }
 
 static void ec_closed(syn_qconn *qc, int err, const char *detail) {
@@ -205,6 +611,8 @@ static const syn_qconn_ops edge_qc_ops = {
     .handshake_done = ec_handshake_done,
     .stream_open = ec_stream_open,
     .stream_data = ec_stream_data,
+    .stream_acked = ec_stream_acked,
+    .stream_close = ec_stream_close,
     .closed = ec_closed,
     .cid_added = ec_cid_added,
     .log = ec_log,
@@ -357,6 +765,8 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     e->qset.keep_alive_ns = 0;
     e->qset.max_streams_bidi = cfg->max_streams_bidi;
     e->qset.max_streams_uni = cfg->max_streams_uni;
+    e->qset.stream_window = 1024 * 1024;
+    e->qset.conn_window = 16 * 1024 * 1024;
     ev_io_init(&e->rio, rio_cb, -1, EV_READ);
     e->rio.data = e;
     *out = e;
@@ -423,6 +833,31 @@ void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out) { *out = e->stat
 
 const char *syn_edge_last_device(const syn_edge *e) { return e->last_device; }
 
+const char *syn_edge_last_bad_frame(const syn_edge *e) { return e->last_bad_frame; }
+
+int syn_edge_device_info(const syn_edge *e, const char *device_id, syn_edge_device *out) {
+    for (size_t i = 0; i < e->ndevices; i++) {
+        if (strcmp(e->devices[i].id, device_id) == 0) {
+            *out = e->devices[i].info;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void syn_edge_set_handler(syn_edge *e, syn_edge_handler fn, void *user_data) {
+    e->handler = fn;
+    e->handler_ud = user_data;
+}
+
+void syn_edge_kick(syn_edge *e, const char *device_id) {
+    for (edge_conn *c = e->conns, *next; c; c = next) {
+        next = c->next;
+        if (strcmp(c->device_id, device_id) == 0)
+            syn_qconn_close(c->qc, SYN_APP_INTERNAL, "kicked");
+    }
+}
+
 void syn_edge_free(syn_edge *e) {
     if (!e)
         return;
@@ -430,6 +865,7 @@ void syn_edge_free(syn_edge *e) {
     if (e->ssl_ctx)
         SSL_CTX_free(e->ssl_ctx);
     free(e->cids);
+    free(e->devices);
     free(e->rx);
     free(e->str_listen);
     free(e->str_alpn);

@@ -29,6 +29,8 @@ typedef struct syn_edge_config {
     double handshake_timeout; /* default 10 s */
     uint64_t max_streams_bidi; /* per connection, default 100 */
     uint64_t max_streams_uni;  /* per connection, default 100 */
+    size_t max_request_size;   /* bytes of one request; default 64 MiB */
+    size_t max_heartbeat_size; /* JSON bytes of one heartbeat; default 64 KiB */
     syn_edge_log_fn log;   /* JSON lines; NULL = none */
     void *log_user_data;
     FILE *log_file;        /* also (or instead) write lines here */
@@ -59,12 +61,47 @@ typedef struct syn_edge_stats {
     uint64_t active;        /* connections alive now */
     uint64_t tls_failures;  /* handshakes refused */
     uint64_t streams;       /* streams opened by clients */
+    uint64_t requests;      /* bidirectional streams answered (any way) */
+    uint64_t heartbeats;    /* well-formed heartbeats */
+    uint64_t bad_frames;    /* heartbeat streams refused */
+    uint64_t bytes_received; /* application bytes read from streams */
 } syn_edge_stats;
 
 void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out);
 
 /* The device id of the most recent completed handshake ("" if none). */
 const char *syn_edge_last_device(const syn_edge *e);
+
+/* Heartbeats of one device (by its certificate's id). */
+typedef struct syn_edge_device {
+    uint64_t heartbeats;
+    uint64_t last_sequence;
+    char last_json[4096]; /* the last heartbeat's JSON (truncated if longer) */
+} syn_edge_device;
+
+/* Fills *out for device_id; returns 0, or -1 if no heartbeat came from it. */
+int syn_edge_device_info(const syn_edge *e, const char *device_id, syn_edge_device *out);
+
+/* The reason of the last bad frame ("" if none). */
+const char *syn_edge_last_bad_frame(const syn_edge *e);
+
+/*
+ * A request handler replacing the built-in ones (echo, SRC, SLEEP, RESET). Called once the whole
+ * request has arrived (FIN). Fill reply: data (malloc'ed; the edge frees it) and len, or
+ * reset = 1 with reset_code. Return 0; non-zero resets the stream with SYN_APP_INTERNAL.
+ */
+typedef struct syn_edge_reply {
+    uint8_t *data;
+    size_t len;
+    int reset;
+    uint64_t reset_code;
+} syn_edge_reply;
+typedef int (*syn_edge_handler)(void *user_data, const char *device_id, const uint8_t *request,
+                                size_t len, syn_edge_reply *reply);
+void syn_edge_set_handler(syn_edge *e, syn_edge_handler fn, void *user_data);
+
+/* Closes every connection of device_id abruptly, with a transport CONNECTION_CLOSE (tests). */
+void syn_edge_kick(syn_edge *e, const char *device_id);
 
 /* Stops and frees; no watcher stays active. */
 void syn_edge_free(syn_edge *e);

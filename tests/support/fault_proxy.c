@@ -236,9 +236,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* Puts the held datagram of dir into the queue, due no earlier than not_before. */
 static void release_held(syn_fault_proxy *p, int dir, uint64_t not_before) {
-    fp_pkt *h = p->held[dir];
-    if (!h)
-        return;
+    fp_pkt *h = p->held[dir]; /* callers know there is one */
     p->held[dir] = NULL;
     ev_timer_stop(p->loop, &p->hold_timer[dir]);
     if (h->due_ns < not_before)
@@ -391,10 +389,9 @@ syn_fault_proxy *syn_fault_proxy_new(struct ev_loop *loop, const struct sockaddr
     if (p->lfd < 0)
         goto fail;
     socklen_t ll = addr_len(listen_addr->sa_family);
-    if (bind(p->lfd, listen_addr, ll) != 0)
-        goto fail;
     p->listen_len = sizeof(p->listen);
-    if (getsockname(p->lfd, (struct sockaddr *)&p->listen, &p->listen_len) != 0)
+    if (bind(p->lfd, listen_addr, ll) != 0 ||
+        getsockname(p->lfd, (struct sockaddr *)&p->listen, &p->listen_len) != 0)
         goto fail;
     p->up_len = addr_len(upstream->sa_family);
     memcpy(&p->up, upstream, p->up_len);

@@ -124,9 +124,9 @@ int pki_write_key(const char *path, EVP_PKEY *key, const char *pass, int traditi
     BIO *b = BIO_new(BIO_s_mem());
     const EVP_CIPHER *c = pass ? EVP_aes_256_cbc() : NULL;
     int plen = pass ? (int)strlen(pass) : 0;
-    int ok = traditional
-                 ? PEM_write_bio_PrivateKey_traditional(b, key, c, (unsigned char *)(uintptr_t)pass, plen, NULL, NULL)
-                 : PEM_write_bio_PKCS8PrivateKey(b, key, c, pass, plen, NULL, NULL);
+    int ok = traditional ? PEM_write_bio_PrivateKey_traditional(
+                               b, key, c, (unsigned char *)(uintptr_t)pass, plen, NULL, NULL)
+                         : PEM_write_bio_PKCS8PrivateKey(b, key, c, pass, plen, NULL, NULL);
     char *data;
     long n = BIO_get_mem_data(b, &data);
     int rc = ok == 1 ? pki_write_file(path, data, (size_t)n, 0600) : -1;
@@ -137,8 +137,10 @@ int pki_write_key(const char *path, EVP_PKEY *key, const char *pass, int traditi
 int pki_write_self_signed(const char *path, EVP_PKEY *key, const char *cn) {
     X509 *x = X509_new();
     X509_NAME *n = X509_get_subject_name(x);
-    int ok = X509_set_version(x, X509_VERSION_3) && ASN1_INTEGER_set(X509_get_serialNumber(x), 42) &&
-             X509_NAME_add_entry_by_NID(n, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) &&
+    int ok = X509_set_version(x, X509_VERSION_3) &&
+             ASN1_INTEGER_set(X509_get_serialNumber(x), 42) &&
+             X509_NAME_add_entry_by_NID(n, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn,
+                                        -1, -1, 0) &&
              X509_set_issuer_name(x, n) && X509_gmtime_adj(X509_getm_notBefore(x), -60) &&
              X509_gmtime_adj(X509_getm_notAfter(x), 365L * 86400) && X509_set_pubkey(x, key);
     int no_digest = EVP_PKEY_is_a(key, "ED448") || EVP_PKEY_is_a(key, "ED25519");
@@ -172,7 +174,9 @@ int pki_spki_sha256(const char *cert_path, unsigned char out[32]) {
     unsigned char *der = NULL;
     int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
     unsigned int len = 0;
-    int rc = n > 0 && EVP_Digest(der, (size_t)n, out, &len, EVP_sha256(), NULL) == 1 && len == 32 ? 0 : -1;
+    int rc = n > 0 && EVP_Digest(der, (size_t)n, out, &len, EVP_sha256(), NULL) == 1 && len == 32
+                 ? 0
+                 : -1;
     OPENSSL_free(der);
     X509_free(x);
     return rc;

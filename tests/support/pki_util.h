@@ -38,7 +38,8 @@ int pki_write_key(const char *path, EVP_PKEY *key, const char *pass, int traditi
  * CN = cn, valid now for a year. Returns 0. */
 int pki_write_self_signed(const char *path, EVP_PKEY *key, const char *cn);
 
-/* A key of the given kind: "P-256", "P-384", "P-521", "RSA-1024", "RSA-2048", "ED448", "ED25519". */
+/* A key of the given kind: "P-256", "P-384", "P-521", "RSA-1024", "RSA-2048", "ED448", "ED25519".
+ */
 EVP_PKEY *pki_make_key(const char *kind);
 
 /* SHA-256 of the certificate's SubjectPublicKeyInfo. Returns 0. */

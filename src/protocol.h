@@ -1,0 +1,22 @@
+/* Constants of the synesis-tunnel protocol (docs/protocol.md), shared by the tunnel and the edge. */
+#ifndef SYNESIS_PROTOCOL_H
+#define SYNESIS_PROTOCOL_H
+
+/* ALPN. */
+#define SYN_ALPN_DEFAULT "synesis-tunnel/1"
+
+/* Message type of a heartbeat frame on a unidirectional stream. */
+#define SYN_MSG_HEARTBEAT 0x01
+/* Frame header: type byte + u32 big-endian length. */
+#define SYN_FRAME_HEADER 5
+
+/* Application error codes (RESET_STREAM, STOP_SENDING, CONNECTION_CLOSE). */
+#define SYN_APP_NO_ERROR 0x0
+#define SYN_APP_REFUSED 0x1
+#define SYN_APP_INTERNAL 0x2
+#define SYN_APP_BAD_FRAME 0x10
+#define SYN_APP_TOO_LARGE 0x11
+#define SYN_APP_TIMEOUT 0x12
+#define SYN_APP_CANCELLED 0x13
+
+#endif /* SYNESIS_PROTOCOL_H */

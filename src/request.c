@@ -1,0 +1,345 @@
+/* Request/response on bidirectional streams. */
+#include "synesis/request.h"
+
+#include "tunnel_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct synesis_request {
+    syn_tobj base;
+    synesis_tunnel *t;
+    synesis_request *prev, *next; /* wait queue or live list */
+    int live;                     /* 1 once its stream is open */
+    syn_qstream *qs;
+
+    /* The request bytes until they are handed to the stream (which then releases them). */
+    const uint8_t *data;
+    size_t len;
+    synesis_release_fn release; /* NULL: data is our own copy (free) */
+    void *release_ud;
+
+    size_t max_response;
+    int wait_for_connection;
+    ev_timer timer;
+    uint8_t *resp;
+    size_t resp_len, resp_cap;
+    synesis_response_fn cb;
+    void *user_data;
+};
+
+SYNESIS_API void synesis_request_options_init(synesis_request_options *opts) {
+    memset(opts, 0, sizeof(*opts));
+    opts->struct_size = sizeof(*opts);
+}
+
+static void release_data(synesis_request *r) {
+    if (!r->data && !r->release)
+        return;
+    if (r->release)
+        r->release(r->release_ud, r->data, r->len);
+    else
+        free((void *)r->data);
+    r->data = NULL;
+    r->release = NULL;
+}
+
+static void free_copy(void *ud, const void *data, size_t len) {
+    (void)ud;
+    (void)len;
+    free((void *)data);
+}
+
+static void unlink_req(synesis_tunnel *t, synesis_request *r) {
+    if (r->live) {
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            t->req_live = r->next;
+        if (r->next)
+            r->next->prev = r->prev;
+    } else {
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            t->req_wait_head = r->next;
+        if (r->next)
+            r->next->prev = r->prev;
+        else
+            t->req_wait_tail = r->prev;
+        t->req_waiting--;
+    }
+    r->prev = r->next = NULL;
+}
+
+/* Ends a request: unlinks it, resets its stream when asked (reset_code != UINT64_MAX), calls back
+ * once, frees. */
+static void complete(synesis_request *r, int status, uint64_t app_code, uint64_t reset_code,
+                     const char *detail) {
+    synesis_tunnel *t = r->t;
+    unlink_req(t, r);
+    ev_timer_stop(t->loop, &r->timer);
+    if (r->qs) {
+        r->qs->user = NULL;
+        if (reset_code != UINT64_MAX)
+            syn_qstream_shutdown(r->qs, reset_code);
+        r->qs = NULL;
+    }
+    release_data(r);
+    switch (status) {
+    case 0:
+        t->stats.requests_succeeded++;
+        break;
+    case SYNESIS_ERR_TIMEOUT:
+        t->stats.requests_timed_out++;
+        break;
+    case SYNESIS_ERR_CANCELLED:
+        t->stats.requests_cancelled++;
+        break;
+    default:
+        t->stats.requests_failed++;
+        break;
+    }
+    synesis_response resp = {
+        .status = status,
+        .app_error_code = app_code,
+        .data = r->resp,
+        .len = status == 0 ? r->resp_len : 0,
+        .detail = detail ? detail : "",
+    };
+    syn_tunnel_enter(t);
+    r->cb(t, r, &resp, r->user_data);
+    free(r->resp);
+    free(r);
+    syn_tunnel_leave(t);
+}
+
+/* ---- stream events ---- */
+
+static void req_data(void *obj, syn_qstream *s, const uint8_t *data, size_t len, int fin) {
+    (void)s;
+    synesis_request *r = obj;
+    if (len) {
+        if (len > r->max_response - r->resp_len) {
+            char d[160];
+            snprintf(d, sizeof(d), "response exceeds the maximum of %zu bytes", r->max_response);
+            complete(r, SYNESIS_ERR_RESPONSE_TOO_LARGE, 0, SYN_APP_TOO_LARGE, d);
+            return;
+        }
+        if (r->resp_len + len > r->resp_cap) {
+            size_t cap = r->resp_cap ? r->resp_cap : 4096;
+            while (cap < r->resp_len + len)
+                cap *= 2;
+            if (cap > r->max_response)
+                cap = r->max_response;
+            uint8_t *n = realloc(r->resp, cap);
+            if (!n) {
+                complete(r, SYNESIS_ERR_NOMEM, 0, SYN_APP_INTERNAL, "out of memory for the response");
+                return;
+            }
+            r->resp = n;
+            r->resp_cap = cap;
+        }
+        memcpy(r->resp + r->resp_len, data, len);
+        r->resp_len += len;
+        r->t->stats.bytes_received += len;
+    }
+    if (fin)
+        complete(r, 0, 0, UINT64_MAX, NULL);
+}
+
+static void req_reset(void *obj, syn_qstream *s, uint64_t app_code) {
+    (void)s;
+    char d[96];
+    snprintf(d, sizeof(d), "the edge reset the stream with application error 0x%llx",
+             (unsigned long long)app_code);
+    complete(obj, SYNESIS_ERR_STREAM_RESET, app_code, UINT64_MAX, d);
+}
+
+static void req_close(void *obj, syn_qstream *s, uint64_t app_code, int reset) {
+    (void)s;
+    (void)reset;
+    char d[96];
+    snprintf(d, sizeof(d), "stream closed before the response ended (application error 0x%llx)",
+             (unsigned long long)app_code);
+    complete(obj, SYNESIS_ERR_STREAM_RESET, app_code, UINT64_MAX, d);
+}
+
+static const syn_stream_handler req_handler = {
+    .data = req_data,
+    .reset = req_reset,
+    .close = req_close,
+};
+
+static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    synesis_request *r = w->data;
+    synesis_tunnel *t = r->t;
+    syn_tunnel_enter(t);
+    complete(r, SYNESIS_ERR_TIMEOUT, 0, SYN_APP_TIMEOUT, "no complete response within the timeout");
+    if (t->qc)
+        syn_qconn_schedule(t->qc);
+    syn_tunnel_leave(t);
+}
+
+/* ---- the queue ---- */
+
+void syn_requests_pump(synesis_tunnel *t) {
+    while (t->req_wait_head && syn_tunnel_ready(t)) {
+        synesis_request *r = t->req_wait_head;
+        syn_qstream *qs;
+        int rv = syn_qconn_open_stream(t->qc, 1, r, &qs);
+        if (rv == SYNESIS_ERR_WOULD_BLOCK)
+            return; /* wait for the edge to raise the stream limit */
+        if (rv != 0) {
+            complete(r, rv, 0, UINT64_MAX, "cannot open a stream");
+            continue;
+        }
+        unlink_req(t, r);
+        r->live = 1;
+        r->qs = qs;
+        r->next = t->req_live;
+        if (t->req_live)
+            t->req_live->prev = r;
+        t->req_live = r;
+        t->stats.requests_sent++;
+        t->stats.bytes_sent += r->len;
+        /* The stream now owns the bytes until they are acknowledged. */
+        const uint8_t *data = r->data;
+        synesis_release_fn rel = r->release ? r->release : free_copy;
+        void *rel_ud = r->release ? r->release_ud : NULL;
+        r->data = NULL;
+        r->release = NULL;
+        rv = data ? syn_qstream_write_nocopy(qs, data, r->len, rel, rel_ud, 1)
+                  : syn_qstream_write(qs, NULL, 0, 1);
+        if (rv != 0)
+            complete(r, rv, 0, SYN_APP_INTERNAL, "cannot queue the request");
+    }
+}
+
+void syn_requests_conn_lost(synesis_tunnel *t, int err, const char *detail) {
+    (void)err;
+    char d[SYNESIS_DETAIL_MAX];
+    snprintf(d, sizeof(d), "connection lost mid-request: %s", detail ? detail : "");
+    while (t->req_live && !t->free_pending)
+        complete(t->req_live, SYNESIS_ERR_CONNECTION_LOST, 0, UINT64_MAX, d);
+}
+
+void syn_requests_fail_waiting(synesis_tunnel *t, int err, const char *detail, int all) {
+    synesis_request *r = t->req_wait_head;
+    while (r && !t->free_pending) {
+        synesis_request *next = r->next;
+        if (all || !r->wait_for_connection) {
+            complete(r, err, 0, UINT64_MAX, detail);
+            next = t->req_wait_head; /* the callback may have changed the queue */
+        }
+        r = next;
+    }
+}
+
+static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_release_fn release,
+                  void *release_ud, const synesis_request_options *opts, synesis_response_fn cb,
+                  void *user_data, synesis_request **out) {
+    if (out)
+        *out = NULL;
+    synesis_request_options dflt;
+    if (!opts) {
+        synesis_request_options_init(&dflt);
+        opts = &dflt;
+    }
+    int rv = 0;
+    if (!t || !cb || (len && !data) || opts->struct_size != sizeof(*opts) || opts->timeout < 0)
+        rv = SYNESIS_ERR_INVALID_ARGUMENT;
+    else if (!syn_tunnel_ready(t) &&
+             !(opts->queue_while_reconnecting && (t->state.kind == SYNESIS_STATE_CONNECTING ||
+                                                  t->state.kind == SYNESIS_STATE_RECONNECTING ||
+                                                  t->state.kind == SYNESIS_STATE_CONNECTED)))
+        rv = SYNESIS_ERR_NOT_CONNECTED;
+    else if (t->req_waiting >= t->cfg.max_queued_requests)
+        rv = SYNESIS_ERR_QUEUE_FULL;
+    synesis_request *r = NULL;
+    if (rv == 0) {
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            rv = SYNESIS_ERR_NOMEM;
+    }
+    if (rv == 0 && len && !release) {
+        void *copy = malloc(len);
+        if (!copy) {
+            free(r);
+            rv = SYNESIS_ERR_NOMEM;
+        } else {
+            memcpy(copy, data, len);
+            data = copy;
+        }
+    }
+    if (rv != 0) {
+        if (release)
+            release(release_ud, data, len);
+        return rv;
+    }
+    r->base.h = &req_handler;
+    r->t = t;
+    r->data = len ? data : NULL;
+    r->len = len;
+    r->release = release;
+    r->release_ud = release_ud;
+    if (!len && release) {
+        release(release_ud, data, 0);
+        r->release = NULL;
+    }
+    r->max_response = opts->max_response_size ? opts->max_response_size : t->cfg.max_response_size;
+    r->wait_for_connection = opts->queue_while_reconnecting;
+    r->cb = cb;
+    r->user_data = user_data;
+    ev_timer_init(&r->timer, timeout_cb, opts->timeout > 0 ? opts->timeout : t->cfg.request_timeout,
+                  0.);
+    r->timer.data = r;
+    ev_timer_start(t->loop, &r->timer);
+    r->prev = t->req_wait_tail;
+    if (t->req_wait_tail)
+        t->req_wait_tail->next = r;
+    else
+        t->req_wait_head = r;
+    t->req_wait_tail = r;
+    t->req_waiting++;
+    if (out)
+        *out = r;
+    /* Streams are opened from the write pass, never from inside ngtcp2. */
+    if (t->qc)
+        syn_qconn_schedule(t->qc);
+    return 0;
+}
+
+SYNESIS_API int synesis_tunnel_request(synesis_tunnel *t, const void *data, size_t len,
+                                       const synesis_request_options *opts, synesis_response_fn cb,
+                                       void *user_data, synesis_request **out) {
+    return submit(t, data, len, NULL, NULL, opts, cb, user_data, out);
+}
+
+SYNESIS_API int synesis_tunnel_request_nocopy(synesis_tunnel *t, const void *data, size_t len,
+                                              synesis_release_fn release, void *release_user_data,
+                                              const synesis_request_options *opts,
+                                              synesis_response_fn cb, void *user_data,
+                                              synesis_request **out) {
+    if (!release) {
+        if (out)
+            *out = NULL;
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    }
+    return submit(t, data, len, release, release_user_data, opts, cb, user_data, out);
+}
+
+SYNESIS_API int synesis_request_cancel(synesis_request *req) {
+    if (!req)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    synesis_tunnel *t = req->t;
+    syn_tunnel_enter(t);
+    complete(req, SYNESIS_ERR_CANCELLED, 0, SYN_APP_CANCELLED, "cancelled by the application");
+    if (t->qc)
+        syn_qconn_schedule(t->qc);
+    syn_tunnel_leave(t);
+    return 0;
+}

@@ -1,0 +1,358 @@
+/* The streaming API: bidirectional streams with backpressure both ways. */
+#include "synesis/stream.h"
+
+#include "tunnel_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct synesis_stream {
+    syn_tobj base;
+    synesis_tunnel *t;
+    synesis_stream *prev, *next; /* wait queue or live list */
+    int live;
+    syn_qstream *qs;
+    synesis_stream_callbacks cb;
+    void *user_data;
+
+    /* Bytes written before the stream could open (bounded by the send buffer). */
+    uint8_t *pre;
+    size_t pre_len;
+    int fin_requested;
+    int want_writable;
+
+    /* Receive side. */
+    int paused;
+    uint8_t *held;
+    size_t held_len, held_cap;
+    int held_fin;
+    int end_delivered;
+    int closing; /* on_close is running or has run */
+    int holds;   /* frames of ours on the stack that still use the object */
+};
+
+static void s_free(synesis_stream *s) {
+    free(s->pre);
+    free(s->held);
+    free(s);
+}
+
+/* Application callbacks may close the stream; the object is freed only when the last frame of
+ * ours that uses it lets go. */
+static void s_hold(synesis_stream *s) { s->holds++; }
+static int s_release(synesis_stream *s) {
+    if (--s->holds == 0 && s->closing) {
+        s_free(s);
+        return 1;
+    }
+    return 0;
+}
+
+static void unlink_stream(synesis_tunnel *t, synesis_stream *s) {
+    if (s->live) {
+        if (s->prev)
+            s->prev->next = s->next;
+        else
+            t->str_live = s->next;
+        if (s->next)
+            s->next->prev = s->prev;
+    } else {
+        if (s->prev)
+            s->prev->next = s->next;
+        else
+            t->str_wait_head = s->next;
+        if (s->next)
+            s->next->prev = s->prev;
+        else
+            t->str_wait_tail = s->prev;
+    }
+    s->prev = s->next = NULL;
+}
+
+/* Ends the stream: on_close once, then free. reset_code != UINT64_MAX resets the QUIC stream. */
+static void close_stream(synesis_stream *s, int status, uint64_t app_code, uint64_t reset_code) {
+    if (s->closing)
+        return;
+    s->closing = 1;
+    synesis_tunnel *t = s->t;
+    unlink_stream(t, s);
+    if (s->qs) {
+        s->qs->user = NULL;
+        if (reset_code != UINT64_MAX)
+            syn_qstream_shutdown(s->qs, reset_code);
+        else if (s->held_len && !s->qs->closed)
+            syn_qstream_consume(s->qs, s->held_len); /* held bytes are dropped: free the credit */
+        s->qs = NULL;
+    }
+    syn_tunnel_enter(t);
+    s_hold(s);
+    if (s->cb.on_close)
+        s->cb.on_close(s, status, app_code, s->user_data);
+    s_release(s);
+    syn_tunnel_leave(t);
+}
+
+static size_t buffered(const synesis_stream *s) {
+    return s->pre_len + (s->qs ? (size_t)syn_qstream_unacked(s->qs) : 0);
+}
+
+/* The caller holds s. */
+static void deliver(synesis_stream *s, const uint8_t *data, size_t len) {
+    s->t->stats.bytes_received += len;
+    if (s->cb.on_data)
+        s->cb.on_data(s, data, len, s->user_data);
+    /* Credit returns only as the application consumes. */
+    if (s->qs && !s->closing)
+        syn_qstream_consume(s->qs, len);
+}
+
+static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len, int fin) {
+    (void)qs;
+    synesis_stream *s = obj;
+    synesis_tunnel *t = s->t;
+    syn_tunnel_enter(t);
+    s_hold(s);
+    if (s->paused) {
+        if (len && s->held_len + len > s->held_cap) {
+            size_t cap = s->held_cap ? s->held_cap : 16384;
+            while (cap < s->held_len + len)
+                cap *= 2;
+            uint8_t *n = realloc(s->held, cap);
+            if (!n) {
+                close_stream(s, SYNESIS_ERR_NOMEM, 0, SYN_APP_INTERNAL);
+                s_release(s);
+                syn_tunnel_leave(t);
+                return;
+            }
+            s->held = n;
+            s->held_cap = cap;
+        }
+        if (len)
+            memcpy(s->held + s->held_len, data, len);
+        s->held_len += len;
+        s->held_fin |= fin;
+    } else {
+        if (len)
+            deliver(s, data, len);
+        if (fin && !s->closing && !t->free_pending) {
+            s->end_delivered = 1;
+            if (s->cb.on_end)
+                s->cb.on_end(s, s->user_data);
+        }
+    }
+    s_release(s);
+    syn_tunnel_leave(t);
+}
+
+static void str_reset(void *obj, syn_qstream *qs, uint64_t app_code) {
+    (void)qs;
+    close_stream(obj, SYNESIS_ERR_STREAM_RESET, app_code, SYN_APP_CANCELLED);
+}
+
+static void str_acked(void *obj, syn_qstream *qs) {
+    (void)qs;
+    synesis_stream *s = obj;
+    if (s->want_writable && buffered(s) < s->t->cfg.stream_send_buffer) {
+        s->want_writable = 0;
+        synesis_tunnel *t = s->t;
+        syn_tunnel_enter(t);
+        s_hold(s);
+        if (s->cb.on_writable)
+            s->cb.on_writable(s, s->user_data);
+        s_release(s);
+        syn_tunnel_leave(t);
+    }
+}
+
+static void str_close(void *obj, syn_qstream *qs, uint64_t app_code, int reset) {
+    (void)qs;
+    synesis_stream *s = obj;
+    s->qs = NULL; /* the driver frees it after this */
+    if (s->paused && (s->held_len || s->held_fin) && !reset) {
+        /* Everything arrived while paused: the application still gets it on resume. */
+        return;
+    }
+    if (reset && app_code != SYN_APP_NO_ERROR)
+        close_stream(s, SYNESIS_ERR_STREAM_RESET, app_code, UINT64_MAX);
+    else
+        close_stream(s, 0, 0, UINT64_MAX);
+}
+
+static const syn_stream_handler str_handler = {
+    .data = str_data,
+    .reset = str_reset,
+    .acked = str_acked,
+    .close = str_close,
+};
+
+void syn_streams_pump(synesis_tunnel *t) {
+    while (t->str_wait_head && syn_tunnel_ready(t)) {
+        synesis_stream *s = t->str_wait_head;
+        syn_qstream *qs;
+        int rv = syn_qconn_open_stream(t->qc, 1, s, &qs);
+        if (rv == SYNESIS_ERR_WOULD_BLOCK)
+            return;
+        if (rv != 0) {
+            close_stream(s, rv, 0, UINT64_MAX);
+            continue;
+        }
+        unlink_stream(t, s);
+        s->live = 1;
+        s->next = t->str_live;
+        if (t->str_live)
+            t->str_live->prev = s;
+        t->str_live = s;
+        s->qs = qs;
+        qs->auto_consume = 0;
+        t->stats.streams_opened++;
+        if (s->pre_len || s->fin_requested) {
+            rv = syn_qstream_write(qs, s->pre, s->pre_len, s->fin_requested);
+            free(s->pre);
+            s->pre = NULL;
+            s->pre_len = 0;
+            if (rv != 0)
+                close_stream(s, rv, 0, SYN_APP_INTERNAL);
+        }
+    }
+}
+
+void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail) {
+    (void)detail;
+    while (t->str_live && !t->free_pending)
+        close_stream(t->str_live, err, 0, UINT64_MAX);
+    while (t->str_wait_head && !t->free_pending)
+        close_stream(t->str_wait_head, err, 0, UINT64_MAX);
+}
+
+SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stream_callbacks *cb,
+                                           void *user_data, synesis_stream **out) {
+    if (out)
+        *out = NULL;
+    if (!t || !out)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    if (!syn_tunnel_ready(t))
+        return SYNESIS_ERR_NOT_CONNECTED;
+    synesis_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return SYNESIS_ERR_NOMEM;
+    s->base.h = &str_handler;
+    s->t = t;
+    if (cb)
+        s->cb = *cb;
+    s->user_data = user_data;
+    s->prev = t->str_wait_tail;
+    if (t->str_wait_tail)
+        t->str_wait_tail->next = s;
+    else
+        t->str_wait_head = s;
+    t->str_wait_tail = s;
+    *out = s;
+    syn_qconn_schedule(t->qc);
+    return 0;
+}
+
+SYNESIS_API int synesis_stream_write(synesis_stream *s, const void *data, size_t len,
+                                     size_t *accepted) {
+    if (accepted)
+        *accepted = 0;
+    if (!s || (len && !data))
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    if (s->fin_requested || s->closing)
+        return SYNESIS_ERR_INVALID_STATE;
+    size_t limit = s->t->cfg.stream_send_buffer;
+    size_t used = buffered(s);
+    size_t room = used < limit ? limit - used : 0;
+    size_t n = len < room ? len : room;
+    if (len && !n) {
+        s->want_writable = 1;
+        return SYNESIS_ERR_WOULD_BLOCK;
+    }
+    if (n < len)
+        s->want_writable = 1;
+    if (!n)
+        return 0;
+    int rv;
+    if (s->qs) {
+        rv = syn_qstream_write(s->qs, data, n, 0);
+    } else {
+        uint8_t *p = realloc(s->pre, s->pre_len + n);
+        rv = p ? 0 : SYNESIS_ERR_NOMEM;
+        if (p) {
+            memcpy(p + s->pre_len, data, n);
+            s->pre = p;
+            s->pre_len += n;
+        }
+    }
+    if (rv != 0)
+        return rv;
+    s->t->stats.bytes_sent += n;
+    if (accepted)
+        *accepted = n;
+    return 0;
+}
+
+SYNESIS_API int synesis_stream_finish(synesis_stream *s) {
+    if (!s)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    if (s->fin_requested || s->closing)
+        return SYNESIS_ERR_INVALID_STATE;
+    s->fin_requested = 1;
+    if (s->qs)
+        return syn_qstream_write(s->qs, NULL, 0, 1);
+    return 0;
+}
+
+SYNESIS_API int synesis_stream_reset(synesis_stream *s, uint64_t app_error_code) {
+    if (!s)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    if (s->closing)
+        return SYNESIS_ERR_INVALID_STATE;
+    synesis_tunnel *t = s->t;
+    syn_tunnel_enter(t);
+    close_stream(s, SYNESIS_ERR_CANCELLED, app_error_code, app_error_code);
+    /* s may be gone now */
+    if (t->qc)
+        syn_qconn_schedule(t->qc);
+    syn_tunnel_leave(t);
+    return 0;
+}
+
+SYNESIS_API void synesis_stream_pause(synesis_stream *s) {
+    if (s)
+        s->paused = 1;
+}
+
+SYNESIS_API void synesis_stream_resume(synesis_stream *s) {
+    if (!s || !s->paused || s->closing)
+        return;
+    s->paused = 0;
+    synesis_tunnel *t = s->t;
+    syn_tunnel_enter(t);
+    s_hold(s);
+    if (s->held_len) {
+        /* Deliver what was held; the callback may pause again or close. */
+        uint8_t *held = s->held;
+        size_t n = s->held_len;
+        s->held = NULL;
+        s->held_len = s->held_cap = 0;
+        t->stats.bytes_received += n;
+        if (s->cb.on_data)
+            s->cb.on_data(s, held, n, s->user_data);
+        free(held);
+        if (!s->closing && s->qs)
+            syn_qstream_consume(s->qs, n);
+    }
+    if (!s->closing && s->held_fin && !s->end_delivered && !t->free_pending) {
+        s->end_delivered = 1;
+        if (s->cb.on_end)
+            s->cb.on_end(s, s->user_data);
+    }
+    if (!s->closing && !s->qs && s->live && !t->free_pending)
+        close_stream(s, 0, 0, UINT64_MAX); /* the QUIC stream ended while we were paused */
+    s_release(s);
+    if (t->qc)
+        syn_qconn_schedule(t->qc);
+    syn_tunnel_leave(t);
+}
+
+SYNESIS_API size_t synesis_stream_buffered(const synesis_stream *s) { return s ? buffered(s) : 0; }
