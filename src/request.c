@@ -220,11 +220,13 @@ void syn_requests_pump(synesis_tunnel *t) {
 }
 
 void syn_requests_conn_lost(synesis_tunnel *t, int err, const char *detail) {
-    (void)err;
     char d[SYNESIS_DETAIL_MAX];
-    snprintf(d, sizeof(d), "connection lost mid-request: %s", detail ? detail : "");
+    if (err == SYNESIS_ERR_CONNECTION_LOST)
+        snprintf(d, sizeof(d), "connection lost mid-request: %s", detail ? detail : "");
+    else
+        syn_copy_str(d, sizeof(d), detail ? detail : synesis_strerror(err));
     while (t->req_live && !t->free_pending)
-        complete(t->req_live, SYNESIS_ERR_CONNECTION_LOST, 0, UINT64_MAX, d);
+        complete(t->req_live, err, 0, UINT64_MAX, d);
 }
 
 void syn_requests_fail_waiting(synesis_tunnel *t, int err, const char *detail, int all) {
