@@ -408,78 +408,13 @@ static void test_client_cert_from_other_ca(void **state) {
 }
 
 /* Raw clients that bypass the tunnel's own checks, to prove the edge refuses them. */
-typedef struct raw_client {
-    int done;
-    int err;
-    char detail[SYNESIS_DETAIL_MAX];
-    int fd;
-    syn_sockaddr local;
-    syn_qconn *qc;
-    syn_udp_rx rx;
-    ev_io rio;
-} raw_client;
-
-static void raw_closed(syn_qconn *qc, int err, const char *detail) {
-    raw_client *c = syn_qconn_owner(qc);
-    c->done = 1;
-    c->err = err;
-    snprintf(c->detail, sizeof(c->detail), "%s", detail);
-}
-
-static void raw_handshake(syn_qconn *qc) {
-    raw_client *c = syn_qconn_owner(qc);
-    c->done = 1;
-    c->err = 0;
-}
-
-static const syn_qconn_ops raw_ops = {.handshake_done = raw_handshake, .closed = raw_closed};
-
-static void raw_rio(struct ev_loop *loop, ev_io *w, int revents) {
-    (void)loop;
-    (void)revents;
-    raw_client *c = w->data;
-    int n = syn_udp_recv(c->fd, &c->rx);
-    for (int i = 0; i < n && !c->done; i++)
-        syn_qconn_recv(c->qc, &c->local, &c->rx.d[i].remote, 0, c->rx.d[i].data, c->rx.d[i].len);
-}
-
-static int raw_done(void *ud) { return ((raw_client *)ud)->done; }
-
 static int raw_handshake_with(fixture *f, const char *cert, const char *key, char *detail) {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    assert_non_null(ctx);
-    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-    assert_int_equal(SSL_CTX_load_verify_locations(ctx, syn_test_path(f->pki, "ca.pem"), NULL), 1);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if (cert) {
-        assert_int_equal(SSL_CTX_use_certificate_chain_file(ctx, cert), 1);
-        assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM), 1);
-    }
-    raw_client *c = calloc(1, sizeof(*c));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                            .sin_port = htons(syn_edge_port(f->edge))};
-    syn_sockaddr remote = {.len = sizeof(a)};
-    memcpy(&remote.ss, &a, sizeof(a));
-    c->fd = syn_udp_open((struct sockaddr *)&a, sizeof(a), NULL, 0, 1, &c->local, detail);
-    assert_true(c->fd >= 0);
-    syn_qconn_settings st;
-    syn_qconn_settings_default(&st);
-    st.handshake_timeout_ns = 3000000000ull;
-    assert_int_equal(syn_qconn_client_new(&c->qc, f->loop, c->fd, &c->local, &remote, ctx,
-                                          "localhost", "synesis-tunnel/1", &st, &raw_ops, c, detail),
-                     0);
-    ev_io_init(&c->rio, raw_rio, c->fd, EV_READ);
-    c->rio.data = c;
-    ev_io_start(f->loop, &c->rio);
-    syn_qconn_flush(c->qc);
-    assert_true(syn_test_run_until(f->loop, raw_done, c, 5));
+    syn_test_raw_client *c =
+        syn_test_raw_client_new(f->loop, syn_edge_port(f->edge), f->pki, cert, key);
+    assert_true(syn_test_run_until(f->loop, syn_test_raw_done, c, 5));
     int err = c->err;
     snprintf(detail, SYNESIS_DETAIL_MAX, "%s", c->detail);
-    ev_io_stop(f->loop, &c->rio);
-    syn_qconn_free(c->qc);
-    close(c->fd);
-    free(c);
-    SSL_CTX_free(ctx);
+    syn_test_raw_client_free(c);
     return err;
 }
 

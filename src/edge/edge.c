@@ -219,6 +219,8 @@ static void es_free(edge_stream *es) {
 }
 
 static int es_append(edge_stream *es, const uint8_t *data, size_t len) {
+    if (!len)
+        return 0;
     if (es->len + len > es->cap) {
         size_t cap = es->cap ? es->cap : 1024;
         while (cap < es->len + len)

@@ -6,7 +6,10 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,4 +145,88 @@ int syn_test_find_state(const syn_test_states *s, synesis_state_kind kind, int f
         if (s->kinds[i] == kind)
             return i;
     return -1;
+}
+
+/* ---- raw client ---- */
+
+static void raw_closed(syn_qconn *qc, int err, const char *detail) {
+    syn_test_raw_client *c = syn_qconn_owner(qc);
+    c->done = 1;
+    c->closed = 1;
+    c->err = err;
+    snprintf(c->detail, sizeof(c->detail), "%s", detail);
+}
+
+static void raw_handshake(syn_qconn *qc) {
+    syn_test_raw_client *c = syn_qconn_owner(qc);
+    c->done = 1;
+    c->err = 0;
+}
+
+static void raw_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t code, int reset) {
+    (void)s;
+    (void)reset;
+    syn_test_raw_client *c = syn_qconn_owner(qc);
+    c->stream_closes++;
+    c->last_close_code = code;
+}
+
+static const syn_qconn_ops raw_ops = {
+    .handshake_done = raw_handshake,
+    .stream_close = raw_stream_close,
+    .closed = raw_closed,
+};
+
+static void raw_rio(struct ev_loop *loop, ev_io *w, int revents) {
+    (void)loop;
+    (void)revents;
+    syn_test_raw_client *c = w->data;
+    int n = syn_udp_recv(c->fd, &c->rx);
+    for (int i = 0; i < n && !c->closed; i++)
+        syn_qconn_recv(c->qc, &c->local, &c->rx.d[i].remote, 0, c->rx.d[i].data, c->rx.d[i].len);
+}
+
+int syn_test_raw_done(void *client) { return ((syn_test_raw_client *)client)->done; }
+
+syn_test_raw_client *syn_test_raw_client_new(struct ev_loop *loop, uint16_t port,
+                                             const char *pki_dir, const char *cert,
+                                             const char *key) {
+    syn_test_raw_client *c = calloc(1, sizeof(*c));
+    assert_non_null(c);
+    c->loop = loop;
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(c->ctx);
+    SSL_CTX_set_min_proto_version(c->ctx, TLS1_3_VERSION);
+    assert_int_equal(SSL_CTX_load_verify_locations(c->ctx, syn_test_path(pki_dir, "ca.pem"), NULL), 1);
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+    if (cert) {
+        assert_int_equal(SSL_CTX_use_certificate_chain_file(c->ctx, cert), 1);
+        assert_int_equal(SSL_CTX_use_PrivateKey_file(c->ctx, key, SSL_FILETYPE_PEM), 1);
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons(port)};
+    syn_sockaddr remote = {.len = sizeof(a)};
+    memcpy(&remote.ss, &a, sizeof(a));
+    c->fd = syn_udp_open((struct sockaddr *)&a, sizeof(a), NULL, 0, 1, &c->local, c->detail);
+    assert_true(c->fd >= 0);
+    syn_qconn_settings st;
+    syn_qconn_settings_default(&st);
+    st.handshake_timeout_ns = 3000000000ull;
+    assert_int_equal(syn_qconn_client_new(&c->qc, loop, c->fd, &c->local, &remote, c->ctx,
+                                          "localhost", "synesis-tunnel/1", &st, &raw_ops, c,
+                                          c->detail),
+                     0);
+    ev_io_init(&c->rio, raw_rio, c->fd, EV_READ);
+    c->rio.data = c;
+    ev_io_start(loop, &c->rio);
+    syn_qconn_flush(c->qc);
+    return c;
+}
+
+void syn_test_raw_client_free(syn_test_raw_client *c) {
+    ev_io_stop(c->loop, &c->rio);
+    syn_qconn_free(c->qc);
+    close(c->fd);
+    SSL_CTX_free(c->ctx);
+    free(c);
 }

@@ -43,4 +43,31 @@ void syn_test_record_state(synesis_tunnel *t, const synesis_tunnel_state *old_st
 /* Index of the first record of kind at or after from, or -1. */
 int syn_test_find_state(const syn_test_states *s, synesis_state_kind kind, int from);
 
+/* A bare QUIC client on the project's driver, without the tunnel's checks: for tests that need to
+ * present odd certificates or send hand-made streams to the edge. cert/key may be NULL (no client
+ * certificate); the trust is pki_dir's CA. */
+#include "qconn.h"
+typedef struct syn_test_raw_client {
+    struct ev_loop *loop;
+    int done; /* handshake completed (err 0) or connection ended (err) */
+    int closed;
+    int err;
+    char detail[512];
+    int fd;
+    syn_sockaddr local;
+    syn_qconn *qc;
+    syn_udp_rx rx;
+    ev_io rio;
+    SSL_CTX *ctx;
+    /* Stream events of the raw client's own streams. */
+    int stream_closes;
+    uint64_t last_close_code;
+} syn_test_raw_client;
+
+syn_test_raw_client *syn_test_raw_client_new(struct ev_loop *loop, uint16_t port,
+                                             const char *pki_dir, const char *cert,
+                                             const char *key);
+int syn_test_raw_done(void *client);
+void syn_test_raw_client_free(syn_test_raw_client *c);
+
 #endif

@@ -1,0 +1,265 @@
+/* The reconnect policy (src/backoff.c) on its own: schedule, cap, limit, reset, jitter, clamping. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "backoff.h"
+
+/* Doubles compared as doubles (cmocka's assert_float_equal rounds to float). */
+#define assert_dbl(a, b, eps) assert_dbl_((a), (b), (eps), __FILE__, __LINE__)
+static void assert_dbl_(double a, double b, double eps, const char *file, int line) {
+    double diff = a > b ? a - b : b - a;
+    if (!(diff <= eps))
+        fail_msg("%s:%d: %.17g != %.17g (eps %g)", file, line, a, b, eps);
+}
+
+/* The design's defaults with no jitter: 1, 2, 4, ... capped at 60, ten attempts, then refused. */
+static void test_default_schedule(void **state) {
+    (void)state;
+    syn_backoff b;
+    syn_backoff_init(&b, 1.0, 60.0, 2.0, 0.0, 10, 1);
+    static const double expected[10] = {1, 2, 4, 8, 16, 32, 60, 60, 60, 60};
+    for (uint32_t i = 0; i < 10; i++) {
+        double d = -1;
+        uint32_t a = 0;
+        assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+        assert_int_equal(a, i + 1);
+        if (d != expected[i])
+            fail_msg("attempt %u: delay %.17g, expected %.17g", a, d, expected[i]);
+    }
+    /* The eleventh is refused, and refusing changes nothing: neither the outputs nor the count. */
+    double d = -7;
+    uint32_t a = 77;
+    assert_int_equal(syn_backoff_next(&b, &d, &a), SYNESIS_ERR_MAX_RECONNECTS);
+    assert_true(d == -7);
+    assert_int_equal(a, 77);
+    assert_int_equal(b.attempts, 10);
+    assert_int_equal(syn_backoff_next(&b, &d, &a), SYNESIS_ERR_MAX_RECONNECTS);
+    assert_int_equal(b.attempts, 10);
+}
+
+/* The short schedule the integration tests use: 0.02, 0.04, 0.08, then the 0.1 cap. */
+static void test_short_schedule_and_cap(void **state) {
+    (void)state;
+    syn_backoff b;
+    syn_backoff_init(&b, 0.02, 0.1, 2.0, 0.0, 4, 5);
+    static const double expected[4] = {0.02, 0.04, 0.08, 0.1};
+    for (uint32_t i = 0; i < 4; i++) {
+        double d;
+        uint32_t a;
+        assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+        assert_int_equal(a, i + 1);
+        assert_dbl(d, expected[i], 1e-12);
+        assert_true(d <= 0.1);
+    }
+    double d;
+    uint32_t a;
+    assert_int_equal(syn_backoff_next(&b, &d, &a), SYNESIS_ERR_MAX_RECONNECTS);
+}
+
+/* A non-integer multiplier grows geometrically until the cap. */
+static void test_fractional_multiplier(void **state) {
+    (void)state;
+    syn_backoff b;
+    syn_backoff_init(&b, 0.5, 3.0, 1.5, 0.0, 8, 1);
+    double want = 0.5;
+    for (uint32_t i = 1; i <= 8; i++) {
+        double d;
+        uint32_t a;
+        assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+        assert_int_equal(a, i);
+        assert_dbl(d, want, 1e-12);
+        want = want * 1.5 > 3.0 ? 3.0 : want * 1.5;
+    }
+}
+
+/* After a success the schedule starts over from the first attempt and the initial delay, also
+ * after it had been exhausted. */
+static void test_reset_starts_over(void **state) {
+    (void)state;
+    syn_backoff b;
+    syn_backoff_init(&b, 1.0, 60.0, 2.0, 0.0, 3, 1);
+    double d;
+    uint32_t a;
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+    assert_dbl(d, 2.0, 0);
+    syn_backoff_reset(&b);
+    assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+    assert_int_equal(a, 1);
+    assert_dbl(d, 1.0, 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+    assert_int_equal(a, 3);
+    assert_dbl(d, 4.0, 0);
+    assert_int_equal(syn_backoff_next(&b, &d, &a), SYNESIS_ERR_MAX_RECONNECTS);
+    syn_backoff_reset(&b);
+    assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+    assert_int_equal(a, 1);
+    assert_dbl(d, 1.0, 0);
+}
+
+/* max_attempts 0: nothing is ever scheduled. */
+static void test_zero_attempts(void **state) {
+    (void)state;
+    syn_backoff b;
+    syn_backoff_init(&b, 1.0, 60.0, 2.0, 0.0, 0, 1);
+    double d = 0;
+    uint32_t a = 0;
+    assert_int_equal(syn_backoff_next(&b, &d, &a), SYNESIS_ERR_MAX_RECONNECTS);
+    assert_int_equal(a, 0);
+}
+
+/* Jitter adds between 0 and jitter x the delay, on top of the un-jittered schedule (which it does
+ * not disturb), and is the same sequence for the same seed. */
+static void test_jitter_bounds_and_determinism(void **state) {
+    (void)state;
+    const double jitter = 0.5;
+    syn_backoff b1, b2, b3;
+    syn_backoff_init(&b1, 1.0, 60.0, 2.0, jitter, 1000, 42);
+    syn_backoff_init(&b2, 1.0, 60.0, 2.0, jitter, 1000, 42);
+    syn_backoff_init(&b3, 1.0, 60.0, 2.0, jitter, 1000, 43);
+    double base = 1.0;
+    int differs = 0, above_base = 0;
+    double lo_frac = 1, hi_frac = 0;
+    for (uint32_t i = 1; i <= 1000; i++) {
+        double d1, d2, d3;
+        uint32_t a1, a2, a3;
+        assert_int_equal(syn_backoff_next(&b1, &d1, &a1), 0);
+        assert_int_equal(syn_backoff_next(&b2, &d2, &a2), 0);
+        assert_int_equal(syn_backoff_next(&b3, &d3, &a3), 0);
+        assert_int_equal(a1, i);
+        assert_int_equal(a3, i);
+        if (!(d1 >= base && d1 <= base * (1 + jitter)))
+            fail_msg("attempt %u: %.17g outside [%g, %g]", i, d1, base, base * (1 + jitter));
+        assert_true(d3 >= base && d3 <= base * (1 + jitter));
+        assert_true(d1 == d2); /* same seed, same sequence */
+        if (d1 != d3)
+            differs++;
+        if (d1 > base)
+            above_base++;
+        double frac = (d1 - base) / (base * jitter);
+        if (frac < lo_frac)
+            lo_frac = frac;
+        if (frac > hi_frac)
+            hi_frac = frac;
+        base = base * 2 > 60 ? 60 : base * 2;
+    }
+    /* Another seed gives another sequence; the jitter is really random and spans its range. */
+    assert_true(differs > 900);
+    assert_true(above_base > 900);
+    assert_true(lo_frac < 0.05);
+    assert_true(hi_frac > 0.95);
+    /* A seed of 0 is replaced, not used as a stuck all-zero xorshift state. */
+    syn_backoff z;
+    syn_backoff_init(&z, 1.0, 1.0, 1.0, 1.0, 100, 0);
+    int z_above = 0;
+    for (int i = 0; i < 100; i++) {
+        double d;
+        uint32_t a;
+        assert_int_equal(syn_backoff_next(&z, &d, &a), 0);
+        assert_true(d >= 1.0 && d <= 2.0);
+        if (d > 1.0)
+            z_above++;
+    }
+    assert_true(z_above > 90);
+}
+
+/* Reset does not rewind the random stream, but does restart the un-jittered schedule. */
+static void test_jitter_after_reset(void **state) {
+    (void)state;
+    syn_backoff b;
+    syn_backoff_init(&b, 2.0, 100.0, 3.0, 0.25, 5, 9);
+    double d;
+    uint32_t a;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+    syn_backoff_reset(&b);
+    assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+    assert_int_equal(a, 1);
+    assert_true(d >= 2.0 && d <= 2.5);
+    assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+    assert_true(d >= 6.0 && d <= 7.5);
+}
+
+/* What the manager does with values the tunnel's config check would refuse: multiplier < 1 is
+ * taken as 1 (constant delays, never shrinking), max < initial as max = initial, negative jitter
+ * as none. */
+static void test_clamping(void **state) {
+    (void)state;
+    syn_backoff b;
+    syn_backoff_init(&b, 4.0, 60.0, 0.5, 0.0, 5, 1);
+    assert_dbl(b.multiplier, 1.0, 0);
+    for (uint32_t i = 1; i <= 5; i++) {
+        double d;
+        uint32_t a;
+        assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+        assert_int_equal(a, i);
+        assert_dbl(d, 4.0, 0);
+    }
+
+    syn_backoff_init(&b, 5.0, 2.0, 2.0, 0.0, 4, 1);
+    assert_dbl(b.max, 5.0, 0);
+    for (int i = 0; i < 4; i++) {
+        double d;
+        uint32_t a;
+        assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+        assert_dbl(d, 5.0, 0); /* never below initial, never above the clamped max */
+    }
+
+    syn_backoff_init(&b, 1.0, 8.0, 2.0, -0.5, 4, 1);
+    assert_dbl(b.jitter, 0.0, 0);
+    static const double expected[4] = {1, 2, 4, 8};
+    for (int i = 0; i < 4; i++) {
+        double d;
+        uint32_t a;
+        assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+        assert_dbl(d, expected[i], 0);
+    }
+
+    /* An initial delay of 0 stays 0: retry at once, every time. */
+    syn_backoff_init(&b, 0.0, 10.0, 2.0, 0.0, 3, 1);
+    for (int i = 0; i < 3; i++) {
+        double d = -1;
+        uint32_t a;
+        assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+        assert_dbl(d, 0.0, 0);
+    }
+}
+
+/* A large attempt budget with a big multiplier never overflows past the cap. */
+static void test_no_overflow(void **state) {
+    (void)state;
+    syn_backoff b;
+    syn_backoff_init(&b, 1.0, 60.0, 1e10, 0.0, 100000, 1);
+    for (uint32_t i = 1; i <= 100000; i++) {
+        double d;
+        uint32_t a;
+        assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+        assert_int_equal(a, i);
+        assert_true(d == (i == 1 ? 1.0 : 60.0));
+    }
+    double d;
+    uint32_t a;
+    assert_int_equal(syn_backoff_next(&b, &d, &a), SYNESIS_ERR_MAX_RECONNECTS);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_default_schedule),
+        cmocka_unit_test(test_short_schedule_and_cap),
+        cmocka_unit_test(test_fractional_multiplier),
+        cmocka_unit_test(test_reset_starts_over),
+        cmocka_unit_test(test_zero_attempts),
+        cmocka_unit_test(test_jitter_bounds_and_determinism),
+        cmocka_unit_test(test_jitter_after_reset),
+        cmocka_unit_test(test_clamping),
+        cmocka_unit_test(test_no_overflow),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
