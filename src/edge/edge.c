@@ -305,7 +305,8 @@ static void heartbeat_complete(edge_stream *es) {
         d->info.heartbeats++;
         d->info.last_sequence = (uint64_t)seq->valuedouble;
         size_t n = es->len < sizeof(d->info.last_json) - 1 ? es->len : sizeof(d->info.last_json) - 1;
-        memcpy(d->info.last_json, es->buf, n);
+        if (n)
+            memcpy(d->info.last_json, es->buf, n);
         d->info.last_json[n] = 0;
     }
     cJSON *ev = event("heartbeat", es->c);
@@ -395,6 +396,8 @@ static const char *const commands[] = {"SRC ", "SLEEP ", "RESET "};
 
 /* 1 if buf starts with a whole command word; 2 if it could still become one with more bytes. */
 static int command_prefix(const uint8_t *buf, size_t len) {
+    if (!len)
+        return 2;
     for (size_t i = 0; i < 3; i++) {
         size_t cl = strlen(commands[i]);
         if (memcmp(buf, commands[i], len < cl ? len : cl) == 0)
