@@ -10,7 +10,7 @@ find_package(PkgConfig REQUIRED)
 find_package(Threads REQUIRED)
 
 set(SYNESIS_OPENSSL_MIN 3.5.0)
-set(SYNESIS_NGTCP2_MIN 1.12.0)
+set(SYNESIS_NGTCP2_MIN 1.16.0) # packet counters of ngtcp2_conn_info (docs/operations.md)
 
 set(SYNESIS_DEPS_BUNDLED OFF)
 if(NOT SYNESIS_FORCE_BOOTSTRAP)

@@ -16,7 +16,7 @@
 set -euo pipefail
 
 OPENSSL_MIN=3.5.0
-NGTCP2_MIN=1.12.0
+NGTCP2_MIN=1.16.0 # ngtcp2_conn_info packet counters appeared in 1.16
 # OpenSSL 3.5 is the LTS line: prefer it; later lines are used only if no 3.5 downloads.
 OPENSSL_PREFERRED_LINE=3.5.
 

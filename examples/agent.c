@@ -50,7 +50,6 @@ typedef struct agent {
     synesis_tunnel *tunnel;
     ev_signal sigint, sigterm;
     ev_timer duration;
-    int stopping;
     int failed;
 } agent;
 
@@ -65,20 +64,13 @@ static void print_json(cJSON *obj) {
     cJSON_Delete(obj);
 }
 
-/* Ends the run: closes the tunnel gracefully (the edge gets CONNECTION_CLOSE), prints the
- * statistics, frees the tunnel and leaves the loop. */
-static void agent_stop(agent *a) {
-    if (a->stopping)
-        return;
-    a->stopping = 1;
-    /* Refused (harmlessly) when already Disconnected or Failed. */
-    synesis_tunnel_disconnect(a->tunnel);
-
+/* Prints {"event":"stats","stats":{...}} with the tunnel's statistics. */
+static void print_stats(synesis_tunnel *t) {
     char small[2048];
-    int len = synesis_tunnel_stats_json(a->tunnel, small, sizeof(small));
     char *json = small;
+    int len = synesis_tunnel_stats_json(t, small, sizeof(small));
     if (len >= (int)sizeof(small) && (json = malloc((size_t)len + 1)) != NULL)
-        synesis_tunnel_stats_json(a->tunnel, json, (size_t)len + 1);
+        synesis_tunnel_stats_json(t, json, (size_t)len + 1);
     if (len >= 0 && json) {
         cJSON *obj = cJSON_CreateObject();
         cJSON_AddStringToObject(obj, "event", "stats");
@@ -87,13 +79,6 @@ static void agent_stop(agent *a) {
     }
     if (json != small)
         free(json);
-
-    synesis_tunnel_free(a->tunnel); /* fine from inside the tunnel's own callbacks */
-    a->tunnel = NULL;
-    ev_signal_stop(a->loop, &a->sigint);
-    ev_signal_stop(a->loop, &a->sigterm);
-    ev_timer_stop(a->loop, &a->duration);
-    ev_break(a->loop, EVBREAK_ALL);
 }
 
 static void on_state(synesis_tunnel *t, const synesis_tunnel_state *old,
@@ -115,9 +100,9 @@ static void on_state(synesis_tunnel *t, const synesis_tunnel_state *old,
     }
     print_json(obj);
 
-    if (st->kind == SYNESIS_STATE_FAILED) {
+    if (st->kind == SYNESIS_STATE_FAILED) { /* the library gave up: so do we */
         a->failed = 1;
-        agent_stop(a);
+        ev_break(a->loop, EVBREAK_ALL);
     }
 }
 
@@ -136,17 +121,18 @@ static void on_heartbeat(synesis_tunnel *t, const synesis_heartbeat_info *hb, vo
     print_json(obj);
 }
 
-/* SIGINT/SIGTERM and the --duration timer are ordinary loop events: no signal() handler. */
+/* SIGINT/SIGTERM and the --duration timer are ordinary loop events (no signal() handler doing
+ * work): they just leave the loop, and main() closes the tunnel. */
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
-    (void)loop;
+    (void)w;
     (void)revents;
-    agent_stop(w->data);
+    ev_break(loop, EVBREAK_ALL);
 }
 
 static void on_duration(struct ev_loop *loop, ev_timer *w, int revents) {
-    (void)loop;
+    (void)w;
     (void)revents;
-    agent_stop(w->data);
+    ev_break(loop, EVBREAK_ALL);
 }
 
 int main(int argc, char **argv) {
@@ -240,11 +226,9 @@ int main(int argc, char **argv) {
 
     ev_signal_init(&a.sigint, on_signal, SIGINT);
     ev_signal_init(&a.sigterm, on_signal, SIGTERM);
-    a.sigint.data = a.sigterm.data = &a;
     ev_signal_start(a.loop, &a.sigint);
     ev_signal_start(a.loop, &a.sigterm);
     ev_timer_init(&a.duration, on_duration, duration, 0.);
-    a.duration.data = &a;
     if (duration > 0)
         ev_timer_start(a.loop, &a.duration);
 
@@ -252,8 +236,17 @@ int main(int argc, char **argv) {
     if (rv != 0) {
         fprintf(stderr, "%s: connect: %s\n", prog, synesis_strerror(rv));
         a.failed = 1;
-        agent_stop(&a);
+    } else {
+        ev_run(a.loop, 0); /* until a signal, --duration, or Failed */
     }
-    ev_run(a.loop, 0); /* until agent_stop() */
+
+    /* Out of the loop: close gracefully (the edge gets CONNECTION_CLOSE; refused, harmlessly,
+     * when already Failed), print the statistics, free everything. */
+    synesis_tunnel_disconnect(a.tunnel);
+    print_stats(a.tunnel);
+    synesis_tunnel_free(a.tunnel);
+    ev_signal_stop(a.loop, &a.sigint);
+    ev_signal_stop(a.loop, &a.sigterm);
+    ev_timer_stop(a.loop, &a.duration);
     return a.failed ? 1 : 0;
 }

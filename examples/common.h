@@ -14,8 +14,7 @@
 #define EX_USAGE_STATUS 2
 
 /* Prints "PROG: MESSAGE (see --help)" on one line to stderr and returns EX_USAGE_STATUS. */
-int ex_usage_error(const char *prog, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int ex_usage_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The getopt_long() error cases ('?' unknown option, ':' missing value; the option string
  * starts with ':' so both are ours to report): one line, returns EX_USAGE_STATUS. */

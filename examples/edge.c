@@ -28,7 +28,7 @@ static void usage(void) {
            "Runs the reference synesis-tunnel edge: mutually authenticated QUIC on one UDP port.\n"
            "\n"
            "  --listen ADDR:PORT        address to bind: 127.0.0.1:4433, [::1]:4433; port 0 picks\n"
-           "                            a free port (printed as \"listening on ADDR:PORT\" on stderr)\n"
+           "                            a free port (stderr tells: \"listening on ADDR:PORT\")\n"
            "  --cert FILE, --key FILE   the edge's certificate chain and private key (PEM)\n"
            "  --ca FILE                 CA that signs the device certificates (PEM)\n"
            "  --alpn PROTO              application protocol (default synesis-tunnel/1)\n"

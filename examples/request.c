@@ -45,16 +45,17 @@ typedef struct req_app {
     const char *data; /* the request */
     size_t len;
     int sent;
+    int done;   /* finish() ran */
     int status; /* the exit status */
 } req_app;
 
-/* Ends the run with an exit status: closes the tunnel gracefully, frees it, leaves the loop. */
+/* Records the exit status and leaves the loop; main() closes the tunnel once ev_run() has
+ * returned. */
 static void finish(req_app *app, int status) {
+    if (app->done)
+        return;
+    app->done = 1;
     app->status = status;
-    synesis_tunnel_disconnect(app->tunnel); /* refused (harmlessly) when already Failed */
-    synesis_tunnel_free(app->tunnel);       /* fine from inside the tunnel's callbacks */
-    app->tunnel = NULL;
-    ev_timer_stop(app->loop, &app->deadline);
     ev_break(app->loop, EVBREAK_ALL);
 }
 
@@ -63,16 +64,18 @@ static void on_response(synesis_tunnel *t, synesis_request *req, const synesis_r
     (void)t;
     (void)req;
     req_app *app = user_data;
+    if (app->done)
+        return; /* cancelled when main() closed the tunnel after the deadline */
     if (resp->status != 0) {
-        fprintf(stderr, "%s: %s: %s", prog, synesis_error_name(resp->status),
+        /* The detail names the edge's application error code of a STREAM_RESET too. */
+        fprintf(stderr, "%s: %s: %s\n", prog, synesis_error_name(resp->status),
                 resp->detail[0] ? resp->detail : synesis_strerror(resp->status));
-        if (resp->status == SYNESIS_ERR_STREAM_RESET)
-            fprintf(stderr, " (application error %llu)", (unsigned long long)resp->app_error_code);
-        fprintf(stderr, "\n");
         finish(app, 1);
         return;
     }
-    if (fwrite(resp->data, 1, resp->len, stdout) != resp->len || fflush(stdout) != 0) {
+    /* (An empty response may come with data == NULL: write only when there are bytes.) */
+    if ((resp->len && fwrite(resp->data, 1, resp->len, stdout) != resp->len) ||
+        fflush(stdout) != 0) {
         fprintf(stderr, "%s: cannot write the response to stdout\n", prog);
         finish(app, 1);
         return;
@@ -208,7 +211,8 @@ int main(int argc, char **argv) {
     synesis_tunnel_config cfg;
     synesis_tunnel_config_init(&cfg);
     ex_client_config(&cfg, &o, prog);
-    cfg.heartbeat_interval = 0; /* a one-shot command has no use for heartbeats */
+    cfg.heartbeat_interval = 0;        /* a one-shot command has no use for heartbeats */
+    cfg.log_level = SYNESIS_LOG_ERROR; /* we report a failure ourselves: skip the warning */
     /* retry_initial_connect stays 0: if the first connect fails, fail at once (state Failed). */
     char detail[512] = "";
     synesis_tunnel_callbacks cb = {.on_state = on_state};
@@ -225,9 +229,16 @@ int main(int argc, char **argv) {
     rv = synesis_tunnel_connect(app.tunnel);
     if (rv != 0) {
         fprintf(stderr, "%s: connect: %s\n", prog, synesis_strerror(rv));
-        finish(&app, 1);
+        app.status = 1;
+    } else {
+        ev_run(app.loop, 0); /* until finish() */
     }
-    ev_run(app.loop, 0); /* until finish() */
+
+    /* Out of the loop: close gracefully (the edge gets CONNECTION_CLOSE; refused, harmlessly,
+     * when the tunnel is already Failed) and free. */
+    ev_timer_stop(app.loop, &app.deadline);
+    synesis_tunnel_disconnect(app.tunnel);
+    synesis_tunnel_free(app.tunnel);
     free(input);
     return app.status;
 }

@@ -49,14 +49,18 @@ typedef struct upload {
     uint8_t *vbuf; /* scratch for the comparison */
     uint64_t sent, received;
     double started;
-    int status; /* the exit status */
+    int reported; /* we reset the stream after printing why */
+    int done;     /* finish() ran */
+    int status;   /* the exit status */
 } upload;
 
+/* Records the exit status and leaves the loop; main() closes the tunnel once ev_run() has
+ * returned. */
 static void finish(upload *u, int status) {
+    if (u->done)
+        return;
+    u->done = 1;
     u->status = status;
-    synesis_tunnel_disconnect(u->tunnel); /* refused (harmlessly) when already Failed */
-    synesis_tunnel_free(u->tunnel);       /* also ends a stream still open (on_close runs) */
-    u->tunnel = NULL;
     ev_break(u->loop, EVBREAK_ALL);
 }
 
@@ -69,6 +73,7 @@ static void pump(upload *u) {
             if (u->len == 0) {
                 if (ferror(u->in)) {
                     fprintf(stderr, "%s: read error on %s\n", prog, u->path);
+                    u->reported = 1;
                     synesis_stream_reset(u->stream, 0); /* on_close follows and fails */
                     return;
                 }
@@ -82,6 +87,7 @@ static void pump(upload *u) {
             return; /* the send buffer is full: on_writable follows */
         if (rv != 0) {
             fprintf(stderr, "%s: write: %s\n", prog, synesis_strerror(rv));
+            u->reported = 1;
             synesis_stream_reset(u->stream, 0);
             return;
         }
@@ -104,8 +110,12 @@ static void on_data(synesis_stream *s, const uint8_t *data, size_t len, void *us
         size_t want = len < u->chunk ? len : u->chunk;
         size_t got = fread(u->vbuf, 1, want, u->verify);
         if (got != want || memcmp(u->vbuf, data, want) != 0) {
-            fprintf(stderr, "%s: the echo differs from the file near byte %llu\n", prog,
-                    (unsigned long long)u->received);
+            size_t i = 0;
+            while (i < got && u->vbuf[i] == data[i])
+                i++;
+            fprintf(stderr, "%s: the echo differs from the file at byte %llu\n", prog,
+                    (unsigned long long)(u->received + i));
+            u->reported = 1;
             synesis_stream_reset(s, 0); /* on_close follows with SYNESIS_ERR_CANCELLED */
             return;
         }
@@ -119,12 +129,16 @@ static void on_close(synesis_stream *s, int status, uint64_t app_error_code, voi
     (void)s;
     upload *u = user_data;
     u->stream = NULL; /* the handle is invalid from here on */
+    if (u->done)
+        return; /* closed by synesis_tunnel_free() in main(), after finish() */
     if (status != 0) {
-        fprintf(stderr, "%s: stream: %s: %s", prog, synesis_error_name(status),
-                synesis_strerror(status));
-        if (status == SYNESIS_ERR_STREAM_RESET)
-            fprintf(stderr, " (application error %llu)", (unsigned long long)app_error_code);
-        fprintf(stderr, "\n");
+        if (!u->reported) {
+            fprintf(stderr, "%s: stream: %s: %s", prog, synesis_error_name(status),
+                    synesis_strerror(status));
+            if (status == SYNESIS_ERR_STREAM_RESET)
+                fprintf(stderr, " (application error %llu)", (unsigned long long)app_error_code);
+            fprintf(stderr, "\n");
+        }
         finish(u, 1);
         return;
     }
@@ -236,7 +250,8 @@ int main(int argc, char **argv) {
     synesis_tunnel_config cfg;
     synesis_tunnel_config_init(&cfg);
     ex_client_config(&cfg, &o, prog);
-    cfg.heartbeat_interval = 0; /* not needed for a one-shot transfer */
+    cfg.heartbeat_interval = 0;        /* not needed for a one-shot transfer */
+    cfg.log_level = SYNESIS_LOG_ERROR; /* we report a failure ourselves: skip the warning */
     synesis_tunnel_callbacks cb = {.on_state = on_state};
     char detail[512] = "";
     int rv = synesis_tunnel_new(&u.tunnel, u.loop, &cfg, &cb, &u, detail, sizeof(detail));
@@ -245,11 +260,15 @@ int main(int argc, char **argv) {
         goto out;
     }
     rv = synesis_tunnel_connect(u.tunnel);
-    if (rv != 0) {
+    if (rv != 0)
         fprintf(stderr, "%s: connect: %s\n", prog, synesis_strerror(rv));
-        finish(&u, 1);
-    }
-    ev_run(u.loop, 0); /* until finish() */
+    else
+        ev_run(u.loop, 0); /* until finish() */
+
+    /* Out of the loop: close gracefully (the edge gets CONNECTION_CLOSE; refused, harmlessly,
+     * when the tunnel is already Failed) and free. */
+    synesis_tunnel_disconnect(u.tunnel);
+    synesis_tunnel_free(u.tunnel);
 out:
     free(u.buf);
     free(u.vbuf);

@@ -139,6 +139,14 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
     }
     synesis_tunnel_state old = t->state;
     t->state = *next;
+    /* An outage ends when Reconnecting is left for anything else (Connected, Failed, or
+     * Disconnected by the application): its time counts in time_disconnected either way. */
+    if (old.kind == SYNESIS_STATE_RECONNECTING && next->kind != SYNESIS_STATE_RECONNECTING &&
+        t->outage_started_ms) {
+        t->stats.time_disconnected +=
+            (double)((int64_t)syn_wall_ms() - t->outage_started_ms) / 1e3;
+        t->outage_started_ms = 0;
+    }
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "state %s -> %s%s%s", synesis_state_name(old.kind),
                    synesis_state_name(next->kind), next->error_detail[0] ? ": " : "",
                    next->error_detail);
@@ -224,11 +232,8 @@ static void qc_handshake_done(syn_qconn *qc) {
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "handshake with %s (%s) complete", t->server_name, addr);
     t->stats.connections++;
     t->stats.handshake_time = (double)(syn_now_ns() - t->handshake_started_ns) / 1e9;
-    if (t->state.kind == SYNESIS_STATE_RECONNECTING) {
-        t->stats.reconnects++;
-        t->stats.time_disconnected += (double)((int64_t)syn_wall_ms() - t->outage_started_ms) / 1e3;
-    }
-    t->outage_started_ms = 0;
+    if (t->state.kind == SYNESIS_STATE_RECONNECTING)
+        t->stats.reconnects++; /* the outage's time is added by set_state() */
     if (t->cfg.reconnect_stable_period > 0) {
         ev_timer_set(&t->stable_timer, t->cfg.reconnect_stable_period, 0.);
         ev_timer_start(t->loop, &t->stable_timer);
@@ -429,6 +434,19 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
         char d[256];
         snprintf(d, sizeof(d), "max reconnection attempts exceeded (last error: %s)",
                  detail ? detail : synesis_strerror(err));
+        /* Failed is reached only from Connecting or Reconnecting. A live connection that drops
+         * with no attempt allowed (the budget used up by connections that never stayed up for
+         * the stable period, or backoff_fn refusing attempt 1) still announces the outage as
+         * Reconnecting, numbered as the refused attempt, before Failed; otherwise the tunnel
+         * would stay "Connected" with no connection. */
+        if (t->state.kind == SYNESIS_STATE_CONNECTED) {
+            make_state(&s, SYNESIS_STATE_RECONNECTING, err, detail);
+            s.attempt = attempt ? attempt : t->backoff.attempts + 1;
+            t->outage_started_ms = s.entered_ms;
+            if (set_state(t, &s) != 0 || t->free_pending ||
+                t->state.kind != SYNESIS_STATE_RECONNECTING)
+                return;
+        }
         make_state(&s, SYNESIS_STATE_FAILED, SYNESIS_ERR_MAX_RECONNECTS, d);
         syn_copy_str(t->last_error, sizeof(t->last_error), d);
         set_state(t, &s);
