@@ -31,6 +31,7 @@ struct syn_qconn {
     ev_io wio;
     ev_prepare prep;
     syn_udp_tx tx;
+    syn_sockaddr tx_dest; /* server: where the queued batch goes (the path ngtcp2 chose) */
 
     syn_qstream *streams;
     syn_qstream *pend_head, *pend_tail;
@@ -690,6 +691,21 @@ static void qc_end(syn_qconn *qc, int err, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* The destination ngtcp2 chose for a packet (the server follows the client's path: NAT rebinding,
+ * path validation); our current remote when it named none. */
+static void path_dest(const syn_qconn *qc, const ngtcp2_path *path, syn_sockaddr *out) {
+    if (path->remote.addrlen && path->remote.addrlen <= sizeof(out->ss)) {
+        memcpy(&out->ss, path->remote.addr, path->remote.addrlen);
+        out->len = path->remote.addrlen;
+    } else {
+        *out = qc->remote;
+    }
+}
+
+static int same_addr(const syn_sockaddr *a, const syn_sockaddr *b) {
+    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
 /* Sends CONNECTION_CLOSE carrying qc->ccerr, once. */
 static void send_close(syn_qconn *qc) {
     if (!qc->conn || ngtcp2_conn_in_closing_period(qc->conn) ||
@@ -704,7 +720,8 @@ static void send_close(syn_qconn *qc) {
     if (n > 0) {
         qc->tx.len[0] = (size_t)n;
         qc->tx.n = 1;
-        (void)syn_udp_flush(qc->fd, &qc->tx, qc->server ? &qc->remote : NULL);
+        path_dest(qc, &ps.path, &qc->tx_dest);
+        (void)syn_udp_flush(qc->fd, &qc->tx, qc->server ? &qc->tx_dest : NULL);
         qc->tx.n = qc->tx.done = 0;
     }
 }
@@ -814,7 +831,7 @@ static void arm_timer(syn_qconn *qc) {
 static int tx_flush(syn_qconn *qc) {
     if (!qc->tx.n)
         return 0;
-    int r = syn_udp_flush(qc->fd, &qc->tx, qc->server ? &qc->remote : NULL);
+    int r = syn_udp_flush(qc->fd, &qc->tx, qc->server ? &qc->tx_dest : NULL);
     if (r == 1) {
         ev_io_start(qc->loop, &qc->wio);
         return 1;
@@ -885,6 +902,19 @@ static void do_write(syn_qconn *qc) {
             stream_advance(qc, s, ndatalen, flags);
         if (nw == 0)
             break;
+        if (qc->server) {
+            /* A batch goes to one destination: a packet for another path starts a new batch. */
+            syn_sockaddr dest;
+            path_dest(qc, &ps.path, &dest);
+            if (qc->tx.n && !same_addr(&dest, &qc->tx_dest)) {
+                uint8_t pkt[SYN_UDP_MAX_PAYLOAD];
+                memcpy(pkt, buf, (size_t)nw);
+                if (tx_flush(qc) != 0)
+                    break; /* socket full: this packet is lost, and QUIC recovers it */
+                memcpy(qc->tx.buf[0], pkt, (size_t)nw);
+            }
+            qc->tx_dest = dest;
+        }
         qc->tx.len[qc->tx.n] = (size_t)nw;
         qc->tx.ecn[qc->tx.n] = pi.ecn;
         qc->tx.n++;
