@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SYN_STREAM_VEC 16
 #define SYN_MAX_PKTS_PER_WRITE 64
@@ -21,6 +22,7 @@ struct syn_qconn {
     ngtcp2_crypto_conn_ref conn_ref;
     int server;
     int fd;
+    int owns_fd; /* close fd when freed (the tunnel hands its socket over at teardown) */
     syn_sockaddr local, remote;
     const syn_qconn_ops *ops;
     void *owner;
@@ -663,6 +665,8 @@ static void really_free(syn_qconn *qc) {
         ngtcp2_crypto_ossl_ctx_del(qc->octx);
     if (qc->conn)
         ngtcp2_conn_del(qc->conn);
+    if (qc->owns_fd)
+        close(qc->fd);
     free(qc);
 }
 
@@ -1088,6 +1092,7 @@ static void prep_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
 /* ---- accessors ---- */
 
 void *syn_qconn_owner(const syn_qconn *qc) { return qc->owner; }
+void syn_qconn_take_fd(syn_qconn *qc) { qc->owns_fd = 1; }
 SSL *syn_qconn_ssl(const syn_qconn *qc) { return qc->ssl; }
 ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc) { return qc->conn; }
 int syn_qconn_handshake_completed(const syn_qconn *qc) { return qc->hs_done; }

@@ -135,6 +135,9 @@ void syn_qconn_abort(syn_qconn *qc, int err, const char *detail);
 void syn_qconn_free(syn_qconn *qc);
 
 void *syn_qconn_owner(const syn_qconn *qc);
+/* The connection closes its fd when it is finally freed: a close deferred past the owner's
+ * teardown still has a socket to send its CONNECTION_CLOSE on. */
+void syn_qconn_take_fd(syn_qconn *qc);
 SSL *syn_qconn_ssl(const syn_qconn *qc);
 ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc);
 int syn_qconn_handshake_completed(const syn_qconn *qc);

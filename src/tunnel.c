@@ -206,6 +206,13 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
         t->pkts_sent_done += ci.pkt_sent;
         t->pkts_lost_done += ci.pkt_lost;
         t->qc = NULL; /* from here on nothing can use it, whatever the callbacks below do */
+        if (t->fd >= 0) {
+            /* The connection may still be on the stack with its close deferred: it closes the
+             * socket once it has sent its CONNECTION_CLOSE. */
+            ev_io_stop(t->loop, &t->rio);
+            syn_qconn_take_fd(qc);
+            t->fd = -1;
+        }
         syn_requests_conn_lost(t, err, detail);
         syn_streams_fail_all(t, err, detail);
         syn_qconn_free(qc);

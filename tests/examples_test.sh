@@ -122,6 +122,7 @@ EDGE6_PID=''
 out=$(echo hello | timeout 15 "$REQUEST" "${CLIENT[@]}" --timeout 10 2>"$WORK/request.err") ||
     fail "synesis-request exited $?"
 [ "$out" = hello ] || fail "synesis-request printed '$out', expected 'hello'"
+wait_for "$WORK/edge.log" 'client disconnect' 5 || fail "synesis-request did not close gracefully"
 pass "echo hello | synesis-request -> hello"
 
 # 4b. A request the edge resets (its RESET command) fails with status 1 and names the error.
@@ -188,5 +189,11 @@ EDGE_PID=''
 [ $rc -eq 0 ] || fail "synesis-edge exited $rc after SIGTERM, expected 0"
 grep -q '"event":"stopped"' "$WORK/edge2.log" || fail "synesis-edge: no stopped event"
 pass "synesis-edge exits 0 on SIGTERM"
+
+# Sanitizer builds: no report in any program's stderr (most would also have failed the exit
+# status checks above).
+if grep -l -E 'Sanitizer|runtime error:' "$WORK"/*.err; then
+    fail "sanitizer report in the files above"
+fi
 
 echo "all passed in $(awk -v a="$START" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"

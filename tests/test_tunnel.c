@@ -267,6 +267,35 @@ static void test_free_from_state_callback(void **state) {
     assert_int_equal(es.active, 0); /* the connection was closed, not leaked */
 }
 
+static void disconnect_on_connected(synesis_tunnel *t, const synesis_tunnel_state *o,
+                                    const synesis_tunnel_state *n, void *ud) {
+    (void)o;
+    (void)ud;
+    if (n->kind == SYNESIS_STATE_CONNECTED)
+        assert_int_equal(synesis_tunnel_disconnect(t), 0);
+}
+
+static int edge_saw_close(void *ud) {
+    return find_log(ud, "\"event\":\"close\"", "client disconnect") >= 0;
+}
+
+/* disconnect() from inside a callback, while the connection is on the stack: the close is
+ * deferred, and it must still reach the edge. */
+static void test_disconnect_from_callback_sends_close(void **state) {
+    fixture *f = *state;
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
+    synesis_tunnel *t = NULL;
+    synesis_tunnel_callbacks cb = {.on_state = disconnect_on_connected};
+    assert_int_equal(synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, NULL, 0), 0);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_run_until(f->loop, edge_saw_close, f, 5));
+    synesis_tunnel_state st;
+    synesis_tunnel_get_state(t, &st);
+    assert_int_equal(st.kind, SYNESIS_STATE_DISCONNECTED);
+    synesis_tunnel_free(t);
+}
+
 static void count_cb(synesis_tunnel *t, const synesis_tunnel_state *o,
                      const synesis_tunnel_state *n, void *ud) {
     (void)t;
@@ -565,6 +594,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_two_tunnels_one_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_from_state_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscribers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disconnect_from_callback_sends_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_untrusted_edge, setup, teardown),
