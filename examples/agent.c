@@ -158,21 +158,6 @@ int main(int argc, char **argv) {
     int c;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'u':
-            o.url = optarg;
-            break;
-        case 's':
-            o.server_name = optarg;
-            break;
-        case 'c':
-            o.cert = optarg;
-            break;
-        case 'k':
-            o.key = optarg;
-            break;
-        case 'a':
-            o.ca = optarg;
-            break;
         case 'i':
             cfg.device_id = optarg;
             break;
@@ -197,6 +182,8 @@ int main(int argc, char **argv) {
             usage();
             return 0;
         default:
+            if (ex_client_option(&o, c, optarg))
+                break; /* --url, --server-name, --cert, --key, --ca */
             return ex_bad_option(prog, argv, c);
         }
     }

@@ -88,3 +88,25 @@ void ex_client_config(synesis_tunnel_config *cfg, const ex_client_options *o, co
     cfg->log_user_data = (void *)prog;
     cfg->log_level = SYNESIS_LOG_WARN;
 }
+
+int ex_client_option(ex_client_options *o, int c, const char *arg) {
+    switch (c) {
+    case 'u':
+        o->url = arg;
+        return 1;
+    case 's':
+        o->server_name = arg;
+        return 1;
+    case 'c':
+        o->cert = arg;
+        return 1;
+    case 'k':
+        o->key = arg;
+        return 1;
+    case 'a':
+        o->ca = arg;
+        return 1;
+    default:
+        return 0;
+    }
+}

@@ -38,6 +38,10 @@ typedef struct ex_client_options {
     const char *ca;          /* --ca: the CA of the edge's certificate (optional) */
 } ex_client_options;
 
+/* Takes one of the client options from getopt_long() ('u' url, 's' server name, 'c' cert,
+ * 'k' key, 'a' ca); returns 1 when c was one of them, 0 otherwise. */
+int ex_client_option(ex_client_options *o, int c, const char *arg);
+
 /* Checks that the required client options were given; prints a usage error and returns -1 if
  * one is missing, else 0. */
 int ex_client_check(const char *prog, const ex_client_options *o);
