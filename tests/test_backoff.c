@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <ev.h>
+
 #include "backoff.h"
+#include "synesis/tunnel.h"
 
 /* Doubles compared as doubles (cmocka's assert_float_equal rounds to float). */
 #define assert_dbl(a, b, eps) assert_dbl_((a), (b), (eps), __FILE__, __LINE__)
@@ -249,6 +252,40 @@ static void test_no_overflow(void **state) {
     assert_int_equal(syn_backoff_next(&b, &d, &a), SYNESIS_ERR_MAX_RECONNECTS);
 }
 
+/* The tunnel itself refuses, at synesis_tunnel_new(), the policies the manager would clamp (the
+ * configuration is checked before any certificate is loaded, so none is needed here). */
+static void test_tunnel_refuses_bad_policy(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    assert_non_null(loop);
+    struct {
+        double initial, max, multiplier, jitter;
+    } bad[] = {
+        {1.0, 60.0, 0.5, 0.0},  /* multiplier < 1 */
+        {5.0, 2.0, 2.0, 0.0},   /* max < initial */
+        {-1.0, 60.0, 2.0, 0.0}, /* negative initial */
+        {1.0, 60.0, 2.0, -0.1}, /* negative jitter */
+        {1.0, 60.0, 2.0, 1.5},  /* jitter > 1 */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        synesis_tunnel_config cfg;
+        synesis_tunnel_config_init(&cfg);
+        cfg.reconnect_initial_delay = bad[i].initial;
+        cfg.reconnect_max_delay = bad[i].max;
+        cfg.reconnect_multiplier = bad[i].multiplier;
+        cfg.reconnect_jitter = bad[i].jitter;
+        synesis_tunnel *t = (synesis_tunnel *)&cfg; /* must be reset to NULL */
+        char detail[512] = "";
+        assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, detail, sizeof(detail)),
+                         SYNESIS_ERR_INVALID_ARGUMENT);
+        assert_null(t);
+        if (!strstr(detail, "reconnect"))
+            fail_msg("case %zu: %s", i, detail);
+    }
+    assert_int_equal(ev_run(loop, EVRUN_NOWAIT), 0);
+    ev_loop_destroy(loop);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_schedule),
@@ -260,6 +297,7 @@ int main(void) {
         cmocka_unit_test(test_jitter_after_reset),
         cmocka_unit_test(test_clamping),
         cmocka_unit_test(test_no_overflow),
+        cmocka_unit_test(test_tunnel_refuses_bad_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

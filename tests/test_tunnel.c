@@ -537,6 +537,69 @@ static void test_slow_dns_does_not_block_loop(void **state) {
     syn_test_run_for(f->loop, 0.05);
 }
 
+static int quick_slow_resolve(void *ud, const char *host, uint16_t port,
+                              struct sockaddr_storage *addrs, unsigned *lens, size_t max) {
+    (void)ud;
+    (void)host;
+    (void)max;
+    usleep(300 * 1000);
+    struct sockaddr_in *a = (struct sockaddr_in *)&addrs[0];
+    memset(a, 0, sizeof(*a));
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    lens[0] = sizeof(*a);
+    return 1;
+}
+
+static void never_called(synesis_tunnel *t, const synesis_tunnel_state *o,
+                         const synesis_tunnel_state *n, void *ud) {
+    (void)t;
+    (void)o;
+    (void)ud;
+    if (n->kind != SYNESIS_STATE_CONNECTING)
+        fail_msg("state callback after free: %s", synesis_state_name(n->kind));
+}
+
+/* free() in every phase of a connection attempt: nothing runs afterwards, nothing is left. */
+static void test_free_in_every_phase(void **state) {
+    fixture *f = *state;
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
+    char url[64];
+    snprintf(url, sizeof(url), "quic://edge.test.invalid:%u", syn_edge_port(f->edge));
+    synesis_tunnel_callbacks cb = {.on_state = never_called};
+    /* While the name is being resolved (the resolver thread outlives the tunnel). */
+    cfg.cloud_url = url;
+    cfg.resolve = quick_slow_resolve;
+    synesis_tunnel *t = NULL;
+    assert_int_equal(synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, NULL, 0), 0);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    syn_test_run_for(f->loop, 0.05);
+    synesis_tunnel_free(t);
+    syn_test_run_for(f->loop, 0.5); /* the lookup ends; its result goes nowhere */
+    /* During the handshake (the Initial is out, no answer yet). */
+    syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
+    assert_int_equal(synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, NULL, 0), 0);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    synesis_tunnel_free(t);
+    syn_test_run_for(f->loop, 0.1);
+    /* While Reconnecting, with the backoff timer running. */
+    synesis_tunnel_callbacks none = {0};
+    cfg.reconnect_initial_delay = 5;
+    cfg.reconnect_max_delay = 5;
+    assert_int_equal(synesis_tunnel_new(&t, f->loop, &cfg, &none, NULL, NULL, 0), 0);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_run_until(f->loop, is_connected, t, 5));
+    syn_edge_stop(f->edge, 1);
+    syn_test_run_for(f->loop, 0.1);
+    synesis_tunnel_state st;
+    synesis_tunnel_get_state(t, &st);
+    assert_int_equal(st.kind, SYNESIS_STATE_RECONNECTING);
+    synesis_tunnel_free(t);
+    /* teardown checks that the loop has nothing left */
+}
+
 static void test_bad_config(void **state) {
     fixture *f = *state;
     synesis_tunnel_config cfg;
@@ -605,6 +668,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_edge_refuses_client_without_certificate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_edge_refuses_expired_client_certificate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_dns_does_not_block_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_in_every_phase, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
