@@ -12,7 +12,6 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -339,10 +338,10 @@ static void outage_and_return(fixture *f, int graceful) {
     assert_int_equal(synesis_tunnel_connect(t), 0);
     wait_state(f, &r, 0, SYNESIS_STATE_CONNECTED, 0, 5);
     assert_int_equal(edge_handshakes(f), 1);
-    /* Let the packets that follow the handshake go out first: a write still pending when the edge
-     * closes can meet the ICMP error of its own first datagram and end the connection with
-     * "send: Connection refused" before the edge's CONNECTION_CLOSE, already queued on our
-     * socket, is read (see the report; the qconn write path does not drain the receive queue). */
+    /* Let the packets that follow the handshake go out first. A write of several datagrams still
+     * pending when the edge closes meets the ICMP error drawn by its own first datagram, and the
+     * qconn write path ends the connection on that send error ("send: Connection refused")
+     * without reading the edge's CONNECTION_CLOSE already queued on the socket. */
     syn_test_run_for(f->loop, 0.2);
 
     int mark = r.n;
