@@ -843,8 +843,11 @@ static int tx_flush(syn_qconn *qc) {
     if (r < 0) {
         /* The client's connected socket reports ICMP errors here: the path is gone. */
         if (!qc->server) {
-            qc_end(qc, qc->hs_done ? SYNESIS_ERR_CONNECTION_LOST : SYNESIS_ERR_SOCKET, "send: %s",
-                   strerror(-r));
+            if (qc->ops->send_error)
+                qc->ops->send_error(qc, -r);
+            else
+                qc_end(qc, qc->hs_done ? SYNESIS_ERR_CONNECTION_LOST : SYNESIS_ERR_SOCKET,
+                       "send: %s", strerror(-r));
             return -1;
         }
         qc_log(qc, SYNESIS_LOG_DEBUG, "send: %s", strerror(-r));

@@ -78,6 +78,10 @@ typedef struct syn_qconn_ops {
     /* The connection is over (err < 0, or 0 after our own close). Runs after ngtcp2 returned; the
      * owner typically frees the connection here. */
     void (*closed)(syn_qconn *qc, int err, const char *detail);
+    /* Client: sending failed with errno err (an ICMP error on the connected socket). The owner
+     * decides when to end the connection: datagrams already waiting (say, the peer's
+     * CONNECTION_CLOSE) should be read first. Without this op the connection ends at once. */
+    void (*send_error)(syn_qconn *qc, int err);
     /* A new connection ID was issued by us (server routing). */
     void (*cid_added)(syn_qconn *qc, const ngtcp2_cid *cid);
     /* Logging at the given level. */

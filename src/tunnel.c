@@ -222,6 +222,7 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
         close(t->fd);
         t->fd = -1;
     }
+    t->pending_sock_err = 0;
     ev_timer_stop(t->loop, &t->stable_timer);
 }
 
@@ -269,6 +270,15 @@ static void qc_closed(syn_qconn *qc, int err, const char *detail) {
 static void qc_log(syn_qconn *qc, synesis_log_level level, const char *msg) {
     synesis_tunnel *t = syn_qconn_owner(qc);
     syn_tunnel_log(t, level, "quic: %s", msg);
+}
+
+static void qc_send_error(syn_qconn *qc, int err) {
+    synesis_tunnel *t = syn_qconn_owner(qc);
+    /* Read first (the edge's CONNECTION_CLOSE may be waiting), then act on the error. */
+    if (!t->pending_sock_err)
+        t->pending_sock_err = err;
+    if (t->fd >= 0)
+        ev_feed_event(t->loop, &t->rio, EV_READ);
 }
 
 /* Stream events go to the request or stream object the stream belongs to. */
@@ -320,6 +330,7 @@ static const syn_qconn_ops tunnel_qc_ops = {
     .streams_available = qc_before_write,
     .before_write = qc_before_write,
     .closed = qc_closed,
+    .send_error = qc_send_error,
     .log = qc_log,
 };
 
@@ -331,7 +342,8 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     /* A pending ICMP error is reported before datagrams that arrived earlier (say, the edge's
      * CONNECTION_CLOSE): read those first and act on the error only if the connection is still
      * there afterwards. */
-    int sock_err = 0;
+    int sock_err = t->pending_sock_err;
+    t->pending_sock_err = 0;
     for (int total = 0; total < SYN_UDP_RX_MAX_PER_EVENT && t->qc && !t->free_pending;) {
         int n = syn_udp_recv(t->fd, t->rx);
         if (n < 0) {

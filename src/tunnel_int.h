@@ -65,6 +65,7 @@ struct synesis_tunnel {
     ev_io rio;
     syn_qconn *qc;
     syn_udp_rx *rx;
+    int pending_sock_err; /* an errno from sending, acted on after reading what is waiting */
 
     /* Requests (request.c): waiting for a stream, and in flight. */
     synesis_request *req_wait_head, *req_wait_tail;

@@ -90,7 +90,9 @@ typedef struct until_ctx {
     int done;
 } until_ctx;
 
-static void check_cb(struct ev_loop *loop, ev_check *w, int revents) {
+/* An ev_prepare runs after each iteration's callbacks, just before the loop would block: the
+ * condition is seen as soon as a callback made it true, even when nothing else is pending. */
+static void check_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
     (void)revents;
     until_ctx *c = w->data;
     if (c->pred && c->pred(c->ud)) {
@@ -109,16 +111,16 @@ int syn_test_run_until(struct ev_loop *loop, int (*pred)(void *), void *ud, doub
     if (pred && pred(ud))
         return 1;
     until_ctx c = {pred, ud, 0};
-    ev_check chk;
-    ev_check_init(&chk, check_cb);
+    ev_prepare chk;
+    ev_prepare_init(&chk, check_cb);
     chk.data = &c;
-    ev_check_start(loop, &chk);
+    ev_prepare_start(loop, &chk);
     ev_timer dl;
     ev_timer_init(&dl, deadline_cb, timeout, 0.);
     ev_timer_start(loop, &dl);
     ev_now_update(loop);
     ev_run(loop, 0);
-    ev_check_stop(loop, &chk);
+    ev_prepare_stop(loop, &chk);
     ev_timer_stop(loop, &dl);
     return pred ? pred(ud) : 1;
 }
