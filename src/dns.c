@@ -109,9 +109,11 @@ static void add_unique(syn_lookup *l, const struct sockaddr *sa, socklen_t len) 
 #define HOOK_MAX (4 * SYN_RESOLVE_MAX)
 
 static void resolve_with_hook(syn_lookup *l) {
-    syn_addr raw[HOOK_MAX];
-    memset(raw, 0, sizeof(raw));
-    int k = l->hook(l->hook_data, l->host, l->port, raw, HOOK_MAX);
+    struct sockaddr_storage ss[HOOK_MAX];
+    unsigned int lens[HOOK_MAX];
+    memset(ss, 0, sizeof(ss));
+    memset(lens, 0, sizeof(lens));
+    int k = l->hook(l->hook_data, l->host, l->port, ss, lens, HOOK_MAX);
     if (k < 0) {
         l->rv = syn_fail(l->detail, SYNESIS_ERR_DNS, "resolver hook failed");
         return;
@@ -119,8 +121,8 @@ static void resolve_with_hook(syn_lookup *l) {
     size_t cnt = (size_t)k > HOOK_MAX ? HOOK_MAX : (size_t)k;
     for (int fam = 0; fam < 2; fam++)
         for (size_t i = 0; i < cnt; i++)
-            if (raw[i].ss.ss_family == (fam == 0 ? AF_INET : AF_INET6))
-                add_unique(l, (const struct sockaddr *)&raw[i].ss, raw[i].len);
+            if (ss[i].ss_family == (fam == 0 ? AF_INET : AF_INET6) && lens[i] <= sizeof(ss[i]))
+                add_unique(l, (const struct sockaddr *)&ss[i], (socklen_t)lens[i]);
 }
 
 static void resolve_with_getaddrinfo(syn_lookup *l) {

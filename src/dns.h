@@ -50,9 +50,11 @@ typedef void (*syn_resolve_cb)(void *user_data, int rv, const syn_addr *addrs, s
  * which is reported as SYNESIS_ERR_DNS with the detail "resolver hook failed". Entries of another
  * family than AF_INET/AF_INET6 are ignored; the port of every entry is set to the requested one;
  * the usual ordering and de-duplication apply. hook_data must outlive every thread the resolver
- * started, including those of cancelled lookups.
+ * started, including those of cancelled lookups. (The signature is the public synesis_resolve_fn's,
+ * so the tunnel hands the application's hook and data over as they are, never itself.)
  */
-typedef int (*syn_resolve_hook)(void *hook_data, const char *host, uint16_t port, syn_addr *out, size_t max);
+typedef int (*syn_resolve_hook)(void *hook_data, const char *host, uint16_t port,
+                                struct sockaddr_storage *addrs, unsigned int *lens, size_t max);
 
 /*
  * Creates a resolver whose callbacks run on loop. hook may be NULL (use getaddrinfo). Returns NULL

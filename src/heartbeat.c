@@ -68,7 +68,7 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t 
         cJSON_Delete(vit);
         return NULL;
     }
-    if (t->cb.on_vitals) {
+    if (t->cb.on_vitals && !t->free_pending) {
         synesis_vitals v = {vit};
         t->cb.on_vitals(t, &v, t->user_data);
     }
@@ -124,6 +124,10 @@ static void send_heartbeat(synesis_tunnel *t) {
             syn_tunnel_log(t, SYNESIS_LOG_WARN, "heartbeat %llu: %zu bytes of JSON exceed the "
                            "maximum of %zu", (unsigned long long)info.sequence, len,
                            t->cfg.max_heartbeat_size);
+    } else if (!syn_tunnel_ready(t)) {
+        /* on_vitals may have disconnected or freed the tunnel. */
+        free(frame);
+        info.status = SYNESIS_ERR_NOT_CONNECTED;
     } else if ((info.status = syn_qconn_open_stream(t->qc, 0, NULL, &qs)) != 0) {
         free(frame);
     } else if ((info.status = syn_qstream_write_nocopy(qs, frame, len, free_frame, NULL, 1)) == 0) {
@@ -140,7 +144,7 @@ static void send_heartbeat(synesis_tunnel *t) {
         syn_tunnel_log(t, SYNESIS_LOG_WARN, "heartbeat %llu not sent: %s",
                        (unsigned long long)info.sequence, synesis_strerror(info.status));
     }
-    if (t->cb.on_heartbeat)
+    if (t->cb.on_heartbeat && !t->free_pending)
         t->cb.on_heartbeat(t, &info, t->user_data);
 }
 

@@ -218,8 +218,11 @@ int syn_qstream_write(syn_qstream *s, const void *data, size_t len, int fin) {
 int syn_qstream_write_nocopy(syn_qstream *s, const void *data, size_t len, syn_release_fn release,
                              void *release_ud, int fin) {
     syn_chunk *c = malloc(sizeof(*c));
-    if (!c)
+    if (!c) {
+        if (release) /* released exactly once, failure included */
+            release(release_ud, data, len);
         return SYNESIS_ERR_NOMEM;
+    }
     c->data = data;
     c->len = len;
     c->release = release;
@@ -231,9 +234,11 @@ uint64_t syn_qstream_unacked(const syn_qstream *s) { return s->queued - s->acked
 
 void syn_qstream_consume(syn_qstream *s, size_t n) {
     syn_qconn *qc = s->qc;
-    if (s->closed || !n)
+    if (!n)
         return;
-    ngtcp2_conn_extend_max_stream_offset(qc->conn, s->id, n);
+    /* Bytes delivered on a stream that has closed since still hold the connection's credit. */
+    if (!s->closed)
+        ngtcp2_conn_extend_max_stream_offset(qc->conn, s->id, n);
     ngtcp2_conn_extend_max_offset(qc->conn, n);
     syn_qconn_schedule(qc);
 }
@@ -402,6 +407,23 @@ static int stream_reset_cb(ngtcp2_conn *conn, int64_t id, uint64_t final_size, u
     return 0;
 }
 
+#ifdef NGTCP2_CALLBACKS_V3
+/* The peer asked us to stop sending (ngtcp2 >= 1.24 reports it; it resets our side itself). */
+static int recv_stop_sending_cb(ngtcp2_conn *conn, int64_t id, uint64_t app_code, void *ud,
+                                void *sud) {
+    (void)conn;
+    (void)id;
+    syn_qconn *qc = ud;
+    syn_qstream *s = sud;
+    if (s) {
+        pend_remove(qc, s);
+        if (qc->ops->stream_reset && !qc->free_pending)
+            qc->ops->stream_reset(qc, s, app_code, 1);
+    }
+    return 0;
+}
+#endif
+
 static int extend_max_streams_cb(ngtcp2_conn *conn, uint64_t max, void *ud) {
     (void)conn;
     (void)max;
@@ -470,6 +492,9 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int server) {
     cb->extend_max_local_streams_bidi = extend_max_streams_cb;
     cb->extend_max_local_streams_uni = extend_max_streams_cb;
     cb->extend_max_stream_data = extend_max_stream_data_cb;
+#ifdef NGTCP2_CALLBACKS_V3
+    cb->recv_stop_sending = recv_stop_sending_cb;
+#endif
 }
 
 /* ---- lifecycle ---- */
@@ -526,6 +551,7 @@ static void fill_settings(syn_qconn *qc, const syn_qconn_settings *st, ngtcp2_se
     p->initial_max_stream_data_bidi_remote = st->stream_window;
     p->initial_max_stream_data_uni = st->stream_window;
     p->initial_max_data = st->conn_window;
+    p->max_udp_payload_size = SYN_UDP_MAX_PAYLOAD; /* what our receive buffers take */
 }
 
 static ngtcp2_path qc_path(syn_qconn *qc) {

@@ -163,7 +163,8 @@ int syn_qstream_write_nocopy(syn_qstream *s, const void *data, size_t len, syn_r
                              void *release_ud, int fin);
 /* Bytes queued and not yet acknowledged. */
 uint64_t syn_qstream_unacked(const syn_qstream *s);
-/* Returns flow-control credit for n consumed bytes (when auto_consume is off). */
+/* Returns flow-control credit for n consumed bytes (when auto_consume is off); on a closed stream
+ * (from stream_close), the connection's share. */
 void syn_qstream_consume(syn_qstream *s, size_t n);
 /* Resets our sending side and asks the peer to stop (STOP_SENDING), with app_code. */
 void syn_qstream_shutdown(syn_qstream *s, uint64_t app_code);

@@ -149,8 +149,10 @@ static void req_data(void *obj, syn_qstream *s, const uint8_t *data, size_t len,
         complete(r, 0, 0, UINT64_MAX, NULL);
 }
 
-static void req_reset(void *obj, syn_qstream *s, uint64_t app_code) {
+static void req_reset(void *obj, syn_qstream *s, uint64_t app_code, int stop) {
     (void)s;
+    if (stop)
+        return; /* the edge has read enough of the request; its response (or reset) follows */
     char d[96];
     snprintf(d, sizeof(d), "the edge reset the stream with application error 0x%llx",
              (unsigned long long)app_code);
@@ -225,13 +227,13 @@ void syn_requests_conn_lost(synesis_tunnel *t, int err, const char *detail) {
         snprintf(d, sizeof(d), "connection lost mid-request: %s", detail ? detail : "");
     else
         syn_copy_str(d, sizeof(d), detail ? detail : synesis_strerror(err));
-    while (t->req_live && !t->free_pending)
+    while (t->req_live)
         complete(t->req_live, err, 0, UINT64_MAX, d);
 }
 
 void syn_requests_fail_waiting(synesis_tunnel *t, int err, const char *detail, int all) {
     synesis_request *r = t->req_wait_head;
-    while (r && !t->free_pending) {
+    while (r) {
         synesis_request *next = r->next;
         if (all || !r->wait_for_connection) {
             complete(r, err, 0, UINT64_MAX, detail);
@@ -252,8 +254,10 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
         opts = &dflt;
     }
     int rv = 0;
-    if (!t || !cb || (len && !data) || opts->struct_size != sizeof(*opts) || opts->timeout < 0)
+    if (!t || !cb || (len && !data) || opts->struct_size != sizeof(*opts) || !(opts->timeout >= 0))
         rv = SYNESIS_ERR_INVALID_ARGUMENT;
+    else if (t->free_pending)
+        rv = SYNESIS_ERR_INVALID_STATE; /* from a callback after free() */
     else if (!syn_tunnel_ready(t) &&
              !(opts->queue_while_reconnecting && (t->state.kind == SYNESIS_STATE_CONNECTING ||
                                                   t->state.kind == SYNESIS_STATE_RECONNECTING ||

@@ -78,10 +78,10 @@ static void close_stream(synesis_stream *s, int status, uint64_t app_code, uint6
     unlink_stream(t, s);
     if (s->qs) {
         s->qs->user = NULL;
+        if (s->held_len)
+            syn_qstream_consume(s->qs, s->held_len); /* held bytes are dropped: free the credit */
         if (reset_code != UINT64_MAX)
             syn_qstream_shutdown(s->qs, reset_code);
-        else if (s->held_len && !s->qs->closed)
-            syn_qstream_consume(s->qs, s->held_len); /* held bytes are dropped: free the credit */
         s->qs = NULL;
     }
     syn_tunnel_enter(t);
@@ -99,11 +99,13 @@ static size_t buffered(const synesis_stream *s) {
 /* The caller holds s. */
 static void deliver(synesis_stream *s, const uint8_t *data, size_t len) {
     s->t->stats.bytes_received += len;
+    /* Credit returns only as the application consumes: these bytes are consumed now. Returned
+     * before on_data, which may reset or close the stream (the peer hears of it on the next write
+     * pass anyway). */
+    if (s->qs)
+        syn_qstream_consume(s->qs, len);
     if (s->cb.on_data)
         s->cb.on_data(s, data, len, s->user_data);
-    /* Credit returns only as the application consumes. */
-    if (s->qs && !s->closing)
-        syn_qstream_consume(s->qs, len);
 }
 
 static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len, int fin) {
@@ -144,8 +146,9 @@ static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len
     syn_tunnel_leave(t);
 }
 
-static void str_reset(void *obj, syn_qstream *qs, uint64_t app_code) {
+static void str_reset(void *obj, syn_qstream *qs, uint64_t app_code, int stop) {
     (void)qs;
+    (void)stop; /* either way the stream cannot carry on as the application expects */
     close_stream(obj, SYNESIS_ERR_STREAM_RESET, app_code, SYN_APP_CANCELLED);
 }
 
@@ -165,8 +168,11 @@ static void str_acked(void *obj, syn_qstream *qs) {
 }
 
 static void str_close(void *obj, syn_qstream *qs, uint64_t app_code, int reset) {
-    (void)qs;
     synesis_stream *s = obj;
+    /* Held bytes count against the connection's window: return it while the QUIC stream exists
+     * (they are delivered on resume, or dropped). */
+    if (s->held_len)
+        syn_qstream_consume(qs, s->held_len);
     s->qs = NULL; /* the driver frees it after this */
     if (s->paused && (s->held_len || s->held_fin) && !reset) {
         /* Everything arrived while paused: the application still gets it on resume. */
@@ -218,9 +224,9 @@ void syn_streams_pump(synesis_tunnel *t) {
 
 void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail) {
     (void)detail;
-    while (t->str_live && !t->free_pending)
+    while (t->str_live)
         close_stream(t->str_live, err, 0, UINT64_MAX);
-    while (t->str_wait_head && !t->free_pending)
+    while (t->str_wait_head)
         close_stream(t->str_wait_head, err, 0, UINT64_MAX);
 }
 
@@ -336,11 +342,11 @@ SYNESIS_API void synesis_stream_resume(synesis_stream *s) {
         s->held = NULL;
         s->held_len = s->held_cap = 0;
         t->stats.bytes_received += n;
+        if (s->qs) /* as in deliver(); without qs, str_close() returned the credit */
+            syn_qstream_consume(s->qs, n);
         if (s->cb.on_data)
             s->cb.on_data(s, held, n, s->user_data);
         free(held);
-        if (!s->closing && s->qs)
-            syn_qstream_consume(s->qs, n);
     }
     if (!s->closing && s->held_fin && !s->end_delivered && !t->free_pending) {
         s->end_delivered = 1;

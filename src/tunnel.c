@@ -77,6 +77,7 @@ void syn_tunnel_log(synesis_tunnel *t, synesis_log_level level, const char *fmt,
 /* ---- re-entrancy: free from inside callbacks is deferred to the outermost frame ---- */
 
 static void really_free(synesis_tunnel *t);
+static void cancel_everything(synesis_tunnel *t);
 
 static void t_enter(synesis_tunnel *t) { t->depth++; }
 void syn_tunnel_enter(synesis_tunnel *t) { t->depth++; }
@@ -129,8 +130,19 @@ static void compact_subs(synesis_tunnel *t) {
     t->nsubs = j;
 }
 
+static void notify(synesis_tunnel *t, const synesis_tunnel_state *old,
+                   const synesis_tunnel_state *now) {
+    if (t->cb.on_state && !t->free_pending)
+        t->cb.on_state(t, old, now, t->user_data);
+    for (size_t i = 0; i < t->nsubs && !t->free_pending; i++)
+        if (t->subs[i].fn)
+            t->subs[i].fn(t, old, now, t->subs[i].user_data);
+}
+
 /* Applies a transition if valid and notifies. Returns 0, or SYNESIS_ERR_INVALID_STATE (logged).
- * The caller holds t_enter(). */
+ * A transition made from inside a state callback is applied at once and notified after the one
+ * being delivered, so every subscriber sees the transitions in order. The caller holds
+ * t_enter(). */
 static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
     if (!transition_valid(t, t->state.kind, next)) {
         syn_tunnel_log(t, SYNESIS_LOG_WARN, "invalid state transition refused: %s -> %s",
@@ -150,22 +162,34 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "state %s -> %s%s%s", synesis_state_name(old.kind),
                    synesis_state_name(next->kind), next->error_detail[0] ? ": " : "",
                    next->error_detail);
+    if (t->notifying) {
+        if (t->nqueued < SYN_STATE_QUEUE) {
+            t->queued[t->nqueued][0] = old;
+            t->queued[t->nqueued][1] = *next;
+            t->nqueued++;
+        } else {
+            syn_tunnel_log(t, SYNESIS_LOG_WARN, "state notifications nested too deeply: one dropped");
+        }
+        return 0;
+    }
     t->notifying++;
-    if (t->cb.on_state && !t->free_pending)
-        t->cb.on_state(t, &old, &t->state, t->user_data);
-    for (size_t i = 0; i < t->nsubs && !t->free_pending; i++)
-        if (t->subs[i].fn)
-            t->subs[i].fn(t, &old, &t->state, t->subs[i].user_data);
-    if (--t->notifying == 0)
-        compact_subs(t);
+    synesis_tunnel_state now = *next;
+    notify(t, &old, &now);
+    for (size_t i = 0; i < t->nqueued && !t->free_pending; i++) {
+        synesis_tunnel_state o = t->queued[i][0], n = t->queued[i][1];
+        notify(t, &o, &n);
+    }
+    t->nqueued = 0;
+    t->notifying--;
+    compact_subs(t);
     /* Requests waiting for a connection learn what became of it. */
-    if (!t->free_pending && t->state.kind == next->kind) {
-        if (next->kind == SYNESIS_STATE_FAILED)
-            syn_requests_fail_waiting(t, next->error, next->error_detail, 1);
-        else if (next->kind == SYNESIS_STATE_DISCONNECTED)
+    if (!t->free_pending) {
+        if (t->state.kind == SYNESIS_STATE_FAILED)
+            syn_requests_fail_waiting(t, t->state.error, t->state.error_detail, 1);
+        else if (t->state.kind == SYNESIS_STATE_DISCONNECTED)
             syn_requests_fail_waiting(t, SYNESIS_ERR_NOT_CONNECTED, "tunnel disconnected", 1);
-        else if (next->kind == SYNESIS_STATE_RECONNECTING)
-            syn_requests_fail_waiting(t, SYNESIS_ERR_CONNECTION_LOST, next->error_detail, 0);
+        else if (t->state.kind == SYNESIS_STATE_RECONNECTING)
+            syn_requests_fail_waiting(t, SYNESIS_ERR_CONNECTION_LOST, t->state.error_detail, 0);
     }
     return 0;
 }
@@ -292,10 +316,9 @@ static void qc_stream_data(syn_qconn *qc, syn_qstream *s, const uint8_t *data, s
 
 static void qc_stream_reset(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int stop) {
     (void)qc;
-    (void)stop;
     syn_tobj *o = s->user;
     if (o && o->h->reset)
-        o->h->reset(o, s, app_code);
+        o->h->reset(o, s, app_code, stop);
 }
 
 static void qc_stream_acked(syn_qconn *qc, syn_qstream *s) {
@@ -346,6 +369,8 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     t->pending_sock_err = 0;
     for (int total = 0; total < SYN_UDP_RX_MAX_PER_EVENT && t->qc && !t->free_pending;) {
         int n = syn_udp_recv(t->fd, t->rx);
+        if (n == -EMSGSIZE)
+            continue; /* a PMTU probe was too large for the path: QUIC treats it as lost */
         if (n < 0) {
             if (sock_err)
                 break;
@@ -359,6 +384,14 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
             syn_qconn_recv(qc, &t->local, &t->rx->d[i].remote, t->rx->d[i].ecn, t->rx->d[i].data,
                            t->rx->d[i].len);
         total += n;
+    }
+    /* Once established, only a refusal (nothing listens any more: the edge is gone) ends the
+     * connection; transient errors (ENOBUFS, a route flap, a firewall's EPERM) are packets lost,
+     * which QUIC recovers from or the idle timeout judges. Before the handshake, any error ends
+     * the attempt on this address. */
+    if (sock_err && t->qc && syn_qconn_handshake_completed(t->qc) && sock_err != ECONNREFUSED) {
+        syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "socket error ignored: %s", strerror(sock_err));
+        sock_err = 0;
     }
     if (sock_err && t->qc && !t->free_pending) {
         char d[SYNESIS_DETAIL_MAX], addr[64];
@@ -445,7 +478,7 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
     int rv = syn_backoff_next(&t->backoff, &delay, &attempt);
     if (rv == 0 && t->cfg.backoff_fn) {
         delay = t->cfg.backoff_fn(t->cfg.backoff_user_data, attempt, delay);
-        if (delay < 0)
+        if (!(delay >= 0)) /* negative, or NaN: the policy gives up */
             rv = SYNESIS_ERR_MAX_RECONNECTS;
     }
     synesis_tunnel_state s;
@@ -565,21 +598,6 @@ static int dup_mem(char **dst, const char *src, size_t len) {
     return 0;
 }
 
-static int resolve_hook(void *hook_data, const char *host, uint16_t port, syn_addr *out,
-                        size_t max) {
-    synesis_tunnel *t = hook_data;
-    struct sockaddr_storage ss[SYN_RESOLVE_MAX];
-    unsigned lens[SYN_RESOLVE_MAX];
-    if (max > SYN_RESOLVE_MAX)
-        max = SYN_RESOLVE_MAX;
-    int n = t->cfg.resolve(t->cfg.resolve_user_data, host, port, ss, lens, max);
-    for (int i = 0; i < n && (size_t)i < max; i++) {
-        out[i].ss = ss[i];
-        out[i].len = lens[i];
-    }
-    return n;
-}
-
 static int check_config(const synesis_tunnel_config *c, char *detail) {
     if (c->struct_size != sizeof(*c))
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
@@ -589,12 +607,13 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "config.cloud_url is NULL");
     if (!c->alpn || !c->alpn[0] || strlen(c->alpn) > 255)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "config.alpn must be 1..255 bytes");
-    if (!(c->idle_timeout > 0) || !(c->handshake_timeout > 0) || c->keep_alive_interval < 0 ||
-        c->heartbeat_interval < 0)
+    if (!(c->idle_timeout > 0) || !(c->handshake_timeout > 0) || !(c->keep_alive_interval >= 0) ||
+        !(c->heartbeat_interval >= 0) || !(c->request_timeout > 0) ||
+        !(c->reconnect_stable_period >= 0))
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
-                        "config timeouts must be > 0 (keep-alive and heartbeat >= 0)");
-    if (!(c->reconnect_initial_delay >= 0) || c->reconnect_max_delay < c->reconnect_initial_delay ||
-        !(c->reconnect_multiplier >= 1.0) || c->reconnect_jitter < 0 || c->reconnect_jitter > 1)
+                        "config timeouts must be > 0 (keep-alive, heartbeat and stable period >= 0)");
+    if (!(c->reconnect_initial_delay >= 0) || !(c->reconnect_max_delay >= c->reconnect_initial_delay) ||
+        !(c->reconnect_multiplier >= 1.0) || !(c->reconnect_jitter >= 0) || c->reconnect_jitter > 1)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config reconnect policy invalid: need 0 <= initial <= max, multiplier >= "
                         "1, 0 <= jitter <= 1");
@@ -724,12 +743,17 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
                      t->cfg.reconnect_max_attempts, seed);
 
     t->qset.stream_window = t->cfg.stream_recv_window;
+    /* The connection's window is shared by every stream: keep room for several full ones. */
+    if (t->qset.conn_window < 4 * (uint64_t)t->cfg.stream_recv_window)
+        t->qset.conn_window = 4 * (uint64_t)t->cfg.stream_recv_window;
     ev_timer_init(&t->hb_timer, NULL, 0., 0.);
     if ((rv = syn_heartbeat_init(t, d)) != 0)
         goto fail;
 
     t->rx = malloc(sizeof(*t->rx));
-    t->resolver = syn_resolver_new(loop, t->cfg.resolve ? resolve_hook : NULL, t);
+    /* The application's hook and data go to the resolver as they are: a lookup's thread may
+     * outlive the tunnel, so it must never see the tunnel itself. */
+    t->resolver = syn_resolver_new(loop, t->cfg.resolve, t->cfg.resolve_user_data);
     if (!t->rx || !t->resolver) {
         rv = syn_fail(d, SYNESIS_ERR_NOMEM, "out of memory");
         goto fail;
@@ -789,8 +813,7 @@ static void really_free(synesis_tunnel *t) {
     if (t->qc)
         syn_qconn_close(t->qc, 0, "client disconnect");
     conn_teardown(t, SYNESIS_ERR_CANCELLED, "the tunnel was freed");
-    syn_requests_fail_waiting(t, SYNESIS_ERR_CANCELLED, "the tunnel was freed", 1);
-    syn_streams_fail_all(t, SYNESIS_ERR_CANCELLED, "the tunnel was freed");
+    cancel_everything(t);
     syn_heartbeat_free(t);
     ev_timer_stop(t->loop, &t->reconnect_timer);
     ev_timer_stop(t->loop, &t->stable_timer);
@@ -819,11 +842,27 @@ static void really_free(synesis_tunnel *t) {
     free(t);
 }
 
+/* Completes everything pending with SYNESIS_ERR_CANCELLED and stops the timers: what free()
+ * promises, done at once even when the release itself must wait for the stack to unwind. */
+static void cancel_everything(synesis_tunnel *t) {
+    ev_timer_stop(t->loop, &t->reconnect_timer);
+    ev_timer_stop(t->loop, &t->stable_timer);
+    syn_heartbeat_stop(t);
+    syn_requests_conn_lost(t, SYNESIS_ERR_CANCELLED, "the tunnel was freed");
+    syn_requests_fail_waiting(t, SYNESIS_ERR_CANCELLED, "the tunnel was freed", 1);
+    syn_streams_fail_all(t, SYNESIS_ERR_CANCELLED, "the tunnel was freed");
+}
+
 SYNESIS_API void synesis_tunnel_free(synesis_tunnel *t) {
     if (!t)
         return;
     if (t->depth > 0) {
-        t->free_pending = 1;
+        /* Called from inside one of our callbacks: the memory is released when control returns
+         * to us, but from now on no callback runs, so everything pending completes here. */
+        if (!t->free_pending) {
+            t->free_pending = 1;
+            cancel_everything(t);
+        }
         return;
     }
     really_free(t);

@@ -21,7 +21,8 @@
  * stream events to whatever s->user points at. */
 typedef struct syn_stream_handler {
     void (*data)(void *obj, syn_qstream *s, const uint8_t *data, size_t len, int fin);
-    void (*reset)(void *obj, syn_qstream *s, uint64_t app_code);
+    /* stop: the peer sent STOP_SENDING (it no longer reads what we send); else RESET_STREAM. */
+    void (*reset)(void *obj, syn_qstream *s, uint64_t app_code, int stop);
     void (*acked)(void *obj, syn_qstream *s);
     void (*close)(void *obj, syn_qstream *s, uint64_t app_code, int reset);
 } syn_stream_handler;
@@ -51,6 +52,9 @@ struct synesis_tunnel {
     syn_qconn_settings qset;
 
     synesis_tunnel_state state;
+#define SYN_STATE_QUEUE 16
+    synesis_tunnel_state queued[SYN_STATE_QUEUE][2]; /* transitions made during a notification */
+    size_t nqueued;
     syn_subscriber *subs;
     size_t nsubs, subs_cap;
     uint32_t next_sub_id;

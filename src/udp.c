@@ -52,7 +52,6 @@ int syn_udp_open(const struct sockaddr *connect_to, socklen_t connect_len,
         set_opt(fd, IPPROTO_IP, IP_MTU_DISCOVER, pmtud ? IP_PMTUDISC_PROBE : IP_PMTUDISC_DONT);
     }
     if (bind_to) {
-        set_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
         if (family == AF_INET6)
             set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
         if (bind(fd, bind_to, bind_len) != 0) {
@@ -156,6 +155,12 @@ int syn_udp_flush(int fd, syn_udp_tx *tx, const syn_sockaddr *remote) {
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return 1;
+            if (errno == EMSGSIZE) {
+                /* Larger than the path allows (a PMTU probe under a VPN, say): drop this one
+                 * datagram, QUIC counts it lost, and send the rest. */
+                tx->done++;
+                continue;
+            }
             int e = errno;
             tx->n = tx->done = 0;
             return -e;

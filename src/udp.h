@@ -18,7 +18,8 @@
 typedef syn_addr syn_sockaddr;
 
 /* Opens a non-blocking, close-on-exec UDP socket of addr's family. With connect_to set, binds an
- * ephemeral port and connects to it (client); with bind_to set, binds it (server, SO_REUSEADDR).
+ * ephemeral port and connects to it (client); with bind_to set, binds it (server; no SO_REUSEADDR:
+ * no other local socket may share the port).
  * Enables ECN reception and, with pmtud, sets DF (IP_PMTUDISC_PROBE) so QUIC's PMTU probes are not
  * fragmented. local receives the bound address. Returns the fd, or a negative SYNESIS_ERR_SOCKET
  * with detail. */

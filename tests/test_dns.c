@@ -172,7 +172,8 @@ static void hook_init(struct hook_ctx *h) {
     assert_int_equal(pthread_mutex_init(&h->mu, NULL), 0);
 }
 
-static int test_hook(void *data, const char *host, uint16_t port, syn_addr *out, size_t max) {
+static int test_hook(void *data, const char *host, uint16_t port, struct sockaddr_storage *ss,
+                     unsigned int *lens, size_t max) {
     struct hook_ctx *h = data;
     atomic_fetch_add(&h->calls, 1);
     pthread_mutex_lock(&h->mu);
@@ -186,8 +187,10 @@ static int test_hook(void *data, const char *host, uint16_t port, syn_addr *out,
     if (strncmp(host, "sleep", 5) == 0)
         sleep_ms(h->sleep_ms);
     int rv = h->fail ? -1 : h->count;
-    for (int i = 0; i < h->count && (size_t)i < max; i++)
-        out[i] = h->addrs[i];
+    for (int i = 0; i < h->count && (size_t)i < max; i++) {
+        ss[i] = h->addrs[i].ss;
+        lens[i] = h->addrs[i].len;
+    }
     if (h->report)
         rv = h->report;
     atomic_fetch_add(&h->returned, 1);

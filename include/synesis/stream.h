@@ -58,7 +58,10 @@ SYNESIS_API int synesis_stream_finish(synesis_stream *s);
 SYNESIS_API int synesis_stream_reset(synesis_stream *s, uint64_t app_error_code);
 
 /* Stops delivering data (it is held, at most one receive window) and stops returning
- * flow-control credit; resume() delivers what was held and returns credit again. */
+ * flow-control credit; resume() delivers what was held and returns credit again. Held bytes also
+ * count against the connection's receive window (16 MiB, or 4 stream windows if larger), which
+ * all streams and requests share: many streams paused at once can hold up the others until they
+ * resume. */
 SYNESIS_API void synesis_stream_pause(synesis_stream *s);
 SYNESIS_API void synesis_stream_resume(synesis_stream *s);
 

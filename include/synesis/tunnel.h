@@ -84,7 +84,9 @@ typedef double (*synesis_backoff_fn)(void *user_data, uint32_t attempt, double c
 
 /* A name-resolution hook for tests and special environments: runs ON A RESOLVER THREAD in place
  * of getaddrinfo(). Fills up to max addresses (struct sockaddr_storage each, with lens) and
- * returns the count, or a negative value on failure. */
+ * returns the count, or a negative value on failure. A lookup's thread can outlive the tunnel
+ * (a lookup cancelled by disconnect or free still finishes): user_data must stay valid until
+ * every hook call has returned. */
 typedef int (*synesis_resolve_fn)(void *user_data, const char *host, uint16_t port,
                                   struct sockaddr_storage *addrs, unsigned int *lens, size_t max);
 
@@ -175,7 +177,8 @@ typedef struct synesis_tunnel_config {
     /* Send buffer of each stream of the streaming API (bytes accepted but not yet acknowledged);
      * default 256 KiB. */
     size_t stream_send_buffer;
-    /* Receive buffer of a paused stream, and the stream flow-control window; default 1 MiB. */
+    /* Receive buffer of a paused stream, and the stream flow-control window; default 1 MiB.
+     * The connection's window is 16 MiB or four of these, whichever is larger. */
     size_t stream_recv_window;
 
     /* is_healthy(): connected and latency below this. Default 500 ms. */

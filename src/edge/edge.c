@@ -416,6 +416,10 @@ static void run_command(edge_stream *es, int fin) {
     }
     char line[80];
     size_t ll = (size_t)(nl - es->buf);
+    if (ll >= sizeof(line)) {
+        es_reset(es, SYN_APP_REFUSED);
+        return;
+    }
     memcpy(line, es->buf, ll);
     line[ll] = 0;
     unsigned long long n;

@@ -100,7 +100,8 @@ typedef int (*syn_edge_handler)(void *user_data, const char *device_id, const ui
                                 size_t len, syn_edge_reply *reply);
 void syn_edge_set_handler(syn_edge *e, syn_edge_handler fn, void *user_data);
 
-/* Closes every connection of device_id abruptly, with a transport CONNECTION_CLOSE (tests). */
+/* Closes every connection of device_id (CONNECTION_CLOSE with application error 0x2, "kicked");
+ * for tests. */
 void syn_edge_kick(syn_edge *e, const char *device_id);
 
 /* Stops and frees; no watcher stays active. */

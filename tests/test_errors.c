@@ -1,0 +1,1113 @@
+/*
+ * Error paths and edge cases of the tunnel core against the reference edge over real UDP on
+ * loopback: configuration checks, invalid request arguments, a full request queue, per-request
+ * timeouts, NULL-safe functions, statistics JSON into a short buffer, late responses, an
+ * oversized heartbeat, name resolution and address fallback, the edge's version negotiation, and
+ * garbage datagrams to both ends. Waits are for conditions with generous deadlines; nothing
+ * asserts speed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fault_proxy.h"
+#include "harness.h"
+#include "protocol.h"
+#include "synesis/request.h"
+
+#define MAX_LOGS 64
+
+typedef struct fixture {
+    struct ev_loop *loop;
+    syn_edge *edge;
+    syn_fault_proxy *proxy;
+    synesis_tunnel *t;
+    synesis_tunnel_config cfg;
+    char edge_remote[64]; /* "remote" of the edge's last "connection" event */
+    syn_test_states states;
+    char logs[MAX_LOGS][256];
+    int nlogs;
+    /* heartbeats */
+    int hb_ok, hb_failed, hb_last_status;
+    int huge;
+    int vitals_checked;
+} fixture;
+
+static const char *pki;
+
+static void edge_log(void *ud, const char *line) {
+    fixture *f = ud;
+    cJSON *o = cJSON_Parse(line);
+    const cJSON *ev = cJSON_GetObjectItem(o, "event");
+    const cJSON *remote = cJSON_GetObjectItem(o, "remote");
+    if (cJSON_IsString(ev) && strcmp(ev->valuestring, "connection") == 0 && cJSON_IsString(remote))
+        snprintf(f->edge_remote, sizeof(f->edge_remote), "%s", remote->valuestring);
+    cJSON_Delete(o);
+}
+
+static void tunnel_log(void *ud, synesis_log_level level, const char *msg) {
+    (void)level;
+    fixture *f = ud;
+    if (f->nlogs < MAX_LOGS)
+        snprintf(f->logs[f->nlogs++], sizeof(f->logs[0]), "%s", msg);
+}
+
+static int logged(const fixture *f, const char *needle) {
+    for (int i = 0; i < f->nlogs; i++)
+        if (strstr(f->logs[i], needle))
+            return 1;
+    return 0;
+}
+
+static fixture *make_fixture(uint64_t max_streams_bidi, int with_proxy, size_t max_request) {
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->loop = ev_loop_new(EVFLAG_AUTO);
+    if (!pki)
+        pki = syn_test_pki("err-1");
+    syn_edge_config ec;
+    syn_edge_config_init(&ec);
+    ec.listen = "127.0.0.1:0";
+    ec.cert_file = syn_test_path(pki, "edge.pem");
+    ec.key_file = syn_test_path(pki, "edge.key");
+    ec.ca_file = syn_test_path(pki, "ca.pem");
+    ec.max_streams_bidi = max_streams_bidi;
+    if (max_request)
+        ec.max_request_size = max_request;
+    ec.handshake_timeout = 1;
+    ec.log = edge_log;
+    ec.log_user_data = f;
+    char detail[512];
+    assert_int_equal(syn_edge_new(&f->edge, f->loop, &ec, detail), 0);
+    assert_int_equal(syn_edge_start(f->edge, detail), 0);
+    uint16_t port = syn_edge_port(f->edge);
+    if (with_proxy) {
+        struct sockaddr_in l = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        struct sockaddr_in u = l;
+        u.sin_port = htons(port);
+        f->proxy = syn_fault_proxy_new(f->loop, (struct sockaddr *)&l, sizeof(l),
+                                       (struct sockaddr *)&u, sizeof(u), 7);
+        assert_non_null(f->proxy);
+        port = syn_fault_proxy_port(f->proxy);
+    }
+    syn_test_tunnel_config(&f->cfg, pki, port);
+    f->cfg.idle_timeout = 10;
+    return f;
+}
+
+static int connected(void *ud) { return synesis_tunnel_is_connected(ud); }
+
+static int failed_state(void *ud) {
+    fixture *f = ud;
+    return syn_test_find_state(&f->states, SYNESIS_STATE_FAILED, 0) >= 0;
+}
+
+static void start_tunnel(fixture *f, const synesis_tunnel_callbacks *cb) {
+    char detail[512];
+    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, cb, f, detail, sizeof(detail));
+    if (rv)
+        fail_msg("%s: %s", synesis_error_name(rv), detail);
+    assert_int_equal(synesis_tunnel_subscribe(f->t, syn_test_record_state, &f->states, NULL), 0);
+    assert_int_equal(synesis_tunnel_connect(f->t), 0);
+    assert_true(syn_test_run_until(f->loop, connected, f->t, 5));
+}
+
+static int setup(void **state) {
+    fixture *f = make_fixture(100, 0, 0);
+    start_tunnel(f, NULL);
+    *state = f;
+    return 0;
+}
+
+static int setup_proxy(void **state) {
+    fixture *f = make_fixture(100, 1, 0);
+    start_tunnel(f, NULL);
+    *state = f;
+    return 0;
+}
+
+/* Only an edge; the test makes its tunnel. */
+static int setup_edge_only(void **state) {
+    *state = make_fixture(100, 0, 0);
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    synesis_tunnel_free(f->t);
+    syn_test_run_for(f->loop, 0.05);
+    syn_fault_proxy_free(f->proxy);
+    syn_edge_free(f->edge);
+    assert_int_equal(ev_run(f->loop, EVRUN_NOWAIT), 0);
+    ev_loop_destroy(f->loop);
+    free(f);
+    return 0;
+}
+
+/* ---- requests ---- */
+
+typedef struct result {
+    int calls;
+    int status;
+    uint64_t app_code;
+    size_t len;
+    char data[64];
+} result;
+
+static void on_resp(synesis_tunnel *t, synesis_request *req, const synesis_response *r, void *ud) {
+    (void)t;
+    (void)req;
+    result *res = ud;
+    res->calls++;
+    res->status = r->status;
+    res->app_code = r->app_error_code;
+    res->len = r->len;
+    if (r->len)
+        memcpy(res->data, r->data, r->len < sizeof(res->data) ? r->len : sizeof(res->data));
+}
+
+static int res_done(void *ud) { return ((result *)ud)->calls > 0; }
+
+static void request_and_wait(fixture *f, const char *data, size_t len,
+                             const synesis_request_options *o, result *res) {
+    memset(res, 0, sizeof(*res));
+    assert_int_equal(synesis_tunnel_request(f->t, data, len, o, on_resp, res, NULL), 0);
+    assert_true(syn_test_run_until(f->loop, res_done, res, 5));
+    assert_int_equal(res->calls, 1);
+}
+
+static void assert_echo_works(fixture *f) {
+    result res;
+    request_and_wait(f, "ping", 4, NULL, &res);
+    assert_int_equal(res.status, 0);
+    assert_int_equal(res.len, 4);
+    assert_memory_equal(res.data, "ping", 4);
+}
+
+/* ---- configuration ---- */
+
+typedef void (*cfg_mut)(synesis_tunnel_config *c);
+#define MUT(name, body)                                                                            \
+    static void name(synesis_tunnel_config *c) { body; }
+MUT(m_struct_size, c->struct_size = sizeof(*c) - 1)
+MUT(m_url_null, c->cloud_url = NULL)
+MUT(m_alpn_null, c->alpn = NULL)
+MUT(m_alpn_empty, c->alpn = "")
+MUT(m_alpn_long, {
+    static char a[257];
+    memset(a, 'a', 256);
+    c->alpn = a;
+})
+MUT(m_idle_zero, c->idle_timeout = 0)
+MUT(m_idle_nan, c->idle_timeout = NAN)
+MUT(m_handshake_neg, c->handshake_timeout = -1)
+MUT(m_keepalive_neg, c->keep_alive_interval = -0.5)
+MUT(m_keepalive_nan, c->keep_alive_interval = NAN)
+MUT(m_heartbeat_neg, c->heartbeat_interval = -1)
+MUT(m_heartbeat_nan, c->heartbeat_interval = NAN)
+MUT(m_request_timeout_zero, c->request_timeout = 0)
+MUT(m_request_timeout_nan, c->request_timeout = NAN)
+MUT(m_initial_nan, c->reconnect_initial_delay = NAN)
+MUT(m_max_nan, c->reconnect_max_delay = NAN)
+MUT(m_multiplier_nan, c->reconnect_multiplier = NAN)
+MUT(m_jitter_nan, c->reconnect_jitter = NAN)
+MUT(m_payload_small, c->max_udp_payload = 1199)
+MUT(m_payload_big, c->max_udp_payload = SYN_UDP_MAX_PAYLOAD + 1)
+MUT(m_response_zero, c->max_response_size = 0)
+MUT(m_send_buffer_zero, c->stream_send_buffer = 0)
+MUT(m_recv_window_small, c->stream_recv_window = 1023)
+MUT(m_heartbeat_size_zero, c->max_heartbeat_size = 0)
+MUT(m_pins_null, {
+    c->n_spki_pins = 1;
+    c->spki_pins = NULL;
+})
+
+static void test_config_validation(void **state) {
+    fixture *f = *state;
+    struct {
+        cfg_mut mut;
+        const char *hint;
+    } bad[] = {
+        {m_struct_size, "struct_size"},
+        {m_url_null, "cloud_url"},
+        {m_alpn_null, "alpn"},
+        {m_alpn_empty, "alpn"},
+        {m_alpn_long, "alpn"},
+        {m_idle_zero, "timeouts"},
+        {m_idle_nan, "timeouts"},
+        {m_handshake_neg, "timeouts"},
+        {m_keepalive_neg, "timeouts"},
+        {m_keepalive_nan, "timeouts"},
+        {m_heartbeat_neg, "timeouts"},
+        {m_heartbeat_nan, "timeouts"},
+        {m_request_timeout_zero, "timeouts"},
+        {m_request_timeout_nan, "timeouts"},
+        {m_initial_nan, "reconnect"},
+        {m_max_nan, "reconnect"},
+        {m_multiplier_nan, "reconnect"},
+        {m_jitter_nan, "reconnect"},
+        {m_payload_small, "max_udp_payload"},
+        {m_payload_big, "max_udp_payload"},
+        {m_response_zero, "sizes"},
+        {m_send_buffer_zero, "sizes"},
+        {m_recv_window_small, "sizes"},
+        {m_heartbeat_size_zero, "sizes"},
+        {m_pins_null, "spki_pins"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        synesis_tunnel_config cfg = f->cfg;
+        bad[i].mut(&cfg);
+        synesis_tunnel *t = (synesis_tunnel *)f; /* must come back NULL */
+        char detail[512] = "";
+        int rv = synesis_tunnel_new(&t, f->loop, &cfg, NULL, NULL, detail, sizeof(detail));
+        if (rv != SYNESIS_ERR_INVALID_ARGUMENT || !strstr(detail, bad[i].hint))
+            fail_msg("case %zu: %s: %s", i, synesis_error_name(rv), detail);
+        assert_null(t);
+    }
+    /* The limits themselves are accepted. */
+    synesis_tunnel_config ok = f->cfg;
+    ok.max_udp_payload = 1200;
+    ok.keep_alive_interval = 0;
+    ok.heartbeat_interval = 0;
+    ok.stream_recv_window = 1024;
+    ok.reconnect_initial_delay = ok.reconnect_max_delay = 0;
+    ok.reconnect_multiplier = 1;
+    ok.reconnect_jitter = 1;
+    synesis_tunnel *t = NULL;
+    assert_int_equal(synesis_tunnel_new(&t, f->loop, &ok, NULL, NULL, NULL, 0), 0);
+    synesis_tunnel_free(t);
+    ok.max_udp_payload = SYN_UDP_MAX_PAYLOAD;
+    ok.reconnect_jitter = 0;
+    assert_int_equal(synesis_tunnel_new(&t, f->loop, &ok, NULL, NULL, NULL, 0), 0);
+    synesis_tunnel_free(t);
+}
+
+static void test_new_arguments_and_detail(void **state) {
+    fixture *f = *state;
+    synesis_tunnel *t = (synesis_tunnel *)f;
+    char detail[512];
+    assert_int_equal(synesis_tunnel_new(&t, NULL, &f->cfg, NULL, NULL, detail, sizeof(detail)),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(detail, "required"));
+    assert_int_equal(synesis_tunnel_new(&t, f->loop, NULL, NULL, NULL, detail, sizeof(detail)),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(synesis_tunnel_new(NULL, f->loop, &f->cfg, NULL, NULL, NULL, 0),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    /* The detail is truncated to the buffer, always terminated; a zero length writes nothing. */
+    synesis_tunnel_config cfg = f->cfg;
+    cfg.cloud_url = NULL;
+    char small[8];
+    memset(small, 'x', sizeof(small));
+    assert_int_equal(synesis_tunnel_new(&t, f->loop, &cfg, NULL, NULL, small, sizeof(small)),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_null(t);
+    assert_int_equal(strlen(small), sizeof(small) - 1);
+    memset(small, 'x', sizeof(small));
+    assert_int_equal(synesis_tunnel_new(&t, f->loop, &cfg, NULL, NULL, small, 0),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(small[0], 'x');
+}
+
+/* In-memory PEM (with a passphrase that an unencrypted key ignores) and SPKI pins, all deep-copied:
+ * the caller's buffers are wiped before connect(). */
+static char *read_file(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    char *buf = calloc(1, 65536);
+    assert_non_null(buf);
+    *len = fread(buf, 1, 65535, fp);
+    fclose(fp);
+    return buf;
+}
+
+static void test_in_memory_pem_and_pins(void **state) {
+    fixture *f = *state;
+    synesis_identity_info info;
+    char detail[512];
+    assert_int_equal(synesis_identity_inspect(syn_test_path(pki, "edge.pem"), &info, detail,
+                                              sizeof(detail)),
+                     0);
+    size_t cert_len, key_len;
+    char *cert = read_file(syn_test_path(pki, "device.pem"), &cert_len);
+    char *key = read_file(syn_test_path(pki, "device.key"), &key_len);
+    char *pass = strdup("unused");
+    uint8_t(*pins)[32] = calloc(2, 32);
+    memset(pins[0], 0xab, 32); /* a pin that matches nothing, then the edge's */
+    memcpy(pins[1], info.spki_sha256, 32);
+    synesis_tunnel_config cfg = f->cfg;
+    cfg.cert_path = cfg.key_path = "/nonexistent"; /* the PEM takes precedence */
+    cfg.cert_pem = cert;
+    cfg.cert_pem_len = 0; /* NUL-terminated */
+    cfg.key_pem = key;
+    cfg.key_pem_len = key_len;
+    cfg.key_passphrase = pass;
+    cfg.spki_pins = (const uint8_t(*)[32])pins;
+    cfg.n_spki_pins = 2;
+    int rv = synesis_tunnel_new(&f->t, f->loop, &cfg, NULL, f, detail, sizeof(detail));
+    if (rv)
+        fail_msg("%s: %s", synesis_error_name(rv), detail);
+    memset(cert, 0, cert_len);
+    memset(key, 0, key_len);
+    memset(pins, 0, 64);
+    free(cert);
+    free(key);
+    free(pass);
+    free(pins);
+    assert_int_equal(synesis_tunnel_connect(f->t), 0);
+    assert_true(syn_test_run_until(f->loop, connected, f->t, 5));
+    assert_echo_works(f);
+    synesis_tunnel_free(f->t);
+    f->t = NULL;
+
+    /* Only a wrong pin: refused. */
+    uint8_t wrong[1][32];
+    memset(wrong, 0xcd, sizeof(wrong));
+    cfg = f->cfg;
+    cfg.spki_pins = (const uint8_t(*)[32])wrong;
+    cfg.n_spki_pins = 1;
+    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &cfg, NULL, f, detail, sizeof(detail)), 0);
+    assert_int_equal(synesis_tunnel_subscribe(f->t, syn_test_record_state, &f->states, NULL), 0);
+    assert_int_equal(synesis_tunnel_connect(f->t), 0);
+    assert_true(syn_test_run_until(f->loop, failed_state, f, 5));
+    int k = syn_test_find_state(&f->states, SYNESIS_STATE_FAILED, 0);
+    assert_int_equal(f->states.errors[k], SYNESIS_ERR_PEER_PIN_MISMATCH);
+    assert_int_equal(syn_test_find_state(&f->states, SYNESIS_STATE_CONNECTED, 0), -1);
+}
+
+/* ---- request API ---- */
+
+typedef struct rel {
+    int calls;
+    size_t len;
+} rel;
+
+static void on_release(void *ud, const void *data, size_t len) {
+    (void)data;
+    rel *r = ud;
+    r->calls++;
+    r->len = len;
+}
+
+static void test_request_invalid_arguments(void **state) {
+    fixture *f = *state;
+    result res = {0};
+    synesis_request *req = (synesis_request *)f;
+    assert_int_equal(synesis_tunnel_request(NULL, "x", 1, NULL, on_resp, &res, &req),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_null(req);
+    assert_int_equal(synesis_tunnel_request(f->t, "x", 1, NULL, NULL, &res, NULL),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(synesis_tunnel_request(f->t, NULL, 3, NULL, on_resp, &res, NULL),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    synesis_request_options o;
+    synesis_request_options_init(&o);
+    o.struct_size = 0;
+    assert_int_equal(synesis_tunnel_request(f->t, "x", 1, &o, on_resp, &res, NULL),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    synesis_request_options_init(&o);
+    o.timeout = -1;
+    assert_int_equal(synesis_tunnel_request(f->t, "x", 1, &o, on_resp, &res, NULL),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    req = (synesis_request *)f;
+    assert_int_equal(synesis_tunnel_request_nocopy(f->t, "x", 1, NULL, NULL, NULL, on_resp, &res,
+                                                   &req),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_null(req);
+    rel r = {0};
+    assert_int_equal(synesis_tunnel_request_nocopy(f->t, "x", 1, on_release, &r, &o, on_resp, &res,
+                                                   NULL),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(r.calls, 1); /* released even though refused */
+    assert_int_equal(synesis_request_cancel(NULL), SYNESIS_ERR_INVALID_ARGUMENT);
+    syn_test_run_for(f->loop, 0.02);
+    assert_int_equal(res.calls, 0); /* no callback for a refused request */
+
+    /* Empty requests are fine: no data pointer needed, an empty response. */
+    request_and_wait(f, NULL, 0, NULL, &res);
+    assert_int_equal(res.status, 0);
+    assert_int_equal(res.len, 0);
+    rel r0 = {0};
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(synesis_tunnel_request_nocopy(f->t, "", 0, on_release, &r0, NULL, on_resp,
+                                                   &res, NULL),
+                     0);
+    assert_int_equal(r0.calls, 1); /* nothing to hold on to */
+    assert_true(syn_test_run_until(f->loop, res_done, &res, 5));
+    assert_int_equal(res.status, 0);
+    assert_int_equal(r0.calls, 1);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    assert_int_equal(st.requests_sent, 2);
+    assert_int_equal(st.requests_failed, 0);
+}
+
+typedef struct sent_wait {
+    synesis_tunnel *t;
+    uint64_t n;
+} sent_wait;
+
+static int sent_at_least(void *ud) {
+    sent_wait *w = ud;
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(w->t, &st);
+    return st.requests_sent >= w->n;
+}
+
+static int setup_queue(void **state) {
+    fixture *f = make_fixture(1, 0, 0);
+    f->cfg.max_queued_requests = 2;
+    start_tunnel(f, NULL);
+    *state = f;
+    return 0;
+}
+
+/* The edge allows one stream: one request in flight, two wait, the next is refused. */
+static void test_queue_full(void **state) {
+    fixture *f = *state;
+    result a = {0}, b = {0}, c = {0}, d = {0};
+    assert_int_equal(synesis_tunnel_request(f->t, "SLEEP 100\nA", 11, NULL, on_resp, &a, NULL), 0);
+    sent_wait w = {f->t, 1};
+    assert_true(syn_test_run_until(f->loop, sent_at_least, &w, 5)); /* a has the stream */
+    assert_int_equal(synesis_tunnel_request(f->t, "b", 1, NULL, on_resp, &b, NULL), 0);
+    /* A queued request cancelled from the queue's tail makes room. */
+    result x = {0};
+    synesis_request *xr;
+    assert_int_equal(synesis_tunnel_request(f->t, "x", 1, NULL, on_resp, &x, &xr), 0);
+    assert_int_equal(synesis_request_cancel(xr), 0);
+    assert_int_equal(x.calls, 1);
+    assert_int_equal(x.status, SYNESIS_ERR_CANCELLED);
+    assert_int_equal(synesis_tunnel_request(f->t, "c", 1, NULL, on_resp, &c, NULL), 0);
+    synesis_request *req = (synesis_request *)f;
+    assert_int_equal(synesis_tunnel_request(f->t, "d", 1, NULL, on_resp, &d, &req),
+                     SYNESIS_ERR_QUEUE_FULL);
+    assert_null(req);
+    rel r = {0};
+    assert_int_equal(synesis_tunnel_request_nocopy(f->t, "e", 1, on_release, &r, NULL, on_resp, &d,
+                                                   NULL),
+                     SYNESIS_ERR_QUEUE_FULL);
+    assert_int_equal(r.calls, 1);
+    assert_true(syn_test_run_until(f->loop, res_done, &c, 5));
+    assert_int_equal(d.calls, 0);
+    assert_int_equal(a.status, 0);
+    assert_memory_equal(a.data, "A", 1);
+    assert_int_equal(b.status, 0);
+    assert_int_equal(c.status, 0);
+    assert_memory_equal(c.data, "c", 1);
+    /* Room again. */
+    assert_echo_works(f);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    assert_int_equal(st.requests_sent, 4);
+    assert_int_equal(st.requests_failed, 0);
+}
+
+static int setup_short_default_timeout(void **state) {
+    fixture *f = make_fixture(100, 0, 0);
+    f->cfg.request_timeout = 0.3;
+    start_tunnel(f, NULL);
+    *state = f;
+    return 0;
+}
+
+/* options.timeout 0 (and NULL options) mean the configuration's request_timeout; a positive one
+ * overrides it either way. */
+static void test_zero_timeout_means_config_default(void **state) {
+    fixture *f = *state;
+    synesis_request_options o;
+    synesis_request_options_init(&o);
+    assert_true(o.timeout == 0);
+    result res;
+    request_and_wait(f, "SLEEP 20\nok", 11, &o, &res); /* 0 is not "at once" */
+    assert_int_equal(res.status, 0);
+    request_and_wait(f, "SLEEP 3000\n", 11, &o, &res); /* nor "never", nor 30 s */
+    assert_int_equal(res.status, SYNESIS_ERR_TIMEOUT);
+    request_and_wait(f, "SLEEP 3000\n", 11, NULL, &res);
+    assert_int_equal(res.status, SYNESIS_ERR_TIMEOUT);
+    o.timeout = 5;
+    request_and_wait(f, "SLEEP 400\nok", 12, &o, &res); /* longer than the default */
+    assert_int_equal(res.status, 0);
+    o.timeout = 0.05;
+    request_and_wait(f, "SLEEP 3000\n", 11, &o, &res);
+    assert_int_equal(res.status, SYNESIS_ERR_TIMEOUT);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    assert_int_equal(st.requests_timed_out, 3);
+    assert_int_equal(st.requests_succeeded, 2);
+}
+
+/* Upstream datagrams are delayed 300 ms: the edge answers after our request timed out (or was
+ * cancelled) but before it learns so. The answers reach a stream nobody owns any more. */
+static void cancel_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    assert_int_equal(synesis_request_cancel(w->data), 0);
+}
+
+typedef struct edge_bytes {
+    syn_edge *e;
+    uint64_t n;
+} edge_bytes;
+
+static int edge_got(void *ud) {
+    edge_bytes *w = ud;
+    syn_edge_stats st;
+    syn_edge_get_stats(w->e, &st);
+    return st.bytes_received >= w->n;
+}
+
+static void test_late_response_goes_nowhere(void **state) {
+    fixture *f = *state;
+    syn_fault_dir up = {.delay_ms = 300};
+    syn_fault_proxy_set(f->proxy, &up, NULL);
+    synesis_request_options o;
+    synesis_request_options_init(&o);
+    o.timeout = 0.15;
+    result timed = {0}, cancelled = {0};
+    assert_int_equal(synesis_tunnel_request(f->t, "late-1", 6, &o, on_resp, &timed, NULL), 0);
+    synesis_request *req;
+    assert_int_equal(synesis_tunnel_request(f->t, "late-2", 6, NULL, on_resp, &cancelled, &req), 0);
+    ev_timer cancel;
+    ev_timer_init(&cancel, cancel_cb, 0.1, 0.);
+    cancel.data = req;
+    ev_timer_start(f->loop, &cancel);
+    assert_true(syn_test_run_until(f->loop, res_done, &timed, 5));
+    assert_int_equal(cancelled.calls, 1);
+    assert_int_equal(cancelled.status, SYNESIS_ERR_CANCELLED);
+    assert_int_equal(timed.status, SYNESIS_ERR_TIMEOUT);
+    edge_bytes w = {f->edge, 12};
+    assert_true(syn_test_run_until(f->loop, edge_got, &w, 5)); /* the edge answered both */
+    syn_test_run_for(f->loop, 0.3);                            /* the answers come back */
+    assert_int_equal(timed.calls, 1);
+    assert_int_equal(cancelled.calls, 1);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    assert_int_equal(st.bytes_received, 0);
+    assert_int_equal(st.requests_timed_out, 1);
+    assert_int_equal(st.requests_cancelled, 1);
+    syn_fault_proxy_set(f->proxy, NULL, NULL);
+    assert_echo_works(f);
+}
+
+/* ---- NULL safety, statistics, accessors ---- */
+
+static void noop_state(synesis_tunnel *t, const synesis_tunnel_state *o,
+                       const synesis_tunnel_state *n, void *ud) {
+    (void)t;
+    (void)o;
+    (void)n;
+    (void)ud;
+}
+
+static void test_null_safety(void **state) {
+    fixture *f = *state;
+    synesis_tunnel_free(NULL);
+    assert_int_equal(synesis_tunnel_is_connected(NULL), 0);
+    assert_int_equal(synesis_tunnel_is_healthy(NULL), 0);
+    assert_string_equal(synesis_tunnel_last_error(NULL), "");
+    assert_null(synesis_tunnel_user_data(NULL));
+    assert_int_equal(synesis_tunnel_connect(NULL), SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(synesis_tunnel_disconnect(NULL), SYNESIS_ERR_INVALID_ARGUMENT);
+    uint32_t id = 0;
+    assert_int_equal(synesis_tunnel_subscribe(NULL, noop_state, NULL, &id),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(synesis_tunnel_subscribe(f->t, NULL, NULL, &id), SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(synesis_tunnel_unsubscribe(NULL, 1), SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(synesis_request_cancel(NULL), SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(synesis_vitals_add_number(NULL, "k", 1), SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(synesis_vitals_add_string(NULL, "k", "v"), SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(synesis_vitals_add_bool(NULL, "k", 1), SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_string_equal(synesis_state_name((synesis_state_kind)99), "Unknown");
+    /* Many subscribers (the list grows), one removed while others stay. */
+    uint32_t ids[9];
+    for (int i = 0; i < 9; i++)
+        assert_int_equal(synesis_tunnel_subscribe(f->t, noop_state, NULL, &ids[i]), 0);
+    assert_int_equal(synesis_tunnel_unsubscribe(f->t, ids[4]), 0);
+    assert_int_equal(synesis_tunnel_unsubscribe(f->t, ids[4]), SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_true(synesis_tunnel_is_connected(f->t));
+}
+
+static void test_stats_json_short_buffer(void **state) {
+    fixture *f = *state;
+    assert_echo_works(f);
+    int n = synesis_tunnel_stats_json(f->t, NULL, 0);
+    assert_true(n > 100);
+    char *full = malloc((size_t)n + 1);
+    assert_int_equal(synesis_tunnel_stats_json(f->t, full, (size_t)n + 1), n);
+    assert_int_equal(strlen(full), (size_t)n);
+    cJSON *o = cJSON_Parse(full);
+    assert_non_null(o);
+    assert_string_equal(cJSON_GetObjectItem(o, "state")->valuestring, "Connected");
+    assert_int_equal((int)cJSON_GetObjectItem(o, "requests_succeeded")->valuedouble, 1);
+    assert_string_equal(cJSON_GetObjectItem(o, "last_error")->valuestring, "");
+    cJSON_Delete(o);
+    char small[16];
+    memset(small, 'x', sizeof(small));
+    assert_int_equal(synesis_tunnel_stats_json(f->t, small, sizeof(small)), n);
+    assert_int_equal(strlen(small), sizeof(small) - 1);
+    assert_memory_equal(small, full, sizeof(small) - 1);
+    char one[1] = {'x'};
+    assert_int_equal(synesis_tunnel_stats_json(f->t, one, 1), n);
+    assert_int_equal(one[0], 0);
+    /* Exactly one byte short: truncated by one. */
+    assert_int_equal(synesis_tunnel_stats_json(f->t, full, (size_t)n), n);
+    assert_int_equal(strlen(full), (size_t)n - 1);
+    free(full);
+}
+
+static void test_last_error_and_user_data(void **state) {
+    fixture *f = *state;
+    syn_edge_stop(f->edge, 0); /* nothing listens */
+    char detail[256];
+    int marker;
+    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, &marker, detail,
+                                        sizeof(detail)),
+                     0);
+    assert_ptr_equal(synesis_tunnel_user_data(f->t), &marker);
+    assert_string_equal(synesis_tunnel_last_error(f->t), "");
+    assert_int_equal(synesis_tunnel_subscribe(f->t, syn_test_record_state, &f->states, NULL), 0);
+    assert_int_equal(synesis_tunnel_connect(f->t), 0);
+    assert_true(syn_test_run_until(f->loop, failed_state, f, 5));
+    assert_non_null(strstr(synesis_tunnel_last_error(f->t), "refused"));
+    synesis_tunnel_state st;
+    synesis_tunnel_get_state(f->t, &st);
+    assert_int_equal(st.kind, SYNESIS_STATE_FAILED);
+    assert_string_equal(st.error_detail, synesis_tunnel_last_error(f->t));
+    synesis_tunnel_stats s;
+    synesis_tunnel_get_stats(f->t, &s);
+    assert_int_equal(s.last_error, st.error);
+    char json[2048];
+    assert_true(synesis_tunnel_stats_json(f->t, json, sizeof(json)) > 0);
+    assert_non_null(strstr(json, synesis_error_name(st.error)));
+    assert_non_null(strstr(json, "\"state\":\"Failed\""));
+    assert_ptr_equal(synesis_tunnel_user_data(f->t), &marker);
+}
+
+/* ---- heartbeats ---- */
+
+static void on_hb(synesis_tunnel *t, const synesis_heartbeat_info *info, void *ud) {
+    (void)t;
+    fixture *f = ud;
+    f->hb_last_status = info->status;
+    if (info->status == 0)
+        f->hb_ok++;
+    else
+        f->hb_failed++;
+}
+
+static void on_vitals(synesis_tunnel *t, synesis_vitals *v, void *ud) {
+    (void)t;
+    fixture *f = ud;
+    if (!f->vitals_checked) {
+        f->vitals_checked = 1;
+        assert_int_equal(synesis_vitals_add_string(v, "k", NULL), SYNESIS_ERR_INVALID_ARGUMENT);
+        assert_int_equal(synesis_vitals_add_number(v, NULL, 1), SYNESIS_ERR_INVALID_ARGUMENT);
+        assert_int_equal(synesis_vitals_add_bool(v, NULL, 1), SYNESIS_ERR_INVALID_ARGUMENT);
+    }
+    /* Over the maximum (8 KiB), or several packets' worth under it. */
+    static char big[10001];
+    size_t n = f->huge ? 10000 : 3000;
+    memset(big, 'v', n);
+    big[n] = 0;
+    assert_int_equal(synesis_vitals_add_string(v, "blob", big), 0);
+}
+
+static int hb_failed_twice(void *ud) { return ((fixture *)ud)->hb_failed >= 2; }
+static int hb_sent(void *ud) { return ((fixture *)ud)->hb_ok >= 1; }
+
+typedef struct edge_hb {
+    syn_edge *e;
+} edge_hb;
+
+static int edge_has_heartbeat(void *ud) {
+    syn_edge_stats st;
+    syn_edge_get_stats(((edge_hb *)ud)->e, &st);
+    return st.heartbeats >= 1;
+}
+
+static void test_heartbeat_over_max_size(void **state) {
+    fixture *f = *state;
+    f->cfg.heartbeat_interval = 0.03;
+    f->cfg.max_heartbeat_size = 8192;
+    f->cfg.device_id = "custom-id";
+    f->cfg.vitals_disk_path = NULL;
+    f->cfg.log = tunnel_log;
+    f->cfg.log_user_data = f;
+    f->cfg.log_level = SYNESIS_LOG_WARN;
+    f->huge = 1;
+    synesis_tunnel_callbacks cb = {.on_heartbeat = on_hb, .on_vitals = on_vitals};
+    start_tunnel(f, &cb);
+    assert_true(syn_test_run_until(f->loop, hb_failed_twice, f, 5));
+    assert_int_equal(f->hb_last_status, SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(f->hb_ok, 0);
+    assert_true(logged(f, "exceed the maximum"));
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    assert_true(st.heartbeats_failed >= 2);
+    assert_int_equal(st.heartbeats_sent, 0);
+    assert_true(synesis_tunnel_is_connected(f->t)); /* not a connection problem */
+    /* Under the maximum again: it goes out, over several packets. */
+    f->huge = 0;
+    assert_true(syn_test_run_until(f->loop, hb_sent, f, 5));
+    edge_hb w = {f->edge};
+    assert_true(syn_test_run_until(f->loop, edge_has_heartbeat, &w, 5));
+    syn_edge_device dev;
+    assert_int_equal(syn_edge_device_info(f->edge, "err-1", &dev), 0);
+    assert_non_null(strstr(dev.last_json, "\"device_id\":\"custom-id\""));
+    assert_null(strstr(dev.last_json, "disk_free_kb"));
+    assert_non_null(strstr(dev.last_json, "vvvvvvvvvv"));
+    assert_int_equal(syn_edge_device_info(f->edge, "nobody", &dev), -1);
+    syn_edge_stats es;
+    syn_edge_get_stats(f->edge, &es);
+    assert_int_equal(es.bad_frames, 0);
+}
+
+/* ---- name resolution and addresses ---- */
+
+typedef struct hook_cfg {
+    int fail;
+    int n;
+    const char *addrs[4];
+} hook_cfg;
+
+static int resolve_hook(void *ud, const char *host, uint16_t port, struct sockaddr_storage *addrs,
+                        unsigned int *lens, size_t max) {
+    (void)host;
+    hook_cfg *h = ud;
+    if (h->fail)
+        return -1;
+    int n = 0;
+    for (int i = 0; i < h->n && (size_t)n < max; i++) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&addrs[n];
+        memset(in, 0, sizeof(*in));
+        in->sin_family = AF_INET;
+        in->sin_port = htons(port);
+        inet_pton(AF_INET, h->addrs[i], &in->sin_addr);
+        lens[n++] = sizeof(*in);
+    }
+    return n;
+}
+
+static int finished_attempt(void *ud) {
+    fixture *f = ud;
+    return syn_test_find_state(&f->states, SYNESIS_STATE_FAILED, 0) >= 0 ||
+           syn_test_find_state(&f->states, SYNESIS_STATE_CONNECTED, 0) >= 0;
+}
+
+static void connect_with_hook(fixture *f, hook_cfg *h) {
+    synesis_tunnel_free(f->t);
+    f->t = NULL;
+    memset(&f->states, 0, sizeof(f->states));
+    static char url[64];
+    snprintf(url, sizeof(url), "quic://edge.test:%u", (unsigned)syn_edge_port(f->edge));
+    synesis_tunnel_config cfg = f->cfg;
+    cfg.cloud_url = url;
+    cfg.resolve = resolve_hook;
+    cfg.resolve_user_data = h;
+    char detail[256];
+    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &cfg, NULL, f, detail, sizeof(detail)), 0);
+    assert_int_equal(synesis_tunnel_subscribe(f->t, syn_test_record_state, &f->states, NULL), 0);
+    assert_int_equal(synesis_tunnel_connect(f->t), 0);
+    assert_true(syn_test_run_until(f->loop, finished_attempt, f, 5));
+}
+
+static void test_resolution_and_address_fallback(void **state) {
+    fixture *f = *state;
+    hook_cfg h = {.fail = 1};
+    connect_with_hook(f, &h);
+    assert_int_equal(f->states.kinds[f->states.n - 1], SYNESIS_STATE_FAILED);
+    assert_int_equal(f->states.errors[f->states.n - 1], SYNESIS_ERR_DNS);
+    hook_cfg none = {.n = 0};
+    connect_with_hook(f, &none);
+    assert_int_equal(f->states.errors[f->states.n - 1], SYNESIS_ERR_DNS);
+    assert_non_null(strstr(synesis_tunnel_last_error(f->t), "edge.test"));
+    /* The only address cannot even be connected to (broadcast without SO_BROADCAST). */
+    hook_cfg bcast = {.n = 1, .addrs = {"255.255.255.255"}};
+    connect_with_hook(f, &bcast);
+    assert_int_equal(f->states.errors[f->states.n - 1], SYNESIS_ERR_SOCKET);
+    assert_non_null(strstr(synesis_tunnel_last_error(f->t), "connect("));
+    /* Broadcast, then an address where nothing listens (ICMP port unreachable), then the edge. */
+    hook_cfg chain = {.n = 3, .addrs = {"255.255.255.255", "127.0.0.2", "127.0.0.1"}};
+    connect_with_hook(f, &chain);
+    assert_int_equal(f->states.kinds[f->states.n - 1], SYNESIS_STATE_CONNECTED);
+    assert_int_equal(syn_test_find_state(&f->states, SYNESIS_STATE_FAILED, 0), -1);
+    assert_non_null(strstr(synesis_tunnel_last_error(f->t), "127.0.0.2"));
+    assert_echo_works(f);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    assert_int_equal(st.connections, 1);
+}
+
+/* The ngtcp2 trace reaches the application's log at TRACE level. */
+static void test_trace_log(void **state) {
+    fixture *f = *state;
+    f->cfg.log = tunnel_log;
+    f->cfg.log_user_data = f;
+    f->cfg.log_level = SYNESIS_LOG_TRACE;
+    start_tunnel(f, NULL);
+    assert_true(logged(f, "quic: "));
+    assert_true(f->nlogs > 5);
+}
+
+/* The edge vanishes without a word; the next burst of datagrams meets ICMP port unreachable on
+ * the send path (the connected socket reports it to sendmmsg): the connection is lost at once. */
+static void test_send_error_ends_connection(void **state) {
+    fixture *f = *state;
+    static char body[20000];
+    memset(body, 'z', sizeof(body));
+    syn_edge_stop(f->edge, 0);
+    result res = {0};
+    assert_int_equal(synesis_tunnel_request(f->t, body, sizeof(body), NULL, on_resp, &res, NULL),
+                     0);
+    assert_true(syn_test_run_until(f->loop, res_done, &res, 5));
+    assert_int_equal(res.status, SYNESIS_ERR_CONNECTION_LOST);
+    int k = syn_test_find_state(&f->states, SYNESIS_STATE_RECONNECTING, 0);
+    assert_true(k >= 0);
+    assert_int_equal(f->states.errors[k], SYNESIS_ERR_CONNECTION_LOST);
+    assert_non_null(strstr(synesis_tunnel_last_error(f->t), "refused"));
+}
+
+/* ---- the edge's commands, version negotiation, garbage ---- */
+
+static void test_edge_refuses_bad_commands(void **state) {
+    fixture *f = *state;
+    const char *refused[] = {"SRC abc\n", "SRC \n", "SLEEP 700000\n", "SLEEP x\n", "RESET x\n",
+                             "SLEEP 5"};
+    result res;
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        request_and_wait(f, refused[i], strlen(refused[i]), NULL, &res);
+        if (res.status != SYNESIS_ERR_STREAM_RESET || res.app_code != SYN_APP_REFUSED)
+            fail_msg("'%s': %s 0x%llx", refused[i], synesis_error_name(res.status),
+                     (unsigned long long)res.app_code);
+    }
+    request_and_wait(f, "SRC 0\n", 6, NULL, &res);
+    assert_int_equal(res.status, 0);
+    assert_int_equal(res.len, 0);
+    request_and_wait(f, "SR", 2, NULL, &res); /* could have become a command: echoed */
+    assert_int_equal(res.status, 0);
+    assert_int_equal(res.len, 2);
+    assert_memory_equal(res.data, "SR", 2);
+    assert_true(synesis_tunnel_is_connected(f->t));
+}
+
+typedef struct udp_peer {
+    int fd;
+    ev_io io;
+    uint8_t buf[2048];
+    ssize_t len;
+} udp_peer;
+
+static void peer_cb(struct ev_loop *loop, ev_io *w, int revents) {
+    (void)loop;
+    (void)revents;
+    udp_peer *p = w->data;
+    ssize_t n = recv(p->fd, p->buf, sizeof(p->buf), 0);
+    if (n > 0)
+        p->len = n;
+}
+
+static void peer_open(fixture *f, udp_peer *p) {
+    memset(p, 0, sizeof(*p));
+    p->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(p->fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(p->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ev_io_init(&p->io, peer_cb, p->fd, EV_READ);
+    p->io.data = p;
+    ev_io_start(f->loop, &p->io);
+}
+
+static void peer_close(fixture *f, udp_peer *p) {
+    ev_io_stop(f->loop, &p->io);
+    close(p->fd);
+}
+
+static void peer_send(udp_peer *p, uint16_t port, const void *buf, size_t len) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons(port)};
+    assert_int_equal(sendto(p->fd, buf, len, 0, (struct sockaddr *)&a, sizeof(a)), (ssize_t)len);
+}
+
+static int peer_got(void *ud) { return ((udp_peer *)ud)->len > 0; }
+
+/* A long-header packet: first byte, version, DCID, SCID, then filler up to len. */
+static size_t long_header(uint8_t *out, size_t len, uint8_t first, uint32_t version,
+                          const uint8_t *dcid, uint8_t dcidlen, const uint8_t *scid,
+                          uint8_t scidlen) {
+    size_t i = 0;
+    out[i++] = first;
+    out[i++] = (uint8_t)(version >> 24);
+    out[i++] = (uint8_t)(version >> 16);
+    out[i++] = (uint8_t)(version >> 8);
+    out[i++] = (uint8_t)version;
+    out[i++] = dcidlen;
+    memcpy(out + i, dcid, dcidlen);
+    i += dcidlen;
+    out[i++] = scidlen;
+    memcpy(out + i, scid, scidlen);
+    i += scidlen;
+    for (; i < len; i++)
+        out[i] = (uint8_t)(i * 7);
+    return len;
+}
+
+static void test_edge_version_negotiation(void **state) {
+    fixture *f = *state;
+    udp_peer p;
+    peer_open(f, &p);
+    const uint8_t dcid[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    const uint8_t scid[5] = {9, 10, 11, 12, 13};
+    uint8_t pkt[1200];
+    /* Too short to be answered (no amplification): nothing comes back. */
+    peer_send(&p, syn_edge_port(f->edge), pkt,
+              long_header(pkt, 200, 0xc0, 0x1a2a3a4a, dcid, 8, scid, 5));
+    syn_test_run_for(f->loop, 0.05);
+    assert_int_equal(p.len, 0);
+    /* A full-size Initial-sized datagram of an unknown version gets Version Negotiation. */
+    peer_send(&p, syn_edge_port(f->edge), pkt,
+              long_header(pkt, sizeof(pkt), 0xc0, 0x1a2a3a4a, dcid, 8, scid, 5));
+    assert_true(syn_test_run_until(f->loop, peer_got, &p, 5));
+    const uint8_t *v = p.buf;
+    assert_true(p.len >= 7 + 8 + 5 + 4);
+    assert_true(v[0] & 0x80);                                  /* long header */
+    assert_int_equal(v[1] | v[2] | v[3] | v[4], 0);            /* version 0: negotiation */
+    assert_int_equal(v[5], 5);                                 /* DCID = our SCID */
+    assert_memory_equal(v + 6, scid, 5);
+    assert_int_equal(v[11], 8);                                /* SCID = our DCID */
+    assert_memory_equal(v + 12, dcid, 8);
+    int has_v1 = 0;
+    for (ssize_t i = 20; i + 4 <= p.len; i += 4)
+        has_v1 |= v[i] == 0 && v[i + 1] == 0 && v[i + 2] == 0 && v[i + 3] == 1;
+    assert_true(has_v1);
+    peer_close(f, &p);
+    assert_echo_works(f);
+    syn_edge_stats es;
+    syn_edge_get_stats(f->edge, &es);
+    assert_int_equal(es.accepted, 1);
+}
+
+static void fill(uint8_t *p, size_t n, uint32_t seed) {
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        p[i] = (uint8_t)x;
+    }
+}
+
+/* Sends an assortment of datagrams that are not QUIC the receiver can use. */
+static void send_garbage(udp_peer *p, uint16_t port) {
+    static uint8_t buf[3000];
+    const uint8_t dcid[18] = {0xde, 0xad};
+    const uint8_t scid[8] = {0xbe, 0xef};
+    fill(buf, sizeof(buf), 1);
+    peer_send(p, port, buf, 1);  /* one byte */
+    peer_send(p, port, buf, 5);  /* a fragment */
+    buf[0] = 0x40;               /* short header, unknown connection ID */
+    peer_send(p, port, buf, 40);
+    peer_send(p, port, buf, 1600); /* larger than any QUIC datagram we take */
+    peer_send(p, port, buf, 30);   /* right behind it, in the same batch */
+    /* A version 1 Initial of noise, full size: first a malformed one, then one that parses
+     * (empty token, a length covering the rest) but does not decrypt. */
+    peer_send(p, port, buf, long_header(buf, 1200, 0xc0, 1, dcid, 18, scid, 8));
+    size_t h = long_header(buf, 1200, 0xc0, 1, dcid, 18, scid, 8);
+    size_t at = 1 + 4 + 1 + 18 + 1 + 8;
+    buf[at] = 0;                                  /* token length */
+    buf[at + 1] = (uint8_t)(0x40 | ((h - at - 3) >> 8)); /* length (2-byte varint) */
+    buf[at + 2] = (uint8_t)(h - at - 3);
+    peer_send(p, port, buf, h);
+    /* A Version Negotiation packet and a Retry, both of noise. */
+    peer_send(p, port, buf, long_header(buf, 60, 0x80, 0, dcid, 8, scid, 8));
+    peer_send(p, port, buf, long_header(buf, 60, 0xf0, 1, dcid, 8, scid, 8));
+    /* Unknown version, short. */
+    peer_send(p, port, buf, long_header(buf, 100, 0xc0, 0x0a0a0a0a, dcid, 8, scid, 8));
+}
+
+static void test_garbage_to_edge(void **state) {
+    fixture *f = *state;
+    udp_peer p;
+    peer_open(f, &p);
+    for (int round = 0; round < 3; round++) {
+        send_garbage(&p, syn_edge_port(f->edge));
+        syn_test_run_for(f->loop, 0.02);
+        assert_echo_works(f);
+    }
+    peer_close(f, &p);
+    assert_true(synesis_tunnel_is_connected(f->t));
+    syn_edge_stats es;
+    syn_edge_get_stats(f->edge, &es);
+    assert_int_equal(es.handshakes, 1);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    assert_int_equal(st.connections, 1);
+    assert_int_equal(f->states.n, 2); /* Connecting, Connected: nothing since */
+}
+
+/* Garbage reaching the tunnel's own socket, through the fault proxy: datagrams that arrive on the
+ * proxy's upstream socket for our tunnel are forwarded to it whatever their source. */
+static void test_garbage_to_tunnel(void **state) {
+    fixture *f = *state;
+    const char *colon = strrchr(f->edge_remote, ':');
+    assert_non_null(colon);
+    uint16_t upstream_port = (uint16_t)atoi(colon + 1);
+    assert_true(upstream_port > 0);
+    syn_fault_stats before, after;
+    syn_fault_proxy_stats(f->proxy, &before);
+    udp_peer p;
+    peer_open(f, &p);
+    for (int round = 0; round < 3; round++) {
+        send_garbage(&p, upstream_port);
+        syn_test_run_for(f->loop, 0.02);
+        assert_echo_works(f);
+    }
+    peer_close(f, &p);
+    syn_fault_proxy_stats(f->proxy, &after);
+    assert_true(after.fwd_down - before.fwd_down >= 3 * 9); /* the garbage reached the tunnel */
+    assert_true(synesis_tunnel_is_connected(f->t));
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    assert_int_equal(st.connections, 1);
+    assert_int_equal(f->states.n, 2);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_config_validation, setup_edge_only, teardown),
+        cmocka_unit_test_setup_teardown(test_new_arguments_and_detail, setup_edge_only, teardown),
+        cmocka_unit_test_setup_teardown(test_in_memory_pem_and_pins, setup_edge_only, teardown),
+        cmocka_unit_test_setup_teardown(test_request_invalid_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_full, setup_queue, teardown),
+        cmocka_unit_test_setup_teardown(test_zero_timeout_means_config_default,
+                                        setup_short_default_timeout, teardown),
+        cmocka_unit_test_setup_teardown(test_late_response_goes_nowhere, setup_proxy, teardown),
+        cmocka_unit_test_setup_teardown(test_null_safety, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_json_short_buffer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_error_and_user_data, setup_edge_only, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_over_max_size, setup_edge_only, teardown),
+        cmocka_unit_test_setup_teardown(test_resolution_and_address_fallback, setup_edge_only,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_trace_log, setup_edge_only, teardown),
+        cmocka_unit_test_setup_teardown(test_send_error_ends_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_edge_refuses_bad_commands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_edge_version_negotiation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_to_edge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_to_tunnel, setup_proxy, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
