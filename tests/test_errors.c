@@ -1086,6 +1086,237 @@ static void test_garbage_to_tunnel(void **state) {
     assert_int_equal(f->states.n, 2);
 }
 
+
+/* ---- more failures on the way in ---- */
+
+/* PEM of a fresh P-256 key and a self-signed certificate with no CN (O only). */
+static char *bio_string(BIO *b) {
+    char *p;
+    long n = BIO_get_mem_data(b, &p);
+    char *s = calloc(1, (size_t)n + 1);
+    assert_non_null(s);
+    memcpy(s, p, (size_t)n);
+    return s;
+}
+
+static void cert_without_cn(char **cert_pem, char **key_pem) {
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    assert_non_null(key);
+    X509 *x = X509_new();
+    assert_non_null(x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"SuperInstance", -1,
+                               -1, 0);
+    X509_set_issuer_name(x, n);
+    X509_set_pubkey(x, key);
+    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    BIO *b = BIO_new(BIO_s_mem());
+    PEM_write_bio_X509(b, x);
+    *cert_pem = bio_string(b);
+    BIO_free(b);
+    b = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL);
+    *key_pem = bio_string(b);
+    BIO_free(b);
+    X509_free(x);
+    EVP_PKEY_free(key);
+}
+
+/* Without config.device_id the device id comes from the certificate's CN: none, no tunnel. */
+static void test_device_id_needs_cn(void **state) {
+    fixture *f = *state;
+    char *cert, *key;
+    cert_without_cn(&cert, &key);
+    synesis_tunnel_config cfg = f->cfg;
+    cfg.cert_pem = cert;
+    cfg.key_pem = key;
+    synesis_tunnel *t = (synesis_tunnel *)f;
+    char detail[512] = "";
+    int rv = synesis_tunnel_new(&t, f->loop, &cfg, NULL, NULL, detail, sizeof(detail));
+    assert_true(rv < 0);
+    assert_null(t);
+    if (!strstr(detail, "device_id"))
+        fail_msg("%s: %s", synesis_error_name(rv), detail);
+    cfg.device_id = "given";
+    assert_int_equal(synesis_tunnel_new(&t, f->loop, &cfg, NULL, NULL, detail, sizeof(detail)), 0);
+    synesis_tunnel_free(t);
+    free(cert);
+    free(key);
+}
+
+/* The process is out of file descriptors when the attempt opens its socket. */
+static void test_socket_failure(void **state) {
+    fixture *f = *state;
+    char detail[256];
+    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail)), 0);
+    assert_int_equal(synesis_tunnel_subscribe(f->t, syn_test_record_state, &f->states, NULL), 0);
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int probe = dup(0);
+    assert_true(probe >= 0);
+    close(probe);
+    low = old;
+    low.rlim_cur = (rlim_t)probe; /* the next descriptor is one too many */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int rv = synesis_tunnel_connect(f->t);
+    int failed = rv == 0 && syn_test_run_until(f->loop, failed_state, f, 5);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(rv, 0);
+    assert_true(failed);
+    int k = syn_test_find_state(&f->states, SYNESIS_STATE_FAILED, 0);
+    assert_int_equal(f->states.errors[k], SYNESIS_ERR_SOCKET);
+    assert_non_null(strstr(synesis_tunnel_last_error(f->t), "socket("));
+    /* With descriptors back, the same tunnel connects. */
+    assert_int_equal(synesis_tunnel_connect(f->t), 0);
+    assert_true(syn_test_run_until(f->loop, connected, f->t, 5));
+}
+
+static void test_edge_configuration_errors(void **state) {
+    fixture *f = *state;
+    syn_edge_config ec;
+    syn_edge_config_init(&ec);
+    ec.cert_file = syn_test_path(pki, "edge.pem");
+    ec.key_file = syn_test_path(pki, "edge.key");
+    ec.ca_file = syn_test_path(pki, "ca.pem");
+    const char *bad[] = {"nope", "[::1", "[::1]4433", "127.0.0.1:", "127.0.0.1:70000",
+                         "127.0.0.1:12x", "localhost:0",
+                         "0123456789012345678901234567890123456789012345678901234567890:1"};
+    char detail[512];
+    syn_edge *e = (syn_edge *)f;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ec.listen = bad[i];
+        int rv = syn_edge_new(&e, f->loop, &ec, detail);
+        if (rv != SYNESIS_ERR_INVALID_ARGUMENT || !strstr(detail, "listen address"))
+            fail_msg("'%s': %s: %s", bad[i], synesis_error_name(rv), detail);
+        assert_null(e);
+    }
+    ec.listen = "127.0.0.1:0";
+    ec.cert_file = "/nonexistent/edge.pem";
+    assert_true(syn_edge_new(&e, f->loop, &ec, detail) < 0);
+    assert_null(e);
+    /* The port of the running edge is taken. */
+    char taken[32];
+    snprintf(taken, sizeof(taken), "127.0.0.1:%u", (unsigned)syn_edge_port(f->edge));
+    ec.listen = taken;
+    ec.cert_file = syn_test_path(pki, "edge.pem");
+    assert_int_equal(syn_edge_new(&e, f->loop, &ec, detail), 0);
+    assert_int_equal(syn_edge_port(e), 0); /* never started */
+    assert_int_equal(syn_edge_start(e, detail), SYNESIS_ERR_SOCKET);
+    assert_non_null(strstr(detail, "bind("));
+    syn_edge_free(e);
+    /* Started twice. */
+    assert_int_equal(syn_edge_start(f->edge, detail), SYNESIS_ERR_INVALID_STATE);
+    syn_edge_free(NULL);
+}
+
+/* A bare client (no send_error hook) learns of ICMP port unreachable on the send path: its
+ * connection ends with CONNECTION_LOST. */
+static void test_raw_client_send_error(void **state) {
+    fixture *f = *state;
+    syn_test_raw_client *c = syn_test_raw_client_new(f->loop, syn_edge_port(f->edge), pki,
+                                                     syn_test_path(pki, "device.pem"),
+                                                     syn_test_path(pki, "device.key"));
+    assert_true(syn_test_run_until(f->loop, syn_test_raw_done, c, 5));
+    assert_int_equal(c->err, 0);
+    syn_edge_stop(f->edge, 0);
+    static uint8_t body[20000];
+    memset(body, 'r', sizeof(body));
+    syn_qstream *s;
+    assert_int_equal(syn_qconn_open_stream(c->qc, 1, NULL, &s), 0);
+    assert_int_equal(syn_qstream_write(s, body, sizeof(body), 1), 0);
+    c->done = 0;
+    assert_true(syn_test_run_until(f->loop, syn_test_raw_done, c, 5));
+    assert_true(c->closed);
+    assert_int_equal(c->err, SYNESIS_ERR_CONNECTION_LOST);
+    assert_non_null(strstr(c->detail, "send"));
+    syn_test_raw_client_free(c);
+}
+
+/* A client closes with a reason full of control characters: the edge reports it printable. */
+static int edge_closed_one(void *ud) {
+    syn_edge_stats st;
+    syn_edge_get_stats(ud, &st);
+    return st.closed >= 1;
+}
+
+static void close_reason_log(void *ud, const char *line) {
+    fixture *f = ud;
+    if (strstr(line, "\"close\"") && f->nlogs < MAX_LOGS)
+        snprintf(f->logs[f->nlogs++], sizeof(f->logs[0]), "%s", line);
+}
+
+static void test_close_reason_sanitised(void **state) {
+    fixture *f = *state;
+    syn_edge_free(f->edge);
+    syn_edge_config ec;
+    syn_edge_config_init(&ec);
+    ec.listen = "127.0.0.1:0";
+    ec.cert_file = syn_test_path(pki, "edge.pem");
+    ec.key_file = syn_test_path(pki, "edge.key");
+    ec.ca_file = syn_test_path(pki, "ca.pem");
+    ec.log = close_reason_log;
+    ec.log_user_data = f;
+    char detail[512];
+    assert_int_equal(syn_edge_new(&f->edge, f->loop, &ec, detail), 0);
+    assert_int_equal(syn_edge_start(f->edge, detail), 0);
+    syn_test_raw_client *c = syn_test_raw_client_new(f->loop, syn_edge_port(f->edge), pki,
+                                                     syn_test_path(pki, "device.pem"),
+                                                     syn_test_path(pki, "device.key"));
+    assert_true(syn_test_run_until(f->loop, syn_test_raw_done, c, 5));
+    assert_int_equal(c->err, 0);
+    syn_qconn_close(c->qc, 7, "bye\x01\x7f!");
+    assert_true(syn_test_run_until(f->loop, edge_closed_one, f->edge, 5));
+    assert_true(logged(f, "bye?" "?!")); /* (split: not a trigraph) */
+    assert_true(logged(f, "0x7"));
+    syn_test_raw_client_free(c);
+}
+
+static int setup_small_requests(void **state) {
+    fixture *f = make_fixture(100, 0, 1000);
+    start_tunnel(f, NULL);
+    *state = f;
+    return 0;
+}
+
+/* The edge refuses a request while we are still sending it (STOP_SENDING + RESET_STREAM): the
+ * rest of the request is dropped, the connection carries on. */
+static void test_request_refused_while_sending(void **state) {
+    fixture *f = *state;
+    size_t n = 1u << 20;
+    char *big = malloc(n);
+    memset(big, 'b', n);
+    result res;
+    request_and_wait(f, big, n, NULL, &res);
+    assert_int_equal(res.status, SYNESIS_ERR_STREAM_RESET);
+    assert_int_equal(res.app_code, SYN_APP_TOO_LARGE);
+    free(big);
+    syn_test_run_for(f->loop, 0.05);
+    assert_echo_works(f);
+    assert_int_equal(f->states.n, 2);
+}
+
+/* The tunnel's address changes under it (a NAT rebinding, by the proxy): the edge follows. */
+static void test_nat_rebinding(void **state) {
+    fixture *f = *state;
+    assert_echo_works(f);
+    char before[64];
+    snprintf(before, sizeof(before), "%s", f->edge_remote);
+    assert_int_equal(syn_fault_proxy_rebind(f->proxy), 0);
+    assert_echo_works(f);
+    assert_echo_works(f);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    assert_int_equal(st.connections, 1);
+    assert_int_equal(f->states.n, 2);
+    syn_edge_stats es;
+    syn_edge_get_stats(f->edge, &es);
+    assert_int_equal(es.accepted, 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_config_validation, setup_edge_only, teardown),
@@ -1108,6 +1339,14 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_edge_version_negotiation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_to_edge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_to_tunnel, setup_proxy, teardown),
+        cmocka_unit_test_setup_teardown(test_device_id_needs_cn, setup_edge_only, teardown),
+        cmocka_unit_test_setup_teardown(test_socket_failure, setup_edge_only, teardown),
+        cmocka_unit_test_setup_teardown(test_edge_configuration_errors, setup_edge_only, teardown),
+        cmocka_unit_test_setup_teardown(test_raw_client_send_error, setup_edge_only, teardown),
+        cmocka_unit_test_setup_teardown(test_close_reason_sanitised, setup_edge_only, teardown),
+        cmocka_unit_test_setup_teardown(test_request_refused_while_sending, setup_small_requests,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_nat_rebinding, setup_proxy, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -408,18 +408,21 @@ static void test_pause_holds_data_and_fin(void **state) {
     free(q);
 }
 
-/* Bytes held for a paused reader count against the connection's flow-control window (16 MiB)
- * until they are consumed. Here the stream window is the whole connection window: a paused stream
- * can hold all of it, and must give the credit back however it ends, or the connection stalls. */
+/* Bytes held for a paused reader count against the connection's flow-control window until they
+ * are consumed, so however a paused stream ends, that credit must come back or the connection
+ * stalls for good. The connection window is four stream windows (16 MiB here): four paused
+ * streams, each filled to its 4 MiB window, hold all of it. */
+#define NHOLD 4
+#define HOLD_WINDOW (4u * 1024 * 1024)
+#define HOLD_CMD "SRC 4194304\n"
+
 static int setup_big_window(void **state) {
     fixture *f = make_fixture(100);
-    f->cfg.stream_recv_window = 16u * 1024 * 1024;
+    f->cfg.stream_recv_window = HOLD_WINDOW;
     start_tunnel(f);
     *state = f;
     return 0;
 }
-
-#define WHOLE_WINDOW "SRC 16777216\n"
 
 static void assert_still_carries_data(fixture *f) {
     srec *q = open_rec(f);
@@ -430,40 +433,50 @@ static void assert_still_carries_data(fixture *f) {
     free(q);
 }
 
-/* The stream ends (both FINs) while paused; resume() delivers the held 16 MiB. */
+/* The streams end (both FINs) while paused; resume() delivers what each held. */
 static void test_held_bytes_return_credit(void **state) {
     fixture *f = *state;
-    srec *r = open_rec(f);
-    synesis_stream_pause(r->s);
-    write_all(r->s, WHOLE_WINDOW, strlen(WHOLE_WINDOW));
-    assert_int_equal(synesis_stream_finish(r->s), 0);
-    edge_wait w = {f->edge, edge_requests(f) + 1};
+    srec *r[NHOLD];
+    edge_wait w = {f->edge, edge_requests(f) + NHOLD};
+    for (int i = 0; i < NHOLD; i++) {
+        r[i] = open_rec(f);
+        synesis_stream_pause(r[i]->s);
+        write_all(r[i]->s, HOLD_CMD, strlen(HOLD_CMD));
+        assert_int_equal(synesis_stream_finish(r[i]->s), 0);
+    }
     assert_true(syn_test_run_until(f->loop, edge_requests_at_least, &w, 20));
     syn_test_run_for(f->loop, 0.02);
-    assert_int_equal(r->data_calls + r->closes, 0);
-    synesis_stream_resume(r->s);
-    assert_int_equal(r->data_calls, 1);
-    assert_int_equal(r->len, 16u * 1024 * 1024);
-    assert_int_equal(r->closes, 1);
-    assert_int_equal(r->status, 0);
-    free(r);
+    for (int i = 0; i < NHOLD; i++) {
+        assert_int_equal(r[i]->data_calls + r[i]->closes, 0);
+        synesis_stream_resume(r[i]->s);
+        assert_int_equal(r[i]->data_calls, 1);
+        assert_int_equal(r[i]->len, HOLD_WINDOW);
+        assert_int_equal(r[i]->closes, 1);
+        assert_int_equal(r[i]->status, 0);
+        free(r[i]);
+    }
     assert_still_carries_data(f);
 }
 
-/* A paused stream holding data is reset: the held bytes are dropped and their credit returned. */
+/* Paused streams holding data are reset: the held bytes are dropped and their credit returned. */
 static void test_reset_paused_stream_returns_credit(void **state) {
     fixture *f = *state;
-    srec *r = open_rec(f);
-    synesis_stream_pause(r->s);
-    write_all(r->s, WHOLE_WINDOW, strlen(WHOLE_WINDOW)); /* our side stays open: no FIN */
-    /* Let the edge fill the window (arriving short of it could only hide a leak, not fail). */
+    srec *r[NHOLD];
+    for (int i = 0; i < NHOLD; i++) {
+        r[i] = open_rec(f);
+        synesis_stream_pause(r[i]->s);
+        write_all(r[i]->s, HOLD_CMD, strlen(HOLD_CMD)); /* our side stays open: no FIN */
+    }
+    /* Let the edge fill the windows (arriving short of that could only hide a leak, not fail). */
     syn_test_run_for(f->loop, 0.3);
-    assert_int_equal(r->data_calls + r->closes, 0);
-    assert_int_equal(synesis_stream_reset(r->s, 9), 0);
-    assert_int_equal(r->closes, 1);
-    assert_int_equal(r->status, SYNESIS_ERR_CANCELLED);
-    assert_int_equal(r->len, 0); /* held bytes are dropped, never delivered */
-    free(r);
+    for (int i = 0; i < NHOLD; i++) {
+        assert_int_equal(r[i]->data_calls + r[i]->closes, 0);
+        assert_int_equal(synesis_stream_reset(r[i]->s, 9), 0);
+        assert_int_equal(r[i]->closes, 1);
+        assert_int_equal(r[i]->status, SYNESIS_ERR_CANCELLED);
+        assert_int_equal(r[i]->len, 0); /* held bytes are dropped, never delivered */
+        free(r[i]);
+    }
     assert_still_carries_data(f);
 }
 
