@@ -1042,9 +1042,9 @@ void syn_qconn_recv(syn_qconn *qc, const syn_sockaddr *local, const syn_sockaddr
             qc_log(qc, SYNESIS_LOG_DEBUG, "packet discarded");
         else
             local_error(qc, rv, "read");
-    } else {
-        qc->need_flush = 1;
     }
+    /* No write pass here: the owner calls syn_qconn_flush() once after a batch of datagrams,
+     * so ACKs and responses of a whole batch leave together. */
     leave(qc);
 }
 

@@ -116,7 +116,8 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
                          const syn_qconn_settings *st, const syn_qconn_ops *ops, void *owner,
                          char *detail);
 
-/* Feeds one received datagram. The owner calls syn_qconn_flush() after a batch. */
+/* Feeds one received datagram. It sends nothing and does not re-arm the timer: the owner must
+ * call syn_qconn_flush() after the batch. */
 void syn_qconn_recv(syn_qconn *qc, const syn_sockaddr *local, const syn_sockaddr *remote,
                     uint8_t ecn, const uint8_t *data, size_t len);
 

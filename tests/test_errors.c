@@ -864,11 +864,26 @@ static void test_trace_log(void **state) {
     assert_true(f->nlogs > 5);
 }
 
+/* A megabyte echoed grows the congestion window well past one sendmmsg batch (16 datagrams). */
+static void warm_up(fixture *f) {
+    size_t n = 1u << 20;
+    char *big = malloc(n);
+    memset(big, 'w', n);
+    result res;
+    request_and_wait(f, big, n, NULL, &res);
+    assert_int_equal(res.status, 0);
+    assert_int_equal(res.len, n);
+    free(big);
+}
+
 /* The edge vanishes without a word; the next burst of datagrams meets ICMP port unreachable on
- * the send path (the connected socket reports it to sendmmsg): the connection is lost at once. */
+ * the send path (the connected socket reports it to sendmmsg: the first datagram of a batch
+ * draws the ICMP error, a later batch of the same write pass gets it): the connection is lost
+ * at once. */
 static void test_send_error_ends_connection(void **state) {
     fixture *f = *state;
-    static char body[20000];
+    warm_up(f);
+    static char body[200000];
     memset(body, 'z', sizeof(body));
     syn_edge_stop(f->edge, 0);
     result res = {0};
@@ -1213,6 +1228,8 @@ static void test_edge_configuration_errors(void **state) {
     syn_edge_free(NULL);
 }
 
+static int raw_stream_closed(void *ud) { return ((syn_test_raw_client *)ud)->stream_closes > 0; }
+
 /* A bare client (no send_error hook) learns of ICMP port unreachable on the send path: its
  * connection ends with CONNECTION_LOST. */
 static void test_raw_client_send_error(void **state) {
@@ -1222,12 +1239,16 @@ static void test_raw_client_send_error(void **state) {
                                                      syn_test_path(pki, "device.key"));
     assert_true(syn_test_run_until(f->loop, syn_test_raw_done, c, 5));
     assert_int_equal(c->err, 0);
-    syn_edge_stop(f->edge, 0);
-    static uint8_t body[20000];
+    static uint8_t body[1u << 20];
     memset(body, 'r', sizeof(body));
     syn_qstream *s;
+    /* Warm up: a megabyte echoed grows the congestion window past one sendmmsg batch. */
     assert_int_equal(syn_qconn_open_stream(c->qc, 1, NULL, &s), 0);
     assert_int_equal(syn_qstream_write(s, body, sizeof(body), 1), 0);
+    assert_true(syn_test_run_until(f->loop, raw_stream_closed, c, 10));
+    syn_edge_stop(f->edge, 0);
+    assert_int_equal(syn_qconn_open_stream(c->qc, 1, NULL, &s), 0);
+    assert_int_equal(syn_qstream_write(s, body, 200000, 1), 0);
     c->done = 0;
     assert_true(syn_test_run_until(f->loop, syn_test_raw_done, c, 5));
     assert_true(c->closed);

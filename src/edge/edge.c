@@ -55,6 +55,7 @@ struct edge_conn {
     char remote[64];
     edge_conn *prev, *next;
     edge_stream *streams;
+    int dirty; /* fed a datagram in the current batch: flush after it */
 };
 
 typedef struct cid_entry {
@@ -653,6 +654,7 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
         if (syn_qconn_remote(c->qc)->len != d->remote.len ||
             memcmp(&syn_qconn_remote(c->qc)->ss, &d->remote.ss, d->remote.len) != 0)
             syn_qconn_set_remote(c->qc, &d->remote); /* the client's address changed (NAT) */
+        c->dirty = 1;
         syn_qconn_recv(c->qc, &e->local, &d->remote, d->ecn, d->data, d->len);
         return;
     }
@@ -679,6 +681,7 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
     e->stats.accepted++;
     e->stats.active++;
     cid_add(e, &hd.dcid, c); /* the client keeps using the original DCID until it learns ours */
+    c->dirty = 1;
     syn_qconn_recv(c->qc, &e->local, &d->remote, d->ecn, d->data, d->len);
 }
 
@@ -693,6 +696,15 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         for (int i = 0; i < n && e->fd >= 0; i++)
             handle_datagram(e, &e->rx->d[i]);
         total += n;
+    }
+    /* One write pass per connection for the whole batch (a flush may end and destroy only the
+     * connection it runs on). */
+    for (edge_conn *c = e->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->dirty) {
+            c->dirty = 0;
+            syn_qconn_flush(c->qc);
+        }
     }
 }
 

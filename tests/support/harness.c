@@ -186,6 +186,8 @@ static void raw_rio(struct ev_loop *loop, ev_io *w, int revents) {
     int n = syn_udp_recv(c->fd, &c->rx);
     for (int i = 0; i < n && !c->closed; i++)
         syn_qconn_recv(c->qc, &c->local, &c->rx.d[i].remote, 0, c->rx.d[i].data, c->rx.d[i].len);
+    if (!c->closed)
+        syn_qconn_flush(c->qc);
 }
 
 int syn_test_raw_done(void *client) { return ((syn_test_raw_client *)client)->done; }
