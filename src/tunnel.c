@@ -607,6 +607,13 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "config.cloud_url is NULL");
     if (!c->alpn || !c->alpn[0] || strlen(c->alpn) > 255)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "config.alpn must be 1..255 bytes");
+    /* Upper bound: durations become uint64_t nanoseconds for ngtcp2 (a year is plenty). */
+    const double year = 365.0 * 86400;
+    if (c->idle_timeout > year || c->handshake_timeout > year || c->keep_alive_interval > year ||
+        c->heartbeat_interval > year || c->request_timeout > year ||
+        c->reconnect_max_delay > year || c->reconnect_stable_period > year)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config durations must not exceed one year (%.0f s)", year);
     if (!(c->idle_timeout > 0) || !(c->handshake_timeout > 0) || !(c->keep_alive_interval >= 0) ||
         !(c->heartbeat_interval >= 0) || !(c->request_timeout > 0) ||
         !(c->reconnect_stable_period >= 0))
@@ -620,10 +627,12 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
     if (c->max_udp_payload && (c->max_udp_payload < 1200 || c->max_udp_payload > SYN_UDP_MAX_PAYLOAD))
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config.max_udp_payload must be 0 or 1200..%d", SYN_UDP_MAX_PAYLOAD);
+    /* The stream window, and four of them as the connection's, are QUIC varints (< 2^62):
+     * ngtcp2 asserts on larger transport parameters. */
     if (!c->max_response_size || !c->stream_send_buffer || c->stream_recv_window < 1024 ||
-        !c->max_heartbeat_size)
+        c->stream_recv_window > NGTCP2_MAX_VARINT / 4 || !c->max_heartbeat_size)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
-                        "config sizes must be > 0 (stream_recv_window >= 1024)");
+                        "config sizes must be > 0 (stream_recv_window 1024 to 2^60 - 1)");
     if (c->n_spki_pins && !c->spki_pins)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "config.spki_pins is NULL");
     return 0;

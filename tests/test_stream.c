@@ -236,7 +236,8 @@ static uint64_t edge_requests(fixture *f) {
 static void test_invalid_arguments(void **state) {
     fixture *f = *state;
     synesis_stream *s = (synesis_stream *)f; /* must be reset to NULL */
-    assert_int_equal(synesis_tunnel_open_stream(NULL, &rcb, NULL, &s), SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(synesis_tunnel_open_stream(NULL, &rcb, NULL, &s),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
     assert_null(s);
     assert_int_equal(synesis_tunnel_open_stream(f->t, &rcb, NULL, NULL),
                      SYNESIS_ERR_INVALID_ARGUMENT);
@@ -265,22 +266,23 @@ static void test_invalid_arguments(void **state) {
 static void test_write_after_finish(void **state) {
     fixture *f = *state;
     srec *r = open_rec(f);
-    write_all(r->s, "abc", 3);
+    write_all(r->s, "SLEEP 300\nabc", 13); /* the edge answers "abc" after 300 ms */
     assert_int_equal(synesis_stream_finish(r->s), 0);
     size_t acc = 7;
     assert_int_equal(synesis_stream_write(r->s, "d", 1, &acc), SYNESIS_ERR_INVALID_STATE);
     assert_int_equal(acc, 0);
     assert_int_equal(synesis_stream_write(r->s, NULL, 0, &acc), SYNESIS_ERR_INVALID_STATE);
     assert_int_equal(synesis_stream_finish(r->s), SYNESIS_ERR_INVALID_STATE);
-    /* Once open, the same. */
-    syn_test_run_for(f->loop, 0.02);
+    /* Once open (and still open: the answer is 300 ms away), the same. */
+    syn_test_run_for(f->loop, 0.05);
+    assert_int_equal(r->closes, 0);
     assert_int_equal(synesis_stream_write(r->s, "d", 1, &acc), SYNESIS_ERR_INVALID_STATE);
     assert_int_equal(synesis_stream_finish(r->s), SYNESIS_ERR_INVALID_STATE);
     assert_true(syn_test_run_until(f->loop, r_closed, r, 5));
     assert_clean_end(r, "abc", 3); /* the refused bytes never went out */
     synesis_tunnel_stats st;
     synesis_tunnel_get_stats(f->t, &st);
-    assert_int_equal(st.bytes_sent, 3);
+    assert_int_equal(st.bytes_sent, 13);
     assert_int_equal(st.streams_opened, 1);
     free(r);
 }
@@ -619,7 +621,8 @@ static void test_open_when_not_connected(void **state) {
     fixture *f = make_fixture(100);
     *state = f;
     char detail[256];
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail)), 0);
+    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail)),
+                     0);
     synesis_stream *s = (synesis_stream *)f;
     assert_int_equal(synesis_tunnel_open_stream(f->t, &rcb, NULL, &s), SYNESIS_ERR_NOT_CONNECTED);
     assert_null(s);
@@ -642,8 +645,9 @@ static void test_open_when_not_connected(void **state) {
     teardown(state);
 }
 
-/* A command line split over several writes reaches the edge as one command; a line that never
- * ends is refused. */
+/* A command line split over several writes reaches the edge as one command (even when the first
+ * part is only the start of a command word); what follows a SRC line is read and dropped; a line
+ * that never ends is refused. */
 static void test_edge_command_across_writes(void **state) {
     fixture *f = *state;
     srec *r = open_rec(f);
@@ -655,6 +659,20 @@ static void test_edge_command_across_writes(void **state) {
     assert_int_equal(synesis_stream_finish(r->s), 0);
     assert_true(syn_test_run_until(f->loop, r_closed, r, 5));
     assert_clean_end(r, "rest", 4);
+    srec *p = open_rec(f);
+    write_all(p->s, "SL", 2);
+    syn_test_run_for(f->loop, 0.03);
+    write_all(p->s, "EEP 1\nok", 8);
+    assert_int_equal(synesis_stream_finish(p->s), 0);
+    assert_true(syn_test_run_until(f->loop, r_closed, p, 5));
+    assert_clean_end(p, "ok", 2);
+    srec *g = open_rec(f);
+    write_all(g->s, "SRC 3\n", 6);
+    assert_true(syn_test_run_until(f->loop, r_has_data, g, 5));
+    write_all(g->s, "ignored", 7);
+    assert_int_equal(synesis_stream_finish(g->s), 0);
+    assert_true(syn_test_run_until(f->loop, r_closed, g, 5));
+    assert_clean_end(g, "\0\1\2", 3);
     /* "SLEEP " and no newline within 64 bytes. */
     srec *q = open_rec(f);
     char line[80];
@@ -666,6 +684,8 @@ static void test_edge_command_across_writes(void **state) {
     assert_int_equal(q->code, SYN_APP_REFUSED);
     free(r);
     free(q);
+    free(p);
+    free(g);
 }
 
 int main(void) {

@@ -96,7 +96,8 @@ typedef int (*synesis_resolve_fn)(void *user_data, const char *host, uint16_t po
 /*
  * Tunnel configuration. Always start from synesis_tunnel_config_init(), which fills every default
  * of the design; fields are only ever appended. synesis_tunnel_new() deep-copies it: strings and
- * arrays may be freed after the call. Durations are in seconds (double, like ev_tstamp).
+ * arrays may be freed after the call. Durations are in seconds (double, like ev_tstamp), at most
+ * one year each.
  */
 typedef struct synesis_tunnel_config {
     size_t struct_size; /* set by config_init: sizeof(synesis_tunnel_config) */
@@ -177,8 +178,8 @@ typedef struct synesis_tunnel_config {
     /* Send buffer of each stream of the streaming API (bytes accepted but not yet acknowledged);
      * default 256 KiB. */
     size_t stream_send_buffer;
-    /* Receive buffer of a paused stream, and the stream flow-control window; default 1 MiB.
-     * The connection's window is 16 MiB or four of these, whichever is larger. */
+    /* Receive buffer of a paused stream, and the stream flow-control window; default 1 MiB,
+     * 1024 to 2^60 - 1. The connection's window is 16 MiB or four of these, whichever is larger. */
     size_t stream_recv_window;
 
     /* is_healthy(): connected and latency below this. Default 500 ms. */

@@ -113,6 +113,9 @@ int syn_test_run_until(struct ev_loop *loop, int (*pred)(void *), void *ud, doub
     until_ctx c = {pred, ud, 0};
     ev_prepare chk;
     ev_prepare_init(&chk, check_cb);
+    /* Lowest priority: after the library's own prepare watchers (a deferred flush), so what they
+     * do is seen in the same iteration. */
+    ev_set_priority(&chk, EV_MINPRI);
     chk.data = &c;
     ev_prepare_start(loop, &chk);
     ev_timer dl;
