@@ -39,6 +39,14 @@ void syn_ossl_clear(void);
 /* Copies src into dst (n bytes), truncating when needed; dst is always NUL-terminated. */
 void syn_copy_str(char *dst, size_t n, const char *src);
 
+/*
+ * Grows an array to hold at least need elements of elem bytes: geometric from initial, capped at
+ * limit elements (0 = no cap; need must not exceed it). Returns the (possibly moved) array and
+ * updates *cap, or NULL on ENOMEM with the array and *cap untouched. A ptr that already has room
+ * is returned as it is.
+ */
+void *syn_grow(void *ptr, size_t *cap, size_t need, size_t elem, size_t initial, size_t limit);
+
 /* Once-only process initialisation of OpenSSL and ngtcp2's crypto backend; thread-safe. */
 int syn_crypto_init(void);
 

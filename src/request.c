@@ -127,20 +127,12 @@ static void req_data(void *obj, syn_qstream *s, const uint8_t *data, size_t len,
             complete(r, SYNESIS_ERR_RESPONSE_TOO_LARGE, 0, SYN_APP_TOO_LARGE, d);
             return;
         }
-        if (r->resp_len + len > r->resp_cap) {
-            size_t cap = r->resp_cap ? r->resp_cap : 4096;
-            while (cap < r->resp_len + len)
-                cap *= 2;
-            if (cap > r->max_response)
-                cap = r->max_response;
-            uint8_t *n = realloc(r->resp, cap);
-            if (!n) {
-                complete(r, SYNESIS_ERR_NOMEM, 0, SYN_APP_INTERNAL, "out of memory for the response");
-                return;
-            }
-            r->resp = n;
-            r->resp_cap = cap;
+        uint8_t *n = syn_grow(r->resp, &r->resp_cap, r->resp_len + len, 1, 4096, r->max_response);
+        if (!n) {
+            complete(r, SYNESIS_ERR_NOMEM, 0, SYN_APP_INTERNAL, "out of memory for the response");
+            return;
         }
+        r->resp = n;
         memcpy(r->resp + r->resp_len, data, len);
         r->resp_len += len;
         r->t->stats.bytes_received += len;

@@ -115,20 +115,15 @@ static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len
     syn_tunnel_enter(t);
     s_hold(s);
     if (s->paused) {
-        if (len && s->held_len + len > s->held_cap) {
-            size_t cap = s->held_cap ? s->held_cap : 16384;
-            while (cap < s->held_len + len)
-                cap *= 2;
-            uint8_t *n = realloc(s->held, cap);
-            if (!n) {
-                close_stream(s, SYNESIS_ERR_NOMEM, 0, SYN_APP_INTERNAL);
-                s_release(s);
-                syn_tunnel_leave(t);
-                return;
-            }
-            s->held = n;
-            s->held_cap = cap;
+        uint8_t *n = len ? syn_grow(s->held, &s->held_cap, s->held_len + len, 1, 16384, 0)
+                         : s->held;
+        if (len && !n) {
+            close_stream(s, SYNESIS_ERR_NOMEM, 0, SYN_APP_INTERNAL);
+            s_release(s);
+            syn_tunnel_leave(t);
+            return;
         }
+        s->held = n;
         if (len)
             memcpy(s->held + s->held_len, data, len);
         s->held_len += len;

@@ -899,14 +899,10 @@ SYNESIS_API int synesis_tunnel_subscribe(synesis_tunnel *t, synesis_state_fn fn,
                                          uint32_t *id) {
     if (!t || !fn)
         return SYNESIS_ERR_INVALID_ARGUMENT;
-    if (t->nsubs == t->subs_cap) {
-        size_t cap = t->subs_cap ? t->subs_cap * 2 : 4;
-        syn_subscriber *n = realloc(t->subs, cap * sizeof(*n));
-        if (!n)
-            return SYNESIS_ERR_NOMEM;
-        t->subs = n;
-        t->subs_cap = cap;
-    }
+    syn_subscriber *n = syn_grow(t->subs, &t->subs_cap, t->nsubs + 1, sizeof(*n), 4, 0);
+    if (!n)
+        return SYNESIS_ERR_NOMEM;
+    t->subs = n;
     syn_subscriber *s = &t->subs[t->nsubs++];
     s->id = ++t->next_sub_id;
     s->fn = fn;

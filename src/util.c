@@ -6,6 +6,7 @@
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -41,6 +42,22 @@ int syn_fail_ossl(char *buf, int code, const char *fmt, ...) {
 }
 
 void syn_ossl_clear(void) { ERR_clear_error(); }
+
+void *syn_grow(void *ptr, size_t *cap, size_t need, size_t elem, size_t initial, size_t limit) {
+    if (need <= *cap)
+        return ptr;
+    size_t n = *cap ? *cap : initial;
+    while (n < need)
+        n = n > SIZE_MAX / 2 ? need : n * 2;
+    if (limit && n > limit)
+        n = limit;
+    if (n < need || n > SIZE_MAX / elem)
+        return NULL;
+    void *p = realloc(ptr, n * elem);
+    if (p)
+        *cap = n;
+    return p;
+}
 
 void syn_copy_str(char *dst, size_t n, const char *src) {
     if (!n)

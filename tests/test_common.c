@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "internal.h"
 #include "synesis/common.h"
+
+#include <stdlib.h>
 
 static void test_version(void **state) {
     (void)state;
@@ -80,12 +83,44 @@ static void test_unknown_code(void **state) {
     assert_string_equal(synesis_error_name(-9999), "SYNESIS_ERR_UNKNOWN");
 }
 
+static void test_grow(void **state) {
+    (void)state;
+    size_t cap = 0;
+    int *a = syn_grow(NULL, &cap, 3, sizeof(int), 4, 0);
+    assert_non_null(a);
+    assert_int_equal(cap, 4);
+    assert_ptr_equal(syn_grow(a, &cap, 4, sizeof(int), 4, 0), a); /* room already */
+    a = syn_grow(a, &cap, 5, sizeof(int), 4, 0);
+    assert_int_equal(cap, 8); /* doubles */
+    a = syn_grow(a, &cap, 9, sizeof(int), 4, 10);
+    assert_int_equal(cap, 10); /* capped at the limit */
+    size_t before = cap;
+    assert_null(syn_grow(a, &cap, 11, sizeof(int), 4, 10)); /* over the limit */
+    assert_int_equal(cap, before);
+    assert_null(syn_grow(a, &cap, SIZE_MAX / 2, 16, 4, 0)); /* overflow */
+    assert_int_equal(cap, before);
+    free(a);
+}
+
+static void test_copy_str(void **state) {
+    (void)state;
+    char b[4];
+    syn_copy_str(b, sizeof(b), "abcdef");
+    assert_string_equal(b, "abc");
+    syn_copy_str(b, sizeof(b), NULL);
+    assert_string_equal(b, "");
+    syn_copy_str(b, sizeof(b), "ab");
+    assert_string_equal(b, "ab");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_dependency_versions),
         cmocka_unit_test(test_every_code_has_distinct_text_and_name),
         cmocka_unit_test(test_unknown_code),
+        cmocka_unit_test(test_grow),
+        cmocka_unit_test(test_copy_str),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

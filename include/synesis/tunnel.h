@@ -173,7 +173,9 @@ typedef struct synesis_tunnel_config {
     size_t max_response_size;
     double request_timeout;
     /* Requests waiting for a stream (the edge's stream limit) or, when the request asks for it,
-     * for the tunnel to come back; beyond this, SYNESIS_ERR_QUEUE_FULL. Default 10000. */
+     * for the tunnel to come back; beyond this, SYNESIS_ERR_QUEUE_FULL. Streams are opened on
+     * the loop's next write pass, so requests made in one loop iteration all count until then.
+     * Default 10000. */
     size_t max_queued_requests;
     /* Send buffer of each stream of the streaming API (bytes accepted but not yet acknowledged);
      * default 256 KiB. */

@@ -145,14 +145,10 @@ static void emit_simple(syn_edge *e, const char *name, const edge_conn *c, const
 /* ---- connection IDs ---- */
 
 static void cid_add(syn_edge *e, const ngtcp2_cid *cid, edge_conn *c) {
-    if (e->ncids == e->cids_cap) {
-        size_t cap = e->cids_cap ? e->cids_cap * 2 : 16;
-        cid_entry *n = realloc(e->cids, cap * sizeof(*n));
-        if (!n)
-            return; /* the connection is still reachable by its other IDs */
-        e->cids = n;
-        e->cids_cap = cap;
-    }
+    cid_entry *n = syn_grow(e->cids, &e->cids_cap, e->ncids + 1, sizeof(*n), 16, 0);
+    if (!n)
+        return; /* the connection is still reachable by its other IDs */
+    e->cids = n;
     e->cids[e->ncids].cid = *cid;
     e->cids[e->ncids].conn = c;
     e->ncids++;
@@ -222,16 +218,10 @@ static void es_free(edge_stream *es) {
 static int es_append(edge_stream *es, const uint8_t *data, size_t len) {
     if (!len)
         return 0;
-    if (es->len + len > es->cap) {
-        size_t cap = es->cap ? es->cap : 1024;
-        while (cap < es->len + len)
-            cap *= 2;
-        uint8_t *n = realloc(es->buf, cap);
-        if (!n)
-            return -1;
-        es->buf = n;
-        es->cap = cap;
-    }
+    uint8_t *n = syn_grow(es->buf, &es->cap, es->len + len, 1, 1024, 0);
+    if (!n)
+        return -1;
+    es->buf = n;
     memcpy(es->buf + es->len, data, len);
     es->len += len;
     return 0;
@@ -260,14 +250,10 @@ static device_entry *device_get(syn_edge *e, const char *id) {
     for (size_t i = 0; i < e->ndevices; i++)
         if (strcmp(e->devices[i].id, id) == 0)
             return &e->devices[i];
-    if (e->ndevices == e->devices_cap) {
-        size_t cap = e->devices_cap ? e->devices_cap * 2 : 8;
-        device_entry *n = realloc(e->devices, cap * sizeof(*n));
-        if (!n)
-            return NULL;
-        e->devices = n;
-        e->devices_cap = cap;
-    }
+    device_entry *n = syn_grow(e->devices, &e->devices_cap, e->ndevices + 1, sizeof(*n), 8, 0);
+    if (!n)
+        return NULL;
+    e->devices = n;
     device_entry *d = &e->devices[e->ndevices++];
     memset(d, 0, sizeof(*d));
     syn_copy_str(d->id, sizeof(d->id), id);
