@@ -138,18 +138,18 @@ static void on_duration(struct ev_loop *loop, ev_timer *w, int revents) {
 int main(int argc, char **argv) {
     enum { OPT_HB = 256, OPT_DURATION, OPT_RECONNECT, OPT_IDLE };
     static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"server-name", required_argument, NULL, 's'},
-        {"cert", required_argument, NULL, 'c'},
-        {"key", required_argument, NULL, 'k'},
-        {"ca", required_argument, NULL, 'a'},
-        {"device-id", required_argument, NULL, 'i'},
-        {"heartbeat-interval", required_argument, NULL, OPT_HB},
-        {"duration", required_argument, NULL, OPT_DURATION},
-        {"reconnect-initial", required_argument, NULL, OPT_RECONNECT},
-        {"idle-timeout", required_argument, NULL, OPT_IDLE},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"url",                required_argument, NULL, 'u'          },
+        {"server-name",        required_argument, NULL, 's'          },
+        {"cert",               required_argument, NULL, 'c'          },
+        {"key",                required_argument, NULL, 'k'          },
+        {"ca",                 required_argument, NULL, 'a'          },
+        {"device-id",          required_argument, NULL, 'i'          },
+        {"heartbeat-interval", required_argument, NULL, OPT_HB       },
+        {"duration",           required_argument, NULL, OPT_DURATION },
+        {"reconnect-initial",  required_argument, NULL, OPT_RECONNECT},
+        {"idle-timeout",       required_argument, NULL, OPT_IDLE     },
+        {"help",               no_argument,       NULL, 'h'          },
+        {NULL,                 0,                 NULL, 0            },
     };
     ex_client_options o = {0};
     synesis_tunnel_config cfg;

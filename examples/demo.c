@@ -98,10 +98,10 @@ static void send_requests(demo *d) {
     static const struct {
         const char *label, *body;
     } reqs[] = {
-        {"echo \"hello edge\"", "hello edge"},
-        {"SRC 1048576", "SRC 1048576\n"},
-        {"SLEEP 200 + echo", "SLEEP 200\nslept well"},
-        {"RESET 42", "RESET 42\n"},
+        {"echo \"hello edge\"", "hello edge"           },
+        {"SRC 1048576",         "SRC 1048576\n"        },
+        {"SLEEP 200 + echo",    "SLEEP 200\nslept well"},
+        {"RESET 42",            "RESET 42\n"           },
     };
     for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
         int rv = synesis_tunnel_request(d->tunnel, reqs[i].body, strlen(reqs[i].body), NULL,
@@ -122,7 +122,8 @@ static void on_heartbeat(synesis_tunnel *t, const synesis_heartbeat_info *hb, vo
 
 static void restart_edge(demo *d) {
     char detail[512];
-    printf("[%7.3f] demo  starting the edge again on port %u\n", elapsed(d), syn_edge_port(d->edge));
+    printf("[%7.3f] demo  starting the edge again on port %u\n", elapsed(d),
+           syn_edge_port(d->edge));
     if (syn_edge_start(d->edge, detail) != 0) {
         fprintf(stderr, "edge restart: %s\n", detail);
         d->failed = 1;
@@ -190,10 +191,12 @@ int main(int argc, char **argv) {
     static demo d;
     d.outage = 2.5;
     const char *dir = NULL;
-    static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
-                                         {"outage", required_argument, NULL, 'o'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"dir",    required_argument, NULL, 'd'},
+        {"outage", required_argument, NULL, 'o'},
+        {"help",   no_argument,       NULL, 'h'},
+        {NULL,     0,                 NULL, 0  }
+    };
     int c;
     while ((c = getopt_long(argc, argv, "d:o:h", opts, NULL)) != -1) {
         switch (c) {

@@ -61,17 +61,17 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
 int main(int argc, char **argv) {
     enum { OPT_IDLE = 256, OPT_MAX_STREAMS, OPT_MAX_REQUEST };
     static const struct option longopts[] = {
-        {"listen", required_argument, NULL, 'l'},
-        {"cert", required_argument, NULL, 'c'},
-        {"key", required_argument, NULL, 'k'},
-        {"ca", required_argument, NULL, 'a'},
-        {"alpn", required_argument, NULL, 'p'},
-        {"log", required_argument, NULL, 'o'},
-        {"idle-timeout", required_argument, NULL, OPT_IDLE},
-        {"max-streams", required_argument, NULL, OPT_MAX_STREAMS},
+        {"listen",           required_argument, NULL, 'l'            },
+        {"cert",             required_argument, NULL, 'c'            },
+        {"key",              required_argument, NULL, 'k'            },
+        {"ca",               required_argument, NULL, 'a'            },
+        {"alpn",             required_argument, NULL, 'p'            },
+        {"log",              required_argument, NULL, 'o'            },
+        {"idle-timeout",     required_argument, NULL, OPT_IDLE       },
+        {"max-streams",      required_argument, NULL, OPT_MAX_STREAMS},
         {"max-request-size", required_argument, NULL, OPT_MAX_REQUEST},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"help",             no_argument,       NULL, 'h'            },
+        {NULL,               0,                 NULL, 0              },
     };
     syn_edge_config cfg;
     syn_edge_config_init(&cfg);

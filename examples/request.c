@@ -142,16 +142,16 @@ static char *read_stdin(size_t *len) {
 
 int main(int argc, char **argv) {
     static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"server-name", required_argument, NULL, 's'},
-        {"cert", required_argument, NULL, 'c'},
-        {"key", required_argument, NULL, 'k'},
-        {"ca", required_argument, NULL, 'a'},
-        {"timeout", required_argument, NULL, 't'},
-        {"data", required_argument, NULL, 'd'},
+        {"url",          required_argument, NULL, 'u'},
+        {"server-name",  required_argument, NULL, 's'},
+        {"cert",         required_argument, NULL, 'c'},
+        {"key",          required_argument, NULL, 'k'},
+        {"ca",           required_argument, NULL, 'a'},
+        {"timeout",      required_argument, NULL, 't'},
+        {"data",         required_argument, NULL, 'd'},
         {"max-response", required_argument, NULL, 'm'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"help",         no_argument,       NULL, 'h'},
+        {NULL,           0,                 NULL, 0  },
     };
     ex_client_options o = {0};
     req_app app = {.loop = EV_DEFAULT, .timeout = 30.0};

@@ -181,15 +181,15 @@ static void on_state(synesis_tunnel *t, const synesis_tunnel_state *old,
 
 int main(int argc, char **argv) {
     static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'},
+        {"url",         required_argument, NULL, 'u'},
         {"server-name", required_argument, NULL, 's'},
-        {"cert", required_argument, NULL, 'c'},
-        {"key", required_argument, NULL, 'k'},
-        {"ca", required_argument, NULL, 'a'},
-        {"file", required_argument, NULL, 'f'},
-        {"chunk", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"cert",        required_argument, NULL, 'c'},
+        {"key",         required_argument, NULL, 'k'},
+        {"ca",          required_argument, NULL, 'a'},
+        {"file",        required_argument, NULL, 'f'},
+        {"chunk",       required_argument, NULL, 'n'},
+        {"help",        no_argument,       NULL, 'h'},
+        {NULL,          0,                 NULL, 0  },
     };
     ex_client_options o = {0};
     upload u = {.loop = EV_DEFAULT, .chunk = 65536, .status = 1};

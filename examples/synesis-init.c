@@ -115,16 +115,16 @@ static int join(char *out, const char *dir, const char *name) {
 int main(int argc, char **argv) {
     enum { OPT_CA_CERT = 256, OPT_CA_KEY, OPT_TEST_PKI };
     static const struct option longopts[] = {
-        {"device-id", required_argument, NULL, 'i'},
-        {"out", required_argument, NULL, 'o'},
-        {"ca-cert", required_argument, NULL, OPT_CA_CERT},
-        {"ca-key", required_argument, NULL, OPT_CA_KEY},
-        {"csr", no_argument, NULL, 'c'},
-        {"days", required_argument, NULL, 'd'},
-        {"force", no_argument, NULL, 'f'},
-        {"test-pki", required_argument, NULL, OPT_TEST_PKI},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"device-id", required_argument, NULL, 'i'         },
+        {"out",       required_argument, NULL, 'o'         },
+        {"ca-cert",   required_argument, NULL, OPT_CA_CERT },
+        {"ca-key",    required_argument, NULL, OPT_CA_KEY  },
+        {"csr",       no_argument,       NULL, 'c'         },
+        {"days",      required_argument, NULL, 'd'         },
+        {"force",     no_argument,       NULL, 'f'         },
+        {"test-pki",  required_argument, NULL, OPT_TEST_PKI},
+        {"help",      no_argument,       NULL, 'h'         },
+        {NULL,        0,                 NULL, 0           },
     };
     synesis_identity_options opts;
     synesis_identity_options_init(&opts);
@@ -208,9 +208,11 @@ int main(int argc, char **argv) {
         if (rc)
             return fail(rc, test_pki, detail);
         printf("test PKI in %s (device id %s)\n", test_pki, opts.device_id);
-        static const char *const names[][3] = {{"CA", "ca.pem", "ca.key"},
-                                               {"edge", "edge.pem", "edge.key"},
-                                               {"device", "device.pem", "device.key"}};
+        static const char *const names[][3] = {
+            {"CA",     "ca.pem",     "ca.key"    },
+            {"edge",   "edge.pem",   "edge.key"  },
+            {"device", "device.pem", "device.key"}
+        };
         for (int i = 0; i < 3; i++) {
             if (join(a, test_pki, names[i][1]) || join(b, test_pki, names[i][2]))
                 return fail(SYNESIS_ERR_INVALID_ARGUMENT, test_pki, "path too long");

@@ -72,7 +72,8 @@ static int same_addr(const syn_addr *a, const struct sockaddr *sa) {
         return 0;
     if (sa->sa_family == AF_INET)
         return memcmp(&((const struct sockaddr_in *)(const void *)&a->ss)->sin_addr,
-                      &((const struct sockaddr_in *)(const void *)sa)->sin_addr, sizeof(struct in_addr)) == 0;
+                      &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+                      sizeof(struct in_addr)) == 0;
     const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)(const void *)&a->ss;
     const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)(const void *)sa;
     return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(struct in6_addr)) == 0 &&
@@ -154,7 +155,8 @@ static void *resolver_thread(void *arg) {
     else
         resolve_with_getaddrinfo(l);
     if (l->rv == 0 && l->n == 0)
-        l->rv = syn_fail(l->detail, SYNESIS_ERR_DNS, "cannot resolve '%s': no IPv4 or IPv6 address", l->host);
+        l->rv = syn_fail(l->detail, SYNESIS_ERR_DNS, "cannot resolve '%s': no IPv4 or IPv6 address",
+                         l->host);
 
     /* The send happens under the mutex, so the resolver (and its watcher) cannot be freed under us:
      * cancelling clears owner under the same mutex first. */
@@ -192,7 +194,8 @@ static void on_async(struct ev_loop *loop, ev_async *w, int revents) {
     r->user_data = NULL;
     hold_loop(r, 0);
     /* r may be freed, or a new lookup started, by the callback: do not touch r after it. */
-    cb(ud, l->rv, l->rv == 0 ? l->addrs : NULL, l->rv == 0 ? l->n : 0, l->rv == 0 ? NULL : l->detail);
+    cb(ud, l->rv, l->rv == 0 ? l->addrs : NULL, l->rv == 0 ? l->n : 0,
+       l->rv == 0 ? NULL : l->detail);
     lookup_unref(l);
 }
 
@@ -254,7 +257,8 @@ static int spawn(syn_resolver *r, syn_lookup *l) {
     return e;
 }
 
-int syn_resolver_start(syn_resolver *r, const char *host, uint16_t port, syn_resolve_cb cb, void *user_data) {
+int syn_resolver_start(syn_resolver *r, const char *host, uint16_t port, syn_resolve_cb cb,
+                       void *user_data) {
     if (!r || !host || !cb)
         return SYNESIS_ERR_INVALID_ARGUMENT;
     size_t hl = strnlen(host, HOST_MAX + 1);
@@ -289,8 +293,9 @@ int syn_resolver_start(syn_resolver *r, const char *host, uint16_t port, syn_res
             char buf[128];
             l->refs = 1;
             l->done = 1;
-            l->rv = syn_fail(l->detail, SYNESIS_ERR_DNS, "cannot resolve '%s': cannot start a resolver thread: %s",
-                             l->host, strerror_r(e, buf, sizeof(buf)));
+            l->rv = syn_fail(l->detail, SYNESIS_ERR_DNS,
+                             "cannot resolve '%s': cannot start a resolver thread: %s", l->host,
+                             strerror_r(e, buf, sizeof(buf)));
         }
     }
     r->cur = l;

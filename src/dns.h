@@ -41,17 +41,19 @@ typedef struct syn_addr {
  * known". addrs and detail are valid only during the call. The callback may start a new lookup,
  * cancel, or free the resolver.
  */
-typedef void (*syn_resolve_cb)(void *user_data, int rv, const syn_addr *addrs, size_t n, const char *detail);
+typedef void (*syn_resolve_cb)(void *user_data, int rv, const syn_addr *addrs, size_t n,
+                               const char *detail);
 
 /*
  * Optional replacement for getaddrinfo, called ON THE RESOLVER THREAD with the host and port of
  * the lookup (tests use it to simulate a slow or failing lookup). Fills up to max entries of out
- * (max is 4 * SYN_RESOLVE_MAX, room for duplicates) and returns how many it filled (values above max count as max), or a negative value for failure,
- * which is reported as SYNESIS_ERR_DNS with the detail "resolver hook failed". Entries of another
- * family than AF_INET/AF_INET6 are ignored; the port of every entry is set to the requested one;
- * the usual ordering and de-duplication apply. hook_data must outlive every thread the resolver
- * started, including those of cancelled lookups. (The signature is the public synesis_resolve_fn's,
- * so the tunnel hands the application's hook and data over as they are, never itself.)
+ * (max is 4 * SYN_RESOLVE_MAX, room for duplicates) and returns how many it filled (values above
+ * max count as max), or a negative value for failure, which is reported as SYNESIS_ERR_DNS with the
+ * detail "resolver hook failed". Entries of another family than AF_INET/AF_INET6 are ignored; the
+ * port of every entry is set to the requested one; the usual ordering and de-duplication apply.
+ * hook_data must outlive every thread the resolver started, including those of cancelled lookups.
+ * (The signature is the public synesis_resolve_fn's, so the tunnel hands the application's hook and
+ * data over as they are, never itself.)
  */
 typedef int (*syn_resolve_hook)(void *hook_data, const char *host, uint16_t port,
                                 struct sockaddr_storage *addrs, unsigned int *lens, size_t max);
@@ -73,7 +75,8 @@ syn_resolver *syn_resolver_new(struct ev_loop *loop, syn_resolve_hook hook, void
  * SYNESIS_ERR_DNS through cb ("cannot resolve 'x': cannot start a resolver thread: ..."), as a
  * transient failure like any other.
  */
-int syn_resolver_start(syn_resolver *r, const char *host, uint16_t port, syn_resolve_cb cb, void *user_data);
+int syn_resolver_start(syn_resolver *r, const char *host, uint16_t port, syn_resolve_cb cb,
+                       void *user_data);
 
 /* Cancels the outstanding lookup, if any: its callback will not run. NULL is ignored. */
 void syn_resolver_cancel(syn_resolver *r);

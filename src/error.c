@@ -9,7 +9,8 @@ struct err_entry {
     const char *text;
 };
 
-#define E(c, t) {c, #c, t}
+#define E(c, t)                                                                                    \
+    { c, #c, t }
 static const struct err_entry errors[] = {
     E(SYNESIS_OK, "success"),
     E(SYNESIS_ERR_INVALID_ARGUMENT, "invalid argument"),

@@ -52,8 +52,9 @@ int syn_heartbeat_init(synesis_tunnel *t, char *detail) {
     int rv = leaf ? syn_cert_common_name(leaf, cn, sizeof(cn)) : SYNESIS_ERR_NO_CERTIFICATE;
     SSL_free(ssl);
     if (rv != 0)
-        return syn_fail(detail, rv, "cannot derive the device id from the certificate's CN; set "
-                                    "config.device_id");
+        return syn_fail(detail, rv,
+                        "cannot derive the device id from the certificate's CN; set "
+                        "config.device_id");
     snprintf(t->device_id, sizeof(t->device_id), "%s",
              strncmp(cn, "device-", 7) == 0 && cn[7] ? cn + 7 : cn);
     return 0;
@@ -121,9 +122,10 @@ static void send_heartbeat(synesis_tunnel *t) {
     } else if (!(frame = build_frame(t, info.sequence, info.timestamp_ms, &len))) {
         info.status = len ? SYNESIS_ERR_INVALID_ARGUMENT : SYNESIS_ERR_NOMEM;
         if (len)
-            syn_tunnel_log(t, SYNESIS_LOG_WARN, "heartbeat %llu: %zu bytes of JSON exceed the "
-                           "maximum of %zu", (unsigned long long)info.sequence, len,
-                           t->cfg.max_heartbeat_size);
+            syn_tunnel_log(t, SYNESIS_LOG_WARN,
+                           "heartbeat %llu: %zu bytes of JSON exceed the "
+                           "maximum of %zu",
+                           (unsigned long long)info.sequence, len, t->cfg.max_heartbeat_size);
     } else if (!syn_tunnel_ready(t)) {
         /* on_vitals may have disconnected or freed the tunnel. */
         free(frame);

@@ -231,9 +231,7 @@ out:
     return rc;
 }
 
-static size_t pem_len_or_strlen(const char *pem, size_t len) {
-    return len ? len : strlen(pem);
-}
+static size_t pem_len_or_strlen(const char *pem, size_t len) { return len ? len : strlen(pem); }
 
 int syn_load_certs(STACK_OF(X509) * *out, const char *what, const char *path, const char *pem,
                    size_t pem_len, char *detail) {
@@ -889,10 +887,10 @@ static STACK_OF(X509_EXTENSION) * profile_extensions(const synesis_pki_cert_opti
         int nid;
         const char *value;
     } conf[3] = {
-        {NID_basic_constraints, ca ? "critical,CA:TRUE" : "critical,CA:FALSE"},
-        {NID_key_usage, ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature"},
+        {NID_basic_constraints, ca ? "critical,CA:TRUE" : "critical,CA:FALSE"                    },
+        {NID_key_usage,         ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature"},
         {NID_ext_key_usage,
-         o->profile == SYNESIS_CERT_PROFILE_SERVER ? "serverAuth" : "clientAuth"},
+         o->profile == SYNESIS_CERT_PROFILE_SERVER ? "serverAuth" : "clientAuth"                 },
     };
     for (int i = 0; i < (ca ? 2 : 3); i++) {
         X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, NULL, conf[i].nid, conf[i].value);

@@ -1,4 +1,5 @@
-/* Constants of the synesis-tunnel protocol (docs/protocol.md), shared by the tunnel and the edge. */
+/* Constants of the synesis-tunnel protocol (docs/protocol.md), shared by the tunnel and the edge.
+ */
 #ifndef SYNESIS_PROTOCOL_H
 #define SYNESIS_PROTOCOL_H
 

@@ -285,8 +285,7 @@ static void rand_cb(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx) {
         memset(dest, 0, len); /* only reached if the DRBG is broken; ngtcp2 has no error path */
 }
 
-static int new_cid_cb(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token, size_t cidlen,
-                      void *ud) {
+static int new_cid_cb(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token, size_t cidlen, void *ud) {
     (void)conn;
     syn_qconn *qc = ud;
     if (RAND_bytes(cid->data, (int)cidlen) != 1 ||
@@ -391,7 +390,8 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64
     s->closed = 1;
     pend_remove(qc, s);
     if (qc->ops->stream_close && !qc->free_pending)
-        qc->ops->stream_close(qc, s, app_code, (flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET) != 0);
+        qc->ops->stream_close(qc, s, app_code,
+                              (flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET) != 0);
     stream_free(qc, s);
     return 0;
 }
@@ -556,7 +556,7 @@ static void fill_settings(syn_qconn *qc, const syn_qconn_settings *st, ngtcp2_se
 
 static ngtcp2_path qc_path(syn_qconn *qc) {
     ngtcp2_path path = {
-        .local = {.addr = (ngtcp2_sockaddr *)&qc->local.ss, .addrlen = qc->local.len},
+        .local = {.addr = (ngtcp2_sockaddr *)&qc->local.ss,  .addrlen = qc->local.len },
         .remote = {.addr = (ngtcp2_sockaddr *)&qc->remote.ss, .addrlen = qc->remote.len},
         .user_data = NULL,
     };
@@ -608,8 +608,9 @@ int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
             int nrv = ngtcp2_conn_client_new(&qc->conn, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1,
                                              &cb, &s, &p, NULL, qc);
             if (nrv != 0)
-                rv = syn_fail(detail, nrv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC,
-                              "ngtcp2_conn_client_new: %s", ngtcp2_strerror(nrv));
+                rv =
+                    syn_fail(detail, nrv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC,
+                             "ngtcp2_conn_client_new: %s", ngtcp2_strerror(nrv));
         }
     }
     if (rv != 0) {
@@ -654,8 +655,9 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
             int nrv = ngtcp2_conn_server_new(&qc->conn, &hd->scid, &scid, &path, hd->version, &cb,
                                              &s, &p, NULL, qc);
             if (nrv != 0)
-                rv = syn_fail(detail, nrv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC,
-                              "ngtcp2_conn_server_new: %s", ngtcp2_strerror(nrv));
+                rv =
+                    syn_fail(detail, nrv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC,
+                             "ngtcp2_conn_server_new: %s", ngtcp2_strerror(nrv));
             else if (ops->cid_added)
                 ops->cid_added(qc, &scid);
         }
@@ -894,8 +896,9 @@ static void do_write(syn_qconn *qc) {
     ngtcp2_pkt_info pi;
     uint64_t ts = syn_now_ns();
     size_t quantum = ngtcp2_conn_get_send_quantum(qc->conn) / qc->max_payload;
-    size_t max_pkts = quantum < 1 ? 1 : quantum > SYN_MAX_PKTS_PER_WRITE ? SYN_MAX_PKTS_PER_WRITE
-                                                                         : quantum;
+    size_t max_pkts = quantum < 1                        ? 1
+                      : quantum > SYN_MAX_PKTS_PER_WRITE ? SYN_MAX_PKTS_PER_WRITE
+                                                         : quantum;
     size_t npkts = 0;
     for (;;) {
         syn_qstream *s = qc->pend_head;
@@ -1031,7 +1034,7 @@ void syn_qconn_recv(syn_qconn *qc, const syn_sockaddr *local, const syn_sockaddr
         return;
     enter(qc);
     ngtcp2_path path = {
-        .local = {.addr = (ngtcp2_sockaddr *)&local->ss, .addrlen = local->len},
+        .local = {.addr = (ngtcp2_sockaddr *)&local->ss,  .addrlen = local->len },
         .remote = {.addr = (ngtcp2_sockaddr *)&remote->ss, .addrlen = remote->len},
         .user_data = NULL,
     };

@@ -91,14 +91,14 @@ typedef struct syn_qconn_ops {
 typedef struct syn_qconn_settings {
     uint64_t idle_timeout_ns;
     uint64_t handshake_timeout_ns;
-    uint64_t keep_alive_ns;      /* 0 = off */
-    size_t max_udp_payload;      /* cap, 0 = 1452 */
+    uint64_t keep_alive_ns; /* 0 = off */
+    size_t max_udp_payload; /* cap, 0 = 1452 */
     int pmtud;
-    uint64_t max_streams_bidi;   /* streams the peer may open */
+    uint64_t max_streams_bidi; /* streams the peer may open */
     uint64_t max_streams_uni;
-    uint64_t stream_window;      /* per-stream receive window */
-    uint64_t conn_window;        /* connection receive window */
-    int trace;                   /* forward ngtcp2's own log to ops->log at TRACE */
+    uint64_t stream_window; /* per-stream receive window */
+    uint64_t conn_window;   /* connection receive window */
+    int trace;              /* forward ngtcp2's own log to ops->log at TRACE */
 } syn_qconn_settings;
 
 void syn_qconn_settings_default(syn_qconn_settings *st);

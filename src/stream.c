@@ -115,8 +115,8 @@ static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len
     syn_tunnel_enter(t);
     s_hold(s);
     if (s->paused) {
-        uint8_t *n = len ? syn_grow(s->held, &s->held_cap, s->held_len + len, 1, 16384, 0)
-                         : s->held;
+        uint8_t *n =
+            len ? syn_grow(s->held, &s->held_cap, s->held_len + len, 1, 16384, 0) : s->held;
         if (len && !n) {
             close_stream(s, SYNESIS_ERR_NOMEM, 0, SYN_APP_INTERNAL);
             s_release(s);

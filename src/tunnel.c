@@ -155,8 +155,7 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
      * Disconnected by the application): its time counts in time_disconnected either way. */
     if (old.kind == SYNESIS_STATE_RECONNECTING && next->kind != SYNESIS_STATE_RECONNECTING &&
         t->outage_started_ms) {
-        t->stats.time_disconnected +=
-            (double)((int64_t)syn_wall_ms() - t->outage_started_ms) / 1e3;
+        t->stats.time_disconnected += (double)((int64_t)syn_wall_ms() - t->outage_started_ms) / 1e3;
         t->outage_started_ms = 0;
     }
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "state %s -> %s%s%s", synesis_state_name(old.kind),
@@ -168,7 +167,8 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
             t->queued[t->nqueued][1] = *next;
             t->nqueued++;
         } else {
-            syn_tunnel_log(t, SYNESIS_LOG_WARN, "state notifications nested too deeply: one dropped");
+            syn_tunnel_log(t, SYNESIS_LOG_WARN,
+                           "state notifications nested too deeply: one dropped");
         }
         return 0;
     }
@@ -426,9 +426,9 @@ static void connect_addr(synesis_tunnel *t) {
             return;
         }
         t->fd = fd;
-        int rv = syn_qconn_client_new(&t->qc, t->loop, fd, &t->local, &t->remote, t->ssl_ctx,
-                                      t->server_name, t->cfg.alpn, &t->qset, &tunnel_qc_ops, t,
-                                      detail);
+        int rv =
+            syn_qconn_client_new(&t->qc, t->loop, fd, &t->local, &t->remote, t->ssl_ctx,
+                                 t->server_name, t->cfg.alpn, &t->qset, &tunnel_qc_ops, t, detail);
         if (rv != 0) {
             close(fd);
             t->fd = -1;
@@ -600,9 +600,10 @@ static int dup_mem(char **dst, const char *src, size_t len) {
 
 static int check_config(const synesis_tunnel_config *c, char *detail) {
     if (c->struct_size != sizeof(*c))
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
-                        "config.struct_size is %zu, expected %zu: call synesis_tunnel_config_init()",
-                        c->struct_size, sizeof(*c));
+        return syn_fail(
+            detail, SYNESIS_ERR_INVALID_ARGUMENT,
+            "config.struct_size is %zu, expected %zu: call synesis_tunnel_config_init()",
+            c->struct_size, sizeof(*c));
     if (!c->cloud_url)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "config.cloud_url is NULL");
     if (!c->alpn || !c->alpn[0] || strlen(c->alpn) > 255)
@@ -617,14 +618,17 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
     if (!(c->idle_timeout > 0) || !(c->handshake_timeout > 0) || !(c->keep_alive_interval >= 0) ||
         !(c->heartbeat_interval >= 0) || !(c->request_timeout > 0) ||
         !(c->reconnect_stable_period >= 0))
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
-                        "config timeouts must be > 0 (keep-alive, heartbeat and stable period >= 0)");
-    if (!(c->reconnect_initial_delay >= 0) || !(c->reconnect_max_delay >= c->reconnect_initial_delay) ||
+        return syn_fail(
+            detail, SYNESIS_ERR_INVALID_ARGUMENT,
+            "config timeouts must be > 0 (keep-alive, heartbeat and stable period >= 0)");
+    if (!(c->reconnect_initial_delay >= 0) ||
+        !(c->reconnect_max_delay >= c->reconnect_initial_delay) ||
         !(c->reconnect_multiplier >= 1.0) || !(c->reconnect_jitter >= 0) || c->reconnect_jitter > 1)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config reconnect policy invalid: need 0 <= initial <= max, multiplier >= "
                         "1, 0 <= jitter <= 1");
-    if (c->max_udp_payload && (c->max_udp_payload < 1200 || c->max_udp_payload > SYN_UDP_MAX_PAYLOAD))
+    if (c->max_udp_payload &&
+        (c->max_udp_payload < 1200 || c->max_udp_payload > SYN_UDP_MAX_PAYLOAD))
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config.max_udp_payload must be 0 or 1200..%d", SYN_UDP_MAX_PAYLOAD);
     /* The stream window, and four of them as the connection's, are QUIC varints (< 2^62):
@@ -968,7 +972,8 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     NUM(last_heartbeat_rtt_ms);
     NUM(connections);
     NUM(reconnects);
-    cJSON_AddStringToObject(o, "last_error", st.last_error ? synesis_error_name(st.last_error) : "");
+    cJSON_AddStringToObject(o, "last_error",
+                            st.last_error ? synesis_error_name(st.last_error) : "");
     cJSON_AddStringToObject(o, "last_error_detail", st.last_error_detail);
     NUM(time_disconnected);
     NUM(handshake_time);

@@ -104,12 +104,12 @@ void syn_tunnel_log(synesis_tunnel *t, synesis_log_level level, const char *fmt,
     SYNESIS_PRINTF(3, 4);
 
 /* Modules' hooks, called by tunnel.c. */
-void syn_requests_pump(synesis_tunnel *t);            /* open waiting requests while credit lasts */
+void syn_requests_pump(synesis_tunnel *t); /* open waiting requests while credit lasts */
 void syn_requests_conn_lost(synesis_tunnel *t, int err, const char *detail); /* in-flight fail */
 void syn_requests_fail_waiting(synesis_tunnel *t, int err, const char *detail, int all);
 void syn_streams_pump(synesis_tunnel *t);
 void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail);
-void syn_heartbeat_start(synesis_tunnel *t);          /* on Connected */
+void syn_heartbeat_start(synesis_tunnel *t); /* on Connected */
 void syn_heartbeat_stop(synesis_tunnel *t);
 void syn_heartbeat_free(synesis_tunnel *t);
 int syn_heartbeat_init(synesis_tunnel *t, char *detail);

@@ -46,7 +46,8 @@ int syn_udp_open(const struct sockaddr *connect_to, socklen_t connect_len,
                         family == AF_INET6 ? "IPv6" : "IPv4", strerror(errno));
     if (family == AF_INET6) {
         set_opt(fd, IPPROTO_IPV6, IPV6_RECVTCLASS, 1);
-        set_opt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, pmtud ? IPV6_PMTUDISC_PROBE : IPV6_PMTUDISC_DONT);
+        set_opt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER,
+                pmtud ? IPV6_PMTUDISC_PROBE : IPV6_PMTUDISC_DONT);
     } else {
         set_opt(fd, IPPROTO_IP, IP_RECVTOS, 1);
         set_opt(fd, IPPROTO_IP, IP_MTU_DISCOVER, pmtud ? IP_PMTUDISC_PROBE : IP_PMTUDISC_DONT);

@@ -13,8 +13,12 @@
 #define QUOTE_MAX 160
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
-static int is_alnum(char c) { return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-static int is_xdigit(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+static int is_alnum(char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+static int is_xdigit(char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
 
 /* A printable copy of the start of url for messages. */
 static void quote(const char *url, char *q, size_t qlen) {
@@ -91,7 +95,8 @@ static int parse_name(const char *url, const char *h, size_t len, syn_url *u, ch
         return bad(detail, url, "the host name is longer than %d characters", SYN_URL_HOST_MAX);
     for (size_t i = 0; i < len; i++)
         if (!is_alnum(h[i]) && h[i] != '.' && h[i] != '-')
-            return bad(detail, url, "the host contains the invalid character '%s'", show_char(h[i], cb));
+            return bad(detail, url, "the host contains the invalid character '%s'",
+                       show_char(h[i], cb));
     for (size_t i = 0; i < len;) {
         size_t j = i;
         while (j < len && h[j] != '.')
@@ -111,7 +116,8 @@ static int parse_name(const char *url, const char *h, size_t len, syn_url *u, ch
     if (ends_in_number(h, len)) {
         struct in_addr a4;
         if (inet_pton(AF_INET, u->host, &a4) != 1)
-            return bad(detail, url, "'%s' looks like an IPv4 address but is not a valid one", u->host);
+            return bad(detail, url, "'%s' looks like an IPv4 address but is not a valid one",
+                       u->host);
         u->is_ip = 4;
     }
     return 0;
@@ -148,8 +154,10 @@ int syn_url_parse(const char *url, syn_url *out, char *detail) {
     if (!sep)
         return bad(detail, url, "no scheme (expected quic:// or https://)");
     size_t slen = (size_t)(sep - url);
-    if (!((slen == 4 && strncasecmp(url, "quic", 4) == 0) || (slen == 5 && strncasecmp(url, "https", 5) == 0)))
-        return bad(detail, url, "unknown scheme '%s' (expected quic or https)", frag(url, slen, fb));
+    if (!((slen == 4 && strncasecmp(url, "quic", 4) == 0) ||
+          (slen == 5 && strncasecmp(url, "https", 5) == 0)))
+        return bad(detail, url, "unknown scheme '%s' (expected quic or https)",
+                   frag(url, slen, fb));
 
     const char *auth = sep + 3;
     size_t alen = strcspn(auth, "/?#");

@@ -87,8 +87,10 @@ static void add_disk(cJSON *o, const char *path) {
     struct statvfs sv;
     if (!path || statvfs(path, &sv) != 0)
         return;
-    cJSON_AddNumberToObject(o, "disk_free_kb", (double)((uint64_t)sv.f_bavail * sv.f_frsize / 1024));
-    cJSON_AddNumberToObject(o, "disk_total_kb", (double)((uint64_t)sv.f_blocks * sv.f_frsize / 1024));
+    cJSON_AddNumberToObject(o, "disk_free_kb",
+                            (double)((uint64_t)sv.f_bavail * sv.f_frsize / 1024));
+    cJSON_AddNumberToObject(o, "disk_total_kb",
+                            (double)((uint64_t)sv.f_blocks * sv.f_frsize / 1024));
 }
 
 static void add_temp(cJSON *o) {

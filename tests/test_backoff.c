@@ -1,4 +1,5 @@
-/* The reconnect policy (src/backoff.c) on its own: schedule, cap, limit, reset, jitter, clamping. */
+/* The reconnect policy (src/backoff.c) on its own: schedule, cap, limit, reset, jitter, clamping.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -261,11 +262,11 @@ static void test_tunnel_refuses_bad_policy(void **state) {
     struct {
         double initial, max, multiplier, jitter;
     } bad[] = {
-        {1.0, 60.0, 0.5, 0.0},  /* multiplier < 1 */
-        {5.0, 2.0, 2.0, 0.0},   /* max < initial */
-        {-1.0, 60.0, 2.0, 0.0}, /* negative initial */
-        {1.0, 60.0, 2.0, -0.1}, /* negative jitter */
-        {1.0, 60.0, 2.0, 1.5},  /* jitter > 1 */
+        {1.0,  60.0, 0.5, 0.0 }, /* multiplier < 1 */
+        {5.0,  2.0,  2.0, 0.0 }, /* max < initial */
+        {-1.0, 60.0, 2.0, 0.0 }, /* negative initial */
+        {1.0,  60.0, 2.0, -0.1}, /* negative jitter */
+        {1.0,  60.0, 2.0, 1.5 }, /* jitter > 1 */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         synesis_tunnel_config cfg;

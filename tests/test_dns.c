@@ -18,7 +18,8 @@
 #include "dns.h"
 #include "internal.h"
 
-/* ---- failure injection (the test links with -Wl,--wrap=calloc,...): the n-th next call fails ---- */
+/* ---- failure injection (the test links with -Wl,--wrap=calloc,...): the n-th next call fails ----
+ */
 
 void *__real_calloc(size_t n, size_t size);
 void *__wrap_calloc(size_t n, size_t size);
@@ -92,7 +93,8 @@ static void on_result(void *ud, int rv, const syn_addr *addrs, size_t n, const c
     if (res->stop_timer)
         ev_timer_stop(res->loop, res->stop_timer);
     if (res->restart_host)
-        assert_int_equal(syn_resolver_start(res->r, res->restart_host, 7, on_result, res->restart_into), 0);
+        assert_int_equal(
+            syn_resolver_start(res->r, res->restart_host, 7, on_result, res->restart_into), 0);
     if (res->free_in_cb)
         syn_resolver_free(res->r);
 }
@@ -105,9 +107,11 @@ static void sleep_ms(int ms) {
 
 static const char *addr_str(const syn_addr *a, char *buf, size_t len) {
     if (a->ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)&a->ss)->sin_addr, buf, (socklen_t)len);
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)&a->ss)->sin_addr, buf,
+                  (socklen_t)len);
     else
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)&a->ss)->sin6_addr, buf, (socklen_t)len);
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)&a->ss)->sin6_addr, buf,
+                  (socklen_t)len);
     return buf;
 }
 
@@ -142,11 +146,13 @@ static void assert_ordered_unique(const struct result *res) {
             seen_v6 = 1;
         else
             assert_false(seen_v6);
-        assert_int_equal(res->addrs[i].len, fam == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+        assert_int_equal(res->addrs[i].len,
+                         fam == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
         for (size_t j = 0; j < i; j++) {
             char a[64], b[64];
             assert_false(fam == res->addrs[j].ss.ss_family &&
-                         strcmp(addr_str(&res->addrs[i], a, sizeof(a)), addr_str(&res->addrs[j], b, sizeof(b))) == 0);
+                         strcmp(addr_str(&res->addrs[i], a, sizeof(a)),
+                                addr_str(&res->addrs[j], b, sizeof(b))) == 0);
         }
     }
 }
@@ -253,10 +259,10 @@ static void test_ip_literals(void **state) {
         int family;
         const char *shown;
     } cases[] = {
-        {"192.0.2.7", AF_INET, "192.0.2.7"},
-        {"127.0.0.1", AF_INET, "127.0.0.1"},
-        {"::1", AF_INET6, "::1"},
-        {"2001:db8::1", AF_INET6, "2001:db8::1"},
+        {"192.0.2.7",        AF_INET,  "192.0.2.7"       },
+        {"127.0.0.1",        AF_INET,  "127.0.0.1"       },
+        {"::1",              AF_INET6, "::1"             },
+        {"2001:db8::1",      AF_INET6, "2001:db8::1"     },
         {"::ffff:192.0.2.1", AF_INET6, "::ffff:192.0.2.1"},
     };
     struct ev_loop *loop = new_loop();
@@ -336,7 +342,8 @@ static void test_order_and_dedup(void **state) {
     struct ev_loop *loop = new_loop();
     struct hook_ctx h;
     hook_init(&h);
-    const char *in[] = {"2001:db8::a", "192.0.2.1", "2001:db8::a", "192.0.2.2", "192.0.2.1", "::1", "192.0.2.3"};
+    const char *in[] = {"2001:db8::a", "192.0.2.1", "2001:db8::a", "192.0.2.2",
+                        "192.0.2.1",   "::1",       "192.0.2.3"};
     h.count = (int)(sizeof(in) / sizeof(in[0]));
     for (int i = 0; i < h.count; i++)
         set_addr(&h.addrs[i], in[i]);
@@ -354,7 +361,8 @@ static void test_order_and_dedup(void **state) {
     }
     assert_ordered_unique(&res);
 
-    /* Duplicates do not crowd out distinct addresses: the hook has room for more than the result. */
+    /* Duplicates do not crowd out distinct addresses: the hook has room for more than the result.
+     */
     assert_int_equal(h.last_max, 4 * SYN_RESOLVE_MAX);
     h.count = 3 * SYN_RESOLVE_MAX;
     for (int i = 0; i < h.count; i++) {
@@ -633,7 +641,8 @@ static void test_thread_start_failure(void **state) {
     assert_int_equal(res.calls, 1);
     assert_int_equal(res.rv, SYNESIS_ERR_DNS);
     char want[256];
-    snprintf(want, sizeof(want), "cannot resolve 'localhost': cannot start a resolver thread: %s", strerror(EAGAIN));
+    snprintf(want, sizeof(want), "cannot resolve 'localhost': cannot start a resolver thread: %s",
+             strerror(EAGAIN));
     assert_string_equal(res.detail, want);
     /* Only the next start fails. */
     struct result res2 = {.r = r};
@@ -685,11 +694,14 @@ static void test_invalid_arguments(void **state) {
     char longhost[300];
     memset(longhost, 'a', sizeof(longhost));
     longhost[256] = '\0';
-    assert_int_equal(syn_resolver_start(NULL, "localhost", 1, on_result, &res), SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(syn_resolver_start(NULL, "localhost", 1, on_result, &res),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
     assert_int_equal(syn_resolver_start(r, NULL, 1, on_result, &res), SYNESIS_ERR_INVALID_ARGUMENT);
-    assert_int_equal(syn_resolver_start(r, "localhost", 1, NULL, &res), SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(syn_resolver_start(r, "localhost", 1, NULL, &res),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
     assert_int_equal(syn_resolver_start(r, "", 1, on_result, &res), SYNESIS_ERR_INVALID_ARGUMENT);
-    assert_int_equal(syn_resolver_start(r, longhost, 1, on_result, &res), SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(syn_resolver_start(r, longhost, 1, on_result, &res),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
     assert_int_equal(syn_resolver_active(r), 0);
     assert_int_equal(syn_resolver_active(NULL), 0);
     syn_resolver_cancel(NULL);

@@ -251,37 +251,37 @@ static void test_config_validation(void **state) {
         cfg_mut mut;
         const char *hint;
     } bad[] = {
-        {m_struct_size, "struct_size"},
-        {m_url_null, "cloud_url"},
-        {m_alpn_null, "alpn"},
-        {m_alpn_empty, "alpn"},
-        {m_alpn_long, "alpn"},
-        {m_idle_zero, "timeouts"},
-        {m_idle_nan, "timeouts"},
-        {m_handshake_neg, "timeouts"},
-        {m_keepalive_neg, "timeouts"},
-        {m_keepalive_nan, "timeouts"},
-        {m_heartbeat_neg, "timeouts"},
-        {m_heartbeat_nan, "timeouts"},
-        {m_request_timeout_zero, "timeouts"},
-        {m_request_timeout_nan, "timeouts"},
-        {m_initial_nan, "reconnect"},
-        {m_max_nan, "reconnect"},
-        {m_multiplier_nan, "reconnect"},
-        {m_jitter_nan, "reconnect"},
-        {m_payload_small, "max_udp_payload"},
-        {m_payload_big, "max_udp_payload"},
-        {m_response_zero, "sizes"},
-        {m_send_buffer_zero, "sizes"},
-        {m_recv_window_small, "sizes"},
-        {m_recv_window_huge, "sizes"},
+        {m_struct_size,          "struct_size"    },
+        {m_url_null,             "cloud_url"      },
+        {m_alpn_null,            "alpn"           },
+        {m_alpn_empty,           "alpn"           },
+        {m_alpn_long,            "alpn"           },
+        {m_idle_zero,            "timeouts"       },
+        {m_idle_nan,             "timeouts"       },
+        {m_handshake_neg,        "timeouts"       },
+        {m_keepalive_neg,        "timeouts"       },
+        {m_keepalive_nan,        "timeouts"       },
+        {m_heartbeat_neg,        "timeouts"       },
+        {m_heartbeat_nan,        "timeouts"       },
+        {m_request_timeout_zero, "timeouts"       },
+        {m_request_timeout_nan,  "timeouts"       },
+        {m_initial_nan,          "reconnect"      },
+        {m_max_nan,              "reconnect"      },
+        {m_multiplier_nan,       "reconnect"      },
+        {m_jitter_nan,           "reconnect"      },
+        {m_payload_small,        "max_udp_payload"},
+        {m_payload_big,          "max_udp_payload"},
+        {m_response_zero,        "sizes"          },
+        {m_send_buffer_zero,     "sizes"          },
+        {m_recv_window_small,    "sizes"          },
+        {m_recv_window_huge,     "sizes"          },
 #if SIZE_MAX > 0xffffffffu
-        {m_recv_window_2_60, "sizes"},
+        {m_recv_window_2_60,     "sizes"          },
 #endif
-        {m_stable_neg, "timeouts"},
-        {m_stable_nan, "timeouts"},
-        {m_heartbeat_size_zero, "sizes"},
-        {m_pins_null, "spki_pins"},
+        {m_stable_neg,           "timeouts"       },
+        {m_stable_nan,           "timeouts"       },
+        {m_heartbeat_size_zero,  "sizes"          },
+        {m_pins_null,            "spki_pins"      },
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         synesis_tunnel_config cfg = f->cfg;
@@ -369,9 +369,8 @@ static void test_in_memory_pem_and_pins(void **state) {
     fixture *f = *state;
     synesis_identity_info info;
     char detail[512];
-    assert_int_equal(synesis_identity_inspect(syn_test_path(pki, "edge.pem"), &info, detail,
-                                              sizeof(detail)),
-                     0);
+    assert_int_equal(
+        synesis_identity_inspect(syn_test_path(pki, "edge.pem"), &info, detail, sizeof(detail)), 0);
     size_t cert_len, key_len;
     char *cert = read_file(syn_test_path(pki, "device.pem"), &cert_len);
     char *key = read_file(syn_test_path(pki, "device.key"), &key_len);
@@ -454,14 +453,14 @@ static void test_request_invalid_arguments(void **state) {
     assert_int_equal(synesis_tunnel_request(f->t, "x", 1, &o, on_resp, &res, NULL),
                      SYNESIS_ERR_INVALID_ARGUMENT);
     req = (synesis_request *)f;
-    assert_int_equal(synesis_tunnel_request_nocopy(f->t, "x", 1, NULL, NULL, NULL, on_resp, &res,
-                                                   &req),
-                     SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(
+        synesis_tunnel_request_nocopy(f->t, "x", 1, NULL, NULL, NULL, on_resp, &res, &req),
+        SYNESIS_ERR_INVALID_ARGUMENT);
     assert_null(req);
     rel r = {0};
-    assert_int_equal(synesis_tunnel_request_nocopy(f->t, "x", 1, on_release, &r, &o, on_resp, &res,
-                                                   NULL),
-                     SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(
+        synesis_tunnel_request_nocopy(f->t, "x", 1, on_release, &r, &o, on_resp, &res, NULL),
+        SYNESIS_ERR_INVALID_ARGUMENT);
     assert_int_equal(r.calls, 1); /* released even though refused */
     assert_int_equal(synesis_request_cancel(NULL), SYNESIS_ERR_INVALID_ARGUMENT);
     syn_test_run_for(f->loop, 0.02);
@@ -473,9 +472,8 @@ static void test_request_invalid_arguments(void **state) {
     assert_int_equal(res.len, 0);
     rel r0 = {0};
     memset(&res, 0, sizeof(res));
-    assert_int_equal(synesis_tunnel_request_nocopy(f->t, "", 0, on_release, &r0, NULL, on_resp,
-                                                   &res, NULL),
-                     0);
+    assert_int_equal(
+        synesis_tunnel_request_nocopy(f->t, "", 0, on_release, &r0, NULL, on_resp, &res, NULL), 0);
     assert_int_equal(r0.calls, 1); /* nothing to hold on to */
     assert_true(syn_test_run_until(f->loop, res_done, &res, 5));
     assert_int_equal(res.status, 0);
@@ -527,9 +525,9 @@ static void test_queue_full(void **state) {
                      SYNESIS_ERR_QUEUE_FULL);
     assert_null(req);
     rel r = {0};
-    assert_int_equal(synesis_tunnel_request_nocopy(f->t, "e", 1, on_release, &r, NULL, on_resp, &d,
-                                                   NULL),
-                     SYNESIS_ERR_QUEUE_FULL);
+    assert_int_equal(
+        synesis_tunnel_request_nocopy(f->t, "e", 1, on_release, &r, NULL, on_resp, &d, NULL),
+        SYNESIS_ERR_QUEUE_FULL);
     assert_int_equal(r.calls, 1);
     assert_true(syn_test_run_until(f->loop, res_done, &c, 5));
     assert_int_equal(d.calls, 0);
@@ -704,9 +702,8 @@ static void test_last_error_and_user_data(void **state) {
     syn_edge_stop(f->edge, 0); /* nothing listens */
     char detail[256];
     int marker;
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, &marker, detail,
-                                        sizeof(detail)),
-                     0);
+    assert_int_equal(
+        synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, &marker, detail, sizeof(detail)), 0);
     assert_ptr_equal(synesis_tunnel_user_data(f->t), &marker);
     assert_string_equal(synesis_tunnel_last_error(f->t), "");
     assert_int_equal(synesis_tunnel_subscribe(f->t, syn_test_record_state, &f->states, NULL), 0);
@@ -871,7 +868,9 @@ static void test_resolution_and_address_fallback(void **state) {
     assert_int_equal(f->states.errors[f->states.n - 1], SYNESIS_ERR_SOCKET);
     assert_non_null(strstr(synesis_tunnel_last_error(f->t), "connect("));
     /* Broadcast, then an address where nothing listens (ICMP port unreachable), then the edge. */
-    hook_cfg chain = {.n = 3, .addrs = {"255.255.255.255", "127.0.0.2", "127.0.0.1"}};
+    hook_cfg chain = {
+        .n = 3, .addrs = {"255.255.255.255", "127.0.0.2", "127.0.0.1"}
+    };
     connect_with_hook(f, &chain);
     assert_int_equal(f->states.kinds[f->states.n - 1], SYNESIS_STATE_CONNECTED);
     assert_int_equal(syn_test_find_state(&f->states, SYNESIS_STATE_FAILED, 0), -1);
@@ -897,8 +896,8 @@ static void test_unusable_server_name(void **state) {
         char detail[256];
         assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &cfg, NULL, f, detail, sizeof(detail)),
                          0);
-        assert_int_equal(
-            synesis_tunnel_subscribe(f->t, syn_test_record_state, &f->states, NULL), 0);
+        assert_int_equal(synesis_tunnel_subscribe(f->t, syn_test_record_state, &f->states, NULL),
+                         0);
         assert_int_equal(synesis_tunnel_connect(f->t), 0);
         assert_true(syn_test_run_until(f->loop, failed_state, f, 5));
         assert_int_equal(f->states.errors[f->states.n - 1], SYNESIS_ERR_INVALID_ARGUMENT);
@@ -954,8 +953,8 @@ static void test_send_error_ends_connection(void **state) {
 
 static void test_edge_refuses_bad_commands(void **state) {
     fixture *f = *state;
-    const char *refused[] = {"SRC abc\n", "SRC \n", "SLEEP 700000\n", "SLEEP x\n", "RESET x\n",
-                             "SLEEP 5"};
+    const char *refused[] = {"SRC abc\n", "SRC \n",    "SLEEP 700000\n",
+                             "SLEEP x\n", "RESET x\n", "SLEEP 5"};
     result res;
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         request_and_wait(f, refused[i], strlen(refused[i]), NULL, &res);
@@ -1006,8 +1005,8 @@ static void peer_close(fixture *f, udp_peer *p) {
 }
 
 static void peer_send(udp_peer *p, uint16_t port, const void *buf, size_t len) {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                            .sin_port = htons(port)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = htons(port)};
     assert_int_equal(sendto(p->fd, buf, len, 0, (struct sockaddr *)&a, sizeof(a)), (ssize_t)len);
 }
 
@@ -1052,11 +1051,11 @@ static void test_edge_version_negotiation(void **state) {
     assert_true(syn_test_run_until(f->loop, peer_got, &p, 5));
     const uint8_t *v = p.buf;
     assert_true(p.len >= 7 + 8 + 5 + 4);
-    assert_true(v[0] & 0x80);                                  /* long header */
-    assert_int_equal(v[1] | v[2] | v[3] | v[4], 0);            /* version 0: negotiation */
-    assert_int_equal(v[5], 5);                                 /* DCID = our SCID */
+    assert_true(v[0] & 0x80);                       /* long header */
+    assert_int_equal(v[1] | v[2] | v[3] | v[4], 0); /* version 0: negotiation */
+    assert_int_equal(v[5], 5);                      /* DCID = our SCID */
     assert_memory_equal(v + 6, scid, 5);
-    assert_int_equal(v[11], 8);                                /* SCID = our DCID */
+    assert_int_equal(v[11], 8); /* SCID = our DCID */
     assert_memory_equal(v + 12, dcid, 8);
     int has_v1 = 0;
     for (ssize_t i = 20; i + 4 <= p.len; i += 4)
@@ -1085,9 +1084,9 @@ static void send_garbage(udp_peer *p, uint16_t port) {
     const uint8_t dcid[18] = {0xde, 0xad};
     const uint8_t scid[8] = {0xbe, 0xef};
     fill(buf, sizeof(buf), 1);
-    peer_send(p, port, buf, 1);  /* one byte */
-    peer_send(p, port, buf, 5);  /* a fragment */
-    buf[0] = 0x40;               /* short header, unknown connection ID */
+    peer_send(p, port, buf, 1); /* one byte */
+    peer_send(p, port, buf, 5); /* a fragment */
+    buf[0] = 0x40;              /* short header, unknown connection ID */
     peer_send(p, port, buf, 40);
     peer_send(p, port, buf, 1600); /* larger than any QUIC datagram we take */
     peer_send(p, port, buf, 30);   /* right behind it, in the same batch */
@@ -1096,7 +1095,7 @@ static void send_garbage(udp_peer *p, uint16_t port) {
     peer_send(p, port, buf, long_header(buf, 1200, 0xc0, 1, dcid, 18, scid, 8));
     size_t h = long_header(buf, 1200, 0xc0, 1, dcid, 18, scid, 8);
     size_t at = 1 + 4 + 1 + 18 + 1 + 8;
-    buf[at] = 0;                                  /* token length */
+    buf[at] = 0;                                         /* token length */
     buf[at + 1] = (uint8_t)(0x40 | ((h - at - 3) >> 8)); /* length (2-byte varint) */
     buf[at + 2] = (uint8_t)(h - at - 3);
     peer_send(p, port, buf, h);
@@ -1154,7 +1153,6 @@ static void test_garbage_to_tunnel(void **state) {
     assert_int_equal(f->states.n, 2);
 }
 
-
 /* ---- more failures on the way in ---- */
 
 /* PEM of a fresh P-256 key and a self-signed certificate with no CN (O only). */
@@ -1177,8 +1175,8 @@ static void cert_without_cn(char **cert_pem, char **key_pem) {
     X509_gmtime_adj(X509_getm_notBefore(x), -60);
     X509_gmtime_adj(X509_getm_notAfter(x), 3600);
     X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"SuperInstance", -1,
-                               -1, 0);
+    X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"SuperInstance", -1, -1,
+                               0);
     X509_set_issuer_name(x, n);
     X509_set_pubkey(x, key);
     assert_true(X509_sign(x, key, EVP_sha256()) > 0);
@@ -1251,8 +1249,13 @@ static void test_edge_configuration_errors(void **state) {
     ec.cert_file = syn_test_path(pki, "edge.pem");
     ec.key_file = syn_test_path(pki, "edge.key");
     ec.ca_file = syn_test_path(pki, "ca.pem");
-    const char *bad[] = {"nope", "[::1", "[::1]4433", "127.0.0.1:", "127.0.0.1:70000",
-                         "127.0.0.1:12x", "localhost:0",
+    const char *bad[] = {"nope",
+                         "[::1",
+                         "[::1]4433",
+                         "127.0.0.1:",
+                         "127.0.0.1:70000",
+                         "127.0.0.1:12x",
+                         "localhost:0",
                          "0123456789012345678901234567890123456789012345678901234567890:1"};
     char detail[512];
     syn_edge *e = (syn_edge *)f;
@@ -1296,9 +1299,9 @@ static int run_until_sliced(struct ev_loop *loop, int (*pred)(void *), void *ud,
  * connection ends with CONNECTION_LOST. */
 static void test_raw_client_send_error(void **state) {
     fixture *f = *state;
-    syn_test_raw_client *c = syn_test_raw_client_new(f->loop, syn_edge_port(f->edge), pki,
-                                                     syn_test_path(pki, "device.pem"),
-                                                     syn_test_path(pki, "device.key"));
+    syn_test_raw_client *c =
+        syn_test_raw_client_new(f->loop, syn_edge_port(f->edge), pki,
+                                syn_test_path(pki, "device.pem"), syn_test_path(pki, "device.key"));
     assert_true(syn_test_run_until(f->loop, syn_test_raw_done, c, 5));
     assert_int_equal(c->err, 0);
     static uint8_t body[1u << 20];
@@ -1346,14 +1349,15 @@ static void test_close_reason_sanitised(void **state) {
     char detail[512];
     assert_int_equal(syn_edge_new(&f->edge, f->loop, &ec, detail), 0);
     assert_int_equal(syn_edge_start(f->edge, detail), 0);
-    syn_test_raw_client *c = syn_test_raw_client_new(f->loop, syn_edge_port(f->edge), pki,
-                                                     syn_test_path(pki, "device.pem"),
-                                                     syn_test_path(pki, "device.key"));
+    syn_test_raw_client *c =
+        syn_test_raw_client_new(f->loop, syn_edge_port(f->edge), pki,
+                                syn_test_path(pki, "device.pem"), syn_test_path(pki, "device.key"));
     assert_true(syn_test_run_until(f->loop, syn_test_raw_done, c, 5));
     assert_int_equal(c->err, 0);
     syn_qconn_close(c->qc, 7, "bye\x01\x7f!");
     assert_true(syn_test_run_until(f->loop, edge_closed_one, f->edge, 5));
-    assert_true(logged(f, "bye?" "?!")); /* (split: not a trigraph) */
+    assert_true(logged(f, "bye?"
+                          "?!")); /* (split: not a trigraph) */
     assert_true(logged(f, "0x7"));
     syn_test_raw_client_free(c);
 }

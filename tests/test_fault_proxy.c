@@ -18,7 +18,8 @@
 #include "fault_proxy.h"
 #include "internal.h"
 
-/* ---- failure injection (the test links with -Wl,--wrap=calloc,...): the n-th next call fails ---- */
+/* ---- failure injection (the test links with -Wl,--wrap=calloc,...): the n-th next call fails ----
+ */
 
 void *__real_calloc(size_t n, size_t size);
 void *__wrap_calloc(size_t n, size_t size);
@@ -82,11 +83,11 @@ static void pump(struct ev_loop *loop) {
     ev_timer_stop(loop, &t);
 }
 
-#define RUN_UNTIL(loop, cond, secs)                                                                                    \
-    do {                                                                                                               \
-        uint64_t end_ = syn_now_ns() + (uint64_t)((secs) * 1e9);                                                       \
-        while (!(cond) && syn_now_ns() < end_)                                                                         \
-            pump(loop);                                                                                                \
+#define RUN_UNTIL(loop, cond, secs)                                                                \
+    do {                                                                                           \
+        uint64_t end_ = syn_now_ns() + (uint64_t)((secs)*1e9);                                     \
+        while (!(cond) && syn_now_ns() < end_)                                                     \
+            pump(loop);                                                                            \
     } while (0)
 
 static void run_for(struct ev_loop *loop, double secs) { RUN_UNTIL(loop, 0, secs); }
@@ -194,8 +195,8 @@ static void peer_close(struct peer *pe) {
     free(pe);
 }
 
-static void peer_send_to(struct peer *pe, const struct sockaddr_storage *to, socklen_t to_len, uint32_t seq,
-                         size_t len) {
+static void peer_send_to(struct peer *pe, const struct sockaddr_storage *to, socklen_t to_len,
+                         uint32_t seq, size_t len) {
     static unsigned char buf[65536];
     assert_true(len >= 12 && len <= sizeof(buf));
     memset(buf, (int)(seq & 0xff), len);
@@ -228,8 +229,9 @@ static syn_fault_proxy *proxy_for(struct ev_loop *loop, const struct peer *serve
         in6->sin6_addr = in6addr_loopback;
         ll = sizeof(*in6);
     }
-    syn_fault_proxy *p = syn_fault_proxy_new(loop, (struct sockaddr *)&l, ll, (const struct sockaddr *)&server->addr,
-                                             server->addr_len, seed);
+    syn_fault_proxy *p =
+        syn_fault_proxy_new(loop, (struct sockaddr *)&l, ll, (const struct sockaddr *)&server->addr,
+                            server->addr_len, seed);
     assert_non_null(p);
     assert_int_not_equal(syn_fault_proxy_port(p), 0);
     return p;
@@ -264,8 +266,8 @@ static void world_close(struct world *w) {
     ev_loop_destroy(w->loop);
 }
 
-/* Sends count datagrams seq first..first+count-1 from the client, a few at a time, waiting until the
- * proxy has taken each batch in (so no burst overflows a socket buffer). */
+/* Sends count datagrams seq first..first+count-1 from the client, a few at a time, waiting until
+ * the proxy has taken each batch in (so no burst overflows a socket buffer). */
 static void send_paced(struct world *w, uint32_t first, uint32_t count, size_t len) {
     for (uint32_t i = 0; i < count;) {
         syn_fault_stats s0 = stats(w->proxy);
@@ -275,8 +277,9 @@ static void send_paced(struct world *w, uint32_t first, uint32_t count, size_t l
             peer_send(w->client, w->proxy, first + i + k, len);
         i += batch;
         /* Every arrival ends up forwarded, dropped or queued (duplicates count twice). */
-        RUN_UNTIL(w->loop, (stats(w->proxy).fwd_up + stats(w->proxy).dropped_up + stats(w->proxy).queued -
-                            stats(w->proxy).duplicated) >= seen0 + batch,
+        RUN_UNTIL(w->loop,
+                  (stats(w->proxy).fwd_up + stats(w->proxy).dropped_up + stats(w->proxy).queued -
+                   stats(w->proxy).duplicated) >= seen0 + batch,
                   10);
     }
 }
@@ -318,7 +321,8 @@ static void test_pass_through(void **state) {
     syn_fault_stats s = stats(w.proxy);
     assert_int_equal(s.fwd_up, 10);
     assert_int_equal(s.fwd_down, 10);
-    assert_int_equal(s.dropped_up + s.dropped_down + s.duplicated + s.reordered + s.delayed + s.overflowed + s.queued,
+    assert_int_equal(s.dropped_up + s.dropped_down + s.duplicated + s.reordered + s.delayed +
+                         s.overflowed + s.queued,
                      0);
     /* A full-size datagram goes through too. */
     peer_send(w.client, w.proxy, 99, 65507);
@@ -344,7 +348,8 @@ static void test_ipv6_and_family_change(void **state) {
 
     /* Switch the upstream to an IPv4 server: the client keeps talking IPv6 to the proxy. */
     struct peer *s4 = peer_open(w.loop, AF_INET, 1);
-    assert_int_equal(syn_fault_proxy_set_upstream(w.proxy, (struct sockaddr *)&s4->addr, s4->addr_len), 0);
+    assert_int_equal(
+        syn_fault_proxy_set_upstream(w.proxy, (struct sockaddr *)&s4->addr, s4->addr_len), 0);
     for (uint32_t i = 5; i < 10; i++)
         peer_send(w.client, w.proxy, i, 50);
     RUN_UNTIL(w.loop, w.client->n == 10, 10);
@@ -504,7 +509,8 @@ static void test_reorder(void **state) {
     RUN_UNTIL(w.loop, w.server->n == 11, 10);
     assert_int_equal(w.server->n, 11);
     assert_int_equal(w.server->rx[10].seq, 11);
-    assert_true(w.server->rx[10].at_ns - w.server->rx[10].sent_ns >= SYN_FAULT_REORDER_HOLD_MS * 1000000u);
+    assert_true(w.server->rx[10].at_ns - w.server->rx[10].sent_ns >=
+                SYN_FAULT_REORDER_HOLD_MS * 1000000u);
     assert_int_equal(stats(w.proxy).reordered, 6);
     world_close(&w);
 }
@@ -583,7 +589,8 @@ static void test_set_upstream(void **state) {
     peer_send(w.client, w.proxy, 0, 64);
     RUN_UNTIL(w.loop, w.client->n == 1, 10);
     struct peer *s2 = peer_open(w.loop, AF_INET, 1);
-    assert_int_equal(syn_fault_proxy_set_upstream(w.proxy, (struct sockaddr *)&s2->addr, s2->addr_len), 0);
+    assert_int_equal(
+        syn_fault_proxy_set_upstream(w.proxy, (struct sockaddr *)&s2->addr, s2->addr_len), 0);
     peer_send(w.client, w.proxy, 1, 64);
     RUN_UNTIL(w.loop, w.client->n == 2, 10);
     assert_int_equal(w.server->n, 1);
@@ -736,7 +743,8 @@ static void test_send_failure_counts_as_drop(void **state) {
     /* Broadcast without SO_BROADCAST: sendto fails with EACCES. */
     struct sockaddr_in bcast = {.sin_family = AF_INET, .sin_port = htons(9)};
     bcast.sin_addr.s_addr = htonl(INADDR_BROADCAST);
-    assert_int_equal(syn_fault_proxy_set_upstream(w.proxy, (struct sockaddr *)&bcast, sizeof(bcast)), 0);
+    assert_int_equal(
+        syn_fault_proxy_set_upstream(w.proxy, (struct sockaddr *)&bcast, sizeof(bcast)), 0);
     send_paced(&w, 0, 3, 64);
     syn_fault_stats s = stats(w.proxy);
     assert_int_equal(s.dropped_up, 3);
@@ -810,18 +818,21 @@ static void test_out_of_descriptors(void **state) {
     /* Rebinding fails; the old socket stays and still works. */
     assert_int_equal(syn_fault_proxy_rebind(w.proxy), SYNESIS_ERR_SOCKET);
     if (s6)
-        assert_int_equal(syn_fault_proxy_set_upstream(w.proxy, (struct sockaddr *)&s6->addr, s6->addr_len),
-                         SYNESIS_ERR_SOCKET);
+        assert_int_equal(
+            syn_fault_proxy_set_upstream(w.proxy, (struct sockaddr *)&s6->addr, s6->addr_len),
+            SYNESIS_ERR_SOCKET);
     /* No proxy can be made either. */
     struct sockaddr_in a = {.sin_family = AF_INET};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     errno = 0;
-    assert_null(syn_fault_proxy_new(w.loop, (struct sockaddr *)&a, sizeof(a), (struct sockaddr *)&a, sizeof(a), 0));
+    assert_null(syn_fault_proxy_new(w.loop, (struct sockaddr *)&a, sizeof(a), (struct sockaddr *)&a,
+                                    sizeof(a), 0));
     assert_int_equal(errno, EMFILE);
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
 
     /* Back to the IPv4 server, and all is well again. */
-    assert_int_equal(syn_fault_proxy_set_upstream(w.proxy, (struct sockaddr *)&w.server->addr, w.server->addr_len),
+    assert_int_equal(syn_fault_proxy_set_upstream(w.proxy, (struct sockaddr *)&w.server->addr,
+                                                  w.server->addr_len),
                      0);
     peer_send(w.client, w.proxy, 2, 64);
     peer_send(c2, w.proxy, 3, 64);
@@ -843,7 +854,8 @@ static void test_resource_failures(void **state) {
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     fail_calloc_in = 1;
     errno = 0;
-    assert_null(syn_fault_proxy_new(w.loop, (struct sockaddr *)&a, sizeof(a), (struct sockaddr *)&a, sizeof(a), 0));
+    assert_null(syn_fault_proxy_new(w.loop, (struct sockaddr *)&a, sizeof(a), (struct sockaddr *)&a,
+                                    sizeof(a), 0));
     assert_int_equal(errno, ENOMEM);
 
     /* No memory for a new client, then no upstream port for it: its datagrams are dropped. */

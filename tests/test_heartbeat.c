@@ -240,9 +240,9 @@ static size_t frame(uint8_t *out, uint8_t type, uint32_t len, const char *json) 
 
 static void test_edge_rejects_malformed_frames(void **state) {
     fixture *f = *state;
-    syn_test_raw_client *c = syn_test_raw_client_new(
-        f->loop, syn_edge_port(f->edge), pki, syn_test_path(pki, "device.pem"),
-        syn_test_path(pki, "device.key"));
+    syn_test_raw_client *c =
+        syn_test_raw_client_new(f->loop, syn_edge_port(f->edge), pki,
+                                syn_test_path(pki, "device.pem"), syn_test_path(pki, "device.key"));
     assert_true(syn_test_run_until(f->loop, syn_test_raw_done, c, 5));
     assert_int_equal(c->err, 0);
     static const char good[] =
@@ -253,13 +253,13 @@ static void test_edge_rejects_malformed_frames(void **state) {
         const char *name;
         const char *reason;
     } cases[] = {
-        {"wrong type", "unknown message type 0x02"},
-        {"truncated", "truncated frame"},
-        {"too long", "over the maximum"},
-        {"invalid json", "invalid JSON"},
-        {"missing field", "missing or mistyped field sequence"},
+        {"wrong type",          "unknown message type 0x02"          },
+        {"truncated",           "truncated frame"                    },
+        {"too long",            "over the maximum"                   },
+        {"invalid json",        "invalid JSON"                       },
+        {"missing field",       "missing or mistyped field sequence" },
         {"wrong type of field", "missing or mistyped field timestamp"},
-        {"trailing bytes", "after the end of the frame"},
+        {"trailing bytes",      "after the end of the frame"         },
     };
     syn_edge_stats es;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -113,7 +113,8 @@ static void record_detail(synesis_tunnel *t, const synesis_tunnel_state *old_sta
 /* First record at or after from with kind (and, for Reconnecting, attempt >= min_attempt). */
 static int rec_find(const recorder *r, synesis_state_kind kind, uint32_t min_attempt, int from) {
     for (int i = from; i < r->n; i++)
-        if (r->e[i].kind == kind && (kind != SYNESIS_STATE_RECONNECTING || r->e[i].attempt >= min_attempt))
+        if (r->e[i].kind == kind &&
+            (kind != SYNESIS_STATE_RECONNECTING || r->e[i].attempt >= min_attempt))
             return i;
     return -1;
 }
@@ -191,7 +192,8 @@ static void check_recorders_agree(const recorder *r) {
 /* SYNESIS_TEST_LOG=1..4 prints the tunnel's log at that level (debugging aid). */
 static void stderr_log(void *ud, synesis_log_level level, const char *msg) {
     (void)ud;
-    fprintf(stderr, "%.3f [%d] %s\n", (double)(syn_now_ns() % 1000000000000ull) / 1e9, (int)level, msg);
+    fprintf(stderr, "%.3f [%d] %s\n", (double)(syn_now_ns() % 1000000000000ull) / 1e9, (int)level,
+            msg);
 }
 
 /* The tunnel config of these tests: short keep-alive and idle timeout, fast backoff. */
@@ -269,7 +271,8 @@ typedef struct sink {
     int datagrams;
     uint16_t ports[64]; /* distinct source ports, in order of first appearance */
     int nports;
-    synesis_tunnel *disconnect_at_port2; /* disconnect() this tunnel on a second port's first datagram */
+    synesis_tunnel
+        *disconnect_at_port2; /* disconnect() this tunnel on a second port's first datagram */
     int disconnect_rv;
     int disconnected;
 } sink;
@@ -430,8 +433,8 @@ static void test_blackhole_longer_than_idle_timeout(void **state) {
     struct sockaddr_in l = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct sockaddr_in up = l;
     up.sin_port = htons(syn_edge_port(f->edge));
-    f->proxy = syn_fault_proxy_new(f->loop, (struct sockaddr *)&l, sizeof(l), (struct sockaddr *)&up,
-                                   sizeof(up), 7);
+    f->proxy = syn_fault_proxy_new(f->loop, (struct sockaddr *)&l, sizeof(l),
+                                   (struct sockaddr *)&up, sizeof(up), 7);
     assert_non_null(f->proxy);
     synesis_tunnel_config cfg;
     rc_config(f, &cfg, syn_fault_proxy_port(f->proxy));
@@ -643,7 +646,8 @@ static void act_on_reconnecting(synesis_tunnel *t, const synesis_tunnel_state *o
         a->calls_after++;
         return;
     }
-    if (a->acted || new_state->kind != SYNESIS_STATE_RECONNECTING || new_state->attempt != a->at_attempt)
+    if (a->acted || new_state->kind != SYNESIS_STATE_RECONNECTING ||
+        new_state->attempt != a->at_attempt)
         return;
     a->acted = 1;
     if (a->do_free)
@@ -817,7 +821,9 @@ static void test_backoff_fn(void **state) {
     synesis_tunnel_config cfg;
     rc_config(f, &cfg, syn_edge_port(f->edge));
     cfg.reconnect_max_delay = 1.0;
-    policy p = {.answer = {0.15, 0.15, -1}};
+    policy p = {
+        .answer = {0.15, 0.15, -1}
+    };
     cfg.backoff_fn = policy_fn;
     cfg.backoff_user_data = &p;
     recorder r = {0};
@@ -964,7 +970,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_disconnect_during_attempt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_act_from_reconnecting_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stable_period, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unstable_connections_exhaust_attempts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unstable_connections_exhaust_attempts, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_backoff_fn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_initial_connect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_retry_initial_connect, setup, teardown),

@@ -100,9 +100,8 @@ static void test_free_from_response_with_others_in_flight(void **state) {
         s[i].f = f;
         s[i].free_on_call = 1;
         const char *body = i < 3 ? "now" : "SLEEP 2000\n";
-        assert_int_equal(synesis_tunnel_request(f->t, body, strlen(body), NULL, slot_resp, &s[i],
-                                                NULL),
-                         0);
+        assert_int_equal(
+            synesis_tunnel_request(f->t, body, strlen(body), NULL, slot_resp, &s[i], NULL), 0);
     }
     int any = 0;
     for (int tries = 0; tries < 200 && !any; tries++) {
@@ -114,7 +113,7 @@ static void test_free_from_response_with_others_in_flight(void **state) {
     syn_test_run_for(f->loop, 0.3);
     int ok = 0, cancelled = 0;
     for (int i = 0; i < 6; i++) {
-        assert_int_equal(s[i].calls, 1); /* exactly once each */
+        assert_int_equal(s[i].calls, 1);      /* exactly once each */
         assert_int_equal(s[i].after_free, 0); /* none after free() returned */
         ok += s[i].status == 0;
         cancelled += s[i].status == SYNESIS_ERR_CANCELLED;
@@ -134,9 +133,8 @@ static void test_free_from_connection_lost(void **state) {
     for (int i = 0; i < 4; i++) {
         s[i].f = f;
         s[i].free_on_call = 1;
-        assert_int_equal(synesis_tunnel_request(f->t, "SLEEP 3000\n", 11, NULL, slot_resp, &s[i],
-                                                NULL),
-                         0);
+        assert_int_equal(
+            synesis_tunnel_request(f->t, "SLEEP 3000\n", 11, NULL, slot_resp, &s[i], NULL), 0);
     }
     syn_test_run_for(f->loop, 0.1);
     syn_edge_stop(f->edge, 1);
@@ -195,7 +193,8 @@ static void test_free_from_stream_data(void **state) {
     assert_int_equal(synesis_tunnel_open_stream(f->t, &cbb, &b, &sb), 0);
     assert_int_equal(synesis_tunnel_open_stream(f->t, &cba, &a, &sa), 0);
     slot r = {.f = f};
-    assert_int_equal(synesis_tunnel_request(f->t, "SLEEP 2000\n", 11, NULL, slot_resp, &r, NULL), 0);
+    assert_int_equal(synesis_tunnel_request(f->t, "SLEEP 2000\n", 11, NULL, slot_resp, &r, NULL),
+                     0);
     size_t acc;
     assert_int_equal(synesis_stream_write(sa, "echo me", 7, &acc), 0);
     assert_true(syn_test_run_until(f->loop, sc_closed, &a, 5));
@@ -236,7 +235,8 @@ static void test_disconnect_from_on_vitals(void **state) {
     hb_calls = 0;
     synesis_tunnel_callbacks cb = {.on_vitals = vitals_disconnect, .on_heartbeat = count_hb};
     char detail[512];
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail)), 0);
+    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail)),
+                     0);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
     assert_true(syn_test_run_until(f->loop, is_disconnected, f->t, 5));
     syn_test_run_for(f->loop, 0.2);

@@ -246,7 +246,8 @@ typedef struct many {
 
 static void many_submit(many *m);
 
-static void many_resp(synesis_tunnel *t, synesis_request *req, const synesis_response *r, void *ud) {
+static void many_resp(synesis_tunnel *t, synesis_request *req, const synesis_response *r,
+                      void *ud) {
     (void)t;
     (void)req;
     many *m = ud;
@@ -292,7 +293,8 @@ typedef struct lost {
     int status[8];
 } lost;
 
-static void lost_resp(synesis_tunnel *t, synesis_request *req, const synesis_response *r, void *ud) {
+static void lost_resp(synesis_tunnel *t, synesis_request *req, const synesis_response *r,
+                      void *ud) {
     (void)t;
     (void)req;
     int *slot = ud;
@@ -313,9 +315,8 @@ static void test_connection_lost_mid_request(void **state) {
     static int slots[8][2];
     memset(slots, 0, sizeof(slots));
     for (int i = 0; i < 8; i++)
-        assert_int_equal(synesis_tunnel_request(f->t, "SLEEP 5000\n", 11, NULL, lost_resp,
-                                                slots[i], NULL),
-                         0);
+        assert_int_equal(
+            synesis_tunnel_request(f->t, "SLEEP 5000\n", 11, NULL, lost_resp, slots[i], NULL), 0);
     syn_test_run_for(f->loop, 0.1); /* the requests reach the edge */
     syn_edge_kick(f->edge, "req-1");
     lost l;
@@ -342,7 +343,8 @@ static void test_cancel(void **state) {
     fixture *f = *state;
     result res = {0};
     synesis_request *req = NULL;
-    assert_int_equal(synesis_tunnel_request(f->t, "SLEEP 1000\n", 11, NULL, on_resp, &res, &req), 0);
+    assert_int_equal(synesis_tunnel_request(f->t, "SLEEP 1000\n", 11, NULL, on_resp, &res, &req),
+                     0);
     assert_non_null(req);
     syn_test_run_for(f->loop, 0.05);
     assert_int_equal(synesis_request_cancel(req), 0);
@@ -400,9 +402,9 @@ static void test_nocopy(void **state) {
     rel r3 = {0};
     synesis_request *req;
     memset(&res, 0, sizeof(res));
-    assert_int_equal(synesis_tunnel_request_nocopy(f->t, body, 10, on_release, &r3, NULL, on_resp,
-                                                   &res, &req),
-                     0);
+    assert_int_equal(
+        synesis_tunnel_request_nocopy(f->t, body, 10, on_release, &r3, NULL, on_resp, &res, &req),
+        0);
     synesis_request_cancel(req);
     assert_int_equal(r3.calls, 1);
 }
@@ -411,7 +413,8 @@ static void test_not_connected_and_queueing(void **state) {
     setup_edge(state, 0);
     fixture *f = *state;
     char detail[256];
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail)), 0);
+    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail)),
+                     0);
     result res = {0};
     assert_int_equal(synesis_tunnel_request(f->t, "a", 1, NULL, on_resp, &res, NULL),
                      SYNESIS_ERR_NOT_CONNECTED);
@@ -437,7 +440,8 @@ static void test_queued_request_fails_when_tunnel_fails(void **state) {
     fixture *f = *state;
     syn_edge_stop(f->edge, 0); /* nothing listens */
     char detail[256];
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail)), 0);
+    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail)),
+                     0);
     synesis_request_options o;
     synesis_request_options_init(&o);
     o.queue_while_reconnecting = 1;
@@ -558,8 +562,8 @@ static void test_stream_backpressure_slow_reader(void **state) {
     u.echo = malloc(u.total);
     ev_timer_init(&u.resume, resume_cb, 0., 0.);
     u.resume.data = &u;
-    synesis_stream_callbacks cb = {.on_data = up_data, .on_end = up_end, .on_writable = up_writable,
-                                   .on_close = up_close};
+    synesis_stream_callbacks cb = {
+        .on_data = up_data, .on_end = up_end, .on_writable = up_writable, .on_close = up_close};
     assert_int_equal(synesis_tunnel_open_stream(f->t, &cb, &u, &u.s), 0);
     up_write(&u);
     assert_true(syn_test_run_until(f->loop, up_done, &u, 60));

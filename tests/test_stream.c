@@ -101,7 +101,7 @@ typedef struct srec {
     uint64_t code;
     int events[16]; /* EV_* in order (consecutive data calls logged once) */
     int nevents;
-    int close_seq;  /* order among closes (see close_counter) */
+    int close_seq; /* order among closes (see close_counter) */
     /* Actions from inside the callbacks. */
     int reset_in_data;
     int reset_rv;

@@ -591,9 +591,9 @@ static void test_handshake_pins(void **state) {
         size_t first, n;
         int expect;
     } cases[] = {
-        {1, 1, 0}, /* the edge's own key */
-        {2, 1, 0}, /* the CA's key (any certificate of the chain) */
-        {0, 2, 0}, /* a wrong pin and the right one */
+        {1, 1, 0                            }, /* the edge's own key */
+        {2, 1, 0                            }, /* the CA's key (any certificate of the chain) */
+        {0, 2, 0                            }, /* a wrong pin and the right one */
         {0, 1, SYNESIS_ERR_PEER_PIN_MISMATCH},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -666,8 +666,8 @@ static void test_handshake_client_cert_rejected(void **state) {
     struct {
         const char *cert, *key, *alert;
     } cases[] = {
-        {"expired-device.pem", "expired-device.key", "certificate expired"},
-        {"edge.pem", "edge.key", "unsupported certificate"}, /* serverAuth only */
+        {"expired-device.pem", "expired-device.key", "certificate expired"    },
+        {"edge.pem",           "edge.key",           "unsupported certificate"}, /* serverAuth only */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct conn k;

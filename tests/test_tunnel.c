@@ -75,8 +75,7 @@ static int teardown(void **state) {
     return 0;
 }
 
-static synesis_tunnel *new_tunnel(fixture *f, synesis_tunnel_config *cfg,
-                                  syn_test_states *rec) {
+static synesis_tunnel *new_tunnel(fixture *f, synesis_tunnel_config *cfg, syn_test_states *rec) {
     synesis_tunnel *t = NULL;
     char detail[512];
     synesis_tunnel_callbacks cb = {.on_state = rec ? syn_test_record_state : NULL};
@@ -145,13 +144,14 @@ static void test_transition_table(void **state) {
                                       SYNESIS_STATE_FAILED};
     /* valid[from][to]; Reconnecting -> Reconnecting only with attempt + 1 (checked below);
      * Connecting/Reconnecting -> Disconnected are the application's disconnect(). */
+    // clang-format off
     static const int valid[5][5] = {
-        /* to:  Disc Conn'g Conn'd Recon Failed */
-        /* Disconnected */ {0, 1, 0, 0, 0},
-        /* Connecting   */ {1, 0, 1, 0, 1},
-        /* Connected    */ {1, 0, 0, 1, 0},
-        /* Reconnecting */ {1, 0, 1, 1, 1},
-        /* Failed       */ {0, 1, 0, 0, 0},
+        /* to:              Disc Conn'g Conn'd Recon Failed */
+        /* Disconnected */ {0,   1,     0,     0,    0},
+        /* Connecting   */ {1,   0,     1,     0,    1},
+        /* Connected    */ {1,   0,     0,     1,    0},
+        /* Reconnecting */ {1,   0,     1,     1,    1},
+        /* Failed       */ {0,   1,     0,     0,    0},
     };
     /* A path from Disconnected to each state, through valid transitions only. */
     static const synesis_state_kind path[5][4] = {
@@ -161,6 +161,7 @@ static void test_transition_table(void **state) {
         {SYNESIS_STATE_CONNECTING, SYNESIS_STATE_CONNECTED, SYNESIS_STATE_RECONNECTING},
         {SYNESIS_STATE_CONNECTING, SYNESIS_STATE_FAILED},
     };
+    // clang-format on
     static const int path_len[5] = {0, 1, 2, 3, 2};
     for (int from = 0; from < 5; from++) {
         for (int to = 0; to < 5; to++) {
@@ -186,8 +187,10 @@ static void test_transition_table(void **state) {
     assert_int_equal(syn_tunnel_try_transition(t, SYNESIS_STATE_CONNECTING, 0), 0);
     assert_int_equal(syn_tunnel_try_transition(t, SYNESIS_STATE_CONNECTED, 0), 0);
     assert_int_equal(syn_tunnel_try_transition(t, SYNESIS_STATE_RECONNECTING, 1), 0);
-    assert_int_equal(syn_tunnel_try_transition(t, SYNESIS_STATE_RECONNECTING, 3), SYNESIS_ERR_INVALID_STATE);
-    assert_int_equal(syn_tunnel_try_transition(t, SYNESIS_STATE_RECONNECTING, 1), SYNESIS_ERR_INVALID_STATE);
+    assert_int_equal(syn_tunnel_try_transition(t, SYNESIS_STATE_RECONNECTING, 3),
+                     SYNESIS_ERR_INVALID_STATE);
+    assert_int_equal(syn_tunnel_try_transition(t, SYNESIS_STATE_RECONNECTING, 1),
+                     SYNESIS_ERR_INVALID_STATE);
     assert_int_equal(syn_tunnel_try_transition(t, SYNESIS_STATE_RECONNECTING, 2), 0);
     synesis_tunnel_free(t);
     /* The public calls refuse what the state does not allow. */
@@ -665,8 +668,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_ip_literal_verified, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alpn_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_cert_from_other_ca, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_edge_refuses_client_without_certificate, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_edge_refuses_expired_client_certificate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_edge_refuses_client_without_certificate, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_edge_refuses_expired_client_certificate, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_slow_dns_does_not_block_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_every_phase, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),

@@ -28,7 +28,7 @@ extern "C" {
 #define SYNESIS_VERSION_MINOR 1
 #define SYNESIS_VERSION_PATCH 0
 #define SYNESIS_VERSION_STRING "0.1.0"
-#define SYNESIS_VERSION_NUMBER                                                                    \
+#define SYNESIS_VERSION_NUMBER                                                                     \
     ((SYNESIS_VERSION_MAJOR << 16) | (SYNESIS_VERSION_MINOR << 8) | SYNESIS_VERSION_PATCH)
 
 /*
@@ -38,57 +38,58 @@ typedef enum synesis_error {
     SYNESIS_OK = 0,
 
     /* general */
-    SYNESIS_ERR_INVALID_ARGUMENT = -1,  /* a NULL or out-of-range argument */
-    SYNESIS_ERR_NOMEM = -2,             /* memory allocation failed */
-    SYNESIS_ERR_INVALID_STATE = -3,     /* not allowed in the current state */
-    SYNESIS_ERR_INTERNAL = -4,          /* a bug or an unexpected library failure */
-    SYNESIS_ERR_SYSTEM = -5,            /* a system call failed (errno in the detail string) */
+    SYNESIS_ERR_INVALID_ARGUMENT = -1, /* a NULL or out-of-range argument */
+    SYNESIS_ERR_NOMEM = -2,            /* memory allocation failed */
+    SYNESIS_ERR_INVALID_STATE = -3,    /* not allowed in the current state */
+    SYNESIS_ERR_INTERNAL = -4,         /* a bug or an unexpected library failure */
+    SYNESIS_ERR_SYSTEM = -5,           /* a system call failed (errno in the detail string) */
 
     /* files, certificates and keys (identity, TLS contexts) */
-    SYNESIS_ERR_FILE_NOT_FOUND = -100,      /* a named file does not exist */
-    SYNESIS_ERR_FILE_UNREADABLE = -101,     /* a file exists but cannot be read */
-    SYNESIS_ERR_FILE_EXISTS = -102,         /* refusing to overwrite an existing file */
-    SYNESIS_ERR_NOT_PEM = -103,             /* the file holds no PEM data at all */
-    SYNESIS_ERR_NO_CERTIFICATE = -104,      /* no certificate in the file or buffer */
-    SYNESIS_ERR_NO_PRIVATE_KEY = -105,      /* no private key in the file or buffer */
-    SYNESIS_ERR_KEY_ENCRYPTED = -106,       /* the key is encrypted and no passphrase was given */
-    SYNESIS_ERR_KEY_MISMATCH = -107,        /* the private key does not match the certificate */
-    SYNESIS_ERR_KEY_PERMISSIONS = -108,     /* the key file is readable by group or others */
-    SYNESIS_ERR_CERT_EXPIRED = -109,        /* a certificate's notAfter is in the past */
-    SYNESIS_ERR_CERT_NOT_YET_VALID = -110,  /* notBefore is in the future (clock behind?) */
-    SYNESIS_ERR_UNSUPPORTED_KEY = -111,     /* a key type or curve the library does not take */
-    SYNESIS_ERR_CA_UNREADABLE = -112,       /* the CA file or directory cannot be loaded */
-    SYNESIS_ERR_CRYPTO = -113,              /* another OpenSSL failure (reason in detail) */
-    SYNESIS_ERR_KEY_STORE = -114,           /* an OSSL_STORE URI could not be opened or used */
-    SYNESIS_ERR_BAD_CERTIFICATE = -115,     /* a certificate is malformed or lacks a field */
-    SYNESIS_ERR_KEY_PASSPHRASE = -116,      /* the passphrase does not decrypt the private key */
+    SYNESIS_ERR_FILE_NOT_FOUND = -100,     /* a named file does not exist */
+    SYNESIS_ERR_FILE_UNREADABLE = -101,    /* a file exists but cannot be read */
+    SYNESIS_ERR_FILE_EXISTS = -102,        /* refusing to overwrite an existing file */
+    SYNESIS_ERR_NOT_PEM = -103,            /* the file holds no PEM data at all */
+    SYNESIS_ERR_NO_CERTIFICATE = -104,     /* no certificate in the file or buffer */
+    SYNESIS_ERR_NO_PRIVATE_KEY = -105,     /* no private key in the file or buffer */
+    SYNESIS_ERR_KEY_ENCRYPTED = -106,      /* the key is encrypted and no passphrase was given */
+    SYNESIS_ERR_KEY_MISMATCH = -107,       /* the private key does not match the certificate */
+    SYNESIS_ERR_KEY_PERMISSIONS = -108,    /* the key file is readable by group or others */
+    SYNESIS_ERR_CERT_EXPIRED = -109,       /* a certificate's notAfter is in the past */
+    SYNESIS_ERR_CERT_NOT_YET_VALID = -110, /* notBefore is in the future (clock behind?) */
+    SYNESIS_ERR_UNSUPPORTED_KEY = -111,    /* a key type or curve the library does not take */
+    SYNESIS_ERR_CA_UNREADABLE = -112,      /* the CA file or directory cannot be loaded */
+    SYNESIS_ERR_CRYPTO = -113,             /* another OpenSSL failure (reason in detail) */
+    SYNESIS_ERR_KEY_STORE = -114,          /* an OSSL_STORE URI could not be opened or used */
+    SYNESIS_ERR_BAD_CERTIFICATE = -115,    /* a certificate is malformed or lacks a field */
+    SYNESIS_ERR_KEY_PASSPHRASE = -116,     /* the passphrase does not decrypt the private key */
 
     /* connection */
-    SYNESIS_ERR_INVALID_URL = -200,           /* the cloud URL cannot be parsed */
-    SYNESIS_ERR_DNS = -201,                   /* name resolution failed */
-    SYNESIS_ERR_SOCKET = -202,                /* the UDP socket failed (errno in detail) */
-    SYNESIS_ERR_HANDSHAKE_TIMEOUT = -203,     /* no handshake within the configured time */
-    SYNESIS_ERR_TLS_HANDSHAKE = -204,         /* the TLS handshake failed for another reason */
-    SYNESIS_ERR_PEER_UNTRUSTED = -205,        /* the edge's certificate does not chain to a trusted root */
-    SYNESIS_ERR_PEER_NAME_MISMATCH = -206,    /* the edge's certificate does not match the server name */
-    SYNESIS_ERR_PEER_PIN_MISMATCH = -207,     /* the edge's public key is not the pinned one */
-    SYNESIS_ERR_CLIENT_CERT_REJECTED = -208,  /* the edge refused our client certificate */
-    SYNESIS_ERR_ALPN = -209,                  /* no common application protocol */
-    SYNESIS_ERR_QUIC = -210,                  /* a QUIC protocol error (code in detail) */
-    SYNESIS_ERR_IDLE_TIMEOUT = -211,          /* the connection was idle past the timeout */
-    SYNESIS_ERR_CLOSED_BY_PEER = -212,        /* the edge closed the connection */
-    SYNESIS_ERR_CONNECTION_LOST = -213,       /* the connection went away mid-operation */
-    SYNESIS_ERR_NOT_CONNECTED = -214,         /* the tunnel is not connected */
-    SYNESIS_ERR_MAX_RECONNECTS = -215,        /* max reconnection attempts exceeded */
-    SYNESIS_ERR_PEER_CERT_EXPIRED = -216,     /* the edge's certificate has expired */
+    SYNESIS_ERR_INVALID_URL = -200,       /* the cloud URL cannot be parsed */
+    SYNESIS_ERR_DNS = -201,               /* name resolution failed */
+    SYNESIS_ERR_SOCKET = -202,            /* the UDP socket failed (errno in detail) */
+    SYNESIS_ERR_HANDSHAKE_TIMEOUT = -203, /* no handshake within the configured time */
+    SYNESIS_ERR_TLS_HANDSHAKE = -204,     /* the TLS handshake failed for another reason */
+    SYNESIS_ERR_PEER_UNTRUSTED = -205, /* the edge's certificate does not chain to a trusted root */
+    SYNESIS_ERR_PEER_NAME_MISMATCH =
+        -206, /* the edge's certificate does not match the server name */
+    SYNESIS_ERR_PEER_PIN_MISMATCH = -207,    /* the edge's public key is not the pinned one */
+    SYNESIS_ERR_CLIENT_CERT_REJECTED = -208, /* the edge refused our client certificate */
+    SYNESIS_ERR_ALPN = -209,                 /* no common application protocol */
+    SYNESIS_ERR_QUIC = -210,                 /* a QUIC protocol error (code in detail) */
+    SYNESIS_ERR_IDLE_TIMEOUT = -211,         /* the connection was idle past the timeout */
+    SYNESIS_ERR_CLOSED_BY_PEER = -212,       /* the edge closed the connection */
+    SYNESIS_ERR_CONNECTION_LOST = -213,      /* the connection went away mid-operation */
+    SYNESIS_ERR_NOT_CONNECTED = -214,        /* the tunnel is not connected */
+    SYNESIS_ERR_MAX_RECONNECTS = -215,       /* max reconnection attempts exceeded */
+    SYNESIS_ERR_PEER_CERT_EXPIRED = -216,    /* the edge's certificate has expired */
 
     /* requests and streams */
-    SYNESIS_ERR_TIMEOUT = -300,             /* the request did not complete in time */
-    SYNESIS_ERR_RESPONSE_TOO_LARGE = -301,  /* the response exceeded the maximum size */
-    SYNESIS_ERR_CANCELLED = -302,           /* cancelled by the application or by free */
-    SYNESIS_ERR_STREAM_RESET = -303,        /* the edge reset the stream (code given separately) */
-    SYNESIS_ERR_QUEUE_FULL = -304,          /* too many queued requests */
-    SYNESIS_ERR_WOULD_BLOCK = -305,         /* no room in the send buffer now; wait for writable */
+    SYNESIS_ERR_TIMEOUT = -300,            /* the request did not complete in time */
+    SYNESIS_ERR_RESPONSE_TOO_LARGE = -301, /* the response exceeded the maximum size */
+    SYNESIS_ERR_CANCELLED = -302,          /* cancelled by the application or by free */
+    SYNESIS_ERR_STREAM_RESET = -303,       /* the edge reset the stream (code given separately) */
+    SYNESIS_ERR_QUEUE_FULL = -304,         /* too many queued requests */
+    SYNESIS_ERR_WOULD_BLOCK = -305,        /* no room in the send buffer now; wait for writable */
 } synesis_error;
 
 /*

@@ -48,7 +48,7 @@ typedef struct synesis_response {
     uint64_t app_error_code; /* with SYNESIS_ERR_STREAM_RESET: the edge's application error code */
     const uint8_t *data;     /* the response (status 0) */
     size_t len;
-    const char *detail;      /* a human-readable explanation ("" on success) */
+    const char *detail; /* a human-readable explanation ("" on success) */
 } synesis_response;
 
 /* Called exactly once per request, on the loop thread. The request handle is invalid after it

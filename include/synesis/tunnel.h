@@ -134,13 +134,13 @@ typedef struct synesis_tunnel_config {
     size_t n_spki_pins;
 
     /* QUIC. */
-    double keep_alive_interval;  /* PING after this much quiet; default 10 s; 0 = off */
-    double idle_timeout;         /* default 60 s */
-    double handshake_timeout;    /* default 10 s */
+    double keep_alive_interval; /* PING after this much quiet; default 10 s; 0 = off */
+    double idle_timeout;        /* default 60 s */
+    double handshake_timeout;   /* default 10 s */
     /* Largest UDP payload we send (a cap): default 0 = ngtcp2's 1200 bytes to start, raised by
      * path MTU discovery when it is on. Set e.g. 1280 under VPNs that drop large datagrams. */
     size_t max_udp_payload;
-    int pmtud;                   /* path MTU discovery; default 1 */
+    int pmtud; /* path MTU discovery; default 1 */
 
     /* Heartbeats: one every interval on a unidirectional stream, the first right after
      * Connected; 0 disables. Default 30 s. */
@@ -289,26 +289,26 @@ typedef struct synesis_tunnel_stats {
     size_t struct_size; /* set by synesis_tunnel_get_stats() */
     uint64_t bytes_sent;
     uint64_t bytes_received;
-    uint64_t requests_sent;      /* requests whose stream was opened */
+    uint64_t requests_sent; /* requests whose stream was opened */
     uint64_t requests_succeeded;
-    uint64_t requests_failed;    /* any error other than timeout and cancel */
+    uint64_t requests_failed; /* any error other than timeout and cancel */
     uint64_t requests_timed_out;
     uint64_t requests_cancelled;
-    uint64_t streams_opened;     /* streaming-API streams */
+    uint64_t streams_opened; /* streaming-API streams */
     uint64_t heartbeats_sent;
     uint64_t heartbeats_failed;
     uint64_t last_heartbeat_sequence;
     uint32_t last_heartbeat_rtt_ms;
-    uint64_t connections;        /* handshakes completed */
-    uint64_t reconnects;         /* returns to Connected from Reconnecting */
-    int last_error;              /* SYNESIS_ERR_* of the last connection error, 0 if none */
+    uint64_t connections; /* handshakes completed */
+    uint64_t reconnects;  /* returns to Connected from Reconnecting */
+    int last_error;       /* SYNESIS_ERR_* of the last connection error, 0 if none */
     char last_error_detail[256];
-    double time_disconnected;    /* seconds spent in Reconnecting, in total */
-    double handshake_time;       /* seconds, of the current connection (0 when none) */
-    uint32_t rtt_smoothed_us;    /* of the current connection (0 when none) */
+    double time_disconnected; /* seconds spent in Reconnecting, in total */
+    double handshake_time;    /* seconds, of the current connection (0 when none) */
+    uint32_t rtt_smoothed_us; /* of the current connection (0 when none) */
     uint32_t rtt_min_us;
     uint32_t rtt_latest_us;
-    uint64_t cwnd;               /* congestion window, bytes */
+    uint64_t cwnd; /* congestion window, bytes */
     uint64_t packets_sent;
     uint64_t packets_lost;
 } synesis_tunnel_stats;

@@ -261,7 +261,8 @@ static device_entry *device_get(syn_edge *e, const char *id) {
 }
 
 static int is_integer(const cJSON *n) {
-    return cJSON_IsNumber(n) && n->valuedouble >= 0 && n->valuedouble == (double)(int64_t)n->valuedouble;
+    return cJSON_IsNumber(n) && n->valuedouble >= 0 &&
+           n->valuedouble == (double)(int64_t)n->valuedouble;
 }
 
 static void heartbeat_complete(edge_stream *es) {
@@ -276,9 +277,9 @@ static void heartbeat_complete(edge_stream *es) {
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(o, "timestamp");
     const cJSON *seq = cJSON_GetObjectItemCaseSensitive(o, "sequence");
     const cJSON *vit = cJSON_GetObjectItemCaseSensitive(o, "vitals");
-    const char *missing = !cJSON_IsString(id) ? "device_id (string)"
-                          : !is_integer(ts)   ? "timestamp (integer)"
-                          : !is_integer(seq)  ? "sequence (integer)"
+    const char *missing = !cJSON_IsString(id)    ? "device_id (string)"
+                          : !is_integer(ts)      ? "timestamp (integer)"
+                          : !is_integer(seq)     ? "sequence (integer)"
                           : !cJSON_IsObject(vit) ? "vitals (object)"
                                                  : NULL;
     if (missing) {
@@ -291,7 +292,8 @@ static void heartbeat_complete(edge_stream *es) {
     if (d) {
         d->info.heartbeats++;
         d->info.last_sequence = (uint64_t)seq->valuedouble;
-        size_t n = es->len < sizeof(d->info.last_json) - 1 ? es->len : sizeof(d->info.last_json) - 1;
+        size_t n =
+            es->len < sizeof(d->info.last_json) - 1 ? es->len : sizeof(d->info.last_json) - 1;
         if (n)
             memcpy(d->info.last_json, es->buf, n);
         d->info.last_json[n] = 0;
@@ -623,7 +625,8 @@ static void send_version_negotiation(syn_edge *e, const ngtcp2_version_cid *vc,
     ngtcp2_ssize n = ngtcp2_pkt_write_version_negotiation(
         buf, sizeof(buf), unused, vc->scid, vc->scidlen, vc->dcid, vc->dcidlen, sv, 1);
     if (n > 0)
-        (void)sendto(e->fd, buf, (size_t)n, MSG_DONTWAIT, (const struct sockaddr *)&to->ss, to->len);
+        (void)sendto(e->fd, buf, (size_t)n, MSG_DONTWAIT, (const struct sockaddr *)&to->ss,
+                     to->len);
 }
 
 static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {

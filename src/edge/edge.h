@@ -23,17 +23,17 @@ typedef struct syn_edge_config {
     const char *listen;    /* "127.0.0.1:4433", "[::1]:0" (port 0 = ephemeral) */
     const char *cert_file; /* edge chain + key */
     const char *key_file;
-    const char *ca_file;   /* CA of device certificates */
-    const char *alpn;      /* default "synesis-tunnel/1" */
-    double idle_timeout;   /* default 60 s */
-    double handshake_timeout; /* default 10 s */
+    const char *ca_file;       /* CA of device certificates */
+    const char *alpn;          /* default "synesis-tunnel/1" */
+    double idle_timeout;       /* default 60 s */
+    double handshake_timeout;  /* default 10 s */
     uint64_t max_streams_bidi; /* per connection, default 100 */
     uint64_t max_streams_uni;  /* per connection, default 100 */
     size_t max_request_size;   /* bytes of one request; default 64 MiB */
     size_t max_heartbeat_size; /* JSON bytes of one heartbeat; default 64 KiB */
-    syn_edge_log_fn log;   /* JSON lines; NULL = none */
+    syn_edge_log_fn log;       /* JSON lines; NULL = none */
     void *log_user_data;
-    FILE *log_file;        /* also (or instead) write lines here */
+    FILE *log_file; /* also (or instead) write lines here */
 } syn_edge_config;
 
 void syn_edge_config_init(syn_edge_config *cfg);
@@ -55,15 +55,15 @@ uint16_t syn_edge_port(const syn_edge *e);
 
 /* Counters for tests. */
 typedef struct syn_edge_stats {
-    uint64_t accepted;      /* connections created from client Initials */
-    uint64_t handshakes;    /* handshakes completed (client certificate verified) */
-    uint64_t closed;        /* connections ended, for any reason */
-    uint64_t active;        /* connections alive now */
-    uint64_t tls_failures;  /* handshakes refused */
-    uint64_t streams;       /* streams opened by clients */
-    uint64_t requests;      /* bidirectional streams answered (any way) */
-    uint64_t heartbeats;    /* well-formed heartbeats */
-    uint64_t bad_frames;    /* heartbeat streams refused */
+    uint64_t accepted;       /* connections created from client Initials */
+    uint64_t handshakes;     /* handshakes completed (client certificate verified) */
+    uint64_t closed;         /* connections ended, for any reason */
+    uint64_t active;         /* connections alive now */
+    uint64_t tls_failures;   /* handshakes refused */
+    uint64_t streams;        /* streams opened by clients */
+    uint64_t requests;       /* bidirectional streams answered (any way) */
+    uint64_t heartbeats;     /* well-formed heartbeats */
+    uint64_t bad_frames;     /* heartbeat streams refused */
     uint64_t bytes_received; /* application bytes read from streams */
 } syn_edge_stats;
 

@@ -63,7 +63,9 @@ static uint64_t rng_next(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-static double rng_unit(syn_fault_proxy *p, int dir) { return (double)(rng_next(&p->rng[dir]) >> 11) * 0x1.0p-53; }
+static double rng_unit(syn_fault_proxy *p, int dir) {
+    return (double)(rng_next(&p->rng[dir]) >> 11) * 0x1.0p-53;
+}
 
 static int chance(syn_fault_proxy *p, int dir, double prob) { return rng_unit(p, dir) < prob; }
 
@@ -73,7 +75,8 @@ static int addr_ok(const struct sockaddr *sa, socklen_t len) {
 }
 
 static socklen_t addr_len(int family) {
-    return family == AF_INET ? (socklen_t)sizeof(struct sockaddr_in) : (socklen_t)sizeof(struct sockaddr_in6);
+    return family == AF_INET ? (socklen_t)sizeof(struct sockaddr_in)
+                             : (socklen_t)sizeof(struct sockaddr_in6);
 }
 
 static int udp_socket(int family) {
@@ -165,8 +168,8 @@ static void pkt_free(syn_fault_proxy *p, fp_pkt *k) {
 }
 
 /* A queued copy of data, or NULL (counted as overflow) when the queue is full. */
-static fp_pkt *pkt_new(syn_fault_proxy *p, int dir, fp_client *c, const unsigned char *data, size_t len,
-                       uint64_t due_ns) {
+static fp_pkt *pkt_new(syn_fault_proxy *p, int dir, fp_client *c, const unsigned char *data,
+                       size_t len, uint64_t due_ns) {
     fp_pkt *k = NULL;
     if (p->queued < SYN_FAULT_MAX_QUEUED && p->queued_bytes + len <= SYN_FAULT_MAX_QUEUED_BYTES)
         k = malloc(sizeof(*k) + len);
@@ -194,7 +197,8 @@ static void enqueue(syn_fault_proxy *p, fp_pkt *k) {
     }
 }
 
-static void send_now(syn_fault_proxy *p, int dir, fp_client *c, const unsigned char *data, size_t len) {
+static void send_now(syn_fault_proxy *p, int dir, fp_client *c, const unsigned char *data,
+                     size_t len) {
     if (p->blackhole) {
         count_drop(p, dir);
         return;
@@ -255,7 +259,8 @@ static void on_hold_timer(struct ev_loop *loop, ev_timer *w, int revents) {
 }
 
 /* One datagram arriving in direction dir for/from client c. */
-static void impair(syn_fault_proxy *p, int dir, fp_client *c, const unsigned char *data, size_t len) {
+static void impair(syn_fault_proxy *p, int dir, fp_client *c, const unsigned char *data,
+                   size_t len) {
     const syn_fault_dir *f = &p->cfg[dir];
     int drop = chance(p, dir, f->drop);
     int dup = chance(p, dir, f->duplicate);
@@ -317,7 +322,8 @@ static int client_attach_socket(fp_client *c, int family) {
     return 0;
 }
 
-static fp_client *client_for(syn_fault_proxy *p, const struct sockaddr_storage *from, socklen_t from_len) {
+static fp_client *client_for(syn_fault_proxy *p, const struct sockaddr_storage *from,
+                             socklen_t from_len) {
     for (fp_client *c = p->clients; c; c = c->next)
         if (c->addr_len == from_len && memcmp(&c->addr, from, from_len) == 0)
             return c;
@@ -348,7 +354,8 @@ static void on_listen_readable(struct ev_loop *loop, ev_io *w, int revents) {
         struct sockaddr_storage from;
         socklen_t from_len = sizeof(from);
         memset(&from, 0, sizeof(from));
-        ssize_t n = recvfrom(p->lfd, p->buf, sizeof(p->buf), 0, (struct sockaddr *)&from, &from_len);
+        ssize_t n =
+            recvfrom(p->lfd, p->buf, sizeof(p->buf), 0, (struct sockaddr *)&from, &from_len);
         if (n < 0)
             return;
         fp_client *c = client_for(p, &from, from_len);
@@ -375,8 +382,9 @@ static void on_upstream_readable(struct ev_loop *loop, ev_io *w, int revents) {
 
 /* ---- API ---- */
 
-syn_fault_proxy *syn_fault_proxy_new(struct ev_loop *loop, const struct sockaddr *listen_addr, socklen_t listen_len,
-                                     const struct sockaddr *upstream, socklen_t upstream_len, uint64_t seed) {
+syn_fault_proxy *syn_fault_proxy_new(struct ev_loop *loop, const struct sockaddr *listen_addr,
+                                     socklen_t listen_len, const struct sockaddr *upstream,
+                                     socklen_t upstream_len, uint64_t seed) {
     if (!loop || !addr_ok(listen_addr, listen_len) || !addr_ok(upstream, upstream_len)) {
         errno = EINVAL;
         return NULL;
@@ -428,7 +436,8 @@ socklen_t syn_fault_proxy_addr(const syn_fault_proxy *p, struct sockaddr_storage
     return p->listen_len;
 }
 
-void syn_fault_proxy_set(syn_fault_proxy *p, const syn_fault_dir *to_upstream, const syn_fault_dir *to_client) {
+void syn_fault_proxy_set(syn_fault_proxy *p, const syn_fault_dir *to_upstream,
+                         const syn_fault_dir *to_client) {
     static const syn_fault_dir none;
     p->cfg[UP] = to_upstream ? *to_upstream : none;
     p->cfg[DOWN] = to_client ? *to_client : none;
@@ -445,7 +454,8 @@ static int rebind_all(syn_fault_proxy *p) {
 
 int syn_fault_proxy_rebind(syn_fault_proxy *p) { return rebind_all(p); }
 
-int syn_fault_proxy_set_upstream(syn_fault_proxy *p, const struct sockaddr *upstream, socklen_t len) {
+int syn_fault_proxy_set_upstream(syn_fault_proxy *p, const struct sockaddr *upstream,
+                                 socklen_t len) {
     if (!addr_ok(upstream, len))
         return SYNESIS_ERR_INVALID_ARGUMENT;
     int family_changed = upstream->sa_family != p->up.ss_family;

@@ -69,8 +69,9 @@ typedef struct syn_fault_stats {
  * (EINVAL for a NULL loop or address, a family other than AF_INET/AF_INET6 or a short length;
  * otherwise the errno of socket/bind, e.g. EADDRINUSE).
  */
-syn_fault_proxy *syn_fault_proxy_new(struct ev_loop *loop, const struct sockaddr *listen_addr, socklen_t listen_len,
-                                     const struct sockaddr *upstream, socklen_t upstream_len, uint64_t seed);
+syn_fault_proxy *syn_fault_proxy_new(struct ev_loop *loop, const struct sockaddr *listen_addr,
+                                     socklen_t listen_len, const struct sockaddr *upstream,
+                                     socklen_t upstream_len, uint64_t seed);
 
 /* The port the proxy listens on (host byte order). */
 uint16_t syn_fault_proxy_port(const syn_fault_proxy *p);
@@ -79,7 +80,8 @@ uint16_t syn_fault_proxy_port(const syn_fault_proxy *p);
 socklen_t syn_fault_proxy_addr(const syn_fault_proxy *p, struct sockaddr_storage *out);
 
 /* Sets both directions' impairments (NULL = none); applies to datagrams arriving from now on. */
-void syn_fault_proxy_set(syn_fault_proxy *p, const syn_fault_dir *to_upstream, const syn_fault_dir *to_client);
+void syn_fault_proxy_set(syn_fault_proxy *p, const syn_fault_dir *to_upstream,
+                         const syn_fault_dir *to_client);
 
 /* While on, every datagram is dropped both ways, including queued ones falling due. */
 void syn_fault_proxy_blackhole(syn_fault_proxy *p, int on);
@@ -97,7 +99,8 @@ int syn_fault_proxy_rebind(syn_fault_proxy *p);
  * differs from the previous one, every client gets a new upstream socket of the new family.
  * Returns 0, SYNESIS_ERR_INVALID_ARGUMENT for a bad address, or SYNESIS_ERR_SOCKET as for rebind.
  */
-int syn_fault_proxy_set_upstream(syn_fault_proxy *p, const struct sockaddr *upstream, socklen_t len);
+int syn_fault_proxy_set_upstream(syn_fault_proxy *p, const struct sockaddr *upstream,
+                                 socklen_t len);
 
 /* Copies the counters into out. */
 void syn_fault_proxy_stats(const syn_fault_proxy *p, syn_fault_stats *out);

@@ -204,14 +204,15 @@ syn_test_raw_client *syn_test_raw_client_new(struct ev_loop *loop, uint16_t port
     c->ctx = SSL_CTX_new(TLS_client_method());
     assert_non_null(c->ctx);
     SSL_CTX_set_min_proto_version(c->ctx, TLS1_3_VERSION);
-    assert_int_equal(SSL_CTX_load_verify_locations(c->ctx, syn_test_path(pki_dir, "ca.pem"), NULL), 1);
+    assert_int_equal(SSL_CTX_load_verify_locations(c->ctx, syn_test_path(pki_dir, "ca.pem"), NULL),
+                     1);
     SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
     if (cert) {
         assert_int_equal(SSL_CTX_use_certificate_chain_file(c->ctx, cert), 1);
         assert_int_equal(SSL_CTX_use_PrivateKey_file(c->ctx, key, SSL_FILETYPE_PEM), 1);
     }
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                            .sin_port = htons(port)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = htons(port)};
     syn_sockaddr remote = {.len = sizeof(a)};
     memcpy(&remote.ss, &a, sizeof(a));
     c->fd = syn_udp_open((struct sockaddr *)&a, sizeof(a), NULL, 0, 1, &c->local, c->detail);
