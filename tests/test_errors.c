@@ -82,11 +82,7 @@ static fixture *make_fixture(uint64_t max_streams_bidi, int with_proxy, size_t m
     if (!pki)
         pki = syn_test_pki("err-1");
     syn_edge_config ec;
-    syn_edge_config_init(&ec);
-    ec.listen = "127.0.0.1:0";
-    ec.cert_file = syn_test_path(pki, "edge.pem");
-    ec.key_file = syn_test_path(pki, "edge.key");
-    ec.ca_file = syn_test_path(pki, "ca.pem");
+    syn_test_edge_config(&ec, pki);
     ec.max_streams_bidi = max_streams_bidi;
     if (max_request)
         ec.max_request_size = max_request;
@@ -111,8 +107,6 @@ static fixture *make_fixture(uint64_t max_streams_bidi, int with_proxy, size_t m
     return f;
 }
 
-static int connected(void *ud) { return synesis_tunnel_is_connected(ud); }
-
 static int failed_state(void *ud) {
     fixture *f = ud;
     return syn_test_find_state(&f->states, SYNESIS_STATE_FAILED, 0) >= 0;
@@ -125,7 +119,7 @@ static void start_tunnel(fixture *f, const synesis_tunnel_callbacks *cb) {
         fail_msg("%s: %s", synesis_error_name(rv), detail);
     assert_int_equal(synesis_tunnel_subscribe(f->t, syn_test_record_state, &f->states, NULL), 0);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, connected, f->t, 5));
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
 }
 
 static int setup(void **state) {
@@ -398,7 +392,7 @@ static void test_in_memory_pem_and_pins(void **state) {
     free(pass);
     free(pins);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, connected, f->t, 5));
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
     assert_echo_works(f);
     synesis_tunnel_free(f->t);
     f->t = NULL;
@@ -1239,7 +1233,7 @@ static void test_socket_failure(void **state) {
     assert_non_null(strstr(synesis_tunnel_last_error(f->t), "socket("));
     /* With descriptors back, the same tunnel connects. */
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, connected, f->t, 5));
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
 }
 
 static void test_edge_configuration_errors(void **state) {
@@ -1339,11 +1333,7 @@ static void test_close_reason_sanitised(void **state) {
     fixture *f = *state;
     syn_edge_free(f->edge);
     syn_edge_config ec;
-    syn_edge_config_init(&ec);
-    ec.listen = "127.0.0.1:0";
-    ec.cert_file = syn_test_path(pki, "edge.pem");
-    ec.key_file = syn_test_path(pki, "edge.key");
-    ec.ca_file = syn_test_path(pki, "ca.pem");
+    syn_test_edge_config(&ec, pki);
     ec.log = close_reason_log;
     ec.log_user_data = f;
     char detail[512];

@@ -42,11 +42,7 @@ static void edge_log(void *ud, const char *line) {
 
 static syn_edge *make_edge(fixture *f, uint64_t max_uni) {
     syn_edge_config ec;
-    syn_edge_config_init(&ec);
-    ec.listen = "127.0.0.1:0";
-    ec.cert_file = syn_test_path(pki, "edge.pem");
-    ec.key_file = syn_test_path(pki, "edge.key");
-    ec.ca_file = syn_test_path(pki, "ca.pem");
+    syn_test_edge_config(&ec, pki);
     ec.max_streams_uni = max_uni;
     ec.max_heartbeat_size = 4096;
     ec.log = edge_log;
@@ -72,11 +68,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     fixture *f = *state;
-    synesis_tunnel_free(f->t);
-    syn_test_run_for(f->loop, 0.05);
-    syn_edge_free(f->edge);
-    assert_int_equal(ev_run(f->loop, EVRUN_NOWAIT), 0);
-    ev_loop_destroy(f->loop);
+    syn_test_finish(f->loop, f->t, f->edge);
     free(f);
     return 0;
 }

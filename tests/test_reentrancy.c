@@ -25,8 +25,6 @@ typedef struct fixture {
 
 static const char *pki;
 
-static int connected(void *ud) { return synesis_tunnel_is_connected(ud); }
-
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
@@ -44,17 +42,13 @@ static void start(fixture *f, const synesis_tunnel_callbacks *cb) {
     if (rv)
         fail_msg("%s: %s", synesis_error_name(rv), detail);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, connected, f->t, 5));
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
 }
 
 static int teardown(void **state) {
     fixture *f = *state;
     if (!f->freed)
-        synesis_tunnel_free(f->t);
-    syn_test_run_for(f->loop, 0.05);
-    syn_edge_free(f->edge);
-    assert_int_equal(ev_run(f->loop, EVRUN_NOWAIT), 0);
-    ev_loop_destroy(f->loop);
+        syn_test_finish(f->loop, f->t, f->edge);
     free(f);
     return 0;
 }

@@ -22,15 +22,13 @@ typedef struct fixture {
 
 static const char *pki;
 
-static int connected(void *ud) { return synesis_tunnel_is_connected(ud); }
-
 static void connect_tunnel(fixture *f) {
     char detail[512];
     int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail));
     if (rv)
         fail_msg("%s: %s", synesis_error_name(rv), detail);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, connected, f->t, 5));
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
 }
 
 static int setup_edge(void **state, size_t max_request) {
@@ -39,11 +37,7 @@ static int setup_edge(void **state, size_t max_request) {
     if (!pki)
         pki = syn_test_pki("req-1");
     syn_edge_config ec;
-    syn_edge_config_init(&ec);
-    ec.listen = "127.0.0.1:0";
-    ec.cert_file = syn_test_path(pki, "edge.pem");
-    ec.key_file = syn_test_path(pki, "edge.key");
-    ec.ca_file = syn_test_path(pki, "ca.pem");
+    syn_test_edge_config(&ec, pki);
     ec.max_streams_bidi = 100;
     if (max_request)
         ec.max_request_size = max_request;
@@ -65,11 +59,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     fixture *f = *state;
-    synesis_tunnel_free(f->t);
-    syn_test_run_for(f->loop, 0.05);
-    syn_edge_free(f->edge);
-    assert_int_equal(ev_run(f->loop, EVRUN_NOWAIT), 0);
-    ev_loop_destroy(f->loop);
+    syn_test_finish(f->loop, f->t, f->edge);
     free(f);
     return 0;
 }

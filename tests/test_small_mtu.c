@@ -13,8 +13,6 @@
 #include "harness.h"
 #include "synesis/request.h"
 
-static int connected(void *ud) { return synesis_tunnel_is_connected(ud); }
-
 typedef struct res {
     int calls, status;
     size_t len;
@@ -46,7 +44,7 @@ static void test_small_mtu_path(void **state) {
     char detail[512];
     assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, detail, sizeof(detail)), 0);
     assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(loop, connected, t, 5));
+    assert_true(syn_test_run_until(loop, syn_test_connected, t, 5));
     size_t n = 256 * 1024;
     uint8_t *body = malloc(n);
     for (size_t i = 0; i < n; i++)

@@ -29,8 +29,6 @@ typedef struct fixture {
 
 static const char *pki;
 
-static int connected(void *ud) { return synesis_tunnel_is_connected(ud); }
-
 static fixture *make_fixture(uint64_t max_streams_bidi) {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
@@ -38,11 +36,7 @@ static fixture *make_fixture(uint64_t max_streams_bidi) {
     if (!pki)
         pki = syn_test_pki("str-1");
     syn_edge_config ec;
-    syn_edge_config_init(&ec);
-    ec.listen = "127.0.0.1:0";
-    ec.cert_file = syn_test_path(pki, "edge.pem");
-    ec.key_file = syn_test_path(pki, "edge.key");
-    ec.ca_file = syn_test_path(pki, "ca.pem");
+    syn_test_edge_config(&ec, pki);
     ec.max_streams_bidi = max_streams_bidi;
     char detail[512];
     assert_int_equal(syn_edge_new(&f->edge, f->loop, &ec, detail), 0);
@@ -58,7 +52,7 @@ static void start_tunnel(fixture *f) {
     if (rv)
         fail_msg("%s: %s", synesis_error_name(rv), detail);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, connected, f->t, 5));
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
 }
 
 static int setup(void **state) {
@@ -79,11 +73,7 @@ static int setup_limit1(void **state) {
 
 static int teardown(void **state) {
     fixture *f = *state;
-    synesis_tunnel_free(f->t);
-    syn_test_run_for(f->loop, 0.05);
-    syn_edge_free(f->edge);
-    assert_int_equal(ev_run(f->loop, EVRUN_NOWAIT), 0);
-    ev_loop_destroy(f->loop);
+    syn_test_finish(f->loop, f->t, f->edge);
     free(f);
     return 0;
 }

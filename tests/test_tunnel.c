@@ -48,11 +48,7 @@ static int setup(void **state) {
         shared_pki = syn_test_pki("test-1");
     f->pki = shared_pki;
     syn_edge_config ec;
-    syn_edge_config_init(&ec);
-    ec.listen = "127.0.0.1:0";
-    ec.cert_file = syn_test_path(f->pki, "edge.pem");
-    ec.key_file = syn_test_path(f->pki, "edge.key");
-    ec.ca_file = syn_test_path(f->pki, "ca.pem");
+    syn_test_edge_config(&ec, f->pki);
     ec.idle_timeout = 5;
     ec.log = edge_log;
     ec.log_user_data = f;

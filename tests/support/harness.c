@@ -45,13 +45,27 @@ const char *syn_test_pki(const char *device_id) {
     return dir;
 }
 
+void syn_test_edge_config(syn_edge_config *ec, const char *dir) {
+    syn_edge_config_init(ec);
+    ec->listen = "127.0.0.1:0";
+    ec->cert_file = syn_test_path(dir, "edge.pem");
+    ec->key_file = syn_test_path(dir, "edge.key");
+    ec->ca_file = syn_test_path(dir, "ca.pem");
+}
+
+void syn_test_finish(struct ev_loop *loop, synesis_tunnel *t, syn_edge *e) {
+    synesis_tunnel_free(t);
+    syn_test_run_for(loop, 0.05);
+    syn_edge_free(e);
+    assert_int_equal(ev_run(loop, EVRUN_NOWAIT), 0);
+    ev_loop_destroy(loop);
+}
+
+int syn_test_connected(void *tunnel) { return synesis_tunnel_is_connected(tunnel); }
+
 syn_edge *syn_test_edge(struct ev_loop *loop, const char *dir, double idle) {
     syn_edge_config ec;
-    syn_edge_config_init(&ec);
-    ec.listen = "127.0.0.1:0";
-    ec.cert_file = syn_test_path(dir, "edge.pem");
-    ec.key_file = syn_test_path(dir, "edge.key");
-    ec.ca_file = syn_test_path(dir, "ca.pem");
+    syn_test_edge_config(&ec, dir);
     ec.idle_timeout = idle;
     syn_edge *e = NULL;
     char detail[512];

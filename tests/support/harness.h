@@ -18,6 +18,16 @@ const char *syn_test_pki(const char *device_id);
 /* "dir/name" in a static rotating buffer (valid for the next 8 calls). */
 const char *syn_test_path(const char *dir, const char *name);
 
+/* An edge config on 127.0.0.1:0 with the edge certificate, key and CA of the PKI in dir. */
+void syn_test_edge_config(syn_edge_config *ec, const char *dir);
+
+/* Ends a test: frees the tunnel (may be NULL), lets the close go out, frees the edge (may be
+ * NULL), asserts that nothing is left on the loop, and destroys the loop. */
+void syn_test_finish(struct ev_loop *loop, synesis_tunnel *t, syn_edge *e);
+
+/* Predicate for syn_test_run_until: the tunnel (ud) is Connected. */
+int syn_test_connected(void *tunnel);
+
 /* Starts an edge on 127.0.0.1:0 with the PKI in dir; idle timeout idle (seconds). */
 syn_edge *syn_test_edge(struct ev_loop *loop, const char *dir, double idle);
 
