@@ -47,8 +47,7 @@ static void start(fixture *f, const synesis_tunnel_callbacks *cb) {
 
 static int teardown(void **state) {
     fixture *f = *state;
-    if (!f->freed)
-        syn_test_finish(f->loop, f->t, f->edge);
+    syn_test_finish(f->loop, f->freed ? NULL : f->t, f->edge);
     free(f);
     return 0;
 }
