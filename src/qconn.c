@@ -522,6 +522,7 @@ static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *loc
         qc->max_payload = SYN_UDP_MAX_PAYLOAD;
     if (qc->max_payload < NGTCP2_MAX_UDP_PAYLOAD_SIZE)
         qc->max_payload = NGTCP2_MAX_UDP_PAYLOAD_SIZE;
+    qc->tx.family = local->ss.ss_family;
     qc->conn_ref.get_conn = get_conn_cb;
     qc->conn_ref.user_data = qc;
     ngtcp2_ccerr_default(&qc->ccerr);
@@ -751,6 +752,7 @@ static void send_close(syn_qconn *qc) {
                                                         qc->max_payload, &qc->ccerr, syn_now_ns());
     if (n > 0) {
         qc->tx.len[0] = (size_t)n;
+        qc->tx.ecn[0] = pi.ecn;
         qc->tx.n = 1;
         path_dest(qc, &ps.path, &qc->tx_dest);
         (void)syn_udp_flush(qc->fd, &qc->tx, qc->server ? &qc->tx_dest : NULL);

@@ -138,6 +138,10 @@ int syn_udp_flush(int fd, syn_udp_tx *tx, const syn_sockaddr *remote) {
     while (tx->done < tx->n) {
         struct mmsghdr mm[SYN_UDP_TX_BATCH];
         struct iovec iov[SYN_UDP_TX_BATCH];
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } ctl[SYN_UDP_TX_BATCH];
         size_t cnt = tx->n - tx->done;
         memset(mm, 0, sizeof(struct mmsghdr) * cnt);
         for (size_t i = 0; i < cnt; i++) {
@@ -148,6 +152,18 @@ int syn_udp_flush(int fd, syn_udp_tx *tx, const syn_sockaddr *remote) {
             if (remote) {
                 mm[i].msg_hdr.msg_name = (void *)&remote->ss;
                 mm[i].msg_hdr.msg_namelen = remote->len;
+            }
+            if (tx->family == AF_INET || tx->family == AF_INET6) {
+                /* The ECN codepoint per datagram (ngtcp2 marks ECT(0) while it validates ECN). */
+                memset(&ctl[i], 0, sizeof(ctl[i]));
+                mm[i].msg_hdr.msg_control = ctl[i].buf;
+                mm[i].msg_hdr.msg_controllen = sizeof(ctl[i].buf);
+                struct cmsghdr *c = CMSG_FIRSTHDR(&mm[i].msg_hdr);
+                c->cmsg_level = tx->family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+                c->cmsg_type = tx->family == AF_INET ? IP_TOS : IPV6_TCLASS;
+                c->cmsg_len = CMSG_LEN(sizeof(int));
+                int tos = tx->ecn[tx->done + i] & 0x3;
+                memcpy(CMSG_DATA(c), &tos, sizeof(tos));
             }
         }
         int n = sendmmsg(fd, mm, (unsigned)cnt, 0);

@@ -54,9 +54,11 @@ typedef struct syn_udp_tx {
     uint8_t ecn[SYN_UDP_TX_BATCH];
     size_t n;    /* datagrams queued */
     size_t done; /* datagrams of this batch already sent (a partial flush) */
+    int family;  /* AF_INET/AF_INET6: ECN codepoints go out as IP_TOS/IPV6_TCLASS; 0 = none */
 } syn_udp_tx;
 
-/* Sends the queued datagrams (sendmmsg) to remote (NULL on a connected socket). Returns 0 when all
+/* Sends the queued datagrams (sendmmsg) to remote (NULL on a connected socket), each with its ECN
+ * codepoint (ecn[i], as ngtcp2 chose it) when family is set. Returns 0 when all
  * went out (the batch is then empty), 1 when the socket would block (the unsent tail stays queued:
  * wait for EV_WRITE and flush again), or -errno on a hard error (the batch is dropped). */
 int syn_udp_flush(int fd, syn_udp_tx *tx, const syn_sockaddr *remote);

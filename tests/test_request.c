@@ -143,6 +143,10 @@ static void test_echo_sizes(void **state) {
     assert_int_equal(st.requests_succeeded, 5);
     assert_int_equal(st.requests_failed, 0);
     assert_true(st.packets_sent > 0);
+    /* Our datagrams carry ngtcp2's ECN marking (ECT(0) while it validates the path). */
+    syn_edge_stats es;
+    syn_edge_get_stats(f->edge, &es);
+    assert_true(es.ecn_marked > 0);
     assert_true(st.rtt_smoothed_us > 0);
     assert_true(st.cwnd > 0);
     char json[2048];

@@ -630,6 +630,8 @@ static void send_version_negotiation(syn_edge *e, const ngtcp2_version_cid *vc,
 }
 
 static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
+    if (d->ecn)
+        e->stats.ecn_marked++;
     ngtcp2_version_cid vc;
     int rv = ngtcp2_pkt_decode_version_cid(&vc, d->data, d->len, SYN_SV_SCIDLEN);
     if (rv == NGTCP2_ERR_VERSION_NEGOTIATION) {

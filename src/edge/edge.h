@@ -65,6 +65,7 @@ typedef struct syn_edge_stats {
     uint64_t heartbeats;     /* well-formed heartbeats */
     uint64_t bad_frames;     /* heartbeat streams refused */
     uint64_t bytes_received; /* application bytes read from streams */
+    uint64_t ecn_marked;     /* datagrams that arrived with an ECN codepoint (ECT or CE) */
 } syn_edge_stats;
 
 void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out);
