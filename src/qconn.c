@@ -27,7 +27,6 @@ struct syn_qconn {
     const syn_qconn_ops *ops;
     void *owner;
     size_t max_payload;
-    int trace;
 
     ev_timer timer;
     ev_io wio;
@@ -516,7 +515,6 @@ static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *loc
     qc->ops = ops;
     qc->owner = owner;
     qc->server = server;
-    qc->trace = st->trace;
     qc->max_payload = st->max_udp_payload ? st->max_udp_payload : 1452;
     if (qc->max_payload > SYN_UDP_MAX_PAYLOAD)
         qc->max_payload = SYN_UDP_MAX_PAYLOAD;
@@ -1128,7 +1126,6 @@ static void prep_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
 void *syn_qconn_owner(const syn_qconn *qc) { return qc->owner; }
 void syn_qconn_take_fd(syn_qconn *qc) { qc->owns_fd = 1; }
 SSL *syn_qconn_ssl(const syn_qconn *qc) { return qc->ssl; }
-ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc) { return qc->conn; }
 int syn_qconn_handshake_completed(const syn_qconn *qc) { return qc->hs_done; }
 const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc) { return &qc->remote; }
 void syn_qconn_set_remote(syn_qconn *qc, const syn_sockaddr *remote) { qc->remote = *remote; }

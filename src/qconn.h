@@ -144,7 +144,6 @@ void *syn_qconn_owner(const syn_qconn *qc);
  * teardown still has a socket to send its CONNECTION_CLOSE on. */
 void syn_qconn_take_fd(syn_qconn *qc);
 SSL *syn_qconn_ssl(const syn_qconn *qc);
-ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc);
 int syn_qconn_handshake_completed(const syn_qconn *qc);
 /* Smoothed RTT in milliseconds (0 before the first sample). */
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc);

@@ -12,14 +12,13 @@
 #include <unistd.h>
 
 #define DEFAULT_URL "quic://superinstance.ai:443"
-#define DEFAULT_ALPN "synesis-tunnel/1"
 
 SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
     memset(cfg, 0, sizeof(*cfg));
     cfg->struct_size = sizeof(*cfg);
     cfg->cloud_url = DEFAULT_URL;
     cfg->server_name = NULL;
-    cfg->alpn = DEFAULT_ALPN;
+    cfg->alpn = SYN_ALPN_DEFAULT;
     cfg->cert_path = "device.pem";
     cfg->key_path = "device.key";
     cfg->use_system_trust = 1;

@@ -39,6 +39,8 @@ typedef struct synesis_request_options {
     int queue_while_reconnecting;
 } synesis_request_options;
 
+/* Fills opts with the defaults (every field 0: the tunnel's configured timeout and maximum
+ * response size, no queueing) and sets struct_size. */
 SYNESIS_API void synesis_request_options_init(synesis_request_options *opts);
 
 /* The outcome of a request, valid only during the callback. */
@@ -66,10 +68,13 @@ SYNESIS_API int synesis_tunnel_request(synesis_tunnel *t, const void *data, size
                                        const synesis_request_options *opts, synesis_response_fn cb,
                                        void *user_data, synesis_request **out);
 
-/* The data is not copied and must stay valid until release(release_user_data, data, len) is
- * called: once the edge acknowledged it, or when the request ends without sending it. release
- * is called exactly once, also on failure of this call. */
+/* Releases the buffer of a no-copy request (see synesis_tunnel_request_nocopy). */
 typedef void (*synesis_release_fn)(void *release_user_data, const void *data, size_t len);
+
+/* Like synesis_tunnel_request(), but the data is not copied and must stay valid until
+ * release(release_user_data, data, len) is called: once the edge acknowledged it, or when the
+ * request ends without sending it. release is called exactly once, also when this call fails
+ * (SYNESIS_ERR_INVALID_ARGUMENT without release). */
 SYNESIS_API int synesis_tunnel_request_nocopy(synesis_tunnel *t, const void *data, size_t len,
                                               synesis_release_fn release, void *release_user_data,
                                               const synesis_request_options *opts,

@@ -90,9 +90,6 @@ typedef double (*synesis_backoff_fn)(void *user_data, uint32_t attempt, double c
 typedef int (*synesis_resolve_fn)(void *user_data, const char *host, uint16_t port,
                                   struct sockaddr_storage *addrs, unsigned int *lens, size_t max);
 
-/* Version of synesis_tunnel_config's layout; see struct_size. */
-#define SYNESIS_TUNNEL_CONFIG_VERSION 1
-
 /*
  * Tunnel configuration. Always start from synesis_tunnel_config_init(), which fills every default
  * of the design; fields are only ever appended. synesis_tunnel_new() deep-copies it: strings and
@@ -200,9 +197,12 @@ typedef struct synesis_tunnel_config {
 /* Fills cfg with every default listed above. */
 SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg);
 
-/* Adds application fields to a heartbeat's "vitals" object (see on_vitals). Keys are copied; a
- * key already present is replaced. Return 0 or SYNESIS_ERR_NOMEM. */
+/* A heartbeat's "vitals" object while callbacks.on_vitals runs (valid only during the call). */
 typedef struct synesis_vitals synesis_vitals;
+
+/* Add application fields to the vitals (see on_vitals). Keys and strings are copied; a key
+ * already present is replaced. Return 0, SYNESIS_ERR_NOMEM, or SYNESIS_ERR_INVALID_ARGUMENT for
+ * a NULL vitals, key or string. */
 SYNESIS_API int synesis_vitals_add_number(synesis_vitals *v, const char *key, double value);
 SYNESIS_API int synesis_vitals_add_string(synesis_vitals *v, const char *key, const char *value);
 SYNESIS_API int synesis_vitals_add_bool(synesis_vitals *v, const char *key, int value);

@@ -89,7 +89,7 @@ struct syn_edge {
 void syn_edge_config_init(syn_edge_config *cfg) {
     memset(cfg, 0, sizeof(*cfg));
     cfg->listen = "127.0.0.1:4433";
-    cfg->alpn = "synesis-tunnel/1";
+    cfg->alpn = SYN_ALPN_DEFAULT;
     cfg->idle_timeout = 60.0;
     cfg->handshake_timeout = 10.0;
     cfg->max_streams_bidi = 100;
@@ -599,12 +599,6 @@ static void ec_cid_added(syn_qconn *qc, const ngtcp2_cid *cid) {
     cid_add(c->e, cid, c);
 }
 
-static void ec_log(syn_qconn *qc, synesis_log_level level, const char *msg) {
-    (void)qc;
-    (void)level;
-    (void)msg;
-}
-
 static const syn_qconn_ops edge_qc_ops = {
     .handshake_done = ec_handshake_done,
     .stream_open = ec_stream_open,
@@ -613,7 +607,6 @@ static const syn_qconn_ops edge_qc_ops = {
     .stream_close = ec_stream_close,
     .closed = ec_closed,
     .cid_added = ec_cid_added,
-    .log = ec_log,
 };
 
 static void send_version_negotiation(syn_edge *e, const ngtcp2_version_cid *vc,
@@ -752,7 +745,7 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     e->fd = -1;
     e->cfg = *cfg;
     e->str_listen = strdup(cfg->listen ? cfg->listen : "");
-    e->str_alpn = strdup(cfg->alpn ? cfg->alpn : "synesis-tunnel/1");
+    e->str_alpn = strdup(cfg->alpn ? cfg->alpn : SYN_ALPN_DEFAULT);
     e->rx = malloc(sizeof(*e->rx));
     if (!e->str_listen || !e->str_alpn || !e->rx) {
         rv = syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
