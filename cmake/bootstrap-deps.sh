@@ -55,7 +55,7 @@ if [ $refresh -eq 0 ] && [ -d "$cache_root/deps" ]; then
     fi
 fi
 
-for tool in apt-get apt-cache tar make perl cmake cc; do
+for tool in apt-get apt-cache tar xz make perl cmake cc; do
     command -v "$tool" >/dev/null || die "'$tool' is not installed (see the README's install command)"
 done
 
