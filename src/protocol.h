@@ -11,6 +11,15 @@
 /* Frame header: type byte + u32 big-endian length. */
 #define SYN_FRAME_HEADER 5
 
+/* Message type of an edge report on an edge-initiated unidirectional stream (docs/protocol.md,
+ * "Reports"): 0x02, u32 big-endian length, JSON, then FIN. */
+#define SYN_MSG_REPORT 0x02
+/* Largest report JSON either side produces or accepts. */
+#define SYN_REPORT_MAX 4096
+/* Unidirectional streams a device lets the edge have open at once (for reports); the device
+ * returns the credit as each one closes. */
+#define SYN_DEVICE_PEER_UNI_STREAMS 8
+
 /* Application error codes (RESET_STREAM, STOP_SENDING, CONNECTION_CLOSE). */
 #define SYN_APP_NO_ERROR 0x0
 #define SYN_APP_REFUSED 0x1
