@@ -28,5 +28,7 @@
 #define SYN_APP_TOO_LARGE 0x11
 #define SYN_APP_TIMEOUT 0x12
 #define SYN_APP_CANCELLED 0x13
+/* The largest application error code (a QUIC varint): 2^62 - 1. */
+#define SYN_APP_CODE_MAX 0x3fffffffffffffffull
 
 #endif /* SYNESIS_PROTOCOL_H */

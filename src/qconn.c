@@ -242,10 +242,41 @@ void syn_qstream_consume(syn_qstream *s, size_t n) {
     syn_qconn_schedule(qc);
 }
 
+void syn_qstream_consume_stream(syn_qstream *s, size_t n) {
+    if (!n || s->closed)
+        return;
+    ngtcp2_conn_extend_max_stream_offset(s->qc->conn, s->id, n);
+    syn_qconn_schedule(s->qc);
+}
+
+void syn_qconn_consume(syn_qconn *qc, size_t n) {
+    if (!n || !qc->conn)
+        return;
+    ngtcp2_conn_extend_max_offset(qc->conn, n);
+    syn_qconn_schedule(qc);
+}
+
+uint64_t syn_qstream_send_credit(const syn_qstream *s) {
+    if (s->closed || !s->qc->conn)
+        return 0;
+    return ngtcp2_conn_get_max_stream_data_left(s->qc->conn, s->id);
+}
+
+/* Application error codes are QUIC varints: ngtcp2 aborts on a larger one. Public entry points
+ * refuse them; this is the last line for internal callers. */
+static uint64_t app_code_checked(syn_qconn *qc, uint64_t code) {
+    if (code <= SYN_APP_CODE_MAX)
+        return code;
+    qc_log(qc, SYNESIS_LOG_ERROR,
+           "application error code 0x%llx is not a QUIC varint; sending 0x%x",
+           (unsigned long long)code, SYN_APP_INTERNAL);
+    return SYN_APP_INTERNAL;
+}
+
 void syn_qstream_shutdown(syn_qstream *s, uint64_t app_code) {
     if (s->closed)
         return;
-    ngtcp2_conn_shutdown_stream(s->qc->conn, 0, s->id, app_code);
+    ngtcp2_conn_shutdown_stream(s->qc->conn, 0, s->id, app_code_checked(s->qc, app_code));
     pend_remove(s->qc, s);
     syn_qconn_schedule(s->qc);
 }
@@ -253,7 +284,7 @@ void syn_qstream_shutdown(syn_qstream *s, uint64_t app_code) {
 void syn_qstream_stop_reading(syn_qstream *s, uint64_t app_code) {
     if (s->closed)
         return;
-    ngtcp2_conn_shutdown_stream_read(s->qc->conn, 0, s->id, app_code);
+    ngtcp2_conn_shutdown_stream_read(s->qc->conn, 0, s->id, app_code_checked(s->qc, app_code));
     syn_qconn_schedule(s->qc);
 }
 
@@ -443,6 +474,8 @@ static int extend_max_stream_data_cb(ngtcp2_conn *conn, int64_t id, uint64_t max
         if (stream_has_work(s))
             pend_add(qc, s);
     }
+    if (s && qc->ops->stream_credit && !qc->free_pending)
+        qc->ops->stream_credit(qc, s);
     return 0;
 }
 
@@ -1076,7 +1109,7 @@ void syn_qconn_close(syn_qconn *qc, uint64_t app_code, const char *reason) {
     if (qc->ended || qc->close_req || qc->end_pending)
         return;
     qc->close_req = 1;
-    qc->close_code = app_code;
+    qc->close_code = app_code_checked(qc, app_code);
     syn_copy_str(qc->close_reason, sizeof(qc->close_reason), reason ? reason : "");
     enter(qc);
     leave(qc);
@@ -1129,6 +1162,11 @@ SSL *syn_qconn_ssl(const syn_qconn *qc) { return qc->ssl; }
 int syn_qconn_handshake_completed(const syn_qconn *qc) { return qc->hs_done; }
 const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc) { return &qc->remote; }
 void syn_qconn_set_remote(syn_qconn *qc, const syn_sockaddr *remote) { qc->remote = *remote; }
+
+uint64_t syn_qconn_peer_max_streams_uni(const syn_qconn *qc) {
+    const ngtcp2_transport_params *p = ngtcp2_conn_get_remote_transport_params(qc->conn);
+    return p ? p->initial_max_streams_uni : 0;
+}
 
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc) {
     ngtcp2_conn_info ci;

@@ -13,6 +13,7 @@
 #define SYNESIS_QCONN_H
 
 #include "internal.h"
+#include "protocol.h"
 #include "udp.h"
 
 #include <ev.h>
@@ -69,6 +70,8 @@ typedef struct syn_qconn_ops {
     void (*stream_reset)(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int stop);
     /* Sent data was acknowledged (s->acked moved): room in the send buffer. */
     void (*stream_acked)(syn_qconn *qc, syn_qstream *s);
+    /* The peer raised the stream's flow-control limit (MAX_STREAM_DATA): more may be sent. */
+    void (*stream_credit)(syn_qconn *qc, syn_qstream *s);
     /* The stream is closed in both directions and will be freed after this returns. */
     void (*stream_close)(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset);
     /* The peer raised our stream limits: streams may be opened again. */
@@ -145,6 +148,9 @@ void *syn_qconn_owner(const syn_qconn *qc);
 void syn_qconn_take_fd(syn_qconn *qc);
 SSL *syn_qconn_ssl(const syn_qconn *qc);
 int syn_qconn_handshake_completed(const syn_qconn *qc);
+/* The unidirectional streams the peer let us open in its transport parameters (0 before it sent
+ * them). */
+uint64_t syn_qconn_peer_max_streams_uni(const syn_qconn *qc);
 /* Smoothed RTT in milliseconds (0 before the first sample). */
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc);
 /* ngtcp2's connection info (RTTs, cwnd, packet counters). */
@@ -166,6 +172,15 @@ uint64_t syn_qstream_unacked(const syn_qstream *s);
 /* Returns flow-control credit for n consumed bytes (when auto_consume is off); on a closed stream
  * (from stream_close), the connection's share. */
 void syn_qstream_consume(syn_qstream *s, size_t n);
+/* Returns stream-level credit only (the connection's share is kept, see syn_qconn_consume). */
+void syn_qstream_consume_stream(syn_qstream *s, size_t n);
+/* Returns connection-level credit only. */
+void syn_qconn_consume(syn_qconn *qc, size_t n);
+/* Bytes the peer's flow control lets us send on s beyond what is sent already. */
+uint64_t syn_qstream_send_credit(const syn_qstream *s);
+/* Application error codes (RESET_STREAM, STOP_SENDING, CONNECTION_CLOSE) are QUIC varints: at
+ * most SYN_APP_CODE_MAX. The calls below replace a larger one with SYN_APP_INTERNAL (and log):
+ * entry points from outside must refuse such codes before they get here. */
 /* Resets our sending side and asks the peer to stop (STOP_SENDING), with app_code. */
 void syn_qstream_shutdown(syn_qstream *s, uint64_t app_code);
 /* Asks the peer to stop sending (STOP_SENDING) only. */

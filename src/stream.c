@@ -304,7 +304,7 @@ SYNESIS_API int synesis_stream_finish(synesis_stream *s) {
 }
 
 SYNESIS_API int synesis_stream_reset(synesis_stream *s, uint64_t app_error_code) {
-    if (!s)
+    if (!s || app_error_code > SYNESIS_APP_ERROR_CODE_MAX)
         return SYNESIS_ERR_INVALID_ARGUMENT;
     if (s->closing)
         return SYNESIS_ERR_INVALID_STATE;

@@ -54,7 +54,12 @@ SYNESIS_API int synesis_stream_write(synesis_stream *s, const void *data, size_t
 /* Ends our side (FIN after the queued data). */
 SYNESIS_API int synesis_stream_finish(synesis_stream *s);
 
-/* Aborts the stream both ways with app_error_code; on_close follows with SYNESIS_ERR_CANCELLED. */
+/* The largest application error code QUIC can carry (a variable-length integer): 2^62 - 1. */
+#define SYNESIS_APP_ERROR_CODE_MAX 0x3fffffffffffffffull
+
+/* Aborts the stream both ways with app_error_code; on_close follows with SYNESIS_ERR_CANCELLED.
+ * SYNESIS_ERR_INVALID_ARGUMENT (and nothing happens) when app_error_code exceeds
+ * SYNESIS_APP_ERROR_CODE_MAX. */
 SYNESIS_API int synesis_stream_reset(synesis_stream *s, uint64_t app_error_code);
 
 /* Stops delivering data (it is held, at most one receive window) and stops returning

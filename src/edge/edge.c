@@ -20,8 +20,20 @@
 typedef struct edge_conn edge_conn;
 typedef struct edge_stream edge_stream;
 
+/* A report frame waiting for a unidirectional stream towards the device. */
+typedef struct edge_report {
+    struct edge_report *next;
+    size_t len;
+    uint8_t frame[];
+} edge_report;
+
 /* How a bidirectional stream is being answered. */
-enum { REQ_UNDECIDED, REQ_ECHO, REQ_COMMAND, REQ_HANDLER, REQ_DONE };
+enum { REQ_UNDECIDED, REQ_ECHO, REQ_COMMAND, REQ_SLEEP, REQ_HANDLER, REQ_DONE };
+
+/* Longest command line (without its LF). */
+#define CMD_LINE_MAX 64
+/* Longest SLEEP, in milliseconds. */
+#define SLEEP_MAX_MS 600000
 
 struct edge_stream {
     edge_conn *c;
@@ -38,8 +50,12 @@ struct edge_stream {
     uint8_t *buf;
     size_t len, cap;
     size_t total;
-    uint64_t credited; /* echo: response bytes acknowledged and returned as request credit */
+    uint64_t held;       /* bytes of this stream counted in c->held: buffer + unacked response */
+    uint64_t conn_owed;  /* received bytes whose connection-level credit is not returned yet */
+    uint64_t credited;   /* echo / SLEEP reply: response bytes acknowledged and credited back */
+    int reply_conn_only; /* SLEEP: the body's stream credit went out when it was buffered */
     uint64_t src_left, src_pos;
+    uint64_t sleep_ms;
     ev_timer sleep;
 };
 
@@ -56,6 +72,11 @@ struct edge_conn {
     edge_conn *prev, *next;
     edge_stream *streams;
     int dirty; /* fed a datagram in the current batch: flush after it */
+    /* Bytes this connection holds: buffered request bodies and heartbeats, and response bytes
+     * queued and not yet acknowledged. Bounded by cfg.max_conn_buffer (docs/protocol.md). */
+    uint64_t held;
+    int src_stalled;                     /* a SRC stream waits for held to fall below the bound */
+    edge_report *reports, *reports_tail; /* reports waiting for a stream */
 };
 
 typedef struct cid_entry {
@@ -96,6 +117,8 @@ void syn_edge_config_init(syn_edge_config *cfg) {
     cfg->max_streams_uni = 100;
     cfg->max_request_size = 64u * 1024 * 1024;
     cfg->max_heartbeat_size = 64 * 1024;
+    cfg->max_conn_buffer = 16u * 1024 * 1024;
+    cfg->max_src_size = 16ull * 1024 * 1024 * 1024;
 }
 
 /* ---- JSON event log ---- */
@@ -173,9 +196,12 @@ static void cid_remove_conn(syn_edge *e, edge_conn *c) {
 
 static void es_free(edge_stream *es);
 
+static void conn_free_reports(edge_conn *c);
+
 static void conn_destroy(syn_edge *e, edge_conn *c) {
     while (c->streams)
         es_free(c->streams);
+    conn_free_reports(c);
     cid_remove_conn(e, c);
     if (c->prev)
         c->prev->next = c->next;
@@ -200,6 +226,45 @@ static void ec_handshake_done(syn_qconn *qc) {
 
 /* ---- streams ---- */
 
+/* Re-counts what es holds (its buffer's capacity and its unacknowledged response bytes). */
+static void es_account(edge_stream *es) {
+    edge_conn *c = es->c;
+    syn_edge *e = c->e;
+    uint64_t now = (uint64_t)es->cap + (es->qs ? syn_qstream_unacked(es->qs) : 0);
+    c->held = c->held - es->held + now;
+    e->stats.held_bytes = e->stats.held_bytes - es->held + now;
+    es->held = now;
+    if (c->held > e->stats.held_peak)
+        e->stats.held_peak = c->held;
+}
+
+static void es_buf_free(edge_stream *es) {
+    free(es->buf);
+    es->buf = NULL;
+    es->len = es->cap = 0;
+    es_account(es);
+}
+
+/* Returns stream and connection credit for n consumed bytes. */
+static void es_consume(edge_stream *es, uint64_t n) {
+    if (n > es->conn_owed)
+        n = es->conn_owed;
+    if (!n || !es->qs)
+        return;
+    es->conn_owed -= n;
+    syn_qstream_consume(es->qs, (size_t)n);
+}
+
+/* Returns the connection's share only (the stream's went out when the bytes were buffered). */
+static void es_release_conn(edge_stream *es, uint64_t n) {
+    if (n > es->conn_owed)
+        n = es->conn_owed;
+    if (!n)
+        return;
+    es->conn_owed -= n;
+    syn_qconn_consume(es->c->qc, (size_t)n);
+}
+
 static void es_free(edge_stream *es) {
     edge_conn *c = es->c;
     if (es->prev)
@@ -209,6 +274,8 @@ static void es_free(edge_stream *es) {
     if (es->next)
         es->next->prev = es->prev;
     ev_timer_stop(c->e->loop, &es->sleep);
+    c->held -= es->held;
+    c->e->stats.held_bytes -= es->held;
     if (es->qs)
         es->qs->user = NULL;
     free(es->buf);
@@ -224,17 +291,124 @@ static int es_append(edge_stream *es, const uint8_t *data, size_t len) {
     es->buf = n;
     memcpy(es->buf + es->len, data, len);
     es->len += len;
+    es_account(es);
     return 0;
+}
+
+/* Queues response bytes (copied). */
+static int es_send(edge_stream *es, const void *data, size_t len, int fin) {
+    int rv = syn_qstream_write(es->qs, data, len, fin);
+    es_account(es);
+    return rv;
 }
 
 static void es_reset(edge_stream *es, uint64_t code) {
     es->mode = REQ_DONE;
+    es->src_left = 0;
+    ev_timer_stop(es->c->e->loop, &es->sleep);
     syn_qstream_shutdown(es->qs, code);
+    es_buf_free(es);
 }
 
-/* Heartbeats: 0x01, u32 big-endian length, JSON with device_id, timestamp, sequence, vitals. */
-static void bad_frame(edge_stream *es, const char *fmt, ...) SYNESIS_PRINTF(2, 3);
-static void bad_frame(edge_stream *es, const char *fmt, ...) {
+/* ---- reports to the device (docs/protocol.md, "Reports") ---- */
+
+static void conn_queue_report(edge_conn *c, const uint8_t *frame, size_t len) {
+    edge_report *r = malloc(sizeof(*r) + len);
+    if (!r) {
+        c->e->stats.reports_dropped++;
+        return;
+    }
+    r->next = NULL;
+    r->len = len;
+    memcpy(r->frame, frame, len);
+    if (c->reports_tail)
+        c->reports_tail->next = r;
+    else
+        c->reports = r;
+    c->reports_tail = r;
+    syn_qconn_schedule(c->qc);
+}
+
+/* Opens a stream for each waiting report while the device grants them (before a write pass, so
+ * never from inside ngtcp2). A device that grants none (older devices) gets none: the edge logs
+ * the refusal only. */
+static void conn_send_reports(edge_conn *c) {
+    while (c->reports) {
+        edge_report *r = c->reports;
+        syn_qstream *qs;
+        int rv = syn_qconn_open_stream(c->qc, 0, NULL, &qs);
+        if (rv == SYNESIS_ERR_WOULD_BLOCK && syn_qconn_handshake_completed(c->qc) &&
+            syn_qconn_peer_max_streams_uni(c->qc) > 0)
+            return; /* wait for the device to return credit */
+        c->reports = r->next;
+        if (!c->reports)
+            c->reports_tail = NULL;
+        if (rv == 0 && syn_qstream_write(qs, r->frame, r->len, 1) == 0) {
+            c->e->stats.reports_sent++;
+        } else {
+            c->e->stats.reports_dropped++;
+            emit_simple(c->e, "report_dropped", c, "reason",
+                        rv == SYNESIS_ERR_WOULD_BLOCK ? "the device grants no report streams"
+                                                      : synesis_strerror(rv));
+        }
+        free(r);
+    }
+}
+
+static void conn_free_reports(edge_conn *c) {
+    for (edge_report *r = c->reports, *n; r; r = n) {
+        n = r->next;
+        free(r);
+    }
+    c->reports = c->reports_tail = NULL;
+}
+
+int syn_edge_send_report(syn_edge *e, const char *device_id, const uint8_t *frame, size_t len) {
+    int n = 0;
+    for (edge_conn *c = e->conns; c; c = c->next) {
+        if (strcmp(c->device_id, device_id) == 0 && syn_qconn_handshake_completed(c->qc)) {
+            conn_queue_report(c, frame, len);
+            n++;
+        }
+    }
+    return n ? 0 : SYNESIS_ERR_NOT_CONNECTED;
+}
+
+/* Tells the device that its heartbeat on stream_id was refused after the edge read all of it. */
+static void report_refusal(edge_stream *es, const cJSON *seq, const char *reason) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return;
+    cJSON_AddStringToObject(o, "kind", "heartbeat_refused");
+    cJSON_AddNumberToObject(o, "stream_id", (double)es->qs->id);
+    if (seq)
+        cJSON_AddNumberToObject(o, "sequence", seq->valuedouble);
+    cJSON_AddNumberToObject(o, "error", SYN_APP_BAD_FRAME);
+    cJSON_AddStringToObject(o, "reason", reason);
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!json)
+        return;
+    size_t n = strlen(json);
+    uint8_t frame[SYN_FRAME_HEADER + SYN_REPORT_MAX];
+    if (n <= SYN_REPORT_MAX) {
+        frame[0] = SYN_MSG_REPORT;
+        frame[1] = (uint8_t)(n >> 24);
+        frame[2] = (uint8_t)(n >> 16);
+        frame[3] = (uint8_t)(n >> 8);
+        frame[4] = (uint8_t)n;
+        memcpy(frame + SYN_FRAME_HEADER, json, n);
+        conn_queue_report(es->c, frame, SYN_FRAME_HEADER + n);
+    }
+    cJSON_free(json);
+}
+
+/* Heartbeats: 0x01, u32 big-endian length, JSON with device_id, timestamp, sequence, vitals. A
+ * frame refused while its stream is open gets STOP_SENDING 0x10; one judged at its end (the
+ * whole stream read) gets a report on a stream of the edge's own. */
+static void bad_frame(edge_stream *es, int at_fin, const cJSON *seq, const char *fmt, ...)
+    SYNESIS_PRINTF(4, 5);
+static void bad_frame(edge_stream *es, int at_fin, const cJSON *seq, const char *fmt, ...) {
     syn_edge *e = es->c->e;
     va_list ap;
     va_start(ap, fmt);
@@ -242,7 +416,11 @@ static void bad_frame(edge_stream *es, const char *fmt, ...) {
     va_end(ap);
     es->bad = 1;
     e->stats.bad_frames++;
-    syn_qstream_stop_reading(es->qs, SYN_APP_BAD_FRAME);
+    if (at_fin)
+        report_refusal(es, seq, e->last_bad_frame);
+    else
+        syn_qstream_stop_reading(es->qs, SYN_APP_BAD_FRAME);
+    es_buf_free(es);
     emit_simple(e, "bad_frame", es->c, "reason", e->last_bad_frame);
 }
 
@@ -260,31 +438,45 @@ static device_entry *device_get(syn_edge *e, const char *id) {
     return d;
 }
 
+/* A non-negative integer that a double holds exactly (JSON numbers are doubles in cJSON). */
 static int is_integer(const cJSON *n) {
-    return cJSON_IsNumber(n) && n->valuedouble >= 0 &&
-           n->valuedouble == (double)(int64_t)n->valuedouble;
+    return cJSON_IsNumber(n) && n->valuedouble >= 0 && n->valuedouble <= 9007199254740991.0 &&
+           n->valuedouble == (double)(uint64_t)n->valuedouble;
 }
+
+static int json_space(uint8_t ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
 
 static void heartbeat_complete(edge_stream *es) {
     syn_edge *e = es->c->e;
-    cJSON *o = cJSON_ParseWithLength((const char *)es->buf, es->len);
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts((const char *)es->buf, es->len, &end, 0);
+    size_t used = o && end ? (size_t)(end - (const char *)es->buf) : 0;
+    while (o && used < es->len && json_space(es->buf[used]))
+        used++;
     if (!o || !cJSON_IsObject(o)) {
         cJSON_Delete(o);
-        bad_frame(es, "invalid JSON");
+        bad_frame(es, 1, NULL, "invalid JSON");
+        return;
+    }
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(o, "sequence");
+    if (!is_integer(seq))
+        seq = NULL;
+    if (used != es->len) {
+        bad_frame(es, 1, seq, "%zu bytes after the JSON object", es->len - used);
+        cJSON_Delete(o);
         return;
     }
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "device_id");
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(o, "timestamp");
-    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(o, "sequence");
     const cJSON *vit = cJSON_GetObjectItemCaseSensitive(o, "vitals");
     const char *missing = !cJSON_IsString(id)    ? "device_id (string)"
                           : !is_integer(ts)      ? "timestamp (integer)"
-                          : !is_integer(seq)     ? "sequence (integer)"
+                          : !seq                 ? "sequence (integer)"
                           : !cJSON_IsObject(vit) ? "vitals (object)"
                                                  : NULL;
     if (missing) {
+        bad_frame(es, 1, seq, "missing or mistyped field %s", missing);
         cJSON_Delete(o);
-        bad_frame(es, "missing or mistyped field %s", missing);
         return;
     }
     e->stats.heartbeats++;
@@ -311,6 +503,7 @@ static void heartbeat_complete(edge_stream *es) {
         edge_emit(e, ev);
     }
     cJSON_Delete(o);
+    es_buf_free(es);
 }
 
 static void hb_data(edge_stream *es, const uint8_t *data, size_t len, int fin) {
@@ -321,33 +514,39 @@ static void hb_data(edge_stream *es, const uint8_t *data, size_t len, int fin) {
         es->hdr[es->hdr_len++] = *data++;
         len--;
         if (es->hdr_len == 1 && es->hdr[0] != SYN_MSG_HEARTBEAT) {
-            bad_frame(es, "unknown message type 0x%02x", es->hdr[0]);
+            bad_frame(es, 0, NULL, "unknown message type 0x%02x", es->hdr[0]);
             return;
         }
         if (es->hdr_len == SYN_FRAME_HEADER) {
             es->need = (uint32_t)es->hdr[1] << 24 | (uint32_t)es->hdr[2] << 16 |
                        (uint32_t)es->hdr[3] << 8 | es->hdr[4];
             if (es->need > e->cfg.max_heartbeat_size) {
-                bad_frame(es, "length %u over the maximum of %zu", es->need,
+                bad_frame(es, 0, NULL, "length %u over the maximum of %zu", es->need,
                           e->cfg.max_heartbeat_size);
+                return;
+            }
+            if (es->c->held + es->need > e->cfg.max_conn_buffer) {
+                bad_frame(es, 0, NULL, "the connection's buffer (%zu bytes) is full",
+                          e->cfg.max_conn_buffer);
                 return;
             }
         }
     }
     if (len) {
         if (es->len + len > es->need) {
-            bad_frame(es, "%zu bytes after the end of the frame", es->len + len - es->need);
+            bad_frame(es, 0, NULL, "%zu bytes after the end of the frame",
+                      es->len + len - es->need);
             return;
         }
         if (es_append(es, data, len) != 0) {
-            bad_frame(es, "out of memory");
+            bad_frame(es, 0, NULL, "out of memory");
             return;
         }
     }
     if (!fin)
         return;
     if (es->hdr_len < SYN_FRAME_HEADER || es->len < es->need)
-        bad_frame(es, "truncated frame: %zu of %zu bytes", es->hdr_len + es->len,
+        bad_frame(es, 1, NULL, "truncated frame: %zu of %zu bytes", es->hdr_len + es->len,
                   (size_t)SYN_FRAME_HEADER + (es->hdr_len == SYN_FRAME_HEADER ? es->need : 0));
     else
         heartbeat_complete(es);
@@ -357,15 +556,31 @@ static void hb_data(edge_stream *es, const uint8_t *data, size_t len, int fin) {
 #define SRC_CHUNK (64 * 1024)
 #define SRC_WINDOW (1024 * 1024)
 
+/* Queues SRC bytes only as far as the device's flow control lets them leave and while the
+ * connection is under its bound: a device that never reads pins at most the bound. */
 static void src_pump(edge_stream *es) {
+    edge_conn *c = es->c;
+    syn_edge *e = c->e;
     uint8_t chunk[SRC_CHUNK];
-    while (es->src_left && syn_qstream_unacked(es->qs) < SRC_WINDOW) {
+    while (es->src_left) {
+        syn_qstream *qs = es->qs;
+        uint64_t unsent = qs->queued - qs->sent;
+        uint64_t credit = syn_qstream_send_credit(qs);
+        if (unsent >= credit || syn_qstream_unacked(qs) >= SRC_WINDOW)
+            return; /* resumed by stream_credit or stream_acked */
+        if (c->held >= e->cfg.max_conn_buffer) {
+            c->src_stalled = 1; /* resumed when an acknowledgement frees room */
+            return;
+        }
+        uint64_t room = credit - unsent;
         size_t n = es->src_left < SRC_CHUNK ? (size_t)es->src_left : SRC_CHUNK;
+        if (n > room)
+            n = (size_t)room;
         for (size_t i = 0; i < n; i++)
             chunk[i] = (uint8_t)((es->src_pos + i) % 251);
         es->src_pos += n;
         es->src_left -= n;
-        if (syn_qstream_write(es->qs, chunk, n, es->src_left == 0) != 0) {
+        if (es_send(es, chunk, n, es->src_left == 0) != 0) {
             es_reset(es, SYN_APP_INTERNAL);
             return;
         }
@@ -376,12 +591,18 @@ static void sleep_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)revents;
     edge_stream *es = w->data;
-    if (syn_qstream_write(es->qs, es->buf, es->len, 1) != 0)
-        es_reset(es, SYN_APP_INTERNAL);
+    edge_conn *c = es->c;
     es->mode = REQ_DONE;
+    es->reply_conn_only = 1;
+    if (es_send(es, es->buf, es->len, 1) != 0)
+        es_reset(es, SYN_APP_INTERNAL);
+    else
+        es_buf_free(es);
+    syn_qconn_flush(c->qc);
 }
 
 static const char *const commands[] = {"SRC ", "SLEEP ", "RESET "};
+enum { CMD_SRC, CMD_SLEEP, CMD_RESET, CMD_NONE };
 
 /* 1 if buf starts with a whole command word; 2 if it could still become one with more bytes. */
 static int command_prefix(const uint8_t *buf, size_t len) {
@@ -395,55 +616,117 @@ static int command_prefix(const uint8_t *buf, size_t len) {
     return 0;
 }
 
-/* A full command line is buffered: act on it. */
+/* Parses 1*20 DIGIT (decimal) or "0x" 1*16 HEXDIG (hex, when allowed) into *out, at most max.
+ * Returns 0, or -1 for anything else: signs, spaces, an empty or overlong number, overflow. */
+static int parse_number(const char *p, size_t n, int hex, uint64_t max, uint64_t *out) {
+    uint64_t v = 0;
+    unsigned base = 10;
+    if (hex && n > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+        base = 16;
+        p += 2;
+        n -= 2;
+    }
+    if (!n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned d;
+        if (p[i] >= '0' && p[i] <= '9')
+            d = (unsigned)(p[i] - '0');
+        else if (base == 16 && p[i] >= 'a' && p[i] <= 'f')
+            d = (unsigned)(p[i] - 'a' + 10);
+        else if (base == 16 && p[i] >= 'A' && p[i] <= 'F')
+            d = (unsigned)(p[i] - 'A' + 10);
+        else
+            return -1;
+        if (v > (max - d) / base)
+            return -1;
+        v = v * base + d;
+    }
+    *out = v;
+    return 0;
+}
+
+static void refuse(edge_stream *es, const char *reason) {
+    emit_simple(es->c->e, "request_refused", es->c, "reason", reason);
+    es_reset(es, SYN_APP_REFUSED);
+}
+
+static void sleep_data(edge_stream *es, int fin);
+
+/* The command line is buffered (or cannot be): act on it. Grammar in docs/protocol.md. */
 static void run_command(edge_stream *es, int fin) {
-    uint8_t *nl = memchr(es->buf, '\n', es->len);
+    syn_edge *e = es->c->e;
+    size_t scan = es->len < CMD_LINE_MAX + 1 ? es->len : CMD_LINE_MAX + 1;
+    uint8_t *nl = memchr(es->buf, '\n', scan);
     if (!nl) {
-        if (fin || es->len > 64)
-            es_reset(es, SYN_APP_REFUSED);
+        if (es->len > CMD_LINE_MAX)
+            refuse(es, "command line longer than 64 bytes");
+        else if (fin)
+            refuse(es, "command line without its newline");
         return;
     }
-    char line[80];
     size_t ll = (size_t)(nl - es->buf);
-    if (ll >= sizeof(line)) {
-        es_reset(es, SYN_APP_REFUSED);
+    const char *line = (const char *)es->buf;
+    int kind = CMD_NONE;
+    for (int i = 0; i < CMD_NONE; i++)
+        if (strncmp(line, commands[i], strlen(commands[i])) == 0)
+            kind = i;
+    size_t word = strlen(commands[kind]);
+    uint64_t n = 0;
+    uint64_t max = kind == CMD_SRC     ? e->cfg.max_src_size
+                   : kind == CMD_SLEEP ? SLEEP_MAX_MS
+                                       : SYN_APP_CODE_MAX;
+    if (parse_number(line + word, ll - word, kind == CMD_RESET, max, &n) != 0) {
+        refuse(es, kind == CMD_SRC     ? "SRC wants 1 to 20 digits, at most the edge's maximum"
+                   : kind == CMD_SLEEP ? "SLEEP wants 1 to 6 digits, at most 600000"
+                                       : "RESET wants a decimal or 0x code below 2^62");
         return;
     }
-    memcpy(line, es->buf, ll);
-    line[ll] = 0;
-    unsigned long long n;
-    char *end;
-    if (strncmp(line, "SRC ", 4) == 0) {
-        n = strtoull(line + 4, &end, 10);
-        if (*end || end == line + 4) {
-            es_reset(es, SYN_APP_REFUSED);
-            return;
-        }
+    size_t rest = es->len - ll - 1;
+    switch (kind) {
+    case CMD_SRC:
         es->mode = REQ_DONE; /* the rest of the request is read and dropped */
+        es_consume(es, es->conn_owed);
+        es_buf_free(es);
         es->src_left = n;
         if (n == 0)
-            (void)syn_qstream_write(es->qs, NULL, 0, 1);
+            (void)es_send(es, NULL, 0, 1);
         else
             src_pump(es);
-    } else if (strncmp(line, "RESET ", 6) == 0) {
-        n = strtoull(line + 6, &end, 0);
-        es_reset(es, *end || end == line + 6 ? SYN_APP_REFUSED : n);
-    } else if (strncmp(line, "SLEEP ", 6) == 0) {
-        n = strtoull(line + 6, &end, 10);
-        if (*end || end == line + 6 || n > 600000) {
-            es_reset(es, SYN_APP_REFUSED);
-            return;
-        }
-        if (!fin)
-            return; /* wait for the rest of the request */
-        memmove(es->buf, nl + 1, es->len - ll - 1);
-        es->len -= ll + 1;
-        es->mode = REQ_DONE;
-        ev_timer_set(&es->sleep, (double)n / 1000.0, 0.);
-        ev_timer_start(es->c->e->loop, &es->sleep);
-    } else {
-        es_reset(es, SYN_APP_REFUSED);
+        return;
+    case CMD_RESET:
+        es_consume(es, es->conn_owed);
+        es_reset(es, n);
+        return;
+    default: /* SLEEP: the rest of the request is the answer, after the delay */
+        es_consume(es, ll + 1);
+        memmove(es->buf, nl + 1, rest);
+        es->len = rest;
+        syn_qstream_consume_stream(es->qs, rest); /* the connection's share waits for the echo */
+        es->mode = REQ_SLEEP;
+        es->sleep_ms = n;
+        sleep_data(es, fin);
+        return;
     }
+}
+
+/* Buffered request bodies (SLEEP, handler) take stream credit as they arrive, and connection
+ * credit only once their answer is acknowledged (SLEEP) or they are released (handler): the
+ * connection's window is the bound. A body that cannot complete within it is refused. */
+static int body_over_bound(edge_stream *es, int fin) {
+    syn_edge *e = es->c->e;
+    if (fin || es->c->held < e->cfg.max_conn_buffer)
+        return 0;
+    emit_simple(e, "request_too_large", es->c, "reason", "the connection's buffer is full");
+    es_reset(es, SYN_APP_TOO_LARGE);
+    return 1;
+}
+
+static void sleep_data(edge_stream *es, int fin) {
+    if (body_over_bound(es, fin) || !fin)
+        return;
+    ev_timer_set(&es->sleep, (double)es->sleep_ms / 1000.0, 0.);
+    ev_timer_start(es->c->e->loop, &es->sleep);
 }
 
 static void free_reply(void *ud, const void *data, size_t len) {
@@ -457,22 +740,34 @@ static void run_handler(edge_stream *es) {
     syn_edge_reply reply = {0};
     es->mode = REQ_DONE;
     int rv = e->handler(e->handler_ud, es->c->device_id, es->buf, es->len, &reply);
+    es_buf_free(es);
+    es_release_conn(es, es->conn_owed);
     if (rv != 0 || reply.reset) {
         free(reply.data);
-        es_reset(es, rv != 0 ? SYN_APP_INTERNAL : reply.reset_code);
+        uint64_t code = rv != 0 ? SYN_APP_INTERNAL : reply.reset_code;
+        if (code > SYN_APP_CODE_MAX) {
+            emit_simple(e, "error", es->c, "reason", "handler reset code over 2^62 - 1");
+            code = SYN_APP_INTERNAL;
+        }
+        es_reset(es, code);
         return;
     }
     /* The stream owns the reply from here (and frees it once acknowledged, or on failure). */
     if (syn_qstream_write_nocopy(es->qs, reply.data, reply.len, free_reply, NULL, 1) != 0)
         es_reset(es, SYN_APP_INTERNAL);
+    es_account(es);
 }
 
 static void req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) {
     syn_edge *e = es->c->e;
     es->total += len;
-    if (es->total > e->cfg.max_request_size && es->mode != REQ_DONE) {
+    es->conn_owed += len;
+    if (es->mode == REQ_DONE) {
+        es_consume(es, len);
+        return;
+    }
+    if (es->total > e->cfg.max_request_size) {
         emit_simple(e, "request_too_large", es->c, NULL, NULL);
-        syn_qstream_consume(es->qs, len);
         es_reset(es, SYN_APP_TOO_LARGE);
         return;
     }
@@ -480,20 +775,22 @@ static void req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) 
         es->mode = REQ_HANDLER;
     switch (es->mode) {
     case REQ_ECHO:
-        syn_qstream_write(es->qs, data, len, fin); /* credit returns as the echo is acked */
-        return;
-    case REQ_DONE:
-        syn_qstream_consume(es->qs, len);
-        return;
-    case REQ_HANDLER:
-        syn_qstream_consume(es->qs, len);
-        if (es_append(es, data, len) != 0)
+        if (es_send(es, data, len, fin) != 0) /* credit returns as the echo is acked */
             es_reset(es, SYN_APP_INTERNAL);
-        else if (fin)
+        return;
+    case REQ_SLEEP:
+    case REQ_HANDLER:
+        if (es_append(es, data, len) != 0) {
+            es_reset(es, SYN_APP_INTERNAL);
+            return;
+        }
+        syn_qstream_consume_stream(es->qs, len);
+        if (es->mode == REQ_SLEEP)
+            sleep_data(es, fin);
+        else if (!body_over_bound(es, fin) && fin)
             run_handler(es);
         return;
     case REQ_COMMAND:
-        syn_qstream_consume(es->qs, len);
         if (es_append(es, data, len) != 0)
             es_reset(es, SYN_APP_INTERNAL);
         else
@@ -507,15 +804,16 @@ static void req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) 
         int cmd = command_prefix(es->buf, es->len);
         if (cmd == 1) {
             es->mode = REQ_COMMAND;
-            syn_qstream_consume(es->qs, es->len);
             run_command(es, fin);
             return;
         }
         if (cmd == 2 && !fin)
             return; /* still a possible command word */
         es->mode = REQ_ECHO;
-        syn_qstream_write(es->qs, es->buf, es->len, fin);
-        es->len = 0;
+        if (es_send(es, es->buf, es->len, fin) != 0)
+            es_reset(es, SYN_APP_INTERNAL);
+        else
+            es_buf_free(es);
         return;
     }
 }
@@ -553,21 +851,45 @@ static void ec_stream_data(syn_qconn *qc, syn_qstream *s, const uint8_t *data, s
         req_data(es, data, len, fin);
 }
 
+/* Resumes SRC streams held back by the connection's bound once there is room again. */
+static void conn_resume_src(edge_conn *c) {
+    if (!c->src_stalled || c->held >= c->e->cfg.max_conn_buffer)
+        return;
+    c->src_stalled = 0;
+    for (edge_stream *es = c->streams, *next; es && !c->src_stalled; es = next) {
+        next = es->next;
+        if (es->src_left)
+            src_pump(es);
+    }
+}
+
 static void ec_stream_acked(syn_qconn *qc, syn_qstream *s) {
     (void)qc;
     edge_stream *es = s->user;
     if (!es || es->uni)
         return;
-    if (es->mode == REQ_ECHO && s->acked > es->credited) {
-        syn_qstream_consume(s, (size_t)(s->acked - es->credited));
+    if (s->acked > es->credited) {
+        uint64_t n = s->acked - es->credited;
         es->credited = s->acked;
+        if (es->mode == REQ_ECHO)
+            es_consume(es, n);
+        else if (es->reply_conn_only)
+            es_release_conn(es, n);
     }
+    es_account(es);
     if (es->src_left)
+        src_pump(es);
+    conn_resume_src(es->c);
+}
+
+static void ec_stream_credit(syn_qconn *qc, syn_qstream *s) {
+    (void)qc;
+    edge_stream *es = s->user;
+    if (es && es->src_left)
         src_pump(es);
 }
 
 static void ec_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset) {
-    (void)qc;
     (void)app_code;
     (void)reset;
     edge_stream *es = s->user;
@@ -575,9 +897,16 @@ static void ec_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, in
         return;
     if (!es->uni)
         es->c->e->stats.requests++;
+    /* Bytes delivered and never consumed still hold the connection's credit. */
+    if (es->conn_owed)
+        syn_qconn_consume(qc, (size_t)es->conn_owed);
     es->qs = NULL;
+    edge_conn *c = es->c;
     es_free(es);
+    conn_resume_src(c);
 }
+
+static void ec_before_write(syn_qconn *qc) { conn_send_reports(syn_qconn_owner(qc)); }
 
 static void ec_closed(syn_qconn *qc, int err, const char *detail) {
     edge_conn *c = syn_qconn_owner(qc);
@@ -604,7 +933,9 @@ static const syn_qconn_ops edge_qc_ops = {
     .stream_open = ec_stream_open,
     .stream_data = ec_stream_data,
     .stream_acked = ec_stream_acked,
+    .stream_credit = ec_stream_credit,
     .stream_close = ec_stream_close,
+    .before_write = ec_before_write,
     .closed = ec_closed,
     .cid_added = ec_cid_added,
 };
@@ -764,6 +1095,26 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     if ((rv = syn_tls_server_ctx_new(&e->ssl_ctx, &tc, detail)) != 0)
         goto fail;
     e->cfg.cert_file = e->cfg.key_file = e->cfg.ca_file = NULL; /* loaded: not kept */
+    /* Everything below reaches ngtcp2 as a transport parameter or a duration in nanoseconds. */
+    const double year = 365.0 * 86400;
+    if (!(cfg->idle_timeout > 0 && cfg->idle_timeout <= year) ||
+        !(cfg->handshake_timeout > 0 && cfg->handshake_timeout <= year)) {
+        rv = syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                      "edge timeouts must be above 0 and at most one year");
+        goto fail;
+    }
+    if (cfg->max_streams_bidi > (1ull << 60) || cfg->max_streams_uni > (1ull << 60)) {
+        rv = syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                      "edge stream limits must be at most 2^60");
+        goto fail;
+    }
+    if (cfg->max_conn_buffer < 64 * 1024 || (uint64_t)cfg->max_conn_buffer > NGTCP2_MAX_VARINT ||
+        cfg->max_heartbeat_size > UINT32_MAX || !cfg->max_request_size) {
+        rv = syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                      "edge sizes: max_conn_buffer 64 KiB to 2^62 - 1, max_heartbeat_size at "
+                      "most 2^32 - 1, max_request_size above 0");
+        goto fail;
+    }
     syn_qconn_settings_default(&e->qset);
     e->qset.idle_timeout_ns = (uint64_t)(cfg->idle_timeout * 1e9);
     e->qset.handshake_timeout_ns = (uint64_t)(cfg->handshake_timeout * 1e9);
@@ -771,7 +1122,9 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     e->qset.max_streams_bidi = cfg->max_streams_bidi;
     e->qset.max_streams_uni = cfg->max_streams_uni;
     e->qset.stream_window = 1024 * 1024;
-    e->qset.conn_window = 16 * 1024 * 1024;
+    e->qset.conn_window = cfg->max_conn_buffer;
+    if (e->qset.stream_window > e->qset.conn_window)
+        e->qset.stream_window = e->qset.conn_window;
     ev_io_init(&e->rio, rio_cb, -1, EV_READ);
     e->rio.data = e;
     *out = e;

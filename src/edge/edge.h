@@ -31,7 +31,16 @@ typedef struct syn_edge_config {
     uint64_t max_streams_uni;  /* per connection, default 100 */
     size_t max_request_size;   /* bytes of one request; default 64 MiB */
     size_t max_heartbeat_size; /* JSON bytes of one heartbeat; default 64 KiB */
-    syn_edge_log_fn log;       /* JSON lines; NULL = none */
+    /* Bytes one connection may make the edge hold: buffered request bodies (SLEEP, handler) and
+     * heartbeats, and response bytes queued and not yet acknowledged (SRC, echo, SLEEP). It is
+     * also the connection's receive window: request data is credited back only as the edge
+     * consumes it. A buffered request that cannot complete within it is reset with 0x11, and
+     * SRC data is generated only while the connection is below it. Default 16 MiB, at least
+     * 64 KiB. Handler replies are the handler's memory and come on top. */
+    size_t max_conn_buffer;
+    /* Largest n a "SRC n" command may ask for; default 16 GiB. */
+    uint64_t max_src_size;
+    syn_edge_log_fn log; /* JSON lines; NULL = none */
     void *log_user_data;
     FILE *log_file; /* also (or instead) write lines here */
 } syn_edge_config;
@@ -55,17 +64,21 @@ uint16_t syn_edge_port(const syn_edge *e);
 
 /* Counters for tests. */
 typedef struct syn_edge_stats {
-    uint64_t accepted;       /* connections created from client Initials */
-    uint64_t handshakes;     /* handshakes completed (client certificate verified) */
-    uint64_t closed;         /* connections ended, for any reason */
-    uint64_t active;         /* connections alive now */
-    uint64_t tls_failures;   /* handshakes refused */
-    uint64_t streams;        /* streams opened by clients */
-    uint64_t requests;       /* bidirectional streams answered (any way) */
-    uint64_t heartbeats;     /* well-formed heartbeats */
-    uint64_t bad_frames;     /* heartbeat streams refused */
-    uint64_t bytes_received; /* application bytes read from streams */
-    uint64_t ecn_marked;     /* datagrams that arrived with an ECN codepoint (ECT or CE) */
+    uint64_t accepted;        /* connections created from client Initials */
+    uint64_t handshakes;      /* handshakes completed (client certificate verified) */
+    uint64_t closed;          /* connections ended, for any reason */
+    uint64_t active;          /* connections alive now */
+    uint64_t tls_failures;    /* handshakes refused */
+    uint64_t streams;         /* streams opened by clients */
+    uint64_t requests;        /* bidirectional streams answered (any way) */
+    uint64_t heartbeats;      /* well-formed heartbeats */
+    uint64_t bad_frames;      /* heartbeat streams refused */
+    uint64_t bytes_received;  /* application bytes read from streams */
+    uint64_t ecn_marked;      /* datagrams that arrived with an ECN codepoint (ECT or CE) */
+    uint64_t held_bytes;      /* bytes all connections hold now (see max_conn_buffer) */
+    uint64_t held_peak;       /* the most any one connection has held */
+    uint64_t reports_sent;    /* refusal reports sent to devices */
+    uint64_t reports_dropped; /* reports a device could not receive (it grants no streams) */
 } syn_edge_stats;
 
 void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out);
@@ -100,6 +113,12 @@ typedef struct syn_edge_reply {
 typedef int (*syn_edge_handler)(void *user_data, const char *device_id, const uint8_t *request,
                                 size_t len, syn_edge_reply *reply);
 void syn_edge_set_handler(syn_edge *e, syn_edge_handler fn, void *user_data);
+
+/* Queues frame (raw bytes: type, length, payload) on a new unidirectional stream to every
+ * connection of device_id, followed by FIN; the stream is opened before the next write pass.
+ * Returns 0, or SYNESIS_ERR_NOT_CONNECTED when no such device is connected. For reports (the
+ * edge's own refusals use it) and tests. */
+int syn_edge_send_report(syn_edge *e, const char *device_id, const uint8_t *frame, size_t len);
 
 /* Closes every connection of device_id (CONNECTION_CLOSE with application error 0x2, "kicked");
  * for tests. */
