@@ -409,7 +409,7 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64
                            void *ud, void *sud) {
     syn_qconn *qc = ud;
     syn_qstream *s = sud;
-    if (qc->server && !ngtcp2_conn_is_local_stream(conn, id)) {
+    if (!ngtcp2_conn_is_local_stream(conn, id)) { /* the peer may open another */
         if (ngtcp2_is_bidi_stream(id))
             ngtcp2_conn_extend_max_streams_bidi(conn, 1);
         else

@@ -50,10 +50,9 @@ struct edge_stream {
     uint8_t *buf;
     size_t len, cap;
     size_t total;
-    uint64_t held;       /* bytes of this stream counted in c->held: buffer + unacked response */
-    uint64_t conn_owed;  /* received bytes whose connection-level credit is not returned yet */
-    uint64_t credited;   /* echo / SLEEP reply: response bytes acknowledged and credited back */
-    int reply_conn_only; /* SLEEP: the body's stream credit went out when it was buffered */
+    uint64_t held;      /* bytes of this stream counted in c->held: buffer + unacked response */
+    uint64_t conn_owed; /* received bytes whose connection-level credit is not returned yet */
+    uint64_t credited;  /* echo: response bytes acknowledged and credited back */
     uint64_t src_left, src_pos;
     uint64_t sleep_ms;
     ev_timer sleep;
@@ -255,16 +254,6 @@ static void es_consume(edge_stream *es, uint64_t n) {
     syn_qstream_consume(es->qs, (size_t)n);
 }
 
-/* Returns the connection's share only (the stream's went out when the bytes were buffered). */
-static void es_release_conn(edge_stream *es, uint64_t n) {
-    if (n > es->conn_owed)
-        n = es->conn_owed;
-    if (!n)
-        return;
-    es->conn_owed -= n;
-    syn_qconn_consume(es->c->qc, (size_t)n);
-}
-
 static void es_free(edge_stream *es) {
     edge_conn *c = es->c;
     if (es->prev)
@@ -282,10 +271,11 @@ static void es_free(edge_stream *es) {
     free(es);
 }
 
-static int es_append(edge_stream *es, const uint8_t *data, size_t len) {
+/* Appends to es's buffer, growing it to at most limit bytes (0 = no limit). */
+static int es_append_max(edge_stream *es, const uint8_t *data, size_t len, size_t limit) {
     if (!len)
         return 0;
-    uint8_t *n = syn_grow(es->buf, &es->cap, es->len + len, 1, 1024, 0);
+    uint8_t *n = syn_grow(es->buf, &es->cap, es->len + len, 1, 1024, limit);
     if (!n)
         return -1;
     es->buf = n;
@@ -293,6 +283,10 @@ static int es_append(edge_stream *es, const uint8_t *data, size_t len) {
     es->len += len;
     es_account(es);
     return 0;
+}
+
+static int es_append(edge_stream *es, const uint8_t *data, size_t len) {
+    return es_append_max(es, data, len, 0);
 }
 
 /* Queues response bytes (copied). */
@@ -573,6 +567,8 @@ static void src_pump(edge_stream *es) {
             return;
         }
         uint64_t room = credit - unsent;
+        if (room > e->cfg.max_conn_buffer - c->held)
+            room = e->cfg.max_conn_buffer - c->held;
         size_t n = es->src_left < SRC_CHUNK ? (size_t)es->src_left : SRC_CHUNK;
         if (n > room)
             n = (size_t)room;
@@ -593,7 +589,6 @@ static void sleep_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     edge_stream *es = w->data;
     edge_conn *c = es->c;
     es->mode = REQ_DONE;
-    es->reply_conn_only = 1;
     if (es_send(es, es->buf, es->len, 1) != 0)
         es_reset(es, SYN_APP_INTERNAL);
     else
@@ -652,6 +647,7 @@ static void refuse(edge_stream *es, const char *reason) {
 }
 
 static void sleep_data(edge_stream *es, int fin);
+static int body_append(edge_stream *es, const uint8_t *data, size_t len, int fin);
 
 /* The command line is buffered (or cannot be): act on it. Grammar in docs/protocol.md. */
 static void run_command(edge_stream *es, int fin) {
@@ -698,32 +694,49 @@ static void run_command(edge_stream *es, int fin) {
         es_consume(es, es->conn_owed);
         es_reset(es, n);
         return;
-    default: /* SLEEP: the rest of the request is the answer, after the delay */
+    default: { /* SLEEP: the rest of the request is the answer, after the delay */
+        /* The line is consumed; the rest moves into a buffer of its own, counted as a body. */
+        uint8_t *line_buf = es->buf;
+        es->buf = NULL;
+        es->len = es->cap = 0;
+        es_account(es);
         es_consume(es, ll + 1);
-        memmove(es->buf, nl + 1, rest);
-        es->len = rest;
-        syn_qstream_consume_stream(es->qs, rest); /* the connection's share waits for the echo */
         es->mode = REQ_SLEEP;
         es->sleep_ms = n;
-        sleep_data(es, fin);
+        int refused = body_append(es, nl + 1, rest, fin);
+        free(line_buf);
+        if (!refused)
+            sleep_data(es, fin);
         return;
+    }
     }
 }
 
-/* Buffered request bodies (SLEEP, handler) take stream credit as they arrive, and connection
- * credit only once their answer is acknowledged (SLEEP) or they are released (handler): the
- * connection's window is the bound. A body that cannot complete within it is refused. */
-static int body_over_bound(edge_stream *es, int fin) {
+/* Buffered request bodies (SLEEP, handler) are consumed into a buffer counted against the
+ * connection's bound, and their credit returns at once: a body that does not fit in what the
+ * connection may still hold is refused with 0x11 there and then. (Holding the credit back instead
+ * would stall every stream of the connection once bodies filled its window.) Returns 1 if
+ * refused. */
+static int body_append(edge_stream *es, const uint8_t *data, size_t len, int fin) {
     syn_edge *e = es->c->e;
-    if (fin || es->c->held < e->cfg.max_conn_buffer)
-        return 0;
-    emit_simple(e, "request_too_large", es->c, "reason", "the connection's buffer is full");
-    es_reset(es, SYN_APP_TOO_LARGE);
-    return 1;
+    uint64_t others = es->c->held - es->held;
+    uint64_t room = others < e->cfg.max_conn_buffer ? e->cfg.max_conn_buffer - others : 0;
+    (void)fin;
+    if ((uint64_t)es->len + len > room) {
+        emit_simple(e, "request_too_large", es->c, "reason", "the connection's buffer is full");
+        es_reset(es, SYN_APP_TOO_LARGE);
+        return 1;
+    }
+    if (es_append_max(es, data, len, (size_t)room) != 0) {
+        es_reset(es, SYN_APP_INTERNAL);
+        return 1;
+    }
+    es_consume(es, len);
+    return 0;
 }
 
 static void sleep_data(edge_stream *es, int fin) {
-    if (body_over_bound(es, fin) || !fin)
+    if (!fin)
         return;
     ev_timer_set(&es->sleep, (double)es->sleep_ms / 1000.0, 0.);
     ev_timer_start(es->c->e->loop, &es->sleep);
@@ -741,7 +754,6 @@ static void run_handler(edge_stream *es) {
     es->mode = REQ_DONE;
     int rv = e->handler(e->handler_ud, es->c->device_id, es->buf, es->len, &reply);
     es_buf_free(es);
-    es_release_conn(es, es->conn_owed);
     if (rv != 0 || reply.reset) {
         free(reply.data);
         uint64_t code = rv != 0 ? SYN_APP_INTERNAL : reply.reset_code;
@@ -780,14 +792,11 @@ static void req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) 
         return;
     case REQ_SLEEP:
     case REQ_HANDLER:
-        if (es_append(es, data, len) != 0) {
-            es_reset(es, SYN_APP_INTERNAL);
+        if (body_append(es, data, len, fin))
             return;
-        }
-        syn_qstream_consume_stream(es->qs, len);
         if (es->mode == REQ_SLEEP)
             sleep_data(es, fin);
-        else if (!body_over_bound(es, fin) && fin)
+        else if (fin)
             run_handler(es);
         return;
     case REQ_COMMAND:
@@ -873,8 +882,6 @@ static void ec_stream_acked(syn_qconn *qc, syn_qstream *s) {
         es->credited = s->acked;
         if (es->mode == REQ_ECHO)
             es_consume(es, n);
-        else if (es->reply_conn_only)
-            es_release_conn(es, n);
     }
     es_account(es);
     if (es->src_left)

@@ -183,15 +183,36 @@ static void raw_handshake(syn_qconn *qc) {
 }
 
 static void raw_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t code, int reset) {
-    (void)s;
     (void)reset;
     syn_test_raw_client *c = syn_qconn_owner(qc);
+    if (s->id & 1)
+        return; /* one of the edge's streams */
     c->stream_closes++;
     c->last_close_code = code;
 }
 
+static int raw_stream_open(syn_qconn *qc, syn_qstream *s) {
+    (void)qc;
+    (void)s;
+    return 0;
+}
+
+static void raw_stream_data(syn_qconn *qc, syn_qstream *s, const uint8_t *data, size_t len,
+                            int fin) {
+    (void)s;
+    syn_test_raw_client *c = syn_qconn_owner(qc);
+    size_t n = len < sizeof(c->peer_data) - c->peer_len ? len : sizeof(c->peer_data) - c->peer_len;
+    if (n)
+        memcpy(c->peer_data + c->peer_len, data, n);
+    c->peer_len += n;
+    if (fin)
+        c->peer_fins++;
+}
+
 static const syn_qconn_ops raw_ops = {
     .handshake_done = raw_handshake,
+    .stream_open = raw_stream_open,
+    .stream_data = raw_stream_data,
     .stream_close = raw_stream_close,
     .closed = raw_closed,
 };
@@ -234,6 +255,7 @@ syn_test_raw_client *syn_test_raw_client_new(struct ev_loop *loop, uint16_t port
     syn_qconn_settings st;
     syn_qconn_settings_default(&st);
     st.handshake_timeout_ns = 3000000000ull;
+    st.max_streams_uni = SYN_DEVICE_PEER_UNI_STREAMS; /* the edge's reports */
     assert_int_equal(syn_qconn_client_new(&c->qc, loop, c->fd, &c->local, &remote, c->ctx,
                                           "localhost", "synesis-tunnel/1", &st, &raw_ops, c,
                                           c->detail),

@@ -72,6 +72,11 @@ typedef struct syn_test_raw_client {
     /* Stream events of the raw client's own streams. */
     int stream_closes;
     uint64_t last_close_code;
+    /* Streams the edge opened towards us (reports): their bytes, concatenated in arrival order,
+     * and how many streams ended with FIN. */
+    uint8_t peer_data[16384];
+    size_t peer_len;
+    int peer_fins;
 } syn_test_raw_client;
 
 syn_test_raw_client *syn_test_raw_client_new(struct ev_loop *loop, uint16_t port,
