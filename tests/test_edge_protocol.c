@@ -535,7 +535,7 @@ static void test_unread_src_bounded(void **state) {
     ec.max_streams_bidi = 200;
     ec.max_conn_buffer = 2u * 1024 * 1024;
     fixture *f = start(&ec);
-    f->cfg.stream_recv_window = 16 * 1024;
+    f->cfg.stream_recv_window = 64 * 1024; /* 8 MiB of credit in all: over the bound */
     connect_tunnel(f);
     enum { N = 128 };
     synesis_stream_callbacks cb = {.on_close = s_close};
@@ -558,7 +558,8 @@ static void test_unread_src_bounded(void **state) {
                   "growth %zu KiB\n",
                   N, (unsigned long long)es.held_bytes, (unsigned long long)es.held_peak,
                   ec.max_conn_buffer, heap1 > heap0 ? (heap1 - heap0) / 1024 : 0);
-    assert_true(es.held_peak <= ec.max_conn_buffer);
+    /* Command lines being parsed (1 KiB buffers) come on top of the bound. */
+    assert_true(es.held_peak <= ec.max_conn_buffer + N * 1024);
 #if !defined(SYN_ASAN)
     assert_true(heap1 < heap0 + 16u * 1024 * 1024);
 #endif
