@@ -587,13 +587,11 @@ static void sleep_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)revents;
     edge_stream *es = w->data;
-    edge_conn *c = es->c;
     es->mode = REQ_DONE;
     if (es_send(es, es->buf, es->len, 1) != 0)
         es_reset(es, SYN_APP_INTERNAL);
     else
         es_buf_free(es);
-    syn_qconn_flush(c->qc);
 }
 
 static const char *const commands[] = {"SRC ", "SLEEP ", "RESET "};
