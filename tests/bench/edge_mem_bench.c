@@ -47,8 +47,7 @@ static void on_state(synesis_tunnel *t, const synesis_tunnel_state *o,
     }
 }
 
-static void on_resp(synesis_tunnel *t, synesis_request *r, const synesis_response *resp,
-                    void *ud) {
+static void on_resp(synesis_tunnel *t, synesis_request *r, const synesis_response *resp, void *ud) {
     (void)t;
     (void)r;
     (void)ud;
