@@ -31,4 +31,21 @@
 /* The largest application error code (a QUIC varint): 2^62 - 1. */
 #define SYN_APP_CODE_MAX 0x3fffffffffffffffull
 
+#include <stddef.h>
+#include <stdint.h>
+
+/* Writes a frame header (type byte, u32 big-endian length) into out[SYN_FRAME_HEADER]. */
+static inline void syn_frame_header(uint8_t *out, uint8_t type, size_t len) {
+    out[0] = type;
+    out[1] = (uint8_t)(len >> 24);
+    out[2] = (uint8_t)(len >> 16);
+    out[3] = (uint8_t)(len >> 8);
+    out[4] = (uint8_t)len;
+}
+
+/* Reads the u32 big-endian length of a frame header. */
+static inline uint32_t syn_frame_length(const uint8_t *hdr) {
+    return (uint32_t)hdr[1] << 24 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 8 | hdr[4];
+}
+
 #endif /* SYNESIS_PROTOCOL_H */

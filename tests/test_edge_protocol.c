@@ -71,37 +71,12 @@ static void finish(fixture *f) {
     free(f);
 }
 
-typedef struct result {
-    int calls;
-    int status;
-    uint64_t app_code;
-    uint8_t *data;
-    size_t len;
-} result;
-
-static void on_resp(synesis_tunnel *t, synesis_request *req, const synesis_response *r, void *ud) {
-    (void)t;
-    (void)req;
-    result *res = ud;
-    res->calls++;
-    res->status = r->status;
-    res->app_code = r->app_error_code;
-    free(res->data);
-    res->data = NULL;
-    res->len = r->len;
-    if (r->len) {
-        res->data = malloc(r->len);
-        memcpy(res->data, r->data, r->len);
-    }
-}
-
-static int res_done(void *ud) { return ((result *)ud)->calls > 0; }
+typedef syn_test_result result;
+#define on_resp syn_test_on_response
+#define res_done syn_test_response_done
 
 static void request(fixture *f, const void *data, size_t len, result *res) {
-    memset(res, 0, sizeof(*res));
-    assert_int_equal(synesis_tunnel_request(f->t, data, len, NULL, on_resp, res, NULL), 0);
-    assert_true(syn_test_run_until(f->loop, res_done, res, 10));
-    assert_int_equal(res->calls, 1);
+    syn_test_request(f->loop, f->t, data, len, NULL, res, 10);
 }
 
 /* The edge still answers (it did not abort) and the connection is the same one. */
@@ -319,11 +294,7 @@ static int raw_closes(void *ud) { return ((syn_test_raw_client *)ud)->stream_clo
 static int64_t send_hb(fixture *f, syn_test_raw_client *c, const char *json) {
     size_t n = strlen(json);
     uint8_t *fr = malloc(5 + n);
-    fr[0] = SYN_MSG_HEARTBEAT;
-    fr[1] = (uint8_t)(n >> 24);
-    fr[2] = (uint8_t)(n >> 16);
-    fr[3] = (uint8_t)(n >> 8);
-    fr[4] = (uint8_t)n;
+    syn_frame_header(fr, SYN_MSG_HEARTBEAT, n);
     memcpy(fr + 5, json, n);
     syn_qstream *s;
     assert_int_equal(syn_qconn_open_stream(c->qc, 0, NULL, &s), 0);
@@ -350,7 +321,7 @@ static cJSON *next_report(syn_test_raw_client *c, size_t *off) {
     assert_true(*off + 5 <= c->peer_len);
     const uint8_t *p = c->peer_data + *off;
     assert_int_equal(p[0], SYN_MSG_REPORT);
-    size_t n = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
+    size_t n = syn_frame_length(p);
     assert_true(n <= SYN_REPORT_MAX);
     assert_true(*off + 5 + n <= c->peer_len);
     cJSON *o = cJSON_ParseWithLength((const char *)p + 5, n);

@@ -386,11 +386,7 @@ static void report_refusal(edge_stream *es, const cJSON *seq, const char *reason
     size_t n = strlen(json);
     uint8_t frame[SYN_FRAME_HEADER + SYN_REPORT_MAX];
     if (n <= SYN_REPORT_MAX) {
-        frame[0] = SYN_MSG_REPORT;
-        frame[1] = (uint8_t)(n >> 24);
-        frame[2] = (uint8_t)(n >> 16);
-        frame[3] = (uint8_t)(n >> 8);
-        frame[4] = (uint8_t)n;
+        syn_frame_header(frame, SYN_MSG_REPORT, n);
         memcpy(frame + SYN_FRAME_HEADER, json, n);
         conn_queue_report(es->c, frame, SYN_FRAME_HEADER + n);
     }
@@ -512,8 +508,7 @@ static void hb_data(edge_stream *es, const uint8_t *data, size_t len, int fin) {
             return;
         }
         if (es->hdr_len == SYN_FRAME_HEADER) {
-            es->need = (uint32_t)es->hdr[1] << 24 | (uint32_t)es->hdr[2] << 16 |
-                       (uint32_t)es->hdr[3] << 8 | es->hdr[4];
+            es->need = syn_frame_length(es->hdr);
             if (es->need > e->cfg.max_heartbeat_size) {
                 bad_frame(es, 0, NULL, "length %u over the maximum of %zu", es->need,
                           e->cfg.max_heartbeat_size);

@@ -166,6 +166,37 @@ int syn_test_find_state(const syn_test_states *s, synesis_state_kind kind, int f
     return -1;
 }
 
+/* ---- requests ---- */
+
+void syn_test_on_response(synesis_tunnel *t, synesis_request *req, const synesis_response *r,
+                          void *user_data) {
+    (void)t;
+    (void)req;
+    syn_test_result *res = user_data;
+    res->calls++;
+    res->status = r->status;
+    res->app_code = r->app_error_code;
+    free(res->data);
+    res->data = NULL;
+    res->len = r->len;
+    if (r->len) {
+        res->data = malloc(r->len);
+        assert_non_null(res->data);
+        memcpy(res->data, r->data, r->len);
+    }
+}
+
+int syn_test_response_done(void *result) { return ((syn_test_result *)result)->calls > 0; }
+
+void syn_test_request(struct ev_loop *loop, synesis_tunnel *t, const void *data, size_t len,
+                      const synesis_request_options *opts, syn_test_result *res, double timeout) {
+    memset(res, 0, sizeof(*res));
+    assert_int_equal(synesis_tunnel_request(t, data, len, opts, syn_test_on_response, res, NULL),
+                     0);
+    assert_true(syn_test_run_until(loop, syn_test_response_done, res, timeout));
+    assert_int_equal(res->calls, 1);
+}
+
 /* ---- raw client ---- */
 
 static void raw_closed(syn_qconn *qc, int err, const char *detail) {

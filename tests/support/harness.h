@@ -53,6 +53,25 @@ void syn_test_record_state(synesis_tunnel *t, const synesis_tunnel_state *old_st
 /* Index of the first record of kind at or after from, or -1. */
 int syn_test_find_state(const syn_test_states *s, synesis_state_kind kind, int from);
 
+/* One request's outcome, copied from the response callback. */
+#include "synesis/request.h"
+typedef struct syn_test_result {
+    int calls;
+    int status;
+    uint64_t app_code;
+    uint8_t *data; /* malloc'ed copy of the response (free it) */
+    size_t len;
+} syn_test_result;
+/* A synesis_response_fn filling the syn_test_result in user_data. */
+void syn_test_on_response(synesis_tunnel *t, synesis_request *req, const synesis_response *r,
+                          void *user_data);
+/* Predicate: the syn_test_result (ud) was called back. */
+int syn_test_response_done(void *result);
+/* Sends one request and runs the loop until its callback (at most timeout seconds); asserts it
+ * was called exactly once. */
+void syn_test_request(struct ev_loop *loop, synesis_tunnel *t, const void *data, size_t len,
+                      const synesis_request_options *opts, syn_test_result *res, double timeout);
+
 /* A bare QUIC client on the project's driver, without the tunnel's checks: for tests that need to
  * present odd certificates or send hand-made streams to the edge. cert/key may be NULL (no client
  * certificate); the trust is pki_dir's CA. */
