@@ -210,10 +210,13 @@ static void send_now(syn_fault_proxy *p, int dir, fp_client *c, const unsigned c
         n = sendto(p->lfd, data, len, 0, (const struct sockaddr *)&c->addr, c->addr_len);
     if (n < 0)
         count_drop(p, dir);
-    else if (dir == UP)
+    else if (dir == UP) {
         p->st.fwd_up++;
-    else
+        p->st.bytes_up += len;
+    } else {
         p->st.fwd_down++;
+        p->st.bytes_down += len;
+    }
 }
 
 /* Sends every queued datagram that is due and re-arms the timer for the next one. */

@@ -61,6 +61,7 @@ typedef struct syn_fault_dir {
 typedef struct syn_fault_stats {
     uint64_t fwd_up, fwd_down, dropped_up, dropped_down, duplicated, reordered, delayed;
     uint64_t overflowed, queued;
+    uint64_t bytes_up, bytes_down; /* UDP payload bytes of fwd_up / fwd_down */
 } syn_fault_stats;
 
 /*

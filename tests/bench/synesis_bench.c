@@ -1,0 +1,977 @@
+/*
+ * synesis-bench: the tunnel's performance figures, side by side with the baselines the build
+ * makes for itself (OpenSSL's own QUIC stack, TLS 1.3 over TCP, the machine's limits), in one
+ * run. Release builds only mean anything.
+ *
+ *   synesis-bench [--quick] [--pki DIR] [--only NAME[,NAME...]] [--idle-seconds S]
+ *                 [--out FILE] [--no-baselines]
+ *
+ * The edge runs in a child process pinned to CPU 1, the tunnels in this process on CPU 0. Every
+ * figure is printed as one JSON line on stdout as soon as it is measured (the schema of
+ * tests/bench/README.md), then the baselines' lines, then a table with ratios. Progress goes to
+ * stderr. Figures: handshake, latency, rate, bulk, footprint, idle, impaired.
+ *
+ * "Connected" is the moment the handshake is *confirmed* (HANDSHAKE_DONE received from the
+ * edge): that is when synesis_tunnel reports Connected and what the handshake figure measures,
+ * from synesis_tunnel_connect() (name resolution of an IP literal included).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <ev.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <math.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <netinet/in.h>
+
+#include "edge/edge.h"
+#include "fault_proxy.h"
+#include "synesis/synesis.h"
+
+#ifndef SYN_BENCH_DIR
+#define SYN_BENCH_DIR "."
+#endif
+
+static struct {
+    int quick;
+    const char *pki;
+    const char *only;
+    double idle_seconds;
+    FILE *out;
+    int baselines;
+} opt = {.idle_seconds = -1, .baselines = 1};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double cpu_self(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* utime + stime of another process, from /proc (clock ticks, 10 ms here). */
+static double cpu_of(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+        return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    return 0;
+}
+
+static long status_kb(pid_t pid, const char *key) {
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long v = -1;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, key, kl) == 0 && line[kl] == ':')
+            v = strtol(line + kl + 1, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+static size_t heap_in_use(void) {
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+static void pin(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0)
+        fprintf(stderr, "synesis-bench: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
+}
+
+static void progress(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("synesis-bench: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int wanted(const char *name) {
+    if (!opt.only)
+        return 1;
+    size_t n = strlen(name);
+    for (const char *p = opt.only; (p = strstr(p, name)); p += n)
+        if ((p == opt.only || p[-1] == ',') && (p[n] == 0 || p[n] == ','))
+            return 1;
+    return 0;
+}
+
+static void add_line(const char *line);
+
+/* ---- statistics ---- */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, size_t n, double p) {
+    if (!n)
+        return 0;
+    qsort(v, n, sizeof(*v), cmp_double);
+    size_t i = (size_t)ceil(p / 100.0 * (double)n);
+    return v[i ? i - 1 : 0];
+}
+
+/* Prints (and records) one figure: median, min and max of runs, plus extra fields. */
+static void emit(const char *bench, cJSON *params, const char *unit, double *runs, size_t n,
+                 cJSON *extra) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "bench", bench);
+    cJSON_AddStringToObject(o, "impl", "synesis");
+    cJSON_AddItemToObject(o, "params", params ? params : cJSON_CreateObject());
+    cJSON_AddStringToObject(o, "unit", unit);
+    double med = pct(runs, n, 50);
+    cJSON_AddNumberToObject(o, "median", med);
+    cJSON_AddNumberToObject(o, "min", n ? runs[0] : 0);
+    cJSON_AddNumberToObject(o, "max", n ? runs[n - 1] : 0);
+    cJSON_AddNumberToObject(o, "runs", (double)n);
+    if (extra) {
+        for (cJSON *c = extra->child; c;) {
+            cJSON *next = c->next;
+            cJSON_AddItemToObject(o, c->string, cJSON_DetachItemViaPointer(extra, c));
+            c = next;
+        }
+        cJSON_Delete(extra);
+    }
+    char *line = cJSON_PrintUnformatted(o);
+    printf("%s\n", line);
+    fflush(stdout);
+    if (opt.out)
+        fprintf(opt.out, "%s\n", line);
+    add_line(line);
+    cJSON_free(line);
+    cJSON_Delete(o);
+}
+
+static cJSON *params_of(const char *k1, double v1, const char *k2, const char *s2) {
+    cJSON *p = cJSON_CreateObject();
+    if (k1)
+        cJSON_AddNumberToObject(p, k1, v1);
+    if (k2)
+        cJSON_AddStringToObject(p, k2, s2);
+    return p;
+}
+
+/* ---- the edge, in a child process on CPU 1 ---- */
+
+typedef struct edge_proc {
+    pid_t pid;
+    uint16_t port;
+    int fd; /* reads the child's final line */
+} edge_proc;
+
+typedef struct edge_opts {
+    int proxy;
+    double loss;     /* each way */
+    double delay_ms; /* each way */
+} edge_opts;
+
+static syn_fault_proxy *child_proxy;
+static int child_fd;
+
+static void child_stop(struct ev_loop *loop, ev_signal *w, int revents) {
+    (void)w;
+    (void)revents;
+    if (child_proxy) {
+        syn_fault_stats st;
+        syn_fault_proxy_stats(child_proxy, &st);
+        dprintf(child_fd, "%llu %llu %llu %llu\n", (unsigned long long)st.bytes_up,
+                (unsigned long long)st.bytes_down, (unsigned long long)st.fwd_up,
+                (unsigned long long)st.fwd_down);
+    }
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void edge_child(const edge_opts *eo, int fd) {
+    pin(1);
+    struct ev_loop *loop = ev_default_loop(0);
+    char cert[512], key[512], ca[512], detail[512];
+    snprintf(cert, sizeof(cert), "%s/edge.pem", opt.pki);
+    snprintf(key, sizeof(key), "%s/edge.key", opt.pki);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", opt.pki);
+    syn_edge_config ec;
+    syn_edge_config_init(&ec);
+    ec.listen = "127.0.0.1:0";
+    ec.cert_file = cert;
+    ec.key_file = key;
+    ec.ca_file = ca;
+    ec.max_streams_bidi = 4096;
+    ec.max_request_size = (size_t)1 << 40;
+    ec.max_src_size = (uint64_t)1 << 40;
+    ec.max_conn_buffer = 64u * 1024 * 1024;
+    syn_edge *e;
+    if (syn_edge_new(&e, loop, &ec, detail) != 0 || syn_edge_start(e, detail) != 0) {
+        fprintf(stderr, "synesis-bench: edge: %s\n", detail);
+        _exit(1);
+    }
+    uint16_t port = syn_edge_port(e);
+    if (eo->proxy) {
+        struct sockaddr_in up = {.sin_family = AF_INET, .sin_port = htons(port)};
+        struct sockaddr_in lis = {.sin_family = AF_INET};
+        up.sin_addr.s_addr = lis.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        child_proxy = syn_fault_proxy_new(loop, (struct sockaddr *)&lis, sizeof(lis),
+                                          (struct sockaddr *)&up, sizeof(up), 42);
+        if (!child_proxy)
+            _exit(1);
+        syn_fault_dir d = {.drop = eo->loss, .delay_ms = eo->delay_ms};
+        syn_fault_proxy_set(child_proxy, &d, &d);
+        port = syn_fault_proxy_port(child_proxy);
+    }
+    child_fd = fd;
+    dprintf(fd, "%u\n", port);
+    ev_signal sig;
+    ev_signal_init(&sig, child_stop, SIGTERM);
+    ev_signal_start(loop, &sig);
+    ev_run(loop, 0);
+    _exit(0);
+}
+
+static edge_proc edge_spawn(const edge_opts *eo) {
+    int p[2];
+    edge_proc ep = {0};
+    if (pipe(p) != 0)
+        exit(1);
+    fflush(NULL);
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(SIG_BLOCK, &set, &old); /* the child's loop takes SIGTERM once it runs */
+    ep.pid = fork();
+    if (ep.pid == 0) {
+        close(p[0]);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        edge_child(eo, p[1]);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(p[1]);
+    ep.fd = p[0];
+    char line[64];
+    ssize_t n = read(ep.fd, line, sizeof(line) - 1);
+    if (n <= 0) {
+        fprintf(stderr, "synesis-bench: the edge did not start\n");
+        exit(1);
+    }
+    line[n] = 0;
+    ep.port = (uint16_t)atoi(line);
+    return ep;
+}
+
+/* Stops the edge; fills the proxy's byte counts when it ran one. */
+static void edge_stop(edge_proc *ep, unsigned long long *up, unsigned long long *down) {
+    kill(ep->pid, SIGTERM);
+    char line[128] = "";
+    ssize_t n = read(ep->fd, line, sizeof(line) - 1);
+    if (n > 0 && up && down) {
+        line[n] = 0;
+        sscanf(line, "%llu %llu", up, down);
+    }
+    close(ep->fd);
+    waitpid(ep->pid, NULL, 0);
+}
+
+/* ---- tunnels ---- */
+
+static char cfg_cert[512], cfg_key[512], cfg_ca[512], cfg_url[64];
+
+static void tunnel_config(synesis_tunnel_config *c, uint16_t port) {
+    snprintf(cfg_cert, sizeof(cfg_cert), "%s/device.pem", opt.pki);
+    snprintf(cfg_key, sizeof(cfg_key), "%s/device.key", opt.pki);
+    snprintf(cfg_ca, sizeof(cfg_ca), "%s/ca.pem", opt.pki);
+    snprintf(cfg_url, sizeof(cfg_url), "quic://127.0.0.1:%u", port);
+    synesis_tunnel_config_init(c);
+    c->cloud_url = cfg_url;
+    c->server_name = "localhost";
+    c->cert_path = cfg_cert;
+    c->key_path = cfg_key;
+    c->ca_path = cfg_ca;
+    c->use_system_trust = 0;
+    c->heartbeat_interval = 0;
+    c->request_timeout = 120;
+    c->max_queued_requests = 100000;
+}
+
+static synesis_tunnel *tunnel_new(struct ev_loop *loop, const synesis_tunnel_config *c) {
+    synesis_tunnel *t;
+    char detail[512];
+    if (synesis_tunnel_new(&t, loop, c, NULL, NULL, detail, sizeof(detail)) != 0) {
+        fprintf(stderr, "synesis-bench: tunnel: %s\n", detail);
+        exit(1);
+    }
+    return t;
+}
+
+static void wake_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
+/* Runs the loop until *flag becomes non-zero or timeout seconds pass; returns *flag. */
+static int run_until_flag(struct ev_loop *loop, const int *flag, double timeout) {
+    ev_timer wake;
+    ev_timer_init(&wake, wake_cb, 0.01, 0.01);
+    ev_timer_start(loop, &wake);
+    double end = now_s() + timeout;
+    while (!*flag && now_s() < end)
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &wake);
+    return *flag;
+}
+
+static void run_for(struct ev_loop *loop, double secs) {
+    int never = 0;
+    run_until_flag(loop, &never, secs);
+}
+
+static int connect_one(struct ev_loop *loop, synesis_tunnel *t, double timeout) {
+    if (synesis_tunnel_connect(t) != 0)
+        return -1;
+    double end = now_s() + timeout;
+    while (!synesis_tunnel_is_connected(t) && now_s() < end) {
+        synesis_tunnel_state st;
+        synesis_tunnel_get_state(t, &st);
+        if (st.kind == SYNESIS_STATE_FAILED) {
+            fprintf(stderr, "synesis-bench: connect failed: %s\n", st.error_detail);
+            return -1;
+        }
+        run_for(loop, 0.0005);
+    }
+    return synesis_tunnel_is_connected(t) ? 0 : -1;
+}
+
+/* ---- 1. handshake ---- */
+
+static void bench_handshake(void) {
+    edge_opts eo = {0};
+    edge_proc ep = edge_spawn(&eo);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    synesis_tunnel_config c;
+    tunnel_config(&c, ep.port);
+    synesis_tunnel *t = tunnel_new(loop, &c);
+    size_t n = opt.quick ? 30 : 200;
+    double *hs = calloc(n, sizeof(double)), *cpu = calloc(n, sizeof(double));
+    size_t got = 0;
+    connect_one(loop, t, 5); /* warm-up */
+    synesis_tunnel_disconnect(t);
+    run_for(loop, 0.01);
+    for (size_t i = 0; i < n; i++) {
+        double c0 = cpu_self();
+        if (connect_one(loop, t, 5) != 0)
+            break;
+        double c1 = cpu_self();
+        synesis_tunnel_stats st;
+        synesis_tunnel_get_stats(t, &st);
+        hs[got] = st.handshake_time * 1e6;
+        cpu[got] = (c1 - c0) * 1e6;
+        got++;
+        synesis_tunnel_disconnect(t);
+        run_for(loop, 0.002);
+    }
+    cJSON *x = cJSON_CreateObject();
+    cJSON_AddNumberToObject(x, "client_cpu_us", pct(cpu, got, 50));
+    emit("handshake", params_of(NULL, 0, "groups", "default"), "us", hs, got, x);
+    synesis_tunnel_free(t);
+    run_for(loop, 0.01);
+    ev_loop_destroy(loop);
+    edge_stop(&ep, NULL, NULL);
+    free(hs);
+    free(cpu);
+}
+
+/* ---- 2, 3. latency and rate ---- */
+
+typedef struct pipe_state {
+    synesis_tunnel *t;
+    uint8_t req[1024];
+    size_t inflight, target;
+    double stop_at;
+    double *lat;
+    size_t nlat, cap;
+    uint64_t done, failed;
+    int finished;
+} pipe_state;
+
+static void submit(pipe_state *ps);
+
+static void on_rate_resp(synesis_tunnel *t, synesis_request *r, const synesis_response *resp,
+                         void *ud) {
+    (void)t;
+    (void)r;
+    double *start = ud;
+    pipe_state *ps = *(pipe_state **)(start + 1);
+    double now = now_s();
+    if (resp->status != 0 || resp->len != sizeof(ps->req))
+        ps->failed++;
+    ps->done++;
+    if (ps->nlat < ps->cap)
+        ps->lat[ps->nlat++] = (now - *start) * 1e6;
+    free(start);
+    ps->inflight--;
+    if (now < ps->stop_at)
+        submit(ps);
+    else if (!ps->inflight)
+        ps->finished = 1;
+}
+
+static void submit(pipe_state *ps) {
+    double *start = malloc(sizeof(double) + sizeof(pipe_state *));
+    *start = now_s();
+    *(pipe_state **)(start + 1) = ps;
+    ps->inflight++;
+    if (synesis_tunnel_request(ps->t, ps->req, sizeof(ps->req), NULL, on_rate_resp, start, NULL) !=
+        0) {
+        fprintf(stderr, "synesis-bench: request refused\n");
+        exit(1);
+    }
+}
+
+/* Keeps `inflight` 1 KiB echo requests outstanding for secs; fills req/s and CPU per request. */
+static void pipeline(struct ev_loop *loop, synesis_tunnel *t, pid_t edge, size_t inflight,
+                     double secs, pipe_state *ps, double *rate, double *ccpu, double *ecpu) {
+    memset(ps->req, 'x', sizeof(ps->req));
+    ps->t = t;
+    ps->inflight = ps->done = ps->failed = 0;
+    ps->nlat = 0;
+    ps->finished = 0;
+    double c0 = cpu_self(), e0 = cpu_of(edge), t0 = now_s();
+    ps->stop_at = t0 + secs;
+    for (size_t i = 0; i < inflight; i++)
+        submit(ps);
+    run_until_flag(loop, &ps->finished, secs + 30);
+    double el = now_s() - t0;
+    *rate = (double)ps->done / el;
+    *ccpu = (cpu_self() - c0) / (double)ps->done * 1e6;
+    *ecpu = (cpu_of(edge) - e0) / (double)ps->done * 1e6;
+}
+
+static void bench_requests(void) {
+    edge_opts eo = {0};
+    edge_proc ep = edge_spawn(&eo);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    synesis_tunnel_config c;
+    tunnel_config(&c, ep.port);
+    synesis_tunnel *t = tunnel_new(loop, &c);
+    if (connect_one(loop, t, 5) != 0)
+        exit(1);
+    pipe_state ps = {0};
+    ps.cap = 4u << 20;
+    ps.lat = malloc(ps.cap * sizeof(double));
+    double rate, ccpu, ecpu;
+    int runs = opt.quick ? 3 : 5;
+    double secs = opt.quick ? 0.5 : 2.0;
+    pipeline(loop, t, ep.pid, 16, 0.3, &ps, &rate, &ccpu, &ecpu); /* warm-up */
+    if (wanted("latency")) {
+        double p50[8], p99[8], p999[8];
+        for (int r = 0; r < runs; r++) {
+            pipeline(loop, t, ep.pid, 1, secs, &ps, &rate, &ccpu, &ecpu);
+            p50[r] = pct(ps.lat, ps.nlat, 50);
+            p99[r] = pct(ps.lat, ps.nlat, 99);
+            p999[r] = pct(ps.lat, ps.nlat, 99.9);
+        }
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "p99", pct(p99, (size_t)runs, 50));
+        cJSON_AddNumberToObject(x, "p999", pct(p999, (size_t)runs, 50));
+        cJSON *p = params_of("size", 1024, NULL, NULL);
+        cJSON_AddNumberToObject(p, "inflight", 1);
+        emit("latency", p, "us", p50, (size_t)runs, x);
+    }
+    if (wanted("rate")) {
+        const size_t depths[] = {1, 16, 256, 1024};
+        for (size_t d = 0; d < 4; d++) {
+            double rates[8], cc[8], ec[8], p50[8], p99[8];
+            for (int r = 0; r < runs; r++) {
+                pipeline(loop, t, ep.pid, depths[d], secs, &ps, &rates[r], &cc[r], &ec[r]);
+                p50[r] = pct(ps.lat, ps.nlat, 50);
+                p99[r] = pct(ps.lat, ps.nlat, 99);
+                if (ps.failed)
+                    fprintf(stderr, "synesis-bench: %llu requests failed\n",
+                            (unsigned long long)ps.failed);
+            }
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddNumberToObject(x, "client_cpu_us_per_req", pct(cc, (size_t)runs, 50));
+            cJSON_AddNumberToObject(x, "edge_cpu_us_per_req", pct(ec, (size_t)runs, 50));
+            cJSON_AddNumberToObject(x, "p50_us", pct(p50, (size_t)runs, 50));
+            cJSON_AddNumberToObject(x, "p99_us", pct(p99, (size_t)runs, 50));
+            cJSON *p = params_of("size", 1024, NULL, NULL);
+            cJSON_AddNumberToObject(p, "inflight", (double)depths[d]);
+            emit("rate", p, "req/s", rates, (size_t)runs, x);
+        }
+    }
+    free(ps.lat);
+    synesis_tunnel_free(t);
+    run_for(loop, 0.01);
+    ev_loop_destroy(loop);
+    edge_stop(&ep, NULL, NULL);
+}
+
+/* ---- 4, 7. bulk ---- */
+
+typedef struct bulk_state {
+    uint64_t received, sent, to_send;
+    int open, closed, errors;
+    synesis_stream *up;
+} bulk_state;
+
+static uint8_t bulk_buf[256 * 1024];
+
+static void bulk_data(synesis_stream *s, const uint8_t *d, size_t n, void *ud) {
+    (void)s;
+    (void)d;
+    ((bulk_state *)ud)->received += n;
+}
+
+static void bulk_close(synesis_stream *s, int status, uint64_t code, void *ud) {
+    (void)s;
+    (void)code;
+    bulk_state *b = ud;
+    b->closed++;
+    if (status != 0) {
+        b->errors++;
+        fprintf(stderr, "synesis-bench: bulk stream: %s\n", synesis_error_name(status));
+    }
+}
+
+static void bulk_pump(bulk_state *b) {
+    while (b->up && b->sent < b->to_send) {
+        size_t n = sizeof(bulk_buf);
+        if (n > b->to_send - b->sent)
+            n = (size_t)(b->to_send - b->sent);
+        size_t acc = 0;
+        if (synesis_stream_write(b->up, bulk_buf, n, &acc) != 0 || !acc)
+            return;
+        b->sent += acc;
+    }
+    if (b->up && b->sent == b->to_send) {
+        synesis_stream_finish(b->up);
+        b->up = NULL;
+    }
+}
+
+static void bulk_writable(synesis_stream *s, void *ud) {
+    (void)s;
+    bulk_pump(ud);
+}
+
+static int all_closed(void *ud) {
+    bulk_state *b = ud;
+    return b->closed == b->open;
+}
+
+/* One transfer of bytes over k streams, down (SRC) or up; returns seconds, fills CPU. */
+static double bulk_once(struct ev_loop *loop, synesis_tunnel *t, pid_t edge, uint64_t bytes, int k,
+                        int up, double *ccpu, double *ecpu) {
+    bulk_state b = {0};
+    synesis_stream_callbacks cb = {
+        .on_data = bulk_data, .on_close = bulk_close, .on_writable = bulk_writable};
+    double c0 = cpu_self(), e0 = cpu_of(edge), t0 = now_s();
+    for (int i = 0; i < k; i++) {
+        synesis_stream *s;
+        if (synesis_tunnel_open_stream(t, &cb, &b, &s) != 0)
+            exit(1);
+        b.open++;
+        char cmd[64];
+        int n = snprintf(cmd, sizeof(cmd), "SRC %llu\n",
+                         up ? 0ull : (unsigned long long)(bytes / (uint64_t)k));
+        size_t acc;
+        synesis_stream_write(s, cmd, (size_t)n, &acc);
+        if (up) {
+            b.up = s;
+            b.to_send = bytes;
+            bulk_pump(&b);
+        } else {
+            synesis_stream_finish(s);
+        }
+    }
+    int flag = 0;
+    ev_timer wake;
+    ev_timer_init(&wake, wake_cb, 0.01, 0.01);
+    ev_timer_start(loop, &wake);
+    double end = now_s() + 600;
+    while (!(flag = all_closed(&b)) && now_s() < end)
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &wake);
+    double el = now_s() - t0;
+    if (!flag || b.errors || (!up && b.received != bytes / (uint64_t)k * (uint64_t)k))
+        fprintf(stderr, "synesis-bench: bulk incomplete (%llu bytes)\n",
+                (unsigned long long)b.received);
+    double gib = (double)bytes / (1024.0 * 1024 * 1024);
+    *ccpu = (cpu_self() - c0) / gib;
+    *ecpu = (cpu_of(edge) - e0) / gib;
+    return el;
+}
+
+static void bulk_figure(const char *bench, const edge_opts *eo, uint64_t bytes, int k, int up,
+                        int runs, const char *label) {
+    edge_proc ep = edge_spawn(eo);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    synesis_tunnel_config c;
+    tunnel_config(&c, ep.port);
+    c.idle_timeout = 120;
+    synesis_tunnel *t = tunnel_new(loop, &c);
+    if (connect_one(loop, t, 10) != 0)
+        exit(1);
+    double g[8], cc[8], ec[8];
+    for (int r = 0; r < runs; r++) {
+        double s = bulk_once(loop, t, ep.pid, bytes, k, up, &cc[r], &ec[r]);
+        g[r] = (double)bytes * 8 / s / 1e9;
+    }
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    cJSON *x = cJSON_CreateObject();
+    cJSON_AddNumberToObject(x, "client_cpu_s_per_gib", pct(cc, (size_t)runs, 50));
+    cJSON_AddNumberToObject(x, "edge_cpu_s_per_gib", pct(ec, (size_t)runs, 50));
+    cJSON_AddNumberToObject(x, "packets_lost", (double)st.packets_lost);
+    cJSON *p = params_of("bytes", (double)bytes, "direction", up ? "up" : "down");
+    cJSON_AddNumberToObject(p, "streams", k);
+    if (label)
+        cJSON_AddStringToObject(p, "path", label);
+    emit(bench, p, "Gbit/s", g, (size_t)runs, x);
+    synesis_tunnel_free(t);
+    run_for(loop, 0.01);
+    ev_loop_destroy(loop);
+    edge_stop(&ep, NULL, NULL);
+}
+
+static void bench_bulk(void) {
+    uint64_t gib = opt.quick ? 64ull << 20 : 1ull << 30;
+    int runs = opt.quick ? 1 : 3;
+    edge_opts eo = {0};
+    bulk_figure("bulk", &eo, gib, 1, 0, runs, NULL);
+    bulk_figure("bulk", &eo, gib, 1, 1, runs, NULL);
+    bulk_figure("bulk", &eo, gib, 4, 0, runs, NULL);
+    bulk_figure("bulk", &eo, gib, 16, 0, runs, NULL);
+}
+
+static void bench_impaired(void) {
+    uint64_t bytes = opt.quick ? 8ull << 20 : 256ull << 20;
+    edge_opts lossy = {.proxy = 1, .loss = 0.01, .delay_ms = 10};
+    bulk_figure("impaired", &lossy, bytes, 1, 0, 1, "1% loss, 20 ms RTT, cubic");
+    edge_opts far = {.proxy = 1, .delay_ms = 50};
+    bulk_figure("impaired", &far, bytes, 1, 0, 1, "100 ms RTT, cubic");
+}
+
+/* ---- 5. footprint ---- */
+
+static void bench_footprint(void) {
+    size_t n = opt.quick ? 100 : 1000;
+    struct rlimit rl = {.rlim_cur = 65536, .rlim_max = 65536};
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && n + 64 > 1024)
+        n = 900; /* not root: stay under the default fd limit */
+    edge_opts eo = {0};
+    edge_proc ep = edge_spawn(&eo);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    synesis_tunnel_config c;
+    tunnel_config(&c, ep.port);
+    c.handshake_timeout = 30;
+    c.retry_initial_connect = 1;
+    synesis_tunnel **t = calloc(n, sizeof(*t));
+    run_for(loop, 0.05);
+    long e_rss0 = status_kb(ep.pid, "VmRSS"), c_rss0 = status_kb(getpid(), "VmRSS");
+    double e_cpu0 = cpu_of(ep.pid);
+    size_t heap0 = heap_in_use();
+    for (size_t i = 0; i < n; i++)
+        t[i] = tunnel_new(loop, &c);
+    size_t heap_new = heap_in_use();
+    double t0 = now_s();
+    for (size_t i = 0; i < n; i++)
+        synesis_tunnel_connect(t[i]);
+    size_t up = 0;
+    ev_timer wake;
+    ev_timer_init(&wake, wake_cb, 0.01, 0.01);
+    ev_timer_start(loop, &wake);
+    while (now_s() < t0 + 60) {
+        up = 0;
+        for (size_t i = 0; i < n; i++)
+            up += synesis_tunnel_is_connected(t[i]) ? 1 : 0;
+        if (up == n)
+            break;
+        ev_run(loop, EVRUN_ONCE);
+    }
+    double all_up = now_s() - t0;
+    ev_timer_stop(loop, &wake);
+    run_for(loop, 0.5);
+    size_t heap1 = heap_in_use();
+    long e_rss1 = status_kb(ep.pid, "VmRSS"), c_rss1 = status_kb(getpid(), "VmRSS");
+    double e_cpu = cpu_of(ep.pid) - e_cpu0;
+    double v[1] = {(double)(heap1 - heap0) / (double)n};
+    cJSON *x = cJSON_CreateObject();
+    cJSON_AddNumberToObject(x, "heap_per_tunnel_before_connect",
+                            (double)(heap_new - heap0) / (double)n);
+    emit("footprint_heap_per_idle_tunnel", NULL, "bytes", v, 1, x);
+    double w[1] = {all_up};
+    x = cJSON_CreateObject();
+    cJSON_AddNumberToObject(x, "connected", (double)up);
+    cJSON_AddNumberToObject(x, "client_rss_kb", (double)(c_rss1 - c_rss0));
+    cJSON_AddNumberToObject(x, "edge_rss_kb", (double)(e_rss1 - e_rss0));
+    cJSON_AddNumberToObject(x, "edge_cpu_s", e_cpu);
+    emit("footprint_connect_all", params_of("tunnels", (double)n, NULL, NULL), "s", w, 1, x);
+    for (size_t i = 0; i < n; i++)
+        synesis_tunnel_free(t[i]);
+    free(t);
+    run_for(loop, 0.05);
+    ev_loop_destroy(loop);
+    edge_stop(&ep, NULL, NULL);
+}
+
+/* ---- 6. idle ---- */
+
+static void bench_idle(void) {
+    double secs = opt.idle_seconds >= 0 ? opt.idle_seconds : opt.quick ? 10 : 300;
+    edge_opts eo = {.proxy = 1};
+    edge_proc ep = edge_spawn(&eo);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    synesis_tunnel_config c;
+    tunnel_config(&c, ep.port);
+    c.heartbeat_interval = 30; /* the defaults: 30 s heartbeat, 10 s keep-alive, 60 s idle */
+    synesis_tunnel *t = tunnel_new(loop, &c);
+    if (connect_one(loop, t, 5) != 0)
+        exit(1);
+    run_for(loop, 0.2);
+    unsigned it0 = ev_iteration(loop);
+    double c0 = cpu_self(), t0 = now_s();
+    /* No helper timer here: only the tunnel's own watchers may wake the loop. */
+    ev_timer end;
+    ev_timer_init(&end, wake_cb, secs, 0.);
+    ev_timer_start(loop, &end);
+    while (ev_is_active(&end))
+        ev_run(loop, EVRUN_ONCE);
+    double el = now_s() - t0;
+    unsigned wakeups = ev_iteration(loop) - it0 - 1; /* the end timer's own wake-up */
+    double cpu = cpu_self() - c0;
+    int connected = synesis_tunnel_is_connected(t);
+    synesis_tunnel_free(t);
+    run_for(loop, 0.01);
+    ev_loop_destroy(loop);
+    unsigned long long up = 0, down = 0;
+    edge_stop(&ep, &up, &down);
+    double v[1] = {(double)wakeups / (el / 60)};
+    cJSON *x = cJSON_CreateObject();
+    cJSON_AddNumberToObject(x, "seconds", el);
+    cJSON_AddNumberToObject(x, "client_cpu_ms_per_min", cpu * 1e3 / (el / 60));
+    cJSON_AddNumberToObject(x, "bytes_up_per_hour", (double)up * 3600 / el);
+    cJSON_AddNumberToObject(x, "bytes_down_per_hour", (double)down * 3600 / el);
+    cJSON_AddBoolToObject(x, "stayed_connected", connected);
+    emit("idle", NULL, "wakeups/min", v, 1, x);
+}
+
+/* ---- baselines and the table ---- */
+
+typedef struct row {
+    char *bench, *impl, *params, *unit;
+    double median;
+    cJSON *obj;
+} row;
+
+static row *rows;
+static size_t nrows, rows_cap;
+
+static void add_line(const char *line) {
+    cJSON *o = cJSON_Parse(line);
+    if (!o)
+        return;
+    const cJSON *b = cJSON_GetObjectItem(o, "bench"), *i = cJSON_GetObjectItem(o, "impl"),
+                *u = cJSON_GetObjectItem(o, "unit"), *m = cJSON_GetObjectItem(o, "median");
+    if (!cJSON_IsString(b) || !cJSON_IsString(i) || !cJSON_IsNumber(m)) {
+        cJSON_Delete(o);
+        return;
+    }
+    if (nrows == rows_cap) {
+        rows_cap = rows_cap ? rows_cap * 2 : 64;
+        rows = realloc(rows, rows_cap * sizeof(*rows));
+    }
+    row *r = &rows[nrows++];
+    r->bench = strdup(b->valuestring);
+    r->impl = strdup(i->valuestring);
+    char *p = cJSON_PrintUnformatted(cJSON_GetObjectItem(o, "params"));
+    r->params = strdup(p ? p : "{}");
+    cJSON_free(p);
+    r->unit = strdup(cJSON_IsString(u) ? u->valuestring : "");
+    r->median = m->valuedouble;
+    r->obj = o;
+}
+
+static void run_baseline(const char *name) {
+    char path[1024], cmd[2048];
+    snprintf(path, sizeof(path), "%s/%s", SYN_BENCH_DIR, name);
+    if (access(path, X_OK) != 0) {
+        fprintf(stderr, "synesis-bench: baseline %s not built; skipped\n", name);
+        return;
+    }
+    snprintf(cmd, sizeof(cmd), "'%s' --pki '%s'%s", path, opt.pki, opt.quick ? " --quick" : "");
+    progress("running %s", name);
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return;
+    char line[8192];
+    while (fgets(line, sizeof(line), f)) {
+        fputs(line, stdout);
+        if (opt.out)
+            fputs(line, opt.out);
+        add_line(line);
+    }
+    pclose(f);
+}
+
+static int higher_is_better(const char *unit) {
+    return strstr(unit, "/s") != NULL && strcmp(unit, "s/GiB") != 0;
+}
+
+static const row *find(const char *bench, const char *impl, const char *params) {
+    for (size_t i = 0; i < nrows; i++)
+        if (!strcmp(rows[i].bench, bench) && !strcmp(rows[i].impl, impl) &&
+            (!params || !strcmp(rows[i].params, params)))
+            return &rows[i];
+    return NULL;
+}
+
+static void print_table(void) {
+    printf("\n%-14s %-52s %12s %12s %12s %9s %9s\n", "figure", "params", "synesis", "ossl-quic",
+           "tls-tcp", "vs quic", "vs tcp");
+    for (size_t i = 0; i < nrows; i++) {
+        const row *r = &rows[i];
+        if (strcmp(r->impl, "synesis") != 0)
+            continue;
+        const row *q = find(r->bench, "openssl-quic", r->params);
+        const row *tt = find(r->bench, "tls-tcp", r->params);
+        char qs[32] = "-", ts[32] = "-", qr[32] = "", tr[32] = "";
+        int hib = higher_is_better(r->unit);
+        if (q) {
+            snprintf(qs, sizeof(qs), "%.4g", q->median);
+            snprintf(qr, sizeof(qr), "%.2fx", hib ? r->median / q->median : q->median / r->median);
+        }
+        if (tt) {
+            snprintf(ts, sizeof(ts), "%.4g", tt->median);
+            snprintf(tr, sizeof(tr), "%.2fx",
+                     hib ? r->median / tt->median : tt->median / r->median);
+        }
+        printf("%-14.14s %-52.52s %12.4g %12s %12s %9s %9s  %s\n", r->bench, r->params, r->median,
+               qs, ts, qr, tr, r->unit);
+    }
+    const row *gso = find("udp_gso", "limit", NULL);
+    const row *aes = find("aes128gcm_seal", "limit", NULL);
+    for (size_t i = 0; i < nrows; i++) {
+        const row *r = &rows[i];
+        if (strcmp(r->impl, "synesis") || strcmp(r->bench, "bulk") || !gso)
+            continue;
+        printf("bulk %s: %.1f %% of the UDP-with-GSO loopback limit (%.3g Gbit/s)", r->params,
+               100 * r->median / gso->median, gso->median);
+        if (aes && !strcmp(aes->unit, "GB/s"))
+            printf(", %.1f %% of one core's AES-128-GCM seal rate",
+                   100 * r->median / 8 / aes->median);
+        printf("\n");
+    }
+    printf("(ratios: >1 means synesis-tunnel is better; time figures compare medians)\n");
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick"))
+            opt.quick = 1;
+        else if (!strcmp(argv[i], "--pki") && i + 1 < argc)
+            opt.pki = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            opt.only = argv[++i];
+        else if (!strcmp(argv[i], "--idle-seconds") && i + 1 < argc)
+            opt.idle_seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
+            opt.out = fopen(argv[++i], "w");
+            if (!opt.out) {
+                perror(argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--no-baselines"))
+            opt.baselines = 0;
+        else {
+            fprintf(stderr,
+                    "usage: %s [--quick] [--pki DIR] [--only handshake,latency,rate,bulk,"
+                    "impaired,footprint,idle] [--idle-seconds S] [--out FILE] "
+                    "[--no-baselines]\n",
+                    argv[0]);
+            return strcmp(argv[i], "--help") ? 2 : 0;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    char pki[256];
+    if (!opt.pki) {
+        snprintf(pki, sizeof(pki), "/tmp/synesis-bench-pki.%d", (int)getpid());
+        char detail[512];
+        if (synesis_identity_create_test_pki(pki, "bench", detail, sizeof(detail)) != 0) {
+            fprintf(stderr, "synesis-bench: PKI: %s\n", detail);
+            return 1;
+        }
+        opt.pki = pki;
+    }
+    pin(0);
+    double t0 = now_s();
+    if (wanted("handshake")) {
+        progress("handshake");
+        bench_handshake();
+    }
+    if (wanted("latency") || wanted("rate")) {
+        progress("latency and request rate");
+        bench_requests();
+    }
+    if (wanted("bulk")) {
+        progress("bulk");
+        bench_bulk();
+    }
+    if (wanted("impaired")) {
+        progress("bulk under impairment");
+        bench_impaired();
+    }
+    if (wanted("footprint")) {
+        progress("footprint");
+        bench_footprint();
+    }
+    if (wanted("idle")) {
+        progress("idle cost");
+        bench_idle();
+    }
+    progress("own figures took %.1f s", now_s() - t0);
+    if (opt.baselines && !opt.only) {
+        run_baseline("baseline_ossl_quic");
+        run_baseline("baseline_tls_tcp");
+        run_baseline("baseline_limits");
+    }
+    print_table();
+    if (opt.out)
+        fclose(opt.out);
+    return 0;
+}
