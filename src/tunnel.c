@@ -34,7 +34,7 @@ SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
     cfg->reconnect_max_delay = 60.0;
     cfg->reconnect_multiplier = 2.0;
     cfg->reconnect_max_attempts = 10;
-    cfg->reconnect_jitter = 0.0;
+    cfg->reconnect_jitter = 0.1;
     cfg->reconnect_stable_period = 0.0;
     cfg->retry_initial_connect = 0;
     cfg->max_response_size = 16u * 1024 * 1024;

@@ -151,12 +151,16 @@ typedef struct synesis_tunnel_config {
     /* Largest heartbeat JSON accepted by the edge and produced by us; default 64 KiB. */
     size_t max_heartbeat_size;
 
-    /* Reconnection with exponential backoff: initial 1 s, max 60 s, x2, 10 attempts. */
+    /* Reconnection with exponential backoff: initial 1 s, max 60 s, x2, 10 attempts (the
+     * schedule's centre; see reconnect_jitter). */
     double reconnect_initial_delay;
     double reconnect_max_delay;
     double reconnect_multiplier;
     uint32_t reconnect_max_attempts;
-    /* Fraction of each delay added at random (0 = the exact schedule). Default 0. */
+    /* Bounded symmetric jitter j, 0 to 1: each delay d of the schedule becomes d * (1 + j*u),
+     * u uniform in [-1, 1] and drawn per attempt from a per-tunnel random seed, so devices that
+     * lost the same edge do not all retry at the same instants. Default 0.1 (d +/- 10 %); the
+     * mean stays at d. 0 gives the exact schedule. */
     double reconnect_jitter;
     /* Attempts and delay reset only after a connection has stayed up this long. Default 0. */
     double reconnect_stable_period;
