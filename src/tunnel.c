@@ -44,6 +44,7 @@ SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
     cfg->stream_recv_window = 1024 * 1024;
     cfg->healthy_latency_ms = 500;
     cfg->log_level = SYNESIS_LOG_INFO;
+    cfg->close_linger = 1.0;
 }
 
 SYNESIS_API const char *synesis_state_name(synesis_state_kind kind) {
@@ -213,6 +214,125 @@ int syn_tunnel_try_transition(synesis_tunnel *t, synesis_state_kind kind, uint32
     return rv;
 }
 
+/* ---- the close linger: a disconnected connection finishing in the background ---- */
+
+typedef struct syn_linger {
+    synesis_tunnel *t; /* NULL once the tunnel let go (free) */
+    struct ev_loop *loop;
+    syn_qconn *qc;
+    int busy, dead; /* in linger_rio_cb; the connection ended meanwhile */
+    int fd;         /* owned by qc (syn_qconn_take_fd) */
+    syn_sockaddr local;
+    ev_io rio;
+    struct syn_linger *prev, *next;
+} syn_linger;
+
+static void linger_unlink(syn_linger *l) {
+    if (!l->t)
+        return;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        l->t->lingers = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    l->prev = l->next = NULL;
+    l->t = NULL;
+}
+
+static void linger_closed(syn_qconn *qc, int err, const char *detail) {
+    syn_linger *l = syn_qconn_owner(qc);
+    if (l->t)
+        syn_tunnel_log(l->t, SYNESIS_LOG_DEBUG, "lingering connection ended%s%s",
+                       err ? ": " : " (closed)", err ? detail : "");
+    ev_io_stop(l->loop, &l->rio);
+    linger_unlink(l);
+    syn_qconn_free(qc); /* deferred until the driver unwinds; closes the socket */
+    if (l->busy)
+        l->dead = 1; /* linger_rio_cb frees it */
+    else
+        free(l);
+}
+
+static void linger_log(syn_qconn *qc, synesis_log_level level, const char *msg) {
+    syn_linger *l = syn_qconn_owner(qc);
+    if (l->t)
+        syn_tunnel_log(l->t, level, "quic (closing): %s", msg);
+}
+
+/* Stream events of a lingering connection go nowhere: its requests and streams are over. */
+static const syn_qconn_ops linger_qc_ops = {
+    .closed = linger_closed,
+    .log = linger_log,
+};
+
+static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
+    (void)loop;
+    (void)revents;
+    syn_linger *l = w->data;
+    synesis_tunnel *t = l->t;
+    if (!t)
+        return;
+    syn_qconn *qc = l->qc;
+    l->busy = 1;
+    /* The tunnel's receive buffers are free here (callbacks of different sockets never nest). */
+    for (int total = 0; total < SYN_UDP_RX_MAX_PER_EVENT && !l->dead;) {
+        int n = syn_udp_recv(l->fd, t->rx);
+        if (n == -EMSGSIZE)
+            continue;
+        if (n < 0) {
+            if (n == -ECONNREFUSED)
+                syn_qconn_abort(qc, SYNESIS_ERR_CONNECTION_LOST, "the edge went away");
+            break;
+        }
+        if (n == 0)
+            break;
+        for (int i = 0; i < n && !l->dead; i++)
+            syn_qconn_recv(qc, &l->local, &t->rx->d[i].remote, t->rx->d[i].ecn, t->rx->d[i].data,
+                           t->rx->d[i].len);
+        total += n;
+    }
+    if (!l->dead)
+        syn_qconn_flush(qc); /* may end the linger */
+    l->busy = 0;
+    if (l->dead)
+        free(l);
+}
+
+/* Hands the live connection to a linger. Returns 0, or -1 (the caller closes it at once). */
+static int linger_start(synesis_tunnel *t, syn_qconn *qc) {
+    syn_linger *l = calloc(1, sizeof(*l));
+    if (!l)
+        return -1;
+    l->t = t;
+    l->loop = t->loop;
+    l->qc = qc;
+    l->fd = t->fd;
+    l->local = t->local;
+    ev_io_stop(t->loop, &t->rio);
+    ev_io_init(&l->rio, linger_rio_cb, l->fd, EV_READ);
+    l->rio.data = l;
+    ev_io_start(t->loop, &l->rio);
+    l->next = t->lingers;
+    if (t->lingers)
+        t->lingers->prev = l;
+    t->lingers = l;
+    syn_qconn_take_fd(qc);
+    t->fd = -1;
+    syn_qconn_set_owner(qc, &linger_qc_ops, l);
+    return 0;
+}
+
+/* free(): every linger ends now, its CONNECTION_CLOSE sent (after the ACK still owed). */
+static void lingers_end_all(synesis_tunnel *t) {
+    while (t->lingers) {
+        syn_linger *l = t->lingers;
+        ev_io_stop(t->loop, &l->rio);
+        linger_unlink(l); /* l->t = NULL: the close below frees l via linger_closed */
+        syn_qconn_close(l->qc, 0, "client disconnect");
+    }
+}
+
 /* ---- the connection attempt ---- */
 
 /* Ends the current connection or attempt. Requests and streams in flight on it complete with
@@ -229,16 +349,23 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
         t->pkts_sent_done += ci.pkt_sent;
         t->pkts_lost_done += ci.pkt_lost;
         t->qc = NULL; /* from here on nothing can use it, whatever the callbacks below do */
-        if (t->fd >= 0) {
+        int linger = t->linger_teardown && t->fd >= 0 && t->cfg.close_linger > 0 &&
+                     syn_qconn_handshake_completed(qc) && linger_start(t, qc) == 0;
+        if (!linger && t->fd >= 0) {
             /* The connection may still be on the stack with its close deferred: it closes the
              * socket once it has sent its CONNECTION_CLOSE. */
             ev_io_stop(t->loop, &t->rio);
             syn_qconn_take_fd(qc);
             t->fd = -1;
         }
+        if (!linger && t->linger_teardown)
+            syn_qconn_close(qc, 0, "client disconnect");
         syn_requests_conn_lost(t, err, detail);
         syn_streams_fail_all(t, err, detail);
-        syn_qconn_free(qc);
+        if (linger)
+            syn_qconn_close_graceful(qc, 0, "client disconnect", t->cfg.close_linger);
+        else
+            syn_qconn_free(qc);
     }
     if (t->fd >= 0) {
         ev_io_stop(t->loop, &t->rio);
@@ -616,10 +743,11 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
                         "config durations must not exceed one year (%.0f s)", year);
     if (!(c->idle_timeout > 0) || !(c->handshake_timeout > 0) || !(c->keep_alive_interval >= 0) ||
         !(c->heartbeat_interval >= 0) || !(c->request_timeout > 0) ||
-        !(c->reconnect_stable_period >= 0))
+        !(c->reconnect_stable_period >= 0) || !(c->close_linger >= 0) || c->close_linger > 60)
         return syn_fail(
             detail, SYNESIS_ERR_INVALID_ARGUMENT,
-            "config timeouts must be > 0 (keep-alive, heartbeat and stable period >= 0)");
+            "config timeouts must be > 0 (keep-alive, heartbeat and stable period >= 0, "
+            "close_linger 0 to 60 s)");
     if (!(c->reconnect_initial_delay >= 0) ||
         !(c->reconnect_max_delay >= c->reconnect_initial_delay) ||
         !(c->reconnect_multiplier >= 1.0) || !(c->reconnect_jitter >= 0) || c->reconnect_jitter > 1)
@@ -805,9 +933,9 @@ SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t) {
         return SYNESIS_ERR_INVALID_STATE;
     t_enter(t);
     ev_timer_stop(t->loop, &t->reconnect_timer);
-    if (t->qc)
-        syn_qconn_close(t->qc, 0, "client disconnect");
+    t->linger_teardown = 1; /* the connection closes gracefully in the background */
     conn_teardown(t, SYNESIS_ERR_CANCELLED, "the application disconnected the tunnel");
+    t->linger_teardown = 0;
     synesis_tunnel_state s;
     make_state(&s, SYNESIS_STATE_DISCONNECTED, 0, NULL);
     int rv = set_state(t, &s);
@@ -825,6 +953,7 @@ static void really_free(synesis_tunnel *t) {
     if (t->qc)
         syn_qconn_close(t->qc, 0, "client disconnect");
     conn_teardown(t, SYNESIS_ERR_CANCELLED, "the tunnel was freed");
+    lingers_end_all(t);
     cancel_everything(t);
     syn_heartbeat_free(t);
     ev_timer_stop(t->loop, &t->reconnect_timer);

@@ -69,7 +69,16 @@ struct synesis_tunnel {
     ev_io rio;
     syn_qconn *qc;
     syn_udp_rx *rx;
-    int pending_sock_err; /* an errno from sending, acted on after reading what is waiting */
+    int pending_sock_err;
+    /* Connections closing in the background after disconnect() (config.close_linger): each owns
+     * its socket and read watcher; free() ends them at once. */
+    struct syn_linger *lingers;
+    int linger_teardown;
+        /* set by disconnect(): conn_teardown hands the connection to a linger */ /* an errno from
+                                                                                     sending, acted
+                                                                                     on after
+                                                                                     reading what is
+                                                                                     waiting */
 
     /* Requests (request.c): waiting for a stream, and in flight. */
     synesis_request *req_wait_head, *req_wait_tail;

@@ -196,6 +196,16 @@ typedef struct synesis_tunnel_config {
     /* Name resolution hook (see synesis_resolve_fn); default NULL = getaddrinfo on a thread. */
     synesis_resolve_fn resolve;
     void *resolve_user_data;
+
+    /* Appended: the graceful-close linger, seconds (0 to 60). After disconnect() the tunnel is
+     * Disconnected at once (and requests in flight complete as before), but the connection
+     * itself stays open in the background on the loop until everything the tunnel sent (stream
+     * data and FINs, e.g. a heartbeat just queued) is acknowledged and the ACK of what it
+     * received (e.g. the last response) has gone out, at most this long; only then is
+     * CONNECTION_CLOSE sent. connect() during the linger starts a new connection as usual;
+     * synesis_tunnel_free() ends any linger at once (sending the close). 0 closes at once (still
+     * sending the pending ACK first). Default 1 s. */
+    double close_linger;
 } synesis_tunnel_config;
 
 /* Fills cfg with every default listed above. */
@@ -253,16 +263,20 @@ SYNESIS_API int synesis_tunnel_connect(synesis_tunnel *t);
 
 /*
  * Closes gracefully (CONNECTION_CLOSE with application error 0, reason "client disconnect") and
- * ends in Disconnected; never reconnects. From Connecting or Reconnecting it abandons the attempt
- * and stops the timers. Returns SYNESIS_ERR_INVALID_STATE when already Disconnected or Failed.
+ * ends in Disconnected at once; never reconnects. The connection lingers in the background for
+ * at most config.close_linger seconds, until what it sent is acknowledged and the ACK of what
+ * it received has gone out, and only then sends its CONNECTION_CLOSE (see close_linger). From
+ * Connecting or Reconnecting it abandons the attempt and stops the timers. Returns
+ * SYNESIS_ERR_INVALID_STATE when already Disconnected or Failed.
  */
 SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t);
 
 /*
- * Frees the tunnel in any state. A live connection is closed as by disconnect() (without state
- * callbacks), every watcher is stopped, and no callback of this tunnel runs afterwards. Safe
- * from inside the tunnel's own callbacks (the release is deferred until they return). NULL is a
- * no-op.
+ * Frees the tunnel in any state. A live connection is closed at once (no linger: the ACK still
+ * owed for what it received, then CONNECTION_CLOSE), as is any connection still lingering after
+ * disconnect(); no state callbacks run, every watcher is stopped, and no callback of this tunnel
+ * runs afterwards. Safe from inside the tunnel's own callbacks (the release is deferred until they
+ * return). NULL is a no-op.
  */
 SYNESIS_API void synesis_tunnel_free(synesis_tunnel *t);
 

@@ -174,6 +174,11 @@ static void cid_remove_conn(syn_edge *e, edge_conn *c) {
 static void es_free(edge_stream *es);
 
 static void conn_destroy(syn_edge *e, edge_conn *c) {
+    /* A stream is freed once closed both ways, so a response stream still here with its FIN
+     * queued has not had all of its data and FIN acknowledged. */
+    for (edge_stream *es = c->streams; es; es = es->next)
+        if (!es->uni && es->qs && es->qs->fin_queued)
+            e->stats.responses_unacked++;
     while (c->streams)
         es_free(c->streams);
     cid_remove_conn(e, c);

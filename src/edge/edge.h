@@ -66,6 +66,10 @@ typedef struct syn_edge_stats {
     uint64_t bad_frames;     /* heartbeat streams refused */
     uint64_t bytes_received; /* application bytes read from streams */
     uint64_t ecn_marked;     /* datagrams that arrived with an ECN codepoint (ECT or CE) */
+    /* Response streams (bidirectional, the response fully queued with FIN) still holding
+     * unacknowledged data or FIN when their connection ended: responses the device may not have
+     * received, as far as the edge can tell. */
+    uint64_t responses_unacked;
 } syn_edge_stats;
 
 void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out);
