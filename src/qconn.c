@@ -381,7 +381,9 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64
                            void *ud, void *sud) {
     syn_qconn *qc = ud;
     syn_qstream *s = sud;
-    if (qc->server && !ngtcp2_conn_is_local_stream(conn, id)) {
+    /* The peer's streams return their credit as they close (the edge's requests and heartbeats;
+     * the edge's reports to a device). */
+    if (!ngtcp2_conn_is_local_stream(conn, id)) {
         if (ngtcp2_is_bidi_stream(id))
             ngtcp2_conn_extend_max_streams_bidi(conn, 1);
         else

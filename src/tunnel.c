@@ -362,6 +362,7 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
             syn_qconn_close(qc, 0, "client disconnect");
         syn_requests_conn_lost(t, err, detail);
         syn_streams_fail_all(t, err, detail);
+        syn_heartbeat_conn_lost(t, detail);
         if (linger)
             syn_qconn_close_graceful(qc, 0, "client disconnect", t->cfg.close_linger);
         else
@@ -461,6 +462,12 @@ static void qc_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, in
         o->h->close(o, s, app_code, reset);
 }
 
+/* The edge opened a stream: reports, on unidirectional ones (heartbeat.c). */
+static int qc_stream_open(syn_qconn *qc, syn_qstream *s) {
+    synesis_tunnel *t = syn_qconn_owner(qc);
+    return syn_report_open(t, s);
+}
+
 static void qc_before_write(syn_qconn *qc) {
     synesis_tunnel *t = syn_qconn_owner(qc);
     t_enter(t);
@@ -472,6 +479,7 @@ static void qc_before_write(syn_qconn *qc) {
 
 static const syn_qconn_ops tunnel_qc_ops = {
     .handshake_done = qc_handshake_done,
+    .stream_open = qc_stream_open,
     .stream_data = qc_stream_data,
     .stream_reset = qc_stream_reset,
     .stream_acked = qc_stream_acked,
@@ -875,6 +883,9 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     t->qset.max_udp_payload = t->cfg.max_udp_payload;
     t->qset.pmtud = t->cfg.pmtud;
     t->qset.trace = t->cfg.log && t->cfg.log_level >= SYNESIS_LOG_TRACE;
+    /* The edge may open unidirectional streams for its reports (never bidirectional ones). */
+    t->qset.max_streams_bidi = 0;
+    t->qset.max_streams_uni = SYN_DEVICE_PEER_UNI_STREAMS;
 
     uint64_t seed = 0;
     (void)RAND_bytes((unsigned char *)&seed, sizeof(seed));
@@ -948,6 +959,7 @@ static void really_free(synesis_tunnel *t) {
     t->free_pending = 0;
     t->depth = 1;
     t->cb.on_state = NULL;
+    t->cb.on_heartbeat_result = NULL; /* heartbeats in flight are not reported once freed */
     t->nsubs = 0;
     t->state.kind = SYNESIS_STATE_DISCONNECTED; /* nothing new can start from the callbacks */
     if (t->qc)
@@ -1095,6 +1107,8 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     NUM(requests_cancelled);
     NUM(streams_opened);
     NUM(heartbeats_sent);
+    NUM(heartbeats_delivered);
+    NUM(heartbeats_refused);
     NUM(heartbeats_failed);
     NUM(last_heartbeat_sequence);
     NUM(last_heartbeat_rtt_ms);

@@ -226,8 +226,15 @@ typedef struct synesis_heartbeat_info {
     uint64_t sequence;
     int64_t timestamp_ms; /* the JSON's timestamp */
     uint32_t rtt_ms;      /* smoothed RTT when it was sent */
-    int status;           /* 0 = handed to QUIC; else why it could not be sent */
-    size_t size;          /* bytes of the frame */
+    /* on_heartbeat: 0 = handed to QUIC; else why it could not be sent.
+     * on_heartbeat_result: 0 = delivered, SYNESIS_ERR_CONNECTION_LOST (the connection ended, or
+     * the stream was reset, before the edge acknowledged all of it), SYNESIS_ERR_HEARTBEAT_REFUSED
+     * (the edge refused it). */
+    int status;
+    size_t size; /* bytes of the frame */
+    /* Appended: a human-readable detail of status, e.g. the edge's reason for a refusal (never
+     * NULL; "" when none). */
+    const char *detail;
 } synesis_heartbeat_info;
 
 /* Application callbacks given to synesis_tunnel_new(); any member may be NULL. Members are only
@@ -239,6 +246,16 @@ typedef struct synesis_tunnel_callbacks {
     void (*on_heartbeat)(synesis_tunnel *t, const synesis_heartbeat_info *info, void *user_data);
     /* Adds the application's own vitals to each heartbeat. */
     void (*on_vitals)(synesis_tunnel *t, synesis_vitals *vitals, void *user_data);
+    /* Appended: the outcome of each heartbeat handed to QUIC (on_heartbeat status 0), once it is
+     * known: status 0 when the edge acknowledged all of it (every byte and the end of its
+     * stream), SYNESIS_ERR_CONNECTION_LOST when the connection ended (or the stream was reset)
+     * first, SYNESIS_ERR_HEARTBEAT_REFUSED when the edge refused it (STOP_SENDING with
+     * BAD_FRAME, or an edge report; info.detail carries the edge's reason). The edge may judge a
+     * heartbeat only after it has received all of it: a heartbeat reported delivered can then be
+     * reported again, refused (and moves from heartbeats_delivered to heartbeats_refused). Not
+     * called for heartbeats still in flight when the tunnel is freed. */
+    void (*on_heartbeat_result)(synesis_tunnel *t, const synesis_heartbeat_info *info,
+                                void *user_data);
 } synesis_tunnel_callbacks;
 
 /*
@@ -312,9 +329,10 @@ typedef struct synesis_tunnel_stats {
     uint64_t requests_failed; /* any error other than timeout and cancel */
     uint64_t requests_timed_out;
     uint64_t requests_cancelled;
-    uint64_t streams_opened; /* streaming-API streams */
-    uint64_t heartbeats_sent;
-    uint64_t heartbeats_failed;
+    uint64_t streams_opened;    /* streaming-API streams */
+    uint64_t heartbeats_sent;   /* handed to QUIC (stream opened, frame queued): not delivery */
+    uint64_t heartbeats_failed; /* not sent (not connected, too large, no stream credit), or
+                                   lost: the connection ended or the stream was reset first */
     uint64_t last_heartbeat_sequence;
     uint32_t last_heartbeat_rtt_ms;
     uint64_t connections; /* handshakes completed */
@@ -329,6 +347,12 @@ typedef struct synesis_tunnel_stats {
     uint64_t cwnd; /* congestion window, bytes */
     uint64_t packets_sent;
     uint64_t packets_lost;
+    /* Appended. Heartbeats the edge acknowledged entirely (all bytes and FIN) and did not refuse;
+     * heartbeats_sent = delivered + refused + lost (counted in heartbeats_failed) + in flight. */
+    uint64_t heartbeats_delivered;
+    /* Appended. Heartbeats the edge refused (STOP_SENDING/RESET_STREAM with BAD_FRAME, or a
+     * heartbeat_refused report). */
+    uint64_t heartbeats_refused;
 } synesis_tunnel_stats;
 
 /* Fills *out. */

@@ -56,7 +56,15 @@ struct edge_conn {
     edge_conn *prev, *next;
     edge_stream *streams;
     int dirty; /* fed a datagram in the current batch: flush after it */
+    struct edge_report *reports, *reports_tail; /* waiting for a unidirectional stream */
 };
+
+/* A report frame waiting to be sent on its own edge-initiated unidirectional stream. */
+typedef struct edge_report {
+    struct edge_report *next;
+    size_t len;
+    uint8_t data[];
+} edge_report;
 
 typedef struct cid_entry {
     ngtcp2_cid cid;
@@ -181,6 +189,11 @@ static void conn_destroy(syn_edge *e, edge_conn *c) {
             e->stats.responses_unacked++;
     while (c->streams)
         es_free(c->streams);
+    while (c->reports) {
+        edge_report *r = c->reports;
+        c->reports = r->next;
+        free(r);
+    }
     cid_remove_conn(e, c);
     if (c->prev)
         c->prev->next = c->next;
@@ -599,6 +612,25 @@ static void ec_closed(syn_qconn *qc, int err, const char *detail) {
     conn_destroy(e, c);
 }
 
+/* Opens a stream for each waiting report while the device's stream credit lasts (the write pass
+ * runs outside ngtcp2; more credit brings us back here via streams_available). */
+static void ec_before_write(syn_qconn *qc) {
+    edge_conn *c = syn_qconn_owner(qc);
+    while (c->reports) {
+        edge_report *r = c->reports;
+        syn_qstream *s;
+        int rv = syn_qconn_open_stream(qc, 0, NULL, &s);
+        if (rv == SYNESIS_ERR_WOULD_BLOCK)
+            return;
+        c->reports = r->next;
+        if (!c->reports)
+            c->reports_tail = NULL;
+        if (rv == 0 && syn_qstream_write(s, r->data, r->len, 1) != 0)
+            syn_qstream_shutdown(s, SYN_APP_INTERNAL);
+        free(r);
+    }
+}
+
 static void ec_cid_added(syn_qconn *qc, const ngtcp2_cid *cid) {
     edge_conn *c = syn_qconn_owner(qc);
     cid_add(c->e, cid, c);
@@ -610,6 +642,8 @@ static const syn_qconn_ops edge_qc_ops = {
     .stream_data = ec_stream_data,
     .stream_acked = ec_stream_acked,
     .stream_close = ec_stream_close,
+    .streams_available = ec_before_write,
+    .before_write = ec_before_write,
     .closed = ec_closed,
     .cid_added = ec_cid_added,
 };
@@ -858,6 +892,29 @@ int syn_edge_device_info(const syn_edge *e, const char *device_id, syn_edge_devi
 void syn_edge_set_handler(syn_edge *e, syn_edge_handler fn, void *user_data) {
     e->handler = fn;
     e->handler_ud = user_data;
+}
+
+int syn_edge_send_report(syn_edge *e, const char *device_id, const uint8_t *frame, size_t len) {
+    int n = 0;
+    for (edge_conn *c = e->conns; c; c = c->next) {
+        if (strcmp(c->device_id, device_id) != 0 || !syn_qconn_handshake_completed(c->qc))
+            continue;
+        edge_report *r = malloc(sizeof(*r) + len);
+        if (!r)
+            return SYNESIS_ERR_NOMEM;
+        r->next = NULL;
+        r->len = len;
+        if (len)
+            memcpy(r->data, frame, len);
+        if (c->reports_tail)
+            c->reports_tail->next = r;
+        else
+            c->reports = r;
+        c->reports_tail = r;
+        syn_qconn_schedule(c->qc);
+        n++;
+    }
+    return n;
 }
 
 void syn_edge_kick(syn_edge *e, const char *device_id) {

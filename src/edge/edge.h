@@ -105,6 +105,15 @@ typedef int (*syn_edge_handler)(void *user_data, const char *device_id, const ui
                                 size_t len, syn_edge_reply *reply);
 void syn_edge_set_handler(syn_edge *e, syn_edge_handler fn, void *user_data);
 
+/*
+ * Sends len bytes of frame, as they are, on a new edge-initiated unidirectional stream (then FIN)
+ * to every connection of device_id: the transport of edge reports (docs/protocol.md, type
+ * SYN_MSG_REPORT). The bytes are copied; each stream is opened from the connection's next write
+ * pass, waiting there while the device's stream credit is used up. Returns the number of
+ * connections it was queued on (0 when the device has none), or SYNESIS_ERR_NOMEM.
+ */
+int syn_edge_send_report(syn_edge *e, const char *device_id, const uint8_t *frame, size_t len);
+
 /* Closes every connection of device_id (CONNECTION_CLOSE with application error 0x2, "kicked");
  * for tests. */
 void syn_edge_kick(syn_edge *e, const char *device_id);
