@@ -399,14 +399,22 @@ int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
     return 0;
 }
 
-void syn_heartbeat_conn_lost(synesis_tunnel *t, const char *detail) {
-    while (t->reports)
-        report_free(t->reports);
+void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc) {
+    for (syn_report *r = t->reports, *next; r; r = next) {
+        next = r->next;
+        if (!qc || r->qs->qc == qc)
+            report_free(r);
+    }
+}
+
+void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char *detail) {
     char d[SYNESIS_DETAIL_MAX];
     snprintf(d, sizeof(d), "the connection ended before the edge acknowledged it: %s",
              detail ? detail : "");
-    while (t->hb_live) {
-        syn_hb *h = t->hb_live;
+    for (syn_hb *h = t->hb_live, *next; h; h = next) {
+        next = h->next;
+        if (qc && h->qs->qc != qc)
+            continue;
         hb_unlink(h);
         h->qs->user = NULL;
         synesis_heartbeat_info info = h->info;
@@ -416,6 +424,7 @@ void syn_heartbeat_conn_lost(synesis_tunnel *t, const char *detail) {
             continue;
         t->stats.heartbeats_failed++;
         hb_result(t, &info, SYNESIS_ERR_CONNECTION_LOST, d);
+        next = t->hb_live; /* the callback may have changed the list: start over */
     }
 }
 

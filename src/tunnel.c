@@ -242,9 +242,7 @@ static void linger_unlink(syn_linger *l) {
 
 static void linger_closed(syn_qconn *qc, int err, const char *detail) {
     syn_linger *l = syn_qconn_owner(qc);
-    if (l->t)
-        syn_tunnel_log(l->t, SYNESIS_LOG_DEBUG, "lingering connection ended%s%s",
-                       err ? ": " : " (closed)", err ? detail : "");
+    synesis_tunnel *t = l->t;
     ev_io_stop(l->loop, &l->rio);
     linger_unlink(l);
     syn_qconn_free(qc); /* deferred until the driver unwinds; closes the socket */
@@ -252,6 +250,14 @@ static void linger_closed(syn_qconn *qc, int err, const char *detail) {
         l->dead = 1; /* linger_rio_cb frees it */
     else
         free(l);
+    if (!t)
+        return;
+    syn_tunnel_enter(t);
+    syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "lingering connection ended%s%s", err ? ": " : " (closed)",
+                   err ? detail : "");
+    /* Heartbeats it had not got acknowledged by now are lost. */
+    syn_heartbeat_conn_lost(t, qc, err ? detail : "closed after the linger");
+    syn_tunnel_leave(t);
 }
 
 static void linger_log(syn_qconn *qc, synesis_log_level level, const char *msg) {
@@ -260,8 +266,25 @@ static void linger_log(syn_qconn *qc, synesis_log_level level, const char *msg) 
         syn_tunnel_log(l->t, level, "quic (closing): %s", msg);
 }
 
-/* Stream events of a lingering connection go nowhere: its requests and streams are over. */
+/* Stream events of a lingering connection: its requests, streams and reports are over (their
+ * objects detached); only heartbeats still in flight learn their outcome. */
+static void linger_stream_reset(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int stop) {
+    syn_linger *l = syn_qconn_owner(qc);
+    syn_tobj *o = s->user;
+    if (l->t && o && o->h->reset)
+        o->h->reset(o, s, app_code, stop);
+}
+
+static void linger_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset) {
+    syn_linger *l = syn_qconn_owner(qc);
+    syn_tobj *o = s->user;
+    if (l->t && o && o->h->close)
+        o->h->close(o, s, app_code, reset);
+}
+
 static const syn_qconn_ops linger_qc_ops = {
+    .stream_reset = linger_stream_reset,
+    .stream_close = linger_stream_close,
     .closed = linger_closed,
     .log = linger_log,
 };
@@ -274,9 +297,11 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     if (!t)
         return;
     syn_qconn *qc = l->qc;
+    /* Heartbeat outcomes reach the application from here: a free() it makes waits for us. */
+    syn_tunnel_enter(t);
     l->busy = 1;
     /* The tunnel's receive buffers are free here (callbacks of different sockets never nest). */
-    for (int total = 0; total < SYN_UDP_RX_MAX_PER_EVENT && !l->dead;) {
+    for (int total = 0; total < SYN_UDP_RX_MAX_PER_EVENT && !l->dead && !t->free_pending;) {
         int n = syn_udp_recv(l->fd, t->rx);
         if (n == -EMSGSIZE)
             continue;
@@ -287,7 +312,7 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         }
         if (n == 0)
             break;
-        for (int i = 0; i < n && !l->dead; i++)
+        for (int i = 0; i < n && !l->dead && !t->free_pending; i++)
             syn_qconn_recv(qc, &l->local, &t->rx->d[i].remote, t->rx->d[i].ecn, t->rx->d[i].data,
                            t->rx->d[i].len);
         total += n;
@@ -297,6 +322,7 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     l->busy = 0;
     if (l->dead)
         free(l);
+    syn_tunnel_leave(t); /* may free t (and end the linger) */
 }
 
 /* Hands the live connection to a linger. Returns 0, or -1 (the caller closes it at once). */
@@ -327,6 +353,9 @@ static int linger_start(synesis_tunnel *t, syn_qconn *qc) {
 static void lingers_end_all(synesis_tunnel *t) {
     while (t->lingers) {
         syn_linger *l = t->lingers;
+        syn_heartbeat_conn_lost(t, l->qc, "the tunnel was freed");
+        if (l != t->lingers)
+            continue;
         ev_io_stop(t->loop, &l->rio);
         linger_unlink(l); /* l->t = NULL: the close below frees l via linger_closed */
         syn_qconn_close(l->qc, 0, "client disconnect");
@@ -362,7 +391,9 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
             syn_qconn_close(qc, 0, "client disconnect");
         syn_requests_conn_lost(t, err, detail);
         syn_streams_fail_all(t, err, detail);
-        syn_heartbeat_conn_lost(t, detail);
+        syn_reports_drop(t, qc);
+        if (!linger) /* a lingering connection may still deliver its heartbeats */
+            syn_heartbeat_conn_lost(t, qc, detail);
         if (linger)
             syn_qconn_close_graceful(qc, 0, "client disconnect", t->cfg.close_linger);
         else

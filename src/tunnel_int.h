@@ -132,8 +132,10 @@ void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail);
 void syn_heartbeat_start(synesis_tunnel *t); /* on Connected */
 void syn_heartbeat_stop(synesis_tunnel *t);
 void syn_heartbeat_free(synesis_tunnel *t);
-/* The connection ended: heartbeats in flight are lost, reports being received dropped. */
-void syn_heartbeat_conn_lost(synesis_tunnel *t, const char *detail);
+/* Connection qc (NULL: any) ended: its heartbeats in flight are lost (on_heartbeat_result runs). */
+void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char *detail);
+/* Drops the reports being received on qc (NULL: any). */
+void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc);
 /* The edge opened a stream (qconn stream_open op): a report on a unidirectional one. */
 int syn_report_open(synesis_tunnel *t, syn_qstream *s);
 int syn_heartbeat_init(synesis_tunnel *t, char *detail);

@@ -30,6 +30,7 @@ typedef struct fixture {
     int responses;
     int last_status;
     int hb_queued;
+    int hb_delivered, hb_other;
 } fixture;
 
 static const char *pki;
@@ -160,13 +161,27 @@ static void test_free_in_response_callback_acks_response(void **state) {
 }
 
 /* A heartbeat queued right before disconnect() still reaches the edge: the connection lingers
- * until it is acknowledged. */
+ * until it is acknowledged, and the tunnel learns it was delivered. */
 static void on_hb_disconnect(synesis_tunnel *t, const synesis_heartbeat_info *info, void *ud) {
     fixture *f = ud;
     if (info->status == 0 && !f->hb_queued) {
         f->hb_queued = 1;
         assert_int_equal(synesis_tunnel_disconnect(t), 0);
     }
+}
+
+static void on_hb_result(synesis_tunnel *t, const synesis_heartbeat_info *info, void *ud) {
+    fixture *f = ud;
+    assert_false(synesis_tunnel_is_connected(t)); /* known only after the disconnect */
+    if (info->status == 0)
+        f->hb_delivered++;
+    else
+        f->hb_other++;
+}
+
+static int hb_result_known(void *ud) {
+    fixture *f = ud;
+    return f->hb_delivered + f->hb_other > 0;
 }
 
 static int edge_has_heartbeat(void *ud) {
@@ -178,7 +193,8 @@ static int edge_has_heartbeat(void *ud) {
 static void test_linger_delivers_queued_heartbeat(void **state) {
     fixture *f = *state;
     f->cfg.heartbeat_interval = 10; /* the first goes right after Connected */
-    synesis_tunnel_callbacks cb = {.on_heartbeat = on_hb_disconnect};
+    synesis_tunnel_callbacks cb = {.on_heartbeat = on_hb_disconnect,
+                                   .on_heartbeat_result = on_hb_result};
     char detail[512];
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail)),
                      0);
@@ -192,6 +208,14 @@ static void test_linger_delivers_queued_heartbeat(void **state) {
     syn_edge_get_stats(f->edge, &s);
     assert_int_equal(s.heartbeats, 1);
     assert_int_equal(s.bad_frames, 0);
+    assert_true(syn_test_run_until(f->loop, hb_result_known, f, 5));
+    assert_int_equal(f->hb_delivered, 1);
+    assert_int_equal(f->hb_other, 0);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    assert_int_equal(st.heartbeats_sent, 1);
+    assert_int_equal(st.heartbeats_delivered, 1);
+    assert_int_equal(st.heartbeats_failed, 0);
 }
 
 static void stderr_log(void *ud, synesis_log_level level, const char *msg) {

@@ -252,8 +252,10 @@ typedef struct synesis_tunnel_callbacks {
      * first, SYNESIS_ERR_HEARTBEAT_REFUSED when the edge refused it (STOP_SENDING with
      * BAD_FRAME, or an edge report; info.detail carries the edge's reason). The edge may judge a
      * heartbeat only after it has received all of it: a heartbeat reported delivered can then be
-     * reported again, refused (and moves from heartbeats_delivered to heartbeats_refused). Not
-     * called for heartbeats still in flight when the tunnel is freed. */
+     * reported again, refused (and moves from heartbeats_delivered to heartbeats_refused).
+     * Heartbeats in flight at disconnect() are followed while the connection lingers (see
+     * close_linger): their results may come after the state is Disconnected. Not called for
+     * heartbeats still in flight when the tunnel is freed (they count as failed). */
     void (*on_heartbeat_result)(synesis_tunnel *t, const synesis_heartbeat_info *info,
                                 void *user_data);
 } synesis_tunnel_callbacks;
