@@ -1,4 +1,4 @@
-/* Exponential backoff (the design's ReconnectManager). */
+/* Exponential backoff (the design's ReconnectManager) with bounded symmetric jitter. */
 #include "backoff.h"
 
 void syn_backoff_init(syn_backoff *b, double initial, double max, double multiplier, double jitter,
@@ -34,8 +34,9 @@ int syn_backoff_next(syn_backoff *b, double *delay, uint32_t *attempt) {
     b->next = d * b->multiplier;
     if (b->next > b->max)
         b->next = b->max;
+    /* Symmetric jitter around the schedule: d * (1 + j*u), u uniform in [-1, 1]. */
     if (b->jitter > 0)
-        d += d * b->jitter * rand01(b);
+        d *= 1.0 + b->jitter * (2.0 * rand01(b) - 1.0);
     *delay = d;
     *attempt = b->attempts;
     return 0;

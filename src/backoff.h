@@ -1,4 +1,4 @@
-/* The reconnect policy: exponential backoff with a cap, optional jitter and a maximum count. */
+/* The reconnect policy: exponential backoff with a cap, symmetric jitter and a maximum count. */
 #ifndef SYNESIS_BACKOFF_H
 #define SYNESIS_BACKOFF_H
 
@@ -16,7 +16,8 @@ typedef struct syn_backoff {
 void syn_backoff_init(syn_backoff *b, double initial, double max, double multiplier, double jitter,
                       uint32_t max_attempts, uint64_t seed);
 
-/* Schedules one more attempt: *delay receives its delay in seconds (jitter added) and *attempt its
+/* Schedules one more attempt: *delay receives its delay in seconds, the schedule's d scaled by
+ * (1 + jitter * u) with u uniform in [-1, 1] (exactly d when jitter is 0), and *attempt its
  * 1-based number. Returns SYNESIS_ERR_MAX_RECONNECTS, changing nothing, once max_attempts have been
  * scheduled. */
 int syn_backoff_next(syn_backoff *b, double *delay, uint32_t *attempt);

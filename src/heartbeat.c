@@ -1,4 +1,5 @@
-/* Heartbeats: one unidirectional stream per tick carrying 0x01, a u32 length and a JSON object. */
+/* Heartbeats: one unidirectional stream per tick carrying 0x01, a u32 length and a JSON object;
+ * their outcomes (delivered, lost, refused); and the edge's reports about them. */
 #include "tunnel_int.h"
 
 #include "tls.h"
@@ -107,16 +108,338 @@ static void free_frame(void *ud, const void *data, size_t len) {
     free((void *)data);
 }
 
+/* ---- heartbeat outcomes ---- */
+
+/* One heartbeat handed to QUIC, until its stream closes or the connection ends. */
+typedef struct syn_hb {
+    syn_tobj base;
+    synesis_tunnel *t;
+    syn_qstream *qs;
+    struct syn_hb *prev, *next;
+    synesis_heartbeat_info info;
+    int64_t stream_id;
+    uint64_t conn; /* stats.connections when sent: stream ids repeat across connections */
+    int refused;   /* already counted refused (the outcome is known) */
+} syn_hb;
+
+static void hb_unlink(syn_hb *h) {
+    synesis_tunnel *t = h->t;
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        t->hb_live = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    h->prev = h->next = NULL;
+}
+
+static void recent_add(synesis_tunnel *t, const syn_hb *h, int state) {
+    struct syn_hb_recent *r = &t->hb_recent[t->hb_recent_next++ % SYN_HB_RECENT];
+    r->sequence = h->info.sequence;
+    r->conn = h->conn;
+    r->stream_id = h->stream_id;
+    r->timestamp_ms = h->info.timestamp_ms;
+    r->rtt_ms = h->info.rtt_ms;
+    r->size = h->info.size;
+    r->state = state;
+}
+
+/* Calls on_heartbeat_result (not once free() has begun). */
+static void hb_result(synesis_tunnel *t, synesis_heartbeat_info *info, int status,
+                      const char *detail) {
+    info->status = status;
+    info->detail = detail ? detail : "";
+    if (!t->cb.on_heartbeat_result || t->free_pending)
+        return;
+    syn_tunnel_enter(t);
+    t->cb.on_heartbeat_result(t, info, t->user_data);
+    syn_tunnel_leave(t);
+}
+
+static void hb_refused(synesis_tunnel *t, synesis_heartbeat_info *info, const char *reason) {
+    t->stats.heartbeats_refused++;
+    syn_tunnel_log(t, SYNESIS_LOG_WARN, "heartbeat %llu refused by the edge: %s",
+                   (unsigned long long)info->sequence, reason);
+    hb_result(t, info, SYNESIS_ERR_HEARTBEAT_REFUSED, reason);
+}
+
+static void hb_reset(void *obj, syn_qstream *s, uint64_t app_code, int stop) {
+    (void)s;
+    syn_hb *h = obj;
+    if (app_code != SYN_APP_BAD_FRAME || h->refused)
+        return; /* any other reset: the stream's close reports it lost */
+    h->refused = 1;
+    char d[96];
+    snprintf(d, sizeof(d), "%s with BAD_FRAME (0x%x)", stop ? "STOP_SENDING" : "RESET_STREAM",
+             SYN_APP_BAD_FRAME);
+    synesis_heartbeat_info info = h->info;
+    hb_refused(h->t, &info, d);
+}
+
+static void hb_close(void *obj, syn_qstream *s, uint64_t app_code, int reset) {
+    (void)s;
+    syn_hb *h = obj;
+    synesis_tunnel *t = h->t;
+    hb_unlink(h);
+    h->qs->user = NULL;
+    synesis_heartbeat_info info = h->info;
+    int refused = h->refused;
+    if (refused || !reset)
+        recent_add(t, h, refused ? 2 : 1);
+    free(h);
+    if (refused)
+        return;
+    if (!reset) {
+        /* Every byte and the FIN acknowledged by the edge's QUIC stack. */
+        t->stats.heartbeats_delivered++;
+        hb_result(t, &info, 0, NULL);
+        return;
+    }
+    t->stats.heartbeats_failed++;
+    char d[96];
+    snprintf(d, sizeof(d), "heartbeat stream reset (application error 0x%llx)",
+             (unsigned long long)app_code);
+    syn_tunnel_log(t, SYNESIS_LOG_WARN, "heartbeat %llu lost: %s",
+                   (unsigned long long)info.sequence, d);
+    hb_result(t, &info, SYNESIS_ERR_CONNECTION_LOST, d);
+}
+
+static const syn_stream_handler hb_handler = {
+    .reset = hb_reset,
+    .close = hb_close,
+};
+
+/* ---- edge reports (0x02, u32 length, JSON, FIN) on edge-initiated unidirectional streams ---- */
+
+typedef struct syn_report {
+    syn_tobj base;
+    synesis_tunnel *t;
+    syn_qstream *qs;
+    struct syn_report *prev, *next;
+    int bad;
+    size_t len;
+    uint8_t buf[SYN_FRAME_HEADER + SYN_REPORT_MAX];
+} syn_report;
+
+static void report_free(syn_report *r) {
+    synesis_tunnel *t = r->t;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        t->reports = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    if (r->qs)
+        r->qs->user = NULL;
+    free(r);
+}
+
+/* A report we will not read: ask the edge to stop (BAD_FRAME) and ignore the rest. */
+static void report_bad(syn_report *r, const char *why) {
+    r->bad = 1;
+    syn_tunnel_log(r->t, SYNESIS_LOG_WARN, "edge report on stream %lld ignored: %s",
+                   (long long)r->qs->id, why);
+    syn_qstream_stop_reading(r->qs, SYN_APP_BAD_FRAME);
+}
+
+static int json_uint(const cJSON *n, uint64_t *out) {
+    if (!cJSON_IsNumber(n) || !(n->valuedouble >= 0) || n->valuedouble > 9007199254740992.0 ||
+        n->valuedouble != (double)(uint64_t)n->valuedouble)
+        return 0;
+    *out = (uint64_t)n->valuedouble;
+    return 1;
+}
+
+/* The edge refused a heartbeat: find it (in flight or recently delivered) and report it. */
+static void report_heartbeat_refused(synesis_tunnel *t, int has_sid, uint64_t sid, int has_seq,
+                                     uint64_t seq, const char *reason) {
+    uint64_t conn = t->stats.connections;
+    for (syn_hb *h = t->hb_live; h; h = h->next) {
+        if ((has_seq && h->info.sequence == seq) ||
+            (!has_seq && has_sid && h->conn == conn && (uint64_t)h->stream_id == sid)) {
+            if (h->refused)
+                return; /* already known */
+            h->refused = 1;
+            synesis_heartbeat_info info = h->info;
+            hb_refused(t, &info, reason);
+            return;
+        }
+    }
+    for (size_t i = 0; i < SYN_HB_RECENT; i++) {
+        struct syn_hb_recent *r = &t->hb_recent[i];
+        if (!r->state ||
+            !((has_seq && r->sequence == seq) ||
+              (!has_seq && has_sid && r->conn == conn && (uint64_t)r->stream_id == sid)))
+            continue;
+        if (r->state == 2)
+            return; /* already known */
+        /* Judged after the edge had received (and acknowledged) all of it. */
+        r->state = 2;
+        if (t->stats.heartbeats_delivered)
+            t->stats.heartbeats_delivered--;
+        synesis_heartbeat_info info = {.sequence = r->sequence,
+                                       .timestamp_ms = r->timestamp_ms,
+                                       .rtt_ms = r->rtt_ms,
+                                       .size = r->size};
+        hb_refused(t, &info, reason);
+        return;
+    }
+    /* Not one we remember (too old, or an id we never used): still counted. */
+    synesis_heartbeat_info info = {.sequence = has_seq ? seq : 0};
+    hb_refused(t, &info, reason);
+}
+
+static void report_complete(syn_report *r) {
+    synesis_tunnel *t = r->t;
+    if (r->len < SYN_FRAME_HEADER) {
+        report_bad(r, "truncated header");
+        return;
+    }
+    size_t need = (size_t)r->buf[1] << 24 | (size_t)r->buf[2] << 16 | (size_t)r->buf[3] << 8 |
+                  (size_t)r->buf[4];
+    size_t got = r->len - SYN_FRAME_HEADER;
+    if (got != need) {
+        char d[96];
+        snprintf(d, sizeof(d), "%s: %zu bytes of JSON for a length of %zu",
+                 got < need ? "truncated" : "trailing bytes", got, need);
+        report_bad(r, d);
+        return;
+    }
+    cJSON *o = cJSON_ParseWithLength((const char *)r->buf + SYN_FRAME_HEADER, need);
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(o, "kind");
+    if (!cJSON_IsObject(o) || !cJSON_IsString(kind)) {
+        cJSON_Delete(o);
+        report_bad(r, "malformed JSON (an object with a string \"kind\" expected)");
+        return;
+    }
+    if (strcmp(kind->valuestring, "heartbeat_refused") != 0) {
+        syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "edge report of unknown kind \"%.64s\" ignored",
+                       kind->valuestring);
+        cJSON_Delete(o);
+        return;
+    }
+    uint64_t sid = 0, seq = 0;
+    int has_sid = json_uint(cJSON_GetObjectItemCaseSensitive(o, "stream_id"), &sid);
+    int has_seq = json_uint(cJSON_GetObjectItemCaseSensitive(o, "sequence"), &seq);
+    const cJSON *reason = cJSON_GetObjectItemCaseSensitive(o, "reason");
+    const cJSON *error = cJSON_GetObjectItemCaseSensitive(o, "error");
+    if (!has_sid) {
+        cJSON_Delete(o);
+        report_bad(r, "heartbeat_refused without an integer stream_id");
+        return;
+    }
+    char d[320];
+    snprintf(d, sizeof(d), "%.256s (error %.0f)",
+             cJSON_IsString(reason) ? reason->valuestring : "no reason given",
+             cJSON_IsNumber(error) ? error->valuedouble : (double)SYN_APP_BAD_FRAME);
+    cJSON_Delete(o);
+    report_heartbeat_refused(t, has_sid, sid, has_seq, seq, d);
+}
+
+static void report_data(void *obj, syn_qstream *s, const uint8_t *data, size_t len, int fin) {
+    (void)s;
+    syn_report *r = obj;
+    if (r->bad)
+        return;
+    if (len > sizeof(r->buf) - r->len) {
+        char d[96];
+        snprintf(d, sizeof(d), "more than %d bytes", SYN_FRAME_HEADER + SYN_REPORT_MAX);
+        report_bad(r, d);
+        return;
+    }
+    if (len)
+        memcpy(r->buf + r->len, data, len);
+    r->len += len;
+    if (r->len >= 1 && r->buf[0] != SYN_MSG_REPORT) {
+        char d[64];
+        snprintf(d, sizeof(d), "message type 0x%02x, not 0x%02x", r->buf[0], SYN_MSG_REPORT);
+        report_bad(r, d);
+        return;
+    }
+    if (r->len >= SYN_FRAME_HEADER) {
+        uint32_t need = (uint32_t)r->buf[1] << 24 | (uint32_t)r->buf[2] << 16 |
+                        (uint32_t)r->buf[3] << 8 | r->buf[4];
+        if (need > SYN_REPORT_MAX) {
+            char d[96];
+            snprintf(d, sizeof(d), "length %u over the maximum of %d", need, SYN_REPORT_MAX);
+            report_bad(r, d);
+            return;
+        }
+    }
+    if (fin)
+        report_complete(r);
+}
+
+static void report_close(void *obj, syn_qstream *s, uint64_t app_code, int reset) {
+    (void)s;
+    (void)app_code;
+    (void)reset;
+    report_free(obj);
+}
+
+static const syn_stream_handler report_handler = {
+    .data = report_data,
+    .close = report_close,
+};
+
+int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
+    if (ngtcp2_is_bidi_stream(s->id))
+        return -1; /* the device grants the edge none */
+    syn_report *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -1;
+    r->base.h = &report_handler;
+    r->t = t;
+    r->qs = s;
+    r->next = t->reports;
+    if (t->reports)
+        t->reports->prev = r;
+    t->reports = r;
+    s->user = r;
+    return 0;
+}
+
+void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc) {
+    for (syn_report *r = t->reports, *next; r; r = next) {
+        next = r->next;
+        if (!qc || r->qs->qc == qc)
+            report_free(r);
+    }
+}
+
+void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char *detail) {
+    char d[SYNESIS_DETAIL_MAX];
+    snprintf(d, sizeof(d), "the connection ended before the edge acknowledged it: %s",
+             detail ? detail : "");
+    for (syn_hb *h = t->hb_live, *next; h; h = next) {
+        next = h->next;
+        if (qc && h->qs->qc != qc)
+            continue;
+        hb_unlink(h);
+        h->qs->user = NULL;
+        synesis_heartbeat_info info = h->info;
+        int refused = h->refused;
+        free(h);
+        if (refused)
+            continue;
+        t->stats.heartbeats_failed++;
+        hb_result(t, &info, SYNESIS_ERR_CONNECTION_LOST, d);
+        next = t->hb_live; /* the callback may have changed the list: start over */
+    }
+}
+
 static void send_heartbeat(synesis_tunnel *t) {
     synesis_heartbeat_info info = {
         .sequence = t->hb_sequence++,
         .timestamp_ms = (int64_t)syn_wall_ms(),
+        .detail = "",
     };
     if (t->qc)
         info.rtt_ms = t->state.latency_ms = syn_qconn_srtt_ms(t->qc);
     uint8_t *frame = NULL;
     size_t len = 0;
     syn_qstream *qs = NULL;
+    syn_hb *h = NULL;
     if (!syn_tunnel_ready(t)) {
         info.status = SYNESIS_ERR_NOT_CONNECTED;
     } else if (!(frame = build_frame(t, info.sequence, info.timestamp_ms, &len))) {
@@ -130,8 +453,12 @@ static void send_heartbeat(synesis_tunnel *t) {
         /* on_vitals may have disconnected or freed the tunnel. */
         free(frame);
         info.status = SYNESIS_ERR_NOT_CONNECTED;
-    } else if ((info.status = syn_qconn_open_stream(t->qc, 0, NULL, &qs)) != 0) {
+    } else if (!(h = calloc(1, sizeof(*h)))) {
         free(frame);
+        info.status = SYNESIS_ERR_NOMEM;
+    } else if ((info.status = syn_qconn_open_stream(t->qc, 0, h, &qs)) != 0) {
+        free(frame);
+        free(h);
     } else if ((info.status = syn_qstream_write_nocopy(qs, frame, len, free_frame, NULL, 1)) == 0) {
         info.size = len;
     }
@@ -140,8 +467,24 @@ static void send_heartbeat(synesis_tunnel *t) {
         t->stats.bytes_sent += len;
         t->stats.last_heartbeat_sequence = info.sequence;
         t->stats.last_heartbeat_rtt_ms = info.rtt_ms;
+        h->base.h = &hb_handler;
+        h->t = t;
+        h->qs = qs;
+        h->info = info;
+        h->stream_id = qs->id;
+        h->conn = t->stats.connections;
+        h->next = t->hb_live;
+        if (t->hb_live)
+            t->hb_live->prev = h;
+        t->hb_live = h;
         syn_qconn_schedule(t->qc);
     } else {
+        if (qs) {
+            /* Opened, but the frame could not be queued: the stream goes with its object. */
+            qs->user = NULL;
+            syn_qstream_shutdown(qs, SYN_APP_INTERNAL);
+            free(h);
+        }
         t->stats.heartbeats_failed++;
         syn_tunnel_log(t, SYNESIS_LOG_WARN, "heartbeat %llu not sent: %s",
                        (unsigned long long)info.sequence, synesis_strerror(info.status));

@@ -31,6 +31,9 @@ struct syn_qconn {
     ev_timer timer;
     ev_io wio;
     ev_prepare prep;
+    /* Graceful close (syn_qconn_close_graceful): the bound, and the wait for the ACK delay. */
+    ev_timer linger_deadline, linger_ack;
+    unsigned lingering : 1, linger_ack_wait : 1;
     syn_udp_tx tx;
     syn_sockaddr tx_dest; /* server: where the queued batch goes (the path ngtcp2 chose) */
 
@@ -290,7 +293,7 @@ void syn_qstream_stop_reading(syn_qstream *s, uint64_t app_code) {
 
 int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out) {
     *out = NULL;
-    if (qc->ended || qc->close_req || qc->end_pending || !qc->hs_done)
+    if (qc->ended || qc->close_req || qc->end_pending || qc->lingering || !qc->hs_done)
         return SYNESIS_ERR_NOT_CONNECTED;
     int64_t id;
     syn_qstream *s = stream_new(qc, -1, user);
@@ -409,7 +412,9 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64
                            void *ud, void *sud) {
     syn_qconn *qc = ud;
     syn_qstream *s = sud;
-    if (!ngtcp2_conn_is_local_stream(conn, id)) { /* the peer may open another */
+    /* The peer's streams return their credit as they close (the edge's requests and heartbeats;
+     * the edge's reports to a device). */
+    if (!ngtcp2_conn_is_local_stream(conn, id)) {
         if (ngtcp2_is_bidi_stream(id))
             ngtcp2_conn_extend_max_streams_bidi(conn, 1);
         else
@@ -532,6 +537,8 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int server) {
 /* ---- lifecycle ---- */
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void linger_ack_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void linger_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void wio_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void prep_cb(struct ev_loop *loop, ev_prepare *w, int revents);
 
@@ -563,6 +570,10 @@ static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *loc
     qc->wio.data = qc;
     ev_prepare_init(&qc->prep, prep_cb);
     qc->prep.data = qc;
+    ev_timer_init(&qc->linger_ack, linger_ack_cb, 0., 0.);
+    qc->linger_ack.data = qc;
+    ev_timer_init(&qc->linger_deadline, linger_deadline_cb, 0., 0.);
+    qc->linger_deadline.data = qc;
     return qc;
 }
 
@@ -706,6 +717,8 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
 }
 
 static void really_free(syn_qconn *qc) {
+    ev_timer_stop(qc->loop, &qc->linger_ack);
+    ev_timer_stop(qc->loop, &qc->linger_deadline);
     ev_timer_stop(qc->loop, &qc->timer);
     ev_io_stop(qc->loop, &qc->wio);
     ev_prepare_stop(qc->loop, &qc->prep);
@@ -770,8 +783,8 @@ static int same_addr(const syn_sockaddr *a, const syn_sockaddr *b) {
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
-/* Sends CONNECTION_CLOSE carrying qc->ccerr, once. */
-static void send_close(syn_qconn *qc) {
+/* Sends CONNECTION_CLOSE carrying qc->ccerr, once, stamped ts (0 = now). */
+static void send_close_at(syn_qconn *qc, uint64_t ts) {
     if (!qc->conn || ngtcp2_conn_in_closing_period(qc->conn) ||
         ngtcp2_conn_in_draining_period(qc->conn))
         return;
@@ -779,8 +792,10 @@ static void send_close(syn_qconn *qc) {
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi;
     qc->tx.n = qc->tx.done = 0;
+    if (!ts)
+        ts = syn_now_ns();
     ngtcp2_ssize n = ngtcp2_conn_write_connection_close(qc->conn, &ps.path, &pi, qc->tx.buf[0],
-                                                        qc->max_payload, &qc->ccerr, syn_now_ns());
+                                                        qc->max_payload, &qc->ccerr, ts);
     if (n > 0) {
         qc->tx.len[0] = (size_t)n;
         qc->tx.ecn[0] = pi.ecn;
@@ -789,6 +804,59 @@ static void send_close(syn_qconn *qc) {
         (void)syn_udp_flush(qc->fd, &qc->tx, qc->server ? &qc->tx_dest : NULL);
         qc->tx.n = qc->tx.done = 0;
     }
+}
+
+static void send_close(syn_qconn *qc) { send_close_at(qc, 0); }
+
+/*
+ * Before our own CONNECTION_CLOSE (which ngtcp2 writes as a packet of that frame alone): sends the
+ * ACK still owed for what we received, so that the peer learns its last data (say, a response and
+ * its FIN) arrived. ngtcp2 writes an ACK only once the ACK delay has elapsed since the first
+ * unacknowledged packet (the delay is min(max_ack_delay, max(srtt / 8, 1 ns)), and our
+ * max_ack_delay is NGTCP2_DEFAULT_MAX_ACK_DELAY), and has no call to ACK at once: so this write
+ * pass is stamped that bound later than now, which makes any pending ACK due. Safe because the
+ * connection ends right after: the close is written with the same timestamp (ngtcp2 only requires
+ * timestamps not to go backwards), the write path checks no idle or loss timer against it (only
+ * ngtcp2_conn_handle_expiry does), and the ACK's ack_delay field merely reads up to 25 ms longer
+ * (the peer subtracts at most max_ack_delay from an RTT sample). Returns the timestamp to write the
+ * close with. */
+static uint64_t flush_pending_ack(syn_qconn *qc) {
+    uint64_t ts = syn_now_ns();
+    if (!qc->conn)
+        return ts;
+    uint64_t last = ngtcp2_conn_get_timestamp(qc->conn);
+    if (last != UINT64_MAX && last > ts)
+        ts = last;
+    if (!qc->hs_done || ngtcp2_conn_in_closing_period(qc->conn) ||
+        ngtcp2_conn_in_draining_period(qc->conn))
+        return ts;
+    ts += NGTCP2_DEFAULT_MAX_ACK_DELAY;
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi;
+    qc->tx.n = qc->tx.done = 0;
+    for (int i = 0; i < 4; i++) {
+        ngtcp2_ssize nw = ngtcp2_conn_writev_stream(qc->conn, &ps.path, &pi, qc->tx.buf[qc->tx.n],
+                                                    qc->max_payload, NULL, 0, -1, NULL, 0, ts);
+        if (nw <= 0)
+            break;
+        qc->tx.len[qc->tx.n] = (size_t)nw;
+        qc->tx.ecn[qc->tx.n] = pi.ecn;
+        qc->tx.n++;
+        path_dest(qc, &ps.path, &qc->tx_dest);
+    }
+    if (qc->tx.n)
+        (void)syn_udp_flush(qc->fd, &qc->tx, qc->server ? &qc->tx_dest : NULL);
+    qc->tx.n = qc->tx.done = 0;
+    return ts;
+}
+
+/* Our own application close: the pending ACK, then CONNECTION_CLOSE with close_code/reason. */
+static void send_app_close(syn_qconn *qc) {
+    ngtcp2_ccerr_set_application_error(&qc->ccerr, qc->close_code,
+                                       (const uint8_t *)qc->close_reason, strlen(qc->close_reason));
+    uint64_t ts = flush_pending_ack(qc);
+    send_close_at(qc, ts);
 }
 
 static const char *ccerr_type_name(ngtcp2_ccerr_type t) {
@@ -999,6 +1067,69 @@ static void do_write(syn_qconn *qc) {
     arm_timer(qc);
 }
 
+/* ---- graceful close ---- */
+
+static void enter(syn_qconn *qc);
+static int leave(syn_qconn *qc);
+
+/* Lingering: once everything we sent is acknowledged and nothing is left to send, wait for the
+ * ACK delay (so the ACK of what we received goes out), then close. Runs when the driver unwinds. */
+static void linger_check(syn_qconn *qc) {
+    if (!qc->lingering || qc->close_req || qc->ended || qc->end_pending || qc->free_pending ||
+        !qc->conn)
+        return;
+    ngtcp2_conn_info ci;
+    ngtcp2_conn_get_conn_info(qc->conn, &ci);
+    int quiet = ci.bytes_in_flight == 0 && !qc->pend_head;
+    for (syn_qstream *s = qc->streams; s && quiet; s = s->next)
+        if (!s->closed && stream_has_work(s))
+            quiet = 0;
+    if (!quiet) {
+        if (qc->linger_ack_wait) {
+            qc->linger_ack_wait = 0;
+            ev_timer_stop(qc->loop, &qc->linger_ack);
+        }
+        return;
+    }
+    if (qc->linger_ack_wait)
+        return;
+    /* ngtcp2's ACK delay: min(max_ack_delay, max(srtt / 8, 1 ns)); ours is the default 25 ms. */
+    uint64_t delay = ci.smoothed_rtt / 8;
+    if (delay < 1)
+        delay = 1;
+    if (delay > NGTCP2_DEFAULT_MAX_ACK_DELAY)
+        delay = NGTCP2_DEFAULT_MAX_ACK_DELAY;
+    qc->linger_ack_wait = 1;
+    ev_timer_set(&qc->linger_ack, (double)delay / 1e9, 0.);
+    ev_timer_start(qc->loop, &qc->linger_ack);
+}
+
+/* The ACK delay has passed with everything acknowledged: one write pass, then the close. */
+static void linger_ack_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    syn_qconn *qc = w->data;
+    qc->linger_ack_wait = 0;
+    enter(qc);
+    do_write(qc);
+    if (!qc->close_req && !qc->end_pending && !qc->ended)
+        qc->close_req = 1;
+    leave(qc);
+}
+
+/* The linger's bound: close now, whatever is still unacknowledged. */
+static void linger_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    syn_qconn *qc = w->data;
+    enter(qc);
+    if (!qc->close_req && !qc->end_pending && !qc->ended) {
+        qc_log(qc, SYNESIS_LOG_DEBUG, "close linger bound reached: closing");
+        qc->close_req = 1;
+    }
+    leave(qc);
+}
+
 /* ---- the unwinding point: deferred work runs when the driver is no longer on the stack ---- */
 
 static void enter(syn_qconn *qc) { qc->depth++; }
@@ -1010,21 +1141,14 @@ static int leave(syn_qconn *qc) {
     for (;;) {
         if (qc->free_pending) {
             /* A close requested before the free still sends its CONNECTION_CLOSE. */
-            if (qc->close_req && !qc->ended && !qc->end_pending) {
-                ngtcp2_ccerr_set_application_error(&qc->ccerr, qc->close_code,
-                                                   (const uint8_t *)qc->close_reason,
-                                                   strlen(qc->close_reason));
-                send_close(qc);
-            }
+            if (qc->close_req && !qc->ended && !qc->end_pending)
+                send_app_close(qc);
             really_free(qc);
             return 1;
         }
         qc->depth++;
         if (!qc->ended && !qc->end_pending && qc->close_req) {
-            ngtcp2_ccerr_set_application_error(&qc->ccerr, qc->close_code,
-                                               (const uint8_t *)qc->close_reason,
-                                               strlen(qc->close_reason));
-            send_close(qc);
+            send_app_close(qc);
             qc_end(qc, 0, "closed locally: %s", qc->close_reason);
         }
         if (qc->hs_notify && !qc->end_pending && !qc->ended) {
@@ -1041,6 +1165,8 @@ static int leave(syn_qconn *qc) {
             ev_timer_stop(qc->loop, &qc->timer);
             ev_io_stop(qc->loop, &qc->wio);
             ev_prepare_stop(qc->loop, &qc->prep);
+            ev_timer_stop(qc->loop, &qc->linger_ack);
+            ev_timer_stop(qc->loop, &qc->linger_deadline);
             if (qc->ops->closed)
                 qc->ops->closed(qc, qc->err, qc->detail);
         } else if (qc->need_flush && !qc->ended) {
@@ -1058,6 +1184,7 @@ static int leave(syn_qconn *qc) {
         really_free(qc);
         return 1;
     }
+    linger_check(qc);
     return 0;
 }
 
@@ -1113,6 +1240,29 @@ void syn_qconn_close(syn_qconn *qc, uint64_t app_code, const char *reason) {
     syn_copy_str(qc->close_reason, sizeof(qc->close_reason), reason ? reason : "");
     enter(qc);
     leave(qc);
+}
+
+void syn_qconn_close_graceful(syn_qconn *qc, uint64_t app_code, const char *reason,
+                              double max_linger) {
+    if (qc->ended || qc->close_req || qc->end_pending || qc->lingering)
+        return;
+    if (!(max_linger > 0) || !qc->hs_done || qc->free_pending) {
+        syn_qconn_close(qc, app_code, reason);
+        return;
+    }
+    qc->lingering = 1;
+    qc->close_code = app_code;
+    syn_copy_str(qc->close_reason, sizeof(qc->close_reason), reason ? reason : "");
+    ev_timer_set(&qc->linger_deadline, max_linger, 0.);
+    ev_timer_start(qc->loop, &qc->linger_deadline);
+    enter(qc);
+    qc->need_flush = 1; /* a write pass (and the linger check) as soon as the driver unwinds */
+    leave(qc);
+}
+
+void syn_qconn_set_owner(syn_qconn *qc, const syn_qconn_ops *ops, void *owner) {
+    qc->ops = ops;
+    qc->owner = owner;
 }
 
 void syn_qconn_abort(syn_qconn *qc, int err, const char *detail) {

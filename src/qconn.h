@@ -131,8 +131,24 @@ void syn_qconn_flush(syn_qconn *qc);
 void syn_qconn_schedule(syn_qconn *qc);
 
 /* Closes: CONNECTION_CLOSE with an application error code and reason, then ops->closed(0).
- * Deferred when called from inside the driver. */
+ * Deferred when called from inside the driver. The close is preceded by the ACK still owed for
+ * what we received (a final write pass, see flush_pending_ack in qconn.c), so the peer learns its
+ * last data arrived even when we close right after it. */
 void syn_qconn_close(syn_qconn *qc, uint64_t app_code, const char *reason);
+
+/* Closes gracefully: stops opening streams but keeps the connection running (the owner keeps
+ * feeding datagrams) until everything we sent (stream data and FINs) is acknowledged and nothing is
+ * left to send, waits for the ACK delay so the ACK of what we received goes out, then sends
+ * CONNECTION_CLOSE (preceded by any ACK still owed) and ends with ops->closed(0). Bounded by
+ * max_linger seconds; max_linger <= 0, or a connection whose handshake is not done, closes at once
+ * like syn_qconn_close(). A syn_qconn_close() or syn_qconn_free() during the linger ends it at
+ * once. The owner may hand the connection to another owner for the linger (syn_qconn_set_owner).
+ */
+void syn_qconn_close_graceful(syn_qconn *qc, uint64_t app_code, const char *reason,
+                              double max_linger);
+
+/* Replaces the ops and owner (for a connection that lingers after its first owner let go). */
+void syn_qconn_set_owner(syn_qconn *qc, const syn_qconn_ops *ops, void *owner);
 
 /* Ends the connection as if the peer vanished (no packet sent), with err: used for socket errors.
  * Deferred like close. */

@@ -34,7 +34,7 @@ SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
     cfg->reconnect_max_delay = 60.0;
     cfg->reconnect_multiplier = 2.0;
     cfg->reconnect_max_attempts = 10;
-    cfg->reconnect_jitter = 0.0;
+    cfg->reconnect_jitter = 0.1;
     cfg->reconnect_stable_period = 0.0;
     cfg->retry_initial_connect = 0;
     cfg->max_response_size = 16u * 1024 * 1024;
@@ -44,6 +44,7 @@ SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
     cfg->stream_recv_window = 1024 * 1024;
     cfg->healthy_latency_ms = 500;
     cfg->log_level = SYNESIS_LOG_INFO;
+    cfg->close_linger = 1.0;
 }
 
 SYNESIS_API const char *synesis_state_name(synesis_state_kind kind) {
@@ -213,6 +214,154 @@ int syn_tunnel_try_transition(synesis_tunnel *t, synesis_state_kind kind, uint32
     return rv;
 }
 
+/* ---- the close linger: a disconnected connection finishing in the background ---- */
+
+typedef struct syn_linger {
+    synesis_tunnel *t; /* NULL once the tunnel let go (free) */
+    struct ev_loop *loop;
+    syn_qconn *qc;
+    int busy, dead; /* in linger_rio_cb; the connection ended meanwhile */
+    int fd;         /* owned by qc (syn_qconn_take_fd) */
+    syn_sockaddr local;
+    ev_io rio;
+    struct syn_linger *prev, *next;
+} syn_linger;
+
+static void linger_unlink(syn_linger *l) {
+    if (!l->t)
+        return;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        l->t->lingers = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    l->prev = l->next = NULL;
+    l->t = NULL;
+}
+
+static void linger_closed(syn_qconn *qc, int err, const char *detail) {
+    syn_linger *l = syn_qconn_owner(qc);
+    synesis_tunnel *t = l->t;
+    ev_io_stop(l->loop, &l->rio);
+    linger_unlink(l);
+    syn_qconn_free(qc); /* deferred until the driver unwinds; closes the socket */
+    if (l->busy)
+        l->dead = 1; /* linger_rio_cb frees it */
+    else
+        free(l);
+    if (!t)
+        return;
+    syn_tunnel_enter(t);
+    syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "lingering connection ended%s%s", err ? ": " : " (closed)",
+                   err ? detail : "");
+    /* Heartbeats it had not got acknowledged by now are lost. */
+    syn_heartbeat_conn_lost(t, qc, err ? detail : "closed after the linger");
+    syn_tunnel_leave(t);
+}
+
+static void linger_log(syn_qconn *qc, synesis_log_level level, const char *msg) {
+    syn_linger *l = syn_qconn_owner(qc);
+    if (l->t)
+        syn_tunnel_log(l->t, level, "quic (closing): %s", msg);
+}
+
+/* Stream events of a lingering connection: its requests, streams and reports are over (their
+ * objects detached); only heartbeats still in flight learn their outcome. */
+static void linger_stream_reset(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int stop) {
+    syn_linger *l = syn_qconn_owner(qc);
+    syn_tobj *o = s->user;
+    if (l->t && o && o->h->reset)
+        o->h->reset(o, s, app_code, stop);
+}
+
+static void linger_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset) {
+    syn_linger *l = syn_qconn_owner(qc);
+    syn_tobj *o = s->user;
+    if (l->t && o && o->h->close)
+        o->h->close(o, s, app_code, reset);
+}
+
+static const syn_qconn_ops linger_qc_ops = {
+    .stream_reset = linger_stream_reset,
+    .stream_close = linger_stream_close,
+    .closed = linger_closed,
+    .log = linger_log,
+};
+
+static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
+    (void)loop;
+    (void)revents;
+    syn_linger *l = w->data;
+    synesis_tunnel *t = l->t;
+    if (!t)
+        return;
+    syn_qconn *qc = l->qc;
+    /* Heartbeat outcomes reach the application from here: a free() it makes waits for us. */
+    syn_tunnel_enter(t);
+    l->busy = 1;
+    /* The tunnel's receive buffers are free here (callbacks of different sockets never nest). */
+    for (int total = 0; total < SYN_UDP_RX_MAX_PER_EVENT && !l->dead && !t->free_pending;) {
+        int n = syn_udp_recv(l->fd, t->rx);
+        if (n == -EMSGSIZE)
+            continue;
+        if (n < 0) {
+            if (n == -ECONNREFUSED)
+                syn_qconn_abort(qc, SYNESIS_ERR_CONNECTION_LOST, "the edge went away");
+            break;
+        }
+        if (n == 0)
+            break;
+        for (int i = 0; i < n && !l->dead && !t->free_pending; i++)
+            syn_qconn_recv(qc, &l->local, &t->rx->d[i].remote, t->rx->d[i].ecn, t->rx->d[i].data,
+                           t->rx->d[i].len);
+        total += n;
+    }
+    if (!l->dead)
+        syn_qconn_flush(qc); /* may end the linger */
+    l->busy = 0;
+    if (l->dead)
+        free(l);
+    syn_tunnel_leave(t); /* may free t (and end the linger) */
+}
+
+/* Hands the live connection to a linger. Returns 0, or -1 (the caller closes it at once). */
+static int linger_start(synesis_tunnel *t, syn_qconn *qc) {
+    syn_linger *l = calloc(1, sizeof(*l));
+    if (!l)
+        return -1;
+    l->t = t;
+    l->loop = t->loop;
+    l->qc = qc;
+    l->fd = t->fd;
+    l->local = t->local;
+    ev_io_stop(t->loop, &t->rio);
+    ev_io_init(&l->rio, linger_rio_cb, l->fd, EV_READ);
+    l->rio.data = l;
+    ev_io_start(t->loop, &l->rio);
+    l->next = t->lingers;
+    if (t->lingers)
+        t->lingers->prev = l;
+    t->lingers = l;
+    syn_qconn_take_fd(qc);
+    t->fd = -1;
+    syn_qconn_set_owner(qc, &linger_qc_ops, l);
+    return 0;
+}
+
+/* free(): every linger ends now, its CONNECTION_CLOSE sent (after the ACK still owed). */
+static void lingers_end_all(synesis_tunnel *t) {
+    while (t->lingers) {
+        syn_linger *l = t->lingers;
+        syn_heartbeat_conn_lost(t, l->qc, "the tunnel was freed");
+        if (l != t->lingers)
+            continue;
+        ev_io_stop(t->loop, &l->rio);
+        linger_unlink(l); /* l->t = NULL: the close below frees l via linger_closed */
+        syn_qconn_close(l->qc, 0, "client disconnect");
+    }
+}
+
 /* ---- the connection attempt ---- */
 
 /* Ends the current connection or attempt. Requests and streams in flight on it complete with
@@ -229,16 +378,26 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
         t->pkts_sent_done += ci.pkt_sent;
         t->pkts_lost_done += ci.pkt_lost;
         t->qc = NULL; /* from here on nothing can use it, whatever the callbacks below do */
-        if (t->fd >= 0) {
+        int linger = t->linger_teardown && t->fd >= 0 && t->cfg.close_linger > 0 &&
+                     syn_qconn_handshake_completed(qc) && linger_start(t, qc) == 0;
+        if (!linger && t->fd >= 0) {
             /* The connection may still be on the stack with its close deferred: it closes the
              * socket once it has sent its CONNECTION_CLOSE. */
             ev_io_stop(t->loop, &t->rio);
             syn_qconn_take_fd(qc);
             t->fd = -1;
         }
+        if (!linger && t->linger_teardown)
+            syn_qconn_close(qc, 0, "client disconnect");
         syn_requests_conn_lost(t, err, detail);
         syn_streams_fail_all(t, err, detail);
-        syn_qconn_free(qc);
+        syn_reports_drop(t, qc);
+        if (!linger) /* a lingering connection may still deliver its heartbeats */
+            syn_heartbeat_conn_lost(t, qc, detail);
+        if (linger)
+            syn_qconn_close_graceful(qc, 0, "client disconnect", t->cfg.close_linger);
+        else
+            syn_qconn_free(qc);
     }
     if (t->fd >= 0) {
         ev_io_stop(t->loop, &t->rio);
@@ -334,6 +493,12 @@ static void qc_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, in
         o->h->close(o, s, app_code, reset);
 }
 
+/* The edge opened a stream: reports, on unidirectional ones (heartbeat.c). */
+static int qc_stream_open(syn_qconn *qc, syn_qstream *s) {
+    synesis_tunnel *t = syn_qconn_owner(qc);
+    return syn_report_open(t, s);
+}
+
 static void qc_before_write(syn_qconn *qc) {
     synesis_tunnel *t = syn_qconn_owner(qc);
     t_enter(t);
@@ -345,6 +510,7 @@ static void qc_before_write(syn_qconn *qc) {
 
 static const syn_qconn_ops tunnel_qc_ops = {
     .handshake_done = qc_handshake_done,
+    .stream_open = qc_stream_open,
     .stream_data = qc_stream_data,
     .stream_reset = qc_stream_reset,
     .stream_acked = qc_stream_acked,
@@ -616,10 +782,11 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
                         "config durations must not exceed one year (%.0f s)", year);
     if (!(c->idle_timeout > 0) || !(c->handshake_timeout > 0) || !(c->keep_alive_interval >= 0) ||
         !(c->heartbeat_interval >= 0) || !(c->request_timeout > 0) ||
-        !(c->reconnect_stable_period >= 0))
+        !(c->reconnect_stable_period >= 0) || !(c->close_linger >= 0) || c->close_linger > 60)
         return syn_fail(
             detail, SYNESIS_ERR_INVALID_ARGUMENT,
-            "config timeouts must be > 0 (keep-alive, heartbeat and stable period >= 0)");
+            "config timeouts must be > 0 (keep-alive, heartbeat and stable period >= 0, "
+            "close_linger 0 to 60 s)");
     if (!(c->reconnect_initial_delay >= 0) ||
         !(c->reconnect_max_delay >= c->reconnect_initial_delay) ||
         !(c->reconnect_multiplier >= 1.0) || !(c->reconnect_jitter >= 0) || c->reconnect_jitter > 1)
@@ -747,6 +914,9 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     t->qset.max_udp_payload = t->cfg.max_udp_payload;
     t->qset.pmtud = t->cfg.pmtud;
     t->qset.trace = t->cfg.log && t->cfg.log_level >= SYNESIS_LOG_TRACE;
+    /* The edge may open unidirectional streams for its reports (never bidirectional ones). */
+    t->qset.max_streams_bidi = 0;
+    t->qset.max_streams_uni = SYN_DEVICE_PEER_UNI_STREAMS;
 
     uint64_t seed = 0;
     (void)RAND_bytes((unsigned char *)&seed, sizeof(seed));
@@ -805,9 +975,9 @@ SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t) {
         return SYNESIS_ERR_INVALID_STATE;
     t_enter(t);
     ev_timer_stop(t->loop, &t->reconnect_timer);
-    if (t->qc)
-        syn_qconn_close(t->qc, 0, "client disconnect");
+    t->linger_teardown = 1; /* the connection closes gracefully in the background */
     conn_teardown(t, SYNESIS_ERR_CANCELLED, "the application disconnected the tunnel");
+    t->linger_teardown = 0;
     synesis_tunnel_state s;
     make_state(&s, SYNESIS_STATE_DISCONNECTED, 0, NULL);
     int rv = set_state(t, &s);
@@ -820,11 +990,13 @@ static void really_free(synesis_tunnel *t) {
     t->free_pending = 0;
     t->depth = 1;
     t->cb.on_state = NULL;
+    t->cb.on_heartbeat_result = NULL; /* heartbeats in flight are not reported once freed */
     t->nsubs = 0;
     t->state.kind = SYNESIS_STATE_DISCONNECTED; /* nothing new can start from the callbacks */
     if (t->qc)
         syn_qconn_close(t->qc, 0, "client disconnect");
     conn_teardown(t, SYNESIS_ERR_CANCELLED, "the tunnel was freed");
+    lingers_end_all(t);
     cancel_everything(t);
     syn_heartbeat_free(t);
     ev_timer_stop(t->loop, &t->reconnect_timer);
@@ -966,6 +1138,8 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     NUM(requests_cancelled);
     NUM(streams_opened);
     NUM(heartbeats_sent);
+    NUM(heartbeats_delivered);
+    NUM(heartbeats_refused);
     NUM(heartbeats_failed);
     NUM(last_heartbeat_sequence);
     NUM(last_heartbeat_rtt_ms);

@@ -69,7 +69,16 @@ struct synesis_tunnel {
     ev_io rio;
     syn_qconn *qc;
     syn_udp_rx *rx;
-    int pending_sock_err; /* an errno from sending, acted on after reading what is waiting */
+    int pending_sock_err;
+    /* Connections closing in the background after disconnect() (config.close_linger): each owns
+     * its socket and read watcher; free() ends them at once. */
+    struct syn_linger *lingers;
+    int linger_teardown;
+    /* set by disconnect(): conn_teardown hands the connection to a linger */ /* an errno from
+                                                                                 sending, acted
+                                                                                 on after
+                                                                                 reading what is
+                                                                                 waiting */
 
     /* Requests (request.c): waiting for a stream, and in flight. */
     synesis_request *req_wait_head, *req_wait_tail;
@@ -82,6 +91,17 @@ struct synesis_tunnel {
     /* Heartbeats (heartbeat.c). */
     ev_timer hb_timer;
     uint64_t hb_sequence;
+    struct syn_hb *hb_live; /* handed to QUIC, outcome not known yet */
+#define SYN_HB_RECENT 64
+    struct syn_hb_recent {
+        uint64_t sequence, conn;
+        int64_t stream_id, timestamp_ms;
+        uint32_t rtt_ms;
+        size_t size;
+        int state;              /* 0 = empty, 1 = delivered, 2 = refused */
+    } hb_recent[SYN_HB_RECENT]; /* the last outcomes, for reports that come after delivery */
+    size_t hb_recent_next;
+    struct syn_report *reports; /* edge reports being received */
     char device_id[128];
     void *vitals_sampler;
 
@@ -112,6 +132,12 @@ void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail);
 void syn_heartbeat_start(synesis_tunnel *t); /* on Connected */
 void syn_heartbeat_stop(synesis_tunnel *t);
 void syn_heartbeat_free(synesis_tunnel *t);
+/* Connection qc (NULL: any) ended: its heartbeats in flight are lost (on_heartbeat_result runs). */
+void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char *detail);
+/* Drops the reports being received on qc (NULL: any). */
+void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc);
+/* The edge opened a stream (qconn stream_open op): a report on a unidirectional one. */
+int syn_report_open(synesis_tunnel *t, syn_qstream *s);
 int syn_heartbeat_init(synesis_tunnel *t, char *detail);
 /* t_enter/t_leave for modules: a module calling application code brackets it with these;
  * syn_tunnel_leave returns 1 if the tunnel was freed. */

@@ -119,8 +119,9 @@ static void test_zero_attempts(void **state) {
     assert_int_equal(a, 0);
 }
 
-/* Jitter adds between 0 and jitter x the delay, on top of the un-jittered schedule (which it does
- * not disturb), and is the same sequence for the same seed. */
+/* Jitter scales each delay by (1 + j*u), u uniform in [-1, 1]: within d*(1-j) .. d*(1+j) around
+ * the un-jittered schedule (which it does not disturb), spanning that range, and the same
+ * sequence for the same seed. */
 static void test_jitter_bounds_and_determinism(void **state) {
     (void)state;
     const double jitter = 0.5;
@@ -129,8 +130,8 @@ static void test_jitter_bounds_and_determinism(void **state) {
     syn_backoff_init(&b2, 1.0, 60.0, 2.0, jitter, 1000, 42);
     syn_backoff_init(&b3, 1.0, 60.0, 2.0, jitter, 1000, 43);
     double base = 1.0;
-    int differs = 0, above_base = 0;
-    double lo_frac = 1, hi_frac = 0;
+    int differs = 0, above_base = 0, below_base = 0;
+    double lo_frac = 1, hi_frac = -1;
     for (uint32_t i = 1; i <= 1000; i++) {
         double d1, d2, d3;
         uint32_t a1, a2, a3;
@@ -139,39 +140,86 @@ static void test_jitter_bounds_and_determinism(void **state) {
         assert_int_equal(syn_backoff_next(&b3, &d3, &a3), 0);
         assert_int_equal(a1, i);
         assert_int_equal(a3, i);
-        if (!(d1 >= base && d1 <= base * (1 + jitter)))
-            fail_msg("attempt %u: %.17g outside [%g, %g]", i, d1, base, base * (1 + jitter));
-        assert_true(d3 >= base && d3 <= base * (1 + jitter));
+        if (!(d1 >= base * (1 - jitter) && d1 <= base * (1 + jitter)))
+            fail_msg("attempt %u: %.17g outside [%g, %g]", i, d1, base * (1 - jitter),
+                     base * (1 + jitter));
+        assert_true(d3 >= base * (1 - jitter) && d3 <= base * (1 + jitter));
         assert_true(d1 == d2); /* same seed, same sequence */
         if (d1 != d3)
             differs++;
         if (d1 > base)
             above_base++;
-        double frac = (d1 - base) / (base * jitter);
+        if (d1 < base)
+            below_base++;
+        double frac = (d1 - base) / (base * jitter); /* u, in [-1, 1] */
         if (frac < lo_frac)
             lo_frac = frac;
         if (frac > hi_frac)
             hi_frac = frac;
         base = base * 2 > 60 ? 60 : base * 2;
     }
-    /* Another seed gives another sequence; the jitter is really random and spans its range. */
+    /* Another seed gives another sequence; the jitter is really random, symmetric, and spans its
+     * range. */
     assert_true(differs > 900);
-    assert_true(above_base > 900);
-    assert_true(lo_frac < 0.05);
+    assert_true(above_base > 400 && below_base > 400);
+    assert_true(lo_frac < -0.95);
     assert_true(hi_frac > 0.95);
     /* A seed of 0 is replaced, not used as a stuck all-zero xorshift state. */
     syn_backoff z;
     syn_backoff_init(&z, 1.0, 1.0, 1.0, 1.0, 100, 0);
-    int z_above = 0;
+    int z_moved = 0;
     for (int i = 0; i < 100; i++) {
         double d;
         uint32_t a;
         assert_int_equal(syn_backoff_next(&z, &d, &a), 0);
-        assert_true(d >= 1.0 && d <= 2.0);
-        if (d > 1.0)
-            z_above++;
+        assert_true(d >= 0.0 && d <= 2.0);
+        if (d != 1.0)
+            z_moved++;
     }
-    assert_true(z_above > 90);
+    assert_true(z_moved > 90);
+}
+
+/* The default jitter (0.1) keeps the design's schedule as the centre: over many draws the mean of
+ * each attempt's delay stays at 1, 2, 4, ... 60 s, every draw within +/- 10 %; and two tunnels
+ * (two seeds) never draw the same schedule, so devices that lost one edge do not retry in step. */
+static void test_default_jitter_centred(void **state) {
+    (void)state;
+    synesis_tunnel_config cfg;
+    synesis_tunnel_config_init(&cfg);
+    assert_dbl(cfg.reconnect_jitter, 0.1, 0);
+    static const double centre[10] = {1, 2, 4, 8, 16, 32, 60, 60, 60, 60};
+    double sum[10] = {0};
+    const int runs = 20000;
+    int identical = 0;
+    double prev[10] = {0};
+    for (int r = 0; r < runs; r++) {
+        syn_backoff b;
+        syn_backoff_init(&b, cfg.reconnect_initial_delay, cfg.reconnect_max_delay,
+                         cfg.reconnect_multiplier, cfg.reconnect_jitter, cfg.reconnect_max_attempts,
+                         0x1234567ull + (uint64_t)r * 0x9e3779b97f4a7c15ull);
+        int same = 1;
+        for (int i = 0; i < 10; i++) {
+            double d;
+            uint32_t a;
+            assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
+            if (!(d >= centre[i] * 0.9 && d <= centre[i] * 1.1))
+                fail_msg("run %d attempt %d: %.17g outside +/-10%% of %g", r, i + 1, d, centre[i]);
+            sum[i] += d;
+            if (d != prev[i])
+                same = 0;
+            prev[i] = d;
+        }
+        if (r > 0 && same)
+            identical++;
+    }
+    assert_int_equal(identical, 0);
+    for (int i = 0; i < 10; i++) {
+        /* Standard error of the mean of u*0.1*c over 20000 draws is c*0.1/sqrt(3*20000) ~ 4e-4 c:
+         * 0.5 % of c is over 10 standard errors. */
+        double mean = sum[i] / runs;
+        if (mean < centre[i] * 0.995 || mean > centre[i] * 1.005)
+            fail_msg("attempt %d: mean %.6f, centre %g", i + 1, mean, centre[i]);
+    }
 }
 
 /* Reset does not rewind the random stream, but does restart the un-jittered schedule. */
@@ -186,9 +234,9 @@ static void test_jitter_after_reset(void **state) {
     syn_backoff_reset(&b);
     assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
     assert_int_equal(a, 1);
-    assert_true(d >= 2.0 && d <= 2.5);
+    assert_true(d >= 1.5 && d <= 2.5);
     assert_int_equal(syn_backoff_next(&b, &d, &a), 0);
-    assert_true(d >= 6.0 && d <= 7.5);
+    assert_true(d >= 4.5 && d <= 7.5);
 }
 
 /* What the manager does with values the tunnel's config check would refuse: multiplier < 1 is
@@ -295,6 +343,7 @@ int main(void) {
         cmocka_unit_test(test_reset_starts_over),
         cmocka_unit_test(test_zero_attempts),
         cmocka_unit_test(test_jitter_bounds_and_determinism),
+        cmocka_unit_test(test_default_jitter_centred),
         cmocka_unit_test(test_jitter_after_reset),
         cmocka_unit_test(test_clamping),
         cmocka_unit_test(test_no_overflow),

@@ -83,6 +83,7 @@ static const int all_codes[] = {
     SYNESIS_ERR_STREAM_RESET,
     SYNESIS_ERR_QUEUE_FULL,
     SYNESIS_ERR_WOULD_BLOCK,
+    SYNESIS_ERR_HEARTBEAT_REFUSED,
 };
 
 static void test_every_code_has_distinct_text_and_name(void **state) {

@@ -221,6 +221,9 @@ MUT(m_initial_nan, c->reconnect_initial_delay = NAN)
 MUT(m_max_nan, c->reconnect_max_delay = NAN)
 MUT(m_multiplier_nan, c->reconnect_multiplier = NAN)
 MUT(m_jitter_nan, c->reconnect_jitter = NAN)
+MUT(m_linger_neg, c->close_linger = -1)
+MUT(m_linger_nan, c->close_linger = NAN)
+MUT(m_linger_long, c->close_linger = 61)
 MUT(m_payload_small, c->max_udp_payload = 1199)
 MUT(m_payload_big, c->max_udp_payload = SYN_UDP_MAX_PAYLOAD + 1)
 MUT(m_response_zero, c->max_response_size = 0)
@@ -263,6 +266,9 @@ static void test_config_validation(void **state) {
         {m_max_nan,              "reconnect"      },
         {m_multiplier_nan,       "reconnect"      },
         {m_jitter_nan,           "reconnect"      },
+        {m_linger_neg,           "close_linger"   },
+        {m_linger_nan,           "close_linger"   },
+        {m_linger_long,          "close_linger"   },
         {m_payload_small,        "max_udp_payload"},
         {m_payload_big,          "max_udp_payload"},
         {m_response_zero,        "sizes"          },

@@ -15,6 +15,7 @@
 #include "fault_proxy.h"
 #include "harness.h"
 #include "protocol.h"
+#include "tunnel_int.h"
 
 #define MAX_EVENTS 256
 
@@ -27,6 +28,9 @@ typedef struct fixture {
     uint64_t seqs[MAX_EVENTS];
     int nseqs;
     int hb_sent, hb_failed;
+    /* on_heartbeat_result, by status */
+    int res_delivered, res_lost, res_refused;
+    char res_detail[256];
 } fixture;
 
 static const char *pki;
@@ -89,6 +93,31 @@ static void on_vitals(synesis_tunnel *t, synesis_vitals *v, void *ud) {
     assert_int_equal(synesis_vitals_add_number(v, "queue_depth", 7), 0);
     assert_int_equal(synesis_vitals_add_bool(v, "degraded", 0), 0);
     assert_int_equal(synesis_vitals_add_number(v, "queue_depth", 8), 0); /* replaces */
+}
+
+static void on_hb_result(synesis_tunnel *t, const synesis_heartbeat_info *info, void *ud) {
+    (void)t;
+    fixture *f = ud;
+    assert_non_null(info->detail);
+    snprintf(f->res_detail, sizeof(f->res_detail), "%s", info->detail);
+    if (info->status == 0)
+        f->res_delivered++;
+    else if (info->status == SYNESIS_ERR_CONNECTION_LOST)
+        f->res_lost++;
+    else if (info->status == SYNESIS_ERR_HEARTBEAT_REFUSED)
+        f->res_refused++;
+    else
+        fail_msg("unexpected heartbeat result %d", info->status);
+}
+
+static void start_with(fixture *f, void (*vitals)(synesis_tunnel *, synesis_vitals *, void *)) {
+    synesis_tunnel_callbacks cb = {
+        .on_heartbeat = on_hb, .on_vitals = vitals, .on_heartbeat_result = on_hb_result};
+    char detail[512];
+    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail));
+    if (rv)
+        fail_msg("%s: %s", synesis_error_name(rv), detail);
+    assert_int_equal(synesis_tunnel_connect(f->t), 0);
 }
 
 static void start(fixture *f) {
@@ -339,6 +368,131 @@ static void test_is_healthy_follows_latency(void **state) {
     syn_fault_proxy_free(p);
 }
 
+/* Across an outage (the path blackholed past the idle timeout, then back), a heartbeat counts as
+ * delivered only once the edge acknowledged all of it: delivered equals what the edge counted,
+ * and every heartbeat handed to QUIC was either delivered or lost with its connection. */
+static int delivered_quiet(void *ud) {
+    fixture *f = ud;
+    return f->res_delivered >= 5 && !f->t->hb_live;
+}
+
+static int not_connected(void *ud) { return !synesis_tunnel_is_connected(((fixture *)ud)->t); }
+
+typedef struct more_ctx {
+    fixture *f;
+    int want;
+} more_ctx;
+
+static int delivered_more_quiet(void *ud) {
+    more_ctx *m = ud;
+    return synesis_tunnel_is_connected(m->f->t) && m->f->res_delivered >= m->want &&
+           !m->f->t->hb_live;
+}
+
+static int edge_matches(void *ud) {
+    fixture *f = ud;
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    return !f->t->hb_live && st.heartbeats_delivered == (uint64_t)f->nseqs;
+}
+
+static void test_delivered_matches_edge_across_outage(void **state) {
+    fixture *f = *state;
+    struct sockaddr_in listen = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in up = listen;
+    up.sin_port = htons(syn_edge_port(f->edge));
+    syn_fault_proxy *p = syn_fault_proxy_new(f->loop, (struct sockaddr *)&listen, sizeof(listen),
+                                             (struct sockaddr *)&up, sizeof(up), 7);
+    assert_non_null(p);
+    syn_test_tunnel_config(&f->cfg, pki, syn_fault_proxy_port(p));
+    f->cfg.heartbeat_interval = 0.05;
+    f->cfg.keep_alive_interval = 0.1;
+    f->cfg.idle_timeout = 0.6;
+    start_with(f, NULL);
+    assert_true(syn_test_run_until(f->loop, delivered_quiet, f, 5));
+    /* The path goes dark: heartbeats keep being handed to QUIC until the idle timeout ends the
+     * connection, and none of them arrives. */
+    syn_fault_proxy_blackhole(p, 1);
+    assert_true(syn_test_run_until(f->loop, not_connected, f, 5));
+    syn_fault_proxy_blackhole(p, 0);
+    more_ctx m = {f, f->res_delivered + 5};
+    assert_true(syn_test_run_until(f->loop, delivered_more_quiet, &m, 10));
+    assert_true(syn_test_run_until(f->loop, edge_matches, f, 5));
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    syn_edge_device d;
+    assert_int_equal(syn_edge_device_info(f->edge, "hb-1", &d), 0);
+    if (st.heartbeats_delivered != d.heartbeats)
+        fail_msg("delivered %llu, the edge counted %llu",
+                 (unsigned long long)st.heartbeats_delivered, (unsigned long long)d.heartbeats);
+    print_message("outage: sent %llu, delivered %llu, lost %d, edge counted %llu\n",
+                  (unsigned long long)st.heartbeats_sent,
+                  (unsigned long long)st.heartbeats_delivered, f->res_lost,
+                  (unsigned long long)d.heartbeats);
+    /* Some were handed to QUIC and lost in the outage: sent is not delivery. */
+    assert_true(f->res_lost >= 1);
+    assert_true(st.heartbeats_sent > d.heartbeats);
+    if (st.heartbeats_sent != st.heartbeats_delivered + (uint64_t)f->res_lost)
+        fail_msg("sent %llu != delivered %llu + lost %d", (unsigned long long)st.heartbeats_sent,
+                 (unsigned long long)st.heartbeats_delivered, f->res_lost);
+    assert_int_equal(st.heartbeats_delivered, (uint64_t)f->res_delivered);
+    assert_int_equal(st.heartbeats_refused, 0);
+    assert_int_equal(f->res_refused, 0);
+    /* heartbeats_failed: the lost ones plus ticks while not connected (never sent). */
+    assert_true(st.heartbeats_failed >= (uint64_t)f->res_lost);
+    char json[2048];
+    assert_true(synesis_tunnel_stats_json(f->t, json, sizeof(json)) > 0);
+    cJSON *o = cJSON_Parse(json);
+    assert_true(cJSON_GetObjectItem(o, "heartbeats_delivered")->valuedouble ==
+                (double)st.heartbeats_delivered);
+    assert_true(cJSON_GetObjectItem(o, "heartbeats_refused")->valuedouble == 0);
+    cJSON_Delete(o);
+    synesis_tunnel_free(f->t);
+    f->t = NULL;
+    syn_test_run_for(f->loop, 0.05);
+    syn_fault_proxy_free(p);
+}
+
+/* The edge refuses a heartbeat while its stream is still open (its length is over the edge's
+ * maximum, seen in the header): STOP_SENDING with BAD_FRAME, counted refused, neither delivered
+ * nor failed, and the tunnel stays up. */
+static void big_vitals(synesis_tunnel *t, synesis_vitals *v, void *ud) {
+    (void)t;
+    (void)ud;
+    static char blob[60001];
+    memset(blob, 'x', sizeof(blob) - 1);
+    assert_int_equal(synesis_vitals_add_string(v, "blob", blob), 0);
+}
+
+static int any_result(void *ud) {
+    fixture *f = ud;
+    return f->res_refused + f->res_delivered + f->res_lost >= 1;
+}
+
+static void test_heartbeat_refused_by_stop_sending(void **state) {
+    fixture *f = *state;
+    f->cfg.heartbeat_interval = 10; /* one, right after Connected */
+    start_with(f, big_vitals);
+    assert_true(syn_test_run_until(f->loop, any_result, f, 5));
+    syn_test_run_for(f->loop, 0.1);
+    if (f->res_refused != 1)
+        fail_msg("results: refused %d, delivered %d, lost %d (%s)", f->res_refused,
+                 f->res_delivered, f->res_lost, f->res_detail);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    assert_int_equal(st.heartbeats_sent, 1);
+    assert_int_equal(st.heartbeats_refused, 1);
+    assert_int_equal(st.heartbeats_delivered, 0);
+    assert_int_equal(st.heartbeats_failed, 0);
+    assert_int_equal(f->res_delivered + f->res_lost, 0);
+    assert_non_null(strstr(f->res_detail, "BAD_FRAME"));
+    assert_true(synesis_tunnel_is_connected(f->t));
+    syn_edge_stats es;
+    syn_edge_get_stats(f->edge, &es);
+    assert_int_equal(es.bad_frames, 1);
+    assert_int_equal(es.heartbeats, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_heartbeats_arrive, setup, teardown),
@@ -348,6 +502,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_edge_rejects_malformed_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_is_healthy_follows_latency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivered_matches_edge_across_outage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_refused_by_stop_sending, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

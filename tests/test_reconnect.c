@@ -207,6 +207,7 @@ static void rc_config(fixture *f, synesis_tunnel_config *cfg, uint16_t port) {
     cfg->reconnect_max_delay = 0.1;
     cfg->reconnect_multiplier = 2.0;
     cfg->reconnect_max_attempts = 50;
+    cfg->reconnect_jitter = 0; /* these tests check the exact schedule */
 }
 
 static synesis_tunnel *new_tunnel(fixture *f, const synesis_tunnel_config *cfg, recorder *r) {

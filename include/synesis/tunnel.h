@@ -151,12 +151,16 @@ typedef struct synesis_tunnel_config {
     /* Largest heartbeat JSON accepted by the edge and produced by us; default 64 KiB. */
     size_t max_heartbeat_size;
 
-    /* Reconnection with exponential backoff: initial 1 s, max 60 s, x2, 10 attempts. */
+    /* Reconnection with exponential backoff: initial 1 s, max 60 s, x2, 10 attempts (the
+     * schedule's centre; see reconnect_jitter). */
     double reconnect_initial_delay;
     double reconnect_max_delay;
     double reconnect_multiplier;
     uint32_t reconnect_max_attempts;
-    /* Fraction of each delay added at random (0 = the exact schedule). Default 0. */
+    /* Bounded symmetric jitter j, 0 to 1: each delay d of the schedule becomes d * (1 + j*u),
+     * u uniform in [-1, 1] and drawn per attempt from a per-tunnel random seed, so devices that
+     * lost the same edge do not all retry at the same instants. Default 0.1 (d +/- 10 %); the
+     * mean stays at d. 0 gives the exact schedule. */
     double reconnect_jitter;
     /* Attempts and delay reset only after a connection has stayed up this long. Default 0. */
     double reconnect_stable_period;
@@ -192,6 +196,16 @@ typedef struct synesis_tunnel_config {
     /* Name resolution hook (see synesis_resolve_fn); default NULL = getaddrinfo on a thread. */
     synesis_resolve_fn resolve;
     void *resolve_user_data;
+
+    /* Appended: the graceful-close linger, seconds (0 to 60). After disconnect() the tunnel is
+     * Disconnected at once (and requests in flight complete as before), but the connection
+     * itself stays open in the background on the loop until everything the tunnel sent (stream
+     * data and FINs, e.g. a heartbeat just queued) is acknowledged and the ACK of what it
+     * received (e.g. the last response) has gone out, at most this long; only then is
+     * CONNECTION_CLOSE sent. connect() during the linger starts a new connection as usual;
+     * synesis_tunnel_free() ends any linger at once (sending the close). 0 closes at once (still
+     * sending the pending ACK first). Default 1 s. */
+    double close_linger;
 } synesis_tunnel_config;
 
 /* Fills cfg with every default listed above. */
@@ -212,8 +226,15 @@ typedef struct synesis_heartbeat_info {
     uint64_t sequence;
     int64_t timestamp_ms; /* the JSON's timestamp */
     uint32_t rtt_ms;      /* smoothed RTT when it was sent */
-    int status;           /* 0 = handed to QUIC; else why it could not be sent */
-    size_t size;          /* bytes of the frame */
+    /* on_heartbeat: 0 = handed to QUIC; else why it could not be sent.
+     * on_heartbeat_result: 0 = delivered, SYNESIS_ERR_CONNECTION_LOST (the connection ended, or
+     * the stream was reset, before the edge acknowledged all of it), SYNESIS_ERR_HEARTBEAT_REFUSED
+     * (the edge refused it). */
+    int status;
+    size_t size; /* bytes of the frame */
+    /* Appended: a human-readable detail of status, e.g. the edge's reason for a refusal (never
+     * NULL; "" when none). */
+    const char *detail;
 } synesis_heartbeat_info;
 
 /* Application callbacks given to synesis_tunnel_new(); any member may be NULL. Members are only
@@ -225,6 +246,18 @@ typedef struct synesis_tunnel_callbacks {
     void (*on_heartbeat)(synesis_tunnel *t, const synesis_heartbeat_info *info, void *user_data);
     /* Adds the application's own vitals to each heartbeat. */
     void (*on_vitals)(synesis_tunnel *t, synesis_vitals *vitals, void *user_data);
+    /* Appended: the outcome of each heartbeat handed to QUIC (on_heartbeat status 0), once it is
+     * known: status 0 when the edge acknowledged all of it (every byte and the end of its
+     * stream), SYNESIS_ERR_CONNECTION_LOST when the connection ended (or the stream was reset)
+     * first, SYNESIS_ERR_HEARTBEAT_REFUSED when the edge refused it (STOP_SENDING with
+     * BAD_FRAME, or an edge report; info.detail carries the edge's reason). The edge may judge a
+     * heartbeat only after it has received all of it: a heartbeat reported delivered can then be
+     * reported again, refused (and moves from heartbeats_delivered to heartbeats_refused).
+     * Heartbeats in flight at disconnect() are followed while the connection lingers (see
+     * close_linger): their results may come after the state is Disconnected. Not called for
+     * heartbeats still in flight when the tunnel is freed (they count as failed). */
+    void (*on_heartbeat_result)(synesis_tunnel *t, const synesis_heartbeat_info *info,
+                                void *user_data);
 } synesis_tunnel_callbacks;
 
 /*
@@ -249,16 +282,20 @@ SYNESIS_API int synesis_tunnel_connect(synesis_tunnel *t);
 
 /*
  * Closes gracefully (CONNECTION_CLOSE with application error 0, reason "client disconnect") and
- * ends in Disconnected; never reconnects. From Connecting or Reconnecting it abandons the attempt
- * and stops the timers. Returns SYNESIS_ERR_INVALID_STATE when already Disconnected or Failed.
+ * ends in Disconnected at once; never reconnects. The connection lingers in the background for
+ * at most config.close_linger seconds, until what it sent is acknowledged and the ACK of what
+ * it received has gone out, and only then sends its CONNECTION_CLOSE (see close_linger). From
+ * Connecting or Reconnecting it abandons the attempt and stops the timers. Returns
+ * SYNESIS_ERR_INVALID_STATE when already Disconnected or Failed.
  */
 SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t);
 
 /*
- * Frees the tunnel in any state. A live connection is closed as by disconnect() (without state
- * callbacks), every watcher is stopped, and no callback of this tunnel runs afterwards. Safe
- * from inside the tunnel's own callbacks (the release is deferred until they return). NULL is a
- * no-op.
+ * Frees the tunnel in any state. A live connection is closed at once (no linger: the ACK still
+ * owed for what it received, then CONNECTION_CLOSE), as is any connection still lingering after
+ * disconnect(); no state callbacks run, every watcher is stopped, and no callback of this tunnel
+ * runs afterwards. Safe from inside the tunnel's own callbacks (the release is deferred until they
+ * return). NULL is a no-op.
  */
 SYNESIS_API void synesis_tunnel_free(synesis_tunnel *t);
 
@@ -294,9 +331,10 @@ typedef struct synesis_tunnel_stats {
     uint64_t requests_failed; /* any error other than timeout and cancel */
     uint64_t requests_timed_out;
     uint64_t requests_cancelled;
-    uint64_t streams_opened; /* streaming-API streams */
-    uint64_t heartbeats_sent;
-    uint64_t heartbeats_failed;
+    uint64_t streams_opened;    /* streaming-API streams */
+    uint64_t heartbeats_sent;   /* handed to QUIC (stream opened, frame queued): not delivery */
+    uint64_t heartbeats_failed; /* not sent (not connected, too large, no stream credit), or
+                                   lost: the connection ended or the stream was reset first */
     uint64_t last_heartbeat_sequence;
     uint32_t last_heartbeat_rtt_ms;
     uint64_t connections; /* handshakes completed */
@@ -311,6 +349,12 @@ typedef struct synesis_tunnel_stats {
     uint64_t cwnd; /* congestion window, bytes */
     uint64_t packets_sent;
     uint64_t packets_lost;
+    /* Appended. Heartbeats the edge acknowledged entirely (all bytes and FIN) and did not refuse;
+     * heartbeats_sent = delivered + refused + lost (counted in heartbeats_failed) + in flight. */
+    uint64_t heartbeats_delivered;
+    /* Appended. Heartbeats the edge refused (STOP_SENDING/RESET_STREAM with BAD_FRAME, or a
+     * heartbeat_refused report). */
+    uint64_t heartbeats_refused;
 } synesis_tunnel_stats;
 
 /* Fills *out. */

@@ -198,6 +198,11 @@ static void es_free(edge_stream *es);
 static void conn_free_reports(edge_conn *c);
 
 static void conn_destroy(syn_edge *e, edge_conn *c) {
+    /* A stream is freed once closed both ways, so a response stream still here with its FIN
+     * queued has not had all of its data and FIN acknowledged. */
+    for (edge_stream *es = c->streams; es; es = es->next)
+        if (!es->uni && es->qs && es->qs->fin_queued)
+            e->stats.responses_unacked++;
     while (c->streams)
         es_free(c->streams);
     conn_free_reports(c);
@@ -306,21 +311,23 @@ static void es_reset(edge_stream *es, uint64_t code) {
 
 /* ---- reports to the device (docs/protocol.md, "Reports") ---- */
 
-static void conn_queue_report(edge_conn *c, const uint8_t *frame, size_t len) {
+static int conn_queue_report(edge_conn *c, const uint8_t *frame, size_t len) {
     edge_report *r = malloc(sizeof(*r) + len);
     if (!r) {
         c->e->stats.reports_dropped++;
-        return;
+        return SYNESIS_ERR_NOMEM;
     }
     r->next = NULL;
     r->len = len;
-    memcpy(r->frame, frame, len);
+    if (len)
+        memcpy(r->frame, frame, len);
     if (c->reports_tail)
         c->reports_tail->next = r;
     else
         c->reports = r;
     c->reports_tail = r;
     syn_qconn_schedule(c->qc);
+    return 0;
 }
 
 /* Opens a stream for each waiting report while the device grants them (before a write pass, so
@@ -361,11 +368,12 @@ int syn_edge_send_report(syn_edge *e, const char *device_id, const uint8_t *fram
     int n = 0;
     for (edge_conn *c = e->conns; c; c = c->next) {
         if (strcmp(c->device_id, device_id) == 0 && syn_qconn_handshake_completed(c->qc)) {
-            conn_queue_report(c, frame, len);
+            if (conn_queue_report(c, frame, len) != 0)
+                return SYNESIS_ERR_NOMEM;
             n++;
         }
     }
-    return n ? 0 : SYNESIS_ERR_NOT_CONNECTED;
+    return n;
 }
 
 /* Tells the device that its heartbeat on stream_id was refused after the edge read all of it. */
@@ -388,7 +396,7 @@ static void report_refusal(edge_stream *es, const cJSON *seq, const char *reason
     if (n <= SYN_REPORT_MAX) {
         syn_frame_header(frame, SYN_MSG_REPORT, n);
         memcpy(frame + SYN_FRAME_HEADER, json, n);
-        conn_queue_report(es->c, frame, SYN_FRAME_HEADER + n);
+        (void)conn_queue_report(es->c, frame, SYN_FRAME_HEADER + n);
     }
     cJSON_free(json);
 }
@@ -935,6 +943,7 @@ static const syn_qconn_ops edge_qc_ops = {
     .stream_acked = ec_stream_acked,
     .stream_credit = ec_stream_credit,
     .stream_close = ec_stream_close,
+    .streams_available = ec_before_write,
     .before_write = ec_before_write,
     .closed = ec_closed,
     .cid_added = ec_cid_added,

@@ -79,6 +79,10 @@ typedef struct syn_edge_stats {
     uint64_t held_peak;       /* the most any one connection has held */
     uint64_t reports_sent;    /* refusal reports sent to devices */
     uint64_t reports_dropped; /* reports a device could not receive (it grants no streams) */
+    /* Response streams (bidirectional, the response fully queued with FIN) still holding
+     * unacknowledged data or FIN when their connection ended: responses the device may not have
+     * received, as far as the edge can tell. */
+    uint64_t responses_unacked;
 } syn_edge_stats;
 
 void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out);
@@ -114,10 +118,14 @@ typedef int (*syn_edge_handler)(void *user_data, const char *device_id, const ui
                                 size_t len, syn_edge_reply *reply);
 void syn_edge_set_handler(syn_edge *e, syn_edge_handler fn, void *user_data);
 
-/* Queues frame (raw bytes: type, length, payload) on a new unidirectional stream to every
- * connection of device_id, followed by FIN; the stream is opened before the next write pass.
- * Returns 0, or SYNESIS_ERR_NOT_CONNECTED when no such device is connected. For reports (the
- * edge's own refusals use it) and tests. */
+/*
+ * Sends len bytes of frame, as they are, on a new edge-initiated unidirectional stream (then FIN)
+ * to every connection of device_id: the transport of edge reports (docs/protocol.md, type
+ * SYN_MSG_REPORT; the edge's own refusals use it too). The bytes are copied; each stream is
+ * opened from the connection's next write pass, waiting there while the device's stream credit
+ * is used up (a device that grants none gets none: counted in reports_dropped). Returns the
+ * number of connections it was queued on (0 when the device has none), or SYNESIS_ERR_NOMEM.
+ */
 int syn_edge_send_report(syn_edge *e, const char *device_id, const uint8_t *frame, size_t len);
 
 /* Closes every connection of device_id (CONNECTION_CLOSE with application error 0x2, "kicked");
