@@ -118,6 +118,12 @@ static void edge_child(const char *pki_dir, int ctl, int resp) {
     ec.idle_timeout = 30;
     if (getenv("BENCH_EDGE_LOG")) /* the edge's JSON events on stderr */
         ec.log_file = stderr;
+#ifdef SYN_EDGE_RETRY_NEVER /* edges with a Retry policy */
+    const char *rt = getenv("BENCH_RETRY_THRESHOLD");
+    if (rt && *rt)
+        ec.retry_threshold =
+            strcmp(rt, "never") == 0 ? SYN_EDGE_RETRY_NEVER : strtoull(rt, NULL, 10);
+#endif
     child_ctx cc = {NULL, ctl, resp};
     char detail[512];
     int rv = syn_edge_new(&cc.edge, loop, &ec, detail);

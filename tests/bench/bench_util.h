@@ -22,7 +22,8 @@ const char *bench_path(const char *dir, const char *name);
 
 /* The edge in a child process, listening on 127.0.0.1 (an ephemeral port) with the defaults of
  * syn_edge_config_init() and the PKI in pki_dir; with BENCH_EDGE_LOG set in the environment, its
- * JSON events go to stderr. Call before the parent creates its own loop. */
+ * JSON events go to stderr, and BENCH_RETRY_THRESHOLD (a number or "never") sets its
+ * retry_threshold (edges that have one). Call before the parent creates its own loop. */
 typedef struct bench_edge {
     pid_t pid;
     int ctl;  /* commands to the child */
