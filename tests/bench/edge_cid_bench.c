@@ -205,10 +205,10 @@ int main(int argc, char **argv) {
     }
     run_for(b.loop, 0.2); /* the last migrations settle */
     bench_edge_query(&be, &st, &cpu1);
-    printf("  migrations: %llu in %.1f s (%.0f/s), clients connected: %d/%d, connections "
-           "replaced: %llu\n",
-           (unsigned long long)migs, t1 - t0, (double)migs / (t1 - t0), alive, k,
-           (unsigned long long)reconnects);
+    printf("  migrations: %llu in %.1f s (%.0f/s; %llu waits for a spare ID), clients connected: "
+           "%d/%d, connections replaced: %llu\n",
+           (unsigned long long)migs, t1 - t0, (double)migs / (t1 - t0), (unsigned long long)blocked,
+           alive, k, (unsigned long long)reconnects);
     printf("  edge connection IDs after migrating: %llu, connections %llu (edge CPU during "
            "migrations: %.2f s)\n",
            (unsigned long long)st.cids, (unsigned long long)st.active, cpu1 - cpu0);
