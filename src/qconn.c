@@ -657,8 +657,10 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
         p.original_dcid_present = 1;
         /* Room for the client's IDs while path validations overlap: with the default of 2, a
          * client migrating again before our validation of its previous path has settled hands
-         * us one ID too many and the connection dies with CONNECTION_ID_LIMIT_ERROR. (This
-         * bounds the client's IDs we store; the IDs we issue follow the client's limit.) */
+         * us one ID too many within a few migrations and ngtcp2 ends the connection with
+         * CONNECTION_ID_LIMIT_ERROR (with 7, as in ngtcp2's example server, only rarely, under
+         * back-to-back migrations). This bounds the client's IDs we store; the IDs we issue
+         * follow the client's limit. */
         p.active_connection_id_limit = 7;
         if (retry_odcid) {
             s.token_type = NGTCP2_TOKEN_TYPE_RETRY;
