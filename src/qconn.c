@@ -330,6 +330,14 @@ static int new_cid_cb(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token, size_t
     return 0;
 }
 
+static int remove_cid_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid, void *ud) {
+    (void)conn;
+    syn_qconn *qc = ud;
+    if (qc->ops->cid_removed)
+        qc->ops->cid_removed(qc, cid);
+    return 0;
+}
+
 /* The server is up once its handshake completes (the client's certificate verified). The client
  * is up only once the handshake is confirmed (HANDSHAKE_DONE from the server): in TLS 1.3 the
  * client finishes before the server has judged its certificate, and a refusal arrives after. */
@@ -519,6 +527,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int server) {
     cb->version_negotiation = ngtcp2_crypto_version_negotiation_cb;
     cb->rand = rand_cb;
     cb->get_new_connection_id = new_cid_cb;
+    cb->remove_connection_id = remove_cid_cb;
     cb->handshake_completed = handshake_completed_cb;
     cb->handshake_confirmed = handshake_confirmed_cb;
     cb->stream_open = stream_open_cb;
@@ -647,6 +656,8 @@ int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
             ngtcp2_transport_params p;
             fill_callbacks(&cb, 0);
             fill_settings(qc, st, &s, &p);
+            s.token = st->token;
+            s.tokenlen = st->tokenlen;
             ngtcp2_path path = qc_path(qc);
             int nrv = ngtcp2_conn_client_new(&qc->conn, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1,
                                              &cb, &s, &p, NULL, qc);
@@ -668,9 +679,9 @@ int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
 }
 
 int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const syn_sockaddr *local,
-                         const syn_sockaddr *remote, const ngtcp2_pkt_hd *hd, SSL_CTX *ctx,
-                         const syn_qconn_settings *st, const syn_qconn_ops *ops, void *owner,
-                         char *detail) {
+                         const syn_sockaddr *remote, const ngtcp2_pkt_hd *hd,
+                         const ngtcp2_cid *retry_odcid, SSL_CTX *ctx, const syn_qconn_settings *st,
+                         const syn_qconn_ops *ops, void *owner, char *detail) {
     *out = NULL;
     syn_qconn *qc = qc_alloc(loop, fd, local, remote, st, ops, owner, 1);
     if (!qc)
@@ -687,8 +698,22 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
         fill_settings(qc, st, &s, &p);
         s.token = hd->token;
         s.tokenlen = hd->tokenlen;
-        p.original_dcid = hd->dcid;
         p.original_dcid_present = 1;
+        /* Room for the client's IDs while path validations overlap: with the default of 2, a
+         * client migrating again before our validation of its previous path has settled hands
+         * us one ID too many within a few migrations and ngtcp2 ends the connection with
+         * CONNECTION_ID_LIMIT_ERROR (with 7, as in ngtcp2's example server, only rarely, under
+         * back-to-back migrations). This bounds the client's IDs we store; the IDs we issue
+         * follow the client's limit. */
+        p.active_connection_id_limit = 7;
+        if (retry_odcid) {
+            s.token_type = NGTCP2_TOKEN_TYPE_RETRY;
+            p.original_dcid = *retry_odcid;
+            p.retry_scid = hd->dcid;
+            p.retry_scid_present = 1;
+        } else {
+            p.original_dcid = hd->dcid;
+        }
         if (RAND_bytes(scid.data, (int)scid.datalen) != 1 ||
             RAND_bytes(p.stateless_reset_token, sizeof(p.stateless_reset_token)) != 1) {
             rv = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "RAND_bytes");
@@ -1316,6 +1341,30 @@ void syn_qconn_set_remote(syn_qconn *qc, const syn_sockaddr *remote) { qc->remot
 uint64_t syn_qconn_peer_max_streams_uni(const syn_qconn *qc) {
     const ngtcp2_transport_params *p = ngtcp2_conn_get_remote_transport_params(qc->conn);
     return p ? p->initial_max_streams_uni : 0;
+}
+
+int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local) {
+    if (qc->server || qc->ended || qc->end_pending || qc->close_req || !qc->hs_done)
+        return SYNESIS_ERR_INVALID_STATE;
+    syn_sockaddr old_local = qc->local;
+    qc->local = *local;
+    ngtcp2_path path = qc_path(qc);
+    int rv = ngtcp2_conn_initiate_immediate_migration(qc->conn, &path, syn_now_ns());
+    if (rv != 0) {
+        qc->local = old_local;
+        return rv == NGTCP2_ERR_CONN_ID_BLOCKED ? SYNESIS_ERR_WOULD_BLOCK
+               : rv == NGTCP2_ERR_INVALID_STATE ? SYNESIS_ERR_INVALID_STATE
+                                                : SYNESIS_ERR_QUIC;
+    }
+    /* The batch queued for the old socket (if blocked) goes out on the new one. */
+    int active = ev_is_active(&qc->wio);
+    ev_io_stop(qc->loop, &qc->wio);
+    ev_io_set(&qc->wio, fd, EV_WRITE);
+    if (active)
+        ev_io_start(qc->loop, &qc->wio);
+    qc->fd = fd;
+    syn_qconn_schedule(qc);
+    return 0;
 }
 
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc) {

@@ -87,6 +87,10 @@ typedef struct syn_qconn_ops {
     void (*send_error)(syn_qconn *qc, int err);
     /* A new connection ID was issued by us (server routing). */
     void (*cid_added)(syn_qconn *qc, const ngtcp2_cid *cid);
+    /* One of our connection IDs is gone for good (server routing): the peer retired it (ngtcp2
+     * waits a PTO after RETIRE_CONNECTION_ID for reordered packets) or ngtcp2 dropped it. The
+     * owner stops routing datagrams with it. Called from inside ngtcp2: must not close or free. */
+    void (*cid_removed)(syn_qconn *qc, const ngtcp2_cid *cid);
     /* Logging at the given level. */
     void (*log)(syn_qconn *qc, synesis_log_level level, const char *msg);
 } syn_qconn_ops;
@@ -102,6 +106,10 @@ typedef struct syn_qconn_settings {
     uint64_t stream_window; /* per-stream receive window */
     uint64_t conn_window;   /* connection receive window */
     int trace;              /* forward ngtcp2's own log to ops->log at TRACE */
+    /* Client: an address-validation token to send in the first Initial (NULL = none; ngtcp2 copies
+     * it). Tests use it to present forged Retry tokens. */
+    const uint8_t *token;
+    size_t tokenlen;
 } syn_qconn_settings;
 
 void syn_qconn_settings_default(syn_qconn_settings *st);
@@ -113,11 +121,14 @@ int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
                          void *owner, char *detail);
 
 /* Creates a server connection for a client Initial (hd from ngtcp2_accept) on the shared fd.
+ * retry_odcid is NULL, or, when hd carries a verified Retry token, the original DCID recovered
+ * from the token: the transport parameters then name it as original_destination_connection_id and
+ * hd->dcid (the SCID of our Retry) as retry_source_connection_id, as RFC 9000 7.3 requires.
  * The first datagram must then be fed with syn_qconn_recv(). */
 int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const syn_sockaddr *local,
-                         const syn_sockaddr *remote, const ngtcp2_pkt_hd *hd, SSL_CTX *ctx,
-                         const syn_qconn_settings *st, const syn_qconn_ops *ops, void *owner,
-                         char *detail);
+                         const syn_sockaddr *remote, const ngtcp2_pkt_hd *hd,
+                         const ngtcp2_cid *retry_odcid, SSL_CTX *ctx, const syn_qconn_settings *st,
+                         const syn_qconn_ops *ops, void *owner, char *detail);
 
 /* Feeds one received datagram. It sends nothing and does not re-arm the timer: the owner must
  * call syn_qconn_flush() after the batch. */
@@ -175,6 +186,14 @@ void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out);
 const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc);
 /* For the edge: update the send fd/path when packets arrive from a new address (migration). */
 void syn_qconn_set_remote(syn_qconn *qc, const syn_sockaddr *remote);
+/* Client: moves the connection to a new socket fd (bound to local, connected to the same remote)
+ * with an immediate migration (ngtcp2_conn_initiate_immediate_migration: packets go out on the new
+ * path at once, the path is validated meanwhile). The caller keeps owning both fds and must now
+ * feed datagrams received on fd (late ones from the old socket may still be fed). Returns 0,
+ * SYNESIS_ERR_WOULD_BLOCK when the edge has not yet issued a spare connection ID (try again
+ * later), SYNESIS_ERR_INVALID_STATE before the handshake is confirmed, or SYNESIS_ERR_QUIC. Used by
+ * the tests and benchmarks that play a migrating device. */
+int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local);
 
 /* Streams. open returns SYNESIS_ERR_WOULD_BLOCK when the peer's stream limit is reached. */
 int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out);

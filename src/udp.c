@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <stdio.h>
@@ -75,6 +76,26 @@ int syn_udp_open(const struct sockaddr *connect_to, socklen_t connect_len,
         }
     }
     return fd;
+}
+
+static int set_buffer(int fd, int force_opt, int opt, int value, int *got) {
+    int rv = 0;
+    if (setsockopt(fd, SOL_SOCKET, force_opt, &value, sizeof(value)) != 0 &&
+        setsockopt(fd, SOL_SOCKET, opt, &value, sizeof(value)) != 0)
+        rv = -errno;
+    if (got) {
+        socklen_t l = sizeof(*got);
+        if (getsockopt(fd, SOL_SOCKET, opt, got, &l) != 0)
+            *got = 0;
+    }
+    return rv;
+}
+
+int syn_udp_set_buffers(int fd, size_t bytes, int *rcv, int *snd) {
+    int value = bytes > INT_MAX / 2 ? INT_MAX / 2 : (int)bytes;
+    int r1 = set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, value, rcv);
+    int r2 = set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, value, snd);
+    return r1 ? r1 : r2;
 }
 
 static uint8_t cmsg_ecn(struct msghdr *mh) {

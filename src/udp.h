@@ -27,6 +27,13 @@ int syn_udp_open(const struct sockaddr *connect_to, socklen_t connect_len,
                  const struct sockaddr *bind_to, socklen_t bind_len, int pmtud, syn_sockaddr *local,
                  char *detail);
 
+/* Sets the socket's SO_RCVBUF and SO_SNDBUF to bytes each: SO_RCVBUFFORCE/SO_SNDBUFFORCE first
+ * (they pass the net.core.rmem_max/wmem_max limits, with CAP_NET_ADMIN), the plain options when
+ * those are refused (the kernel then caps the size at the limit). rcv/snd (may be NULL) receive
+ * the sizes obtained as getsockopt reports them (Linux doubles the request for its bookkeeping).
+ * Returns 0, or -errno when a plain option failed too. */
+int syn_udp_set_buffers(int fd, size_t bytes, int *rcv, int *snd);
+
 /* One received datagram. */
 typedef struct syn_udp_dgram {
     uint8_t *data;

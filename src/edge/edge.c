@@ -1,6 +1,7 @@
 /* The reference edge server. */
 #include "edge.h"
 
+#include "cidmap.h"
 #include "protocol.h"
 #include "qconn.h"
 #include "tls.h"
@@ -76,12 +77,9 @@ struct edge_conn {
     uint64_t held;
     int src_stalled;                     /* a SRC stream waits for held to fall below the bound */
     edge_report *reports, *reports_tail; /* reports waiting for a stream */
+    syn_cidmap_list cids;                /* this connection's IDs in the edge's table */
+    int handshaking;                     /* counted in syn_edge.handshaking */
 };
-
-typedef struct cid_entry {
-    ngtcp2_cid cid;
-    edge_conn *conn;
-} cid_entry;
 
 struct syn_edge {
     struct ev_loop *loop;
@@ -95,8 +93,9 @@ struct syn_edge {
     ev_io rio;
     syn_udp_rx *rx;
     edge_conn *conns;
-    cid_entry *cids;
-    size_t ncids, cids_cap;
+    syn_cidmap cids;
+    size_t handshaking;       /* connections accepted, handshake not completed */
+    uint8_t retry_secret[32]; /* keys the Retry tokens of this edge */
     syn_edge_stats stats;
     char last_device[128];
     char last_bad_frame[256];
@@ -118,6 +117,8 @@ void syn_edge_config_init(syn_edge_config *cfg) {
     cfg->max_heartbeat_size = 64 * 1024;
     cfg->max_conn_buffer = 16u * 1024 * 1024;
     cfg->max_src_size = 16ull * 1024 * 1024 * 1024;
+    cfg->retry_threshold = 64;
+    cfg->socket_buffer = 4 * 1024 * 1024;
 }
 
 /* ---- JSON event log ---- */
@@ -164,31 +165,32 @@ static void emit_simple(syn_edge *e, const char *name, const edge_conn *c, const
     edge_emit(e, o);
 }
 
-/* ---- connection IDs ---- */
+/* ---- connection IDs (a keyed hash table: cidmap.h) ---- */
 
 static void cid_add(syn_edge *e, const ngtcp2_cid *cid, edge_conn *c) {
-    cid_entry *n = syn_grow(e->cids, &e->cids_cap, e->ncids + 1, sizeof(*n), 16, 0);
-    if (!n)
-        return; /* the connection is still reachable by its other IDs */
-    e->cids = n;
-    e->cids[e->ncids].cid = *cid;
-    e->cids[e->ncids].conn = c;
-    e->ncids++;
+    /* On failure the connection is still reachable by its other IDs; a duplicate (a random
+     * collision) keeps routing to the connection that had it first. */
+    (void)syn_cidmap_add(&e->cids, cid->data, cid->datalen, c, &c->cids);
 }
 
 static edge_conn *cid_find(syn_edge *e, const uint8_t *dcid, size_t len) {
-    for (size_t i = 0; i < e->ncids; i++)
-        if (e->cids[i].cid.datalen == len && memcmp(e->cids[i].cid.data, dcid, len) == 0)
-            return e->cids[i].conn;
-    return NULL;
+    return syn_cidmap_find(&e->cids, dcid, len);
+}
+
+static void cid_remove(syn_edge *e, const ngtcp2_cid *cid, edge_conn *c) {
+    if (syn_cidmap_find(&e->cids, cid->data, cid->datalen) == c)
+        (void)syn_cidmap_remove(&e->cids, cid->data, cid->datalen);
 }
 
 static void cid_remove_conn(syn_edge *e, edge_conn *c) {
-    size_t j = 0;
-    for (size_t i = 0; i < e->ncids; i++)
-        if (e->cids[i].conn != c)
-            e->cids[j++] = e->cids[i];
-    e->ncids = j;
+    syn_cidmap_remove_list(&e->cids, &c->cids);
+}
+
+static void handshaking_end(syn_edge *e, edge_conn *c) {
+    if (c->handshaking) {
+        c->handshaking = 0;
+        e->handshaking--;
+    }
 }
 
 /* ---- connections ---- */
@@ -207,6 +209,7 @@ static void conn_destroy(syn_edge *e, edge_conn *c) {
         es_free(c->streams);
     conn_free_reports(c);
     cid_remove_conn(e, c);
+    handshaking_end(e, c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -225,6 +228,7 @@ static void ec_handshake_done(syn_qconn *qc) {
         snprintf(c->device_id, sizeof(c->device_id), "?");
     syn_copy_str(e->last_device, sizeof(e->last_device), c->device_id);
     e->stats.handshakes++;
+    handshaking_end(e, c);
     emit_simple(e, "connection", c, NULL, NULL);
 }
 
@@ -936,6 +940,11 @@ static void ec_cid_added(syn_qconn *qc, const ngtcp2_cid *cid) {
     cid_add(c->e, cid, c);
 }
 
+static void ec_cid_removed(syn_qconn *qc, const ngtcp2_cid *cid) {
+    edge_conn *c = syn_qconn_owner(qc);
+    cid_remove(c->e, cid, c);
+}
+
 static const syn_qconn_ops edge_qc_ops = {
     .handshake_done = ec_handshake_done,
     .stream_open = ec_stream_open,
@@ -947,6 +956,7 @@ static const syn_qconn_ops edge_qc_ops = {
     .before_write = ec_before_write,
     .closed = ec_closed,
     .cid_added = ec_cid_added,
+    .cid_removed = ec_cid_removed,
 };
 
 static void send_version_negotiation(syn_edge *e, const ngtcp2_version_cid *vc,
@@ -960,6 +970,91 @@ static void send_version_negotiation(syn_edge *e, const ngtcp2_version_cid *vc,
     if (n > 0)
         (void)sendto(e->fd, buf, (size_t)n, MSG_DONTWAIT, (const struct sockaddr *)&to->ss,
                      to->len);
+}
+
+/* ---- address validation: stateless Retry ---- */
+
+static ngtcp2_tstamp token_clock(void) {
+    return (ngtcp2_tstamp)syn_wall_ms() * NGTCP2_MILLISECONDS;
+}
+
+static void send_raw(syn_edge *e, const uint8_t *buf, size_t len, const syn_sockaddr *to) {
+    (void)sendto(e->fd, buf, len, MSG_DONTWAIT, (const struct sockaddr *)&to->ss, to->len);
+}
+
+/* Answers a client Initial with a Retry carrying a token that binds its address and its DCID. */
+static void send_retry(syn_edge *e, const ngtcp2_pkt_hd *hd, const syn_sockaddr *to) {
+    ngtcp2_cid scid;
+    scid.datalen = SYN_SV_SCIDLEN;
+    uint8_t token[NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN2];
+    if (RAND_bytes(scid.data, (int)scid.datalen) != 1)
+        return;
+    ngtcp2_ssize tl = ngtcp2_crypto_generate_retry_token2(
+        token, e->retry_secret, sizeof(e->retry_secret), hd->version,
+        (const ngtcp2_sockaddr *)&to->ss, (ngtcp2_socklen)to->len, &scid, &hd->dcid, token_clock());
+    if (tl < 0)
+        return;
+    uint8_t buf[NGTCP2_MAX_UDP_PAYLOAD_SIZE];
+    ngtcp2_ssize n = ngtcp2_crypto_write_retry(buf, sizeof(buf), hd->version, &hd->scid, &scid,
+                                               &hd->dcid, token, (size_t)tl);
+    if (n <= 0)
+        return;
+    send_raw(e, buf, (size_t)n, to);
+    e->stats.retries++;
+}
+
+/* Refuses an Initial whose Retry token is invalid (RFC 9000 8.1.3: INVALID_TOKEN), statelessly. */
+static void send_invalid_token(syn_edge *e, const ngtcp2_pkt_hd *hd, const syn_sockaddr *to) {
+    uint8_t buf[NGTCP2_MAX_UDP_PAYLOAD_SIZE];
+    ngtcp2_ssize n = ngtcp2_crypto_write_connection_close(buf, sizeof(buf), hd->version, &hd->scid,
+                                                          &hd->dcid, NGTCP2_INVALID_TOKEN, NULL, 0);
+    if (n > 0)
+        send_raw(e, buf, (size_t)n, to);
+}
+
+enum { AV_ACCEPT, AV_ACCEPT_RETRIED, AV_DONE };
+
+/* Decides what a client Initial that would open a connection gets. AV_ACCEPT_RETRIED: its Retry
+ * token verified, *odcid is the DCID of the client's first Initial. AV_ACCEPT: a new connection
+ * without validated address (hd's token, if any, is cleared: only a verified token may lift the
+ * anti-amplification limit). AV_DONE: answered (Retry, refusal) or dropped. */
+static int validate_address(syn_edge *e, ngtcp2_pkt_hd *hd, const syn_udp_dgram *d,
+                            ngtcp2_cid *odcid) {
+    if (hd->tokenlen && hd->token[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY2) {
+        int rv = ngtcp2_crypto_verify_retry_token2(
+            odcid, hd->token, hd->tokenlen, e->retry_secret, sizeof(e->retry_secret), hd->version,
+            (const ngtcp2_sockaddr *)&d->remote.ss, (ngtcp2_socklen)d->remote.len, &hd->dcid,
+            SYN_EDGE_RETRY_TOKEN_TIMEOUT * NGTCP2_SECONDS, token_clock());
+        if (rv == 0)
+            return AV_ACCEPT_RETRIED;
+        e->stats.tokens_refused++;
+        send_invalid_token(e, hd, &d->remote);
+        char remote[64];
+        syn_sockaddr_str((const struct sockaddr *)&d->remote.ss, remote, sizeof(remote));
+        cJSON *o = event("retry_token_refused", NULL);
+        if (o) {
+            cJSON_AddStringToObject(o, "remote", remote);
+            cJSON_AddStringToObject(
+                o, "reason",
+                rv == NGTCP2_CRYPTO_ERR_VERIFY_TOKEN ? "expired or other address" : "unreadable");
+            edge_emit(e, o);
+        }
+        return AV_DONE;
+    }
+    if (hd->tokenlen) {
+        /* Not a token of ours (we send no NEW_TOKEN): proceed as without one (RFC 9000 8.1.3). */
+        e->stats.tokens_ignored++;
+        hd->token = NULL;
+        hd->tokenlen = 0;
+        if (hd->dcid.datalen < NGTCP2_MIN_INITIAL_DCIDLEN)
+            return AV_DONE;
+    }
+    if (e->cfg.retry_threshold != SYN_EDGE_RETRY_NEVER &&
+        e->handshaking >= e->cfg.retry_threshold) {
+        send_retry(e, hd, &d->remote);
+        return AV_DONE;
+    }
+    return AV_ACCEPT;
 }
 
 static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
@@ -985,14 +1080,19 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
     ngtcp2_pkt_hd hd;
     if (ngtcp2_accept(&hd, d->data, d->len) != 0)
         return; /* not an Initial we can serve: drop */
+    ngtcp2_cid odcid;
+    int av = validate_address(e, &hd, d, &odcid);
+    if (av == AV_DONE)
+        return;
     c = calloc(1, sizeof(*c));
     if (!c)
         return;
     c->e = e;
     syn_sockaddr_str((const struct sockaddr *)&d->remote.ss, c->remote, sizeof(c->remote));
     char detail[SYNESIS_DETAIL_MAX];
-    if (syn_qconn_server_new(&c->qc, e->loop, e->fd, &e->local, &d->remote, &hd, e->ssl_ctx,
-                             &e->qset, &edge_qc_ops, c, detail) != 0) {
+    if (syn_qconn_server_new(&c->qc, e->loop, e->fd, &e->local, &d->remote, &hd,
+                             av == AV_ACCEPT_RETRIED ? &odcid : NULL, e->ssl_ctx, &e->qset,
+                             &edge_qc_ops, c, detail) != 0) {
         emit_simple(e, "error", c, "reason", detail);
         cid_remove_conn(e, c);
         free(c);
@@ -1004,6 +1104,8 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
     e->conns = c;
     e->stats.accepted++;
     e->stats.active++;
+    c->handshaking = 1;
+    e->handshaking++;
     cid_add(e, &hd.dcid, c); /* the client keeps using the original DCID until it learns ours */
     c->dirty = 1;
     syn_qconn_recv(c->qc, &e->local, &d->remote, d->ecn, d->data, d->len);
@@ -1087,7 +1189,8 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     e->str_listen = strdup(cfg->listen ? cfg->listen : "");
     e->str_alpn = strdup(cfg->alpn ? cfg->alpn : SYN_ALPN_DEFAULT);
     e->rx = malloc(sizeof(*e->rx));
-    if (!e->str_listen || !e->str_alpn || !e->rx) {
+    if (!e->str_listen || !e->str_alpn || !e->rx || syn_cidmap_init(&e->cids) != 0 ||
+        RAND_bytes(e->retry_secret, sizeof(e->retry_secret)) != 1) {
         rv = syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -1151,6 +1254,19 @@ int syn_edge_start(syn_edge *e, char *detail) {
     if (fd < 0)
         return fd;
     e->fd = fd;
+    if (e->cfg.socket_buffer) {
+        int rcv = 0, snd = 0;
+        int rv = syn_udp_set_buffers(fd, e->cfg.socket_buffer, &rcv, &snd);
+        cJSON *o = event("socket_buffers", NULL);
+        if (o) {
+            cJSON_AddNumberToObject(o, "requested", (double)e->cfg.socket_buffer);
+            cJSON_AddNumberToObject(o, "rcvbuf", rcv);
+            cJSON_AddNumberToObject(o, "sndbuf", snd);
+            if (rv != 0)
+                cJSON_AddStringToObject(o, "error", strerror(-rv));
+            edge_emit(e, o);
+        }
+    }
     /* Restart on the same port after a stop. */
     if (e->local.ss.ss_family == AF_INET)
         ((struct sockaddr_in *)&e->listen_addr.ss)->sin_port =
@@ -1196,7 +1312,11 @@ uint16_t syn_edge_port(const syn_edge *e) {
     return 0;
 }
 
-void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out) { *out = e->stats; }
+void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out) {
+    *out = e->stats;
+    out->cids = syn_cidmap_count(&e->cids);
+    out->handshaking = e->handshaking;
+}
 
 const char *syn_edge_last_device(const syn_edge *e) { return e->last_device; }
 
@@ -1231,7 +1351,7 @@ void syn_edge_free(syn_edge *e) {
     syn_edge_stop(e, 0);
     if (e->ssl_ctx)
         SSL_CTX_free(e->ssl_ctx);
-    free(e->cids);
+    syn_cidmap_free(&e->cids);
     free(e->devices);
     free(e->rx);
     free(e->str_listen);

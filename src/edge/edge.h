@@ -43,7 +43,25 @@ typedef struct syn_edge_config {
     syn_edge_log_fn log; /* JSON lines; NULL = none */
     void *log_user_data;
     FILE *log_file; /* also (or instead) write lines here */
+    /* Stateless Retry under load: when at least this many handshakes are in progress (connections
+     * accepted whose handshake has not completed), a client Initial without a token is answered
+     * with a Retry (RFC 9000 8.1.2) instead of a new connection; the client comes back with the
+     * token and proves its address before the edge keeps any state for it. Default 64; 0 = Retry
+     * every new connection; SYN_EDGE_RETRY_NEVER = never. Retry tokens are valid for
+     * SYN_EDGE_RETRY_TOKEN_TIMEOUT seconds and bound to the client's address; an Initial whose
+     * Retry token does not verify is answered with CONNECTION_CLOSE(INVALID_TOKEN). */
+    size_t retry_threshold;
+    /* SO_RCVBUF and SO_SNDBUF of the listening socket, bytes: default 4 MiB, so a burst of
+     * Initials is not dropped by the kernel (Linux defaults to ~208 KiB). As root the limit
+     * net.core.rmem_max/wmem_max is bypassed (SO_RCVBUFFORCE); otherwise the kernel caps it
+     * there. The size obtained is logged ("socket_buffers" event). 0 = leave the defaults. */
+    size_t socket_buffer;
 } syn_edge_config;
+
+/* retry_threshold: never send Retry. */
+#define SYN_EDGE_RETRY_NEVER SIZE_MAX
+/* Validity of the edge's Retry tokens, seconds. */
+#define SYN_EDGE_RETRY_TOKEN_TIMEOUT 10
 
 void syn_edge_config_init(syn_edge_config *cfg);
 
@@ -83,6 +101,15 @@ typedef struct syn_edge_stats {
      * unacknowledged data or FIN when their connection ended: responses the device may not have
      * received, as far as the edge can tell. */
     uint64_t responses_unacked;
+    /* Connection IDs in the routing table now (all connections): each connection holds its
+     * active IDs (at most the client's active_connection_id_limit), those retired less than a
+     * PTO ago, and the DCID of the client's first Initial. */
+    uint64_t cids;
+    uint64_t handshaking; /* handshakes in progress now (see retry_threshold) */
+    /* Address validation, counted per Initial datagram (a ClientHello may take two). */
+    uint64_t retries;        /* Retry packets sent */
+    uint64_t tokens_refused; /* Retry tokens that did not verify: CONNECTION_CLOSE(INVALID_TOKEN) */
+    uint64_t tokens_ignored; /* tokens that are no Retry token of ours: treated as absent */
 } syn_edge_stats;
 
 void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out);

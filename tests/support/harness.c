@@ -228,16 +228,23 @@ static int raw_stream_open(syn_qconn *qc, syn_qstream *s) {
     return 0;
 }
 
+/* Data on our own streams goes to data; on the edge's streams (reports), to peer_data. */
 static void raw_stream_data(syn_qconn *qc, syn_qstream *s, const uint8_t *data, size_t len,
                             int fin) {
-    (void)s;
     syn_test_raw_client *c = syn_qconn_owner(qc);
-    size_t n = len < sizeof(c->peer_data) - c->peer_len ? len : sizeof(c->peer_data) - c->peer_len;
-    if (n)
-        memcpy(c->peer_data + c->peer_len, data, n);
-    c->peer_len += n;
-    if (fin)
-        c->peer_fins++;
+    if (s->id & 1) {
+        size_t n =
+            len < sizeof(c->peer_data) - c->peer_len ? len : sizeof(c->peer_data) - c->peer_len;
+        if (n)
+            memcpy(c->peer_data + c->peer_len, data, n);
+        c->peer_len += n;
+        if (fin)
+            c->peer_fins++;
+        return;
+    }
+    for (size_t i = 0; i < len; i++, c->data_len++)
+        if (c->data_len < sizeof(c->data))
+            c->data[c->data_len] = data[i];
 }
 
 static const syn_qconn_ops raw_ops = {
@@ -253,6 +260,8 @@ static void raw_rio(struct ev_loop *loop, ev_io *w, int revents) {
     (void)revents;
     syn_test_raw_client *c = w->data;
     int n = syn_udp_recv(c->fd, &c->rx);
+    if (n > 0)
+        c->rx_count += (uint64_t)n;
     for (int i = 0; i < n && !c->closed; i++)
         syn_qconn_recv(c->qc, &c->local, &c->rx.d[i].remote, 0, c->rx.d[i].data, c->rx.d[i].len);
     if (!c->closed)
@@ -264,6 +273,12 @@ int syn_test_raw_done(void *client) { return ((syn_test_raw_client *)client)->do
 syn_test_raw_client *syn_test_raw_client_new(struct ev_loop *loop, uint16_t port,
                                              const char *pki_dir, const char *cert,
                                              const char *key) {
+    return syn_test_raw_client_new_st(loop, port, pki_dir, cert, key, NULL);
+}
+
+syn_test_raw_client *syn_test_raw_client_new_st(struct ev_loop *loop, uint16_t port,
+                                                const char *pki_dir, const char *cert,
+                                                const char *key, const syn_qconn_settings *sto) {
     syn_test_raw_client *c = calloc(1, sizeof(*c));
     assert_non_null(c);
     c->loop = loop;
@@ -287,6 +302,8 @@ syn_test_raw_client *syn_test_raw_client_new(struct ev_loop *loop, uint16_t port
     syn_qconn_settings_default(&st);
     st.handshake_timeout_ns = 3000000000ull;
     st.max_streams_uni = SYN_DEVICE_PEER_UNI_STREAMS; /* the edge's reports */
+    if (sto)
+        st = *sto;
     assert_int_equal(syn_qconn_client_new(&c->qc, loop, c->fd, &c->local, &remote, c->ctx,
                                           "localhost", "synesis-tunnel/1", &st, &raw_ops, c,
                                           c->detail),
@@ -296,6 +313,27 @@ syn_test_raw_client *syn_test_raw_client_new(struct ev_loop *loop, uint16_t port
     ev_io_start(loop, &c->rio);
     syn_qconn_flush(c->qc);
     return c;
+}
+
+int syn_test_raw_client_migrate(syn_test_raw_client *c) {
+    const syn_sockaddr *remote = syn_qconn_remote(c->qc);
+    syn_sockaddr local;
+    char detail[512];
+    int fd =
+        syn_udp_open((const struct sockaddr *)&remote->ss, remote->len, NULL, 0, 1, &local, detail);
+    assert_true(fd >= 0);
+    int rv = syn_qconn_migrate(c->qc, fd, &local);
+    if (rv != 0) {
+        close(fd);
+        return rv;
+    }
+    ev_io_stop(c->loop, &c->rio);
+    close(c->fd);
+    c->fd = fd;
+    c->local = local;
+    ev_io_set(&c->rio, fd, EV_READ);
+    ev_io_start(c->loop, &c->rio);
+    return 0;
 }
 
 void syn_test_raw_client_free(syn_test_raw_client *c) {

@@ -96,12 +96,25 @@ typedef struct syn_test_raw_client {
     uint8_t peer_data[16384];
     size_t peer_len;
     int peer_fins;
+    /* Datagrams received (all sockets), and data received on its streams (the first
+     * sizeof(data) bytes; data_len counts them all). */
+    uint64_t rx_count;
+    uint8_t data[4096];
+    size_t data_len;
 } syn_test_raw_client;
 
 syn_test_raw_client *syn_test_raw_client_new(struct ev_loop *loop, uint16_t port,
                                              const char *pki_dir, const char *cert,
                                              const char *key);
+/* The same with the driver settings st (a token to present, say); NULL = the defaults above. */
+syn_test_raw_client *syn_test_raw_client_new_st(struct ev_loop *loop, uint16_t port,
+                                                const char *pki_dir, const char *cert,
+                                                const char *key, const syn_qconn_settings *st);
 int syn_test_raw_done(void *client);
+/* Moves the raw client to a new UDP socket (a new local port) with an immediate migration and
+ * closes the old socket. Returns syn_qconn_migrate()'s result (SYNESIS_ERR_WOULD_BLOCK: no spare
+ * connection ID from the edge yet, run the loop and try again). */
+int syn_test_raw_client_migrate(syn_test_raw_client *c);
 void syn_test_raw_client_free(syn_test_raw_client *c);
 
 #endif
