@@ -60,4 +60,9 @@ void bench_raw_free(bench_raw *c);
 /* Monotonic seconds. */
 double bench_now(void);
 
+/* A field of /proc/PID/status in kB ("VmRSS", "VmHWM"), or -1. */
+long bench_status_kb(pid_t pid, const char *key);
+/* User + system CPU seconds of process pid so far, from /proc (clock ticks: 10 ms here). */
+double bench_cpu_of(pid_t pid);
+
 #endif

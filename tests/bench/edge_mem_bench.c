@@ -15,24 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
 #include "synesis/request.h"
 #include "synesis/stream.h"
 #include "synesis/tunnel.h"
-
-static long status_kb(long pid, const char *key) {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long v = -1;
-    size_t kl = strlen(key);
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, key, kl) == 0 && line[kl] == ':')
-            v = strtol(line + kl + 1, NULL, 10);
-    fclose(f);
-    return v;
-}
 
 static int results, reset_0x11, ok;
 
@@ -128,7 +114,7 @@ int main(int argc, char **argv) {
     synesis_tunnel_connect(t);
     while (!synesis_tunnel_is_connected(t))
         ev_run(loop, EVRUN_ONCE);
-    long rss0 = status_kb(pid, "VmRSS"), hwm0 = status_kb(pid, "VmHWM");
+    long rss0 = bench_status_kb(pid, "VmRSS"), hwm0 = bench_status_kb(pid, "VmHWM");
     uint8_t *body = NULL;
     if (!strcmp(mode, "sleep")) {
         body = malloc(size);
@@ -153,7 +139,7 @@ int main(int argc, char **argv) {
         }
         run_secs(loop, 3.0);
     }
-    long rss1 = status_kb(pid, "VmRSS"), hwm1 = status_kb(pid, "VmHWM");
+    long rss1 = bench_status_kb(pid, "VmRSS"), hwm1 = bench_status_kb(pid, "VmHWM");
     printf("{\"mode\":\"%s\",\"streams\":%d,\"size\":%zu,\"edge_rss_before_kb\":%ld,"
            "\"edge_rss_after_kb\":%ld,\"edge_hwm_before_kb\":%ld,\"edge_hwm_after_kb\":%ld,"
            "\"answered\":%d,\"refused_0x11\":%d}\n",

@@ -39,6 +39,7 @@
 #include <cjson/cJSON.h>
 #include <netinet/in.h>
 
+#include "bench_util.h"
 #include "edge/edge.h"
 #include "fault_proxy.h"
 #include "synesis/synesis.h"
@@ -66,38 +67,6 @@ static double cpu_self(void) {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* utime + stime of another process, from /proc (clock ticks, 10 ms here). */
-static double cpu_of(pid_t pid) {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
-        return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-    return 0;
-}
-
-static long status_kb(pid_t pid, const char *key) {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long v = -1;
-    size_t kl = strlen(key);
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, key, kl) == 0 && line[kl] == ':')
-            v = strtol(line + kl + 1, NULL, 10);
-    fclose(f);
-    return v;
 }
 
 static size_t heap_in_use(void) {
@@ -470,7 +439,7 @@ static void pipeline(struct ev_loop *loop, synesis_tunnel *t, pid_t edge, size_t
     ps->inflight = ps->done = ps->failed = 0;
     ps->nlat = 0;
     ps->finished = 0;
-    double c0 = cpu_self(), e0 = cpu_of(edge), t0 = now_s();
+    double c0 = cpu_self(), e0 = bench_cpu_of(edge), t0 = now_s();
     ps->stop_at = t0 + secs;
     for (size_t i = 0; i < inflight; i++)
         submit(ps);
@@ -478,7 +447,7 @@ static void pipeline(struct ev_loop *loop, synesis_tunnel *t, pid_t edge, size_t
     double el = now_s() - t0;
     *rate = (double)ps->done / el;
     *ccpu = (cpu_self() - c0) / (double)ps->done * 1e6;
-    *ecpu = (cpu_of(edge) - e0) / (double)ps->done * 1e6;
+    *ecpu = (bench_cpu_of(edge) - e0) / (double)ps->done * 1e6;
 }
 
 static void bench_requests(void) {
@@ -600,7 +569,7 @@ static double bulk_once(struct ev_loop *loop, synesis_tunnel *t, pid_t edge, uin
     bulk_state b = {0};
     synesis_stream_callbacks cb = {
         .on_data = bulk_data, .on_close = bulk_close, .on_writable = bulk_writable};
-    double c0 = cpu_self(), e0 = cpu_of(edge), t0 = now_s();
+    double c0 = cpu_self(), e0 = bench_cpu_of(edge), t0 = now_s();
     for (int i = 0; i < k; i++) {
         synesis_stream *s;
         if (synesis_tunnel_open_stream(t, &cb, &b, &s) != 0)
@@ -633,7 +602,7 @@ static double bulk_once(struct ev_loop *loop, synesis_tunnel *t, pid_t edge, uin
                 (unsigned long long)b.received);
     double gib = (double)bytes / (1024.0 * 1024 * 1024);
     *ccpu = (cpu_self() - c0) / gib;
-    *ecpu = (cpu_of(edge) - e0) / gib;
+    *ecpu = (bench_cpu_of(edge) - e0) / gib;
     return el;
 }
 
@@ -703,8 +672,8 @@ static void bench_footprint(void) {
     c.retry_initial_connect = 1;
     synesis_tunnel **t = calloc(n, sizeof(*t));
     run_for(loop, 0.05);
-    long e_rss0 = status_kb(ep.pid, "VmRSS"), c_rss0 = status_kb(getpid(), "VmRSS");
-    double e_cpu0 = cpu_of(ep.pid);
+    long e_rss0 = bench_status_kb(ep.pid, "VmRSS"), c_rss0 = bench_status_kb(getpid(), "VmRSS");
+    double e_cpu0 = bench_cpu_of(ep.pid);
     size_t heap0 = heap_in_use();
     for (size_t i = 0; i < n; i++)
         t[i] = tunnel_new(loop, &c);
@@ -728,8 +697,8 @@ static void bench_footprint(void) {
     ev_timer_stop(loop, &wake);
     run_for(loop, 0.5);
     size_t heap1 = heap_in_use();
-    long e_rss1 = status_kb(ep.pid, "VmRSS"), c_rss1 = status_kb(getpid(), "VmRSS");
-    double e_cpu = cpu_of(ep.pid) - e_cpu0;
+    long e_rss1 = bench_status_kb(ep.pid, "VmRSS"), c_rss1 = bench_status_kb(getpid(), "VmRSS");
+    double e_cpu = bench_cpu_of(ep.pid) - e_cpu0;
     double v[1] = {(double)(heap1 - heap0) / (double)n};
     cJSON *x = cJSON_CreateObject();
     cJSON_AddNumberToObject(x, "heap_per_tunnel_before_connect",
