@@ -24,6 +24,8 @@ static const char *prog = "synesis-edge";
 static void usage(void) {
     printf("usage: %s --listen ADDR:PORT --cert FILE --key FILE --ca FILE [--alpn PROTO]\n"
            "       [--log FILE] [--idle-timeout S] [--max-streams N] [--max-request-size BYTES]\n"
+           "       [--max-conn-buffer BYTES] [--max-src-size BYTES] [--retry-threshold N|never]\n"
+           "       [--socket-buffer BYTES]\n"
            "\n"
            "Runs the reference synesis-tunnel edge: mutually authenticated QUIC on one UDP port.\n"
            "\n"
@@ -36,6 +38,12 @@ static void usage(void) {
            "  --idle-timeout S          close connections idle for S seconds (default 60)\n"
            "  --max-streams N           concurrent request streams per connection (default 100)\n"
            "  --max-request-size BYTES  largest request or stream upload (default 67108864)\n"
+           "  --max-conn-buffer BYTES   bytes one connection may make the edge hold (default\n"
+           "                            16777216; also its receive window)\n"
+           "  --max-src-size BYTES      largest \"SRC n\" answer (default 17179869184)\n"
+           "  --retry-threshold N       send a stateless Retry while N or more handshakes are in\n"
+           "                            progress (default 64; 0 = always; never = off)\n"
+           "  --socket-buffer BYTES     UDP receive and send buffer (default 4194304)\n"
            "\n"
            "SIGINT or SIGTERM closes every connection gracefully and exits with status 0.\n",
            prog);
@@ -59,7 +67,15 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
 }
 
 int main(int argc, char **argv) {
-    enum { OPT_IDLE = 256, OPT_MAX_STREAMS, OPT_MAX_REQUEST };
+    enum {
+        OPT_IDLE = 256,
+        OPT_MAX_STREAMS,
+        OPT_MAX_REQUEST,
+        OPT_CONN_BUFFER,
+        OPT_SRC_SIZE,
+        OPT_RETRY,
+        OPT_SOCKBUF
+    };
     static const struct option longopts[] = {
         {"listen",           required_argument, NULL, 'l'            },
         {"cert",             required_argument, NULL, 'c'            },
@@ -70,6 +86,10 @@ int main(int argc, char **argv) {
         {"idle-timeout",     required_argument, NULL, OPT_IDLE       },
         {"max-streams",      required_argument, NULL, OPT_MAX_STREAMS},
         {"max-request-size", required_argument, NULL, OPT_MAX_REQUEST},
+        {"max-conn-buffer",  required_argument, NULL, OPT_CONN_BUFFER},
+        {"max-src-size",     required_argument, NULL, OPT_SRC_SIZE   },
+        {"retry-threshold",  required_argument, NULL, OPT_RETRY      },
+        {"socket-buffer",    required_argument, NULL, OPT_SOCKBUF    },
         {"help",             no_argument,       NULL, 'h'            },
         {NULL,               0,                 NULL, 0              },
     };
@@ -110,6 +130,27 @@ int main(int argc, char **argv) {
             break;
         case OPT_MAX_REQUEST:
             if (ex_parse_count(prog, "--max-request-size", optarg, &cfg.max_request_size))
+                return EX_USAGE_STATUS;
+            break;
+        case OPT_CONN_BUFFER:
+            if (ex_parse_count(prog, "--max-conn-buffer", optarg, &cfg.max_conn_buffer))
+                return EX_USAGE_STATUS;
+            break;
+        case OPT_SRC_SIZE:
+            if (ex_parse_count(prog, "--max-src-size", optarg, &n))
+                return EX_USAGE_STATUS;
+            cfg.max_src_size = n;
+            break;
+        case OPT_RETRY:
+            if (strcmp(optarg, "never") == 0)
+                cfg.retry_threshold = SYN_EDGE_RETRY_NEVER;
+            else if (strcmp(optarg, "0") == 0)
+                cfg.retry_threshold = 0;
+            else if (ex_parse_count(prog, "--retry-threshold", optarg, &cfg.retry_threshold))
+                return EX_USAGE_STATUS;
+            break;
+        case OPT_SOCKBUF:
+            if (ex_parse_count(prog, "--socket-buffer", optarg, &cfg.socket_buffer))
                 return EX_USAGE_STATUS;
             break;
         case 'h':
