@@ -73,6 +73,7 @@ void syn_qconn_settings_default(syn_qconn_settings *st) {
     st->max_streams_uni = 0;
     st->stream_window = 1024 * 1024;
     st->conn_window = 16 * 1024 * 1024;
+    st->cc_algo = NGTCP2_CC_ALGO_CUBIC;
 }
 
 /* ---- stream bookkeeping ---- */
@@ -593,6 +594,7 @@ static void fill_settings(syn_qconn *qc, const syn_qconn_settings *st, ngtcp2_se
     s->handshake_timeout = st->handshake_timeout_ns ? st->handshake_timeout_ns : UINT64_MAX;
     s->max_tx_udp_payload_size = qc->max_payload;
     s->no_pmtud = st->pmtud ? 0 : 1;
+    s->cc_algo = (ngtcp2_cc_algo)st->cc_algo;
     if (st->trace)
         s->log_printf = ngtcp2_log_cb;
     ngtcp2_transport_params_default(p);

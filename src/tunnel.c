@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -803,6 +804,9 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
         c->stream_recv_window > NGTCP2_MAX_VARINT / 4 || !c->max_heartbeat_size)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config sizes must be > 0 (stream_recv_window 1024 to 2^60 - 1)");
+    if ((unsigned)c->congestion_control > SYNESIS_CC_RENO)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config.congestion_control is not a synesis_congestion_control");
     if (c->n_spki_pins && !c->spki_pins)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "config.spki_pins is NULL");
     return 0;
@@ -823,6 +827,7 @@ static int copy_config(synesis_tunnel *t, const synesis_tunnel_config *c) {
     rv |= dup_str(&t->str_ca_dir, c->ca_dir);
     rv |= dup_str(&t->str_device_id, c->device_id);
     rv |= dup_str(&t->str_disk_path, c->vitals_disk_path);
+    rv |= dup_str(&t->str_groups, c->tls_groups);
     if (c->n_spki_pins) {
         t->pins = malloc(c->n_spki_pins * 32);
         if (!t->pins)
@@ -846,6 +851,7 @@ static int copy_config(synesis_tunnel *t, const synesis_tunnel_config *c) {
     t->cfg.ca_dir = t->str_ca_dir;
     t->cfg.device_id = t->str_device_id;
     t->cfg.vitals_disk_path = t->str_disk_path;
+    t->cfg.tls_groups = t->str_groups;
     t->cfg.spki_pins = (const uint8_t(*)[32])t->pins;
     return 0;
 }
@@ -906,6 +912,13 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     };
     if ((rv = syn_tls_client_ctx_new(&t->ssl_ctx, &tc, d)) != 0)
         goto fail;
+    if (t->cfg.tls_groups && SSL_CTX_set1_groups_list(t->ssl_ctx, t->cfg.tls_groups) != 1) {
+        ERR_clear_error();
+        rv = syn_fail(d, SYNESIS_ERR_INVALID_ARGUMENT,
+                      "config.tls_groups '%s' is not a list of TLS groups OpenSSL accepts",
+                      t->cfg.tls_groups);
+        goto fail;
+    }
 
     syn_qconn_settings_default(&t->qset);
     t->qset.idle_timeout_ns = (uint64_t)(t->cfg.idle_timeout * 1e9);
@@ -913,6 +926,9 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     t->qset.keep_alive_ns = (uint64_t)(t->cfg.keep_alive_interval * 1e9);
     t->qset.max_udp_payload = t->cfg.max_udp_payload;
     t->qset.pmtud = t->cfg.pmtud;
+    t->qset.cc_algo = t->cfg.congestion_control == SYNESIS_CC_BBR    ? NGTCP2_CC_ALGO_BBR
+                      : t->cfg.congestion_control == SYNESIS_CC_RENO ? NGTCP2_CC_ALGO_RENO
+                                                                     : NGTCP2_CC_ALGO_CUBIC;
     t->qset.trace = t->cfg.log && t->cfg.log_level >= SYNESIS_LOG_TRACE;
     /* The edge may open unidirectional streams for its reports (never bidirectional ones). */
     t->qset.max_streams_bidi = 0;
@@ -1022,6 +1038,7 @@ static void really_free(synesis_tunnel *t) {
     free(t->str_ca_dir);
     free(t->str_device_id);
     free(t->str_disk_path);
+    free(t->str_groups);
     free(t->pins);
     free(t);
 }

@@ -41,7 +41,7 @@ struct synesis_tunnel {
     struct ev_loop *loop;
     synesis_tunnel_config cfg; /* strings point into the owned copies below */
     char *str_url, *str_server_name, *str_alpn, *str_cert, *str_key, *str_cert_pem, *str_key_pem,
-        *str_pass, *str_ca, *str_ca_dir, *str_device_id, *str_disk_path;
+        *str_pass, *str_ca, *str_ca_dir, *str_device_id, *str_disk_path, *str_groups;
     uint8_t (*pins)[32];
     synesis_tunnel_callbacks cb;
     void *user_data;

@@ -549,7 +549,7 @@ static void test_edge_config_limits(void **state) {
     if (!pki)
         pki = syn_test_pki("proto-1");
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         syn_edge_config ec;
         syn_test_edge_config(&ec, pki);
         switch (i) {
@@ -564,6 +564,9 @@ static void test_edge_config_limits(void **state) {
             break;
         case 3:
             ec.max_conn_buffer = 1024;
+            break;
+        case 4:
+            ec.congestion_control = 5;
             break;
         default:
             ec.max_request_size = 0;

@@ -224,6 +224,8 @@ MUT(m_jitter_nan, c->reconnect_jitter = NAN)
 MUT(m_linger_neg, c->close_linger = -1)
 MUT(m_linger_nan, c->close_linger = NAN)
 MUT(m_linger_long, c->close_linger = 61)
+MUT(m_groups_bad, c->tls_groups = "X25519:no-such-group")
+MUT(m_cc_bad, c->congestion_control = (synesis_congestion_control)7)
 MUT(m_payload_small, c->max_udp_payload = 1199)
 MUT(m_payload_big, c->max_udp_payload = SYN_UDP_MAX_PAYLOAD + 1)
 MUT(m_response_zero, c->max_response_size = 0)
@@ -269,6 +271,8 @@ static void test_config_validation(void **state) {
         {m_linger_neg,           "close_linger"   },
         {m_linger_nan,           "close_linger"   },
         {m_linger_long,          "close_linger"   },
+        {m_groups_bad,           "tls_groups"     },
+        {m_cc_bad,               "congestion"     },
         {m_payload_small,        "max_udp_payload"},
         {m_payload_big,          "max_udp_payload"},
         {m_response_zero,        "sizes"          },

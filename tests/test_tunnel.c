@@ -130,6 +130,36 @@ static void test_connect_and_disconnect(void **state) {
     assert_int_equal(es.active, 0); /* free closed the connection too */
 }
 
+/* The key-exchange groups and the congestion controller are the application's choice: a tunnel
+ * with X25519 only and BBR connects and carries a request, as does one with the defaults. */
+static void test_groups_and_congestion_control(void **state) {
+    fixture *f = *state;
+    static const struct {
+        const char *groups;
+        synesis_congestion_control cc;
+    } cases[] = {
+        {"X25519",                SYNESIS_CC_BBR  },
+        {"X25519MLKEM768:X25519", SYNESIS_CC_RENO },
+        {NULL,                    SYNESIS_CC_CUBIC},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        synesis_tunnel_config cfg;
+        syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
+        cfg.tls_groups = cases[i].groups;
+        cfg.congestion_control = cases[i].cc;
+        synesis_tunnel *t = new_tunnel(f, &cfg, NULL);
+        assert_int_equal(synesis_tunnel_connect(t), 0);
+        assert_true(syn_test_run_until(f->loop, is_connected, t, 5));
+        syn_test_result res;
+        syn_test_request(f->loop, t, "SRC 300000\n", 11, NULL, &res, 5);
+        assert_int_equal(res.status, 0);
+        assert_int_equal(res.len, 300000);
+        free(res.data);
+        synesis_tunnel_free(t);
+        syn_test_run_for(f->loop, 0.05);
+    }
+}
+
 /* Every pair (from, to) of the five states: exactly the design's transitions are applied. */
 static void test_transition_table(void **state) {
     fixture *f = *state;
@@ -671,6 +701,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_slow_dns_does_not_block_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_every_phase, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_groups_and_congestion_control, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,6 +50,13 @@ typedef enum synesis_state_kind {
     SYNESIS_STATE_FAILED = 4,
 } synesis_state_kind;
 
+/* Congestion controllers (config.congestion_control), those of ngtcp2. */
+typedef enum synesis_congestion_control {
+    SYNESIS_CC_CUBIC = 0, /* CUBIC (RFC 9438): the default */
+    SYNESIS_CC_BBR = 1,   /* BBR v2: keeps throughput under random loss and deep buffers */
+    SYNESIS_CC_RENO = 2,  /* NewReno (RFC 9002) */
+} synesis_congestion_control;
+
 /* A state with its details. */
 typedef struct synesis_tunnel_state {
     synesis_state_kind kind;
@@ -206,6 +213,17 @@ typedef struct synesis_tunnel_config {
      * synesis_tunnel_free() ends any linger at once (sending the close). 0 closes at once (still
      * sending the pending ACK first). Default 1 s. */
     double close_linger;
+
+    /* Appended: TLS key-exchange groups, as OpenSSL's colon-separated list (e.g. "X25519" or
+     * "X25519MLKEM768:X25519"). Default NULL: OpenSSL 3.5's default list, which offers the
+     * post-quantum hybrid X25519MLKEM768 first: protection of today's traffic against a future
+     * quantum computer, for a larger ClientHello (two datagrams) and more handshake CPU (figures in
+     * docs/performance.md). A list OpenSSL does not accept fails synesis_tunnel_new() with
+     * SYNESIS_ERR_INVALID_ARGUMENT. */
+    const char *tls_groups;
+    /* Appended: the congestion controller of the tunnel's sending side. Default
+     * SYNESIS_CC_CUBIC. */
+    synesis_congestion_control congestion_control;
 } synesis_tunnel_config;
 
 /* Fills cfg with every default listed above. */

@@ -1215,6 +1215,11 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
                       "edge timeouts must be above 0 and at most one year");
         goto fail;
     }
+    if (cfg->congestion_control < 0 || cfg->congestion_control > 2) {
+        rv = syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                      "edge congestion_control must be 0 (CUBIC), 1 (BBR) or 2 (Reno)");
+        goto fail;
+    }
     if (cfg->max_streams_bidi > (1ull << 60) || cfg->max_streams_uni > (1ull << 60)) {
         rv = syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                       "edge stream limits must be at most 2^60");
@@ -1234,6 +1239,9 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     e->qset.max_streams_bidi = cfg->max_streams_bidi;
     e->qset.max_streams_uni = cfg->max_streams_uni;
     e->qset.stream_window = 1024 * 1024;
+    e->qset.cc_algo = cfg->congestion_control == 1   ? NGTCP2_CC_ALGO_BBR
+                      : cfg->congestion_control == 2 ? NGTCP2_CC_ALGO_RENO
+                                                     : NGTCP2_CC_ALGO_CUBIC;
     e->qset.conn_window = cfg->max_conn_buffer;
     if (e->qset.stream_window > e->qset.conn_window)
         e->qset.stream_window = e->qset.conn_window;

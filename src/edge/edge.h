@@ -40,6 +40,9 @@ typedef struct syn_edge_config {
     size_t max_conn_buffer;
     /* Largest n a "SRC n" command may ask for; default 16 GiB. */
     uint64_t max_src_size;
+    /* Congestion controller of the edge's sending side: 0 CUBIC (default), 1 BBR, 2 Reno (the
+     * values of synesis_congestion_control). */
+    int congestion_control;
     syn_edge_log_fn log; /* JSON lines; NULL = none */
     void *log_user_data;
     FILE *log_file; /* also (or instead) write lines here */

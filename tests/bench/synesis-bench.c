@@ -167,6 +167,7 @@ typedef struct edge_proc {
 } edge_proc;
 
 typedef struct edge_opts {
+    int cc; /* SYNESIS_CC_* of the edge (the sender of downloads) */
     int proxy;
     double loss;     /* each way */
     double delay_ms; /* each way */
@@ -205,6 +206,7 @@ static void edge_child(const edge_opts *eo, int fd) {
     ec.max_request_size = (size_t)1 << 40;
     ec.max_src_size = (uint64_t)1 << 40;
     ec.max_conn_buffer = 64u * 1024 * 1024;
+    ec.congestion_control = eo->cc;
     syn_edge *e;
     if (syn_edge_new(&e, loop, &ec, detail) != 0 || syn_edge_start(e, detail) != 0) {
         fprintf(stderr, "synesis-bench: edge: %s\n", detail);
@@ -347,12 +349,20 @@ static int connect_one(struct ev_loop *loop, synesis_tunnel *t, double timeout) 
 
 /* ---- 1. handshake ---- */
 
+static void handshake_figure(const char *groups);
+
 static void bench_handshake(void) {
+    handshake_figure(NULL);
+    handshake_figure("X25519");
+}
+
+static void handshake_figure(const char *groups) {
     edge_opts eo = {0};
     edge_proc ep = edge_spawn(&eo);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     synesis_tunnel_config c;
     tunnel_config(&c, ep.port);
+    c.tls_groups = groups;
     synesis_tunnel *t = tunnel_new(loop, &c);
     size_t n = opt.quick ? 30 : 200;
     double *hs = calloc(n, sizeof(double)), *cpu = calloc(n, sizeof(double));
@@ -375,7 +385,8 @@ static void bench_handshake(void) {
     }
     cJSON *x = cJSON_CreateObject();
     cJSON_AddNumberToObject(x, "client_cpu_us", pct(cpu, got, 50));
-    emit("handshake", params_of(NULL, 0, "groups", "default"), "us", hs, got, x);
+    emit("handshake", params_of(NULL, 0, "groups", groups ? "x25519" : "default"), "us", hs, got,
+         x);
     synesis_tunnel_free(t);
     run_for(loop, 0.01);
     ev_loop_destroy(loop);
@@ -650,10 +661,16 @@ static void bench_bulk(void) {
 
 static void bench_impaired(void) {
     uint64_t bytes = opt.quick ? 8ull << 20 : 256ull << 20;
-    edge_opts lossy = {.proxy = 1, .loss = 0.01, .delay_ms = 10};
-    bulk_figure("impaired", &lossy, bytes, 1, 0, 1, "1% loss, 20 ms RTT, cubic");
-    edge_opts far = {.proxy = 1, .delay_ms = 50};
-    bulk_figure("impaired", &far, bytes, 1, 0, 1, "100 ms RTT, cubic");
+    static const char *const names[] = {"cubic", "bbr"};
+    for (int cc = 0; cc < 2; cc++) {
+        char label[64];
+        edge_opts lossy = {.cc = cc, .proxy = 1, .loss = 0.01, .delay_ms = 10};
+        snprintf(label, sizeof(label), "1%% loss, 20 ms RTT, %s", names[cc]);
+        bulk_figure("impaired", &lossy, bytes, 1, 0, 1, label);
+        edge_opts far = {.cc = cc, .proxy = 1, .delay_ms = 50};
+        snprintf(label, sizeof(label), "100 ms RTT, %s", names[cc]);
+        bulk_figure("impaired", &far, bytes, 1, 0, 1, label);
+    }
 }
 
 /* ---- 5. footprint ---- */
