@@ -99,6 +99,7 @@ static void make_pki(bench_opts *o) {
 
 void bench_parse(bench_opts *o, int argc, char **argv, const char *usage_extra, int need_pki) {
     memset(o, 0, sizeof(*o));
+    signal(SIGPIPE, SIG_IGN); /* a peer that closed first is not an error here */
     o->init = SYNESIS_BENCH_INIT;
     static const struct option lo[] = {
         {"quick", no_argument,       NULL, 'q'},
