@@ -54,6 +54,7 @@ typedef struct {
     double cpu_s;    /* server CPU time over the measured phase */
     double count;    /* requests / handshakes / bytes served */
     double wall_s;   /* server-side wall time of the measured phase */
+    double count2;   /* a second count where a figure needs one (datagrams) */
     int ok;          /* 1 when the server finished normally */
 } bench_srv_result;
 
