@@ -182,10 +182,8 @@ static void udp_run(const bench_opts *o, int gso, double dur, double *gbps, doub
         char buf[CMSG_SPACE(sizeof(uint16_t))];
         struct cmsghdr align;
     } cm;
-    struct msghdr gmsg = {.msg_iov = &giov,
-                          .msg_iovlen = 1,
-                          .msg_control = cm.buf,
-                          .msg_controllen = sizeof(cm.buf)};
+    struct msghdr gmsg = {
+        .msg_iov = &giov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf)};
     struct cmsghdr *ch = CMSG_FIRSTHDR(&gmsg);
     ch->cmsg_level = SOL_UDP;
     ch->cmsg_type = UDP_SEGMENT;
@@ -244,8 +242,7 @@ static void bench_udp(const bench_opts *o, int gso) {
     snprintf(extra, sizeof(extra),
              ",\"sent_gbps\":%.3f,\"loss_pct\":%.2f,\"sender_cpu_s_per_gib\":%.3f,"
              "\"receiver_cpu_s_per_gib\":%.3f,\"gro\":%s,\"seconds_per_run\":%.2f",
-             s[runs / 2], l[runs / 2], tc[runs / 2], rc[runs / 2], gro_on ? "true" : "false",
-             dur);
+             s[runs / 2], l[runs / 2], tc[runs / 2], rc[runs / 2], gro_on ? "true" : "false", dur);
     bench_emit(gso ? "udp_gso" : "udp_nogso", IMPL, params, "Gbit/s", g, (size_t)runs, extra);
 }
 

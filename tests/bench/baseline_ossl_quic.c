@@ -161,8 +161,7 @@ static int bind_udp(struct sockaddr_in *sa) {
     return fd;
 }
 
-static pid_t start_server(const bench_opts *o, int mode, int n, struct sockaddr_in *sa,
-                          int *rfd) {
+static pid_t start_server(const bench_opts *o, int mode, int n, struct sockaddr_in *sa, int *rfd) {
     qsrv_arg a = {.o = o, .mode = mode, .n = n};
     a.fd = bind_udp(sa);
     pid_t pid = bench_fork_server(quic_server, &a, 120, rfd);
@@ -438,8 +437,7 @@ static void bench_bulk(const bench_opts *o) {
 int main(int argc, char **argv) {
     bench_opts o;
     bench_parse(&o, argc, argv,
-                "OpenSSL QUIC baseline: handshake, rate/latency, bulk (JSON lines on stdout)\n",
-                1);
+                "OpenSSL QUIC baseline: handshake, rate/latency, bulk (JSON lines on stdout)\n", 1);
     bench_pin(0);
     double t0 = bench_now();
     bench_log("baseline_ossl_quic: %s, server child on CPU 1, client on CPU 0",

@@ -137,8 +137,7 @@ static void tls_server(void *argp, bench_srv_result *res) {
     res->ok = 1;
 }
 
-static pid_t start_server(const bench_opts *o, int mode, int n, struct sockaddr_in *sa,
-                          int *rfd) {
+static pid_t start_server(const bench_opts *o, int mode, int n, struct sockaddr_in *sa, int *rfd) {
     tsrv_arg a = {.o = o, .mode = mode, .n = n};
     a.lfd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;

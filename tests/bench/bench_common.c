@@ -112,9 +112,15 @@ void bench_parse(bench_opts *o, int argc, char **argv, const char *usage_extra, 
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 'q': o->quick = 1; break;
-        case 'p': o->pki = optarg; break;
-        case 'i': o->init = optarg; break;
+        case 'q':
+            o->quick = 1;
+            break;
+        case 'p':
+            o->pki = optarg;
+            break;
+        case 'i':
+            o->init = optarg;
+            break;
         case 'b': {
             char *end = NULL;
             o->bytes = strtoull(optarg, &end, 10);
@@ -127,8 +133,7 @@ void bench_parse(bench_opts *o, int argc, char **argv, const char *usage_extra, 
                    usage_extra ? usage_extra : "");
             exit(0);
         default:
-            fprintf(stderr, "usage: %s [--quick] [--pki DIR] [--init PATH] [--bytes N]\n",
-                    argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--pki DIR] [--init PATH] [--bytes N]\n", argv[0]);
             exit(2);
         }
     }
@@ -257,8 +262,8 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
                        const unsigned char *in, unsigned int inlen, void *arg) {
     (void)ssl;
     (void)arg;
-    if (SSL_select_next_proto((unsigned char **)out, outlen, alpn_wire, ALPN_WIRE_LEN, in,
-                              inlen) == OPENSSL_NPN_NEGOTIATED)
+    if (SSL_select_next_proto((unsigned char **)out, outlen, alpn_wire, ALPN_WIRE_LEN, in, inlen) ==
+        OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_OK;
     return SSL_TLSEXT_ERR_ALERT_FATAL;
 }

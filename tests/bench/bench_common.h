@@ -33,10 +33,10 @@ enum { BENCH_CA, BENCH_EDGE_CERT, BENCH_EDGE_KEY, BENCH_DEV_CERT, BENCH_DEV_KEY 
 void bench_parse(bench_opts *o, int argc, char **argv, const char *usage_extra, int need_pki);
 const char *bench_path(const bench_opts *o, int which);
 
-double bench_now(void);         /* CLOCK_MONOTONIC, seconds */
-double bench_proc_cpu(void);    /* CLOCK_PROCESS_CPUTIME_ID, seconds */
-double bench_thread_cpu(void);  /* CLOCK_THREAD_CPUTIME_ID, seconds */
-void bench_pin(int cpu);        /* sched_setaffinity of the calling thread; warns on failure */
+double bench_now(void);        /* CLOCK_MONOTONIC, seconds */
+double bench_proc_cpu(void);   /* CLOCK_PROCESS_CPUTIME_ID, seconds */
+double bench_thread_cpu(void); /* CLOCK_THREAD_CPUTIME_ID, seconds */
+void bench_pin(int cpu);       /* sched_setaffinity of the calling thread; warns on failure */
 void bench_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void bench_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -51,11 +51,11 @@ void bench_emit(const char *bench, const char *impl, const char *params, const c
 
 /* What a server child reports back through its pipe. */
 typedef struct {
-    double cpu_s;    /* server CPU time over the measured phase */
-    double count;    /* requests / handshakes / bytes served */
-    double wall_s;   /* server-side wall time of the measured phase */
-    double count2;   /* a second count where a figure needs one (datagrams) */
-    int ok;          /* 1 when the server finished normally */
+    double cpu_s;  /* server CPU time over the measured phase */
+    double count;  /* requests / handshakes / bytes served */
+    double wall_s; /* server-side wall time of the measured phase */
+    double count2; /* a second count where a figure needs one (datagrams) */
+    int ok;        /* 1 when the server finished normally */
 } bench_srv_result;
 
 /* Forks a server child pinned to CPU 1 that runs fn(arg, &res), sends res back and exits.
