@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -45,6 +46,25 @@ static void cleanup_pki(void) {
     rmdir(cleanup_dir);
 }
 
+static const char *volatile cur_stage;
+
+static void on_watchdog(int sig) {
+    (void)sig;
+    static const char msg[] = "bench: watchdog: stuck in stage ";
+    const char *st = cur_stage ? cur_stage : "?";
+    ssize_t r = write(2, msg, sizeof(msg) - 1);
+    r = write(2, st, strlen(st));
+    r = write(2, "\n", 1);
+    (void)r;
+    _exit(3);
+}
+
+void bench_stage(const char *stage, unsigned seconds) {
+    cur_stage = stage;
+    signal(SIGALRM, on_watchdog);
+    alarm(stage ? seconds : 0);
+}
+
 void bench_log(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -70,7 +90,7 @@ void bench_ssl_die(const char *what) {
 }
 
 static void make_pki(bench_opts *o) {
-    snprintf(o->tmpdir, sizeof(o->tmpdir), "/tmp/synesis-bench-XXXXXX");
+    snprintf(o->tmpdir, sizeof(o->tmpdir), "/tmp/synesis-baseline-XXXXXX");
     if (!mkdtemp(o->tmpdir))
         bench_die("mkdtemp: %s", strerror(errno));
     snprintf(cleanup_dir, sizeof(cleanup_dir), "%s", o->tmpdir);
@@ -106,6 +126,7 @@ void bench_parse(bench_opts *o, int argc, char **argv, const char *usage_extra, 
         {"pki",   required_argument, NULL, 'p'},
         {"init",  required_argument, NULL, 'i'},
         {"bytes", required_argument, NULL, 'b'},
+        {"only",  required_argument, NULL, 'o'},
         {"help",  no_argument,       NULL, 'h'},
         {NULL,    0,                 NULL, 0  },
     };
@@ -121,6 +142,9 @@ void bench_parse(bench_opts *o, int argc, char **argv, const char *usage_extra, 
         case 'i':
             o->init = optarg;
             break;
+        case 'o':
+            o->only = optarg;
+            break;
         case 'b': {
             char *end = NULL;
             o->bytes = strtoull(optarg, &end, 10);
@@ -129,11 +153,13 @@ void bench_parse(bench_opts *o, int argc, char **argv, const char *usage_extra, 
             break;
         }
         case 'h':
-            printf("usage: %s [--quick] [--pki DIR] [--init PATH] [--bytes N]\n%s", argv[0],
-                   usage_extra ? usage_extra : "");
+            printf("usage: %s [--quick] [--pki DIR] [--init PATH] [--bytes N] [--only LIST]\n%s",
+                   argv[0], usage_extra ? usage_extra : "");
             exit(0);
         default:
-            fprintf(stderr, "usage: %s [--quick] [--pki DIR] [--init PATH] [--bytes N]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--quick] [--pki DIR] [--init PATH] [--bytes N] [--only LIST]\n",
+                    argv[0]);
             exit(2);
         }
     }
@@ -155,6 +181,16 @@ void bench_parse(bench_opts *o, int argc, char **argv, const char *usage_extra, 
 }
 
 const char *bench_path(const bench_opts *o, int which) { return o->paths[which]; }
+
+int bench_want(const bench_opts *o, const char *part) {
+    if (!o->only)
+        return 1;
+    size_t n = strlen(part);
+    for (const char *p = o->only; (p = strstr(p, part)) != NULL; p += n)
+        if ((p == o->only || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+            return 1;
+    return 0;
+}
 
 static double ts(clockid_t id) {
     struct timespec t;
@@ -222,6 +258,7 @@ pid_t bench_fork_server(bench_server_fn fn, void *arg, unsigned timeout_s, int *
         bench_die("fork: %s", strerror(errno));
     if (pid == 0) {
         close(p[0]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the client */
         signal(SIGALRM, SIG_DFL);
         alarm(timeout_s);
         bench_pin(1);

@@ -17,12 +17,14 @@
 
 #include <openssl/ssl.h>
 
-/* Common command line: --quick, --pki DIR, --init PATH (synesis-init), --bytes N, --help. */
+/* Common command line: --quick, --pki DIR, --init PATH (synesis-init), --bytes N, --only LIST,
+ * --help. */
 typedef struct {
     int quick;
     const char *pki;  /* directory with ca.pem, edge.pem/.key, device.pem/.key */
     const char *init; /* synesis-init used to make a PKI when --pki is absent */
     uint64_t bytes;   /* bulk size; 0: the program's default */
+    const char *only; /* --only NAME[,NAME]: run just these parts (e.g. handshake,bulk) */
     char tmpdir[256]; /* generated PKI lives here (removed at exit) */
     char paths[5][512];
 } bench_opts;
@@ -32,6 +34,11 @@ enum { BENCH_CA, BENCH_EDGE_CERT, BENCH_EDGE_KEY, BENCH_DEV_CERT, BENCH_DEV_KEY 
 /* Parses the common options (exits 2 on a usage error); need_pki: make or check the PKI. */
 void bench_parse(bench_opts *o, int argc, char **argv, const char *usage_extra, int need_pki);
 const char *bench_path(const bench_opts *o, int which);
+int bench_want(const bench_opts *o, const char *part); /* 1 unless --only excludes it */
+
+/* Watchdog of the calling process: exits with status 3 naming the stage if it does not call
+ * bench_stage() again (or bench_stage(NULL, 0) to disarm) within seconds. */
+void bench_stage(const char *stage, unsigned seconds);
 
 double bench_now(void);        /* CLOCK_MONOTONIC, seconds */
 double bench_proc_cpu(void);   /* CLOCK_PROCESS_CPUTIME_ID, seconds */
