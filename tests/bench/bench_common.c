@@ -241,10 +241,18 @@ static double median(const double *s, size_t n) {
 void bench_emit(const char *bench, const char *impl, const char *params, const char *unit,
                 double *values, size_t n, const char *extra) {
     bench_sort(values, n);
+    /* the 1-minute load average tells the reader whether something else shared the two cores */
+    double load1 = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &load1) != 1)
+            load1 = -1;
+        fclose(f);
+    }
     double med = median(values, n), mn = n ? values[0] : 0.0, mx = n ? values[n - 1] : 0.0;
     printf("{\"bench\":\"%s\",\"impl\":\"%s\",\"params\":{%s},\"unit\":\"%s\",\"median\":%.6g,"
-           "\"min\":%.6g,\"max\":%.6g,\"runs\":%zu%s}\n",
-           bench, impl, params, unit, med, mn, mx, n, extra ? extra : "");
+           "\"min\":%.6g,\"max\":%.6g,\"runs\":%zu%s,\"load1\":%.2f}\n",
+           bench, impl, params, unit, med, mn, mx, n, extra ? extra : "", load1);
     fflush(stdout);
 }
 
