@@ -317,6 +317,8 @@ int main(int argc, char **argv) {
                 "TLS 1.3 over TCP baseline: handshake, latency/rate, bulk (JSON lines on stdout)\n",
                 1);
     bench_pin(0);
+    bench_stage("tls-tcp (whole program)",
+                o.quick ? 60 : 300); /* every step is bounded; this bounds the whole */
     double t0 = bench_now();
     bench_log("baseline_tls_tcp: %s, server child on CPU 1, client on CPU 0",
               OpenSSL_version(OPENSSL_VERSION));
