@@ -781,6 +781,7 @@ static void bench_idle(void) {
 
 typedef struct row {
     char *bench, *impl, *params, *unit;
+    char *key; /* params without what does not change the comparison (bytes, one stream) */
     double median;
     cJSON *obj;
 } row;
@@ -809,6 +810,17 @@ static void add_line(const char *line) {
     r->params = strdup(p ? p : "{}");
     cJSON_free(p);
     r->unit = strdup(cJSON_IsString(u) ? u->valuestring : "");
+    cJSON *k = cJSON_Duplicate(cJSON_GetObjectItem(o, "params"), 1);
+    if (k) {
+        cJSON_DeleteItemFromObject(k, "bytes");
+        const cJSON *st = cJSON_GetObjectItem(k, "streams");
+        if (cJSON_IsNumber(st) && st->valuedouble == 1)
+            cJSON_DeleteItemFromObject(k, "streams");
+    }
+    char *ks = k ? cJSON_PrintUnformatted(k) : NULL;
+    r->key = strdup(ks ? ks : "{}");
+    cJSON_free(ks);
+    cJSON_Delete(k);
     r->median = m->valuedouble;
     r->obj = o;
 }
@@ -842,7 +854,7 @@ static int higher_is_better(const char *unit) {
 static const row *find(const char *bench, const char *impl, const char *params) {
     for (size_t i = 0; i < nrows; i++)
         if (!strcmp(rows[i].bench, bench) && !strcmp(rows[i].impl, impl) &&
-            (!params || !strcmp(rows[i].params, params)))
+            (!params || !strcmp(rows[i].key, params)))
             return &rows[i];
     return NULL;
 }
@@ -854,8 +866,8 @@ static void print_table(void) {
         const row *r = &rows[i];
         if (strcmp(r->impl, "synesis") != 0)
             continue;
-        const row *q = find(r->bench, "openssl-quic", r->params);
-        const row *tt = find(r->bench, "tls-tcp", r->params);
+        const row *q = find(r->bench, "openssl-quic", r->key);
+        const row *tt = find(r->bench, "tls-tcp", r->key);
         char qs[32] = "-", ts[32] = "-", qr[32] = "", tr[32] = "";
         int hib = higher_is_better(r->unit);
         if (q) {
