@@ -1052,8 +1052,10 @@ static void arm_timer(syn_qconn *qc) {
             fine_commit(qc);
         return;
     }
+    /* tio stays on: a timerfd still set for a short deadline fires once into tio_cb, which reads
+     * it and finds nothing to do; stopping and restarting the watcher would cost an epoll_ctl
+     * every time the waits change from short to long. */
     ev_prepare_stop(qc->loop, &qc->fprep);
-    ev_io_stop(qc->loop, &qc->tio);
     if (wait >= SYN_FINE_IDLE_NS)
         fine_close(qc);
     ev_timer_set(&qc->timer, (double)wait / 1e9, 0.);
@@ -1436,13 +1438,13 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 }
 
 static void tio_cb(struct ev_loop *loop, ev_io *w, int revents) {
+    (void)loop;
     (void)revents;
     syn_qconn *qc = w->data;
     uint64_t n;
     if (read(qc->tfd, &n, sizeof(n)) != (ssize_t)sizeof(n))
         return; /* not expired: set again since */
     qc->fine_at = 0;
-    ev_io_stop(loop, w);
     if (!qc->fine_want || syn_now_ns() < qc->fine_want)
         return; /* an older deadline fired: fprep_cb sets the timerfd for the current one */
     expire(qc);
