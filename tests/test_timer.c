@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "synesis/request.h"
@@ -258,10 +260,53 @@ static void test_ack_delay_not_a_millisecond(void **state) {
     free(p);
 }
 
+/* The process's timerfds (the driver's fine timers, both ends' since the edge is a thread). */
+static int count_timerfds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[300], target[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(path, target, sizeof(target) - 1);
+        if (len > 0) {
+            target[len] = 0;
+            if (strstr(target, "timerfd"))
+                n++;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+static int no_timerfd(void *ud) {
+    (void)ud;
+    return count_timerfds() == 0;
+}
+
+/* A busy connection holds a timerfd for its short waits; once idle (its next wait 100 ms or more
+ * away) it gives the descriptor back. */
+static void test_idle_connection_closes_its_timerfd(void **state) {
+    fixture *f = *state;
+    pipe_run *p = calloc(1, sizeof(*p));
+    pipe_go(f, p, 200, 16);
+    int busy = count_timerfds();
+    print_message("timerfds right after the requests: %d\n", busy);
+    assert_true(busy >= 0);
+    assert_true(syn_test_run_until(f->loop, no_timerfd, NULL, 5));
+    /* And again when traffic resumes. */
+    pipe_go(f, p, 50, 4);
+    assert_true(syn_test_run_until(f->loop, no_timerfd, NULL, 5));
+    free(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_no_millisecond_stall_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ack_delay_not_a_millisecond, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connection_closes_its_timerfd, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
