@@ -9,10 +9,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #define SYN_STREAM_VEC 16
 #define SYN_MAX_PKTS_PER_WRITE 64
+/* Waits shorter than this go to the fine timer (see arm_timer): libev's epoll backend sleeps whole
+ * milliseconds and turns any shorter timeout into one. */
+#define SYN_FINE_WAIT_NS 1000000u
+/* A connection whose next wait is at least this long is idle: its timerfd is closed. */
+#define SYN_FINE_IDLE_NS 100000000u
 
 struct syn_qconn {
     struct ev_loop *loop;
@@ -28,7 +34,16 @@ struct syn_qconn {
     void *owner;
     size_t max_payload;
 
+    /* The expiry timer: ngtcp2's next deadline (ngtcp2_conn_get_expiry). Waits of a millisecond
+     * or more go to the libev timer; shorter ones (the ACK delay, srtt / 8, and pacing gaps on a
+     * fast path) to fine_want, which fprep turns into a timerfd deadline, or into a non-blocking
+     * poll, only when the loop is about to block (see arm_timer). */
     ev_timer timer;
+    ev_prepare fprep;
+    ev_io tio;
+    int tfd;            /* the timerfd, created on first need, closed when idle; -1 = none */
+    uint64_t fine_want; /* the short deadline to honour (syn_now_ns() clock); 0 = none */
+    uint64_t fine_at;   /* the deadline tfd is set for; 0 = none */
     ev_io wio;
     ev_prepare prep;
     /* Graceful close (syn_qconn_close_graceful): the bound, and the wait for the ACK delay. */
@@ -41,6 +56,7 @@ struct syn_qconn {
     syn_qstream *pend_head, *pend_tail;
 
     int depth;
+    unsigned in_prep : 1; /* in prep_cb: the loop is invoking its prepare watchers */
     unsigned hs_done : 1, hs_notify : 1, avail_notify : 1, need_flush : 1;
     unsigned close_req : 1, end_pending : 1, ended : 1, free_pending : 1;
     uint64_t close_code;
@@ -547,6 +563,8 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int server) {
 /* ---- lifecycle ---- */
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void fprep_cb(struct ev_loop *loop, ev_prepare *w, int revents);
+static void tio_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void linger_ack_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void linger_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void wio_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -576,6 +594,11 @@ static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *loc
     ngtcp2_ccerr_default(&qc->ccerr);
     ev_timer_init(&qc->timer, timer_cb, 0., 0.);
     qc->timer.data = qc;
+    ev_prepare_init(&qc->fprep, fprep_cb);
+    qc->fprep.data = qc;
+    qc->tfd = -1;
+    ev_init(&qc->tio, tio_cb);
+    qc->tio.data = qc;
     ev_io_init(&qc->wio, wio_cb, fd, EV_WRITE);
     qc->wio.data = qc;
     ev_prepare_init(&qc->prep, prep_cb);
@@ -743,10 +766,15 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
     return 0;
 }
 
+static void timer_stop(syn_qconn *qc);
+static void fine_close(syn_qconn *qc);
+static void fine_commit(syn_qconn *qc);
+
 static void really_free(syn_qconn *qc) {
     ev_timer_stop(qc->loop, &qc->linger_ack);
     ev_timer_stop(qc->loop, &qc->linger_deadline);
-    ev_timer_stop(qc->loop, &qc->timer);
+    timer_stop(qc);
+    fine_close(qc);
     ev_io_stop(qc->loop, &qc->wio);
     ev_prepare_stop(qc->loop, &qc->prep);
     while (qc->streams) {
@@ -974,17 +1002,110 @@ static void local_error(syn_qconn *qc, int rv, const char *where) {
 
 /* ---- write path ---- */
 
+/* Stops the expiry timer, fine part included (a timerfd still set fires into a stopped watcher and
+ * is reset before its next use). */
+static void timer_stop(syn_qconn *qc) {
+    ev_timer_stop(qc->loop, &qc->timer);
+    ev_prepare_stop(qc->loop, &qc->fprep);
+    ev_io_stop(qc->loop, &qc->tio);
+    qc->fine_want = 0;
+}
+
+static void fine_close(syn_qconn *qc) {
+    if (qc->tfd < 0)
+        return;
+    ev_io_stop(qc->loop, &qc->tio);
+    close(qc->tfd);
+    qc->tfd = -1;
+    qc->fine_at = 0;
+}
+
+/*
+ * Arms the expiry timer for ngtcp2's next deadline. Runs after every write pass, so it makes no
+ * system call: a wait under a millisecond (which libev's epoll backend would stretch to a whole
+ * one) is only recorded in fine_want, and fprep_cb, which runs just before the loop polls, sets
+ * the timerfd for it if the loop is about to block. While datagrams keep arriving the deadline
+ * usually moves (each write pass re-computes the ACK delay and the pacing time) before the loop
+ * blocks, and no timer is programmed at all: each timerfd_settime costs several microseconds
+ * here (an hrtimer reprogrammed, a VM exit under virtualisation), as much as a whole request.
+ */
 static void arm_timer(syn_qconn *qc) {
     ev_timer_stop(qc->loop, &qc->timer);
-    if (qc->ended || qc->end_pending)
+    qc->fine_want = 0;
+    if (qc->ended || qc->end_pending) {
+        timer_stop(qc);
         return;
+    }
     ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(qc->conn);
-    if (expiry == UINT64_MAX)
+    if (expiry == UINT64_MAX) {
+        timer_stop(qc);
+        fine_close(qc);
         return;
+    }
     uint64_t now = syn_now_ns();
-    double after = expiry > now ? (double)(expiry - now) / 1e9 : 0.;
-    ev_timer_set(&qc->timer, after, 0.);
+    uint64_t wait = expiry > now ? expiry - now : 0;
+    if (wait > 0 && wait < SYN_FINE_WAIT_NS) {
+        qc->fine_want = expiry;
+        if (!ev_is_active(&qc->fprep))
+            ev_prepare_start(qc->loop, &qc->fprep);
+        /* A write pass from our own prepare watcher (prep_cb) runs while the loop invokes its
+         * prepare watchers: fprep_cb runs before this poll only if it is still queued. */
+        if (qc->in_prep && !ev_is_pending(&qc->fprep))
+            fine_commit(qc);
+        return;
+    }
+    /* tio stays on: a timerfd still set for a short deadline fires once into tio_cb, which reads
+     * it and finds nothing to do; stopping and restarting the watcher would cost an epoll_ctl
+     * every time the waits change from short to long. */
+    ev_prepare_stop(qc->loop, &qc->fprep);
+    if (wait >= SYN_FINE_IDLE_NS)
+        fine_close(qc);
+    ev_timer_set(&qc->timer, (double)wait / 1e9, 0.);
     ev_timer_start(qc->loop, &qc->timer);
+}
+
+/* The loop is about to poll with a short deadline pending: one already due makes the poll
+ * non-blocking (a zero libev timer); a later one sets the timerfd, unless it is set for it. */
+static void fine_commit(syn_qconn *qc) {
+    struct ev_loop *loop = qc->loop;
+    ev_prepare *w = &qc->fprep;
+    uint64_t now = syn_now_ns();
+    if (qc->fine_want > now && qc->tfd < 0) {
+        qc->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (qc->tfd >= 0)
+            ev_io_set(&qc->tio, qc->tfd, EV_READ);
+    }
+    if (qc->fine_want > now && qc->tfd >= 0) {
+        if (qc->fine_at != qc->fine_want) {
+            struct itimerspec its = {
+                .it_value = {.tv_sec = (time_t)(qc->fine_want / 1000000000u),
+                             .tv_nsec = (long)(qc->fine_want % 1000000000u)}
+            };
+            if (timerfd_settime(qc->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+                qc->fine_at = qc->fine_want;
+            else
+                qc->fine_at = 0;
+        }
+        if (qc->fine_at) {
+            ev_io_start(loop, &qc->tio);
+            return;
+        }
+    }
+    /* Due now, or no timerfd (out of descriptors): libev's timer, late by up to a millisecond
+     * in the second case. */
+    ev_prepare_stop(loop, w);
+    ev_timer_set(&qc->timer, qc->fine_want > now ? (double)(qc->fine_want - now) / 1e9 : 0., 0.);
+    ev_timer_start(loop, &qc->timer);
+}
+
+static void fprep_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
+    (void)revents;
+    syn_qconn *qc = w->data;
+    if (!qc->fine_want) {
+        ev_prepare_stop(loop, w);
+        return;
+    }
+    fine_commit(qc);
 }
 
 /* Sends queued datagrams; returns 0 when the batch is empty, 1 when blocked, -1 after an error. */
@@ -1189,7 +1310,8 @@ static int leave(syn_qconn *qc) {
         } else if (qc->end_pending && !qc->ended) {
             qc->ended = 1;
             qc->end_pending = 0;
-            ev_timer_stop(qc->loop, &qc->timer);
+            timer_stop(qc);
+            fine_close(qc);
             ev_io_stop(qc->loop, &qc->wio);
             ev_prepare_stop(qc->loop, &qc->prep);
             ev_timer_stop(qc->loop, &qc->linger_ack);
@@ -1300,10 +1422,8 @@ void syn_qconn_abort(syn_qconn *qc, int err, const char *detail) {
     leave(qc);
 }
 
-static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
-    (void)loop;
-    (void)revents;
-    syn_qconn *qc = w->data;
+static void expire(syn_qconn *qc) {
+    qc->fine_want = 0;
     enter(qc);
     int rv = ngtcp2_conn_handle_expiry(qc->conn, syn_now_ns());
     if (rv != 0)
@@ -1311,6 +1431,25 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     else
         qc->need_flush = 1;
     leave(qc);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    expire(w->data);
+}
+
+static void tio_cb(struct ev_loop *loop, ev_io *w, int revents) {
+    (void)loop;
+    (void)revents;
+    syn_qconn *qc = w->data;
+    uint64_t n;
+    if (read(qc->tfd, &n, sizeof(n)) != (ssize_t)sizeof(n))
+        return; /* not expired: set again since */
+    qc->fine_at = 0;
+    if (!qc->fine_want || syn_now_ns() < qc->fine_want)
+        return; /* an older deadline fired: fprep_cb sets the timerfd for the current one */
+    expire(qc);
 }
 
 static void wio_cb(struct ev_loop *loop, ev_io *w, int revents) {
@@ -1328,7 +1467,9 @@ static void prep_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
     ev_prepare_stop(loop, w);
     enter(qc);
     qc->need_flush = 1;
-    leave(qc);
+    qc->in_prep = 1;
+    if (!leave(qc))
+        qc->in_prep = 0;
 }
 
 /* ---- accessors ---- */

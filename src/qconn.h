@@ -1,8 +1,9 @@
 /*
  * The QUIC connection driver shared by the tunnel (client) and the reference edge (server): one
- * ngtcp2 connection with its OpenSSL session, its expiry timer, stream send buffers kept until
- * acknowledged, the batched write loop with pacing, and error mapping. It owns no socket: the owner
- * feeds received datagrams in and gives it the fd to send on.
+ * ngtcp2 connection with its OpenSSL session, its expiry timer (a libev timer, and a timerfd for
+ * waits under a millisecond, which libev's epoll backend would stretch to one), stream send buffers
+ * kept until acknowledged, the batched write loop with pacing, and error mapping. It owns no
+ * socket: the owner feeds received datagrams in and gives it the fd to send on.
  *
  * Re-entrancy: the driver never calls its owner from inside an ngtcp2 callback for anything that
  * could close the connection; owner notifications that can lead to a close or a free run after
