@@ -301,7 +301,8 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     syn_tunnel_enter(t);
     l->busy = 1;
     /* The tunnel's receive buffers are free here (callbacks of different sockets never nest). */
-    for (int total = 0; total < SYN_UDP_RX_MAX_PER_EVENT && !l->dead && !t->free_pending;) {
+    for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(t->rx)) &&
+                        !l->dead && !t->free_pending;) {
         int n = syn_udp_recv(l->fd, t->rx);
         if (n == -EMSGSIZE)
             continue;
@@ -532,7 +533,8 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
      * there afterwards. */
     int sock_err = t->pending_sock_err;
     t->pending_sock_err = 0;
-    for (int total = 0; total < SYN_UDP_RX_MAX_PER_EVENT && t->qc && !t->free_pending;) {
+    for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(t->rx)) && t->qc &&
+                        !t->free_pending;) {
         int n = syn_udp_recv(t->fd, t->rx);
         if (n == -EMSGSIZE)
             continue; /* a PMTU probe was too large for the path: QUIC treats it as lost */
@@ -932,7 +934,7 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     if ((rv = syn_heartbeat_init(t, d)) != 0)
         goto fail;
 
-    t->rx = malloc(sizeof(*t->rx));
+    t->rx = syn_udp_rx_new();
     /* The application's hook and data go to the resolver as they are: a lookup's thread may
      * outlive the tunnel, so it must never see the tunnel itself. */
     t->resolver = syn_resolver_new(loop, t->cfg.resolve, t->cfg.resolve_user_data);

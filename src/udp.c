@@ -9,6 +9,7 @@
 #include <netinet/ip.h>
 #include <netinet/udp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -171,9 +172,12 @@ static int recv_batch(int fd, syn_udp_rx *rx) {
     return (int)out;
 }
 
+syn_udp_rx *syn_udp_rx_new(void) { return calloc(1, sizeof(syn_udp_rx)); }
+
 int syn_udp_recv(int fd, syn_udp_rx *rx) {
-    if (rx->cur >= rx->nmsg) {
+    if (rx->cur >= rx->nmsg || rx->fd != fd) {
         rx->nmsg = rx->cur = rx->off = 0;
+        rx->fd = fd;
         int n = recv_batch(fd, rx);
         if (n <= 0)
             return n;

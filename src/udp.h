@@ -60,12 +60,21 @@ typedef struct syn_udp_rx {
         uint8_t ecn;
     } msg[SYN_UDP_RX_BATCH];
     size_t nmsg, cur, off;
+    int fd; /* the socket they came from */
 } syn_udp_rx;
 
-/* Hands out up to SYN_UDP_RX_DGRAMS datagrams: the rest of the last read's messages first, then a
- * new recvmmsg(). Returns the count (0 when none is waiting), or -errno on a socket error (e.g.
- * -ECONNREFUSED after an ICMP port unreachable). The datagrams stay valid until the next call. A
- * datagram larger than SYN_UDP_MAX_PAYLOAD is dropped. */
+/* Allocates receive buffers (NULL when out of memory); free() releases them. */
+syn_udp_rx *syn_udp_rx_new(void);
+
+/* Datagrams of the last read not handed out yet: a reader that stops at a per-event bound must
+ * not stop while this holds (the socket may have nothing more to wake it up for them). */
+static inline int syn_udp_rx_pending(const syn_udp_rx *rx) { return rx->cur < rx->nmsg; }
+
+/* Hands out up to SYN_UDP_RX_DGRAMS datagrams: the rest of the last read's messages first (unless
+ * they came from another socket: those are dropped), then a new recvmmsg(). rx must have been
+ * zeroed (syn_udp_rx_new, calloc) before its first use. Returns the count (0 when none is waiting),
+ * or -errno on a socket error (e.g. -ECONNREFUSED after an ICMP port unreachable). The datagrams
+ * stay valid until the next call. A datagram larger than SYN_UDP_MAX_PAYLOAD is dropped. */
 int syn_udp_recv(int fd, syn_udp_rx *rx);
 
 /* Send side: a batch of outgoing datagrams to one destination, written back to back into one

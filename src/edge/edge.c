@@ -1115,7 +1115,8 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     (void)loop;
     (void)revents;
     syn_edge *e = w->data;
-    for (int total = 0; total < SYN_UDP_RX_MAX_PER_EVENT && e->fd >= 0;) {
+    for (int total = 0;
+         (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(e->rx)) && e->fd >= 0;) {
         int n = syn_udp_recv(e->fd, e->rx);
         if (n <= 0)
             break; /* errors on an unconnected socket are per-datagram ICMP noise */
@@ -1188,7 +1189,7 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     e->cfg = *cfg;
     e->str_listen = strdup(cfg->listen ? cfg->listen : "");
     e->str_alpn = strdup(cfg->alpn ? cfg->alpn : SYN_ALPN_DEFAULT);
-    e->rx = malloc(sizeof(*e->rx));
+    e->rx = syn_udp_rx_new();
     if (!e->str_listen || !e->str_alpn || !e->rx || syn_cidmap_init(&e->cids) != 0 ||
         RAND_bytes(e->retry_secret, sizeof(e->retry_secret)) != 1) {
         rv = syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");

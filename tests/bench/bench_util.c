@@ -230,12 +230,14 @@ static void raw_rio(struct ev_loop *loop, ev_io *w, int revents) {
     (void)loop;
     (void)revents;
     bench_raw *c = w->data;
-    int n = syn_udp_recv(c->fd, &c->rx);
-    if (n > 0)
-        c->rx_count += (uint64_t)n;
-    for (int i = 0; i < n && !c->closed; i++)
-        syn_qconn_recv(c->qc, &c->local, &c->rx.d[i].remote, c->rx.d[i].ecn, c->rx.d[i].data,
-                       c->rx.d[i].len);
+    do { /* the rest of a coalesced read too: nothing may wake us up for it */
+        int n = syn_udp_recv(c->fd, &c->rx);
+        if (n > 0)
+            c->rx_count += (uint64_t)n;
+        for (int i = 0; i < n && !c->closed; i++)
+            syn_qconn_recv(c->qc, &c->local, &c->rx.d[i].remote, c->rx.d[i].ecn, c->rx.d[i].data,
+                           c->rx.d[i].len);
+    } while (syn_udp_rx_pending(&c->rx) && !c->closed);
     if (!c->closed)
         syn_qconn_flush(c->qc);
 }

@@ -259,11 +259,14 @@ static void raw_rio(struct ev_loop *loop, ev_io *w, int revents) {
     (void)loop;
     (void)revents;
     syn_test_raw_client *c = w->data;
-    int n = syn_udp_recv(c->fd, &c->rx);
-    if (n > 0)
-        c->rx_count += (uint64_t)n;
-    for (int i = 0; i < n && !c->closed; i++)
-        syn_qconn_recv(c->qc, &c->local, &c->rx.d[i].remote, 0, c->rx.d[i].data, c->rx.d[i].len);
+    do { /* the rest of a coalesced read too: nothing may wake us up for it */
+        int n = syn_udp_recv(c->fd, &c->rx);
+        if (n > 0)
+            c->rx_count += (uint64_t)n;
+        for (int i = 0; i < n && !c->closed; i++)
+            syn_qconn_recv(c->qc, &c->local, &c->rx.d[i].remote, 0, c->rx.d[i].data,
+                           c->rx.d[i].len);
+    } while (syn_udp_rx_pending(&c->rx) && !c->closed);
     if (!c->closed)
         syn_qconn_flush(c->qc);
 }
