@@ -577,6 +577,9 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     t_leave(t);
 }
 
+/* SO_RCVBUF/SO_SNDBUF of the tunnel's socket (the edge's default is 4 MiB). */
+#define SYN_TUNNEL_SOCKET_BUFFER (2 * 1024 * 1024)
+
 /* Opens the socket and the QUIC connection to addrs[addr_idx]; on failure moves on. */
 static void connect_addr(synesis_tunnel *t) {
     char detail[SYNESIS_DETAIL_MAX];
@@ -593,6 +596,10 @@ static void connect_addr(synesis_tunnel *t) {
             return;
         }
         t->fd = fd;
+        /* Room for the bursts of a fast download (a GSO train from the edge is up to 64 KiB):
+         * with the usual 208 KiB default, a busy moment drops datagrams and QUIC backs off. Best
+         * effort: the kernel caps it at net.core.rmem_max/wmem_max without CAP_NET_ADMIN. */
+        (void)syn_udp_set_buffers(fd, SYN_TUNNEL_SOCKET_BUFFER, NULL, NULL);
         int rv =
             syn_qconn_client_new(&t->qc, t->loop, fd, &t->local, &t->remote, t->ssl_ctx,
                                  t->server_name, t->cfg.alpn, &t->qset, &tunnel_qc_ops, t, detail);
