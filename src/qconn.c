@@ -569,7 +569,10 @@ static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *loc
         qc->max_payload = SYN_UDP_MAX_PAYLOAD;
     if (qc->max_payload < NGTCP2_MAX_UDP_PAYLOAD_SIZE)
         qc->max_payload = NGTCP2_MAX_UDP_PAYLOAD_SIZE;
-    syn_udp_tx_init(&qc->tx, fd, local->ss.ss_family);
+    if (syn_udp_tx_init(&qc->tx, fd, local->ss.ss_family) != 0) {
+        free(qc);
+        return NULL;
+    }
     qc->conn_ref.get_conn = get_conn_cb;
     qc->conn_ref.user_data = qc;
     ngtcp2_ccerr_default(&qc->ccerr);
@@ -765,6 +768,7 @@ static void really_free(syn_qconn *qc) {
         ngtcp2_conn_del(qc->conn);
     if (qc->owns_fd)
         close(qc->fd);
+    syn_udp_tx_free(&qc->tx);
     free(qc);
 }
 

@@ -204,10 +204,19 @@ int syn_udp_recv(int fd, syn_udp_rx *rx) {
     return out;
 }
 
-void syn_udp_tx_init(syn_udp_tx *tx, int fd, int family) {
-    syn_udp_tx_clear(tx);
+int syn_udp_tx_init(syn_udp_tx *tx, int fd, int family) {
+    memset(tx, 0, sizeof(*tx));
+    tx->buf = malloc(SYN_UDP_TX_BYTES);
+    if (!tx->buf)
+        return -ENOMEM;
     tx->family = family;
     syn_udp_tx_set_socket(tx, fd);
+    return 0;
+}
+
+void syn_udp_tx_free(syn_udp_tx *tx) {
+    free(tx->buf);
+    tx->buf = NULL;
 }
 
 void syn_udp_tx_set_socket(syn_udp_tx *tx, int fd) {

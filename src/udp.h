@@ -88,7 +88,9 @@ int syn_udp_recv(int fd, syn_udp_rx *rx);
 #define SYN_UDP_GSO_MAX_SEGS 64
 #define SYN_UDP_GSO_MAX_BYTES 65507 /* the largest UDP payload of an IPv4 datagram */
 typedef struct syn_udp_tx {
-    uint8_t buf[SYN_UDP_TX_BYTES];
+    /* SYN_UDP_TX_BYTES, malloc'ed apart (not zeroed: an idle connection's sends touch only the
+     * first pages, which matters at the edge with many connections). */
+    uint8_t *buf;
     size_t off[SYN_UDP_TX_BATCH]; /* datagram i is buf[off[i]], len[i] bytes */
     size_t len[SYN_UDP_TX_BATCH];
     uint8_t ecn[SYN_UDP_TX_BATCH];
@@ -106,8 +108,10 @@ typedef struct syn_udp_tx {
     uint64_t sends;     /* sendmmsg() entries that went out */
 } syn_udp_tx;
 
-/* Empties tx and sets it up for fd (probing whether the kernel knows UDP_SEGMENT) and family. */
-void syn_udp_tx_init(syn_udp_tx *tx, int fd, int family);
+/* Sets up an empty tx (its buffer allocated) for fd (probing whether the kernel knows UDP_SEGMENT)
+ * and family. Returns 0, or -ENOMEM. syn_udp_tx_free() releases the buffer. */
+int syn_udp_tx_init(syn_udp_tx *tx, int fd, int family);
+void syn_udp_tx_free(syn_udp_tx *tx);
 /* Moves tx to another socket: the GSO verdict starts afresh (it is judged per socket); the queued
  * datagrams stay. */
 void syn_udp_tx_set_socket(syn_udp_tx *tx, int fd);

@@ -149,8 +149,13 @@ static size_t expect(int fd, syn_udp_rx *rx, const size_t *len, const uint8_t *e
 static syn_udp_tx *tx_new(int fd) {
     syn_udp_tx *tx = calloc(1, sizeof(*tx));
     assert_non_null(tx);
-    syn_udp_tx_init(tx, fd, AF_INET);
+    assert_int_equal(syn_udp_tx_init(tx, fd, AF_INET), 0);
     return tx;
+}
+
+static void tx_free(syn_udp_tx *tx) {
+    syn_udp_tx_free(tx);
+    free(tx);
 }
 
 /* ---- GSO on send ---- */
@@ -179,7 +184,7 @@ static void test_gso_burst(void **state) {
     assert_true(tx->gso_proven);
     assert_int_equal(expect(p.b, rx, len, ecn, 11, 0), 11); /* no GRO on b: one by one */
     free(rx);
-    free(tx);
+    tx_free(tx);
     pair_close(&p);
 }
 
@@ -213,7 +218,7 @@ static void test_gso_mixed(void **state) {
     assert_int_equal(wrap.entries, (nb * 1452 + SYN_UDP_GSO_MAX_BYTES - 1) / SYN_UDP_GSO_MAX_BYTES);
     expect(p.b, rx, big, NULL, nb, 100);
     free(rx);
-    free(tx);
+    tx_free(tx);
     pair_close(&p);
 }
 
@@ -245,7 +250,7 @@ static void test_gso_fallback_eio(void **state) {
     syn_udp_tx_set_socket(tx, p.a);
     assert_true(tx->gso);
     free(rx);
-    free(tx);
+    tx_free(tx);
     pair_close(&p);
 }
 
@@ -285,7 +290,7 @@ static void test_gso_fallback_einval(void **state) {
     assert_int_equal(tx->gso_sends, 2); /* the first and the last batch */
     expect(p.b, rx, len, NULL, 8, 30);
     free(rx);
-    free(tx);
+    tx_free(tx);
     pair_close(&p);
 }
 
@@ -307,7 +312,7 @@ static void test_gso_eagain(void **state) {
     assert_int_equal(tx->n, 0);
     expect(p.b, rx, len, NULL, 5, 0);
     free(rx);
-    free(tx);
+    tx_free(tx);
     pair_close(&p);
 }
 
