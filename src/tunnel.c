@@ -941,7 +941,7 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     if ((rv = syn_heartbeat_init(t, d)) != 0)
         goto fail;
 
-    t->rx = syn_udp_rx_new();
+    t->rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_CLIENT);
     /* The application's hook and data go to the resolver as they are: a lookup's thread may
      * outlive the tunnel, so it must never see the tunnel itself. */
     t->resolver = syn_resolver_new(loop, t->cfg.resolve, t->cfg.resolve_user_data);
@@ -1013,7 +1013,7 @@ static void really_free(synesis_tunnel *t) {
     syn_resolver_free(t->resolver);
     if (t->ssl_ctx)
         SSL_CTX_free(t->ssl_ctx);
-    free(t->rx);
+    syn_udp_rx_free(t->rx);
     free(t->subs);
     free(t->str_url);
     free(t->str_server_name);

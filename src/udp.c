@@ -125,6 +125,43 @@ static uint8_t cmsg_read(struct msghdr *mh, size_t *seg) {
     return ecn;
 }
 
+syn_udp_rx *syn_udp_rx_new(size_t bytes) {
+    if (bytes < SYN_UDP_RX_SLOT)
+        bytes = SYN_UDP_RX_SLOT;
+    syn_udp_rx *rx = calloc(1, sizeof(*rx));
+    if (!rx)
+        return NULL;
+    rx->buf = malloc(bytes);
+    if (!rx->buf) {
+        free(rx);
+        return NULL;
+    }
+    rx->bufsize = bytes;
+    rx->fd = -1;
+    return rx;
+}
+
+void syn_udp_rx_free(syn_udp_rx *rx) {
+    if (!rx)
+        return;
+    free(rx->buf);
+    free(rx);
+}
+
+/* Cuts the buffer into slots for fd: 64 KiB ones when it receives GRO bursts. */
+static void rx_set_socket(syn_udp_rx *rx, int fd) {
+    int v = 0;
+    socklen_t l = sizeof(v);
+    int gro = getsockopt(fd, SOL_UDP, UDP_GRO, &v, &l) == 0 && v;
+    rx->slot = gro ? SYN_UDP_RX_SLOT : SYN_UDP_MAX_PAYLOAD + 1;
+    rx->nslots = rx->bufsize / rx->slot;
+    if (rx->nslots > SYN_UDP_RX_BATCH)
+        rx->nslots = SYN_UDP_RX_BATCH;
+    rx->fd = fd;
+}
+
+static uint8_t *rx_slot(const syn_udp_rx *rx, size_t i) { return rx->buf + i * rx->slot; }
+
 /* Reads a batch of messages into the slots. Returns the count of usable ones, or -errno. */
 static int recv_batch(int fd, syn_udp_rx *rx) {
     struct mmsghdr mm[SYN_UDP_RX_BATCH];
@@ -133,10 +170,11 @@ static int recv_batch(int fd, syn_udp_rx *rx) {
         char buf[CMSG_SPACE(sizeof(int)) * 2];
         struct cmsghdr align;
     } ctl[SYN_UDP_RX_BATCH];
-    memset(mm, 0, sizeof(mm));
-    for (size_t i = 0; i < SYN_UDP_RX_BATCH; i++) {
-        iov[i].iov_base = rx->buf[i];
-        iov[i].iov_len = sizeof(rx->buf[i]);
+    size_t nslots = rx->nslots;
+    memset(mm, 0, sizeof(struct mmsghdr) * nslots);
+    for (size_t i = 0; i < nslots; i++) {
+        iov[i].iov_base = rx_slot(rx, i);
+        iov[i].iov_len = rx->slot;
         mm[i].msg_hdr.msg_iov = &iov[i];
         mm[i].msg_hdr.msg_iovlen = 1;
         mm[i].msg_hdr.msg_name = &rx->msg[i].remote.ss;
@@ -146,7 +184,7 @@ static int recv_batch(int fd, syn_udp_rx *rx) {
     }
     int n;
     do {
-        n = recvmmsg(fd, mm, SYN_UDP_RX_BATCH, MSG_DONTWAIT, NULL);
+        n = recvmmsg(fd, mm, (unsigned)nslots, MSG_DONTWAIT, NULL);
     } while (n < 0 && errno == EINTR);
     if (n < 0)
         return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
@@ -160,7 +198,7 @@ static int recv_batch(int fd, syn_udp_rx *rx) {
             continue; /* oversized: not QUIC we can use */
         if (out != (size_t)i) {
             /* Keep the slots in step with msg[] (rare: only after a dropped message). */
-            memmove(rx->buf[out], rx->buf[i], len);
+            memmove(rx_slot(rx, out), rx_slot(rx, (size_t)i), len);
             rx->msg[out].remote = rx->msg[i].remote;
         }
         rx->msg[out].len = len;
@@ -172,12 +210,11 @@ static int recv_batch(int fd, syn_udp_rx *rx) {
     return (int)out;
 }
 
-syn_udp_rx *syn_udp_rx_new(void) { return calloc(1, sizeof(syn_udp_rx)); }
-
 int syn_udp_recv(int fd, syn_udp_rx *rx) {
     if (rx->cur >= rx->nmsg || rx->fd != fd) {
         rx->nmsg = rx->cur = rx->off = 0;
-        rx->fd = fd;
+        if (rx->fd != fd)
+            rx_set_socket(rx, fd);
         int n = recv_batch(fd, rx);
         if (n <= 0)
             return n;
@@ -190,7 +227,7 @@ int syn_udp_recv(int fd, syn_udp_rx *rx) {
         if (len > rx->msg[m].seg)
             len = rx->msg[m].seg;
         syn_udp_dgram *d = &rx->d[out++];
-        d->data = rx->buf[m] + rx->off;
+        d->data = rx_slot(rx, m) + rx->off;
         d->len = len;
         d->ecn = rx->msg[m].ecn;
         d->remote.len = rx->msg[m].remote.len;

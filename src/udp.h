@@ -40,18 +40,24 @@ typedef struct syn_udp_dgram {
 
 /* Receive side. Sockets from syn_udp_open() ask for UDP GRO (where the kernel has it): the kernel
  * may then hand over a burst of datagrams of one sender as one buffer of up to 64 KiB with their
- * segment size; syn_udp_recv() splits it again. So every message slot takes 64 KiB. */
-#define SYN_UDP_RX_BATCH 8 /* messages (GRO bursts, or single datagrams) per recvmmsg() */
+ * segment size; syn_udp_recv() splits it again. So on such a socket every message slot takes
+ * SYN_UDP_RX_SLOT bytes; without GRO the same buffer makes more, datagram-sized slots. */
+#define SYN_UDP_RX_BATCH 16 /* messages (GRO bursts, or single datagrams) per recvmmsg(), at most  \
+                             */
 #define SYN_UDP_RX_SLOT 65536
 #define SYN_UDP_RX_DGRAMS 64 /* datagrams handed out per syn_udp_recv() call */
+/* Receive buffer sizes: the edge's (many peers, 16 slots), a device's (one peer, 2 GRO slots). */
+#define SYN_UDP_RX_BYTES_SERVER (16 * SYN_UDP_RX_SLOT)
+#define SYN_UDP_RX_BYTES_CLIENT (2 * SYN_UDP_RX_SLOT)
 /* Upper bound of datagrams of one read burst before returning to the loop (fairness). */
 #define SYN_UDP_RX_MAX_PER_EVENT 256
 
 /* Receive buffers for batched reads, reused for every event (no per-packet allocation or copy:
  * the datagrams point into the message slots). */
 typedef struct syn_udp_rx {
-    uint8_t buf[SYN_UDP_RX_BATCH][SYN_UDP_RX_SLOT];
     syn_udp_dgram d[SYN_UDP_RX_DGRAMS];
+    uint8_t *buf; /* bufsize bytes, cut into nslots slots of slot bytes for the socket in use */
+    size_t bufsize, slot, nslots;
     /* The messages of the last recvmmsg() not handed out yet (a burst may hold more datagrams
      * than d[] does): msg[cur] from byte off on. */
     struct {
@@ -60,21 +66,23 @@ typedef struct syn_udp_rx {
         uint8_t ecn;
     } msg[SYN_UDP_RX_BATCH];
     size_t nmsg, cur, off;
-    int fd; /* the socket they came from */
+    int fd; /* the socket they came from (-1: none yet) */
 } syn_udp_rx;
 
-/* Allocates receive buffers (NULL when out of memory); free() releases them. */
-syn_udp_rx *syn_udp_rx_new(void);
+/* Allocates receive buffers of bytes (at least SYN_UDP_RX_SLOT; NULL when out of memory). The
+ * buffer is not zeroed: only what arrives touches its pages. */
+syn_udp_rx *syn_udp_rx_new(size_t bytes);
+void syn_udp_rx_free(syn_udp_rx *rx);
 
 /* Datagrams of the last read not handed out yet: a reader that stops at a per-event bound must
  * not stop while this holds (the socket may have nothing more to wake it up for them). */
 static inline int syn_udp_rx_pending(const syn_udp_rx *rx) { return rx->cur < rx->nmsg; }
 
 /* Hands out up to SYN_UDP_RX_DGRAMS datagrams: the rest of the last read's messages first (unless
- * they came from another socket: those are dropped), then a new recvmmsg(). rx must have been
- * zeroed (syn_udp_rx_new, calloc) before its first use. Returns the count (0 when none is waiting),
- * or -errno on a socket error (e.g. -ECONNREFUSED after an ICMP port unreachable). The datagrams
- * stay valid until the next call. A datagram larger than SYN_UDP_MAX_PAYLOAD is dropped. */
+ * they came from another socket: those are dropped), then a new recvmmsg(). Returns the count (0
+ * when none is waiting), or -errno on a socket error (e.g. -ECONNREFUSED after an ICMP port
+ * unreachable). The datagrams stay valid until the next call. A datagram larger than
+ * SYN_UDP_MAX_PAYLOAD is dropped. */
 int syn_udp_recv(int fd, syn_udp_rx *rx);
 
 /* Send side: a batch of outgoing datagrams to one destination, written back to back into one

@@ -168,7 +168,7 @@ static void test_gso_burst(void **state) {
     pair p;
     pair_open(&p, 0);
     syn_udp_tx *tx = tx_new(p.a);
-    syn_udp_rx *rx = calloc(1, sizeof(*rx));
+    syn_udp_rx *rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_SERVER);
     assert_true(tx->gso);
     size_t len[11];
     uint8_t ecn[11];
@@ -183,7 +183,7 @@ static void test_gso_burst(void **state) {
     assert_int_equal(wrap.entries, 1);
     assert_true(tx->gso_proven);
     assert_int_equal(expect(p.b, rx, len, ecn, 11, 0), 11); /* no GRO on b: one by one */
-    free(rx);
+    syn_udp_rx_free(rx);
     tx_free(tx);
     pair_close(&p);
 }
@@ -196,7 +196,7 @@ static void test_gso_mixed(void **state) {
     pair p;
     pair_open(&p, 0);
     syn_udp_tx *tx = tx_new(p.a);
-    syn_udp_rx *rx = calloc(1, sizeof(*rx));
+    syn_udp_rx *rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_SERVER);
     const size_t len[] = {1200, 1200, 1200, 800, 1200, 1200, 1452, 1452, 100, 1200, 1200, 1200};
     const uint8_t ecn[] = {2, 2, 2, 2, 2, 1, 1, 2, 2, 0, 0, 0};
     size_t n = sizeof(len) / sizeof(len[0]);
@@ -217,7 +217,7 @@ static void test_gso_mixed(void **state) {
     assert_int_equal(syn_udp_flush(p.a, tx, NULL), 0);
     assert_int_equal(wrap.entries, (nb * 1452 + SYN_UDP_GSO_MAX_BYTES - 1) / SYN_UDP_GSO_MAX_BYTES);
     expect(p.b, rx, big, NULL, nb, 100);
-    free(rx);
+    syn_udp_rx_free(rx);
     tx_free(tx);
     pair_close(&p);
 }
@@ -232,7 +232,7 @@ static void test_gso_fallback_eio(void **state) {
     pair p;
     pair_open(&p, 0);
     syn_udp_tx *tx = tx_new(p.a);
-    syn_udp_rx *rx = calloc(1, sizeof(*rx));
+    syn_udp_rx *rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_SERVER);
     size_t len[20];
     for (size_t i = 0; i < 20; i++)
         len[i] = 1200;
@@ -249,7 +249,7 @@ static void test_gso_fallback_eio(void **state) {
     /* Another socket judges afresh. */
     syn_udp_tx_set_socket(tx, p.a);
     assert_true(tx->gso);
-    free(rx);
+    syn_udp_rx_free(rx);
     tx_free(tx);
     pair_close(&p);
 }
@@ -264,7 +264,7 @@ static void test_gso_fallback_einval(void **state) {
     pair p;
     pair_open(&p, 0);
     syn_udp_tx *tx = tx_new(p.a);
-    syn_udp_rx *rx = calloc(1, sizeof(*rx));
+    syn_udp_rx *rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_SERVER);
     size_t len[8];
     for (size_t i = 0; i < 8; i++)
         len[i] = 1300;
@@ -289,7 +289,7 @@ static void test_gso_fallback_einval(void **state) {
     assert_int_equal(syn_udp_flush(p.a, tx, NULL), 0);
     assert_int_equal(tx->gso_sends, 2); /* the first and the last batch */
     expect(p.b, rx, len, NULL, 8, 30);
-    free(rx);
+    syn_udp_rx_free(rx);
     tx_free(tx);
     pair_close(&p);
 }
@@ -302,7 +302,7 @@ static void test_gso_eagain(void **state) {
     pair p;
     pair_open(&p, 0);
     syn_udp_tx *tx = tx_new(p.a);
-    syn_udp_rx *rx = calloc(1, sizeof(*rx));
+    syn_udp_rx *rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_SERVER);
     size_t len[5] = {1000, 1000, 1000, 1000, 10};
     queue(tx, len, NULL, 5, 0);
     assert_int_equal(syn_udp_flush(p.a, tx, NULL), 1);
@@ -311,7 +311,7 @@ static void test_gso_eagain(void **state) {
     assert_int_equal(syn_udp_flush(p.a, tx, NULL), 0);
     assert_int_equal(tx->n, 0);
     expect(p.b, rx, len, NULL, 5, 0);
-    free(rx);
+    syn_udp_rx_free(rx);
     tx_free(tx);
     pair_close(&p);
 }
@@ -357,12 +357,12 @@ static void test_gro_split(void **state) {
         pair_close(&p);
         skip();
     }
-    syn_udp_rx *rx = calloc(1, sizeof(*rx));
+    syn_udp_rx *rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_SERVER);
     size_t len[9] = {1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 300};
     raw_gso_send(p.a, len, 9, 0);
     /* Over loopback the GSO buffer reaches a GRO socket as it was sent: one message. */
     assert_int_equal(expect(p.b, rx, len, NULL, 9, 0), 1);
-    free(rx);
+    syn_udp_rx_free(rx);
     pair_close(&p);
 }
 
@@ -376,7 +376,7 @@ static void test_gro_many(void **state) {
         pair_close(&p);
         skip();
     }
-    syn_udp_rx *rx = calloc(1, sizeof(*rx));
+    syn_udp_rx *rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_SERVER);
     size_t len[150];
     for (size_t i = 0; i < 150; i++)
         len[i] = (i % 50) == 49 ? 40 : 100;
@@ -402,7 +402,7 @@ static void test_gro_many(void **state) {
     }
     assert_int_equal(k, 150);
     assert_int_equal(syn_udp_recv(p.b, rx), 0);
-    free(rx);
+    syn_udp_rx_free(rx);
     pair_close(&p);
 }
 
@@ -415,7 +415,7 @@ static void test_gro_oversized(void **state) {
         pair_close(&p);
         skip();
     }
-    syn_udp_rx *rx = calloc(1, sizeof(*rx));
+    syn_udp_rx *rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_SERVER);
     size_t big[3] = {2000, 2000, 2000};
     raw_gso_send(p.a, big, 3, 0);
     usleep(5000);
@@ -423,7 +423,7 @@ static void test_gro_oversized(void **state) {
     size_t len[2] = {1200, 1200};
     raw_gso_send(p.a, len, 2, 5);
     expect(p.b, rx, len, NULL, 2, 5);
-    free(rx);
+    syn_udp_rx_free(rx);
     pair_close(&p);
 }
 

@@ -1201,7 +1201,7 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     e->cfg = *cfg;
     e->str_listen = strdup(cfg->listen ? cfg->listen : "");
     e->str_alpn = strdup(cfg->alpn ? cfg->alpn : SYN_ALPN_DEFAULT);
-    e->rx = syn_udp_rx_new();
+    e->rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_SERVER);
     for (size_t i = 0; i < sizeof(e->src_pattern); i++)
         e->src_pattern[i] = (uint8_t)(i % SRC_PERIOD);
     if (!e->str_listen || !e->str_alpn || !e->rx || syn_cidmap_init(&e->cids) != 0 ||
@@ -1368,7 +1368,7 @@ void syn_edge_free(syn_edge *e) {
         SSL_CTX_free(e->ssl_ctx);
     syn_cidmap_free(&e->cids);
     free(e->devices);
-    free(e->rx);
+    syn_udp_rx_free(e->rx);
     free(e->str_listen);
     free(e->str_alpn);
     free(e);
