@@ -317,6 +317,8 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
             syn_qconn_recv(qc, &l->local, &t->rx->d[i].remote, t->rx->d[i].ecn, t->rx->d[i].data,
                            t->rx->d[i].len);
         total += n;
+        if (!syn_udp_rx_more(t->rx))
+            break;
     }
     if (!l->dead)
         syn_qconn_flush(qc); /* may end the linger */
@@ -551,6 +553,8 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
             syn_qconn_recv(qc, &t->local, &t->rx->d[i].remote, t->rx->d[i].ecn, t->rx->d[i].data,
                            t->rx->d[i].len);
         total += n;
+        if (!syn_udp_rx_more(t->rx))
+            break;
     }
     /* Once established, only a refusal (nothing listens any more: the edge is gone) ends the
      * connection; transient errors (ENOBUFS, a route flap, a firewall's EPERM) are packets lost,

@@ -186,6 +186,7 @@ static int recv_batch(int fd, syn_udp_rx *rx) {
     do {
         n = recvmmsg(fd, mm, (unsigned)nslots, MSG_DONTWAIT, NULL);
     } while (n < 0 && errno == EINTR);
+    rx->drained = n < (int)nslots;
     if (n < 0)
         return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
     size_t out = 0;

@@ -42,8 +42,9 @@ typedef struct syn_udp_dgram {
  * may then hand over a burst of datagrams of one sender as one buffer of up to 64 KiB with their
  * segment size; syn_udp_recv() splits it again. So on such a socket every message slot takes
  * SYN_UDP_RX_SLOT bytes; without GRO the same buffer makes more, datagram-sized slots. */
-#define SYN_UDP_RX_BATCH 16 /* messages (GRO bursts, or single datagrams) per recvmmsg(), at most  \
-                             */
+#define SYN_UDP_RX_BATCH                                                                           \
+    16 /* messages (GRO bursts, or single datagrams) per recvmmsg(), at most                       \
+        */
 #define SYN_UDP_RX_SLOT 65536
 #define SYN_UDP_RX_DGRAMS 64 /* datagrams handed out per syn_udp_recv() call */
 /* Receive buffer sizes: the edge's (many peers, 16 slots), a device's (one peer, 2 GRO slots). */
@@ -66,7 +67,8 @@ typedef struct syn_udp_rx {
         uint8_t ecn;
     } msg[SYN_UDP_RX_BATCH];
     size_t nmsg, cur, off;
-    int fd; /* the socket they came from (-1: none yet) */
+    int fd;      /* the socket they came from (-1: none yet) */
+    int drained; /* the last recvmmsg() found fewer messages than slots: the socket is empty */
 } syn_udp_rx;
 
 /* Allocates receive buffers of bytes (at least SYN_UDP_RX_SLOT; NULL when out of memory). The
@@ -77,6 +79,13 @@ void syn_udp_rx_free(syn_udp_rx *rx);
 /* Datagrams of the last read not handed out yet: a reader that stops at a per-event bound must
  * not stop while this holds (the socket may have nothing more to wake it up for them). */
 static inline int syn_udp_rx_pending(const syn_udp_rx *rx) { return rx->cur < rx->nmsg; }
+
+/* Is another syn_udp_recv() call worth it? Not when everything read is handed out and the last
+ * read emptied the socket: that saves a recvmmsg() that would only say EAGAIN (a reader woken by
+ * readiness is woken again when more arrives). */
+static inline int syn_udp_rx_more(const syn_udp_rx *rx) {
+    return syn_udp_rx_pending(rx) || !rx->drained;
+}
 
 /* Hands out up to SYN_UDP_RX_DGRAMS datagrams: the rest of the last read's messages first (unless
  * they came from another socket: those are dropped), then a new recvmmsg(). Returns the count (0

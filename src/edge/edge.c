@@ -1135,6 +1135,8 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         for (int i = 0; i < n && e->fd >= 0; i++)
             handle_datagram(e, &e->rx->d[i]);
         total += n;
+        if (!syn_udp_rx_more(e->rx))
+            break;
     }
     /* One write pass per connection for the whole batch (a flush may end and destroy only the
      * connection it runs on). */
