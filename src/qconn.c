@@ -588,7 +588,10 @@ static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *loc
         qc->max_payload = SYN_UDP_MAX_PAYLOAD;
     if (qc->max_payload < NGTCP2_MAX_UDP_PAYLOAD_SIZE)
         qc->max_payload = NGTCP2_MAX_UDP_PAYLOAD_SIZE;
-    qc->tx.family = local->ss.ss_family;
+    if (syn_udp_tx_init(&qc->tx, fd, local->ss.ss_family) != 0) {
+        free(qc);
+        return NULL;
+    }
     qc->conn_ref.get_conn = get_conn_cb;
     qc->conn_ref.user_data = qc;
     ngtcp2_ccerr_default(&qc->ccerr);
@@ -795,6 +798,7 @@ static void really_free(syn_qconn *qc) {
         ngtcp2_conn_del(qc->conn);
     if (qc->owns_fd)
         close(qc->fd);
+    syn_udp_tx_free(&qc->tx);
     free(qc);
 }
 
@@ -846,18 +850,16 @@ static void send_close_at(syn_qconn *qc, uint64_t ts) {
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi;
-    qc->tx.n = qc->tx.done = 0;
+    syn_udp_tx_clear(&qc->tx);
     if (!ts)
         ts = syn_now_ns();
-    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(qc->conn, &ps.path, &pi, qc->tx.buf[0],
-                                                        qc->max_payload, &qc->ccerr, ts);
+    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
+        qc->conn, &ps.path, &pi, syn_udp_tx_next(&qc->tx), qc->max_payload, &qc->ccerr, ts);
     if (n > 0) {
-        qc->tx.len[0] = (size_t)n;
-        qc->tx.ecn[0] = pi.ecn;
-        qc->tx.n = 1;
+        syn_udp_tx_push(&qc->tx, (size_t)n, pi.ecn);
         path_dest(qc, &ps.path, &qc->tx_dest);
         (void)syn_udp_flush(qc->fd, &qc->tx, qc->server ? &qc->tx_dest : NULL);
-        qc->tx.n = qc->tx.done = 0;
+        syn_udp_tx_clear(&qc->tx);
     }
 }
 
@@ -889,20 +891,19 @@ static uint64_t flush_pending_ack(syn_qconn *qc) {
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi;
-    qc->tx.n = qc->tx.done = 0;
+    syn_udp_tx_clear(&qc->tx);
     for (int i = 0; i < 4; i++) {
-        ngtcp2_ssize nw = ngtcp2_conn_writev_stream(qc->conn, &ps.path, &pi, qc->tx.buf[qc->tx.n],
-                                                    qc->max_payload, NULL, 0, -1, NULL, 0, ts);
+        ngtcp2_ssize nw =
+            ngtcp2_conn_writev_stream(qc->conn, &ps.path, &pi, syn_udp_tx_next(&qc->tx),
+                                      qc->max_payload, NULL, 0, -1, NULL, 0, ts);
         if (nw <= 0)
             break;
-        qc->tx.len[qc->tx.n] = (size_t)nw;
-        qc->tx.ecn[qc->tx.n] = pi.ecn;
-        qc->tx.n++;
+        syn_udp_tx_push(&qc->tx, (size_t)nw, pi.ecn);
         path_dest(qc, &ps.path, &qc->tx_dest);
     }
     if (qc->tx.n)
         (void)syn_udp_flush(qc->fd, &qc->tx, qc->server ? &qc->tx_dest : NULL);
-    qc->tx.n = qc->tx.done = 0;
+    syn_udp_tx_clear(&qc->tx);
     return ts;
 }
 
@@ -1163,7 +1164,7 @@ static void do_write(syn_qconn *qc) {
                 flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
         }
         ngtcp2_ssize ndatalen = -1;
-        uint8_t *buf = qc->tx.buf[qc->tx.n];
+        uint8_t *buf = syn_udp_tx_next(&qc->tx);
         ngtcp2_ssize nw = ngtcp2_conn_writev_stream(qc->conn, &ps.path, &pi, buf, qc->max_payload,
                                                     &ndatalen, flags, sid, vec, nvec, ts);
         if (nw < 0) {
@@ -1196,15 +1197,14 @@ static void do_write(syn_qconn *qc) {
                 memcpy(pkt, buf, (size_t)nw);
                 if (tx_flush(qc) != 0)
                     break; /* socket full: this packet is lost, and QUIC recovers it */
-                memcpy(qc->tx.buf[0], pkt, (size_t)nw);
+                memcpy(syn_udp_tx_next(&qc->tx), pkt, (size_t)nw);
             }
             qc->tx_dest = dest;
         }
-        qc->tx.len[qc->tx.n] = (size_t)nw;
-        qc->tx.ecn[qc->tx.n] = pi.ecn;
-        qc->tx.n++;
+        /* Packets lie back to back in one buffer: runs of equal size leave as one GSO send. */
+        syn_udp_tx_push(&qc->tx, (size_t)nw, pi.ecn);
         npkts++;
-        if (qc->tx.n == SYN_UDP_TX_BATCH && tx_flush(qc) != 0)
+        if (!syn_udp_tx_room(&qc->tx, qc->max_payload) && tx_flush(qc) != 0)
             break;
         if (npkts >= max_pkts)
             break;
@@ -1282,8 +1282,13 @@ static void linger_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 static void enter(syn_qconn *qc) { qc->depth++; }
 
-/* Returns 1 if qc was freed. */
-static int leave(syn_qconn *qc) {
+static int leave_ex(syn_qconn *qc, int no_write);
+static int leave(syn_qconn *qc) { return leave_ex(qc, 0); }
+
+/* Returns 1 if qc was freed. With no_write, a write pass asked for meanwhile stays pending: a
+ * received datagram's owner flushes once after its whole batch (syn_qconn_recv), so that ACKs and
+ * window updates of a burst leave together instead of a write pass per datagram. */
+static int leave_ex(syn_qconn *qc, int no_write) {
     if (--qc->depth > 0)
         return 0;
     for (;;) {
@@ -1318,7 +1323,7 @@ static int leave(syn_qconn *qc) {
             ev_timer_stop(qc->loop, &qc->linger_deadline);
             if (qc->ops->closed)
                 qc->ops->closed(qc, qc->err, qc->detail);
-        } else if (qc->need_flush && !qc->ended) {
+        } else if (qc->need_flush && !qc->ended && !no_write) {
             if (qc->ops->before_write)
                 qc->ops->before_write(qc);
             if (!qc->free_pending)
@@ -1357,7 +1362,7 @@ void syn_qconn_recv(syn_qconn *qc, const syn_sockaddr *local, const syn_sockaddr
     }
     /* No write pass here: the owner calls syn_qconn_flush() once after a batch of datagrams,
      * so ACKs and responses of a whole batch leave together. */
-    leave(qc);
+    leave_ex(qc, 1);
 }
 
 void syn_qconn_flush(syn_qconn *qc) {
@@ -1506,6 +1511,7 @@ int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local) {
     if (active)
         ev_io_start(qc->loop, &qc->wio);
     qc->fd = fd;
+    syn_udp_tx_set_socket(&qc->tx, fd); /* GSO is judged per socket */
     syn_qconn_schedule(qc);
     return 0;
 }

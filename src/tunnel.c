@@ -302,7 +302,8 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     syn_tunnel_enter(t);
     l->busy = 1;
     /* The tunnel's receive buffers are free here (callbacks of different sockets never nest). */
-    for (int total = 0; total < SYN_UDP_RX_MAX_PER_EVENT && !l->dead && !t->free_pending;) {
+    for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(t->rx)) &&
+                        !l->dead && !t->free_pending;) {
         int n = syn_udp_recv(l->fd, t->rx);
         if (n == -EMSGSIZE)
             continue;
@@ -317,6 +318,8 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
             syn_qconn_recv(qc, &l->local, &t->rx->d[i].remote, t->rx->d[i].ecn, t->rx->d[i].data,
                            t->rx->d[i].len);
         total += n;
+        if (!syn_udp_rx_more(t->rx))
+            break;
     }
     if (!l->dead)
         syn_qconn_flush(qc); /* may end the linger */
@@ -533,7 +536,8 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
      * there afterwards. */
     int sock_err = t->pending_sock_err;
     t->pending_sock_err = 0;
-    for (int total = 0; total < SYN_UDP_RX_MAX_PER_EVENT && t->qc && !t->free_pending;) {
+    for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(t->rx)) && t->qc &&
+                        !t->free_pending;) {
         int n = syn_udp_recv(t->fd, t->rx);
         if (n == -EMSGSIZE)
             continue; /* a PMTU probe was too large for the path: QUIC treats it as lost */
@@ -550,6 +554,8 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
             syn_qconn_recv(qc, &t->local, &t->rx->d[i].remote, t->rx->d[i].ecn, t->rx->d[i].data,
                            t->rx->d[i].len);
         total += n;
+        if (!syn_udp_rx_more(t->rx))
+            break;
     }
     /* Once established, only a refusal (nothing listens any more: the edge is gone) ends the
      * connection; transient errors (ENOBUFS, a route flap, a firewall's EPERM) are packets lost,
@@ -576,6 +582,9 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     t_leave(t);
 }
 
+/* SO_RCVBUF/SO_SNDBUF of the tunnel's socket (the edge's default is 4 MiB). */
+#define SYN_TUNNEL_SOCKET_BUFFER (2 * 1024 * 1024)
+
 /* Opens the socket and the QUIC connection to addrs[addr_idx]; on failure moves on. */
 static void connect_addr(synesis_tunnel *t) {
     char detail[SYNESIS_DETAIL_MAX];
@@ -592,6 +601,10 @@ static void connect_addr(synesis_tunnel *t) {
             return;
         }
         t->fd = fd;
+        /* Room for the bursts of a fast download (a GSO train from the edge is up to 64 KiB):
+         * with the usual 208 KiB default, a busy moment drops datagrams and QUIC backs off. Best
+         * effort: the kernel caps it at net.core.rmem_max/wmem_max without CAP_NET_ADMIN. */
+        (void)syn_udp_set_buffers(fd, SYN_TUNNEL_SOCKET_BUFFER, NULL, NULL);
         int rv =
             syn_qconn_client_new(&t->qc, t->loop, fd, &t->local, &t->remote, t->ssl_ctx,
                                  t->server_name, t->cfg.alpn, &t->qset, &tunnel_qc_ops, t, detail);
@@ -948,7 +961,7 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     if ((rv = syn_heartbeat_init(t, d)) != 0)
         goto fail;
 
-    t->rx = malloc(sizeof(*t->rx));
+    t->rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_CLIENT);
     /* The application's hook and data go to the resolver as they are: a lookup's thread may
      * outlive the tunnel, so it must never see the tunnel itself. */
     t->resolver = syn_resolver_new(loop, t->cfg.resolve, t->cfg.resolve_user_data);
@@ -1020,7 +1033,7 @@ static void really_free(synesis_tunnel *t) {
     syn_resolver_free(t->resolver);
     if (t->ssl_ctx)
         SSL_CTX_free(t->ssl_ctx);
-    free(t->rx);
+    syn_udp_rx_free(t->rx);
     free(t->subs);
     free(t->str_url);
     free(t->str_server_name);

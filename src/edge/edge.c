@@ -81,6 +81,10 @@ struct edge_conn {
     int handshaking;                     /* counted in syn_edge.handshaking */
 };
 
+/* SRC responses are queued in chunks of SRC_CHUNK bytes of the pattern (offset % SRC_PERIOD). */
+#define SRC_CHUNK (64 * 1024)
+#define SRC_PERIOD 251
+
 struct syn_edge {
     struct ev_loop *loop;
     syn_edge_config cfg;
@@ -103,6 +107,7 @@ struct syn_edge {
     size_t ndevices, devices_cap;
     syn_edge_handler handler;
     void *handler_ud;
+    uint8_t src_pattern[SRC_CHUNK + SRC_PERIOD]; /* SRC bytes: i % SRC_PERIOD */
 };
 
 void syn_edge_config_init(syn_edge_config *cfg) {
@@ -554,15 +559,21 @@ static void hb_data(edge_stream *es, const uint8_t *data, size_t len, int fin) {
 }
 
 /* Requests. */
-#define SRC_CHUNK (64 * 1024)
 #define SRC_WINDOW (1024 * 1024)
 
+/* SRC bytes are (offset % SRC_PERIOD): any SRC_CHUNK of them is a window of the edge's
+ * src_pattern, built once and queued without a copy (syn_qstream_write_nocopy) instead of being
+ * filled byte by byte. */
+static const uint8_t *src_bytes(const syn_edge *e, uint64_t pos) {
+    return e->src_pattern + pos % SRC_PERIOD;
+}
+
 /* Queues SRC bytes only as far as the device's flow control lets them leave and while the
- * connection is under its bound: a device that never reads pins at most the bound. */
+ * connection is under its bound: a device that never reads pins at most the bound (the bytes are
+ * not copied, but count as held all the same: the bound stays what docs/protocol.md says). */
 static void src_pump(edge_stream *es) {
     edge_conn *c = es->c;
     syn_edge *e = c->e;
-    uint8_t chunk[SRC_CHUNK];
     while (es->src_left) {
         syn_qstream *qs = es->qs;
         uint64_t unsent = qs->queued - qs->sent;
@@ -579,11 +590,12 @@ static void src_pump(edge_stream *es) {
         size_t n = es->src_left < SRC_CHUNK ? (size_t)es->src_left : SRC_CHUNK;
         if (n > room)
             n = (size_t)room;
-        for (size_t i = 0; i < n; i++)
-            chunk[i] = (uint8_t)((es->src_pos + i) % 251);
+        const uint8_t *chunk = src_bytes(e, es->src_pos);
         es->src_pos += n;
         es->src_left -= n;
-        if (es_send(es, chunk, n, es->src_left == 0) != 0) {
+        int rv = syn_qstream_write_nocopy(es->qs, chunk, n, NULL, NULL, es->src_left == 0);
+        es_account(es);
+        if (rv != 0) {
             es_reset(es, SYN_APP_INTERNAL);
             return;
         }
@@ -1115,13 +1127,16 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     (void)loop;
     (void)revents;
     syn_edge *e = w->data;
-    for (int total = 0; total < SYN_UDP_RX_MAX_PER_EVENT && e->fd >= 0;) {
+    for (int total = 0;
+         (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(e->rx)) && e->fd >= 0;) {
         int n = syn_udp_recv(e->fd, e->rx);
         if (n <= 0)
             break; /* errors on an unconnected socket are per-datagram ICMP noise */
         for (int i = 0; i < n && e->fd >= 0; i++)
             handle_datagram(e, &e->rx->d[i]);
         total += n;
+        if (!syn_udp_rx_more(e->rx))
+            break;
     }
     /* One write pass per connection for the whole batch (a flush may end and destroy only the
      * connection it runs on). */
@@ -1188,7 +1203,9 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     e->cfg = *cfg;
     e->str_listen = strdup(cfg->listen ? cfg->listen : "");
     e->str_alpn = strdup(cfg->alpn ? cfg->alpn : SYN_ALPN_DEFAULT);
-    e->rx = malloc(sizeof(*e->rx));
+    e->rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_SERVER);
+    for (size_t i = 0; i < sizeof(e->src_pattern); i++)
+        e->src_pattern[i] = (uint8_t)(i % SRC_PERIOD);
     if (!e->str_listen || !e->str_alpn || !e->rx || syn_cidmap_init(&e->cids) != 0 ||
         RAND_bytes(e->retry_secret, sizeof(e->retry_secret)) != 1) {
         rv = syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
@@ -1361,7 +1378,7 @@ void syn_edge_free(syn_edge *e) {
         SSL_CTX_free(e->ssl_ctx);
     syn_cidmap_free(&e->cids);
     free(e->devices);
-    free(e->rx);
+    syn_udp_rx_free(e->rx);
     free(e->str_listen);
     free(e->str_alpn);
     free(e);

@@ -230,19 +230,21 @@ static void raw_rio(struct ev_loop *loop, ev_io *w, int revents) {
     (void)loop;
     (void)revents;
     bench_raw *c = w->data;
-    int n = syn_udp_recv(c->fd, &c->rx);
-    if (n > 0)
-        c->rx_count += (uint64_t)n;
-    for (int i = 0; i < n && !c->closed; i++)
-        syn_qconn_recv(c->qc, &c->local, &c->rx.d[i].remote, c->rx.d[i].ecn, c->rx.d[i].data,
-                       c->rx.d[i].len);
+    do { /* the rest of a coalesced read too: nothing may wake us up for it */
+        int n = syn_udp_recv(c->fd, c->rx);
+        if (n > 0)
+            c->rx_count += (uint64_t)n;
+        for (int i = 0; i < n && !c->closed; i++)
+            syn_qconn_recv(c->qc, &c->local, &c->rx->d[i].remote, c->rx->d[i].ecn, c->rx->d[i].data,
+                           c->rx->d[i].len);
+    } while (syn_udp_rx_pending(c->rx) && !c->closed);
     if (!c->closed)
         syn_qconn_flush(c->qc);
 }
 
 bench_raw *bench_raw_new(struct ev_loop *loop, uint16_t port, const char *pki_dir) {
     bench_raw *c = calloc(1, sizeof(*c));
-    if (!c)
+    if (!c || !(c->rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_CLIENT)))
         exit(1);
     c->loop = loop;
     c->ctx = SSL_CTX_new(TLS_client_method());
@@ -302,6 +304,7 @@ int bench_raw_migrate(bench_raw *c) {
 
 void bench_raw_free(bench_raw *c) {
     ev_io_stop(c->loop, &c->rio);
+    syn_udp_rx_free(c->rx);
     syn_qconn_free(c->qc);
     close(c->fd);
     SSL_CTX_free(c->ctx);

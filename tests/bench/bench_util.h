@@ -46,7 +46,7 @@ typedef struct bench_raw {
     syn_sockaddr local;
     syn_qconn *qc;
     SSL_CTX *ctx;
-    syn_udp_rx rx;
+    syn_udp_rx *rx;
     ev_io rio;
     int connected, closed, err;
     uint64_t rx_count;

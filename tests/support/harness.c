@@ -259,11 +259,14 @@ static void raw_rio(struct ev_loop *loop, ev_io *w, int revents) {
     (void)loop;
     (void)revents;
     syn_test_raw_client *c = w->data;
-    int n = syn_udp_recv(c->fd, &c->rx);
-    if (n > 0)
-        c->rx_count += (uint64_t)n;
-    for (int i = 0; i < n && !c->closed; i++)
-        syn_qconn_recv(c->qc, &c->local, &c->rx.d[i].remote, 0, c->rx.d[i].data, c->rx.d[i].len);
+    do { /* the rest of a coalesced read too: nothing may wake us up for it */
+        int n = syn_udp_recv(c->fd, c->rx);
+        if (n > 0)
+            c->rx_count += (uint64_t)n;
+        for (int i = 0; i < n && !c->closed; i++)
+            syn_qconn_recv(c->qc, &c->local, &c->rx->d[i].remote, 0, c->rx->d[i].data,
+                           c->rx->d[i].len);
+    } while (syn_udp_rx_pending(c->rx) && !c->closed);
     if (!c->closed)
         syn_qconn_flush(c->qc);
 }
@@ -281,6 +284,8 @@ syn_test_raw_client *syn_test_raw_client_new_st(struct ev_loop *loop, uint16_t p
                                                 const char *key, const syn_qconn_settings *sto) {
     syn_test_raw_client *c = calloc(1, sizeof(*c));
     assert_non_null(c);
+    c->rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_CLIENT);
+    assert_non_null(c->rx);
     c->loop = loop;
     c->ctx = SSL_CTX_new(TLS_client_method());
     assert_non_null(c->ctx);
@@ -338,6 +343,7 @@ int syn_test_raw_client_migrate(syn_test_raw_client *c) {
 
 void syn_test_raw_client_free(syn_test_raw_client *c) {
     ev_io_stop(c->loop, &c->rio);
+    syn_udp_rx_free(c->rx);
     syn_qconn_free(c->qc);
     close(c->fd);
     SSL_CTX_free(c->ctx);

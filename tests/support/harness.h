@@ -85,7 +85,7 @@ typedef struct syn_test_raw_client {
     int fd;
     syn_sockaddr local;
     syn_qconn *qc;
-    syn_udp_rx rx;
+    syn_udp_rx *rx;
     ev_io rio;
     SSL_CTX *ctx;
     /* Stream events of the raw client's own streams. */
