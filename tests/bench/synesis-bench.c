@@ -678,9 +678,19 @@ static void bench_impaired(void) {
 
 static void bench_footprint(void) {
     size_t n = opt.quick ? 100 : 1000;
-    struct rlimit rl = {.rlim_cur = 65536, .rlim_max = 65536};
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && n + 64 > 1024)
-        n = 900; /* not root: stay under the default fd limit */
+    /* Each tunnel holds a UDP socket (and a timerfd while busy): raise the soft fd limit. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4 * n + 64) {
+        rl.rlim_cur =
+            rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 4 * n + 64 ? 4 * n + 64 : rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 2 * n + 64) {
+        size_t fit = (size_t)(rl.rlim_cur - 64) / 2;
+        fprintf(stderr, "synesis-bench: fd limit %llu: %zu tunnels instead of %zu\n",
+                (unsigned long long)rl.rlim_cur, fit, n);
+        n = fit;
+    }
     edge_opts eo = {0};
     edge_proc ep = edge_spawn(&eo);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
