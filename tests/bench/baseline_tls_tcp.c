@@ -252,6 +252,14 @@ static void bench_latency(const bench_opts *o) {
     bench_sort(cc, (size_t)runs);
     bench_sort(sc, (size_t)runs);
     bench_sort(lat, nlat);
+    /* synesis-bench --latency-samples FILE asks for every latency (us, one per line). */
+    const char *samples = getenv("BENCH_LATENCY_SAMPLES");
+    FILE *sf = samples && *samples ? fopen(samples, "w") : NULL;
+    if (sf) {
+        for (size_t i = 0; i < nlat; i++)
+            fprintf(sf, "%.1f\n", lat[i]);
+        fclose(sf);
+    }
     char params[64], extra[256];
     snprintf(params, sizeof(params), "\"size\":%d,\"inflight\":1", REQ_SIZE);
     snprintf(extra, sizeof(extra), ",\"p99\":%.2f,\"p999\":%.2f,\"samples_from_runs\":%d",

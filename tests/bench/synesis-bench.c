@@ -4,12 +4,14 @@
  * run. Release builds only mean anything.
  *
  *   synesis-bench [--quick] [--pki DIR] [--only NAME[,NAME...]] [--idle-seconds S]
- *                 [--out FILE] [--no-baselines]
+ *                 [--out FILE] [--latency-samples FILE] [--no-baselines]
  *
  * The edge runs in a child process pinned to CPU 1, the tunnels in this process on CPU 0. Every
  * figure is printed as one JSON line on stdout as soon as it is measured (the schema of
  * tests/bench/README.md), then the baselines' lines, then a table with ratios. Progress goes to
- * stderr. Figures: handshake, latency, rate, bulk, footprint, idle, impaired.
+ * stderr. Figures: handshake, latency, rate, bulk, footprint, idle, impaired, edge_many_idle.
+ * --latency-samples FILE writes every latency of the latency figure's runs (us, one per line);
+ * baseline_tls_tcp writes its own to FILE.tls-tcp.
  *
  * "Connected" is the moment the handshake is *confirmed* (HANDSHAKE_DONE received from the
  * edge): that is when synesis_tunnel reports Connected and what the handshake figure measures,
@@ -54,6 +56,8 @@ static struct {
     const char *only;
     double idle_seconds;
     FILE *out;
+    const char *samples; /* --latency-samples FILE */
+    FILE *samples_f;
     int baselines;
 } opt = {.idle_seconds = -1, .baselines = 1};
 
@@ -481,6 +485,9 @@ static void bench_requests(void) {
         double p50[8], p99[8], p999[8];
         for (int r = 0; r < runs; r++) {
             pipeline(loop, t, ep.pid, 1, secs, &ps, &rate, &ccpu, &ecpu);
+            if (opt.samples_f)
+                for (size_t k = 0; k < ps.nlat; k++)
+                    fprintf(opt.samples_f, "%.1f\n", ps.lat[k]);
             p50[r] = pct(ps.lat, ps.nlat, 50);
             p99[r] = pct(ps.lat, ps.nlat, 99);
             p999[r] = pct(ps.lat, ps.nlat, 99.9);
@@ -788,6 +795,108 @@ static void bench_idle(void) {
     emit("idle", NULL, "wakeups/min", v, 1, x);
 }
 
+/* ---- 8. the edge with many idle tunnels ---- */
+
+static int raise_nofile(size_t want) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return getrlimit(RLIMIT_NOFILE, &rl) == 0
+               ? (int)(rl.rlim_cur > 1u << 30 ? 1u << 30 : rl.rlim_cur)
+               : 1024;
+}
+
+/* One active tunnel (1 KiB echo, 16 in flight) against one edge child, first alone, then with n
+ * idle connected tunnels (no heartbeats, default keep-alive) held open on the same client loop:
+ * the edge's CPU per request and the rate, both ways, and the edge's RSS per idle connection. */
+static void bench_edge_many_idle(void) {
+    size_t n = opt.quick ? 500 : 4000;
+    int lim = raise_nofile(4 * n + 64);
+    if ((size_t)lim < 2 * n + 64) {
+        size_t fit = ((size_t)lim - 64) / 2;
+        fprintf(stderr, "synesis-bench: fd limit %d: %zu idle tunnels instead of %zu\n", lim, fit,
+                n);
+        n = fit;
+    }
+    int runs = opt.quick ? 1 : 3;
+    double secs = opt.quick ? 1.0 : 3.0;
+    edge_opts eo = {0};
+    edge_proc ep = edge_spawn(&eo);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    synesis_tunnel_config c;
+    tunnel_config(&c, ep.port);
+    synesis_tunnel *t = tunnel_new(loop, &c);
+    if (connect_one(loop, t, 5) != 0)
+        exit(1);
+    pipe_state ps = {0};
+    ps.cap = 1u << 16;
+    ps.lat = malloc(ps.cap * sizeof(double));
+    double rate0[8], ec0[8], rate1[8], ec1[8], cc;
+    pipeline(loop, t, ep.pid, 16, 0.3, &ps, &rate0[0], &cc, &ec0[0]); /* warm-up */
+    for (int r = 0; r < runs; r++)
+        pipeline(loop, t, ep.pid, 16, secs, &ps, &rate0[r], &cc, &ec0[r]);
+    /* The idle ones: heartbeats off (tunnel_config), keep-alive and idle timeout the defaults. */
+    synesis_tunnel_config ci;
+    tunnel_config(&ci, ep.port);
+    ci.handshake_timeout = 30;
+    ci.retry_initial_connect = 1;
+    synesis_tunnel **idle = calloc(n, sizeof(*idle));
+    run_for(loop, 0.2);
+    long rss0 = bench_status_kb(ep.pid, "VmRSS");
+    for (size_t i = 0; i < n; i++)
+        idle[i] = tunnel_new(loop, &ci);
+    double t0 = now_s();
+    for (size_t i = 0; i < n; i++)
+        synesis_tunnel_connect(idle[i]);
+    size_t up = 0;
+    ev_timer wake;
+    ev_timer_init(&wake, wake_cb, 0.01, 0.01);
+    ev_timer_start(loop, &wake);
+    while (now_s() < t0 + 120) {
+        up = 0;
+        for (size_t i = 0; i < n; i++)
+            up += synesis_tunnel_is_connected(idle[i]) ? 1 : 0;
+        if (up == n)
+            break;
+        ev_run(loop, EVRUN_ONCE);
+    }
+    ev_timer_stop(loop, &wake);
+    double connect_all = now_s() - t0;
+    if (up < n)
+        fprintf(stderr, "synesis-bench: only %zu of %zu idle tunnels connected\n", up, n);
+    run_for(loop, 0.5);
+    long rss1 = bench_status_kb(ep.pid, "VmRSS");
+    for (int r = 0; r < runs; r++)
+        pipeline(loop, t, ep.pid, 16, secs, &ps, &rate1[r], &cc, &ec1[r]);
+    size_t still = 0;
+    for (size_t i = 0; i < n; i++)
+        still += synesis_tunnel_is_connected(idle[i]) ? 1 : 0;
+    cJSON *x = cJSON_CreateObject();
+    cJSON_AddNumberToObject(x, "edge_cpu_us_per_req", pct(ec1, (size_t)runs, 50));
+    cJSON_AddNumberToObject(x, "edge_cpu_us_per_req_without", pct(ec0, (size_t)runs, 50));
+    cJSON_AddNumberToObject(x, "rate_without", pct(rate0, (size_t)runs, 50));
+    cJSON_AddNumberToObject(x, "edge_rss_kb_per_idle_conn",
+                            up ? (double)(rss1 - rss0) / (double)up : 0);
+    cJSON_AddNumberToObject(x, "connect_all_s", connect_all);
+    cJSON_AddNumberToObject(x, "connected", (double)up);
+    cJSON_AddNumberToObject(x, "still_connected", (double)still);
+    cJSON_AddNumberToObject(x, "seconds_per_run", secs);
+    cJSON *p = params_of("idle_tunnels", (double)n, NULL, NULL);
+    cJSON_AddNumberToObject(p, "size", 1024);
+    cJSON_AddNumberToObject(p, "inflight", 16);
+    emit("edge_many_idle", p, "req/s", rate1, (size_t)runs, x);
+    for (size_t i = 0; i < n; i++)
+        synesis_tunnel_free(idle[i]);
+    free(idle);
+    free(ps.lat);
+    synesis_tunnel_free(t);
+    run_for(loop, 0.05);
+    ev_loop_destroy(loop);
+    edge_stop(&ep, NULL, NULL);
+}
+
 /* ---- baselines and the table ---- */
 
 typedef struct row {
@@ -844,6 +953,11 @@ static void run_baseline(const char *name) {
         return;
     }
     snprintf(cmd, sizeof(cmd), "'%s' --pki '%s'%s", path, opt.pki, opt.quick ? " --quick" : "");
+    char samples[1024];
+    if (opt.samples) {
+        snprintf(samples, sizeof(samples), "%s.tls-tcp", opt.samples);
+        setenv("BENCH_LATENCY_SAMPLES", samples, 1);
+    }
     progress("running %s", name);
     FILE *f = popen(cmd, "r");
     if (!f)
@@ -925,13 +1039,20 @@ int main(int argc, char **argv) {
                 perror(argv[i]);
                 return 2;
             }
+        } else if (!strcmp(argv[i], "--latency-samples") && i + 1 < argc) {
+            opt.samples = argv[++i];
+            opt.samples_f = fopen(opt.samples, "w");
+            if (!opt.samples_f) {
+                perror(opt.samples);
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--no-baselines"))
             opt.baselines = 0;
         else {
             fprintf(stderr,
                     "usage: %s [--quick] [--pki DIR] [--only handshake,latency,rate,bulk,"
-                    "impaired,footprint,idle] [--idle-seconds S] [--out FILE] "
-                    "[--no-baselines]\n",
+                    "impaired,footprint,idle,edge_many_idle] [--idle-seconds S] [--out FILE] "
+                    "[--latency-samples FILE] [--no-baselines]\n",
                     argv[0]);
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
@@ -972,6 +1093,14 @@ int main(int argc, char **argv) {
     if (wanted("idle")) {
         progress("idle cost");
         bench_idle();
+    }
+    if (wanted("edge_many_idle")) {
+        progress("the edge with many idle tunnels");
+        bench_edge_many_idle();
+    }
+    if (opt.samples_f) {
+        fclose(opt.samples_f);
+        opt.samples_f = NULL;
     }
     progress("own figures took %.1f s", now_s() - t0);
     if (opt.baselines && !opt.only) {
