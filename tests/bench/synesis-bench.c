@@ -833,10 +833,10 @@ static void bench_edge_many_idle(void) {
     pipe_state ps = {0};
     ps.cap = 1u << 16;
     ps.lat = malloc(ps.cap * sizeof(double));
-    double rate0[8], ec0[8], rate1[8], ec1[8], cc;
-    pipeline(loop, t, ep.pid, 16, 0.3, &ps, &rate0[0], &cc, &ec0[0]); /* warm-up */
+    double rate0[8], ec0[8], cc0[8], rate1[8], ec1[8], cc1[8];
+    pipeline(loop, t, ep.pid, 16, 0.3, &ps, &rate0[0], &cc0[0], &ec0[0]); /* warm-up */
     for (int r = 0; r < runs; r++)
-        pipeline(loop, t, ep.pid, 16, secs, &ps, &rate0[r], &cc, &ec0[r]);
+        pipeline(loop, t, ep.pid, 16, secs, &ps, &rate0[r], &cc0[r], &ec0[r]);
     /* The idle ones: heartbeats off (tunnel_config), keep-alive and idle timeout the defaults. */
     synesis_tunnel_config ci;
     tunnel_config(&ci, ep.port);
@@ -869,7 +869,7 @@ static void bench_edge_many_idle(void) {
     run_for(loop, 0.5);
     long rss1 = bench_status_kb(ep.pid, "VmRSS");
     for (int r = 0; r < runs; r++)
-        pipeline(loop, t, ep.pid, 16, secs, &ps, &rate1[r], &cc, &ec1[r]);
+        pipeline(loop, t, ep.pid, 16, secs, &ps, &rate1[r], &cc1[r], &ec1[r]);
     size_t still = 0;
     for (size_t i = 0; i < n; i++)
         still += synesis_tunnel_is_connected(idle[i]) ? 1 : 0;
@@ -877,6 +877,8 @@ static void bench_edge_many_idle(void) {
     cJSON_AddNumberToObject(x, "edge_cpu_us_per_req", pct(ec1, (size_t)runs, 50));
     cJSON_AddNumberToObject(x, "edge_cpu_us_per_req_without", pct(ec0, (size_t)runs, 50));
     cJSON_AddNumberToObject(x, "rate_without", pct(rate0, (size_t)runs, 50));
+    cJSON_AddNumberToObject(x, "client_cpu_us_per_req", pct(cc1, (size_t)runs, 50));
+    cJSON_AddNumberToObject(x, "client_cpu_us_per_req_without", pct(cc0, (size_t)runs, 50));
     cJSON_AddNumberToObject(x, "edge_rss_kb_per_idle_conn",
                             up ? (double)(rss1 - rss0) / (double)up : 0);
     cJSON_AddNumberToObject(x, "connect_all_s", connect_all);
