@@ -1,6 +1,7 @@
 /* The QUIC connection driver: ngtcp2 + OpenSSL session, streams, write loop, timers. */
 #include "qconn.h"
 
+#include "synesis/tunnel.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -89,7 +90,6 @@ void syn_qconn_settings_default(syn_qconn_settings *st) {
     st->max_streams_uni = 0;
     st->stream_window = 1024 * 1024;
     st->conn_window = 16 * 1024 * 1024;
-    st->cc_algo = NGTCP2_CC_ALGO_CUBIC;
 }
 
 /* ---- stream bookkeeping ---- */
@@ -620,7 +620,9 @@ static void fill_settings(syn_qconn *qc, const syn_qconn_settings *st, ngtcp2_se
     s->handshake_timeout = st->handshake_timeout_ns ? st->handshake_timeout_ns : UINT64_MAX;
     s->max_tx_udp_payload_size = qc->max_payload;
     s->no_pmtud = st->pmtud ? 0 : 1;
-    s->cc_algo = (ngtcp2_cc_algo)st->cc_algo;
+    s->cc_algo = st->cc == SYNESIS_CC_BBR    ? NGTCP2_CC_ALGO_BBR
+                 : st->cc == SYNESIS_CC_RENO ? NGTCP2_CC_ALGO_RENO
+                                             : NGTCP2_CC_ALGO_CUBIC;
     if (st->trace)
         s->log_printf = ngtcp2_log_cb;
     ngtcp2_transport_params_default(p);
@@ -1405,7 +1407,7 @@ void syn_qconn_close_graceful(syn_qconn *qc, uint64_t app_code, const char *reas
         return;
     }
     qc->lingering = 1;
-    qc->close_code = app_code;
+    qc->close_code = app_code_checked(qc, app_code);
     syn_copy_str(qc->close_reason, sizeof(qc->close_reason), reason ? reason : "");
     ev_timer_set(&qc->linger_deadline, max_linger, 0.);
     ev_timer_start(qc->loop, &qc->linger_deadline);

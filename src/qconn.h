@@ -107,7 +107,7 @@ typedef struct syn_qconn_settings {
     uint64_t stream_window; /* per-stream receive window */
     uint64_t conn_window;   /* connection receive window */
     int trace;              /* forward ngtcp2's own log to ops->log at TRACE */
-    int cc_algo;            /* ngtcp2_cc_algo; 0 = NGTCP2_CC_ALGO_RENO, set by the default */
+    int cc;                 /* synesis_congestion_control value: 0 CUBIC, 1 BBR, 2 Reno */
     /* Client: an address-validation token to send in the first Initial (NULL = none; ngtcp2 copies
      * it). Tests use it to present forged Retry tokens. */
     const uint8_t *token;

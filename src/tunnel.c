@@ -939,9 +939,7 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     t->qset.keep_alive_ns = (uint64_t)(t->cfg.keep_alive_interval * 1e9);
     t->qset.max_udp_payload = t->cfg.max_udp_payload;
     t->qset.pmtud = t->cfg.pmtud;
-    t->qset.cc_algo = t->cfg.congestion_control == SYNESIS_CC_BBR    ? NGTCP2_CC_ALGO_BBR
-                      : t->cfg.congestion_control == SYNESIS_CC_RENO ? NGTCP2_CC_ALGO_RENO
-                                                                     : NGTCP2_CC_ALGO_CUBIC;
+    t->qset.cc = t->cfg.congestion_control;
     t->qset.trace = t->cfg.log && t->cfg.log_level >= SYNESIS_LOG_TRACE;
     /* The edge may open unidirectional streams for its reports (never bidirectional ones). */
     t->qset.max_streams_bidi = 0;

@@ -226,6 +226,8 @@ static void test_many_reports_return_credit(void **state) {
     fixture *f = *state;
     const int count = 3 * SYN_DEVICE_PEER_UNI_STREAMS + 1;
     for (int i = 0; i < count; i++) {
+        if (i && i % SYN_DEVICE_PEER_UNI_STREAMS == 0) /* within the edge's queue bound */
+            wait_counter(f, &f->refused, i);
         char json[160];
         snprintf(json, sizeof(json),
                  "{\"kind\":\"heartbeat_refused\",\"stream_id\":%d,\"sequence\":%d,\"error\":16,"
@@ -239,11 +241,44 @@ static void test_many_reports_return_credit(void **state) {
     assert_true(synesis_tunnel_is_connected(f->t));
 }
 
+/* A device that sends refusable heartbeats faster than it returns report-stream credit: the
+ * edge's queue of waiting reports stays bounded; the extra ones are dropped and counted. */
+static void test_report_queue_bounded(void **state) {
+    fixture *f = *state;
+    const int count = SYN_EDGE_MAX_QUEUED_REPORTS + 10;
+    int queued = 0, refused_at_once = 0;
+    for (int i = 0; i < count; i++) {
+        char json[160];
+        snprintf(json, sizeof(json),
+                 "{\"kind\":\"heartbeat_refused\",\"stream_id\":%d,\"sequence\":%d,\"error\":16,"
+                 "\"reason\":\"q%d\"}",
+                 2000 + 4 * i, 2000 + i, i);
+        uint8_t buf[SYN_FRAME_HEADER + SYN_REPORT_MAX];
+        size_t n = frame(buf, SYN_MSG_REPORT, (uint32_t)strlen(json), json);
+        int rv = syn_edge_send_report(f->edge, "rep-1", buf, n);
+        if (rv == 1)
+            queued++;
+        else if (rv == SYNESIS_ERR_WOULD_BLOCK)
+            refused_at_once++;
+        else
+            fail_msg("syn_edge_send_report: %d", rv);
+    }
+    assert_int_equal(queued, SYN_EDGE_MAX_QUEUED_REPORTS);
+    assert_int_equal(refused_at_once, 10);
+    syn_edge_stats es;
+    syn_edge_get_stats(f->edge, &es);
+    assert_int_equal(es.reports_dropped, 10);
+    /* The queued ones still arrive. */
+    wait_counter(f, &f->refused, SYN_EDGE_MAX_QUEUED_REPORTS);
+    assert_true(synesis_tunnel_is_connected(f->t));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_report_refuses_delivered_heartbeat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_reports_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_reports_return_credit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_report_queue_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -77,6 +77,7 @@ struct edge_conn {
     uint64_t held;
     int src_stalled;                     /* a SRC stream waits for held to fall below the bound */
     edge_report *reports, *reports_tail; /* reports waiting for a stream */
+    size_t nreports;                     /* how many (at most SYN_EDGE_MAX_QUEUED_REPORTS) */
     syn_cidmap_list cids;                /* this connection's IDs in the edge's table */
     int handshaking;                     /* counted in syn_edge.handshaking */
 };
@@ -321,6 +322,13 @@ static void es_reset(edge_stream *es, uint64_t code) {
 /* ---- reports to the device (docs/protocol.md, "Reports") ---- */
 
 static int conn_queue_report(edge_conn *c, const uint8_t *frame, size_t len) {
+    if (c->nreports >= SYN_EDGE_MAX_QUEUED_REPORTS) {
+        /* A device that keeps its report streams open (never returns the credit) while it sends
+         * refusable heartbeats must not grow this queue without end. */
+        c->e->stats.reports_dropped++;
+        emit_simple(c->e, "report_dropped", c, "reason", "too many reports waiting for a stream");
+        return SYNESIS_ERR_WOULD_BLOCK;
+    }
     edge_report *r = malloc(sizeof(*r) + len);
     if (!r) {
         c->e->stats.reports_dropped++;
@@ -335,6 +343,7 @@ static int conn_queue_report(edge_conn *c, const uint8_t *frame, size_t len) {
     else
         c->reports = r;
     c->reports_tail = r;
+    c->nreports++;
     syn_qconn_schedule(c->qc);
     return 0;
 }
@@ -351,6 +360,7 @@ static void conn_send_reports(edge_conn *c) {
             syn_qconn_peer_max_streams_uni(c->qc) > 0)
             return; /* wait for the device to return credit */
         c->reports = r->next;
+        c->nreports--;
         if (!c->reports)
             c->reports_tail = NULL;
         if (rv == 0 && syn_qstream_write(qs, r->frame, r->len, 1) == 0) {
@@ -371,14 +381,16 @@ static void conn_free_reports(edge_conn *c) {
         free(r);
     }
     c->reports = c->reports_tail = NULL;
+    c->nreports = 0;
 }
 
 int syn_edge_send_report(syn_edge *e, const char *device_id, const uint8_t *frame, size_t len) {
     int n = 0;
     for (edge_conn *c = e->conns; c; c = c->next) {
         if (strcmp(c->device_id, device_id) == 0 && syn_qconn_handshake_completed(c->qc)) {
-            if (conn_queue_report(c, frame, len) != 0)
-                return SYNESIS_ERR_NOMEM;
+            int rv = conn_queue_report(c, frame, len);
+            if (rv != 0)
+                return rv;
             n++;
         }
     }
@@ -1256,9 +1268,7 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     e->qset.max_streams_bidi = cfg->max_streams_bidi;
     e->qset.max_streams_uni = cfg->max_streams_uni;
     e->qset.stream_window = 1024 * 1024;
-    e->qset.cc_algo = cfg->congestion_control == 1   ? NGTCP2_CC_ALGO_BBR
-                      : cfg->congestion_control == 2 ? NGTCP2_CC_ALGO_RENO
-                                                     : NGTCP2_CC_ALGO_CUBIC;
+    e->qset.cc = cfg->congestion_control;
     e->qset.conn_window = cfg->max_conn_buffer;
     if (e->qset.stream_window > e->qset.conn_window)
         e->qset.stream_window = e->qset.conn_window;

@@ -148,13 +148,18 @@ typedef int (*syn_edge_handler)(void *user_data, const char *device_id, const ui
                                 size_t len, syn_edge_reply *reply);
 void syn_edge_set_handler(syn_edge *e, syn_edge_handler fn, void *user_data);
 
+/* Reports waiting for a stream to one connection; beyond, a report is dropped (reports_dropped):
+ * a device that never returns its report-stream credit must not grow the edge's memory. */
+#define SYN_EDGE_MAX_QUEUED_REPORTS 16
+
 /*
  * Sends len bytes of frame, as they are, on a new edge-initiated unidirectional stream (then FIN)
  * to every connection of device_id: the transport of edge reports (docs/protocol.md, type
  * SYN_MSG_REPORT; the edge's own refusals use it too). The bytes are copied; each stream is
  * opened from the connection's next write pass, waiting there while the device's stream credit
  * is used up (a device that grants none gets none: counted in reports_dropped). Returns the
- * number of connections it was queued on (0 when the device has none), or SYNESIS_ERR_NOMEM.
+ * number of connections it was queued on (0 when the device has none), SYNESIS_ERR_NOMEM, or
+ * SYNESIS_ERR_WOULD_BLOCK when SYN_EDGE_MAX_QUEUED_REPORTS already wait (the report is dropped).
  */
 int syn_edge_send_report(syn_edge *e, const char *device_id, const uint8_t *frame, size_t len);
 
