@@ -88,15 +88,11 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t 
         *len = n;
         return NULL;
     }
-    uint8_t *frame = malloc(5 + n);
+    uint8_t *frame = malloc(SYN_FRAME_HEADER + n);
     if (frame) {
-        frame[0] = 0x01;
-        frame[1] = (uint8_t)(n >> 24);
-        frame[2] = (uint8_t)(n >> 16);
-        frame[3] = (uint8_t)(n >> 8);
-        frame[4] = (uint8_t)n;
-        memcpy(frame + 5, json, n);
-        *len = 5 + n;
+        syn_frame_header(frame, SYN_MSG_HEARTBEAT, n);
+        memcpy(frame + SYN_FRAME_HEADER, json, n);
+        *len = SYN_FRAME_HEADER + n;
     }
     cJSON_free(json);
     return frame;
@@ -295,8 +291,7 @@ static void report_complete(syn_report *r) {
         report_bad(r, "truncated header");
         return;
     }
-    size_t need = (size_t)r->buf[1] << 24 | (size_t)r->buf[2] << 16 | (size_t)r->buf[3] << 8 |
-                  (size_t)r->buf[4];
+    size_t need = syn_frame_length(r->buf);
     size_t got = r->len - SYN_FRAME_HEADER;
     if (got != need) {
         char d[96];
@@ -357,8 +352,7 @@ static void report_data(void *obj, syn_qstream *s, const uint8_t *data, size_t l
         return;
     }
     if (r->len >= SYN_FRAME_HEADER) {
-        uint32_t need = (uint32_t)r->buf[1] << 24 | (uint32_t)r->buf[2] << 16 |
-                        (uint32_t)r->buf[3] << 8 | r->buf[4];
+        uint32_t need = syn_frame_length(r->buf);
         if (need > SYN_REPORT_MAX) {
             char d[96];
             snprintf(d, sizeof(d), "length %u over the maximum of %d", need, SYN_REPORT_MAX);
