@@ -197,6 +197,13 @@ void syn_qconn_set_remote(syn_qconn *qc, const syn_sockaddr *remote);
  * the tests and benchmarks that play a migrating device. */
 int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local);
 
+/* Releases the large send buffer of the batched writes (see syn_udp_tx) when nothing is queued:
+ * for an owner whose connection has gone quiet; the next write pass that needs it allocates it
+ * again. Returns 1 when no large buffer is held afterwards. */
+int syn_qconn_trim(syn_qconn *qc);
+/* The send batch (its counters, for tests). */
+const syn_udp_tx *syn_qconn_tx(const syn_qconn *qc);
+
 /* Streams. open returns SYNESIS_ERR_WOULD_BLOCK when the peer's stream limit is reached. */
 int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out);
 /* Queues a copy of data (and FIN when fin). */
