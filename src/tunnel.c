@@ -228,6 +228,58 @@ typedef struct syn_linger {
     struct syn_linger *prev, *next;
 } syn_linger;
 
+/* ---- I/O buffers: taken when traffic needs them, released when the tunnel is quiet ---- */
+
+/* The receive buffers for a read event, allocated if the tunnel holds none (NULL when out of
+ * memory); they are kept until SYN_TUNNEL_BUFFER_IDLE passes without another read. */
+static syn_udp_rx *rx_take(synesis_tunnel *t) {
+    t->rx_used_at = ev_now(t->loop);
+    if (!t->rx) {
+        t->rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_CLIENT);
+        if (!t->rx) {
+            syn_tunnel_log(t, SYNESIS_LOG_WARN, "receive buffers: out of memory (datagrams lost)");
+            return NULL;
+        }
+        t->rx_allocs++;
+    }
+    if (!ev_is_active(&t->buf_timer)) {
+        ev_timer_set(&t->buf_timer, SYN_TUNNEL_BUFFER_IDLE, 0.);
+        ev_timer_start(t->loop, &t->buf_timer);
+    }
+    return t->rx;
+}
+
+/* Releases the receive buffers and the large send buffers of the live and lingering connections.
+ * Returns 1 when nothing is left to release (a send batch waiting for its socket keeps its
+ * buffer). */
+static int buffers_release(synesis_tunnel *t) {
+    if (t->rx) {
+        syn_udp_rx_free(t->rx); /* anything not handed out is stale: its reader is gone */
+        t->rx = NULL;
+        t->rx_frees++;
+    }
+    int done = 1;
+    if (t->qc && !syn_qconn_trim(t->qc))
+        done = 0;
+    for (syn_linger *l = t->lingers; l; l = l->next)
+        if (!syn_qconn_trim(l->qc))
+            done = 0;
+    return done;
+}
+
+static void buf_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)revents;
+    synesis_tunnel *t = w->data;
+    ev_tstamp quiet = ev_now(loop) - t->rx_used_at;
+    /* (Never under one of our callbacks: a nested loop run may be using the buffers.) */
+    if (quiet >= SYN_TUNNEL_BUFFER_IDLE * 0.99 && t->depth == 0 && buffers_release(t))
+        return;
+    ev_timer_set(
+        w, quiet < SYN_TUNNEL_BUFFER_IDLE ? SYN_TUNNEL_BUFFER_IDLE - quiet : SYN_TUNNEL_BUFFER_IDLE,
+        0.);
+    ev_timer_start(loop, w);
+}
+
 static void linger_unlink(syn_linger *l) {
     if (!l->t)
         return;
@@ -302,9 +354,12 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     syn_tunnel_enter(t);
     l->busy = 1;
     /* The tunnel's receive buffers are free here (callbacks of different sockets never nest). */
-    for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(t->rx)) &&
+    syn_udp_rx *rx = rx_take(t);
+    if (!rx)
+        (void)syn_udp_discard(l->fd, SYN_UDP_RX_MAX_PER_EVENT);
+    for (int total = 0; rx && (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(rx)) &&
                         !l->dead && !t->free_pending;) {
-        int n = syn_udp_recv(l->fd, t->rx);
+        int n = syn_udp_recv(l->fd, rx);
         if (n == -EMSGSIZE)
             continue;
         if (n < 0) {
@@ -315,10 +370,10 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         if (n == 0)
             break;
         for (int i = 0; i < n && !l->dead && !t->free_pending; i++)
-            syn_qconn_recv(qc, &l->local, &t->rx->d[i].remote, t->rx->d[i].ecn, t->rx->d[i].data,
-                           t->rx->d[i].len);
+            syn_qconn_recv(qc, &l->local, &rx->d[i].remote, rx->d[i].ecn, rx->d[i].data,
+                           rx->d[i].len);
         total += n;
-        if (!syn_udp_rx_more(t->rx))
+        if (!syn_udp_rx_more(rx))
             break;
     }
     if (!l->dead)
@@ -536,9 +591,15 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
      * there afterwards. */
     int sock_err = t->pending_sock_err;
     t->pending_sock_err = 0;
-    for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(t->rx)) && t->qc &&
-                        !t->free_pending;) {
-        int n = syn_udp_recv(t->fd, t->rx);
+    syn_udp_rx *rx = rx_take(t);
+    if (!rx) {
+        int n = syn_udp_discard(t->fd, SYN_UDP_RX_MAX_PER_EVENT);
+        if (n < 0 && !sock_err)
+            sock_err = -n;
+    }
+    for (int total = 0; rx && (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(rx)) &&
+                        t->qc && !t->free_pending;) {
+        int n = syn_udp_recv(t->fd, rx);
         if (n == -EMSGSIZE)
             continue; /* a PMTU probe was too large for the path: QUIC treats it as lost */
         if (n < 0) {
@@ -551,10 +612,10 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
             break;
         syn_qconn *qc = t->qc;
         for (int i = 0; i < n && t->qc == qc && !t->free_pending; i++)
-            syn_qconn_recv(qc, &t->local, &t->rx->d[i].remote, t->rx->d[i].ecn, t->rx->d[i].data,
-                           t->rx->d[i].len);
+            syn_qconn_recv(qc, &t->local, &rx->d[i].remote, rx->d[i].ecn, rx->d[i].data,
+                           rx->d[i].len);
         total += n;
-        if (!syn_udp_rx_more(t->rx))
+        if (!syn_udp_rx_more(rx))
             break;
     }
     /* Once established, only a refusal (nothing listens any more: the edge is gone) ends the
@@ -901,6 +962,8 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     t->reconnect_timer.data = t;
     ev_timer_init(&t->stable_timer, stable_timer_cb, 0., 0.);
     t->stable_timer.data = t;
+    ev_timer_init(&t->buf_timer, buf_timer_cb, 0., 0.);
+    t->buf_timer.data = t;
     if ((rv = copy_config(t, cfg)) != 0) {
         syn_fail(d, rv, "out of memory");
         goto fail;
@@ -959,11 +1022,10 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     if ((rv = syn_heartbeat_init(t, d)) != 0)
         goto fail;
 
-    t->rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_CLIENT);
     /* The application's hook and data go to the resolver as they are: a lookup's thread may
      * outlive the tunnel, so it must never see the tunnel itself. */
     t->resolver = syn_resolver_new(loop, t->cfg.resolve, t->cfg.resolve_user_data);
-    if (!t->rx || !t->resolver) {
+    if (!t->resolver) {
         rv = syn_fail(d, SYNESIS_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -1028,6 +1090,7 @@ static void really_free(synesis_tunnel *t) {
     syn_heartbeat_free(t);
     ev_timer_stop(t->loop, &t->reconnect_timer);
     ev_timer_stop(t->loop, &t->stable_timer);
+    ev_timer_stop(t->loop, &t->buf_timer);
     syn_resolver_free(t->resolver);
     if (t->ssl_ctx)
         SSL_CTX_free(t->ssl_ctx);

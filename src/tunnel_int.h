@@ -68,7 +68,13 @@ struct synesis_tunnel {
     syn_sockaddr local, remote;
     ev_io rio;
     syn_qconn *qc;
+    /* The receive buffers (GRO slots, shared with the lingering connections): taken on the first
+     * datagram, released with the connection's large send buffer once no datagram has come for
+     * SYN_TUNNEL_BUFFER_IDLE (buf_timer), so an idle tunnel holds neither. */
     syn_udp_rx *rx;
+    ev_timer buf_timer;
+    ev_tstamp rx_used_at;
+    uint64_t rx_allocs, rx_frees; /* counters for tests */
     int pending_sock_err;
     /* Connections closing in the background after disconnect() (config.close_linger): each owns
      * its socket and read watcher; free() ends them at once. */
@@ -145,6 +151,11 @@ void syn_tunnel_enter(synesis_tunnel *t);
 int syn_tunnel_leave(synesis_tunnel *t);
 /* 1 when Connected with a live connection that can open streams. */
 int syn_tunnel_ready(const synesis_tunnel *t);
+
+/* Quiet this long (seconds without a datagram received), a tunnel releases its receive buffers
+ * and its connection's large send buffer; the next datagram, or write pass that needs it, takes
+ * them again. */
+#define SYN_TUNNEL_BUFFER_IDLE 0.25
 
 /* Tests only: asks the state machine for a transition to kind (with attempt for Reconnecting),
  * exactly as the tunnel's own code does; returns 0 or SYNESIS_ERR_INVALID_STATE. */
