@@ -927,6 +927,63 @@ static int copy_config(synesis_tunnel *t, const synesis_tunnel_config *c) {
     t->cfg.vitals_disk_path = t->str_disk_path;
     t->cfg.tls_groups = t->str_groups;
     t->cfg.spki_pins = (const uint8_t(*)[32])t->pins;
+    t->cfg.share_tls_with = NULL; /* only synesis_tunnel_new() may look at it */
+    return 0;
+}
+
+/* Forgets the configuration of the TLS context (the identity, trust, pins and groups). */
+static void tls_fields_clear(synesis_tunnel_config *c) {
+    c->cert_path = c->key_path = c->cert_pem = c->key_pem = c->key_passphrase = NULL;
+    c->cert_pem_len = c->key_pem_len = 0;
+    c->use_system_trust = 0;
+    c->ca_path = c->ca_dir = c->tls_groups = NULL;
+    c->spki_pins = NULL;
+    c->n_spki_pins = 0;
+}
+
+/* Once the TLS context is built the copies of its inputs (a private key and its passphrase among
+ * them) are not kept. */
+static void tls_inputs_drop(synesis_tunnel *t) {
+    if (t->str_key_pem)
+        OPENSSL_cleanse(t->str_key_pem, strlen(t->str_key_pem));
+    if (t->str_pass)
+        OPENSSL_cleanse(t->str_pass, strlen(t->str_pass));
+    char **strs[] = {&t->str_cert, &t->str_key, &t->str_cert_pem, &t->str_key_pem,
+                     &t->str_pass, &t->str_ca,  &t->str_ca_dir,   &t->str_groups};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        free(*strs[i]);
+        *strs[i] = NULL;
+    }
+    free(t->pins);
+    t->pins = NULL;
+    tls_fields_clear(&t->cfg);
+}
+
+/* The tunnel's own TLS context, from the configured identity, trust, pins and groups. */
+static int tls_ctx_new(synesis_tunnel *t, char *d) {
+    syn_tls_client_config tc = {
+        .cert_file = t->cfg.cert_pem ? NULL : t->cfg.cert_path,
+        .key_file = t->cfg.key_pem ? NULL : t->cfg.key_path,
+        .cert_pem = t->cfg.cert_pem,
+        .cert_pem_len = t->cfg.cert_pem_len,
+        .key_pem = t->cfg.key_pem,
+        .key_pem_len = t->cfg.key_pem_len,
+        .key_passphrase = t->cfg.key_passphrase,
+        .ca_file = t->cfg.ca_path,
+        .ca_dir = t->cfg.ca_dir,
+        .use_system_trust = t->cfg.use_system_trust,
+        .spki_pins = t->cfg.spki_pins,
+        .n_spki_pins = t->cfg.n_spki_pins,
+    };
+    int rv = syn_tls_client_ctx_new(&t->ssl_ctx, &tc, d);
+    if (rv)
+        return rv;
+    if (t->cfg.tls_groups && SSL_CTX_set1_groups_list(t->ssl_ctx, t->cfg.tls_groups) != 1) {
+        ERR_clear_error();
+        return syn_fail(d, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config.tls_groups '%s' is not a list of TLS groups OpenSSL accepts",
+                        t->cfg.tls_groups);
+    }
     return 0;
 }
 
@@ -941,6 +998,13 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
         goto fail_early;
     }
     *out = NULL;
+    /* A tunnel sharing another's TLS context neither reads nor checks the fields for its own. */
+    synesis_tunnel_config own;
+    if (cfg->struct_size == sizeof(*cfg) && cfg->share_tls_with) {
+        own = *cfg;
+        tls_fields_clear(&own);
+        cfg = &own;
+    }
     if ((rv = check_config(cfg, d)) != 0)
         goto fail_early;
     if ((rv = syn_crypto_init()) != 0) {
@@ -972,29 +1036,20 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
         goto fail;
     t->server_name = t->cfg.server_name ? t->cfg.server_name : t->url.host;
 
-    syn_tls_client_config tc = {
-        .cert_file = t->cfg.cert_pem ? NULL : t->cfg.cert_path,
-        .key_file = t->cfg.key_pem ? NULL : t->cfg.key_path,
-        .cert_pem = t->cfg.cert_pem,
-        .cert_pem_len = t->cfg.cert_pem_len,
-        .key_pem = t->cfg.key_pem,
-        .key_pem_len = t->cfg.key_pem_len,
-        .key_passphrase = t->cfg.key_passphrase,
-        .ca_file = t->cfg.ca_path,
-        .ca_dir = t->cfg.ca_dir,
-        .use_system_trust = t->cfg.use_system_trust,
-        .spki_pins = t->cfg.spki_pins,
-        .n_spki_pins = t->cfg.n_spki_pins,
-    };
-    if ((rv = syn_tls_client_ctx_new(&t->ssl_ctx, &tc, d)) != 0)
-        goto fail;
-    if (t->cfg.tls_groups && SSL_CTX_set1_groups_list(t->ssl_ctx, t->cfg.tls_groups) != 1) {
-        ERR_clear_error();
-        rv = syn_fail(d, SYNESIS_ERR_INVALID_ARGUMENT,
-                      "config.tls_groups '%s' is not a list of TLS groups OpenSSL accepts",
-                      t->cfg.tls_groups);
+    if (cfg->share_tls_with) {
+        /* The context of another tunnel, reference counted (cfg's field: the copy forgets the
+         * tunnel, which may be freed any time from now on). */
+        t->ssl_ctx = cfg->share_tls_with->ssl_ctx;
+        if (!t->ssl_ctx || SSL_CTX_up_ref(t->ssl_ctx) != 1) {
+            t->ssl_ctx = NULL;
+            rv = syn_fail(d, SYNESIS_ERR_INVALID_ARGUMENT,
+                          "config.share_tls_with has no TLS context to share");
+            goto fail;
+        }
+    } else if ((rv = tls_ctx_new(t, d)) != 0) {
         goto fail;
     }
+    tls_inputs_drop(t);
 
     syn_qconn_settings_default(&t->qset);
     t->qset.idle_timeout_ns = (uint64_t)(t->cfg.idle_timeout * 1e9);
