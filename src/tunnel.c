@@ -163,13 +163,17 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
                    synesis_state_name(next->kind), next->error_detail[0] ? ": " : "",
                    next->error_detail);
     if (t->notifying) {
-        if (t->nqueued < SYN_STATE_QUEUE) {
+        synesis_tunnel_state(*q)[2] =
+            syn_grow(t->queued, &t->queued_cap, t->nqueued + 1, sizeof(*q), 2, SYN_STATE_QUEUE);
+        if (q) {
+            t->queued = q;
             t->queued[t->nqueued][0] = old;
             t->queued[t->nqueued][1] = *next;
             t->nqueued++;
         } else {
             syn_tunnel_log(t, SYNESIS_LOG_WARN,
-                           "state notifications nested too deeply: one dropped");
+                           "state notifications nested too deeply (or out of memory): one "
+                           "dropped");
         }
         return 0;
     }
@@ -180,7 +184,9 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
         synesis_tunnel_state o = t->queued[i][0], n = t->queued[i][1];
         notify(t, &o, &n);
     }
-    t->nqueued = 0;
+    free(t->queued); /* rare: not kept */
+    t->queued = NULL;
+    t->nqueued = t->queued_cap = 0;
     t->notifying--;
     compact_subs(t);
     /* Requests waiting for a connection learn what became of it. */
@@ -1151,6 +1157,7 @@ static void really_free(synesis_tunnel *t) {
         SSL_CTX_free(t->ssl_ctx);
     syn_udp_rx_free(t->rx);
     free(t->subs);
+    free(t->queued);
     free(t->str_url);
     free(t->str_server_name);
     free(t->str_alpn);

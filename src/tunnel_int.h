@@ -53,8 +53,10 @@ struct synesis_tunnel {
 
     synesis_tunnel_state state;
 #define SYN_STATE_QUEUE 16
-    synesis_tunnel_state queued[SYN_STATE_QUEUE][2]; /* transitions made during a notification */
-    size_t nqueued;
+    /* Transitions made during a notification (at most SYN_STATE_QUEUE; allocated when first
+     * needed: a state is 288 bytes). */
+    synesis_tunnel_state (*queued)[2];
+    size_t nqueued, queued_cap;
     syn_subscriber *subs;
     size_t nsubs, subs_cap;
     uint32_t next_sub_id;
