@@ -237,9 +237,11 @@ typedef struct syn_linger {
 /* ---- I/O buffers: taken when traffic needs them, released when the tunnel is quiet ---- */
 
 /* The receive buffers for a read event, allocated if the tunnel holds none (NULL when out of
- * memory); they are kept until SYN_TUNNEL_BUFFER_IDLE passes without another read. */
+ * memory). */
 static syn_udp_rx *rx_take(synesis_tunnel *t) {
-    t->rx_used_at = ev_now(t->loop);
+    ev_tstamp now = ev_now(t->loop);
+    t->rx_after_quiet = now - t->rx_used_at >= SYN_TUNNEL_BUFFER_IDLE;
+    t->rx_used_at = now;
     if (!t->rx) {
         t->rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_CLIENT);
         if (!t->rx) {
@@ -247,10 +249,6 @@ static syn_udp_rx *rx_take(synesis_tunnel *t) {
             return NULL;
         }
         t->rx_allocs++;
-    }
-    if (!ev_is_active(&t->buf_timer)) {
-        ev_timer_set(&t->buf_timer, SYN_TUNNEL_BUFFER_IDLE, 0.);
-        ev_timer_start(t->loop, &t->buf_timer);
     }
     return t->rx;
 }
@@ -271,6 +269,28 @@ static int buffers_release(synesis_tunnel *t) {
         if (!syn_qconn_trim(l->qc))
             done = 0;
     return done;
+}
+
+/* After a read event (the tunnel entered once: no nested loop run is using the buffers). A burst
+ * that came after a quiet spell and leaves nothing of ours unacknowledged (a keep-alive's ACK, the
+ * answer to a lone request) releases the buffers at once: an idle tunnel's periodic traffic then
+ * costs no wake-up of its own, and no more than one allocation per SYN_TUNNEL_BUFFER_IDLE. After
+ * any other burst, buf_timer releases them once no datagram has come for SYN_TUNNEL_BUFFER_IDLE
+ * (one wake-up at the end of a busy spell). */
+static void buffers_after_read(synesis_tunnel *t) {
+    if (t->free_pending || t->depth != 1 || (!t->rx && !t->qc))
+        return;
+    if (t->rx_after_quiet && !t->lingers) {
+        ngtcp2_conn_info ci = {0};
+        if (t->qc)
+            syn_qconn_info(t->qc, &ci);
+        if (!ci.bytes_in_flight && buffers_release(t))
+            return;
+    }
+    if (!ev_is_active(&t->buf_timer)) {
+        ev_timer_set(&t->buf_timer, SYN_TUNNEL_BUFFER_IDLE, 0.);
+        ev_timer_start(t->loop, &t->buf_timer);
+    }
 }
 
 static void buf_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -384,6 +404,7 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     }
     if (!l->dead)
         syn_qconn_flush(qc); /* may end the linger */
+    buffers_after_read(t);
     l->busy = 0;
     if (l->dead)
         free(l);
@@ -646,6 +667,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     }
     if (t->qc && !t->free_pending)
         syn_qconn_flush(t->qc);
+    buffers_after_read(t);
     t_leave(t);
 }
 

@@ -71,11 +71,12 @@ struct synesis_tunnel {
     ev_io rio;
     syn_qconn *qc;
     /* The receive buffers (GRO slots, shared with the lingering connections): taken on the first
-     * datagram, released with the connection's large send buffer once no datagram has come for
-     * SYN_TUNNEL_BUFFER_IDLE (buf_timer), so an idle tunnel holds neither. */
+     * datagram, released with the connection's large send buffer when the tunnel is quiet
+     * (buffers_after_read, buf_timer in tunnel.c), so an idle tunnel holds neither. */
     syn_udp_rx *rx;
     ev_timer buf_timer;
-    ev_tstamp rx_used_at;
+    ev_tstamp rx_used_at;         /* the last read event */
+    int rx_after_quiet;           /* it came SYN_TUNNEL_BUFFER_IDLE or more after the one before */
     uint64_t rx_allocs, rx_frees; /* counters for tests */
     int pending_sock_err;
     /* Connections closing in the background after disconnect() (config.close_linger): each owns
@@ -155,8 +156,8 @@ int syn_tunnel_leave(synesis_tunnel *t);
 int syn_tunnel_ready(const synesis_tunnel *t);
 
 /* Quiet this long (seconds without a datagram received), a tunnel releases its receive buffers
- * and its connection's large send buffer; the next datagram, or write pass that needs it, takes
- * them again. */
+ * and its connection's large send buffer (at once after a lone burst that follows such a spell);
+ * the next datagram, or write pass that needs it, takes them again. */
 #define SYN_TUNNEL_BUFFER_IDLE 0.25
 
 /* Tests only: asks the state machine for a transition to kind (with attempt for Reconnecting),
