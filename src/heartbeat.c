@@ -492,6 +492,7 @@ static void hb_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)revents;
     synesis_tunnel *t = w->data;
     syn_tunnel_enter(t);
+    t->wakes.heartbeat++;
     send_heartbeat(t);
     syn_tunnel_leave(t);
 }

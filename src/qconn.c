@@ -65,6 +65,7 @@ struct syn_qconn {
     ngtcp2_ccerr ccerr; /* what we send in CONNECTION_CLOSE after a local error */
     int err;            /* terminal error for ops->closed */
     char detail[SYNESIS_DETAIL_MAX];
+    syn_qconn_wakes wakes;
 };
 
 static void qc_log(syn_qconn *qc, synesis_log_level lv, const char *fmt, ...) SYNESIS_PRINTF(3, 4);
@@ -1206,6 +1207,7 @@ static void do_write(syn_qconn *qc) {
         /* Packets lie back to back in one buffer: runs of equal size leave as one GSO send. */
         syn_udp_tx_push(&qc->tx, (size_t)nw, pi.ecn);
         npkts++;
+        qc->wakes.packets++;
         if (!syn_udp_tx_room(&qc->tx, qc->max_payload) && tx_flush(qc) != 0)
             break;
         if (npkts >= max_pkts)
@@ -1431,13 +1433,29 @@ void syn_qconn_abort(syn_qconn *qc, int err, const char *detail) {
 
 static void expire(syn_qconn *qc) {
     qc->fine_want = 0;
+    qc->wakes.expiry++;
+    uint64_t pkts = qc->wakes.packets;
+    ngtcp2_conn_info before;
+    ngtcp2_conn_get_conn_info(qc->conn, &before);
     enter(qc);
     int rv = ngtcp2_conn_handle_expiry(qc->conn, syn_now_ns());
     if (rv != 0)
         local_error(qc, rv, "timer");
     else
         qc->need_flush = 1;
-    leave(qc);
+    if (leave(qc))
+        return;
+    if (qc->wakes.packets == pkts) {
+        qc->wakes.expiry_idle++;
+    } else {
+        /* Only ack-eliciting packets count in flight (loss declared by this expiry aside). */
+        ngtcp2_conn_info after;
+        ngtcp2_conn_get_conn_info(qc->conn, &after);
+        if (after.bytes_in_flight > before.bytes_in_flight)
+            qc->wakes.expiry_send++;
+        else
+            qc->wakes.expiry_ack++;
+    }
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -1454,8 +1472,10 @@ static void tio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     if (read(qc->tfd, &n, sizeof(n)) != (ssize_t)sizeof(n))
         return; /* not expired: set again since */
     qc->fine_at = 0;
-    if (!qc->fine_want || syn_now_ns() < qc->fine_want)
+    if (!qc->fine_want || syn_now_ns() < qc->fine_want) {
+        qc->wakes.fine_stale++;
         return; /* an older deadline fired: fprep_cb sets the timerfd for the current one */
+    }
     expire(qc);
 }
 
@@ -1517,6 +1537,8 @@ int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local) {
     syn_qconn_schedule(qc);
     return 0;
 }
+
+void syn_qconn_get_wakes(const syn_qconn *qc, syn_qconn_wakes *out) { *out = qc->wakes; }
 
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc) {
     ngtcp2_conn_info ci;

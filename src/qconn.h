@@ -180,6 +180,19 @@ int syn_qconn_handshake_completed(const syn_qconn *qc);
 /* The unidirectional streams the peer let us open in its transport parameters (0 before it sent
  * them). */
 uint64_t syn_qconn_peer_max_streams_uni(const syn_qconn *qc);
+/* What woke the loop for this connection, by cause: the figures behind the idle cost (tests and
+ * the idle benchmark read them). An expiry is classified by what its write pass sent. */
+typedef struct syn_qconn_wakes {
+    uint64_t expiry;      /* ngtcp2's expiry timer fired (the libev timer or the timerfd) */
+    uint64_t expiry_idle; /* ... and nothing was sent: a wake-up for nothing */
+    uint64_t expiry_ack;  /* ... and only ACKs (packets that elicit none): a delayed ACK */
+    uint64_t expiry_send; /* ... and an ack-eliciting packet: a keep-alive PING, a probe, or data
+                             that pacing had held back */
+    uint64_t fine_stale;  /* the timerfd fired for a deadline no longer wanted */
+    uint64_t packets;     /* packets sent, all causes */
+} syn_qconn_wakes;
+void syn_qconn_get_wakes(const syn_qconn *qc, syn_qconn_wakes *out);
+
 /* Smoothed RTT in milliseconds (0 before the first sample). */
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc);
 /* ngtcp2's connection info (RTTs, cwnd, packet counters). */

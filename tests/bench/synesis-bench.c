@@ -45,6 +45,7 @@
 #include "edge/edge.h"
 #include "fault_proxy.h"
 #include "synesis/synesis.h"
+#include "tunnel_int.h"
 
 #ifndef SYN_BENCH_DIR
 #define SYN_BENCH_DIR "."
@@ -768,6 +769,8 @@ static void bench_idle(void) {
     if (connect_one(loop, t, 5) != 0)
         exit(1);
     run_for(loop, 0.2);
+    syn_tunnel_wakes w0, w1;
+    syn_tunnel_get_wakes(t, &w0);
     unsigned it0 = ev_iteration(loop);
     double c0 = cpu_self(), t0 = now_s();
     /* No helper timer here: only the tunnel's own watchers may wake the loop. */
@@ -780,6 +783,7 @@ static void bench_idle(void) {
     unsigned wakeups = ev_iteration(loop) - it0 - 1; /* the end timer's own wake-up */
     double cpu = cpu_self() - c0;
     int connected = synesis_tunnel_is_connected(t);
+    syn_tunnel_get_wakes(t, &w1);
     synesis_tunnel_free(t);
     run_for(loop, 0.01);
     ev_loop_destroy(loop);
@@ -792,6 +796,28 @@ static void bench_idle(void) {
     cJSON_AddNumberToObject(x, "bytes_up_per_hour", (double)up * 3600 / el);
     cJSON_AddNumberToObject(x, "bytes_down_per_hour", (double)down * 3600 / el);
     cJSON_AddBoolToObject(x, "stayed_connected", connected);
+    /* The wake-ups by cause, per minute (the tunnel's counters; a wake-up with two causes counts
+     * in both, and "other" is what none of them explains). */
+    double pm = 60 / el;
+    cJSON *b = cJSON_AddObjectToObject(x, "per_min_by_cause");
+    uint64_t rx = w1.rx - w0.rx, hb = w1.heartbeat - w0.heartbeat, ex = w1.qc.expiry - w0.qc.expiry,
+             st = w1.qc.fine_stale - w0.qc.fine_stale;
+    cJSON_AddNumberToObject(b, "socket_readable", (double)rx * pm);
+    cJSON_AddNumberToObject(b, "socket_readable_answered_at_once",
+                            (double)(w1.rx_sent - w0.rx_sent) * pm);
+    cJSON_AddNumberToObject(b, "pings_received", (double)(w1.pings_recv - w0.pings_recv) * pm);
+    cJSON_AddNumberToObject(b, "heartbeat_timer", (double)hb * pm);
+    cJSON_AddNumberToObject(b, "heartbeats_sent_early",
+                            (double)(w1.heartbeat_early - w0.heartbeat_early) * pm);
+    cJSON_AddNumberToObject(b, "expiry_timer", (double)ex * pm);
+    cJSON_AddNumberToObject(b, "expiry_sent_ack_eliciting",
+                            (double)(w1.qc.expiry_send - w0.qc.expiry_send) * pm);
+    cJSON_AddNumberToObject(b, "expiry_sent_ack_only",
+                            (double)(w1.qc.expiry_ack - w0.qc.expiry_ack) * pm);
+    cJSON_AddNumberToObject(b, "expiry_sent_nothing",
+                            (double)(w1.qc.expiry_idle - w0.qc.expiry_idle) * pm);
+    cJSON_AddNumberToObject(b, "timerfd_stale", (double)st * pm);
+    cJSON_AddNumberToObject(b, "other", ((double)wakeups - (double)(rx + hb + ex + st)) * pm);
     emit("idle", NULL, "wakeups/min", v, 1, x);
 }
 
