@@ -1025,22 +1025,22 @@ static void fine_close(syn_qconn *qc) {
 }
 
 /*
- * Arms the expiry timer for ngtcp2's next deadline. Runs after every write pass, so it makes no
- * system call: a wait under a millisecond (which libev's epoll backend would stretch to a whole
- * one) is only recorded in fine_want, and fprep_cb, which runs just before the loop polls, sets
- * the timerfd for it if the loop is about to block. While datagrams keep arriving the deadline
- * usually moves (each write pass re-computes the ACK delay and the pacing time) before the loop
- * blocks, and no timer is programmed at all: each timerfd_settime costs several microseconds
- * here (an hrtimer reprogrammed, a VM exit under virtualisation), as much as a whole request.
+ * Arms the expiry timer for expiry, ngtcp2's next deadline (see do_write). Runs after every write
+ * pass, so it makes no system call: a wait under a millisecond (which libev's epoll backend would
+ * stretch to a whole one) is only recorded in fine_want, and fprep_cb, which runs just before the
+ * loop polls, sets the timerfd for it if the loop is about to block. While datagrams keep arriving
+ * the deadline usually moves (each write pass re-computes the ACK delay and the pacing time) before
+ * the loop blocks, and no timer is programmed at all: each timerfd_settime costs several
+ * microseconds here (an hrtimer reprogrammed, a VM exit under virtualisation), as much as a whole
+ * request.
  */
-static void arm_timer(syn_qconn *qc) {
+static void arm_timer(syn_qconn *qc, ngtcp2_tstamp expiry) {
     ev_timer_stop(qc->loop, &qc->timer);
     qc->fine_want = 0;
     if (qc->ended || qc->end_pending) {
         timer_stop(qc);
         return;
     }
-    ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(qc->conn);
     if (expiry == UINT64_MAX) {
         timer_stop(qc);
         fine_close(qc);
@@ -1153,6 +1153,7 @@ static void do_write(syn_qconn *qc) {
                       : quantum > SYN_MAX_PKTS_PER_WRITE ? SYN_MAX_PKTS_PER_WRITE
                                                          : quantum;
     size_t npkts = 0;
+    int drained = 0;
     for (;;) {
         syn_qstream *s = qc->pend_head;
         ngtcp2_vec vec[SYN_STREAM_VEC];
@@ -1189,8 +1190,10 @@ static void do_write(syn_qconn *qc) {
         }
         if (s)
             stream_advance(qc, s, ndatalen, flags);
-        if (nw == 0)
+        if (nw == 0) {
+            drained = 1;
             break;
+        }
         if (qc->server) {
             /* A batch goes to one destination: a packet for another path starts a new batch. */
             syn_sockaddr dest;
@@ -1215,8 +1218,16 @@ static void do_write(syn_qconn *qc) {
     }
     if (!qc->end_pending)
         (void)tx_flush(qc);
+    /* The pacing deadline this pass's packets set matters only if something is left to send.
+     * When ngtcp2 had nothing more (or congestion control holds it back, and an ACK or the loss
+     * timer wakes us), waking at that deadline would find nothing to do: after a lone PING or ACK
+     * that was a timerfd wake-up tens of microseconds later, one for every packet of an idle
+     * connection. The expiry taken before the update keeps every other deadline, and a pacing
+     * deadline still pending from an earlier pass (a pass it blocked ends here with nothing
+     * written, and arms for it). */
+    ngtcp2_tstamp expiry = drained ? ngtcp2_conn_get_expiry(qc->conn) : 0;
     ngtcp2_conn_update_pkt_tx_time(qc->conn, ts);
-    arm_timer(qc);
+    arm_timer(qc, drained ? expiry : ngtcp2_conn_get_expiry(qc->conn));
 }
 
 /* ---- graceful close ---- */
