@@ -21,6 +21,15 @@
 /* A connection whose next wait is at least this long is idle: its timerfd is closed. */
 #define SYN_FINE_IDLE_NS 100000000u
 
+/* The credit for streams the peer opens: that of closed ones goes back in batches
+ * (peer_streams_credit). */
+typedef struct syn_peer_streams {
+    uint64_t initial; /* our transport parameter */
+    uint64_t limit;   /* initial plus what we have returned */
+    uint64_t opened;  /* streams the peer has opened (highest index + 1) */
+    uint64_t closed;  /* closed since the last return */
+} syn_peer_streams;
+
 struct syn_qconn {
     struct ev_loop *loop;
     ngtcp2_conn *conn;
@@ -66,6 +75,8 @@ struct syn_qconn {
     int err;            /* terminal error for ops->closed */
     char detail[SYNESIS_DETAIL_MAX];
     syn_qconn_wakes wakes;
+    /* Streams the peer may open, bidirectional [0] and unidirectional [1]. */
+    syn_peer_streams peer_streams[2];
 };
 
 static void qc_log(syn_qconn *qc, synesis_log_level lv, const char *fmt, ...) SYNESIS_PRINTF(3, 4);
@@ -379,8 +390,34 @@ static int handshake_confirmed_cb(ngtcp2_conn *conn, void *ud) {
     return 0;
 }
 
+/*
+ * Returns the credit of the peer's closed streams once the peer has used half of what it may open,
+ * or at once when it is down to its last half: a MAX_STREAMS frame for every closed stream would
+ * make every heartbeat (one unidirectional stream each) cost the device an ack-eliciting packet
+ * from the edge, and the ACK and wake-up that go with it. The peer can always open at least half
+ * of the initial count beyond those it has open.
+ */
+static void peer_streams_credit(syn_qconn *qc, int uni) {
+    syn_peer_streams *p = &qc->peer_streams[uni];
+    if (!p->closed || p->limit - p->opened > p->initial / 2)
+        return;
+    if (uni)
+        ngtcp2_conn_extend_max_streams_uni(qc->conn, p->closed);
+    else
+        ngtcp2_conn_extend_max_streams_bidi(qc->conn, p->closed);
+    p->limit += p->closed;
+    p->closed = 0;
+}
+
 static int stream_open_cb(ngtcp2_conn *conn, int64_t id, void *ud) {
     syn_qconn *qc = ud;
+    if (!ngtcp2_conn_is_local_stream(conn, id)) {
+        int uni = !ngtcp2_is_bidi_stream(id);
+        uint64_t n = ((uint64_t)id >> 2) + 1;
+        if (n > qc->peer_streams[uni].opened)
+            qc->peer_streams[uni].opened = n;
+        peer_streams_credit(qc, uni);
+    }
     syn_qstream *s = stream_new(qc, id, NULL);
     if (!s)
         return NGTCP2_ERR_CALLBACK_FAILURE;
@@ -439,12 +476,11 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64
     syn_qconn *qc = ud;
     syn_qstream *s = sud;
     /* The peer's streams return their credit as they close (the edge's requests and heartbeats;
-     * the edge's reports to a device). */
+     * the edge's reports to a device), in batches. */
     if (!ngtcp2_conn_is_local_stream(conn, id)) {
-        if (ngtcp2_is_bidi_stream(id))
-            ngtcp2_conn_extend_max_streams_bidi(conn, 1);
-        else
-            ngtcp2_conn_extend_max_streams_uni(conn, 1);
+        int uni = !ngtcp2_is_bidi_stream(id);
+        qc->peer_streams[uni].closed++;
+        peer_streams_credit(qc, uni);
     }
     if (!s)
         return 0;
@@ -584,6 +620,8 @@ static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *loc
     qc->ops = ops;
     qc->owner = owner;
     qc->server = server;
+    qc->peer_streams[0].initial = qc->peer_streams[0].limit = st->max_streams_bidi;
+    qc->peer_streams[1].initial = qc->peer_streams[1].limit = st->max_streams_uni;
     qc->max_payload = st->max_udp_payload ? st->max_udp_payload : 1452;
     if (qc->max_payload > SYN_UDP_MAX_PAYLOAD)
         qc->max_payload = SYN_UDP_MAX_PAYLOAD;
