@@ -662,6 +662,8 @@ static void fill_settings(syn_qconn *qc, const syn_qconn_settings *st, ngtcp2_se
     s->cc_algo = st->cc == SYNESIS_CC_BBR    ? NGTCP2_CC_ALGO_BBR
                  : st->cc == SYNESIS_CC_RENO ? NGTCP2_CC_ALGO_RENO
                                              : NGTCP2_CC_ALGO_CUBIC;
+    if (st->ack_at_once)
+        s->ack_thresh = 1;
     if (st->trace)
         s->log_printf = ngtcp2_log_cb;
     ngtcp2_transport_params_default(p);

@@ -108,6 +108,10 @@ typedef struct syn_qconn_settings {
     uint64_t conn_window;   /* connection receive window */
     int trace;              /* forward ngtcp2's own log to ops->log at TRACE */
     int cc;                 /* synesis_congestion_control value: 0 CUBIC, 1 BBR, 2 Reno */
+    /* ACK every ack-eliciting packet in the write pass after it (ngtcp2's ack_thresh 1) instead
+     * of after two, or after the ACK delay: the ACK of a lone packet then leaves in the wake-up
+     * that received it, not in a second one when the delay timer fires. */
+    int ack_at_once;
     /* Client: an address-validation token to send in the first Initial (NULL = none; ngtcp2 copies
      * it). Tests use it to present forged Retry tokens. */
     const uint8_t *token;

@@ -963,6 +963,11 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     t->qset.max_udp_payload = t->cfg.max_udp_payload;
     t->qset.pmtud = t->cfg.pmtud;
     t->qset.cc = t->cfg.congestion_control;
+    /* An idle device wakes up for each packet the edge sends it (a keep-alive PING, the PING
+     * ngtcp2 adds to every few ACKs): its ACK goes out in that same wake-up rather than in a
+     * second one, a delay timer later. While data flows, a batch of received packets gets one ACK
+     * either way. */
+    t->qset.ack_at_once = 1;
     t->qset.trace = t->cfg.log && t->cfg.log_level >= SYNESIS_LOG_TRACE;
     /* The edge may open unidirectional streams for its reports (never bidirectional ones). */
     t->qset.max_streams_bidi = 0;
