@@ -77,6 +77,10 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t 
     cJSON_AddStringToObject(o, "device_id", t->device_id);
     cJSON_AddNumberToObject(o, "timestamp", (double)ts);
     cJSON_AddNumberToObject(o, "sequence", (double)seq);
+    /* The edge may send its keep-alive PINGs just before ours would go (docs/protocol.md): the
+     * ACK we answer with refreshes the NAT binding in one wake-up instead of our PING's two. */
+    cJSON_AddNumberToObject(o, "keep_alive_ms",
+                            (double)(uint64_t)(t->cfg.keep_alive_interval * 1000));
     cJSON_AddItemToObject(o, "vitals", vit);
     char *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

@@ -1591,6 +1591,13 @@ int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local) {
 
 void syn_qconn_get_wakes(const syn_qconn *qc, syn_qconn_wakes *out) { *out = qc->wakes; }
 
+void syn_qconn_set_keep_alive(syn_qconn *qc, uint64_t ns) {
+    if (!qc->conn)
+        return;
+    ngtcp2_conn_set_keep_alive_timeout(qc->conn, ns);
+    syn_qconn_schedule(qc);
+}
+
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc) {
     ngtcp2_conn_info ci;
     ngtcp2_conn_get_conn_info(qc->conn, &ci);

@@ -184,6 +184,10 @@ int syn_qconn_handshake_completed(const syn_qconn *qc);
 /* The unidirectional streams the peer let us open in its transport parameters (0 before it sent
  * them). */
 uint64_t syn_qconn_peer_max_streams_uni(const syn_qconn *qc);
+/* Sends a PING after ns of quiet (no packet sent or received); 0 = never. Takes effect at the
+ * next write pass. */
+void syn_qconn_set_keep_alive(syn_qconn *qc, uint64_t ns);
+
 /* What woke the loop for this connection, by cause: the figures behind the idle cost (tests and
  * the idle benchmark read them). An expiry is classified by what its write pass sent. */
 typedef struct syn_qconn_wakes {

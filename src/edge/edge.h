@@ -59,7 +59,20 @@ typedef struct syn_edge_config {
      * net.core.rmem_max/wmem_max is bypassed (SO_RCVBUFFORCE); otherwise the kernel caps it
      * there. The size obtained is logged ("socket_buffers" event). 0 = leave the defaults. */
     size_t socket_buffer;
+    /* Keep-alive on the device's behalf: a device that states its keep-alive interval in its
+     * heartbeats (`keep_alive_ms`, docs/protocol.md) gets a PING from the edge after that much
+     * quiet, less a margin (SYN_EDGE_PING_MARGIN), so that the edge's PING arrives first: the
+     * device's ACK refreshes its NAT binding in one wake-up, where its own PING costs it two (the
+     * timer, then the ACK). Default 1; 0 = never (devices keep their bindings with their own
+     * PINGs). */
+    int ping_devices;
 } syn_edge_config;
+
+/* The edge's PING to a device goes out after keep_alive_ms less a tenth of it, or less three
+ * smoothed RTTs when that is more; never more often than every SYN_EDGE_MIN_PING_MS (a device
+ * stating a shorter interval keeps its own PINGs). */
+#define SYN_EDGE_PING_MARGIN 10 /* the divisor: a tenth */
+#define SYN_EDGE_MIN_PING_MS 100
 
 /* retry_threshold: never send Retry. */
 #define SYN_EDGE_RETRY_NEVER SIZE_MAX
