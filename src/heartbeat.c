@@ -501,6 +501,26 @@ static void hb_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     syn_tunnel_leave(t);
 }
 
+void syn_heartbeat_ride(synesis_tunnel *t) {
+    double every = t->cfg.heartbeat_interval;
+    if (every <= 0 || !ev_is_active(&t->hb_timer) || !syn_tunnel_ready(t))
+        return;
+    /* How early: half the keep-alive interval, at most a quarter of the heartbeat's. */
+    double early = t->cfg.keep_alive_interval / 2;
+    if (!(early > 0) || early > every / 4)
+        early = every / 4;
+    /* Due already (the first one, right after Connected): the timer sends it in this iteration. */
+    double left = ev_timer_remaining(t->loop, &t->hb_timer);
+    if (left <= 0 || left > early)
+        return;
+    /* The timer keeps its phase: the next heartbeat is due one interval after this one was. */
+    ev_timer_stop(t->loop, &t->hb_timer);
+    ev_timer_set(&t->hb_timer, left + every, every);
+    ev_timer_start(t->loop, &t->hb_timer);
+    t->wakes.heartbeat_early++;
+    send_heartbeat(t);
+}
+
 void syn_heartbeat_start(synesis_tunnel *t) {
     if (t->cfg.heartbeat_interval <= 0)
         return;

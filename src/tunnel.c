@@ -521,6 +521,8 @@ static void qc_before_write(syn_qconn *qc) {
     syn_requests_pump(t);
     if (!t->free_pending)
         syn_streams_pump(t);
+    if (!t->free_pending)
+        syn_heartbeat_ride(t);
     t_leave(t);
 }
 

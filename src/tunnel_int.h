@@ -142,6 +142,11 @@ void syn_streams_pump(synesis_tunnel *t);
 void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail);
 void syn_heartbeat_start(synesis_tunnel *t); /* on Connected */
 void syn_heartbeat_stop(synesis_tunnel *t);
+/* Before a write pass (a wake-up that happens anyway: the edge's PING, our keep-alive, traffic):
+ * sends the heartbeat now when it is due soon (within half the keep-alive interval, at most a
+ * quarter of the heartbeat interval), so that it rides on this wake-up and serves as the
+ * keep-alive; the schedule keeps its phase (heartbeat.c). */
+void syn_heartbeat_ride(synesis_tunnel *t);
 void syn_heartbeat_free(synesis_tunnel *t);
 /* Connection qc (NULL: any) ended: its heartbeats in flight are lost (on_heartbeat_result runs). */
 void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char *detail);

@@ -772,7 +772,7 @@ static void bench_idle(void) {
     syn_tunnel_wakes w0, w1;
     syn_tunnel_get_wakes(t, &w0);
     unsigned it0 = ev_iteration(loop);
-    double c0 = cpu_self(), t0 = now_s();
+    double c0 = cpu_self(), e0 = bench_cpu_of(ep.pid), t0 = now_s();
     /* No helper timer here: only the tunnel's own watchers may wake the loop. */
     ev_timer end;
     ev_timer_init(&end, wake_cb, secs, 0.);
@@ -781,7 +781,7 @@ static void bench_idle(void) {
         ev_run(loop, EVRUN_ONCE);
     double el = now_s() - t0;
     unsigned wakeups = ev_iteration(loop) - it0 - 1; /* the end timer's own wake-up */
-    double cpu = cpu_self() - c0;
+    double cpu = cpu_self() - c0, ecpu = bench_cpu_of(ep.pid) - e0;
     int connected = synesis_tunnel_is_connected(t);
     syn_tunnel_get_wakes(t, &w1);
     synesis_tunnel_free(t);
@@ -793,6 +793,8 @@ static void bench_idle(void) {
     cJSON *x = cJSON_CreateObject();
     cJSON_AddNumberToObject(x, "seconds", el);
     cJSON_AddNumberToObject(x, "client_cpu_ms_per_min", cpu * 1e3 / (el / 60));
+    /* The edge's process (the proxy in front of it included): its cost of one idle device. */
+    cJSON_AddNumberToObject(x, "edge_cpu_ms_per_min", ecpu * 1e3 / (el / 60));
     cJSON_AddNumberToObject(x, "bytes_up_per_hour", (double)up * 3600 / el);
     cJSON_AddNumberToObject(x, "bytes_down_per_hour", (double)down * 3600 / el);
     cJSON_AddBoolToObject(x, "stayed_connected", connected);
