@@ -1104,7 +1104,14 @@ static void arm_timer(syn_qconn *qc, ngtcp2_tstamp expiry) {
     ev_prepare_stop(qc->loop, &qc->fprep);
     if (wait >= SYN_FINE_IDLE_NS)
         fine_close(qc);
-    ev_timer_set(&qc->timer, (double)wait / 1e9, 0.);
+    /* libev counts `after` from the time it read when this loop iteration began: the work done
+     * since (this write pass, and all before it in the iteration) would make the timer fire that
+     * much before ngtcp2's deadline, into a wake-up that finds nothing due and only re-arms.
+     * (Both are wall-clock readings: a step of the clock shows as a lag out of bounds, ignored.) */
+    double lag = ev_time() - ev_now(qc->loop);
+    if (!(lag > 0 && lag < 0.1))
+        lag = 0;
+    ev_timer_set(&qc->timer, (double)wait / 1e9 + lag, 0.);
     ev_timer_start(qc->loop, &qc->timer);
 }
 
