@@ -9,7 +9,8 @@
  * The edge runs in a child process pinned to CPU 1, the tunnels in this process on CPU 0. Every
  * figure is printed as one JSON line on stdout as soon as it is measured (the schema of
  * tests/bench/README.md), then the baselines' lines, then a table with ratios. Progress goes to
- * stderr. Figures: handshake, latency, rate, bulk, footprint, idle, impaired, edge_many_idle.
+ * stderr. Figures: handshake, latency, rate, bulk, footprint, idle, impaired, edge_many_idle,
+ * edge_idle_cost.
  * --latency-samples FILE writes every latency of the latency figure's runs (us, one per line);
  * baseline_tls_tcp writes its own to FILE.tls-tcp.
  *
@@ -176,6 +177,7 @@ typedef struct edge_opts {
     int proxy;
     double loss;     /* each way */
     double delay_ms; /* each way */
+    int no_ping;     /* the edge does not PING on the devices' behalf (ping_devices = 0) */
 } edge_opts;
 
 static syn_fault_proxy *child_proxy;
@@ -212,6 +214,7 @@ static void edge_child(const edge_opts *eo, int fd) {
     ec.max_src_size = (uint64_t)1 << 40;
     ec.max_conn_buffer = 64u * 1024 * 1024;
     ec.congestion_control = eo->cc;
+    ec.ping_devices = !eo->no_ping;
     syn_edge *e;
     if (syn_edge_new(&e, loop, &ec, detail) != 0 || syn_edge_start(e, detail) != 0) {
         fprintf(stderr, "synesis-bench: edge: %s\n", detail);
@@ -823,6 +826,110 @@ static void bench_idle(void) {
     emit("idle", NULL, "wakeups/min", v, 1, x);
 }
 
+/* ---- 7. what idle devices cost the edge ---- */
+
+static void wakes_add(syn_tunnel_wakes *sum, const synesis_tunnel *t) {
+    syn_tunnel_wakes w;
+    syn_tunnel_get_wakes(t, &w);
+    sum->rx += w.rx;
+    sum->rx_sent += w.rx_sent;
+    sum->heartbeat += w.heartbeat;
+    sum->heartbeat_early += w.heartbeat_early;
+    sum->pings_recv += w.pings_recv;
+    sum->qc.expiry += w.qc.expiry;
+    sum->qc.expiry_idle += w.qc.expiry_idle;
+    sum->qc.expiry_ack += w.qc.expiry_ack;
+    sum->qc.expiry_send += w.qc.expiry_send;
+    sum->qc.packets += w.qc.packets;
+}
+
+static int raise_nofile(size_t want);
+
+/* n idle connected tunnels with the default keep-alive and heartbeats (10 s, 30 s) on one client
+ * loop, against an edge child that PINGs on their behalf and one that does not: the edge's CPU per
+ * device and minute over a window, and the client's. */
+static void bench_edge_idle_cost(void) {
+    size_t n = opt.quick ? 100 : 1000;
+    double secs = opt.quick ? 10 : 60;
+    int lim = raise_nofile(4 * n + 64);
+    if ((size_t)lim < 2 * n + 64)
+        n = ((size_t)lim - 64) / 2;
+    for (int pings = 1; pings >= 0; pings--) {
+        edge_opts eo = {.no_ping = !pings};
+        edge_proc ep = edge_spawn(&eo);
+        struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+        synesis_tunnel_config c;
+        tunnel_config(&c, ep.port);
+        c.heartbeat_interval = 30;
+        c.handshake_timeout = 30;
+        c.retry_initial_connect = 1;
+        synesis_tunnel **t = calloc(n, sizeof(*t));
+        for (size_t i = 0; i < n; i++) {
+            t[i] = tunnel_new(loop, &c);
+            synesis_tunnel_connect(t[i]);
+        }
+        size_t up = 0;
+        double t0 = now_s();
+        ev_timer wake;
+        ev_timer_init(&wake, wake_cb, 0.01, 0.01);
+        ev_timer_start(loop, &wake);
+        while (now_s() < t0 + 120) {
+            up = 0;
+            for (size_t i = 0; i < n; i++)
+                up += synesis_tunnel_is_connected(t[i]) ? 1 : 0;
+            if (up == n)
+                break;
+            ev_run(loop, EVRUN_ONCE);
+        }
+        ev_timer_stop(loop, &wake);
+        run_for(loop, 1.0); /* the first heartbeats (and keep_alive_ms) are in */
+        syn_tunnel_wakes w0 = {0}, w1 = {0};
+        for (size_t i = 0; i < n; i++)
+            wakes_add(&w0, t[i]);
+        double e0 = bench_cpu_of(ep.pid), c0 = cpu_self(), s0 = now_s();
+        ev_timer end;
+        ev_timer_init(&end, wake_cb, secs, 0.);
+        ev_timer_start(loop, &end);
+        while (ev_is_active(&end))
+            ev_run(loop, EVRUN_ONCE);
+        double el = now_s() - s0, ecpu = bench_cpu_of(ep.pid) - e0, ccpu = cpu_self() - c0;
+        size_t still = 0;
+        for (size_t i = 0; i < n; i++) {
+            still += synesis_tunnel_is_connected(t[i]) ? 1 : 0;
+            wakes_add(&w1, t[i]);
+        }
+        double per = up ? 1e3 * 60 / el / (double)up : 0; /* ms per device per minute */
+        double v[1] = {ecpu * per};
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "client_cpu_ms_per_device_min", ccpu * per);
+        /* The tunnels' events by cause, per device and minute (they share one loop: these are
+         * what would wake each device's own loop). */
+        double pd = per / 1e3;
+        cJSON *b = cJSON_AddObjectToObject(x, "device_per_min_by_cause");
+        cJSON_AddNumberToObject(b, "socket_readable", (double)(w1.rx - w0.rx) * pd);
+        cJSON_AddNumberToObject(b, "socket_readable_answered_at_once",
+                                (double)(w1.rx_sent - w0.rx_sent) * pd);
+        cJSON_AddNumberToObject(b, "pings_received", (double)(w1.pings_recv - w0.pings_recv) * pd);
+        cJSON_AddNumberToObject(b, "heartbeat_timer", (double)(w1.heartbeat - w0.heartbeat) * pd);
+        cJSON_AddNumberToObject(b, "expiry_timer", (double)(w1.qc.expiry - w0.qc.expiry) * pd);
+        cJSON_AddNumberToObject(b, "expiry_sent_nothing",
+                                (double)(w1.qc.expiry_idle - w0.qc.expiry_idle) * pd);
+        cJSON_AddNumberToObject(b, "packets_sent", (double)(w1.qc.packets - w0.qc.packets) * pd);
+        cJSON_AddNumberToObject(x, "connected", (double)up);
+        cJSON_AddNumberToObject(x, "still_connected", (double)still);
+        cJSON_AddNumberToObject(x, "seconds", el);
+        cJSON *p = params_of("idle_tunnels", (double)n, NULL, NULL);
+        cJSON_AddNumberToObject(p, "edge_pings", pings);
+        emit("edge_idle_cost", p, "edge CPU ms/min per device", v, 1, x);
+        for (size_t i = 0; i < n; i++)
+            synesis_tunnel_free(t[i]);
+        free(t);
+        run_for(loop, 0.05);
+        ev_loop_destroy(loop);
+        edge_stop(&ep, NULL, NULL);
+    }
+}
+
 /* ---- 8. the edge with many idle tunnels ---- */
 
 static int raise_nofile(size_t want) {
@@ -1081,7 +1188,8 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr,
                     "usage: %s [--quick] [--pki DIR] [--only handshake,latency,rate,bulk,"
-                    "impaired,footprint,idle,edge_many_idle] [--idle-seconds S] [--out FILE] "
+                    "impaired,footprint,idle,edge_many_idle,edge_idle_cost] [--idle-seconds S] "
+                    "[--out FILE] "
                     "[--latency-samples FILE] [--no-baselines]\n",
                     argv[0]);
             return strcmp(argv[i], "--help") ? 2 : 0;
@@ -1127,6 +1235,11 @@ int main(int argc, char **argv) {
     if (wanted("edge_many_idle")) {
         progress("the edge with many idle tunnels");
         bench_edge_many_idle();
+    }
+    /* Not in --quick runs unless named: it takes a minute or two. */
+    if (wanted("edge_idle_cost") && (!opt.quick || opt.only)) {
+        progress("what idle devices cost the edge");
+        bench_edge_idle_cost();
     }
     if (opt.samples_f) {
         fclose(opt.samples_f);
