@@ -474,9 +474,11 @@ static void device_keep_alive(edge_conn *c, uint64_t ms) {
         ngtcp2_conn_info ci;
         syn_qconn_info(c->qc, &ci);
         uint64_t ka = ms * NGTCP2_MILLISECONDS;
+        /* The minimum RTT: the smoothed one of a connection that came up in a burst of
+         * handshakes stays inflated for a while and would make the edge ping more often. */
         uint64_t margin = ka / SYN_EDGE_PING_MARGIN;
-        if (margin < 3 * ci.smoothed_rtt)
-            margin = 3 * ci.smoothed_rtt;
+        if (margin < 3 * ci.min_rtt)
+            margin = 3 * ci.min_rtt;
         if (ka > margin && ka - margin >= SYN_EDGE_MIN_PING_MS * NGTCP2_MILLISECONDS)
             ns = ka - margin;
     }

@@ -69,7 +69,7 @@ typedef struct syn_edge_config {
 } syn_edge_config;
 
 /* The edge's PING to a device goes out after keep_alive_ms less a tenth of it, or less three
- * smoothed RTTs when that is more; never more often than every SYN_EDGE_MIN_PING_MS (a device
+ * minimum RTTs when that is more; never more often than every SYN_EDGE_MIN_PING_MS (a device
  * stating a shorter interval keeps its own PINGs). */
 #define SYN_EDGE_PING_MARGIN 10 /* the divisor: a tenth */
 #define SYN_EDGE_MIN_PING_MS 100
