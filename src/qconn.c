@@ -58,6 +58,8 @@ struct syn_qconn {
 
     int depth;
     unsigned in_prep : 1; /* in prep_cb: the loop is invoking its prepare watchers */
+    /* Client: we offered an ALPN, and the edge's handshake completed without selecting one. */
+    unsigned alpn_offered : 1, alpn_missing : 1;
     unsigned hs_done : 1, hs_notify : 1, avail_notify : 1, need_flush : 1;
     unsigned close_req : 1, end_pending : 1, ended : 1, free_pending : 1;
     uint64_t close_code;
@@ -364,6 +366,14 @@ static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
     if (qc->server) {
         qc->hs_done = 1;
         qc->hs_notify = 1;
+    } else if (qc->alpn_offered) {
+        /* OpenSSL refuses a protocol we did not offer, but not the absence of one, which QUIC
+         * forbids (RFC 9001 8.1): closed with no_application_protocol once ngtcp2 returns. */
+        const unsigned char *sel = NULL;
+        unsigned int len = 0;
+        SSL_get0_alpn_selected(qc->ssl, &sel, &len);
+        if (!len)
+            qc->alpn_missing = 1;
     }
     return 0;
 }
@@ -672,6 +682,7 @@ int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
     if (rv == 0) {
         SSL_set_connect_state(qc->ssl);
         rv = syn_tls_client_ssl_setup(qc->ssl, server_name, alpn, detail);
+        qc->alpn_offered = alpn != NULL;
     }
     if (rv == 0) {
         ngtcp2_cid dcid, scid;
@@ -932,6 +943,33 @@ static const char *ccerr_type_name(ngtcp2_ccerr_type t) {
     }
 }
 
+/* RFC 9000 20.1. */
+static const char *transport_error_name(uint64_t code) {
+    static const char *const names[] = {
+        "NO_ERROR",
+        "INTERNAL_ERROR",
+        "CONNECTION_REFUSED",
+        "FLOW_CONTROL_ERROR",
+        "STREAM_LIMIT_ERROR",
+        "STREAM_STATE_ERROR",
+        "FINAL_SIZE_ERROR",
+        "FRAME_ENCODING_ERROR",
+        "TRANSPORT_PARAMETER_ERROR",
+        "CONNECTION_ID_LIMIT_ERROR",
+        "PROTOCOL_VIOLATION",
+        "INVALID_TOKEN",
+        "APPLICATION_ERROR",
+        "CRYPTO_BUFFER_EXCEEDED",
+        "KEY_UPDATE_ERROR",
+        "AEAD_LIMIT_REACHED",
+        "NO_VIABLE_PATH",
+    };
+    if (code < sizeof(names) / sizeof(names[0]))
+        return names[code];
+    return code >= NGTCP2_CRYPTO_ERROR && code <= NGTCP2_CRYPTO_ERROR + 0xff ? "CRYPTO_ERROR"
+                                                                             : "(unknown)";
+}
+
 /* The peer closed the connection (we are draining): work out what it told us. */
 static void peer_closed(syn_qconn *qc) {
     const ngtcp2_ccerr *e = ngtcp2_conn_get_ccerr(qc->conn);
@@ -997,8 +1035,12 @@ static void local_error(syn_qconn *qc, int rv, const char *where) {
     default:
         ngtcp2_ccerr_set_liberr(&qc->ccerr, rv, NULL, 0);
         send_close(qc);
-        qc_end(qc, rv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC, "%s: %s", where,
-               ngtcp2_strerror(rv));
+        /* Name the code we closed with: the peer learns it too (a protocol violation of the
+         * peer's, such as FLOW_CONTROL_ERROR, or INTERNAL_ERROR for a failure of our own). */
+        qc_end(qc, rv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC,
+               "%s: %s (closed with QUIC transport error %s, 0x%llx)", where, ngtcp2_strerror(rv),
+               transport_error_name(qc->ccerr.error_code),
+               (unsigned long long)qc->ccerr.error_code);
         return;
     }
 }
@@ -1361,6 +1403,14 @@ void syn_qconn_recv(syn_qconn *qc, const syn_sockaddr *local, const syn_sockaddr
             qc_log(qc, SYNESIS_LOG_DEBUG, "packet discarded");
         else
             local_error(qc, rv, "read");
+    }
+    if (qc->alpn_missing && !qc->end_pending && !qc->ended) {
+        qc->alpn_missing = 0;
+        ngtcp2_ccerr_set_tls_alert(&qc->ccerr, SSL_AD_NO_APPLICATION_PROTOCOL, NULL, 0);
+        send_close(qc);
+        qc_end(qc, SYNESIS_ERR_ALPN,
+               "the edge selected no application protocol (QUIC requires ALPN): closed with TLS "
+               "alert no application protocol (120)");
     }
     /* No write pass here: the owner calls syn_qconn_flush() once after a batch of datagrams,
      * so ACKs and responses of a whole batch leave together. */
