@@ -393,6 +393,13 @@ int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
     return 0;
 }
 
+size_t syn_reports_count(const synesis_tunnel *t) {
+    size_t n = 0;
+    for (const syn_report *r = t->reports; r; r = r->next)
+        n++;
+    return n;
+}
+
 void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc) {
     for (syn_report *r = t->reports, *next; r; r = next) {
         next = r->next;

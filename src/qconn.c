@@ -755,10 +755,26 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
         } else {
             p.original_dcid = hd->dcid;
         }
-        if (RAND_bytes(scid.data, (int)scid.datalen) != 1 ||
-            RAND_bytes(p.stateless_reset_token, sizeof(p.stateless_reset_token)) != 1) {
+        if (st->preferred_addr) {
+            ngtcp2_preferred_addr *pa = &p.preferred_addr;
+            p.preferred_addr_present = 1;
+            if (st->preferred_addr->ss.ss_family == AF_INET) {
+                memcpy(&pa->ipv4, &st->preferred_addr->ss, sizeof(pa->ipv4));
+                pa->ipv4_present = 1;
+            } else {
+                memcpy(&pa->ipv6, &st->preferred_addr->ss, sizeof(pa->ipv6));
+                pa->ipv6_present = 1;
+            }
+            pa->cid.datalen = SYN_SV_SCIDLEN;
+            if (RAND_bytes(pa->cid.data, (int)pa->cid.datalen) != 1 ||
+                RAND_bytes(pa->stateless_reset_token, sizeof(pa->stateless_reset_token)) != 1)
+                rv = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "RAND_bytes");
+        }
+        if (rv == 0 &&
+            (RAND_bytes(scid.data, (int)scid.datalen) != 1 ||
+             RAND_bytes(p.stateless_reset_token, sizeof(p.stateless_reset_token)) != 1)) {
             rv = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "RAND_bytes");
-        } else {
+        } else if (rv == 0) {
             p.stateless_reset_token_present = 1;
             ngtcp2_path path = qc_path(qc);
             int nrv = ngtcp2_conn_server_new(&qc->conn, &hd->scid, &scid, &path, hd->version, &cb,
@@ -767,8 +783,11 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
                 rv =
                     syn_fail(detail, nrv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC,
                              "ngtcp2_conn_server_new: %s", ngtcp2_strerror(nrv));
-            else if (ops->cid_added)
+            else if (ops->cid_added) {
                 ops->cid_added(qc, &scid);
+                if (p.preferred_addr_present)
+                    ops->cid_added(qc, &p.preferred_addr.cid);
+            }
         }
     }
     if (rv != 0) {
@@ -1566,6 +1585,18 @@ int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local) {
     syn_udp_tx_set_socket(&qc->tx, fd); /* GSO is judged per socket */
     syn_qconn_schedule(qc);
     return 0;
+}
+
+void syn_qconn_server_send_from(syn_qconn *qc, int fd) {
+    int active = ev_is_active(&qc->wio);
+    ev_io_stop(qc->loop, &qc->wio);
+    ev_io_set(&qc->wio, fd, EV_WRITE);
+    if (active)
+        ev_io_start(qc->loop, &qc->wio);
+    qc->fd = fd;
+    qc->owns_fd = 1;
+    syn_udp_tx_set_socket(&qc->tx, fd);
+    syn_qconn_schedule(qc);
 }
 
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc) {

@@ -112,6 +112,10 @@ typedef struct syn_qconn_settings {
      * it). Tests use it to present forged Retry tokens. */
     const uint8_t *token;
     size_t tokenlen;
+    /* Server: an address advertised as the preferred_address transport parameter (RFC 9000
+     * 9.6), with a connection ID of its own (announced through ops->cid_added). NULL = none.
+     * Tests use it to offer a client a migration it should not take. */
+    const syn_sockaddr *preferred_addr;
 } syn_qconn_settings;
 
 void syn_qconn_settings_default(syn_qconn_settings *st);
@@ -196,6 +200,10 @@ void syn_qconn_set_remote(syn_qconn *qc, const syn_sockaddr *remote);
  * later), SYNESIS_ERR_INVALID_STATE before the handshake is confirmed, or SYNESIS_ERR_QUIC. Used by
  * the tests and benchmarks that play a migrating device. */
 int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local);
+
+/* Server, tests only (a hostile edge that changes its address, which QUIC does not allow a
+ * server): sends from fd from now on, and closes fd when the connection is finally freed. */
+void syn_qconn_server_send_from(syn_qconn *qc, int fd);
 
 /* Streams. open returns SYNESIS_ERR_WOULD_BLOCK when the peer's stream limit is reached. */
 int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out);

@@ -136,6 +136,8 @@ void syn_heartbeat_free(synesis_tunnel *t);
 void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char *detail);
 /* Drops the reports being received on qc (NULL: any). */
 void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc);
+/* Edge reports being received now (each holds a buffer of SYN_FRAME_HEADER + SYN_REPORT_MAX). */
+size_t syn_reports_count(const synesis_tunnel *t);
 /* The edge opened a stream (qconn stream_open op): a report on a unidirectional one. */
 int syn_report_open(synesis_tunnel *t, syn_qstream *s);
 int syn_heartbeat_init(synesis_tunnel *t, char *detail);

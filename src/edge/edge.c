@@ -80,6 +80,14 @@ struct edge_conn {
     size_t nreports;                     /* how many (at most SYN_EDGE_MAX_QUEUED_REPORTS) */
     syn_cidmap_list cids;                /* this connection's IDs in the edge's table */
     int handshaking;                     /* counted in syn_edge.handshaking */
+    /* A misbehaving edge (cfg.misbehave): the CLOSE delay or FLOOD tick, streams to open towards
+     * the device (OPEN_STREAMS), whether it moved (MIGRATE). mb_busy: a FLOOD tick is flushing
+     * (conn_destroy then leaves the memory to it: mb_dead). */
+    ev_timer mb_timer;
+    unsigned mb_open;
+    int mb_migrated;
+    int mb_busy, mb_dead;
+    uint64_t mb_seq;
 };
 
 /* SRC responses are queued in chunks of SRC_CHUNK bytes of the pattern (offset % SRC_PERIOD). */
@@ -94,6 +102,7 @@ struct syn_edge {
     syn_qconn_settings qset;
     syn_sockaddr listen_addr;
     syn_sockaddr local;
+    syn_sockaddr mb_preferred; /* PREFERRED_ADDRESS: advertised, never served */
     int fd;
     ev_io rio;
     syn_udp_rx *rx;
@@ -125,6 +134,8 @@ void syn_edge_config_init(syn_edge_config *cfg) {
     cfg->max_src_size = 16ull * 1024 * 1024 * 1024;
     cfg->retry_threshold = 64;
     cfg->socket_buffer = 4 * 1024 * 1024;
+    cfg->misbehave_code = 0x1bad;
+    cfg->misbehave_count = 4;
 }
 
 /* ---- JSON event log ---- */
@@ -222,10 +233,16 @@ static void conn_destroy(syn_edge *e, edge_conn *c) {
         e->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    ev_timer_stop(e->loop, &c->mb_timer);
     syn_qconn_free(c->qc);
-    free(c);
     e->stats.active--;
+    if (c->mb_busy)
+        c->mb_dead = 1; /* a FLOOD tick on the stack frees it */
+    else
+        free(c);
 }
+
+static void mb_after_handshake(edge_conn *c);
 
 static void ec_handshake_done(syn_qconn *qc) {
     edge_conn *c = syn_qconn_owner(qc);
@@ -236,6 +253,8 @@ static void ec_handshake_done(syn_qconn *qc) {
     e->stats.handshakes++;
     handshaking_end(e, c);
     emit_simple(e, "connection", c, NULL, NULL);
+    if (e->cfg.misbehave)
+        mb_after_handshake(c);
 }
 
 /* ---- streams ---- */
@@ -799,10 +818,14 @@ static void run_handler(edge_stream *es) {
     es_account(es);
 }
 
+static int mb_req_data(edge_stream *es, const uint8_t *data, size_t len, int fin);
+
 static void req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) {
     syn_edge *e = es->c->e;
     es->total += len;
     es->conn_owed += len;
+    if (e->cfg.misbehave && mb_req_data(es, data, len, fin))
+        return;
     if (es->mode == REQ_DONE) {
         es_consume(es, len);
         return;
@@ -856,6 +879,8 @@ static void req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) 
     }
 }
 
+static void mb_stream_open(edge_stream *es);
+
 static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
     edge_conn *c = syn_qconn_owner(qc);
     edge_stream *es = calloc(1, sizeof(*es));
@@ -873,6 +898,8 @@ static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
     s->user = es;
     s->auto_consume = es->uni; /* heartbeats are bounded by the frame limit */
     c->e->stats.streams++;
+    if (c->e->cfg.misbehave)
+        mb_stream_open(es);
     return 0;
 }
 
@@ -933,8 +960,9 @@ static void ec_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, in
         return;
     if (!es->uni)
         es->c->e->stats.requests++;
-    /* Bytes delivered and never consumed still hold the connection's credit. */
-    if (es->conn_owed)
+    /* Bytes delivered and never consumed still hold the connection's credit (which a stalling
+     * edge keeps). */
+    if (es->conn_owed && es->c->e->cfg.misbehave != SYN_EDGE_MB_STALL_UPLOADS)
         syn_qconn_consume(qc, (size_t)es->conn_owed);
     es->qs = NULL;
     edge_conn *c = es->c;
@@ -942,7 +970,14 @@ static void ec_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, in
     conn_resume_src(c);
 }
 
-static void ec_before_write(syn_qconn *qc) { conn_send_reports(syn_qconn_owner(qc)); }
+static void mb_open_streams(edge_conn *c);
+
+static void ec_before_write(syn_qconn *qc) {
+    edge_conn *c = syn_qconn_owner(qc);
+    conn_send_reports(c);
+    if (c->mb_open)
+        mb_open_streams(c);
+}
 
 static void ec_closed(syn_qconn *qc, int err, const char *detail) {
     edge_conn *c = syn_qconn_owner(qc);
@@ -967,6 +1002,176 @@ static void ec_cid_added(syn_qconn *qc, const ngtcp2_cid *cid) {
 static void ec_cid_removed(syn_qconn *qc, const ngtcp2_cid *cid) {
     edge_conn *c = syn_qconn_owner(qc);
     cid_remove(c->e, cid, c);
+}
+
+/* ---- a misbehaving edge (tests only: syn_edge_config.misbehave) ---- */
+
+static void mb_close_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    edge_conn *c = w->data;
+    syn_qconn_close(c->qc, c->e->cfg.misbehave_code, "hostile edge"); /* c may be gone now */
+}
+
+/* FLOOD: a stream per tiny report, each flushed at once so that it leaves in a packet of its own,
+ * as long as the device grants streams. */
+static void mb_flood_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    edge_conn *c = w->data;
+    syn_edge *e = c->e;
+    c->mb_busy = 1;
+    for (int i = 0; i < 64 && !c->mb_dead; i++) {
+        syn_qstream *qs;
+        if (syn_qconn_open_stream(c->qc, 0, NULL, &qs) != 0)
+            break;
+        char json[64];
+        int n = snprintf(json, sizeof(json), "{\"kind\":\"flood\",\"n\":%llu}",
+                         (unsigned long long)c->mb_seq++);
+        uint8_t frame[SYN_FRAME_HEADER + sizeof(json)];
+        syn_frame_header(frame, SYN_MSG_REPORT, (size_t)n);
+        memcpy(frame + SYN_FRAME_HEADER, json, (size_t)n);
+        if (syn_qstream_write(qs, frame, SYN_FRAME_HEADER + (size_t)n, 1) != 0)
+            break;
+        e->stats.mb_streams++;
+        syn_qconn_flush(c->qc); /* may end the connection: then mb_dead */
+    }
+    c->mb_busy = 0;
+    if (c->mb_dead)
+        free(c);
+}
+
+static void mb_after_handshake(edge_conn *c) {
+    syn_edge *e = c->e;
+    switch (e->cfg.misbehave) {
+    case SYN_EDGE_MB_CLOSE:
+        if (e->cfg.misbehave_delay > 0) {
+            ev_timer_init(&c->mb_timer, mb_close_cb, e->cfg.misbehave_delay, 0.);
+            c->mb_timer.data = c;
+            ev_timer_start(e->loop, &c->mb_timer);
+        } else {
+            syn_qconn_close(c->qc, e->cfg.misbehave_code, "hostile edge");
+        }
+        return;
+    case SYN_EDGE_MB_FLOOD:
+        ev_timer_init(&c->mb_timer, mb_flood_cb, 0.001, 0.001);
+        c->mb_timer.data = c;
+        ev_timer_start(e->loop, &c->mb_timer);
+        return;
+    default:
+        return;
+    }
+}
+
+/* MIGRATE: the connection's packets leave from a new socket on another port from now on. */
+static void mb_migrate(edge_conn *c) {
+    syn_edge *e = c->e;
+    syn_sockaddr bind_to = e->local, local;
+    if (bind_to.ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&bind_to.ss)->sin_port = 0;
+    else
+        ((struct sockaddr_in6 *)&bind_to.ss)->sin6_port = 0;
+    char detail[SYNESIS_DETAIL_MAX];
+    int fd =
+        syn_udp_open(NULL, 0, (const struct sockaddr *)&bind_to.ss, bind_to.len, 1, &local, detail);
+    if (fd < 0) {
+        emit_simple(e, "error", c, "reason", detail);
+        return;
+    }
+    syn_qconn_server_send_from(c->qc, fd);
+    c->mb_migrated = 1;
+    e->stats.mb_migrations++;
+    char addr[64];
+    syn_sockaddr_str((const struct sockaddr *)&local.ss, addr, sizeof(addr));
+    emit_simple(e, "mb_migrated", c, "address", addr);
+}
+
+static void mb_stream_open(edge_stream *es) {
+    edge_conn *c = es->c;
+    syn_edge *e = c->e;
+    switch (e->cfg.misbehave) {
+    case SYN_EDGE_MB_RESET_STREAMS:
+        es->mode = REQ_DONE; /* what still arrives is read and dropped */
+        es->bad = 1;
+        syn_qstream_shutdown(es->qs, e->cfg.misbehave_code);
+        return;
+    case SYN_EDGE_MB_STALL_UPLOADS:
+        es->qs->auto_consume = 0;
+        return;
+    case SYN_EDGE_MB_OPEN_STREAMS:
+        if (!es->uni) {
+            c->mb_open += e->cfg.misbehave_count; /* opened before the next write pass */
+            syn_qconn_schedule(c->qc);
+        }
+        return;
+    case SYN_EDGE_MB_MIGRATE:
+        if (!es->uni && !c->mb_migrated)
+            mb_migrate(c);
+        return;
+    default:
+        return;
+    }
+}
+
+/* OPEN_STREAMS: streams towards the device, each with the start of a report (a header announcing
+ * 64 bytes, then one) that never ends. */
+static void mb_open_streams(edge_conn *c) {
+    syn_edge *e = c->e;
+    unsigned n = c->mb_open;
+    c->mb_open = 0;
+    uint8_t start[SYN_FRAME_HEADER + 1];
+    syn_frame_header(start, SYN_MSG_REPORT, 64);
+    start[SYN_FRAME_HEADER] = '{';
+    for (int bidi = 1; bidi >= 0; bidi--) {
+        for (unsigned i = 0; i < n; i++) {
+            syn_qstream *qs;
+            if (syn_qconn_open_stream(c->qc, bidi, NULL, &qs) != 0) {
+                e->stats.mb_refused++;
+                continue;
+            }
+            e->stats.mb_streams++;
+            (void)syn_qstream_write(qs, start, sizeof(start), 0);
+        }
+    }
+}
+
+/* Request data of a misbehaving edge; returns 1 if handled. */
+static int mb_req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) {
+    (void)fin;
+    switch (es->c->e->cfg.misbehave) {
+    case SYN_EDGE_MB_ENDLESS_RESPONSE:
+        es_consume(es, es->conn_owed);
+        if (es->mode != REQ_DONE) {
+            es->mode = REQ_DONE;
+            es_buf_free(es);
+            es->src_left = UINT64_MAX; /* never reaches 0: no FIN */
+            src_pump(es);
+        }
+        return 1;
+    case SYN_EDGE_MB_NO_FIN:
+        es->mode = REQ_ECHO; /* credit returns as the echo is acknowledged */
+        if (es_send(es, data, len, 0) != 0)
+            es_reset(es, SYN_APP_INTERNAL);
+        return 1;
+    case SYN_EDGE_MB_STALL_UPLOADS:
+        return 1; /* never consumed: no credit ever returns */
+    default:
+        return 0;
+    }
+}
+
+static int mb_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg) {
+    (void)ssl;
+    (void)in;
+    (void)inlen;
+    const syn_edge *e = arg;
+    if (e->cfg.misbehave == SYN_EDGE_MB_ALPN_NONE)
+        return SSL_TLSEXT_ERR_NOACK;
+    static const unsigned char other[] = "h3";
+    *out = other;
+    *outlen = (unsigned char)(sizeof(other) - 1);
+    return SSL_TLSEXT_ERR_OK;
 }
 
 static const syn_qconn_ops edge_qc_ops = {
@@ -1112,6 +1317,8 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
     if (!c)
         return;
     c->e = e;
+    ev_timer_init(&c->mb_timer, mb_close_cb, 0., 0.);
+    c->mb_timer.data = c;
     syn_sockaddr_str((const struct sockaddr *)&d->remote.ss, c->remote, sizeof(c->remote));
     char detail[SYNESIS_DETAIL_MAX];
     if (syn_qconn_server_new(&c->qc, e->loop, e->fd, &e->local, &d->remote, &hd,
@@ -1235,7 +1442,27 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     };
     if ((rv = syn_tls_server_ctx_new(&e->ssl_ctx, &tc, detail)) != 0)
         goto fail;
+    if (cfg->misbehave < SYN_EDGE_BEHAVE || cfg->misbehave > SYN_EDGE_MB_PREFERRED_ADDRESS ||
+        cfg->misbehave_code > SYN_APP_CODE_MAX || !(cfg->misbehave_delay >= 0)) {
+        rv = syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                      "edge misbehave: not a syn_edge_misbehave, or its code or delay invalid");
+        goto fail;
+    }
+    /* Test only: present this certificate as it is (expired, self-signed, another host's). */
+    if (cfg->misbehave_cert_file &&
+        (SSL_CTX_use_certificate_chain_file(e->ssl_ctx, cfg->misbehave_cert_file) != 1 ||
+         SSL_CTX_use_PrivateKey_file(e->ssl_ctx,
+                                     cfg->misbehave_key_file ? cfg->misbehave_key_file
+                                                             : cfg->misbehave_cert_file,
+                                     SSL_FILETYPE_PEM) != 1)) {
+        rv = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "edge misbehave_cert_file %s",
+                           cfg->misbehave_cert_file);
+        goto fail;
+    }
+    if (cfg->misbehave == SYN_EDGE_MB_ALPN_OTHER || cfg->misbehave == SYN_EDGE_MB_ALPN_NONE)
+        SSL_CTX_set_alpn_select_cb(e->ssl_ctx, mb_alpn_select, e);
     e->cfg.cert_file = e->cfg.key_file = e->cfg.ca_file = NULL; /* loaded: not kept */
+    e->cfg.misbehave_cert_file = e->cfg.misbehave_key_file = NULL;
     /* Everything below reaches ngtcp2 as a transport parameter or a duration in nanoseconds. */
     const double year = 365.0 * 86400;
     if (!(cfg->idle_timeout > 0 && cfg->idle_timeout <= year) ||
@@ -1270,6 +1497,13 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     e->qset.stream_window = 1024 * 1024;
     e->qset.cc = cfg->congestion_control;
     e->qset.conn_window = cfg->max_conn_buffer;
+    if (cfg->misbehave == SYN_EDGE_MB_PREFERRED_ADDRESS) {
+        if ((rv = parse_listen(cfg->misbehave_address ? cfg->misbehave_address : "",
+                               &e->mb_preferred, detail)) != 0)
+            goto fail;
+        e->qset.preferred_addr = &e->mb_preferred;
+    }
+    e->cfg.misbehave_address = NULL;
     if (e->qset.stream_window > e->qset.conn_window)
         e->qset.stream_window = e->qset.conn_window;
     ev_io_init(&e->rio, rio_cb, -1, EV_READ);
