@@ -91,7 +91,7 @@ struct synesis_tunnel {
     /* Heartbeats (heartbeat.c). */
     ev_timer hb_timer;
     uint64_t hb_sequence;
-    struct syn_hb *hb_live; /* handed to QUIC, outcome not known yet */
+    struct syn_hb *hb_live; /* handed to QUIC, outcome not known yet (at most SYN_HB_MAX_LIVE) */
 #define SYN_HB_RECENT 64
     struct syn_hb_recent {
         uint64_t sequence, conn;
@@ -118,6 +118,12 @@ struct synesis_tunnel {
     int free_pending;
     char last_error[SYNESIS_DETAIL_MAX];
 };
+
+/* Heartbeats handed to QUIC and not yet acknowledged (or lost), at most: a tick beyond is not
+ * sent (SYNESIS_ERR_WOULD_BLOCK). An edge that keeps the connection up but never returns
+ * flow-control credit (nor acknowledges) would otherwise make every tick hold one more frame for
+ * as long as the connection lasts. */
+#define SYN_HB_MAX_LIVE 32
 
 /* Logs at level (no-op when below the configured level or no log callback). */
 void syn_tunnel_log(synesis_tunnel *t, synesis_log_level level, const char *fmt, ...)

@@ -351,8 +351,9 @@ typedef struct synesis_tunnel_stats {
     uint64_t requests_cancelled;
     uint64_t streams_opened;    /* streaming-API streams */
     uint64_t heartbeats_sent;   /* handed to QUIC (stream opened, frame queued): not delivery */
-    uint64_t heartbeats_failed; /* not sent (not connected, too large, no stream credit), or
-                                   lost: the connection ended or the stream was reset first */
+    uint64_t heartbeats_failed; /* not sent (not connected, too large, no stream credit, or 32
+                                   earlier ones still unacknowledged), or lost: the connection
+                                   ended or the stream was reset first */
     uint64_t last_heartbeat_sequence;
     uint32_t last_heartbeat_rtt_ms;
     uint64_t connections; /* handshakes completed */
