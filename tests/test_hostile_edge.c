@@ -119,7 +119,9 @@ typedef struct fx {
     /* The edge's "close" events: their reasons (what the device told it, for one). */
     char closes[MAX_CLOSES][256];
     int ncloses;
-    /* heartbeat outcomes */
+    /* heartbeats: handed to QUIC (on_heartbeat status 0), refused at once (status < 0, the last
+     * one's status), and their outcomes */
+    int hb_sent, hb_not_sent, hb_not_sent_status;
     int hb_results, hb_lost, hb_delivered;
 } fx;
 
@@ -173,9 +175,20 @@ static void on_hb_result(synesis_tunnel *t, const synesis_heartbeat_info *info, 
         f->hb_delivered++;
 }
 
+static void on_hb(synesis_tunnel *t, const synesis_heartbeat_info *info, void *ud) {
+    (void)t;
+    fx *f = ud;
+    if (info->status == 0) {
+        f->hb_sent++;
+    } else {
+        f->hb_not_sent++;
+        f->hb_not_sent_status = info->status;
+    }
+}
+
 static void tunnel_start(fx *f) {
     char detail[512];
-    synesis_tunnel_callbacks cb = {.on_heartbeat_result = on_hb_result};
+    synesis_tunnel_callbacks cb = {.on_heartbeat = on_hb, .on_heartbeat_result = on_hb_result};
     int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail));
     if (rv)
         fail_msg("tunnel: %s: %s", synesis_error_name(rv), detail);
@@ -592,6 +605,14 @@ static void w_on_close(synesis_stream *s, int status, uint64_t app_code, void *u
     s_on_close(s, status, app_code, &((writer *)ud)->r);
 }
 
+static void on_release(void *ud, const void *data, size_t len) {
+    (void)data;
+    (void)len;
+    (*(int *)ud)++;
+}
+
+static int int_set(void *ud) { return *(int *)ud > 0; }
+
 static void test_stalled_upload(void **state) {
     fx *f = *state;
     syn_edge_config ec;
@@ -616,16 +637,55 @@ static void test_stalled_upload(void **state) {
     assert_true(synesis_stream_buffered(w.s) <= 32 * 1024);
     size_t acc;
     assert_int_equal(synesis_stream_write(w.s, "x", 1, &acc), SYNESIS_ERR_WOULD_BLOCK);
-    /* The connection's window is used up too: a request cannot go out, and times out. */
-    result res;
-    request_wait(f, "hello", 5, 0.3, 0, &res);
+    /* The connection's window is used up too: a request cannot go out, and times out; its body
+     * (not copied) is handed back once its stream is gone. */
+    static uint8_t body[200000];
+    int released = 0;
+    result res = {0};
+    synesis_request_options o;
+    synesis_request_options_init(&o);
+    o.timeout = 0.3;
+    assert_int_equal(synesis_tunnel_request_nocopy(f->t, body, sizeof(body), on_release, &released,
+                                                   &o, on_resp, &res, NULL),
+                     0);
+    assert_true(syn_test_run_until(f->loop, res_done, &res, 5));
     assert_int_equal(res.status, SYNESIS_ERR_TIMEOUT);
+    assert_true(syn_test_run_until(f->loop, int_set, &released, 5));
     /* Blocked, not dead: the keep-alive held the connection over more than an idle timeout. */
     assert_int_equal(f->states.n, 2);
     assert_true(in_state(f, SYNESIS_STATE_CONNECTED));
     assert_int_equal(synesis_stream_reset(w.s, 5), 0);
     assert_int_equal(w.r.closes, 1);
     assert_int_equal(w.r.status, SYNESIS_ERR_CANCELLED);
+}
+
+/* Heartbeats behind a stalled connection window, from an edge that grants plenty of streams:
+ * none can leave, and none is acknowledged. The tunnel keeps a bounded number of them waiting
+ * (SYN_HB_MAX_LIVE); the ticks beyond are not sent (SYNESIS_ERR_WOULD_BLOCK) instead of piling
+ * up a frame each for as long as the edge keeps the connection alive. */
+static void test_stalled_heartbeats(void **state) {
+    fx *f = *state;
+    syn_edge_config ec;
+    edge_config(f, &ec, SYN_EDGE_MB_STALL_UPLOADS);
+    ec.max_conn_buffer = 64 * 1024;
+    ec.max_streams_uni = 1u << 20;
+    edge_start(f, &ec);
+    f->cfg.heartbeat_interval = 0.005;
+    tunnel_connected(f);
+    writer w = {0};
+    synesis_stream_callbacks cb = {.on_writable = w_on_writable, .on_close = w_on_close};
+    assert_int_equal(synesis_tunnel_open_stream(f->t, &cb, &w, &w.s), 0);
+    w_fill(&w);
+    syn_test_run_for(f->loop, 1.5);
+    int in_flight = f->hb_sent - f->hb_results;
+    print_message("    heartbeats: %d handed to QUIC, %d outcomes, %d not sent\n", f->hb_sent,
+                  f->hb_results, f->hb_not_sent);
+    assert_true(f->hb_sent + f->hb_not_sent >= 100); /* the ticks ran */
+    assert_true(in_flight <= SYN_HB_MAX_LIVE);
+    assert_true(f->hb_not_sent >= 1);
+    assert_int_equal(f->hb_not_sent_status, SYNESIS_ERR_WOULD_BLOCK);
+    assert_true(in_state(f, SYNESIS_STATE_CONNECTED));
+    assert_int_equal(synesis_stream_reset(w.s, 5), 0);
 }
 
 /* ======================================================================================== */
@@ -947,6 +1007,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_flow_control_violation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_fin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_upload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_heartbeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streams_towards_device, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bidi_streams_beyond_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uni_streams_beyond_limit, setup, teardown),
