@@ -226,6 +226,9 @@ static int in_state(fx *f, synesis_state_kind kind) {
 
 static int is_failed(void *ud) { return in_state(ud, SYNESIS_STATE_FAILED); }
 static int is_reconnecting(void *ud) { return in_state(ud, SYNESIS_STATE_RECONNECTING); }
+static int failed_or_connected(void *ud) {
+    return is_failed(ud) || in_state(ud, SYNESIS_STATE_CONNECTED);
+}
 
 static void print_states(const fx *f) {
     for (int i = 0; i < f->states.n; i++)
@@ -747,7 +750,7 @@ static void streams_beyond_limit(fx *f, int bidi) {
         lie.max_streams_uni = 100;
     tunnel_connected(f);
     if (!lie.applied)
-        skip();
+        skip(); /* ngtcp2 is a shared library here: the wrapper cannot reach it */
     result res;
     request(f, "ping", 4, 5, 0, &res);
     assert_true(syn_test_run_until(f->loop, is_reconnecting, f, 5));
@@ -812,9 +815,9 @@ static void test_connection_id_flood(void **state) {
     f->cfg.reconnect_max_attempts = 2;
     f->cfg.retry_initial_connect = 1;
     tunnel_start(f);
-    assert_true(syn_test_run_until(f->loop, is_failed, f, 10));
+    assert_true(syn_test_run_until(f->loop, failed_or_connected, f, 10));
     if (!lie.applied)
-        skip();
+        skip(); /* ngtcp2 is a shared library here: the wrapper cannot reach it */
     int n;
     assert_int_equal(state_errors(f, SYNESIS_STATE_RECONNECTING, &n), SYNESIS_ERR_QUIC);
     assert_int_equal(n, 2);
