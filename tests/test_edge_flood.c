@@ -227,9 +227,9 @@ static uint64_t rng(uint64_t *s) {
 
 /* GARBAGE datagrams: random bytes of random sizes; short-header packets for random connection
  * IDs; long headers of unknown versions (answered by Version Negotiation only when 1200 bytes or
- * more); and padded "Initials" of QUIC v1 with random IDs and undecryptable payload, which open a
- * connection each until the Retry threshold (and die at the handshake timeout). The edge stays
- * up, keeps its bounds, and a real device connects meanwhile and afterwards. */
+ * more); and padded "Initials" of QUIC v1 with random IDs and undecryptable payload, each of which
+ * opens a connection that ends at once when its packet fails to decrypt (so nothing stays). The
+ * edge stays up, keeps its bounds, and a real device connects meanwhile and afterwards. */
 static void test_garbage_datagrams(void **state) {
     (void)state;
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
@@ -274,11 +274,6 @@ static void test_garbage_datagrams(void **state) {
     syn_test_run_for(loop, 0.05);
     size_t got = drain(fd);
     syn_edge_stats s = stats(e);
-    print_message(
-        "accepted %llu active %llu handshaking %llu closing %llu closed %llu retries %llu\n",
-        (unsigned long long)s.accepted, (unsigned long long)s.active,
-        (unsigned long long)s.handshaking, (unsigned long long)s.closing,
-        (unsigned long long)s.closed, (unsigned long long)s.retries);
     assert_true(s.active <= THRESHOLD);
     assert_int_equal(s.handshakes, 0);
     assert_true(got <= 3 * sent);
