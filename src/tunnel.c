@@ -713,6 +713,7 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
     if (t->free_pending)
         return;
     if (try_next) {
+        t->stats.address_fallbacks++;
         t->addr_idx++;
         connect_addr(t);
         return;
@@ -1141,6 +1142,8 @@ SYNESIS_API void synesis_tunnel_get_stats(synesis_tunnel *t, synesis_tunnel_stat
         out->packets_lost += ci.pkt_lost;
         out->cwnd = ci.cwnd;
         if (syn_qconn_handshake_completed(t->qc)) {
+            syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, out->remote_address,
+                             sizeof(out->remote_address));
             out->rtt_smoothed_us = (uint32_t)(ci.smoothed_rtt / 1000);
             out->rtt_min_us = ci.min_rtt == UINT64_MAX ? 0 : (uint32_t)(ci.min_rtt / 1000);
             out->rtt_latest_us = (uint32_t)(ci.latest_rtt / 1000);
@@ -1184,6 +1187,8 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     NUM(cwnd);
     NUM(packets_sent);
     NUM(packets_lost);
+    cJSON_AddStringToObject(o, "remote_address", st.remote_address);
+    NUM(address_fallbacks);
 #undef NUM
     cJSON_AddStringToObject(o, "state", synesis_state_name(t->state.kind));
     char *json = cJSON_PrintUnformatted(o);

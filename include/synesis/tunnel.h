@@ -373,6 +373,14 @@ typedef struct synesis_tunnel_stats {
     /* Appended. Heartbeats the edge refused (STOP_SENDING/RESET_STREAM with BAD_FRAME, or a
      * heartbeat_refused report). */
     uint64_t heartbeats_refused;
+    /* Appended. The edge address of the current connection once its handshake has completed,
+     * "192.0.2.1:443" or "[2001:db8::1]:443" ("" when there is none): which of the resolved
+     * addresses, and so which IP version, the tunnel is using. */
+    char remote_address[64];
+    /* Appended. Times a connection attempt moved on to the next resolved address (IPv4 ones
+     * first, then IPv6) after a transport failure on one (refused, unreachable, or no handshake
+     * within handshake_timeout), summed over the handle's life. */
+    uint64_t address_fallbacks;
 } synesis_tunnel_stats;
 
 /* Fills *out. */
