@@ -46,6 +46,7 @@ SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
     cfg->healthy_latency_ms = 500;
     cfg->log_level = SYNESIS_LOG_INFO;
     cfg->close_linger = 1.0;
+    cfg->max_queued_request_bytes = SYN_DEFAULT_MAX_QUEUED_REQUEST_BYTES;
 }
 
 SYNESIS_API const char *synesis_state_name(synesis_state_kind kind) {
@@ -818,6 +819,9 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
         c->stream_recv_window > NGTCP2_MAX_VARINT / 4 || !c->max_heartbeat_size)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config sizes must be > 0 (stream_recv_window 1024 to 2^60 - 1)");
+    if (!c->max_queued_request_bytes)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config.max_queued_request_bytes must be > 0");
     if ((unsigned)c->congestion_control > SYNESIS_CC_RENO)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config.congestion_control is not a synesis_congestion_control");

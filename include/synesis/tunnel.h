@@ -183,7 +183,7 @@ typedef struct synesis_tunnel_config {
     /* Requests waiting for a stream (the edge's stream limit) or, when the request asks for it,
      * for the tunnel to come back; beyond this, SYNESIS_ERR_QUEUE_FULL. Streams are opened on
      * the loop's next write pass, so requests made in one loop iteration all count until then.
-     * Default 10000. */
+     * Default 10000. The queue's bytes are bounded too: max_queued_request_bytes. */
     size_t max_queued_requests;
     /* Send buffer of each stream of the streaming API (bytes accepted but not yet acknowledged);
      * default 256 KiB. */
@@ -224,6 +224,16 @@ typedef struct synesis_tunnel_config {
     /* Appended: the congestion controller of the tunnel's sending side. Default
      * SYNESIS_CC_CUBIC. */
     synesis_congestion_control congestion_control;
+    /* Appended: the byte bound of the same queue as max_queued_requests: the request bodies the
+     * library copied (synesis_tunnel_request()) for every request waiting for a stream or for
+     * the tunnel to come back, e.g. during an outage with queue_while_reconnecting. A request
+     * whose copy would take the total above it fails at once with SYNESIS_ERR_QUEUE_FULL (its
+     * callback never runs); so does a single body larger than the bound, connected or not:
+     * raise the bound for larger bodies, or use synesis_tunnel_request_nocopy() or a stream.
+     * No-copy bodies stay the application's memory and are not counted. Bytes are given back as
+     * requests leave the queue (stream opened, or completed, cancelled or failed while waiting).
+     * Default 64 MiB (the reference edge's largest request); 1 to SIZE_MAX. */
+    size_t max_queued_request_bytes;
 } synesis_tunnel_config;
 
 /* Fills cfg with every default listed above. */
