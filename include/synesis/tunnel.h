@@ -141,10 +141,16 @@ typedef struct synesis_tunnel_config {
     double keep_alive_interval; /* PING after this much quiet; default 10 s; 0 = off */
     double idle_timeout;        /* default 60 s */
     double handshake_timeout;   /* default 10 s */
-    /* Largest UDP payload we send (a cap): default 0 = ngtcp2's 1200 bytes to start, raised by
-     * path MTU discovery when it is on. Set e.g. 1280 under VPNs that drop large datagrams. */
+    /* Largest UDP payload we send (a cap): default 0 = 1452 bytes. Every connection starts at
+     * ngtcp2's 1200 bytes; only path MTU discovery raises that, to at most this cap, by probes
+     * that the edge must acknowledge (a probe the path does not carry is lost, the size stays).
+     * Set e.g. 1280 under VPNs that drop large datagrams. 0, or 1200 to 1500. */
     size_t max_udp_payload;
-    int pmtud; /* path MTU discovery; default 1 */
+    /* Path MTU discovery; default 1. With 0, the tunnel never sends more than 1200 bytes of UDP
+     * payload, whatever max_udp_payload says (a cap larger than the path is then harmless, never
+     * reached), and the socket lets the kernel fragment (no DF bit), although nothing it sends
+     * needs it on a path that carries QUIC at all (IPv4 MTU 1228, IPv6 1280, and above). */
+    int pmtud;
 
     /* Heartbeats: one every interval on a unidirectional stream, the first right after
      * Connected; 0 disables. Default 30 s. */
