@@ -67,6 +67,9 @@ struct syn_qconn {
     ngtcp2_ccerr ccerr; /* what we send in CONNECTION_CLOSE after a local error */
     int err;            /* terminal error for ops->closed */
     char detail[SYNESIS_DETAIL_MAX];
+    /* Server: a copy of the CONNECTION_CLOSE packet sent, for the owner's closing period. */
+    uint8_t *close_pkt;
+    size_t close_len;
 };
 
 static void qc_log(syn_qconn *qc, synesis_log_level lv, const char *fmt, ...) SYNESIS_PRINTF(3, 4);
@@ -831,6 +834,7 @@ static void really_free(syn_qconn *qc) {
     if (qc->owns_fd)
         close(qc->fd);
     syn_udp_tx_free(&qc->tx);
+    free(qc->close_pkt);
     free(qc);
 }
 
@@ -885,8 +889,18 @@ static void send_close_at(syn_qconn *qc, uint64_t ts) {
     syn_udp_tx_clear(&qc->tx);
     if (!ts)
         ts = syn_now_ns();
-    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
-        qc->conn, &ps.path, &pi, syn_udp_tx_next(&qc->tx), qc->max_payload, &qc->ccerr, ts);
+    uint8_t *pkt = syn_udp_tx_next(&qc->tx);
+    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(qc->conn, &ps.path, &pi, pkt,
+                                                        qc->max_payload, &qc->ccerr, ts);
+    if (n > 0 && qc->server && !qc->close_pkt) {
+        /* Kept for the owner's closing period (RFC 9000 10.2.1): best effort, a failed copy
+         * only means the close is not repeated. */
+        qc->close_pkt = malloc((size_t)n);
+        if (qc->close_pkt) {
+            memcpy(qc->close_pkt, pkt, (size_t)n);
+            qc->close_len = (size_t)n;
+        }
+    }
     if (n > 0) {
         syn_udp_tx_push(&qc->tx, (size_t)n, pi.ecn);
         path_dest(qc, &ps.path, &qc->tx_dest);
@@ -1603,6 +1617,19 @@ uint32_t syn_qconn_srtt_ms(const syn_qconn *qc) {
     ngtcp2_conn_info ci;
     ngtcp2_conn_get_conn_info(qc->conn, &ci);
     return (uint32_t)(ci.smoothed_rtt / NGTCP2_MILLISECONDS);
+}
+
+const uint8_t *syn_qconn_close_packet(const syn_qconn *qc, size_t *len) {
+    *len = qc->close_len;
+    return qc->close_pkt;
+}
+
+int syn_qconn_draining(const syn_qconn *qc) {
+    return qc->conn && ngtcp2_conn_in_draining_period(qc->conn);
+}
+
+uint64_t syn_qconn_pto_ns(const syn_qconn *qc) {
+    return qc->conn ? ngtcp2_conn_get_pto(qc->conn) : 0;
 }
 
 void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out) {

@@ -188,6 +188,14 @@ uint64_t syn_qconn_peer_max_streams_uni(const syn_qconn *qc);
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc);
 /* ngtcp2's connection info (RTTs, cwnd, packet counters). */
 void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out);
+/* Server side: the CONNECTION_CLOSE packet this connection sent (the first one; the payload of a
+ * UDP datagram, ready to resend as is), or NULL with *len 0 if none was sent. Valid until
+ * syn_qconn_free(); readable from ops->closed, to keep a closing period (RFC 9000 10.2.1). */
+const uint8_t *syn_qconn_close_packet(const syn_qconn *qc, size_t *len);
+/* 1 if the peer closed the connection (ngtcp2 is in its draining period). */
+int syn_qconn_draining(const syn_qconn *qc);
+/* The current probe timeout (RFC 9002 6.2.1), in nanoseconds. */
+uint64_t syn_qconn_pto_ns(const syn_qconn *qc);
 /* Remote address (the path currently in use). */
 const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc);
 /* For the edge: update the send fd/path when packets arrive from a new address (migration). */

@@ -17,6 +17,9 @@
 #include <ev.h>
 #include <openssl/ssl.h>
 
+/* config.max_queued_request_bytes's default: 64 MiB, the reference edge's largest request. */
+#define SYN_DEFAULT_MAX_QUEUED_REQUEST_BYTES (64u * 1024 * 1024)
+
 /* Per-stream objects of the tunnel (requests, streams) start with this: the qconn driver hands
  * stream events to whatever s->user points at. */
 typedef struct syn_stream_handler {
@@ -84,6 +87,7 @@ struct synesis_tunnel {
     synesis_request *req_wait_head, *req_wait_tail;
     synesis_request *req_live;
     size_t req_waiting;
+    size_t req_waiting_bytes; /* the bodies we copied for them (max_queued_request_bytes) */
     /* Streams (stream.c): waiting to open, and open. */
     synesis_stream *str_wait_head, *str_wait_tail;
     synesis_stream *str_live;

@@ -80,6 +80,13 @@ struct edge_conn {
     size_t nreports;                     /* how many (at most SYN_EDGE_MAX_QUEUED_REPORTS) */
     syn_cidmap_list cids;                /* this connection's IDs in the edge's table */
     int handshaking;                     /* counted in syn_edge.handshaking */
+    /* The closing period: qc is gone, the IDs stay routed here until closing_timer fires, and a
+     * datagram for them is answered with close_pkt (NULL when draining: the client closed). */
+    int closing;
+    uint8_t *close_pkt;
+    size_t close_len;
+    uint64_t close_rx; /* datagrams received while closing */
+    ev_timer closing_timer;
     /* A misbehaving edge (cfg.misbehave): the CLOSE delay or FLOOD tick, streams to open towards
      * the device (OPEN_STREAMS), whether it moved (MIGRATE). mb_busy: a FLOOD tick is flushing
      * (conn_destroy then leaves the memory to it: mb_dead). */
@@ -107,6 +114,7 @@ struct syn_edge {
     ev_io rio;
     syn_udp_rx *rx;
     edge_conn *conns;
+    edge_conn *closing; /* connections in their closing or draining period */
     syn_cidmap cids;
     size_t handshaking;       /* connections accepted, handshake not completed */
     uint8_t retry_secret[32]; /* keys the Retry tokens of this edge */
@@ -240,6 +248,97 @@ static void conn_destroy(syn_edge *e, edge_conn *c) {
         c->mb_dead = 1; /* a FLOOD tick on the stack frees it */
     else
         free(c);
+}
+
+static void closing_free(syn_edge *e, edge_conn *c) {
+    ev_timer_stop(e->loop, &c->closing_timer);
+    cid_remove_conn(e, c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        e->closing = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c->close_pkt);
+    free(c);
+    e->stats.closing--;
+}
+
+static void closing_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    edge_conn *c = w->data;
+    closing_free(c->e, c);
+}
+
+/*
+ * Ends c's connection but keeps its IDs routed to it for the closing period (RFC 9000 10.2): three
+ * PTOs, at least SYN_EDGE_CLOSING_MIN_MS. Everything else c held is released now. Returns 0, or -1
+ * if the close could not be kept (out of memory): then c is destroyed as before.
+ */
+static int conn_enter_closing(syn_edge *e, edge_conn *c) {
+    size_t len = 0;
+    const uint8_t *pkt = syn_qconn_close_packet(c->qc, &len);
+    int draining = syn_qconn_draining(c->qc);
+    if ((!pkt && !draining) || e->fd < 0 || !c->cids.n)
+        return -1;
+    if (pkt) {
+        c->close_pkt = malloc(len);
+        if (!c->close_pkt)
+            return -1;
+        memcpy(c->close_pkt, pkt, len);
+        c->close_len = len;
+    }
+    double period = 3.0 * (double)syn_qconn_pto_ns(c->qc) / 1e9;
+    if (period < SYN_EDGE_CLOSING_MIN_MS / 1000.0)
+        period = SYN_EDGE_CLOSING_MIN_MS / 1000.0;
+    for (edge_stream *es = c->streams; es; es = es->next)
+        if (!es->uni && es->qs && es->qs->fin_queued)
+            e->stats.responses_unacked++;
+    while (c->streams)
+        es_free(c->streams);
+    conn_free_reports(c);
+    handshaking_end(e, c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        e->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    syn_qconn_free(c->qc); /* deferred by the driver while it is on the stack */
+    c->qc = NULL;
+    c->closing = 1;
+    c->dirty = 0;
+    ev_timer_stop(e->loop, &c->mb_timer); /* a misbehaving edge's CLOSE or FLOOD timer */
+    c->prev = NULL;
+    c->next = e->closing;
+    if (e->closing)
+        e->closing->prev = c;
+    e->closing = c;
+    ev_timer_init(&c->closing_timer, closing_timer_cb, period, 0.);
+    c->closing_timer.data = c;
+    ev_timer_start(e->loop, &c->closing_timer);
+    e->stats.active--;
+    e->stats.closing++;
+    return 0;
+}
+
+/*
+ * A datagram for a connection in its closing period: answered with the same CONNECTION_CLOSE on
+ * the 1st, 2nd, 4th, 8th... datagram (rate-limited as RFC 9000 10.2.1 asks), and only if the answer
+ * is at most three times the datagram (the anti-amplification bound of unvalidated paths), sent to
+ * where the datagram came from (the client may have moved). Draining connections answer nothing.
+ */
+static void closing_datagram(syn_edge *e, edge_conn *c, const syn_udp_dgram *d) {
+    uint64_t k = ++c->close_rx;
+    if (!c->close_pkt || (k & (k - 1)) != 0 || c->close_len > 3 * d->len) {
+        e->stats.closing_dropped++;
+        return;
+    }
+    ssize_t n = sendto(e->fd, c->close_pkt, c->close_len, MSG_DONTWAIT,
+                       (const struct sockaddr *)&d->remote.ss, d->remote.len);
+    if (n == (ssize_t)c->close_len)
+        e->stats.close_repeats++;
 }
 
 static void mb_after_handshake(edge_conn *c);
@@ -991,7 +1090,8 @@ static void ec_closed(syn_qconn *qc, int err, const char *detail) {
         cJSON_AddStringToObject(o, "reason", detail ? detail : "");
         edge_emit(e, o);
     }
-    conn_destroy(e, c);
+    if (conn_enter_closing(e, c) != 0)
+        conn_destroy(e, c);
 }
 
 static void ec_cid_added(syn_qconn *qc, const ngtcp2_cid *cid) {
@@ -1021,7 +1121,7 @@ static void mb_flood_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     edge_conn *c = w->data;
     syn_edge *e = c->e;
     c->mb_busy = 1;
-    for (int i = 0; i < 64 && !c->mb_dead; i++) {
+    for (int i = 0; i < 64 && !c->mb_dead && !c->closing; i++) {
         syn_qstream *qs;
         if (syn_qconn_open_stream(c->qc, 0, NULL, &qs) != 0)
             break;
@@ -1034,7 +1134,7 @@ static void mb_flood_cb(struct ev_loop *loop, ev_timer *w, int revents) {
         if (syn_qstream_write(qs, frame, SYN_FRAME_HEADER + (size_t)n, 1) != 0)
             break;
         e->stats.mb_streams++;
-        syn_qconn_flush(c->qc); /* may end the connection: then mb_dead */
+        syn_qconn_flush(c->qc); /* may end the connection: then mb_dead, or closing */
     }
     c->mb_busy = 0;
     if (c->mb_dead)
@@ -1298,6 +1398,10 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
     if (rv != 0)
         return;
     edge_conn *c = cid_find(e, vc.dcid, vc.dcidlen);
+    if (c && c->closing) {
+        closing_datagram(e, c, d);
+        return;
+    }
     if (c) {
         if (syn_qconn_remote(c->qc)->len != d->remote.len ||
             memcmp(&syn_qconn_remote(c->qc)->ss, &d->remote.ss, d->remote.len) != 0)
@@ -1564,6 +1668,8 @@ void syn_edge_stop(syn_edge *e, int graceful) {
             conn_destroy(e, c);
         }
     }
+    while (e->closing) /* no socket to answer from: the closing periods end with it */
+        closing_free(e, e->closing);
     if (e->fd >= 0) {
         ev_io_stop(e->loop, &e->rio);
         close(e->fd);

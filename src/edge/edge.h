@@ -137,6 +137,9 @@ void syn_edge_stop(syn_edge *e, int graceful);
 uint16_t syn_edge_port(const syn_edge *e);
 
 /* Counters for tests. */
+/* The shortest closing period, whatever the PTO (a loopback PTO is a few milliseconds). */
+#define SYN_EDGE_CLOSING_MIN_MS 200
+
 typedef struct syn_edge_stats {
     uint64_t accepted;        /* connections created from client Initials */
     uint64_t handshakes;      /* handshakes completed (client certificate verified) */
@@ -166,6 +169,13 @@ typedef struct syn_edge_stats {
     uint64_t retries;        /* Retry packets sent */
     uint64_t tokens_refused; /* Retry tokens that did not verify: CONNECTION_CLOSE(INVALID_TOKEN) */
     uint64_t tokens_ignored; /* tokens that are no Retry token of ours: treated as absent */
+    /* The closing period (RFC 9000 10.2): a connection the edge closed keeps its IDs and the
+     * CONNECTION_CLOSE it sent for three PTOs (at least SYN_EDGE_CLOSING_MIN_MS), and answers a
+     * packet for it with that close again (rate-limited); one the client closed drains silently
+     * for as long. */
+    uint64_t closing;         /* connections in their closing or draining period now */
+    uint64_t close_repeats;   /* CONNECTION_CLOSE packets sent again during a closing period */
+    uint64_t closing_dropped; /* datagrams for a closing or draining connection not answered */
     /* A misbehaving edge (syn_edge_config.misbehave): streams it opened towards devices
      * (OPEN_STREAMS, FLOOD), those its QUIC stack refused for lack of stream credit
      * (OPEN_STREAMS), and connections it moved to another address (MIGRATE). */
