@@ -21,6 +21,15 @@
 /* A connection whose next wait is at least this long is idle: its timerfd is closed. */
 #define SYN_FINE_IDLE_NS 100000000u
 
+/* The credit for streams the peer opens: that of closed ones goes back in batches
+ * (peer_streams_credit). */
+typedef struct syn_peer_streams {
+    uint64_t initial; /* our transport parameter */
+    uint64_t limit;   /* initial plus what we have returned */
+    uint64_t opened;  /* streams the peer has opened (highest index + 1) */
+    uint64_t closed;  /* closed since the last return */
+} syn_peer_streams;
+
 struct syn_qconn {
     struct ev_loop *loop;
     ngtcp2_conn *conn;
@@ -58,6 +67,8 @@ struct syn_qconn {
 
     int depth;
     unsigned in_prep : 1; /* in prep_cb: the loop is invoking its prepare watchers */
+    /* Client: we offered an ALPN, and the edge's handshake completed without selecting one. */
+    unsigned alpn_offered : 1, alpn_missing : 1;
     unsigned hs_done : 1, hs_notify : 1, avail_notify : 1, need_flush : 1;
     unsigned close_req : 1, end_pending : 1, ended : 1, free_pending : 1;
     uint64_t close_code;
@@ -65,6 +76,12 @@ struct syn_qconn {
     ngtcp2_ccerr ccerr; /* what we send in CONNECTION_CLOSE after a local error */
     int err;            /* terminal error for ops->closed */
     char detail[SYNESIS_DETAIL_MAX];
+    /* Server: a copy of the CONNECTION_CLOSE packet sent, for the owner's closing period. */
+    uint8_t *close_pkt;
+    size_t close_len;
+    syn_qconn_wakes wakes;
+    /* Streams the peer may open, bidirectional [0] and unidirectional [1]. */
+    syn_peer_streams peer_streams[2];
 };
 
 static void qc_log(syn_qconn *qc, synesis_log_level lv, const char *fmt, ...) SYNESIS_PRINTF(3, 4);
@@ -364,6 +381,14 @@ static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
     if (qc->server) {
         qc->hs_done = 1;
         qc->hs_notify = 1;
+    } else if (qc->alpn_offered) {
+        /* OpenSSL refuses a protocol we did not offer, but not the absence of one, which QUIC
+         * forbids (RFC 9001 8.1): closed with no_application_protocol once ngtcp2 returns. */
+        const unsigned char *sel = NULL;
+        unsigned int len = 0;
+        SSL_get0_alpn_selected(qc->ssl, &sel, &len);
+        if (!len)
+            qc->alpn_missing = 1;
     }
     return 0;
 }
@@ -378,8 +403,34 @@ static int handshake_confirmed_cb(ngtcp2_conn *conn, void *ud) {
     return 0;
 }
 
+/*
+ * Returns the credit of the peer's closed streams once the peer has used half of what it may open,
+ * or at once when it is down to its last half: a MAX_STREAMS frame for every closed stream would
+ * make every heartbeat (one unidirectional stream each) cost the device an ack-eliciting packet
+ * from the edge, and the ACK and wake-up that go with it. The peer can always open at least half
+ * of the initial count beyond those it has open.
+ */
+static void peer_streams_credit(syn_qconn *qc, int uni) {
+    syn_peer_streams *p = &qc->peer_streams[uni];
+    if (!p->closed || p->limit - p->opened > p->initial / 2)
+        return;
+    if (uni)
+        ngtcp2_conn_extend_max_streams_uni(qc->conn, p->closed);
+    else
+        ngtcp2_conn_extend_max_streams_bidi(qc->conn, p->closed);
+    p->limit += p->closed;
+    p->closed = 0;
+}
+
 static int stream_open_cb(ngtcp2_conn *conn, int64_t id, void *ud) {
     syn_qconn *qc = ud;
+    if (!ngtcp2_conn_is_local_stream(conn, id)) {
+        int uni = !ngtcp2_is_bidi_stream(id);
+        uint64_t n = ((uint64_t)id >> 2) + 1;
+        if (n > qc->peer_streams[uni].opened)
+            qc->peer_streams[uni].opened = n;
+        peer_streams_credit(qc, uni);
+    }
     syn_qstream *s = stream_new(qc, id, NULL);
     if (!s)
         return NGTCP2_ERR_CALLBACK_FAILURE;
@@ -438,12 +489,11 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64
     syn_qconn *qc = ud;
     syn_qstream *s = sud;
     /* The peer's streams return their credit as they close (the edge's requests and heartbeats;
-     * the edge's reports to a device). */
+     * the edge's reports to a device), in batches. */
     if (!ngtcp2_conn_is_local_stream(conn, id)) {
-        if (ngtcp2_is_bidi_stream(id))
-            ngtcp2_conn_extend_max_streams_bidi(conn, 1);
-        else
-            ngtcp2_conn_extend_max_streams_uni(conn, 1);
+        int uni = !ngtcp2_is_bidi_stream(id);
+        qc->peer_streams[uni].closed++;
+        peer_streams_credit(qc, uni);
     }
     if (!s)
         return 0;
@@ -583,6 +633,8 @@ static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *loc
     qc->ops = ops;
     qc->owner = owner;
     qc->server = server;
+    qc->peer_streams[0].initial = qc->peer_streams[0].limit = st->max_streams_bidi;
+    qc->peer_streams[1].initial = qc->peer_streams[1].limit = st->max_streams_uni;
     qc->max_payload = st->max_udp_payload ? st->max_udp_payload : 1452;
     if (qc->max_payload > SYN_UDP_MAX_PAYLOAD)
         qc->max_payload = SYN_UDP_MAX_PAYLOAD;
@@ -623,6 +675,8 @@ static void fill_settings(syn_qconn *qc, const syn_qconn_settings *st, ngtcp2_se
     s->cc_algo = st->cc == SYNESIS_CC_BBR    ? NGTCP2_CC_ALGO_BBR
                  : st->cc == SYNESIS_CC_RENO ? NGTCP2_CC_ALGO_RENO
                                              : NGTCP2_CC_ALGO_CUBIC;
+    if (st->ack_at_once)
+        s->ack_thresh = 1;
     if (st->trace)
         s->log_printf = ngtcp2_log_cb;
     ngtcp2_transport_params_default(p);
@@ -672,6 +726,7 @@ int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
     if (rv == 0) {
         SSL_set_connect_state(qc->ssl);
         rv = syn_tls_client_ssl_setup(qc->ssl, server_name, alpn, detail);
+        qc->alpn_offered = alpn != NULL;
     }
     if (rv == 0) {
         ngtcp2_cid dcid, scid;
@@ -744,10 +799,26 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
         } else {
             p.original_dcid = hd->dcid;
         }
-        if (RAND_bytes(scid.data, (int)scid.datalen) != 1 ||
-            RAND_bytes(p.stateless_reset_token, sizeof(p.stateless_reset_token)) != 1) {
+        if (st->preferred_addr) {
+            ngtcp2_preferred_addr *pa = &p.preferred_addr;
+            p.preferred_addr_present = 1;
+            if (st->preferred_addr->ss.ss_family == AF_INET) {
+                memcpy(&pa->ipv4, &st->preferred_addr->ss, sizeof(pa->ipv4));
+                pa->ipv4_present = 1;
+            } else {
+                memcpy(&pa->ipv6, &st->preferred_addr->ss, sizeof(pa->ipv6));
+                pa->ipv6_present = 1;
+            }
+            pa->cid.datalen = SYN_SV_SCIDLEN;
+            if (RAND_bytes(pa->cid.data, (int)pa->cid.datalen) != 1 ||
+                RAND_bytes(pa->stateless_reset_token, sizeof(pa->stateless_reset_token)) != 1)
+                rv = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "RAND_bytes");
+        }
+        if (rv == 0 &&
+            (RAND_bytes(scid.data, (int)scid.datalen) != 1 ||
+             RAND_bytes(p.stateless_reset_token, sizeof(p.stateless_reset_token)) != 1)) {
             rv = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "RAND_bytes");
-        } else {
+        } else if (rv == 0) {
             p.stateless_reset_token_present = 1;
             ngtcp2_path path = qc_path(qc);
             int nrv = ngtcp2_conn_server_new(&qc->conn, &hd->scid, &scid, &path, hd->version, &cb,
@@ -756,8 +827,11 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
                 rv =
                     syn_fail(detail, nrv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC,
                              "ngtcp2_conn_server_new: %s", ngtcp2_strerror(nrv));
-            else if (ops->cid_added)
+            else if (ops->cid_added) {
                 ops->cid_added(qc, &scid);
+                if (p.preferred_addr_present)
+                    ops->cid_added(qc, &p.preferred_addr.cid);
+            }
         }
     }
     if (rv != 0) {
@@ -801,6 +875,7 @@ static void really_free(syn_qconn *qc) {
     if (qc->owns_fd)
         close(qc->fd);
     syn_udp_tx_free(&qc->tx);
+    free(qc->close_pkt);
     free(qc);
 }
 
@@ -855,8 +930,18 @@ static void send_close_at(syn_qconn *qc, uint64_t ts) {
     syn_udp_tx_clear(&qc->tx);
     if (!ts)
         ts = syn_now_ns();
-    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
-        qc->conn, &ps.path, &pi, syn_udp_tx_next(&qc->tx), qc->max_payload, &qc->ccerr, ts);
+    uint8_t *pkt = syn_udp_tx_next(&qc->tx);
+    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(qc->conn, &ps.path, &pi, pkt,
+                                                        qc->max_payload, &qc->ccerr, ts);
+    if (n > 0 && qc->server && !qc->close_pkt) {
+        /* Kept for the owner's closing period (RFC 9000 10.2.1): best effort, a failed copy
+         * only means the close is not repeated. */
+        qc->close_pkt = malloc((size_t)n);
+        if (qc->close_pkt) {
+            memcpy(qc->close_pkt, pkt, (size_t)n);
+            qc->close_len = (size_t)n;
+        }
+    }
     if (n > 0) {
         syn_udp_tx_push(&qc->tx, (size_t)n, pi.ecn);
         path_dest(qc, &ps.path, &qc->tx_dest);
@@ -932,6 +1017,33 @@ static const char *ccerr_type_name(ngtcp2_ccerr_type t) {
     }
 }
 
+/* RFC 9000 20.1. */
+static const char *transport_error_name(uint64_t code) {
+    static const char *const names[] = {
+        "NO_ERROR",
+        "INTERNAL_ERROR",
+        "CONNECTION_REFUSED",
+        "FLOW_CONTROL_ERROR",
+        "STREAM_LIMIT_ERROR",
+        "STREAM_STATE_ERROR",
+        "FINAL_SIZE_ERROR",
+        "FRAME_ENCODING_ERROR",
+        "TRANSPORT_PARAMETER_ERROR",
+        "CONNECTION_ID_LIMIT_ERROR",
+        "PROTOCOL_VIOLATION",
+        "INVALID_TOKEN",
+        "APPLICATION_ERROR",
+        "CRYPTO_BUFFER_EXCEEDED",
+        "KEY_UPDATE_ERROR",
+        "AEAD_LIMIT_REACHED",
+        "NO_VIABLE_PATH",
+    };
+    if (code < sizeof(names) / sizeof(names[0]))
+        return names[code];
+    return code >= NGTCP2_CRYPTO_ERROR && code <= NGTCP2_CRYPTO_ERROR + 0xff ? "CRYPTO_ERROR"
+                                                                             : "(unknown)";
+}
+
 /* The peer closed the connection (we are draining): work out what it told us. */
 static void peer_closed(syn_qconn *qc) {
     const ngtcp2_ccerr *e = ngtcp2_conn_get_ccerr(qc->conn);
@@ -997,8 +1109,12 @@ static void local_error(syn_qconn *qc, int rv, const char *where) {
     default:
         ngtcp2_ccerr_set_liberr(&qc->ccerr, rv, NULL, 0);
         send_close(qc);
-        qc_end(qc, rv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC, "%s: %s", where,
-               ngtcp2_strerror(rv));
+        /* Name the code we closed with: the peer learns it too (a protocol violation of the
+         * peer's, such as FLOW_CONTROL_ERROR, or INTERNAL_ERROR for a failure of our own). */
+        qc_end(qc, rv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC,
+               "%s: %s (closed with QUIC transport error %s, 0x%llx)", where, ngtcp2_strerror(rv),
+               transport_error_name(qc->ccerr.error_code),
+               (unsigned long long)qc->ccerr.error_code);
         return;
     }
 }
@@ -1024,22 +1140,22 @@ static void fine_close(syn_qconn *qc) {
 }
 
 /*
- * Arms the expiry timer for ngtcp2's next deadline. Runs after every write pass, so it makes no
- * system call: a wait under a millisecond (which libev's epoll backend would stretch to a whole
- * one) is only recorded in fine_want, and fprep_cb, which runs just before the loop polls, sets
- * the timerfd for it if the loop is about to block. While datagrams keep arriving the deadline
- * usually moves (each write pass re-computes the ACK delay and the pacing time) before the loop
- * blocks, and no timer is programmed at all: each timerfd_settime costs several microseconds
- * here (an hrtimer reprogrammed, a VM exit under virtualisation), as much as a whole request.
+ * Arms the expiry timer for expiry, ngtcp2's next deadline (see do_write). Runs after every write
+ * pass, so it makes no system call: a wait under a millisecond (which libev's epoll backend would
+ * stretch to a whole one) is only recorded in fine_want, and fprep_cb, which runs just before the
+ * loop polls, sets the timerfd for it if the loop is about to block. While datagrams keep arriving
+ * the deadline usually moves (each write pass re-computes the ACK delay and the pacing time) before
+ * the loop blocks, and no timer is programmed at all: each timerfd_settime costs several
+ * microseconds here (an hrtimer reprogrammed, a VM exit under virtualisation), as much as a whole
+ * request.
  */
-static void arm_timer(syn_qconn *qc) {
+static void arm_timer(syn_qconn *qc, ngtcp2_tstamp expiry) {
     ev_timer_stop(qc->loop, &qc->timer);
     qc->fine_want = 0;
     if (qc->ended || qc->end_pending) {
         timer_stop(qc);
         return;
     }
-    ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(qc->conn);
     if (expiry == UINT64_MAX) {
         timer_stop(qc);
         fine_close(qc);
@@ -1063,7 +1179,14 @@ static void arm_timer(syn_qconn *qc) {
     ev_prepare_stop(qc->loop, &qc->fprep);
     if (wait >= SYN_FINE_IDLE_NS)
         fine_close(qc);
-    ev_timer_set(&qc->timer, (double)wait / 1e9, 0.);
+    /* libev counts `after` from the time it read when this loop iteration began: the work done
+     * since (this write pass, and all before it in the iteration) would make the timer fire that
+     * much before ngtcp2's deadline, into a wake-up that finds nothing due and only re-arms.
+     * (Both are wall-clock readings: a step of the clock shows as a lag out of bounds, ignored.) */
+    double lag = ev_time() - ev_now(qc->loop);
+    if (!(lag > 0 && lag < 0.1))
+        lag = 0;
+    ev_timer_set(&qc->timer, (double)wait / 1e9 + lag, 0.);
     ev_timer_start(qc->loop, &qc->timer);
 }
 
@@ -1152,6 +1275,7 @@ static void do_write(syn_qconn *qc) {
                       : quantum > SYN_MAX_PKTS_PER_WRITE ? SYN_MAX_PKTS_PER_WRITE
                                                          : quantum;
     size_t npkts = 0;
+    int drained = 0;
     for (;;) {
         syn_qstream *s = qc->pend_head;
         ngtcp2_vec vec[SYN_STREAM_VEC];
@@ -1188,8 +1312,10 @@ static void do_write(syn_qconn *qc) {
         }
         if (s)
             stream_advance(qc, s, ndatalen, flags);
-        if (nw == 0)
+        if (nw == 0) {
+            drained = 1;
             break;
+        }
         if (qc->server) {
             /* A batch goes to one destination: a packet for another path starts a new batch. */
             syn_sockaddr dest;
@@ -1206,6 +1332,7 @@ static void do_write(syn_qconn *qc) {
         /* Packets lie back to back in one buffer: runs of equal size leave as one GSO send. */
         syn_udp_tx_push(&qc->tx, (size_t)nw, pi.ecn);
         npkts++;
+        qc->wakes.packets++;
         if (!syn_udp_tx_room(&qc->tx, qc->max_payload) && tx_flush(qc) != 0)
             break;
         if (npkts >= max_pkts)
@@ -1213,8 +1340,16 @@ static void do_write(syn_qconn *qc) {
     }
     if (!qc->end_pending)
         (void)tx_flush(qc);
+    /* The pacing deadline this pass's packets set matters only if something is left to send.
+     * When ngtcp2 had nothing more (or congestion control holds it back, and an ACK or the loss
+     * timer wakes us), waking at that deadline would find nothing to do: after a lone PING or ACK
+     * that was a timerfd wake-up tens of microseconds later, one for every packet of an idle
+     * connection. The expiry taken before the update keeps every other deadline, and a pacing
+     * deadline still pending from an earlier pass (a pass it blocked ends here with nothing
+     * written, and arms for it). */
+    ngtcp2_tstamp expiry = drained ? ngtcp2_conn_get_expiry(qc->conn) : 0;
     ngtcp2_conn_update_pkt_tx_time(qc->conn, ts);
-    arm_timer(qc);
+    arm_timer(qc, drained ? expiry : ngtcp2_conn_get_expiry(qc->conn));
 }
 
 /* ---- graceful close ---- */
@@ -1362,6 +1497,14 @@ void syn_qconn_recv(syn_qconn *qc, const syn_sockaddr *local, const syn_sockaddr
         else
             local_error(qc, rv, "read");
     }
+    if (qc->alpn_missing && !qc->end_pending && !qc->ended) {
+        qc->alpn_missing = 0;
+        ngtcp2_ccerr_set_tls_alert(&qc->ccerr, SSL_AD_NO_APPLICATION_PROTOCOL, NULL, 0);
+        send_close(qc);
+        qc_end(qc, SYNESIS_ERR_ALPN,
+               "the edge selected no application protocol (QUIC requires ALPN): closed with TLS "
+               "alert no application protocol (120)");
+    }
     /* No write pass here: the owner calls syn_qconn_flush() once after a batch of datagrams,
      * so ACKs and responses of a whole batch leave together. */
     leave_ex(qc, 1);
@@ -1431,13 +1574,29 @@ void syn_qconn_abort(syn_qconn *qc, int err, const char *detail) {
 
 static void expire(syn_qconn *qc) {
     qc->fine_want = 0;
+    qc->wakes.expiry++;
+    uint64_t pkts = qc->wakes.packets;
+    ngtcp2_conn_info before;
+    ngtcp2_conn_get_conn_info(qc->conn, &before);
     enter(qc);
     int rv = ngtcp2_conn_handle_expiry(qc->conn, syn_now_ns());
     if (rv != 0)
         local_error(qc, rv, "timer");
     else
         qc->need_flush = 1;
-    leave(qc);
+    if (leave(qc))
+        return;
+    if (qc->wakes.packets == pkts) {
+        qc->wakes.expiry_idle++;
+    } else {
+        /* Only ack-eliciting packets count in flight (loss declared by this expiry aside). */
+        ngtcp2_conn_info after;
+        ngtcp2_conn_get_conn_info(qc->conn, &after);
+        if (after.bytes_in_flight > before.bytes_in_flight)
+            qc->wakes.expiry_send++;
+        else
+            qc->wakes.expiry_ack++;
+    }
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -1454,8 +1613,10 @@ static void tio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     if (read(qc->tfd, &n, sizeof(n)) != (ssize_t)sizeof(n))
         return; /* not expired: set again since */
     qc->fine_at = 0;
-    if (!qc->fine_want || syn_now_ns() < qc->fine_want)
+    if (!qc->fine_want || syn_now_ns() < qc->fine_want) {
+        qc->wakes.fine_stale++;
         return; /* an older deadline fired: fprep_cb sets the timerfd for the current one */
+    }
     expire(qc);
 }
 
@@ -1518,10 +1679,44 @@ int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local) {
     return 0;
 }
 
+void syn_qconn_server_send_from(syn_qconn *qc, int fd) {
+    int active = ev_is_active(&qc->wio);
+    ev_io_stop(qc->loop, &qc->wio);
+    ev_io_set(&qc->wio, fd, EV_WRITE);
+    if (active)
+        ev_io_start(qc->loop, &qc->wio);
+    qc->fd = fd;
+    qc->owns_fd = 1;
+    syn_udp_tx_set_socket(&qc->tx, fd);
+    syn_qconn_schedule(qc);
+}
+
+void syn_qconn_get_wakes(const syn_qconn *qc, syn_qconn_wakes *out) { *out = qc->wakes; }
+
+void syn_qconn_set_keep_alive(syn_qconn *qc, uint64_t ns) {
+    if (!qc->conn)
+        return;
+    ngtcp2_conn_set_keep_alive_timeout(qc->conn, ns);
+    syn_qconn_schedule(qc);
+}
+
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc) {
     ngtcp2_conn_info ci;
     ngtcp2_conn_get_conn_info(qc->conn, &ci);
     return (uint32_t)(ci.smoothed_rtt / NGTCP2_MILLISECONDS);
+}
+
+const uint8_t *syn_qconn_close_packet(const syn_qconn *qc, size_t *len) {
+    *len = qc->close_len;
+    return qc->close_pkt;
+}
+
+int syn_qconn_draining(const syn_qconn *qc) {
+    return qc->conn && ngtcp2_conn_in_draining_period(qc->conn);
+}
+
+uint64_t syn_qconn_pto_ns(const syn_qconn *qc) {
+    return qc->conn ? ngtcp2_conn_get_pto(qc->conn) : 0;
 }
 
 void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out) {

@@ -46,6 +46,7 @@ SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
     cfg->healthy_latency_ms = 500;
     cfg->log_level = SYNESIS_LOG_INFO;
     cfg->close_linger = 1.0;
+    cfg->max_queued_request_bytes = SYN_DEFAULT_MAX_QUEUED_REQUEST_BYTES;
 }
 
 SYNESIS_API const char *synesis_state_name(synesis_state_kind kind) {
@@ -209,6 +210,18 @@ static void make_state(synesis_tunnel_state *s, synesis_state_kind kind, int err
     s->error = err;
     if (detail)
         syn_copy_str(s->error_detail, sizeof(s->error_detail), detail);
+}
+
+void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out) {
+    *out = t->wakes;
+    memset(&out->qc, 0, sizeof(out->qc));
+    out->pings_recv = 0;
+    if (t->qc) {
+        ngtcp2_conn_info ci;
+        syn_qconn_get_wakes(t->qc, &out->qc);
+        syn_qconn_info(t->qc, &ci);
+        out->pings_recv = ci.ping_recv;
+    }
 }
 
 int syn_tunnel_try_transition(synesis_tunnel *t, synesis_state_kind kind, uint32_t attempt) {
@@ -591,6 +604,8 @@ static void qc_before_write(syn_qconn *qc) {
     syn_requests_pump(t);
     if (!t->free_pending)
         syn_streams_pump(t);
+    if (!t->free_pending)
+        syn_heartbeat_ride(t);
     t_leave(t);
 }
 
@@ -613,6 +628,11 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     (void)revents;
     synesis_tunnel *t = w->data;
     t_enter(t);
+    t->wakes.rx++;
+    syn_qconn *qc0 = t->qc;
+    syn_qconn_wakes w0 = {0};
+    if (qc0)
+        syn_qconn_get_wakes(qc0, &w0);
     /* A pending ICMP error is reported before datagrams that arrived earlier (say, the edge's
      * CONNECTION_CLOSE): read those first and act on the error only if the connection is still
      * there afterwards. */
@@ -667,6 +687,12 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     }
     if (t->qc && !t->free_pending)
         syn_qconn_flush(t->qc);
+    if (qc0 && t->qc == qc0 && !t->free_pending) {
+        syn_qconn_wakes w1;
+        syn_qconn_get_wakes(qc0, &w1);
+        if (w1.packets != w0.packets)
+            t->wakes.rx_sent++;
+    }
     buffers_after_read(t);
     t_leave(t);
 }
@@ -802,6 +828,7 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
     if (t->free_pending)
         return;
     if (try_next) {
+        t->stats.address_fallbacks++;
         t->addr_idx++;
         connect_addr(t);
         return;
@@ -906,6 +933,9 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
         c->stream_recv_window > NGTCP2_MAX_VARINT / 4 || !c->max_heartbeat_size)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config sizes must be > 0 (stream_recv_window 1024 to 2^60 - 1)");
+    if (!c->max_queued_request_bytes)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config.max_queued_request_bytes must be > 0");
     if ((unsigned)c->congestion_control > SYNESIS_CC_RENO)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config.congestion_control is not a synesis_congestion_control");
@@ -1086,6 +1116,11 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     t->qset.max_udp_payload = t->cfg.max_udp_payload;
     t->qset.pmtud = t->cfg.pmtud;
     t->qset.cc = t->cfg.congestion_control;
+    /* An idle device wakes up for each packet the edge sends it (a keep-alive PING, the PING
+     * ngtcp2 adds to every few ACKs): its ACK goes out in that same wake-up rather than in a
+     * second one, a delay timer later. While data flows, a batch of received packets gets one ACK
+     * either way. */
+    t->qset.ack_at_once = 1;
     t->qset.trace = t->cfg.log && t->cfg.log_level >= SYNESIS_LOG_TRACE;
     /* The edge may open unidirectional streams for its reports (never bidirectional ones). */
     t->qset.max_streams_bidi = 0;
@@ -1288,6 +1323,8 @@ SYNESIS_API void synesis_tunnel_get_stats(synesis_tunnel *t, synesis_tunnel_stat
         out->packets_lost += ci.pkt_lost;
         out->cwnd = ci.cwnd;
         if (syn_qconn_handshake_completed(t->qc)) {
+            syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, out->remote_address,
+                             sizeof(out->remote_address));
             out->rtt_smoothed_us = (uint32_t)(ci.smoothed_rtt / 1000);
             out->rtt_min_us = ci.min_rtt == UINT64_MAX ? 0 : (uint32_t)(ci.min_rtt / 1000);
             out->rtt_latest_us = (uint32_t)(ci.latest_rtt / 1000);
@@ -1331,6 +1368,8 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     NUM(cwnd);
     NUM(packets_sent);
     NUM(packets_lost);
+    cJSON_AddStringToObject(o, "remote_address", st.remote_address);
+    NUM(address_fallbacks);
 #undef NUM
     cJSON_AddStringToObject(o, "state", synesis_state_name(t->state.kind));
     char *json = cJSON_PrintUnformatted(o);
