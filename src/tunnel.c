@@ -253,7 +253,10 @@ typedef struct syn_linger {
  * memory). */
 static syn_udp_rx *rx_take(synesis_tunnel *t) {
     ev_tstamp now = ev_now(t->loop);
-    t->rx_after_quiet = now - t->rx_used_at >= SYN_TUNNEL_BUFFER_IDLE;
+    if (now - t->rx_used_at >= SYN_TUNNEL_BUFFER_IDLE)
+        t->rx_run = 0; /* a quiet spell before this one */
+    if (t->rx_run < SYN_TUNNEL_SHORT_RUN + 1)
+        t->rx_run++;
     t->rx_used_at = now;
     if (!t->rx) {
         t->rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_CLIENT);
@@ -284,21 +287,25 @@ static int buffers_release(synesis_tunnel *t) {
     return done;
 }
 
-/* After a read event (the tunnel entered once: no nested loop run is using the buffers). A burst
- * that came after a quiet spell and leaves nothing of ours unacknowledged (a keep-alive's ACK, the
- * answer to a lone request) releases the buffers at once: an idle tunnel's periodic traffic then
- * costs no wake-up of its own, and no more than one allocation per SYN_TUNNEL_BUFFER_IDLE. After
- * any other burst, buf_timer releases them once no datagram has come for SYN_TUNNEL_BUFFER_IDLE
- * (one wake-up at the end of a busy spell). */
+/* After a read event (the tunnel entered once: no nested loop run is using the buffers). A short
+ * exchange after a quiet spell (at most SYN_TUNNEL_SHORT_RUN read events, each within
+ * SYN_TUNNEL_BUFFER_IDLE of the one before: a PING and the ACK of ours, a heartbeat's ACK, the
+ * answer to a lone request) releases the buffers at its end, once nothing of ours is left
+ * unacknowledged: an idle tunnel's periodic traffic then costs no wake-up of its own, and at most
+ * SYN_TUNNEL_SHORT_RUN allocations per quiet spell. Longer traffic keeps them; buf_timer releases
+ * them once no datagram has come for SYN_TUNNEL_BUFFER_IDLE (one wake-up at the end of a busy
+ * spell). */
 static void buffers_after_read(synesis_tunnel *t) {
     if (t->free_pending || t->depth != 1 || (!t->rx && !t->qc))
         return;
-    if (t->rx_after_quiet && !t->lingers) {
+    if (t->rx_run <= SYN_TUNNEL_SHORT_RUN && !t->lingers) {
         ngtcp2_conn_info ci = {0};
         if (t->qc)
             syn_qconn_info(t->qc, &ci);
-        if (!ci.bytes_in_flight && buffers_release(t))
+        if (!ci.bytes_in_flight && buffers_release(t)) {
+            ev_timer_stop(t->loop, &t->buf_timer); /* an earlier event of the run started it */
             return;
+        }
     }
     if (!ev_is_active(&t->buf_timer)) {
         ev_timer_set(&t->buf_timer, SYN_TUNNEL_BUFFER_IDLE, 0.);
@@ -309,6 +316,7 @@ static void buffers_after_read(synesis_tunnel *t) {
 static void buf_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)revents;
     synesis_tunnel *t = w->data;
+    t->wakes.buffer_timer++;
     ev_tstamp quiet = ev_now(loop) - t->rx_used_at;
     /* (Never under one of our callbacks: a nested loop run may be using the buffers.) */
     if (quiet >= SYN_TUNNEL_BUFFER_IDLE * 0.99 && t->depth == 0 && buffers_release(t))

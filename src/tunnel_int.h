@@ -41,6 +41,7 @@ typedef struct syn_tunnel_wakes {
     uint64_t heartbeat;       /* the heartbeat timer fired */
     uint64_t heartbeat_early; /* heartbeats sent ahead of their timer, on another wake-up */
     uint64_t pings_recv;      /* PING frames received on the current connection */
+    uint64_t buffer_timer;    /* the I/O buffers' release timer fired (buf_timer) */
     syn_qconn_wakes qc;       /* the current connection's expiry timer (zero without one) */
 } syn_tunnel_wakes;
 
@@ -89,7 +90,7 @@ struct synesis_tunnel {
     syn_udp_rx *rx;
     ev_timer buf_timer;
     ev_tstamp rx_used_at;         /* the last read event */
-    int rx_after_quiet;           /* it came SYN_TUNNEL_BUFFER_IDLE or more after the one before */
+    unsigned rx_run;              /* read events since the last quiet spell (capped) */
     uint64_t rx_allocs, rx_frees; /* counters for tests */
     int pending_sock_err;
     /* Connections closing in the background after disconnect() (config.close_linger): each owns
@@ -186,9 +187,12 @@ int syn_tunnel_ready(const synesis_tunnel *t);
 /* The wake-up counts by cause; the connection's part is the current connection's. */
 void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out);
 /* Quiet this long (seconds without a datagram received), a tunnel releases its receive buffers
- * and its connection's large send buffer (at once after a lone burst that follows such a spell);
- * the next datagram, or write pass that needs it, takes them again. */
+ * and its connection's large send buffer (at once at the end of a short exchange that follows
+ * such a spell); the next datagram, or write pass that needs it, takes them again. */
 #define SYN_TUNNEL_BUFFER_IDLE 0.25
+/* A run of at most this many read events after a quiet spell is a short exchange: the buffers go
+ * at its end (see buffers_after_read in tunnel.c). */
+#define SYN_TUNNEL_SHORT_RUN 4
 
 /* Tests only: asks the state machine for a transition to kind (with attempt for Reconnecting),
  * exactly as the tunnel's own code does; returns 0 or SYNESIS_ERR_INVALID_STATE. */

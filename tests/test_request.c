@@ -187,6 +187,16 @@ static int buffers_released(void *ud) {
     return !t->rx && (!t->qc || !syn_udp_tx_large(syn_qconn_tx(t->qc)));
 }
 
+/* Predicate: the tunnel took its receive buffers again since allocs was read. */
+typedef struct rx_wait {
+    const synesis_tunnel *t;
+    uint64_t allocs;
+} rx_wait;
+static int rx_taken_again(void *ud) {
+    const rx_wait *w = ud;
+    return w->t->rx_allocs > w->allocs;
+}
+
 /* The receive slots (2 x 64 KiB) and the large send buffer (64 KiB) are taken only while traffic
  * needs them: a connected tunnel that goes quiet releases them, and traffic afterwards (requests,
  * a bulk upload, a bulk download) takes them again and gets through intact. */
@@ -197,6 +207,14 @@ static void test_idle_buffers_released(void **state) {
     assert_true(syn_test_run_until(f->loop, buffers_released, t, 3 * SYN_TUNNEL_BUFFER_IDLE + 1));
     assert_true(t->rx_allocs >= 1);
     assert_int_equal(t->rx_frees, t->rx_allocs);
+    /* The next keep-alive exchange (1 s in the tests) takes them and gives them back at its
+     * end, not after a timer (that would wake the loop SYN_TUNNEL_BUFFER_IDLE later). */
+    rx_wait w = {t, t->rx_allocs};
+    assert_true(syn_test_run_until(f->loop, rx_taken_again, &w, 3));
+    double t0 = ev_time();
+    assert_true(syn_test_run_until(f->loop, buffers_released, t, 1));
+    assert_true(ev_time() - t0 < SYN_TUNNEL_BUFFER_IDLE * 0.8);
+    assert_false(ev_is_active(&t->buf_timer));
     const syn_udp_tx *tx = syn_qconn_tx(t->qc);
     uint64_t rx_allocs = t->rx_allocs, rx_frees = t->rx_frees;
     uint64_t tx_allocs = tx->large_allocs, tx_frees = tx->large_frees;

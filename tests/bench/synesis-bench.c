@@ -830,7 +830,7 @@ static void bench_idle(void) {
     double pm = 60 / el;
     cJSON *b = cJSON_AddObjectToObject(x, "per_min_by_cause");
     uint64_t rx = w1.rx - w0.rx, hb = w1.heartbeat - w0.heartbeat, ex = w1.qc.expiry - w0.qc.expiry,
-             st = w1.qc.fine_stale - w0.qc.fine_stale;
+             st = w1.qc.fine_stale - w0.qc.fine_stale, bt = w1.buffer_timer - w0.buffer_timer;
     cJSON_AddNumberToObject(b, "socket_readable", (double)rx * pm);
     cJSON_AddNumberToObject(b, "socket_readable_answered_at_once",
                             (double)(w1.rx_sent - w0.rx_sent) * pm);
@@ -846,7 +846,8 @@ static void bench_idle(void) {
     cJSON_AddNumberToObject(b, "expiry_sent_nothing",
                             (double)(w1.qc.expiry_idle - w0.qc.expiry_idle) * pm);
     cJSON_AddNumberToObject(b, "timerfd_stale", (double)st * pm);
-    cJSON_AddNumberToObject(b, "other", ((double)wakeups - (double)(rx + hb + ex + st)) * pm);
+    cJSON_AddNumberToObject(b, "buffer_timer", (double)bt * pm);
+    cJSON_AddNumberToObject(b, "other", ((double)wakeups - (double)(rx + hb + ex + st + bt)) * pm);
     emit("idle", NULL, "wakeups/min", v, 1, x);
 }
 
