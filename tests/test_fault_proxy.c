@@ -953,6 +953,30 @@ static void test_burst_loss(void **state) {
     assert_true(m1 >= 2.5 && m1 <= 6.5);
 }
 
+/* A burst that lasts longer than burst_max_ms ends at the next datagram, however few come. */
+static void test_burst_max_duration(void **state) {
+    (void)state;
+    struct world w;
+    world_open(&w, AF_INET, 0, 19);
+    /* Every datagram starts a burst that never ends by itself: only the time limit ends it. */
+    syn_fault_dir bursty = {.burst_start = 1, .burst_end = 0, .burst_max_ms = 30};
+    syn_fault_proxy_set(w.proxy, &bursty, NULL);
+    peer_send(w.client, w.proxy, 0, 100); /* starts the burst, dropped */
+    peer_send(w.client, w.proxy, 1, 100); /* inside it */
+    RUN_UNTIL(w.loop, stats(w.proxy).dropped_up == 2, 10);
+    run_for(w.loop, 0.05);
+    peer_send(w.client, w.proxy, 2, 100); /* 50 ms on: the burst is over, this one passes */
+    RUN_UNTIL(w.loop, w.server->n == 1, 10);
+    assert_int_equal(w.server->n, 1);
+    assert_int_equal(w.server->rx[0].seq, 2);
+    peer_send(w.client, w.proxy, 3, 100); /* and the next starts a new burst */
+    RUN_UNTIL(w.loop, stats(w.proxy).dropped_up == 3, 10);
+    syn_fault_stats s = stats(w.proxy);
+    assert_int_equal(s.burst_dropped, 3);
+    assert_int_equal(s.fwd_up, 1);
+    world_close(&w);
+}
+
 /* The link MTU drops what would not fit in an IP packet of that size, counting it as too_big. */
 static void test_mtu(void **state) {
     (void)state;
@@ -1058,6 +1082,7 @@ int main(void) {
         cmocka_unit_test(test_resource_failures),
         cmocka_unit_test(test_client_limit),
         cmocka_unit_test(test_burst_loss),
+        cmocka_unit_test(test_burst_max_duration),
         cmocka_unit_test(test_mtu),
         cmocka_unit_test(test_rate_and_queue),
         cmocka_unit_test(test_jitter_keep_order),

@@ -268,8 +268,9 @@ typedef struct scenario {
     int kind;
     syn_fault_dir dir; /* both directions, from the start */
     double arg;
-    int quick; /* in --quick */
-    int slow;  /* the 1 Mbit/s link: the workload scaled down */
+    int quick;       /* in --quick */
+    int slow;        /* the 1 Mbit/s link: the workload scaled down */
+    double deadline; /* seconds, when not the workload's */
 } scenario;
 
 static const workload full_load = {2000, 256 * 1024, 16, 4, 32ull << 20, 120, 900};
@@ -292,12 +293,22 @@ static const scenario sc_loss5 = {.name = "loss5",
 static const scenario sc_loss20 = {.name = "loss20",
                                    .title = "20 % random loss",
                                    .proxy = "each datagram dropped with p = 0.20, both ways",
-                                   .dir = {.drop = 0.20}};
+                                   .dir = {.drop = 0.20},
+                                   .deadline = 2400};
 static const scenario sc_burst = {
     .name = "burst",
-    .title = "loss in bursts",
+    .title = "loss in bursts (at most 100 ms)",
     .proxy = "Gilbert model both ways: a burst starts with p = 0.01 per datagram and ends with "
-             "p = 0.2 per datagram (mean 5 datagrams; 4.8 % lost overall)",
+             "p = 0.2 per datagram (mean 5 datagrams; 4.8 % lost overall) or once it has lasted "
+             "100 ms",
+    .dir = {.burst_start = 0.01, .burst_end = 0.2, .burst_max_ms = 100}
+};
+static const scenario sc_burst_count = {
+    .name = "burstcount",
+    .title = "loss in bursts (counted in datagrams only)",
+    .proxy = "the same Gilbert model without the time limit, as netem's gemodel: a burst ends only "
+             "by the p = 0.2 draw of a datagram, so a sender waiting to retransmit (few datagrams) "
+             "meets the same burst for longer",
     .dir = {.burst_start = 0.01, .burst_end = 0.2}
 };
 static const scenario sc_reorder = {
@@ -364,10 +375,10 @@ static const scenario sc_kill = {
              "same port 1 s later",
     .kind = F_KILL,
     .quick = 1};
-static const scenario *const scenarios[] = {&sc_none,        &sc_loss1,   &sc_loss5, &sc_loss20,
-                                            &sc_burst,       &sc_reorder, &sc_dup,   &sc_jitter,
-                                            &sc_bw1m,        &sc_rebind,  &sc_mtu,   &sc_blackhole3,
-                                            &sc_blackhole10, &sc_restart, &sc_kill};
+static const scenario *const scenarios[] = {
+    &sc_none,       &sc_loss1,       &sc_loss5,   &sc_loss20, &sc_burst,  &sc_burst_count,
+    &sc_reorder,    &sc_dup,         &sc_jitter,  &sc_bw1m,   &sc_rebind, &sc_mtu,
+    &sc_blackhole3, &sc_blackhole10, &sc_restart, &sc_kill};
 #define N_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
 static int wanted(const scenario *sc) {
@@ -393,6 +404,7 @@ typedef struct req_rec {
     uint8_t sha[32];
     double submitted, done_at;
     int hung;
+    synesis_request *handle; /* until the callback */
 } req_rec;
 
 typedef struct stream_rec {
@@ -409,6 +421,7 @@ typedef struct stream_rec {
     uint8_t chunk[CHUNK];
     size_t chunk_len, chunk_off;
     int hung;
+    double last_progress;
 } stream_rec;
 
 #define MAX_CODES 16
@@ -461,11 +474,14 @@ struct run {
     int fault_started, fault_ended;
     double t0, fault_start_t, fault_end_t;
     double connected_after_t, first_ok_t;
-    double last_ok_t, longest_stall;
+    double last_ok_t, longest_stall, last_report;
     unsigned reconnect_transitions;
     int state;
     ev_timer tick, fault_timer, rebind_timer, reconnect_app_timer;
     int finished;
+    int cutting;      /* the deadline passed: what is cancelled now is cut off */
+    unsigned cut_off; /* requests and streams cancelled at the deadline */
+    code_count cut_codes[MAX_CODES];
 };
 
 static void add_code(code_count *cc, int code) {
@@ -509,11 +525,12 @@ static void on_response(synesis_tunnel *t, synesis_request *req, const synesis_r
     }
     double now = now_s();
     q->done_at = now;
+    q->handle = NULL;
     r->outstanding--;
     r->req_done++;
     if (resp->status != 0) {
         r->req_failed++;
-        add_code(r->req_codes, resp->status);
+        add_code(r->cutting ? r->cut_codes : r->req_codes, resp->status);
     } else {
         uint8_t sha[32];
         SHA256(resp->data, resp->len, sha);
@@ -572,7 +589,7 @@ static void pump_requests(run *r) {
         ro.queue_while_reconnecting = 1;
         q->submitted = now_s();
         r->outstanding++;
-        int rv = synesis_tunnel_request(r->t, r->buf, blen, &ro, on_response, q, NULL);
+        int rv = synesis_tunnel_request(r->t, r->buf, blen, &ro, on_response, q, &q->handle);
         if (rv != 0) { /* failed cleanly, without a callback (as documented) */
             r->outstanding--;
             q->calls = -1;
@@ -605,6 +622,7 @@ static void stream_pump(stream_rec *sr) {
         if (rv != 0 || !acc)
             return; /* WOULD_BLOCK: on_writable follows */
         EVP_DigestUpdate(sr->tx, sr->chunk + sr->chunk_off, acc);
+        sr->last_progress = now_s();
         sr->chunk_off += acc;
         sr->sent += acc;
     }
@@ -632,6 +650,7 @@ static void st_data(synesis_stream *s, const uint8_t *data, size_t len, void *ud
     }
     EVP_DigestUpdate(sr->rx, data, len);
     sr->received += len;
+    sr->last_progress = now_s();
     sr->r->rx_bytes += len;
 }
 
@@ -684,7 +703,7 @@ static void st_close(synesis_stream *s, int status, uint64_t code, void *ud) {
                      (unsigned long long)sr->corrupt_at);
         } else {
             r->st_failed++;
-            add_code(r->st_codes, status);
+            add_code(r->cutting ? r->cut_codes : r->st_codes, status);
             retry = r->slot_attempts[sr->slot] <= STREAM_RETRIES;
         }
     }
@@ -724,6 +743,7 @@ static void open_streams(run *r) {
         }
         r->srec[r->nsrec++] = sr;
         r->slot_attempts[slot]++;
+        sr->last_progress = now_s();
         r->slot_active[slot] = 1;
         stream_pump(sr);
     }
@@ -917,6 +937,21 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents) {
                      r->w->request_timeout);
         }
     }
+    if (now - r->last_report >= 15) {
+        r->last_report = now;
+        uint64_t srx = 0;
+        for (unsigned i = 0; i < r->nsrec; i++)
+            srx += r->srec[i]->received;
+        progress("%s: %.0f s: %u/%u requests done, %u/%u streams exact, %.1f MiB received on "
+                 "streams, %s",
+                 r->sc->name, now - r->t0, r->req_done, r->w->requests, r->st_exact, r->w->streams,
+                 (double)srx / 1048576, synesis_state_name((synesis_state_kind)r->state));
+        if (opt.verbose) {
+            char js[2048];
+            synesis_tunnel_stats_json(r->t, js, sizeof(js));
+            progress("%s: %s", r->sc->name, js);
+        }
+    }
     pump_requests(r);
     open_streams(r);
     check_finished(r);
@@ -1046,10 +1081,11 @@ static void run_scenario(const scenario *sc, unsigned index, result *res) {
     char load[160];
     describe_load(load, sizeof(load), w);
     progress("%s: %s; %s", sc->name, sc->title, load);
-    r->t0 = now_s();
+    r->t0 = r->last_report = now_s();
     if (synesis_tunnel_connect(r->t) != 0)
         die("connect refused");
-    double end = r->t0 + w->deadline;
+    double deadline = sc->deadline > 0 && !opt.quick ? sc->deadline : w->deadline;
+    double end = r->t0 + deadline;
     while (!r->finished && now_s() < end)
         ev_run(r->loop, EVRUN_ONCE);
     double elapsed = now_s() - r->t0;
@@ -1063,25 +1099,39 @@ static void run_scenario(const scenario *sc, unsigned index, result *res) {
     if (!r->edge.pid)
         edge_spawn(&r->edge, r->edge_port);
 
-    /* Hung: what had no callback by the deadline (requests also by their own timeout). */
+    /* Hung: a request without its callback HUNG_GRACE past its own timeout (the tick marks
+     * those), a stream without progress for as long. What is still open at the deadline otherwise
+     * is cut off: cancelled here, as an application giving up would. */
     unsigned req_hung = 0, st_hung = 0;
+    double now = now_s();
+    r->cutting = 1;
     for (unsigned i = 0; i < r->next_req; i++) {
-        if (r->reqs[i].calls == 0)
-            r->reqs[i].hung = 1;
-        req_hung += (unsigned)r->reqs[i].hung;
-    }
-    for (unsigned i = 0; i < r->nsrec; i++)
-        if (r->srec[i]->closes == 0) {
-            r->srec[i]->hung = 1;
-            st_hung++;
-            progress("%s: stream %u HUNG at the deadline: sent %llu, received %llu", sc->name, i,
-                     (unsigned long long)r->srec[i]->sent,
-                     (unsigned long long)r->srec[i]->received);
-            synesis_stream_reset(r->srec[i]->s, 0x13);
+        req_rec *q = &r->reqs[i];
+        if (q->calls == 0 && now > q->submitted + w->request_timeout + HUNG_GRACE)
+            q->hung = 1;
+        req_hung += (unsigned)q->hung;
+        if (q->calls == 0 && q->handle) {
+            r->cut_off++;
+            synesis_request_cancel(q->handle);
         }
+    }
+    for (unsigned i = 0; i < r->nsrec; i++) {
+        stream_rec *sr = r->srec[i];
+        if (sr->closes != 0)
+            continue;
+        if (now - sr->last_progress > w->request_timeout + HUNG_GRACE) {
+            sr->hung = 1;
+            st_hung++;
+            progress("%s: stream %u HUNG: no progress for %.0f s: sent %llu, received %llu",
+                     sc->name, i, now - sr->last_progress, (unsigned long long)sr->sent,
+                     (unsigned long long)sr->received);
+        }
+        r->cut_off++;
+        synesis_stream_reset(sr->s, 0x13);
+    }
     if (timed_out)
         progress("%s: the deadline (%.0f s) passed with %u requests and %u streams open", sc->name,
-                 w->deadline, r->outstanding, open_streams_count(r));
+                 deadline, r->outstanding, open_streams_count(r));
 
     synesis_tunnel_stats ts;
     synesis_tunnel_get_stats(r->t, &ts);
@@ -1124,10 +1174,12 @@ static void run_scenario(const scenario *sc, unsigned index, result *res) {
     codes_str(codes_json, sizeof(codes_json), "submit", r->submit_codes, 0);
     codes_str(codes_json, sizeof(codes_json), "stream", r->st_codes, 0);
     codes_str(codes_json, sizeof(codes_json), "open", r->open_codes, 0);
+    codes_str(codes_json, sizeof(codes_json), "deadline", r->cut_codes, 0);
     codes_str(codes_md, sizeof(codes_md), "req", r->req_codes, 1);
     codes_str(codes_md, sizeof(codes_md), "submit", r->submit_codes, 1);
     codes_str(codes_md, sizeof(codes_md), "stream", r->st_codes, 1);
     codes_str(codes_md, sizeof(codes_md), "open", r->open_codes, 1);
+    codes_str(codes_md, sizeof(codes_md), "cut off at the deadline:", r->cut_codes, 1);
 
     double rec_conn =
         r->connected_after_t && r->fault_ended && r->connected_after_t >= r->fault_end_t
@@ -1147,7 +1199,7 @@ static void run_scenario(const scenario *sc, unsigned index, result *res) {
     cJSON_AddNumberToObject(jw, "streams", w->streams);
     cJSON_AddNumberToObject(jw, "stream_bytes", (double)w->stream_bytes);
     cJSON_AddNumberToObject(jw, "request_timeout_s", w->request_timeout);
-    cJSON_AddNumberToObject(jw, "deadline_s", w->deadline);
+    cJSON_AddNumberToObject(jw, "deadline_s", deadline);
     cJSON *jr = cJSON_AddObjectToObject(o, "requests");
     cJSON_AddNumberToObject(jr, "exact", r->req_exact);
     cJSON_AddNumberToObject(jr, "failed", r->req_failed);
@@ -1180,6 +1232,7 @@ static void run_scenario(const scenario *sc, unsigned index, result *res) {
     cJSON_AddNumberToObject(o, "lost", lost);
     cJSON_AddNumberToObject(o, "double", dbl);
     cJSON_AddNumberToObject(o, "hung", hung);
+    cJSON_AddNumberToObject(o, "cut_off_at_deadline", r->cut_off);
     cJSON_AddNumberToObject(o, "reconnects", (double)ts.reconnects);
     cJSON_AddNumberToObject(o, "connections", (double)ts.connections);
     cJSON_AddNumberToObject(o, "recovery_connected_ms", rec_conn);

@@ -49,8 +49,9 @@ struct syn_fault_proxy {
     fp_pkt *held[2];
     ev_timer hold_timer[2];
     int in_burst[2];
-    uint64_t link_free_ns[2]; /* the bottleneck is busy until then */
-    uint64_t last_due_ns[2];  /* the latest due time given to a copy (keep_order) */
+    uint64_t burst_since_ns[2]; /* when the current burst began */
+    uint64_t link_free_ns[2];   /* the bottleneck is busy until then */
+    uint64_t last_due_ns[2];    /* the latest due time given to a copy (keep_order) */
     ev_timer timer;
     size_t queued, queued_bytes; /* heap + held */
     uint64_t seq;
@@ -296,10 +297,13 @@ static void impair(syn_fault_proxy *p, int dir, fp_client *c, const unsigned cha
     int hold = chance(p, dir, f->reorder);
     if (f->burst_start > 0 || p->in_burst[dir]) { /* one more draw only when bursts are on */
         double u = rng_unit(p, dir);
+        uint64_t t = syn_now_ns();
         if (p->in_burst[dir])
-            p->in_burst[dir] = !(u < f->burst_end) && f->burst_start > 0;
-        else
-            p->in_burst[dir] = u < f->burst_start;
+            p->in_burst[dir] =
+                !(u < f->burst_end) && f->burst_start > 0 &&
+                !(f->burst_max_ms > 0 && t - p->burst_since_ns[dir] >= f->burst_max_ms * 1e6);
+        else if ((p->in_burst[dir] = u < f->burst_start))
+            p->burst_since_ns[dir] = t;
         if (p->in_burst[dir] && !p->blackhole && !drop) {
             p->st.burst_dropped++;
             drop = 1;

@@ -54,9 +54,13 @@ typedef struct syn_fault_dir {
     double jitter_ms; /* uniform extra delay 0..jitter_ms */
     /* Appended. Loss in bursts (a two-state Gilbert model): outside a burst a datagram starts one
      * with probability burst_start; inside, every datagram is dropped and each ends the burst with
-     * probability burst_end (mean burst length 1/burst_end datagrams). burst_start 0 = off. */
+     * probability burst_end (mean burst length 1/burst_end datagrams). burst_start 0 = off.
+     * A burst counts datagrams, not time: a sender that goes quiet (waiting to retransmit) keeps
+     * meeting the same burst. burst_max_ms > 0 also ends a burst once it has lasted that long
+     * (checked as each datagram arrives). */
     double burst_start;
     double burst_end;
+    double burst_max_ms;
     /* Appended. A bottleneck link: datagrams leave at most rate_bps bits per second (counting UDP
      * payload bytes; 0 = no cap) from a FIFO of at most queue_bytes bytes (0 = bounded only by the
      * proxy's SYN_FAULT_MAX_QUEUED*); a datagram that does not fit is dropped (tail drop). The
