@@ -613,6 +613,20 @@ static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *loc
     return qc;
 }
 
+/*
+ * ngtcp2's "glitch" limiter closes the connection with INTERNAL_ERROR when the peer does more
+ * suspicious things than it allows (by default 330 a second, 10000 in reserve). Among them is
+ * STREAM data that was already received, which is also what an honest peer sends on a path that
+ * reorders: packets that are late by more than QUIC's reordering threshold are declared lost and
+ * their data sent again, and then the late originals arrive too. Under 100 ms +- 50 ms of jitter
+ * the defaults ended every bulk-loaded connection within a minute (docs/reliability.md), and with
+ * 2 to 10 ms on loopback within seconds (tests/test_jitter.c). An honest peer repeats at most
+ * about one frame per packet it sends, so the limit is set above any packet rate one loop can
+ * drive; the reserve absorbs ten seconds of it.
+ */
+#define SYN_QCONN_GLITCH_RATE 200000u
+#define SYN_QCONN_GLITCH_BURST (10u * SYN_QCONN_GLITCH_RATE)
+
 static void fill_settings(syn_qconn *qc, const syn_qconn_settings *st, ngtcp2_settings *s,
                           ngtcp2_transport_params *p) {
     ngtcp2_settings_default(s);
@@ -620,6 +634,8 @@ static void fill_settings(syn_qconn *qc, const syn_qconn_settings *st, ngtcp2_se
     s->handshake_timeout = st->handshake_timeout_ns ? st->handshake_timeout_ns : UINT64_MAX;
     s->max_tx_udp_payload_size = qc->max_payload;
     s->no_pmtud = st->pmtud ? 0 : 1;
+    s->glitch_ratelim_rate = SYN_QCONN_GLITCH_RATE;
+    s->glitch_ratelim_burst = SYN_QCONN_GLITCH_BURST;
     s->cc_algo = st->cc == SYNESIS_CC_BBR    ? NGTCP2_CC_ALGO_BBR
                  : st->cc == SYNESIS_CC_RENO ? NGTCP2_CC_ALGO_RENO
                                              : NGTCP2_CC_ALGO_CUBIC;
