@@ -78,8 +78,9 @@ static struct {
     const char *pki;
     uint64_t seed;
     FILE *out, *md;
-    const char *self; /* this program, for the edge's child */
-} opt = {.seed = 1};
+    const char *self;          /* this program, for the edge's child */
+    long requests, stream_kib; /* workload overrides (-1: the scenario's) */
+} opt = {.seed = 1, .requests = -1, .stream_kib = -1};
 
 static double now_s(void) {
     struct timespec ts;
@@ -947,6 +948,14 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents) {
                  r->sc->name, now - r->t0, r->req_done, r->w->requests, r->st_exact, r->w->streams,
                  (double)srx / 1048576, synesis_state_name((synesis_state_kind)r->state));
         if (opt.verbose) {
+            for (unsigned i = 0; i < r->nsrec; i++) {
+                stream_rec *sr = r->srec[i];
+                if (sr->closes == 0)
+                    progress("%s:   stream %u: sent %llu, received %llu, buffered %zu, finished %d",
+                             r->sc->name, i, (unsigned long long)sr->sent,
+                             (unsigned long long)sr->received, synesis_stream_buffered(sr->s),
+                             sr->finished);
+            }
             char js[2048];
             synesis_tunnel_stats_json(r->t, js, sizeof(js));
             progress("%s: %s", r->sc->name, js);
@@ -999,7 +1008,12 @@ static void describe_load(char *out, size_t cap, const workload *w) {
 }
 
 static void run_scenario(const scenario *sc, unsigned index, result *res) {
-    const workload *w = opt.quick ? &quick_load : sc->slow ? &slow_load : &full_load;
+    workload wl = opt.quick ? quick_load : sc->slow ? slow_load : full_load;
+    if (opt.requests >= 0)
+        wl.requests = (unsigned)opt.requests;
+    if (opt.stream_kib >= 0)
+        wl.stream_bytes = (uint64_t)opt.stream_kib * 1024;
+    const workload *w = &wl;
     run *r = calloc(1, sizeof(*r));
     if (!r)
         die("out of memory");
@@ -1302,7 +1316,7 @@ static void run_scenario(const scenario *sc, unsigned index, result *res) {
 static void usage(const char *argv0) {
     fprintf(stderr,
             "usage: %s [--quick] [--only NAME[,NAME...]] [--list] [--seed N] [--out FILE]\n"
-            "       [--md FILE] [--pki DIR] [--verbose]\n",
+            "       [--md FILE] [--pki DIR] [--verbose] [--requests N] [--stream-kib N]\n",
             argv0);
     exit(2);
 }
@@ -1333,6 +1347,10 @@ int main(int argc, char **argv) {
             out = argv[++i];
         else if (strcmp(argv[i], "--md") == 0 && i + 1 < argc)
             md = argv[++i];
+        else if (strcmp(argv[i], "--requests") == 0 && i + 1 < argc)
+            opt.requests = atol(argv[++i]);
+        else if (strcmp(argv[i], "--stream-kib") == 0 && i + 1 < argc)
+            opt.stream_kib = atol(argv[++i]);
         else if (strcmp(argv[i], "--pki") == 0 && i + 1 < argc)
             opt.pki = argv[++i];
         else
