@@ -34,6 +34,12 @@ struct syn_qconn {
     const syn_qconn_ops *ops;
     void *owner;
     size_t max_payload;
+    /* Path MTU black holes (see blackhole_check): when sent data was last acknowledged (or nothing
+     * was in flight), whether a datagram above QUIC's minimum size has gone out, and the cap on
+     * datagram sizes once a black hole is suspected (0 = none). */
+    uint64_t progress_ns;
+    unsigned sent_big : 1;
+    size_t tx_cap;
 
     /* The expiry timer: ngtcp2's next deadline (ngtcp2_conn_get_expiry). Waits of a millisecond
      * or more go to the libev timer; shorter ones (the ACK delay, srtt / 8, and pacing gaps on a
@@ -78,6 +84,9 @@ static void qc_log(syn_qconn *qc, synesis_log_level lv, const char *fmt, ...) {
     va_end(ap);
     qc->ops->log(qc, lv, msg);
 }
+
+/* The largest datagram to write now (see blackhole_check). */
+static size_t tx_size(const syn_qconn *qc) { return qc->tx_cap ? qc->tx_cap : qc->max_payload; }
 
 void syn_qconn_settings_default(syn_qconn_settings *st) {
     memset(st, 0, sizeof(*st));
@@ -420,6 +429,7 @@ static int acked_cb(ngtcp2_conn *conn, int64_t id, uint64_t offset, uint64_t len
     uint64_t end = offset + len;
     if (end > s->acked)
         s->acked = end;
+    qc->progress_ns = syn_now_ns();
     while (s->head && s->base + s->head->len <= s->acked) {
         syn_chunk *c = s->head;
         s->base += c->len;
@@ -872,7 +882,7 @@ static void send_close_at(syn_qconn *qc, uint64_t ts) {
     if (!ts)
         ts = syn_now_ns();
     ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
-        qc->conn, &ps.path, &pi, syn_udp_tx_next(&qc->tx), qc->max_payload, &qc->ccerr, ts);
+        qc->conn, &ps.path, &pi, syn_udp_tx_next(&qc->tx), tx_size(qc), &qc->ccerr, ts);
     if (n > 0) {
         syn_udp_tx_push(&qc->tx, (size_t)n, pi.ecn);
         path_dest(qc, &ps.path, &qc->tx_dest);
@@ -913,7 +923,7 @@ static uint64_t flush_pending_ack(syn_qconn *qc) {
     for (int i = 0; i < 4; i++) {
         ngtcp2_ssize nw =
             ngtcp2_conn_writev_stream(qc->conn, &ps.path, &pi, syn_udp_tx_next(&qc->tx),
-                                      qc->max_payload, NULL, 0, -1, NULL, 0, ts);
+                                      tx_size(qc), NULL, 0, -1, NULL, 0, ts);
         if (nw <= 0)
             break;
         syn_udp_tx_push(&qc->tx, (size_t)nw, pi.ecn);
@@ -1151,6 +1161,40 @@ static int tx_flush(syn_qconn *qc) {
     return 0;
 }
 
+/*
+ * Path MTU black-hole detection (RFC 8899 4.3), which ngtcp2's path MTU discovery lacks: once
+ * discovery has raised the datagram size, a path whose MTU falls below it (a VPN or tunnel set up
+ * mid-connection, a route change) drops every full-size datagram without a word, retransmissions
+ * and probes included, while only small packets pass. Neither side then hears anything it can
+ * use, and the connection idled out (docs/reliability.md, the fault table's MTU drop). Here:
+ * after a datagram above QUIC's minimum (1200 bytes) has gone out, when data has been in flight
+ * without any of it acknowledged for max(1 s, 4 PTO), every later datagram of this connection is
+ * capped at 1200 bytes (the base size every QUIC path carries), so that retransmissions and probes
+ * get through. The cap stays for the connection (a new one discovers the path MTU again); if the
+ * silence was an outage instead, it costs a sixth of each datagram's payload.
+ */
+static void blackhole_check(syn_qconn *qc, uint64_t now) {
+    if (qc->tx_cap || !qc->sent_big || !qc->hs_done)
+        return;
+    ngtcp2_conn_info ci;
+    ngtcp2_conn_get_conn_info(qc->conn, &ci);
+    if (ci.bytes_in_flight == 0 || !qc->progress_ns || qc->progress_ns > now) {
+        qc->progress_ns = now;
+        return;
+    }
+    uint64_t var = 4 * ci.rttvar > NGTCP2_MILLISECONDS ? 4 * ci.rttvar : NGTCP2_MILLISECONDS;
+    uint64_t pto = ci.smoothed_rtt + var + NGTCP2_DEFAULT_MAX_ACK_DELAY;
+    uint64_t limit = 4 * pto > NGTCP2_SECONDS ? 4 * pto : NGTCP2_SECONDS;
+    if (now - qc->progress_ns < limit)
+        return;
+    qc->tx_cap = NGTCP2_MAX_UDP_PAYLOAD_SIZE;
+    qc_log(qc, SYNESIS_LOG_INFO,
+           "nothing acknowledged for %.1f s with %llu bytes in flight: path MTU black hole "
+           "suspected, datagrams capped at %u bytes",
+           (double)(now - qc->progress_ns) / 1e9, (unsigned long long)ci.bytes_in_flight,
+           (unsigned)NGTCP2_MAX_UDP_PAYLOAD_SIZE);
+}
+
 static void do_write(syn_qconn *qc) {
     qc->need_flush = 0;
     if (qc->ended || qc->end_pending || !qc->conn)
@@ -1163,7 +1207,9 @@ static void do_write(syn_qconn *qc) {
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi;
     uint64_t ts = syn_now_ns();
-    size_t quantum = ngtcp2_conn_get_send_quantum(qc->conn) / qc->max_payload;
+    blackhole_check(qc, ts);
+    size_t pmax = tx_size(qc);
+    size_t quantum = ngtcp2_conn_get_send_quantum(qc->conn) / pmax;
     size_t max_pkts = quantum < 1                        ? 1
                       : quantum > SYN_MAX_PKTS_PER_WRITE ? SYN_MAX_PKTS_PER_WRITE
                                                          : quantum;
@@ -1183,8 +1229,8 @@ static void do_write(syn_qconn *qc) {
         }
         ngtcp2_ssize ndatalen = -1;
         uint8_t *buf = syn_udp_tx_next(&qc->tx);
-        ngtcp2_ssize nw = ngtcp2_conn_writev_stream(qc->conn, &ps.path, &pi, buf, qc->max_payload,
-                                                    &ndatalen, flags, sid, vec, nvec, ts);
+        ngtcp2_ssize nw = ngtcp2_conn_writev_stream(qc->conn, &ps.path, &pi, buf, pmax, &ndatalen,
+                                                    flags, sid, vec, nvec, ts);
         if (nw < 0) {
             if (nw == NGTCP2_ERR_WRITE_MORE) {
                 stream_advance(qc, s, ndatalen, flags);
@@ -1221,8 +1267,10 @@ static void do_write(syn_qconn *qc) {
         }
         /* Packets lie back to back in one buffer: runs of equal size leave as one GSO send. */
         syn_udp_tx_push(&qc->tx, (size_t)nw, pi.ecn);
+        if ((size_t)nw > NGTCP2_MAX_UDP_PAYLOAD_SIZE)
+            qc->sent_big = 1;
         npkts++;
-        if (!syn_udp_tx_room(&qc->tx, qc->max_payload) && tx_flush(qc) != 0)
+        if (!syn_udp_tx_room(&qc->tx, pmax) && tx_flush(qc) != 0)
             break;
         if (npkts >= max_pkts)
             break;

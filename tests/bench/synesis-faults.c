@@ -6,7 +6,15 @@
  * twice, hung past its timeout), plus the time to recover from the faults that end.
  *
  *   synesis-faults [--quick] [--only NAME[,NAME...]] [--list] [--seed N] [--out FILE]
- *                  [--md FILE] [--pki DIR] [--verbose]
+ *                  [--md FILE] [--pki DIR] [--verbose] [--requests N] [--stream-kib N]
+ *
+ * Counted per scenario: requests and streams completed exactly; failed cleanly, with their codes
+ * (a callback with an error, or a call refused with one); corrupted (a response or stream byte
+ * that is not what was sent or asked for); lost (no callback even after the tunnel was freed);
+ * called back twice (or stream data after on_close); hung (a request without its callback
+ * HUNG_GRACE seconds past its own timeout, a stream without progress for as long). What is still
+ * open when a scenario's deadline passes is cancelled and listed apart ("cut off"). Heartbeats
+ * count too: each one handed to QUIC must get exactly one result by the end of the close linger.
  *
  * The workload, through the public API as an application would use it (tunnel.h, request.h,
  * stream.h): `requests` requests of sizes uniform in 0..max_request bytes, `inflight` at a time,
