@@ -283,7 +283,7 @@ typedef struct scenario {
 } scenario;
 
 static const workload full_load = {2000, 256 * 1024, 16, 4, 32ull << 20, 120, 900};
-static const workload slow_load = {100, 16 * 1024, 4, 4, 256 * 1024, 120, 600};
+static const workload slow_load = {200, 32 * 1024, 8, 4, 1024 * 1024, 120, 600};
 static const workload quick_load = {200, 64 * 1024, 16, 4, 2ull << 20, 30, 40};
 
 /* The scenarios, in the table's order (one variable each: clang-format 14 cannot align an array
