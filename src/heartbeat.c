@@ -393,6 +393,13 @@ int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
     return 0;
 }
 
+size_t syn_reports_count(const synesis_tunnel *t) {
+    size_t n = 0;
+    for (const syn_report *r = t->reports; r; r = r->next)
+        n++;
+    return n;
+}
+
 void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc) {
     for (syn_report *r = t->reports, *next; r; r = next) {
         next = r->next;
@@ -422,6 +429,13 @@ void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char 
     }
 }
 
+static size_t hb_live_count(const synesis_tunnel *t) {
+    size_t n = 0;
+    for (const syn_hb *h = t->hb_live; h; h = h->next)
+        n++;
+    return n;
+}
+
 static void send_heartbeat(synesis_tunnel *t) {
     synesis_heartbeat_info info = {
         .sequence = t->hb_sequence++,
@@ -436,6 +450,12 @@ static void send_heartbeat(synesis_tunnel *t) {
     syn_hb *h = NULL;
     if (!syn_tunnel_ready(t)) {
         info.status = SYNESIS_ERR_NOT_CONNECTED;
+    } else if (hb_live_count(t) >= SYN_HB_MAX_LIVE) {
+        info.status = SYNESIS_ERR_WOULD_BLOCK;
+        syn_tunnel_log(t, SYNESIS_LOG_WARN,
+                       "heartbeat %llu not sent: %d earlier heartbeats are still unacknowledged "
+                       "(the edge returns no flow-control credit?)",
+                       (unsigned long long)info.sequence, SYN_HB_MAX_LIVE);
     } else if (!(frame = build_frame(t, info.sequence, info.timestamp_ms, &len))) {
         info.status = len ? SYNESIS_ERR_INVALID_ARGUMENT : SYNESIS_ERR_NOMEM;
         if (len)

@@ -64,6 +64,8 @@ struct syn_qconn {
 
     int depth;
     unsigned in_prep : 1; /* in prep_cb: the loop is invoking its prepare watchers */
+    /* Client: we offered an ALPN, and the edge's handshake completed without selecting one. */
+    unsigned alpn_offered : 1, alpn_missing : 1;
     unsigned hs_done : 1, hs_notify : 1, avail_notify : 1, need_flush : 1;
     unsigned close_req : 1, end_pending : 1, ended : 1, free_pending : 1;
     uint64_t close_code;
@@ -71,6 +73,9 @@ struct syn_qconn {
     ngtcp2_ccerr ccerr; /* what we send in CONNECTION_CLOSE after a local error */
     int err;            /* terminal error for ops->closed */
     char detail[SYNESIS_DETAIL_MAX];
+    /* Server: a copy of the CONNECTION_CLOSE packet sent, for the owner's closing period. */
+    uint8_t *close_pkt;
+    size_t close_len;
 };
 
 static void qc_log(syn_qconn *qc, synesis_log_level lv, const char *fmt, ...) SYNESIS_PRINTF(3, 4);
@@ -373,6 +378,14 @@ static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
     if (qc->server) {
         qc->hs_done = 1;
         qc->hs_notify = 1;
+    } else if (qc->alpn_offered) {
+        /* OpenSSL refuses a protocol we did not offer, but not the absence of one, which QUIC
+         * forbids (RFC 9001 8.1): closed with no_application_protocol once ngtcp2 returns. */
+        const unsigned char *sel = NULL;
+        unsigned int len = 0;
+        SSL_get0_alpn_selected(qc->ssl, &sel, &len);
+        if (!len)
+            qc->alpn_missing = 1;
     }
     return 0;
 }
@@ -698,6 +711,7 @@ int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
     if (rv == 0) {
         SSL_set_connect_state(qc->ssl);
         rv = syn_tls_client_ssl_setup(qc->ssl, server_name, alpn, detail);
+        qc->alpn_offered = alpn != NULL;
     }
     if (rv == 0) {
         ngtcp2_cid dcid, scid;
@@ -770,10 +784,26 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
         } else {
             p.original_dcid = hd->dcid;
         }
-        if (RAND_bytes(scid.data, (int)scid.datalen) != 1 ||
-            RAND_bytes(p.stateless_reset_token, sizeof(p.stateless_reset_token)) != 1) {
+        if (st->preferred_addr) {
+            ngtcp2_preferred_addr *pa = &p.preferred_addr;
+            p.preferred_addr_present = 1;
+            if (st->preferred_addr->ss.ss_family == AF_INET) {
+                memcpy(&pa->ipv4, &st->preferred_addr->ss, sizeof(pa->ipv4));
+                pa->ipv4_present = 1;
+            } else {
+                memcpy(&pa->ipv6, &st->preferred_addr->ss, sizeof(pa->ipv6));
+                pa->ipv6_present = 1;
+            }
+            pa->cid.datalen = SYN_SV_SCIDLEN;
+            if (RAND_bytes(pa->cid.data, (int)pa->cid.datalen) != 1 ||
+                RAND_bytes(pa->stateless_reset_token, sizeof(pa->stateless_reset_token)) != 1)
+                rv = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "RAND_bytes");
+        }
+        if (rv == 0 &&
+            (RAND_bytes(scid.data, (int)scid.datalen) != 1 ||
+             RAND_bytes(p.stateless_reset_token, sizeof(p.stateless_reset_token)) != 1)) {
             rv = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "RAND_bytes");
-        } else {
+        } else if (rv == 0) {
             p.stateless_reset_token_present = 1;
             ngtcp2_path path = qc_path(qc);
             int nrv = ngtcp2_conn_server_new(&qc->conn, &hd->scid, &scid, &path, hd->version, &cb,
@@ -782,8 +812,11 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
                 rv =
                     syn_fail(detail, nrv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC,
                              "ngtcp2_conn_server_new: %s", ngtcp2_strerror(nrv));
-            else if (ops->cid_added)
+            else if (ops->cid_added) {
                 ops->cid_added(qc, &scid);
+                if (p.preferred_addr_present)
+                    ops->cid_added(qc, &p.preferred_addr.cid);
+            }
         }
     }
     if (rv != 0) {
@@ -827,6 +860,7 @@ static void really_free(syn_qconn *qc) {
     if (qc->owns_fd)
         close(qc->fd);
     syn_udp_tx_free(&qc->tx);
+    free(qc->close_pkt);
     free(qc);
 }
 
@@ -881,8 +915,18 @@ static void send_close_at(syn_qconn *qc, uint64_t ts) {
     syn_udp_tx_clear(&qc->tx);
     if (!ts)
         ts = syn_now_ns();
-    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
-        qc->conn, &ps.path, &pi, syn_udp_tx_next(&qc->tx), tx_size(qc), &qc->ccerr, ts);
+    uint8_t *pkt = syn_udp_tx_next(&qc->tx);
+    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(qc->conn, &ps.path, &pi, pkt, tx_size(qc),
+                                                        &qc->ccerr, ts);
+    if (n > 0 && qc->server && !qc->close_pkt) {
+        /* Kept for the owner's closing period (RFC 9000 10.2.1): best effort, a failed copy
+         * only means the close is not repeated. */
+        qc->close_pkt = malloc((size_t)n);
+        if (qc->close_pkt) {
+            memcpy(qc->close_pkt, pkt, (size_t)n);
+            qc->close_len = (size_t)n;
+        }
+    }
     if (n > 0) {
         syn_udp_tx_push(&qc->tx, (size_t)n, pi.ecn);
         path_dest(qc, &ps.path, &qc->tx_dest);
@@ -958,6 +1002,33 @@ static const char *ccerr_type_name(ngtcp2_ccerr_type t) {
     }
 }
 
+/* RFC 9000 20.1. */
+static const char *transport_error_name(uint64_t code) {
+    static const char *const names[] = {
+        "NO_ERROR",
+        "INTERNAL_ERROR",
+        "CONNECTION_REFUSED",
+        "FLOW_CONTROL_ERROR",
+        "STREAM_LIMIT_ERROR",
+        "STREAM_STATE_ERROR",
+        "FINAL_SIZE_ERROR",
+        "FRAME_ENCODING_ERROR",
+        "TRANSPORT_PARAMETER_ERROR",
+        "CONNECTION_ID_LIMIT_ERROR",
+        "PROTOCOL_VIOLATION",
+        "INVALID_TOKEN",
+        "APPLICATION_ERROR",
+        "CRYPTO_BUFFER_EXCEEDED",
+        "KEY_UPDATE_ERROR",
+        "AEAD_LIMIT_REACHED",
+        "NO_VIABLE_PATH",
+    };
+    if (code < sizeof(names) / sizeof(names[0]))
+        return names[code];
+    return code >= NGTCP2_CRYPTO_ERROR && code <= NGTCP2_CRYPTO_ERROR + 0xff ? "CRYPTO_ERROR"
+                                                                             : "(unknown)";
+}
+
 /* The peer closed the connection (we are draining): work out what it told us. */
 static void peer_closed(syn_qconn *qc) {
     const ngtcp2_ccerr *e = ngtcp2_conn_get_ccerr(qc->conn);
@@ -1023,8 +1094,12 @@ static void local_error(syn_qconn *qc, int rv, const char *where) {
     default:
         ngtcp2_ccerr_set_liberr(&qc->ccerr, rv, NULL, 0);
         send_close(qc);
-        qc_end(qc, rv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC, "%s: %s", where,
-               ngtcp2_strerror(rv));
+        /* Name the code we closed with: the peer learns it too (a protocol violation of the
+         * peer's, such as FLOW_CONTROL_ERROR, or INTERNAL_ERROR for a failure of our own). */
+        qc_end(qc, rv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC,
+               "%s: %s (closed with QUIC transport error %s, 0x%llx)", where, ngtcp2_strerror(rv),
+               transport_error_name(qc->ccerr.error_code),
+               (unsigned long long)qc->ccerr.error_code);
         return;
     }
 }
@@ -1426,6 +1501,14 @@ void syn_qconn_recv(syn_qconn *qc, const syn_sockaddr *local, const syn_sockaddr
         else
             local_error(qc, rv, "read");
     }
+    if (qc->alpn_missing && !qc->end_pending && !qc->ended) {
+        qc->alpn_missing = 0;
+        ngtcp2_ccerr_set_tls_alert(&qc->ccerr, SSL_AD_NO_APPLICATION_PROTOCOL, NULL, 0);
+        send_close(qc);
+        qc_end(qc, SYNESIS_ERR_ALPN,
+               "the edge selected no application protocol (QUIC requires ALPN): closed with TLS "
+               "alert no application protocol (120)");
+    }
     /* No write pass here: the owner calls syn_qconn_flush() once after a batch of datagrams,
      * so ACKs and responses of a whole batch leave together. */
     leave_ex(qc, 1);
@@ -1582,10 +1665,35 @@ int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local) {
     return 0;
 }
 
+void syn_qconn_server_send_from(syn_qconn *qc, int fd) {
+    int active = ev_is_active(&qc->wio);
+    ev_io_stop(qc->loop, &qc->wio);
+    ev_io_set(&qc->wio, fd, EV_WRITE);
+    if (active)
+        ev_io_start(qc->loop, &qc->wio);
+    qc->fd = fd;
+    qc->owns_fd = 1;
+    syn_udp_tx_set_socket(&qc->tx, fd);
+    syn_qconn_schedule(qc);
+}
+
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc) {
     ngtcp2_conn_info ci;
     ngtcp2_conn_get_conn_info(qc->conn, &ci);
     return (uint32_t)(ci.smoothed_rtt / NGTCP2_MILLISECONDS);
+}
+
+const uint8_t *syn_qconn_close_packet(const syn_qconn *qc, size_t *len) {
+    *len = qc->close_len;
+    return qc->close_pkt;
+}
+
+int syn_qconn_draining(const syn_qconn *qc) {
+    return qc->conn && ngtcp2_conn_in_draining_period(qc->conn);
+}
+
+uint64_t syn_qconn_pto_ns(const syn_qconn *qc) {
+    return qc->conn ? ngtcp2_conn_get_pto(qc->conn) : 0;
 }
 
 void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out) {

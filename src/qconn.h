@@ -112,6 +112,10 @@ typedef struct syn_qconn_settings {
      * it). Tests use it to present forged Retry tokens. */
     const uint8_t *token;
     size_t tokenlen;
+    /* Server: an address advertised as the preferred_address transport parameter (RFC 9000
+     * 9.6), with a connection ID of its own (announced through ops->cid_added). NULL = none.
+     * Tests use it to offer a client a migration it should not take. */
+    const syn_sockaddr *preferred_addr;
 } syn_qconn_settings;
 
 void syn_qconn_settings_default(syn_qconn_settings *st);
@@ -184,6 +188,14 @@ uint64_t syn_qconn_peer_max_streams_uni(const syn_qconn *qc);
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc);
 /* ngtcp2's connection info (RTTs, cwnd, packet counters). */
 void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out);
+/* Server side: the CONNECTION_CLOSE packet this connection sent (the first one; the payload of a
+ * UDP datagram, ready to resend as is), or NULL with *len 0 if none was sent. Valid until
+ * syn_qconn_free(); readable from ops->closed, to keep a closing period (RFC 9000 10.2.1). */
+const uint8_t *syn_qconn_close_packet(const syn_qconn *qc, size_t *len);
+/* 1 if the peer closed the connection (ngtcp2 is in its draining period). */
+int syn_qconn_draining(const syn_qconn *qc);
+/* The current probe timeout (RFC 9002 6.2.1), in nanoseconds. */
+uint64_t syn_qconn_pto_ns(const syn_qconn *qc);
 /* Remote address (the path currently in use). */
 const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc);
 /* For the edge: update the send fd/path when packets arrive from a new address (migration). */
@@ -196,6 +208,10 @@ void syn_qconn_set_remote(syn_qconn *qc, const syn_sockaddr *remote);
  * later), SYNESIS_ERR_INVALID_STATE before the handshake is confirmed, or SYNESIS_ERR_QUIC. Used by
  * the tests and benchmarks that play a migrating device. */
 int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local);
+
+/* Server, tests only (a hostile edge that changes its address, which QUIC does not allow a
+ * server): sends from fd from now on, and closes fd when the connection is finally freed. */
+void syn_qconn_server_send_from(syn_qconn *qc, int fd);
 
 /* Streams. open returns SYNESIS_ERR_WOULD_BLOCK when the peer's stream limit is reached. */
 int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out);

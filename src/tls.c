@@ -226,16 +226,23 @@ int syn_tls_client_ssl_setup(SSL *ssl, const char *server_name, const char *alpn
 }
 
 /* Drains OpenSSL's error queue: the received TLS alert if one is recorded there (plain TLS), and
- * the reason of the last error. */
-static uint8_t drain_errors(char *reason, size_t len) {
+ * the reason of the last error. *alpn_bad is set when OpenSSL refused the server's ALPN extension
+ * (a protocol we did not offer: OpenSSL raises a generic "bad extension" from its ALPN parser,
+ * whose function name is the only trace; without function names it stays a TLS failure). */
+static uint8_t drain_errors(char *reason, size_t len, int *alpn_bad) {
     uint8_t alert = 0;
     unsigned long e;
+    const char *func = NULL;
     reason[0] = '\0';
-    while ((e = ERR_get_error()) != 0) {
+    *alpn_bad = 0;
+    while ((e = ERR_get_error_all(NULL, NULL, &func, NULL, NULL)) != 0) {
         int r = ERR_GET_REASON(e);
         if (ERR_GET_LIB(e) == ERR_LIB_SSL && r > SSL_AD_REASON_OFFSET &&
             r < SSL_AD_REASON_OFFSET + 256)
             alert = (uint8_t)(r - SSL_AD_REASON_OFFSET);
+        if (ERR_GET_LIB(e) == ERR_LIB_SSL && r == SSL_R_BAD_EXTENSION && func &&
+            strstr(func, "alpn"))
+            *alpn_bad = 1;
         const char *s = ERR_reason_error_string(e);
         if (s)
             snprintf(reason, len, "%s", s);
@@ -275,7 +282,8 @@ static void peer_summary(SSL *ssl, char *out, size_t len) {
 
 int syn_tls_client_handshake_error(SSL *ssl, uint8_t alert, char *detail) {
     char reason[160];
-    uint8_t queued = drain_errors(reason, sizeof(reason));
+    int alpn_bad;
+    uint8_t queued = drain_errors(reason, sizeof(reason), &alpn_bad);
     if (!ssl)
         return syn_fail(detail, SYNESIS_ERR_TLS_HANDSHAKE, "TLS handshake failed%s%s",
                         reason[0] ? ": " : "", reason);
@@ -351,6 +359,10 @@ int syn_tls_client_handshake_error(SSL *ssl, uint8_t alert, char *detail) {
                             (unsigned)alert);
         }
     }
+    if (alpn_bad)
+        return syn_fail(detail, SYNESIS_ERR_ALPN,
+                        "the edge selected an application protocol we did not offer (TLS: %s)",
+                        reason);
     return syn_fail(detail, SYNESIS_ERR_TLS_HANDSHAKE, "TLS handshake failed%s%s",
                     reason[0] ? ": " : "", reason);
 }

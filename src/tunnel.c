@@ -46,6 +46,7 @@ SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
     cfg->healthy_latency_ms = 500;
     cfg->log_level = SYNESIS_LOG_INFO;
     cfg->close_linger = 1.0;
+    cfg->max_queued_request_bytes = SYN_DEFAULT_MAX_QUEUED_REQUEST_BYTES;
 }
 
 SYNESIS_API const char *synesis_state_name(synesis_state_kind kind) {
@@ -713,6 +714,7 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
     if (t->free_pending)
         return;
     if (try_next) {
+        t->stats.address_fallbacks++;
         t->addr_idx++;
         connect_addr(t);
         return;
@@ -817,6 +819,9 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
         c->stream_recv_window > NGTCP2_MAX_VARINT / 4 || !c->max_heartbeat_size)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config sizes must be > 0 (stream_recv_window 1024 to 2^60 - 1)");
+    if (!c->max_queued_request_bytes)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config.max_queued_request_bytes must be > 0");
     if ((unsigned)c->congestion_control > SYNESIS_CC_RENO)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config.congestion_control is not a synesis_congestion_control");
@@ -1141,6 +1146,8 @@ SYNESIS_API void synesis_tunnel_get_stats(synesis_tunnel *t, synesis_tunnel_stat
         out->packets_lost += ci.pkt_lost;
         out->cwnd = ci.cwnd;
         if (syn_qconn_handshake_completed(t->qc)) {
+            syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, out->remote_address,
+                             sizeof(out->remote_address));
             out->rtt_smoothed_us = (uint32_t)(ci.smoothed_rtt / 1000);
             out->rtt_min_us = ci.min_rtt == UINT64_MAX ? 0 : (uint32_t)(ci.min_rtt / 1000);
             out->rtt_latest_us = (uint32_t)(ci.latest_rtt / 1000);
@@ -1184,6 +1191,8 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     NUM(cwnd);
     NUM(packets_sent);
     NUM(packets_lost);
+    cJSON_AddStringToObject(o, "remote_address", st.remote_address);
+    NUM(address_fallbacks);
 #undef NUM
     cJSON_AddStringToObject(o, "state", synesis_state_name(t->state.kind));
     char *json = cJSON_PrintUnformatted(o);

@@ -17,6 +17,9 @@
 #include <ev.h>
 #include <openssl/ssl.h>
 
+/* config.max_queued_request_bytes's default: 64 MiB, the reference edge's largest request. */
+#define SYN_DEFAULT_MAX_QUEUED_REQUEST_BYTES (64u * 1024 * 1024)
+
 /* Per-stream objects of the tunnel (requests, streams) start with this: the qconn driver hands
  * stream events to whatever s->user points at. */
 typedef struct syn_stream_handler {
@@ -84,6 +87,7 @@ struct synesis_tunnel {
     synesis_request *req_wait_head, *req_wait_tail;
     synesis_request *req_live;
     size_t req_waiting;
+    size_t req_waiting_bytes; /* the bodies we copied for them (max_queued_request_bytes) */
     /* Streams (stream.c): waiting to open, and open. */
     synesis_stream *str_wait_head, *str_wait_tail;
     synesis_stream *str_live;
@@ -91,7 +95,7 @@ struct synesis_tunnel {
     /* Heartbeats (heartbeat.c). */
     ev_timer hb_timer;
     uint64_t hb_sequence;
-    struct syn_hb *hb_live; /* handed to QUIC, outcome not known yet */
+    struct syn_hb *hb_live; /* handed to QUIC, outcome not known yet (at most SYN_HB_MAX_LIVE) */
 #define SYN_HB_RECENT 64
     struct syn_hb_recent {
         uint64_t sequence, conn;
@@ -119,6 +123,12 @@ struct synesis_tunnel {
     char last_error[SYNESIS_DETAIL_MAX];
 };
 
+/* Heartbeats handed to QUIC and not yet acknowledged (or lost), at most: a tick beyond is not
+ * sent (SYNESIS_ERR_WOULD_BLOCK). An edge that keeps the connection up but never returns
+ * flow-control credit (nor acknowledges) would otherwise make every tick hold one more frame for
+ * as long as the connection lasts. */
+#define SYN_HB_MAX_LIVE 32
+
 /* Logs at level (no-op when below the configured level or no log callback). */
 void syn_tunnel_log(synesis_tunnel *t, synesis_log_level level, const char *fmt, ...)
     SYNESIS_PRINTF(3, 4);
@@ -136,6 +146,8 @@ void syn_heartbeat_free(synesis_tunnel *t);
 void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char *detail);
 /* Drops the reports being received on qc (NULL: any). */
 void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc);
+/* Edge reports being received now (each holds a buffer of SYN_FRAME_HEADER + SYN_REPORT_MAX). */
+size_t syn_reports_count(const synesis_tunnel *t);
 /* The edge opened a stream (qconn stream_open op): a report on a unidirectional one. */
 int syn_report_open(synesis_tunnel *t, syn_qstream *s);
 int syn_heartbeat_init(synesis_tunnel *t, char *detail);
