@@ -136,6 +136,20 @@ static void pend_remove(syn_qconn *qc, syn_qstream *s) {
     s->pending = 0;
 }
 
+/*
+ * Round robin, a packet at a time: the stream just served goes behind the others that wait.
+ * Otherwise a stream refilled as fast as it drains (a bulk upload, the edge's echo of one) kept the
+ * head of the list, and so the connection, whenever the congestion window or pacing rather than
+ * the stream's data was the limit: requests behind it waited until it ended (the fault table's
+ * 20 % loss: 32 of 2,000 requests done in the first two minutes, timeouts after).
+ */
+static void pend_rotate(syn_qconn *qc, syn_qstream *s) {
+    if (!s->pending || qc->pend_tail == s)
+        return;
+    pend_remove(qc, s);
+    pend_add(qc, s);
+}
+
 static int stream_has_work(const syn_qstream *s) {
     return s->sent < s->queued || (s->fin_queued && !s->fin_sent);
 }
@@ -1327,6 +1341,8 @@ static void do_write(syn_qconn *qc) {
             stream_advance(qc, s, ndatalen, flags);
         if (nw == 0)
             break;
+        if (s && ndatalen > 0)
+            pend_rotate(qc, s);
         if (qc->server) {
             /* A batch goes to one destination: a packet for another path starts a new batch. */
             syn_sockaddr dest;

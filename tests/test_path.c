@@ -12,6 +12,10 @@
  *   datagram is dropped, retransmissions and probes included, so neither side hears anything it
  *   can use, and the connection idled out. The driver's black-hole detection must cap datagrams
  *   at 1200 bytes and carry on.
+ * - A narrow path (a bottleneck, so the congestion window and pacing limit sending) with a bulk
+ *   upload that the application keeps topped up: the driver served the stream at the head of its
+ *   list for as long as it had data, so a request behind it waited until the whole upload had been
+ *   sent (under 20 % loss, requests timed out). Requests must get their turn meanwhile.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +31,7 @@
 
 #include "fault_proxy.h"
 #include "harness.h"
+#include "synesis/request.h"
 #include "synesis/stream.h"
 
 #define STREAMS 4
@@ -85,6 +90,11 @@ static void on_close(synesis_stream *s, int status, uint64_t code, void *ud) {
 }
 
 static echo echoes[STREAMS];
+
+static int all_closed_one(void *ud) {
+    (void)ud;
+    return echoes[0].closed > 0;
+}
 
 static int all_closed(void *ud) {
     (void)ud;
@@ -194,8 +204,90 @@ static void test_mtu_drop_mid_transfer(void **state) {
     assert_true(ps.too_big > 0); /* full-size datagrams were sent, and dropped */
 }
 
+typedef struct small_req {
+    int done, status, exact;
+    uint64_t upload_sent; /* the bulk stream's bytes handed over when the response came */
+} small_req;
+
+static void on_small(synesis_tunnel *t, synesis_request *req, const synesis_response *r, void *ud) {
+    (void)t;
+    (void)req;
+    small_req *q = ud;
+    q->done++;
+    q->status = r->status;
+    q->exact = r->status == 0 && r->len == 1024;
+    for (size_t i = 0; q->exact && i < r->len; i++)
+        q->exact = r->data[i] == 'q';
+    q->upload_sent = echoes[0].sent;
+}
+
+static int small_done(void *ud) { return ((small_req *)ud)->done > 0; }
+
+static void test_request_not_starved_by_bulk(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki("narrow-1");
+    syn_edge *edge = syn_test_edge(loop, pki, 30);
+    struct sockaddr_in up = {.sin_family = AF_INET, .sin_port = htons(syn_edge_port(edge))};
+    struct sockaddr_in lis = {.sin_family = AF_INET};
+    up.sin_addr.s_addr = lis.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    syn_fault_proxy *proxy = syn_fault_proxy_new(loop, (struct sockaddr *)&lis, sizeof(lis),
+                                                 (struct sockaddr *)&up, sizeof(up), 9);
+    assert_non_null(proxy);
+    /* 16 Mbit/s each way through a 64 KiB FIFO, 5 ms each way. */
+    syn_fault_dir narrow = {.rate_bps = 16e6, .queue_bytes = 64 * 1024, .delay_ms = 5};
+    syn_fault_proxy_set(proxy, &narrow, &narrow);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, syn_fault_proxy_port(proxy));
+    cfg.idle_timeout = 30;
+    synesis_tunnel *t;
+    char detail[512];
+    assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, detail, sizeof(detail)), 0);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_run_until(loop, syn_test_connected, t, 10));
+
+    /* One bulk echo stream of 8 MiB (about 4 s each way at this rate), kept topped up. */
+    synesis_stream_callbacks cb = {
+        .on_data = on_data, .on_writable = on_writable, .on_close = on_close};
+    memset(echoes, 0, sizeof(echoes));
+    stream_bytes = 8u << 20;
+    assert_int_equal(synesis_tunnel_open_stream(t, &cb, &echoes[0], &echoes[0].s), 0);
+    pump(&echoes[0]);
+    syn_test_run_for(loop, 0.5);
+    assert_true(echoes[0].sent < stream_bytes / 2);
+
+    /* Small requests one after another while it runs: each is answered while the upload is still
+     * being handed over, not after it. */
+    uint8_t body[1024];
+    memset(body, 'q', sizeof(body));
+    for (int i = 0; i < 3; i++) {
+        small_req q = {0};
+        assert_int_equal(synesis_tunnel_request(t, body, sizeof(body), NULL, on_small, &q, NULL),
+                         0);
+        assert_true(syn_test_run_until(loop, small_done, &q, 60));
+        assert_int_equal(q.done, 1);
+        assert_int_equal(q.status, 0);
+        assert_true(q.exact);
+        print_message("request %d answered with %llu of %llu upload bytes handed over\n", i,
+                      (unsigned long long)q.upload_sent, (unsigned long long)stream_bytes);
+        assert_true(q.upload_sent < stream_bytes);
+    }
+    assert_true(syn_test_run_until(loop, all_closed_one, NULL, 120));
+    assert_int_equal(echoes[0].status, 0);
+    assert_int_equal(echoes[0].received, stream_bytes);
+    assert_false(echoes[0].mismatch);
+
+    synesis_tunnel_free(t);
+    syn_test_run_for(loop, 0.05);
+    syn_fault_proxy_free(proxy);
+    syn_edge_free(edge);
+    assert_int_equal(ev_run(loop, EVRUN_NOWAIT), 0);
+    ev_loop_destroy(loop);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_bulk_through_jitter),
-                                       cmocka_unit_test(test_mtu_drop_mid_transfer)};
+                                       cmocka_unit_test(test_mtu_drop_mid_transfer),
+                                       cmocka_unit_test(test_request_not_starved_by_bulk)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
