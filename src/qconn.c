@@ -34,10 +34,14 @@ struct syn_qconn {
     const syn_qconn_ops *ops;
     void *owner;
     size_t max_payload;
-    /* Path MTU black holes (see blackhole_check): when sent data was last acknowledged (or nothing
-     * was in flight), whether a datagram above QUIC's minimum size has gone out, and the cap on
-     * datagram sizes once a black hole is suspected (0 = none). */
-    uint64_t progress_ns;
+    /* Path MTU black holes (see blackhole_check): stream bytes the peer has acknowledged in all,
+     * the window being judged (its start, and the count then), whether a datagram above QUIC's
+     * minimum size has gone out, and the cap on datagram sizes once a black hole is suspected
+     * (0 = none). */
+    uint64_t acked_total;
+    uint64_t bh_since_ns, bh_acked_since;
+    uint64_t bh_deadline_ns; /* when the window is judged (0 = none: nothing in flight) */
+    uint64_t idle_ns;        /* the idle timeout we asked for */
     unsigned sent_big : 1;
     size_t tx_cap;
 
@@ -456,7 +460,7 @@ static int acked_cb(ngtcp2_conn *conn, int64_t id, uint64_t offset, uint64_t len
     uint64_t end = offset + len;
     if (end > s->acked)
         s->acked = end;
-    qc->progress_ns = syn_now_ns();
+    qc->acked_total += len;
     while (s->head && s->base + s->head->len <= s->acked) {
         syn_chunk *c = s->head;
         s->base += c->len;
@@ -620,6 +624,7 @@ static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *loc
     qc->ops = ops;
     qc->owner = owner;
     qc->server = server;
+    qc->idle_ns = st->idle_timeout_ns;
     qc->max_payload = st->max_udp_payload ? st->max_udp_payload : 1452;
     if (qc->max_payload > SYN_UDP_MAX_PAYLOAD)
         qc->max_payload = SYN_UDP_MAX_PAYLOAD;
@@ -1155,6 +1160,8 @@ static void arm_timer(syn_qconn *qc) {
         return;
     }
     ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(qc->conn);
+    if (qc->bh_deadline_ns && !qc->tx_cap && qc->bh_deadline_ns < expiry)
+        expiry = qc->bh_deadline_ns; /* the black-hole check's (see blackhole_check) */
     if (expiry == UINT64_MAX) {
         timer_stop(qc);
         fine_close(qc);
@@ -1253,34 +1260,51 @@ static int tx_flush(syn_qconn *qc) {
 /*
  * Path MTU black-hole detection (RFC 8899 4.3), which ngtcp2's path MTU discovery lacks: once
  * discovery has raised the datagram size, a path whose MTU falls below it (a VPN or tunnel set up
- * mid-connection, a route change) drops every full-size datagram without a word, retransmissions
- * and probes included, while only small packets pass. Neither side then hears anything it can
- * use, and the connection idled out (docs/reliability.md, the fault table's MTU drop). Here:
- * after a datagram above QUIC's minimum (1200 bytes) has gone out, when data has been in flight
- * without any of it acknowledged for max(1 s, 4 PTO), every later datagram of this connection is
- * capped at 1200 bytes (the base size every QUIC path carries), so that retransmissions and probes
- * get through. The cap stays for the connection (a new one discovers the path MTU again); if the
- * silence was an outage instead, it costs a sixth of each datagram's payload.
+ * mid-connection, a route change) drops every full-size datagram, retransmissions and probes
+ * included, while small ones pass. The connection then hears next to nothing it can use, and it
+ * idled out (docs/reliability.md, the fault table's MTU drop). Here: after a datagram above QUIC's
+ * minimum (1200 bytes) has gone out, when data has been in flight for max(1 s, 4 PTO) (at most a
+ * third of the idle timeout, if that is longer than a second) and the peer has acknowledged less
+ * than SYN_QCONN_BH_PROGRESS bytes of stream data meanwhile, every later datagram of this
+ * connection is capped at 1200 bytes (the base size every QUIC path carries), so that
+ * retransmissions and probes get through. A few small packets (a heartbeat, the end of a response)
+ * may still pass and be acknowledged through a black hole: that is why the measure is an amount,
+ * four full datagrams, and not any acknowledgement at all. The cap stays for the connection (a new
+ * one discovers the path MTU again); if the silence was an outage instead, it costs a sixth of each
+ * datagram's payload.
  */
+#define SYN_QCONN_BH_PROGRESS (4 * 1452u)
+
 static void blackhole_check(syn_qconn *qc, uint64_t now) {
     if (qc->tx_cap || !qc->sent_big || !qc->hs_done)
         return;
     ngtcp2_conn_info ci;
     ngtcp2_conn_get_conn_info(qc->conn, &ci);
-    if (ci.bytes_in_flight == 0 || !qc->progress_ns || qc->progress_ns > now) {
-        qc->progress_ns = now;
+    if (ci.bytes_in_flight == 0) {
+        qc->bh_since_ns = qc->bh_deadline_ns = 0;
         return;
+    }
+    if (!qc->bh_since_ns || qc->bh_since_ns > now ||
+        qc->acked_total - qc->bh_acked_since >= SYN_QCONN_BH_PROGRESS) {
+        qc->bh_since_ns = now; /* data in flight from now, or progress: a new window */
+        qc->bh_acked_since = qc->acked_total;
     }
     uint64_t var = 4 * ci.rttvar > NGTCP2_MILLISECONDS ? 4 * ci.rttvar : NGTCP2_MILLISECONDS;
     uint64_t pto = ci.smoothed_rtt + var + NGTCP2_DEFAULT_MAX_ACK_DELAY;
     uint64_t limit = 4 * pto > NGTCP2_SECONDS ? 4 * pto : NGTCP2_SECONDS;
-    if (now - qc->progress_ns < limit)
+    if (qc->idle_ns && limit > qc->idle_ns / 3) /* well before the idle timeout ends it */
+        limit = qc->idle_ns / 3 > NGTCP2_SECONDS ? qc->idle_ns / 3 : NGTCP2_SECONDS;
+    /* arm_timer wakes us then, even if nothing else does (retransmission timers back off). */
+    qc->bh_deadline_ns = qc->bh_since_ns + limit;
+    if (now < qc->bh_deadline_ns)
         return;
     qc->tx_cap = NGTCP2_MAX_UDP_PAYLOAD_SIZE;
+    qc->bh_deadline_ns = 0;
     qc_log(qc, SYNESIS_LOG_INFO,
-           "nothing acknowledged for %.1f s with %llu bytes in flight: path MTU black hole "
+           "%llu bytes acknowledged in %.1f s with %llu bytes in flight: path MTU black hole "
            "suspected, datagrams capped at %u bytes",
-           (double)(now - qc->progress_ns) / 1e9, (unsigned long long)ci.bytes_in_flight,
+           (unsigned long long)(qc->acked_total - qc->bh_acked_since),
+           (double)(now - qc->bh_since_ns) / 1e9, (unsigned long long)ci.bytes_in_flight,
            (unsigned)NGTCP2_MAX_UDP_PAYLOAD_SIZE);
 }
 

@@ -1274,7 +1274,17 @@ static int mb_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *ou
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* The driver's own messages at INFO and above (a path MTU black hole suspected, an out-of-range
+ * application error code) as "quic" events; its DEBUG chatter stays out of the log. */
+static void ec_log(syn_qconn *qc, synesis_log_level level, const char *msg) {
+    if (level > SYNESIS_LOG_INFO)
+        return;
+    edge_conn *c = syn_qconn_owner(qc);
+    emit_simple(c->e, "quic", c, "msg", msg);
+}
+
 static const syn_qconn_ops edge_qc_ops = {
+    .log = ec_log,
     .handshake_done = ec_handshake_done,
     .stream_open = ec_stream_open,
     .stream_data = ec_stream_data,

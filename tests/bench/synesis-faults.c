@@ -516,6 +516,8 @@ static int can_submit(const run *r) {
            r->state == SYNESIS_STATE_RECONNECTING;
 }
 
+/* Progress the application sees: a request completed exactly, stream bytes arrived, a stream
+ * completed exactly. The longest gap between two is the scenario's longest stall. */
 static void note_ok(run *r, double t) {
     if (r->last_ok_t > 0 && t - r->last_ok_t > r->longest_stall)
         r->longest_stall = t - r->last_ok_t;
@@ -660,6 +662,7 @@ static void st_data(synesis_stream *s, const uint8_t *data, size_t len, void *ud
     EVP_DigestUpdate(sr->rx, data, len);
     sr->received += len;
     sr->last_progress = now_s();
+    note_ok(sr->r, sr->last_progress);
     sr->r->rx_bytes += len;
 }
 
