@@ -208,6 +208,16 @@ int cli_request_main(int argc, char **argv) {
                    .timeout = args.timeout,
                    .max_response = args.max_response,
                    .status = CLI_EXIT_FAILURE};
+    /* The tunnel first: a configuration or identity error is reported without waiting for
+     * stdin. Nothing runs until connect. */
+    synesis_tunnel_config cfg;
+    synesis_tunnel_config_init(&cfg);
+    synesis_tunnel_callbacks cb = {.on_state = on_state};
+    status = cli_agent_tunnel(prog, &s, &cfg, app.loop, &cb, &app, &app.tunnel);
+    if (status != 0) {
+        conf_free(&cli_tunnel_table, &s);
+        return status;
+    }
     char *input = NULL;
     if (args.data) {
         app.data = args.data;
@@ -216,18 +226,9 @@ int cli_request_main(int argc, char **argv) {
         app.data = input;
     } else {
         fprintf(stderr, "%s: cannot read the request from stdin\n", prog);
+        synesis_tunnel_free(app.tunnel);
         conf_free(&cli_tunnel_table, &s);
         return CLI_EXIT_FAILURE;
-    }
-
-    synesis_tunnel_config cfg;
-    synesis_tunnel_config_init(&cfg);
-    synesis_tunnel_callbacks cb = {.on_state = on_state};
-    status = cli_agent_tunnel(prog, &s, &cfg, app.loop, &cb, &app, &app.tunnel);
-    if (status != 0) {
-        free(input);
-        conf_free(&cli_tunnel_table, &s);
-        return status;
     }
     ev_timer_init(&app.deadline, on_deadline, app.timeout, 0.);
     app.deadline.data = &app;
