@@ -144,6 +144,7 @@ void syn_edge_config_init(syn_edge_config *cfg) {
     cfg->socket_buffer = 4 * 1024 * 1024;
     cfg->misbehave_code = 0x1bad;
     cfg->misbehave_count = 4;
+    cfg->ping_devices = 1;
 }
 
 /* ---- JSON event log ---- */
@@ -583,6 +584,25 @@ static int is_integer(const cJSON *n) {
 
 static int json_space(uint8_t ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
 
+/* The device's keep-alive interval (keep_alive_ms of its heartbeat; 0 = off): the edge PINGs a
+ * little before it would (syn_edge_config.ping_devices). */
+static void device_keep_alive(edge_conn *c, uint64_t ms) {
+    uint64_t ns = 0;
+    if (ms && ms <= UINT32_MAX) {
+        ngtcp2_conn_info ci;
+        syn_qconn_info(c->qc, &ci);
+        uint64_t ka = ms * NGTCP2_MILLISECONDS;
+        /* The minimum RTT: the smoothed one of a connection that came up in a burst of
+         * handshakes stays inflated for a while and would make the edge ping more often. */
+        uint64_t margin = ka / SYN_EDGE_PING_MARGIN;
+        if (margin < 3 * ci.min_rtt)
+            margin = 3 * ci.min_rtt;
+        if (ka > margin && ka - margin >= SYN_EDGE_MIN_PING_MS * NGTCP2_MILLISECONDS)
+            ns = ka - margin;
+    }
+    syn_qconn_set_keep_alive(c->qc, ns);
+}
+
 static void heartbeat_complete(edge_stream *es) {
     syn_edge *e = es->c->e;
     const char *end = NULL;
@@ -617,6 +637,9 @@ static void heartbeat_complete(edge_stream *es) {
         return;
     }
     e->stats.heartbeats++;
+    const cJSON *ka = cJSON_GetObjectItemCaseSensitive(o, "keep_alive_ms");
+    if (e->cfg.ping_devices && is_integer(ka))
+        device_keep_alive(es->c, (uint64_t)ka->valuedouble);
     device_entry *d = device_get(e, es->c->device_id);
     if (d) {
         d->info.heartbeats++;
