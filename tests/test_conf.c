@@ -327,7 +327,7 @@ static void test_print_parse_round_trip(void **state) {
     assert_int_equal(cli_edge_settings_init(&e), 0);
     assert_int_equal(cli_edge_settings_init(&e2), 0);
     const char *etext = "listen = 0.0.0.0:443\nretry_threshold = never\nmax_conn_buffer = 1G\n"
-                        "socket_buffer = 0\n";
+                        "socket_buffer = 0\ndevice_pings = no\n";
     assert_int_equal(
         conf_parse(&cli_edge_table, &e, "edge.conf", etext, strlen(etext), err, sizeof(err)), 0);
     f = open_memstream(&out1, &len1);
@@ -343,6 +343,7 @@ static void test_print_parse_round_trip(void **state) {
     cli_edge_apply(&e2, &ec);
     assert_true(ec.retry_threshold == SYN_EDGE_RETRY_NEVER);
     assert_int_equal(ec.max_conn_buffer, 1u << 30);
+    assert_int_equal(ec.ping_devices, 0);
     free(out1);
     conf_free(&cli_edge_table, &e);
     conf_free(&cli_edge_table, &e2);

@@ -195,6 +195,8 @@ static const conf_key tunnel_keys[] = {
 
 const conf_table cli_tunnel_table = {tunnel_keys, sizeof(tunnel_keys) / sizeof(tunnel_keys[0])};
 
+/* A table laid out by hand: AlignArrayOfStructures mangles this one. */
+/* clang-format off */
 static const conf_key edge_keys[] = {
     STR("listen", E(listen), "ADDR:PORT",
         "Address to bind: 0.0.0.0:443, [::]:443 (IPv6 only), 127.0.0.1:4433;\n"
@@ -211,65 +213,70 @@ static const conf_key edge_keys[] = {
     SECS("handshake_timeout", E(handshake_timeout), 0.001, YEAR,
          "Drop handshakes not completed in this time."),
     {.name = "max_streams",
-       .type = CONF_COUNT,
-       .offset = E(max_streams),
-       .umin = 1,
-       .umax = 1ull << 60,
-       .metavar = "N",
-       .help = "Concurrent request streams per connection."},
+     .type = CONF_COUNT,
+     .offset = E(max_streams),
+     .umin = 1,
+     .umax = 1ull << 60,
+     .metavar = "N",
+     .help = "Concurrent request streams per connection."},
     {.name = "max_request_size",
-       .type = CONF_BYTES,
-       .offset = E(max_request_size),
-       .umin = 1,
-       .umax = SIZE_MAX,
-       .metavar = "BYTES",
-       .help = "Largest request or stream upload."},
+     .type = CONF_BYTES,
+     .offset = E(max_request_size),
+     .umin = 1,
+     .umax = SIZE_MAX,
+     .metavar = "BYTES",
+     .help = "Largest request or stream upload."},
     {.name = "max_heartbeat_size",
-       .type = CONF_BYTES,
-       .offset = E(max_heartbeat_size),
-       .umin = 1,
-       .umax = UINT32_MAX,
-       .metavar = "BYTES",
-       .help = "Largest heartbeat JSON accepted."},
+     .type = CONF_BYTES,
+     .offset = E(max_heartbeat_size),
+     .umin = 1,
+     .umax = UINT32_MAX,
+     .metavar = "BYTES",
+     .help = "Largest heartbeat JSON accepted."},
     {.name = "max_conn_buffer",
-       .type = CONF_BYTES,
-       .offset = E(max_conn_buffer),
-       .umin = 64 * 1024,
-       .umax = (1ull << 62) - 1,
-       .metavar = "BYTES",
-       .help = "Bytes one connection may make the edge hold; also its receive window."},
+     .type = CONF_BYTES,
+     .offset = E(max_conn_buffer),
+     .umin = 64 * 1024,
+     .umax = (1ull << 62) - 1,
+     .metavar = "BYTES",
+     .help = "Bytes one connection may make the edge hold; also its receive window."},
     {.name = "max_src_size",
-       .type = CONF_BYTES,
-       .offset = E(max_src_size),
-       .umin = 0,
-       .umax = UINT64_MAX,
-       .metavar = "BYTES",
-       .help = "Largest answer to the test command \"SRC n\"."},
+     .type = CONF_BYTES,
+     .offset = E(max_src_size),
+     .umin = 0,
+     .umax = UINT64_MAX,
+     .metavar = "BYTES",
+     .help = "Largest answer to the test command \"SRC n\"."},
     {.name = "retry_threshold",
-       .type = CONF_COUNT,
-       .offset = E(retry_threshold),
-       .umin = 0,
-       .umax = UINT32_MAX,
-       .word = "never",
-       .word_value = UINT64_MAX,
-       .metavar = "N",
-       .help = "Answer new clients with a stateless Retry while N or more handshakes\n"
+     .type = CONF_COUNT,
+     .offset = E(retry_threshold),
+     .umin = 0,
+     .umax = UINT32_MAX,
+     .word = "never",
+     .word_value = UINT64_MAX,
+     .metavar = "N",
+     .help = "Answer new clients with a stateless Retry while N or more handshakes\n"
              "are in progress; 0: always."},
     {.name = "socket_buffer",
-       .type = CONF_BYTES,
-       .offset = E(socket_buffer),
-       .umin = 0,
-       .umax = 1ull << 30,
-       .metavar = "BYTES",
-       .help = "UDP receive and send buffer; 0: the system's default. Without\n"
+     .type = CONF_BYTES,
+     .offset = E(socket_buffer),
+     .umin = 0,
+     .umax = 1ull << 30,
+     .metavar = "BYTES",
+     .help = "UDP receive and send buffer; 0: the system's default. Without\n"
              "CAP_NET_ADMIN the kernel caps it at net.core.rmem_max/wmem_max."},
     {.name = "congestion_control",
-       .type = CONF_CHOICE,
-       .offset = E(congestion_control),
-       .choices = cc_names,
-       .metavar = "cubic|bbr|reno",
-       .help = "Congestion controller of what the edge sends."                                                                 },
+     .type = CONF_CHOICE,
+     .offset = E(congestion_control),
+     .choices = cc_names,
+     .metavar = "cubic|bbr|reno",
+     .help = "Congestion controller of what the edge sends."},
+    BOOL("device_pings", E(device_pings),
+         "PING each device on its behalf a little before its own keep-alive would\n"
+         "(keep_alive_ms in its heartbeats), so one wake-up refreshes its NAT\n"
+         "binding; no: devices keep their bindings with their own PINGs."),
 };
+/* clang-format on */
 
 const conf_table cli_edge_table = {edge_keys, sizeof(edge_keys) / sizeof(edge_keys[0])};
 
@@ -325,6 +332,7 @@ int cli_edge_settings_init(cli_edge_settings *s) {
     s->retry_threshold = c.retry_threshold == SYN_EDGE_RETRY_NEVER ? UINT64_MAX : c.retry_threshold;
     s->socket_buffer = c.socket_buffer;
     s->congestion_control = c.congestion_control;
+    s->device_pings = c.ping_devices;
     return 0;
 }
 
@@ -413,4 +421,5 @@ void cli_edge_apply(const cli_edge_settings *s, syn_edge_config *cfg) {
         s->retry_threshold == UINT64_MAX ? SYN_EDGE_RETRY_NEVER : (size_t)s->retry_threshold;
     cfg->socket_buffer = (size_t)s->socket_buffer;
     cfg->congestion_control = s->congestion_control;
+    cfg->ping_devices = s->device_pings;
 }

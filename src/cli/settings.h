@@ -68,6 +68,7 @@ typedef struct cli_edge_settings {
     uint64_t retry_threshold;
     uint64_t socket_buffer;
     int congestion_control;
+    int device_pings;
 } cli_edge_settings;
 
 extern const conf_table cli_tunnel_table;
