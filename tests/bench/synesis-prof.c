@@ -3,6 +3,8 @@
  *
  *   synesis-prof [--pki DIR] [--groups LIST] [--ctl FIFO --ack FIFO] WORKLOAD
  *     handshake N          N connects (after one warm-up), each to Connected, then disconnect
+ *                          (also prints the median handshake_time and client CPU of a connect,
+ *                          measured as synesis-bench does)
  *     rate INFLIGHT SECS   1 KiB echo requests, INFLIGHT outstanding, for SECS seconds
  *     bulk MIB             one download of MIB MiB on one stream (SRC)
  *
@@ -225,6 +227,16 @@ static int connect_one(struct ev_loop *loop, synesis_tunnel *t) {
     return synesis_tunnel_is_connected(t) ? 0 : -1;
 }
 
+static int cmp_double(const void *x, const void *y) {
+    double u = *(const double *)x, v = *(const double *)y;
+    return u < v ? -1 : u > v;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    return v[n / 2];
+}
+
 /* ---- workloads ---- */
 
 typedef struct pipe_state {
@@ -346,19 +358,27 @@ int main(int argc, char **argv) {
 
     perf_ctl("enable\n");
     double c0 = cpu_self(), e0 = edge_cpu(&ep), t0 = now_s();
-    double count = 0, hs = 0;
+    double count = 0, hs_med = 0, cpu_med = 0;
     const char *unit = "";
     if (!strcmp(what, "handshake")) {
-        for (int k = 0; k < (int)a; k++) {
+        int n = a > 0 ? (int)a : 1;
+        double *hs = calloc((size_t)n, sizeof(double)), *cpu = calloc((size_t)n, sizeof(double));
+        for (int k = 0; k < n; k++) {
+            double k0 = cpu_self();
             if (connect_one(loop, t) != 0)
                 return 1;
+            cpu[k] = cpu_self() - k0;
             synesis_tunnel_stats st;
             synesis_tunnel_get_stats(t, &st);
-            hs += st.handshake_time;
+            hs[k] = st.handshake_time;
             synesis_tunnel_disconnect(t);
             run_for(loop, 0.002);
         }
-        count = a;
+        hs_med = median(hs, n);
+        cpu_med = median(cpu, n);
+        free(hs);
+        free(cpu);
+        count = n;
         unit = "handshakes";
     } else if (!strcmp(what, "rate")) {
         count = (double)pipeline(loop, &ps, (size_t)a, b);
@@ -392,8 +412,9 @@ int main(int argc, char **argv) {
 
     printf("%s %g: %.3f s, %.1f %s/s; CPU per unit: client %.2f us, edge %.2f us", what, a, el,
            count / el, unit, (c1 - c0) / count * 1e6, (e1 - e0) / count * 1e6);
-    if (hs > 0)
-        printf("; mean handshake_time %.1f us", hs / count * 1e6);
+    if (hs_med > 0)
+        printf("; median handshake_time %.1f us, median client CPU of a connect %.1f us",
+               hs_med * 1e6, cpu_med * 1e6);
     printf("\n");
     synesis_tunnel_free(t);
     run_for(loop, 0.01);

@@ -14,6 +14,7 @@ prof=$1 out=$2
 shift 2
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/synesis-perf.XXXXXX")
 mkfifo "$tmp/ctl" "$tmp/ack"
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 freq=${PERF_FREQ:-999}
 perf record -q -F "$freq" -e cpu-clock -D -1 --control "fifo:$tmp/ctl,$tmp/ack" -o "$tmp/perf.data" \
     -- "$prof" --ctl "$tmp/ctl" --ack "$tmp/ack" "$@" | tee "$tmp/figure.txt"
@@ -24,7 +25,7 @@ for side in client edge; do
     {
         echo "# synesis-prof $* -- $side side (comm prof-$side)"
         echo "# $(cat "$tmp/figure.txt")"
-        echo "# perf record -F $freq -e cpu-clock, measured phase only"
+        echo "# perf record -F $freq -e cpu-clock, measured phase only; load average before: $load"
         echo "# perf report --comm prof-$side --no-children --percentage relative --sort dso,symbol"
         echo "# (percent of this side's samples)"
         awk '{ n += $2 } END { printf "# %d samples\n", n }' "$tmp/$side.txt"
