@@ -1,12 +1,14 @@
 /*
  * synesis-prof: one workload of synesis-bench, alone, for a profiler (docs/perf/profiles/).
  *
- *   synesis-prof [--pki DIR] [--groups LIST] [--ctl FIFO --ack FIFO] WORKLOAD
+ *   synesis-prof [--pki DIR] [--groups LIST] [--idle N] [--ctl FIFO --ack FIFO] WORKLOAD
  *     handshake N          N connects (after one warm-up), each to Connected, then disconnect
  *                          (also prints the median handshake_time and client CPU of a connect,
  *                          measured as synesis-bench does)
  *     rate INFLIGHT SECS   1 KiB echo requests, INFLIGHT outstanding, for SECS seconds
  *     bulk MIB             one download of MIB MiB on one stream (SRC)
+ *   --idle N: first N more tunnels connect to the same edge and stay idle (no heartbeats, default
+ *   keep-alive) on the same loop, as in synesis-bench's edge_many_idle.
  *
  * Like synesis-bench, the edge runs in a forked child pinned to CPU 1 (its thread is named
  * "prof-edge") and the tunnel in this process on CPU 0 ("prof-client"), so `perf report --comm`
@@ -16,8 +18,8 @@
  * CPU time of both sides during that phase.
  *
  * Only the public API and the edge's constructor: the same file builds against older trees
- * (compile with -DSYNESIS_PROF_NO_GROUPS where synesis_tunnel_config has no tls_groups and the
- * stats no handshake_completed_time).
+ * (compile with -DSYNESIS_PROF_NO_GROUPS where synesis_tunnel_config has no tls_groups, and
+ * -DSYNESIS_PROF_NO_COMPLETED_TIME where the stats have no handshake_completed_time).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -31,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +42,7 @@
 #include "synesis/synesis.h"
 
 static const char *pki, *groups, *ctl_path, *ack_path;
+static int idle_n;
 static int ctl_fd = -1, ack_fd = -1;
 
 static double now_s(void) {
@@ -173,7 +177,8 @@ static void edge_stop(edge_proc *ep) {
 
 static char cfg_cert[512], cfg_key[512], cfg_ca[512], cfg_url[64];
 
-static synesis_tunnel *tunnel_new(struct ev_loop *loop, uint16_t port) {
+/* idle: as synesis-bench's idle tunnels (default idle timeout, patient first connect) */
+static synesis_tunnel *tunnel_new(struct ev_loop *loop, uint16_t port, int idle) {
     synesis_tunnel_config c;
     snprintf(cfg_cert, sizeof(cfg_cert), "%s/device.pem", pki);
     snprintf(cfg_key, sizeof(cfg_key), "%s/device.key", pki);
@@ -190,6 +195,11 @@ static synesis_tunnel *tunnel_new(struct ev_loop *loop, uint16_t port) {
     c.request_timeout = 120;
     c.max_queued_requests = 100000;
     c.idle_timeout = 120;
+    if (idle) {
+        c.idle_timeout = 60;
+        c.handshake_timeout = 30;
+        c.retry_initial_connect = 1;
+    }
 #ifndef SYNESIS_PROF_NO_GROUPS
     c.tls_groups = groups;
 #endif
@@ -316,6 +326,8 @@ int main(int argc, char **argv) {
             ctl_path = argv[++i];
         else if (!strcmp(argv[i], "--ack") && i + 1 < argc)
             ack_path = argv[++i];
+        else if (!strcmp(argv[i], "--idle") && i + 1 < argc)
+            idle_n = atoi(argv[++i]);
         else
             break;
     }
@@ -323,7 +335,7 @@ int main(int argc, char **argv) {
     double a = i + 1 < argc ? atof(argv[i + 1]) : 0, b = i + 2 < argc ? atof(argv[i + 2]) : 0;
     if (strcmp(what, "handshake") && strcmp(what, "rate") && strcmp(what, "bulk")) {
         fprintf(stderr,
-                "usage: %s [--pki DIR] [--groups LIST] [--ctl FIFO --ack FIFO] "
+                "usage: %s [--pki DIR] [--groups LIST] [--idle N] [--ctl FIFO --ack FIFO] "
                 "handshake N | rate INFLIGHT SECS | bulk MIB\n",
                 argv[0]);
         return 2;
@@ -343,10 +355,34 @@ int main(int argc, char **argv) {
     edge_spawn(&ep);
     pin(0, "prof-client");
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    synesis_tunnel *t = tunnel_new(loop, ep.port);
+    synesis_tunnel *t = tunnel_new(loop, ep.port, 0);
     if (connect_one(loop, t) != 0) {
         fprintf(stderr, "synesis-prof: no connection\n");
         return 1;
+    }
+    synesis_tunnel **idle = idle_n > 0 ? calloc((size_t)idle_n, sizeof(*idle)) : NULL;
+    if (idle_n > 0) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)(4 * idle_n + 64)) {
+            rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (rlim_t)(4 * idle_n + 64)
+                              ? (rlim_t)(4 * idle_n + 64)
+                              : rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        int up = 0;
+        for (int k = 0; k < idle_n; k++) {
+            idle[k] = tunnel_new(loop, ep.port, 1);
+            synesis_tunnel_connect(idle[k]);
+        }
+        double end = now_s() + 120;
+        while (up < idle_n && now_s() < end) {
+            run_for(loop, 0.05);
+            up = 0;
+            for (int k = 0; k < idle_n; k++)
+                up += synesis_tunnel_is_connected(idle[k]);
+        }
+        fprintf(stderr, "synesis-prof: %d of %d idle tunnels connected\n", up, idle_n);
+        run_for(loop, 0.5);
     }
     pipe_state ps = {.t = t};
     memset(ps.req, 'x', sizeof(ps.req));
@@ -373,7 +409,7 @@ int main(int argc, char **argv) {
             synesis_tunnel_stats st;
             synesis_tunnel_get_stats(t, &st);
             hs[k] = st.handshake_time;
-#ifndef SYNESIS_PROF_NO_GROUPS
+#ifndef SYNESIS_PROF_NO_COMPLETED_TIME
             done[k] = st.handshake_completed_time;
 #endif
             synesis_tunnel_disconnect(t);
@@ -424,6 +460,9 @@ int main(int argc, char **argv) {
                "connect %.1f us",
                hs_med * 1e6, done_med * 1e6, cpu_med * 1e6);
     printf("\n");
+    for (int k = 0; k < idle_n; k++)
+        synesis_tunnel_free(idle[k]);
+    free(idle);
     synesis_tunnel_free(t);
     run_for(loop, 0.01);
     ev_loop_destroy(loop);
