@@ -7,6 +7,7 @@
  *                          measured as synesis-bench does)
  *     rate INFLIGHT SECS   1 KiB echo requests, INFLIGHT outstanding, for SECS seconds
  *     bulk MIB             one download of MIB MiB on one stream (SRC)
+ *     idle SECS            nothing for SECS seconds (with --idle: what the idle tunnels cost)
  *   --idle N: first N more tunnels connect to the same edge and stay idle (no heartbeats, default
  *   keep-alive) on the same loop, as in synesis-bench's edge_many_idle.
  *
@@ -333,10 +334,11 @@ int main(int argc, char **argv) {
     }
     const char *what = i < argc ? argv[i] : "";
     double a = i + 1 < argc ? atof(argv[i + 1]) : 0, b = i + 2 < argc ? atof(argv[i + 2]) : 0;
-    if (strcmp(what, "handshake") && strcmp(what, "rate") && strcmp(what, "bulk")) {
+    if (strcmp(what, "handshake") && strcmp(what, "rate") && strcmp(what, "bulk") &&
+        strcmp(what, "idle")) {
         fprintf(stderr,
                 "usage: %s [--pki DIR] [--groups LIST] [--idle N] [--ctl FIFO --ack FIFO] "
-                "handshake N | rate INFLIGHT SECS | bulk MIB\n",
+                "handshake N | rate INFLIGHT SECS | bulk MIB | idle SECS\n",
                 argv[0]);
         return 2;
     }
@@ -370,18 +372,35 @@ int main(int argc, char **argv) {
             setrlimit(RLIMIT_NOFILE, &rl);
         }
         int up = 0;
+        double t0 = now_s();
         for (int k = 0; k < idle_n; k++) {
             idle[k] = tunnel_new(loop, ep.port, 1);
             synesis_tunnel_connect(idle[k]);
         }
         double end = now_s() + 120;
+        double next_note = now_s() + 5;
         while (up < idle_n && now_s() < end) {
             run_for(loop, 0.05);
             up = 0;
-            for (int k = 0; k < idle_n; k++)
+            int reconnecting = 0, last = -1;
+            for (int k = 0; k < idle_n; k++) {
                 up += synesis_tunnel_is_connected(idle[k]);
+                synesis_tunnel_state st;
+                synesis_tunnel_get_state(idle[k], &st);
+                if (st.kind == SYNESIS_STATE_RECONNECTING) {
+                    reconnecting++;
+                    last = k;
+                }
+            }
+            if (now_s() > next_note) {
+                next_note += 5;
+                fprintf(stderr, "synesis-prof: %.0f s: %d connected, %d reconnecting%s%s\n",
+                        now_s() - t0, up, reconnecting, last >= 0 ? ", e.g. " : "",
+                        last >= 0 ? synesis_tunnel_last_error(idle[last]) : "");
+            }
         }
-        fprintf(stderr, "synesis-prof: %d of %d idle tunnels connected\n", up, idle_n);
+        fprintf(stderr, "synesis-prof: %d of %d idle tunnels connected in %.2f s\n", up, idle_n,
+                now_s() - t0);
         run_for(loop, 0.5);
     }
     pipe_state ps = {.t = t};
@@ -426,6 +445,10 @@ int main(int argc, char **argv) {
     } else if (!strcmp(what, "rate")) {
         count = (double)pipeline(loop, &ps, (size_t)a, b);
         unit = "requests";
+    } else if (!strcmp(what, "idle")) {
+        run_for(loop, a);
+        count = a;
+        unit = "seconds";
     } else {
         bulk_state bs = {0};
         synesis_stream_callbacks cb = {.on_data = bulk_data, .on_close = bulk_close};
