@@ -70,6 +70,7 @@ struct syn_qconn {
     /* Client: we offered an ALPN, and the edge's handshake completed without selecting one. */
     unsigned alpn_offered : 1, alpn_missing : 1;
     unsigned hs_done : 1, hs_notify : 1, avail_notify : 1, need_flush : 1;
+    uint64_t tls_completed_ns; /* syn_now_ns() at handshake completion (0 before) */
     unsigned close_req : 1, end_pending : 1, ended : 1, free_pending : 1;
     uint64_t close_code;
     char close_reason[64];
@@ -378,6 +379,7 @@ static int remove_cid_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid, void *ud) {
 static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
     (void)conn;
     syn_qconn *qc = ud;
+    qc->tls_completed_ns = syn_now_ns();
     if (qc->server) {
         qc->hs_done = 1;
         qc->hs_notify = 1;
@@ -1646,6 +1648,8 @@ void *syn_qconn_owner(const syn_qconn *qc) { return qc->owner; }
 void syn_qconn_take_fd(syn_qconn *qc) { qc->owns_fd = 1; }
 SSL *syn_qconn_ssl(const syn_qconn *qc) { return qc->ssl; }
 int syn_qconn_handshake_completed(const syn_qconn *qc) { return qc->hs_done; }
+
+uint64_t syn_qconn_tls_completed_ns(const syn_qconn *qc) { return qc->tls_completed_ns; }
 const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc) { return &qc->remote; }
 void syn_qconn_set_remote(syn_qconn *qc, const syn_sockaddr *remote) { qc->remote = *remote; }
 

@@ -388,6 +388,7 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
         syn_resolver_cancel(t->resolver);
     syn_heartbeat_stop(t);
     t->stats.handshake_time = 0;
+    t->stats.handshake_completed_time = 0;
     if (t->qc) {
         syn_qconn *qc = t->qc;
         ngtcp2_conn_info ci;
@@ -439,6 +440,10 @@ static void qc_handshake_done(syn_qconn *qc) {
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "handshake with %s (%s) complete", t->server_name, addr);
     t->stats.connections++;
     t->stats.handshake_time = (double)(syn_now_ns() - t->handshake_started_ns) / 1e9;
+    uint64_t completed = syn_qconn_tls_completed_ns(qc);
+    t->stats.handshake_completed_time = completed > t->handshake_started_ns
+                                            ? (double)(completed - t->handshake_started_ns) / 1e9
+                                            : t->stats.handshake_time;
     if (t->state.kind == SYNESIS_STATE_RECONNECTING)
         t->stats.reconnects++; /* the outage's time is added by set_state() */
     if (t->cfg.reconnect_stable_period > 0) {
@@ -1215,6 +1220,7 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     cJSON_AddStringToObject(o, "last_error_detail", st.last_error_detail);
     NUM(time_disconnected);
     NUM(handshake_time);
+    NUM(handshake_completed_time);
     NUM(rtt_smoothed_us);
     NUM(rtt_min_us);
     NUM(rtt_latest_us);
