@@ -77,6 +77,10 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t 
     cJSON_AddStringToObject(o, "device_id", t->device_id);
     cJSON_AddNumberToObject(o, "timestamp", (double)ts);
     cJSON_AddNumberToObject(o, "sequence", (double)seq);
+    /* The edge may send its keep-alive PINGs just before ours would go (docs/protocol.md): the
+     * ACK we answer with refreshes the NAT binding in one wake-up instead of our PING's two. */
+    cJSON_AddNumberToObject(o, "keep_alive_ms",
+                            (double)(uint64_t)(t->cfg.keep_alive_interval * 1000));
     cJSON_AddItemToObject(o, "vitals", vit);
     char *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -512,8 +516,29 @@ static void hb_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)revents;
     synesis_tunnel *t = w->data;
     syn_tunnel_enter(t);
+    t->wakes.heartbeat++;
     send_heartbeat(t);
     syn_tunnel_leave(t);
+}
+
+void syn_heartbeat_ride(synesis_tunnel *t) {
+    double every = t->cfg.heartbeat_interval;
+    if (every <= 0 || !ev_is_active(&t->hb_timer) || !syn_tunnel_ready(t))
+        return;
+    /* How early: half the keep-alive interval, at most a quarter of the heartbeat's. */
+    double early = t->cfg.keep_alive_interval / 2;
+    if (!(early > 0) || early > every / 4)
+        early = every / 4;
+    /* Due already (the first one, right after Connected): the timer sends it in this iteration. */
+    double left = ev_timer_remaining(t->loop, &t->hb_timer);
+    if (left <= 0 || left > early)
+        return;
+    /* The timer keeps its phase: the next heartbeat is due one interval after this one was. */
+    ev_timer_stop(t->loop, &t->hb_timer);
+    ev_timer_set(&t->hb_timer, left + every, every);
+    ev_timer_start(t->loop, &t->hb_timer);
+    t->wakes.heartbeat_early++;
+    send_heartbeat(t);
 }
 
 void syn_heartbeat_start(synesis_tunnel *t) {

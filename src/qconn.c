@@ -21,6 +21,15 @@
 /* A connection whose next wait is at least this long is idle: its timerfd is closed. */
 #define SYN_FINE_IDLE_NS 100000000u
 
+/* The credit for streams the peer opens: that of closed ones goes back in batches
+ * (peer_streams_credit). */
+typedef struct syn_peer_streams {
+    uint64_t initial; /* our transport parameter */
+    uint64_t limit;   /* initial plus what we have returned */
+    uint64_t opened;  /* streams the peer has opened (highest index + 1) */
+    uint64_t closed;  /* closed since the last return */
+} syn_peer_streams;
+
 struct syn_qconn {
     struct ev_loop *loop;
     ngtcp2_conn *conn;
@@ -71,6 +80,7 @@ struct syn_qconn {
     /* Client: we offered an ALPN, and the edge's handshake completed without selecting one. */
     unsigned alpn_offered : 1, alpn_missing : 1;
     unsigned hs_done : 1, hs_notify : 1, avail_notify : 1, need_flush : 1;
+    uint64_t tls_completed_ns; /* syn_now_ns() at handshake completion (0 before) */
     unsigned close_req : 1, end_pending : 1, ended : 1, free_pending : 1;
     uint64_t close_code;
     char close_reason[64];
@@ -80,6 +90,9 @@ struct syn_qconn {
     /* Server: a copy of the CONNECTION_CLOSE packet sent, for the owner's closing period. */
     uint8_t *close_pkt;
     size_t close_len;
+    syn_qconn_wakes wakes;
+    /* Streams the peer may open, bidirectional [0] and unidirectional [1]. */
+    syn_peer_streams peer_streams[2];
 };
 
 static void qc_log(syn_qconn *qc, synesis_log_level lv, const char *fmt, ...) SYNESIS_PRINTF(3, 4);
@@ -393,6 +406,7 @@ static int remove_cid_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid, void *ud) {
 static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
     (void)conn;
     syn_qconn *qc = ud;
+    qc->tls_completed_ns = syn_now_ns();
     if (qc->server) {
         qc->hs_done = 1;
         qc->hs_notify = 1;
@@ -418,8 +432,34 @@ static int handshake_confirmed_cb(ngtcp2_conn *conn, void *ud) {
     return 0;
 }
 
+/*
+ * Returns the credit of the peer's closed streams once the peer has used half of what it may open,
+ * or at once when it is down to its last half: a MAX_STREAMS frame for every closed stream would
+ * make every heartbeat (one unidirectional stream each) cost the device an ack-eliciting packet
+ * from the edge, and the ACK and wake-up that go with it. The peer can always open at least half
+ * of the initial count beyond those it has open.
+ */
+static void peer_streams_credit(syn_qconn *qc, int uni) {
+    syn_peer_streams *p = &qc->peer_streams[uni];
+    if (!p->closed || p->limit - p->opened > p->initial / 2)
+        return;
+    if (uni)
+        ngtcp2_conn_extend_max_streams_uni(qc->conn, p->closed);
+    else
+        ngtcp2_conn_extend_max_streams_bidi(qc->conn, p->closed);
+    p->limit += p->closed;
+    p->closed = 0;
+}
+
 static int stream_open_cb(ngtcp2_conn *conn, int64_t id, void *ud) {
     syn_qconn *qc = ud;
+    if (!ngtcp2_conn_is_local_stream(conn, id)) {
+        int uni = !ngtcp2_is_bidi_stream(id);
+        uint64_t n = ((uint64_t)id >> 2) + 1;
+        if (n > qc->peer_streams[uni].opened)
+            qc->peer_streams[uni].opened = n;
+        peer_streams_credit(qc, uni);
+    }
     syn_qstream *s = stream_new(qc, id, NULL);
     if (!s)
         return NGTCP2_ERR_CALLBACK_FAILURE;
@@ -479,12 +519,11 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64
     syn_qconn *qc = ud;
     syn_qstream *s = sud;
     /* The peer's streams return their credit as they close (the edge's requests and heartbeats;
-     * the edge's reports to a device). */
+     * the edge's reports to a device), in batches. */
     if (!ngtcp2_conn_is_local_stream(conn, id)) {
-        if (ngtcp2_is_bidi_stream(id))
-            ngtcp2_conn_extend_max_streams_bidi(conn, 1);
-        else
-            ngtcp2_conn_extend_max_streams_uni(conn, 1);
+        int uni = !ngtcp2_is_bidi_stream(id);
+        qc->peer_streams[uni].closed++;
+        peer_streams_credit(qc, uni);
     }
     if (!s)
         return 0;
@@ -625,6 +664,8 @@ static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *loc
     qc->owner = owner;
     qc->server = server;
     qc->idle_ns = st->idle_timeout_ns;
+    qc->peer_streams[0].initial = qc->peer_streams[0].limit = st->max_streams_bidi;
+    qc->peer_streams[1].initial = qc->peer_streams[1].limit = st->max_streams_uni;
     qc->max_payload = st->max_udp_payload ? st->max_udp_payload : 1452;
     if (qc->max_payload > SYN_UDP_MAX_PAYLOAD)
         qc->max_payload = SYN_UDP_MAX_PAYLOAD;
@@ -681,6 +722,8 @@ static void fill_settings(syn_qconn *qc, const syn_qconn_settings *st, ngtcp2_se
     s->cc_algo = st->cc == SYNESIS_CC_BBR    ? NGTCP2_CC_ALGO_BBR
                  : st->cc == SYNESIS_CC_RENO ? NGTCP2_CC_ALGO_RENO
                                              : NGTCP2_CC_ALGO_CUBIC;
+    if (st->ack_at_once)
+        s->ack_thresh = 1;
     if (st->trace)
         s->log_printf = ngtcp2_log_cb;
     ngtcp2_transport_params_default(p);
@@ -1144,22 +1187,22 @@ static void fine_close(syn_qconn *qc) {
 }
 
 /*
- * Arms the expiry timer for ngtcp2's next deadline. Runs after every write pass, so it makes no
- * system call: a wait under a millisecond (which libev's epoll backend would stretch to a whole
- * one) is only recorded in fine_want, and fprep_cb, which runs just before the loop polls, sets
- * the timerfd for it if the loop is about to block. While datagrams keep arriving the deadline
- * usually moves (each write pass re-computes the ACK delay and the pacing time) before the loop
- * blocks, and no timer is programmed at all: each timerfd_settime costs several microseconds
- * here (an hrtimer reprogrammed, a VM exit under virtualisation), as much as a whole request.
+ * Arms the expiry timer for expiry, ngtcp2's next deadline (see do_write). Runs after every write
+ * pass, so it makes no system call: a wait under a millisecond (which libev's epoll backend would
+ * stretch to a whole one) is only recorded in fine_want, and fprep_cb, which runs just before the
+ * loop polls, sets the timerfd for it if the loop is about to block. While datagrams keep arriving
+ * the deadline usually moves (each write pass re-computes the ACK delay and the pacing time) before
+ * the loop blocks, and no timer is programmed at all: each timerfd_settime costs several
+ * microseconds here (an hrtimer reprogrammed, a VM exit under virtualisation), as much as a whole
+ * request.
  */
-static void arm_timer(syn_qconn *qc) {
+static void arm_timer(syn_qconn *qc, ngtcp2_tstamp expiry) {
     ev_timer_stop(qc->loop, &qc->timer);
     qc->fine_want = 0;
     if (qc->ended || qc->end_pending) {
         timer_stop(qc);
         return;
     }
-    ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(qc->conn);
     if (qc->bh_deadline_ns && !qc->tx_cap && qc->bh_deadline_ns < expiry)
         expiry = qc->bh_deadline_ns; /* the black-hole check's (see blackhole_check) */
     if (expiry == UINT64_MAX) {
@@ -1185,7 +1228,14 @@ static void arm_timer(syn_qconn *qc) {
     ev_prepare_stop(qc->loop, &qc->fprep);
     if (wait >= SYN_FINE_IDLE_NS)
         fine_close(qc);
-    ev_timer_set(&qc->timer, (double)wait / 1e9, 0.);
+    /* libev counts `after` from the time it read when this loop iteration began: the work done
+     * since (this write pass, and all before it in the iteration) would make the timer fire that
+     * much before ngtcp2's deadline, into a wake-up that finds nothing due and only re-arms.
+     * (Both are wall-clock readings: a step of the clock shows as a lag out of bounds, ignored.) */
+    double lag = ev_time() - ev_now(qc->loop);
+    if (!(lag > 0 && lag < 0.1))
+        lag = 0;
+    ev_timer_set(&qc->timer, (double)wait / 1e9 + lag, 0.);
     ev_timer_start(qc->loop, &qc->timer);
 }
 
@@ -1327,6 +1377,7 @@ static void do_write(syn_qconn *qc) {
                       : quantum > SYN_MAX_PKTS_PER_WRITE ? SYN_MAX_PKTS_PER_WRITE
                                                          : quantum;
     size_t npkts = 0;
+    int drained = 0;
     for (;;) {
         syn_qstream *s = qc->pend_head;
         ngtcp2_vec vec[SYN_STREAM_VEC];
@@ -1363,8 +1414,10 @@ static void do_write(syn_qconn *qc) {
         }
         if (s)
             stream_advance(qc, s, ndatalen, flags);
-        if (nw == 0)
+        if (nw == 0) {
+            drained = 1;
             break;
+        }
         if (s && ndatalen > 0)
             pend_rotate(qc, s);
         if (qc->server) {
@@ -1385,6 +1438,7 @@ static void do_write(syn_qconn *qc) {
         if ((size_t)nw > NGTCP2_MAX_UDP_PAYLOAD_SIZE)
             qc->sent_big = 1;
         npkts++;
+        qc->wakes.packets++;
         if (!syn_udp_tx_room(&qc->tx, pmax) && tx_flush(qc) != 0)
             break;
         if (npkts >= max_pkts)
@@ -1392,8 +1446,16 @@ static void do_write(syn_qconn *qc) {
     }
     if (!qc->end_pending)
         (void)tx_flush(qc);
+    /* The pacing deadline this pass's packets set matters only if something is left to send.
+     * When ngtcp2 had nothing more (or congestion control holds it back, and an ACK or the loss
+     * timer wakes us), waking at that deadline would find nothing to do: after a lone PING or ACK
+     * that was a timerfd wake-up tens of microseconds later, one for every packet of an idle
+     * connection. The expiry taken before the update keeps every other deadline, and a pacing
+     * deadline still pending from an earlier pass (a pass it blocked ends here with nothing
+     * written, and arms for it). */
+    ngtcp2_tstamp expiry = drained ? ngtcp2_conn_get_expiry(qc->conn) : 0;
     ngtcp2_conn_update_pkt_tx_time(qc->conn, ts);
-    arm_timer(qc);
+    arm_timer(qc, drained ? expiry : ngtcp2_conn_get_expiry(qc->conn));
 }
 
 /* ---- graceful close ---- */
@@ -1618,13 +1680,29 @@ void syn_qconn_abort(syn_qconn *qc, int err, const char *detail) {
 
 static void expire(syn_qconn *qc) {
     qc->fine_want = 0;
+    qc->wakes.expiry++;
+    uint64_t pkts = qc->wakes.packets;
+    ngtcp2_conn_info before;
+    ngtcp2_conn_get_conn_info(qc->conn, &before);
     enter(qc);
     int rv = ngtcp2_conn_handle_expiry(qc->conn, syn_now_ns());
     if (rv != 0)
         local_error(qc, rv, "timer");
     else
         qc->need_flush = 1;
-    leave(qc);
+    if (leave(qc))
+        return;
+    if (qc->wakes.packets == pkts) {
+        qc->wakes.expiry_idle++;
+    } else {
+        /* Only ack-eliciting packets count in flight (loss declared by this expiry aside). */
+        ngtcp2_conn_info after;
+        ngtcp2_conn_get_conn_info(qc->conn, &after);
+        if (after.bytes_in_flight > before.bytes_in_flight)
+            qc->wakes.expiry_send++;
+        else
+            qc->wakes.expiry_ack++;
+    }
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -1641,8 +1719,10 @@ static void tio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     if (read(qc->tfd, &n, sizeof(n)) != (ssize_t)sizeof(n))
         return; /* not expired: set again since */
     qc->fine_at = 0;
-    if (!qc->fine_want || syn_now_ns() < qc->fine_want)
+    if (!qc->fine_want || syn_now_ns() < qc->fine_want) {
+        qc->wakes.fine_stale++;
         return; /* an older deadline fired: fprep_cb sets the timerfd for the current one */
+    }
     expire(qc);
 }
 
@@ -1672,6 +1752,8 @@ void *syn_qconn_owner(const syn_qconn *qc) { return qc->owner; }
 void syn_qconn_take_fd(syn_qconn *qc) { qc->owns_fd = 1; }
 SSL *syn_qconn_ssl(const syn_qconn *qc) { return qc->ssl; }
 int syn_qconn_handshake_completed(const syn_qconn *qc) { return qc->hs_done; }
+
+uint64_t syn_qconn_tls_completed_ns(const syn_qconn *qc) { return qc->tls_completed_ns; }
 const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc) { return &qc->remote; }
 void syn_qconn_set_remote(syn_qconn *qc, const syn_sockaddr *remote) { qc->remote = *remote; }
 
@@ -1714,6 +1796,15 @@ void syn_qconn_server_send_from(syn_qconn *qc, int fd) {
     qc->fd = fd;
     qc->owns_fd = 1;
     syn_udp_tx_set_socket(&qc->tx, fd);
+    syn_qconn_schedule(qc);
+}
+
+void syn_qconn_get_wakes(const syn_qconn *qc, syn_qconn_wakes *out) { *out = qc->wakes; }
+
+void syn_qconn_set_keep_alive(syn_qconn *qc, uint64_t ns) {
+    if (!qc->conn)
+        return;
+    ngtcp2_conn_set_keep_alive_timeout(qc->conn, ns);
     syn_qconn_schedule(qc);
 }
 

@@ -206,6 +206,18 @@ static void make_state(synesis_tunnel_state *s, synesis_state_kind kind, int err
         syn_copy_str(s->error_detail, sizeof(s->error_detail), detail);
 }
 
+void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out) {
+    *out = t->wakes;
+    memset(&out->qc, 0, sizeof(out->qc));
+    out->pings_recv = 0;
+    if (t->qc) {
+        ngtcp2_conn_info ci;
+        syn_qconn_get_wakes(t->qc, &out->qc);
+        syn_qconn_info(t->qc, &ci);
+        out->pings_recv = ci.ping_recv;
+    }
+}
+
 int syn_tunnel_try_transition(synesis_tunnel *t, synesis_state_kind kind, uint32_t attempt) {
     synesis_tunnel_state s;
     make_state(&s, kind, 0, NULL);
@@ -376,6 +388,7 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
         syn_resolver_cancel(t->resolver);
     syn_heartbeat_stop(t);
     t->stats.handshake_time = 0;
+    t->stats.handshake_completed_time = 0;
     if (t->qc) {
         syn_qconn *qc = t->qc;
         ngtcp2_conn_info ci;
@@ -427,6 +440,10 @@ static void qc_handshake_done(syn_qconn *qc) {
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "handshake with %s (%s) complete", t->server_name, addr);
     t->stats.connections++;
     t->stats.handshake_time = (double)(syn_now_ns() - t->handshake_started_ns) / 1e9;
+    uint64_t completed = syn_qconn_tls_completed_ns(qc);
+    t->stats.handshake_completed_time = completed > t->handshake_started_ns
+                                            ? (double)(completed - t->handshake_started_ns) / 1e9
+                                            : t->stats.handshake_time;
     if (t->state.kind == SYNESIS_STATE_RECONNECTING)
         t->stats.reconnects++; /* the outage's time is added by set_state() */
     if (t->cfg.reconnect_stable_period > 0) {
@@ -510,6 +527,8 @@ static void qc_before_write(syn_qconn *qc) {
     syn_requests_pump(t);
     if (!t->free_pending)
         syn_streams_pump(t);
+    if (!t->free_pending)
+        syn_heartbeat_ride(t);
     t_leave(t);
 }
 
@@ -532,6 +551,11 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     (void)revents;
     synesis_tunnel *t = w->data;
     t_enter(t);
+    t->wakes.rx++;
+    syn_qconn *qc0 = t->qc;
+    syn_qconn_wakes w0 = {0};
+    if (qc0)
+        syn_qconn_get_wakes(qc0, &w0);
     /* A pending ICMP error is reported before datagrams that arrived earlier (say, the edge's
      * CONNECTION_CLOSE): read those first and act on the error only if the connection is still
      * there afterwards. */
@@ -580,6 +604,12 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     }
     if (t->qc && !t->free_pending)
         syn_qconn_flush(t->qc);
+    if (qc0 && t->qc == qc0 && !t->free_pending) {
+        syn_qconn_wakes w1;
+        syn_qconn_get_wakes(qc0, &w1);
+        if (w1.packets != w0.packets)
+            t->wakes.rx_sent++;
+    }
     t_leave(t);
 }
 
@@ -945,6 +975,11 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     t->qset.max_udp_payload = t->cfg.max_udp_payload;
     t->qset.pmtud = t->cfg.pmtud;
     t->qset.cc = t->cfg.congestion_control;
+    /* An idle device wakes up for each packet the edge sends it (a keep-alive PING, the PING
+     * ngtcp2 adds to every few ACKs): its ACK goes out in that same wake-up rather than in a
+     * second one, a delay timer later. While data flows, a batch of received packets gets one ACK
+     * either way. */
+    t->qset.ack_at_once = 1;
     t->qset.trace = t->cfg.log && t->cfg.log_level >= SYNESIS_LOG_TRACE;
     /* The edge may open unidirectional streams for its reports (never bidirectional ones). */
     t->qset.max_streams_bidi = 0;
@@ -1185,6 +1220,7 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     cJSON_AddStringToObject(o, "last_error_detail", st.last_error_detail);
     NUM(time_disconnected);
     NUM(handshake_time);
+    NUM(handshake_completed_time);
     NUM(rtt_smoothed_us);
     NUM(rtt_min_us);
     NUM(rtt_latest_us);

@@ -34,6 +34,16 @@ typedef struct syn_tobj {
     const syn_stream_handler *h;
 } syn_tobj;
 
+/* What woke the loop for the tunnel, by cause (tests and the idle benchmark). */
+typedef struct syn_tunnel_wakes {
+    uint64_t rx;              /* the socket was readable */
+    uint64_t rx_sent;         /* ... and packets went out in that same wake-up */
+    uint64_t heartbeat;       /* the heartbeat timer fired */
+    uint64_t heartbeat_early; /* heartbeats sent ahead of their timer, on another wake-up */
+    uint64_t pings_recv;      /* PING frames received on the current connection */
+    syn_qconn_wakes qc;       /* the current connection's expiry timer (zero without one) */
+} syn_tunnel_wakes;
+
 typedef struct syn_subscriber {
     uint32_t id;
     synesis_state_fn fn; /* NULL once unsubscribed (compacted when no notification runs) */
@@ -110,6 +120,7 @@ struct synesis_tunnel {
     void *vitals_sampler;
 
     synesis_tunnel_stats stats;
+    syn_tunnel_wakes wakes; /* rx, rx_sent, heartbeat, heartbeat_early */
     uint64_t handshake_started_ns;
     uint64_t pkts_sent_done, pkts_lost_done; /* of connections already gone */
 
@@ -141,6 +152,11 @@ void syn_streams_pump(synesis_tunnel *t);
 void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail);
 void syn_heartbeat_start(synesis_tunnel *t); /* on Connected */
 void syn_heartbeat_stop(synesis_tunnel *t);
+/* Before a write pass (a wake-up that happens anyway: the edge's PING, our keep-alive, traffic):
+ * sends the heartbeat now when it is due soon (within half the keep-alive interval, at most a
+ * quarter of the heartbeat interval), so that it rides on this wake-up and serves as the
+ * keep-alive; the schedule keeps its phase (heartbeat.c). */
+void syn_heartbeat_ride(synesis_tunnel *t);
 void syn_heartbeat_free(synesis_tunnel *t);
 /* Connection qc (NULL: any) ended: its heartbeats in flight are lost (on_heartbeat_result runs). */
 void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char *detail);
@@ -157,6 +173,9 @@ void syn_tunnel_enter(synesis_tunnel *t);
 int syn_tunnel_leave(synesis_tunnel *t);
 /* 1 when Connected with a live connection that can open streams. */
 int syn_tunnel_ready(const synesis_tunnel *t);
+
+/* The wake-up counts by cause; the connection's part is the current connection's. */
+void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out);
 
 /* Tests only: asks the state machine for a transition to kind (with attempt for Reconnecting),
  * exactly as the tunnel's own code does; returns 0 or SYNESIS_ERR_INVALID_STATE. */

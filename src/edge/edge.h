@@ -60,6 +60,14 @@ typedef struct syn_edge_config {
      * there. The size obtained is logged ("socket_buffers" event). 0 = leave the defaults. */
     size_t socket_buffer;
 
+    /* Keep-alive on the device's behalf: a device that states its keep-alive interval in its
+     * heartbeats (`keep_alive_ms`, docs/protocol.md) gets a PING from the edge after that much
+     * quiet, less a margin (SYN_EDGE_PING_MARGIN), so that the edge's PING arrives first: the
+     * device's ACK refreshes its NAT binding in one wake-up, where its own PING costs it two (the
+     * timer, then the ACK). Default 1; 0 = never (devices keep their bindings with their own
+     * PINGs). */
+    int ping_devices;
+
     /* Test only: a hostile or broken edge (syn_edge_misbehave), for the tunnel's robustness tests
      * (tests/test_hostile_edge.c). Default SYN_EDGE_BEHAVE, the correct edge; synesis-edge never
      * sets any of the fields below. */
@@ -113,6 +121,12 @@ typedef enum syn_edge_misbehave {
      * 9.6), which the edge does not serve: an invitation to migrate into a black hole. */
     SYN_EDGE_MB_PREFERRED_ADDRESS = 11,
 } syn_edge_misbehave;
+
+/* The edge's PING to a device goes out after keep_alive_ms less a tenth of it, or less three
+ * minimum RTTs when that is more; never more often than every SYN_EDGE_MIN_PING_MS (a device
+ * stating a shorter interval keeps its own PINGs). */
+#define SYN_EDGE_PING_MARGIN 10 /* the divisor: a tenth */
+#define SYN_EDGE_MIN_PING_MS 100
 
 /* retry_threshold: never send Retry. */
 #define SYN_EDGE_RETRY_NEVER SIZE_MAX
