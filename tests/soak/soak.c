@@ -487,11 +487,11 @@ int main(int argc, char **argv) {
            soak_now() - t0);
 
     ev_loop_destroy(s.loop);
-    soak_edge_stop(&s.edge);
+    int edge_clean = soak_edge_stop(&s.edge) == 0;
     for (size_t i = 0; i < s.window; i++)
         free(s.slots[i].req);
 
-    int pass = ok && s.failed == 0 && cycles == ncycles && s.ok == nreq + ncycles;
+    int pass = ok && edge_clean && s.failed == 0 && cycles == ncycles && s.ok == nreq + ncycles;
     if (pass && max_growth >= 0 && (growth_req > max_growth || growth_cyc > max_growth)) {
         fprintf(stderr, "soak: RSS grew after warm-up by %ld kB (requests) / %ld kB (cycles)\n",
                 growth_req, growth_cyc);

@@ -180,7 +180,7 @@ static void ctl_cb(struct ev_loop *loop, ev_io *w, int revents) {
 }
 
 static void edge_child(const soak_edge_options *o, int ctl, int resp) {
-    char dir[512];
+    char dir[512] = {0}; /* sent whole to the parent */
     const char *base = getenv("SYNESIS_TEST_TMP");
     if (!base || !*base)
         base = getenv("TMPDIR");
@@ -226,7 +226,7 @@ static void edge_child(const soak_edge_options *o, int ctl, int resp) {
     ev_run(loop, 0);
     syn_edge_free(cc.edge);
     ev_loop_destroy(loop);
-    _exit(0);
+    exit(0); /* not _exit: OpenSSL's cleanup, and the leak check of sanitizers and valgrind */
 }
 
 void soak_edge_start(soak_edge *se, const soak_edge_options *opts) {
@@ -292,12 +292,18 @@ void soak_edge_stats(soak_edge *se, syn_edge_stats *st, long *rss_kb) {
         *rss_kb = rss;
 }
 
-void soak_edge_stop(soak_edge *se) {
+int soak_edge_stop(soak_edge *se) {
     char cmd = 'Q';
     (void)!write(se->ctl, &cmd, 1);
     close(se->ctl);
     close(se->resp);
-    int status;
+    int status = 0;
     while (waitpid(se->pid, &status, 0) < 0 && errno == EINTR)
         ;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    fprintf(stderr, "soak edge: the edge process ended with %s %d (a sanitizer report?)\n",
+            WIFEXITED(status) ? "exit status" : "signal",
+            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    return -1;
 }

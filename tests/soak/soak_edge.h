@@ -38,8 +38,9 @@ void soak_edge_kick(soak_edge *se);
 void soak_edge_restart(soak_edge *se, int graceful);
 /* The edge's counters and the child's resident set size (kB). */
 void soak_edge_stats(soak_edge *se, syn_edge_stats *st, long *rss_kb);
-/* Stops the child and waits for it; removes nothing (the PKI stays for inspection). */
-void soak_edge_stop(soak_edge *se);
+/* Stops the child and waits for it; removes nothing (the PKI stays for inspection). Returns 0
+ * when the child exited cleanly (status 0: no sanitizer report), -1 otherwise. */
+int soak_edge_stop(soak_edge *se);
 
 /* "dir/name" in a static rotating buffer (8 entries). */
 const char *soak_path(const char *dir, const char *name);
