@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/decoder.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -199,7 +200,9 @@ static int parse_certs(STACK_OF(X509) * *out, const char *what, const char *src,
         if (is_cert || is_trusted) {
             const unsigned char *p = der;
             X509 *x = is_trusted ? d2i_X509_AUX(NULL, &p, der_len) : d2i_X509(NULL, &p, der_len);
-            if (!x || p != der + der_len) {
+            if (!x || p != der + der_len || syn_ossl_oom()) {
+                /* With an allocation failure queued, even a certificate that parsed may lack
+                 * its public key (OpenSSL keeps a key it could not decode as absent). */
                 X509_free(x);
                 rc = syn_fail_ossl(detail, SYNESIS_ERR_BAD_CERTIFICATE,
                                    "%s %s: certificate #%d cannot be parsed", what, src,
@@ -568,6 +571,33 @@ void syn_identity_clear(syn_identity *id) {
     id->key = NULL;
 }
 
+/* A certificate without its public key: OpenSSL keeps a certificate whose key it could not decode
+ * (an algorithm it lacks, or an allocation failure: it drops the errors of that attempt). Decoding
+ * the key again, with errors kept, tells them apart: out of memory when it fails for want of
+ * memory or now succeeds; otherwise OpenSSL cannot decode it (SYNESIS_ERR_CRYPTO with its reason:
+ * an algorithm it lacks, or one an earlier allocation failure took out of its process-wide
+ * algorithm store). */
+static int leaf_key_error(X509 *leaf, const char *what, char *detail) {
+    syn_ossl_clear();
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(leaf), &der);
+    EVP_PKEY *k = NULL;
+    OSSL_DECODER_CTX *d = n > 0
+                              ? OSSL_DECODER_CTX_new_for_pkey(&k, "DER", "SubjectPublicKeyInfo",
+                                                              NULL, EVP_PKEY_PUBLIC_KEY, NULL, NULL)
+                              : NULL;
+    const unsigned char *p = der;
+    size_t len = n > 0 ? (size_t)n : 0;
+    int decoded = d && OSSL_DECODER_from_data(d, &p, &len) == 1 && k;
+    OSSL_DECODER_CTX_free(d);
+    EVP_PKEY_free(k);
+    OPENSSL_free(der);
+    if (decoded || syn_ossl_oom())
+        return syn_fail_ossl(detail, SYNESIS_ERR_NOMEM,
+                             "%s: its public key could not be decoded: out of memory", what);
+    return syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "%s: its public key cannot be decoded", what);
+}
+
 int syn_identity_load(syn_identity *out, const char *what, const char *cert_file,
                       const char *cert_pem, size_t cert_pem_len, const char *key_file,
                       const char *key_pem, size_t key_pem_len, const char *passphrase,
@@ -606,7 +636,17 @@ int syn_identity_load(syn_identity *out, const char *what, const char *cert_file
     rc = check_key_supported(id.key, kwhat, detail);
     if (rc)
         goto fail;
+    if (!X509_get0_pubkey(id.leaf)) {
+        rc = leaf_key_error(id.leaf, cwhat, detail);
+        goto fail;
+    }
+    syn_ossl_clear();
     if (EVP_PKEY_eq(X509_get0_pubkey(id.leaf), id.key) != 1) {
+        if (syn_ossl_oom()) { /* the comparison itself failed */
+            rc = syn_fail_ossl(detail, SYNESIS_ERR_NOMEM, "comparing the %s with the %s", kwhat,
+                               cwhat);
+            goto fail;
+        }
         char subj[256];
         subject_line(X509_get_subject_name(id.leaf), subj, sizeof(subj));
         rc = syn_fail(detail, SYNESIS_ERR_KEY_MISMATCH, "%s (%s) does not match the %s (%s)", kwhat,
@@ -637,8 +677,8 @@ int syn_load_trust(X509_STORE *store, const char *ca_file, const char *ca_dir,
     if (ca_file) {
         STACK_OF(X509) *sk = NULL;
         int rc = syn_load_certs(&sk, "CA", ca_file, NULL, 0, detail);
-        if (rc)
-            return SYNESIS_ERR_CA_UNREADABLE; /* the detail names the file and the reason */
+        if (rc) /* the detail names the file and the reason */
+            return rc == SYNESIS_ERR_NOMEM ? rc : SYNESIS_ERR_CA_UNREADABLE;
         for (int i = 0; i < sk_X509_num(sk); i++) {
             if (X509_STORE_add_cert(store, sk_X509_value(sk, i)) != 1) {
                 OSSL_STACK_OF_X509_free(sk);

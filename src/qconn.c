@@ -60,6 +60,7 @@ struct syn_qconn {
     unsigned in_prep : 1; /* in prep_cb: the loop is invoking its prepare watchers */
     unsigned hs_done : 1, hs_notify : 1, avail_notify : 1, need_flush : 1;
     unsigned close_req : 1, end_pending : 1, ended : 1, free_pending : 1;
+    unsigned cb_nomem : 1; /* one of our ngtcp2 callbacks failed for want of memory */
     uint64_t close_code;
     char close_reason[64];
     ngtcp2_ccerr ccerr; /* what we send in CONNECTION_CLOSE after a local error */
@@ -384,8 +385,10 @@ static int handshake_confirmed_cb(ngtcp2_conn *conn, void *ud) {
 static int stream_open_cb(ngtcp2_conn *conn, int64_t id, void *ud) {
     syn_qconn *qc = ud;
     syn_qstream *s = stream_new(qc, id, NULL);
-    if (!s)
+    if (!s) {
+        qc->cb_nomem = 1; /* ngtcp2 turns any callback error into NGTCP2_ERR_CALLBACK_FAILURE */
         return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
     ngtcp2_conn_set_stream_user_data(conn, id, s);
     if (!qc->ops->stream_open || qc->ops->stream_open(qc, s) != 0)
         ngtcp2_conn_shutdown_stream(conn, 0, id, 0x1 /* refused */);
@@ -1006,6 +1009,24 @@ static void local_error(syn_qconn *qc, int rv, const char *where) {
             int code = syn_tls_client_handshake_error(qc->ssl, 0, d);
             qc_end(qc, code, "%s", d);
         }
+        return;
+    }
+    case NGTCP2_ERR_CALLBACK_FAILURE: {
+        /* A local failure, not the peer's: one of our callbacks (out of memory), or one of
+         * ngtcp2_crypto's (packet protection, key derivation, randomness), that is OpenSSL, which
+         * fails when it cannot allocate, or for good once an allocation failure has left its
+         * process-wide algorithm store without an algorithm it needs. */
+        int nomem = qc->cb_nomem || syn_ossl_oom();
+        char reason[160] = "";
+        unsigned long e = ERR_peek_last_error();
+        if (e && !nomem)
+            snprintf(reason, sizeof(reason), " (OpenSSL: %s)",
+                     ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "unknown reason");
+        ERR_clear_error();
+        ngtcp2_ccerr_set_liberr(&qc->ccerr, rv, NULL, 0);
+        send_close(qc);
+        qc_end(qc, nomem ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_CRYPTO, "%s: %s%s%s", where,
+               ngtcp2_strerror(rv), nomem ? ": out of memory" : "", reason);
         return;
     }
     default:
