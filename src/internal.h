@@ -40,6 +40,11 @@ int syn_fail_ossl(char *buf, int code, const char *fmt, ...) SYNESIS_PRINTF(3, 4
  * CRYPTO_malloc queues the failure first, its callers their own errors after it. */
 int syn_ossl_oom(void);
 
+/* 1 when an allocation fails right now (one small allocation is tried): the last word on a
+ * verdict that OpenSSL or ngtcp2_crypto may have reached for want of memory without saying so.
+ * Clears OpenSSL's error queue. */
+int syn_alloc_failing(void);
+
 /* Clears OpenSSL's thread error queue (call before an operation whose errors we report). */
 void syn_ossl_clear(void);
 

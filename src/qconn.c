@@ -324,7 +324,9 @@ int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out
                   : ngtcp2_conn_open_uni_stream(qc->conn, &id, s);
     if (rv != 0) {
         stream_free(qc, s);
-        return rv == NGTCP2_ERR_STREAM_ID_BLOCKED ? SYNESIS_ERR_WOULD_BLOCK : SYNESIS_ERR_QUIC;
+        return rv == NGTCP2_ERR_STREAM_ID_BLOCKED ? SYNESIS_ERR_WOULD_BLOCK
+               : rv == NGTCP2_ERR_NOMEM           ? SYNESIS_ERR_NOMEM
+                                                  : SYNESIS_ERR_QUIC;
     }
     s->id = id;
     *out = s;
@@ -656,8 +658,8 @@ static int qc_ssl_new(syn_qconn *qc, SSL_CTX *ctx, char *detail) {
     qc->ssl = SSL_new(ctx);
     if (!qc->ssl)
         return syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "SSL_new");
-    if (ngtcp2_crypto_ossl_ctx_new(&qc->octx, qc->ssl) != 0)
-        return syn_fail(detail, SYNESIS_ERR_CRYPTO, "ngtcp2_crypto_ossl_ctx_new failed");
+    if (ngtcp2_crypto_ossl_ctx_new(&qc->octx, qc->ssl) != 0) /* NGTCP2_CRYPTO_ERR_NOMEM only */
+        return syn_fail(detail, SYNESIS_ERR_NOMEM, "ngtcp2_crypto_ossl_ctx_new: out of memory");
     int rv = qc->server ? ngtcp2_crypto_ossl_configure_server_session(qc->ssl)
                         : ngtcp2_crypto_ossl_configure_client_session(qc->ssl);
     if (rv != 0)
@@ -1019,6 +1021,9 @@ static void local_error(syn_qconn *qc, int rv, const char *where) {
         int nomem = qc->cb_nomem || syn_ossl_oom();
         char reason[160] = "";
         unsigned long e = ERR_peek_last_error();
+        /* (ngtcp2_crypto's own allocations fail without a trace: ask the allocator) */
+        if (!nomem && syn_alloc_failing())
+            nomem = 1;
         if (e && !nomem)
             snprintf(reason, sizeof(reason), " (OpenSSL: %s)",
                      ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "unknown reason");

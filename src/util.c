@@ -51,6 +51,13 @@ int syn_fail_ossl(char *buf, int code, const char *fmt, ...) {
 
 void syn_ossl_clear(void) { ERR_clear_error(); }
 
+int syn_alloc_failing(void) {
+    void *p = OPENSSL_malloc(64);
+    OPENSSL_free(p);
+    ERR_clear_error();
+    return p == NULL;
+}
+
 void *syn_grow(void *ptr, size_t *cap, size_t need, size_t elem, size_t initial, size_t limit) {
     if (need <= *cap)
         return ptr;
