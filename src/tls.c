@@ -323,9 +323,11 @@ int syn_tls_client_handshake_error(SSL *ssl, uint8_t alert, char *detail) {
      * OpenSSL's queue, show as an "internal error" of the handshake.) */
     if (!oom && !alert && syn_alloc_failing())
         oom = 1;
-    /* OpenSSL queues an error whenever its handshake fails; a local failure with nothing queued
-     * and the edge's certificate not refused is ngtcp2_crypto's, which fails only to allocate. */
-    if (!oom && !alert && !nerr && ssl && SSL_get_verify_result(ssl) == X509_V_OK)
+    /* OpenSSL queues an error whenever its handshake fails; a local failure of a handshake under
+     * way with nothing queued and the edge's certificate not refused is ngtcp2_crypto's, which
+     * fails only to allocate. */
+    if (!oom && !alert && !nerr && ssl && !SSL_in_before(ssl) &&
+        SSL_get_verify_result(ssl) == X509_V_OK)
         oom = 1;
     if (oom && (!alert || alert == SSL_AD_CERTIFICATE_REQUIRED))
         /* (certificate_required: we have one, but OpenSSL, failing to allocate while checking

@@ -59,10 +59,19 @@ enum { COMP_WRAP, COMP_OSSL, COMP_CJSON };
 static const char *const comp_names[] = {"malloc", "openssl", "cjson"};
 
 #define MAX_FRAMES 64
+#define MAX_LOGGED 32768
+
+/* The cycle's phases: a failing allocation can also be named by its phase and its rank within
+ * it ("connect+1234"), which stays put when allocations are added or removed in other phases. */
+enum { PH_NEW, PH_CONNECT, PH_REQUESTS, PH_RECONNECT, PH_TEARDOWN, PH_COUNT };
+static const char *const phase_names[PH_COUNT] = {"new", "connect", "requests", "reconnect",
+                                                  "teardown"};
 
 static struct {
     int armed;
     int persistent;
+    int target_phase; /* fail the target_k-th allocation of this phase (-1: fail_at instead) */
+    uint64_t target_k;
     uint64_t count;   /* allocations while armed */
     uint64_t fail_at; /* 0: never */
     uint64_t failed;  /* allocations refused */
@@ -71,12 +80,15 @@ static struct {
     int hit_line;
     void *frames[MAX_FRAMES];
     int nframes;
+    uint8_t comps[MAX_LOGGED]; /* which allocator made each allocation */
 } A;
 
 static int should_fail(int comp, const char *file, int line) {
     if (!A.armed)
         return 0;
     A.count++;
+    if (A.count <= MAX_LOGGED)
+        A.comps[A.count - 1] = (uint8_t)comp;
     if (!A.fail_at || A.count < A.fail_at || (A.count > A.fail_at && !A.persistent))
         return 0;
     if (!A.failed++) {
@@ -150,10 +162,12 @@ typedef struct run_result {
     int codes[MAX_CODES]; /* distinct SYNESIS_ERR_* seen, in order */
     char code_where[MAX_CODES][40];
     int ncodes;
-    char timeout[32];       /* stage that did not finish in time ("" none) */
-    char site[4000];        /* the first refused allocation: where */
-    char caller[320];       /* the innermost frame in the library's own sources */
-    char first_detail[256]; /* the detail string of the first code, when it has one */
+    char timeout[32];              /* stage that did not finish in time ("" none) */
+    char site[4000];               /* the first refused allocation: where */
+    char caller[320];              /* the innermost frame in the library's own sources */
+    char first_detail[256];        /* the detail string of the first code, when it has one */
+    uint64_t phase_base[PH_COUNT]; /* allocations before each phase began (UINT64_MAX: never) */
+    uint8_t comps[MAX_LOGGED];     /* the allocator of each allocation (COMP_*) */
 } run_result;
 
 typedef struct run_ctx {
@@ -173,7 +187,7 @@ static void note_detail(run_result *r, int code, const char *where, const char *
     if (!code)
         return;
     if (!r->ncodes && detail)
-        snprintf(r->first_detail, sizeof(r->first_detail), "%s", detail);
+        syn_copy_str(r->first_detail, sizeof(r->first_detail), detail);
     for (int i = 0; i < r->ncodes; i++)
         if (r->codes[i] == code)
             return;
@@ -283,6 +297,14 @@ static void send_req(run_ctx *c, req_slot *s, int src, size_t n) {
         c->pending++;
 }
 
+static run_result *cur_res;
+
+static void phase(int p) {
+    cur_res->phase_base[p] = A.count;
+    if (A.target_phase == p)
+        A.fail_at = A.count + A.target_k;
+}
+
 static int pred_up_or_ended(void *ud) {
     run_ctx *c = ud;
     return c->ended || synesis_tunnel_is_connected(c->t);
@@ -353,18 +375,24 @@ static void run_cycle(soak_edge *edge, run_result *res, double tscale, int inclu
     req_slot slots[4];
     char detail[512];
 
+    cur_res = res;
+    for (int i = 0; i < PH_COUNT; i++)
+        res->phase_base[i] = UINT64_MAX;
     A.armed = 1;
+    phase(PH_NEW);
     int rv = synesis_tunnel_new(&c.t, loop, &cfg, &cb, &c, detail, sizeof(detail));
     if (rv != 0) {
         note_detail(res, rv, "tunnel_new()", detail);
         goto done;
     }
+    phase(PH_CONNECT);
     if ((rv = synesis_tunnel_connect(c.t)) != 0) {
         note(res, rv, "connect()");
         goto out;
     }
     if (!wait_for(&c, pred_up_or_ended, &c, 5, "connect") || c.ended)
         goto out;
+    phase(PH_REQUESTS);
     send_req(&c, &slots[0], 0, 100);
     send_req(&c, &slots[1], 0, 5000);
     send_req(&c, &slots[2], 1, 70000);
@@ -379,6 +407,7 @@ static void run_cycle(soak_edge *edge, run_result *res, double tscale, int inclu
 
     /* The edge kicks the device: the tunnel reconnects (Reconnecting, then Connected). */
     reconnect_wait w = {&c, c.connected + 1};
+    phase(PH_RECONNECT);
     c.kicked = 1;
     soak_edge_kick(edge);
     if (!wait_for(&c, pred_reconnected, &w, 6, "reconnect") || c.ended)
@@ -389,6 +418,7 @@ static void run_cycle(soak_edge *edge, run_result *res, double tscale, int inclu
     res->completed = c.req_ok == 4;
 
 out:
+    phase(PH_TEARDOWN);
     /* The close linger ends within close_linger; then nothing of the tunnel's stays active. */
     if (synesis_tunnel_disconnect(c.t) == 0 && !soak_run_idle(loop, 2 * tscale) && !res->timeout[0])
         snprintf(res->timeout, sizeof(res->timeout), "linger");
@@ -399,6 +429,7 @@ done:
     A.armed = 0;
     ev_loop_destroy(loop);
     res->count = A.count;
+    memcpy(res->comps, A.comps, sizeof(res->comps));
     res->failed = A.failed;
     res->hit_comp = A.hit_comp;
     if (A.failed) {
@@ -437,6 +468,8 @@ typedef struct sweep {
     double tscale;
     int include_init, verbose;
     char errfile[600];
+    uint64_t phase_base[PH_COUNT]; /* of a successful cycle (count_total) */
+    uint8_t comps[MAX_LOGGED];     /* its allocators, allocation by allocation */
     /* outcomes */
     uint64_t runs, runs_hit, completed, clean_ok, bad;
     uint64_t by_code[64];
@@ -445,7 +478,10 @@ typedef struct sweep {
     int ncode;
 } sweep;
 
-static int child_run(sweep *sw, uint64_t n, int persistent, run_result *out, int *status) {
+/* Runs the cycle in a child, failing allocation n (0: none) or, with target_phase >= 0, the
+ * target_k-th of that phase. */
+static int child_run(sweep *sw, uint64_t n, int persistent, int target_phase, uint64_t target_k,
+                     run_result *out, int *status) {
     int p[2];
     if (pipe(p) != 0) {
         perror("pipe");
@@ -467,7 +503,9 @@ static int child_run(sweep *sw, uint64_t n, int persistent, run_result *out, int
         alarm((unsigned)(60 * sw->tscale));
         static run_result r;
         memset(&r, 0, sizeof(r));
-        A.fail_at = n;
+        A.fail_at = target_phase >= 0 ? 0 : n;
+        A.target_phase = target_phase;
+        A.target_k = target_k;
         A.persistent = persistent;
         run_cycle(&sw->edge, &r, sw->tscale, sw->include_init);
         ssize_t w = write(p[1], &r, sizeof(r));
@@ -517,8 +555,19 @@ static int code_expected(int code) {
     }
 }
 
+/* "phase+k" for allocation n of a successful cycle. */
+static void phase_label(const sweep *sw, uint64_t n, char *out, size_t len) {
+    int p = 0;
+    for (int i = 0; i < PH_COUNT; i++)
+        if (sw->phase_base[i] != UINT64_MAX && n > sw->phase_base[i])
+            p = i;
+    snprintf(out, len, "%s+%" PRIu64, phase_names[p], n - sw->phase_base[p]);
+}
+
 static void record(sweep *sw, uint64_t n, int persistent, const run_result *r, int ok_read,
                    int status) {
+    char label[48];
+    phase_label(sw, n, label, sizeof(label));
     sw->runs++;
     if (r->failed)
         sw->runs_hit++;
@@ -575,10 +624,10 @@ static void record(sweep *sw, uint64_t n, int persistent, const run_result *r, i
             off += (size_t)snprintf(codes + off, sizeof(codes) - off, "%s%s@%s", i ? "," : "",
                                     synesis_error_name(r->codes[i]), r->code_where[i]);
         fprintf(bad ? stderr : stdout,
-                "%s n=%" PRIu64 " %s: allocs %" PRIu64 " refused %" PRIu64 " [%s] %s%s%s codes "
-                "{%s} \"%s\" site: %s | caller: %s\n",
-                bad ? "BAD" : "run", n, persistent ? "persistent" : "single", r->count, r->failed,
-                comp_names[r->hit_comp], r->completed ? "completed" : "stopped",
+                "%s n=%" PRIu64 " (%s) %s: allocs %" PRIu64 " refused %" PRIu64
+                " [%s] %s%s%s codes {%s} \"%s\" site: %s | caller: %s\n",
+                bad ? "BAD" : "run", n, label, persistent ? "persistent" : "single", r->count,
+                r->failed, comp_names[r->hit_comp], r->completed ? "completed" : "stopped",
                 r->timeout[0] ? " timeout:" : "", r->timeout, codes, r->first_detail, r->site,
                 r->caller);
         if (bad) {
@@ -595,12 +644,16 @@ static uint64_t count_total(sweep *sw, int runs) {
     for (int i = 0; i < runs; i++) {
         run_result r;
         int status;
-        if (!child_run(sw, 0, 0, &r, &status) || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
-            !r.completed || r.ncodes) {
+        if (!child_run(sw, 0, 0, -1, 0, &r, &status) || !WIFEXITED(status) ||
+            WEXITSTATUS(status) != 0 || !r.completed || r.ncodes) {
             fprintf(stderr, "alloc: the cycle does not complete without failures:\n");
             record(sw, 0, 0, &r, 1, status);
             print_errfile(sw->errfile);
             exit(1);
+        }
+        if (i == 0) {
+            memcpy(sw->phase_base, r.phase_base, sizeof(sw->phase_base));
+            memcpy(sw->comps, r.comps, sizeof(sw->comps));
         }
         if (r.count > max)
             max = r.count;
@@ -610,6 +663,16 @@ static uint64_t count_total(sweep *sw, int runs) {
     printf("alloc: a successful cycle makes N = %" PRIu64 " allocations (%" PRIu64 " to %" PRIu64
            " over %d runs)\n",
            max, min, max, runs);
+    uint64_t by_comp[3] = {0};
+    for (uint64_t n = 0; n < max && n < MAX_LOGGED; n++)
+        by_comp[sw->comps[n] < 3 ? sw->comps[n] : 0]++;
+    printf("alloc: by allocator: malloc & co. (the library, ngtcp2, ngtcp2_crypto_ossl) %" PRIu64
+           ", OpenSSL %" PRIu64 ", cJSON %" PRIu64 "\n",
+           by_comp[COMP_WRAP], by_comp[COMP_OSSL], by_comp[COMP_CJSON]);
+    printf("alloc: phases start at allocation:");
+    for (int p = 0; p < PH_COUNT; p++)
+        printf(" %s %" PRIu64, phase_names[p], sw->phase_base[p] + 1);
+    printf("\n");
     fflush(stdout);
     return max;
 }
@@ -638,7 +701,7 @@ static uint64_t sweep_range(sweep *sw, int persistent, uint64_t from, uint64_t t
     for (uint64_t n = from; n <= to; n += step) {
         run_result r;
         int status;
-        int ok = child_run(sw, n, persistent, &r, &status);
+        int ok = child_run(sw, n, persistent, -1, 0, &r, &status);
         record(sw, n, persistent, &r, ok, status);
     }
     char what[128];
@@ -649,11 +712,117 @@ static uint64_t sweep_range(sweep *sw, int persistent, uint64_t from, uint64_t t
     return sw->bad - bad0;
 }
 
+/* CI's sample: every allocation through malloc & co. (the library's own, ngtcp2's and
+ * ngtcp2_crypto_ossl's: the few hundred where the library's error paths are), one in three of
+ * cJSON's, and n_ossl of OpenSSL's spread evenly (OpenSSL makes some 97 % of them). */
+static uint64_t sweep_sample(sweep *sw, uint64_t n_total, uint64_t n_ossl) {
+    reset_outcomes(sw);
+    uint64_t bad0 = sw->bad, ossl = 0, cj = 0, picked = 0;
+    for (uint64_t n = 1; n <= n_total && n <= MAX_LOGGED; n++)
+        ossl += sw->comps[n - 1] == COMP_OSSL;
+    uint64_t every = n_ossl ? (ossl + n_ossl - 1) / n_ossl : UINT64_MAX, seen = 0;
+    double t0 = soak_now();
+    for (uint64_t n = 1; n <= n_total && n <= MAX_LOGGED; n++) {
+        int c = sw->comps[n - 1];
+        int take = c == COMP_WRAP || (c == COMP_CJSON && cj++ % 3 == 0) ||
+                   (c == COMP_OSSL && seen++ % every == every / 2);
+        if (!take)
+            continue;
+        picked++;
+        run_result r;
+        int status;
+        int ok = child_run(sw, n, 0, -1, 0, &r, &status);
+        record(sw, n, 0, &r, ok, status);
+    }
+    char what[160];
+    snprintf(what, sizeof(what),
+             "single (n-th fails), sample of %" PRIu64
+             " n (every malloc & co., 1/3 of cJSON, %" PRIu64 " of OpenSSL)",
+             picked, n_ossl);
+    report(sw, what, soak_now() - t0);
+    return sw->bad - bad0;
+}
+
+/* Regression cases: allocations whose failure exposed a defect of the library, now fixed
+ * (docs/reliability.md, "Allocation failure"), named by phase and rank within it, so that they
+ * stay on their site when allocations elsewhere in the cycle come and go. */
+typedef struct regression {
+    int phase;
+    uint64_t k;
+    int persistent;
+    const char *defect; /* what the run gave before the fix */
+} regression;
+
+static const regression regressions[] = {
+  /* single mode; in brackets the sweep's n on the tree of docs/reliability.md */
+    {PH_NEW,      55,   0, "BAD_CERTIFICATE ('nested asn1 error') parsing the device certificate [55]"},
+    {PH_NEW,      121,  0, "KEY_MISMATCH: the device certificate kept without its key [121]"          },
+    {PH_NEW,      191,  0, "UNSUPPORTED_KEY/QUIC: a name lost from OpenSSL's algorithm store [191]"   },
+    {PH_NEW,      4391, 0, "UNSUPPORTED_KEY ('EC (explicit curve parameters)') [4391]"                },
+    {PH_NEW,      6494, 0, "CA_UNREADABLE for an allocation failure reading the CA file [6494]"       },
+    {PH_NEW,      6599, 0, "PEER_UNTRUSTED on every handshake: CA stored without its key [6599]"      },
+    {PH_NEW,      6767, 0, "PEER_UNTRUSTED on every handshake: CA key 'too weak' (size 0) [6767]"     },
+    {PH_NEW,      6786, 0, "CA extensions cached at load: a failure there re-parses [6786]"           },
+    {PH_CONNECT,  295,  0, "QUIC: packet protection could not allocate (callback failure) [7113]"     },
+    {PH_CONNECT,  454,  0, "TLS_HANDSHAKE: ngtcp2_crypto's own allocation, nothing queued [7272]"     },
+    {PH_CONNECT,  989,  0, "PEER_UNTRUSTED ('EE certificate key too weak') [7807]"                    },
+    {PH_CONNECT,  1190, 0, "PEER_UNTRUSTED ('unable to get local issuer certificate') [8008]"         },
+    {PH_REQUESTS, 9,    0, "QUIC ('cannot open a stream'): ngtcp2 could not allocate it [8699]"       },
+    {PH_REQUESTS, 16,   0, "vitals: replacing a member (formerly cJSON_Replace...) [8706]"            },
+    {PH_REQUESTS, 22,   0, "HEARTBEAT_REFUSED: a heartbeat without its device_id [8712]"              },
+    {PH_REQUESTS, 51,   0, "HEARTBEAT_REFUSED and a leaked vitals object ('vitals' key) [8741]"       },
+    {PH_REQUESTS, 128,  0, "stats_json: an object without its \"state\" member [8818]"                },
+ /* persistent mode */
+};
+
+/* Runs one phase-relative case; returns 1 when it went bad. */
+static uint64_t run_at(sweep *sw, int phase, uint64_t k, int persistent, const char *what) {
+    run_result r;
+    int status;
+    uint64_t bad0 = sw->bad;
+    int ok = child_run(sw, 0, persistent, phase, k, &r, &status);
+    uint64_t n = sw->phase_base[phase] + k;
+    printf("alloc: %s+%" PRIu64 " (n=%" PRIu64 ") %s%s%s: %s%s\n", phase_names[phase], k, n,
+           persistent ? "persistent" : "single", what ? ", before the fix: " : "", what ? what : "",
+           ok && r.ncodes ? synesis_error_name(r.codes[0]) : "no error code",
+           r.completed ? ", cycle completed" : "");
+    record(sw, n, persistent, &r, ok, status);
+    return sw->bad - bad0;
+}
+
+static uint64_t run_regressions(sweep *sw) {
+    reset_outcomes(sw);
+    uint64_t bad = 0;
+    for (size_t i = 0; i < sizeof(regressions) / sizeof(regressions[0]); i++)
+        bad += run_at(sw, regressions[i].phase, regressions[i].k, regressions[i].persistent,
+                      regressions[i].defect);
+    printf("alloc: %zu regression cases, %" PRIu64 " bad\n",
+           sizeof(regressions) / sizeof(regressions[0]), bad);
+    return bad;
+}
+
+/* "phase+k" or "phase+k:persistent" */
+static int parse_at(const char *spec, int *phase, uint64_t *k, int *persistent) {
+    for (int p = 0; p < PH_COUNT; p++) {
+        size_t l = strlen(phase_names[p]);
+        if (strncmp(spec, phase_names[p], l) == 0 && spec[l] == '+') {
+            char *end;
+            *phase = p;
+            *k = strtoull(spec + l + 1, &end, 10);
+            *persistent = strcmp(end, ":persistent") == 0;
+            return *k > 0 && (!*end || *persistent) ? 0 : -1;
+        }
+    }
+    return -1;
+}
+
 static void usage(void) {
-    fprintf(stderr, "usage: test_alloc_fail [--full | --count | --mode single|persistent --from A "
-                    "--to B [--step K]]\n"
-                    "       [--sample N] [--sample-persistent N] [--verbose] [--include-init] "
-                    "[--timeout-scale X]\n");
+    fprintf(stderr,
+            "usage: test_alloc_fail [--full | --count | --regressions | --at PHASE+K[:persistent]"
+            " ... |\n"
+            "       --mode single|persistent --from A --to B [--step K]]\n"
+            "       [--sample N] [--sample-persistent N] [--verbose] [--include-init] "
+            "[--timeout-scale X]\n");
     exit(2);
 }
 
@@ -668,8 +837,10 @@ int main(int argc, char **argv) {
 
     static sweep sw;
     sw.tscale = 1;
-    int full = 0, count_only = 0, mode = -1;
-    uint64_t from = 1, to = 0, step = 1, sample = 120, sample_p = 40;
+    int full = 0, count_only = 0, mode = -1, regressions_only = 0;
+    const char *at[32];
+    int nat = 0;
+    uint64_t from = 1, to = 0, step = 1, sample = 100, sample_p = 40;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--full") == 0)
@@ -678,6 +849,10 @@ int main(int argc, char **argv) {
             count_only = 1;
         else if (strcmp(a, "--verbose") == 0)
             sw.verbose = 1;
+        else if (strcmp(a, "--regressions") == 0)
+            regressions_only = 1;
+        else if (v && strcmp(a, "--at") == 0 && nat < 32)
+            at[nat++] = v, i++;
         else if (strcmp(a, "--include-init") == 0)
             sw.include_init = 1;
         else if (v && strcmp(a, "--mode") == 0)
@@ -712,6 +887,17 @@ int main(int argc, char **argv) {
     double t0 = soak_now();
     if (count_only) {
         /* nothing more */
+    } else if (nat) {
+        reset_outcomes(&sw);
+        for (int i = 0; i < nat; i++) {
+            int ph, pers;
+            uint64_t k;
+            if (parse_at(at[i], &ph, &k, &pers) != 0)
+                usage();
+            bad += run_at(&sw, ph, k, pers, NULL);
+        }
+    } else if (regressions_only) {
+        bad += run_regressions(&sw);
     } else if (mode >= 0) {
         bad += sweep_range(&sw, mode, from, to ? to : n_total, step);
     } else if (full) {
@@ -719,12 +905,12 @@ int main(int argc, char **argv) {
         bad += sweep_range(&sw, 1, 1, n_total, 1);
     } else {
         /* CI: an even sample of the whole cycle in both modes. */
-        uint64_t s1 = sample ? (n_total + sample - 1) / sample : n_total + 1;
         uint64_t s2 = sample_p ? (n_total + sample_p - 1) / sample_p : n_total + 1;
         if (sample)
-            bad += sweep_range(&sw, 0, 1, n_total, s1 ? s1 : 1);
+            bad += sweep_sample(&sw, n_total, sample);
         if (sample_p)
             bad += sweep_range(&sw, 1, 1 + s2 / 2, n_total, s2 ? s2 : 1);
+        bad += run_regressions(&sw);
     }
     if (soak_edge_stop(&sw.edge) != 0)
         bad++;
