@@ -82,6 +82,7 @@ struct syn_qconn {
     unsigned hs_done : 1, hs_notify : 1, avail_notify : 1, need_flush : 1;
     uint64_t tls_completed_ns; /* syn_now_ns() at handshake completion (0 before) */
     unsigned close_req : 1, end_pending : 1, ended : 1, free_pending : 1;
+    unsigned cb_nomem : 1; /* one of our ngtcp2 callbacks failed for want of memory */
     uint64_t close_code;
     char close_reason[64];
     ngtcp2_ccerr ccerr; /* what we send in CONNECTION_CLOSE after a local error */
@@ -365,7 +366,9 @@ int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out
                   : ngtcp2_conn_open_uni_stream(qc->conn, &id, s);
     if (rv != 0) {
         stream_free(qc, s);
-        return rv == NGTCP2_ERR_STREAM_ID_BLOCKED ? SYNESIS_ERR_WOULD_BLOCK : SYNESIS_ERR_QUIC;
+        return rv == NGTCP2_ERR_STREAM_ID_BLOCKED ? SYNESIS_ERR_WOULD_BLOCK
+               : rv == NGTCP2_ERR_NOMEM           ? SYNESIS_ERR_NOMEM
+                                                  : SYNESIS_ERR_QUIC;
     }
     s->id = id;
     *out = s;
@@ -461,8 +464,10 @@ static int stream_open_cb(ngtcp2_conn *conn, int64_t id, void *ud) {
         peer_streams_credit(qc, uni);
     }
     syn_qstream *s = stream_new(qc, id, NULL);
-    if (!s)
+    if (!s) {
+        qc->cb_nomem = 1; /* ngtcp2 turns any callback error into NGTCP2_ERR_CALLBACK_FAILURE */
         return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
     ngtcp2_conn_set_stream_user_data(conn, id, s);
     if (!qc->ops->stream_open || qc->ops->stream_open(qc, s) != 0)
         ngtcp2_conn_shutdown_stream(conn, 0, id, 0x1 /* refused */);
@@ -751,8 +756,8 @@ static int qc_ssl_new(syn_qconn *qc, SSL_CTX *ctx, char *detail) {
     qc->ssl = SSL_new(ctx);
     if (!qc->ssl)
         return syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "SSL_new");
-    if (ngtcp2_crypto_ossl_ctx_new(&qc->octx, qc->ssl) != 0)
-        return syn_fail(detail, SYNESIS_ERR_CRYPTO, "ngtcp2_crypto_ossl_ctx_new failed");
+    if (ngtcp2_crypto_ossl_ctx_new(&qc->octx, qc->ssl) != 0) /* NGTCP2_CRYPTO_ERR_NOMEM only */
+        return syn_fail(detail, SYNESIS_ERR_NOMEM, "ngtcp2_crypto_ossl_ctx_new: out of memory");
     int rv = qc->server ? ngtcp2_crypto_ossl_configure_server_session(qc->ssl)
                         : ngtcp2_crypto_ossl_configure_client_session(qc->ssl);
     if (rv != 0)
@@ -1151,6 +1156,27 @@ static void local_error(syn_qconn *qc, int rv, const char *where) {
             int code = syn_tls_client_handshake_error(qc->ssl, 0, d);
             qc_end(qc, code, "%s", d);
         }
+        return;
+    }
+    case NGTCP2_ERR_CALLBACK_FAILURE: {
+        /* A local failure, not the peer's: one of our callbacks (out of memory), or one of
+         * ngtcp2_crypto's (packet protection, key derivation, randomness), that is OpenSSL, which
+         * fails when it cannot allocate, or for good once an allocation failure has left its
+         * process-wide algorithm store without an algorithm it needs. */
+        int nomem = qc->cb_nomem || syn_ossl_oom();
+        char reason[160] = "";
+        unsigned long e = ERR_peek_last_error();
+        /* (ngtcp2_crypto's own allocations fail without a trace: ask the allocator) */
+        if (!nomem && syn_alloc_failing())
+            nomem = 1;
+        if (e && !nomem)
+            snprintf(reason, sizeof(reason), " (OpenSSL: %s)",
+                     ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "unknown reason");
+        ERR_clear_error();
+        ngtcp2_ccerr_set_liberr(&qc->ccerr, rv, NULL, 0);
+        send_close(qc);
+        qc_end(qc, nomem ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_CRYPTO, "%s: %s%s%s", where,
+               ngtcp2_strerror(rv), nomem ? ": out of memory" : "", reason);
         return;
     }
     default:

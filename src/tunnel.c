@@ -1198,7 +1198,10 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return SYNESIS_ERR_NOMEM;
-#define NUM(name) cJSON_AddNumberToObject(o, #name, (double)st.name)
+    /* Every member or none: a failed add means out of memory, not a shorter object. */
+    int ok = 1;
+#define NUM(name) ok &= cJSON_AddNumberToObject(o, #name, (double)st.name) != NULL
+#define STR(name, value) ok &= cJSON_AddStringToObject(o, name, value) != NULL
     NUM(bytes_sent);
     NUM(bytes_received);
     NUM(requests_sent);
@@ -1215,9 +1218,8 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     NUM(last_heartbeat_rtt_ms);
     NUM(connections);
     NUM(reconnects);
-    cJSON_AddStringToObject(o, "last_error",
-                            st.last_error ? synesis_error_name(st.last_error) : "");
-    cJSON_AddStringToObject(o, "last_error_detail", st.last_error_detail);
+    STR("last_error", st.last_error ? synesis_error_name(st.last_error) : "");
+    STR("last_error_detail", st.last_error_detail);
     NUM(time_disconnected);
     NUM(handshake_time);
     NUM(handshake_completed_time);
@@ -1227,11 +1229,12 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     NUM(cwnd);
     NUM(packets_sent);
     NUM(packets_lost);
-    cJSON_AddStringToObject(o, "remote_address", st.remote_address);
+    STR("remote_address", st.remote_address);
     NUM(address_fallbacks);
+    STR("state", synesis_state_name(t->state.kind));
 #undef NUM
-    cJSON_AddStringToObject(o, "state", synesis_state_name(t->state.kind));
-    char *json = cJSON_PrintUnformatted(o);
+#undef STR
+    char *json = ok ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (!json)
         return SYNESIS_ERR_NOMEM;
