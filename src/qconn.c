@@ -1856,3 +1856,11 @@ uint64_t syn_qconn_pto_ns(const syn_qconn *qc) {
 void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out) {
     ngtcp2_conn_get_conn_info(qc->conn, out);
 }
+
+int syn_qconn_trim(syn_qconn *qc) {
+    if (qc->depth > 0)
+        return 0; /* the write loop may be using the buffer */
+    return syn_udp_tx_trim(&qc->tx);
+}
+
+const syn_udp_tx *syn_qconn_tx(const syn_qconn *qc) { return &qc->tx; }

@@ -236,6 +236,12 @@ int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local);
 /* Server, tests only (a hostile edge that changes its address, which QUIC does not allow a
  * server): sends from fd from now on, and closes fd when the connection is finally freed. */
 void syn_qconn_server_send_from(syn_qconn *qc, int fd);
+/* Releases the large send buffer of the batched writes (see syn_udp_tx) when nothing is queued:
+ * for an owner whose connection has gone quiet; the next write pass that needs it allocates it
+ * again. Returns 1 when no large buffer is held afterwards. */
+int syn_qconn_trim(syn_qconn *qc);
+/* The send batch (its counters, for tests). */
+const syn_udp_tx *syn_qconn_tx(const syn_qconn *qc);
 
 /* Streams. open returns SYNESIS_ERR_WOULD_BLOCK when the peer's stream limit is reached. */
 int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out);

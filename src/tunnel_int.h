@@ -41,6 +41,7 @@ typedef struct syn_tunnel_wakes {
     uint64_t heartbeat;       /* the heartbeat timer fired */
     uint64_t heartbeat_early; /* heartbeats sent ahead of their timer, on another wake-up */
     uint64_t pings_recv;      /* PING frames received on the current connection */
+    uint64_t buffer_timer;    /* the I/O buffers' release timer fired (buf_timer) */
     syn_qconn_wakes qc;       /* the current connection's expiry timer (zero without one) */
 } syn_tunnel_wakes;
 
@@ -66,8 +67,10 @@ struct synesis_tunnel {
 
     synesis_tunnel_state state;
 #define SYN_STATE_QUEUE 16
-    synesis_tunnel_state queued[SYN_STATE_QUEUE][2]; /* transitions made during a notification */
-    size_t nqueued;
+    /* Transitions made during a notification (at most SYN_STATE_QUEUE; allocated when first
+     * needed: a state is 288 bytes). */
+    synesis_tunnel_state (*queued)[2];
+    size_t nqueued, queued_cap;
     syn_subscriber *subs;
     size_t nsubs, subs_cap;
     uint32_t next_sub_id;
@@ -81,7 +84,14 @@ struct synesis_tunnel {
     syn_sockaddr local, remote;
     ev_io rio;
     syn_qconn *qc;
+    /* The receive buffers (GRO slots, shared with the lingering connections): taken on the first
+     * datagram, released with the connection's large send buffer when the tunnel is quiet
+     * (buffers_after_read, buf_timer in tunnel.c), so an idle tunnel holds neither. */
     syn_udp_rx *rx;
+    ev_timer buf_timer;
+    ev_tstamp rx_used_at;         /* the last read event */
+    unsigned rx_run;              /* read events since the last quiet spell (capped) */
+    uint64_t rx_allocs, rx_frees; /* counters for tests */
     int pending_sock_err;
     /* Connections closing in the background after disconnect() (config.close_linger): each owns
      * its socket and read watcher; free() ends them at once. */
@@ -176,6 +186,13 @@ int syn_tunnel_ready(const synesis_tunnel *t);
 
 /* The wake-up counts by cause; the connection's part is the current connection's. */
 void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out);
+/* Quiet this long (seconds without a datagram received), a tunnel releases its receive buffers
+ * and its connection's large send buffer (at once at the end of a short exchange that follows
+ * such a spell); the next datagram, or write pass that needs it, takes them again. */
+#define SYN_TUNNEL_BUFFER_IDLE 0.25
+/* A run of at most this many read events after a quiet spell is a short exchange: the buffers go
+ * at its end (see buffers_after_read in tunnel.c). */
+#define SYN_TUNNEL_SHORT_RUN 4
 
 /* Tests only: asks the state machine for a transition to kind (with attempt for Reconnecting),
  * exactly as the tunnel's own code does; returns 0 or SYNESIS_ERR_INVALID_STATE. */

@@ -240,6 +240,16 @@ typedef struct synesis_tunnel_config {
      * requests leave the queue (stream opened, or completed, cancelled or failed while waiting).
      * Default 64 MiB (the reference edge's largest request); 1 to SIZE_MAX. */
     size_t max_queued_request_bytes;
+    /* Appended: share the TLS context of another tunnel instead of building one. For an
+     * application that runs many tunnels with one identity: each tunnel then saves the heap a
+     * context takes (about 30 KB: OpenSSL's per-context tables, the certificate chain, key and
+     * trust anchors; docs/performance.md) and the loading of its files. The tunnel named here need
+     * only be live during synesis_tunnel_new(): the context is reference counted, so either
+     * tunnel may be freed first, and it may run on another loop or thread. This tunnel then uses
+     * that tunnel's certificate and key (cert_path, key_path, cert_pem, key_pem, key_passphrase),
+     * trust (use_system_trust, ca_path, ca_dir), spki_pins and tls_groups: those fields of this
+     * config are ignored, neither read nor checked. Default NULL: a context of its own. */
+    const synesis_tunnel *share_tls_with;
 } synesis_tunnel_config;
 
 /* Fills cfg with every default listed above. */
@@ -296,7 +306,8 @@ typedef struct synesis_tunnel_callbacks {
 
 /*
  * Creates a tunnel on loop. Validates the configuration (URL, certificate, key, trust) and builds
- * the TLS context now, so that a bad certificate or key is reported here, not on connect.
+ * the TLS context now (or shares that of config.share_tls_with), so that a bad certificate or key
+ * is reported here, not on connect.
  * The tunnel starts Disconnected and does nothing until synesis_tunnel_connect().
  * On failure *out is NULL and, when detail is given, it receives a message naming the cause.
  * callbacks may be NULL; it is copied.

@@ -694,6 +694,63 @@ static void bench_impaired(void) {
 
 /* ---- 5. footprint ---- */
 
+/* One round of the footprint figure: n tunnels created (sharing the TLS context of one more
+ * tunnel, made first, when share), connected, then idle for half a second. Heap per tunnel before
+ * connect and once idle, RSS growth, time to connect them all. */
+typedef struct fp_round {
+    double heap_new, heap_idle, all_up;
+    size_t up;
+    long c_rss_kb, e_rss_kb;
+    double e_cpu;
+} fp_round;
+
+static fp_round footprint_round(struct ev_loop *loop, edge_proc *ep, size_t n, int share) {
+    fp_round r = {0};
+    synesis_tunnel_config c;
+    tunnel_config(&c, ep->port);
+    c.handshake_timeout = 30;
+    c.retry_initial_connect = 1;
+    synesis_tunnel *tmpl = share ? tunnel_new(loop, &c) : NULL;
+    c.share_tls_with = tmpl;
+    synesis_tunnel **t = calloc(n, sizeof(*t));
+    run_for(loop, 0.05);
+    long e_rss0 = bench_status_kb(ep->pid, "VmRSS"), c_rss0 = bench_status_kb(getpid(), "VmRSS");
+    double e_cpu0 = bench_cpu_of(ep->pid);
+    size_t heap0 = heap_in_use();
+    for (size_t i = 0; i < n; i++)
+        t[i] = tunnel_new(loop, &c);
+    size_t heap_new = heap_in_use();
+    double t0 = now_s();
+    for (size_t i = 0; i < n; i++)
+        synesis_tunnel_connect(t[i]);
+    ev_timer wake;
+    ev_timer_init(&wake, wake_cb, 0.01, 0.01);
+    ev_timer_start(loop, &wake);
+    while (now_s() < t0 + 60) {
+        r.up = 0;
+        for (size_t i = 0; i < n; i++)
+            r.up += synesis_tunnel_is_connected(t[i]) ? 1 : 0;
+        if (r.up == n)
+            break;
+        ev_run(loop, EVRUN_ONCE);
+    }
+    r.all_up = now_s() - t0;
+    ev_timer_stop(loop, &wake);
+    run_for(loop, 0.5);
+    size_t heap1 = heap_in_use();
+    r.c_rss_kb = bench_status_kb(getpid(), "VmRSS") - c_rss0;
+    r.e_rss_kb = bench_status_kb(ep->pid, "VmRSS") - e_rss0;
+    r.e_cpu = bench_cpu_of(ep->pid) - e_cpu0;
+    r.heap_new = (double)(heap_new - heap0) / (double)n;
+    r.heap_idle = (double)(heap1 - heap0) / (double)n;
+    for (size_t i = 0; i < n; i++)
+        synesis_tunnel_free(t[i]);
+    synesis_tunnel_free(tmpl);
+    free(t);
+    run_for(loop, 0.05);
+    return r;
+}
+
 static void bench_footprint(void) {
     size_t n = opt.quick ? 100 : 1000;
     /* Each tunnel holds a UDP socket (and a timerfd while busy): raise the soft fd limit. */
@@ -712,55 +769,22 @@ static void bench_footprint(void) {
     edge_opts eo = {0};
     edge_proc ep = edge_spawn(&eo);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    synesis_tunnel_config c;
-    tunnel_config(&c, ep.port);
-    c.handshake_timeout = 30;
-    c.retry_initial_connect = 1;
-    synesis_tunnel **t = calloc(n, sizeof(*t));
-    run_for(loop, 0.05);
-    long e_rss0 = bench_status_kb(ep.pid, "VmRSS"), c_rss0 = bench_status_kb(getpid(), "VmRSS");
-    double e_cpu0 = bench_cpu_of(ep.pid);
-    size_t heap0 = heap_in_use();
-    for (size_t i = 0; i < n; i++)
-        t[i] = tunnel_new(loop, &c);
-    size_t heap_new = heap_in_use();
-    double t0 = now_s();
-    for (size_t i = 0; i < n; i++)
-        synesis_tunnel_connect(t[i]);
-    size_t up = 0;
-    ev_timer wake;
-    ev_timer_init(&wake, wake_cb, 0.01, 0.01);
-    ev_timer_start(loop, &wake);
-    while (now_s() < t0 + 60) {
-        up = 0;
-        for (size_t i = 0; i < n; i++)
-            up += synesis_tunnel_is_connected(t[i]) ? 1 : 0;
-        if (up == n)
-            break;
-        ev_run(loop, EVRUN_ONCE);
-    }
-    double all_up = now_s() - t0;
-    ev_timer_stop(loop, &wake);
-    run_for(loop, 0.5);
-    size_t heap1 = heap_in_use();
-    long e_rss1 = bench_status_kb(ep.pid, "VmRSS"), c_rss1 = bench_status_kb(getpid(), "VmRSS");
-    double e_cpu = bench_cpu_of(ep.pid) - e_cpu0;
-    double v[1] = {(double)(heap1 - heap0) / (double)n};
+    fp_round own = footprint_round(loop, &ep, n, 0);
+    /* The same with one TLS context for all (config.share_tls_with). */
+    fp_round shared = footprint_round(loop, &ep, n, 1);
+    double v[1] = {own.heap_idle};
     cJSON *x = cJSON_CreateObject();
-    cJSON_AddNumberToObject(x, "heap_per_tunnel_before_connect",
-                            (double)(heap_new - heap0) / (double)n);
+    cJSON_AddNumberToObject(x, "heap_per_tunnel_before_connect", own.heap_new);
+    cJSON_AddNumberToObject(x, "shared_tls_heap_per_idle_tunnel", shared.heap_idle);
+    cJSON_AddNumberToObject(x, "shared_tls_heap_per_tunnel_before_connect", shared.heap_new);
     emit("footprint_heap_per_idle_tunnel", NULL, "bytes", v, 1, x);
-    double w[1] = {all_up};
+    double w[1] = {own.all_up};
     x = cJSON_CreateObject();
-    cJSON_AddNumberToObject(x, "connected", (double)up);
-    cJSON_AddNumberToObject(x, "client_rss_kb", (double)(c_rss1 - c_rss0));
-    cJSON_AddNumberToObject(x, "edge_rss_kb", (double)(e_rss1 - e_rss0));
-    cJSON_AddNumberToObject(x, "edge_cpu_s", e_cpu);
+    cJSON_AddNumberToObject(x, "connected", (double)own.up);
+    cJSON_AddNumberToObject(x, "client_rss_kb", (double)own.c_rss_kb);
+    cJSON_AddNumberToObject(x, "edge_rss_kb", (double)own.e_rss_kb);
+    cJSON_AddNumberToObject(x, "edge_cpu_s", own.e_cpu);
     emit("footprint_connect_all", params_of("tunnels", (double)n, NULL, NULL), "s", w, 1, x);
-    for (size_t i = 0; i < n; i++)
-        synesis_tunnel_free(t[i]);
-    free(t);
-    run_for(loop, 0.05);
     ev_loop_destroy(loop);
     edge_stop(&ep, NULL, NULL);
 }
@@ -813,7 +837,7 @@ static void bench_idle(void) {
     double pm = 60 / el;
     cJSON *b = cJSON_AddObjectToObject(x, "per_min_by_cause");
     uint64_t rx = w1.rx - w0.rx, hb = w1.heartbeat - w0.heartbeat, ex = w1.qc.expiry - w0.qc.expiry,
-             st = w1.qc.fine_stale - w0.qc.fine_stale;
+             st = w1.qc.fine_stale - w0.qc.fine_stale, bt = w1.buffer_timer - w0.buffer_timer;
     cJSON_AddNumberToObject(b, "socket_readable", (double)rx * pm);
     cJSON_AddNumberToObject(b, "socket_readable_answered_at_once",
                             (double)(w1.rx_sent - w0.rx_sent) * pm);
@@ -829,7 +853,8 @@ static void bench_idle(void) {
     cJSON_AddNumberToObject(b, "expiry_sent_nothing",
                             (double)(w1.qc.expiry_idle - w0.qc.expiry_idle) * pm);
     cJSON_AddNumberToObject(b, "timerfd_stale", (double)st * pm);
-    cJSON_AddNumberToObject(b, "other", ((double)wakeups - (double)(rx + hb + ex + st)) * pm);
+    cJSON_AddNumberToObject(b, "buffer_timer", (double)bt * pm);
+    cJSON_AddNumberToObject(b, "other", ((double)wakeups - (double)(rx + hb + ex + st + bt)) * pm);
     emit("idle", NULL, "wakeups/min", v, 1, x);
 }
 
