@@ -44,13 +44,14 @@ openssl_options=(
     no-idea no-rc2 no-rc4 no-rc5 no-md4 no-mdc2 no-whirlpool no-rmd160 no-blake2 no-seed no-bf
     no-cast no-camellia no-aria no-sm2 no-sm3 no-sm4 no-gost no-ec2m no-dsa no-dh no-slh-dsa
     no-siv no-ocb no-multiblock
-    -fPIC
+    # every function and object in its own section, so that our link drops what is unreferenced
+    -fPIC -ffunction-sections -fdata-sections
 )
 # ngtcp2's CMake options (the install prefix and OpenSSL's location are added below).
 ngtcp2_options=(
     -DCMAKE_BUILD_TYPE=Release -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DENABLE_LIB_ONLY=ON
     -DENABLE_SHARED_LIB=OFF -DENABLE_STATIC_LIB=ON -DBUILD_TESTING=OFF -DENABLE_OPENSSL=ON
-    -DENABLE_GNUTLS=OFF -DOPENSSL_USE_STATIC_LIBS=ON
+    -DENABLE_GNUTLS=OFF -DOPENSSL_USE_STATIC_LIBS=ON "-DCMAKE_C_FLAGS=-ffunction-sections -fdata-sections"
 )
 # The cache key includes a hash of the options (and of this recipe's revision), so changing them
 # builds anew and a build made with other options is never picked up.
