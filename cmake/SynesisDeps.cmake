@@ -43,8 +43,13 @@ else()
   if(NOT SYNESIS_DEPS_PREFIX)
     message(STATUS "synesis: system OpenSSL/ngtcp2 too old or missing; bootstrapping from Debian sources")
   endif()
+  # MinSizeRel gets dependencies built for size (-Os, no unwind tables), kept apart in the cache.
+  set(_boot_args)
+  if(CMAKE_BUILD_TYPE STREQUAL "MinSizeRel")
+    set(_boot_args --small)
+  endif()
   execute_process(
-    COMMAND bash "${CMAKE_CURRENT_LIST_DIR}/bootstrap-deps.sh"
+    COMMAND bash "${CMAKE_CURRENT_LIST_DIR}/bootstrap-deps.sh" ${_boot_args}
     OUTPUT_VARIABLE _boot_out
     RESULT_VARIABLE _boot_rv)
   if(NOT _boot_rv EQUAL 0)

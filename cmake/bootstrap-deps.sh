@@ -6,8 +6,11 @@
 # signed Sources index. The result is a static, position-independent install prefix in a per-user
 # cache keyed by a hash of the build options below and the versions, reused on the next run.
 #
-# Usage: bootstrap-deps.sh [--refresh]
+# Usage: bootstrap-deps.sh [--refresh] [--small]
 #   prints, as its last line on stdout, `SYNESIS_DEPS_PREFIX=<dir>`.
+#   --refresh  rebuild even if the cache holds a build
+#   --small    optimise for size (CMake passes it for CMAKE_BUILD_TYPE=MinSizeRel): -Os and no
+#              unwind tables; a separate build in the cache
 # Environment:
 #   SYNESIS_DEPS_CACHE   cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/synesis-tunnel)
 #   SYNESIS_DEPS_JOBS    parallel build jobs (default: nproc)
@@ -24,8 +27,29 @@ home=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
 cache_root=${SYNESIS_DEPS_CACHE:-${XDG_CACHE_HOME:-$home/.cache}/synesis-tunnel}
 jobs=${SYNESIS_DEPS_JOBS:-$(nproc 2>/dev/null || echo 2)}
 suites=${SYNESIS_DEPS_SUITES:-"trixie forky sid"}
-refresh=0
-[ "${1:-}" = "--refresh" ] && refresh=1
+
+step() { printf '[synesis-deps] %s\n' "$*" >&2; }
+die() { printf '[synesis-deps] ERROR: %s\n' "$*" >&2; exit 1; }
+
+refresh=0 small=0
+for arg in "$@"; do
+    case $arg in
+        --refresh) refresh=1 ;;
+        --small) small=1 ;;
+        *) die "unknown argument '$arg' (usage: bootstrap-deps.sh [--refresh] [--small])" ;;
+    esac
+done
+
+# Compiler flags of both: every function and object in its own section, so that our link drops
+# what nothing references. --small: -Os instead of -O3 (ML-KEM and X25519 get slower; the assembly
+# stays) and no unwind tables (debuggers, profilers and sanitizers cannot walk through OpenSSL's and
+# ngtcp2's frames): docs/performance.md, "Binary size".
+dep_cflags=(-ffunction-sections -fdata-sections)
+ngtcp2_build_type=Release
+if [ $small -eq 1 ]; then
+    dep_cflags+=(-Os -fno-asynchronous-unwind-tables -fno-unwind-tables)
+    ngtcp2_build_type=MinSizeRel
+fi
 
 # OpenSSL's Configure options. Besides the products we do not need, everything the tunnel, its
 # tests, examples and benchmarks never use is left out (docs/performance.md, "Binary size", says
@@ -43,24 +67,20 @@ openssl_options=(
     # algorithms
     no-idea no-rc2 no-rc4 no-rc5 no-md4 no-mdc2 no-whirlpool no-rmd160 no-blake2 no-seed no-bf
     no-cast no-camellia no-aria no-sm2 no-sm3 no-sm4 no-gost no-ec2m no-dsa no-dh no-slh-dsa
-    no-siv no-ocb no-multiblock
-    # every function and object in its own section, so that our link drops what is unreferenced
-    -fPIC -ffunction-sections -fdata-sections
+    no-siv no-ocb no-multiblock no-rfc3779
+    -fPIC "${dep_cflags[@]}"
 )
 # ngtcp2's CMake options (the install prefix and OpenSSL's location are added below).
 ngtcp2_options=(
-    -DCMAKE_BUILD_TYPE=Release -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DENABLE_LIB_ONLY=ON
+    -DCMAKE_BUILD_TYPE=$ngtcp2_build_type -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DENABLE_LIB_ONLY=ON
     -DENABLE_SHARED_LIB=OFF -DENABLE_STATIC_LIB=ON -DBUILD_TESTING=OFF -DENABLE_OPENSSL=ON
-    -DENABLE_GNUTLS=OFF -DOPENSSL_USE_STATIC_LIBS=ON "-DCMAKE_C_FLAGS=-ffunction-sections -fdata-sections"
+    -DENABLE_GNUTLS=OFF -DOPENSSL_USE_STATIC_LIBS=ON "-DCMAKE_C_FLAGS=${dep_cflags[*]}"
 )
 # The cache key includes a hash of the options (and of this recipe's revision), so changing them
 # builds anew and a build made with other options is never picked up.
 recipe=2
 options_hash=$(printf '%s\n' "recipe=$recipe" "${openssl_options[@]}" -- "${ngtcp2_options[@]}" |
     sha256sum | cut -c1-12)
-
-step() { printf '[synesis-deps] %s\n' "$*" >&2; }
-die() { printf '[synesis-deps] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # run_logged LOG DESCRIPTION CMD...: runs CMD with its output in LOG; on failure prints the tail.
 run_logged() {
