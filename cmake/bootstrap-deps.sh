@@ -72,7 +72,7 @@ openssl_options=(
 )
 # ngtcp2's CMake options (the install prefix and OpenSSL's location are added below).
 ngtcp2_options=(
-    -DCMAKE_BUILD_TYPE=$ngtcp2_build_type -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DENABLE_LIB_ONLY=ON
+    "-DCMAKE_BUILD_TYPE=$ngtcp2_build_type" -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DENABLE_LIB_ONLY=ON
     -DENABLE_SHARED_LIB=OFF -DENABLE_STATIC_LIB=ON -DBUILD_TESTING=OFF -DENABLE_OPENSSL=ON
     -DENABLE_GNUTLS=OFF -DOPENSSL_USE_STATIC_LIBS=ON "-DCMAKE_C_FLAGS=${dep_cflags[*]}"
 )
