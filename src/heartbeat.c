@@ -19,8 +19,9 @@ static int vitals_set(synesis_vitals *v, const char *key, cJSON *item) {
         cJSON_Delete(item);
         return item ? SYNESIS_ERR_INVALID_ARGUMENT : SYNESIS_ERR_NOMEM;
     }
-    if (cJSON_GetObjectItemCaseSensitive(v->obj, key))
-        return cJSON_ReplaceItemInObjectCaseSensitive(v->obj, key, item) ? 0 : SYNESIS_ERR_NOMEM;
+    /* Replacing: the old one goes first, so a failure (copying the key) leaves item with us
+     * whatever the cJSON version does with a replacement it could not name. */
+    cJSON_DeleteItemFromObjectCaseSensitive(v->obj, key);
     return cJSON_AddItemToObject(v->obj, key, item) ? 0 : (cJSON_Delete(item), SYNESIS_ERR_NOMEM);
 }
 
@@ -46,12 +47,11 @@ int syn_heartbeat_init(synesis_tunnel *t, char *detail) {
         syn_copy_str(t->device_id, sizeof(t->device_id), t->cfg.device_id);
         return 0;
     }
-    /* The device id is the certificate's CN without its "device-" prefix. */
-    SSL *ssl = SSL_new(t->ssl_ctx);
-    X509 *leaf = ssl ? SSL_get_certificate(ssl) : NULL;
+    /* The device id is the certificate's CN without its "device-" prefix. (From the context
+     * itself: an SSL made only to reach the certificate could fail to allocate.) */
+    X509 *leaf = SSL_CTX_get0_certificate(t->ssl_ctx);
     char cn[128] = "";
     int rv = leaf ? syn_cert_common_name(leaf, cn, sizeof(cn)) : SYNESIS_ERR_NO_CERTIFICATE;
-    SSL_free(ssl);
     if (rv != 0)
         return syn_fail(detail, rv,
                         "cannot derive the device id from the certificate's CN; set "
@@ -74,14 +74,19 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t 
         synesis_vitals v = {vit};
         t->cb.on_vitals(t, &v, t->user_data);
     }
-    cJSON_AddStringToObject(o, "device_id", t->device_id);
-    cJSON_AddNumberToObject(o, "timestamp", (double)ts);
-    cJSON_AddNumberToObject(o, "sequence", (double)seq);
-    /* The edge may send its keep-alive PINGs just before ours would go (docs/protocol.md): the
-     * ACK we answer with refreshes the NAT binding in one wake-up instead of our PING's two. */
-    cJSON_AddNumberToObject(o, "keep_alive_ms",
-                            (double)(uint64_t)(t->cfg.keep_alive_interval * 1000));
-    cJSON_AddItemToObject(o, "vitals", vit);
+    /* Every member or no heartbeat: one without its id, sequence or vitals would be refused. The
+     * edge may send its keep-alive PINGs just before ours would go (docs/protocol.md): the ACK we
+     * answer with refreshes the NAT binding in one wake-up instead of our PING's two. */
+    if (!cJSON_AddStringToObject(o, "device_id", t->device_id) ||
+        !cJSON_AddNumberToObject(o, "timestamp", (double)ts) ||
+        !cJSON_AddNumberToObject(o, "sequence", (double)seq) ||
+        !cJSON_AddNumberToObject(o, "keep_alive_ms",
+                                 (double)(uint64_t)(t->cfg.keep_alive_interval * 1000)) ||
+        !cJSON_AddItemToObject(o, "vitals", vit)) {
+        cJSON_Delete(o);
+        cJSON_Delete(vit); /* not attached */
+        return NULL;
+    }
     char *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!json)

@@ -43,6 +43,16 @@ struct syn_qconn {
     const syn_qconn_ops *ops;
     void *owner;
     size_t max_payload;
+    /* Path MTU black holes (see blackhole_check): stream bytes the peer has acknowledged in all,
+     * the window being judged (its start, and the count then), whether a datagram above QUIC's
+     * minimum size has gone out, and the cap on datagram sizes once a black hole is suspected
+     * (0 = none). */
+    uint64_t acked_total;
+    uint64_t bh_since_ns, bh_acked_since;
+    uint64_t bh_deadline_ns; /* when the window is judged (0 = none: nothing in flight) */
+    uint64_t idle_ns;        /* the idle timeout we asked for */
+    unsigned sent_big : 1;
+    size_t tx_cap;
 
     /* The expiry timer: ngtcp2's next deadline (ngtcp2_conn_get_expiry). Waits of a millisecond
      * or more go to the libev timer; shorter ones (the ACK delay, srtt / 8, and pacing gaps on a
@@ -70,7 +80,9 @@ struct syn_qconn {
     /* Client: we offered an ALPN, and the edge's handshake completed without selecting one. */
     unsigned alpn_offered : 1, alpn_missing : 1;
     unsigned hs_done : 1, hs_notify : 1, avail_notify : 1, need_flush : 1;
+    uint64_t tls_completed_ns; /* syn_now_ns() at handshake completion (0 before) */
     unsigned close_req : 1, end_pending : 1, ended : 1, free_pending : 1;
+    unsigned cb_nomem : 1; /* one of our ngtcp2 callbacks failed for want of memory */
     uint64_t close_code;
     char close_reason[64];
     ngtcp2_ccerr ccerr; /* what we send in CONNECTION_CLOSE after a local error */
@@ -95,6 +107,9 @@ static void qc_log(syn_qconn *qc, synesis_log_level lv, const char *fmt, ...) {
     va_end(ap);
     qc->ops->log(qc, lv, msg);
 }
+
+/* The largest datagram to write now (see blackhole_check). */
+static size_t tx_size(const syn_qconn *qc) { return qc->tx_cap ? qc->tx_cap : qc->max_payload; }
 
 void syn_qconn_settings_default(syn_qconn_settings *st) {
     memset(st, 0, sizeof(*st));
@@ -137,6 +152,20 @@ static void pend_remove(syn_qconn *qc, syn_qstream *s) {
         qc->pend_tail = s->pend_prev;
     s->pend_prev = s->pend_next = NULL;
     s->pending = 0;
+}
+
+/*
+ * Round robin, a packet at a time: the stream just served goes behind the others that wait.
+ * Otherwise a stream refilled as fast as it drains (a bulk upload, the edge's echo of one) kept the
+ * head of the list, and so the connection, whenever the congestion window or pacing rather than
+ * the stream's data was the limit: requests behind it waited until it ended (the fault table's
+ * 20 % loss: 32 of 2,000 requests done in the first two minutes, timeouts after).
+ */
+static void pend_rotate(syn_qconn *qc, syn_qstream *s) {
+    if (!s->pending || qc->pend_tail == s)
+        return;
+    pend_remove(qc, s);
+    pend_add(qc, s);
 }
 
 static int stream_has_work(const syn_qstream *s) {
@@ -337,7 +366,9 @@ int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out
                   : ngtcp2_conn_open_uni_stream(qc->conn, &id, s);
     if (rv != 0) {
         stream_free(qc, s);
-        return rv == NGTCP2_ERR_STREAM_ID_BLOCKED ? SYNESIS_ERR_WOULD_BLOCK : SYNESIS_ERR_QUIC;
+        return rv == NGTCP2_ERR_STREAM_ID_BLOCKED ? SYNESIS_ERR_WOULD_BLOCK
+               : rv == NGTCP2_ERR_NOMEM           ? SYNESIS_ERR_NOMEM
+                                                  : SYNESIS_ERR_QUIC;
     }
     s->id = id;
     *out = s;
@@ -378,6 +409,7 @@ static int remove_cid_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid, void *ud) {
 static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
     (void)conn;
     syn_qconn *qc = ud;
+    qc->tls_completed_ns = syn_now_ns();
     if (qc->server) {
         qc->hs_done = 1;
         qc->hs_notify = 1;
@@ -432,8 +464,10 @@ static int stream_open_cb(ngtcp2_conn *conn, int64_t id, void *ud) {
         peer_streams_credit(qc, uni);
     }
     syn_qstream *s = stream_new(qc, id, NULL);
-    if (!s)
+    if (!s) {
+        qc->cb_nomem = 1; /* ngtcp2 turns any callback error into NGTCP2_ERR_CALLBACK_FAILURE */
         return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
     ngtcp2_conn_set_stream_user_data(conn, id, s);
     if (!qc->ops->stream_open || qc->ops->stream_open(qc, s) != 0)
         ngtcp2_conn_shutdown_stream(conn, 0, id, 0x1 /* refused */);
@@ -471,6 +505,7 @@ static int acked_cb(ngtcp2_conn *conn, int64_t id, uint64_t offset, uint64_t len
     uint64_t end = offset + len;
     if (end > s->acked)
         s->acked = end;
+    qc->acked_total += len;
     while (s->head && s->base + s->head->len <= s->acked) {
         syn_chunk *c = s->head;
         s->base += c->len;
@@ -633,6 +668,7 @@ static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *loc
     qc->ops = ops;
     qc->owner = owner;
     qc->server = server;
+    qc->idle_ns = st->idle_timeout_ns;
     qc->peer_streams[0].initial = qc->peer_streams[0].limit = st->max_streams_bidi;
     qc->peer_streams[1].initial = qc->peer_streams[1].limit = st->max_streams_uni;
     qc->max_payload = st->max_udp_payload ? st->max_udp_payload : 1452;
@@ -665,6 +701,20 @@ static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *loc
     return qc;
 }
 
+/*
+ * ngtcp2's "glitch" limiter closes the connection with INTERNAL_ERROR when the peer does more
+ * suspicious things than it allows (by default 330 a second, 10000 in reserve). Among them is
+ * STREAM data that was already received, which is also what an honest peer sends on a path that
+ * reorders: packets that are late by more than QUIC's reordering threshold are declared lost and
+ * their data sent again, and then the late originals arrive too. Under 100 ms +- 50 ms of jitter
+ * the defaults ended every bulk-loaded connection within a minute (docs/reliability.md), and with
+ * 2 to 10 ms on loopback within seconds (tests/test_jitter.c). An honest peer repeats at most
+ * about one frame per packet it sends, so the limit is set above any packet rate one loop can
+ * drive; the reserve absorbs ten seconds of it.
+ */
+#define SYN_QCONN_GLITCH_RATE 200000u
+#define SYN_QCONN_GLITCH_BURST (10u * SYN_QCONN_GLITCH_RATE)
+
 static void fill_settings(syn_qconn *qc, const syn_qconn_settings *st, ngtcp2_settings *s,
                           ngtcp2_transport_params *p) {
     ngtcp2_settings_default(s);
@@ -672,6 +722,8 @@ static void fill_settings(syn_qconn *qc, const syn_qconn_settings *st, ngtcp2_se
     s->handshake_timeout = st->handshake_timeout_ns ? st->handshake_timeout_ns : UINT64_MAX;
     s->max_tx_udp_payload_size = qc->max_payload;
     s->no_pmtud = st->pmtud ? 0 : 1;
+    s->glitch_ratelim_rate = SYN_QCONN_GLITCH_RATE;
+    s->glitch_ratelim_burst = SYN_QCONN_GLITCH_BURST;
     s->cc_algo = st->cc == SYNESIS_CC_BBR    ? NGTCP2_CC_ALGO_BBR
                  : st->cc == SYNESIS_CC_RENO ? NGTCP2_CC_ALGO_RENO
                                              : NGTCP2_CC_ALGO_CUBIC;
@@ -704,8 +756,8 @@ static int qc_ssl_new(syn_qconn *qc, SSL_CTX *ctx, char *detail) {
     qc->ssl = SSL_new(ctx);
     if (!qc->ssl)
         return syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "SSL_new");
-    if (ngtcp2_crypto_ossl_ctx_new(&qc->octx, qc->ssl) != 0)
-        return syn_fail(detail, SYNESIS_ERR_CRYPTO, "ngtcp2_crypto_ossl_ctx_new failed");
+    if (ngtcp2_crypto_ossl_ctx_new(&qc->octx, qc->ssl) != 0) /* NGTCP2_CRYPTO_ERR_NOMEM only */
+        return syn_fail(detail, SYNESIS_ERR_NOMEM, "ngtcp2_crypto_ossl_ctx_new: out of memory");
     int rv = qc->server ? ngtcp2_crypto_ossl_configure_server_session(qc->ssl)
                         : ngtcp2_crypto_ossl_configure_client_session(qc->ssl);
     if (rv != 0)
@@ -931,8 +983,8 @@ static void send_close_at(syn_qconn *qc, uint64_t ts) {
     if (!ts)
         ts = syn_now_ns();
     uint8_t *pkt = syn_udp_tx_next(&qc->tx);
-    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(qc->conn, &ps.path, &pi, pkt,
-                                                        qc->max_payload, &qc->ccerr, ts);
+    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(qc->conn, &ps.path, &pi, pkt, tx_size(qc),
+                                                        &qc->ccerr, ts);
     if (n > 0 && qc->server && !qc->close_pkt) {
         /* Kept for the owner's closing period (RFC 9000 10.2.1): best effort, a failed copy
          * only means the close is not repeated. */
@@ -982,7 +1034,7 @@ static uint64_t flush_pending_ack(syn_qconn *qc) {
     for (int i = 0; i < 4; i++) {
         ngtcp2_ssize nw =
             ngtcp2_conn_writev_stream(qc->conn, &ps.path, &pi, syn_udp_tx_next(&qc->tx),
-                                      qc->max_payload, NULL, 0, -1, NULL, 0, ts);
+                                      tx_size(qc), NULL, 0, -1, NULL, 0, ts);
         if (nw <= 0)
             break;
         syn_udp_tx_push(&qc->tx, (size_t)nw, pi.ecn);
@@ -1106,6 +1158,27 @@ static void local_error(syn_qconn *qc, int rv, const char *where) {
         }
         return;
     }
+    case NGTCP2_ERR_CALLBACK_FAILURE: {
+        /* A local failure, not the peer's: one of our callbacks (out of memory), or one of
+         * ngtcp2_crypto's (packet protection, key derivation, randomness), that is OpenSSL, which
+         * fails when it cannot allocate, or for good once an allocation failure has left its
+         * process-wide algorithm store without an algorithm it needs. */
+        int nomem = qc->cb_nomem || syn_ossl_oom();
+        char reason[160] = "";
+        unsigned long e = ERR_peek_last_error();
+        /* (ngtcp2_crypto's own allocations fail without a trace: ask the allocator) */
+        if (!nomem && syn_alloc_failing())
+            nomem = 1;
+        if (e && !nomem)
+            snprintf(reason, sizeof(reason), " (OpenSSL: %s)",
+                     ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "unknown reason");
+        ERR_clear_error();
+        ngtcp2_ccerr_set_liberr(&qc->ccerr, rv, NULL, 0);
+        send_close(qc);
+        qc_end(qc, nomem ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_CRYPTO, "%s: %s%s%s", where,
+               ngtcp2_strerror(rv), nomem ? ": out of memory" : "", reason);
+        return;
+    }
     default:
         ngtcp2_ccerr_set_liberr(&qc->ccerr, rv, NULL, 0);
         send_close(qc);
@@ -1156,6 +1229,8 @@ static void arm_timer(syn_qconn *qc, ngtcp2_tstamp expiry) {
         timer_stop(qc);
         return;
     }
+    if (qc->bh_deadline_ns && !qc->tx_cap && qc->bh_deadline_ns < expiry)
+        expiry = qc->bh_deadline_ns; /* the black-hole check's (see blackhole_check) */
     if (expiry == UINT64_MAX) {
         timer_stop(qc);
         fine_close(qc);
@@ -1258,6 +1333,57 @@ static int tx_flush(syn_qconn *qc) {
     return 0;
 }
 
+/*
+ * Path MTU black-hole detection (RFC 8899 4.3), which ngtcp2's path MTU discovery lacks: once
+ * discovery has raised the datagram size, a path whose MTU falls below it (a VPN or tunnel set up
+ * mid-connection, a route change) drops every full-size datagram, retransmissions and probes
+ * included, while small ones pass. The connection then hears next to nothing it can use, and it
+ * idled out (docs/reliability.md, the fault table's MTU drop). Here: after a datagram above QUIC's
+ * minimum (1200 bytes) has gone out, when data has been in flight for max(1 s, 4 PTO) (at most a
+ * third of the idle timeout, if that is longer than a second) and the peer has acknowledged less
+ * than SYN_QCONN_BH_PROGRESS bytes of stream data meanwhile, every later datagram of this
+ * connection is capped at 1200 bytes (the base size every QUIC path carries), so that
+ * retransmissions and probes get through. A few small packets (a heartbeat, the end of a response)
+ * may still pass and be acknowledged through a black hole: that is why the measure is an amount,
+ * four full datagrams, and not any acknowledgement at all. The cap stays for the connection (a new
+ * one discovers the path MTU again); if the silence was an outage instead, it costs a sixth of each
+ * datagram's payload.
+ */
+#define SYN_QCONN_BH_PROGRESS (4 * 1452u)
+
+static void blackhole_check(syn_qconn *qc, uint64_t now) {
+    if (qc->tx_cap || !qc->sent_big || !qc->hs_done)
+        return;
+    ngtcp2_conn_info ci;
+    ngtcp2_conn_get_conn_info(qc->conn, &ci);
+    if (ci.bytes_in_flight == 0) {
+        qc->bh_since_ns = qc->bh_deadline_ns = 0;
+        return;
+    }
+    if (!qc->bh_since_ns || qc->bh_since_ns > now ||
+        qc->acked_total - qc->bh_acked_since >= SYN_QCONN_BH_PROGRESS) {
+        qc->bh_since_ns = now; /* data in flight from now, or progress: a new window */
+        qc->bh_acked_since = qc->acked_total;
+    }
+    uint64_t var = 4 * ci.rttvar > NGTCP2_MILLISECONDS ? 4 * ci.rttvar : NGTCP2_MILLISECONDS;
+    uint64_t pto = ci.smoothed_rtt + var + NGTCP2_DEFAULT_MAX_ACK_DELAY;
+    uint64_t limit = 4 * pto > NGTCP2_SECONDS ? 4 * pto : NGTCP2_SECONDS;
+    if (qc->idle_ns && limit > qc->idle_ns / 3) /* well before the idle timeout ends it */
+        limit = qc->idle_ns / 3 > NGTCP2_SECONDS ? qc->idle_ns / 3 : NGTCP2_SECONDS;
+    /* arm_timer wakes us then, even if nothing else does (retransmission timers back off). */
+    qc->bh_deadline_ns = qc->bh_since_ns + limit;
+    if (now < qc->bh_deadline_ns)
+        return;
+    qc->tx_cap = NGTCP2_MAX_UDP_PAYLOAD_SIZE;
+    qc->bh_deadline_ns = 0;
+    qc_log(qc, SYNESIS_LOG_INFO,
+           "%llu bytes acknowledged in %.1f s with %llu bytes in flight: path MTU black hole "
+           "suspected, datagrams capped at %u bytes",
+           (unsigned long long)(qc->acked_total - qc->bh_acked_since),
+           (double)(now - qc->bh_since_ns) / 1e9, (unsigned long long)ci.bytes_in_flight,
+           (unsigned)NGTCP2_MAX_UDP_PAYLOAD_SIZE);
+}
+
 static void do_write(syn_qconn *qc) {
     qc->need_flush = 0;
     if (qc->ended || qc->end_pending || !qc->conn)
@@ -1270,7 +1396,9 @@ static void do_write(syn_qconn *qc) {
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi;
     uint64_t ts = syn_now_ns();
-    size_t quantum = ngtcp2_conn_get_send_quantum(qc->conn) / qc->max_payload;
+    blackhole_check(qc, ts);
+    size_t pmax = tx_size(qc);
+    size_t quantum = ngtcp2_conn_get_send_quantum(qc->conn) / pmax;
     size_t max_pkts = quantum < 1                        ? 1
                       : quantum > SYN_MAX_PKTS_PER_WRITE ? SYN_MAX_PKTS_PER_WRITE
                                                          : quantum;
@@ -1291,8 +1419,8 @@ static void do_write(syn_qconn *qc) {
         }
         ngtcp2_ssize ndatalen = -1;
         uint8_t *buf = syn_udp_tx_next(&qc->tx);
-        ngtcp2_ssize nw = ngtcp2_conn_writev_stream(qc->conn, &ps.path, &pi, buf, qc->max_payload,
-                                                    &ndatalen, flags, sid, vec, nvec, ts);
+        ngtcp2_ssize nw = ngtcp2_conn_writev_stream(qc->conn, &ps.path, &pi, buf, pmax, &ndatalen,
+                                                    flags, sid, vec, nvec, ts);
         if (nw < 0) {
             if (nw == NGTCP2_ERR_WRITE_MORE) {
                 stream_advance(qc, s, ndatalen, flags);
@@ -1316,6 +1444,8 @@ static void do_write(syn_qconn *qc) {
             drained = 1;
             break;
         }
+        if (s && ndatalen > 0)
+            pend_rotate(qc, s);
         if (qc->server) {
             /* A batch goes to one destination: a packet for another path starts a new batch. */
             syn_sockaddr dest;
@@ -1331,9 +1461,11 @@ static void do_write(syn_qconn *qc) {
         }
         /* Packets lie back to back in one buffer: runs of equal size leave as one GSO send. */
         syn_udp_tx_push(&qc->tx, (size_t)nw, pi.ecn);
+        if ((size_t)nw > NGTCP2_MAX_UDP_PAYLOAD_SIZE)
+            qc->sent_big = 1;
         npkts++;
         qc->wakes.packets++;
-        if (!syn_udp_tx_room(&qc->tx, qc->max_payload) && tx_flush(qc) != 0)
+        if (!syn_udp_tx_room(&qc->tx, pmax) && tx_flush(qc) != 0)
             break;
         if (npkts >= max_pkts)
             break;
@@ -1646,6 +1778,8 @@ void *syn_qconn_owner(const syn_qconn *qc) { return qc->owner; }
 void syn_qconn_take_fd(syn_qconn *qc) { qc->owns_fd = 1; }
 SSL *syn_qconn_ssl(const syn_qconn *qc) { return qc->ssl; }
 int syn_qconn_handshake_completed(const syn_qconn *qc) { return qc->hs_done; }
+
+uint64_t syn_qconn_tls_completed_ns(const syn_qconn *qc) { return qc->tls_completed_ns; }
 const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc) { return &qc->remote; }
 void syn_qconn_set_remote(syn_qconn *qc, const syn_sockaddr *remote) { qc->remote = *remote; }
 

@@ -185,6 +185,9 @@ void *syn_qconn_owner(const syn_qconn *qc);
 void syn_qconn_take_fd(syn_qconn *qc);
 SSL *syn_qconn_ssl(const syn_qconn *qc);
 int syn_qconn_handshake_completed(const syn_qconn *qc);
+/* syn_now_ns() when this side's TLS handshake completed (a client's Finished produced, before
+ * the server's HANDSHAKE_DONE), or 0 before. */
+uint64_t syn_qconn_tls_completed_ns(const syn_qconn *qc);
 /* The unidirectional streams the peer let us open in its transport parameters (0 before it sent
  * them). */
 uint64_t syn_qconn_peer_max_streams_uni(const syn_qconn *qc);

@@ -478,6 +478,7 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
         syn_resolver_cancel(t->resolver);
     syn_heartbeat_stop(t);
     t->stats.handshake_time = 0;
+    t->stats.handshake_completed_time = 0;
     if (t->qc) {
         syn_qconn *qc = t->qc;
         ngtcp2_conn_info ci;
@@ -529,6 +530,10 @@ static void qc_handshake_done(syn_qconn *qc) {
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "handshake with %s (%s) complete", t->server_name, addr);
     t->stats.connections++;
     t->stats.handshake_time = (double)(syn_now_ns() - t->handshake_started_ns) / 1e9;
+    uint64_t completed = syn_qconn_tls_completed_ns(qc);
+    t->stats.handshake_completed_time = completed > t->handshake_started_ns
+                                            ? (double)(completed - t->handshake_started_ns) / 1e9
+                                            : t->stats.handshake_time;
     if (t->state.kind == SYNESIS_STATE_RECONNECTING)
         t->stats.reconnects++; /* the outage's time is added by set_state() */
     if (t->cfg.reconnect_stable_period > 0) {
@@ -1348,7 +1353,10 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return SYNESIS_ERR_NOMEM;
-#define NUM(name) cJSON_AddNumberToObject(o, #name, (double)st.name)
+    /* Every member or none: a failed add means out of memory, not a shorter object. */
+    int ok = 1;
+#define NUM(name) ok &= cJSON_AddNumberToObject(o, #name, (double)st.name) != NULL
+#define STR(name, value) ok &= cJSON_AddStringToObject(o, name, value) != NULL
     NUM(bytes_sent);
     NUM(bytes_received);
     NUM(requests_sent);
@@ -1365,22 +1373,23 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     NUM(last_heartbeat_rtt_ms);
     NUM(connections);
     NUM(reconnects);
-    cJSON_AddStringToObject(o, "last_error",
-                            st.last_error ? synesis_error_name(st.last_error) : "");
-    cJSON_AddStringToObject(o, "last_error_detail", st.last_error_detail);
+    STR("last_error", st.last_error ? synesis_error_name(st.last_error) : "");
+    STR("last_error_detail", st.last_error_detail);
     NUM(time_disconnected);
     NUM(handshake_time);
+    NUM(handshake_completed_time);
     NUM(rtt_smoothed_us);
     NUM(rtt_min_us);
     NUM(rtt_latest_us);
     NUM(cwnd);
     NUM(packets_sent);
     NUM(packets_lost);
-    cJSON_AddStringToObject(o, "remote_address", st.remote_address);
+    STR("remote_address", st.remote_address);
     NUM(address_fallbacks);
+    STR("state", synesis_state_name(t->state.kind));
 #undef NUM
-    cJSON_AddStringToObject(o, "state", synesis_state_name(t->state.kind));
-    char *json = cJSON_PrintUnformatted(o);
+#undef STR
+    char *json = ok ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (!json)
         return SYNESIS_ERR_NOMEM;

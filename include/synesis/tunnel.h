@@ -409,6 +409,12 @@ typedef struct synesis_tunnel_stats {
      * first, then IPv6) after a transport failure on one (refused, unreachable, or no handshake
      * within handshake_timeout), summed over the handle's life. */
     uint64_t address_fallbacks;
+    /* Appended. Seconds from the connection's first Initial to the device's own handshake
+     * completion (its TLS Finished produced: where OpenSSL's SSL_connect() returns), of the
+     * current connection (0 when none). handshake_time goes on to Connected: the handshake
+     * confirmed by the edge's HANDSHAKE_DONE, which follows its verdict on the device
+     * certificate, one more flight later. */
+    double handshake_completed_time;
 } synesis_tunnel_stats;
 
 /* Fills *out. */
