@@ -261,12 +261,42 @@ static syn_udp_rx *rx_take(synesis_tunnel *t) {
     if (!t->rx) {
         t->rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_CLIENT);
         if (!t->rx) {
-            syn_tunnel_log(t, SYNESIS_LOG_WARN, "receive buffers: out of memory (datagrams lost)");
+            if (!t->rx_oom)
+                syn_tunnel_log(t, SYNESIS_LOG_WARN,
+                               "receive buffers: out of memory (reading datagram by datagram)");
+            t->rx_oom = 1;
             return NULL;
         }
+        if (t->rx_oom && t->fd >= 0)
+            (void)syn_udp_set_gro(t->fd, 1); /* turned off by rx_read() meanwhile */
+        t->rx_oom = 0;
         t->rx_allocs++;
     }
     return t->rx;
+}
+
+/* Without receive buffers (out of memory), a read event still reads: one message at a time into
+ * this, on the stack, with GRO off on the socket meanwhile (a train queued before is lost, and QUIC
+ * sends it again datagram by datagram), so the connection and its transfers go on. */
+#define SYN_RX_FALLBACK_DGRAMS 8
+typedef struct rx_fallback {
+    uint8_t buf[SYN_UDP_MAX_PAYLOAD + 1];
+    syn_udp_dgram d[SYN_RX_FALLBACK_DGRAMS];
+    int gro_off; /* set on the socket in this read event */
+} rx_fallback;
+
+/* One read into rx, or fb without rx: returns syn_udp_recv()'s result, the datagrams in *d. */
+static int rx_read(int fd, syn_udp_rx *rx, rx_fallback *fb, const syn_udp_dgram **d) {
+    if (rx) {
+        *d = rx->d;
+        return syn_udp_recv(fd, rx);
+    }
+    if (!fb->gro_off) {
+        (void)syn_udp_set_gro(fd, 0); /* back on once the buffers are (rx_take) */
+        fb->gro_off = 1;
+    }
+    *d = fb->d;
+    return syn_udp_recv_into(fd, fb->buf, sizeof(fb->buf), fb->d, SYN_RX_FALLBACK_DGRAMS);
 }
 
 /* Releases the receive buffers and the large send buffers of the live and lingering connections.
@@ -402,11 +432,12 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     l->busy = 1;
     /* The tunnel's receive buffers are free here (callbacks of different sockets never nest). */
     syn_udp_rx *rx = rx_take(t);
-    if (!rx)
-        (void)syn_udp_discard(l->fd, SYN_UDP_RX_MAX_PER_EVENT);
-    for (int total = 0; rx && (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(rx)) &&
+    rx_fallback fb;
+    fb.gro_off = 0;
+    for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || (rx && syn_udp_rx_pending(rx))) &&
                         !l->dead && !t->free_pending;) {
-        int n = syn_udp_recv(l->fd, rx);
+        const syn_udp_dgram *d;
+        int n = rx_read(l->fd, rx, &fb, &d);
         if (n == -EMSGSIZE)
             continue;
         if (n < 0) {
@@ -417,10 +448,9 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         if (n == 0)
             break;
         for (int i = 0; i < n && !l->dead && !t->free_pending; i++)
-            syn_qconn_recv(qc, &l->local, &rx->d[i].remote, rx->d[i].ecn, rx->d[i].data,
-                           rx->d[i].len);
+            syn_qconn_recv(qc, &l->local, &d[i].remote, d[i].ecn, d[i].data, d[i].len);
         total += n;
-        if (!syn_udp_rx_more(rx))
+        if (rx && !syn_udp_rx_more(rx))
             break;
     }
     if (!l->dead)
@@ -652,14 +682,12 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     int sock_err = t->pending_sock_err;
     t->pending_sock_err = 0;
     syn_udp_rx *rx = rx_take(t);
-    if (!rx) {
-        int n = syn_udp_discard(t->fd, SYN_UDP_RX_MAX_PER_EVENT);
-        if (n < 0 && !sock_err)
-            sock_err = -n;
-    }
-    for (int total = 0; rx && (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(rx)) &&
+    rx_fallback fb;
+    fb.gro_off = 0;
+    for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || (rx && syn_udp_rx_pending(rx))) &&
                         t->qc && !t->free_pending;) {
-        int n = syn_udp_recv(t->fd, rx);
+        const syn_udp_dgram *d;
+        int n = rx_read(t->fd, rx, &fb, &d);
         if (n == -EMSGSIZE)
             continue; /* a PMTU probe was too large for the path: QUIC treats it as lost */
         if (n < 0) {
@@ -672,10 +700,9 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
             break;
         syn_qconn *qc = t->qc;
         for (int i = 0; i < n && t->qc == qc && !t->free_pending; i++)
-            syn_qconn_recv(qc, &t->local, &rx->d[i].remote, rx->d[i].ecn, rx->d[i].data,
-                           rx->d[i].len);
+            syn_qconn_recv(qc, &t->local, &d[i].remote, d[i].ecn, d[i].data, d[i].len);
         total += n;
-        if (!syn_udp_rx_more(rx))
+        if (rx && !syn_udp_rx_more(rx))
             break;
     }
     /* Once established, only a refusal (nothing listens any more: the edge is gone) ends the

@@ -89,8 +89,9 @@ struct synesis_tunnel {
      * (buffers_after_read, buf_timer in tunnel.c), so an idle tunnel holds neither. */
     syn_udp_rx *rx;
     ev_timer buf_timer;
-    ev_tstamp rx_used_at;         /* the last read event */
-    unsigned rx_run;              /* read events since the last quiet spell (capped) */
+    ev_tstamp rx_used_at; /* the last read event */
+    unsigned rx_run;      /* read events since the last quiet spell (capped) */
+    int rx_oom;           /* the last allocation of the receive buffers failed (logged once) */
     uint64_t rx_allocs, rx_frees; /* counters for tests */
     int pending_sock_err;
     /* Connections closing in the background after disconnect() (config.close_linger): each owns

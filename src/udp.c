@@ -407,17 +407,42 @@ int syn_udp_flush(int fd, syn_udp_tx *tx, const syn_sockaddr *remote) {
     return 0;
 }
 
-int syn_udp_discard(int fd, int max) {
-    uint8_t buf[64];
+int syn_udp_set_gro(int fd, int on) {
+    return setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on)) == 0 ? 0 : -errno;
+}
+
+int syn_udp_recv_into(int fd, uint8_t *buf, size_t cap, syn_udp_dgram *d, int max) {
+    syn_sockaddr remote;
+    struct iovec iov = {.iov_base = buf, .iov_len = cap};
+    union {
+        char buf[CMSG_SPACE(sizeof(int)) * 2];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr mh = {.msg_name = &remote.ss,
+                        .msg_namelen = sizeof(remote.ss),
+                        .msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = sizeof(ctl.buf)};
+    ssize_t r;
+    do {
+        r = recvmsg(fd, &mh, MSG_DONTWAIT);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    remote.len = mh.msg_namelen;
+    size_t len = (size_t)r, seg;
+    uint8_t ecn = cmsg_read(&mh, &seg);
+    if (!seg || seg > len)
+        seg = len;
+    if (!len || seg > SYN_UDP_MAX_PAYLOAD || (mh.msg_flags & MSG_TRUNC))
+        return -EMSGSIZE; /* a GRO train longer than buf, or not QUIC: dropped */
     int n = 0;
-    while (n < max) {
-        ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno == EAGAIN || errno == EWOULDBLOCK ? n : -errno;
-        }
-        n++;
+    for (size_t off = 0; off < len && n < max; off += seg, n++) {
+        d[n].data = buf + off;
+        d[n].len = len - off < seg ? len - off : seg;
+        d[n].ecn = ecn;
+        d[n].remote = remote;
     }
     return n;
 }

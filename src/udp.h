@@ -94,9 +94,15 @@ static inline int syn_udp_rx_more(const syn_udp_rx *rx) {
  * SYN_UDP_MAX_PAYLOAD is dropped. */
 int syn_udp_recv(int fd, syn_udp_rx *rx);
 
-/* Reads and drops up to max waiting datagrams (a reader without buffers: out of memory). Returns
- * the count, or -errno on a socket error. */
-int syn_udp_discard(int fd, int max);
+/* For a reader without buffers (out of memory): reads one message into buf (cap bytes, e.g. on the
+ * caller's stack) and hands out its datagrams in d (at most max; they point into buf). Returns the
+ * count, 0 when nothing waits, -EMSGSIZE when the message was dropped (a GRO train longer than
+ * buf: QUIC counts its datagrams lost; such a reader turns GRO off meanwhile, see
+ * syn_udp_set_gro), or -errno on a socket error. */
+int syn_udp_recv_into(int fd, uint8_t *buf, size_t cap, syn_udp_dgram *d, int max);
+/* Turns UDP GRO on or off on a socket (off: the kernel hands over every datagram on its own).
+ * Returns 0 or -errno. */
+int syn_udp_set_gro(int fd, int on);
 
 /* Send side: a batch of outgoing datagrams to one destination, written back to back into one
  * buffer and reused between flushes. A flush sends each run of datagrams of the same size and ECN
