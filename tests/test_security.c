@@ -96,8 +96,11 @@ static void cert_line(const char *path, char *out, size_t cap) {
     out[0] = 0;
     while (fgets(line, sizeof(line), f)) {
         if (++i == 5) { /* the 4th base64 line: inside the subject key and signature area */
-            line[strcspn(line, "\r\n")] = 0;
-            snprintf(out, cap, "%s", line);
+            size_t n = strcspn(line, "\r\n");
+            if (n >= cap)
+                n = cap - 1;
+            memcpy(out, line, n);
+            out[n] = 0;
             break;
         }
     }

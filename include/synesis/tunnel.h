@@ -240,6 +240,16 @@ typedef struct synesis_tunnel_config {
      * requests leave the queue (stream opened, or completed, cancelled or failed while waiting).
      * Default 64 MiB (the reference edge's largest request); 1 to SIZE_MAX. */
     size_t max_queued_request_bytes;
+    /* Appended: share the TLS context of another tunnel instead of building one. For an
+     * application that runs many tunnels with one identity: each tunnel then saves the heap a
+     * context takes (about 30 KB: OpenSSL's per-context tables, the certificate chain, key and
+     * trust anchors; docs/performance.md) and the loading of its files. The tunnel named here need
+     * only be live during synesis_tunnel_new(): the context is reference counted, so either
+     * tunnel may be freed first, and it may run on another loop or thread. This tunnel then uses
+     * that tunnel's certificate and key (cert_path, key_path, cert_pem, key_pem, key_passphrase),
+     * trust (use_system_trust, ca_path, ca_dir), spki_pins and tls_groups: those fields of this
+     * config are ignored, neither read nor checked. Default NULL: a context of its own. */
+    const synesis_tunnel *share_tls_with;
 } synesis_tunnel_config;
 
 /* Fills cfg with every default listed above. */
@@ -296,7 +306,8 @@ typedef struct synesis_tunnel_callbacks {
 
 /*
  * Creates a tunnel on loop. Validates the configuration (URL, certificate, key, trust) and builds
- * the TLS context now, so that a bad certificate or key is reported here, not on connect.
+ * the TLS context now (or shares that of config.share_tls_with), so that a bad certificate or key
+ * is reported here, not on connect.
  * The tunnel starts Disconnected and does nothing until synesis_tunnel_connect().
  * On failure *out is NULL and, when detail is given, it receives a message naming the cause.
  * callbacks may be NULL; it is copied.
@@ -367,8 +378,9 @@ typedef struct synesis_tunnel_stats {
     uint64_t requests_cancelled;
     uint64_t streams_opened;    /* streaming-API streams */
     uint64_t heartbeats_sent;   /* handed to QUIC (stream opened, frame queued): not delivery */
-    uint64_t heartbeats_failed; /* not sent (not connected, too large, no stream credit), or
-                                   lost: the connection ended or the stream was reset first */
+    uint64_t heartbeats_failed; /* not sent (not connected, too large, no stream credit, or 32
+                                   earlier ones still unacknowledged), or lost: the connection
+                                   ended or the stream was reset first */
     uint64_t last_heartbeat_sequence;
     uint32_t last_heartbeat_rtt_ms;
     uint64_t connections; /* handshakes completed */
@@ -397,6 +409,12 @@ typedef struct synesis_tunnel_stats {
      * first, then IPv6) after a transport failure on one (refused, unreachable, or no handshake
      * within handshake_timeout), summed over the handle's life. */
     uint64_t address_fallbacks;
+    /* Appended. Seconds from the connection's first Initial to the device's own handshake
+     * completion (its TLS Finished produced: where OpenSSL's SSL_connect() returns), of the
+     * current connection (0 when none). handshake_time goes on to Connected: the handshake
+     * confirmed by the edge's HANDSHAKE_DONE, which follows its verdict on the device
+     * certificate, one more flight later. */
+    double handshake_completed_time;
 } synesis_tunnel_stats;
 
 /* Fills *out. */
