@@ -184,6 +184,7 @@ typedef struct run_result {
     char site[4000];               /* the first refused allocation: where */
     char caller[320];              /* the innermost frame in the library's own sources */
     char first_detail[256];        /* the detail string of the first code, when it has one */
+    double seconds;                /* how long the run took (the parent's clock) */
     uint64_t phase_base[PH_COUNT]; /* allocations before each phase began (UINT64_MAX: never) */
     uint8_t comps[MAX_LOGGED];     /* the allocator of each allocation (COMP_*) */
 } run_result;
@@ -542,6 +543,7 @@ static int child_run(sweep *sw, uint64_t n, int persistent, int target_phase, ui
         exit(0); /* LSan checks here (atexit) */
     }
     close(p[1]);
+    double t0 = soak_now();
     memset(out, 0, sizeof(*out));
     size_t got = 0;
     while (got < sizeof(*out)) {
@@ -555,6 +557,7 @@ static int child_run(sweep *sw, uint64_t n, int persistent, int target_phase, ui
     close(p[0]);
     while (waitpid(pid, status, 0) < 0 && errno == EINTR)
         ;
+    out->seconds = soak_now() - t0;
     return got == sizeof(*out);
 }
 
@@ -652,12 +655,12 @@ static void record(sweep *sw, uint64_t n, int persistent, const run_result *r, i
             off += (size_t)snprintf(codes + off, sizeof(codes) - off, "%s%s@%s", i ? "," : "",
                                     synesis_error_name(r->codes[i]), r->code_where[i]);
         fprintf(bad ? stderr : stdout,
-                "%s n=%" PRIu64 " (%s) %s: allocs %" PRIu64 " refused %" PRIu64
+                "%s n=%" PRIu64 " (%s) %s: %.2f s, allocs %" PRIu64 " refused %" PRIu64
                 " [%s] %s%s%s codes {%s} \"%s\" site: %s | caller: %s\n",
-                bad ? "BAD" : "run", n, label, persistent ? "persistent" : "single", r->count,
-                r->failed, comp_names[r->hit_comp], r->completed ? "completed" : "stopped",
-                r->timeout[0] ? " timeout:" : "", r->timeout, codes, r->first_detail, r->site,
-                r->caller);
+                bad ? "BAD" : "run", n, label, persistent ? "persistent" : "single", r->seconds,
+                r->count, r->failed, comp_names[r->hit_comp],
+                r->completed ? "completed" : "stopped", r->timeout[0] ? " timeout:" : "",
+                r->timeout, codes, r->first_detail, r->site, r->caller);
         if (bad) {
             fprintf(stderr, "BAD n=%" PRIu64 ": %s; the child's stderr:\n", n, why);
             print_errfile(sw->errfile);
