@@ -2,10 +2,13 @@
  * test_alloc_fail: allocation failure along a whole tunnel cycle.
  *
  * The cycle (one process each): synesis_tunnel_new, connect, three requests (echo of 100 and
- * 5,000 bytes, "SRC 70000"), the first heartbeat, synesis_tunnel_stats_json, the edge kicks the
- * device and the tunnel reconnects through its backoff path, one more request, disconnect (the
- * close linger), synesis_tunnel_free, ev_loop_destroy. The reference edge runs in a child process
- * (tests/soak/soak_edge.c) and never fails.
+ * 5,000 bytes, "SRC 70000"), the first heartbeat (with application vitals added and replaced),
+ * synesis_tunnel_stats_json, the edge kicks the device and the tunnel reconnects through its
+ * backoff path, one more request, disconnect (the close linger), synesis_tunnel_free,
+ * ev_loop_destroy. The reference edge runs in a child process (tests/soak/soak_edge.c) and never
+ * fails. A run is clean when the child exits normally (no sanitizer report, no crash, no hang)
+ * and every error code the cycle met is one of those docs/reliability.md lists for allocation
+ * failure; after a failure the tunnel must also go idle (no watcher left) after free.
  *
  * Every allocation the device side makes while the cycle runs is counted, and the n-th one fails
  * (mode "single"), or the n-th and every one after it (mode "persistent"):
@@ -26,12 +29,17 @@
  * is that n's alone. Under the asan preset LSan checks every child at its exit.
  *
  * Usage:
- *   test_alloc_fail                     CI: count N, then a sample (--sample 120 single,
- *                                       --sample-persistent 40)
+ *   test_alloc_fail                     CI: count N, then a sample in single mode (every
+ *                                       allocation through malloc & co., a third of cJSON's,
+ *                                       --sample 100 of OpenSSL's), --sample-persistent 40 in
+ *                                       persistent mode, and the regression cases
  *   test_alloc_fail --full              every n from 1 to N, single mode, then persistent mode
- *   test_alloc_fail --mode single|persistent --from A --to B [--step K]
- *   test_alloc_fail --count             only count N (a few runs)
- *   options: --verbose (a line per n), --include-init, --timeout-scale X
+ *   test_alloc_fail --mode single|persistent [--from A] [--to B] [--step K]
+ *   test_alloc_fail --regressions       the regression cases only
+ *   test_alloc_fail --at PHASE+K[:persistent] ...   e.g. --at connect+989
+ *   test_alloc_fail --count             only count N (a few runs), by allocator and phase
+ *   options: --verbose (a line per n), --include-init, --timeout-scale X; SYNESIS_ALLOC_LOG=3 in
+ *   the environment puts the tunnel's log (and deeper stacks) in a bad run's report
  * Exits 0 when every run ended cleanly (see docs/reliability.md, "Allocation failure").
  */
 #include <cjson/cJSON.h>
@@ -63,9 +71,19 @@ static const char *const comp_names[] = {"malloc", "openssl", "cjson"};
 
 /* The cycle's phases: a failing allocation can also be named by its phase and its rank within
  * it ("connect+1234"), which stays put when allocations are added or removed in other phases. */
-enum { PH_NEW, PH_CONNECT, PH_REQUESTS, PH_RECONNECT, PH_TEARDOWN, PH_COUNT };
-static const char *const phase_names[PH_COUNT] = {"new", "connect", "requests", "reconnect",
-                                                  "teardown"};
+enum {
+    PH_NEW,       /* synesis_tunnel_new */
+    PH_CONNECT,   /* connect: the first connection */
+    PH_REQUESTS,  /* three requests, the first heartbeat */
+    PH_VITALS,    /* inside that heartbeat: on_vitals is called */
+    PH_HEARTBEAT, /* inside that heartbeat: on_vitals has returned (the frame is built) */
+    PH_STATS,     /* synesis_tunnel_stats_json */
+    PH_RECONNECT, /* the edge kicks, the tunnel reconnects, one request */
+    PH_TEARDOWN,  /* disconnect, free */
+    PH_COUNT
+};
+static const char *const phase_names[PH_COUNT] = {"new",       "connect", "requests",  "vitals",
+                                                  "heartbeat", "stats",   "reconnect", "teardown"};
 
 static struct {
     int armed;
@@ -166,6 +184,7 @@ typedef struct run_result {
     char site[4000];               /* the first refused allocation: where */
     char caller[320];              /* the innermost frame in the library's own sources */
     char first_detail[256];        /* the detail string of the first code, when it has one */
+    double seconds;                /* how long the run took (the parent's clock) */
     uint64_t phase_base[PH_COUNT]; /* allocations before each phase began (UINT64_MAX: never) */
     uint8_t comps[MAX_LOGGED];     /* the allocator of each allocation (COMP_*) */
 } run_result;
@@ -180,6 +199,7 @@ typedef struct run_ctx {
     int pending;        /* requests awaiting their callback */
     int req_ok, req_sent;
     int kicked; /* the edge's kick is expected to end the connection */
+    int vitals_seen;
     double tscale;
 } run_ctx;
 
@@ -231,12 +251,20 @@ static void on_heartbeat(synesis_tunnel *t, const synesis_heartbeat_info *i, voi
 }
 
 /* The application's own vitals: one added, then replaced, and a string. */
+static void phase(int p);
+
 static void on_vitals(synesis_tunnel *t, synesis_vitals *v, void *ud) {
     (void)t;
-    run_result *r = ((run_ctx *)ud)->res;
+    run_ctx *c = ud;
+    run_result *r = c->res;
+    int first = !c->vitals_seen++;
+    if (first)
+        phase(PH_VITALS);
     note(r, synesis_vitals_add_number(v, "cycle", 1), "vitals_add");
     note(r, synesis_vitals_add_number(v, "cycle", 2), "vitals_replace");
     note(r, synesis_vitals_add_string(v, "role", "alloc-test"), "vitals_add_string");
+    if (first)
+        phase(PH_HEARTBEAT);
 }
 
 static void on_heartbeat_result(synesis_tunnel *t, const synesis_heartbeat_info *i, void *ud) {
@@ -399,6 +427,7 @@ static void run_cycle(soak_edge *edge, run_result *res, double tscale, int inclu
     if (!wait_for(&c, pred_no_pending, &c, 5, "requests"))
         goto out;
     char json[4096];
+    phase(PH_STATS);
     rv = synesis_tunnel_stats_json(c.t, json, sizeof(json));
     if (rv < 0)
         note(res, rv, "stats_json()");
@@ -514,6 +543,7 @@ static int child_run(sweep *sw, uint64_t n, int persistent, int target_phase, ui
         exit(0); /* LSan checks here (atexit) */
     }
     close(p[1]);
+    double t0 = soak_now();
     memset(out, 0, sizeof(*out));
     size_t got = 0;
     while (got < sizeof(*out)) {
@@ -527,6 +557,7 @@ static int child_run(sweep *sw, uint64_t n, int persistent, int target_phase, ui
     close(p[0]);
     while (waitpid(pid, status, 0) < 0 && errno == EINTR)
         ;
+    out->seconds = soak_now() - t0;
     return got == sizeof(*out);
 }
 
@@ -624,12 +655,12 @@ static void record(sweep *sw, uint64_t n, int persistent, const run_result *r, i
             off += (size_t)snprintf(codes + off, sizeof(codes) - off, "%s%s@%s", i ? "," : "",
                                     synesis_error_name(r->codes[i]), r->code_where[i]);
         fprintf(bad ? stderr : stdout,
-                "%s n=%" PRIu64 " (%s) %s: allocs %" PRIu64 " refused %" PRIu64
+                "%s n=%" PRIu64 " (%s) %s: %.2f s, allocs %" PRIu64 " refused %" PRIu64
                 " [%s] %s%s%s codes {%s} \"%s\" site: %s | caller: %s\n",
-                bad ? "BAD" : "run", n, label, persistent ? "persistent" : "single", r->count,
-                r->failed, comp_names[r->hit_comp], r->completed ? "completed" : "stopped",
-                r->timeout[0] ? " timeout:" : "", r->timeout, codes, r->first_detail, r->site,
-                r->caller);
+                bad ? "BAD" : "run", n, label, persistent ? "persistent" : "single", r->seconds,
+                r->count, r->failed, comp_names[r->hit_comp],
+                r->completed ? "completed" : "stopped", r->timeout[0] ? " timeout:" : "",
+                r->timeout, codes, r->first_detail, r->site, r->caller);
         if (bad) {
             fprintf(stderr, "BAD n=%" PRIu64 ": %s; the child's stderr:\n", n, why);
             print_errfile(sw->errfile);
@@ -755,24 +786,29 @@ typedef struct regression {
 
 static const regression regressions[] = {
   /* single mode; in brackets the sweep's n on the tree of docs/reliability.md */
-    {PH_NEW,      55,   0, "BAD_CERTIFICATE ('nested asn1 error') parsing the device certificate [55]"},
-    {PH_NEW,      121,  0, "KEY_MISMATCH: the device certificate kept without its key [121]"          },
-    {PH_NEW,      191,  0, "UNSUPPORTED_KEY/QUIC: a name lost from OpenSSL's algorithm store [191]"   },
-    {PH_NEW,      4391, 0, "UNSUPPORTED_KEY ('EC (explicit curve parameters)') [4391]"                },
-    {PH_NEW,      6494, 0, "CA_UNREADABLE for an allocation failure reading the CA file [6494]"       },
-    {PH_NEW,      6599, 0, "PEER_UNTRUSTED on every handshake: CA stored without its key [6599]"      },
-    {PH_NEW,      6767, 0, "PEER_UNTRUSTED on every handshake: CA key 'too weak' (size 0) [6767]"     },
-    {PH_NEW,      6786, 0, "CA extensions cached at load: a failure there re-parses [6786]"           },
-    {PH_CONNECT,  295,  0, "QUIC: packet protection could not allocate (callback failure) [7113]"     },
-    {PH_CONNECT,  454,  0, "TLS_HANDSHAKE: ngtcp2_crypto's own allocation, nothing queued [7272]"     },
-    {PH_CONNECT,  989,  0, "PEER_UNTRUSTED ('EE certificate key too weak') [7807]"                    },
-    {PH_CONNECT,  1190, 0, "PEER_UNTRUSTED ('unable to get local issuer certificate') [8008]"         },
-    {PH_REQUESTS, 9,    0, "QUIC ('cannot open a stream'): ngtcp2 could not allocate it [8699]"       },
-    {PH_REQUESTS, 16,   0, "vitals: replacing a member (formerly cJSON_Replace...) [8706]"            },
-    {PH_REQUESTS, 22,   0, "HEARTBEAT_REFUSED: a heartbeat without its device_id [8712]"              },
-    {PH_REQUESTS, 51,   0, "HEARTBEAT_REFUSED and a leaked vitals object ('vitals' key) [8741]"       },
-    {PH_REQUESTS, 128,  0, "stats_json: an object without its \"state\" member [8818]"                },
+    {PH_NEW,       55,   0, "BAD_CERTIFICATE ('nested asn1 error') parsing the device certificate [55]"},
+    {PH_NEW,       121,  0, "KEY_MISMATCH: the device certificate kept without its key [121]"          },
+    {PH_NEW,       191,  0, "UNSUPPORTED_KEY/QUIC: a name lost from OpenSSL's algorithm store [191]"   },
+    {PH_NEW,       4391, 0, "UNSUPPORTED_KEY ('EC (explicit curve parameters)') [4391]"                },
+    {PH_NEW,       6494, 0, "CA_UNREADABLE for an allocation failure reading the CA file [6494]"       },
+    {PH_NEW,       6599, 0, "PEER_UNTRUSTED on every handshake: CA stored without its key [6599]"      },
+    {PH_NEW,       6767, 0, "PEER_UNTRUSTED on every handshake: CA key 'too weak' (size 0) [6767]"     },
+    {PH_NEW,       6786, 0, "CA extensions cached at load: a failure there re-parses [6786]"           },
+    {PH_CONNECT,   295,  0, "QUIC: packet protection could not allocate (callback failure) [7113]"     },
+    {PH_CONNECT,   454,  0, "TLS_HANDSHAKE: ngtcp2_crypto's own allocation, nothing queued [7272]"     },
+    {PH_CONNECT,   989,  0, "PEER_UNTRUSTED ('EE certificate key too weak') [7807]"                    },
+    {PH_CONNECT,   1190, 0, "PEER_UNTRUSTED ('unable to get local issuer certificate') [8008]"         },
+    {PH_REQUESTS,  9,    0, "QUIC ('cannot open a stream'): ngtcp2 could not allocate it [8699]"       },
+    {PH_VITALS,    4,    0, "vitals: replacing a member (formerly cJSON_Replace...) [8730]"            },
+    {PH_HEARTBEAT, 3,    0, "HEARTBEAT_REFUSED: a heartbeat without its device_id [8736]"              },
+    {PH_HEARTBEAT, 8,    0, "HEARTBEAT_REFUSED and a leaked vitals object ('vitals' key) [8741]"       },
+    {PH_STATS,     61,   0, "stats_json: an object without its \"state\" member [8818]"                },
  /* persistent mode */
+    {PH_NEW,       3745, 1, "NO_PRIVATE_KEY ('cannot be decoded: unsupported') [3745]"                 },
+    {PH_CONNECT,   21,   1,
+     "CRYPTO: ngtcp2_crypto_ossl_ctx_new failed (it fails only to allocate) [6839]"                    },
+    {PH_CONNECT,   304,  1, "CRYPTO: ngtcp2 could not allocate in a key-installation callback [7122]"  },
+    {PH_CONNECT,   755,  1, "TLS_HANDSHAKE 'internal error': the same, seen by OpenSSL [7573]"         },
 };
 
 /* Runs one phase-relative case; returns 1 when it went bad. */
