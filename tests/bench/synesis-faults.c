@@ -440,6 +440,7 @@ typedef struct code_count {
 } code_count;
 
 #define MAX_STREAM_RECS 64
+#define MAX_SLOTS 16 /* concurrent streams of a workload, at most */
 
 struct run {
     const scenario *sc;
@@ -464,9 +465,9 @@ struct run {
     /* streams */
     stream_rec *srec[MAX_STREAM_RECS];
     unsigned nsrec;
-    unsigned slot_attempts[16];
-    int slot_active[16]; /* a stream of the slot is open */
-    int slot_done[16];   /* the slot finished (exact, or out of retries) */
+    unsigned slot_attempts[MAX_SLOTS];
+    int slot_active[MAX_SLOTS]; /* a stream of the slot is open */
+    int slot_done[MAX_SLOTS];   /* the slot finished (exact, or out of retries) */
     unsigned st_exact, st_failed, st_corrupt, st_double;
     code_count st_codes[MAX_CODES], open_codes[MAX_CODES];
     unsigned open_refused; /* open_stream() refused (no stream, no callback) */
@@ -1025,6 +1026,8 @@ static void run_scenario(const scenario *sc, unsigned index, result *res) {
     if (opt.stream_kib >= 0)
         wl.stream_bytes = (uint64_t)opt.stream_kib * 1024;
     const workload *w = &wl;
+    if (w->streams > MAX_SLOTS)
+        die("at most %d streams", MAX_SLOTS);
     run *r = calloc(1, sizeof(*r));
     if (!r)
         die("out of memory");
