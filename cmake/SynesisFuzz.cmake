@@ -7,6 +7,23 @@
 # system packages) keeps the uninstrumented ngtcp2.
 
 option(SYNESIS_FUZZ_NGTCP2 "Fuzz builds: instrument ngtcp2 too (bundled dependencies only)" ON)
+option(SYNESIS_FUZZ_COVERAGE
+       "Fuzz builds: source-based coverage instead of the sanitizers (to measure corpora)" OFF)
+
+# Flags of every project target (tests/fuzz links the targets with -fsanitize=fuzzer) and of the
+# instrumented ngtcp2. The coverage variant (the fuzz-coverage preset) only replays corpora for
+# tests/fuzz/coverage.sh; it finds nothing by itself.
+if(SYNESIS_FUZZ_COVERAGE)
+  set(SYNESIS_FUZZ_COMPILE_FLAGS -fsanitize=fuzzer-no-link -fprofile-instr-generate
+      -fcoverage-mapping)
+  set(SYNESIS_FUZZ_LINK_FLAGS -fprofile-instr-generate)
+  set(_ng_flags "-fsanitize=fuzzer-no-link -fprofile-instr-generate -fcoverage-mapping")
+else()
+  set(SYNESIS_FUZZ_COMPILE_FLAGS -fsanitize=fuzzer-no-link,address,undefined
+      -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+  set(SYNESIS_FUZZ_LINK_FLAGS -fsanitize=address,undefined)
+  set(_ng_flags "-fsanitize=fuzzer-no-link,address -fno-omit-frame-pointer")
+endif()
 
 if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
   message(FATAL_ERROR "synesis: SYNESIS_FUZZ needs clang (libFuzzer): use the fuzz preset")
@@ -29,7 +46,7 @@ if(SYNESIS_FUZZ_NGTCP2 AND SYNESIS_DEPS_BUNDLED)
       CMAKE_ARGS
         -DCMAKE_C_COMPILER=${CMAKE_C_COMPILER}
         -DCMAKE_BUILD_TYPE=RelWithDebInfo
-        "-DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link,address -fno-omit-frame-pointer"
+        "-DCMAKE_C_FLAGS=${_ng_flags}"
         -DCMAKE_INSTALL_PREFIX=${_ng_prefix} -DCMAKE_INSTALL_LIBDIR=lib
         -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DENABLE_LIB_ONLY=ON -DENABLE_SHARED_LIB=OFF
         -DENABLE_STATIC_LIB=ON -DBUILD_TESTING=OFF -DENABLE_OPENSSL=ON -DENABLE_GNUTLS=OFF
