@@ -53,10 +53,11 @@ cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$status")
 ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$status")
 corp=$(sed -nE 's/.* corp: ([0-9]+\/[0-9a-zA-Z]+).*/\1/p' <<<"$status")
 artifacts=$(find "$work/artifacts" -type f | wc -l)
-printf 'fuzz_%s: %s s, %s executions (%s exec/s), cov %s, ft %s, corpus %s, new units %s, ' \
+summary=$(printf 'fuzz_%s: %s s, %s executions (%s exec/s), cov %s, ft %s, corpus %s, new units %s, peak RSS %s MB, artifacts %s, exit %s' \
     "$target" "$seconds" "$(stat number_of_executed_units)" "$(stat average_exec_per_sec)" \
-    "${cov:-?}" "${ft:-?}" "${corp:-?}" "$(stat new_units_added)"
-printf 'peak RSS %s MB, artifacts %s, exit %s\n' "$(stat peak_rss_mb)" "$artifacts" "$rv"
+    "${cov:-?}" "${ft:-?}" "${corp:-?}" "$(stat new_units_added)" "$(stat peak_rss_mb)" \
+    "$artifacts" "$rv")
+echo "$summary" | tee "$work/summary"
 if [ "$rv" != 0 ]; then
     echo "---- last 60 lines of $log ----"
     tail -n 60 "$log"
