@@ -24,6 +24,14 @@
  * Values are mostly small (fz_val); stream operands pick among the tunnel's streams, the edge's
  * unidirectional (report) streams, or any id. STREAM frames continue at the stream's offset
  * unless the operation asks for an explicit one.
+ *
+ * Built a second time as fuzz_edge_packet (FUZZ_EDGE_SIDE): the fuzzer then plays the device
+ * against the edge's side of the same kind of connection. Its packets are protected with the
+ * device's keys and fed to the edge's connection as the edge's socket reader does (after its
+ * routing by connection ID); the edge's packets, sent to the tunnel's socket, are read back there
+ * for their packet numbers (the tunnel itself reads nothing meanwhile). Stream operands then pick
+ * the device's bidirectional streams (requests: echo, SRC, SLEEP, RESET), its unidirectional ones
+ * (heartbeats) or the edge's report streams, and the application operation queues an edge report.
  */
 #include "fuzz.h"
 #include "live.h"
@@ -132,7 +140,8 @@ static struct {
     int key_phase;
     uint64_t next_pn;
     int64_t client_largest; /* the largest packet number the tunnel sent, -1 = none seen */
-    uint64_t uni_next;      /* next edge-initiated unidirectional stream index */
+    uint64_t uni_next;      /* next unidirectional stream index of the peer we play */
+    uint64_t bidi_next;     /* edge side: next bidirectional (request) stream index */
     struct {
         int64_t id;
         uint64_t off;
@@ -141,6 +150,24 @@ static struct {
 } C;
 
 static int hs_fd = -1; /* the harness's socket: where the tunnel now sends */
+
+/* The connection under test is alive (and still the one adopted). */
+static int alive(void) {
+#ifdef FUZZ_EDGE_SIDE
+    return C.qc && L.t->qc && syn_edge_newest_qconn(L.edge) == C.qc;
+#else
+    return C.qc && L.t->qc == C.qc;
+#endif
+}
+
+/* Where the packets of the connection under test arrive. */
+static int peer_fd(void) {
+#ifdef FUZZ_EDGE_SIDE
+    return L.t->fd;
+#else
+    return hs_fd;
+#endif
+}
 static struct sockaddr_in hs_addr;
 static struct sockaddr_storage other_remote; /* a second "edge" address (migration) */
 
@@ -164,11 +191,19 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-/* After a (re)connect: the tunnel's socket now talks to the harness; keys from the key log. */
+/* After a (re)connect: keys from the key log; the tunnel's socket now talks to the harness (or,
+ * for the edge side, is read by the harness). */
 static void adopt_connection(void) {
+#ifdef FUZZ_EDGE_SIDE
+    syn_qconn *qc = syn_edge_newest_qconn(L.edge);
+    FUZZ_CHECK(qc != NULL);
+    const uint8_t *tx = L.client_secret, *rx = L.server_secret;
+#else
     syn_qconn *qc = L.t->qc;
-    ngtcp2_conn *conn = syn_qconn_ngtcp2(qc);
     FUZZ_CHECK(connect(L.t->fd, (struct sockaddr *)&hs_addr, sizeof(hs_addr)) == 0);
+    const uint8_t *tx = L.server_secret, *rx = L.client_secret;
+#endif
+    ngtcp2_conn *conn = syn_qconn_ngtcp2(qc);
     keys_free(&C.tx);
     keys_free(&C.rx);
     memset(&C, 0, sizeof(C));
@@ -178,26 +213,26 @@ static void adopt_connection(void) {
     void *native = ngtcp2_conn_get_tls_native_handle(conn);
     FUZZ_CHECK(ngtcp2_crypto_ctx_tls(&C.tx.ctx, native) != NULL);
     C.rx.ctx = C.tx.ctx;
-    memcpy(C.tx.secret, L.server_secret, L.secret_len);
-    memcpy(C.rx.secret, L.client_secret, L.secret_len);
+    memcpy(C.tx.secret, tx, L.secret_len);
+    memcpy(C.rx.secret, rx, L.secret_len);
     C.tx.secretlen = C.rx.secretlen = L.secret_len;
     keys_derive(&C.tx, 1);
     keys_derive(&C.rx, 1);
-    C.next_pn = 1u << 12; /* above anything the edge used */
+    C.next_pn = 1u << 12; /* above anything the peer used */
     C.client_largest = -1;
-    /* Whatever the tunnel sent before (to the edge) is unknown: ask it for a fresh packet. */
+    /* What was sent before is of no use. */
     char junk[2048];
-    while (recv(hs_fd, junk, sizeof(junk), 0) > 0) {
+    while (recv(peer_fd(), junk, sizeof(junk), 0) > 0) {
     }
 }
 
-/* Reads what the tunnel sent: the packet numbers, through header protection. */
+/* Reads what the connection under test sent: the packet numbers, through header protection. */
 static void drain(void) {
     uint8_t buf[2048];
     ssize_t n;
-    ngtcp2_conn *conn = L.t->qc ? syn_qconn_ngtcp2(L.t->qc) : NULL;
-    while ((n = recv(hs_fd, buf, sizeof(buf), 0)) > 0) {
-        if (!conn || L.t->qc != C.qc || (buf[0] & 0x80))
+    ngtcp2_conn *conn = alive() ? syn_qconn_ngtcp2(C.qc) : NULL;
+    while ((n = recv(peer_fd(), buf, sizeof(buf), 0)) > 0) {
+        if (!conn || (buf[0] & 0x80))
             continue; /* long headers: not after the handshake */
         const ngtcp2_cid *dcid = ngtcp2_conn_get_dcid2(conn);
         size_t pn_off = 1 + dcid->datalen;
@@ -279,18 +314,30 @@ static uint64_t *stream_off(int64_t id) {
     return &C.offs[C.noffs++].off;
 }
 
-/* A stream id from an operand byte: 00 the tunnel's bidirectional streams, 01 the edge's
- * unidirectional ones (low bits 7: a new one), 10 any id, 11 the other two kinds. */
+/* A stream id from an operand byte: 00 the device's bidirectional streams (those the connection
+ * has; or 4 * n), 01 the peer's unidirectional ones (low bits 7: a new one; the edge's reports,
+ * or, for the edge side, the device's heartbeats), 10 any id, 11 the other kinds. */
+#ifdef FUZZ_EDGE_SIDE
+#define PEER_UNI 2 /* we play the device: our unidirectional streams are heartbeats */
+#define OTHER_KINDS(sel) (((sel)&32) ? 1 : 3)
+#else
+#define PEER_UNI 3
+#define OTHER_KINDS(sel) (((sel)&32) ? 1 : 2)
+#endif
 static int64_t pick_stream(fz_reader *r) {
     uint8_t sel = fz_u8(r);
     switch (sel >> 6) {
     case 0: {
         int64_t ids[16];
         size_t n = 0;
-        if (L.t->qc)
-            for (syn_qstream *s = syn_qconn_streams(L.t->qc); s && n < 16; s = s->next)
+        if (alive())
+            for (syn_qstream *s = syn_qconn_streams(C.qc); s && n < 16; s = s->next)
                 if ((s->id & 3) == 0)
                     ids[n++] = s->id;
+#ifdef FUZZ_EDGE_SIDE
+        if ((sel & 32) || !n) /* a new request stream */
+            return (int64_t)(C.bidi_next++ * 4);
+#endif
         return n ? ids[(sel & 63) % n] : (int64_t)(sel & 63) * 4;
     }
     case 1: {
@@ -298,16 +345,17 @@ static int64_t pick_stream(fz_reader *r) {
         uint64_t i = k == 7 || C.uni_next == 0 ? C.uni_next++
                      : k < C.uni_next          ? C.uni_next - 1 - k
                                                : 0;
-        return (int64_t)(i * 4 + 3);
+        return (int64_t)(i * 4 + PEER_UNI);
     }
     case 2:
         return (int64_t)(fz_val(r) & ((1ull << 62) - 1));
     default:
-        return (int64_t)((sel & 31) * 4 + ((sel & 32) ? 1 : 2));
+        return (int64_t)((sel & 31) * 4 + OTHER_KINDS(sel));
     }
 }
 
 /* ---- the application ---- */
+#ifndef FUZZ_EDGE_SIDE
 
 #define MAX_OBJ 8
 static struct {
@@ -412,24 +460,41 @@ static void app_end(void) {
         objs[i].used = 0;
     }
 }
+#else
+/* The edge's application: a report to the device (on a stream of the edge's own). */
+static void app_op(fz_reader *r) {
+    size_t len;
+    const uint8_t *d = fz_bytes(r, fz_u8(r), &len);
+    uint8_t frame[300];
+    syn_frame_header(frame, SYN_MSG_REPORT, len);
+    memcpy(frame + SYN_FRAME_HEADER, d, len);
+    (void)syn_edge_send_report(L.edge, "fuzz", frame, SYN_FRAME_HEADER + len);
+    if (alive()) {
+        syn_qconn_flush(C.qc);
+        drain();
+    }
+}
+#endif
 
 /* ---- sending ---- */
-
-static int alive(void) { return L.t->qc && L.t->qc == C.qc; }
 
 static void feed(const uint8_t *d, size_t n, uint8_t ecn, int other) {
     if (!alive())
         return;
-    const syn_sockaddr *remote = &L.t->remote;
+#ifdef FUZZ_EDGE_SIDE
+    const syn_sockaddr *local = &L.t->remote, *remote = &L.t->local;
+#else
+    const syn_sockaddr *local = &L.t->local, *remote = &L.t->remote;
+#endif
     syn_sockaddr alt;
     if (other) {
         memcpy(&alt.ss, &other_remote, sizeof(struct sockaddr_in));
         alt.len = sizeof(struct sockaddr_in);
         remote = &alt;
     }
-    syn_qconn_recv(C.qc, &L.t->local, remote, ecn, d, n);
+    syn_qconn_recv(C.qc, local, remote, ecn, d, n);
     if (alive()) {
-        syn_qconn_flush(C.qc); /* as the tunnel's reader does after a batch */
+        syn_qconn_flush(C.qc); /* as the socket reader does after a batch */
         drain();
     }
 }
@@ -684,11 +749,15 @@ static void frame_op(fz_pkt *p, uint8_t op, fz_reader *r) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    fz_live_next_input(&L, 2048);
-    if (L.connects != C.connects || L.t->qc != C.qc)
+    if (C.qc && !alive())
+        fz_live_reconnect(&L); /* the connection under test ended */
+    else
+        fz_live_next_input(&L, 2048);
+    if (L.connects != C.connects || !alive())
         adopt_connection();
     fz_reader r = {data, size};
     uint8_t setup = fz_u8(&r);
+#ifndef FUZZ_EDGE_SIDE
     for (unsigned i = 0; i < (setup & 3u); i++)
         open_object(0);
     for (unsigned i = 0; i < ((setup >> 2) & 3u); i++)
@@ -697,12 +766,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         syn_qconn_flush(C.qc); /* the streams open, the requests go out */
         drain();
     }
+#else
+    (void)setup;
+#endif
     fz_pkt p = {.n = 0};
     while (!fz_end(&r) && alive())
         frame_op(&p, fz_u8(&r), &r);
     if (p.any)
         send_packet(&p, 0);
+#ifndef FUZZ_EDGE_SIDE
     app_end();
+#endif
     if (alive()) {
         syn_qconn_flush(C.qc);
         drain();

@@ -247,3 +247,31 @@ cp = {
     "padding": b"\x00" + bytes([PAD, 40, PING]),
 }
 write("client_packet", cp)
+
+# ---- packets into the edge (fuzz_client_packet.c built as fuzz_edge_packet): the same operations;
+# stream operands 0x20 a new request stream, 0x00 | i an existing one, 0x47 a new heartbeat stream,
+# 0x40 | k an earlier one, 0xc0 the edge's first report stream.
+MORE = bytes([MAXDATA]) + val(1 << 30) + bytes([MAXSD, 0x00]) + val(1 << 30)
+ep = {
+    "echo": b"\x00" + stream_f(0x20, b"hello", fin=True) + bytes([END, 0]) + ack(),
+    "src": b"\x00" + stream_f(0x20, b"SRC 20000\n", fin=True) + bytes([END, 0]) + MORE
+    + bytes([END, 0]) + ack(0, 3) + bytes([END, 0]) + ack(0, 10),
+    "sleep": b"\x00" + stream_f(0x20, b"SLEEP 1\nbody", fin=True),
+    "reset": b"\x00" + stream_f(0x20, b"RESET 0x10\n", fin=True) + bytes([END, 0]) + ack(),
+    "split": b"\x00" + stream_f(0x20, b"SR") + bytes([END, 0]) + stream_f(0x00, b"C 9\n", fin=True),
+    "heartbeat": b"\x00" + stream_f(0x47, HB[:30]) + bytes([END, 0]) + stream_f(0x40, HB[30:],
+                                                                             fin=True),
+    "refused": b"\x00" + bytes([MAXSTREAMS + 125]) + val(8) + stream_f(0x47, frame(0x01, b"[]"),
+                                                                     fin=True)
+    + bytes([END, 0]) + ack() + bytes([STOPF, 0xC0]) + val(16) + bytes([END, 0]) + ack(0, 2),
+    "report": b"\x00" + bytes([MAXSTREAMS + 125]) + val(8) + bytes([APP, 4]) + b"{\"k\":1}"
+    + bytes([END, 0]) + ack(0, 1),
+    "stream-reset": b"\x00" + stream_f(0x20, b"abc") + bytes([RST, 0x00]) + val(5)
+    + bytes([STOPF, 0x00]) + val(6),
+    "migrate": b"\x00" + bytes([PING, END, 4, PCHAL]) + b"12345678" + bytes([END, 4]),
+    "cids": b"\x00" + bytes([NCID]) + val(1) + val(0) + bytes([8]) + b"\x55" * 8 + b"\x66" * 16
+    + bytes([RCID]) + val(1),
+    "close": b"\x00" + bytes([CCLOSE + 125]) + val(0) + bytes([0]),
+    "raw": b"\x00" + bytes([RAWDG + 125, 30]) + b"\x11" * 30,
+}
+write("edge_packet", ep)
