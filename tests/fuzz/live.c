@@ -68,12 +68,6 @@ static void keylog_cb(const SSL *ssl, const char *line) {
         L->secret_len = (size_t)n;
 }
 
-void fz_live_run(fz_live *L, double seconds) {
-    ev_tstamp end = ev_time() + seconds;
-    while (ev_time() < end)
-        ev_run(L->loop, EVRUN_ONCE | EVRUN_NOWAIT), usleep(100);
-}
-
 static int live_ok(const fz_live *L) {
     return synesis_tunnel_is_connected(L->t) && L->t->qc && syn_qconn_handshake_completed(L->t->qc);
 }

@@ -47,7 +47,4 @@ void fz_live_reconnect(fz_live *L);
  * behind in ngtcp2 (streams it still tracks) is bounded. */
 void fz_live_next_input(fz_live *L, unsigned every);
 
-/* Runs the loop for up to seconds. */
-void fz_live_run(fz_live *L, double seconds);
-
 #endif /* SYNESIS_FUZZ_LIVE_H */

@@ -4,11 +4,11 @@
 #   tests/fuzz/run.sh TARGET SECONDS [BUILD_DIR]
 #
 # TARGET is a name from tests/fuzz/CMakeLists.txt (url, spki_pin, pem, report, edge_heartbeat,
-# edge_command, stream_delivery, client_packet, edge_packet); BUILD_DIR defaults to build/fuzz (the fuzz
-# preset: `cmake --preset fuzz && cmake --build --preset fuzz`). The run starts from the seed
-# corpus tests/fuzz/corpus/TARGET (read only) and a fresh working corpus in
-# BUILD_DIR/tests/fuzz/work/TARGET/corpus (FUZZ_KEEP=1 keeps the previous one); crashes, leaks and
-# timeouts are written to .../artifacts/. Extra libFuzzer flags may be given in FUZZ_FLAGS.
+# edge_command, stream_delivery, client_packet, edge_packet); BUILD_DIR defaults to build/fuzz
+# (the fuzz preset: `cmake --preset fuzz && cmake --build --preset fuzz`). The run starts from the
+# seed corpus tests/fuzz/corpus/TARGET (read only) and a fresh working corpus in
+# BUILD_DIR/tests/fuzz/work/TARGET/corpus (FUZZ_KEEP=1 keeps the previous one); crashes, leaks
+# and timeouts are written to .../artifacts/. Extra libFuzzer flags may be given in FUZZ_FLAGS.
 # The exit status is libFuzzer's: non-zero when it found something.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
