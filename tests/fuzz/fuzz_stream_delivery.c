@@ -17,8 +17,9 @@
  *   7 the application, by bits 3-5: cancel, write, finish, reset, pause, resume, a write pass
  * Objects are chosen by the operation's high bits.
  * Checked: each request's callback runs once; each stream's on_close runs once and nothing runs
- * after it; a successful response is within its maximum; once everything is over, the connection
- * holds no stream.
+ * after it; a successful response is within its maximum and is exactly the bytes played; a
+ * stream's application gets the bytes played in order, each once, all of them before on_end;
+ * once everything is over, the connection holds no stream.
  */
 #include "fuzz.h"
 #include "live.h"
@@ -39,6 +40,11 @@ typedef struct fz_obj {
     int ended; /* the object is gone (callback ran, or closed) */
     syn_qstream *qs;
     int fin, reset, closed; /* the peer's side of its QUIC stream, as played */
+    /* Bytes played to the object (while its QUIC stream was still its own), and how many of
+     * them the application got so far: they must arrive whole, in order, exactly once. */
+    size_t nplayed, ngot;
+    int overflow;         /* more was played than `played` holds: not checked */
+    uint8_t played[8192]; /* last: a new slot clears the fields above only */
 } fz_obj;
 
 static fz_live L;
@@ -56,7 +62,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 static fz_obj *slot(void) {
     for (int i = 0; i < MAX_OBJ; i++)
         if (!objs[i].used) {
-            memset(&objs[i], 0, sizeof(objs[i]));
+            memset(&objs[i], 0, offsetof(fz_obj, played));
             objs[i].used = 1;
             return &objs[i];
         }
@@ -76,9 +82,12 @@ static void on_response(synesis_tunnel *t, synesis_request *req, const synesis_r
     o->calls++;
     o->ended = 1;
     FUZZ_CHECK(r->detail != NULL);
-    if (r->status == 0)
+    if (r->status == 0) {
         FUZZ_CHECK(r->len <= o->max_response && (r->len == 0 || r->data != NULL));
-    else
+        FUZZ_CHECK(o->fin);
+        if (!o->overflow)
+            FUZZ_CHECK(r->len == o->nplayed && (!r->len || !memcmp(r->data, o->played, r->len)));
+    } else
         FUZZ_CHECK(r->len == 0);
     if (!in_input)
         return;
@@ -96,6 +105,11 @@ static void s_data(synesis_stream *s, const uint8_t *data, size_t len, void *ud)
     fz_obj *o = ud;
     FUZZ_CHECK(o->used && o->is_stream && o->str == s && !o->ended);
     FUZZ_CHECK(len > 0 && data != NULL);
+    if (!o->overflow) {
+        FUZZ_CHECK(o->ngot + len <= o->nplayed);
+        FUZZ_CHECK(memcmp(o->played + o->ngot, data, len) == 0);
+    }
+    o->ngot += len;
     if (o->beh & 1)
         synesis_stream_pause(s);
     if (o->beh & 4) {
@@ -112,6 +126,7 @@ static void s_data(synesis_stream *s, const uint8_t *data, size_t len, void *ud)
 static void s_end(synesis_stream *s, void *ud) {
     fz_obj *o = ud;
     FUZZ_CHECK(o->used && o->str == s && !o->ended);
+    FUZZ_CHECK(o->fin && (o->overflow || o->ngot == o->nplayed));
     if (o->beh & 16)
         (void)synesis_stream_finish(s);
     if (o->beh & 32)
@@ -259,6 +274,13 @@ static void peer_op(unsigned kind, unsigned pick, fz_reader *r) {
         if (o->fin || o->reset || (!fin && !len))
             return;
         o->fin = fin;
+        if (s->user == (o->is_stream ? (void *)o->str : (void *)o->req)) {
+            if (o->nplayed + len > sizeof(o->played))
+                o->overflow = 1;
+            else if (len)
+                memcpy(o->played + o->nplayed, p, len);
+            o->nplayed += len;
+        }
         (void)syn_qconn_test_stream_data(s, p, len, fin);
         return;
     }
@@ -289,7 +311,8 @@ static void peer_op(unsigned kind, unsigned pick, fz_reader *r) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fz_live_next_input(&L, 4096);
-    memset(objs, 0, sizeof(objs));
+    for (int i = 0; i < MAX_OBJ; i++)
+        objs[i].used = 0;
     syn_qconn *qc = L.t->qc;
     in_input = 1;
     fz_reader r = {data, size};
