@@ -138,6 +138,7 @@ static struct {
     fz_keys tx; /* the edge's 1-RTT keys: what the fuzzer's packets are protected with */
     fz_keys rx; /* the tunnel's (header protection only: to read its packet numbers) */
     int key_phase;
+    int stale; /* a well-formed packet of ours was not accepted: reconnect before the next input */
     uint64_t next_pn;
     int64_t client_largest; /* the largest packet number the tunnel sent, -1 = none seen */
     uint64_t uni_next;      /* next unidirectional stream index of the peer we play */
@@ -506,10 +507,17 @@ static void send_packet(fz_pkt *p, uint8_t flags) {
         p->any = 0;
         return;
     }
+    /* A key update the connection refuses (ngtcp2 only takes one once the previous one is
+     * confirmed) would leave the harness protecting packets with keys nobody has: the update is
+     * taken back then. */
+    uint8_t old_secret[64];
     if (flags & 1) {
+        memcpy(old_secret, C.tx.secret, sizeof(old_secret));
         keys_update(&C.tx);
         C.key_phase ^= 1;
     }
+    ngtcp2_conn_info before;
+    ngtcp2_conn_get_conn_info(syn_qconn_ngtcp2(C.qc), &before);
     ngtcp2_cid scids[MAX_SCIDS];
     size_t nscid = our_cids(scids);
     uint8_t pkt[1500];
@@ -541,6 +549,22 @@ static void send_packet(fz_pkt *p, uint8_t flags) {
     feed(pkt, n, (uint8_t)((flags >> 3) & 3), (flags & 4) != 0);
     p->n = 0;
     p->any = 0;
+    if (!alive())
+        return;
+    ngtcp2_conn_info after;
+    ngtcp2_conn_get_conn_info(syn_qconn_ngtcp2(C.qc), &after);
+    if (after.pkt_recv != before.pkt_recv)
+        return; /* accepted (ngtcp2 commits a key update only once the packet is processed) */
+    if (flags & 1) {
+        memcpy(C.tx.secret, old_secret, sizeof(old_secret));
+        keys_derive(&C.tx, 0);
+        C.key_phase ^= 1;
+    } else if (!(flags & (2 | 4 | 32))) {
+        /* A packet meant to be accepted was dropped: the harness is out of step with the
+         * connection (a connection ID it retired, a path it no longer accepts), and inputs would
+         * be dropped unread. */
+        C.stale = 1;
+    }
 }
 
 /* Makes room for need more bytes in the current packet. */
@@ -749,8 +773,8 @@ static void frame_op(fz_pkt *p, uint8_t op, fz_reader *r) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (C.qc && !alive())
-        fz_live_reconnect(&L); /* the connection under test ended */
+    if (C.qc && (!alive() || C.stale))
+        fz_live_reconnect(&L); /* the connection under test ended, or the harness lost step */
     else
         fz_live_next_input(&L, 2048);
     if (L.connects != C.connects || !alive())
