@@ -133,7 +133,9 @@ void fz_live_init(fz_live *L, const fz_live_options *o) {
     ec.cert_file = paths[0];
     ec.key_file = paths[1];
     ec.ca_file = paths[2];
-    ec.idle_timeout = 30;
+    /* Connections the packet targets leave behind on the edge (their tunnel side went away
+     * without telling it) end after this, when the loop next runs (at a reconnect). */
+    ec.idle_timeout = 5;
     ec.max_streams_bidi = o->edge_streams_bidi ? o->edge_streams_bidi : 1u << 20;
     ec.max_streams_uni = o->edge_streams_uni ? o->edge_streams_uni : 1u << 20;
     ec.retry_threshold = SYN_EDGE_RETRY_NEVER;
