@@ -63,4 +63,21 @@ static inline const uint8_t *fz_bytes(fz_reader *r, size_t max, size_t *len) {
     return p;
 }
 
+/* The bytes of a data operation: a length byte and that many bytes of the input (255: a 16-bit
+ * length follows); or 254, a 16-bit count and one byte: that byte repeated count times, so that
+ * size limits (report, heartbeat and response maxima, buffers) are reachable with small inputs. */
+static inline const uint8_t *fz_data(fz_reader *r, size_t *len) {
+    static uint8_t fill[65536];
+    size_t want = fz_u8(r);
+    if (want == 254) {
+        size_t n = fz_u16(r);
+        memset(fill, fz_u8(r), n);
+        *len = n;
+        return fill;
+    }
+    if (want == 255)
+        want = fz_u16(r);
+    return fz_bytes(r, want, len);
+}
+
 #endif /* SYNESIS_FUZZ_H */

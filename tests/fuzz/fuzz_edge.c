@@ -13,7 +13,7 @@
  * reached here; tests/fuzz/fuzz_client_packet.c drives real packets).
  *
  * Input: a program of one-byte operations (low 3 bits) with parameters:
- *   0 open a stream          1 data: stream, length, bytes     2 data with FIN
+ *   0 open a stream          1 data: stream, bytes (fz_data)   2 data with FIN
  *   3 RESET_STREAM: code     4 STOP_SENDING: code              5 FIN alone
  *   6 close: stream, code    7 a write pass (reports go out)
  * The stream is chosen by the operation's high bits among the open ones.
@@ -85,12 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 5: {
             size_t len = 0;
             const uint8_t *p = NULL;
-            if (kind != 5) {
-                size_t want = fz_u8(&r);
-                if (want == 255)
-                    want = fz_u16(&r);
-                p = fz_bytes(&r, want, &len);
-            }
+            if (kind != 5)
+                p = fz_data(&r, &len);
             int fin = kind != 1;
             if (f->fin || f->reset || (!fin && !len))
                 break; /* ngtcp2 delivers nothing after FIN or a reset, nor empty data */

@@ -10,7 +10,7 @@
  *
  * Input: a program of one-byte operations (low 3 bits) with parameters:
  *   0 the edge opens a stream (bit 3: bidirectional, which the device refuses)
- *   1 report data: stream, length, bytes     2 the same with FIN     5 FIN alone
+ *   1 report data: stream, bytes (fz_data)   2 the same with FIN     5 FIN alone
  *   3 RESET_STREAM: code                      4 STOP_SENDING: code
  *   6 close: stream, code
  *   7 heartbeats, by bits 3-4: 0 send one; 1 delivered (all acknowledged, closed);
@@ -141,12 +141,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 5: {
             size_t len = 0;
             const uint8_t *p = NULL;
-            if (kind != 5) {
-                size_t want = fz_u8(&r);
-                if (want == 255)
-                    want = fz_u16(&r);
-                p = fz_bytes(&r, want, &len);
-            }
+            if (kind != 5)
+                p = fz_data(&r, &len);
             int fin = kind != 1;
             if (f->fin || f->reset || (!fin && !len))
                 break;

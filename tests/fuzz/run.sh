@@ -39,11 +39,13 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 set +e
+t0=$(date +%s)
 # shellcheck disable=SC2086
 "$bin" -max_total_time="$seconds" -print_final_stats=1 -timeout="${FUZZ_TIMEOUT:-25}" \
     -rss_limit_mb="${FUZZ_RSS_MB:-2560}" -max_len="$max_len" -detect_leaks="$leaks" -artifact_prefix="$work/artifacts/" \
     ${FUZZ_FLAGS:-} "$work/corpus" "$seeds" >"$log" 2>&1
 rv=$?
+elapsed=$(($(date +%s) - t0))
 set -e
 
 # The last status line (#N ... cov: C ft: F corp: ...) and libFuzzer's final statistics.
@@ -54,7 +56,7 @@ ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$status")
 corp=$(sed -nE 's/.* corp: ([0-9]+\/[0-9a-zA-Z]+).*/\1/p' <<<"$status")
 artifacts=$(find "$work/artifacts" -type f | wc -l)
 summary=$(printf 'fuzz_%s: %s s, %s executions (%s exec/s), cov %s, ft %s, corpus %s, new units %s, peak RSS %s MB, artifacts %s, exit %s' \
-    "$target" "$seconds" "$(stat number_of_executed_units)" "$(stat average_exec_per_sec)" \
+    "$target" "$elapsed" "$(stat number_of_executed_units)" "$(stat average_exec_per_sec)" \
     "${cov:-?}" "${ft:-?}" "${corp:-?}" "$(stat new_units_added)" "$(stat peak_rss_mb)" \
     "$artifacts" "$rv")
 echo "$summary" | tee "$work/summary"

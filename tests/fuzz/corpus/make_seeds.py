@@ -22,10 +22,15 @@ def val(v):
 
 
 def blob(b):
-    """A length byte (255: a u16 follows) and the bytes."""
-    if len(b) < 255:
+    """fz_data(): a length byte (255: a u16 follows) and the bytes."""
+    if len(b) < 254:
         return bytes([len(b)]) + b
     return b"\xff" + struct.pack(">H", len(b)) + b
+
+
+def fill(n, byte):
+    """fz_data(): n copies of byte."""
+    return b"\xfe" + struct.pack(">H", n) + bytes([byte])
 
 
 def frame(msg_type, payload):
@@ -82,6 +87,10 @@ edge_hb = {
     "stop": op(OPEN) + op(DATA) + blob(HB[:10]) + op(STOP) + val(16) + op(FLUSH),
     "two": op(OPEN) + op(OPEN) + op(DATA, 0) + blob(HB[:8]) + op(DATA, 1) + blob(HB[:8])
     + op(DATA_FIN, 0) + blob(HB[8:]) + op(DATA_FIN, 1) + blob(HB[8:]) + op(FLUSH),
+    "big": op(OPEN) + op(DATA) + blob(b"\x01\x00\x01\x00\x00{\"v\":\"") + op(DATA) + fill(65000, 0x61)
+    + op(DATA_FIN) + blob(b"\"}") + op(CLOSE) + val(0),
+    "over-max": op(OPEN) + op(DATA) + blob(b"\x01\x00\x01\x00\x01") + op(DATA) + fill(40000, 0x20)
+    + op(DATA) + fill(40000, 0x20),
     "many-refusals": (op(OPEN) + op(DATA_FIN) + blob(frame(0x01, b"[]")) + op(CLOSE) + val(0)) * 18
     + op(FLUSH),
 }
@@ -97,6 +106,8 @@ edge_cmd = {
     "echo": one_stream(b"hello", b" world"),
     "split-word": one_stream(b"RES", b"ET 5\n"),
     "long-line": one_stream(b"SRC " + b"1" * 70),
+    "sleep-fill": op(OPEN) + op(DATA) + blob(b"SLEEP 1\n") + (op(DATA) + fill(60000, 0x41)) * 4
+    + op(FIN) + op(CLOSE) + val(0),
     "no-newline": one_stream(b"SLEEP 10"),
     "overflow": one_stream(b"SRC 99999999999999999999999\n"),
     "sleep-max": one_stream(b"SLEEP 600001\n"),
@@ -132,8 +143,10 @@ rep = {
     "too-long": op(OPEN) + op(DATA) + blob(b"\x02\x00\x01\x00\x00") + op(CLOSE) + val(0),
     "truncated": op(OPEN) + op(DATA_FIN) + blob(report(REFUSED)[:-4]) + op(CLOSE) + val(0),
     "trailing": op(OPEN) + op(DATA_FIN) + blob(report(REFUSED) + b"zz") + op(CLOSE) + val(0),
-    "oversize": op(OPEN) + op(DATA) + blob(b"\x02\x00\x00\x10\x00" + b" " * 4200) + op(CLOSE)
-    + val(0),
+    "oversize": op(OPEN) + op(DATA) + blob(b"\x02\x00\x00\x10\x00") + op(DATA) + fill(4200, 0x20)
+    + op(CLOSE) + val(0),
+    "max-report": op(OPEN) + op(DATA) + blob(b"\x02\x00\x00\x10\x00{\"kind\":\"x\",\"p\":\"")
+    + op(DATA) + fill(4096 - 19, 0x41) + op(DATA_FIN) + blob(b"\"}") + op(CLOSE) + val(0),
     "no-stream-id": op(OPEN) + op(DATA_FIN)
     + blob(report({"kind": "heartbeat_refused", "sequence": 1.5})) + op(CLOSE) + val(0),
     "hb-refused": HB_SEND + hb(2) + val(0) + hb(3) + val(16),
@@ -168,6 +181,10 @@ sd = {
     "response": req() + op(DATA) + blob(b"hello") + op(DATA_FIN) + blob(b" world") + op(CLOSE)
     + val(0),
     "too-large": req(0, 4) + op(DATA) + blob(b"0123456789") + op(CLOSE) + val(0x11),
+    "at-max": req(0, 5000) + op(DATA) + fill(4999, 0x33) + op(DATA) + blob(b"x") + op(FIN)
+    + op(CLOSE) + val(0),
+    "paused-big": strm(1) + op(DATA) + fill(30000, 0x34) + op(DATA) + fill(30000, 0x35)
+    + app(5) + val(0) + op(FIN),
     "peer-reset": req() + op(DATA) + blob(b"part") + op(RESET) + val(9) + op(CLOSE) + val(9),
     "stop-then-fin": req() + op(STOP) + val(0) + op(DATA_FIN) + blob(b"ok") + op(CLOSE) + val(0),
     "cancel": req() + app(0) + val(0) + op(DATA_FIN) + blob(b"late"),
