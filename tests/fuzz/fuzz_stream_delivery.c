@@ -186,9 +186,10 @@ static void pump(void) {
     syn_streams_pump(L.t);
     if (!L.t->qc)
         return;
+    /* Ended objects are skipped: their pointer may now be another object's (memory reused). */
     for (syn_qstream *s = syn_qconn_streams(L.t->qc); s; s = s->next)
         for (int i = 0; i < MAX_OBJ; i++)
-            if (objs[i].used && !objs[i].qs && s->user &&
+            if (objs[i].used && !objs[i].ended && !objs[i].qs && s->user &&
                 s->user == (objs[i].is_stream ? (void *)objs[i].str : (void *)objs[i].req))
                 objs[i].qs = s;
 }
