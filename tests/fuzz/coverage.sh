@@ -26,7 +26,7 @@ mkdir -p "$out"
 rm -f "$out"/*.profraw
 dirs=("$here/corpus/$target")
 [ -d "$corpus" ] && dirs=("$corpus" "${dirs[@]}")
-LLVM_PROFILE_FILE="$out/%p.profraw" "$bin" -runs=0 "${dirs[@]}" >"$out/replay.log" 2>&1 || true
+LLVM_PROFILE_FILE="$out/%p.profraw" "$bin" -runs=0 -artifact_prefix="$out/" "${dirs[@]}" >"$out/replay.log" 2>&1 || true
 llvm-profdata merge -sparse -o "$out/cov.profdata" "$out"/*.profraw
 ninputs=$(grep -hoE 'INITED.*|Done [0-9]+ runs' "$out/replay.log" | tail -n 1)
 
