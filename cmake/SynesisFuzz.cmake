@@ -31,11 +31,17 @@ endif()
 
 set(SYNESIS_FUZZ_NGTCP2_INSTRUMENTED OFF)
 if(SYNESIS_FUZZ_NGTCP2 AND SYNESIS_DEPS_BUNDLED)
-  # <cache>/deps/<key>/prefix -> <cache>/src/ngtcp2-<debian version>/ngtcp2_<version>.orig.tar.*
-  get_filename_component(_cache_root "${SYNESIS_DEPS_PREFIX}/../../.." ABSOLUTE)
-  file(GLOB _ng_tar "${_cache_root}/src/ngtcp2-*/ngtcp2_${SYNESIS_NGTCP2_VERSION}.orig.tar.*")
-  list(FILTER _ng_tar EXCLUDE REGEX "\\.asc$")
-  list(LENGTH _ng_tar _n)
+  # <cache>/deps/[cfg-<hash>/]<key>/prefix -> <cache>/src/ngtcp2-<debian version>/
+  # ngtcp2_<version>.orig.tar.*
+  set(_n 0)
+  foreach(_up "../../.." "../../../..")
+    if(_n EQUAL 0)
+      get_filename_component(_cache_root "${SYNESIS_DEPS_PREFIX}/${_up}" ABSOLUTE)
+      file(GLOB _ng_tar "${_cache_root}/src/ngtcp2-*/ngtcp2_${SYNESIS_NGTCP2_VERSION}.orig.tar.*")
+      list(FILTER _ng_tar EXCLUDE REGEX "\\.asc$")
+      list(LENGTH _ng_tar _n)
+    endif()
+  endforeach()
   if(_n GREATER 0)
     list(GET _ng_tar 0 _ng_tar)
     include(ExternalProject)
