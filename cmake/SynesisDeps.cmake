@@ -36,18 +36,27 @@ else()
     message(FATAL_ERROR "synesis: OpenSSL >= ${SYNESIS_OPENSSL_MIN} and ngtcp2 >= ${SYNESIS_NGTCP2_MIN} "
       "(with libngtcp2_crypto_ossl) were not found by pkg-config, and SYNESIS_BOOTSTRAP_DEPS is OFF.")
   endif()
-  if(NOT SYNESIS_DEPS_PREFIX OR NOT EXISTS "${SYNESIS_DEPS_PREFIX}/lib/libngtcp2_crypto_ossl.a")
+  # The bootstrap runs on every configure: a cached build for the script's current options is found
+  # in milliseconds without the network, and an edit of its options (which makes CMake re-run)
+  # switches existing build trees to a build with the new options.
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${CMAKE_CURRENT_LIST_DIR}/bootstrap-deps.sh")
+  if(NOT SYNESIS_DEPS_PREFIX)
     message(STATUS "synesis: system OpenSSL/ngtcp2 too old or missing; bootstrapping from Debian sources")
-    execute_process(
-      COMMAND bash "${CMAKE_CURRENT_LIST_DIR}/bootstrap-deps.sh"
-      OUTPUT_VARIABLE _boot_out
-      RESULT_VARIABLE _boot_rv)
-    if(NOT _boot_rv EQUAL 0)
-      message(FATAL_ERROR "synesis: dependency bootstrap failed (see the messages above)")
-    endif()
-    string(REGEX MATCH "SYNESIS_DEPS_PREFIX=([^\n]*)" _m "${_boot_out}")
-    set(SYNESIS_DEPS_PREFIX "${CMAKE_MATCH_1}" CACHE PATH "Prefix of the bootstrapped OpenSSL and ngtcp2" FORCE)
   endif()
+  # MinSizeRel gets dependencies built for size (-Os, no unwind tables), kept apart in the cache.
+  set(_boot_args)
+  if(CMAKE_BUILD_TYPE STREQUAL "MinSizeRel")
+    set(_boot_args --small)
+  endif()
+  execute_process(
+    COMMAND bash "${CMAKE_CURRENT_LIST_DIR}/bootstrap-deps.sh" ${_boot_args}
+    OUTPUT_VARIABLE _boot_out
+    RESULT_VARIABLE _boot_rv)
+  if(NOT _boot_rv EQUAL 0)
+    message(FATAL_ERROR "synesis: dependency bootstrap failed (see the messages above)")
+  endif()
+  string(REGEX MATCH "SYNESIS_DEPS_PREFIX=([^\n]*)" _m "${_boot_out}")
+  set(SYNESIS_DEPS_PREFIX "${CMAKE_MATCH_1}" CACHE PATH "Prefix of the bootstrapped OpenSSL and ngtcp2" FORCE)
   set(SYNESIS_DEPS_BUNDLED ON)
   set(_p "${SYNESIS_DEPS_PREFIX}")
   file(STRINGS "${_p}/../.complete" _complete)

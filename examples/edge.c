@@ -25,7 +25,7 @@ static void usage(void) {
     printf("usage: %s --listen ADDR:PORT --cert FILE --key FILE --ca FILE [--alpn PROTO]\n"
            "       [--log FILE] [--idle-timeout S] [--max-streams N] [--max-request-size BYTES]\n"
            "       [--max-conn-buffer BYTES] [--max-src-size BYTES] [--retry-threshold N|never]\n"
-           "       [--socket-buffer BYTES]\n"
+           "       [--socket-buffer BYTES] [--no-device-pings]\n"
            "\n"
            "Runs the reference synesis-tunnel edge: mutually authenticated QUIC on one UDP port.\n"
            "\n"
@@ -44,6 +44,8 @@ static void usage(void) {
            "  --retry-threshold N       send a stateless Retry while N or more handshakes are in\n"
            "                            progress (default 64; 0 = always; never = off)\n"
            "  --socket-buffer BYTES     UDP receive and send buffer (default 4194304)\n"
+           "  --no-device-pings         do not PING devices on their behalf just before their\n"
+           "                            keep-alive would (keep_alive_ms in their heartbeats)\n"
            "\n"
            "SIGINT or SIGTERM closes every connection gracefully and exits with status 0.\n",
            prog);
@@ -74,7 +76,8 @@ int main(int argc, char **argv) {
         OPT_CONN_BUFFER,
         OPT_SRC_SIZE,
         OPT_RETRY,
-        OPT_SOCKBUF
+        OPT_SOCKBUF,
+        OPT_NO_PINGS
     };
     static const struct option longopts[] = {
         {"listen",           required_argument, NULL, 'l'            },
@@ -90,6 +93,7 @@ int main(int argc, char **argv) {
         {"max-src-size",     required_argument, NULL, OPT_SRC_SIZE   },
         {"retry-threshold",  required_argument, NULL, OPT_RETRY      },
         {"socket-buffer",    required_argument, NULL, OPT_SOCKBUF    },
+        {"no-device-pings",  no_argument,       NULL, OPT_NO_PINGS   },
         {"help",             no_argument,       NULL, 'h'            },
         {NULL,               0,                 NULL, 0              },
     };
@@ -152,6 +156,9 @@ int main(int argc, char **argv) {
         case OPT_SOCKBUF:
             if (ex_parse_count(prog, "--socket-buffer", optarg, &cfg.socket_buffer))
                 return EX_USAGE_STATUS;
+            break;
+        case OPT_NO_PINGS:
+            cfg.ping_devices = 0;
             break;
         case 'h':
             usage();

@@ -57,7 +57,8 @@ static const struct err_entry errors[] = {
     E(SYNESIS_ERR_RESPONSE_TOO_LARGE, "response exceeds the maximum size"),
     E(SYNESIS_ERR_CANCELLED, "cancelled"),
     E(SYNESIS_ERR_STREAM_RESET, "stream reset by the edge"),
-    E(SYNESIS_ERR_QUEUE_FULL, "request queue is full"),
+    E(SYNESIS_ERR_QUEUE_FULL,
+      "request queue is full (max_queued_requests or max_queued_request_bytes)"),
     E(SYNESIS_ERR_WOULD_BLOCK, "send buffer full, try again when writable"),
     E(SYNESIS_ERR_HEARTBEAT_REFUSED, "heartbeat refused by the edge"),
 };

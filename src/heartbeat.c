@@ -19,8 +19,9 @@ static int vitals_set(synesis_vitals *v, const char *key, cJSON *item) {
         cJSON_Delete(item);
         return item ? SYNESIS_ERR_INVALID_ARGUMENT : SYNESIS_ERR_NOMEM;
     }
-    if (cJSON_GetObjectItemCaseSensitive(v->obj, key))
-        return cJSON_ReplaceItemInObjectCaseSensitive(v->obj, key, item) ? 0 : SYNESIS_ERR_NOMEM;
+    /* Replacing: the old one goes first, so a failure (copying the key) leaves item with us
+     * whatever the cJSON version does with a replacement it could not name. */
+    cJSON_DeleteItemFromObjectCaseSensitive(v->obj, key);
     return cJSON_AddItemToObject(v->obj, key, item) ? 0 : (cJSON_Delete(item), SYNESIS_ERR_NOMEM);
 }
 
@@ -46,12 +47,11 @@ int syn_heartbeat_init(synesis_tunnel *t, char *detail) {
         syn_copy_str(t->device_id, sizeof(t->device_id), t->cfg.device_id);
         return 0;
     }
-    /* The device id is the certificate's CN without its "device-" prefix. */
-    SSL *ssl = SSL_new(t->ssl_ctx);
-    X509 *leaf = ssl ? SSL_get_certificate(ssl) : NULL;
+    /* The device id is the certificate's CN without its "device-" prefix. (From the context
+     * itself: an SSL made only to reach the certificate could fail to allocate.) */
+    X509 *leaf = SSL_CTX_get0_certificate(t->ssl_ctx);
     char cn[128] = "";
     int rv = leaf ? syn_cert_common_name(leaf, cn, sizeof(cn)) : SYNESIS_ERR_NO_CERTIFICATE;
-    SSL_free(ssl);
     if (rv != 0)
         return syn_fail(detail, rv,
                         "cannot derive the device id from the certificate's CN; set "
@@ -74,10 +74,19 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t 
         synesis_vitals v = {vit};
         t->cb.on_vitals(t, &v, t->user_data);
     }
-    cJSON_AddStringToObject(o, "device_id", t->device_id);
-    cJSON_AddNumberToObject(o, "timestamp", (double)ts);
-    cJSON_AddNumberToObject(o, "sequence", (double)seq);
-    cJSON_AddItemToObject(o, "vitals", vit);
+    /* Every member or no heartbeat: one without its id, sequence or vitals would be refused. The
+     * edge may send its keep-alive PINGs just before ours would go (docs/protocol.md): the ACK we
+     * answer with refreshes the NAT binding in one wake-up instead of our PING's two. */
+    if (!cJSON_AddStringToObject(o, "device_id", t->device_id) ||
+        !cJSON_AddNumberToObject(o, "timestamp", (double)ts) ||
+        !cJSON_AddNumberToObject(o, "sequence", (double)seq) ||
+        !cJSON_AddNumberToObject(o, "keep_alive_ms",
+                                 (double)(uint64_t)(t->cfg.keep_alive_interval * 1000)) ||
+        !cJSON_AddItemToObject(o, "vitals", vit)) {
+        cJSON_Delete(o);
+        cJSON_Delete(vit); /* not attached */
+        return NULL;
+    }
     char *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!json)
@@ -393,6 +402,13 @@ int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
     return 0;
 }
 
+size_t syn_reports_count(const synesis_tunnel *t) {
+    size_t n = 0;
+    for (const syn_report *r = t->reports; r; r = r->next)
+        n++;
+    return n;
+}
+
 void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc) {
     for (syn_report *r = t->reports, *next; r; r = next) {
         next = r->next;
@@ -422,6 +438,13 @@ void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char 
     }
 }
 
+static size_t hb_live_count(const synesis_tunnel *t) {
+    size_t n = 0;
+    for (const syn_hb *h = t->hb_live; h; h = h->next)
+        n++;
+    return n;
+}
+
 static void send_heartbeat(synesis_tunnel *t) {
     synesis_heartbeat_info info = {
         .sequence = t->hb_sequence++,
@@ -436,6 +459,12 @@ static void send_heartbeat(synesis_tunnel *t) {
     syn_hb *h = NULL;
     if (!syn_tunnel_ready(t)) {
         info.status = SYNESIS_ERR_NOT_CONNECTED;
+    } else if (hb_live_count(t) >= SYN_HB_MAX_LIVE) {
+        info.status = SYNESIS_ERR_WOULD_BLOCK;
+        syn_tunnel_log(t, SYNESIS_LOG_WARN,
+                       "heartbeat %llu not sent: %d earlier heartbeats are still unacknowledged "
+                       "(the edge returns no flow-control credit?)",
+                       (unsigned long long)info.sequence, SYN_HB_MAX_LIVE);
     } else if (!(frame = build_frame(t, info.sequence, info.timestamp_ms, &len))) {
         info.status = len ? SYNESIS_ERR_INVALID_ARGUMENT : SYNESIS_ERR_NOMEM;
         if (len)
@@ -492,8 +521,29 @@ static void hb_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)revents;
     synesis_tunnel *t = w->data;
     syn_tunnel_enter(t);
+    t->wakes.heartbeat++;
     send_heartbeat(t);
     syn_tunnel_leave(t);
+}
+
+void syn_heartbeat_ride(synesis_tunnel *t) {
+    double every = t->cfg.heartbeat_interval;
+    if (every <= 0 || !ev_is_active(&t->hb_timer) || !syn_tunnel_ready(t))
+        return;
+    /* How early: half the keep-alive interval, at most a quarter of the heartbeat's. */
+    double early = t->cfg.keep_alive_interval / 2;
+    if (!(early > 0) || early > every / 4)
+        early = every / 4;
+    /* Due already (the first one, right after Connected): the timer sends it in this iteration. */
+    double left = ev_timer_remaining(t->loop, &t->hb_timer);
+    if (left <= 0 || left > early)
+        return;
+    /* The timer keeps its phase: the next heartbeat is due one interval after this one was. */
+    ev_timer_stop(t->loop, &t->hb_timer);
+    ev_timer_set(&t->hb_timer, left + every, every);
+    ev_timer_start(t->loop, &t->hb_timer);
+    t->wakes.heartbeat_early++;
+    send_heartbeat(t);
 }
 
 void syn_heartbeat_start(synesis_tunnel *t) {

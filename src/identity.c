@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/decoder.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -164,9 +165,21 @@ static int pem_next(BIO *b, char **name, char **header, unsigned char **der, lon
     return -1;
 }
 
+/* 1 when OpenSSL decoded x's public key (with its size: a key of "0 security bits" is too weak
+ * for every verification) and cached its extensions without finding them invalid (the flags are
+ * computed here, once, rather than during the first verification). */
+static int cert_whole(X509 *x) {
+    EVP_PKEY *k = X509_get0_pubkey(x);
+    int whole =
+        k && EVP_PKEY_get_security_bits(k) > 0 && !(X509_get_extension_flags(x) & EXFLAG_INVALID);
+    if (!whole)
+        syn_ossl_clear();
+    return whole;
+}
+
 /* src describes the input for messages: "file /x/y.pem" or "(in memory)". */
-static int parse_certs(STACK_OF(X509) * *out, const char *what, const char *src, const char *data,
-                       size_t len, char *detail) {
+static int parse_certs_once(STACK_OF(X509) * *out, const char *what, const char *src,
+                            const char *data, size_t len, char *detail) {
     *out = NULL;
     if (len == 0 || !has_pem_start(data, len))
         return not_pem(detail, what, src, len);
@@ -199,7 +212,25 @@ static int parse_certs(STACK_OF(X509) * *out, const char *what, const char *src,
         if (is_cert || is_trusted) {
             const unsigned char *p = der;
             X509 *x = is_trusted ? d2i_X509_AUX(NULL, &p, der_len) : d2i_X509(NULL, &p, der_len);
-            if (!x || p != der + der_len) {
+            if (x && p == der + der_len && !cert_whole(x)) {
+                /* OpenSSL keeps what it derives from a certificate in the object, a failure
+                 * included: a key it could not decode stays absent, extensions it could not
+                 * cache leave it "invalid" for good (and a trust anchor so marked fails every
+                 * later verification). Both also happen when an allocation fails, with no
+                 * error kept: parse it again, and keep the second if that one is whole. */
+                const unsigned char *q = der;
+                X509 *y =
+                    is_trusted ? d2i_X509_AUX(NULL, &q, der_len) : d2i_X509(NULL, &q, der_len);
+                if (y && cert_whole(y)) {
+                    X509_free(x);
+                    x = y;
+                } else {
+                    X509_free(y);
+                }
+            }
+            if (!x || p != der + der_len || syn_ossl_oom()) {
+                /* With an allocation failure queued, even a certificate that parsed may lack
+                 * its public key (OpenSSL keeps a key it could not decode as absent). */
                 X509_free(x);
                 rc = syn_fail_ossl(detail, SYNESIS_ERR_BAD_CERTIFICATE,
                                    "%s %s: certificate #%d cannot be parsed", what, src,
@@ -228,6 +259,28 @@ out:
     OSSL_STACK_OF_X509_free(sk);
     BIO_free(b);
     syn_ossl_clear();
+    return rc;
+}
+
+/* OpenSSL reports some allocation failures inside its decoders as malformed data ("nested asn1
+ * error", "unsupported"), without queueing an allocation failure: a verdict on the data that does
+ * not repeat was one, and the second parse is the good one; one that repeats while allocations
+ * fail is out of memory. */
+static int reparse_after(int rc, char *detail) {
+    if (!syn_alloc_failing())
+        return rc;
+    char was[SYNESIS_DETAIL_MAX];
+    syn_copy_str(was, sizeof(was), detail ? detail : "");
+    return syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory (%.400s)", was);
+}
+
+static int parse_certs(STACK_OF(X509) * *out, const char *what, const char *src, const char *data,
+                       size_t len, char *detail) {
+    int rc = parse_certs_once(out, what, src, data, len, detail);
+    if (rc == SYNESIS_ERR_BAD_CERTIFICATE || rc == SYNESIS_ERR_NO_CERTIFICATE)
+        rc = parse_certs_once(out, what, src, data, len, detail);
+    if (rc == SYNESIS_ERR_BAD_CERTIFICATE || rc == SYNESIS_ERR_NO_CERTIFICATE)
+        rc = reparse_after(rc, detail);
     return rc;
 }
 
@@ -278,8 +331,8 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-static int parse_key(EVP_PKEY **out, const char *what, const char *src, const char *data,
-                     size_t len, const char *pass, char *detail) {
+static int parse_key_once(EVP_PKEY **out, const char *what, const char *src, const char *data,
+                          size_t len, const char *pass, char *detail) {
     *out = NULL;
     if (len == 0 || !has_pem_start(data, len))
         return not_pem(detail, what, src, len);
@@ -350,6 +403,17 @@ static int parse_key(EVP_PKEY **out, const char *what, const char *src, const ch
     syn_ossl_clear();
     *out = k;
     return 0;
+}
+
+/* As parse_certs: a decoder's verdict may be an allocation failure in disguise. */
+static int parse_key(EVP_PKEY **out, const char *what, const char *src, const char *data,
+                     size_t len, const char *pass, char *detail) {
+    int rc = parse_key_once(out, what, src, data, len, pass, detail);
+    if (rc == SYNESIS_ERR_NO_PRIVATE_KEY || rc == SYNESIS_ERR_KEY_PASSPHRASE)
+        rc = parse_key_once(out, what, src, data, len, pass, detail);
+    if (rc == SYNESIS_ERR_NO_PRIVATE_KEY || rc == SYNESIS_ERR_KEY_PASSPHRASE)
+        rc = reparse_after(rc, detail);
+    return rc;
 }
 
 static int check_key_mode(const char *what, const char *path, mode_t mode, char *detail) {
@@ -484,14 +548,18 @@ static int load_key_store(EVP_PKEY **out, const char *what, const char *uri, con
 /* ---- checks -------------------------------------------------------------------------------- */
 
 /* "EC P-256", "RSA 2048", "ED448", ...; returns 1 if the library supports it. */
+/* Describes k into out; returns 1 for a supported key, 0 for another, -1 when OpenSSL could not
+ * tell for want of memory. */
 static int describe_key(EVP_PKEY *k, char *out, size_t len) {
     if (EVP_PKEY_is_a(k, "EC")) {
         char group[80] = "";
+        syn_ossl_clear();
         if (!EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
                                             NULL)) {
+            int oom = syn_ossl_oom();
             ERR_clear_error();
-            snprintf(out, len, "EC (explicit curve parameters)");
-            return 0;
+            snprintf(out, len, "%s", oom ? "EC (out of memory)" : "EC (explicit curve parameters)");
+            return oom ? -1 : 0;
         }
         int nid = OBJ_txt2nid(group);
         if (nid == NID_undef)
@@ -512,8 +580,11 @@ static int describe_key(EVP_PKEY *k, char *out, size_t len) {
 
 static int check_key_supported(EVP_PKEY *k, const char *what, char *detail) {
     char desc[64];
-    if (describe_key(k, desc, sizeof(desc)))
+    int r = describe_key(k, desc, sizeof(desc));
+    if (r > 0)
         return 0;
+    if (r < 0)
+        return syn_fail(detail, SYNESIS_ERR_NOMEM, "%s: out of memory", what);
     return syn_fail(detail, SYNESIS_ERR_UNSUPPORTED_KEY,
                     "%s is %s: supported are EC P-256, EC P-384 and RSA 2048..16384 bits", what,
                     desc);
@@ -568,6 +639,26 @@ void syn_identity_clear(syn_identity *id) {
     id->key = NULL;
 }
 
+int syn_cert_key_lost_to_oom(X509 *x) {
+    if (X509_get0_pubkey(x))
+        return 0;
+    syn_ossl_clear();
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+    EVP_PKEY *k = NULL;
+    OSSL_DECODER_CTX *d = n > 0
+                              ? OSSL_DECODER_CTX_new_for_pkey(&k, "DER", "SubjectPublicKeyInfo",
+                                                              NULL, EVP_PKEY_PUBLIC_KEY, NULL, NULL)
+                              : NULL;
+    const unsigned char *p = der;
+    size_t len = n > 0 ? (size_t)n : 0;
+    int decoded = d && OSSL_DECODER_from_data(d, &p, &len) == 1 && k;
+    OSSL_DECODER_CTX_free(d);
+    EVP_PKEY_free(k);
+    OPENSSL_free(der);
+    return decoded || syn_ossl_oom();
+}
+
 int syn_identity_load(syn_identity *out, const char *what, const char *cert_file,
                       const char *cert_pem, size_t cert_pem_len, const char *key_file,
                       const char *key_pem, size_t key_pem_len, const char *passphrase,
@@ -606,7 +697,21 @@ int syn_identity_load(syn_identity *out, const char *what, const char *cert_file
     rc = check_key_supported(id.key, kwhat, detail);
     if (rc)
         goto fail;
+    if (!X509_get0_pubkey(id.leaf)) {
+        rc = syn_cert_key_lost_to_oom(id.leaf)
+                 ? syn_fail_ossl(detail, SYNESIS_ERR_NOMEM,
+                                 "%s: its public key could not be decoded: out of memory", cwhat)
+                 : syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "%s: its public key cannot be decoded",
+                                 cwhat);
+        goto fail;
+    }
+    syn_ossl_clear();
     if (EVP_PKEY_eq(X509_get0_pubkey(id.leaf), id.key) != 1) {
+        if (syn_ossl_oom()) { /* the comparison itself failed */
+            rc = syn_fail_ossl(detail, SYNESIS_ERR_NOMEM, "comparing the %s with the %s", kwhat,
+                               cwhat);
+            goto fail;
+        }
         char subj[256];
         subject_line(X509_get_subject_name(id.leaf), subj, sizeof(subj));
         rc = syn_fail(detail, SYNESIS_ERR_KEY_MISMATCH, "%s (%s) does not match the %s (%s)", kwhat,
@@ -637,8 +742,8 @@ int syn_load_trust(X509_STORE *store, const char *ca_file, const char *ca_dir,
     if (ca_file) {
         STACK_OF(X509) *sk = NULL;
         int rc = syn_load_certs(&sk, "CA", ca_file, NULL, 0, detail);
-        if (rc)
-            return SYNESIS_ERR_CA_UNREADABLE; /* the detail names the file and the reason */
+        if (rc) /* the detail names the file and the reason */
+            return rc == SYNESIS_ERR_NOMEM ? rc : SYNESIS_ERR_CA_UNREADABLE;
         for (int i = 0; i < sk_X509_num(sk); i++) {
             if (X509_STORE_add_cert(store, sk_X509_value(sk, i)) != 1) {
                 OSSL_STACK_OF_X509_free(sk);
@@ -689,10 +794,12 @@ int syn_cert_common_name(X509 *x, char *out, size_t out_len) {
     if (last < 0)
         return SYNESIS_ERR_BAD_CERTIFICATE;
     unsigned char *u = NULL;
+    syn_ossl_clear();
     int ul = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, last)));
     if (ul < 0) {
+        int oom = syn_ossl_oom();
         ERR_clear_error();
-        return SYNESIS_ERR_BAD_CERTIFICATE;
+        return oom ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_BAD_CERTIFICATE;
     }
     int rc = 0;
     for (int i = 0; i < ul; i++)

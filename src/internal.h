@@ -29,9 +29,21 @@ int syn_fail(char *buf, int code, const char *fmt, ...) SYNESIS_PRINTF(3, 4);
 
 /*
  * Like syn_fail, and appends OpenSSL's most specific queued reason (": <reason>") when there is
- * one; always clears OpenSSL's error queue.
+ * one; always clears OpenSSL's error queue. When OpenSSL queued an allocation failure
+ * (ERR_R_MALLOC_FAILURE), returns SYNESIS_ERR_NOMEM instead of code: the operation failed for
+ * want of memory, not for what code names (a "malformed" certificate, say).
  */
 int syn_fail_ossl(char *buf, int code, const char *fmt, ...) SYNESIS_PRINTF(3, 4);
+
+/* 1 when OpenSSL's error queue holds an allocation failure (ERR_R_MALLOC_FAILURE) as its oldest
+ * or newest entry: the queue is cleared before the operations whose errors we report, and
+ * CRYPTO_malloc queues the failure first, its callers their own errors after it. */
+int syn_ossl_oom(void);
+
+/* 1 when an allocation fails right now (one small allocation is tried): the last word on a
+ * verdict that OpenSSL or ngtcp2_crypto may have reached for want of memory without saying so.
+ * Clears OpenSSL's error queue. */
+int syn_alloc_failing(void);
 
 /* Clears OpenSSL's thread error queue (call before an operation whose errors we report). */
 void syn_ossl_clear(void);

@@ -108,10 +108,18 @@ typedef struct syn_qconn_settings {
     uint64_t conn_window;   /* connection receive window */
     int trace;              /* forward ngtcp2's own log to ops->log at TRACE */
     int cc;                 /* synesis_congestion_control value: 0 CUBIC, 1 BBR, 2 Reno */
+    /* ACK every ack-eliciting packet in the write pass after it (ngtcp2's ack_thresh 1) instead
+     * of after two, or after the ACK delay: the ACK of a lone packet then leaves in the wake-up
+     * that received it, not in a second one when the delay timer fires. */
+    int ack_at_once;
     /* Client: an address-validation token to send in the first Initial (NULL = none; ngtcp2 copies
      * it). Tests use it to present forged Retry tokens. */
     const uint8_t *token;
     size_t tokenlen;
+    /* Server: an address advertised as the preferred_address transport parameter (RFC 9000
+     * 9.6), with a connection ID of its own (announced through ops->cid_added). NULL = none.
+     * Tests use it to offer a client a migration it should not take. */
+    const syn_sockaddr *preferred_addr;
 } syn_qconn_settings;
 
 void syn_qconn_settings_default(syn_qconn_settings *st);
@@ -177,13 +185,41 @@ void *syn_qconn_owner(const syn_qconn *qc);
 void syn_qconn_take_fd(syn_qconn *qc);
 SSL *syn_qconn_ssl(const syn_qconn *qc);
 int syn_qconn_handshake_completed(const syn_qconn *qc);
+/* syn_now_ns() when this side's TLS handshake completed (a client's Finished produced, before
+ * the server's HANDSHAKE_DONE), or 0 before. */
+uint64_t syn_qconn_tls_completed_ns(const syn_qconn *qc);
 /* The unidirectional streams the peer let us open in its transport parameters (0 before it sent
  * them). */
 uint64_t syn_qconn_peer_max_streams_uni(const syn_qconn *qc);
+/* Sends a PING after ns of quiet (no packet sent or received); 0 = never. Takes effect at the
+ * next write pass. */
+void syn_qconn_set_keep_alive(syn_qconn *qc, uint64_t ns);
+
+/* What woke the loop for this connection, by cause: the figures behind the idle cost (tests and
+ * the idle benchmark read them). An expiry is classified by what its write pass sent. */
+typedef struct syn_qconn_wakes {
+    uint64_t expiry;      /* ngtcp2's expiry timer fired (the libev timer or the timerfd) */
+    uint64_t expiry_idle; /* ... and nothing was sent: a wake-up for nothing */
+    uint64_t expiry_ack;  /* ... and only ACKs (packets that elicit none): a delayed ACK */
+    uint64_t expiry_send; /* ... and an ack-eliciting packet: a keep-alive PING, a probe, or data
+                             that pacing had held back */
+    uint64_t fine_stale;  /* the timerfd fired for a deadline no longer wanted */
+    uint64_t packets;     /* packets sent, all causes */
+} syn_qconn_wakes;
+void syn_qconn_get_wakes(const syn_qconn *qc, syn_qconn_wakes *out);
+
 /* Smoothed RTT in milliseconds (0 before the first sample). */
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc);
 /* ngtcp2's connection info (RTTs, cwnd, packet counters). */
 void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out);
+/* Server side: the CONNECTION_CLOSE packet this connection sent (the first one; the payload of a
+ * UDP datagram, ready to resend as is), or NULL with *len 0 if none was sent. Valid until
+ * syn_qconn_free(); readable from ops->closed, to keep a closing period (RFC 9000 10.2.1). */
+const uint8_t *syn_qconn_close_packet(const syn_qconn *qc, size_t *len);
+/* 1 if the peer closed the connection (ngtcp2 is in its draining period). */
+int syn_qconn_draining(const syn_qconn *qc);
+/* The current probe timeout (RFC 9002 6.2.1), in nanoseconds. */
+uint64_t syn_qconn_pto_ns(const syn_qconn *qc);
 /* Remote address (the path currently in use). */
 const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc);
 /* For the edge: update the send fd/path when packets arrive from a new address (migration). */
@@ -196,6 +232,16 @@ void syn_qconn_set_remote(syn_qconn *qc, const syn_sockaddr *remote);
  * later), SYNESIS_ERR_INVALID_STATE before the handshake is confirmed, or SYNESIS_ERR_QUIC. Used by
  * the tests and benchmarks that play a migrating device. */
 int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local);
+
+/* Server, tests only (a hostile edge that changes its address, which QUIC does not allow a
+ * server): sends from fd from now on, and closes fd when the connection is finally freed. */
+void syn_qconn_server_send_from(syn_qconn *qc, int fd);
+/* Releases the large send buffer of the batched writes (see syn_udp_tx) when nothing is queued:
+ * for an owner whose connection has gone quiet; the next write pass that needs it allocates it
+ * again. Returns 1 when no large buffer is held afterwards. */
+int syn_qconn_trim(syn_qconn *qc);
+/* The send batch (its counters, for tests). */
+const syn_udp_tx *syn_qconn_tx(const syn_qconn *qc);
 
 /* Streams. open returns SYNESIS_ERR_WOULD_BLOCK when the peer's stream limit is reached. */
 int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out);

@@ -19,6 +19,7 @@ struct synesis_request {
     size_t len;
     synesis_release_fn release; /* NULL: data is our own copy (free) */
     void *release_ud;
+    size_t queued_bytes; /* counted in t->req_waiting_bytes while waiting: len of our copy */
 
     size_t max_response;
     int wait_for_connection;
@@ -69,6 +70,7 @@ static void unlink_req(synesis_tunnel *t, synesis_request *r) {
         else
             t->req_wait_tail = r->prev;
         t->req_waiting--;
+        t->req_waiting_bytes -= r->queued_bytes;
     }
     r->prev = r->next = NULL;
 }
@@ -255,8 +257,18 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
                                                   t->state.kind == SYNESIS_STATE_RECONNECTING ||
                                                   t->state.kind == SYNESIS_STATE_CONNECTED)))
         rv = SYNESIS_ERR_NOT_CONNECTED;
-    else if (t->req_waiting >= t->cfg.max_queued_requests)
+    else if (t->req_waiting >= t->cfg.max_queued_requests) {
         rv = SYNESIS_ERR_QUEUE_FULL;
+        syn_tunnel_log(t, SYNESIS_LOG_DEBUG,
+                       "request refused: %zu requests wait already (max_queued_requests)",
+                       t->req_waiting);
+    } else if (!release && len > t->cfg.max_queued_request_bytes - t->req_waiting_bytes) {
+        rv = SYNESIS_ERR_QUEUE_FULL;
+        syn_tunnel_log(t, SYNESIS_LOG_DEBUG,
+                       "request of %zu bytes refused: %zu bytes wait already, at most %zu "
+                       "(max_queued_request_bytes)",
+                       len, t->req_waiting_bytes, t->cfg.max_queued_request_bytes);
+    }
     synesis_request *r = NULL;
     if (rv == 0) {
         r = calloc(1, sizeof(*r));
@@ -303,6 +315,8 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
         t->req_wait_head = r;
     t->req_wait_tail = r;
     t->req_waiting++;
+    r->queued_bytes = release ? 0 : len; /* our copy; a no-copy body is the application's */
+    t->req_waiting_bytes += r->queued_bytes;
     if (out)
         *out = r;
     /* Streams are opened from the write pass, never from inside ngtcp2. */

@@ -90,10 +90,44 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, const syn_identity *id, char *
 
 /* Replaces X509_verify_cert for the client: the normal chain verification first, then the pins
  * (any certificate of the verified chain may match). Also records the failing depth. */
+/* X509_verify_cert failed: was it for want of memory? OpenSSL turns some of its allocation
+ * failures during verification into verdicts with nothing queued ("unable to get local issuer
+ * certificate", a key "too weak"), and caches some in the certificate objects (a key it could not
+ * decode, extensions it could not cache). So the verification runs once more, in a context of its
+ * own, on fresh copies of the edge's certificates (our trust anchors' caches are filled when they
+ * are loaded): a verdict that does not repeat, or an allocation failure this time, means out of
+ * memory. */
+static int verify_failed_for_memory(X509_STORE_CTX *xs) {
+    if (X509_STORE_CTX_get_error(xs) == X509_V_ERR_OUT_OF_MEM)
+        return 1;
+    syn_ossl_clear();
+    STACK_OF(X509) *untrusted = X509_STORE_CTX_get0_untrusted(xs);
+    X509 *leaf = X509_dup(X509_STORE_CTX_get0_cert(xs));
+    STACK_OF(X509) *copies = untrusted ? sk_X509_deep_copy(untrusted, X509_dup, X509_free) : NULL;
+    X509_STORE_CTX *again = X509_STORE_CTX_new();
+    int made = leaf && (!untrusted || copies) && again;
+    int ok = -1;
+    if (made && X509_STORE_CTX_init(again, X509_STORE_CTX_get0_store(xs), leaf, copies) == 1 &&
+        X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(again), X509_STORE_CTX_get0_param(xs)) ==
+            1)
+        ok = X509_verify_cert(again);
+    int oom = !made || ok > 0 || syn_ossl_oom() ||
+              (ok <= 0 && X509_STORE_CTX_get_error(again) == X509_V_ERR_OUT_OF_MEM);
+    X509_STORE_CTX_free(again);
+    OSSL_STACK_OF_X509_free(copies);
+    X509_free(leaf);
+    syn_ossl_clear();
+    return oom;
+}
+
 static int client_cert_verify(X509_STORE_CTX *xs, void *arg) {
     const struct ctx_data *d = arg;
     SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
     int ok = X509_verify_cert(xs);
+    if (ok <= 0 && verify_failed_for_memory(xs)) {
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_OUT_OF_MEM); /* the handshake fails all the same */
+        ok = 0;
+    }
     if (ok > 0 && d && d->n_pins) {
         STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(xs);
         int match = 0;
@@ -225,17 +259,30 @@ int syn_tls_client_ssl_setup(SSL *ssl, const char *server_name, const char *alpn
     return 0;
 }
 
-/* Drains OpenSSL's error queue: the received TLS alert if one is recorded there (plain TLS), and
- * the reason of the last error. */
-static uint8_t drain_errors(char *reason, size_t len) {
+/* Drains OpenSSL's error queue: the received TLS alert if one is recorded there (plain TLS), the
+ * reason of the last error, whether an allocation failed (*oom), and how many errors (*n).
+ * *alpn_bad is set when OpenSSL refused the server's ALPN extension (a protocol we did not offer:
+ * OpenSSL raises a generic "bad extension" from its ALPN parser, whose function name is the only
+ * trace; without function names it stays a TLS failure). */
+static uint8_t drain_errors(char *reason, size_t len, int *alpn_bad, int *oom, int *n) {
     uint8_t alert = 0;
     unsigned long e;
+    const char *func = NULL;
     reason[0] = '\0';
-    while ((e = ERR_get_error()) != 0) {
+    *alpn_bad = 0;
+    *oom = 0;
+    *n = 0;
+    while ((e = ERR_get_error_all(NULL, NULL, &func, NULL, NULL)) != 0) {
         int r = ERR_GET_REASON(e);
+        (*n)++;
+        if (r == ERR_R_MALLOC_FAILURE)
+            *oom = 1;
         if (ERR_GET_LIB(e) == ERR_LIB_SSL && r > SSL_AD_REASON_OFFSET &&
             r < SSL_AD_REASON_OFFSET + 256)
             alert = (uint8_t)(r - SSL_AD_REASON_OFFSET);
+        if (ERR_GET_LIB(e) == ERR_LIB_SSL && r == SSL_R_BAD_EXTENSION && func &&
+            strstr(func, "alpn"))
+            *alpn_bad = 1;
         const char *s = ERR_reason_error_string(e);
         if (s)
             snprintf(reason, len, "%s", s);
@@ -275,7 +322,25 @@ static void peer_summary(SSL *ssl, char *out, size_t len) {
 
 int syn_tls_client_handshake_error(SSL *ssl, uint8_t alert, char *detail) {
     char reason[160];
-    uint8_t queued = drain_errors(reason, sizeof(reason));
+    int alpn_bad, oom, nerr;
+    uint8_t queued = drain_errors(reason, sizeof(reason), &alpn_bad, &oom, &nerr);
+    /* Our side failed for want of memory (the edge's own alert, when there is one, is its
+     * verdict): say so, rather than what OpenSSL made of it (a certificate "signature failure"
+     * when the verification could not allocate, say). */
+    /* (A local failure while allocations fail: ngtcp2_crypto's own, which leave no trace in
+     * OpenSSL's queue, show as an "internal error" of the handshake.) */
+    if (!oom && !alert && syn_alloc_failing())
+        oom = 1;
+    /* OpenSSL queues an error whenever its handshake fails; a local failure of a handshake under
+     * way with nothing queued and the edge's certificate not refused is ngtcp2_crypto's, which
+     * fails only to allocate. */
+    if (!oom && !alert && !nerr && ssl && !SSL_in_before(ssl) &&
+        SSL_get_verify_result(ssl) == X509_V_OK)
+        oom = 1;
+    if (oom && (!alert || alert == SSL_AD_CERTIFICATE_REQUIRED))
+        /* (certificate_required: we have one, but OpenSSL, failing to allocate while checking
+         * it, sent an empty Certificate message) */
+        return syn_fail(detail, SYNESIS_ERR_NOMEM, "TLS handshake failed: out of memory");
     if (!ssl)
         return syn_fail(detail, SYNESIS_ERR_TLS_HANDSHAKE, "TLS handshake failed%s%s",
                         reason[0] ? ": " : "", reason);
@@ -283,7 +348,27 @@ int syn_tls_client_handshake_error(SSL *ssl, uint8_t alert, char *detail) {
         alert = queued;
 
     long vr = SSL_get_verify_result(ssl);
+    if (vr == X509_V_ERR_OUT_OF_MEM)
+        return syn_fail(detail, SYNESIS_ERR_NOMEM,
+                        "edge certificate verify failed: out of memory (not a verdict)");
     if (vr != X509_V_OK) {
+        /* A certificate of the edge's chain whose key OpenSSL could not decode for want of memory
+         * fails the verification as a key "too weak" or a bad signature. */
+        STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+        for (int i = 0; i < sk_X509_num(chain); i++) {
+            X509 *x = sk_X509_value(chain, i);
+            if (X509_get0_pubkey(x))
+                continue;
+            if (syn_cert_key_lost_to_oom(x))
+                return syn_fail(detail, SYNESIS_ERR_NOMEM,
+                                "TLS handshake failed: out of memory (decoding the edge's "
+                                "certificate #%d)",
+                                i + 1);
+            /* An algorithm OpenSSL lacks (or lost from its process-wide store to an earlier
+             * allocation failure): not a verdict on the edge's identity. */
+            return syn_fail(detail, SYNESIS_ERR_CRYPTO,
+                            "edge certificate #%d has a public key OpenSSL cannot decode", i + 1);
+        }
         int depth = ssl_index >= 0 ? (int)(intptr_t)SSL_get_ex_data(ssl, ssl_index) - 1 : -1;
         char where[32] = "";
         if (depth >= 0)
@@ -335,7 +420,20 @@ int syn_tls_client_handshake_error(SSL *ssl, uint8_t alert, char *detail) {
             return syn_fail(detail, SYNESIS_ERR_ALPN,
                             "edge accepts none of our application protocols (TLS alert %s, %u)",
                             name, (unsigned)alert);
-        case SSL_AD_CERTIFICATE_REQUIRED:
+        case SSL_AD_CERTIFICATE_REQUIRED: {
+            /* We have a certificate; the edge got none: OpenSSL found no signature algorithm of
+             * the edge's list that our key can make (it also concludes so when it runs out of
+             * memory while checking, keeping no error: SYNESIS_ERR_CLIENT_CERT_REJECTED then
+             * too, and the next attempt is unaffected). */
+            int nid;
+            if (SSL_get_signature_type_nid(ssl, &nid) != 1)
+                return syn_fail(detail, SYNESIS_ERR_CLIENT_CERT_REJECTED,
+                                "edge rejected the client certificate: TLS alert %s (%u): ours "
+                                "was not sent (no signature algorithm the edge accepts, or out "
+                                "of memory)",
+                                name, (unsigned)alert);
+        }
+            /* fall through */
         case SSL_AD_BAD_CERTIFICATE:
         case SSL_AD_UNSUPPORTED_CERTIFICATE:
         case SSL_AD_CERTIFICATE_REVOKED:
@@ -351,6 +449,10 @@ int syn_tls_client_handshake_error(SSL *ssl, uint8_t alert, char *detail) {
                             (unsigned)alert);
         }
     }
+    if (alpn_bad)
+        return syn_fail(detail, SYNESIS_ERR_ALPN,
+                        "the edge selected an application protocol we did not offer (TLS: %s)",
+                        reason);
     return syn_fail(detail, SYNESIS_ERR_TLS_HANDSHAKE, "TLS handshake failed%s%s",
                     reason[0] ? ": " : "", reason);
 }
@@ -441,6 +543,14 @@ int syn_tls_server_ctx_new(SSL_CTX **out, const syn_tls_server_config *cfg, char
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, d);
     SSL_CTX_set_client_hello_cb(ctx, client_hello_check, NULL);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    /* No session tickets. Devices never resume (every connection is a full mutual-TLS handshake
+     * with the device certificate verified), yet OpenSSL's default of two tickets serialised the
+     * session with the device's chain, sealed and sent it (~1.4 KB) before HANDSHAKE_DONE, and
+     * the device parsed both: about 8 % of the edge's CPU per handshake, on the critical path. */
+    if (SSL_CTX_set_num_tickets(ctx, 0) != 1) {
+        rc = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "SSL_CTX_set_num_tickets failed");
+        goto fail;
+    }
     syn_ossl_clear();
     *out = ctx;
     return 0;

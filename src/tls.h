@@ -118,16 +118,25 @@ int syn_load_certs(STACK_OF(X509) * *out, const char *what, const char *path, co
                    size_t pem_len, char *detail);
 
 /* Adds trust anchors: every certificate of ca_file, and/or the hashed directory ca_dir; any
- * failure is SYNESIS_ERR_CA_UNREADABLE. When ca_certs is non-NULL it receives a new stack of
- * ca_file's certificates (caller frees with OSSL_STACK_OF_X509_free; NULL without ca_file). */
+ * failure is SYNESIS_ERR_CA_UNREADABLE, but for want of memory (SYNESIS_ERR_NOMEM). When ca_certs
+ * is non-NULL it receives a new stack of ca_file's certificates (caller frees with
+ * OSSL_STACK_OF_X509_free; NULL without ca_file). */
 int syn_load_trust(X509_STORE *store, const char *ca_file, const char *ca_dir,
                    STACK_OF(X509) * *ca_certs, char *detail);
 
 /* SHA-256 over the DER SubjectPublicKeyInfo of x (the pin). Returns 0 or SYNESIS_ERR_CRYPTO. */
 int syn_spki_sha256(X509 *x, uint8_t out[32]);
 
+/* 1 when certificate x lacks its public key for want of memory. OpenSSL keeps a certificate whose
+ * key it could not decode (an algorithm it lacks, or an allocation failure, whose errors it drops)
+ * without the key; this decodes the key again, errors kept: out of memory when that fails for
+ * want of memory or now succeeds. 0 when x has its key, or OpenSSL cannot decode it at all (an
+ * algorithm it lacks, or one an earlier allocation failure took out of its process-wide algorithm
+ * store). Clears OpenSSL's error queue. */
+int syn_cert_key_lost_to_oom(X509 *x);
+
 /* The subject's last CN as UTF-8 into out; SYNESIS_ERR_BAD_CERTIFICATE if none, too long for
- * out, or holding control characters. */
+ * out, or holding control characters; SYNESIS_ERR_NOMEM when OpenSSL could not allocate. */
 int syn_cert_common_name(X509 *x, char *out, size_t out_len);
 
 #endif /* SYNESIS_TLS_H */

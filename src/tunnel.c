@@ -46,6 +46,7 @@ SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
     cfg->healthy_latency_ms = 500;
     cfg->log_level = SYNESIS_LOG_INFO;
     cfg->close_linger = 1.0;
+    cfg->max_queued_request_bytes = SYN_DEFAULT_MAX_QUEUED_REQUEST_BYTES;
 }
 
 SYNESIS_API const char *synesis_state_name(synesis_state_kind kind) {
@@ -163,13 +164,17 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
                    synesis_state_name(next->kind), next->error_detail[0] ? ": " : "",
                    next->error_detail);
     if (t->notifying) {
-        if (t->nqueued < SYN_STATE_QUEUE) {
+        synesis_tunnel_state(*q)[2] =
+            syn_grow(t->queued, &t->queued_cap, t->nqueued + 1, sizeof(*q), 2, SYN_STATE_QUEUE);
+        if (q) {
+            t->queued = q;
             t->queued[t->nqueued][0] = old;
             t->queued[t->nqueued][1] = *next;
             t->nqueued++;
         } else {
             syn_tunnel_log(t, SYNESIS_LOG_WARN,
-                           "state notifications nested too deeply: one dropped");
+                           "state notifications nested too deeply (or out of memory): one "
+                           "dropped");
         }
         return 0;
     }
@@ -180,7 +185,9 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
         synesis_tunnel_state o = t->queued[i][0], n = t->queued[i][1];
         notify(t, &o, &n);
     }
-    t->nqueued = 0;
+    free(t->queued); /* rare: not kept */
+    t->queued = NULL;
+    t->nqueued = t->queued_cap = 0;
     t->notifying--;
     compact_subs(t);
     /* Requests waiting for a connection learn what became of it. */
@@ -205,6 +212,18 @@ static void make_state(synesis_tunnel_state *s, synesis_state_kind kind, int err
         syn_copy_str(s->error_detail, sizeof(s->error_detail), detail);
 }
 
+void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out) {
+    *out = t->wakes;
+    memset(&out->qc, 0, sizeof(out->qc));
+    out->pings_recv = 0;
+    if (t->qc) {
+        ngtcp2_conn_info ci;
+        syn_qconn_get_wakes(t->qc, &out->qc);
+        syn_qconn_info(t->qc, &ci);
+        out->pings_recv = ci.ping_recv;
+    }
+}
+
 int syn_tunnel_try_transition(synesis_tunnel *t, synesis_state_kind kind, uint32_t attempt) {
     synesis_tunnel_state s;
     make_state(&s, kind, 0, NULL);
@@ -227,6 +246,86 @@ typedef struct syn_linger {
     ev_io rio;
     struct syn_linger *prev, *next;
 } syn_linger;
+
+/* ---- I/O buffers: taken when traffic needs them, released when the tunnel is quiet ---- */
+
+/* The receive buffers for a read event, allocated if the tunnel holds none (NULL when out of
+ * memory). */
+static syn_udp_rx *rx_take(synesis_tunnel *t) {
+    ev_tstamp now = ev_now(t->loop);
+    if (now - t->rx_used_at >= SYN_TUNNEL_BUFFER_IDLE)
+        t->rx_run = 0; /* a quiet spell before this one */
+    if (t->rx_run < SYN_TUNNEL_SHORT_RUN + 1)
+        t->rx_run++;
+    t->rx_used_at = now;
+    if (!t->rx) {
+        t->rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_CLIENT);
+        if (!t->rx) {
+            syn_tunnel_log(t, SYNESIS_LOG_WARN, "receive buffers: out of memory (datagrams lost)");
+            return NULL;
+        }
+        t->rx_allocs++;
+    }
+    return t->rx;
+}
+
+/* Releases the receive buffers and the large send buffers of the live and lingering connections.
+ * Returns 1 when nothing is left to release (a send batch waiting for its socket keeps its
+ * buffer). */
+static int buffers_release(synesis_tunnel *t) {
+    if (t->rx) {
+        syn_udp_rx_free(t->rx); /* anything not handed out is stale: its reader is gone */
+        t->rx = NULL;
+        t->rx_frees++;
+    }
+    int done = 1;
+    if (t->qc && !syn_qconn_trim(t->qc))
+        done = 0;
+    for (syn_linger *l = t->lingers; l; l = l->next)
+        if (!syn_qconn_trim(l->qc))
+            done = 0;
+    return done;
+}
+
+/* After a read event (the tunnel entered once: no nested loop run is using the buffers). A short
+ * exchange after a quiet spell (at most SYN_TUNNEL_SHORT_RUN read events, each within
+ * SYN_TUNNEL_BUFFER_IDLE of the one before: a PING and the ACK of ours, a heartbeat's ACK, the
+ * answer to a lone request) releases the buffers at its end, once nothing of ours is left
+ * unacknowledged: an idle tunnel's periodic traffic then costs no wake-up of its own, and at most
+ * SYN_TUNNEL_SHORT_RUN allocations per quiet spell. Longer traffic keeps them; buf_timer releases
+ * them once no datagram has come for SYN_TUNNEL_BUFFER_IDLE (one wake-up at the end of a busy
+ * spell). */
+static void buffers_after_read(synesis_tunnel *t) {
+    if (t->free_pending || t->depth != 1 || (!t->rx && !t->qc))
+        return;
+    if (t->rx_run <= SYN_TUNNEL_SHORT_RUN && !t->lingers) {
+        ngtcp2_conn_info ci = {0};
+        if (t->qc)
+            syn_qconn_info(t->qc, &ci);
+        if (!ci.bytes_in_flight && buffers_release(t)) {
+            ev_timer_stop(t->loop, &t->buf_timer); /* an earlier event of the run started it */
+            return;
+        }
+    }
+    if (!ev_is_active(&t->buf_timer)) {
+        ev_timer_set(&t->buf_timer, SYN_TUNNEL_BUFFER_IDLE, 0.);
+        ev_timer_start(t->loop, &t->buf_timer);
+    }
+}
+
+static void buf_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)revents;
+    synesis_tunnel *t = w->data;
+    t->wakes.buffer_timer++;
+    ev_tstamp quiet = ev_now(loop) - t->rx_used_at;
+    /* (Never under one of our callbacks: a nested loop run may be using the buffers.) */
+    if (quiet >= SYN_TUNNEL_BUFFER_IDLE * 0.99 && t->depth == 0 && buffers_release(t))
+        return;
+    ev_timer_set(
+        w, quiet < SYN_TUNNEL_BUFFER_IDLE ? SYN_TUNNEL_BUFFER_IDLE - quiet : SYN_TUNNEL_BUFFER_IDLE,
+        0.);
+    ev_timer_start(loop, w);
+}
 
 static void linger_unlink(syn_linger *l) {
     if (!l->t)
@@ -302,9 +401,12 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     syn_tunnel_enter(t);
     l->busy = 1;
     /* The tunnel's receive buffers are free here (callbacks of different sockets never nest). */
-    for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(t->rx)) &&
+    syn_udp_rx *rx = rx_take(t);
+    if (!rx)
+        (void)syn_udp_discard(l->fd, SYN_UDP_RX_MAX_PER_EVENT);
+    for (int total = 0; rx && (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(rx)) &&
                         !l->dead && !t->free_pending;) {
-        int n = syn_udp_recv(l->fd, t->rx);
+        int n = syn_udp_recv(l->fd, rx);
         if (n == -EMSGSIZE)
             continue;
         if (n < 0) {
@@ -315,14 +417,15 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         if (n == 0)
             break;
         for (int i = 0; i < n && !l->dead && !t->free_pending; i++)
-            syn_qconn_recv(qc, &l->local, &t->rx->d[i].remote, t->rx->d[i].ecn, t->rx->d[i].data,
-                           t->rx->d[i].len);
+            syn_qconn_recv(qc, &l->local, &rx->d[i].remote, rx->d[i].ecn, rx->d[i].data,
+                           rx->d[i].len);
         total += n;
-        if (!syn_udp_rx_more(t->rx))
+        if (!syn_udp_rx_more(rx))
             break;
     }
     if (!l->dead)
         syn_qconn_flush(qc); /* may end the linger */
+    buffers_after_read(t);
     l->busy = 0;
     if (l->dead)
         free(l);
@@ -375,6 +478,7 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
         syn_resolver_cancel(t->resolver);
     syn_heartbeat_stop(t);
     t->stats.handshake_time = 0;
+    t->stats.handshake_completed_time = 0;
     if (t->qc) {
         syn_qconn *qc = t->qc;
         ngtcp2_conn_info ci;
@@ -426,6 +530,10 @@ static void qc_handshake_done(syn_qconn *qc) {
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "handshake with %s (%s) complete", t->server_name, addr);
     t->stats.connections++;
     t->stats.handshake_time = (double)(syn_now_ns() - t->handshake_started_ns) / 1e9;
+    uint64_t completed = syn_qconn_tls_completed_ns(qc);
+    t->stats.handshake_completed_time = completed > t->handshake_started_ns
+                                            ? (double)(completed - t->handshake_started_ns) / 1e9
+                                            : t->stats.handshake_time;
     if (t->state.kind == SYNESIS_STATE_RECONNECTING)
         t->stats.reconnects++; /* the outage's time is added by set_state() */
     if (t->cfg.reconnect_stable_period > 0) {
@@ -509,6 +617,8 @@ static void qc_before_write(syn_qconn *qc) {
     syn_requests_pump(t);
     if (!t->free_pending)
         syn_streams_pump(t);
+    if (!t->free_pending)
+        syn_heartbeat_ride(t);
     t_leave(t);
 }
 
@@ -531,14 +641,25 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     (void)revents;
     synesis_tunnel *t = w->data;
     t_enter(t);
+    t->wakes.rx++;
+    syn_qconn *qc0 = t->qc;
+    syn_qconn_wakes w0 = {0};
+    if (qc0)
+        syn_qconn_get_wakes(qc0, &w0);
     /* A pending ICMP error is reported before datagrams that arrived earlier (say, the edge's
      * CONNECTION_CLOSE): read those first and act on the error only if the connection is still
      * there afterwards. */
     int sock_err = t->pending_sock_err;
     t->pending_sock_err = 0;
-    for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(t->rx)) && t->qc &&
-                        !t->free_pending;) {
-        int n = syn_udp_recv(t->fd, t->rx);
+    syn_udp_rx *rx = rx_take(t);
+    if (!rx) {
+        int n = syn_udp_discard(t->fd, SYN_UDP_RX_MAX_PER_EVENT);
+        if (n < 0 && !sock_err)
+            sock_err = -n;
+    }
+    for (int total = 0; rx && (total < SYN_UDP_RX_MAX_PER_EVENT || syn_udp_rx_pending(rx)) &&
+                        t->qc && !t->free_pending;) {
+        int n = syn_udp_recv(t->fd, rx);
         if (n == -EMSGSIZE)
             continue; /* a PMTU probe was too large for the path: QUIC treats it as lost */
         if (n < 0) {
@@ -551,10 +672,10 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
             break;
         syn_qconn *qc = t->qc;
         for (int i = 0; i < n && t->qc == qc && !t->free_pending; i++)
-            syn_qconn_recv(qc, &t->local, &t->rx->d[i].remote, t->rx->d[i].ecn, t->rx->d[i].data,
-                           t->rx->d[i].len);
+            syn_qconn_recv(qc, &t->local, &rx->d[i].remote, rx->d[i].ecn, rx->d[i].data,
+                           rx->d[i].len);
         total += n;
-        if (!syn_udp_rx_more(t->rx))
+        if (!syn_udp_rx_more(rx))
             break;
     }
     /* Once established, only a refusal (nothing listens any more: the edge is gone) ends the
@@ -579,6 +700,13 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     }
     if (t->qc && !t->free_pending)
         syn_qconn_flush(t->qc);
+    if (qc0 && t->qc == qc0 && !t->free_pending) {
+        syn_qconn_wakes w1;
+        syn_qconn_get_wakes(qc0, &w1);
+        if (w1.packets != w0.packets)
+            t->wakes.rx_sent++;
+    }
+    buffers_after_read(t);
     t_leave(t);
 }
 
@@ -713,6 +841,7 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
     if (t->free_pending)
         return;
     if (try_next) {
+        t->stats.address_fallbacks++;
         t->addr_idx++;
         connect_addr(t);
         return;
@@ -817,6 +946,9 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
         c->stream_recv_window > NGTCP2_MAX_VARINT / 4 || !c->max_heartbeat_size)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config sizes must be > 0 (stream_recv_window 1024 to 2^60 - 1)");
+    if (!c->max_queued_request_bytes)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config.max_queued_request_bytes must be > 0");
     if ((unsigned)c->congestion_control > SYNESIS_CC_RENO)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config.congestion_control is not a synesis_congestion_control");
@@ -866,6 +998,63 @@ static int copy_config(synesis_tunnel *t, const synesis_tunnel_config *c) {
     t->cfg.vitals_disk_path = t->str_disk_path;
     t->cfg.tls_groups = t->str_groups;
     t->cfg.spki_pins = (const uint8_t(*)[32])t->pins;
+    t->cfg.share_tls_with = NULL; /* only synesis_tunnel_new() may look at it */
+    return 0;
+}
+
+/* Forgets the configuration of the TLS context (the identity, trust, pins and groups). */
+static void tls_fields_clear(synesis_tunnel_config *c) {
+    c->cert_path = c->key_path = c->cert_pem = c->key_pem = c->key_passphrase = NULL;
+    c->cert_pem_len = c->key_pem_len = 0;
+    c->use_system_trust = 0;
+    c->ca_path = c->ca_dir = c->tls_groups = NULL;
+    c->spki_pins = NULL;
+    c->n_spki_pins = 0;
+}
+
+/* Once the TLS context is built the copies of its inputs (a private key and its passphrase among
+ * them) are not kept. */
+static void tls_inputs_drop(synesis_tunnel *t) {
+    if (t->str_key_pem)
+        OPENSSL_cleanse(t->str_key_pem, strlen(t->str_key_pem));
+    if (t->str_pass)
+        OPENSSL_cleanse(t->str_pass, strlen(t->str_pass));
+    char **strs[] = {&t->str_cert, &t->str_key, &t->str_cert_pem, &t->str_key_pem,
+                     &t->str_pass, &t->str_ca,  &t->str_ca_dir,   &t->str_groups};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        free(*strs[i]);
+        *strs[i] = NULL;
+    }
+    free(t->pins);
+    t->pins = NULL;
+    tls_fields_clear(&t->cfg);
+}
+
+/* The tunnel's own TLS context, from the configured identity, trust, pins and groups. */
+static int tls_ctx_new(synesis_tunnel *t, char *d) {
+    syn_tls_client_config tc = {
+        .cert_file = t->cfg.cert_pem ? NULL : t->cfg.cert_path,
+        .key_file = t->cfg.key_pem ? NULL : t->cfg.key_path,
+        .cert_pem = t->cfg.cert_pem,
+        .cert_pem_len = t->cfg.cert_pem_len,
+        .key_pem = t->cfg.key_pem,
+        .key_pem_len = t->cfg.key_pem_len,
+        .key_passphrase = t->cfg.key_passphrase,
+        .ca_file = t->cfg.ca_path,
+        .ca_dir = t->cfg.ca_dir,
+        .use_system_trust = t->cfg.use_system_trust,
+        .spki_pins = t->cfg.spki_pins,
+        .n_spki_pins = t->cfg.n_spki_pins,
+    };
+    int rv = syn_tls_client_ctx_new(&t->ssl_ctx, &tc, d);
+    if (rv)
+        return rv;
+    if (t->cfg.tls_groups && SSL_CTX_set1_groups_list(t->ssl_ctx, t->cfg.tls_groups) != 1) {
+        ERR_clear_error();
+        return syn_fail(d, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config.tls_groups '%s' is not a list of TLS groups OpenSSL accepts",
+                        t->cfg.tls_groups);
+    }
     return 0;
 }
 
@@ -880,6 +1069,13 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
         goto fail_early;
     }
     *out = NULL;
+    /* A tunnel sharing another's TLS context neither reads nor checks the fields for its own. */
+    synesis_tunnel_config own;
+    if (cfg->struct_size == sizeof(*cfg) && cfg->share_tls_with) {
+        own = *cfg;
+        tls_fields_clear(&own);
+        cfg = &own;
+    }
     if ((rv = check_config(cfg, d)) != 0)
         goto fail_early;
     if ((rv = syn_crypto_init()) != 0) {
@@ -901,6 +1097,8 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     t->reconnect_timer.data = t;
     ev_timer_init(&t->stable_timer, stable_timer_cb, 0., 0.);
     t->stable_timer.data = t;
+    ev_timer_init(&t->buf_timer, buf_timer_cb, 0., 0.);
+    t->buf_timer.data = t;
     if ((rv = copy_config(t, cfg)) != 0) {
         syn_fail(d, rv, "out of memory");
         goto fail;
@@ -909,29 +1107,20 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
         goto fail;
     t->server_name = t->cfg.server_name ? t->cfg.server_name : t->url.host;
 
-    syn_tls_client_config tc = {
-        .cert_file = t->cfg.cert_pem ? NULL : t->cfg.cert_path,
-        .key_file = t->cfg.key_pem ? NULL : t->cfg.key_path,
-        .cert_pem = t->cfg.cert_pem,
-        .cert_pem_len = t->cfg.cert_pem_len,
-        .key_pem = t->cfg.key_pem,
-        .key_pem_len = t->cfg.key_pem_len,
-        .key_passphrase = t->cfg.key_passphrase,
-        .ca_file = t->cfg.ca_path,
-        .ca_dir = t->cfg.ca_dir,
-        .use_system_trust = t->cfg.use_system_trust,
-        .spki_pins = t->cfg.spki_pins,
-        .n_spki_pins = t->cfg.n_spki_pins,
-    };
-    if ((rv = syn_tls_client_ctx_new(&t->ssl_ctx, &tc, d)) != 0)
-        goto fail;
-    if (t->cfg.tls_groups && SSL_CTX_set1_groups_list(t->ssl_ctx, t->cfg.tls_groups) != 1) {
-        ERR_clear_error();
-        rv = syn_fail(d, SYNESIS_ERR_INVALID_ARGUMENT,
-                      "config.tls_groups '%s' is not a list of TLS groups OpenSSL accepts",
-                      t->cfg.tls_groups);
+    if (cfg->share_tls_with) {
+        /* The context of another tunnel, reference counted (cfg's field: the copy forgets the
+         * tunnel, which may be freed any time from now on). */
+        t->ssl_ctx = cfg->share_tls_with->ssl_ctx;
+        if (!t->ssl_ctx || SSL_CTX_up_ref(t->ssl_ctx) != 1) {
+            t->ssl_ctx = NULL;
+            rv = syn_fail(d, SYNESIS_ERR_INVALID_ARGUMENT,
+                          "config.share_tls_with has no TLS context to share");
+            goto fail;
+        }
+    } else if ((rv = tls_ctx_new(t, d)) != 0) {
         goto fail;
     }
+    tls_inputs_drop(t);
 
     syn_qconn_settings_default(&t->qset);
     t->qset.idle_timeout_ns = (uint64_t)(t->cfg.idle_timeout * 1e9);
@@ -940,6 +1129,11 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     t->qset.max_udp_payload = t->cfg.max_udp_payload;
     t->qset.pmtud = t->cfg.pmtud;
     t->qset.cc = t->cfg.congestion_control;
+    /* An idle device wakes up for each packet the edge sends it (a keep-alive PING, the PING
+     * ngtcp2 adds to every few ACKs): its ACK goes out in that same wake-up rather than in a
+     * second one, a delay timer later. While data flows, a batch of received packets gets one ACK
+     * either way. */
+    t->qset.ack_at_once = 1;
     t->qset.trace = t->cfg.log && t->cfg.log_level >= SYNESIS_LOG_TRACE;
     /* The edge may open unidirectional streams for its reports (never bidirectional ones). */
     t->qset.max_streams_bidi = 0;
@@ -959,11 +1153,10 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     if ((rv = syn_heartbeat_init(t, d)) != 0)
         goto fail;
 
-    t->rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_CLIENT);
     /* The application's hook and data go to the resolver as they are: a lookup's thread may
      * outlive the tunnel, so it must never see the tunnel itself. */
     t->resolver = syn_resolver_new(loop, t->cfg.resolve, t->cfg.resolve_user_data);
-    if (!t->rx || !t->resolver) {
+    if (!t->resolver) {
         rv = syn_fail(d, SYNESIS_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -1028,11 +1221,13 @@ static void really_free(synesis_tunnel *t) {
     syn_heartbeat_free(t);
     ev_timer_stop(t->loop, &t->reconnect_timer);
     ev_timer_stop(t->loop, &t->stable_timer);
+    ev_timer_stop(t->loop, &t->buf_timer);
     syn_resolver_free(t->resolver);
     if (t->ssl_ctx)
         SSL_CTX_free(t->ssl_ctx);
     syn_udp_rx_free(t->rx);
     free(t->subs);
+    free(t->queued);
     free(t->str_url);
     free(t->str_server_name);
     free(t->str_alpn);
@@ -1141,6 +1336,8 @@ SYNESIS_API void synesis_tunnel_get_stats(synesis_tunnel *t, synesis_tunnel_stat
         out->packets_lost += ci.pkt_lost;
         out->cwnd = ci.cwnd;
         if (syn_qconn_handshake_completed(t->qc)) {
+            syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, out->remote_address,
+                             sizeof(out->remote_address));
             out->rtt_smoothed_us = (uint32_t)(ci.smoothed_rtt / 1000);
             out->rtt_min_us = ci.min_rtt == UINT64_MAX ? 0 : (uint32_t)(ci.min_rtt / 1000);
             out->rtt_latest_us = (uint32_t)(ci.latest_rtt / 1000);
@@ -1156,7 +1353,10 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return SYNESIS_ERR_NOMEM;
-#define NUM(name) cJSON_AddNumberToObject(o, #name, (double)st.name)
+    /* Every member or none: a failed add means out of memory, not a shorter object. */
+    int ok = 1;
+#define NUM(name) ok &= cJSON_AddNumberToObject(o, #name, (double)st.name) != NULL
+#define STR(name, value) ok &= cJSON_AddStringToObject(o, name, value) != NULL
     NUM(bytes_sent);
     NUM(bytes_received);
     NUM(requests_sent);
@@ -1173,20 +1373,23 @@ SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t l
     NUM(last_heartbeat_rtt_ms);
     NUM(connections);
     NUM(reconnects);
-    cJSON_AddStringToObject(o, "last_error",
-                            st.last_error ? synesis_error_name(st.last_error) : "");
-    cJSON_AddStringToObject(o, "last_error_detail", st.last_error_detail);
+    STR("last_error", st.last_error ? synesis_error_name(st.last_error) : "");
+    STR("last_error_detail", st.last_error_detail);
     NUM(time_disconnected);
     NUM(handshake_time);
+    NUM(handshake_completed_time);
     NUM(rtt_smoothed_us);
     NUM(rtt_min_us);
     NUM(rtt_latest_us);
     NUM(cwnd);
     NUM(packets_sent);
     NUM(packets_lost);
+    STR("remote_address", st.remote_address);
+    NUM(address_fallbacks);
+    STR("state", synesis_state_name(t->state.kind));
 #undef NUM
-    cJSON_AddStringToObject(o, "state", synesis_state_name(t->state.kind));
-    char *json = cJSON_PrintUnformatted(o);
+#undef STR
+    char *json = ok ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (!json)
         return SYNESIS_ERR_NOMEM;

@@ -17,6 +17,9 @@
 #include <ev.h>
 #include <openssl/ssl.h>
 
+/* config.max_queued_request_bytes's default: 64 MiB, the reference edge's largest request. */
+#define SYN_DEFAULT_MAX_QUEUED_REQUEST_BYTES (64u * 1024 * 1024)
+
 /* Per-stream objects of the tunnel (requests, streams) start with this: the qconn driver hands
  * stream events to whatever s->user points at. */
 typedef struct syn_stream_handler {
@@ -30,6 +33,17 @@ typedef struct syn_stream_handler {
 typedef struct syn_tobj {
     const syn_stream_handler *h;
 } syn_tobj;
+
+/* What woke the loop for the tunnel, by cause (tests and the idle benchmark). */
+typedef struct syn_tunnel_wakes {
+    uint64_t rx;              /* the socket was readable */
+    uint64_t rx_sent;         /* ... and packets went out in that same wake-up */
+    uint64_t heartbeat;       /* the heartbeat timer fired */
+    uint64_t heartbeat_early; /* heartbeats sent ahead of their timer, on another wake-up */
+    uint64_t pings_recv;      /* PING frames received on the current connection */
+    uint64_t buffer_timer;    /* the I/O buffers' release timer fired (buf_timer) */
+    syn_qconn_wakes qc;       /* the current connection's expiry timer (zero without one) */
+} syn_tunnel_wakes;
 
 typedef struct syn_subscriber {
     uint32_t id;
@@ -53,8 +67,10 @@ struct synesis_tunnel {
 
     synesis_tunnel_state state;
 #define SYN_STATE_QUEUE 16
-    synesis_tunnel_state queued[SYN_STATE_QUEUE][2]; /* transitions made during a notification */
-    size_t nqueued;
+    /* Transitions made during a notification (at most SYN_STATE_QUEUE; allocated when first
+     * needed: a state is 288 bytes). */
+    synesis_tunnel_state (*queued)[2];
+    size_t nqueued, queued_cap;
     syn_subscriber *subs;
     size_t nsubs, subs_cap;
     uint32_t next_sub_id;
@@ -68,7 +84,14 @@ struct synesis_tunnel {
     syn_sockaddr local, remote;
     ev_io rio;
     syn_qconn *qc;
+    /* The receive buffers (GRO slots, shared with the lingering connections): taken on the first
+     * datagram, released with the connection's large send buffer when the tunnel is quiet
+     * (buffers_after_read, buf_timer in tunnel.c), so an idle tunnel holds neither. */
     syn_udp_rx *rx;
+    ev_timer buf_timer;
+    ev_tstamp rx_used_at;         /* the last read event */
+    unsigned rx_run;              /* read events since the last quiet spell (capped) */
+    uint64_t rx_allocs, rx_frees; /* counters for tests */
     int pending_sock_err;
     /* Connections closing in the background after disconnect() (config.close_linger): each owns
      * its socket and read watcher; free() ends them at once. */
@@ -84,6 +107,7 @@ struct synesis_tunnel {
     synesis_request *req_wait_head, *req_wait_tail;
     synesis_request *req_live;
     size_t req_waiting;
+    size_t req_waiting_bytes; /* the bodies we copied for them (max_queued_request_bytes) */
     /* Streams (stream.c): waiting to open, and open. */
     synesis_stream *str_wait_head, *str_wait_tail;
     synesis_stream *str_live;
@@ -91,7 +115,7 @@ struct synesis_tunnel {
     /* Heartbeats (heartbeat.c). */
     ev_timer hb_timer;
     uint64_t hb_sequence;
-    struct syn_hb *hb_live; /* handed to QUIC, outcome not known yet */
+    struct syn_hb *hb_live; /* handed to QUIC, outcome not known yet (at most SYN_HB_MAX_LIVE) */
 #define SYN_HB_RECENT 64
     struct syn_hb_recent {
         uint64_t sequence, conn;
@@ -106,6 +130,7 @@ struct synesis_tunnel {
     void *vitals_sampler;
 
     synesis_tunnel_stats stats;
+    syn_tunnel_wakes wakes; /* rx, rx_sent, heartbeat, heartbeat_early */
     uint64_t handshake_started_ns;
     uint64_t pkts_sent_done, pkts_lost_done; /* of connections already gone */
 
@@ -119,6 +144,12 @@ struct synesis_tunnel {
     char last_error[SYNESIS_DETAIL_MAX];
 };
 
+/* Heartbeats handed to QUIC and not yet acknowledged (or lost), at most: a tick beyond is not
+ * sent (SYNESIS_ERR_WOULD_BLOCK). An edge that keeps the connection up but never returns
+ * flow-control credit (nor acknowledges) would otherwise make every tick hold one more frame for
+ * as long as the connection lasts. */
+#define SYN_HB_MAX_LIVE 32
+
 /* Logs at level (no-op when below the configured level or no log callback). */
 void syn_tunnel_log(synesis_tunnel *t, synesis_log_level level, const char *fmt, ...)
     SYNESIS_PRINTF(3, 4);
@@ -131,11 +162,18 @@ void syn_streams_pump(synesis_tunnel *t);
 void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail);
 void syn_heartbeat_start(synesis_tunnel *t); /* on Connected */
 void syn_heartbeat_stop(synesis_tunnel *t);
+/* Before a write pass (a wake-up that happens anyway: the edge's PING, our keep-alive, traffic):
+ * sends the heartbeat now when it is due soon (within half the keep-alive interval, at most a
+ * quarter of the heartbeat interval), so that it rides on this wake-up and serves as the
+ * keep-alive; the schedule keeps its phase (heartbeat.c). */
+void syn_heartbeat_ride(synesis_tunnel *t);
 void syn_heartbeat_free(synesis_tunnel *t);
 /* Connection qc (NULL: any) ended: its heartbeats in flight are lost (on_heartbeat_result runs). */
 void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char *detail);
 /* Drops the reports being received on qc (NULL: any). */
 void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc);
+/* Edge reports being received now (each holds a buffer of SYN_FRAME_HEADER + SYN_REPORT_MAX). */
+size_t syn_reports_count(const synesis_tunnel *t);
 /* The edge opened a stream (qconn stream_open op): a report on a unidirectional one. */
 int syn_report_open(synesis_tunnel *t, syn_qstream *s);
 int syn_heartbeat_init(synesis_tunnel *t, char *detail);
@@ -145,6 +183,16 @@ void syn_tunnel_enter(synesis_tunnel *t);
 int syn_tunnel_leave(synesis_tunnel *t);
 /* 1 when Connected with a live connection that can open streams. */
 int syn_tunnel_ready(const synesis_tunnel *t);
+
+/* The wake-up counts by cause; the connection's part is the current connection's. */
+void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out);
+/* Quiet this long (seconds without a datagram received), a tunnel releases its receive buffers
+ * and its connection's large send buffer (at once at the end of a short exchange that follows
+ * such a spell); the next datagram, or write pass that needs it, takes them again. */
+#define SYN_TUNNEL_BUFFER_IDLE 0.25
+/* A run of at most this many read events after a quiet spell is a short exchange: the buffers go
+ * at its end (see buffers_after_read in tunnel.c). */
+#define SYN_TUNNEL_SHORT_RUN 4
 
 /* Tests only: asks the state machine for a transition to kind (with attempt for Reconnecting),
  * exactly as the tunnel's own code does; returns 0 or SYNESIS_ERR_INVALID_STATE. */

@@ -244,17 +244,45 @@ int syn_udp_recv(int fd, syn_udp_rx *rx) {
 
 int syn_udp_tx_init(syn_udp_tx *tx, int fd, int family) {
     memset(tx, 0, sizeof(*tx));
-    tx->buf = malloc(SYN_UDP_TX_BYTES);
-    if (!tx->buf)
-        return -ENOMEM;
+    tx->buf = tx->small;
+    tx->cap = sizeof(tx->small);
     tx->family = family;
     syn_udp_tx_set_socket(tx, fd);
     return 0;
 }
 
 void syn_udp_tx_free(syn_udp_tx *tx) {
+    if (syn_udp_tx_large(tx))
+        free(tx->buf);
+    tx->buf = tx->small;
+    tx->cap = sizeof(tx->small);
+    tx->n = tx->done = tx->used = 0;
+}
+
+int syn_udp_tx_grow(syn_udp_tx *tx) {
+    if (syn_udp_tx_large(tx))
+        return 0;
+    uint8_t *b = malloc(SYN_UDP_TX_BYTES);
+    if (!b)
+        return -ENOMEM;
+    memcpy(b, tx->buf, tx->used); /* the datagrams queued so far: offsets stay valid */
+    tx->buf = b;
+    tx->cap = SYN_UDP_TX_BYTES;
+    tx->large_allocs++;
+    return 0;
+}
+
+int syn_udp_tx_trim(syn_udp_tx *tx) {
+    if (!syn_udp_tx_large(tx))
+        return 1;
+    if (tx->n)
+        return 0; /* a batch waits for the socket */
     free(tx->buf);
-    tx->buf = NULL;
+    tx->buf = tx->small;
+    tx->cap = sizeof(tx->small);
+    tx->used = tx->done = 0;
+    tx->large_frees++;
+    return 1;
 }
 
 void syn_udp_tx_set_socket(syn_udp_tx *tx, int fd) {
@@ -377,4 +405,19 @@ int syn_udp_flush(int fd, syn_udp_tx *tx, const syn_sockaddr *remote) {
     syn_udp_tx_clear(tx);
     tx->gso_skip_to = 0;
     return 0;
+}
+
+int syn_udp_discard(int fd, int max) {
+    uint8_t buf[64];
+    int n = 0;
+    while (n < max) {
+        ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? n : -errno;
+        }
+        n++;
+    }
+    return n;
 }

@@ -94,20 +94,33 @@ static inline int syn_udp_rx_more(const syn_udp_rx *rx) {
  * SYN_UDP_MAX_PAYLOAD is dropped. */
 int syn_udp_recv(int fd, syn_udp_rx *rx);
 
+/* Reads and drops up to max waiting datagrams (a reader without buffers: out of memory). Returns
+ * the count, or -errno on a socket error. */
+int syn_udp_discard(int fd, int max);
+
 /* Send side: a batch of outgoing datagrams to one destination, written back to back into one
  * buffer and reused between flushes. A flush sends each run of datagrams of the same size and ECN
  * codepoint (the last of a run may be shorter) as one buffer with a UDP_SEGMENT control message
  * (UDP GSO: the kernel, or the NIC, cuts it into datagrams), at most SYN_UDP_GSO_MAX_SEGS
  * datagrams and SYN_UDP_GSO_MAX_BYTES per send, and the runs of a batch together in one
- * sendmmsg(). */
+ * sendmmsg().
+ *
+ * The buffer: a batch starts in a small one inside the struct (SYN_UDP_TX_SMALL_DGRAMS datagrams:
+ * what an ACK, a request or a keep-alive needs); a batch that outgrows it moves to a large one of
+ * SYN_UDP_TX_BYTES (allocated then: bulk sending), which stays for the following batches until
+ * syn_udp_tx_trim() releases it (the owner calls that once the connection is quiet). */
 #define SYN_UDP_TX_BATCH 64
 #define SYN_UDP_TX_BYTES (64 * 1024 + SYN_UDP_MAX_PAYLOAD)
+#define SYN_UDP_TX_SMALL_DGRAMS 4
+#define SYN_UDP_TX_SMALL (SYN_UDP_TX_SMALL_DGRAMS * SYN_UDP_MAX_PAYLOAD)
 #define SYN_UDP_GSO_MAX_SEGS 64
 #define SYN_UDP_GSO_MAX_BYTES 65507 /* the largest UDP payload of an IPv4 datagram */
 typedef struct syn_udp_tx {
-    /* SYN_UDP_TX_BYTES, malloc'ed apart (not zeroed: an idle connection's sends touch only the
-     * first pages, which matters at the edge with many connections). */
+    /* The batch's buffer: small below, or large (malloc'ed, SYN_UDP_TX_BYTES, not zeroed: sends
+     * touch only the pages they fill), cap bytes. The struct must not be moved (buf may point
+     * into it). */
     uint8_t *buf;
+    size_t cap;
     size_t off[SYN_UDP_TX_BATCH]; /* datagram i is buf[off[i]], len[i] bytes */
     size_t len[SYN_UDP_TX_BATCH];
     uint8_t ecn[SYN_UDP_TX_BATCH];
@@ -123,19 +136,37 @@ typedef struct syn_udp_tx {
     size_t gso_skip_to; /* datagrams below this index go one by one (their GSO send failed) */
     uint64_t gso_sends; /* sends that carried several datagrams (counters for tests) */
     uint64_t sends;     /* sendmmsg() entries that went out */
+    uint64_t large_allocs, large_frees; /* the large buffer taken and released (tests) */
+    uint8_t small[SYN_UDP_TX_SMALL];
 } syn_udp_tx;
 
-/* Sets up an empty tx (its buffer allocated) for fd (probing whether the kernel knows UDP_SEGMENT)
- * and family. Returns 0, or -ENOMEM. syn_udp_tx_free() releases the buffer. */
+/* Sets up an empty tx (in its small buffer) for fd (probing whether the kernel knows
+ * UDP_SEGMENT) and family. Returns 0. syn_udp_tx_free() releases the large buffer if held. */
 int syn_udp_tx_init(syn_udp_tx *tx, int fd, int family);
 void syn_udp_tx_free(syn_udp_tx *tx);
 /* Moves tx to another socket: the GSO verdict starts afresh (it is judged per socket); the queued
  * datagrams stay. */
 void syn_udp_tx_set_socket(syn_udp_tx *tx, int fd);
 
-/* Room for the next datagram of up to maxlen bytes? (else flush first) */
-static inline int syn_udp_tx_room(const syn_udp_tx *tx, size_t maxlen) {
-    return tx->n < SYN_UDP_TX_BATCH && tx->used + maxlen <= SYN_UDP_TX_BYTES;
+/* Moves the batch to the large buffer (allocating it). Returns 0, or -ENOMEM. */
+int syn_udp_tx_grow(syn_udp_tx *tx);
+/* Releases the large buffer when nothing is queued (back to the small one). Returns 1 when tx
+ * holds no large buffer afterwards. */
+int syn_udp_tx_trim(syn_udp_tx *tx);
+/* 1 while the large buffer is held. */
+static inline int syn_udp_tx_large(const syn_udp_tx *tx) { return tx->buf != tx->small; }
+
+/* Room for the next datagram of up to maxlen bytes? (else flush first) A batch that outgrows the
+ * small buffer moves to the large one here; when that cannot be allocated, the answer is no (the
+ * flush, then the small buffer, keep things going). An empty batch always has room for
+ * SYN_UDP_TX_SMALL_DGRAMS datagrams of SYN_UDP_MAX_PAYLOAD. */
+static inline int syn_udp_tx_room(syn_udp_tx *tx, size_t maxlen) {
+    if (tx->n >= SYN_UDP_TX_BATCH)
+        return 0;
+    if (tx->used + maxlen <= tx->cap)
+        return 1;
+    return !syn_udp_tx_large(tx) && tx->used + maxlen <= SYN_UDP_TX_BYTES &&
+           syn_udp_tx_grow(tx) == 0;
 }
 /* Where the next datagram is written (check syn_udp_tx_room first). */
 static inline uint8_t *syn_udp_tx_next(syn_udp_tx *tx) { return tx->buf + tx->used; }

@@ -23,25 +23,40 @@ int syn_fail(char *buf, int code, const char *fmt, ...) {
     return code;
 }
 
+int syn_ossl_oom(void) {
+    unsigned long first = ERR_peek_error(), last = ERR_peek_last_error();
+    return (first && ERR_GET_REASON(first) == ERR_R_MALLOC_FAILURE) ||
+           (last && ERR_GET_REASON(last) == ERR_R_MALLOC_FAILURE);
+}
+
 int syn_fail_ossl(char *buf, int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vformat(buf, fmt, ap);
     va_end(ap);
+    /* An allocation inside OpenSSL failed: that, not the operation's own code, is the cause. */
+    int oom = syn_ossl_oom();
     /* The last queued error is the most specific one in OpenSSL's reporting. */
     unsigned long e = ERR_peek_last_error();
-    if (buf && e) {
+    if (buf && (e || oom)) {
         size_t n = strlen(buf);
         char reason[256];
         ERR_error_string_n(e, reason, sizeof(reason));
-        const char *r = ERR_reason_error_string(e);
+        const char *r = oom ? "out of memory" : ERR_reason_error_string(e);
         snprintf(buf + n, SYNESIS_DETAIL_MAX - n, ": %s", r ? r : reason);
     }
     ERR_clear_error();
-    return code;
+    return oom ? SYNESIS_ERR_NOMEM : code;
 }
 
 void syn_ossl_clear(void) { ERR_clear_error(); }
+
+int syn_alloc_failing(void) {
+    void *p = OPENSSL_malloc(64);
+    OPENSSL_free(p);
+    ERR_clear_error();
+    return p == NULL;
+}
 
 void *syn_grow(void *ptr, size_t *cap, size_t need, size_t elem, size_t initial, size_t limit) {
     if (need <= *cap)

@@ -26,7 +26,7 @@ typedef struct fixture {
     syn_edge *edge;
     synesis_tunnel *t;
     synesis_tunnel_config cfg;
-    int mode; /* what the response callback does: 0 disconnect, 1 free */
+    int mode; /* what the response callback does: 0 disconnect, 1 free, 2 nothing */
     int responses;
     int last_status;
     int hb_queued;
@@ -297,6 +297,104 @@ static void test_connect_and_free_during_linger(void **state) {
     assert_int_equal(ev_run(f->loop, EVRUN_NOWAIT), 0);
 }
 
+static synesis_state_kind tunnel_kind(synesis_tunnel *t) {
+    synesis_tunnel_state st;
+    synesis_tunnel_get_state(t, &st);
+    return st.kind;
+}
+
+static int left_connected(void *ud) {
+    return tunnel_kind(((fixture *)ud)->t) != SYNESIS_STATE_CONNECTED;
+}
+
+static syn_edge_stats edge_stats(fixture *f) {
+    syn_edge_stats s;
+    syn_edge_get_stats(f->edge, &s);
+    return s;
+}
+
+static int edge_not_closing(void *ud) { return edge_stats(ud).closing == 0; }
+
+/* The edge closes a connection and its CONNECTION_CLOSE is lost: the connection stays in its
+ * closing period (RFC 9000 10.2), so the device's next packet is answered with the close again
+ * and the device learns at once why it was closed, instead of after its idle timeout. The
+ * period then ends and frees the connection's IDs. */
+static void test_edge_closing_period_repeats_close(void **state) {
+    fixture *f = *state;
+    struct sockaddr_in l = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in up = l;
+    up.sin_port = htons(syn_edge_port(f->edge));
+    syn_fault_proxy *p = syn_fault_proxy_new(f->loop, (struct sockaddr *)&l, sizeof(l),
+                                             (struct sockaddr *)&up, sizeof(up), 11);
+    assert_non_null(p);
+    syn_test_tunnel_config(&f->cfg, pki, syn_fault_proxy_port(p));
+    f->cfg.idle_timeout = 3.0;
+    char detail[512];
+    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail));
+    if (rv)
+        fail_msg("%s: %s", synesis_error_name(rv), detail);
+    assert_int_equal(synesis_tunnel_connect(f->t), 0);
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    uint64_t cids_one = edge_stats(f).cids;
+
+    syn_fault_dir lose = {.drop = 1.0};
+    syn_fault_proxy_set(p, NULL, &lose);
+    syn_edge_kick(f->edge, syn_edge_last_device(f->edge));
+    syn_test_run_for(f->loop, 0.02);
+    syn_edge_stats s = edge_stats(f);
+    assert_int_equal(s.active, 0);
+    assert_int_equal(s.closing, 1);
+    assert_int_equal(s.cids, cids_one); /* still routed to the closing connection */
+    assert_int_equal(tunnel_kind(f->t), SYNESIS_STATE_CONNECTED); /* it never heard */
+
+    syn_fault_proxy_set(p, NULL, NULL);
+    uint64_t t0 = syn_now_ns();
+    f->responses = 0;
+    f->mode = 2;
+    assert_int_equal(synesis_tunnel_request(f->t, "ping", 4, NULL, on_response, f, NULL), 0);
+    assert_true(syn_test_run_until(f->loop, left_connected, f, 2.0));
+    double took = (double)(syn_now_ns() - t0) / 1e9;
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    if (st.last_error != SYNESIS_ERR_CLOSED_BY_PEER)
+        fail_msg("after %.3f s: %s: %s", took, synesis_error_name(st.last_error),
+                 st.last_error_detail);
+    assert_non_null(strstr(st.last_error_detail, "kicked"));
+    assert_true(edge_stats(f).close_repeats >= 1);
+
+    /* The period ends (three PTOs, at least SYN_EDGE_CLOSING_MIN_MS) and the IDs go with it; the
+     * tunnel reconnects meanwhile. */
+    assert_true(syn_test_run_until(f->loop, edge_not_closing, f, 2.0));
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    s = edge_stats(f);
+    assert_int_equal(s.closing, 0);
+    assert_int_equal(s.active, 1);
+    synesis_tunnel_free(f->t);
+    f->t = NULL;
+    syn_fault_proxy_free(p);
+}
+
+/* A connection the device closes drains at the edge (no answer to late packets) and then goes. */
+static void test_edge_draining_after_device_close(void **state) {
+    fixture *f = *state;
+    char detail[512];
+    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail));
+    if (rv)
+        fail_msg("%s: %s", synesis_error_name(rv), detail);
+    assert_int_equal(synesis_tunnel_connect(f->t), 0);
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    assert_int_equal(synesis_tunnel_disconnect(f->t), 0);
+    closed_wait w = {f, 1};
+    assert_true(syn_test_run_until(f->loop, edge_closed_at_least, &w, 5));
+    syn_edge_stats s = edge_stats(f);
+    assert_int_equal(s.active, 0);
+    assert_int_equal(s.closing, 1);
+    assert_true(syn_test_run_until(f->loop, edge_not_closing, f, 2.0));
+    s = edge_stats(f);
+    assert_int_equal(s.cids, 0);
+    assert_int_equal(s.close_repeats, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_disconnect_in_response_callback_acks_response, setup,
@@ -306,6 +404,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_linger_delivers_queued_heartbeat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_and_free_during_linger, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_edge_closing_period_repeats_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_edge_draining_after_device_close, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

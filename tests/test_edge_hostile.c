@@ -80,6 +80,12 @@ static int echo_done(void *ud) {
  * retired ones must leave the edge's table (ngtcp2's remove_connection_id), so the count stays
  * near the client's active_connection_id_limit (2) plus those retired less than a PTO ago plus
  * the client's original DCID; before the fix it grew by one per migration. */
+static int edge_not_closing(void *ud) {
+    syn_edge_stats st;
+    syn_edge_get_stats(ud, &st);
+    return st.closing == 0;
+}
+
 static void test_migrations_keep_cid_table_bounded(void **state) {
     (void)state;
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
@@ -139,12 +145,16 @@ static void test_migrations_keep_cid_table_bounded(void **state) {
     assert_int_equal(st.accepted, 1);
     assert_int_equal(st.active, 1);
 
-    /* The connection's IDs all leave with it. */
+    /* The connection's IDs all leave with it, once its closing period is over. */
     syn_test_raw_client_free(c);
     syn_edge_kick(e, syn_edge_last_device(e));
     syn_test_run_for(loop, 0.1);
     syn_edge_get_stats(e, &st);
     assert_int_equal(st.active, 0);
+    assert_int_equal(st.closing, 1);
+    assert_true(syn_test_run_until(loop, edge_not_closing, e, 5.0)); /* three PTOs */
+    syn_edge_get_stats(e, &st);
+    assert_int_equal(st.closing, 0);
     assert_int_equal(st.cids, 0);
     syn_test_finish(loop, NULL, e);
 }

@@ -95,6 +95,31 @@ static void assert_alive(fixture *f) {
     assert_int_equal(st.connections, 1);
 }
 
+/* The device's handshake completes (its Finished) before the edge confirms it (HANDSHAKE_DONE,
+ * after judging the device certificate): both times are reported, and cleared with the
+ * connection. */
+static void test_handshake_times(void **state) {
+    (void)state;
+    fixture *f = start(NULL);
+    connect_tunnel(f);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    assert_true(st.handshake_completed_time > 0);
+    assert_true(st.handshake_completed_time < st.handshake_time);
+    char buf[2048];
+    assert_true(synesis_tunnel_stats_json(f->t, buf, sizeof(buf)) < (int)sizeof(buf));
+    cJSON *o = cJSON_Parse(buf);
+    assert_non_null(o);
+    assert_true(cJSON_GetObjectItem(o, "handshake_completed_time")->valuedouble ==
+                st.handshake_completed_time);
+    cJSON_Delete(o);
+    assert_int_equal(synesis_tunnel_disconnect(f->t), 0);
+    synesis_tunnel_get_stats(f->t, &st);
+    assert_true(st.handshake_completed_time == 0);
+    assert_true(st.handshake_time == 0);
+    finish(f);
+}
+
 /* 1. RESET 2^62 used to abort the edge inside ngtcp2 (ngtcp2_put_uvarintlen). */
 static void test_reset_code_limits(void **state) {
     (void)state;
@@ -582,6 +607,7 @@ static void test_edge_config_limits(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_handshake_times),
         cmocka_unit_test(test_reset_code_limits),
         cmocka_unit_test(test_stream_reset_code_limit),
         cmocka_unit_test(test_handler_reset_code_limit),

@@ -916,6 +916,150 @@ static void test_client_limit(void **state) {
     world_close(&w);
 }
 
+/* Loss in bursts: drops come in runs whose mean length is 1/burst_end, the same for a seed. */
+static uint64_t burst_run(uint64_t seed, unsigned char arrived[2000], double *mean_run) {
+    struct world w;
+    world_open(&w, AF_INET, 0, seed);
+    syn_fault_dir bursty = {.burst_start = 0.02, .burst_end = 0.25};
+    syn_fault_proxy_set(w.proxy, &bursty, NULL);
+    send_paced(&w, 0, 2000, 200);
+    syn_fault_stats s = stats(w.proxy);
+    assert_int_equal(s.fwd_up + s.dropped_up, 2000);
+    assert_int_equal(s.burst_dropped, s.dropped_up);
+    RUN_UNTIL(w.loop, w.server->n == s.fwd_up, 10);
+    assert_int_equal(w.server->n, s.fwd_up);
+    memset(arrived, 0, 2000);
+    for (size_t i = 0; i < w.server->n; i++)
+        arrived[w.server->rx[i].seq] = 1;
+    unsigned runs = 0;
+    for (int i = 0; i < 2000; i++)
+        if (!arrived[i] && (i == 0 || arrived[i - 1]))
+            runs++;
+    *mean_run = runs ? (double)s.dropped_up / runs : 0;
+    world_close(&w);
+    return s.dropped_up;
+}
+
+static void test_burst_loss(void **state) {
+    (void)state;
+    static unsigned char a[2000], b[2000];
+    double m1, m2;
+    uint64_t d1 = burst_run(7, a, &m1);
+    uint64_t d2 = burst_run(7, b, &m2);
+    assert_int_equal(d1, d2);
+    assert_memory_equal(a, b, sizeof(a));
+    /* Stationary loss 0.02 / (0.02 + 0.25) = 7.4 %, mean run 4: wide bounds for 2000 draws. */
+    assert_true(d1 >= 60 && d1 <= 300);
+    assert_true(m1 >= 2.5 && m1 <= 6.5);
+}
+
+/* A burst that lasts longer than burst_max_ms ends at the next datagram, however few come. */
+static void test_burst_max_duration(void **state) {
+    (void)state;
+    struct world w;
+    world_open(&w, AF_INET, 0, 19);
+    /* Every datagram starts a burst that never ends by itself: only the time limit ends it. */
+    syn_fault_dir bursty = {.burst_start = 1, .burst_end = 0, .burst_max_ms = 30};
+    syn_fault_proxy_set(w.proxy, &bursty, NULL);
+    peer_send(w.client, w.proxy, 0, 100); /* starts the burst, dropped */
+    peer_send(w.client, w.proxy, 1, 100); /* inside it */
+    RUN_UNTIL(w.loop, stats(w.proxy).dropped_up == 2, 10);
+    run_for(w.loop, 0.05);
+    peer_send(w.client, w.proxy, 2, 100); /* 50 ms on: the burst is over, this one passes */
+    RUN_UNTIL(w.loop, w.server->n == 1, 10);
+    assert_int_equal(w.server->n, 1);
+    assert_int_equal(w.server->rx[0].seq, 2);
+    peer_send(w.client, w.proxy, 3, 100); /* and the next starts a new burst */
+    RUN_UNTIL(w.loop, stats(w.proxy).dropped_up == 3, 10);
+    syn_fault_stats s = stats(w.proxy);
+    assert_int_equal(s.burst_dropped, 3);
+    assert_int_equal(s.fwd_up, 1);
+    world_close(&w);
+}
+
+/* The link MTU drops what would not fit in an IP packet of that size, counting it as too_big. */
+static void test_mtu(void **state) {
+    (void)state;
+    struct world w;
+    world_open(&w, AF_INET, 1, 11);
+    syn_fault_dir small = {.mtu = 1280};
+    syn_fault_proxy_set(w.proxy, &small, &small);
+    peer_send(w.client, w.proxy, 0, 1252); /* 1252 + 8 + 20 = 1280: fits */
+    peer_send(w.client, w.proxy, 1, 1253);
+    peer_send(w.client, w.proxy, 2, 100);
+    RUN_UNTIL(w.loop, w.client->n == 2, 10);
+    run_for(w.loop, 0.05);
+    assert_int_equal(w.server->n, 2);
+    assert_int_equal(w.client->n, 2);
+    assert_int_equal(w.server->rx[0].len, 1252);
+    assert_int_equal(w.server->rx[1].seq, 2);
+    syn_fault_stats s = stats(w.proxy);
+    assert_int_equal(s.too_big, 1);
+    assert_int_equal(s.dropped_up, 1);
+    /* Lowered mid-way, it applies from the next datagram on; the other direction too. */
+    syn_fault_dir smaller = {.mtu = 1200};
+    syn_fault_proxy_set(w.proxy, NULL, &smaller);
+    peer_send(w.client, w.proxy, 3, 1252); /* reaches the server, its echo does not return */
+    RUN_UNTIL(w.loop, w.server->n == 3, 10);
+    run_for(w.loop, 0.05);
+    assert_int_equal(w.server->n, 3);
+    assert_int_equal(w.client->n, 2);
+    s = stats(w.proxy);
+    assert_int_equal(s.too_big, 2);
+    assert_int_equal(s.dropped_down, 1);
+    world_close(&w);
+}
+
+/* A bottleneck paces datagrams at the rate and tail-drops what overflows its FIFO. */
+static void test_rate_and_queue(void **state) {
+    (void)state;
+    struct world w;
+    world_open(&w, AF_INET, 0, 13);
+    /* 8 Mbit/s: a 1000-byte datagram every millisecond; the FIFO holds 20 of them. */
+    syn_fault_dir link = {.rate_bps = 8e6, .queue_bytes = 20000};
+    syn_fault_proxy_set(w.proxy, &link, NULL);
+    uint64_t t0 = syn_now_ns();
+    for (uint32_t i = 0; i < 60; i++)
+        peer_send(w.client, w.proxy, i, 1000);
+    RUN_UNTIL(w.loop, stats(w.proxy).fwd_up + stats(w.proxy).dropped_up == 60, 10);
+    syn_fault_stats s = stats(w.proxy);
+    /* The loop may read the 60 datagrams over a few wake-ups while the link drains: about 20
+     * pass, a few more if it does (or if the process is descheduled meanwhile), and the rest is
+     * tail-dropped. */
+    assert_true(s.fwd_up >= 20 && s.fwd_up <= 40);
+    assert_int_equal(s.tail_dropped, 60 - s.fwd_up);
+    assert_int_equal(s.dropped_up, s.tail_dropped);
+    RUN_UNTIL(w.loop, w.server->n == s.fwd_up, 10);
+    assert_int_equal(w.server->n, s.fwd_up);
+    for (size_t i = 1; i < w.server->n; i++) {
+        assert_true(w.server->rx[i].seq > w.server->rx[i - 1].seq); /* FIFO */
+        /* Never faster than the rate (a little slack for the timer's early wake-ups). */
+        assert_true(w.server->rx[i].at_ns - t0 >= (uint64_t)i * 1000000u - 200000u);
+    }
+    /* Datagrams spaced out at the rate all pass. */
+    send_paced(&w, 100, 20, 500);
+    run_for(w.loop, 0.05);
+    assert_int_equal(stats(w.proxy).fwd_up, s.fwd_up + 20);
+    world_close(&w);
+}
+
+/* Jitter with keep_order delays every datagram and never reorders them. */
+static void test_jitter_keep_order(void **state) {
+    (void)state;
+    struct world w;
+    world_open(&w, AF_INET, 0, 17);
+    syn_fault_dir jitter = {.delay_ms = 5, .jitter_ms = 20, .keep_order = 1};
+    syn_fault_proxy_set(w.proxy, &jitter, NULL);
+    send_paced(&w, 0, 200, 100);
+    RUN_UNTIL(w.loop, w.server->n == 200, 10);
+    assert_int_equal(w.server->n, 200);
+    for (uint32_t i = 0; i < 200; i++) {
+        assert_int_equal(w.server->rx[i].seq, i);
+        assert_true(w.server->rx[i].at_ns - w.server->rx[i].sent_ns >= 5000000u);
+    }
+    world_close(&w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pass_through),
@@ -937,6 +1081,11 @@ int main(void) {
         cmocka_unit_test(test_out_of_descriptors),
         cmocka_unit_test(test_resource_failures),
         cmocka_unit_test(test_client_limit),
+        cmocka_unit_test(test_burst_loss),
+        cmocka_unit_test(test_burst_max_duration),
+        cmocka_unit_test(test_mtu),
+        cmocka_unit_test(test_rate_and_queue),
+        cmocka_unit_test(test_jitter_keep_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,8 +10,10 @@
 #include <string.h>
 
 #include "harness.h"
+#include "qconn.h"
 #include "synesis/request.h"
 #include "synesis/stream.h"
+#include "tunnel_int.h"
 
 typedef struct fixture {
     struct ev_loop *loop;
@@ -177,6 +179,93 @@ static void test_src_large(void **state) {
     assert_int_equal(res.len, 64u * 1024 * 1024);
     assert_true(check_pattern(res.data, res.len));
     free(res.data);
+}
+
+/* Predicate: the tunnel (ud) holds no I/O buffers: no receive slots, no large send buffer. */
+static int buffers_released(void *ud) {
+    const synesis_tunnel *t = ud;
+    return !t->rx && (!t->qc || !syn_udp_tx_large(syn_qconn_tx(t->qc)));
+}
+
+/* Predicate: the tunnel took its receive buffers again since allocs was read. */
+typedef struct rx_wait {
+    const synesis_tunnel *t;
+    uint64_t allocs;
+} rx_wait;
+static int rx_taken_again(void *ud) {
+    const rx_wait *w = ud;
+    return w->t->rx_allocs > w->allocs;
+}
+
+/* The receive slots (2 x 64 KiB) and the large send buffer (64 KiB) are taken only while traffic
+ * needs them: a connected tunnel that goes quiet releases them, and traffic afterwards (requests,
+ * a bulk upload, a bulk download) takes them again and gets through intact. */
+static void test_idle_buffers_released(void **state) {
+    fixture *f = *state;
+    synesis_tunnel *t = f->t;
+    /* Connected and quiet (keep-alive PINGs aside): nothing held. */
+    assert_true(syn_test_run_until(f->loop, buffers_released, t, 3 * SYN_TUNNEL_BUFFER_IDLE + 1));
+    assert_true(t->rx_allocs >= 1);
+    assert_int_equal(t->rx_frees, t->rx_allocs);
+    /* The next keep-alive exchange (1 s in the tests) takes them and gives them back at its
+     * end, not after a timer (that would wake the loop SYN_TUNNEL_BUFFER_IDLE later). */
+    rx_wait w = {t, t->rx_allocs};
+    assert_true(syn_test_run_until(f->loop, rx_taken_again, &w, 3));
+    double t0 = ev_time();
+    assert_true(syn_test_run_until(f->loop, buffers_released, t, 1));
+    assert_true(ev_time() - t0 < SYN_TUNNEL_BUFFER_IDLE * 0.8);
+    assert_false(ev_is_active(&t->buf_timer));
+    const syn_udp_tx *tx = syn_qconn_tx(t->qc);
+    uint64_t rx_allocs = t->rx_allocs, rx_frees = t->rx_frees;
+    uint64_t tx_allocs = tx->large_allocs, tx_frees = tx->large_frees;
+
+    /* A small request: the receive slots come back, and go again. */
+    result res;
+    request_and_wait(f, "hello", 5, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    assert_int_equal(res.len, 5);
+    assert_memory_equal(res.data, "hello", 5);
+    free(res.data);
+    assert_true(t->rx_allocs > rx_allocs);
+    assert_true(syn_test_run_until(f->loop, buffers_released, t, 3 * SYN_TUNNEL_BUFFER_IDLE + 1));
+
+    /* A bulk upload (echoed back: a bulk download too) needs the large send buffer. */
+    size_t n = 4 * 1024 * 1024;
+    uint8_t *buf = malloc(n);
+    fill_random(buf, n, 77);
+    buf[0] = 'x'; /* not a command word: echoed */
+    request_and_wait(f, buf, n, NULL, &res, 30);
+    assert_int_equal(res.status, 0);
+    assert_int_equal(res.len, n);
+    assert_memory_equal(res.data, buf, n);
+    free(res.data);
+    free(buf);
+    assert_true(tx->large_allocs > tx_allocs);
+    assert_true(syn_test_run_until(f->loop, buffers_released, t, 3 * SYN_TUNNEL_BUFFER_IDLE + 1));
+    assert_true(tx->large_frees > tx_frees);
+    assert_int_equal(tx->large_frees, tx->large_allocs);
+    assert_true(t->rx_frees > rx_frees);
+    assert_int_equal(t->rx_frees, t->rx_allocs);
+
+    /* After the release: a bulk download (SRC) and a request still work. */
+    synesis_request_options o;
+    synesis_request_options_init(&o);
+    o.max_response_size = 16u * 1024 * 1024;
+    const char *cmd = "SRC 16777216\n";
+    request_and_wait(f, cmd, strlen(cmd), &o, &res, 30);
+    assert_int_equal(res.status, 0);
+    assert_int_equal(res.len, 16u * 1024 * 1024);
+    assert_true(check_pattern(res.data, res.len));
+    free(res.data);
+    request_and_wait(f, "again", 5, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    assert_memory_equal(res.data, "again", 5);
+    free(res.data);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.requests_succeeded, 4);
+    assert_int_equal(st.requests_failed, 0);
+    assert_true(syn_test_run_until(f->loop, buffers_released, t, 3 * SYN_TUNNEL_BUFFER_IDLE + 1));
 }
 
 static void test_oversize_at_the_limit(void **state) {
@@ -684,6 +773,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_echo_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_src_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_buffers_released, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversize_at_the_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_edge_reset_code, setup, teardown),

@@ -511,6 +511,41 @@ static void test_handshake_ok(void **state) {
     SSL_CTX_free(s);
 }
 
+static int tickets_seen;
+
+static int count_ticket(SSL *ssl, SSL_SESSION *sess) {
+    (void)ssl;
+    (void)sess;
+    tickets_seen++;
+    return 0; /* not kept */
+}
+
+/* The edge sends no session tickets: devices never resume, and each ticket cost the edge a
+ * serialised and sealed session on the handshake's critical path. */
+static void test_handshake_no_session_tickets(void **state) {
+    (void)state;
+    SSL_CTX *c = client_ctx(), *s = server_ctx();
+    assert_int_equal(SSL_CTX_get_num_tickets(s), 0);
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT);
+    SSL_CTX_sess_set_new_cb(c, count_ticket);
+    tickets_seen = 0;
+    struct conn k;
+    conn_new(&k, c, s, "localhost", ALPN);
+    conn_run(&k, 0); /* the client goes on reading after its handshake: tickets would arrive */
+    assert_true(k.ok);
+    assert_int_equal(tickets_seen, 0);
+    conn_free(&k);
+    /* the check sees tickets when a server sends them */
+    assert_int_equal(SSL_CTX_set_num_tickets(s, 2), 1);
+    conn_new(&k, c, s, "localhost", ALPN);
+    conn_run(&k, 0);
+    assert_true(k.ok);
+    assert_int_equal(tickets_seen, 2);
+    conn_free(&k);
+    SSL_CTX_free(c);
+    SSL_CTX_free(s);
+}
+
 static void test_handshake_untrusted_edge(void **state) {
     (void)state;
     char d[SYNESIS_DETAIL_MAX];
@@ -779,6 +814,7 @@ int main(void) {
         cmocka_unit_test(test_server_ctx),
         cmocka_unit_test(test_ssl_setup),
         cmocka_unit_test(test_handshake_ok),
+        cmocka_unit_test(test_handshake_no_session_tickets),
         cmocka_unit_test(test_handshake_untrusted_edge),
         cmocka_unit_test(test_handshake_name_mismatch),
         cmocka_unit_test(test_handshake_edge_expired_or_future),

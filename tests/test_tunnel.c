@@ -160,6 +160,66 @@ static void test_groups_and_congestion_control(void **state) {
     }
 }
 
+/* config.share_tls_with: a tunnel uses another tunnel's TLS context (identity, trust, pins) and
+ * neither reads nor checks its own TLS fields; the context outlives the tunnel it came from. */
+static void test_shared_tls_context(void **state) {
+    fixture *f = *state;
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
+    synesis_tunnel *a = new_tunnel(f, &cfg, NULL);
+
+    /* TLS fields that would fail on their own. */
+    synesis_tunnel_config bad;
+    syn_test_tunnel_config(&bad, f->pki, syn_edge_port(f->edge));
+    bad.cert_path = "/nonexistent/device.pem";
+    bad.key_path = "/nonexistent/device.key";
+    bad.ca_path = "/nonexistent/ca.pem";
+    bad.n_spki_pins = 2; /* and no pins */
+    bad.tls_groups = "no-such-group";
+    synesis_tunnel *t = NULL;
+    char detail[512];
+    assert_int_not_equal(synesis_tunnel_new(&t, f->loop, &bad, NULL, NULL, detail, sizeof(detail)),
+                         0);
+    assert_null(t);
+    bad.share_tls_with = a;
+    synesis_tunnel *b = new_tunnel(f, &bad, NULL);
+    assert_ptr_equal(b->ssl_ctx, a->ssl_ctx);
+    assert_null(b->cfg.share_tls_with); /* the copy does not keep the other tunnel */
+
+    /* The tunnel it came from goes first; the shared context stays. */
+    synesis_tunnel_free(a);
+    assert_int_equal(synesis_tunnel_connect(b), 0);
+    assert_true(syn_test_run_until(f->loop, is_connected, b, 5));
+    assert_string_equal(syn_edge_last_device(f->edge), "test-1"); /* a's certificate */
+    syn_test_result res;
+    syn_test_request(f->loop, b, "SRC 100000\n", 11, NULL, &res, 5);
+    assert_int_equal(res.status, 0);
+    assert_int_equal(res.len, 100000);
+    free(res.data);
+
+    /* Pins come with the context: a context pinned to another key fails the handshake of every
+     * tunnel sharing it. */
+    static const uint8_t wrong_pin[1][32] = {
+        {1, 2, 3}
+    };
+    cfg.spki_pins = wrong_pin;
+    cfg.n_spki_pins = 1;
+    synesis_tunnel *pinned = new_tunnel(f, &cfg, NULL);
+    synesis_tunnel_config share;
+    syn_test_tunnel_config(&share, f->pki, syn_edge_port(f->edge));
+    share.share_tls_with = pinned;
+    synesis_tunnel *c = new_tunnel(f, &share, NULL);
+    assert_int_equal(synesis_tunnel_connect(c), 0);
+    assert_true(syn_test_run_until(f->loop, is_failed, c, 5));
+    synesis_tunnel_state st;
+    synesis_tunnel_get_state(c, &st);
+    assert_int_equal(st.error, SYNESIS_ERR_PEER_PIN_MISMATCH);
+    synesis_tunnel_free(c);
+    synesis_tunnel_free(pinned);
+    synesis_tunnel_free(b);
+    syn_test_run_for(f->loop, 0.1);
+}
+
 /* Every pair (from, to) of the five states: exactly the design's transitions are applied. */
 static void test_transition_table(void **state) {
     fixture *f = *state;
@@ -702,6 +762,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_free_in_every_phase, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups_and_congestion_control, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_tls_context, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -316,6 +316,62 @@ static void test_gso_eagain(void **state) {
     pair_close(&p);
 }
 
+/* The batch buffer: a small batch stays in the struct's own buffer; one that outgrows it moves to
+ * the large buffer with what it holds; the large buffer stays until trimmed, which waits for a
+ * queued batch to leave. */
+static void test_tx_buffer_grow_and_trim(void **state) {
+    (void)state;
+    wrap_reset();
+    pair p;
+    pair_open(&p, 0);
+    syn_udp_tx *tx = tx_new(p.a);
+    syn_udp_rx *rx = syn_udp_rx_new(SYN_UDP_RX_BYTES_SERVER);
+    size_t len[12];
+    for (size_t i = 0; i < 12; i++)
+        len[i] = SYN_UDP_MAX_PAYLOAD - i;
+    /* Room for SYN_UDP_TX_SMALL_DGRAMS full datagrams without the large buffer. */
+    queue(tx, len, NULL, SYN_UDP_TX_SMALL_DGRAMS, 0);
+    assert_false(syn_udp_tx_large(tx));
+    assert_int_equal(syn_udp_flush(p.a, tx, NULL), 0);
+    expect(p.b, rx, len, NULL, SYN_UDP_TX_SMALL_DGRAMS, 0);
+    assert_int_equal(tx->large_allocs, 0);
+    assert_int_equal(syn_udp_tx_trim(tx), 1);
+
+    /* One more: the batch moves, its datagrams intact. */
+    queue(tx, len, NULL, 12, 10);
+    assert_true(syn_udp_tx_large(tx));
+    assert_int_equal(tx->large_allocs, 1);
+    wrap.eagain_left = 1;
+    assert_int_equal(syn_udp_flush(p.a, tx, NULL), 1);
+    assert_int_equal(syn_udp_tx_trim(tx), 0); /* queued: kept */
+    assert_true(syn_udp_tx_large(tx));
+    assert_int_equal(syn_udp_flush(p.a, tx, NULL), 0);
+    expect(p.b, rx, len, NULL, 12, 10);
+    /* Kept for the next batches until trimmed. */
+    queue(tx, len, NULL, 2, 30);
+    assert_true(syn_udp_tx_large(tx));
+    assert_int_equal(syn_udp_flush(p.a, tx, NULL), 0);
+    expect(p.b, rx, len, NULL, 2, 30);
+    assert_int_equal(syn_udp_tx_trim(tx), 1);
+    assert_false(syn_udp_tx_large(tx));
+    assert_int_equal(tx->large_frees, 1);
+    assert_int_equal(syn_udp_tx_trim(tx), 1);
+    assert_int_equal(tx->large_frees, 1);
+
+    /* Small again, then large again. */
+    queue(tx, len, NULL, 3, 40);
+    assert_int_equal(syn_udp_flush(p.a, tx, NULL), 0);
+    expect(p.b, rx, len, NULL, 3, 40);
+    assert_int_equal(tx->large_allocs, 1);
+    queue(tx, len, NULL, 8, 50);
+    assert_int_equal(tx->large_allocs, 2);
+    assert_int_equal(syn_udp_flush(p.a, tx, NULL), 0);
+    expect(p.b, rx, len, NULL, 8, 50);
+    syn_udp_rx_free(rx);
+    tx_free(tx); /* frees the large buffer (ASan: no leak) */
+    pair_close(&p);
+}
+
 /* ---- GRO on receive ---- */
 
 /* Sends one UDP_SEGMENT buffer of n datagrams from fd, bypassing syn_udp_flush. */
@@ -485,11 +541,17 @@ static void test_tunnel_gso_refused(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gso_burst),        cmocka_unit_test(test_gso_mixed),
-        cmocka_unit_test(test_gso_fallback_eio), cmocka_unit_test(test_gso_fallback_einval),
-        cmocka_unit_test(test_gso_eagain),       cmocka_unit_test(test_gro_split),
-        cmocka_unit_test(test_gro_many),         cmocka_unit_test(test_gro_oversized),
-        cmocka_unit_test(test_tunnel_gso),       cmocka_unit_test(test_tunnel_gso_refused),
+        cmocka_unit_test(test_gso_burst),
+        cmocka_unit_test(test_gso_mixed),
+        cmocka_unit_test(test_gso_fallback_eio),
+        cmocka_unit_test(test_gso_fallback_einval),
+        cmocka_unit_test(test_gso_eagain),
+        cmocka_unit_test(test_gro_split),
+        cmocka_unit_test(test_gro_many),
+        cmocka_unit_test(test_gro_oversized),
+        cmocka_unit_test(test_tunnel_gso),
+        cmocka_unit_test(test_tunnel_gso_refused),
+        cmocka_unit_test(test_tx_buffer_grow_and_trim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

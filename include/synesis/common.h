@@ -88,7 +88,7 @@ typedef enum synesis_error {
     SYNESIS_ERR_RESPONSE_TOO_LARGE = -301, /* the response exceeded the maximum size */
     SYNESIS_ERR_CANCELLED = -302,          /* cancelled by the application or by free */
     SYNESIS_ERR_STREAM_RESET = -303,       /* the edge reset the stream (code given separately) */
-    SYNESIS_ERR_QUEUE_FULL = -304,         /* too many queued requests */
+    SYNESIS_ERR_QUEUE_FULL = -304,         /* too many queued requests, or bytes in them */
     SYNESIS_ERR_WOULD_BLOCK = -305,        /* no room in the send buffer now; wait for writable */
     SYNESIS_ERR_HEARTBEAT_REFUSED = -306,  /* the edge refused a heartbeat (reason in detail) */
 } synesis_error;

@@ -3,8 +3,8 @@
  *
  * Each request opens a bidirectional QUIC stream, sends its bytes and FIN, reads the response
  * until the edge's FIN, and calls back exactly once. Many requests share the one connection;
- * when the edge's stream limit is reached they wait in a queue (config.max_queued_requests) and
- * open as stream credit arrives.
+ * when the edge's stream limit is reached they wait in a queue (config.max_queued_requests and
+ * config.max_queued_request_bytes) and open as stream credit arrives.
  */
 #ifndef SYNESIS_REQUEST_H
 #define SYNESIS_REQUEST_H

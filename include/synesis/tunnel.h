@@ -141,10 +141,16 @@ typedef struct synesis_tunnel_config {
     double keep_alive_interval; /* PING after this much quiet; default 10 s; 0 = off */
     double idle_timeout;        /* default 60 s */
     double handshake_timeout;   /* default 10 s */
-    /* Largest UDP payload we send (a cap): default 0 = ngtcp2's 1200 bytes to start, raised by
-     * path MTU discovery when it is on. Set e.g. 1280 under VPNs that drop large datagrams. */
+    /* Largest UDP payload we send (a cap): default 0 = 1452 bytes. Every connection starts at
+     * ngtcp2's 1200 bytes; only path MTU discovery raises that, to at most this cap, by probes
+     * that the edge must acknowledge (a probe the path does not carry is lost, the size stays).
+     * Set e.g. 1280 under VPNs that drop large datagrams. 0, or 1200 to 1500. */
     size_t max_udp_payload;
-    int pmtud; /* path MTU discovery; default 1 */
+    /* Path MTU discovery; default 1. With 0, the tunnel never sends more than 1200 bytes of UDP
+     * payload, whatever max_udp_payload says (a cap larger than the path is then harmless, never
+     * reached), and the socket lets the kernel fragment (no DF bit), although nothing it sends
+     * needs it on a path that carries QUIC at all (IPv4 MTU 1228, IPv6 1280, and above). */
+    int pmtud;
 
     /* Heartbeats: one every interval on a unidirectional stream, the first right after
      * Connected; 0 disables. Default 30 s. */
@@ -183,7 +189,7 @@ typedef struct synesis_tunnel_config {
     /* Requests waiting for a stream (the edge's stream limit) or, when the request asks for it,
      * for the tunnel to come back; beyond this, SYNESIS_ERR_QUEUE_FULL. Streams are opened on
      * the loop's next write pass, so requests made in one loop iteration all count until then.
-     * Default 10000. */
+     * Default 10000. The queue's bytes are bounded too: max_queued_request_bytes. */
     size_t max_queued_requests;
     /* Send buffer of each stream of the streaming API (bytes accepted but not yet acknowledged);
      * default 256 KiB. */
@@ -224,6 +230,26 @@ typedef struct synesis_tunnel_config {
     /* Appended: the congestion controller of the tunnel's sending side. Default
      * SYNESIS_CC_CUBIC. */
     synesis_congestion_control congestion_control;
+    /* Appended: the byte bound of the same queue as max_queued_requests: the request bodies the
+     * library copied (synesis_tunnel_request()) for every request waiting for a stream or for
+     * the tunnel to come back, e.g. during an outage with queue_while_reconnecting. A request
+     * whose copy would take the total above it fails at once with SYNESIS_ERR_QUEUE_FULL (its
+     * callback never runs); so does a single body larger than the bound, connected or not:
+     * raise the bound for larger bodies, or use synesis_tunnel_request_nocopy() or a stream.
+     * No-copy bodies stay the application's memory and are not counted. Bytes are given back as
+     * requests leave the queue (stream opened, or completed, cancelled or failed while waiting).
+     * Default 64 MiB (the reference edge's largest request); 1 to SIZE_MAX. */
+    size_t max_queued_request_bytes;
+    /* Appended: share the TLS context of another tunnel instead of building one. For an
+     * application that runs many tunnels with one identity: each tunnel then saves the heap a
+     * context takes (about 30 KB: OpenSSL's per-context tables, the certificate chain, key and
+     * trust anchors; docs/performance.md) and the loading of its files. The tunnel named here need
+     * only be live during synesis_tunnel_new(): the context is reference counted, so either
+     * tunnel may be freed first, and it may run on another loop or thread. This tunnel then uses
+     * that tunnel's certificate and key (cert_path, key_path, cert_pem, key_pem, key_passphrase),
+     * trust (use_system_trust, ca_path, ca_dir), spki_pins and tls_groups: those fields of this
+     * config are ignored, neither read nor checked. Default NULL: a context of its own. */
+    const synesis_tunnel *share_tls_with;
 } synesis_tunnel_config;
 
 /* Fills cfg with every default listed above. */
@@ -280,7 +306,8 @@ typedef struct synesis_tunnel_callbacks {
 
 /*
  * Creates a tunnel on loop. Validates the configuration (URL, certificate, key, trust) and builds
- * the TLS context now, so that a bad certificate or key is reported here, not on connect.
+ * the TLS context now (or shares that of config.share_tls_with), so that a bad certificate or key
+ * is reported here, not on connect.
  * The tunnel starts Disconnected and does nothing until synesis_tunnel_connect().
  * On failure *out is NULL and, when detail is given, it receives a message naming the cause.
  * callbacks may be NULL; it is copied.
@@ -351,8 +378,9 @@ typedef struct synesis_tunnel_stats {
     uint64_t requests_cancelled;
     uint64_t streams_opened;    /* streaming-API streams */
     uint64_t heartbeats_sent;   /* handed to QUIC (stream opened, frame queued): not delivery */
-    uint64_t heartbeats_failed; /* not sent (not connected, too large, no stream credit), or
-                                   lost: the connection ended or the stream was reset first */
+    uint64_t heartbeats_failed; /* not sent (not connected, too large, no stream credit, or 32
+                                   earlier ones still unacknowledged), or lost: the connection
+                                   ended or the stream was reset first */
     uint64_t last_heartbeat_sequence;
     uint32_t last_heartbeat_rtt_ms;
     uint64_t connections; /* handshakes completed */
@@ -373,6 +401,20 @@ typedef struct synesis_tunnel_stats {
     /* Appended. Heartbeats the edge refused (STOP_SENDING/RESET_STREAM with BAD_FRAME, or a
      * heartbeat_refused report). */
     uint64_t heartbeats_refused;
+    /* Appended. The edge address of the current connection once its handshake has completed,
+     * "192.0.2.1:443" or "[2001:db8::1]:443" ("" when there is none): which of the resolved
+     * addresses, and so which IP version, the tunnel is using. */
+    char remote_address[64];
+    /* Appended. Times a connection attempt moved on to the next resolved address (IPv4 ones
+     * first, then IPv6) after a transport failure on one (refused, unreachable, or no handshake
+     * within handshake_timeout), summed over the handle's life. */
+    uint64_t address_fallbacks;
+    /* Appended. Seconds from the connection's first Initial to the device's own handshake
+     * completion (its TLS Finished produced: where OpenSSL's SSL_connect() returns), of the
+     * current connection (0 when none). handshake_time goes on to Connected: the handshake
+     * confirmed by the edge's HANDSHAKE_DONE, which follows its verdict on the device
+     * certificate, one more flight later. */
+    double handshake_completed_time;
 } synesis_tunnel_stats;
 
 /* Fills *out. */

@@ -71,7 +71,9 @@ struct edge_conn {
     char remote[64];
     edge_conn *prev, *next;
     edge_stream *streams;
-    int dirty; /* fed a datagram in the current batch: flush after it */
+    /* Fed a datagram in the current batch: on the edge's dirty list, flushed after the batch. */
+    int dirty;
+    edge_conn *dirty_next;
     /* Bytes this connection holds: buffered request bodies and heartbeats, and response bytes
      * queued and not yet acknowledged. Bounded by cfg.max_conn_buffer (docs/protocol.md). */
     uint64_t held;
@@ -80,6 +82,21 @@ struct edge_conn {
     size_t nreports;                     /* how many (at most SYN_EDGE_MAX_QUEUED_REPORTS) */
     syn_cidmap_list cids;                /* this connection's IDs in the edge's table */
     int handshaking;                     /* counted in syn_edge.handshaking */
+    /* The closing period: qc is gone, the IDs stay routed here until closing_timer fires, and a
+     * datagram for them is answered with close_pkt (NULL when draining: the client closed). */
+    int closing;
+    uint8_t *close_pkt;
+    size_t close_len;
+    uint64_t close_rx; /* datagrams received while closing */
+    ev_timer closing_timer;
+    /* A misbehaving edge (cfg.misbehave): the CLOSE delay or FLOOD tick, streams to open towards
+     * the device (OPEN_STREAMS), whether it moved (MIGRATE). mb_busy: a FLOOD tick is flushing
+     * (conn_destroy then leaves the memory to it: mb_dead). */
+    ev_timer mb_timer;
+    unsigned mb_open;
+    int mb_migrated;
+    int mb_busy, mb_dead;
+    uint64_t mb_seq;
 };
 
 /* SRC responses are queued in chunks of SRC_CHUNK bytes of the pattern (offset % SRC_PERIOD). */
@@ -94,10 +111,16 @@ struct syn_edge {
     syn_qconn_settings qset;
     syn_sockaddr listen_addr;
     syn_sockaddr local;
+    syn_sockaddr mb_preferred; /* PREFERRED_ADDRESS: advertised, never served */
     int fd;
     ev_io rio;
     syn_udp_rx *rx;
     edge_conn *conns;
+    edge_conn *closing; /* connections in their closing or draining period */
+    /* Connections fed in the current receive batch (each once): the batch's write pass visits
+     * these, not every connection (4,000 idle ones made a walk of the whole list per batch a
+     * third of the edge's CPU). */
+    edge_conn *dirty;
     syn_cidmap cids;
     size_t handshaking;       /* connections accepted, handshake not completed */
     uint8_t retry_secret[32]; /* keys the Retry tokens of this edge */
@@ -125,6 +148,9 @@ void syn_edge_config_init(syn_edge_config *cfg) {
     cfg->max_src_size = 16ull * 1024 * 1024 * 1024;
     cfg->retry_threshold = 64;
     cfg->socket_buffer = 4 * 1024 * 1024;
+    cfg->misbehave_code = 0x1bad;
+    cfg->misbehave_count = 4;
+    cfg->ping_devices = 1;
 }
 
 /* ---- JSON event log ---- */
@@ -205,6 +231,28 @@ static void es_free(edge_stream *es);
 
 static void conn_free_reports(edge_conn *c);
 
+/* Puts c on the edge's dirty list (once) for the write pass after the current batch. */
+static void conn_mark_dirty(syn_edge *e, edge_conn *c) {
+    if (c->dirty)
+        return;
+    c->dirty = 1;
+    c->dirty_next = e->dirty;
+    e->dirty = c;
+}
+
+/* Takes c off the dirty list (it is about to be freed or to lose its connection). */
+static void conn_unmark_dirty(syn_edge *e, edge_conn *c) {
+    if (!c->dirty)
+        return;
+    for (edge_conn **p = &e->dirty; *p; p = &(*p)->dirty_next) /* at most the batch's */
+        if (*p == c) {
+            *p = c->dirty_next;
+            break;
+        }
+    c->dirty = 0;
+    c->dirty_next = NULL;
+}
+
 static void conn_destroy(syn_edge *e, edge_conn *c) {
     /* A stream is freed once closed both ways, so a response stream still here with its FIN
      * queued has not had all of its data and FIN acknowledged. */
@@ -216,16 +264,114 @@ static void conn_destroy(syn_edge *e, edge_conn *c) {
     conn_free_reports(c);
     cid_remove_conn(e, c);
     handshaking_end(e, c);
+    conn_unmark_dirty(e, c);
     if (c->prev)
         c->prev->next = c->next;
     else
         e->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    ev_timer_stop(e->loop, &c->mb_timer);
     syn_qconn_free(c->qc);
-    free(c);
     e->stats.active--;
+    if (c->mb_busy)
+        c->mb_dead = 1; /* a FLOOD tick on the stack frees it */
+    else
+        free(c);
 }
+
+static void closing_free(syn_edge *e, edge_conn *c) {
+    ev_timer_stop(e->loop, &c->closing_timer);
+    cid_remove_conn(e, c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        e->closing = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c->close_pkt);
+    free(c);
+    e->stats.closing--;
+}
+
+static void closing_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    edge_conn *c = w->data;
+    closing_free(c->e, c);
+}
+
+/*
+ * Ends c's connection but keeps its IDs routed to it for the closing period (RFC 9000 10.2): three
+ * PTOs, at least SYN_EDGE_CLOSING_MIN_MS. Everything else c held is released now. Returns 0, or -1
+ * if the close could not be kept (out of memory): then c is destroyed as before.
+ */
+static int conn_enter_closing(syn_edge *e, edge_conn *c) {
+    size_t len = 0;
+    const uint8_t *pkt = syn_qconn_close_packet(c->qc, &len);
+    int draining = syn_qconn_draining(c->qc);
+    if ((!pkt && !draining) || e->fd < 0 || !c->cids.n)
+        return -1;
+    if (pkt) {
+        c->close_pkt = malloc(len);
+        if (!c->close_pkt)
+            return -1;
+        memcpy(c->close_pkt, pkt, len);
+        c->close_len = len;
+    }
+    double period = 3.0 * (double)syn_qconn_pto_ns(c->qc) / 1e9;
+    if (period < SYN_EDGE_CLOSING_MIN_MS / 1000.0)
+        period = SYN_EDGE_CLOSING_MIN_MS / 1000.0;
+    for (edge_stream *es = c->streams; es; es = es->next)
+        if (!es->uni && es->qs && es->qs->fin_queued)
+            e->stats.responses_unacked++;
+    while (c->streams)
+        es_free(c->streams);
+    conn_free_reports(c);
+    handshaking_end(e, c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        e->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    syn_qconn_free(c->qc); /* deferred by the driver while it is on the stack */
+    c->qc = NULL;
+    c->closing = 1;
+    conn_unmark_dirty(e, c);              /* no write pass without a connection */
+    ev_timer_stop(e->loop, &c->mb_timer); /* a misbehaving edge's CLOSE or FLOOD timer */
+    c->prev = NULL;
+    c->next = e->closing;
+    if (e->closing)
+        e->closing->prev = c;
+    e->closing = c;
+    ev_timer_init(&c->closing_timer, closing_timer_cb, period, 0.);
+    c->closing_timer.data = c;
+    ev_timer_start(e->loop, &c->closing_timer);
+    e->stats.active--;
+    e->stats.closing++;
+    return 0;
+}
+
+/*
+ * A datagram for a connection in its closing period: answered with the same CONNECTION_CLOSE on
+ * the 1st, 2nd, 4th, 8th... datagram (rate-limited as RFC 9000 10.2.1 asks), and only if the answer
+ * is at most three times the datagram (the anti-amplification bound of unvalidated paths), sent to
+ * where the datagram came from (the client may have moved). Draining connections answer nothing.
+ */
+static void closing_datagram(syn_edge *e, edge_conn *c, const syn_udp_dgram *d) {
+    uint64_t k = ++c->close_rx;
+    if (!c->close_pkt || (k & (k - 1)) != 0 || c->close_len > 3 * d->len) {
+        e->stats.closing_dropped++;
+        return;
+    }
+    ssize_t n = sendto(e->fd, c->close_pkt, c->close_len, MSG_DONTWAIT,
+                       (const struct sockaddr *)&d->remote.ss, d->remote.len);
+    if (n == (ssize_t)c->close_len)
+        e->stats.close_repeats++;
+}
+
+static void mb_after_handshake(edge_conn *c);
 
 static void ec_handshake_done(syn_qconn *qc) {
     edge_conn *c = syn_qconn_owner(qc);
@@ -236,6 +382,8 @@ static void ec_handshake_done(syn_qconn *qc) {
     e->stats.handshakes++;
     handshaking_end(e, c);
     emit_simple(e, "connection", c, NULL, NULL);
+    if (e->cfg.misbehave)
+        mb_after_handshake(c);
 }
 
 /* ---- streams ---- */
@@ -465,6 +613,25 @@ static int is_integer(const cJSON *n) {
 
 static int json_space(uint8_t ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
 
+/* The device's keep-alive interval (keep_alive_ms of its heartbeat; 0 = off): the edge PINGs a
+ * little before it would (syn_edge_config.ping_devices). */
+static void device_keep_alive(edge_conn *c, uint64_t ms) {
+    uint64_t ns = 0;
+    if (ms && ms <= UINT32_MAX) {
+        ngtcp2_conn_info ci;
+        syn_qconn_info(c->qc, &ci);
+        uint64_t ka = ms * NGTCP2_MILLISECONDS;
+        /* The minimum RTT: the smoothed one of a connection that came up in a burst of
+         * handshakes stays inflated for a while and would make the edge ping more often. */
+        uint64_t margin = ka / SYN_EDGE_PING_MARGIN;
+        if (margin < 3 * ci.min_rtt)
+            margin = 3 * ci.min_rtt;
+        if (ka > margin && ka - margin >= SYN_EDGE_MIN_PING_MS * NGTCP2_MILLISECONDS)
+            ns = ka - margin;
+    }
+    syn_qconn_set_keep_alive(c->qc, ns);
+}
+
 static void heartbeat_complete(edge_stream *es) {
     syn_edge *e = es->c->e;
     const char *end = NULL;
@@ -499,6 +666,9 @@ static void heartbeat_complete(edge_stream *es) {
         return;
     }
     e->stats.heartbeats++;
+    const cJSON *ka = cJSON_GetObjectItemCaseSensitive(o, "keep_alive_ms");
+    if (e->cfg.ping_devices && is_integer(ka))
+        device_keep_alive(es->c, (uint64_t)ka->valuedouble);
     device_entry *d = device_get(e, es->c->device_id);
     if (d) {
         d->info.heartbeats++;
@@ -799,10 +969,14 @@ static void run_handler(edge_stream *es) {
     es_account(es);
 }
 
+static int mb_req_data(edge_stream *es, const uint8_t *data, size_t len, int fin);
+
 static void req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) {
     syn_edge *e = es->c->e;
     es->total += len;
     es->conn_owed += len;
+    if (e->cfg.misbehave && mb_req_data(es, data, len, fin))
+        return;
     if (es->mode == REQ_DONE) {
         es_consume(es, len);
         return;
@@ -856,6 +1030,8 @@ static void req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) 
     }
 }
 
+static void mb_stream_open(edge_stream *es);
+
 static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
     edge_conn *c = syn_qconn_owner(qc);
     edge_stream *es = calloc(1, sizeof(*es));
@@ -873,6 +1049,8 @@ static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
     s->user = es;
     s->auto_consume = es->uni; /* heartbeats are bounded by the frame limit */
     c->e->stats.streams++;
+    if (c->e->cfg.misbehave)
+        mb_stream_open(es);
     return 0;
 }
 
@@ -933,8 +1111,9 @@ static void ec_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, in
         return;
     if (!es->uni)
         es->c->e->stats.requests++;
-    /* Bytes delivered and never consumed still hold the connection's credit. */
-    if (es->conn_owed)
+    /* Bytes delivered and never consumed still hold the connection's credit (which a stalling
+     * edge keeps). */
+    if (es->conn_owed && es->c->e->cfg.misbehave != SYN_EDGE_MB_STALL_UPLOADS)
         syn_qconn_consume(qc, (size_t)es->conn_owed);
     es->qs = NULL;
     edge_conn *c = es->c;
@@ -942,7 +1121,14 @@ static void ec_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, in
     conn_resume_src(c);
 }
 
-static void ec_before_write(syn_qconn *qc) { conn_send_reports(syn_qconn_owner(qc)); }
+static void mb_open_streams(edge_conn *c);
+
+static void ec_before_write(syn_qconn *qc) {
+    edge_conn *c = syn_qconn_owner(qc);
+    conn_send_reports(c);
+    if (c->mb_open)
+        mb_open_streams(c);
+}
 
 static void ec_closed(syn_qconn *qc, int err, const char *detail) {
     edge_conn *c = syn_qconn_owner(qc);
@@ -956,7 +1142,8 @@ static void ec_closed(syn_qconn *qc, int err, const char *detail) {
         cJSON_AddStringToObject(o, "reason", detail ? detail : "");
         edge_emit(e, o);
     }
-    conn_destroy(e, c);
+    if (conn_enter_closing(e, c) != 0)
+        conn_destroy(e, c);
 }
 
 static void ec_cid_added(syn_qconn *qc, const ngtcp2_cid *cid) {
@@ -969,7 +1156,187 @@ static void ec_cid_removed(syn_qconn *qc, const ngtcp2_cid *cid) {
     cid_remove(c->e, cid, c);
 }
 
+/* ---- a misbehaving edge (tests only: syn_edge_config.misbehave) ---- */
+
+static void mb_close_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    edge_conn *c = w->data;
+    syn_qconn_close(c->qc, c->e->cfg.misbehave_code, "hostile edge"); /* c may be gone now */
+}
+
+/* FLOOD: a stream per tiny report, each flushed at once so that it leaves in a packet of its own,
+ * as long as the device grants streams. */
+static void mb_flood_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    edge_conn *c = w->data;
+    syn_edge *e = c->e;
+    c->mb_busy = 1;
+    for (int i = 0; i < 64 && !c->mb_dead && !c->closing; i++) {
+        syn_qstream *qs;
+        if (syn_qconn_open_stream(c->qc, 0, NULL, &qs) != 0)
+            break;
+        char json[64];
+        int n = snprintf(json, sizeof(json), "{\"kind\":\"flood\",\"n\":%llu}",
+                         (unsigned long long)c->mb_seq++);
+        uint8_t frame[SYN_FRAME_HEADER + sizeof(json)];
+        syn_frame_header(frame, SYN_MSG_REPORT, (size_t)n);
+        memcpy(frame + SYN_FRAME_HEADER, json, (size_t)n);
+        if (syn_qstream_write(qs, frame, SYN_FRAME_HEADER + (size_t)n, 1) != 0)
+            break;
+        e->stats.mb_streams++;
+        syn_qconn_flush(c->qc); /* may end the connection: then mb_dead, or closing */
+    }
+    c->mb_busy = 0;
+    if (c->mb_dead)
+        free(c);
+}
+
+static void mb_after_handshake(edge_conn *c) {
+    syn_edge *e = c->e;
+    switch (e->cfg.misbehave) {
+    case SYN_EDGE_MB_CLOSE:
+        if (e->cfg.misbehave_delay > 0) {
+            ev_timer_init(&c->mb_timer, mb_close_cb, e->cfg.misbehave_delay, 0.);
+            c->mb_timer.data = c;
+            ev_timer_start(e->loop, &c->mb_timer);
+        } else {
+            syn_qconn_close(c->qc, e->cfg.misbehave_code, "hostile edge");
+        }
+        return;
+    case SYN_EDGE_MB_FLOOD:
+        ev_timer_init(&c->mb_timer, mb_flood_cb, 0.001, 0.001);
+        c->mb_timer.data = c;
+        ev_timer_start(e->loop, &c->mb_timer);
+        return;
+    default:
+        return;
+    }
+}
+
+/* MIGRATE: the connection's packets leave from a new socket on another port from now on. */
+static void mb_migrate(edge_conn *c) {
+    syn_edge *e = c->e;
+    syn_sockaddr bind_to = e->local, local;
+    if (bind_to.ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&bind_to.ss)->sin_port = 0;
+    else
+        ((struct sockaddr_in6 *)&bind_to.ss)->sin6_port = 0;
+    char detail[SYNESIS_DETAIL_MAX];
+    int fd =
+        syn_udp_open(NULL, 0, (const struct sockaddr *)&bind_to.ss, bind_to.len, 1, &local, detail);
+    if (fd < 0) {
+        emit_simple(e, "error", c, "reason", detail);
+        return;
+    }
+    syn_qconn_server_send_from(c->qc, fd);
+    c->mb_migrated = 1;
+    e->stats.mb_migrations++;
+    char addr[64];
+    syn_sockaddr_str((const struct sockaddr *)&local.ss, addr, sizeof(addr));
+    emit_simple(e, "mb_migrated", c, "address", addr);
+}
+
+static void mb_stream_open(edge_stream *es) {
+    edge_conn *c = es->c;
+    syn_edge *e = c->e;
+    switch (e->cfg.misbehave) {
+    case SYN_EDGE_MB_RESET_STREAMS:
+        es->mode = REQ_DONE; /* what still arrives is read and dropped */
+        es->bad = 1;
+        syn_qstream_shutdown(es->qs, e->cfg.misbehave_code);
+        return;
+    case SYN_EDGE_MB_STALL_UPLOADS:
+        es->qs->auto_consume = 0;
+        return;
+    case SYN_EDGE_MB_OPEN_STREAMS:
+        if (!es->uni) {
+            c->mb_open += e->cfg.misbehave_count; /* opened before the next write pass */
+            syn_qconn_schedule(c->qc);
+        }
+        return;
+    case SYN_EDGE_MB_MIGRATE:
+        if (!es->uni && !c->mb_migrated)
+            mb_migrate(c);
+        return;
+    default:
+        return;
+    }
+}
+
+/* OPEN_STREAMS: streams towards the device, each with the start of a report (a header announcing
+ * 64 bytes, then one) that never ends. */
+static void mb_open_streams(edge_conn *c) {
+    syn_edge *e = c->e;
+    unsigned n = c->mb_open;
+    c->mb_open = 0;
+    uint8_t start[SYN_FRAME_HEADER + 1];
+    syn_frame_header(start, SYN_MSG_REPORT, 64);
+    start[SYN_FRAME_HEADER] = '{';
+    for (int bidi = 1; bidi >= 0; bidi--) {
+        for (unsigned i = 0; i < n; i++) {
+            syn_qstream *qs;
+            if (syn_qconn_open_stream(c->qc, bidi, NULL, &qs) != 0) {
+                e->stats.mb_refused++;
+                continue;
+            }
+            e->stats.mb_streams++;
+            (void)syn_qstream_write(qs, start, sizeof(start), 0);
+        }
+    }
+}
+
+/* Request data of a misbehaving edge; returns 1 if handled. */
+static int mb_req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) {
+    (void)fin;
+    switch (es->c->e->cfg.misbehave) {
+    case SYN_EDGE_MB_ENDLESS_RESPONSE:
+        es_consume(es, es->conn_owed);
+        if (es->mode != REQ_DONE) {
+            es->mode = REQ_DONE;
+            es_buf_free(es);
+            es->src_left = UINT64_MAX; /* never reaches 0: no FIN */
+            src_pump(es);
+        }
+        return 1;
+    case SYN_EDGE_MB_NO_FIN:
+        es->mode = REQ_ECHO; /* credit returns as the echo is acknowledged */
+        if (es_send(es, data, len, 0) != 0)
+            es_reset(es, SYN_APP_INTERNAL);
+        return 1;
+    case SYN_EDGE_MB_STALL_UPLOADS:
+        return 1; /* never consumed: no credit ever returns */
+    default:
+        return 0;
+    }
+}
+
+static int mb_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg) {
+    (void)ssl;
+    (void)in;
+    (void)inlen;
+    const syn_edge *e = arg;
+    if (e->cfg.misbehave == SYN_EDGE_MB_ALPN_NONE)
+        return SSL_TLSEXT_ERR_NOACK;
+    static const unsigned char other[] = "h3";
+    *out = other;
+    *outlen = (unsigned char)(sizeof(other) - 1);
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* The driver's own messages at INFO and above (a path MTU black hole suspected, an out-of-range
+ * application error code) as "quic" events; its DEBUG chatter stays out of the log. */
+static void ec_log(syn_qconn *qc, synesis_log_level level, const char *msg) {
+    if (level > SYNESIS_LOG_INFO)
+        return;
+    edge_conn *c = syn_qconn_owner(qc);
+    emit_simple(c->e, "quic", c, "msg", msg);
+}
+
 static const syn_qconn_ops edge_qc_ops = {
+    .log = ec_log,
     .handshake_done = ec_handshake_done,
     .stream_open = ec_stream_open,
     .stream_data = ec_stream_data,
@@ -1093,11 +1460,15 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
     if (rv != 0)
         return;
     edge_conn *c = cid_find(e, vc.dcid, vc.dcidlen);
+    if (c && c->closing) {
+        closing_datagram(e, c, d);
+        return;
+    }
     if (c) {
         if (syn_qconn_remote(c->qc)->len != d->remote.len ||
             memcmp(&syn_qconn_remote(c->qc)->ss, &d->remote.ss, d->remote.len) != 0)
             syn_qconn_set_remote(c->qc, &d->remote); /* the client's address changed (NAT) */
-        c->dirty = 1;
+        conn_mark_dirty(e, c);
         syn_qconn_recv(c->qc, &e->local, &d->remote, d->ecn, d->data, d->len);
         return;
     }
@@ -1112,6 +1483,8 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
     if (!c)
         return;
     c->e = e;
+    ev_timer_init(&c->mb_timer, mb_close_cb, 0., 0.);
+    c->mb_timer.data = c;
     syn_sockaddr_str((const struct sockaddr *)&d->remote.ss, c->remote, sizeof(c->remote));
     char detail[SYNESIS_DETAIL_MAX];
     if (syn_qconn_server_new(&c->qc, e->loop, e->fd, &e->local, &d->remote, &hd,
@@ -1131,7 +1504,7 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
     c->handshaking = 1;
     e->handshaking++;
     cid_add(e, &hd.dcid, c); /* the client keeps using the original DCID until it learns ours */
-    c->dirty = 1;
+    conn_mark_dirty(e, c);
     syn_qconn_recv(c->qc, &e->local, &d->remote, d->ecn, d->data, d->len);
 }
 
@@ -1150,14 +1523,14 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         if (!syn_udp_rx_more(e->rx))
             break;
     }
-    /* One write pass per connection for the whole batch (a flush may end and destroy only the
-     * connection it runs on). */
-    for (edge_conn *c = e->conns, *next; c; c = next) {
-        next = c->next;
-        if (c->dirty) {
-            c->dirty = 0;
-            syn_qconn_flush(c->qc);
-        }
+    /* One write pass per connection fed in the batch (a flush may end and destroy only the
+     * connection it runs on, which is off the list by then). */
+    while (e->dirty) {
+        edge_conn *c = e->dirty;
+        e->dirty = c->dirty_next;
+        c->dirty = 0;
+        c->dirty_next = NULL;
+        syn_qconn_flush(c->qc);
     }
 }
 
@@ -1235,7 +1608,27 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     };
     if ((rv = syn_tls_server_ctx_new(&e->ssl_ctx, &tc, detail)) != 0)
         goto fail;
+    if (cfg->misbehave < SYN_EDGE_BEHAVE || cfg->misbehave > SYN_EDGE_MB_PREFERRED_ADDRESS ||
+        cfg->misbehave_code > SYN_APP_CODE_MAX || !(cfg->misbehave_delay >= 0)) {
+        rv = syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                      "edge misbehave: not a syn_edge_misbehave, or its code or delay invalid");
+        goto fail;
+    }
+    /* Test only: present this certificate as it is (expired, self-signed, another host's). */
+    if (cfg->misbehave_cert_file &&
+        (SSL_CTX_use_certificate_chain_file(e->ssl_ctx, cfg->misbehave_cert_file) != 1 ||
+         SSL_CTX_use_PrivateKey_file(e->ssl_ctx,
+                                     cfg->misbehave_key_file ? cfg->misbehave_key_file
+                                                             : cfg->misbehave_cert_file,
+                                     SSL_FILETYPE_PEM) != 1)) {
+        rv = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "edge misbehave_cert_file %s",
+                           cfg->misbehave_cert_file);
+        goto fail;
+    }
+    if (cfg->misbehave == SYN_EDGE_MB_ALPN_OTHER || cfg->misbehave == SYN_EDGE_MB_ALPN_NONE)
+        SSL_CTX_set_alpn_select_cb(e->ssl_ctx, mb_alpn_select, e);
     e->cfg.cert_file = e->cfg.key_file = e->cfg.ca_file = NULL; /* loaded: not kept */
+    e->cfg.misbehave_cert_file = e->cfg.misbehave_key_file = NULL;
     /* Everything below reaches ngtcp2 as a transport parameter or a duration in nanoseconds. */
     const double year = 365.0 * 86400;
     if (!(cfg->idle_timeout > 0 && cfg->idle_timeout <= year) ||
@@ -1270,6 +1663,13 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     e->qset.stream_window = 1024 * 1024;
     e->qset.cc = cfg->congestion_control;
     e->qset.conn_window = cfg->max_conn_buffer;
+    if (cfg->misbehave == SYN_EDGE_MB_PREFERRED_ADDRESS) {
+        if ((rv = parse_listen(cfg->misbehave_address ? cfg->misbehave_address : "",
+                               &e->mb_preferred, detail)) != 0)
+            goto fail;
+        e->qset.preferred_addr = &e->mb_preferred;
+    }
+    e->cfg.misbehave_address = NULL;
     if (e->qset.stream_window > e->qset.conn_window)
         e->qset.stream_window = e->qset.conn_window;
     ev_io_init(&e->rio, rio_cb, -1, EV_READ);
@@ -1330,6 +1730,8 @@ void syn_edge_stop(syn_edge *e, int graceful) {
             conn_destroy(e, c);
         }
     }
+    while (e->closing) /* no socket to answer from: the closing periods end with it */
+        closing_free(e, e->closing);
     if (e->fd >= 0) {
         ev_io_stop(e->loop, &e->rio);
         close(e->fd);

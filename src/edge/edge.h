@@ -59,7 +59,74 @@ typedef struct syn_edge_config {
      * net.core.rmem_max/wmem_max is bypassed (SO_RCVBUFFORCE); otherwise the kernel caps it
      * there. The size obtained is logged ("socket_buffers" event). 0 = leave the defaults. */
     size_t socket_buffer;
+
+    /* Keep-alive on the device's behalf: a device that states its keep-alive interval in its
+     * heartbeats (`keep_alive_ms`, docs/protocol.md) gets a PING from the edge after that much
+     * quiet, less a margin (SYN_EDGE_PING_MARGIN), so that the edge's PING arrives first: the
+     * device's ACK refreshes its NAT binding in one wake-up, where its own PING costs it two (the
+     * timer, then the ACK). Default 1; 0 = never (devices keep their bindings with their own
+     * PINGs). */
+    int ping_devices;
+
+    /* Test only: a hostile or broken edge (syn_edge_misbehave), for the tunnel's robustness tests
+     * (tests/test_hostile_edge.c). Default SYN_EDGE_BEHAVE, the correct edge; synesis-edge never
+     * sets any of the fields below. */
+    int misbehave;
+    uint64_t misbehave_code; /* application error code of CLOSE and RESET_STREAMS; default 0x1bad */
+    double misbehave_delay; /* CLOSE: seconds after the handshake (0 = from the handshake itself) */
+    unsigned misbehave_count; /* OPEN_STREAMS: streams of each kind tried per request; default 4 */
+    /* Test only, with any misbehave value: a certificate chain and key presented as they are,
+     * without the checks cert_file/key_file get (an expired certificate, a self-signed one,
+     * another host's). cert_file/key_file must still be valid: they are loaded first. */
+    const char *misbehave_cert_file;
+    const char *misbehave_key_file;
+    /* PREFERRED_ADDRESS: the address advertised, "ADDR:PORT" as listen. */
+    const char *misbehave_address;
 } syn_edge_config;
+
+/* What a misbehaving edge does (syn_edge_config.misbehave). */
+typedef enum syn_edge_misbehave {
+    SYN_EDGE_BEHAVE = 0,
+    /* Each connection gets CONNECTION_CLOSE (application error misbehave_code, reason "hostile
+     * edge") misbehave_delay seconds after its handshake completed. */
+    SYN_EDGE_MB_CLOSE = 1,
+    /* Every stream the device opens is reset as it opens (RESET_STREAM, and STOP_SENDING, with
+     * misbehave_code): requests and heartbeats alike. */
+    SYN_EDGE_MB_RESET_STREAMS = 2,
+    /* Every request is answered with endless data (the SRC pattern, as the device's flow control
+     * lets it leave), never FIN. */
+    SYN_EDGE_MB_ENDLESS_RESPONSE = 3,
+    /* Requests are echoed, but the response never ends: FIN is withheld. */
+    SYN_EDGE_MB_NO_FIN = 4,
+    /* Request data is never consumed (nor answered): neither MAX_STREAM_DATA nor MAX_DATA ever
+     * returns credit for it, and its stream stays open. */
+    SYN_EDGE_MB_STALL_UPLOADS = 5,
+    /* On each request, tries to open misbehave_count bidirectional and misbehave_count
+     * unidirectional streams towards the device (each gets a few bytes, never FIN): as many as
+     * the edge's QUIC stack lets it (stats mb_streams, mb_refused). */
+    SYN_EDGE_MB_OPEN_STREAMS = 6,
+    /* From the handshake on, every millisecond: opens unidirectional streams as fast as the
+     * device grants them, each carrying a tiny report (of a kind the device ignores) in a packet
+     * of its own (a write pass per stream). */
+    SYN_EDGE_MB_FLOOD = 7,
+    /* The TLS handshake selects an application protocol the device did not offer ("h3"). */
+    SYN_EDGE_MB_ALPN_OTHER = 8,
+    /* The TLS handshake selects no application protocol at all. */
+    SYN_EDGE_MB_ALPN_NONE = 9,
+    /* When the device opens its first request stream, the connection starts sending from a new
+     * UDP socket (another port of the listening address): a server-side address change, which
+     * QUIC does not allow (RFC 9000 9). It keeps receiving on the listening socket. */
+    SYN_EDGE_MB_MIGRATE = 10,
+    /* Each connection advertises misbehave_address as the edge's preferred address (RFC 9000
+     * 9.6), which the edge does not serve: an invitation to migrate into a black hole. */
+    SYN_EDGE_MB_PREFERRED_ADDRESS = 11,
+} syn_edge_misbehave;
+
+/* The edge's PING to a device goes out after keep_alive_ms less a tenth of it, or less three
+ * minimum RTTs when that is more; never more often than every SYN_EDGE_MIN_PING_MS (a device
+ * stating a shorter interval keeps its own PINGs). */
+#define SYN_EDGE_PING_MARGIN 10 /* the divisor: a tenth */
+#define SYN_EDGE_MIN_PING_MS 100
 
 /* retry_threshold: never send Retry. */
 #define SYN_EDGE_RETRY_NEVER SIZE_MAX
@@ -84,6 +151,9 @@ void syn_edge_stop(syn_edge *e, int graceful);
 uint16_t syn_edge_port(const syn_edge *e);
 
 /* Counters for tests. */
+/* The shortest closing period, whatever the PTO (a loopback PTO is a few milliseconds). */
+#define SYN_EDGE_CLOSING_MIN_MS 200
+
 typedef struct syn_edge_stats {
     uint64_t accepted;        /* connections created from client Initials */
     uint64_t handshakes;      /* handshakes completed (client certificate verified) */
@@ -113,6 +183,19 @@ typedef struct syn_edge_stats {
     uint64_t retries;        /* Retry packets sent */
     uint64_t tokens_refused; /* Retry tokens that did not verify: CONNECTION_CLOSE(INVALID_TOKEN) */
     uint64_t tokens_ignored; /* tokens that are no Retry token of ours: treated as absent */
+    /* The closing period (RFC 9000 10.2): a connection the edge closed keeps its IDs and the
+     * CONNECTION_CLOSE it sent for three PTOs (at least SYN_EDGE_CLOSING_MIN_MS), and answers a
+     * packet for it with that close again (rate-limited); one the client closed drains silently
+     * for as long. */
+    uint64_t closing;         /* connections in their closing or draining period now */
+    uint64_t close_repeats;   /* CONNECTION_CLOSE packets sent again during a closing period */
+    uint64_t closing_dropped; /* datagrams for a closing or draining connection not answered */
+    /* A misbehaving edge (syn_edge_config.misbehave): streams it opened towards devices
+     * (OPEN_STREAMS, FLOOD), those its QUIC stack refused for lack of stream credit
+     * (OPEN_STREAMS), and connections it moved to another address (MIGRATE). */
+    uint64_t mb_streams;
+    uint64_t mb_refused;
+    uint64_t mb_migrations;
 } syn_edge_stats;
 
 void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out);

@@ -9,13 +9,16 @@
  * The edge runs in a child process pinned to CPU 1, the tunnels in this process on CPU 0. Every
  * figure is printed as one JSON line on stdout as soon as it is measured (the schema of
  * tests/bench/README.md), then the baselines' lines, then a table with ratios. Progress goes to
- * stderr. Figures: handshake, latency, rate, bulk, footprint, idle, impaired, edge_many_idle.
+ * stderr. Figures: handshake, latency, rate, bulk, footprint, idle, impaired, edge_many_idle,
+ * edge_idle_cost.
  * --latency-samples FILE writes every latency of the latency figure's runs (us, one per line);
  * baseline_tls_tcp writes its own to FILE.tls-tcp.
  *
  * "Connected" is the moment the handshake is *confirmed* (HANDSHAKE_DONE received from the
- * edge): that is when synesis_tunnel reports Connected and what the handshake figure measures,
- * from synesis_tunnel_connect() (name resolution of an IP literal included).
+ * edge): that is when synesis_tunnel reports Connected and what the handshake figure measures
+ * (stats.handshake_time: from the first Initial). Its completed_us is the device's own completion
+ * (stats.handshake_completed_time), the moment the baselines' figure ends; client_cpu_us covers
+ * all of synesis_tunnel_connect() to Connected (socket, name resolution of an IP literal).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -45,6 +48,7 @@
 #include "edge/edge.h"
 #include "fault_proxy.h"
 #include "synesis/synesis.h"
+#include "tunnel_int.h"
 
 #ifndef SYN_BENCH_DIR
 #define SYN_BENCH_DIR "."
@@ -175,6 +179,7 @@ typedef struct edge_opts {
     int proxy;
     double loss;     /* each way */
     double delay_ms; /* each way */
+    int no_ping;     /* the edge does not PING on the devices' behalf (ping_devices = 0) */
 } edge_opts;
 
 static syn_fault_proxy *child_proxy;
@@ -211,6 +216,7 @@ static void edge_child(const edge_opts *eo, int fd) {
     ec.max_src_size = (uint64_t)1 << 40;
     ec.max_conn_buffer = 64u * 1024 * 1024;
     ec.congestion_control = eo->cc;
+    ec.ping_devices = !eo->no_ping;
     syn_edge *e;
     if (syn_edge_new(&e, loop, &ec, detail) != 0 || syn_edge_start(e, detail) != 0) {
         fprintf(stderr, "synesis-bench: edge: %s\n", detail);
@@ -370,6 +376,7 @@ static void handshake_figure(const char *groups) {
     synesis_tunnel *t = tunnel_new(loop, &c);
     size_t n = opt.quick ? 30 : 200;
     double *hs = calloc(n, sizeof(double)), *cpu = calloc(n, sizeof(double));
+    double *done = calloc(n, sizeof(double));
     size_t got = 0;
     connect_one(loop, t, 5); /* warm-up */
     synesis_tunnel_disconnect(t);
@@ -382,6 +389,7 @@ static void handshake_figure(const char *groups) {
         synesis_tunnel_stats st;
         synesis_tunnel_get_stats(t, &st);
         hs[got] = st.handshake_time * 1e6;
+        done[got] = st.handshake_completed_time * 1e6;
         cpu[got] = (c1 - c0) * 1e6;
         got++;
         synesis_tunnel_disconnect(t);
@@ -389,6 +397,8 @@ static void handshake_figure(const char *groups) {
     }
     cJSON *x = cJSON_CreateObject();
     cJSON_AddNumberToObject(x, "client_cpu_us", pct(cpu, got, 50));
+    /* where OpenSSL's SSL_connect() returns (the baselines' handshake figure) */
+    cJSON_AddNumberToObject(x, "completed_us", pct(done, got, 50));
     emit("handshake", params_of(NULL, 0, "groups", groups ? "x25519" : "default"), "us", hs, got,
          x);
     synesis_tunnel_free(t);
@@ -397,6 +407,7 @@ static void handshake_figure(const char *groups) {
     edge_stop(&ep, NULL, NULL);
     free(hs);
     free(cpu);
+    free(done);
 }
 
 /* ---- 2, 3. latency and rate ---- */
@@ -683,6 +694,63 @@ static void bench_impaired(void) {
 
 /* ---- 5. footprint ---- */
 
+/* One round of the footprint figure: n tunnels created (sharing the TLS context of one more
+ * tunnel, made first, when share), connected, then idle for half a second. Heap per tunnel before
+ * connect and once idle, RSS growth, time to connect them all. */
+typedef struct fp_round {
+    double heap_new, heap_idle, all_up;
+    size_t up;
+    long c_rss_kb, e_rss_kb;
+    double e_cpu;
+} fp_round;
+
+static fp_round footprint_round(struct ev_loop *loop, edge_proc *ep, size_t n, int share) {
+    fp_round r = {0};
+    synesis_tunnel_config c;
+    tunnel_config(&c, ep->port);
+    c.handshake_timeout = 30;
+    c.retry_initial_connect = 1;
+    synesis_tunnel *tmpl = share ? tunnel_new(loop, &c) : NULL;
+    c.share_tls_with = tmpl;
+    synesis_tunnel **t = calloc(n, sizeof(*t));
+    run_for(loop, 0.05);
+    long e_rss0 = bench_status_kb(ep->pid, "VmRSS"), c_rss0 = bench_status_kb(getpid(), "VmRSS");
+    double e_cpu0 = bench_cpu_of(ep->pid);
+    size_t heap0 = heap_in_use();
+    for (size_t i = 0; i < n; i++)
+        t[i] = tunnel_new(loop, &c);
+    size_t heap_new = heap_in_use();
+    double t0 = now_s();
+    for (size_t i = 0; i < n; i++)
+        synesis_tunnel_connect(t[i]);
+    ev_timer wake;
+    ev_timer_init(&wake, wake_cb, 0.01, 0.01);
+    ev_timer_start(loop, &wake);
+    while (now_s() < t0 + 60) {
+        r.up = 0;
+        for (size_t i = 0; i < n; i++)
+            r.up += synesis_tunnel_is_connected(t[i]) ? 1 : 0;
+        if (r.up == n)
+            break;
+        ev_run(loop, EVRUN_ONCE);
+    }
+    r.all_up = now_s() - t0;
+    ev_timer_stop(loop, &wake);
+    run_for(loop, 0.5);
+    size_t heap1 = heap_in_use();
+    r.c_rss_kb = bench_status_kb(getpid(), "VmRSS") - c_rss0;
+    r.e_rss_kb = bench_status_kb(ep->pid, "VmRSS") - e_rss0;
+    r.e_cpu = bench_cpu_of(ep->pid) - e_cpu0;
+    r.heap_new = (double)(heap_new - heap0) / (double)n;
+    r.heap_idle = (double)(heap1 - heap0) / (double)n;
+    for (size_t i = 0; i < n; i++)
+        synesis_tunnel_free(t[i]);
+    synesis_tunnel_free(tmpl);
+    free(t);
+    run_for(loop, 0.05);
+    return r;
+}
+
 static void bench_footprint(void) {
     size_t n = opt.quick ? 100 : 1000;
     /* Each tunnel holds a UDP socket (and a timerfd while busy): raise the soft fd limit. */
@@ -701,55 +769,22 @@ static void bench_footprint(void) {
     edge_opts eo = {0};
     edge_proc ep = edge_spawn(&eo);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    synesis_tunnel_config c;
-    tunnel_config(&c, ep.port);
-    c.handshake_timeout = 30;
-    c.retry_initial_connect = 1;
-    synesis_tunnel **t = calloc(n, sizeof(*t));
-    run_for(loop, 0.05);
-    long e_rss0 = bench_status_kb(ep.pid, "VmRSS"), c_rss0 = bench_status_kb(getpid(), "VmRSS");
-    double e_cpu0 = bench_cpu_of(ep.pid);
-    size_t heap0 = heap_in_use();
-    for (size_t i = 0; i < n; i++)
-        t[i] = tunnel_new(loop, &c);
-    size_t heap_new = heap_in_use();
-    double t0 = now_s();
-    for (size_t i = 0; i < n; i++)
-        synesis_tunnel_connect(t[i]);
-    size_t up = 0;
-    ev_timer wake;
-    ev_timer_init(&wake, wake_cb, 0.01, 0.01);
-    ev_timer_start(loop, &wake);
-    while (now_s() < t0 + 60) {
-        up = 0;
-        for (size_t i = 0; i < n; i++)
-            up += synesis_tunnel_is_connected(t[i]) ? 1 : 0;
-        if (up == n)
-            break;
-        ev_run(loop, EVRUN_ONCE);
-    }
-    double all_up = now_s() - t0;
-    ev_timer_stop(loop, &wake);
-    run_for(loop, 0.5);
-    size_t heap1 = heap_in_use();
-    long e_rss1 = bench_status_kb(ep.pid, "VmRSS"), c_rss1 = bench_status_kb(getpid(), "VmRSS");
-    double e_cpu = bench_cpu_of(ep.pid) - e_cpu0;
-    double v[1] = {(double)(heap1 - heap0) / (double)n};
+    fp_round own = footprint_round(loop, &ep, n, 0);
+    /* The same with one TLS context for all (config.share_tls_with). */
+    fp_round shared = footprint_round(loop, &ep, n, 1);
+    double v[1] = {own.heap_idle};
     cJSON *x = cJSON_CreateObject();
-    cJSON_AddNumberToObject(x, "heap_per_tunnel_before_connect",
-                            (double)(heap_new - heap0) / (double)n);
+    cJSON_AddNumberToObject(x, "heap_per_tunnel_before_connect", own.heap_new);
+    cJSON_AddNumberToObject(x, "shared_tls_heap_per_idle_tunnel", shared.heap_idle);
+    cJSON_AddNumberToObject(x, "shared_tls_heap_per_tunnel_before_connect", shared.heap_new);
     emit("footprint_heap_per_idle_tunnel", NULL, "bytes", v, 1, x);
-    double w[1] = {all_up};
+    double w[1] = {own.all_up};
     x = cJSON_CreateObject();
-    cJSON_AddNumberToObject(x, "connected", (double)up);
-    cJSON_AddNumberToObject(x, "client_rss_kb", (double)(c_rss1 - c_rss0));
-    cJSON_AddNumberToObject(x, "edge_rss_kb", (double)(e_rss1 - e_rss0));
-    cJSON_AddNumberToObject(x, "edge_cpu_s", e_cpu);
+    cJSON_AddNumberToObject(x, "connected", (double)own.up);
+    cJSON_AddNumberToObject(x, "client_rss_kb", (double)own.c_rss_kb);
+    cJSON_AddNumberToObject(x, "edge_rss_kb", (double)own.e_rss_kb);
+    cJSON_AddNumberToObject(x, "edge_cpu_s", own.e_cpu);
     emit("footprint_connect_all", params_of("tunnels", (double)n, NULL, NULL), "s", w, 1, x);
-    for (size_t i = 0; i < n; i++)
-        synesis_tunnel_free(t[i]);
-    free(t);
-    run_for(loop, 0.05);
     ev_loop_destroy(loop);
     edge_stop(&ep, NULL, NULL);
 }
@@ -768,8 +803,10 @@ static void bench_idle(void) {
     if (connect_one(loop, t, 5) != 0)
         exit(1);
     run_for(loop, 0.2);
+    syn_tunnel_wakes w0, w1;
+    syn_tunnel_get_wakes(t, &w0);
     unsigned it0 = ev_iteration(loop);
-    double c0 = cpu_self(), t0 = now_s();
+    double c0 = cpu_self(), e0 = bench_cpu_of(ep.pid), t0 = now_s();
     /* No helper timer here: only the tunnel's own watchers may wake the loop. */
     ev_timer end;
     ev_timer_init(&end, wake_cb, secs, 0.);
@@ -778,8 +815,9 @@ static void bench_idle(void) {
         ev_run(loop, EVRUN_ONCE);
     double el = now_s() - t0;
     unsigned wakeups = ev_iteration(loop) - it0 - 1; /* the end timer's own wake-up */
-    double cpu = cpu_self() - c0;
+    double cpu = cpu_self() - c0, ecpu = bench_cpu_of(ep.pid) - e0;
     int connected = synesis_tunnel_is_connected(t);
+    syn_tunnel_get_wakes(t, &w1);
     synesis_tunnel_free(t);
     run_for(loop, 0.01);
     ev_loop_destroy(loop);
@@ -789,10 +827,139 @@ static void bench_idle(void) {
     cJSON *x = cJSON_CreateObject();
     cJSON_AddNumberToObject(x, "seconds", el);
     cJSON_AddNumberToObject(x, "client_cpu_ms_per_min", cpu * 1e3 / (el / 60));
+    /* The edge's process (the proxy in front of it included): its cost of one idle device. */
+    cJSON_AddNumberToObject(x, "edge_cpu_ms_per_min", ecpu * 1e3 / (el / 60));
     cJSON_AddNumberToObject(x, "bytes_up_per_hour", (double)up * 3600 / el);
     cJSON_AddNumberToObject(x, "bytes_down_per_hour", (double)down * 3600 / el);
     cJSON_AddBoolToObject(x, "stayed_connected", connected);
+    /* The wake-ups by cause, per minute (the tunnel's counters; a wake-up with two causes counts
+     * in both, and "other" is what none of them explains). */
+    double pm = 60 / el;
+    cJSON *b = cJSON_AddObjectToObject(x, "per_min_by_cause");
+    uint64_t rx = w1.rx - w0.rx, hb = w1.heartbeat - w0.heartbeat, ex = w1.qc.expiry - w0.qc.expiry,
+             st = w1.qc.fine_stale - w0.qc.fine_stale, bt = w1.buffer_timer - w0.buffer_timer;
+    cJSON_AddNumberToObject(b, "socket_readable", (double)rx * pm);
+    cJSON_AddNumberToObject(b, "socket_readable_answered_at_once",
+                            (double)(w1.rx_sent - w0.rx_sent) * pm);
+    cJSON_AddNumberToObject(b, "pings_received", (double)(w1.pings_recv - w0.pings_recv) * pm);
+    cJSON_AddNumberToObject(b, "heartbeat_timer", (double)hb * pm);
+    cJSON_AddNumberToObject(b, "heartbeats_sent_early",
+                            (double)(w1.heartbeat_early - w0.heartbeat_early) * pm);
+    cJSON_AddNumberToObject(b, "expiry_timer", (double)ex * pm);
+    cJSON_AddNumberToObject(b, "expiry_sent_ack_eliciting",
+                            (double)(w1.qc.expiry_send - w0.qc.expiry_send) * pm);
+    cJSON_AddNumberToObject(b, "expiry_sent_ack_only",
+                            (double)(w1.qc.expiry_ack - w0.qc.expiry_ack) * pm);
+    cJSON_AddNumberToObject(b, "expiry_sent_nothing",
+                            (double)(w1.qc.expiry_idle - w0.qc.expiry_idle) * pm);
+    cJSON_AddNumberToObject(b, "timerfd_stale", (double)st * pm);
+    cJSON_AddNumberToObject(b, "buffer_timer", (double)bt * pm);
+    cJSON_AddNumberToObject(b, "other", ((double)wakeups - (double)(rx + hb + ex + st + bt)) * pm);
     emit("idle", NULL, "wakeups/min", v, 1, x);
+}
+
+/* ---- 7. what idle devices cost the edge ---- */
+
+static void wakes_add(syn_tunnel_wakes *sum, const synesis_tunnel *t) {
+    syn_tunnel_wakes w;
+    syn_tunnel_get_wakes(t, &w);
+    sum->rx += w.rx;
+    sum->rx_sent += w.rx_sent;
+    sum->heartbeat += w.heartbeat;
+    sum->heartbeat_early += w.heartbeat_early;
+    sum->pings_recv += w.pings_recv;
+    sum->qc.expiry += w.qc.expiry;
+    sum->qc.expiry_idle += w.qc.expiry_idle;
+    sum->qc.expiry_ack += w.qc.expiry_ack;
+    sum->qc.expiry_send += w.qc.expiry_send;
+    sum->qc.packets += w.qc.packets;
+}
+
+static int raise_nofile(size_t want);
+
+/* n idle connected tunnels with the default keep-alive and heartbeats (10 s, 30 s) on one client
+ * loop, against an edge child that PINGs on their behalf and one that does not: the edge's CPU per
+ * device and minute over a window, and the client's. */
+static void bench_edge_idle_cost(void) {
+    size_t n = opt.quick ? 100 : 1000;
+    double secs = opt.quick ? 10 : 60;
+    int lim = raise_nofile(4 * n + 64);
+    if ((size_t)lim < 2 * n + 64)
+        n = ((size_t)lim - 64) / 2;
+    for (int pings = 1; pings >= 0; pings--) {
+        edge_opts eo = {.no_ping = !pings};
+        edge_proc ep = edge_spawn(&eo);
+        struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+        synesis_tunnel_config c;
+        tunnel_config(&c, ep.port);
+        c.heartbeat_interval = 30;
+        c.handshake_timeout = 30;
+        c.retry_initial_connect = 1;
+        synesis_tunnel **t = calloc(n, sizeof(*t));
+        for (size_t i = 0; i < n; i++) {
+            t[i] = tunnel_new(loop, &c);
+            synesis_tunnel_connect(t[i]);
+        }
+        size_t up = 0;
+        double t0 = now_s();
+        ev_timer wake;
+        ev_timer_init(&wake, wake_cb, 0.01, 0.01);
+        ev_timer_start(loop, &wake);
+        while (now_s() < t0 + 120) {
+            up = 0;
+            for (size_t i = 0; i < n; i++)
+                up += synesis_tunnel_is_connected(t[i]) ? 1 : 0;
+            if (up == n)
+                break;
+            ev_run(loop, EVRUN_ONCE);
+        }
+        ev_timer_stop(loop, &wake);
+        run_for(loop, 1.0); /* the first heartbeats (and keep_alive_ms) are in */
+        syn_tunnel_wakes w0 = {0}, w1 = {0};
+        for (size_t i = 0; i < n; i++)
+            wakes_add(&w0, t[i]);
+        double e0 = bench_cpu_of(ep.pid), c0 = cpu_self(), s0 = now_s();
+        ev_timer end;
+        ev_timer_init(&end, wake_cb, secs, 0.);
+        ev_timer_start(loop, &end);
+        while (ev_is_active(&end))
+            ev_run(loop, EVRUN_ONCE);
+        double el = now_s() - s0, ecpu = bench_cpu_of(ep.pid) - e0, ccpu = cpu_self() - c0;
+        size_t still = 0;
+        for (size_t i = 0; i < n; i++) {
+            still += synesis_tunnel_is_connected(t[i]) ? 1 : 0;
+            wakes_add(&w1, t[i]);
+        }
+        double per = up ? 1e3 * 60 / el / (double)up : 0; /* ms per device per minute */
+        double v[1] = {ecpu * per};
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "client_cpu_ms_per_device_min", ccpu * per);
+        /* The tunnels' events by cause, per device and minute (they share one loop: these are
+         * what would wake each device's own loop). */
+        double pd = per / 1e3;
+        cJSON *b = cJSON_AddObjectToObject(x, "device_per_min_by_cause");
+        cJSON_AddNumberToObject(b, "socket_readable", (double)(w1.rx - w0.rx) * pd);
+        cJSON_AddNumberToObject(b, "socket_readable_answered_at_once",
+                                (double)(w1.rx_sent - w0.rx_sent) * pd);
+        cJSON_AddNumberToObject(b, "pings_received", (double)(w1.pings_recv - w0.pings_recv) * pd);
+        cJSON_AddNumberToObject(b, "heartbeat_timer", (double)(w1.heartbeat - w0.heartbeat) * pd);
+        cJSON_AddNumberToObject(b, "expiry_timer", (double)(w1.qc.expiry - w0.qc.expiry) * pd);
+        cJSON_AddNumberToObject(b, "expiry_sent_nothing",
+                                (double)(w1.qc.expiry_idle - w0.qc.expiry_idle) * pd);
+        cJSON_AddNumberToObject(b, "packets_sent", (double)(w1.qc.packets - w0.qc.packets) * pd);
+        cJSON_AddNumberToObject(x, "connected", (double)up);
+        cJSON_AddNumberToObject(x, "still_connected", (double)still);
+        cJSON_AddNumberToObject(x, "seconds", el);
+        cJSON *p = params_of("idle_tunnels", (double)n, NULL, NULL);
+        cJSON_AddNumberToObject(p, "edge_pings", pings);
+        emit("edge_idle_cost", p, "edge CPU ms/min per device", v, 1, x);
+        for (size_t i = 0; i < n; i++)
+            synesis_tunnel_free(t[i]);
+        free(t);
+        run_for(loop, 0.05);
+        ev_loop_destroy(loop);
+        edge_stop(&ep, NULL, NULL);
+    }
 }
 
 /* ---- 8. the edge with many idle tunnels ---- */
@@ -1053,7 +1220,8 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr,
                     "usage: %s [--quick] [--pki DIR] [--only handshake,latency,rate,bulk,"
-                    "impaired,footprint,idle,edge_many_idle] [--idle-seconds S] [--out FILE] "
+                    "impaired,footprint,idle,edge_many_idle,edge_idle_cost] [--idle-seconds S] "
+                    "[--out FILE] "
                     "[--latency-samples FILE] [--no-baselines]\n",
                     argv[0]);
             return strcmp(argv[i], "--help") ? 2 : 0;
@@ -1099,6 +1267,11 @@ int main(int argc, char **argv) {
     if (wanted("edge_many_idle")) {
         progress("the edge with many idle tunnels");
         bench_edge_many_idle();
+    }
+    /* Not in --quick runs unless named: it takes a minute or two. */
+    if (wanted("edge_idle_cost") && (!opt.quick || opt.only)) {
+        progress("what idle devices cost the edge");
+        bench_edge_idle_cost();
     }
     if (opt.samples_f) {
         fclose(opt.samples_f);

@@ -48,6 +48,10 @@ struct syn_fault_proxy {
     size_t nheap, capheap;
     fp_pkt *held[2];
     ev_timer hold_timer[2];
+    int in_burst[2];
+    uint64_t burst_since_ns[2]; /* when the current burst began */
+    uint64_t link_free_ns[2];   /* the bottleneck is busy until then */
+    uint64_t last_due_ns[2];    /* the latest due time given to a copy (keep_order) */
     ev_timer timer;
     size_t queued, queued_bytes; /* heap + held */
     uint64_t seq;
@@ -261,6 +265,29 @@ static void on_hold_timer(struct ev_loop *loop, ev_timer *w, int revents) {
     flush(p);
 }
 
+/* The IP and UDP header bytes of a datagram that arrived in direction dir. */
+static size_t header_bytes(const syn_fault_proxy *p, int dir) {
+    int family = dir == UP ? p->listen.ss_family : p->up.ss_family;
+    return 8 + (family == AF_INET6 ? 40 : 20);
+}
+
+/* Passes a copy of len bytes through the bottleneck of dir at time now: returns 0 and the time it
+ * leaves the link in *out, or -1 when the FIFO is full (tail drop). */
+static int bottleneck(syn_fault_proxy *p, int dir, size_t len, uint64_t now, uint64_t *out) {
+    const syn_fault_dir *f = &p->cfg[dir];
+    if (!(f->rate_bps > 0)) {
+        *out = now;
+        return 0;
+    }
+    uint64_t start = p->link_free_ns[dir] > now ? p->link_free_ns[dir] : now;
+    double backlog = (double)(start - now) / 1e9 * f->rate_bps / 8; /* bytes still queued */
+    if (f->queue_bytes && backlog + (double)len > (double)f->queue_bytes)
+        return -1;
+    p->link_free_ns[dir] = start + (uint64_t)((double)len * 8 / f->rate_bps * 1e9);
+    *out = p->link_free_ns[dir];
+    return 0;
+}
+
 /* One datagram arriving in direction dir for/from client c. */
 static void impair(syn_fault_proxy *p, int dir, fp_client *c, const unsigned char *data,
                    size_t len) {
@@ -268,6 +295,24 @@ static void impair(syn_fault_proxy *p, int dir, fp_client *c, const unsigned cha
     int drop = chance(p, dir, f->drop);
     int dup = chance(p, dir, f->duplicate);
     int hold = chance(p, dir, f->reorder);
+    if (f->burst_start > 0 || p->in_burst[dir]) { /* one more draw only when bursts are on */
+        double u = rng_unit(p, dir);
+        uint64_t t = syn_now_ns();
+        if (p->in_burst[dir])
+            p->in_burst[dir] =
+                !(u < f->burst_end) && f->burst_start > 0 &&
+                !(f->burst_max_ms > 0 && t - p->burst_since_ns[dir] >= f->burst_max_ms * 1e6);
+        else if ((p->in_burst[dir] = u < f->burst_start))
+            p->burst_since_ns[dir] = t;
+        if (p->in_burst[dir] && !p->blackhole && !drop) {
+            p->st.burst_dropped++;
+            drop = 1;
+        }
+    }
+    if (!p->blackhole && !drop && f->mtu && len + header_bytes(p, dir) > f->mtu) {
+        p->st.too_big++;
+        drop = 1;
+    }
     if (p->blackhole || drop) {
         count_drop(p, dir);
         return;
@@ -279,8 +324,20 @@ static void impair(syn_fault_proxy *p, int dir, fp_client *c, const unsigned cha
         p->st.duplicated++;
     for (int i = 0; i < 1 + dup; i++) {
         double ms = f->delay_ms + f->jitter_ms * rng_unit(p, dir);
-        uint64_t delay_ns = ms > 0 ? (uint64_t)(ms * 1e6) : 0;
+        uint64_t left;
+        if (bottleneck(p, dir, len, now, &left) != 0) {
+            p->st.tail_dropped++;
+            count_drop(p, dir);
+            if (i == 0)
+                hold = 0;
+            continue;
+        }
+        uint64_t delay_ns = (left - now) + (ms > 0 ? (uint64_t)(ms * 1e6) : 0);
+        if (f->keep_order && now + delay_ns < p->last_due_ns[dir])
+            delay_ns = p->last_due_ns[dir] - now;
         uint64_t due = now + delay_ns;
+        if (due > p->last_due_ns[dir])
+            p->last_due_ns[dir] = due;
         if (due > last_due)
             last_due = due;
         if (delay_ns > 0)

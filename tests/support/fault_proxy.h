@@ -15,8 +15,15 @@
  *  3. held back with probability reorder, unless a datagram of that direction is held already:
  *     a held datagram is released just after the next datagram of the same direction, or after
  *     SYN_FAULT_REORDER_HOLD_MS if none comes;
- *  4. each copy is delayed by delay_ms plus a uniform 0..jitter_ms (one draw per copy); jitter can
- *     itself reorder datagrams. Copies without added delay are sent at once.
+ *  4. with burst loss configured, one more draw: the datagram may start (or, inside a burst,
+ *     end) a burst of loss; a datagram inside a burst is dropped;
+ *  5. a datagram larger than the link MTU (mtu) is dropped, without a draw;
+ *  6. each copy passes the bottleneck when rate_bps is set (a FIFO of queue_bytes drained at
+ *     rate_bps; tail drop when full), then is delayed by delay_ms plus a uniform 0..jitter_ms
+ *     (one draw per copy); jitter can itself reorder datagrams unless keep_order is set. Copies
+ *     without added delay are sent at once.
+ * Without the appended fields (burst_*, rate_bps, queue_bytes, mtu, keep_order) set, the draws are
+ * exactly those of steps 1 to 3 and 6, so a seed gives the same run as before they existed.
  * Queued datagrams (delayed or held) are bounded by SYN_FAULT_MAX_QUEUED datagrams and
  * SYN_FAULT_MAX_QUEUED_BYTES bytes; beyond that they are dropped and counted as overflowed.
  *
@@ -45,6 +52,28 @@ typedef struct syn_fault_dir {
     double reorder;   /* 0..1 probability of holding a datagram back until after the next one */
     double delay_ms;  /* added delay */
     double jitter_ms; /* uniform extra delay 0..jitter_ms */
+    /* Appended. Loss in bursts (a two-state Gilbert model): outside a burst a datagram starts one
+     * with probability burst_start; inside, every datagram is dropped and each ends the burst with
+     * probability burst_end (mean burst length 1/burst_end datagrams). burst_start 0 = off.
+     * A burst counts datagrams, not time: a sender that goes quiet (waiting to retransmit) keeps
+     * meeting the same burst. burst_max_ms > 0 also ends a burst once it has lasted that long
+     * (checked as each datagram arrives). */
+    double burst_start;
+    double burst_end;
+    double burst_max_ms;
+    /* Appended. A bottleneck link: datagrams leave at most rate_bps bits per second (counting UDP
+     * payload bytes; 0 = no cap) from a FIFO of at most queue_bytes bytes (0 = bounded only by the
+     * proxy's SYN_FAULT_MAX_QUEUED*); a datagram that does not fit is dropped (tail drop). The
+     * delay and jitter are added after the bottleneck. */
+    double rate_bps;
+    size_t queue_bytes;
+    /* Appended. The link MTU in bytes of IP packet: a datagram whose UDP payload plus the UDP and
+     * IP headers (8 + 20 for IPv4, 8 + 40 for IPv6, the family of the socket it arrived on)
+     * exceeds it is dropped (no ICMP is sent). 0 = no limit. */
+    size_t mtu;
+    /* Appended. 1: jitter never reorders: a copy is never due before the previous copy of its
+     * direction (a link with one queue). Held datagrams (reorder) still overtake. */
+    int keep_order;
 } syn_fault_dir;
 
 /*
@@ -56,12 +85,16 @@ typedef struct syn_fault_dir {
  *  duplicated              extra copies made;  reordered  datagrams held back;
  *  delayed                 copies queued with a positive added delay;
  *  overflowed              copies dropped because the queue was full (also in dropped_*);
- *  queued                  datagrams waiting now (delayed or held).
+ *  queued                  datagrams waiting now (delayed or held);
+ *  burst_dropped           dropped inside a burst of loss (also in dropped_*);
+ *  too_big                 dropped for exceeding the link MTU (also in dropped_*);
+ *  tail_dropped            dropped at a full bottleneck FIFO (also in dropped_*).
  */
 typedef struct syn_fault_stats {
     uint64_t fwd_up, fwd_down, dropped_up, dropped_down, duplicated, reordered, delayed;
     uint64_t overflowed, queued;
     uint64_t bytes_up, bytes_down; /* UDP payload bytes of fwd_up / fwd_down */
+    uint64_t burst_dropped, too_big, tail_dropped;
 } syn_fault_stats;
 
 /*
