@@ -1864,3 +1864,58 @@ int syn_qconn_trim(syn_qconn *qc) {
 }
 
 const syn_udp_tx *syn_qconn_tx(const syn_qconn *qc) { return &qc->tx; }
+
+/* ---- tests and fuzzing (see qconn.h): the stream callbacks as ngtcp2 would call them ---- */
+
+syn_qstream *syn_qconn_streams(const syn_qconn *qc) { return qc->streams; }
+
+ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc) { return qc->conn; }
+
+int syn_qconn_test_peer_stream(syn_qconn *qc, int64_t id, syn_qstream **out) {
+    *out = NULL;
+    if (!qc->conn || qc->ended || qc->end_pending || qc->free_pending)
+        return 0;
+    syn_qstream *first = qc->streams;
+    enter(qc);
+    (void)stream_open_cb(qc->conn, id, qc);
+    if (qc->streams != first)
+        *out = qc->streams; /* stream_new links the new stream first */
+    return leave_ex(qc, 1);
+}
+
+int syn_qconn_test_stream_data(syn_qstream *s, const uint8_t *data, size_t len, int fin) {
+    syn_qconn *qc = s->qc;
+    enter(qc);
+    (void)recv_stream_data_cb(qc->conn, fin ? NGTCP2_STREAM_DATA_FLAG_FIN : 0, s->id, 0, data, len,
+                              qc, s);
+    return leave_ex(qc, 1);
+}
+
+int syn_qconn_test_stream_reset(syn_qstream *s, uint64_t app_code, int stop) {
+    syn_qconn *qc = s->qc;
+    enter(qc);
+    if (!stop)
+        (void)stream_reset_cb(qc->conn, s->id, 0, app_code, qc, s);
+#ifdef NGTCP2_CALLBACKS_V3
+    else
+        (void)recv_stop_sending_cb(qc->conn, s->id, app_code, qc, s);
+#endif
+    return leave_ex(qc, 1);
+}
+
+int syn_qconn_test_stream_acked(syn_qstream *s, uint64_t offset, uint64_t len) {
+    syn_qconn *qc = s->qc;
+    enter(qc);
+    (void)acked_cb(qc->conn, s->id, offset, len, qc, s);
+    return leave_ex(qc, 1);
+}
+
+int syn_qconn_test_stream_close(syn_qstream *s, uint64_t app_code, int reset) {
+    syn_qconn *qc = s->qc;
+    enter(qc);
+    if (qc->conn && ngtcp2_conn_set_stream_user_data(qc->conn, s->id, NULL) == 0)
+        (void)ngtcp2_conn_shutdown_stream(qc->conn, 0, s->id, app_code_checked(qc, app_code));
+    (void)stream_close_cb(qc->conn, reset ? NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET : 0, s->id,
+                          app_code, qc, s);
+    return leave_ex(qc, 1);
+}

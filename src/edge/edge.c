@@ -1795,3 +1795,5 @@ void syn_edge_free(syn_edge *e) {
     free(e->str_alpn);
     free(e);
 }
+
+syn_qconn *syn_edge_newest_qconn(const syn_edge *e) { return e->conns ? e->conns->qc : NULL; }
