@@ -36,6 +36,8 @@ struct syn_qconn {
     SSL *ssl;
     ngtcp2_crypto_ossl_ctx *octx;
     ngtcp2_crypto_conn_ref conn_ref;
+    syn_tls_session_sink sink; /* client: where session tickets go (ops->new_session) */
+    unsigned offered_session : 1;
     int server;
     int fd;
     int owns_fd; /* close fd when freed (the tunnel hands its socket over at teardown) */
@@ -605,6 +607,27 @@ static void ngtcp2_log_cb(void *ud, const char *fmt, ...) {
         qc->ops->log(qc, SYNESIS_LOG_TRACE, msg);
 }
 
+/* Client: NEW_TOKEN from the edge. */
+static int recv_new_token_cb(ngtcp2_conn *conn, const uint8_t *token, size_t len, void *ud) {
+    (void)conn;
+    syn_qconn *qc = ud;
+    if (qc->ops->new_token)
+        qc->ops->new_token(qc, token, len);
+    return 0;
+}
+
+/* Client: a session ticket (see syn_tls_session_sink), kept with the edge's transport parameters
+ * as a 0-RTT attempt would need them. */
+static int session_sink_cb(void *ud, SSL *ssl, SSL_SESSION *sess) {
+    (void)ssl;
+    syn_qconn *qc = ud;
+    if (!qc->ops->new_session || !qc->conn || !SSL_SESSION_is_resumable(sess))
+        return 0;
+    uint8_t tp[512];
+    ngtcp2_ssize n = ngtcp2_conn_encode_0rtt_transport_params(qc->conn, tp, sizeof(tp));
+    return qc->ops->new_session(qc, sess, tp, n > 0 ? (size_t)n : 0);
+}
+
 static ngtcp2_conn *get_conn_cb(ngtcp2_crypto_conn_ref *ref) {
     syn_qconn *qc = ref->user_data;
     return qc->conn;
@@ -617,6 +640,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int server) {
     } else {
         cb->client_initial = ngtcp2_crypto_client_initial_cb;
         cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
+        cb->recv_new_token = recv_new_token_cb;
     }
     cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
     cb->encrypt = ngtcp2_crypto_encrypt_cb;
@@ -763,6 +787,12 @@ static int qc_ssl_new(syn_qconn *qc, SSL_CTX *ctx, char *detail) {
     if (rv != 0)
         return syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "configuring the QUIC TLS session");
     SSL_set_app_data(qc->ssl, &qc->conn_ref);
+    if (!qc->server) {
+        qc->sink.fn = session_sink_cb;
+        qc->sink.user_data = qc;
+        if (syn_tls_set_session_sink(qc->ssl, &qc->sink) != 0)
+            return syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
+    }
     return 0;
 }
 
@@ -779,6 +809,13 @@ int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
         SSL_set_connect_state(qc->ssl);
         rv = syn_tls_client_ssl_setup(qc->ssl, server_name, alpn, detail);
         qc->alpn_offered = alpn != NULL;
+    }
+    if (rv == 0 && st->session) {
+        syn_ossl_clear();
+        if (SSL_set_session(qc->ssl, st->session) == 1)
+            qc->offered_session = 1;
+        else
+            syn_ossl_clear(); /* a full handshake then */
     }
     if (rv == 0) {
         ngtcp2_cid dcid, scid;
@@ -850,6 +887,8 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
             p.retry_scid_present = 1;
         } else {
             p.original_dcid = hd->dcid;
+            if (hd->tokenlen) /* verified by the owner: a NEW_TOKEN token of ours */
+                s.token_type = NGTCP2_TOKEN_TYPE_NEW_TOKEN;
         }
         if (st->preferred_addr) {
             ngtcp2_preferred_addr *pa = &p.preferred_addr;
@@ -918,6 +957,8 @@ static void really_free(syn_qconn *qc) {
      * connection. */
     if (qc->ssl) {
         SSL_set_app_data(qc->ssl, NULL);
+        if (!qc->server)
+            (void)syn_tls_set_session_sink(qc->ssl, NULL);
         SSL_free(qc->ssl);
     }
     if (qc->octx)
@@ -1778,6 +1819,20 @@ void *syn_qconn_owner(const syn_qconn *qc) { return qc->owner; }
 void syn_qconn_take_fd(syn_qconn *qc) { qc->owns_fd = 1; }
 SSL *syn_qconn_ssl(const syn_qconn *qc) { return qc->ssl; }
 int syn_qconn_handshake_completed(const syn_qconn *qc) { return qc->hs_done; }
+int syn_qconn_resumed(const syn_qconn *qc) {
+    return qc->ssl && qc->tls_completed_ns && SSL_session_reused(qc->ssl) == 1;
+}
+int syn_qconn_offered_session(const syn_qconn *qc) { return qc->offered_session; }
+
+int syn_qconn_submit_new_token(syn_qconn *qc, const uint8_t *token, size_t len) {
+    if (!qc->server || !qc->conn || qc->ended || qc->end_pending)
+        return SYNESIS_ERR_INVALID_STATE;
+    int rv = ngtcp2_conn_submit_new_token(qc->conn, token, len);
+    if (rv != 0)
+        return rv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC;
+    syn_qconn_schedule(qc);
+    return 0;
+}
 
 uint64_t syn_qconn_tls_completed_ns(const syn_qconn *qc) { return qc->tls_completed_ns; }
 const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc) { return &qc->remote; }

@@ -94,6 +94,15 @@ typedef struct syn_qconn_ops {
     void (*cid_removed)(syn_qconn *qc, const ngtcp2_cid *cid);
     /* Logging at the given level. */
     void (*log)(syn_qconn *qc, synesis_log_level level, const char *msg);
+    /* Client: the edge sent a session ticket (sess, resumable), with the edge's transport
+     * parameters as ngtcp2_conn_encode_0rtt_transport_params() writes them (tp, tplen; what a
+     * 0-RTT attempt must remember). Return 1 to keep sess (the owner then owns that reference,
+     * SSL_SESSION_free), 0 to let it go. Called from inside ngtcp2 (while a packet is read): must
+     * not close or free. */
+    int (*new_session)(syn_qconn *qc, SSL_SESSION *sess, const uint8_t *tp, size_t tplen);
+    /* Client: the edge sent an address-validation token (NEW_TOKEN frame) for later connections.
+     * Called from inside ngtcp2: copy it; must not close or free. */
+    void (*new_token)(syn_qconn *qc, const uint8_t *token, size_t len);
 } syn_qconn_ops;
 
 typedef struct syn_qconn_settings {
@@ -116,6 +125,9 @@ typedef struct syn_qconn_settings {
      * it). Tests use it to present forged Retry tokens. */
     const uint8_t *token;
     size_t tokenlen;
+    /* Client: a TLS session (ticket) to resume, NULL = a full handshake. The connection takes a
+     * reference of its own. The caller answers for its being meant for this server name. */
+    SSL_SESSION *session;
     /* Server: an address advertised as the preferred_address transport parameter (RFC 9000
      * 9.6), with a connection ID of its own (announced through ops->cid_added). NULL = none.
      * Tests use it to offer a client a migration it should not take. */
@@ -131,10 +143,12 @@ int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
                          void *owner, char *detail);
 
 /* Creates a server connection for a client Initial (hd from ngtcp2_accept) on the shared fd.
- * retry_odcid is NULL, or, when hd carries a verified Retry token, the original DCID recovered
- * from the token: the transport parameters then name it as original_destination_connection_id and
- * hd->dcid (the SCID of our Retry) as retry_source_connection_id, as RFC 9000 7.3 requires.
- * The first datagram must then be fed with syn_qconn_recv(). */
+ * A token left in hd without retry_odcid is a verified NEW_TOKEN token (the address counts as
+ * validated). retry_odcid is NULL, or, when hd carries a verified Retry token, the original DCID
+ * recovered from the token: the transport parameters then name it as
+ * original_destination_connection_id and hd->dcid (the SCID of our Retry) as
+ * retry_source_connection_id, as RFC 9000 7.3 requires. The first datagram must then be fed with
+ * syn_qconn_recv(). */
 int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const syn_sockaddr *local,
                          const syn_sockaddr *remote, const ngtcp2_pkt_hd *hd,
                          const ngtcp2_cid *retry_odcid, SSL_CTX *ctx, const syn_qconn_settings *st,
@@ -185,6 +199,12 @@ void *syn_qconn_owner(const syn_qconn *qc);
 void syn_qconn_take_fd(syn_qconn *qc);
 SSL *syn_qconn_ssl(const syn_qconn *qc);
 int syn_qconn_handshake_completed(const syn_qconn *qc);
+/* 1 once the TLS handshake completed as a resumption (a ticket's PSK accepted), else 0. */
+int syn_qconn_resumed(const syn_qconn *qc);
+/* 1 if the client offered a session ticket in its ClientHello. */
+int syn_qconn_offered_session(const syn_qconn *qc);
+/* Server: sends an address-validation token in a NEW_TOKEN frame (after the handshake). */
+int syn_qconn_submit_new_token(syn_qconn *qc, const uint8_t *token, size_t len);
 /* syn_now_ns() when this side's TLS handshake completed (a client's Finished produced, before
  * the server's HANDSHAKE_DONE), or 0 before. */
 uint64_t syn_qconn_tls_completed_ns(const syn_qconn *qc);

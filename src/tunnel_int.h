@@ -11,6 +11,7 @@
 #include "dns.h"
 #include "internal.h"
 #include "qconn.h"
+#include "resume.h"
 #include "udp.h"
 #include "url.h"
 
@@ -64,6 +65,11 @@ struct synesis_tunnel {
     const char *server_name; /* cfg.server_name or url.host */
     SSL_CTX *ssl_ctx;
     syn_qconn_settings qset;
+    /* Session tickets and the NEW_TOKEN token for the next connection (resume.h); allocated when
+     * the edge first sends either. resume_off: keep none (tests, the benchmark's full
+     * handshakes). */
+    syn_resume *resume;
+    int resume_off;
 
     synesis_tunnel_state state;
 #define SYN_STATE_QUEUE 16
@@ -194,6 +200,11 @@ void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out);
 /* A run of at most this many read events after a quiet spell is a short exchange: the buffers go
  * at its end (see buffers_after_read in tunnel.c). */
 #define SYN_TUNNEL_SHORT_RUN 4
+
+/* The tunnel's resumption store (NULL until the edge sent a ticket or a token); tests and the
+ * benchmark read its counters, and may drop its contents (syn_resume_clear) or switch it off. */
+syn_resume *syn_tunnel_resume(synesis_tunnel *t);
+void syn_tunnel_set_resume(synesis_tunnel *t, int on);
 
 /* Tests only: asks the state machine for a transition to kind (with attempt for Reconnecting),
  * exactly as the tunnel's own code does; returns 0 or SYNESIS_ERR_INVALID_STATE. */
