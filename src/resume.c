@@ -61,8 +61,15 @@ int syn_resume_put(syn_resume *r, const char *host, SSL_SESSION *sess, const uin
     uint64_t life = SSL_SESSION_get_ticket_lifetime_hint(sess);
     if (life > SYN_RESUME_MAX_LIFETIME_S)
         life = SYN_RESUME_MAX_LIFETIME_S;
-    if (!add(r, host, sess, syn_wall_ms() + life * 1000, tp, tplen))
+    /* A copy: OpenSSL hands over the connection's own session object, which SSL_free() marks
+     * not resumable when the connection ended without a TLS close_notify (ssl_clear_bad_session:
+     * QUIC connections never send one), so the original would no longer resume. */
+    SSL_SESSION *copy = SSL_SESSION_dup(sess);
+    if (!copy || !add(r, host, copy, syn_wall_ms() + life * 1000, tp, tplen)) {
+        SSL_SESSION_free(copy);
         return 0;
+    }
+    SSL_SESSION_free(sess);
     r->received++;
     return 1;
 }

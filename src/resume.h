@@ -45,8 +45,9 @@ typedef struct syn_resume {
 void syn_resume_init(syn_resume *r);
 void syn_resume_clear(syn_resume *r); /* frees every ticket, forgets the token */
 
-/* Keeps a ticket for host (takes the reference to sess); the oldest goes when full. Returns 1 if
- * kept, 0 if not (expired already, not resumable, name too long: sess is not taken). */
+/* Keeps a copy of ticket sess for host (and then releases the reference to sess); the oldest goes
+ * when full. Returns 1 if kept, 0 if not (expired already, not resumable, name too long, out of
+ * memory: sess is not taken). */
 int syn_resume_put(syn_resume *r, const char *host, SSL_SESSION *sess, const uint8_t *tp,
                    size_t tplen);
 

@@ -1,0 +1,398 @@
+/*
+ * Resumption and NEW_TOKEN, end to end: the tunnel against the reference edge over loopback UDP
+ * with the test PKI. The edge kicks the device (CONNECTION_CLOSE) and the tunnel reconnects at
+ * once; the edge's counters and its "connection" events say whether the handshake resumed and how
+ * the address was validated, the tunnel's store (resume.h) what it kept and offered. Waits are
+ * for conditions with generous deadlines; nothing here measures speed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "resume.h"
+#include "tunnel_int.h"
+
+#define LOG_MAX 128
+
+typedef struct fixture {
+    struct ev_loop *loop;
+    const char *pki;
+    syn_edge *edge;
+    char edge_log[LOG_MAX][512];
+    int edge_log_n;
+} fixture;
+
+static void edge_log(void *ud, const char *line) {
+    fixture *f = ud;
+    if (f->edge_log_n < LOG_MAX)
+        snprintf(f->edge_log[f->edge_log_n++], sizeof(f->edge_log[0]), "%s", line);
+}
+
+static const char *shared_pki;
+
+static void edge_new(fixture *f, void (*tweak)(syn_edge_config *)) {
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, f->pki);
+    ec.log = edge_log;
+    ec.log_user_data = f;
+    ec.retry_threshold = SYN_EDGE_RETRY_NEVER;
+    if (tweak)
+        tweak(&ec);
+    char detail[512];
+    if (syn_edge_new(&f->edge, f->loop, &ec, detail) != 0)
+        fail_msg("%s", detail);
+    assert_int_equal(syn_edge_start(f->edge, detail), 0);
+}
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->loop = ev_loop_new(EVFLAG_AUTO);
+    if (!shared_pki)
+        shared_pki = syn_test_pki("test-1");
+    f->pki = shared_pki;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    syn_edge_free(f->edge);
+    assert_int_equal(ev_run(f->loop, EVRUN_NOWAIT), 0);
+    ev_loop_destroy(f->loop);
+    free(f);
+    return 0;
+}
+
+static syn_edge_stats edge_stats(fixture *f) {
+    syn_edge_stats es;
+    syn_edge_get_stats(f->edge, &es);
+    return es;
+}
+
+/* The edge's "connection" events, in order: 1 resumed, 0 not; -1 when there is no n-th. */
+static int conn_resumed(fixture *f, int n, char *validated, size_t vlen) {
+    for (int i = 0; i < f->edge_log_n; i++) {
+        const char *l = f->edge_log[i];
+        if (!strstr(l, "\"event\":\"connection\""))
+            continue;
+        if (n-- > 0)
+            continue;
+        if (validated) {
+            const char *v = strstr(l, "\"address_validated\":\"");
+            snprintf(validated, vlen, "%.*s", v ? (int)strcspn(v + 21, "\"") : 0, v ? v + 21 : "");
+        }
+        return strstr(l, "\"resumed\":true") != NULL;
+    }
+    return -1;
+}
+
+static synesis_tunnel *tunnel_new(fixture *f, const char *server_name) {
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
+    if (server_name)
+        cfg.server_name = server_name;
+    synesis_tunnel_callbacks cb = {0};
+    synesis_tunnel *t;
+    char detail[512];
+    if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0)
+        fail_msg("%s", detail);
+    return t;
+}
+
+static synesis_tunnel *connect_tunnel(fixture *f, const char *server_name) {
+    synesis_tunnel *t = tunnel_new(f, server_name);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, t, 5));
+    return t;
+}
+
+typedef struct ticket_wait {
+    synesis_tunnel *t;
+    const char *host;
+    size_t n;
+} ticket_wait;
+
+static int has_tickets(void *ud) {
+    ticket_wait *w = ud;
+    syn_resume *r = syn_tunnel_resume(w->t);
+    return r && syn_resume_count(r, w->host) >= w->n;
+}
+
+/* Waits until the tunnel holds at least n tickets for host. */
+static void wait_tickets(fixture *f, synesis_tunnel *t, const char *host, size_t n) {
+    ticket_wait w = {t, host, n};
+    assert_true(syn_test_run_until(f->loop, has_tickets, &w, 5));
+}
+
+typedef struct conn_wait {
+    synesis_tunnel *t;
+    uint64_t connections;
+} conn_wait;
+
+static int reconnected(void *ud) {
+    conn_wait *w = ud;
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(w->t, &st);
+    return st.connections >= w->connections && synesis_tunnel_is_connected(w->t);
+}
+
+/* The edge closes the device's connection; the tunnel is Connected again on a new one. */
+static void kick_and_reconnect(fixture *f, synesis_tunnel *t) {
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    syn_edge_kick(f->edge, "test-1");
+    conn_wait w = {t, st.connections + 1};
+    assert_true(syn_test_run_until(f->loop, reconnected, &w, 5));
+}
+
+static void free_tunnel(fixture *f, synesis_tunnel *t) {
+    synesis_tunnel_free(t);
+    syn_test_run_for(f->loop, 0.05);
+}
+
+/* The second connection of a tunnel resumes the first one's session: the edge says so (its
+ * counter and its log), so does the tunnel's store; the third resumes a ticket of the second. */
+static void test_second_connection_resumes(void **state) {
+    fixture *f = *state;
+    edge_new(f, NULL);
+    synesis_tunnel *t = connect_tunnel(f, NULL);
+    assert_int_equal(conn_resumed(f, 0, NULL, 0), 0); /* the first: a full handshake */
+    wait_tickets(f, t, "localhost", 1);
+    kick_and_reconnect(f, t);
+    assert_int_equal(edge_stats(f).resumed, 1);
+    assert_int_equal(conn_resumed(f, 1, NULL, 0), 1);
+    syn_resume *r = syn_tunnel_resume(t);
+    assert_int_equal(r->offered, 1);
+    assert_int_equal(r->resumed, 1);
+    /* A resumed connection gets a ticket of its own, for the next one. */
+    wait_tickets(f, t, "localhost", 1);
+    kick_and_reconnect(f, t);
+    assert_int_equal(edge_stats(f).resumed, 2);
+    assert_int_equal(conn_resumed(f, 2, NULL, 0), 1);
+    assert_int_equal(edge_stats(f).handshakes, 3);
+    free_tunnel(f, t);
+}
+
+/* A ticket is offered once: the one taken for a connection leaves the store, and with the edge
+ * sending no more tickets, the connection after next is a full handshake. */
+static void no_more_tickets_after_first(syn_edge_config *ec) { ec->session_tickets = 1; }
+static void test_ticket_used_once(void **state) {
+    fixture *f = *state;
+    edge_new(f, no_more_tickets_after_first);
+    synesis_tunnel *t = connect_tunnel(f, NULL);
+    wait_tickets(f, t, "localhost", 1);
+    syn_resume *r = syn_tunnel_resume(t);
+    assert_int_equal(syn_resume_count(r, NULL), 1);
+    SSL_SESSION *first = r->tickets[0].sess;
+    /* From now on the edge sends no tickets: what the tunnel holds is all it will ever have. */
+    SSL_CTX *ctx = SSL_get_SSL_CTX(syn_qconn_ssl(syn_edge_newest_qconn(f->edge)));
+    assert_int_equal(SSL_CTX_set_num_tickets(ctx, 0), 1);
+    kick_and_reconnect(f, t);
+    assert_int_equal(edge_stats(f).resumed, 1);
+    assert_int_equal(r->offered, 1);
+    for (size_t i = 0; i < r->n; i++)
+        assert_ptr_not_equal(r->tickets[i].sess, first);
+    syn_test_run_for(f->loop, 0.1);
+    assert_int_equal(syn_resume_count(r, NULL), 0);
+    kick_and_reconnect(f, t);
+    assert_int_equal(r->offered, 1);            /* nothing left to offer */
+    assert_int_equal(edge_stats(f).resumed, 1); /* so the third is a full handshake */
+    assert_int_equal(conn_resumed(f, 2, NULL, 0), 0);
+    free_tunnel(f, t);
+}
+
+/* A ticket received for one server name is never offered for another: tunnel B (server name
+ * "127.0.0.1", which the edge's certificate also holds) gets tunnel A's "localhost" ticket in its
+ * store, and still makes a full handshake, leaving the ticket where it is. */
+static void test_ticket_not_offered_to_other_name(void **state) {
+    fixture *f = *state;
+    edge_new(f, NULL);
+    synesis_tunnel *a = connect_tunnel(f, NULL);
+    wait_tickets(f, a, "localhost", 1);
+    uint8_t *blob;
+    size_t len;
+    assert_int_equal(syn_resume_export(syn_tunnel_resume(a), "localhost", &blob, &len), 0);
+    free_tunnel(f, a);
+
+    synesis_tunnel *b = tunnel_new(f, "127.0.0.1");
+    /* B's store exists once it has received something: give it A's ticket first. */
+    assert_int_equal(synesis_tunnel_connect(b), 0);
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, b, 5));
+    wait_tickets(f, b, "127.0.0.1", 1);
+    syn_resume *r = syn_tunnel_resume(b);
+    syn_resume_clear(r);
+    assert_int_equal(syn_resume_import(r, blob, len), 0);
+    free(blob);
+    assert_int_equal(syn_resume_count(r, "localhost"), 1);
+    uint64_t resumed = edge_stats(f).resumed;
+    kick_and_reconnect(f, b);
+    assert_int_equal(edge_stats(f).resumed, resumed);
+    assert_int_equal(r->offered, 0);
+    assert_int_equal(syn_resume_count(r, "localhost"), 1); /* never taken */
+    /* The store itself: nothing for another name, even a prefix or a case variant. */
+    assert_null(syn_resume_take(r, "127.0.0.2", NULL, NULL));
+    assert_null(syn_resume_take(r, "LOCALHOST", NULL, NULL));
+    assert_null(syn_resume_take(r, "localhos", NULL, NULL));
+    free_tunnel(f, b);
+}
+
+/* A ticket the edge cannot open (one byte of it changed) costs a full handshake, not a failure. */
+static void test_tampered_ticket_full_handshake(void **state) {
+    fixture *f = *state;
+    edge_new(f, NULL);
+    synesis_tunnel *t = connect_tunnel(f, NULL);
+    wait_tickets(f, t, "localhost", 1);
+    syn_resume *r = syn_tunnel_resume(t);
+    SSL_SESSION *sess = r->tickets[r->n - 1].sess;
+    const unsigned char *tick;
+    size_t ticklen;
+    SSL_SESSION_get0_ticket(sess, &tick, &ticklen);
+    assert_true(ticklen > 32);
+    uint8_t *blob;
+    size_t len;
+    assert_int_equal(syn_resume_export(r, "localhost", &blob, &len), 0);
+    /* The ticket's bytes sit in the DER session, inside the blob: flip one in the middle. */
+    uint8_t *at = memmem(blob, len, tick, ticklen);
+    assert_non_null(at);
+    at[ticklen / 2] ^= 0x5a;
+    syn_resume_clear(r);
+    assert_int_equal(syn_resume_import(r, blob, len), 0);
+    free(blob);
+    kick_and_reconnect(f, t);
+    assert_int_equal(r->offered, 1);
+    assert_int_equal(r->resumed, 0);
+    assert_int_equal(edge_stats(f).resumed, 0);
+    assert_int_equal(conn_resumed(f, 1, NULL, 0), 0);
+    free_tunnel(f, t);
+}
+
+/* A ticket past its lifetime (the edge's hint: 1 s here) is dropped, not offered; the reconnect
+ * is a full handshake. */
+static void short_tickets(syn_edge_config *ec) { ec->ticket_lifetime = 1; }
+static void test_expired_ticket_full_handshake(void **state) {
+    fixture *f = *state;
+    edge_new(f, short_tickets);
+    synesis_tunnel *t = connect_tunnel(f, NULL);
+    wait_tickets(f, t, "localhost", 1);
+    syn_resume *r = syn_tunnel_resume(t);
+    syn_test_run_for(f->loop, 1.3);
+    assert_int_equal(syn_resume_count(r, "localhost"), 0);
+    assert_true(r->expired >= 1);
+    kick_and_reconnect(f, t);
+    assert_int_equal(r->offered, 0);
+    assert_int_equal(edge_stats(f).resumed, 0);
+    assert_int_equal(conn_resumed(f, 1, NULL, 0), 0);
+    free_tunnel(f, t);
+}
+
+/* An edge that validates every new address (Retry for each connection without a token) lets a
+ * device with its NEW_TOKEN token in without one; a token it did not issue still gets a Retry. */
+static void retry_always(syn_edge_config *ec) { ec->retry_threshold = 0; }
+static int has_token(void *ud) {
+    syn_resume *r = syn_tunnel_resume(ud);
+    return r && r->tokenlen;
+}
+static void test_new_token_skips_retry(void **state) {
+    fixture *f = *state;
+    edge_new(f, retry_always);
+    synesis_tunnel *t = connect_tunnel(f, NULL);
+    char how[32];
+    /* A Retry per Initial datagram without a token (the ClientHello may take two). */
+    uint64_t retries = edge_stats(f).retries;
+    assert_true(retries >= 1);
+    conn_resumed(f, 0, how, sizeof(how));
+    assert_string_equal(how, "retry");
+    assert_true(syn_test_run_until(f->loop, has_token, t, 5));
+    assert_int_equal(edge_stats(f).new_tokens_sent, 1);
+    kick_and_reconnect(f, t);
+    assert_int_equal(edge_stats(f).retries, retries); /* no Retry this time */
+    assert_true(edge_stats(f).new_tokens_accepted >= 1);
+    conn_resumed(f, 1, how, sizeof(how));
+    assert_string_equal(how, "new_token");
+
+    /* A forged token (the type byte of ours, the rest garbage): ignored, so a Retry again. */
+    syn_resume *r = syn_tunnel_resume(t);
+    syn_test_run_for(f->loop, 0.1); /* the second connection's own token has arrived */
+    r->token[r->tokenlen / 2] ^= 0x5a;
+    uint64_t ignored = edge_stats(f).tokens_ignored;
+    kick_and_reconnect(f, t);
+    assert_true(edge_stats(f).retries > retries);
+    assert_true(edge_stats(f).tokens_ignored > ignored);
+    conn_resumed(f, 2, how, sizeof(how));
+    assert_string_equal(how, "retry");
+    free_tunnel(f, t);
+}
+
+/* Persistence (the internal half of the proposed public callback): a ticket exported from one
+ * tunnel and imported into a new tunnel for the same name resumes there: a restarted agent. */
+static void test_exported_ticket_resumes_in_new_tunnel(void **state) {
+    fixture *f = *state;
+    edge_new(f, NULL);
+    synesis_tunnel *a = connect_tunnel(f, NULL);
+    wait_tickets(f, a, "localhost", 1);
+    uint8_t *blob;
+    size_t len;
+    assert_int_equal(syn_resume_export(syn_tunnel_resume(a), "localhost", &blob, &len), 0);
+    free_tunnel(f, a);
+    /* Malformed blobs are refused whole. */
+    syn_resume scratch;
+    syn_resume_init(&scratch);
+    for (size_t cut = 0; cut < len; cut += 7)
+        assert_int_equal(syn_resume_import(&scratch, blob, cut), SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(scratch.n, 0);
+    assert_int_equal(syn_resume_import(&scratch, blob, len), 0);
+    syn_resume_clear(&scratch);
+
+    synesis_tunnel *b = connect_tunnel(f, NULL); /* full handshake: its store is empty */
+    wait_tickets(f, b, "localhost", 1);
+    syn_resume *r = syn_tunnel_resume(b);
+    syn_resume_clear(r);
+    assert_int_equal(syn_resume_import(r, blob, len), 0);
+    free(blob);
+    kick_and_reconnect(f, b);
+    assert_int_equal(r->resumed, 1);
+    assert_int_equal(edge_stats(f).resumed, 1);
+    free_tunnel(f, b);
+}
+
+/* An edge without tickets (session_tickets 0): the tunnel has nothing to resume. */
+static void no_tickets(syn_edge_config *ec) { ec->session_tickets = 0; }
+static void test_edge_without_tickets(void **state) {
+    fixture *f = *state;
+    edge_new(f, no_tickets);
+    synesis_tunnel *t = connect_tunnel(f, NULL);
+    syn_test_run_for(f->loop, 0.2);
+    syn_resume *r = syn_tunnel_resume(t); /* the NEW_TOKEN token made it */
+    assert_non_null(r);
+    assert_int_equal(r->received, 0);
+    kick_and_reconnect(f, t);
+    assert_int_equal(r->offered, 0);
+    assert_int_equal(edge_stats(f).resumed, 0);
+    free_tunnel(f, t);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_second_connection_resumes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ticket_used_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ticket_not_offered_to_other_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tampered_ticket_full_handshake, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expired_ticket_full_handshake, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_token_skips_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exported_ticket_resumes_in_new_tunnel, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_edge_without_tickets, setup, teardown),
+    };
+    const char *only = getenv("SYNESIS_TEST_FILTER");
+    if (only && *only)
+        cmocka_set_test_filter(only);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
