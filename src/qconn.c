@@ -407,7 +407,8 @@ static int remove_cid_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid, void *ud) {
 
 /* The server is up once its handshake completes (the client's certificate verified). The client
  * is up only once the handshake is confirmed (HANDSHAKE_DONE from the server): in TLS 1.3 the
- * client finishes before the server has judged its certificate, and a refusal arrives after. */
+ * client finishes before the server has judged its certificate, and a refusal arrives after;
+ * a resumed handshake, which carries no certificate, is up as it completes (below). */
 static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
     (void)conn;
     syn_qconn *qc = ud;
@@ -415,14 +416,24 @@ static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
     if (qc->server) {
         qc->hs_done = 1;
         qc->hs_notify = 1;
-    } else if (qc->alpn_offered) {
-        /* OpenSSL refuses a protocol we did not offer, but not the absence of one, which QUIC
-         * forbids (RFC 9001 8.1): closed with no_application_protocol once ngtcp2 returns. */
-        const unsigned char *sel = NULL;
-        unsigned int len = 0;
-        SSL_get0_alpn_selected(qc->ssl, &sel, &len);
-        if (!len)
-            qc->alpn_missing = 1;
+    } else {
+        if (qc->alpn_offered) {
+            /* OpenSSL refuses a protocol we did not offer, but not the absence of one, which QUIC
+             * forbids (RFC 9001 8.1): closed with no_application_protocol once ngtcp2 returns. */
+            const unsigned char *sel = NULL;
+            unsigned int len = 0;
+            SSL_get0_alpn_selected(qc->ssl, &sel, &len);
+            if (!len)
+                qc->alpn_missing = 1;
+        }
+        /* A resumed handshake is up once it completes: the edge accepted the ticket (its PSK)
+         * before it sent its Finished, and no certificate of ours is left for it to judge (TLS
+         * 1.3 sends none in a PSK handshake), so no refusal can follow; waiting for
+         * HANDSHAKE_DONE, as a full handshake must, would cost a round trip for nothing. */
+        if (!qc->alpn_missing && SSL_session_reused(qc->ssl) == 1) {
+            qc->hs_done = 1;
+            qc->hs_notify = 1;
+        }
     }
     return 0;
 }
@@ -430,7 +441,7 @@ static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
 static int handshake_confirmed_cb(ngtcp2_conn *conn, void *ud) {
     (void)conn;
     syn_qconn *qc = ud;
-    if (!qc->server) {
+    if (!qc->server && !qc->hs_done) {
         qc->hs_done = 1;
         qc->hs_notify = 1;
     }

@@ -15,6 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "fault_proxy.h"
 #include "harness.h"
 #include "resume.h"
 #include "tunnel_int.h"
@@ -135,13 +139,21 @@ static void wait_tickets(fixture *f, synesis_tunnel *t, const char *host, size_t
 typedef struct conn_wait {
     synesis_tunnel *t;
     uint64_t connections;
+    syn_edge *e;
+    uint64_t handshakes;
 } conn_wait;
 
+/* The tunnel is Connected on its next connection, and the edge has completed that handshake too
+ * (a resumed connection is up on the device half a round trip before the edge has the device's
+ * Finished). */
 static int reconnected(void *ud) {
     conn_wait *w = ud;
     synesis_tunnel_stats st;
     synesis_tunnel_get_stats(w->t, &st);
-    return st.connections >= w->connections && synesis_tunnel_is_connected(w->t);
+    syn_edge_stats es;
+    syn_edge_get_stats(w->e, &es);
+    return st.connections >= w->connections && synesis_tunnel_is_connected(w->t) &&
+           es.handshakes >= w->handshakes;
 }
 
 /* The edge closes the device's connection; the tunnel is Connected again on a new one. */
@@ -149,7 +161,7 @@ static void kick_and_reconnect(fixture *f, synesis_tunnel *t) {
     synesis_tunnel_stats st;
     synesis_tunnel_get_stats(t, &st);
     syn_edge_kick(f->edge, "test-1");
-    conn_wait w = {t, st.connections + 1};
+    conn_wait w = {t, st.connections + 1, f->edge, edge_stats(f).handshakes + 1};
     assert_true(syn_test_run_until(f->loop, reconnected, &w, 5));
 }
 
@@ -379,6 +391,75 @@ static void test_edge_without_tickets(void **state) {
     free_tunnel(f, t);
 }
 
+/* At the moment the tunnel reports Connected, has the edge completed that handshake? Recorded by
+ * a state subscriber, through a proxy that delays each datagram by 40 ms. */
+typedef struct at_connected {
+    syn_edge *e;
+    uint64_t handshakes_before;
+    int seen, edge_done;
+} at_connected;
+
+static void record_connected(synesis_tunnel *t, const synesis_tunnel_state *old,
+                             const synesis_tunnel_state *now, void *ud) {
+    (void)t;
+    (void)old;
+    at_connected *a = ud;
+    if (now->kind != SYNESIS_STATE_CONNECTED || a->seen)
+        return;
+    syn_edge_stats es;
+    syn_edge_get_stats(a->e, &es);
+    a->seen = 1;
+    a->edge_done = es.handshakes > a->handshakes_before;
+}
+
+/* A full handshake is up on the device only once the edge has judged its certificate
+ * (HANDSHAKE_DONE, so the edge's handshake completed first); a resumed one is up as soon as the
+ * device's own handshake completes, before the edge has its Finished (40 ms away on this path): no
+ * certificate is left to judge, and the round trip to HANDSHAKE_DONE is saved. */
+static void test_resumed_connected_without_handshake_done(void **state) {
+    fixture *f = *state;
+    edge_new(f, NULL);
+    struct sockaddr_in up = {.sin_family = AF_INET, .sin_port = htons(syn_edge_port(f->edge))};
+    struct sockaddr_in lis = {.sin_family = AF_INET};
+    up.sin_addr.s_addr = lis.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    syn_fault_proxy *px = syn_fault_proxy_new(f->loop, (struct sockaddr *)&lis, sizeof(lis),
+                                              (struct sockaddr *)&up, sizeof(up), 7);
+    assert_non_null(px);
+    syn_fault_dir d = {.delay_ms = 40};
+    syn_fault_proxy_set(px, &d, &d);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, f->pki, syn_fault_proxy_port(px));
+    synesis_tunnel *t;
+    char detail[512];
+    synesis_tunnel_callbacks cb = {0};
+    if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0)
+        fail_msg("%s", detail);
+    at_connected a = {.e = f->edge};
+    uint32_t sub;
+    assert_int_equal(synesis_tunnel_subscribe(t, record_connected, &a, &sub), 0);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, t, 5));
+    assert_true(a.seen);
+    assert_true(a.edge_done); /* full handshake: the edge first */
+    wait_tickets(f, t, "localhost", 1);
+
+    a.seen = 0;
+    a.handshakes_before = edge_stats(f).handshakes;
+    kick_and_reconnect(f, t);
+    assert_true(a.seen);
+    assert_int_equal(syn_tunnel_resume(t)->resumed, 1);
+    assert_false(a.edge_done); /* resumed: the device first */
+    /* and the connection works */
+    syn_test_result res = {0};
+    syn_test_request(f->loop, t, "after", 5, NULL, &res, 5);
+    assert_int_equal(res.status, 0);
+    assert_int_equal(res.len, 5);
+    free(res.data);
+    free_tunnel(f, t);
+    syn_test_run_for(f->loop, 0.2); /* the proxy's delayed datagrams */
+    syn_fault_proxy_free(px);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_second_connection_resumes, setup, teardown),
@@ -390,6 +471,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_exported_ticket_resumes_in_new_tunnel, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_edge_without_tickets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resumed_connected_without_handshake_done, setup,
+                                        teardown),
     };
     const char *only = getenv("SYNESIS_TEST_FILTER");
     if (only && *only)
