@@ -38,6 +38,9 @@ struct syn_qconn {
     ngtcp2_crypto_conn_ref conn_ref;
     syn_tls_session_sink sink; /* client: where session tickets go (ops->new_session) */
     unsigned offered_session : 1;
+    /* 0-RTT (client): attempted and still possible; the outcome; the early streams must be
+     * opened again in 1-RTT (the edge rejected them), done when the driver unwinds. */
+    unsigned early : 1, early_accepted : 1, early_rejected : 1, early_reopen : 1;
     int server;
     int fd;
     int owns_fd; /* close fd when freed (the tunnel hands its socket over at teardown) */
@@ -377,6 +380,78 @@ int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out
     return 0;
 }
 
+static void local_error(syn_qconn *qc, int rv, const char *where);
+
+int syn_qconn_open_stream_early(syn_qconn *qc, int bidi, void *user, syn_qstream **out) {
+    *out = NULL;
+    if (!syn_qconn_early(qc))
+        return SYNESIS_ERR_INVALID_STATE;
+    int64_t id;
+    syn_qstream *s = stream_new(qc, -1, user);
+    if (!s)
+        return SYNESIS_ERR_NOMEM;
+    int rv = bidi ? ngtcp2_conn_open_bidi_stream(qc->conn, &id, s)
+                  : ngtcp2_conn_open_uni_stream(qc->conn, &id, s);
+    if (rv != 0) {
+        stream_free(qc, s);
+        return rv == NGTCP2_ERR_STREAM_ID_BLOCKED ? SYNESIS_ERR_WOULD_BLOCK
+               : rv == NGTCP2_ERR_NOMEM           ? SYNESIS_ERR_NOMEM
+                                                  : SYNESIS_ERR_QUIC;
+    }
+    s->id = id;
+    s->early = 1;
+    *out = s;
+    return 0;
+}
+
+int syn_qconn_early(const syn_qconn *qc) {
+    return qc->early && !qc->hs_done && !qc->ended && !qc->end_pending && !qc->close_req &&
+           qc->conn;
+}
+
+int syn_qconn_early_result(const syn_qconn *qc) {
+    if (qc->server)
+        return qc->ssl && SSL_get_early_data_status(qc->ssl) == SSL_EARLY_DATA_ACCEPTED;
+    return qc->early_accepted ? 1 : qc->early_rejected ? -1 : 0;
+}
+
+/* The edge rejected 0-RTT: ngtcp2 has forgotten the early streams (ngtcp2_conn_tls_early_data_
+ * rejected resets its stream state and stream IDs), so each is opened again, in the order of
+ * their IDs (which gives each its old ID back), and everything it queued is sent again from the
+ * start: the edge discarded the 0-RTT packets undecrypted, so nothing of them was delivered or
+ * acknowledged. */
+static void early_reopen(syn_qconn *qc) {
+    qc->early_reopen = 0;
+    for (int bidi = 1; bidi >= 0; bidi--) {
+        for (;;) {
+            syn_qstream *next = NULL;
+            for (syn_qstream *s = qc->streams; s; s = s->next)
+                if (s->early && !s->closed && (ngtcp2_is_bidi_stream(s->id) != 0) == bidi &&
+                    (!next || s->id < next->id))
+                    next = s;
+            if (!next)
+                break;
+            next->early = 0;
+            int64_t id;
+            int rv = bidi ? ngtcp2_conn_open_bidi_stream(qc->conn, &id, next)
+                          : ngtcp2_conn_open_uni_stream(qc->conn, &id, next);
+            if (rv != 0 || next->acked) {
+                /* (cannot happen: the 1-RTT limits are at least the remembered ones) */
+                local_error(qc, rv ? rv : NGTCP2_ERR_INTERNAL, "reopening a 0-RTT stream");
+                return;
+            }
+            next->id = id;
+            next->sent = next->base;
+            next->cur = next->head;
+            next->cur_base = next->base;
+            next->fin_sent = 0;
+            if (stream_has_work(next))
+                pend_add(qc, next);
+        }
+    }
+    qc->need_flush = 1;
+}
+
 /* ---- ngtcp2 callbacks ---- */
 
 static void rand_cb(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx) {
@@ -410,7 +485,6 @@ static int remove_cid_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid, void *ud) {
  * client finishes before the server has judged its certificate, and a refusal arrives after;
  * a resumed handshake, which carries no certificate, is up as it completes (below). */
 static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
-    (void)conn;
     syn_qconn *qc = ud;
     qc->tls_completed_ns = syn_now_ns();
     if (qc->server) {
@@ -425,6 +499,20 @@ static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
             SSL_get0_alpn_selected(qc->ssl, &sel, &len);
             if (!len)
                 qc->alpn_missing = 1;
+        }
+        if (qc->early) {
+            /* OpenSSL knows the edge's verdict on our early data once the handshake completed
+             * (ngtcp2's OpenSSL backend does not pass it on by itself). */
+            qc->early = 0;
+            if (SSL_get_early_data_status(qc->ssl) == SSL_EARLY_DATA_ACCEPTED) {
+                qc->early_accepted = 1;
+            } else {
+                qc->early_rejected = 1;
+                int rv = ngtcp2_conn_tls_early_data_rejected(conn);
+                if (rv != 0)
+                    return rv;
+                qc->early_reopen = 1;
+            }
         }
         /* A resumed handshake is up once it completes: the edge accepted the ticket (its PSK)
          * before it sent its Finished, and no certificate of ours is left for it to judge (TLS
@@ -859,6 +947,17 @@ int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
     ngtcp2_conn_set_tls_native_handle(qc->conn, qc->octx);
     if (st->keep_alive_ns)
         ngtcp2_conn_set_keep_alive_timeout(qc->conn, st->keep_alive_ns);
+    /* 0-RTT: the ticket must allow it (OpenSSL refuses otherwise) and ngtcp2 must know the edge's
+     * remembered transport parameters (the stream limits 0-RTT may use). */
+    if (st->early_data && qc->offered_session && st->early_tplen &&
+        SSL_SESSION_get_max_early_data(st->session) == UINT32_MAX &&
+        ngtcp2_conn_decode_and_set_0rtt_transport_params(qc->conn, st->early_tp, st->early_tplen) ==
+            0) {
+        syn_ossl_clear();
+        if (SSL_set_quic_tls_early_data_enabled(qc->ssl, 1) == 1)
+            qc->early = 1;
+        syn_ossl_clear();
+    }
     *out = qc;
     return 0;
 }
@@ -872,6 +971,8 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
     if (!qc)
         return syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
     int rv = qc_ssl_new(qc, ctx, detail);
+    if (rv == 0 && st->early_data && SSL_set_quic_tls_early_data_enabled(qc->ssl, 1) != 1)
+        rv = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "enabling early data");
     if (rv == 0) {
         SSL_set_accept_state(qc->ssl);
         ngtcp2_cid scid;
@@ -968,6 +1069,11 @@ static void really_free(syn_qconn *qc) {
      * connection. */
     if (qc->ssl) {
         SSL_set_app_data(qc->ssl, NULL);
+        /* QUIC ends a connection with CONNECTION_CLOSE, never a TLS close_notify; without this,
+         * SSL_free takes the connection for an aborted one (ssl_clear_bad_session) and removes
+         * its session from the context's cache: on the edge, the single-use ticket it issued
+         * (0-RTT's anti-replay cache) would be gone before the device could use it. */
+        SSL_set_shutdown(qc->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
         if (!qc->server)
             (void)syn_tls_set_session_sink(qc->ssl, NULL);
         SSL_free(qc->ssl);
@@ -1625,7 +1731,9 @@ static int leave_ex(syn_qconn *qc, int no_write) {
             send_app_close(qc);
             qc_end(qc, 0, "closed locally: %s", qc->close_reason);
         }
-        if (qc->hs_notify && !qc->end_pending && !qc->ended) {
+        if (qc->early_reopen && !qc->end_pending && !qc->ended) {
+            early_reopen(qc);
+        } else if (qc->hs_notify && !qc->end_pending && !qc->ended) {
             qc->hs_notify = 0;
             if (qc->ops->handshake_done)
                 qc->ops->handshake_done(qc);

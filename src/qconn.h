@@ -54,6 +54,7 @@ struct syn_qstream {
     uint64_t base, queued, sent, acked;
     unsigned fin_queued : 1, fin_sent : 1, blocked : 1, pending : 1, closed : 1;
     unsigned auto_consume : 1; /* return flow-control credit as soon as data is delivered */
+    unsigned early : 1;        /* opened in 0-RTT (syn_qconn_open_stream_early) */
     syn_qstream *pend_prev, *pend_next; /* streams with something to send */
     syn_qstream *prev, *next;           /* all streams of the connection */
 };
@@ -128,6 +129,14 @@ typedef struct syn_qconn_settings {
     /* Client: a TLS session (ticket) to resume, NULL = a full handshake. The connection takes a
      * reference of its own. The caller answers for its being meant for this server name. */
     SSL_SESSION *session;
+    /* Client: with session, attempt 0-RTT when the ticket allows early data (QUIC tickets carry
+     * max_early_data 0xffffffff) and early_tp holds the edge's transport parameters as
+     * ops->new_session gave them (ngtcp2 checks them against what the edge sends later). Only
+     * streams opened with syn_qconn_open_stream_early go in 0-RTT. Server: accept early data
+     * (the context must provide anti-replay: tls.c's single-use tickets). */
+    int early_data;
+    const uint8_t *early_tp;
+    size_t early_tplen;
     /* Server: an address advertised as the preferred_address transport parameter (RFC 9000
      * 9.6), with a connection ID of its own (announced through ops->cid_added). NULL = none.
      * Tests use it to offer a client a migration it should not take. */
@@ -265,6 +274,19 @@ const syn_udp_tx *syn_qconn_tx(const syn_qconn *qc);
 
 /* Streams. open returns SYNESIS_ERR_WOULD_BLOCK when the peer's stream limit is reached. */
 int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out);
+/* Client, during a 0-RTT attempt (syn_qconn_early() is 1): opens a stream whose data goes in
+ * 0-RTT packets (the stream limits are those the edge gave the ticket's connection). Only for
+ * data that may be replayed without harm: the edge's anti-replay refuses a reused ticket, but a
+ * 0-RTT flight may still be delivered to a server more than once (RFC 9001 9.2). If the edge
+ * rejects the early data, the stream is opened again in 1-RTT with the same ID and its data sent
+ * again from the start: the owner sees nothing of it. SYNESIS_ERR_INVALID_STATE when no 0-RTT
+ * is possible (then use syn_qconn_open_stream once the handshake is done). */
+int syn_qconn_open_stream_early(syn_qconn *qc, int bidi, void *user, syn_qstream **out);
+/* Client: 1 while 0-RTT is under way (attempted; handshake not completed yet). */
+int syn_qconn_early(const syn_qconn *qc);
+/* Client: 0-RTT outcome once the handshake completed: 1 accepted, -1 rejected (the early streams
+ * were sent again in 1-RTT), 0 not attempted. Server: 1 if early data was accepted. */
+int syn_qconn_early_result(const syn_qconn *qc);
 /* Queues a copy of data (and FIN when fin). */
 int syn_qstream_write(syn_qstream *s, const void *data, size_t len, int fin);
 /* Queues data without copying; release runs once it is acknowledged or abandoned. */

@@ -23,6 +23,8 @@ struct synesis_request {
 
     size_t max_response;
     int wait_for_connection;
+    unsigned idempotent : 1; /* may go in 0-RTT (syn_request_set_idempotent) */
+    unsigned early : 1;      /* its stream was opened in 0-RTT */
     ev_timer timer;
     uint8_t *resp;
     size_t resp_len, resp_cap;
@@ -183,16 +185,27 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 /* ---- the queue ---- */
 
 void syn_requests_pump(synesis_tunnel *t) {
-    while (t->req_wait_head && syn_tunnel_ready(t)) {
-        synesis_request *r = t->req_wait_head;
+    /* During a 0-RTT attempt only the requests marked idempotent go, in order; the others wait
+     * for Connected. */
+    int early = !syn_tunnel_ready(t) && t->qc && syn_qconn_early(t->qc);
+    synesis_request *r = t->req_wait_head;
+    while (r && (early || syn_tunnel_ready(t))) {
+        if (early && !r->idempotent) {
+            r = r->next;
+            continue;
+        }
         syn_qstream *qs;
-        int rv = syn_qconn_open_stream(t->qc, 1, r, &qs);
+        int rv = early ? syn_qconn_open_stream_early(t->qc, 1, r, &qs)
+                       : syn_qconn_open_stream(t->qc, 1, r, &qs);
         if (rv == SYNESIS_ERR_WOULD_BLOCK)
             return; /* wait for the edge to raise the stream limit */
         if (rv != 0) {
             complete(r, rv, 0, UINT64_MAX, "cannot open a stream");
+            r = t->req_wait_head; /* the callback may have changed the queue */
             continue;
         }
+        synesis_request *next = r->next;
+        r->early = early;
         unlink_req(t, r);
         r->live = 1;
         r->qs = qs;
@@ -210,10 +223,17 @@ void syn_requests_pump(synesis_tunnel *t) {
         r->release = NULL;
         rv = data ? syn_qstream_write_nocopy(qs, data, r->len, rel, rel_ud, 1)
                   : syn_qstream_write(qs, NULL, 0, 1);
-        if (rv != 0)
+        if (rv != 0) {
             complete(r, rv, 0, SYN_APP_INTERNAL, "cannot queue the request");
+            next = t->req_wait_head;
+        }
+        r = next;
     }
 }
+
+void syn_request_set_idempotent(synesis_request *r, int on) { r->idempotent = on ? 1 : 0; }
+
+int syn_request_sent_early(const synesis_request *r) { return r->early; }
 
 void syn_requests_conn_lost(synesis_tunnel *t, int err, const char *detail) {
     char d[SYNESIS_DETAIL_MAX];

@@ -582,8 +582,19 @@ int syn_tls_server_ctx_new(SSL_CTX **out, const syn_tls_server_config *cfg, char
                                                           : strlen(cfg->alpn)));
         SSL_CTX_set_timeout(ctx, cfg->ticket_lifetime > 0 ? cfg->ticket_lifetime : 7200);
     }
-    /* Stateless tickets need no server-side cache; without it a full handshake keeps nothing. */
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    if (cfg->tickets && cfg->early_data) {
+        /* Anti-replay for 0-RTT: OpenSSL makes the tickets of a connection that accepts early
+         * data stateful, keeps them in this cache, and takes each out as it is used
+         * (extensions_srvr.c, tls_parse_ctos_psk: "Check for replay"); a ticket presented twice
+         * is found the first time only. The cache is bounded (evicting the oldest), and expired
+         * sessions are flushed as connections come and go. */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+        SSL_CTX_sess_set_cache_size(ctx, cfg->ticket_cache > 0 ? cfg->ticket_cache : 20480);
+    } else {
+        /* Stateless tickets need no server-side cache; without it a full handshake keeps
+         * nothing. */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
     syn_ossl_clear();
     *out = ctx;
     return 0;

@@ -84,6 +84,12 @@ typedef struct syn_tls_server_config {
     const char *alpn;                 /* accepted ALPN, e.g. "synesis-tunnel/1" */
     int tickets;          /* session tickets sent after each full handshake (0 = no resumption) */
     long ticket_lifetime; /* their lifetime, seconds (<= 0: 7200) */
+    /* 0-RTT: the connections accept early data (syn_qconn_settings.early_data) with anti-replay:
+     * tickets become single-use (OpenSSL keeps each in the context's session cache, at most
+     * ticket_cache of them, and removes it when it is used; one not found there, used or evicted,
+     * resumes without early data). Without early_data the tickets are stateless. */
+    int early_data;
+    long ticket_cache; /* <= 0: 20480 (OpenSSL's default) */
 } syn_tls_server_config;
 
 /*

@@ -689,16 +689,21 @@ static void qc_new_token(syn_qconn *qc, const uint8_t *token, size_t len) {
 /* Before a connection attempt: the newest ticket for our server name (one use: it leaves the
  * store) and the edge's token. Returns the session to release after syn_qconn_client_new. */
 static SSL_SESSION *resume_prepare(synesis_tunnel *t, const uint8_t **saved_token,
-                                   size_t *saved_len) {
+                                   size_t *saved_len, uint8_t tp[512]) {
     *saved_token = t->qset.token;
     *saved_len = t->qset.tokenlen;
     syn_resume *r = t->resume_off ? NULL : t->resume;
     if (!r)
         return NULL;
-    SSL_SESSION *sess = syn_resume_take(r, t->server_name, NULL, NULL);
+    size_t tplen;
+    SSL_SESSION *sess = syn_resume_take(r, t->server_name, tp, &tplen);
     if (sess)
         r->offered++;
     t->qset.session = sess;
+    /* 0-RTT where the ticket allows it; only requests marked idempotent use it (request.c). */
+    t->qset.early_data = sess && !t->early_off;
+    t->qset.early_tp = tp;
+    t->qset.early_tplen = tplen;
     size_t len;
     const uint8_t *tok = syn_resume_token(r, t->server_name, &len);
     if (tok && !t->qset.token) {
@@ -820,12 +825,16 @@ static void connect_addr(synesis_tunnel *t) {
         (void)syn_udp_set_buffers(fd, SYN_TUNNEL_SOCKET_BUFFER, NULL, NULL);
         const uint8_t *tok;
         size_t toklen;
-        SSL_SESSION *sess = resume_prepare(t, &tok, &toklen);
+        uint8_t tp[512];
+        SSL_SESSION *sess = resume_prepare(t, &tok, &toklen, tp);
         int rv =
             syn_qconn_client_new(&t->qc, t->loop, fd, &t->local, &t->remote, t->ssl_ctx,
                                  t->server_name, t->cfg.alpn, &t->qset, &tunnel_qc_ops, t, detail);
         SSL_SESSION_free(sess); /* the connection holds its own reference */
         t->qset.session = NULL;
+        t->qset.early_data = 0;
+        t->qset.early_tp = NULL;
+        t->qset.early_tplen = 0;
         t->qset.token = tok;
         t->qset.tokenlen = toklen;
         if (rv != 0) {
@@ -1298,6 +1307,8 @@ SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t) {
 }
 
 syn_resume *syn_tunnel_resume(synesis_tunnel *t) { return t->resume; }
+
+void syn_tunnel_set_early_data(synesis_tunnel *t, int on) { t->early_off = !on; }
 
 void syn_tunnel_set_resume(synesis_tunnel *t, int on) {
     t->resume_off = !on;

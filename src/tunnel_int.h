@@ -70,6 +70,7 @@ struct synesis_tunnel {
      * handshakes). */
     syn_resume *resume;
     int resume_off;
+    int early_off; /* no 0-RTT even where a ticket allows it (syn_tunnel_set_early_data) */
 
     synesis_tunnel_state state;
 #define SYN_STATE_QUEUE 16
@@ -205,6 +206,20 @@ void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out);
  * benchmark read its counters, and may drop its contents (syn_resume_clear) or switch it off. */
 syn_resume *syn_tunnel_resume(synesis_tunnel *t);
 void syn_tunnel_set_resume(synesis_tunnel *t, int on);
+/* 0-RTT on reconnect where the ticket allows it (default on): requests marked idempotent are sent
+ * with the handshake's first flight; everything else waits for Connected. */
+void syn_tunnel_set_early_data(synesis_tunnel *t, int on);
+/*
+ * The "idempotent" request flag (the internal half of the proposed public option, see
+ * docs/resumption.md): a request so marked may be sent in 0-RTT, and may then reach the edge more
+ * than once should an attacker replay the flight to another edge sharing the ticket key (the
+ * edge's single-use tickets stop a replay to the same edge). Set it right after
+ * synesis_tunnel_request(), while the request waits (no effect once its stream is open).
+ * 0-RTT requests also counted: those sent in 0-RTT, and of them the ones the edge rejected (sent
+ * again in 1-RTT).
+ */
+void syn_request_set_idempotent(synesis_request *r, int on);
+int syn_request_sent_early(const synesis_request *r);
 
 /* Tests only: asks the state machine for a transition to kind (with attempt for Reconnecting),
  * exactly as the tunnel's own code does; returns 0 or SYNESIS_ERR_INVALID_STATE. */

@@ -460,6 +460,209 @@ static void test_resumed_connected_without_handshake_done(void **state) {
     syn_fault_proxy_free(px);
 }
 
+/* ---- 0-RTT ---- */
+
+static void early_edge(syn_edge_config *ec) { ec->early_data = 1; }
+
+/* Requests queued while the tunnel is Reconnecting (from the state callback, so they wait for the
+ * next attempt, which resumes): n of them, the first n_idempotent marked idempotent. */
+typedef struct early_reqs {
+    int n, n_idempotent, submitted;
+    syn_test_result res[4];
+    int sent_early[4];
+} early_reqs;
+
+static early_reqs *cur_reqs;
+
+static void on_early_response(synesis_tunnel *t, synesis_request *req, const synesis_response *r,
+                              void *ud) {
+    syn_test_result *res = ud;
+    int i = (int)(res - cur_reqs->res);
+    cur_reqs->sent_early[i] = syn_request_sent_early(req);
+    syn_test_on_response(t, req, r, ud);
+}
+
+static void submit_on_reconnecting(synesis_tunnel *t, const synesis_tunnel_state *old,
+                                   const synesis_tunnel_state *now, void *ud) {
+    (void)old;
+    early_reqs *q = ud;
+    if (now->kind != SYNESIS_STATE_RECONNECTING || q->submitted)
+        return;
+    q->submitted = 1;
+    synesis_request_options ro;
+    synesis_request_options_init(&ro);
+    ro.queue_while_reconnecting = 1;
+    for (int i = 0; i < q->n; i++) {
+        char body[24];
+        snprintf(body, sizeof(body), "request-%d", i);
+        synesis_request *r;
+        assert_int_equal(
+            synesis_tunnel_request(t, body, strlen(body), &ro, on_early_response, &q->res[i], &r),
+            0);
+        if (i < q->n_idempotent)
+            syn_request_set_idempotent(r, 1);
+    }
+}
+
+static int all_answered(void *ud) {
+    early_reqs *q = ud;
+    for (int i = 0; i < q->n; i++)
+        if (!q->res[i].calls)
+            return 0;
+    return 1;
+}
+
+/* Kicks the device, queues q's requests as the tunnel goes Reconnecting, waits for every answer
+ * (each exactly once, the echo of its own body) and for the edge's side of the handshake. */
+static void reconnect_with_requests(fixture *f, synesis_tunnel *t, early_reqs *q) {
+    cur_reqs = q;
+    uint32_t sub;
+    assert_int_equal(synesis_tunnel_subscribe(t, submit_on_reconnecting, q, &sub), 0);
+    kick_and_reconnect(f, t);
+    assert_true(syn_test_run_until(f->loop, all_answered, q, 5));
+    assert_int_equal(synesis_tunnel_unsubscribe(t, sub), 0);
+    for (int i = 0; i < q->n; i++) {
+        char body[24];
+        snprintf(body, sizeof(body), "request-%d", i);
+        assert_int_equal(q->res[i].calls, 1);
+        assert_int_equal(q->res[i].status, 0);
+        assert_int_equal(q->res[i].len, strlen(body));
+        assert_memory_equal(q->res[i].data, body, strlen(body));
+        free(q->res[i].data);
+    }
+}
+
+typedef struct req_wait {
+    fixture *f;
+    uint64_t n;
+} req_wait;
+
+static int edge_has_requests(void *ud) {
+    req_wait *w = ud;
+    return edge_stats(w->f).requests >= w->n;
+}
+
+/* The edge's requests answered (it counts one as its stream closes, once the device has
+ * acknowledged the response): at least n within the deadline, then a moment more, so that a
+ * duplicate would be counted too. */
+static uint64_t edge_requests(fixture *f, uint64_t n) {
+    req_wait w = {f, n};
+    (void)syn_test_run_until(f->loop, edge_has_requests, &w, 5);
+    syn_test_run_for(f->loop, 0.1);
+    return edge_stats(f).requests;
+}
+
+static int edge_log_count(fixture *f, const char *what) {
+    int n = 0;
+    for (int i = 0; i < f->edge_log_n; i++)
+        n += strstr(f->edge_log[i], what) != NULL;
+    return n;
+}
+
+/* A request marked idempotent, queued while the tunnel reconnects, goes in 0-RTT on the resumed
+ * connection; the edge accepts the early data, logs the request as arrived in 0-RTT, and answers
+ * it once. A request not so marked waits for Connected, even on the same connection. */
+static void test_idempotent_request_in_0rtt(void **state) {
+    fixture *f = *state;
+    edge_new(f, early_edge);
+    synesis_tunnel *t = connect_tunnel(f, NULL);
+    wait_tickets(f, t, "localhost", 1);
+    uint64_t requests = edge_stats(f).requests;
+    early_reqs q = {.n = 3, .n_idempotent = 1};
+    reconnect_with_requests(f, t, &q);
+    syn_edge_stats es = edge_stats(f);
+    assert_int_equal(es.resumed, 1);
+    assert_int_equal(es.early_accepted, 1);
+    assert_int_equal(es.early_requests, 1); /* the idempotent one only */
+    assert_int_equal(edge_requests(f, requests + 3), requests + 3);
+    assert_int_equal(edge_log_count(f, "\"event\":\"early_request\""), 1);
+    assert_true(q.sent_early[0]);
+    assert_false(q.sent_early[1]);
+    assert_false(q.sent_early[2]);
+    assert_int_equal(syn_qconn_early_result(t->qc), 1);
+    free_tunnel(f, t);
+}
+
+/* Without an idempotent request, nothing goes in 0-RTT (the attempt is made and the edge accepts
+ * it, but no stream opens before Connected); with 0-RTT off in the tunnel, not even the attempt. */
+static void test_non_idempotent_never_in_0rtt(void **state) {
+    fixture *f = *state;
+    edge_new(f, early_edge);
+    synesis_tunnel *t = connect_tunnel(f, NULL);
+    wait_tickets(f, t, "localhost", 1);
+    early_reqs q = {.n = 4, .n_idempotent = 0};
+    reconnect_with_requests(f, t, &q);
+    assert_int_equal(edge_stats(f).early_requests, 0);
+    for (int i = 0; i < 4; i++)
+        assert_false(q.sent_early[i]);
+    assert_int_equal(edge_stats(f).resumed, 1);
+
+    syn_tunnel_set_early_data(t, 0);
+    wait_tickets(f, t, "localhost", 1);
+    early_reqs q2 = {.n = 2, .n_idempotent = 2};
+    reconnect_with_requests(f, t, &q2);
+    assert_int_equal(edge_stats(f).early_requests, 0);
+    assert_int_equal(edge_stats(f).early_accepted, 1); /* the first reconnect's, not this one */
+    assert_int_equal(edge_stats(f).resumed, 2);
+    assert_int_equal(syn_qconn_early_result(t->qc), 0);
+    free_tunnel(f, t);
+}
+
+/* An edge without 0-RTT (the default) issues tickets that allow no early data: the idempotent
+ * request waits for Connected. */
+static void test_edge_without_0rtt(void **state) {
+    fixture *f = *state;
+    edge_new(f, NULL);
+    synesis_tunnel *t = connect_tunnel(f, NULL);
+    wait_tickets(f, t, "localhost", 1);
+    assert_int_equal(SSL_SESSION_get_max_early_data(syn_tunnel_resume(t)->tickets[0].sess), 0);
+    early_reqs q = {.n = 1, .n_idempotent = 1};
+    reconnect_with_requests(f, t, &q);
+    assert_false(q.sent_early[0]);
+    assert_int_equal(edge_stats(f).early_requests, 0);
+    assert_int_equal(edge_stats(f).resumed, 1);
+    free_tunnel(f, t);
+}
+
+/* A ticket used twice (a copy of it kept from before its first use: what a replay of the first
+ * flight presents): the edge accepts its early data the first time only (single-use tickets), and
+ * the second time rejects it, so the device's 0-RTT requests are sent again in 1-RTT on the same
+ * connection: each answered once, none lost, none twice at the edge. */
+static void test_replayed_ticket_0rtt_rejected_and_resent(void **state) {
+    fixture *f = *state;
+    edge_new(f, early_edge);
+    synesis_tunnel *t = connect_tunnel(f, NULL);
+    wait_tickets(f, t, "localhost", 1);
+    syn_resume *r = syn_tunnel_resume(t);
+    uint8_t *blob;
+    size_t len;
+    assert_int_equal(syn_resume_export(r, "localhost", &blob, &len), 0);
+    syn_resume_clear(r);
+    assert_int_equal(syn_resume_import(r, blob, len), 0);
+
+    uint64_t requests = edge_stats(f).requests;
+    early_reqs q = {.n = 2, .n_idempotent = 2};
+    reconnect_with_requests(f, t, &q);
+    assert_int_equal(edge_stats(f).early_accepted, 1);
+    assert_int_equal(edge_stats(f).early_requests, 2);
+    assert_int_equal(edge_requests(f, requests + 2), requests + 2);
+
+    /* The same ticket again. */
+    syn_test_run_for(f->loop, 0.1);
+    syn_resume_clear(r);
+    assert_int_equal(syn_resume_import(r, blob, len), 0);
+    free(blob);
+    early_reqs q2 = {.n = 3, .n_idempotent = 3};
+    reconnect_with_requests(f, t, &q2);
+    assert_int_equal(edge_stats(f).early_accepted, 1); /* not again */
+    assert_int_equal(edge_stats(f).early_requests, 2);
+    assert_int_equal(edge_requests(f, requests + 5), requests + 5); /* each once */
+    assert_int_equal(syn_qconn_early_result(t->qc), -1); /* rejected, sent again in 1-RTT */
+    for (int i = 0; i < 3; i++)
+        assert_true(q2.sent_early[i]);
+    free_tunnel(f, t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_second_connection_resumes, setup, teardown),
@@ -472,6 +675,11 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_edge_without_tickets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resumed_connected_without_handshake_done, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_idempotent_request_in_0rtt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_non_idempotent_never_in_0rtt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_edge_without_0rtt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replayed_ticket_0rtt_rejected_and_resent, setup,
                                         teardown),
     };
     const char *only = getenv("SYNESIS_TEST_FILTER");

@@ -157,6 +157,7 @@ void syn_edge_config_init(syn_edge_config *cfg) {
     cfg->ticket_lifetime = 7200;
     cfg->new_tokens = 1;
     cfg->new_token_lifetime = 3600;
+    cfg->ticket_cache = 20480;
 }
 
 /* ---- JSON event log ---- */
@@ -403,9 +404,14 @@ static void ec_handshake_done(syn_qconn *qc) {
     int resumed = syn_qconn_resumed(qc);
     if (resumed)
         e->stats.resumed++;
+    int early = e->cfg.early_data && syn_qconn_early_result(qc) == 1;
+    if (early)
+        e->stats.early_accepted++;
     cJSON *o = event("connection", c);
     if (o) {
         cJSON_AddBoolToObject(o, "resumed", resumed);
+        if (e->cfg.early_data)
+            cJSON_AddBoolToObject(o, "early_data", early);
         if (c->validated)
             cJSON_AddStringToObject(o, "address_validated", c->validated);
         edge_emit(e, o);
@@ -1062,6 +1068,25 @@ static void req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) 
 
 static void mb_stream_open(edge_stream *es);
 
+/* A request that arrived in 0-RTT: the device resumed a ticket of ours (single-use: the edge
+ * accepts early data only then), whose session holds the device's certificate as verified in
+ * the full handshake; its id is taken from there, the handshake not being complete yet. */
+static void early_stream(edge_conn *c, syn_qstream *s) {
+    syn_edge *e = c->e;
+    e->stats.early_requests++;
+    SSL_SESSION *sess = SSL_get0_session(syn_qconn_ssl(c->qc));
+    X509 *peer = sess ? SSL_SESSION_get0_peer(sess) : NULL;
+    char cn[128];
+    if (!c->device_id[0] && peer && syn_cert_common_name(peer, cn, sizeof(cn)) == 0)
+        syn_copy_str(c->device_id, sizeof(c->device_id),
+                     strncmp(cn, "device-", 7) == 0 && cn[7] ? cn + 7 : cn);
+    cJSON *o = event("early_request", c);
+    if (o) {
+        cJSON_AddNumberToObject(o, "stream", (double)s->id);
+        edge_emit(e, o);
+    }
+}
+
 static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
     edge_conn *c = syn_qconn_owner(qc);
     edge_stream *es = calloc(1, sizeof(*es));
@@ -1079,6 +1104,8 @@ static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
     s->user = es;
     s->auto_consume = es->uni; /* heartbeats are bounded by the frame limit */
     c->e->stats.streams++;
+    if (!es->uni && !ngtcp2_conn_get_handshake_completed(syn_qconn_ngtcp2(qc)))
+        early_stream(c, s);
     if (c->e->cfg.misbehave)
         mb_stream_open(es);
     return 0;
@@ -1649,6 +1676,8 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
         .alpn = e->cfg.alpn,
         .tickets = cfg->session_tickets,
         .ticket_lifetime = cfg->ticket_lifetime,
+        .early_data = cfg->early_data,
+        .ticket_cache = cfg->ticket_cache,
     };
     if (cfg->session_tickets < 0 || cfg->session_tickets > 8 || cfg->ticket_lifetime < 0 ||
         !(cfg->new_token_lifetime > 0 && cfg->new_token_lifetime <= 7 * 86400.0)) {
@@ -1714,6 +1743,7 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     e->qset.stream_window = 1024 * 1024;
     e->qset.cc = cfg->congestion_control;
     e->qset.conn_window = cfg->max_conn_buffer;
+    e->qset.early_data = cfg->early_data && cfg->session_tickets;
     if (cfg->misbehave == SYN_EDGE_MB_PREFERRED_ADDRESS) {
         if ((rv = parse_listen(cfg->misbehave_address ? cfg->misbehave_address : "",
                                &e->mb_preferred, detail)) != 0)

@@ -72,6 +72,14 @@ typedef struct syn_edge_config {
      * new_token_lifetime seconds, default 3600. */
     int new_tokens;
     double new_token_lifetime;
+    /* 0-RTT: accept early data from devices resuming a ticket (requests they mark idempotent;
+     * docs/resumption.md). Only with anti-replay: the tickets then become single-use, kept in a
+     * bounded cache of ticket_cache entries (default 20480) until used or expired; a ticket used
+     * twice resumes the second time without early data, which the device then sends again in
+     * 1-RTT. Each request that arrives in 0-RTT is logged ("early_request"). Default 0 (off):
+     * single-use tickets cost the edge memory per device. Needs session_tickets. */
+    int early_data;
+    long ticket_cache;
 
     /* Keep-alive on the device's behalf: a device that states its keep-alive interval in its
      * heartbeats (`keep_alive_ms`, docs/protocol.md) gets a PING from the edge after that much
@@ -201,6 +209,10 @@ typedef struct syn_edge_stats {
     uint64_t resumed;
     uint64_t new_tokens_sent;
     uint64_t new_tokens_accepted;
+    /* 0-RTT: handshakes whose early data was accepted, and requests (bidirectional streams) that
+     * arrived in it. */
+    uint64_t early_accepted;
+    uint64_t early_requests;
     /* The closing period (RFC 9000 10.2): a connection the edge closed keeps its IDs and the
      * CONNECTION_CLOSE it sent for three PTOs (at least SYN_EDGE_CLOSING_MIN_MS), and answers a
      * packet for it with that close again (rate-limited); one the client closed drains silently
