@@ -182,6 +182,7 @@ typedef struct edge_opts {
     double delay_ms; /* each way */
     int no_ping;     /* the edge does not PING on the devices' behalf (ping_devices = 0) */
     int no_tickets;  /* the edge sends no session tickets (session_tickets = 0) */
+    int early_data;  /* the edge accepts 0-RTT (early_data = 1) */
 } edge_opts;
 
 static syn_fault_proxy *child_proxy;
@@ -220,6 +221,7 @@ static void edge_child(const edge_opts *eo, int fd) {
     ec.congestion_control = eo->cc;
     ec.ping_devices = !eo->no_ping;
     ec.session_tickets = eo->no_tickets ? 0 : 1;
+    ec.early_data = eo->early_data;
     syn_edge *e;
     if (syn_edge_new(&e, loop, &ec, detail) != 0 || syn_edge_start(e, detail) != 0) {
         fprintf(stderr, "synesis-bench: edge: %s\n", detail);
@@ -278,6 +280,8 @@ static edge_proc edge_spawn(const edge_opts *eo) {
 }
 
 /* Stops the edge; fills the proxy's byte counts when it ran one, and the edge's CPU time (us). */
+static unsigned long long last_fwd_up, last_fwd_down; /* the proxy's datagram counts, last stop */
+
 static void edge_stop_cpu(edge_proc *ep, unsigned long long *up, unsigned long long *down,
                           double *cpu_us) {
     kill(ep->pid, SIGTERM);
@@ -287,7 +291,10 @@ static void edge_stop_cpu(edge_proc *ep, unsigned long long *up, unsigned long l
         line[n] = 0;
         unsigned long long u = 0, d = 0, fu, fd;
         double c = 0;
+        fu = fd = 0;
         sscanf(line, "%llu %llu %llu %llu %lf", &u, &d, &fu, &fd, &c);
+        last_fwd_up = fu;
+        last_fwd_down = fd;
         if (up && down) {
             *up = u;
             *down = d;
@@ -457,12 +464,15 @@ static void on_connected(synesis_tunnel *t, const synesis_tunnel_state *old,
  * One figure: n reconnects of one tunnel, each from the decision (synesis_tunnel_connect() after
  * a disconnect, with a 16-byte echo request queued at once) to Connected and to the response.
  * resumed: the tunnel keeps its tickets and waits for one before each disconnect; otherwise it
- * keeps none (full handshakes). Through the proxy (delay_ms each way) the times are also given in
- * round trips of the path (2 x delay_ms), and the proxy's byte counts per reconnect (both ways,
- * UDP payload: the handshake, the request and response, the close of the previous connection).
+ * keeps none (full handshakes). early: the edge accepts 0-RTT and the request is marked
+ * idempotent, so it goes with the first flight. Through the proxy (delay_ms each way) the times are
+ * also given in round trips of the path (2 x delay_ms), and the proxy's byte counts per reconnect
+ * (both ways, UDP payload: the handshake, the request and response, the close of the previous
+ * connection).
  */
-static void reconnect_figure(int resumed, int no_tickets, double delay_ms) {
-    edge_opts eo = {.proxy = delay_ms > 0, .delay_ms = delay_ms, .no_tickets = no_tickets};
+static void reconnect_figure(int resumed, int no_tickets, int early, double delay_ms) {
+    edge_opts eo = {
+        .proxy = delay_ms > 0, .delay_ms = delay_ms, .no_tickets = no_tickets, .early_data = early};
     edge_proc ep = edge_spawn(&eo);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     synesis_tunnel_config c;
@@ -472,7 +482,7 @@ static void reconnect_figure(int resumed, int no_tickets, double delay_ms) {
     syn_tunnel_set_resume(t, resumed);
     size_t n = opt.quick ? 20 : (delay_ms > 0 ? 60 : 200);
     double *conn = calloc(n, sizeof(double)), *resp = calloc(n, sizeof(double));
-    size_t got = 0, resumed_n = 0;
+    size_t got = 0, resumed_n = 0, early_n = 0;
     synesis_request_options ro;
     synesis_request_options_init(&ro);
     ro.queue_while_reconnecting = 1;
@@ -496,9 +506,12 @@ static void reconnect_figure(int resumed, int no_tickets, double delay_ms) {
         first_resp fr = {0};
         tc = 0;
         double t0 = now_s();
+        synesis_request *req;
         if (synesis_tunnel_connect(t) != 0 ||
-            synesis_tunnel_request(t, "reconnect-bench!", 16, &ro, on_first_resp, &fr, NULL) != 0)
+            synesis_tunnel_request(t, "reconnect-bench!", 16, &ro, on_first_resp, &fr, &req) != 0)
             break;
+        if (early)
+            syn_request_set_idempotent(req, 1); /* may go in 0-RTT */
         double end = t0 + 10;
         while (!fr.done && now_s() < end)
             ev_run(loop, EVRUN_ONCE | EVRUN_NOWAIT);
@@ -506,6 +519,8 @@ static void reconnect_figure(int resumed, int no_tickets, double delay_ms) {
             break;
         if (syn_tunnel_resume(t) && syn_tunnel_resume(t)->resumed > before)
             resumed_n++;
+        if (t->qc && syn_qconn_early_result(t->qc) == 1)
+            early_n++;
         conn[got] = (tc - t0) * 1e6;
         resp[got] = (fr.at - t0) * 1e6;
         got++;
@@ -516,7 +531,10 @@ static void reconnect_figure(int resumed, int no_tickets, double delay_ms) {
     unsigned long long up = 0, down = 0;
     double edge_cpu = 0;
     edge_stop_cpu(&ep, &up, &down, &edge_cpu);
-    const char *mode = resumed ? "resumed" : no_tickets ? "full, edge without tickets" : "full";
+    const char *mode = early        ? "0-RTT"
+                       : resumed    ? "resumed"
+                       : no_tickets ? "full, edge without tickets"
+                                    : "full";
     const char *path = delay_ms > 0 ? "proxy, 50 ms RTT" : "loopback";
     for (int k = 0; k < 2; k++) {
         double *v = k ? resp : conn;
@@ -525,6 +543,7 @@ static void reconnect_figure(int resumed, int no_tickets, double delay_ms) {
         cJSON_AddStringToObject(p, "until", k ? "first response" : "connected");
         cJSON *x = cJSON_CreateObject();
         cJSON_AddNumberToObject(x, "resumed", (double)resumed_n);
+        cJSON_AddNumberToObject(x, "early_accepted", (double)early_n);
         /* the edge's CPU for everything (warm-up included), per reconnect */
         cJSON_AddNumberToObject(x, "edge_cpu_us_per_reconnect",
                                 got ? edge_cpu / (double)(got + 1) : 0);
@@ -536,6 +555,10 @@ static void reconnect_figure(int resumed, int no_tickets, double delay_ms) {
                                     got ? (double)up / (double)(got + 1) : 0);
             cJSON_AddNumberToObject(x, "bytes_down_per_reconnect",
                                     got ? (double)down / (double)(got + 1) : 0);
+            cJSON_AddNumberToObject(x, "datagrams_up_per_reconnect",
+                                    got ? (double)last_fwd_up / (double)(got + 1) : 0);
+            cJSON_AddNumberToObject(x, "datagrams_down_per_reconnect",
+                                    got ? (double)last_fwd_down / (double)(got + 1) : 0);
         }
         emit("reconnect", p, "us", v, got, x);
     }
@@ -546,9 +569,10 @@ static void reconnect_figure(int resumed, int no_tickets, double delay_ms) {
 static void bench_reconnect(void) {
     for (int proxy = 0; proxy < 2; proxy++) {
         double d = proxy ? 25 : 0;
-        reconnect_figure(0, 1, d);
-        reconnect_figure(0, 0, d);
-        reconnect_figure(1, 0, d);
+        reconnect_figure(0, 1, 0, d);
+        reconnect_figure(0, 0, 0, d);
+        reconnect_figure(1, 0, 0, d);
+        reconnect_figure(1, 0, 1, d);
     }
 }
 
