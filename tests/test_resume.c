@@ -17,6 +17,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "fault_proxy.h"
 #include "harness.h"
@@ -663,6 +665,130 @@ static void test_replayed_ticket_0rtt_rejected_and_resent(void **state) {
     free_tunnel(f, t);
 }
 
+/* A relay between the tunnel and the edge that records the device's datagrams while `capture`
+ * is set: an attacker on the path, who can replay them later from another address. */
+#define RELAY_MAX 16
+typedef struct relay {
+    struct ev_loop *loop;
+    int fd_dev, fd_edge; /* facing the device (bound), facing the edge (connected) */
+    struct sockaddr_in dev;
+    socklen_t devlen;
+    ev_io w_dev, w_edge;
+    int capture;
+    uint8_t pkt[RELAY_MAX][1500];
+    size_t len[RELAY_MAX];
+    int n;
+} relay;
+
+static void relay_from_dev(struct ev_loop *loop, ev_io *w, int revents) {
+    (void)loop;
+    (void)revents;
+    relay *r = w->data;
+    uint8_t buf[1500];
+    r->devlen = sizeof(r->dev);
+    ssize_t n = recvfrom(r->fd_dev, buf, sizeof(buf), 0, (struct sockaddr *)&r->dev, &r->devlen);
+    if (n <= 0)
+        return;
+    if (r->capture && r->n < RELAY_MAX) {
+        memcpy(r->pkt[r->n], buf, (size_t)n);
+        r->len[r->n++] = (size_t)n;
+    }
+    (void)send(r->fd_edge, buf, (size_t)n, 0);
+}
+
+static void relay_from_edge(struct ev_loop *loop, ev_io *w, int revents) {
+    (void)loop;
+    (void)revents;
+    relay *r = w->data;
+    uint8_t buf[1500];
+    ssize_t n = recv(r->fd_edge, buf, sizeof(buf), 0);
+    if (n > 0 && r->devlen)
+        (void)sendto(r->fd_dev, buf, (size_t)n, 0, (struct sockaddr *)&r->dev, r->devlen);
+}
+
+static int udp_socket(uint16_t connect_port) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    if (connect_port) {
+        a.sin_port = htons(connect_port);
+        assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    }
+    return fd;
+}
+
+static uint16_t relay_start(relay *r, struct ev_loop *loop, uint16_t edge_port) {
+    memset(r, 0, sizeof(*r));
+    r->loop = loop;
+    r->fd_dev = udp_socket(0);
+    r->fd_edge = udp_socket(edge_port);
+    ev_io_init(&r->w_dev, relay_from_dev, r->fd_dev, EV_READ);
+    ev_io_init(&r->w_edge, relay_from_edge, r->fd_edge, EV_READ);
+    r->w_dev.data = r->w_edge.data = r;
+    ev_io_start(loop, &r->w_dev);
+    ev_io_start(loop, &r->w_edge);
+    struct sockaddr_in a;
+    socklen_t al = sizeof(a);
+    getsockname(r->fd_dev, (struct sockaddr *)&a, &al);
+    return ntohs(a.sin_port);
+}
+
+static void relay_stop(relay *r) {
+    ev_io_stop(r->loop, &r->w_dev);
+    ev_io_stop(r->loop, &r->w_edge);
+    close(r->fd_dev);
+    close(r->fd_edge);
+}
+
+/* A replay of the device's first flight (its Initial and its 0-RTT request, recorded on the path)
+ * from another address, once the device's own connection is over: the edge finds the ticket used
+ * (single-use), resumes nothing, rejects the early data, and the replayed request never reaches
+ * its handlers: no second answer, no second early_request. */
+static void test_replayed_first_flight_refused(void **state) {
+    fixture *f = *state;
+    edge_new(f, early_edge);
+    relay rl;
+    uint16_t port = relay_start(&rl, f->loop, syn_edge_port(f->edge));
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, f->pki, port);
+    synesis_tunnel *t;
+    char detail[512];
+    synesis_tunnel_callbacks cb = {0};
+    if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0)
+        fail_msg("%s", detail);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, t, 5));
+    wait_tickets(f, t, "localhost", 1);
+
+    uint64_t requests = edge_stats(f).requests;
+    rl.capture = 1;
+    early_reqs q = {.n = 1, .n_idempotent = 1};
+    reconnect_with_requests(f, t, &q);
+    rl.capture = 0;
+    assert_int_equal(edge_requests(f, requests + 1), requests + 1);
+    assert_int_equal(edge_stats(f).early_accepted, 1);
+    assert_int_equal(edge_stats(f).early_requests, 1);
+    assert_true(rl.n >= 1);
+    /* The device's connection ends, and so does its closing period at the edge. */
+    free_tunnel(f, t);
+    syn_test_run_for(f->loop, 0.5);
+
+    uint64_t accepted = edge_stats(f).accepted;
+    int attacker = udp_socket(syn_edge_port(f->edge));
+    for (int i = 0; i < rl.n; i++)
+        assert_int_equal(send(attacker, rl.pkt[i], rl.len[i], 0), (ssize_t)rl.len[i]);
+    syn_test_run_for(f->loop, 0.5);
+    assert_true(edge_stats(f).accepted > accepted); /* the replay was taken for a new connection */
+    assert_int_equal(edge_stats(f).early_accepted, 1);
+    assert_int_equal(edge_stats(f).early_requests, 1);
+    assert_int_equal(edge_stats(f).requests, requests + 1);
+    assert_int_equal(edge_stats(f).resumed, 1);
+    assert_int_equal(edge_log_count(f, "\"event\":\"early_request\""), 1);
+    close(attacker);
+    relay_stop(&rl);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_second_connection_resumes, setup, teardown),
@@ -681,6 +807,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_edge_without_0rtt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replayed_ticket_0rtt_rejected_and_resent, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_replayed_first_flight_refused, setup, teardown),
     };
     const char *only = getenv("SYNESIS_TEST_FILTER");
     if (only && *only)
