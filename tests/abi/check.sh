@@ -11,13 +11,20 @@
 # src/ is never a change here.
 #
 # The rule:
-#  - no change, or only compatible ones (a function appended, say): passes, and prints what
-#    changed;
-#  - an incompatible change (abidiff's ABIDIFF_ABI_INCOMPATIBLE_CHANGE bit: a function removed,
-#    a member moved or retyped, a struct grown that callers allocate...): fails, unless the
-#    SONAME of LIB differs from the baseline's. A new SONAME says the break is intentional: the
-#    check passes, printing the changes and that the baseline must now be regenerated
-#    (--update) and committed with the SONAME bump;
+#  - no change, or only compatible ones: passes, and prints what changed. Compatible: functions
+#    or variables added; members appended at the end of a public struct (every public struct
+#    carries struct_size, so the library touches only the members a program was built with; no
+#    public struct is passed by value or embedded in another); and what abidiff itself files as
+#    harmless (an enumerator appended, a typedef renamed...);
+#  - anything else is incompatible: a function or variable removed, and any change to the type of
+#    an existing one (a member moved, retyped or removed, a struct shrunk...). abidiff sets its
+#    ABIDIFF_ABI_INCOMPATIBLE_CHANGE bit only for removals: two members of a struct swapped give
+#    only the ABI_CHANGE bit (a type change must be judged). So the ABI_CHANGE bit is read with
+#    the leaf-changes report: it passes only when that report holds additions and structs grown
+#    at their end, nothing else. An incompatible change fails, unless the SONAME of LIB differs
+#    from the baseline's: a new SONAME says the break is intentional, and the check passes,
+#    printing the changes and that the baseline must now be regenerated (--update) and
+#    committed with the SONAME bump;
 #  - abidiff itself failing (unreadable input, usage): fails.
 # Exit status 0 passed, 1 failed, 77 skipped (no abidw/abidiff, or LIB built for another
 # architecture than the baseline's).
@@ -92,14 +99,54 @@ if [ $rc -eq 0 ]; then
     exit 0
 fi
 cat "$WORK/report"
-if [ $((rc & 8)) -ne 0 ]; then
+# Compatible only: the leaf-changes report (each changed type once, with its own changes) holds
+# no removed or changed function or variable, and every changed type is a struct that only grew
+# at its end (its new members at offsets at or beyond its old size).
+abidiff --leaf-changes-only "$BASELINE" "$WORK/current.abi" >"$WORK/leaf" 2>&1 || true
+additions_only=0
+echo "abi: incompatible: abidiff's ABI_INCOMPATIBLE_CHANGE bit (a removed symbol or declaration, a SONAME change)" >"$WORK/verdict"
+if [ $((rc & 8)) -eq 0 ] && awk '
+    function bad(why) { print "abi: incompatible: " why ": " $0; ok = 0 }
+    BEGIN { ok = 1; intype = 0 }
+    /^Removed\/Changed\/Added (functions|variables) summary: / {
+        if ($0 !~ /summary: 0 Removed, 0 Changed/) bad("a removed or changed declaration")
+        next
+    }
+    /^(Function|Variable) symbols changes summary: / {
+        if ($0 !~ /summary: 0 Removed/) bad("a removed symbol")
+        next
+    }
+    /^\x27struct [^\x27]*\x27 changed:$/ { intype = 1; oldsize = -1; next }
+    /^\x27.*\x27 changed:$/ { bad("a changed type that is not a struct"); intype = 1; next }
+    /^[^ ]/ || /^$/ { intype = 0; next }
+    intype && /^  type size changed from [0-9]+ to [0-9]+ \(in bits\)$/ {
+        oldsize = $5 + 0
+        if ($7 + 0 <= oldsize) bad("a struct that did not grow")
+        next
+    }
+    intype && /^  [0-9]+ data member insertions?:$/ { next }
+    intype && /^    \x27.*\x27, at offset [0-9]+ \(in bits\)$/ {
+        off = $(NF - 2) + 0
+        if (oldsize < 0 || off < oldsize) bad("a member inserted before the end")
+        next
+    }
+    intype { bad("a change to an existing member or type") }
+    END { exit ok ? 0 : 1 }' "$WORK/leaf" >"$WORK/verdict"; then
+    additions_only=1
+fi
+if [ $additions_only = 0 ]; then
     if [ "$old_soname" != "$new_soname" ]; then
+        cat "$WORK/verdict"
         echo "abi: ok, an incompatible change with a new SONAME ($old_soname -> $new_soname): intentional."
         echo "abi: the baseline must now be regenerated and committed: tests/abi/check.sh --update $LIB"
         exit 0
     fi
-    echo "abi: FAIL: an incompatible change to the public ABI with the same SONAME ($new_soname)."
-    echo "abi: keep the old layout (append members, add functions), or bump the SONAME (the project's major version) and regenerate the baseline"
+    cat "$WORK/verdict"
+    echo "abi: FAIL: an incompatible change to the public ABI (listed above) with the same SONAME ($new_soname)."
+    echo "abi: keep the old layout (append members, add functions), or bump the SONAME (the project's" \
+        "major version) and regenerate the baseline (tests/abi/check.sh --update)"
     exit 1
 fi
 echo "abi: ok, compatible changes only (listed above)"
+[ "$old_soname" = "$new_soname" ] ||
+    echo "abi: the SONAME changed ($old_soname -> $new_soname): regenerate the baseline (tests/abi/check.sh --update)"
