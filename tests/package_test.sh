@@ -25,7 +25,7 @@
 # scripts (the user synesis, /var/lib/synesis 0700), the conffiles; runs `synesis init` as the
 # service user and an edge-to-agent round trip from the installed files with the agent reading
 # the default /etc/synesis/agent.conf; builds and runs examples/embed.c against the installed
-# library and command; then purges the packages.
+# library and command, and runs the README's embedding block as written; then purges the packages.
 set -u
 
 BUILD=$(cd "$1" && pwd) || exit 1
@@ -221,6 +221,12 @@ if [ "$SYSTEM" = --system ]; then
     bash "$SRC/tests/embed/run.sh" /usr /usr/bin/synesis "$WORK/embed-system" "$CC" >"$WORK/embed-system.log" 2>&1 ||
         { cat "$WORK/embed-system.log"; fail "tests/embed/run.sh against the installed packages"; }
     pass "$(tail -n 1 "$WORK/embed-system.log")"
+    # The README's "Embedding in 30 seconds", as written, in a scratch directory holding
+    # examples/embed.c (its edge listens on port 4433, as the README says).
+    bash "$SRC/tests/readme_test.sh" embed "$WORK/readme-embed" examples/embed.c >"$WORK/readme-embed.log" 2>&1 ||
+        { cat "$WORK/readme-embed.log"; fail "the README's embedding block against the installed packages"; }
+    grep -qx 'response: hello' "$WORK/readme-embed.log" || { cat "$WORK/readme-embed.log"; fail "README embed: no response"; }
+    pass "$(tail -n 1 "$WORK/readme-embed.log")"
     apt-get purge -y synesis-tools libsynesis-tunnel-dev libsynesis-tunnel0 >"$WORK/purge.log" 2>&1 ||
         { tail -n 30 "$WORK/purge.log"; fail "apt-get purge"; }
     for p in /usr/bin/synesis /etc/synesis /var/lib/synesis /var/lib/synesis-edge; do
