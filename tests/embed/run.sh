@@ -4,6 +4,8 @@
 # --system installed for real):
 #
 #   run.sh PREFIX SYNESIS WORK_DIR CC
+#   run.sh --binary EMBED SYNESIS WORK_DIR    (ctest test_embed: the build tree's own embed and
+#                                              synesis, nothing compiled)
 #
 # builds embed.c against PREFIX (PREFIX/include, PREFIX/lib[/<multiarch>]) with
 # `pkg-config --cflags --libs synesis_tunnel` and with a find_package CMake project
@@ -13,7 +15,12 @@
 # echoed, the statistics line with one request succeeded. Then one program against an edge it
 # must not trust (the device certificate given as the CA): exit status 1, PEER_UNTRUSTED.
 set -euo pipefail
-prefix=$1 synesis=$2 work=$3 cc=$4
+binary=''
+if [ "$1" = --binary ]; then
+    binary=$2 synesis=$3 work=$4
+else
+    prefix=$1 synesis=$2 work=$3 cc=$4
+fi
 src=$(cd "$(dirname "$0")/../.." && pwd)
 rm -rf "$work" && mkdir -p "$work"
 edge_pid=''
@@ -28,28 +35,32 @@ fail() {
     exit 1
 }
 
-lib=$(find "$prefix/lib" -name 'libsynesis_tunnel.so.*' -type f 2>/dev/null | head -n 1)
-[ -n "$lib" ] || fail "no libsynesis_tunnel.so under $prefix"
-libdir=$(dirname "$lib")
-# Outside /usr the loader needs to be told where the library is.
 run_env=()
-[ "$prefix" = /usr ] || run_env=(env "LD_LIBRARY_PATH=$libdir")
+programs=("$binary")
+if [ -z "$binary" ]; then
+    lib=$(find "$prefix/lib" -name 'libsynesis_tunnel.so.*' -type f 2>/dev/null | head -n 1)
+    [ -n "$lib" ] || fail "no libsynesis_tunnel.so under $prefix"
+    libdir=$(dirname "$lib")
+    # Outside /usr the loader needs to be told where the library is.
+    [ "$prefix" = /usr ] || run_env=(env "LD_LIBRARY_PATH=$libdir")
 
-# pkg-config, as the example's own comment says (plus -lev: the program calls libev itself).
-PKG_CONFIG_PATH=$libdir/pkgconfig pkg-config --exists synesis_tunnel || fail "pkg-config finds no synesis_tunnel"
-# shellcheck disable=SC2046
-"$cc" -Wall -Wextra -Werror -o "$work/embed_pc" "$src/examples/embed.c" \
-    $(PKG_CONFIG_PATH=$libdir/pkgconfig pkg-config --cflags --libs synesis_tunnel) -lev ||
-    fail "cc embed.c \$(pkg-config --cflags --libs synesis_tunnel) -lev"
-# find_package.
-cmake -S "$src/tests/embed" -B "$work/cmake" -DCMAKE_C_COMPILER="$cc" -DCMAKE_PREFIX_PATH="$prefix" \
-    -DEMBED_SOURCE="$src/examples/embed.c" -DCMAKE_C_FLAGS="-Wall -Wextra -Werror" \
-    >"$work/configure.log" 2>&1 || { cat "$work/configure.log"; fail "cmake configure (find_package)"; }
-cmake --build "$work/cmake" >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "cmake build (find_package)"; }
-grep -q "^synesis_tunnel_DIR:PATH=$prefix/" "$work/cmake/CMakeCache.txt" || fail "find_package found another synesis_tunnel"
-for p in "$work/embed_pc" "$work/cmake/embed"; do
-    readelf -d "$p" | grep -q 'NEEDED.*libsynesis_tunnel\.so\.' || fail "$p is not linked to the shared library"
-done
+    # pkg-config, as the example's own comment says (plus -lev: the program calls libev itself).
+    PKG_CONFIG_PATH=$libdir/pkgconfig pkg-config --exists synesis_tunnel || fail "pkg-config finds no synesis_tunnel"
+    # shellcheck disable=SC2046
+    "$cc" -Wall -Wextra -Werror -o "$work/embed_pc" "$src/examples/embed.c" \
+        $(PKG_CONFIG_PATH=$libdir/pkgconfig pkg-config --cflags --libs synesis_tunnel) -lev ||
+        fail "cc embed.c \$(pkg-config --cflags --libs synesis_tunnel) -lev"
+    # find_package.
+    cmake -S "$src/tests/embed" -B "$work/cmake" -DCMAKE_C_COMPILER="$cc" -DCMAKE_PREFIX_PATH="$prefix" \
+        -DEMBED_SOURCE="$src/examples/embed.c" -DCMAKE_C_FLAGS="-Wall -Wextra -Werror" \
+        >"$work/configure.log" 2>&1 || { cat "$work/configure.log"; fail "cmake configure (find_package)"; }
+    cmake --build "$work/cmake" >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "cmake build (find_package)"; }
+    grep -q "^synesis_tunnel_DIR:PATH=$prefix/" "$work/cmake/CMakeCache.txt" || fail "find_package found another synesis_tunnel"
+    for p in "$work/embed_pc" "$work/cmake/embed"; do
+        readelf -d "$p" | grep -q 'NEEDED.*libsynesis_tunnel\.so\.' || fail "$p is not linked to the shared library"
+    done
+    programs=("$work/embed_pc" "$work/cmake/embed")
+fi
 
 # A PKI and an edge, with the installed command.
 "$synesis" init --test-pki "$work/pki" --device-id embed-test >"$work/pki.log" 2>&1 ||
@@ -58,11 +69,11 @@ P=$work/pki
 "$synesis" edge --config /dev/null --listen 127.0.0.1:0 --cert "$P/edge.pem" --key "$P/edge.key" \
     --ca "$P/ca.pem" >"$work/edge.log" 2>"$work/edge.err" &
 edge_pid=$!
-for _ in $(seq 100); do grep -q '^listening on' "$work/edge.err" && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q '^listening on' "$work/edge.err" && break; sleep 0.1; done
 port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/edge.err")
 [ -n "$port" ] || fail "the edge: $(cat "$work/edge.err")"
 
-for p in "$work/embed_pc" "$work/cmake/embed"; do
+for p in "${programs[@]}"; do
     name=$(basename "$p")
     msg="hello from $name"
     set +e
@@ -79,7 +90,7 @@ for p in "$work/embed_pc" "$work/cmake/embed"; do
 done
 # Trusting the wrong CA: the program must fail, and say why.
 set +e
-"${run_env[@]}" "$work/embed_pc" "quic://127.0.0.1:$port" "$P/device.pem" "$P/device.key" "$P/device.pem" \
+"${run_env[@]}" "${programs[0]}" "quic://127.0.0.1:$port" "$P/device.pem" "$P/device.key" "$P/device.pem" \
     >"$work/untrusted.out" 2>"$work/untrusted.err"
 rc=$?
 set -e
@@ -89,4 +100,8 @@ grep -q '^state: Failed' "$work/untrusted.out" || fail "untrusted: $(cat "$work/
 kill -TERM "$edge_pid"
 wait "$edge_pid" || fail "the edge exited $? after SIGTERM"
 edge_pid=''
-echo "embed: built with pkg-config and find_package against $prefix, both ran against $(basename "$synesis") edge; an untrusted edge refused"
+if [ -z "$binary" ]; then
+    echo "embed: built with pkg-config and find_package against $prefix, both ran against $(basename "$synesis") edge; an untrusted edge refused"
+else
+    echo "embed: $binary ran against $synesis edge; an untrusted edge refused"
+fi
