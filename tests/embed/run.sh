@@ -26,6 +26,7 @@ rm -rf "$work" && mkdir -p "$work"
 edge_pid=''
 cleanup() {
     local rc=$?
+    set +e
     [ -z "$edge_pid" ] || { kill -KILL "$edge_pid" 2>/dev/null; wait "$edge_pid" 2>/dev/null; }
     exit $rc
 }
