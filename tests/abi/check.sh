@@ -12,10 +12,11 @@
 #
 # The rule:
 #  - no change, or only compatible ones: passes, and prints what changed. Compatible: functions
-#    or variables added; members appended at the end of a public struct (every public struct
-#    carries struct_size, so the library touches only the members a program was built with; no
-#    public struct is passed by value or embedded in another); and what abidiff itself files as
-#    harmless (an enumerator appended, a typedef renamed...);
+#    or variables added; members appended at the end of a public struct (the headers' evolution
+#    rule: every public struct carries its size, set by the program, so the library touches only
+#    the members the program was built with; and no public struct is passed by value or embedded
+#    in another public struct); and what abidiff itself files as harmless (an enumerator
+#    appended, a typedef renamed...);
 #  - anything else is incompatible: a function or variable removed, and any change to the type of
 #    an existing one (a member moved, retyped or removed, a struct shrunk...). abidiff sets its
 #    ABIDIFF_ABI_INCOMPATIBLE_CHANGE bit only for removals: two members of a struct swapped give
