@@ -35,9 +35,10 @@ static void drop_expired(syn_resume *r) {
 
 static int add(syn_resume *r, const char *host, SSL_SESSION *sess, uint64_t expires_ms,
                const uint8_t *tp, size_t tplen) {
-    if (strlen(host) >= sizeof(r->tickets[0].host) || tplen > sizeof(r->tickets[0].tp) ||
-        expires_ms <= syn_wall_ms())
+    if (strlen(host) >= sizeof(r->tickets[0].host) || expires_ms <= syn_wall_ms())
         return 0;
+    if (tplen > sizeof(r->tickets[0].tp))
+        tplen = 0; /* resumable all the same, without 0-RTT */
     drop_expired(r);
     if (r->n == SYN_RESUME_MAX_TICKETS) {
         drop(r, 0);

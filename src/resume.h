@@ -16,18 +16,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Tickets kept at most (the newest; the edge sends one per full handshake by default). */
-#define SYN_RESUME_MAX_TICKETS 4
+/* Tickets kept at most (the newest; the edge sends one per handshake by default, and each
+ * connection uses one). */
+#define SYN_RESUME_MAX_TICKETS 2
 /* A ticket's lifetime is the edge's hint, at most this (RFC 8446 4.6.1: seven days). */
 #define SYN_RESUME_MAX_LIFETIME_S (7 * 86400)
 /* Longest NEW_TOKEN token kept (ngtcp2's regular tokens are 41 bytes). */
-#define SYN_RESUME_MAX_TOKEN 512
+#define SYN_RESUME_MAX_TOKEN 256
+/* Longest 0-RTT transport parameters kept (ngtcp2 encodes the reference edge's in about 50
+ * bytes); a ticket with longer ones is kept without them, and resumes without 0-RTT. */
+#define SYN_RESUME_MAX_TP 256
 
 typedef struct syn_resume_ticket {
     SSL_SESSION *sess;
     char host[256];
-    uint64_t expires_ms; /* syn_wall_ms() clock */
-    uint8_t tp[512];     /* the edge's transport parameters (0-RTT form) */
+    uint64_t expires_ms;           /* syn_wall_ms() clock */
+    uint8_t tp[SYN_RESUME_MAX_TP]; /* the edge's transport parameters (0-RTT form) */
     size_t tplen;
 } syn_resume_ticket;
 
@@ -53,7 +57,7 @@ int syn_resume_put(syn_resume *r, const char *host, SSL_SESSION *sess, const uin
 
 /* The newest unexpired ticket for exactly host, removed from the store (one use each): the caller
  * owns the reference, NULL when none. Expired tickets are dropped on the way. tp/tplen (may be
- * NULL) receive its transport parameters (copied into tp, at most 512 bytes). */
+ * NULL) receive its transport parameters (copied into tp, at most SYN_RESUME_MAX_TP bytes). */
 SSL_SESSION *syn_resume_take(syn_resume *r, const char *host, uint8_t *tp, size_t *tplen);
 
 /* Tickets held now for host (NULL: any), unexpired. */

@@ -689,7 +689,7 @@ static void qc_new_token(syn_qconn *qc, const uint8_t *token, size_t len) {
 /* Before a connection attempt: the newest ticket for our server name (one use: it leaves the
  * store) and the edge's token. Returns the session to release after syn_qconn_client_new. */
 static SSL_SESSION *resume_prepare(synesis_tunnel *t, const uint8_t **saved_token,
-                                   size_t *saved_len, uint8_t tp[512]) {
+                                   size_t *saved_len, uint8_t tp[SYN_RESUME_MAX_TP]) {
     *saved_token = t->qset.token;
     *saved_len = t->qset.tokenlen;
     syn_resume *r = t->resume_off ? NULL : t->resume;
@@ -825,7 +825,7 @@ static void connect_addr(synesis_tunnel *t) {
         (void)syn_udp_set_buffers(fd, SYN_TUNNEL_SOCKET_BUFFER, NULL, NULL);
         const uint8_t *tok;
         size_t toklen;
-        uint8_t tp[512];
+        uint8_t tp[SYN_RESUME_MAX_TP];
         SSL_SESSION *sess = resume_prepare(t, &tok, &toklen, tp);
         int rv =
             syn_qconn_client_new(&t->qc, t->loop, fd, &t->local, &t->remote, t->ssl_ctx,
