@@ -445,7 +445,8 @@ static size_t hb_live_count(const synesis_tunnel *t) {
     return n;
 }
 
-static void send_heartbeat(synesis_tunnel *t) {
+/* early: in 0-RTT, on a connection attempt that resumes (syn_heartbeat_early). */
+static void send_heartbeat_on(synesis_tunnel *t, int early) {
     synesis_heartbeat_info info = {
         .sequence = t->hb_sequence++,
         .timestamp_ms = (int64_t)syn_wall_ms(),
@@ -457,7 +458,7 @@ static void send_heartbeat(synesis_tunnel *t) {
     size_t len = 0;
     syn_qstream *qs = NULL;
     syn_hb *h = NULL;
-    if (!syn_tunnel_ready(t)) {
+    if (early ? !syn_qconn_early(t->qc) : !syn_tunnel_ready(t)) {
         info.status = SYNESIS_ERR_NOT_CONNECTED;
     } else if (hb_live_count(t) >= SYN_HB_MAX_LIVE) {
         info.status = SYNESIS_ERR_WOULD_BLOCK;
@@ -472,14 +473,15 @@ static void send_heartbeat(synesis_tunnel *t) {
                            "heartbeat %llu: %zu bytes of JSON exceed the "
                            "maximum of %zu",
                            (unsigned long long)info.sequence, len, t->cfg.max_heartbeat_size);
-    } else if (!syn_tunnel_ready(t)) {
+    } else if (early ? !t->qc || !syn_qconn_early(t->qc) : !syn_tunnel_ready(t)) {
         /* on_vitals may have disconnected or freed the tunnel. */
         free(frame);
         info.status = SYNESIS_ERR_NOT_CONNECTED;
     } else if (!(h = calloc(1, sizeof(*h)))) {
         free(frame);
         info.status = SYNESIS_ERR_NOMEM;
-    } else if ((info.status = syn_qconn_open_stream(t->qc, 0, h, &qs)) != 0) {
+    } else if ((info.status = early ? syn_qconn_open_stream_early(t->qc, 0, h, &qs)
+                                    : syn_qconn_open_stream(t->qc, 0, h, &qs)) != 0) {
         free(frame);
         free(h);
     } else if ((info.status = syn_qstream_write_nocopy(qs, frame, len, free_frame, NULL, 1)) == 0) {
@@ -495,7 +497,8 @@ static void send_heartbeat(synesis_tunnel *t) {
         h->qs = qs;
         h->info = info;
         h->stream_id = qs->id;
-        h->conn = t->stats.connections;
+        /* (the connection's number once it is up: counted at Connected) */
+        h->conn = t->stats.connections + (early ? 1 : 0);
         h->next = t->hb_live;
         if (t->hb_live)
             t->hb_live->prev = h;
@@ -514,6 +517,16 @@ static void send_heartbeat(synesis_tunnel *t) {
     }
     if (t->cb.on_heartbeat && !t->free_pending)
         t->cb.on_heartbeat(t, &info, t->user_data);
+}
+
+static void send_heartbeat(synesis_tunnel *t) { send_heartbeat_on(t, 0); }
+
+void syn_heartbeat_early(synesis_tunnel *t) {
+    if (t->cfg.heartbeat_interval <= 0 || !t->qc ||
+        t->hb_early_attempt == t->handshake_started_ns || !syn_qconn_early(t->qc))
+        return;
+    t->hb_early_attempt = t->handshake_started_ns;
+    send_heartbeat_on(t, 1);
 }
 
 static void hb_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -550,10 +563,11 @@ void syn_heartbeat_start(synesis_tunnel *t) {
     if (t->cfg.heartbeat_interval <= 0)
         return;
     ev_timer_stop(t->loop, &t->hb_timer);
-    ev_timer_init(&t->hb_timer, hb_timer_cb, 0., t->cfg.heartbeat_interval);
-    t->hb_timer.data = t;
     /* The first one goes right after Connected, from the loop rather than from inside the state
-     * change. */
+     * change; or one interval after the one this connection sent in 0-RTT. */
+    double first = t->hb_early_attempt == t->handshake_started_ns ? t->cfg.heartbeat_interval : 0.;
+    ev_timer_init(&t->hb_timer, hb_timer_cb, first, t->cfg.heartbeat_interval);
+    t->hb_timer.data = t;
     ev_timer_start(t->loop, &t->hb_timer);
 }
 

@@ -650,7 +650,10 @@ static int qc_stream_open(syn_qconn *qc, syn_qstream *s) {
 static void qc_before_write(syn_qconn *qc) {
     synesis_tunnel *t = syn_qconn_owner(qc);
     t_enter(t);
-    syn_requests_pump(t);
+    if (!t->early_off && syn_qconn_early(qc))
+        syn_heartbeat_early(t);
+    if (!t->free_pending)
+        syn_requests_pump(t);
     if (!t->free_pending)
         syn_streams_pump(t);
     if (!t->free_pending)

@@ -123,7 +123,8 @@ struct synesis_tunnel {
     /* Heartbeats (heartbeat.c). */
     ev_timer hb_timer;
     uint64_t hb_sequence;
-    struct syn_hb *hb_live; /* handed to QUIC, outcome not known yet (at most SYN_HB_MAX_LIVE) */
+    uint64_t hb_early_attempt; /* handshake_started_ns of the attempt that sent one in 0-RTT */
+    struct syn_hb *hb_live;    /* handed to QUIC, outcome not known yet (at most SYN_HB_MAX_LIVE) */
 #define SYN_HB_RECENT 64
     struct syn_hb_recent {
         uint64_t sequence, conn;
@@ -175,6 +176,11 @@ void syn_heartbeat_stop(synesis_tunnel *t);
  * quarter of the heartbeat interval), so that it rides on this wake-up and serves as the
  * keep-alive; the schedule keeps its phase (heartbeat.c). */
 void syn_heartbeat_ride(synesis_tunnel *t);
+/* During a 0-RTT attempt (a resumed connection whose ticket allows early data): sends this
+ * attempt's heartbeat now, in 0-RTT, once; the schedule then starts one interval after it at
+ * Connected instead of at once. A heartbeat is harmless if replayed (the edge's single-use tickets
+ * stop replays to it anyway). */
+void syn_heartbeat_early(synesis_tunnel *t);
 void syn_heartbeat_free(synesis_tunnel *t);
 /* Connection qc (NULL: any) ended: its heartbeats in flight are lost (on_heartbeat_result runs). */
 void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char *detail);

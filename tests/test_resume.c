@@ -665,6 +665,61 @@ static void test_replayed_ticket_0rtt_rejected_and_resent(void **state) {
     free_tunnel(f, t);
 }
 
+typedef struct hb_wait {
+    fixture *f;
+    uint64_t n;
+} hb_wait;
+
+static int edge_has_heartbeats(void *ud) {
+    hb_wait *w = ud;
+    return edge_stats(w->f).heartbeats >= w->n;
+}
+
+/* A resumed connection's first heartbeat goes in 0-RTT (the edge logs it as such and takes the
+ * device id from the ticket's session), the edge gets it once, the device counts it delivered,
+ * and the next one is due an interval later, not again at Connected. */
+static void test_heartbeat_in_0rtt(void **state) {
+    fixture *f = *state;
+    edge_new(f, early_edge);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
+    cfg.heartbeat_interval = 1.0;
+    synesis_tunnel *t;
+    char detail[512];
+    synesis_tunnel_callbacks cb = {0};
+    if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0)
+        fail_msg("%s", detail);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, t, 5));
+    hb_wait w = {f, 1};
+    assert_true(syn_test_run_until(f->loop, edge_has_heartbeats, &w, 5));
+    wait_tickets(f, t, "localhost", 1);
+    uint64_t before = edge_stats(f).heartbeats;
+    synesis_tunnel_stats st0;
+    synesis_tunnel_get_stats(t, &st0);
+
+    kick_and_reconnect(f, t);
+    w.n = before + 1;
+    assert_true(syn_test_run_until(f->loop, edge_has_heartbeats, &w, 5));
+    syn_test_run_for(f->loop, 0.3); /* well before the next one is due */
+    assert_int_equal(edge_stats(f).heartbeats, before + 1);
+    assert_int_equal(edge_stats(f).early_heartbeats, 1);
+    assert_int_equal(edge_stats(f).early_accepted, 1);
+    assert_int_equal(edge_log_count(f, "\"event\":\"early_heartbeat\""), 1);
+    syn_edge_device dev;
+    assert_int_equal(syn_edge_device_info(f->edge, "test-1", &dev), 0);
+    assert_int_equal(dev.heartbeats, before + 1);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.heartbeats_sent, st0.heartbeats_sent + 1);
+    assert_int_equal(dev.last_sequence, st.last_heartbeat_sequence);
+    assert_int_equal(st.heartbeats_delivered, st.heartbeats_sent);
+    /* and the schedule goes on from there */
+    w.n = before + 2;
+    assert_true(syn_test_run_until(f->loop, edge_has_heartbeats, &w, 5));
+    free_tunnel(f, t);
+}
+
 /* A relay between the tunnel and the edge that records the device's datagrams while `capture`
  * is set: an attacker on the path, who can replay them later from another address. */
 #define RELAY_MAX 16
@@ -808,6 +863,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_replayed_ticket_0rtt_rejected_and_resent, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_replayed_first_flight_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_in_0rtt, setup, teardown),
     };
     const char *only = getenv("SYNESIS_TEST_FILTER");
     if (only && *only)

@@ -1068,19 +1068,22 @@ static void req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) 
 
 static void mb_stream_open(edge_stream *es);
 
-/* A request that arrived in 0-RTT: the device resumed a ticket of ours (single-use: the edge
- * accepts early data only then), whose session holds the device's certificate as verified in
- * the full handshake; its id is taken from there, the handshake not being complete yet. */
-static void early_stream(edge_conn *c, syn_qstream *s) {
+/* A request or heartbeat that arrived in 0-RTT: the device resumed a ticket of ours (single-use:
+ * the edge accepts early data only then), whose session holds the device's certificate as verified
+ * in the full handshake; its id is taken from there, the handshake not being complete yet. */
+static void early_stream(edge_conn *c, syn_qstream *s, int uni) {
     syn_edge *e = c->e;
-    e->stats.early_requests++;
+    if (uni)
+        e->stats.early_heartbeats++;
+    else
+        e->stats.early_requests++;
     SSL_SESSION *sess = SSL_get0_session(syn_qconn_ssl(c->qc));
     X509 *peer = sess ? SSL_SESSION_get0_peer(sess) : NULL;
     char cn[128];
     if (!c->device_id[0] && peer && syn_cert_common_name(peer, cn, sizeof(cn)) == 0)
         syn_copy_str(c->device_id, sizeof(c->device_id),
                      strncmp(cn, "device-", 7) == 0 && cn[7] ? cn + 7 : cn);
-    cJSON *o = event("early_request", c);
+    cJSON *o = event(uni ? "early_heartbeat" : "early_request", c);
     if (o) {
         cJSON_AddNumberToObject(o, "stream", (double)s->id);
         edge_emit(e, o);
@@ -1104,8 +1107,8 @@ static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
     s->user = es;
     s->auto_consume = es->uni; /* heartbeats are bounded by the frame limit */
     c->e->stats.streams++;
-    if (!es->uni && !ngtcp2_conn_get_handshake_completed(syn_qconn_ngtcp2(qc)))
-        early_stream(c, s);
+    if (!ngtcp2_conn_get_handshake_completed(syn_qconn_ngtcp2(qc)))
+        early_stream(c, s, es->uni);
     if (c->e->cfg.misbehave)
         mb_stream_open(es);
     return 0;

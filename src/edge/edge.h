@@ -76,7 +76,8 @@ typedef struct syn_edge_config {
      * docs/resumption.md). Only with anti-replay: the tickets then become single-use, kept in a
      * bounded cache of ticket_cache entries (default 20480) until used or expired; a ticket used
      * twice resumes the second time without early data, which the device then sends again in
-     * 1-RTT. Each request that arrives in 0-RTT is logged ("early_request"). Default 0 (off):
+     * 1-RTT. Each request or heartbeat that arrives in 0-RTT is logged ("early_request",
+     * "early_heartbeat"). Default 0 (off):
      * single-use tickets cost the edge memory per device. Needs session_tickets. */
     int early_data;
     long ticket_cache;
@@ -213,6 +214,7 @@ typedef struct syn_edge_stats {
      * arrived in it. */
     uint64_t early_accepted;
     uint64_t early_requests;
+    uint64_t early_heartbeats; /* unidirectional streams (heartbeats) that arrived in 0-RTT */
     /* The closing period (RFC 9000 10.2): a connection the edge closed keeps its IDs and the
      * CONNECTION_CLOSE it sent for three PTOs (at least SYN_EDGE_CLOSING_MIN_MS), and answers a
      * packet for it with that close again (rate-limited); one the client closed drains silently
