@@ -416,10 +416,10 @@ int syn_qconn_early_result(const syn_qconn *qc) {
 }
 
 /* The edge rejected 0-RTT: ngtcp2 has forgotten the early streams (ngtcp2_conn_tls_early_data_
- * rejected resets its stream state and stream IDs), so each is opened again, in the order of
- * their IDs (which gives each its old ID back), and everything it queued is sent again from the
- * start: the edge discarded the 0-RTT packets undecrypted, so nothing of them was delivered or
- * acknowledged. */
+ * rejected resets its stream state and stream IDs, and calls no stream_close), so each is opened
+ * again, in the order of their IDs (which gives each its old ID back, unless one before it was
+ * dropped), and everything it queued is sent again from the start: the edge discarded the 0-RTT
+ * packets undecrypted, so nothing of them was delivered or acknowledged. */
 static void early_reopen(syn_qconn *qc) {
     qc->early_reopen = 0;
     for (int bidi = 1; bidi >= 0; bidi--) {
@@ -432,6 +432,12 @@ static void early_reopen(syn_qconn *qc) {
             if (!next)
                 break;
             next->early = 0;
+            if (!next->user) {
+                /* Its owner let go meanwhile (a request cancelled or timed out): ngtcp2 will
+                 * never close it now, so it goes here, unsent. */
+                stream_free(qc, next);
+                continue;
+            }
             int64_t id;
             int rv = bidi ? ngtcp2_conn_open_bidi_stream(qc->conn, &id, next)
                           : ngtcp2_conn_open_uni_stream(qc->conn, &id, next);

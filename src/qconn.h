@@ -278,8 +278,9 @@ int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out
  * 0-RTT packets (the stream limits are those the edge gave the ticket's connection). Only for
  * data that may be replayed without harm: the edge's anti-replay refuses a reused ticket, but a
  * 0-RTT flight may still be delivered to a server more than once (RFC 9001 9.2). If the edge
- * rejects the early data, the stream is opened again in 1-RTT with the same ID and its data sent
- * again from the start: the owner sees nothing of it. SYNESIS_ERR_INVALID_STATE when no 0-RTT
+ * rejects the early data, the stream is opened again in 1-RTT (its ID may change) and its data
+ * sent again from the start: the owner sees nothing of it (a stream its owner has let go of,
+ * s->user NULL, is dropped instead). SYNESIS_ERR_INVALID_STATE when no 0-RTT
  * is possible (then use syn_qconn_open_stream once the handshake is done). */
 int syn_qconn_open_stream_early(syn_qconn *qc, int bidi, void *user, syn_qstream **out);
 /* Client: 1 while 0-RTT is under way (attempted; handshake not completed yet). */

@@ -720,6 +720,100 @@ static void test_heartbeat_in_0rtt(void **state) {
     free_tunnel(f, t);
 }
 
+/* A request cancelled while its 0-RTT flight is out, on an attempt whose early data the edge
+ * then rejects (a used ticket): the driver drops its stream instead of sending it again, the other
+ * early request is sent again in 1-RTT and answered once, and the edge never sees the cancelled
+ * one. Through a proxy with 40 ms each way, so the cancel lands inside the handshake. */
+typedef struct cancel_ctx {
+    synesis_tunnel *t;
+    synesis_request *victim, *keeper;
+    syn_test_result res[2];
+    int submitted, cancelled;
+} cancel_ctx;
+
+static void cancel_on_reconnecting(synesis_tunnel *t, const synesis_tunnel_state *old,
+                                   const synesis_tunnel_state *now, void *ud) {
+    (void)old;
+    cancel_ctx *c = ud;
+    if (now->kind != SYNESIS_STATE_RECONNECTING || c->submitted)
+        return;
+    c->submitted = 1;
+    synesis_request_options ro;
+    synesis_request_options_init(&ro);
+    ro.queue_while_reconnecting = 1;
+    assert_int_equal(
+        synesis_tunnel_request(t, "victim", 6, &ro, syn_test_on_response, &c->res[0], &c->victim),
+        0);
+    assert_int_equal(
+        synesis_tunnel_request(t, "keeper", 6, &ro, syn_test_on_response, &c->res[1], &c->keeper),
+        0);
+    syn_request_set_idempotent(c->victim, 1);
+    syn_request_set_idempotent(c->keeper, 1);
+}
+
+static int victim_sent_early(void *ud) {
+    cancel_ctx *c = ud;
+    return c->submitted && !c->res[0].calls && syn_request_sent_early(c->victim);
+}
+
+static void test_cancel_during_rejected_0rtt(void **state) {
+    fixture *f = *state;
+    edge_new(f, early_edge);
+    struct sockaddr_in up = {.sin_family = AF_INET, .sin_port = htons(syn_edge_port(f->edge))};
+    struct sockaddr_in lis = {.sin_family = AF_INET};
+    up.sin_addr.s_addr = lis.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    syn_fault_proxy *px = syn_fault_proxy_new(f->loop, (struct sockaddr *)&lis, sizeof(lis),
+                                              (struct sockaddr *)&up, sizeof(up), 7);
+    assert_non_null(px);
+    syn_fault_dir d = {.delay_ms = 40};
+    syn_fault_proxy_set(px, &d, &d);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, f->pki, syn_fault_proxy_port(px));
+    synesis_tunnel *t;
+    char detail[512];
+    synesis_tunnel_callbacks cb = {0};
+    if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0)
+        fail_msg("%s", detail);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, t, 5));
+    wait_tickets(f, t, "localhost", 1);
+    /* Use the ticket once (0-RTT accepted), keeping a copy to present again. */
+    syn_resume *r = syn_tunnel_resume(t);
+    uint8_t *blob;
+    size_t len;
+    assert_int_equal(syn_resume_export(r, "localhost", &blob, &len), 0);
+    kick_and_reconnect(f, t);
+    assert_int_equal(edge_stats(f).early_accepted, 1);
+    syn_test_run_for(f->loop, 0.2);
+    syn_resume_clear(r);
+    assert_int_equal(syn_resume_import(r, blob, len), 0);
+    free(blob);
+    uint64_t requests = edge_requests(f, 0);
+
+    cancel_ctx c = {.t = t};
+    uint32_t sub;
+    assert_int_equal(synesis_tunnel_subscribe(t, cancel_on_reconnecting, &c, &sub), 0);
+    syn_edge_kick(f->edge, "test-1");
+    assert_true(syn_test_run_until(f->loop, victim_sent_early, &c, 5));
+    assert_false(synesis_tunnel_is_connected(t)); /* the 0-RTT flight is out, no answer yet */
+    assert_int_equal(synesis_request_cancel(c.victim), 0);
+    assert_int_equal(c.res[0].status, SYNESIS_ERR_CANCELLED);
+    assert_true(syn_test_run_until(f->loop, syn_test_response_done, &c.res[1], 5));
+    assert_int_equal(c.res[1].status, 0);
+    assert_int_equal(c.res[1].len, 6);
+    assert_memory_equal(c.res[1].data, "keeper", 6);
+    free(c.res[1].data);
+    assert_int_equal(syn_qconn_early_result(t->qc), -1);
+    assert_int_equal(edge_requests(f, requests + 1), requests + 1); /* the keeper only */
+    assert_int_equal(edge_stats(f).early_requests, 0);              /* none reached it in 0-RTT */
+    assert_int_equal(c.res[0].calls, 1);
+    assert_int_equal(c.res[1].calls, 1);
+    assert_int_equal(synesis_tunnel_unsubscribe(t, sub), 0);
+    free_tunnel(f, t);
+    syn_test_run_for(f->loop, 0.2);
+    syn_fault_proxy_free(px);
+}
+
 /* A relay between the tunnel and the edge that records the device's datagrams while `capture`
  * is set: an attacker on the path, who can replay them later from another address. */
 #define RELAY_MAX 16
@@ -864,6 +958,7 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_replayed_first_flight_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_in_0rtt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_during_rejected_0rtt, setup, teardown),
     };
     const char *only = getenv("SYNESIS_TEST_FILTER");
     if (only && *only)
