@@ -24,10 +24,10 @@ extern "C" {
 #endif
 
 /* Library version, as a string "MAJOR.MINOR.PATCH" and as a number 0xMMmmpp. */
-#define SYNESIS_VERSION_MAJOR 0
-#define SYNESIS_VERSION_MINOR 1
+#define SYNESIS_VERSION_MAJOR 1
+#define SYNESIS_VERSION_MINOR 0
 #define SYNESIS_VERSION_PATCH 0
-#define SYNESIS_VERSION_STRING "0.1.0"
+#define SYNESIS_VERSION_STRING "1.0.0"
 #define SYNESIS_VERSION_NUMBER                                                                     \
     ((SYNESIS_VERSION_MAJOR << 16) | (SYNESIS_VERSION_MINOR << 8) | SYNESIS_VERSION_PATCH)
 
@@ -105,7 +105,7 @@ SYNESIS_API const char *synesis_strerror(int code);
  */
 SYNESIS_API const char *synesis_error_name(int code);
 
-/* Returns the library's version string, e.g. "0.1.0" (that of the library actually linked). */
+/* Returns the library's version string, e.g. "1.0.0" (that of the library actually linked). */
 SYNESIS_API const char *synesis_version(void);
 
 /* Returns SYNESIS_VERSION_NUMBER of the library actually linked. */
