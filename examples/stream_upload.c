@@ -125,7 +125,9 @@ static void on_data(synesis_stream *s, const uint8_t *data, size_t len, void *us
     }
 }
 
-static void on_close(synesis_stream *s, int status, uint64_t app_error_code, void *user_data) {
+static void on_close(synesis_stream *s, int status, uint64_t app_error_code, const char *detail,
+                     void *user_data) {
+    (void)detail;
     (void)s;
     upload *u = user_data;
     u->stream = NULL; /* the handle is invalid from here on */
@@ -162,8 +164,10 @@ static void on_state(synesis_tunnel *t, const synesis_tunnel_state *old,
     (void)old;
     upload *u = user_data;
     if (st->kind == SYNESIS_STATE_CONNECTED && !u->stream && u->started == 0) {
-        synesis_stream_callbacks cb = {
-            .on_data = on_data, .on_writable = on_writable, .on_close = on_close};
+        synesis_stream_callbacks cb = {.struct_size = sizeof(synesis_stream_callbacks),
+                                       .on_data = on_data,
+                                       .on_writable = on_writable,
+                                       .on_close = on_close};
         int rv = synesis_tunnel_open_stream(t, &cb, u, &u->stream);
         if (rv != 0) {
             fprintf(stderr, "%s: open_stream: %s\n", prog, synesis_strerror(rv));
@@ -239,7 +243,8 @@ int main(int argc, char **argv) {
     ex_client_config(&cfg, &o, prog);
     cfg.heartbeat_interval = 0;        /* not needed for a one-shot transfer */
     cfg.log_level = SYNESIS_LOG_ERROR; /* we report a failure ourselves: skip the warning */
-    synesis_tunnel_callbacks cb = {.on_state = on_state};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_state = on_state};
     char detail[512] = "";
     int rv = synesis_tunnel_new(&u.tunnel, u.loop, &cfg, &cb, &u, detail, sizeof(detail));
     if (rv != 0) {

@@ -31,7 +31,7 @@ typedef struct syn_qstream syn_qstream;
 typedef struct syn_chunk syn_chunk;
 
 /* Called when the bytes of a no-copy write are acknowledged or abandoned. */
-typedef void (*syn_release_fn)(void *user_data, const void *data, size_t len);
+typedef void (*syn_release_fn)(const void *data, size_t len, void *user_data);
 
 struct syn_chunk {
     syn_chunk *next;

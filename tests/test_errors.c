@@ -61,7 +61,7 @@ static void edge_log(void *ud, const char *line) {
     cJSON_Delete(o);
 }
 
-static void tunnel_log(void *ud, synesis_log_level level, const char *msg) {
+static void tunnel_log(synesis_log_level level, const char *msg, void *ud) {
     (void)level;
     fixture *f = ud;
     if (f->nlogs < MAX_LOGS)
@@ -199,7 +199,7 @@ static void assert_echo_works(fixture *f) {
 typedef void (*cfg_mut)(synesis_tunnel_config *c);
 #define MUT(name, body)                                                                            \
     static void name(synesis_tunnel_config *c) { body; }
-MUT(m_struct_size, c->struct_size = sizeof(*c) - 1)
+MUT(m_struct_size, c->struct_size = sizeof(size_t) - 1)
 MUT(m_url_null, c->cloud_url = NULL)
 MUT(m_alpn_null, c->alpn = NULL)
 MUT(m_alpn_empty, c->alpn = "")
@@ -429,7 +429,7 @@ typedef struct rel {
     size_t len;
 } rel;
 
-static void on_release(void *ud, const void *data, size_t len) {
+static void on_release(const void *data, size_t len, void *ud) {
     (void)data;
     rel *r = ud;
     r->calls++;
@@ -780,7 +780,9 @@ static void test_heartbeat_over_max_size(void **state) {
     f->cfg.log_user_data = f;
     f->cfg.log_level = SYNESIS_LOG_WARN;
     f->huge = 1;
-    synesis_tunnel_callbacks cb = {.on_heartbeat = on_hb, .on_vitals = on_vitals};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat = on_hb,
+                                   .on_vitals = on_vitals};
     start_tunnel(f, &cb);
     assert_true(syn_test_run_until(f->loop, hb_failed_twice, f, 5));
     assert_int_equal(f->hb_last_status, SYNESIS_ERR_INVALID_ARGUMENT);
@@ -815,8 +817,8 @@ typedef struct hook_cfg {
     const char *addrs[4];
 } hook_cfg;
 
-static int resolve_hook(void *ud, const char *host, uint16_t port, struct sockaddr_storage *addrs,
-                        unsigned int *lens, size_t max) {
+static int resolve_hook(const char *host, uint16_t port, struct sockaddr_storage *addrs,
+                        unsigned int *lens, size_t max, void *ud) {
     (void)host;
     hook_cfg *h = ud;
     if (h->fail)
