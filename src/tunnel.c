@@ -1114,6 +1114,8 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
                                    char *detail, size_t detail_len) {
     char d[SYNESIS_DETAIL_MAX] = "";
     int rv;
+    if (out)
+        *out = NULL;
     if (!out || !loop || !cfg) {
         rv = syn_fail(d, SYNESIS_ERR_INVALID_ARGUMENT, "out, loop and cfg are required");
         goto fail_early;
