@@ -120,7 +120,7 @@ typedef struct syn_hb {
     syn_tobj base;
     synesis_tunnel *t;
     syn_qstream *qs;
-    struct syn_hb *prev, *next;
+    syn_link link; /* on t->hb_live */
     synesis_heartbeat_info info;
     int64_t stream_id;
     uint64_t conn; /* stats.connections when sent: stream ids repeat across connections */
@@ -129,13 +129,7 @@ typedef struct syn_hb {
 
 static void hb_unlink(syn_hb *h) {
     synesis_tunnel *t = h->t;
-    if (h->prev)
-        h->prev->next = h->next;
-    else
-        t->hb_live = h->next;
-    if (h->next)
-        h->next->prev = h->prev;
-    h->prev = h->next = NULL;
+    syn_list_remove(&t->hb_live, &h->link);
 }
 
 static void recent_add(synesis_tunnel *t, const syn_hb *h, int state) {
@@ -220,7 +214,7 @@ typedef struct syn_report {
     syn_tobj base;
     synesis_tunnel *t;
     syn_qstream *qs;
-    struct syn_report *prev, *next;
+    syn_link link; /* on t->reports */
     int bad;
     size_t len;
     uint8_t buf[SYN_FRAME_HEADER + SYN_REPORT_MAX];
@@ -228,12 +222,7 @@ typedef struct syn_report {
 
 static void report_free(syn_report *r) {
     synesis_tunnel *t = r->t;
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        t->reports = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    syn_list_remove(&t->reports, &r->link);
     if (r->qs)
         r->qs->user = NULL;
     free(r);
@@ -259,7 +248,8 @@ static int json_uint(const cJSON *n, uint64_t *out) {
 static void report_heartbeat_refused(synesis_tunnel *t, int has_sid, uint64_t sid, int has_seq,
                                      uint64_t seq, const char *reason) {
     uint64_t conn = t->stats.connections;
-    for (syn_hb *h = t->hb_live; h; h = h->next) {
+    syn_hb *h;
+    SYN_LIST_FOREACH(h, &t->hb_live, syn_hb, link) {
         if ((has_seq && h->info.sequence == seq) ||
             (!has_seq && has_sid && h->conn == conn && (uint64_t)h->stream_id == sid)) {
             if (h->refused)
@@ -394,24 +384,22 @@ int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
     r->base.h = &report_handler;
     r->t = t;
     r->qs = s;
-    r->next = t->reports;
-    if (t->reports)
-        t->reports->prev = r;
-    t->reports = r;
+    syn_list_push_front(&t->reports, &r->link);
     s->user = r;
     return 0;
 }
 
 size_t syn_reports_count(const synesis_tunnel *t) {
     size_t n = 0;
-    for (const syn_report *r = t->reports; r; r = r->next)
-        n++;
+    const syn_report *r;
+    SYN_LIST_FOREACH(r, &t->reports, const syn_report, link)
+    n++;
     return n;
 }
 
 void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc) {
-    for (syn_report *r = t->reports, *next; r; r = next) {
-        next = r->next;
+    syn_report *r, *next;
+    SYN_LIST_FOREACH_SAFE(r, next, &t->reports, syn_report, link) {
         if (!qc || r->qs->qc == qc)
             report_free(r);
     }
@@ -421,8 +409,8 @@ void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char 
     char d[SYNESIS_DETAIL_MAX];
     snprintf(d, sizeof(d), "the connection ended before the edge acknowledged it: %s",
              detail ? detail : "");
-    for (syn_hb *h = t->hb_live, *next; h; h = next) {
-        next = h->next;
+    syn_hb *h, *next;
+    SYN_LIST_FOREACH_SAFE(h, next, &t->hb_live, syn_hb, link) {
         if (qc && h->qs->qc != qc)
             continue;
         hb_unlink(h);
@@ -434,14 +422,16 @@ void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char 
             continue;
         t->stats.heartbeats_failed++;
         hb_result(t, &info, SYNESIS_ERR_CONNECTION_LOST, d);
-        next = t->hb_live; /* the callback may have changed the list: start over */
+        /* the callback may have changed the list: start over */
+        next = SYN_LIST_FIRST(&t->hb_live, syn_hb, link);
     }
 }
 
 static size_t hb_live_count(const synesis_tunnel *t) {
     size_t n = 0;
-    for (const syn_hb *h = t->hb_live; h; h = h->next)
-        n++;
+    const syn_hb *h;
+    SYN_LIST_FOREACH(h, &t->hb_live, const syn_hb, link)
+    n++;
     return n;
 }
 
@@ -496,10 +486,7 @@ static void send_heartbeat(synesis_tunnel *t) {
         h->info = info;
         h->stream_id = qs->id;
         h->conn = t->stats.connections;
-        h->next = t->hb_live;
-        if (t->hb_live)
-            t->hb_live->prev = h;
-        t->hb_live = h;
+        syn_list_push_front(&t->hb_live, &h->link);
         syn_qconn_schedule(t->qc);
     } else {
         if (qs) {

@@ -72,8 +72,8 @@ struct syn_qconn {
     syn_udp_tx tx;
     syn_sockaddr tx_dest; /* server: where the queued batch goes (the path ngtcp2 chose) */
 
-    syn_qstream *streams;
-    syn_qstream *pend_head, *pend_tail;
+    syn_list streams; /* syn_qstream: every stream of the connection, newest first */
+    syn_list pending; /* syn_qstream: streams with something to send, in turn */
 
     int depth;
     unsigned in_prep : 1; /* in prep_cb: the loop is invoking its prepare watchers */
@@ -130,27 +130,13 @@ static void pend_add(syn_qconn *qc, syn_qstream *s) {
     if (s->pending || s->closed || s->blocked)
         return;
     s->pending = 1;
-    s->pend_next = NULL;
-    s->pend_prev = qc->pend_tail;
-    if (qc->pend_tail)
-        qc->pend_tail->pend_next = s;
-    else
-        qc->pend_head = s;
-    qc->pend_tail = s;
+    syn_list_push_back(&qc->pending, &s->pend_link);
 }
 
 static void pend_remove(syn_qconn *qc, syn_qstream *s) {
     if (!s->pending)
         return;
-    if (s->pend_prev)
-        s->pend_prev->pend_next = s->pend_next;
-    else
-        qc->pend_head = s->pend_next;
-    if (s->pend_next)
-        s->pend_next->pend_prev = s->pend_prev;
-    else
-        qc->pend_tail = s->pend_prev;
-    s->pend_prev = s->pend_next = NULL;
+    syn_list_remove(&qc->pending, &s->pend_link);
     s->pending = 0;
 }
 
@@ -162,7 +148,7 @@ static void pend_remove(syn_qconn *qc, syn_qstream *s) {
  * 20 % loss: 32 of 2,000 requests done in the first two minutes, timeouts after).
  */
 static void pend_rotate(syn_qconn *qc, syn_qstream *s) {
-    if (!s->pending || qc->pend_tail == s)
+    if (!s->pending || qc->pending.last == &s->pend_link)
         return;
     pend_remove(qc, s);
     pend_add(qc, s);
@@ -180,10 +166,7 @@ static syn_qstream *stream_new(syn_qconn *qc, int64_t id, void *user) {
     s->qc = qc;
     s->user = user;
     s->auto_consume = 1;
-    s->next = qc->streams;
-    if (qc->streams)
-        qc->streams->prev = s;
-    qc->streams = s;
+    syn_list_push_front(&qc->streams, &s->link);
     return s;
 }
 
@@ -195,12 +178,7 @@ static void chunk_release(syn_chunk *c) {
 
 static void stream_free(syn_qconn *qc, syn_qstream *s) {
     pend_remove(qc, s);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        qc->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    syn_list_remove(&qc->streams, &s->link);
     for (syn_chunk *c = s->head, *n; c; c = n) {
         n = c->next;
         chunk_release(c);
@@ -908,8 +886,8 @@ static void really_free(syn_qconn *qc) {
     fine_close(qc);
     ev_io_stop(qc->loop, &qc->wio);
     ev_prepare_stop(qc->loop, &qc->prep);
-    while (qc->streams) {
-        syn_qstream *s = qc->streams;
+    while (!syn_list_empty(&qc->streams)) {
+        syn_qstream *s = SYN_LIST_FIRST(&qc->streams, syn_qstream, link);
         if (qc->conn && s->id >= 0)
             ngtcp2_conn_set_stream_user_data(qc->conn, s->id, NULL);
         stream_free(qc, s);
@@ -1405,7 +1383,7 @@ static void do_write(syn_qconn *qc) {
     size_t npkts = 0;
     int drained = 0;
     for (;;) {
-        syn_qstream *s = qc->pend_head;
+        syn_qstream *s = SYN_LIST_FIRST(&qc->pending, syn_qstream, pend_link);
         ngtcp2_vec vec[SYN_STREAM_VEC];
         size_t nvec = 0;
         int64_t sid = -1;
@@ -1497,10 +1475,14 @@ static void linger_check(syn_qconn *qc) {
         return;
     ngtcp2_conn_info ci;
     ngtcp2_conn_get_conn_info(qc->conn, &ci);
-    int quiet = ci.bytes_in_flight == 0 && !qc->pend_head;
-    for (syn_qstream *s = qc->streams; s && quiet; s = s->next)
-        if (!s->closed && stream_has_work(s))
+    int quiet = ci.bytes_in_flight == 0 && syn_list_empty(&qc->pending);
+    syn_qstream *s;
+    SYN_LIST_FOREACH(s, &qc->streams, syn_qstream, link) {
+        if (!s->closed && stream_has_work(s)) {
             quiet = 0;
+            break;
+        }
+    }
     if (!quiet) {
         if (qc->linger_ack_wait) {
             qc->linger_ack_wait = 0;
@@ -1867,7 +1849,11 @@ const syn_udp_tx *syn_qconn_tx(const syn_qconn *qc) { return &qc->tx; }
 
 /* ---- tests and fuzzing (see qconn.h): the stream callbacks as ngtcp2 would call them ---- */
 
-syn_qstream *syn_qconn_streams(const syn_qconn *qc) { return qc->streams; }
+syn_qstream *syn_qconn_streams(const syn_qconn *qc) {
+    return SYN_LIST_FIRST(&qc->streams, syn_qstream, link);
+}
+
+syn_qstream *syn_qstream_next(const syn_qstream *s) { return SYN_LIST_NEXT(s, syn_qstream, link); }
 
 ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc) { return qc->conn; }
 
@@ -1875,11 +1861,11 @@ int syn_qconn_test_peer_stream(syn_qconn *qc, int64_t id, syn_qstream **out) {
     *out = NULL;
     if (!qc->conn || qc->ended || qc->end_pending || qc->free_pending)
         return 0;
-    syn_qstream *first = qc->streams;
+    syn_link *first = qc->streams.first;
     enter(qc);
     (void)stream_open_cb(qc->conn, id, qc);
-    if (qc->streams != first)
-        *out = qc->streams; /* stream_new links the new stream first */
+    if (qc->streams.first != first) /* stream_new links the new stream first */
+        *out = SYN_LIST_FIRST(&qc->streams, syn_qstream, link);
     return leave_ex(qc, 1);
 }
 

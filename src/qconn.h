@@ -14,6 +14,7 @@
 #define SYNESIS_QCONN_H
 
 #include "internal.h"
+#include "list.h"
 #include "protocol.h"
 #include "udp.h"
 
@@ -54,8 +55,8 @@ struct syn_qstream {
     uint64_t base, queued, sent, acked;
     unsigned fin_queued : 1, fin_sent : 1, blocked : 1, pending : 1, closed : 1;
     unsigned auto_consume : 1; /* return flow-control credit as soon as data is delivered */
-    syn_qstream *pend_prev, *pend_next; /* streams with something to send */
-    syn_qstream *prev, *next;           /* all streams of the connection */
+    syn_link pend_link;        /* on the connection's streams with something to send */
+    syn_link link;             /* on all streams of the connection */
 };
 
 typedef struct syn_qconn_ops {
@@ -278,8 +279,9 @@ void syn_qstream_stop_reading(syn_qstream *s, uint64_t app_code);
  * stream's owner sees exactly the calls it would see from a peer. Each returns 1 if qc was freed
  * meanwhile (then neither qc nor s may be used again), else 0. Not for production code. */
 
-/* All streams of qc (newest first, linked through next). */
+/* The newest stream of qc (NULL if none); syn_qstream_next walks to the oldest. */
 syn_qstream *syn_qconn_streams(const syn_qconn *qc);
+syn_qstream *syn_qstream_next(const syn_qstream *s);
 /* The ngtcp2 connection (NULL once gone). */
 ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc);
 /* The peer opened stream id (ngtcp2's stream_open): *out is the new stream (NULL if none could be

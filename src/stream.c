@@ -9,7 +9,7 @@
 struct synesis_stream {
     syn_tobj base;
     synesis_tunnel *t;
-    synesis_stream *prev, *next; /* wait queue or live list */
+    syn_link link; /* on t->stream_wait, or t->stream_live once live */
     int live;
     syn_qstream *qs;
     synesis_stream_callbacks cb;
@@ -49,24 +49,7 @@ static int s_release(synesis_stream *s) {
 }
 
 static void unlink_stream(synesis_tunnel *t, synesis_stream *s) {
-    if (s->live) {
-        if (s->prev)
-            s->prev->next = s->next;
-        else
-            t->str_live = s->next;
-        if (s->next)
-            s->next->prev = s->prev;
-    } else {
-        if (s->prev)
-            s->prev->next = s->next;
-        else
-            t->str_wait_head = s->next;
-        if (s->next)
-            s->next->prev = s->prev;
-        else
-            t->str_wait_tail = s->prev;
-    }
-    s->prev = s->next = NULL;
+    syn_list_remove(s->live ? &t->stream_live : &t->stream_wait, &s->link);
 }
 
 /* Ends the stream: on_close once, then free. reset_code != UINT64_MAX resets the QUIC stream. */
@@ -187,8 +170,8 @@ static const syn_stream_handler str_handler = {
 };
 
 void syn_streams_pump(synesis_tunnel *t) {
-    while (t->str_wait_head && syn_tunnel_ready(t)) {
-        synesis_stream *s = t->str_wait_head;
+    while (!syn_list_empty(&t->stream_wait) && syn_tunnel_ready(t)) {
+        synesis_stream *s = SYN_LIST_FIRST(&t->stream_wait, synesis_stream, link);
         syn_qstream *qs;
         int rv = syn_qconn_open_stream(t->qc, 1, s, &qs);
         if (rv == SYNESIS_ERR_WOULD_BLOCK)
@@ -199,10 +182,7 @@ void syn_streams_pump(synesis_tunnel *t) {
         }
         unlink_stream(t, s);
         s->live = 1;
-        s->next = t->str_live;
-        if (t->str_live)
-            t->str_live->prev = s;
-        t->str_live = s;
+        syn_list_push_front(&t->stream_live, &s->link);
         s->qs = qs;
         qs->auto_consume = 0;
         t->stats.streams_opened++;
@@ -219,10 +199,10 @@ void syn_streams_pump(synesis_tunnel *t) {
 
 void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail) {
     (void)detail;
-    while (t->str_live)
-        close_stream(t->str_live, err, 0, UINT64_MAX);
-    while (t->str_wait_head)
-        close_stream(t->str_wait_head, err, 0, UINT64_MAX);
+    while (!syn_list_empty(&t->stream_live))
+        close_stream(SYN_LIST_FIRST(&t->stream_live, synesis_stream, link), err, 0, UINT64_MAX);
+    while (!syn_list_empty(&t->stream_wait))
+        close_stream(SYN_LIST_FIRST(&t->stream_wait, synesis_stream, link), err, 0, UINT64_MAX);
 }
 
 SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stream_callbacks *cb,
@@ -241,12 +221,7 @@ SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stre
     if (cb)
         s->cb = *cb;
     s->user_data = user_data;
-    s->prev = t->str_wait_tail;
-    if (t->str_wait_tail)
-        t->str_wait_tail->next = s;
-    else
-        t->str_wait_head = s;
-    t->str_wait_tail = s;
+    syn_list_push_back(&t->stream_wait, &s->link);
     *out = s;
     syn_qconn_schedule(t->qc);
     return 0;

@@ -244,7 +244,7 @@ typedef struct syn_linger {
     int fd;         /* owned by qc (syn_qconn_take_fd) */
     syn_sockaddr local;
     ev_io rio;
-    struct syn_linger *prev, *next;
+    syn_link link; /* on t->lingers */
 } syn_linger;
 
 /* ---- I/O buffers: taken when traffic needs them, released when the tunnel is quiet ---- */
@@ -311,9 +311,10 @@ static int buffers_release(synesis_tunnel *t) {
     int done = 1;
     if (t->qc && !syn_qconn_trim(t->qc))
         done = 0;
-    for (syn_linger *l = t->lingers; l; l = l->next)
-        if (!syn_qconn_trim(l->qc))
-            done = 0;
+    syn_linger *l;
+    SYN_LIST_FOREACH(l, &t->lingers, syn_linger, link)
+    if (!syn_qconn_trim(l->qc))
+        done = 0;
     return done;
 }
 
@@ -328,7 +329,7 @@ static int buffers_release(synesis_tunnel *t) {
 static void buffers_after_read(synesis_tunnel *t) {
     if (t->free_pending || t->depth != 1 || (!t->rx && !t->qc))
         return;
-    if (t->rx_run <= SYN_TUNNEL_SHORT_RUN && !t->lingers) {
+    if (t->rx_run <= SYN_TUNNEL_SHORT_RUN && syn_list_empty(&t->lingers)) {
         ngtcp2_conn_info ci = {0};
         if (t->qc)
             syn_qconn_info(t->qc, &ci);
@@ -360,13 +361,7 @@ static void buf_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 static void linger_unlink(syn_linger *l) {
     if (!l->t)
         return;
-    if (l->prev)
-        l->prev->next = l->next;
-    else
-        l->t->lingers = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
-    l->prev = l->next = NULL;
+    syn_list_remove(&l->t->lingers, &l->link);
     l->t = NULL;
 }
 
@@ -476,10 +471,7 @@ static int linger_start(synesis_tunnel *t, syn_qconn *qc) {
     ev_io_init(&l->rio, linger_rio_cb, l->fd, EV_READ);
     l->rio.data = l;
     ev_io_start(t->loop, &l->rio);
-    l->next = t->lingers;
-    if (t->lingers)
-        t->lingers->prev = l;
-    t->lingers = l;
+    syn_list_push_front(&t->lingers, &l->link);
     syn_qconn_take_fd(qc);
     t->fd = -1;
     syn_qconn_set_owner(qc, &linger_qc_ops, l);
@@ -488,10 +480,10 @@ static int linger_start(synesis_tunnel *t, syn_qconn *qc) {
 
 /* free(): every linger ends now, its CONNECTION_CLOSE sent (after the ACK still owed). */
 static void lingers_end_all(synesis_tunnel *t) {
-    while (t->lingers) {
-        syn_linger *l = t->lingers;
+    while (!syn_list_empty(&t->lingers)) {
+        syn_linger *l = SYN_LIST_FIRST(&t->lingers, syn_linger, link);
         syn_heartbeat_conn_lost(t, l->qc, "the tunnel was freed");
-        if (l != t->lingers)
+        if (l != SYN_LIST_FIRST(&t->lingers, syn_linger, link))
             continue;
         ev_io_stop(t->loop, &l->rio);
         linger_unlink(l); /* l->t = NULL: the close below frees l via linger_closed */

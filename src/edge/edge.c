@@ -39,7 +39,7 @@ enum { REQ_UNDECIDED, REQ_ECHO, REQ_COMMAND, REQ_SLEEP, REQ_HANDLER, REQ_DONE };
 struct edge_stream {
     edge_conn *c;
     syn_qstream *qs;
-    edge_stream *prev, *next;
+    syn_link link; /* on c->streams */
     int uni;
     /* Heartbeat frame (unidirectional). */
     uint8_t hdr[SYN_FRAME_HEADER];
@@ -69,8 +69,8 @@ struct edge_conn {
     syn_qconn *qc;
     char device_id[128];
     char remote[64];
-    edge_conn *prev, *next;
-    edge_stream *streams;
+    syn_link link;    /* on e->conns, or on e->closing in its closing period */
+    syn_list streams; /* edge_stream, newest first */
     /* Fed a datagram in the current batch: on the edge's dirty list, flushed after the batch. */
     int dirty;
     edge_conn *dirty_next;
@@ -115,8 +115,8 @@ struct syn_edge {
     int fd;
     ev_io rio;
     syn_udp_rx *rx;
-    edge_conn *conns;
-    edge_conn *closing; /* connections in their closing or draining period */
+    syn_list conns;   /* edge_conn, newest first */
+    syn_list closing; /* edge_conn in their closing or draining period */
     /* Connections fed in the current receive batch (each once): the batch's write pass visits
      * these, not every connection (4,000 idle ones made a walk of the whole list per batch a
      * third of the edge's CPU). */
@@ -256,21 +256,17 @@ static void conn_unmark_dirty(syn_edge *e, edge_conn *c) {
 static void conn_destroy(syn_edge *e, edge_conn *c) {
     /* A stream is freed once closed both ways, so a response stream still here with its FIN
      * queued has not had all of its data and FIN acknowledged. */
-    for (edge_stream *es = c->streams; es; es = es->next)
-        if (!es->uni && es->qs && es->qs->fin_queued)
-            e->stats.responses_unacked++;
-    while (c->streams)
-        es_free(c->streams);
+    edge_stream *es;
+    SYN_LIST_FOREACH(es, &c->streams, edge_stream, link)
+    if (!es->uni && es->qs && es->qs->fin_queued)
+        e->stats.responses_unacked++;
+    while (!syn_list_empty(&c->streams))
+        es_free(SYN_LIST_FIRST(&c->streams, edge_stream, link));
     conn_free_reports(c);
     cid_remove_conn(e, c);
     handshaking_end(e, c);
     conn_unmark_dirty(e, c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        e->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    syn_list_remove(&e->conns, &c->link);
     ev_timer_stop(e->loop, &c->mb_timer);
     syn_qconn_free(c->qc);
     e->stats.active--;
@@ -283,12 +279,7 @@ static void conn_destroy(syn_edge *e, edge_conn *c) {
 static void closing_free(syn_edge *e, edge_conn *c) {
     ev_timer_stop(e->loop, &c->closing_timer);
     cid_remove_conn(e, c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        e->closing = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    syn_list_remove(&e->closing, &c->link);
     free(c->close_pkt);
     free(c);
     e->stats.closing--;
@@ -322,29 +313,21 @@ static int conn_enter_closing(syn_edge *e, edge_conn *c) {
     double period = 3.0 * (double)syn_qconn_pto_ns(c->qc) / 1e9;
     if (period < SYN_EDGE_CLOSING_MIN_MS / 1000.0)
         period = SYN_EDGE_CLOSING_MIN_MS / 1000.0;
-    for (edge_stream *es = c->streams; es; es = es->next)
-        if (!es->uni && es->qs && es->qs->fin_queued)
-            e->stats.responses_unacked++;
-    while (c->streams)
-        es_free(c->streams);
+    edge_stream *es;
+    SYN_LIST_FOREACH(es, &c->streams, edge_stream, link)
+    if (!es->uni && es->qs && es->qs->fin_queued)
+        e->stats.responses_unacked++;
+    while (!syn_list_empty(&c->streams))
+        es_free(SYN_LIST_FIRST(&c->streams, edge_stream, link));
     conn_free_reports(c);
     handshaking_end(e, c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        e->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    syn_list_remove(&e->conns, &c->link);
     syn_qconn_free(c->qc); /* deferred by the driver while it is on the stack */
     c->qc = NULL;
     c->closing = 1;
     conn_unmark_dirty(e, c);              /* no write pass without a connection */
     ev_timer_stop(e->loop, &c->mb_timer); /* a misbehaving edge's CLOSE or FLOOD timer */
-    c->prev = NULL;
-    c->next = e->closing;
-    if (e->closing)
-        e->closing->prev = c;
-    e->closing = c;
+    syn_list_push_front(&e->closing, &c->link);
     ev_timer_init(&c->closing_timer, closing_timer_cb, period, 0.);
     c->closing_timer.data = c;
     ev_timer_start(e->loop, &c->closing_timer);
@@ -419,12 +402,7 @@ static void es_consume(edge_stream *es, uint64_t n) {
 
 static void es_free(edge_stream *es) {
     edge_conn *c = es->c;
-    if (es->prev)
-        es->prev->next = es->next;
-    else
-        c->streams = es->next;
-    if (es->next)
-        es->next->prev = es->prev;
+    syn_list_remove(&c->streams, &es->link);
     ev_timer_stop(c->e->loop, &es->sleep);
     c->held -= es->held;
     c->e->stats.held_bytes -= es->held;
@@ -534,7 +512,8 @@ static void conn_free_reports(edge_conn *c) {
 
 int syn_edge_send_report(syn_edge *e, const char *device_id, const uint8_t *frame, size_t len) {
     int n = 0;
-    for (edge_conn *c = e->conns; c; c = c->next) {
+    edge_conn *c;
+    SYN_LIST_FOREACH(c, &e->conns, edge_conn, link) {
         if (strcmp(c->device_id, device_id) == 0 && syn_qconn_handshake_completed(c->qc)) {
             int rv = conn_queue_report(c, frame, len);
             if (rv != 0)
@@ -1042,10 +1021,7 @@ static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
     es->uni = !ngtcp2_is_bidi_stream(s->id);
     ev_timer_init(&es->sleep, sleep_cb, 0., 0.);
     es->sleep.data = es;
-    es->next = c->streams;
-    if (c->streams)
-        c->streams->prev = es;
-    c->streams = es;
+    syn_list_push_front(&c->streams, &es->link);
     s->user = es;
     s->auto_consume = es->uni; /* heartbeats are bounded by the frame limit */
     c->e->stats.streams++;
@@ -1072,8 +1048,10 @@ static void conn_resume_src(edge_conn *c) {
     if (!c->src_stalled || c->held >= c->e->cfg.max_conn_buffer)
         return;
     c->src_stalled = 0;
-    for (edge_stream *es = c->streams, *next; es && !c->src_stalled; es = next) {
-        next = es->next;
+    edge_stream *es, *next;
+    SYN_LIST_FOREACH_SAFE(es, next, &c->streams, edge_stream, link) {
+        if (c->src_stalled)
+            break;
         if (es->src_left)
             src_pump(es);
     }
@@ -1495,10 +1473,7 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
         free(c);
         return;
     }
-    c->next = e->conns;
-    if (e->conns)
-        e->conns->prev = c;
-    e->conns = c;
+    syn_list_push_front(&e->conns, &c->link);
     e->stats.accepted++;
     e->stats.active++;
     c->handshaking = 1;
@@ -1718,11 +1693,11 @@ int syn_edge_start(syn_edge *e, char *detail) {
 }
 
 void syn_edge_stop(syn_edge *e, int graceful) {
-    while (e->conns) {
-        edge_conn *c = e->conns;
+    while (!syn_list_empty(&e->conns)) {
+        edge_conn *c = SYN_LIST_FIRST(&e->conns, edge_conn, link);
         if (graceful) {
             syn_qconn_close(c->qc, 0, "edge shutdown"); /* ends in ec_closed -> destroy */
-            if (e->conns == c)
+            if (SYN_LIST_FIRST(&e->conns, edge_conn, link) == c)
                 conn_destroy(e, c);
         } else {
             e->stats.closed++;
@@ -1730,8 +1705,8 @@ void syn_edge_stop(syn_edge *e, int graceful) {
             conn_destroy(e, c);
         }
     }
-    while (e->closing) /* no socket to answer from: the closing periods end with it */
-        closing_free(e, e->closing);
+    while (!syn_list_empty(&e->closing)) /* no socket to answer from: the periods end with it */
+        closing_free(e, SYN_LIST_FIRST(&e->closing, edge_conn, link));
     if (e->fd >= 0) {
         ev_io_stop(e->loop, &e->rio);
         close(e->fd);
@@ -1775,8 +1750,8 @@ void syn_edge_set_handler(syn_edge *e, syn_edge_handler fn, void *user_data) {
 }
 
 void syn_edge_kick(syn_edge *e, const char *device_id) {
-    for (edge_conn *c = e->conns, *next; c; c = next) {
-        next = c->next;
+    edge_conn *c, *next;
+    SYN_LIST_FOREACH_SAFE(c, next, &e->conns, edge_conn, link) {
         if (strcmp(c->device_id, device_id) == 0)
             syn_qconn_close(c->qc, SYN_APP_INTERNAL, "kicked");
     }
@@ -1796,4 +1771,6 @@ void syn_edge_free(syn_edge *e) {
     free(e);
 }
 
-syn_qconn *syn_edge_newest_qconn(const syn_edge *e) { return e->conns ? e->conns->qc : NULL; }
+syn_qconn *syn_edge_newest_qconn(const syn_edge *e) {
+    return syn_list_empty(&e->conns) ? NULL : SYN_LIST_FIRST(&e->conns, edge_conn, link)->qc;
+}

@@ -332,7 +332,7 @@ static int64_t pick_stream(fz_reader *r) {
         int64_t ids[16];
         size_t n = 0;
         if (alive())
-            for (syn_qstream *s = syn_qconn_streams(C.qc); s && n < 16; s = s->next)
+            for (syn_qstream *s = syn_qconn_streams(C.qc); s && n < 16; s = syn_qstream_next(s))
                 if ((s->id & 3) == 0)
                     ids[n++] = s->id;
 #ifdef FUZZ_EDGE_SIDE

@@ -72,7 +72,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 /* The tunnel's heartbeat streams (local unidirectional ones with an owner). */
 static size_t heartbeat_streams(syn_qconn *qc, syn_qstream **out, size_t max) {
     size_t n = 0;
-    for (syn_qstream *s = syn_qconn_streams(qc); s && n < max; s = s->next)
+    for (syn_qstream *s = syn_qconn_streams(qc); s && n < max; s = syn_qstream_next(s))
         if (s->user && (s->id & 3) == 2)
             out[n++] = s;
     return n;

@@ -187,7 +187,7 @@ static void pump(void) {
     if (!L.t->qc)
         return;
     /* Ended objects are skipped: their pointer may now be another object's (memory reused). */
-    for (syn_qstream *s = syn_qconn_streams(L.t->qc); s; s = s->next)
+    for (syn_qstream *s = syn_qconn_streams(L.t->qc); s; s = syn_qstream_next(s))
         for (int i = 0; i < MAX_OBJ; i++)
             if (objs[i].used && !objs[i].ended && !objs[i].qs && s->user &&
                 s->user == (objs[i].is_stream ? (void *)objs[i].str : (void *)objs[i].req))
@@ -354,7 +354,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             (void)syn_qconn_test_stream_close(o->qs, SYN_APP_CANCELLED, 1);
     }
     FUZZ_CHECK(syn_qconn_streams(qc) == NULL);
-    FUZZ_CHECK(L.t->req_live == NULL && L.t->req_wait_head == NULL);
-    FUZZ_CHECK(L.t->str_live == NULL && L.t->str_wait_head == NULL);
+    FUZZ_CHECK(syn_list_empty(&L.t->req_live) && syn_list_empty(&L.t->req_wait));
+    FUZZ_CHECK(syn_list_empty(&L.t->stream_live) && syn_list_empty(&L.t->stream_wait));
     return 0;
 }
