@@ -70,7 +70,7 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t 
         cJSON_Delete(vit);
         return NULL;
     }
-    if (t->cb.on_vitals && !t->free_pending) {
+    if (t->cb.on_vitals && !syn_hold_dying(&t->hold)) {
         synesis_vitals v = {vit};
         t->cb.on_vitals(t, &v, t->user_data);
     }
@@ -148,7 +148,7 @@ static void hb_result(synesis_tunnel *t, synesis_heartbeat_info *info, int statu
                       const char *detail) {
     info->status = status;
     info->detail = detail ? detail : "";
-    if (!t->cb.on_heartbeat_result || t->free_pending)
+    if (!t->cb.on_heartbeat_result || syn_hold_dying(&t->hold))
         return;
     syn_tunnel_enter(t);
     t->cb.on_heartbeat_result(t, info, t->user_data);
@@ -499,7 +499,7 @@ static void send_heartbeat(synesis_tunnel *t) {
         syn_tunnel_log(t, SYNESIS_LOG_WARN, "heartbeat %llu not sent: %s",
                        (unsigned long long)info.sequence, synesis_strerror(info.status));
     }
-    if (t->cb.on_heartbeat && !t->free_pending)
+    if (t->cb.on_heartbeat && !syn_hold_dying(&t->hold))
         t->cb.on_heartbeat(t, &info, t->user_data);
 }
 

@@ -75,13 +75,13 @@ struct syn_qconn {
     syn_list streams; /* syn_qstream: every stream of the connection, newest first */
     syn_list pending; /* syn_qstream: streams with something to send, in turn */
 
-    int depth;
+    syn_hold hold;        /* the driver on the stack; dying: freed as it unwinds (leave) */
     unsigned in_prep : 1; /* in prep_cb: the loop is invoking its prepare watchers */
     /* Client: we offered an ALPN, and the edge's handshake completed without selecting one. */
     unsigned alpn_offered : 1, alpn_missing : 1;
     unsigned hs_done : 1, hs_notify : 1, avail_notify : 1, need_flush : 1;
     uint64_t tls_completed_ns; /* syn_now_ns() at handshake completion (0 before) */
-    unsigned close_req : 1, end_pending : 1, ended : 1, free_pending : 1;
+    unsigned close_req : 1, end_pending : 1, ended : 1;
     unsigned cb_nomem : 1; /* one of our ngtcp2 callbacks failed for want of memory */
     uint64_t close_code;
     char close_reason[64];
@@ -463,7 +463,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, ui
         ngtcp2_conn_extend_max_offset(conn, len);
         return 0;
     }
-    if (qc->ops->stream_data && !qc->free_pending)
+    if (qc->ops->stream_data && !syn_hold_dying(&qc->hold))
         qc->ops->stream_data(qc, s, data, len, (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0);
     if (s->auto_consume && len) {
         ngtcp2_conn_extend_max_stream_offset(conn, id, len);
@@ -492,7 +492,7 @@ static int acked_cb(ngtcp2_conn *conn, int64_t id, uint64_t offset, uint64_t len
             s->tail = NULL;
         chunk_release(c);
     }
-    if (qc->ops->stream_acked && !qc->free_pending)
+    if (qc->ops->stream_acked && !syn_hold_dying(&qc->hold))
         qc->ops->stream_acked(qc, s);
     return 0;
 }
@@ -512,7 +512,7 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64
         return 0;
     s->closed = 1;
     pend_remove(qc, s);
-    if (qc->ops->stream_close && !qc->free_pending)
+    if (qc->ops->stream_close && !syn_hold_dying(&qc->hold))
         qc->ops->stream_close(qc, s, app_code,
                               (flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET) != 0);
     stream_free(qc, s);
@@ -525,7 +525,7 @@ static int stream_reset_cb(ngtcp2_conn *conn, int64_t id, uint64_t final_size, u
     (void)id;
     (void)final_size;
     syn_qconn *qc = ud;
-    if (sud && qc->ops->stream_reset && !qc->free_pending)
+    if (sud && qc->ops->stream_reset && !syn_hold_dying(&qc->hold))
         qc->ops->stream_reset(qc, sud, app_code, 0);
     return 0;
 }
@@ -540,7 +540,7 @@ static int recv_stop_sending_cb(ngtcp2_conn *conn, int64_t id, uint64_t app_code
     syn_qstream *s = sud;
     if (s) {
         pend_remove(qc, s);
-        if (qc->ops->stream_reset && !qc->free_pending)
+        if (qc->ops->stream_reset && !syn_hold_dying(&qc->hold))
             qc->ops->stream_reset(qc, s, app_code, 1);
     }
     return 0;
@@ -567,7 +567,7 @@ static int extend_max_stream_data_cb(ngtcp2_conn *conn, int64_t id, uint64_t max
         if (stream_has_work(s))
             pend_add(qc, s);
     }
-    if (s && qc->ops->stream_credit && !qc->free_pending)
+    if (s && qc->ops->stream_credit && !syn_hold_dying(&qc->hold))
         qc->ops->stream_credit(qc, s);
     return 0;
 }
@@ -912,11 +912,8 @@ static void really_free(syn_qconn *qc) {
 void syn_qconn_free(syn_qconn *qc) {
     if (!qc)
         return;
-    if (qc->depth > 0) {
-        qc->free_pending = 1;
-        return;
-    }
-    really_free(qc);
+    if (syn_hold_release(&qc->hold))
+        really_free(qc);
 }
 
 /* ---- errors ---- */
@@ -1470,8 +1467,8 @@ static int leave(syn_qconn *qc);
 /* Lingering: once everything we sent is acknowledged and nothing is left to send, wait for the
  * ACK delay (so the ACK of what we received goes out), then close. Runs when the driver unwinds. */
 static void linger_check(syn_qconn *qc) {
-    if (!qc->lingering || qc->close_req || qc->ended || qc->end_pending || qc->free_pending ||
-        !qc->conn)
+    if (!qc->lingering || qc->close_req || qc->ended || qc->end_pending ||
+        syn_hold_dying(&qc->hold) || !qc->conn)
         return;
     ngtcp2_conn_info ci;
     ngtcp2_conn_get_conn_info(qc->conn, &ci);
@@ -1531,7 +1528,7 @@ static void linger_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* ---- the unwinding point: deferred work runs when the driver is no longer on the stack ---- */
 
-static void enter(syn_qconn *qc) { qc->depth++; }
+static void enter(syn_qconn *qc) { syn_hold_enter(&qc->hold); }
 
 static int leave_ex(syn_qconn *qc, int no_write);
 static int leave(syn_qconn *qc) { return leave_ex(qc, 0); }
@@ -1540,17 +1537,17 @@ static int leave(syn_qconn *qc) { return leave_ex(qc, 0); }
  * received datagram's owner flushes once after its whole batch (syn_qconn_recv), so that ACKs and
  * window updates of a burst leave together instead of a write pass per datagram. */
 static int leave_ex(syn_qconn *qc, int no_write) {
-    if (--qc->depth > 0)
+    if (!syn_hold_leave(&qc->hold))
         return 0;
     for (;;) {
-        if (qc->free_pending) {
+        if (syn_hold_dying(&qc->hold)) {
             /* A close requested before the free still sends its CONNECTION_CLOSE. */
             if (qc->close_req && !qc->ended && !qc->end_pending)
                 send_app_close(qc);
             really_free(qc);
             return 1;
         }
-        qc->depth++;
+        syn_hold_enter(&qc->hold);
         if (!qc->ended && !qc->end_pending && qc->close_req) {
             send_app_close(qc);
             qc_end(qc, 0, "closed locally: %s", qc->close_reason);
@@ -1577,15 +1574,15 @@ static int leave_ex(syn_qconn *qc, int no_write) {
         } else if (qc->need_flush && !qc->ended && !no_write) {
             if (qc->ops->before_write)
                 qc->ops->before_write(qc);
-            if (!qc->free_pending)
+            if (!syn_hold_dying(&qc->hold))
                 do_write(qc);
         } else {
-            qc->depth--;
+            (void)syn_hold_leave(&qc->hold);
             break;
         }
-        qc->depth--;
+        (void)syn_hold_leave(&qc->hold);
     }
-    if (qc->free_pending) {
+    if (syn_hold_dying(&qc->hold)) {
         really_free(qc);
         return 1;
     }
@@ -1595,7 +1592,7 @@ static int leave_ex(syn_qconn *qc, int no_write) {
 
 void syn_qconn_recv(syn_qconn *qc, const syn_sockaddr *local, const syn_sockaddr *remote,
                     uint8_t ecn, const uint8_t *data, size_t len) {
-    if (qc->ended || qc->end_pending || qc->free_pending)
+    if (qc->ended || qc->end_pending || syn_hold_dying(&qc->hold))
         return;
     enter(qc);
     ngtcp2_path path = {
@@ -1625,7 +1622,7 @@ void syn_qconn_recv(syn_qconn *qc, const syn_sockaddr *local, const syn_sockaddr
 }
 
 void syn_qconn_flush(syn_qconn *qc) {
-    if (qc->depth > 0) {
+    if (syn_hold_busy(&qc->hold)) {
         qc->need_flush = 1;
         return;
     }
@@ -1635,9 +1632,9 @@ void syn_qconn_flush(syn_qconn *qc) {
 }
 
 void syn_qconn_schedule(syn_qconn *qc) {
-    if (qc->ended || qc->free_pending)
+    if (qc->ended || syn_hold_dying(&qc->hold))
         return;
-    if (qc->depth > 0) {
+    if (syn_hold_busy(&qc->hold)) {
         qc->need_flush = 1;
         return;
     }
@@ -1659,7 +1656,7 @@ void syn_qconn_close_graceful(syn_qconn *qc, uint64_t app_code, const char *reas
                               double max_linger) {
     if (qc->ended || qc->close_req || qc->end_pending || qc->lingering)
         return;
-    if (!(max_linger > 0) || !qc->hs_done || qc->free_pending) {
+    if (!(max_linger > 0) || !qc->hs_done || syn_hold_dying(&qc->hold)) {
         syn_qconn_close(qc, app_code, reason);
         return;
     }
@@ -1840,7 +1837,7 @@ void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out) {
 }
 
 int syn_qconn_trim(syn_qconn *qc) {
-    if (qc->depth > 0)
+    if (syn_hold_busy(&qc->hold))
         return 0; /* the write loop may be using the buffer */
     return syn_udp_tx_trim(&qc->tx);
 }
@@ -1859,7 +1856,7 @@ ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc) { return qc->conn; }
 
 int syn_qconn_test_peer_stream(syn_qconn *qc, int64_t id, syn_qstream **out) {
     *out = NULL;
-    if (!qc->conn || qc->ended || qc->end_pending || qc->free_pending)
+    if (!qc->conn || qc->ended || qc->end_pending || syn_hold_dying(&qc->hold))
         return 0;
     syn_link *first = qc->streams.first;
     enter(qc);

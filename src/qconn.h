@@ -13,6 +13,7 @@
 #ifndef SYNESIS_QCONN_H
 #define SYNESIS_QCONN_H
 
+#include "hold.h"
 #include "internal.h"
 #include "list.h"
 #include "protocol.h"

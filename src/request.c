@@ -235,7 +235,7 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
     int rv = 0;
     if (!t || !cb || (len && !data) || opts->struct_size != sizeof(*opts) || !(opts->timeout >= 0))
         rv = SYNESIS_ERR_INVALID_ARGUMENT;
-    else if (t->free_pending)
+    else if (syn_hold_dying(&t->hold))
         rv = SYNESIS_ERR_INVALID_STATE; /* from a callback after free() */
     else if (!syn_tunnel_ready(t) &&
              !(opts->queue_while_reconnecting && (t->state.kind == SYNESIS_STATE_CONNECTING ||

@@ -27,8 +27,9 @@ struct synesis_stream {
     size_t held_len, held_cap;
     int held_fin;
     int end_delivered;
-    int closing; /* on_close is running or has run */
-    int holds;   /* frames of ours on the stack that still use the object */
+    /* Frames of ours on the stack that still use the object; dying once on_close runs or has run
+     * (then the last frame frees it). */
+    syn_hold hold;
 };
 
 static void s_free(synesis_stream *s) {
@@ -39,9 +40,9 @@ static void s_free(synesis_stream *s) {
 
 /* Application callbacks may close the stream; the object is freed only when the last frame of
  * ours that uses it lets go. */
-static void s_hold(synesis_stream *s) { s->holds++; }
+static void s_hold(synesis_stream *s) { syn_hold_enter(&s->hold); }
 static int s_release(synesis_stream *s) {
-    if (--s->holds == 0 && s->closing) {
+    if (syn_hold_leave(&s->hold) && syn_hold_dying(&s->hold)) {
         s_free(s);
         return 1;
     }
@@ -54,9 +55,10 @@ static void unlink_stream(synesis_tunnel *t, synesis_stream *s) {
 
 /* Ends the stream: on_close once, then free. reset_code != UINT64_MAX resets the QUIC stream. */
 static void close_stream(synesis_stream *s, int status, uint64_t app_code, uint64_t reset_code) {
-    if (s->closing)
+    if (syn_hold_dying(&s->hold))
         return;
-    s->closing = 1;
+    s_hold(s);
+    (void)syn_hold_release(&s->hold); /* dying: freed as the last frame lets go */
     synesis_tunnel *t = s->t;
     unlink_stream(t, s);
     if (s->qs) {
@@ -68,7 +70,6 @@ static void close_stream(synesis_stream *s, int status, uint64_t app_code, uint6
         s->qs = NULL;
     }
     syn_tunnel_enter(t);
-    s_hold(s);
     if (s->cb.on_close)
         s->cb.on_close(s, status, app_code, s->user_data);
     s_release(s);
@@ -114,7 +115,7 @@ static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len
     } else {
         if (len)
             deliver(s, data, len);
-        if (fin && !s->closing && !t->free_pending) {
+        if (fin && !syn_hold_dying(&s->hold) && !syn_hold_dying(&t->hold)) {
             s->end_delivered = 1;
             if (s->cb.on_end)
                 s->cb.on_end(s, s->user_data);
@@ -233,7 +234,7 @@ SYNESIS_API int synesis_stream_write(synesis_stream *s, const void *data, size_t
         *accepted = 0;
     if (!s || (len && !data))
         return SYNESIS_ERR_INVALID_ARGUMENT;
-    if (s->fin_requested || s->closing)
+    if (s->fin_requested || syn_hold_dying(&s->hold))
         return SYNESIS_ERR_INVALID_STATE;
     size_t limit = s->t->cfg.stream_send_buffer;
     size_t used = buffered(s);
@@ -270,7 +271,7 @@ SYNESIS_API int synesis_stream_write(synesis_stream *s, const void *data, size_t
 SYNESIS_API int synesis_stream_finish(synesis_stream *s) {
     if (!s)
         return SYNESIS_ERR_INVALID_ARGUMENT;
-    if (s->fin_requested || s->closing)
+    if (s->fin_requested || syn_hold_dying(&s->hold))
         return SYNESIS_ERR_INVALID_STATE;
     s->fin_requested = 1;
     if (s->qs)
@@ -281,7 +282,7 @@ SYNESIS_API int synesis_stream_finish(synesis_stream *s) {
 SYNESIS_API int synesis_stream_reset(synesis_stream *s, uint64_t app_error_code) {
     if (!s || app_error_code > SYNESIS_APP_ERROR_CODE_MAX)
         return SYNESIS_ERR_INVALID_ARGUMENT;
-    if (s->closing)
+    if (syn_hold_dying(&s->hold))
         return SYNESIS_ERR_INVALID_STATE;
     synesis_tunnel *t = s->t;
     syn_tunnel_enter(t);
@@ -299,7 +300,7 @@ SYNESIS_API void synesis_stream_pause(synesis_stream *s) {
 }
 
 SYNESIS_API void synesis_stream_resume(synesis_stream *s) {
-    if (!s || !s->paused || s->closing)
+    if (!s || !s->paused || syn_hold_dying(&s->hold))
         return;
     s->paused = 0;
     synesis_tunnel *t = s->t;
@@ -318,12 +319,13 @@ SYNESIS_API void synesis_stream_resume(synesis_stream *s) {
             s->cb.on_data(s, held, n, s->user_data);
         free(held);
     }
-    if (!s->closing && s->held_fin && !s->end_delivered && !t->free_pending) {
+    if (!syn_hold_dying(&s->hold) && s->held_fin && !s->end_delivered &&
+        !syn_hold_dying(&t->hold)) {
         s->end_delivered = 1;
         if (s->cb.on_end)
             s->cb.on_end(s, s->user_data);
     }
-    if (!s->closing && !s->qs && s->live && !t->free_pending)
+    if (!syn_hold_dying(&s->hold) && !s->qs && s->live && !syn_hold_dying(&t->hold))
         close_stream(s, 0, 0, UINT64_MAX); /* the QUIC stream ended while we were paused */
     s_release(s);
     if (t->qc)

@@ -81,12 +81,12 @@ void syn_tunnel_log(synesis_tunnel *t, synesis_log_level level, const char *fmt,
 static void really_free(synesis_tunnel *t);
 static void cancel_everything(synesis_tunnel *t);
 
-static void t_enter(synesis_tunnel *t) { t->depth++; }
-void syn_tunnel_enter(synesis_tunnel *t) { t->depth++; }
+static void t_enter(synesis_tunnel *t) { syn_hold_enter(&t->hold); }
+void syn_tunnel_enter(synesis_tunnel *t) { syn_hold_enter(&t->hold); }
 
 /* Returns 1 when t was freed (the caller must not touch it). */
 static int t_leave(synesis_tunnel *t) {
-    if (--t->depth == 0 && t->free_pending) {
+    if (syn_hold_leave(&t->hold) && syn_hold_dying(&t->hold)) {
         really_free(t);
         return 1;
     }
@@ -96,7 +96,7 @@ static int t_leave(synesis_tunnel *t) {
 int syn_tunnel_leave(synesis_tunnel *t) { return t_leave(t); }
 
 int syn_tunnel_ready(const synesis_tunnel *t) {
-    return t->state.kind == SYNESIS_STATE_CONNECTED && t->qc && !t->free_pending &&
+    return t->state.kind == SYNESIS_STATE_CONNECTED && t->qc && !syn_hold_dying(&t->hold) &&
            syn_qconn_handshake_completed(t->qc);
 }
 
@@ -134,9 +134,9 @@ static void compact_subs(synesis_tunnel *t) {
 
 static void notify(synesis_tunnel *t, const synesis_tunnel_state *old,
                    const synesis_tunnel_state *now) {
-    if (t->cb.on_state && !t->free_pending)
+    if (t->cb.on_state && !syn_hold_dying(&t->hold))
         t->cb.on_state(t, old, now, t->user_data);
-    for (size_t i = 0; i < t->nsubs && !t->free_pending; i++)
+    for (size_t i = 0; i < t->nsubs && !syn_hold_dying(&t->hold); i++)
         if (t->subs[i].fn)
             t->subs[i].fn(t, old, now, t->subs[i].user_data);
 }
@@ -181,7 +181,7 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
     t->notifying++;
     synesis_tunnel_state now = *next;
     notify(t, &old, &now);
-    for (size_t i = 0; i < t->nqueued && !t->free_pending; i++) {
+    for (size_t i = 0; i < t->nqueued && !syn_hold_dying(&t->hold); i++) {
         synesis_tunnel_state o = t->queued[i][0], n = t->queued[i][1];
         notify(t, &o, &n);
     }
@@ -191,7 +191,7 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
     t->notifying--;
     compact_subs(t);
     /* Requests waiting for a connection learn what became of it. */
-    if (!t->free_pending) {
+    if (!syn_hold_dying(&t->hold)) {
         if (t->state.kind == SYNESIS_STATE_FAILED)
             syn_requests_fail_waiting(t, t->state.error, t->state.error_detail, 1);
         else if (t->state.kind == SYNESIS_STATE_DISCONNECTED)
@@ -240,8 +240,8 @@ typedef struct syn_linger {
     synesis_tunnel *t; /* NULL once the tunnel let go (free) */
     struct ev_loop *loop;
     syn_qconn *qc;
-    int busy, dead; /* in linger_rio_cb; the connection ended meanwhile */
-    int fd;         /* owned by qc (syn_qconn_take_fd) */
+    syn_hold hold; /* held by linger_rio_cb; dying: the connection ended meanwhile */
+    int fd;        /* owned by qc (syn_qconn_take_fd) */
     syn_sockaddr local;
     ev_io rio;
     syn_link link; /* on t->lingers */
@@ -327,7 +327,7 @@ static int buffers_release(synesis_tunnel *t) {
  * them once no datagram has come for SYN_TUNNEL_BUFFER_IDLE (one wake-up at the end of a busy
  * spell). */
 static void buffers_after_read(synesis_tunnel *t) {
-    if (t->free_pending || t->depth != 1 || (!t->rx && !t->qc))
+    if (syn_hold_dying(&t->hold) || t->hold.depth != 1 || (!t->rx && !t->qc))
         return;
     if (t->rx_run <= SYN_TUNNEL_SHORT_RUN && syn_list_empty(&t->lingers)) {
         ngtcp2_conn_info ci = {0};
@@ -350,7 +350,7 @@ static void buf_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     t->wakes.buffer_timer++;
     ev_tstamp quiet = ev_now(loop) - t->rx_used_at;
     /* (Never under one of our callbacks: a nested loop run may be using the buffers.) */
-    if (quiet >= SYN_TUNNEL_BUFFER_IDLE * 0.99 && t->depth == 0 && buffers_release(t))
+    if (quiet >= SYN_TUNNEL_BUFFER_IDLE * 0.99 && !syn_hold_busy(&t->hold) && buffers_release(t))
         return;
     ev_timer_set(
         w, quiet < SYN_TUNNEL_BUFFER_IDLE ? SYN_TUNNEL_BUFFER_IDLE - quiet : SYN_TUNNEL_BUFFER_IDLE,
@@ -370,10 +370,8 @@ static void linger_closed(syn_qconn *qc, int err, const char *detail) {
     synesis_tunnel *t = l->t;
     ev_io_stop(l->loop, &l->rio);
     linger_unlink(l);
-    syn_qconn_free(qc); /* deferred until the driver unwinds; closes the socket */
-    if (l->busy)
-        l->dead = 1; /* linger_rio_cb frees it */
-    else
+    syn_qconn_free(qc);             /* deferred until the driver unwinds; closes the socket */
+    if (syn_hold_release(&l->hold)) /* else linger_rio_cb frees it */
         free(l);
     if (!t)
         return;
@@ -424,13 +422,13 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     syn_qconn *qc = l->qc;
     /* Heartbeat outcomes reach the application from here: a free() it makes waits for us. */
     syn_tunnel_enter(t);
-    l->busy = 1;
+    syn_hold_enter(&l->hold);
     /* The tunnel's receive buffers are free here (callbacks of different sockets never nest). */
     syn_udp_rx *rx = rx_take(t);
     rx_fallback fb;
     fb.gro_off = 0;
     for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || (rx && syn_udp_rx_pending(rx))) &&
-                        !l->dead && !t->free_pending;) {
+                        !syn_hold_dying(&l->hold) && !syn_hold_dying(&t->hold);) {
         const syn_udp_dgram *d;
         int n = rx_read(l->fd, rx, &fb, &d);
         if (n == -EMSGSIZE)
@@ -442,17 +440,16 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         }
         if (n == 0)
             break;
-        for (int i = 0; i < n && !l->dead && !t->free_pending; i++)
+        for (int i = 0; i < n && !syn_hold_dying(&l->hold) && !syn_hold_dying(&t->hold); i++)
             syn_qconn_recv(qc, &l->local, &d[i].remote, d[i].ecn, d[i].data, d[i].len);
         total += n;
         if (rx && !syn_udp_rx_more(rx))
             break;
     }
-    if (!l->dead)
+    if (!syn_hold_dying(&l->hold))
         syn_qconn_flush(qc); /* may end the linger */
     buffers_after_read(t);
-    l->busy = 0;
-    if (l->dead)
+    if (syn_hold_leave(&l->hold) && syn_hold_dying(&l->hold))
         free(l);
     syn_tunnel_leave(t); /* may free t (and end the linger) */
 }
@@ -564,7 +561,7 @@ static void qc_handshake_done(syn_qconn *qc) {
     } else {
         syn_backoff_reset(&t->backoff);
     }
-    if (set_state(t, &s) == 0 && !t->free_pending && syn_tunnel_ready(t)) {
+    if (set_state(t, &s) == 0 && !syn_hold_dying(&t->hold) && syn_tunnel_ready(t)) {
         syn_heartbeat_start(t);
         syn_qconn_schedule(qc); /* opens waiting requests and streams */
     }
@@ -637,9 +634,9 @@ static void qc_before_write(syn_qconn *qc) {
     synesis_tunnel *t = syn_qconn_owner(qc);
     t_enter(t);
     syn_requests_pump(t);
-    if (!t->free_pending)
+    if (!syn_hold_dying(&t->hold))
         syn_streams_pump(t);
-    if (!t->free_pending)
+    if (!syn_hold_dying(&t->hold))
         syn_heartbeat_ride(t);
     t_leave(t);
 }
@@ -677,7 +674,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     rx_fallback fb;
     fb.gro_off = 0;
     for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || (rx && syn_udp_rx_pending(rx))) &&
-                        t->qc && !t->free_pending;) {
+                        t->qc && !syn_hold_dying(&t->hold);) {
         const syn_udp_dgram *d;
         int n = rx_read(t->fd, rx, &fb, &d);
         if (n == -EMSGSIZE)
@@ -691,7 +688,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         if (n == 0)
             break;
         syn_qconn *qc = t->qc;
-        for (int i = 0; i < n && t->qc == qc && !t->free_pending; i++)
+        for (int i = 0; i < n && t->qc == qc && !syn_hold_dying(&t->hold); i++)
             syn_qconn_recv(qc, &t->local, &d[i].remote, d[i].ecn, d[i].data, d[i].len);
         total += n;
         if (rx && !syn_udp_rx_more(rx))
@@ -705,7 +702,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "socket error ignored: %s", strerror(sock_err));
         sock_err = 0;
     }
-    if (sock_err && t->qc && !t->free_pending) {
+    if (sock_err && t->qc && !syn_hold_dying(&t->hold)) {
         char d[SYNESIS_DETAIL_MAX], addr[64];
         syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, addr, sizeof(addr));
         if (sock_err == ECONNREFUSED)
@@ -717,9 +714,9 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
                                                              : SYNESIS_ERR_SOCKET,
                         d);
     }
-    if (t->qc && !t->free_pending)
+    if (t->qc && !syn_hold_dying(&t->hold))
         syn_qconn_flush(t->qc);
-    if (qc0 && t->qc == qc0 && !t->free_pending) {
+    if (qc0 && t->qc == qc0 && !syn_hold_dying(&t->hold)) {
         syn_qconn_wakes w1;
         syn_qconn_get_wakes(qc0, &w1);
         if (w1.packets != w0.packets)
@@ -821,7 +818,7 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
             make_state(&s, SYNESIS_STATE_RECONNECTING, err, detail);
             s.attempt = attempt ? attempt : t->backoff.attempts + 1;
             t->outage_started_ms = s.entered_ms;
-            if (set_state(t, &s) != 0 || t->free_pending ||
+            if (set_state(t, &s) != 0 || syn_hold_dying(&t->hold) ||
                 t->state.kind != SYNESIS_STATE_RECONNECTING)
                 return;
         }
@@ -837,7 +834,8 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
     s.entered_ms = t->outage_started_ms;
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "reconnection attempt %u/%u in %.3f s", attempt,
                    t->backoff.max_attempts, delay);
-    if (set_state(t, &s) != 0 || t->free_pending || t->state.kind != SYNESIS_STATE_RECONNECTING)
+    if (set_state(t, &s) != 0 || syn_hold_dying(&t->hold) ||
+        t->state.kind != SYNESIS_STATE_RECONNECTING)
         return;
     ev_timer_stop(t->loop, &t->reconnect_timer);
     ev_timer_set(&t->reconnect_timer, delay, 0.);
@@ -857,7 +855,7 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
                    (err == SYNESIS_ERR_SOCKET || err == SYNESIS_ERR_HANDSHAKE_TIMEOUT ||
                     err == SYNESIS_ERR_CONNECTION_LOST);
     conn_teardown(t, SYNESIS_ERR_CONNECTION_LOST, t->last_error);
-    if (t->free_pending)
+    if (syn_hold_dying(&t->hold))
         return;
     if (try_next) {
         t->stats.address_fallbacks++;
@@ -1201,7 +1199,7 @@ SYNESIS_API int synesis_tunnel_connect(synesis_tunnel *t) {
     syn_backoff_reset(&t->backoff);
     t->outage_started_ms = 0;
     int rv = set_state(t, &s);
-    if (rv == 0 && !t->free_pending && t->state.kind == SYNESIS_STATE_CONNECTING)
+    if (rv == 0 && !syn_hold_dying(&t->hold) && t->state.kind == SYNESIS_STATE_CONNECTING)
         start_attempt(t);
     t_leave(t);
     return rv;
@@ -1226,8 +1224,7 @@ SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t) {
 
 static void really_free(synesis_tunnel *t) {
     /* Callbacks reached while tearing down must not free again. */
-    t->free_pending = 0;
-    t->depth = 1;
+    t->hold = (syn_hold){.depth = 1};
     t->cb.on_state = NULL;
     t->cb.on_heartbeat_result = NULL; /* heartbeats in flight are not reported once freed */
     t->nsubs = 0;
@@ -1282,16 +1279,15 @@ static void cancel_everything(synesis_tunnel *t) {
 SYNESIS_API void synesis_tunnel_free(synesis_tunnel *t) {
     if (!t)
         return;
-    if (t->depth > 0) {
-        /* Called from inside one of our callbacks: the memory is released when control returns
-         * to us, but from now on no callback runs, so everything pending completes here. */
-        if (!t->free_pending) {
-            t->free_pending = 1;
-            cancel_everything(t);
-        }
+    if (syn_hold_dying(&t->hold))
+        return;
+    if (syn_hold_release(&t->hold)) {
+        really_free(t);
         return;
     }
-    really_free(t);
+    /* Called from inside one of our callbacks: the memory is released when control returns to
+     * us, but from now on no callback runs, so everything pending completes here. */
+    cancel_everything(t);
 }
 
 SYNESIS_API void synesis_tunnel_get_state(synesis_tunnel *t, synesis_tunnel_state *out) {

@@ -9,6 +9,7 @@
 #include "backoff.h"
 #include "protocol.h"
 #include "dns.h"
+#include "hold.h"
 #include "internal.h"
 #include "list.h"
 #include "qconn.h"
@@ -141,8 +142,7 @@ struct synesis_tunnel {
     ev_timer stable_timer;
     int64_t outage_started_ms;
 
-    int depth;
-    int free_pending;
+    syn_hold hold; /* free() from a callback is deferred to the outermost frame (hold.h) */
     char last_error[SYNESIS_DETAIL_MAX];
 };
 

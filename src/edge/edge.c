@@ -90,12 +90,12 @@ struct edge_conn {
     uint64_t close_rx; /* datagrams received while closing */
     ev_timer closing_timer;
     /* A misbehaving edge (cfg.misbehave): the CLOSE delay or FLOOD tick, streams to open towards
-     * the device (OPEN_STREAMS), whether it moved (MIGRATE). mb_busy: a FLOOD tick is flushing
-     * (conn_destroy then leaves the memory to it: mb_dead). */
+     * the device (OPEN_STREAMS), whether it moved (MIGRATE). hold: a FLOOD tick is flushing
+     * (conn_destroy then leaves the memory to it: dying). */
     ev_timer mb_timer;
     unsigned mb_open;
     int mb_migrated;
-    int mb_busy, mb_dead;
+    syn_hold hold;
     uint64_t mb_seq;
 };
 
@@ -270,9 +270,7 @@ static void conn_destroy(syn_edge *e, edge_conn *c) {
     ev_timer_stop(e->loop, &c->mb_timer);
     syn_qconn_free(c->qc);
     e->stats.active--;
-    if (c->mb_busy)
-        c->mb_dead = 1; /* a FLOOD tick on the stack frees it */
-    else
+    if (syn_hold_release(&c->hold)) /* else a FLOOD tick on the stack frees it */
         free(c);
 }
 
@@ -1150,8 +1148,8 @@ static void mb_flood_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)revents;
     edge_conn *c = w->data;
     syn_edge *e = c->e;
-    c->mb_busy = 1;
-    for (int i = 0; i < 64 && !c->mb_dead && !c->closing; i++) {
+    syn_hold_enter(&c->hold);
+    for (int i = 0; i < 64 && !syn_hold_dying(&c->hold) && !c->closing; i++) {
         syn_qstream *qs;
         if (syn_qconn_open_stream(c->qc, 0, NULL, &qs) != 0)
             break;
@@ -1164,10 +1162,9 @@ static void mb_flood_cb(struct ev_loop *loop, ev_timer *w, int revents) {
         if (syn_qstream_write(qs, frame, SYN_FRAME_HEADER + (size_t)n, 1) != 0)
             break;
         e->stats.mb_streams++;
-        syn_qconn_flush(c->qc); /* may end the connection: then mb_dead, or closing */
+        syn_qconn_flush(c->qc); /* may end the connection: then dying, or closing */
     }
-    c->mb_busy = 0;
-    if (c->mb_dead)
+    if (syn_hold_leave(&c->hold) && syn_hold_dying(&c->hold))
         free(c);
 }
 
