@@ -180,7 +180,7 @@ static void hb_close(void *obj, syn_qstream *s, uint64_t app_code, int reset) {
     syn_hb *h = obj;
     synesis_tunnel *t = h->t;
     hb_unlink(h);
-    h->qs->user = NULL;
+    syn_qstream_set_user(h->qs, NULL);
     synesis_heartbeat_info info = h->info;
     int refused = h->refused;
     if (refused || !reset)
@@ -224,7 +224,7 @@ static void report_free(syn_report *r) {
     synesis_tunnel *t = r->t;
     syn_list_remove(&t->reports, &r->link);
     if (r->qs)
-        r->qs->user = NULL;
+        syn_qstream_set_user(r->qs, NULL);
     free(r);
 }
 
@@ -232,7 +232,7 @@ static void report_free(syn_report *r) {
 static void report_bad(syn_report *r, const char *why) {
     r->bad = 1;
     syn_tunnel_log(r->t, SYNESIS_LOG_WARN, "edge report on stream %lld ignored: %s",
-                   (long long)r->qs->id, why);
+                   (long long)syn_qstream_id(r->qs), why);
     syn_qstream_stop_reading(r->qs, SYN_APP_BAD_FRAME);
 }
 
@@ -376,7 +376,7 @@ static const syn_stream_handler report_handler = {
 };
 
 int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
-    if (ngtcp2_is_bidi_stream(s->id))
+    if (ngtcp2_is_bidi_stream(syn_qstream_id(s)))
         return -1; /* the device grants the edge none */
     syn_report *r = calloc(1, sizeof(*r));
     if (!r)
@@ -385,7 +385,7 @@ int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
     r->t = t;
     r->qs = s;
     syn_list_push_front(&t->reports, &r->link);
-    s->user = r;
+    syn_qstream_set_user(s, r);
     return 0;
 }
 
@@ -400,7 +400,7 @@ size_t syn_reports_count(const synesis_tunnel *t) {
 void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc) {
     syn_report *r, *next;
     SYN_LIST_FOREACH_SAFE(r, next, &t->reports, syn_report, link) {
-        if (!qc || r->qs->qc == qc)
+        if (!qc || syn_qstream_conn(r->qs) == qc)
             report_free(r);
     }
 }
@@ -411,10 +411,10 @@ void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char 
              detail ? detail : "");
     syn_hb *h, *next;
     SYN_LIST_FOREACH_SAFE(h, next, &t->hb_live, syn_hb, link) {
-        if (qc && h->qs->qc != qc)
+        if (qc && syn_qstream_conn(h->qs) != qc)
             continue;
         hb_unlink(h);
-        h->qs->user = NULL;
+        syn_qstream_set_user(h->qs, NULL);
         synesis_heartbeat_info info = h->info;
         int refused = h->refused;
         free(h);
@@ -484,14 +484,14 @@ static void send_heartbeat(synesis_tunnel *t) {
         h->t = t;
         h->qs = qs;
         h->info = info;
-        h->stream_id = qs->id;
+        h->stream_id = syn_qstream_id(qs);
         h->conn = t->stats.connections;
         syn_list_push_front(&t->hb_live, &h->link);
         syn_qconn_schedule(t->qc);
     } else {
         if (qs) {
             /* Opened, but the frame could not be queued: the stream goes with its object. */
-            qs->user = NULL;
+            syn_qstream_set_user(qs, NULL);
             syn_qstream_shutdown(qs, SYN_APP_INTERNAL);
             free(h);
         }

@@ -30,6 +30,33 @@ typedef struct syn_peer_streams {
     uint64_t closed;  /* closed since the last return */
 } syn_peer_streams;
 
+typedef struct syn_chunk syn_chunk;
+
+struct syn_chunk {
+    syn_chunk *next;
+    const uint8_t *data;
+    size_t len;
+    syn_release_fn release; /* NULL when data is the inline copy below */
+    void *release_ud;
+    uint8_t inline_data[];
+};
+
+struct syn_qstream {
+    int64_t id;
+    syn_qconn *qc;
+    void *user; /* the owner's per-stream object */
+
+    /* Send side: chunks from `base` (offset of head's first byte) to `queued`. */
+    syn_chunk *head, *tail;
+    syn_chunk *cur;    /* chunk holding offset `sent` (NULL when everything queued is sent) */
+    uint64_t cur_base; /* offset of cur's first byte */
+    uint64_t base, queued, sent, acked;
+    unsigned fin_queued : 1, fin_sent : 1, blocked : 1, pending : 1, closed : 1;
+    unsigned auto_consume : 1; /* return flow-control credit as soon as data is delivered */
+    syn_link pend_link;        /* on the connection's streams with something to send */
+    syn_link link;             /* on all streams of the connection */
+};
+
 struct syn_qconn {
     struct ev_loop *loop;
     ngtcp2_conn *conn;
@@ -274,6 +301,14 @@ int syn_qstream_write_nocopy(syn_qstream *s, const void *data, size_t len, syn_r
 }
 
 uint64_t syn_qstream_unacked(const syn_qstream *s) { return s->queued - s->acked; }
+uint64_t syn_qstream_unsent(const syn_qstream *s) { return s->queued - s->sent; }
+uint64_t syn_qstream_acked(const syn_qstream *s) { return s->acked; }
+int syn_qstream_fin_queued(const syn_qstream *s) { return s->fin_queued; }
+int64_t syn_qstream_id(const syn_qstream *s) { return s->id; }
+syn_qconn *syn_qstream_conn(const syn_qstream *s) { return s->qc; }
+void *syn_qstream_user(const syn_qstream *s) { return s->user; }
+void syn_qstream_set_user(syn_qstream *s, void *user) { s->user = user; }
+void syn_qstream_set_auto_consume(syn_qstream *s, int on) { s->auto_consume = on != 0; }
 
 void syn_qstream_consume(syn_qstream *s, size_t n) {
     syn_qconn *qc = s->qc;
@@ -1851,6 +1886,8 @@ syn_qstream *syn_qconn_streams(const syn_qconn *qc) {
 }
 
 syn_qstream *syn_qstream_next(const syn_qstream *s) { return SYN_LIST_NEXT(s, syn_qstream, link); }
+
+uint64_t syn_qstream_sent(const syn_qstream *s) { return s->sent; }
 
 ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc) { return qc->conn; }
 

@@ -70,7 +70,7 @@ static void complete(synesis_request *r, int status, uint64_t app_code, uint64_t
     unlink_req(t, r);
     ev_timer_stop(t->loop, &r->timer);
     if (r->qs) {
-        r->qs->user = NULL;
+        syn_qstream_set_user(r->qs, NULL);
         if (reset_code != UINT64_MAX)
             syn_qstream_shutdown(r->qs, reset_code);
         r->qs = NULL;

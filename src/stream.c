@@ -62,7 +62,7 @@ static void close_stream(synesis_stream *s, int status, uint64_t app_code, uint6
     synesis_tunnel *t = s->t;
     unlink_stream(t, s);
     if (s->qs) {
-        s->qs->user = NULL;
+        syn_qstream_set_user(s->qs, NULL);
         if (s->held_len)
             syn_qstream_consume(s->qs, s->held_len); /* held bytes are dropped: free the credit */
         if (reset_code != UINT64_MAX)
@@ -185,7 +185,7 @@ void syn_streams_pump(synesis_tunnel *t) {
         s->live = 1;
         syn_list_push_front(&t->stream_live, &s->link);
         s->qs = qs;
-        qs->auto_consume = 0;
+        syn_qstream_set_auto_consume(qs, 0);
         t->stats.streams_opened++;
         if (s->pre_len || s->fin_requested) {
             rv = syn_qstream_write(qs, s->pre, s->pre_len, s->fin_requested);

@@ -393,14 +393,14 @@ static void linger_log(syn_qconn *qc, synesis_log_level level, const char *msg) 
  * objects detached); only heartbeats still in flight learn their outcome. */
 static void linger_stream_reset(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int stop) {
     syn_linger *l = syn_qconn_owner(qc);
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (l->t && o && o->h->reset)
         o->h->reset(o, s, app_code, stop);
 }
 
 static void linger_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset) {
     syn_linger *l = syn_qconn_owner(qc);
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (l->t && o && o->h->close)
         o->h->close(o, s, app_code, reset);
 }
@@ -598,28 +598,28 @@ static void qc_send_error(syn_qconn *qc, int err) {
 static void qc_stream_data(syn_qconn *qc, syn_qstream *s, const uint8_t *data, size_t len,
                            int fin) {
     (void)qc;
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (o && o->h->data)
         o->h->data(o, s, data, len, fin);
 }
 
 static void qc_stream_reset(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int stop) {
     (void)qc;
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (o && o->h->reset)
         o->h->reset(o, s, app_code, stop);
 }
 
 static void qc_stream_acked(syn_qconn *qc, syn_qstream *s) {
     (void)qc;
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (o && o->h->acked)
         o->h->acked(o, s);
 }
 
 static void qc_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset) {
     (void)qc;
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (o && o->h->close)
         o->h->close(o, s, app_code, reset);
 }

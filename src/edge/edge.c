@@ -258,7 +258,7 @@ static void conn_destroy(syn_edge *e, edge_conn *c) {
      * queued has not had all of its data and FIN acknowledged. */
     edge_stream *es;
     SYN_LIST_FOREACH(es, &c->streams, edge_stream, link)
-    if (!es->uni && es->qs && es->qs->fin_queued)
+    if (!es->uni && es->qs && syn_qstream_fin_queued(es->qs))
         e->stats.responses_unacked++;
     while (!syn_list_empty(&c->streams))
         es_free(SYN_LIST_FIRST(&c->streams, edge_stream, link));
@@ -313,7 +313,7 @@ static int conn_enter_closing(syn_edge *e, edge_conn *c) {
         period = SYN_EDGE_CLOSING_MIN_MS / 1000.0;
     edge_stream *es;
     SYN_LIST_FOREACH(es, &c->streams, edge_stream, link)
-    if (!es->uni && es->qs && es->qs->fin_queued)
+    if (!es->uni && es->qs && syn_qstream_fin_queued(es->qs))
         e->stats.responses_unacked++;
     while (!syn_list_empty(&c->streams))
         es_free(SYN_LIST_FIRST(&c->streams, edge_stream, link));
@@ -405,7 +405,7 @@ static void es_free(edge_stream *es) {
     c->held -= es->held;
     c->e->stats.held_bytes -= es->held;
     if (es->qs)
-        es->qs->user = NULL;
+        syn_qstream_set_user(es->qs, NULL);
     free(es->buf);
     free(es);
 }
@@ -528,7 +528,7 @@ static void report_refusal(edge_stream *es, const cJSON *seq, const char *reason
     if (!o)
         return;
     cJSON_AddStringToObject(o, "kind", "heartbeat_refused");
-    cJSON_AddNumberToObject(o, "stream_id", (double)es->qs->id);
+    cJSON_AddNumberToObject(o, "stream_id", (double)syn_qstream_id(es->qs));
     if (seq)
         cJSON_AddNumberToObject(o, "sequence", seq->valuedouble);
     cJSON_AddNumberToObject(o, "error", SYN_APP_BAD_FRAME);
@@ -735,7 +735,7 @@ static void src_pump(edge_stream *es) {
     syn_edge *e = c->e;
     while (es->src_left) {
         syn_qstream *qs = es->qs;
-        uint64_t unsent = qs->queued - qs->sent;
+        uint64_t unsent = syn_qstream_unsent(qs);
         uint64_t credit = syn_qstream_send_credit(qs);
         if (unsent >= credit || syn_qstream_unacked(qs) >= SRC_WINDOW)
             return; /* resumed by stream_credit or stream_acked */
@@ -1016,12 +1016,12 @@ static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
         return -1;
     es->c = c;
     es->qs = s;
-    es->uni = !ngtcp2_is_bidi_stream(s->id);
+    es->uni = !ngtcp2_is_bidi_stream(syn_qstream_id(s));
     ev_timer_init(&es->sleep, sleep_cb, 0., 0.);
     es->sleep.data = es;
     syn_list_push_front(&c->streams, &es->link);
-    s->user = es;
-    s->auto_consume = es->uni; /* heartbeats are bounded by the frame limit */
+    syn_qstream_set_user(s, es);
+    syn_qstream_set_auto_consume(s, es->uni); /* heartbeats are bounded by the frame limit */
     c->e->stats.streams++;
     if (c->e->cfg.misbehave)
         mb_stream_open(es);
@@ -1031,7 +1031,7 @@ static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
 static void ec_stream_data(syn_qconn *qc, syn_qstream *s, const uint8_t *data, size_t len,
                            int fin) {
     (void)qc;
-    edge_stream *es = s->user;
+    edge_stream *es = syn_qstream_user(s);
     if (!es)
         return;
     es->c->e->stats.bytes_received += len;
@@ -1057,12 +1057,13 @@ static void conn_resume_src(edge_conn *c) {
 
 static void ec_stream_acked(syn_qconn *qc, syn_qstream *s) {
     (void)qc;
-    edge_stream *es = s->user;
+    edge_stream *es = syn_qstream_user(s);
     if (!es || es->uni)
         return;
-    if (s->acked > es->credited) {
-        uint64_t n = s->acked - es->credited;
-        es->credited = s->acked;
+    uint64_t acked = syn_qstream_acked(s);
+    if (acked > es->credited) {
+        uint64_t n = acked - es->credited;
+        es->credited = acked;
         if (es->mode == REQ_ECHO)
             es_consume(es, n);
     }
@@ -1074,7 +1075,7 @@ static void ec_stream_acked(syn_qconn *qc, syn_qstream *s) {
 
 static void ec_stream_credit(syn_qconn *qc, syn_qstream *s) {
     (void)qc;
-    edge_stream *es = s->user;
+    edge_stream *es = syn_qstream_user(s);
     if (es && es->src_left)
         src_pump(es);
 }
@@ -1082,7 +1083,7 @@ static void ec_stream_credit(syn_qconn *qc, syn_qstream *s) {
 static void ec_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset) {
     (void)app_code;
     (void)reset;
-    edge_stream *es = s->user;
+    edge_stream *es = syn_qstream_user(s);
     if (!es)
         return;
     if (!es->uni)
@@ -1223,7 +1224,7 @@ static void mb_stream_open(edge_stream *es) {
         syn_qstream_shutdown(es->qs, e->cfg.misbehave_code);
         return;
     case SYN_EDGE_MB_STALL_UPLOADS:
-        es->qs->auto_consume = 0;
+        syn_qstream_set_auto_consume(es->qs, 0);
         return;
     case SYN_EDGE_MB_OPEN_STREAMS:
         if (!es->uni) {

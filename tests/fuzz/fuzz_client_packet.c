@@ -333,8 +333,8 @@ static int64_t pick_stream(fz_reader *r) {
         size_t n = 0;
         if (alive())
             for (syn_qstream *s = syn_qconn_streams(C.qc); s && n < 16; s = syn_qstream_next(s))
-                if ((s->id & 3) == 0)
-                    ids[n++] = s->id;
+                if ((syn_qstream_id(s) & 3) == 0)
+                    ids[n++] = syn_qstream_id(s);
 #ifdef FUZZ_EDGE_SIDE
         if ((sel & 32) || !n) /* a new request stream */
             return (int64_t)(C.bidi_next++ * 4);
