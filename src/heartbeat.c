@@ -376,7 +376,7 @@ static const syn_stream_handler report_handler = {
 };
 
 int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
-    if (ngtcp2_is_bidi_stream(syn_qstream_id(s)))
+    if (syn_qstream_bidi(s))
         return -1; /* the device grants the edge none */
     syn_report *r = calloc(1, sizeof(*r));
     if (!r)

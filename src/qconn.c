@@ -305,6 +305,7 @@ uint64_t syn_qstream_unsent(const syn_qstream *s) { return s->queued - s->sent; 
 uint64_t syn_qstream_acked(const syn_qstream *s) { return s->acked; }
 int syn_qstream_fin_queued(const syn_qstream *s) { return s->fin_queued; }
 int64_t syn_qstream_id(const syn_qstream *s) { return s->id; }
+int syn_qstream_bidi(const syn_qstream *s) { return ngtcp2_is_bidi_stream(s->id); }
 syn_qconn *syn_qstream_conn(const syn_qstream *s) { return s->qc; }
 void *syn_qstream_user(const syn_qstream *s) { return s->user; }
 void syn_qstream_set_user(syn_qstream *s, void *user) { s->user = user; }
@@ -1869,6 +1870,21 @@ uint64_t syn_qconn_pto_ns(const syn_qconn *qc) {
 
 void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out) {
     ngtcp2_conn_get_conn_info(qc->conn, out);
+}
+
+void syn_qconn_get_stats(const syn_qconn *qc, syn_qconn_stats *out) {
+    ngtcp2_conn_info ci;
+    ngtcp2_conn_get_conn_info(qc->conn, &ci);
+    *out = (syn_qconn_stats){
+        .latest_rtt = ci.latest_rtt,
+        .min_rtt = ci.min_rtt,
+        .smoothed_rtt = ci.smoothed_rtt,
+        .cwnd = ci.cwnd,
+        .bytes_in_flight = ci.bytes_in_flight,
+        .pkt_sent = ci.pkt_sent,
+        .pkt_lost = ci.pkt_lost,
+        .ping_recv = ci.ping_recv,
+    };
 }
 
 int syn_qconn_trim(syn_qconn *qc) {

@@ -28,6 +28,9 @@
 /* Length of the connection IDs the edge issues (it routes datagrams by them). */
 #define SYN_SV_SCIDLEN 18
 
+/* The largest QUIC variable-length integer (RFC 9000 16): 2^62 - 1. */
+#define SYN_QUIC_MAX_VARINT NGTCP2_MAX_VARINT
+
 typedef struct syn_qconn syn_qconn;
 /* A stream of a connection: opaque to its owner, which reads it through the syn_qstream_ calls
  * below and keeps its own per-stream object in it (syn_qstream_set_user). */
@@ -189,8 +192,17 @@ void syn_qconn_get_wakes(const syn_qconn *qc, syn_qconn_wakes *out);
 
 /* Smoothed RTT in milliseconds (0 before the first sample). */
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc);
-/* ngtcp2's connection info (RTTs, cwnd, packet counters). */
+/* ngtcp2's connection info (RTTs, cwnd, packet counters), for the edge and the tests. */
 void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out);
+/* The figures of a connection its owner reads (from ngtcp2's connection info): so that the tunnel
+ * needs no ngtcp2 type. Times in nanoseconds. */
+typedef struct syn_qconn_stats {
+    uint64_t latest_rtt, min_rtt, smoothed_rtt; /* min_rtt is UINT64_MAX before the first sample */
+    uint64_t cwnd;                              /* congestion window, bytes */
+    uint64_t bytes_in_flight;                   /* sent, neither acknowledged nor declared lost */
+    uint64_t pkt_sent, pkt_lost, ping_recv;     /* packets sent and lost, PING frames received */
+} syn_qconn_stats;
+void syn_qconn_get_stats(const syn_qconn *qc, syn_qconn_stats *out);
 /* Server side: the CONNECTION_CLOSE packet this connection sent (the first one; the payload of a
  * UDP datagram, ready to resend as is), or NULL with *len 0 if none was sent. Valid until
  * syn_qconn_free(); readable from ops->closed, to keep a closing period (RFC 9000 10.2.1). */
@@ -237,8 +249,9 @@ uint64_t syn_qstream_unsent(const syn_qstream *s);
 uint64_t syn_qstream_acked(const syn_qstream *s);
 /* 1 once the owner's FIN is queued. */
 int syn_qstream_fin_queued(const syn_qstream *s);
-/* The QUIC stream ID. */
+/* The QUIC stream ID; 1 for a bidirectional stream. */
 int64_t syn_qstream_id(const syn_qstream *s);
+int syn_qstream_bidi(const syn_qstream *s);
 /* The connection the stream belongs to. */
 syn_qconn *syn_qstream_conn(const syn_qstream *s);
 /* The owner's per-stream object (NULL: none, or the owner let go: events are then not delivered

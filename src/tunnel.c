@@ -217,9 +217,9 @@ void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out) {
     memset(&out->qc, 0, sizeof(out->qc));
     out->pings_recv = 0;
     if (t->qc) {
-        ngtcp2_conn_info ci;
+        syn_qconn_stats ci;
         syn_qconn_get_wakes(t->qc, &out->qc);
-        syn_qconn_info(t->qc, &ci);
+        syn_qconn_get_stats(t->qc, &ci);
         out->pings_recv = ci.ping_recv;
     }
 }
@@ -330,9 +330,9 @@ static void buffers_after_read(synesis_tunnel *t) {
     if (syn_hold_dying(&t->hold) || t->hold.depth != 1 || (!t->rx && !t->qc))
         return;
     if (t->rx_run <= SYN_TUNNEL_SHORT_RUN && syn_list_empty(&t->lingers)) {
-        ngtcp2_conn_info ci = {0};
+        syn_qconn_stats ci = {0};
         if (t->qc)
-            syn_qconn_info(t->qc, &ci);
+            syn_qconn_get_stats(t->qc, &ci);
         if (!ci.bytes_in_flight && buffers_release(t)) {
             ev_timer_stop(t->loop, &t->buf_timer); /* an earlier event of the run started it */
             return;
@@ -500,8 +500,8 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
     t->stats.handshake_completed_time = 0;
     if (t->qc) {
         syn_qconn *qc = t->qc;
-        ngtcp2_conn_info ci;
-        syn_qconn_info(qc, &ci);
+        syn_qconn_stats ci;
+        syn_qconn_get_stats(qc, &ci);
         t->pkts_sent_done += ci.pkt_sent;
         t->pkts_lost_done += ci.pkt_lost;
         t->qc = NULL; /* from here on nothing can use it, whatever the callbacks below do */
@@ -960,7 +960,7 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
     /* The stream window, and four of them as the connection's, are QUIC varints (< 2^62):
      * ngtcp2 asserts on larger transport parameters. */
     if (!c->max_response_size || !c->stream_send_buffer || c->stream_recv_window < 1024 ||
-        c->stream_recv_window > NGTCP2_MAX_VARINT / 4 || !c->max_heartbeat_size)
+        c->stream_recv_window > SYN_QUIC_MAX_VARINT / 4 || !c->max_heartbeat_size)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config sizes must be > 0 (stream_recv_window 1024 to 2^60 - 1)");
     if (!c->max_queued_request_bytes)
@@ -1345,8 +1345,8 @@ SYNESIS_API void synesis_tunnel_get_stats(synesis_tunnel *t, synesis_tunnel_stat
     out->packets_sent = t->pkts_sent_done;
     out->packets_lost = t->pkts_lost_done;
     if (t->qc) {
-        ngtcp2_conn_info ci;
-        syn_qconn_info(t->qc, &ci);
+        syn_qconn_stats ci;
+        syn_qconn_get_stats(t->qc, &ci);
         out->packets_sent += ci.pkt_sent;
         out->packets_lost += ci.pkt_lost;
         out->cwnd = ci.cwnd;
