@@ -70,7 +70,7 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t 
         cJSON_Delete(vit);
         return NULL;
     }
-    if (t->cb.on_vitals && !t->free_pending) {
+    if (t->cb.on_vitals && !syn_hold_dying(&t->hold)) {
         synesis_vitals v = {vit};
         t->cb.on_vitals(t, &v, t->user_data);
     }
@@ -120,7 +120,7 @@ typedef struct syn_hb {
     syn_tobj base;
     synesis_tunnel *t;
     syn_qstream *qs;
-    struct syn_hb *prev, *next;
+    syn_link link; /* on t->hb_live */
     synesis_heartbeat_info info;
     int64_t stream_id;
     uint64_t conn; /* stats.connections when sent: stream ids repeat across connections */
@@ -129,13 +129,7 @@ typedef struct syn_hb {
 
 static void hb_unlink(syn_hb *h) {
     synesis_tunnel *t = h->t;
-    if (h->prev)
-        h->prev->next = h->next;
-    else
-        t->hb_live = h->next;
-    if (h->next)
-        h->next->prev = h->prev;
-    h->prev = h->next = NULL;
+    syn_list_remove(&t->hb_live, &h->link);
 }
 
 static void recent_add(synesis_tunnel *t, const syn_hb *h, int state) {
@@ -154,7 +148,7 @@ static void hb_result(synesis_tunnel *t, synesis_heartbeat_info *info, int statu
                       const char *detail) {
     info->status = status;
     info->detail = detail ? detail : "";
-    if (!t->cb.on_heartbeat_result || t->free_pending)
+    if (!t->cb.on_heartbeat_result || syn_hold_dying(&t->hold))
         return;
     syn_tunnel_enter(t);
     t->cb.on_heartbeat_result(t, info, t->user_data);
@@ -186,7 +180,7 @@ static void hb_close(void *obj, syn_qstream *s, uint64_t app_code, int reset) {
     syn_hb *h = obj;
     synesis_tunnel *t = h->t;
     hb_unlink(h);
-    h->qs->user = NULL;
+    syn_qstream_set_user(h->qs, NULL);
     synesis_heartbeat_info info = h->info;
     int refused = h->refused;
     if (refused || !reset)
@@ -220,7 +214,7 @@ typedef struct syn_report {
     syn_tobj base;
     synesis_tunnel *t;
     syn_qstream *qs;
-    struct syn_report *prev, *next;
+    syn_link link; /* on t->reports */
     int bad;
     size_t len;
     uint8_t buf[SYN_FRAME_HEADER + SYN_REPORT_MAX];
@@ -228,14 +222,9 @@ typedef struct syn_report {
 
 static void report_free(syn_report *r) {
     synesis_tunnel *t = r->t;
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        t->reports = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    syn_list_remove(&t->reports, &r->link);
     if (r->qs)
-        r->qs->user = NULL;
+        syn_qstream_set_user(r->qs, NULL);
     free(r);
 }
 
@@ -243,7 +232,7 @@ static void report_free(syn_report *r) {
 static void report_bad(syn_report *r, const char *why) {
     r->bad = 1;
     syn_tunnel_log(r->t, SYNESIS_LOG_WARN, "edge report on stream %lld ignored: %s",
-                   (long long)r->qs->id, why);
+                   (long long)syn_qstream_id(r->qs), why);
     syn_qstream_stop_reading(r->qs, SYN_APP_BAD_FRAME);
 }
 
@@ -259,7 +248,8 @@ static int json_uint(const cJSON *n, uint64_t *out) {
 static void report_heartbeat_refused(synesis_tunnel *t, int has_sid, uint64_t sid, int has_seq,
                                      uint64_t seq, const char *reason) {
     uint64_t conn = t->stats.connections;
-    for (syn_hb *h = t->hb_live; h; h = h->next) {
+    syn_hb *h;
+    SYN_LIST_FOREACH(h, &t->hb_live, syn_hb, link) {
         if ((has_seq && h->info.sequence == seq) ||
             (!has_seq && has_sid && h->conn == conn && (uint64_t)h->stream_id == sid)) {
             if (h->refused)
@@ -387,7 +377,7 @@ static const syn_stream_handler report_handler = {
 };
 
 int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
-    if (ngtcp2_is_bidi_stream(s->id))
+    if (syn_qstream_bidi(s))
         return -1; /* the device grants the edge none */
     syn_report *r = calloc(1, sizeof(*r));
     if (!r)
@@ -395,25 +385,23 @@ int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
     r->base.h = &report_handler;
     r->t = t;
     r->qs = s;
-    r->next = t->reports;
-    if (t->reports)
-        t->reports->prev = r;
-    t->reports = r;
-    s->user = r;
+    syn_list_push_front(&t->reports, &r->link);
+    syn_qstream_set_user(s, r);
     return 0;
 }
 
 size_t syn_reports_count(const synesis_tunnel *t) {
     size_t n = 0;
-    for (const syn_report *r = t->reports; r; r = r->next)
-        n++;
+    const syn_report *r;
+    SYN_LIST_FOREACH(r, &t->reports, const syn_report, link)
+    n++;
     return n;
 }
 
 void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc) {
-    for (syn_report *r = t->reports, *next; r; r = next) {
-        next = r->next;
-        if (!qc || r->qs->qc == qc)
+    syn_report *r, *next;
+    SYN_LIST_FOREACH_SAFE(r, next, &t->reports, syn_report, link) {
+        if (!qc || syn_qstream_conn(r->qs) == qc)
             report_free(r);
     }
 }
@@ -422,12 +410,12 @@ void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char 
     char d[SYNESIS_DETAIL_MAX];
     snprintf(d, sizeof(d), "the connection ended before the edge acknowledged it: %s",
              detail ? detail : "");
-    for (syn_hb *h = t->hb_live, *next; h; h = next) {
-        next = h->next;
-        if (qc && h->qs->qc != qc)
+    syn_hb *h, *next;
+    SYN_LIST_FOREACH_SAFE(h, next, &t->hb_live, syn_hb, link) {
+        if (qc && syn_qstream_conn(h->qs) != qc)
             continue;
         hb_unlink(h);
-        h->qs->user = NULL;
+        syn_qstream_set_user(h->qs, NULL);
         synesis_heartbeat_info info = h->info;
         int refused = h->refused;
         free(h);
@@ -435,14 +423,16 @@ void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char 
             continue;
         t->stats.heartbeats_failed++;
         hb_result(t, &info, SYNESIS_ERR_CONNECTION_LOST, d);
-        next = t->hb_live; /* the callback may have changed the list: start over */
+        /* the callback may have changed the list: start over */
+        next = SYN_LIST_FIRST(&t->hb_live, syn_hb, link);
     }
 }
 
 static size_t hb_live_count(const synesis_tunnel *t) {
     size_t n = 0;
-    for (const syn_hb *h = t->hb_live; h; h = h->next)
-        n++;
+    const syn_hb *h;
+    SYN_LIST_FOREACH(h, &t->hb_live, const syn_hb, link)
+    n++;
     return n;
 }
 
@@ -496,17 +486,14 @@ static void send_heartbeat(synesis_tunnel *t) {
         h->t = t;
         h->qs = qs;
         h->info = info;
-        h->stream_id = qs->id;
+        h->stream_id = syn_qstream_id(qs);
         h->conn = t->stats.connections;
-        h->next = t->hb_live;
-        if (t->hb_live)
-            t->hb_live->prev = h;
-        t->hb_live = h;
+        syn_list_push_front(&t->hb_live, &h->link);
         syn_qconn_schedule(t->qc);
     } else {
         if (qs) {
             /* Opened, but the frame could not be queued: the stream goes with its object. */
-            qs->user = NULL;
+            syn_qstream_set_user(qs, NULL);
             syn_qstream_shutdown(qs, SYN_APP_INTERNAL);
             free(h);
         }
@@ -514,7 +501,7 @@ static void send_heartbeat(synesis_tunnel *t) {
         syn_tunnel_log(t, SYNESIS_LOG_WARN, "heartbeat %llu not sent: %s",
                        (unsigned long long)info.sequence, synesis_strerror(info.status));
     }
-    if (t->cb.on_heartbeat && !t->free_pending)
+    if (t->cb.on_heartbeat && !syn_hold_dying(&t->hold))
         t->cb.on_heartbeat(t, &info, t->user_data);
 }
 

@@ -10,8 +10,8 @@
 struct synesis_request {
     syn_tobj base;
     synesis_tunnel *t;
-    synesis_request *prev, *next; /* wait queue or live list */
-    int live;                     /* 1 once its stream is open */
+    syn_link link; /* on t->req_wait, or t->req_live once live */
+    int live;      /* 1 once its stream is open */
     syn_qstream *qs;
 
     /* The request bytes until they are handed to the stream (which then releases them). */
@@ -54,25 +54,12 @@ static void free_copy(const void *data, size_t len, void *ud) {
 
 static void unlink_req(synesis_tunnel *t, synesis_request *r) {
     if (r->live) {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            t->req_live = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
+        syn_list_remove(&t->req_live, &r->link);
     } else {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            t->req_wait_head = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
-        else
-            t->req_wait_tail = r->prev;
+        syn_list_remove(&t->req_wait, &r->link);
         t->req_waiting--;
         t->req_waiting_bytes -= r->queued_bytes;
     }
-    r->prev = r->next = NULL;
 }
 
 /* Ends a request: unlinks it, resets its stream when asked (reset_code != UINT64_MAX), calls back
@@ -83,7 +70,7 @@ static void complete(synesis_request *r, int status, uint64_t app_code, uint64_t
     unlink_req(t, r);
     ev_timer_stop(t->loop, &r->timer);
     if (r->qs) {
-        r->qs->user = NULL;
+        syn_qstream_set_user(r->qs, NULL);
         if (reset_code != UINT64_MAX)
             syn_qstream_shutdown(r->qs, reset_code);
         r->qs = NULL;
@@ -184,8 +171,8 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 /* ---- the queue ---- */
 
 void syn_requests_pump(synesis_tunnel *t) {
-    while (t->req_wait_head && syn_tunnel_ready(t)) {
-        synesis_request *r = t->req_wait_head;
+    while (!syn_list_empty(&t->req_wait) && syn_tunnel_ready(t)) {
+        synesis_request *r = SYN_LIST_FIRST(&t->req_wait, synesis_request, link);
         syn_qstream *qs;
         int rv = syn_qconn_open_stream(t->qc, 1, r, &qs);
         if (rv == SYNESIS_ERR_WOULD_BLOCK)
@@ -197,10 +184,7 @@ void syn_requests_pump(synesis_tunnel *t) {
         unlink_req(t, r);
         r->live = 1;
         r->qs = qs;
-        r->next = t->req_live;
-        if (t->req_live)
-            t->req_live->prev = r;
-        t->req_live = r;
+        syn_list_push_front(&t->req_live, &r->link);
         t->stats.requests_sent++;
         t->stats.bytes_sent += r->len;
         /* The stream now owns the bytes until they are acknowledged. */
@@ -222,17 +206,18 @@ void syn_requests_conn_lost(synesis_tunnel *t, int err, const char *detail) {
         snprintf(d, sizeof(d), "connection lost mid-request: %s", detail ? detail : "");
     else
         syn_copy_str(d, sizeof(d), detail ? detail : synesis_strerror(err));
-    while (t->req_live)
-        complete(t->req_live, err, 0, UINT64_MAX, d);
+    while (!syn_list_empty(&t->req_live))
+        complete(SYN_LIST_FIRST(&t->req_live, synesis_request, link), err, 0, UINT64_MAX, d);
 }
 
 void syn_requests_fail_waiting(synesis_tunnel *t, int err, const char *detail, int all) {
-    synesis_request *r = t->req_wait_head;
+    synesis_request *r = SYN_LIST_FIRST(&t->req_wait, synesis_request, link);
     while (r) {
-        synesis_request *next = r->next;
+        synesis_request *next = SYN_LIST_NEXT(r, synesis_request, link);
         if (all || !r->wait_for_connection) {
             complete(r, err, 0, UINT64_MAX, detail);
-            next = t->req_wait_head; /* the callback may have changed the queue */
+            /* the callback may have changed the queue */
+            next = SYN_LIST_FIRST(&t->req_wait, synesis_request, link);
         }
         r = next;
     }
@@ -254,7 +239,7 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
         /* opts refused */
     } else if (!t || !cb || (len && !data) || !(opts->timeout >= 0))
         rv = SYNESIS_ERR_INVALID_ARGUMENT;
-    else if (t->free_pending)
+    else if (syn_hold_dying(&t->hold))
         rv = SYNESIS_ERR_INVALID_STATE; /* from a callback after free() */
     else if (!syn_tunnel_ready(t) &&
              !(opts->queue_while_reconnecting && (t->state.kind == SYNESIS_STATE_CONNECTING ||
@@ -312,12 +297,7 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
                   0.);
     r->timer.data = r;
     ev_timer_start(t->loop, &r->timer);
-    r->prev = t->req_wait_tail;
-    if (t->req_wait_tail)
-        t->req_wait_tail->next = r;
-    else
-        t->req_wait_head = r;
-    t->req_wait_tail = r;
+    syn_list_push_back(&t->req_wait, &r->link);
     t->req_waiting++;
     r->queued_bytes = release ? 0 : len; /* our copy; a no-copy body is the application's */
     t->req_waiting_bytes += r->queued_bytes;

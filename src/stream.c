@@ -15,7 +15,7 @@ SYNESIS_API void synesis_stream_callbacks_init_sized(synesis_stream_callbacks *c
 struct synesis_stream {
     syn_tobj base;
     synesis_tunnel *t;
-    synesis_stream *prev, *next; /* wait queue or live list */
+    syn_link link; /* on t->stream_wait, or t->stream_live once live */
     int live;
     syn_qstream *qs;
     synesis_stream_callbacks cb;
@@ -33,8 +33,9 @@ struct synesis_stream {
     size_t held_len, held_cap;
     int held_fin;
     int end_delivered;
-    int closing; /* on_close is running or has run */
-    int holds;   /* frames of ours on the stack that still use the object */
+    /* Frames of ours on the stack that still use the object; dying once on_close runs or has run
+     * (then the last frame frees it). */
+    syn_hold hold;
 };
 
 static void s_free(synesis_stream *s) {
@@ -45,9 +46,9 @@ static void s_free(synesis_stream *s) {
 
 /* Application callbacks may close the stream; the object is freed only when the last frame of
  * ours that uses it lets go. */
-static void s_hold(synesis_stream *s) { s->holds++; }
+static void s_hold(synesis_stream *s) { syn_hold_enter(&s->hold); }
 static int s_release(synesis_stream *s) {
-    if (--s->holds == 0 && s->closing) {
+    if (syn_hold_leave(&s->hold) && syn_hold_dying(&s->hold)) {
         s_free(s);
         return 1;
     }
@@ -55,37 +56,21 @@ static int s_release(synesis_stream *s) {
 }
 
 static void unlink_stream(synesis_tunnel *t, synesis_stream *s) {
-    if (s->live) {
-        if (s->prev)
-            s->prev->next = s->next;
-        else
-            t->str_live = s->next;
-        if (s->next)
-            s->next->prev = s->prev;
-    } else {
-        if (s->prev)
-            s->prev->next = s->next;
-        else
-            t->str_wait_head = s->next;
-        if (s->next)
-            s->next->prev = s->prev;
-        else
-            t->str_wait_tail = s->prev;
-    }
-    s->prev = s->next = NULL;
+    syn_list_remove(s->live ? &t->stream_live : &t->stream_wait, &s->link);
 }
 
 /* Ends the stream: on_close once (with detail, NULL = ""), then free. reset_code != UINT64_MAX
  * resets the QUIC stream. */
 static void close_stream(synesis_stream *s, int status, uint64_t app_code, uint64_t reset_code,
                          const char *detail) {
-    if (s->closing)
+    if (syn_hold_dying(&s->hold))
         return;
-    s->closing = 1;
+    s_hold(s);
+    (void)syn_hold_release(&s->hold); /* dying: freed as the last frame lets go */
     synesis_tunnel *t = s->t;
     unlink_stream(t, s);
     if (s->qs) {
-        s->qs->user = NULL;
+        syn_qstream_set_user(s->qs, NULL);
         if (s->held_len)
             syn_qstream_consume(s->qs, s->held_len); /* held bytes are dropped: free the credit */
         if (reset_code != UINT64_MAX)
@@ -93,7 +78,6 @@ static void close_stream(synesis_stream *s, int status, uint64_t app_code, uint6
         s->qs = NULL;
     }
     syn_tunnel_enter(t);
-    s_hold(s);
     if (s->cb.on_close)
         s->cb.on_close(s, status, app_code, detail ? detail : "", s->user_data);
     s_release(s);
@@ -140,7 +124,7 @@ static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len
     } else {
         if (len)
             deliver(s, data, len);
-        if (fin && !s->closing && !t->free_pending) {
+        if (fin && !syn_hold_dying(&s->hold) && !syn_hold_dying(&t->hold)) {
             s->end_delivered = 1;
             if (s->cb.on_end)
                 s->cb.on_end(s, s->user_data);
@@ -204,8 +188,8 @@ static const syn_stream_handler str_handler = {
 };
 
 void syn_streams_pump(synesis_tunnel *t) {
-    while (t->str_wait_head && syn_tunnel_ready(t)) {
-        synesis_stream *s = t->str_wait_head;
+    while (!syn_list_empty(&t->stream_wait) && syn_tunnel_ready(t)) {
+        synesis_stream *s = SYN_LIST_FIRST(&t->stream_wait, synesis_stream, link);
         syn_qstream *qs;
         int rv = syn_qconn_open_stream(t->qc, 1, s, &qs);
         if (rv == SYNESIS_ERR_WOULD_BLOCK)
@@ -216,12 +200,9 @@ void syn_streams_pump(synesis_tunnel *t) {
         }
         unlink_stream(t, s);
         s->live = 1;
-        s->next = t->str_live;
-        if (t->str_live)
-            t->str_live->prev = s;
-        t->str_live = s;
+        syn_list_push_front(&t->stream_live, &s->link);
         s->qs = qs;
-        qs->auto_consume = 0;
+        syn_qstream_set_auto_consume(qs, 0);
         t->stats.streams_opened++;
         if (s->pre_len || s->fin_requested) {
             rv = syn_qstream_write(qs, s->pre, s->pre_len, s->fin_requested);
@@ -235,10 +216,12 @@ void syn_streams_pump(synesis_tunnel *t) {
 }
 
 void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail) {
-    while (t->str_live)
-        close_stream(t->str_live, err, 0, UINT64_MAX, detail);
-    while (t->str_wait_head)
-        close_stream(t->str_wait_head, err, 0, UINT64_MAX, detail);
+    while (!syn_list_empty(&t->stream_live))
+        close_stream(SYN_LIST_FIRST(&t->stream_live, synesis_stream, link), err, 0, UINT64_MAX,
+                     detail);
+    while (!syn_list_empty(&t->stream_wait))
+        close_stream(SYN_LIST_FIRST(&t->stream_wait, synesis_stream, link), err, 0, UINT64_MAX,
+                     detail);
 }
 
 SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stream_callbacks *cb,
@@ -263,12 +246,7 @@ SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stre
     s->t = t;
     s->cb = c;
     s->user_data = user_data;
-    s->prev = t->str_wait_tail;
-    if (t->str_wait_tail)
-        t->str_wait_tail->next = s;
-    else
-        t->str_wait_head = s;
-    t->str_wait_tail = s;
+    syn_list_push_back(&t->stream_wait, &s->link);
     *out = s;
     syn_qconn_schedule(t->qc);
     return 0;
@@ -280,7 +258,7 @@ SYNESIS_API int synesis_stream_write(synesis_stream *s, const void *data, size_t
         *accepted = 0;
     if (!s || (len && !data))
         return SYNESIS_ERR_INVALID_ARGUMENT;
-    if (s->fin_requested || s->closing)
+    if (s->fin_requested || syn_hold_dying(&s->hold))
         return SYNESIS_ERR_INVALID_STATE;
     size_t limit = s->t->cfg.stream_send_buffer;
     size_t used = buffered(s);
@@ -317,7 +295,7 @@ SYNESIS_API int synesis_stream_write(synesis_stream *s, const void *data, size_t
 SYNESIS_API int synesis_stream_finish(synesis_stream *s) {
     if (!s)
         return SYNESIS_ERR_INVALID_ARGUMENT;
-    if (s->fin_requested || s->closing)
+    if (s->fin_requested || syn_hold_dying(&s->hold))
         return SYNESIS_ERR_INVALID_STATE;
     s->fin_requested = 1;
     if (s->qs)
@@ -328,7 +306,7 @@ SYNESIS_API int synesis_stream_finish(synesis_stream *s) {
 SYNESIS_API int synesis_stream_reset(synesis_stream *s, uint64_t app_error_code) {
     if (!s || app_error_code > SYNESIS_APP_ERROR_CODE_MAX)
         return SYNESIS_ERR_INVALID_ARGUMENT;
-    if (s->closing)
+    if (syn_hold_dying(&s->hold))
         return SYNESIS_ERR_INVALID_STATE;
     synesis_tunnel *t = s->t;
     syn_tunnel_enter(t);
@@ -347,7 +325,7 @@ SYNESIS_API void synesis_stream_pause(synesis_stream *s) {
 }
 
 SYNESIS_API void synesis_stream_resume(synesis_stream *s) {
-    if (!s || !s->paused || s->closing)
+    if (!s || !s->paused || syn_hold_dying(&s->hold))
         return;
     s->paused = 0;
     synesis_tunnel *t = s->t;
@@ -366,12 +344,13 @@ SYNESIS_API void synesis_stream_resume(synesis_stream *s) {
             s->cb.on_data(s, held, n, s->user_data);
         free(held);
     }
-    if (!s->closing && s->held_fin && !s->end_delivered && !t->free_pending) {
+    if (!syn_hold_dying(&s->hold) && s->held_fin && !s->end_delivered &&
+        !syn_hold_dying(&t->hold)) {
         s->end_delivered = 1;
         if (s->cb.on_end)
             s->cb.on_end(s, s->user_data);
     }
-    if (!s->closing && !s->qs && s->live && !t->free_pending)
+    if (!syn_hold_dying(&s->hold) && !s->qs && s->live && !syn_hold_dying(&t->hold))
         close_stream(s, 0, 0, UINT64_MAX, NULL); /* the QUIC stream ended while we were paused */
     s_release(s);
     if (t->qc)

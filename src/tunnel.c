@@ -92,12 +92,12 @@ void syn_tunnel_log(synesis_tunnel *t, synesis_log_level level, const char *fmt,
 static void really_free(synesis_tunnel *t);
 static void cancel_everything(synesis_tunnel *t);
 
-static void t_enter(synesis_tunnel *t) { t->depth++; }
-void syn_tunnel_enter(synesis_tunnel *t) { t->depth++; }
+static void t_enter(synesis_tunnel *t) { syn_hold_enter(&t->hold); }
+void syn_tunnel_enter(synesis_tunnel *t) { syn_hold_enter(&t->hold); }
 
 /* Returns 1 when t was freed (the caller must not touch it). */
 static int t_leave(synesis_tunnel *t) {
-    if (--t->depth == 0 && t->free_pending) {
+    if (syn_hold_leave(&t->hold) && syn_hold_dying(&t->hold)) {
         really_free(t);
         return 1;
     }
@@ -107,7 +107,7 @@ static int t_leave(synesis_tunnel *t) {
 int syn_tunnel_leave(synesis_tunnel *t) { return t_leave(t); }
 
 int syn_tunnel_ready(const synesis_tunnel *t) {
-    return t->state.kind == SYNESIS_STATE_CONNECTED && t->qc && !t->free_pending &&
+    return t->state.kind == SYNESIS_STATE_CONNECTED && t->qc && !syn_hold_dying(&t->hold) &&
            syn_qconn_handshake_completed(t->qc);
 }
 
@@ -145,9 +145,9 @@ static void compact_subs(synesis_tunnel *t) {
 
 static void notify(synesis_tunnel *t, const synesis_tunnel_state *old,
                    const synesis_tunnel_state *now) {
-    if (t->cb.on_state && !t->free_pending)
+    if (t->cb.on_state && !syn_hold_dying(&t->hold))
         t->cb.on_state(t, old, now, t->user_data);
-    for (size_t i = 0; i < t->nsubs && !t->free_pending; i++)
+    for (size_t i = 0; i < t->nsubs && !syn_hold_dying(&t->hold); i++)
         if (t->subs[i].fn)
             t->subs[i].fn(t, old, now, t->subs[i].user_data);
 }
@@ -202,7 +202,7 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
     synesis_tunnel_state now = t->state;
     now.error_detail = next_detail;
     notify(t, &old, &now);
-    for (size_t i = 0; i < t->nqueued && !t->free_pending; i++) {
+    for (size_t i = 0; i < t->nqueued && !syn_hold_dying(&t->hold); i++) {
         /* Copies: a callback may queue more and move the array. */
         synesis_tunnel_state o = t->queued[i].s[0], n = t->queued[i].s[1];
         syn_copy_str(old_detail, sizeof(old_detail), t->queued[i].detail[0]);
@@ -217,7 +217,7 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
     t->notifying--;
     compact_subs(t);
     /* Requests waiting for a connection learn what became of it. */
-    if (!t->free_pending) {
+    if (!syn_hold_dying(&t->hold)) {
         if (t->state.kind == SYNESIS_STATE_FAILED)
             syn_requests_fail_waiting(t, t->state.error, t->state.error_detail, 1);
         else if (t->state.kind == SYNESIS_STATE_DISCONNECTED)
@@ -244,9 +244,9 @@ void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out) {
     memset(&out->qc, 0, sizeof(out->qc));
     out->pings_recv = 0;
     if (t->qc) {
-        ngtcp2_conn_info ci;
+        syn_qconn_stats ci;
         syn_qconn_get_wakes(t->qc, &out->qc);
-        syn_qconn_info(t->qc, &ci);
+        syn_qconn_get_stats(t->qc, &ci);
         out->pings_recv = ci.ping_recv;
     }
 }
@@ -267,11 +267,11 @@ typedef struct syn_linger {
     synesis_tunnel *t; /* NULL once the tunnel let go (free) */
     struct ev_loop *loop;
     syn_qconn *qc;
-    int busy, dead; /* in linger_rio_cb; the connection ended meanwhile */
-    int fd;         /* owned by qc (syn_qconn_take_fd) */
+    syn_hold hold; /* held by linger_rio_cb; dying: the connection ended meanwhile */
+    int fd;        /* owned by qc (syn_qconn_take_fd) */
     syn_sockaddr local;
     ev_io rio;
-    struct syn_linger *prev, *next;
+    syn_link link; /* on t->lingers */
 } syn_linger;
 
 /* ---- I/O buffers: taken when traffic needs them, released when the tunnel is quiet ---- */
@@ -338,9 +338,10 @@ static int buffers_release(synesis_tunnel *t) {
     int done = 1;
     if (t->qc && !syn_qconn_trim(t->qc))
         done = 0;
-    for (syn_linger *l = t->lingers; l; l = l->next)
-        if (!syn_qconn_trim(l->qc))
-            done = 0;
+    syn_linger *l;
+    SYN_LIST_FOREACH(l, &t->lingers, syn_linger, link)
+    if (!syn_qconn_trim(l->qc))
+        done = 0;
     return done;
 }
 
@@ -353,12 +354,12 @@ static int buffers_release(synesis_tunnel *t) {
  * them once no datagram has come for SYN_TUNNEL_BUFFER_IDLE (one wake-up at the end of a busy
  * spell). */
 static void buffers_after_read(synesis_tunnel *t) {
-    if (t->free_pending || t->depth != 1 || (!t->rx && !t->qc))
+    if (syn_hold_dying(&t->hold) || t->hold.depth != 1 || (!t->rx && !t->qc))
         return;
-    if (t->rx_run <= SYN_TUNNEL_SHORT_RUN && !t->lingers) {
-        ngtcp2_conn_info ci = {0};
+    if (t->rx_run <= SYN_TUNNEL_SHORT_RUN && syn_list_empty(&t->lingers)) {
+        syn_qconn_stats ci = {0};
         if (t->qc)
-            syn_qconn_info(t->qc, &ci);
+            syn_qconn_get_stats(t->qc, &ci);
         if (!ci.bytes_in_flight && buffers_release(t)) {
             ev_timer_stop(t->loop, &t->buf_timer); /* an earlier event of the run started it */
             return;
@@ -376,7 +377,7 @@ static void buf_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     t->wakes.buffer_timer++;
     ev_tstamp quiet = ev_now(loop) - t->rx_used_at;
     /* (Never under one of our callbacks: a nested loop run may be using the buffers.) */
-    if (quiet >= SYN_TUNNEL_BUFFER_IDLE * 0.99 && t->depth == 0 && buffers_release(t))
+    if (quiet >= SYN_TUNNEL_BUFFER_IDLE * 0.99 && !syn_hold_busy(&t->hold) && buffers_release(t))
         return;
     ev_timer_set(
         w, quiet < SYN_TUNNEL_BUFFER_IDLE ? SYN_TUNNEL_BUFFER_IDLE - quiet : SYN_TUNNEL_BUFFER_IDLE,
@@ -387,13 +388,7 @@ static void buf_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 static void linger_unlink(syn_linger *l) {
     if (!l->t)
         return;
-    if (l->prev)
-        l->prev->next = l->next;
-    else
-        l->t->lingers = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
-    l->prev = l->next = NULL;
+    syn_list_remove(&l->t->lingers, &l->link);
     l->t = NULL;
 }
 
@@ -402,10 +397,8 @@ static void linger_closed(syn_qconn *qc, int err, const char *detail) {
     synesis_tunnel *t = l->t;
     ev_io_stop(l->loop, &l->rio);
     linger_unlink(l);
-    syn_qconn_free(qc); /* deferred until the driver unwinds; closes the socket */
-    if (l->busy)
-        l->dead = 1; /* linger_rio_cb frees it */
-    else
+    syn_qconn_free(qc);             /* deferred until the driver unwinds; closes the socket */
+    if (syn_hold_release(&l->hold)) /* else linger_rio_cb frees it */
         free(l);
     if (!t)
         return;
@@ -427,14 +420,14 @@ static void linger_log(syn_qconn *qc, synesis_log_level level, const char *msg) 
  * objects detached); only heartbeats still in flight learn their outcome. */
 static void linger_stream_reset(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int stop) {
     syn_linger *l = syn_qconn_owner(qc);
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (l->t && o && o->h->reset)
         o->h->reset(o, s, app_code, stop);
 }
 
 static void linger_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset) {
     syn_linger *l = syn_qconn_owner(qc);
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (l->t && o && o->h->close)
         o->h->close(o, s, app_code, reset);
 }
@@ -456,13 +449,13 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     syn_qconn *qc = l->qc;
     /* Heartbeat outcomes reach the application from here: a free() it makes waits for us. */
     syn_tunnel_enter(t);
-    l->busy = 1;
+    syn_hold_enter(&l->hold);
     /* The tunnel's receive buffers are free here (callbacks of different sockets never nest). */
     syn_udp_rx *rx = rx_take(t);
     rx_fallback fb;
     fb.gro_off = 0;
     for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || (rx && syn_udp_rx_pending(rx))) &&
-                        !l->dead && !t->free_pending;) {
+                        !syn_hold_dying(&l->hold) && !syn_hold_dying(&t->hold);) {
         const syn_udp_dgram *d;
         int n = rx_read(l->fd, rx, &fb, &d);
         if (n == -EMSGSIZE)
@@ -474,17 +467,16 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         }
         if (n == 0)
             break;
-        for (int i = 0; i < n && !l->dead && !t->free_pending; i++)
+        for (int i = 0; i < n && !syn_hold_dying(&l->hold) && !syn_hold_dying(&t->hold); i++)
             syn_qconn_recv(qc, &l->local, &d[i].remote, d[i].ecn, d[i].data, d[i].len);
         total += n;
         if (rx && !syn_udp_rx_more(rx))
             break;
     }
-    if (!l->dead)
+    if (!syn_hold_dying(&l->hold))
         syn_qconn_flush(qc); /* may end the linger */
     buffers_after_read(t);
-    l->busy = 0;
-    if (l->dead)
+    if (syn_hold_leave(&l->hold) && syn_hold_dying(&l->hold))
         free(l);
     syn_tunnel_leave(t); /* may free t (and end the linger) */
 }
@@ -503,10 +495,7 @@ static int linger_start(synesis_tunnel *t, syn_qconn *qc) {
     ev_io_init(&l->rio, linger_rio_cb, l->fd, EV_READ);
     l->rio.data = l;
     ev_io_start(t->loop, &l->rio);
-    l->next = t->lingers;
-    if (t->lingers)
-        t->lingers->prev = l;
-    t->lingers = l;
+    syn_list_push_front(&t->lingers, &l->link);
     syn_qconn_take_fd(qc);
     t->fd = -1;
     syn_qconn_set_owner(qc, &linger_qc_ops, l);
@@ -515,10 +504,10 @@ static int linger_start(synesis_tunnel *t, syn_qconn *qc) {
 
 /* free(): every linger ends now, its CONNECTION_CLOSE sent (after the ACK still owed). */
 static void lingers_end_all(synesis_tunnel *t) {
-    while (t->lingers) {
-        syn_linger *l = t->lingers;
+    while (!syn_list_empty(&t->lingers)) {
+        syn_linger *l = SYN_LIST_FIRST(&t->lingers, syn_linger, link);
         syn_heartbeat_conn_lost(t, l->qc, "the tunnel was freed");
-        if (l != t->lingers)
+        if (l != SYN_LIST_FIRST(&t->lingers, syn_linger, link))
             continue;
         ev_io_stop(t->loop, &l->rio);
         linger_unlink(l); /* l->t = NULL: the close below frees l via linger_closed */
@@ -538,8 +527,8 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
     t->stats.handshake_completed_time = 0;
     if (t->qc) {
         syn_qconn *qc = t->qc;
-        ngtcp2_conn_info ci;
-        syn_qconn_info(qc, &ci);
+        syn_qconn_stats ci;
+        syn_qconn_get_stats(qc, &ci);
         t->pkts_sent_done += ci.pkt_sent;
         t->pkts_lost_done += ci.pkt_lost;
         t->qc = NULL; /* from here on nothing can use it, whatever the callbacks below do */
@@ -599,7 +588,7 @@ static void qc_handshake_done(syn_qconn *qc) {
     } else {
         syn_backoff_reset(&t->backoff);
     }
-    if (set_state(t, &s) == 0 && !t->free_pending && syn_tunnel_ready(t)) {
+    if (set_state(t, &s) == 0 && !syn_hold_dying(&t->hold) && syn_tunnel_ready(t)) {
         syn_heartbeat_start(t);
         syn_qconn_schedule(qc); /* opens waiting requests and streams */
     }
@@ -636,28 +625,28 @@ static void qc_send_error(syn_qconn *qc, int err) {
 static void qc_stream_data(syn_qconn *qc, syn_qstream *s, const uint8_t *data, size_t len,
                            int fin) {
     (void)qc;
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (o && o->h->data)
         o->h->data(o, s, data, len, fin);
 }
 
 static void qc_stream_reset(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int stop) {
     (void)qc;
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (o && o->h->reset)
         o->h->reset(o, s, app_code, stop);
 }
 
 static void qc_stream_acked(syn_qconn *qc, syn_qstream *s) {
     (void)qc;
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (o && o->h->acked)
         o->h->acked(o, s);
 }
 
 static void qc_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset) {
     (void)qc;
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (o && o->h->close)
         o->h->close(o, s, app_code, reset);
 }
@@ -672,9 +661,9 @@ static void qc_before_write(syn_qconn *qc) {
     synesis_tunnel *t = syn_qconn_owner(qc);
     t_enter(t);
     syn_requests_pump(t);
-    if (!t->free_pending)
+    if (!syn_hold_dying(&t->hold))
         syn_streams_pump(t);
-    if (!t->free_pending)
+    if (!syn_hold_dying(&t->hold))
         syn_heartbeat_ride(t);
     t_leave(t);
 }
@@ -712,7 +701,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     rx_fallback fb;
     fb.gro_off = 0;
     for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || (rx && syn_udp_rx_pending(rx))) &&
-                        t->qc && !t->free_pending;) {
+                        t->qc && !syn_hold_dying(&t->hold);) {
         const syn_udp_dgram *d;
         int n = rx_read(t->fd, rx, &fb, &d);
         if (n == -EMSGSIZE)
@@ -726,7 +715,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         if (n == 0)
             break;
         syn_qconn *qc = t->qc;
-        for (int i = 0; i < n && t->qc == qc && !t->free_pending; i++)
+        for (int i = 0; i < n && t->qc == qc && !syn_hold_dying(&t->hold); i++)
             syn_qconn_recv(qc, &t->local, &d[i].remote, d[i].ecn, d[i].data, d[i].len);
         total += n;
         if (rx && !syn_udp_rx_more(rx))
@@ -740,7 +729,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "socket error ignored: %s", strerror(sock_err));
         sock_err = 0;
     }
-    if (sock_err && t->qc && !t->free_pending) {
+    if (sock_err && t->qc && !syn_hold_dying(&t->hold)) {
         char d[SYNESIS_DETAIL_MAX], addr[64];
         syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, addr, sizeof(addr));
         if (sock_err == ECONNREFUSED)
@@ -752,9 +741,9 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
                                                              : SYNESIS_ERR_SOCKET,
                         d);
     }
-    if (t->qc && !t->free_pending)
+    if (t->qc && !syn_hold_dying(&t->hold))
         syn_qconn_flush(t->qc);
-    if (qc0 && t->qc == qc0 && !t->free_pending) {
+    if (qc0 && t->qc == qc0 && !syn_hold_dying(&t->hold)) {
         syn_qconn_wakes w1;
         syn_qconn_get_wakes(qc0, &w1);
         if (w1.packets != w0.packets)
@@ -857,7 +846,7 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
             make_state(&s, SYNESIS_STATE_RECONNECTING, err, detail);
             s.attempt = attempt ? attempt : t->backoff.attempts + 1;
             t->outage_started_ms = s.entered_ms;
-            if (set_state(t, &s) != 0 || t->free_pending ||
+            if (set_state(t, &s) != 0 || syn_hold_dying(&t->hold) ||
                 t->state.kind != SYNESIS_STATE_RECONNECTING)
                 return;
         }
@@ -873,7 +862,8 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
     s.entered_ms = t->outage_started_ms;
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "reconnection attempt %u/%u in %.3f s", attempt,
                    t->backoff.max_attempts, delay);
-    if (set_state(t, &s) != 0 || t->free_pending || t->state.kind != SYNESIS_STATE_RECONNECTING)
+    if (set_state(t, &s) != 0 || syn_hold_dying(&t->hold) ||
+        t->state.kind != SYNESIS_STATE_RECONNECTING)
         return;
     ev_timer_stop(t->loop, &t->reconnect_timer);
     ev_timer_set(&t->reconnect_timer, delay, 0.);
@@ -893,7 +883,7 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
                    (err == SYNESIS_ERR_SOCKET || err == SYNESIS_ERR_HANDSHAKE_TIMEOUT ||
                     err == SYNESIS_ERR_CONNECTION_LOST);
     conn_teardown(t, SYNESIS_ERR_CONNECTION_LOST, t->last_error);
-    if (t->free_pending)
+    if (syn_hold_dying(&t->hold))
         return;
     if (try_next) {
         t->stats.address_fallbacks++;
@@ -993,7 +983,7 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
     /* The stream window, and four of them as the connection's, are QUIC varints (< 2^62):
      * ngtcp2 asserts on larger transport parameters. */
     if (!c->max_response_size || !c->stream_send_buffer || c->stream_recv_window < 1024 ||
-        c->stream_recv_window > NGTCP2_MAX_VARINT / 4 || !c->max_heartbeat_size)
+        c->stream_recv_window > SYN_QUIC_MAX_VARINT / 4 || !c->max_heartbeat_size)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config sizes must be > 0 (stream_recv_window 1024 to 2^60 - 1)");
     if (!c->max_queued_request_bytes)
@@ -1239,7 +1229,7 @@ SYNESIS_API int synesis_tunnel_connect(synesis_tunnel *t) {
     syn_backoff_reset(&t->backoff);
     t->outage_started_ms = 0;
     int rv = set_state(t, &s);
-    if (rv == 0 && !t->free_pending && t->state.kind == SYNESIS_STATE_CONNECTING)
+    if (rv == 0 && !syn_hold_dying(&t->hold) && t->state.kind == SYNESIS_STATE_CONNECTING)
         start_attempt(t);
     t_leave(t);
     return rv;
@@ -1264,8 +1254,7 @@ SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t) {
 
 static void really_free(synesis_tunnel *t) {
     /* Callbacks reached while tearing down must not free again. */
-    t->free_pending = 0;
-    t->depth = 1;
+    t->hold = (syn_hold){.depth = 1};
     t->cb.on_state = NULL;
     t->cb.on_heartbeat_result = NULL; /* heartbeats in flight are not reported once freed */
     t->nsubs = 0;
@@ -1320,16 +1309,15 @@ static void cancel_everything(synesis_tunnel *t) {
 SYNESIS_API void synesis_tunnel_free(synesis_tunnel *t) {
     if (!t)
         return;
-    if (t->depth > 0) {
-        /* Called from inside one of our callbacks: the memory is released when control returns
-         * to us, but from now on no callback runs, so everything pending completes here. */
-        if (!t->free_pending) {
-            t->free_pending = 1;
-            cancel_everything(t);
-        }
+    if (syn_hold_dying(&t->hold))
+        return;
+    if (syn_hold_release(&t->hold)) {
+        really_free(t);
         return;
     }
-    really_free(t);
+    /* Called from inside one of our callbacks: the memory is released when control returns to
+     * us, but from now on no callback runs, so everything pending completes here. */
+    cancel_everything(t);
 }
 
 /* The current state, Connected's latency measured now. */
@@ -1399,8 +1387,8 @@ static void current_stats(const synesis_tunnel *t, synesis_tunnel_stats *out) {
     out->packets_sent = t->pkts_sent_done;
     out->packets_lost = t->pkts_lost_done;
     if (t->qc) {
-        ngtcp2_conn_info ci;
-        syn_qconn_info(t->qc, &ci);
+        syn_qconn_stats ci;
+        syn_qconn_get_stats(t->qc, &ci);
         out->packets_sent += ci.pkt_sent;
         out->packets_lost += ci.pkt_lost;
         out->cwnd = ci.cwnd;

@@ -9,7 +9,9 @@
 #include "backoff.h"
 #include "protocol.h"
 #include "dns.h"
+#include "hold.h"
 #include "internal.h"
+#include "list.h"
 #include "qconn.h"
 #include "udp.h"
 #include "url.h"
@@ -106,7 +108,7 @@ struct synesis_tunnel {
     int pending_sock_err;
     /* Connections closing in the background after disconnect() (config.close_linger): each owns
      * its socket and read watcher; free() ends them at once. */
-    struct syn_linger *lingers;
+    syn_list lingers; /* syn_linger */
     int linger_teardown;
     /* set by disconnect(): conn_teardown hands the connection to a linger */ /* an errno from
                                                                                  sending, acted
@@ -115,18 +117,18 @@ struct synesis_tunnel {
                                                                                  waiting */
 
     /* Requests (request.c): waiting for a stream, and in flight. */
-    synesis_request *req_wait_head, *req_wait_tail;
-    synesis_request *req_live;
+    syn_list req_wait; /* synesis_request */
+    syn_list req_live;
     size_t req_waiting;
     size_t req_waiting_bytes; /* the bodies we copied for them (max_queued_request_bytes) */
     /* Streams (stream.c): waiting to open, and open. */
-    synesis_stream *str_wait_head, *str_wait_tail;
-    synesis_stream *str_live;
+    syn_list stream_wait; /* synesis_stream */
+    syn_list stream_live;
 
     /* Heartbeats (heartbeat.c). */
     ev_timer hb_timer;
     uint64_t hb_sequence;
-    struct syn_hb *hb_live; /* handed to QUIC, outcome not known yet (at most SYN_HB_MAX_LIVE) */
+    syn_list hb_live; /* syn_hb handed to QUIC, outcome not known yet (at most SYN_HB_MAX_LIVE) */
 #define SYN_HB_RECENT 64
     struct syn_hb_recent {
         uint64_t sequence, conn;
@@ -136,7 +138,7 @@ struct synesis_tunnel {
         int state;              /* 0 = empty, 1 = delivered, 2 = refused */
     } hb_recent[SYN_HB_RECENT]; /* the last outcomes, for reports that come after delivery */
     size_t hb_recent_next;
-    struct syn_report *reports; /* edge reports being received */
+    syn_list reports; /* syn_report: edge reports being received */
     char device_id[128];
     void *vitals_sampler;
 
@@ -152,8 +154,7 @@ struct synesis_tunnel {
     ev_timer stable_timer;
     int64_t outage_started_ms;
 
-    int depth;
-    int free_pending;
+    syn_hold hold; /* free() from a callback is deferred to the outermost frame (hold.h) */
     char last_error[SYNESIS_DETAIL_MAX];
 };
 

@@ -280,7 +280,7 @@ static void test_connect_and_free_during_linger(void **state) {
     assert_int_equal(synesis_tunnel_disconnect(f->t), 0);
     assert_int_equal(f->responses, 1); /* the request completed at once, as before */
     assert_int_equal(f->last_status, SYNESIS_ERR_CANCELLED);
-    assert_non_null(f->t->lingers);
+    assert_false(syn_list_empty(&f->t->lingers));
     target_host = 1;
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
     assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
@@ -288,7 +288,7 @@ static void test_connect_and_free_during_linger(void **state) {
     assert_int_equal(synesis_tunnel_request(f->t, "pong", 4, NULL, on_response, f, NULL), 0);
     assert_true(syn_test_run_until(f->loop, got_response, f, 5));
     assert_int_equal(f->last_status, 0);
-    assert_non_null(f->t->lingers); /* still lingering */
+    assert_false(syn_list_empty(&f->t->lingers)); /* still lingering */
     /* free() ends the linger at once, and no watcher of the tunnel is left on the loop. */
     synesis_tunnel_free(f->t);
     f->t = NULL;

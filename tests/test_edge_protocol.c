@@ -325,7 +325,7 @@ static int64_t send_hb(fixture *f, syn_test_raw_client *c, const char *json) {
     memcpy(fr + 5, json, n);
     syn_qstream *s;
     assert_int_equal(syn_qconn_open_stream(c->qc, 0, NULL, &s), 0);
-    int64_t id = s->id;
+    int64_t id = syn_qstream_id(s);
     assert_int_equal(syn_qstream_write(s, fr, 5 + n, 1), 0);
     free(fr);
     c->stream_closes = 0;

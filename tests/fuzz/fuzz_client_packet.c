@@ -332,9 +332,9 @@ static int64_t pick_stream(fz_reader *r) {
         int64_t ids[16];
         size_t n = 0;
         if (alive())
-            for (syn_qstream *s = syn_qconn_streams(C.qc); s && n < 16; s = s->next)
-                if ((s->id & 3) == 0)
-                    ids[n++] = s->id;
+            for (syn_qstream *s = syn_qconn_streams(C.qc); s && n < 16; s = syn_qstream_next(s))
+                if ((syn_qstream_id(s) & 3) == 0)
+                    ids[n++] = syn_qstream_id(s);
 #ifdef FUZZ_EDGE_SIDE
         if ((sel & 32) || !n) /* a new request stream */
             return (int64_t)(C.bidi_next++ * 4);

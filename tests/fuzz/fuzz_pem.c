@@ -1,4 +1,4 @@
-/* PEM certificate and key loading (src/identity.c).
+/* PEM certificate and key loading (src/identity/load.c).
  *
  * Input: flags (1 byte), the certificate part's length (2 bytes, big-endian), the certificate
  * part, then the key part. By flags & 3:
