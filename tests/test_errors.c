@@ -372,7 +372,7 @@ static char *read_file(const char *path, size_t *len) {
 
 static void test_in_memory_pem_and_pins(void **state) {
     fixture *f = *state;
-    synesis_identity_info info;
+    synesis_identity_info *info = NULL;
     char detail[512];
     assert_int_equal(
         synesis_identity_inspect(syn_test_path(pki, "edge.pem"), &info, detail, sizeof(detail)), 0);
@@ -382,7 +382,8 @@ static void test_in_memory_pem_and_pins(void **state) {
     char *pass = strdup("unused");
     uint8_t(*pins)[32] = calloc(2, 32);
     memset(pins[0], 0xab, 32); /* a pin that matches nothing, then the edge's */
-    memcpy(pins[1], info.spki_sha256, 32);
+    memcpy(pins[1], info->spki_sha256, 32);
+    synesis_identity_info_free(info);
     synesis_tunnel_config cfg = f->cfg;
     cfg.cert_path = cfg.key_path = "/nonexistent"; /* the PEM takes precedence */
     cfg.cert_pem = cert;
@@ -783,6 +784,11 @@ static void test_null_every_function(void **state) {
     assert_int_equal(synesis_identity_create_test_pki(NULL, "x", buf, sizeof(buf)), EINVAL_);
     assert_int_equal(synesis_identity_create_test_pki("/tmp/x", NULL, buf, sizeof(buf)), EINVAL_);
     assert_int_equal(synesis_identity_check(NULL, NULL, NULL, buf, sizeof(buf)), EINVAL_);
+    synesis_identity_info *info = (synesis_identity_info *)&info;
+    assert_int_equal(synesis_identity_inspect(NULL, &info, buf, sizeof(buf)), EINVAL_);
+    assert_null(info);
+    assert_int_equal(synesis_identity_inspect("/tmp/x.pem", NULL, buf, sizeof(buf)), EINVAL_);
+    synesis_identity_info_free(NULL);
     assert_int_equal(synesis_spki_pin_parse(NULL, pin), EINVAL_);
     assert_int_equal(synesis_spki_pin_parse("sha256//x", NULL), EINVAL_);
     /* detail NULL is allowed everywhere. */
