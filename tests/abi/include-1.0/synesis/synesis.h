@@ -1,0 +1,13 @@
+/*
+ * synesis-tunnel: umbrella header. Includes every public header of the library.
+ */
+#ifndef SYNESIS_SYNESIS_H
+#define SYNESIS_SYNESIS_H
+
+#include "synesis/common.h"
+#include "synesis/identity.h"
+#include "synesis/tunnel.h"
+#include "synesis/request.h"
+#include "synesis/stream.h"
+
+#endif /* SYNESIS_SYNESIS_H */
