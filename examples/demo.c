@@ -276,9 +276,10 @@ int main(int argc, char **argv) {
     cfg.log = tunnel_log;
     cfg.log_user_data = &d;
     cfg.heartbeat_interval = 0.5;
-    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
-                                   .on_state = on_state,
-                                   .on_heartbeat = on_heartbeat};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
+    cb.on_state = on_state;
+    cb.on_heartbeat = on_heartbeat;
     if ((rv = synesis_tunnel_new(&d.tunnel, d.loop, &cfg, &cb, &d, detail, sizeof(detail))) != 0) {
         fprintf(stderr, "tunnel: %s: %s\n", synesis_error_name(rv), detail);
         syn_edge_free(d.edge);
