@@ -80,7 +80,7 @@ struct synesis_tunnel {
     char state_detail[SYN_STATE_DETAIL];
 #define SYN_STATE_QUEUE 16
     /* Transitions made during a notification (at most SYN_STATE_QUEUE; allocated when first
-     * needed: a state is 288 bytes). */
+     * needed: a pair with its details is about 600 bytes). */
     syn_state_pair *queued;
     size_t nqueued, queued_cap;
     syn_subscriber *subs;
