@@ -332,13 +332,15 @@ typedef struct synesis_vitals synesis_vitals;
  */
 SYNESIS_API int synesis_vitals_add_number(synesis_vitals *v, const char *key, double value);
 /**
- * Adds a string to the vitals, like synesis_vitals_add_number(); key and value are copied.
+ * Adds a string to the vitals, like synesis_vitals_add_number() (loop thread, from on_vitals);
+ * key and value are copied.
  * @return 0, SYNESIS_ERR_NOMEM, or SYNESIS_ERR_INVALID_ARGUMENT for a NULL vitals, key or value.
  * @since 1.0
  */
 SYNESIS_API int synesis_vitals_add_string(synesis_vitals *v, const char *key, const char *value);
 /**
- * Adds a boolean (value != 0) to the vitals, like synesis_vitals_add_number().
+ * Adds a boolean (value != 0) to the vitals, like synesis_vitals_add_number() (loop thread, from
+ * on_vitals).
  * @return 0, SYNESIS_ERR_NOMEM, or SYNESIS_ERR_INVALID_ARGUMENT for a NULL vitals or key.
  * @since 1.0
  */
