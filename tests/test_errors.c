@@ -707,7 +707,9 @@ static void test_null_every_function(void **state) {
     assert_true(synesis_dependency_versions(NULL, 0) > 0);
     /* tunnel.h */
     assert_string_equal(synesis_state_name(SYNESIS_STATE_FAILED), "Failed");
-    synesis_tunnel_config_init(NULL);
+    /* The _init() macros take the struct's size from the pointer's type: a typed NULL. */
+    synesis_tunnel_config_init((synesis_tunnel_config *)NULL);
+    synesis_tunnel_callbacks_init((synesis_tunnel_callbacks *)NULL);
     synesis_tunnel_config_init_sized(NULL, sizeof(synesis_tunnel_config));
     synesis_tunnel_callbacks_init_sized(NULL, sizeof(synesis_tunnel_callbacks));
     assert_int_equal(synesis_vitals_add_number(NULL, "k", 1), EINVAL_);
@@ -737,7 +739,7 @@ static void test_null_every_function(void **state) {
     assert_string_equal(synesis_tunnel_last_error(NULL), "");
     assert_null(synesis_tunnel_user_data(NULL));
     /* request.h */
-    synesis_request_options_init(NULL);
+    synesis_request_options_init((synesis_request_options *)NULL);
     synesis_request_options_init_sized(NULL, sizeof(synesis_request_options));
     synesis_request *req = (synesis_request *)&req;
     assert_int_equal(synesis_tunnel_request(NULL, "x", 1, NULL, noop_response, NULL, &req),
@@ -754,7 +756,7 @@ static void test_null_every_function(void **state) {
         EINVAL_);
     assert_int_equal(synesis_request_cancel(NULL), EINVAL_);
     /* stream.h */
-    synesis_stream_callbacks_init(NULL);
+    synesis_stream_callbacks_init((synesis_stream_callbacks *)NULL);
     synesis_stream_callbacks_init_sized(NULL, sizeof(synesis_stream_callbacks));
     synesis_stream *s = (synesis_stream *)&s;
     assert_int_equal(synesis_tunnel_open_stream(NULL, NULL, NULL, &s), EINVAL_);
@@ -768,13 +770,13 @@ static void test_null_every_function(void **state) {
     assert_int_equal(synesis_stream_buffered(NULL), 0);
     /* identity.h */
     assert_int_equal(synesis_identity_validate_device_id(NULL, buf, sizeof(buf)), EINVAL_);
-    synesis_identity_options_init(NULL);
+    synesis_identity_options_init((synesis_identity_options *)NULL);
     assert_int_equal(synesis_identity_generate(NULL, "/tmp", buf, sizeof(buf)), EINVAL_);
     synesis_identity_options io;
     synesis_identity_options_init(&io);
     io.device_id = "x";
     assert_int_equal(synesis_identity_generate(&io, NULL, buf, sizeof(buf)), EINVAL_);
-    synesis_pki_cert_options_init(NULL, SYNESIS_CERT_PROFILE_CA);
+    synesis_pki_cert_options_init((synesis_pki_cert_options *)NULL, SYNESIS_CERT_PROFILE_CA);
     synesis_pki_cert_options po;
     synesis_pki_cert_options_init(&po, SYNESIS_CERT_PROFILE_CA);
     po.common_name = "x";
