@@ -92,7 +92,7 @@ static void deliver(synesis_stream *s, const uint8_t *data, size_t len) {
         s->cb.on_data(s, data, len, s->user_data);
 }
 
-static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len, int fin) {
+static void stream_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len, int fin) {
     (void)qs;
     synesis_stream *s = obj;
     synesis_tunnel *t = s->t;
@@ -125,13 +125,13 @@ static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len
     syn_tunnel_leave(t);
 }
 
-static void str_reset(void *obj, syn_qstream *qs, uint64_t app_code, int stop) {
+static void stream_reset(void *obj, syn_qstream *qs, uint64_t app_code, int stop) {
     (void)qs;
     (void)stop; /* either way the stream cannot carry on as the application expects */
     close_stream(obj, SYNESIS_ERR_STREAM_RESET, app_code, SYN_APP_CANCELLED);
 }
 
-static void str_acked(void *obj, syn_qstream *qs) {
+static void stream_acked(void *obj, syn_qstream *qs) {
     (void)qs;
     synesis_stream *s = obj;
     if (s->want_writable && buffered(s) < s->t->cfg.stream_send_buffer) {
@@ -146,7 +146,7 @@ static void str_acked(void *obj, syn_qstream *qs) {
     }
 }
 
-static void str_close(void *obj, syn_qstream *qs, uint64_t app_code, int reset) {
+static void stream_close(void *obj, syn_qstream *qs, uint64_t app_code, int reset) {
     synesis_stream *s = obj;
     /* Held bytes count against the connection's window: return it while the QUIC stream exists
      * (they are delivered on resume, or dropped). */
@@ -163,11 +163,11 @@ static void str_close(void *obj, syn_qstream *qs, uint64_t app_code, int reset) 
         close_stream(s, 0, 0, UINT64_MAX);
 }
 
-static const syn_stream_handler str_handler = {
-    .data = str_data,
-    .reset = str_reset,
-    .acked = str_acked,
-    .close = str_close,
+static const syn_stream_handler stream_handler = {
+    .data = stream_data,
+    .reset = stream_reset,
+    .acked = stream_acked,
+    .close = stream_close,
 };
 
 void syn_streams_pump(synesis_tunnel *t) {
@@ -217,7 +217,7 @@ SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stre
     synesis_stream *s = calloc(1, sizeof(*s));
     if (!s)
         return SYNESIS_ERR_NOMEM;
-    s->base.h = &str_handler;
+    s->base.h = &stream_handler;
     s->t = t;
     if (cb)
         s->cb = *cb;
@@ -313,7 +313,7 @@ SYNESIS_API void synesis_stream_resume(synesis_stream *s) {
         s->held = NULL;
         s->held_len = s->held_cap = 0;
         t->stats.bytes_received += n;
-        if (s->qs) /* as in deliver(); without qs, str_close() returned the credit */
+        if (s->qs) /* as in deliver(); without qs, stream_close() returned the credit */
             syn_qstream_consume(s->qs, n);
         if (s->cb.on_data)
             s->cb.on_data(s, held, n, s->user_data);

@@ -56,6 +56,7 @@ typedef struct syn_subscriber {
 struct synesis_tunnel {
     struct ev_loop *loop;
     synesis_tunnel_config cfg; /* strings point into the owned copies below */
+    /* str_: those copies (the prefix means strings only; streams are stream_, see below). */
     char *str_url, *str_server_name, *str_alpn, *str_cert, *str_key, *str_cert_pem, *str_key_pem,
         *str_pass, *str_ca, *str_ca_dir, *str_device_id, *str_disk_path, *str_groups;
     uint8_t (*pins)[32];
@@ -179,8 +180,12 @@ size_t syn_reports_count(const synesis_tunnel *t);
 /* The edge opened a stream (qconn stream_open op): a report on a unidirectional one. */
 int syn_report_open(synesis_tunnel *t, syn_qstream *s);
 int syn_heartbeat_init(synesis_tunnel *t, char *detail);
-/* t_enter/t_leave for modules: a module calling application code brackets it with these;
- * syn_tunnel_leave returns 1 if the tunnel was freed. */
+/* The tunnel's one pair of frame helpers (tunnel.c and the modules alike): code of ours that calls
+ * the application brackets the call with these, so that synesis_tunnel_free() from inside the
+ * callback is deferred to the outermost frame (hold.h); syn_tunnel_leave returns 1 if the tunnel
+ * was freed (then t must not be touched). "Enter" here is entering the tunnel's code, not a state:
+ * states are entered by set_state() in tunnel.c. The QUIC driver has its own pair (enter/leave
+ * in qconn.c), which also runs the driver's deferred work. */
 void syn_tunnel_enter(synesis_tunnel *t);
 int syn_tunnel_leave(synesis_tunnel *t);
 /* 1 when Connected with a live connection that can open streams. */
