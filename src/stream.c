@@ -9,7 +9,7 @@
 struct synesis_stream {
     syn_tobj base;
     synesis_tunnel *t;
-    syn_link link; /* on t->stream_wait, or t->stream_live once live */
+    syn_link link; /* on t->streams.wait, or t->streams.live once live */
     int live;
     syn_qstream *qs;
     synesis_stream_callbacks cb;
@@ -50,7 +50,7 @@ static int s_release(synesis_stream *s) {
 }
 
 static void unlink_stream(synesis_tunnel *t, synesis_stream *s) {
-    syn_list_remove(s->live ? &t->stream_live : &t->stream_wait, &s->link);
+    syn_list_remove(s->live ? &t->streams.live : &t->streams.wait, &s->link);
 }
 
 /* Ends the stream: on_close once, then free. reset_code != UINT64_MAX resets the QUIC stream. */
@@ -171,8 +171,8 @@ static const syn_stream_handler stream_handler = {
 };
 
 void syn_streams_pump(synesis_tunnel *t) {
-    while (!syn_list_empty(&t->stream_wait) && syn_tunnel_ready(t)) {
-        synesis_stream *s = SYN_LIST_FIRST(&t->stream_wait, synesis_stream, link);
+    while (!syn_list_empty(&t->streams.wait) && syn_tunnel_ready(t)) {
+        synesis_stream *s = SYN_LIST_FIRST(&t->streams.wait, synesis_stream, link);
         syn_qstream *qs;
         int rv = syn_qconn_open_stream(t->qc, 1, s, &qs);
         if (rv == SYNESIS_ERR_WOULD_BLOCK)
@@ -183,7 +183,7 @@ void syn_streams_pump(synesis_tunnel *t) {
         }
         unlink_stream(t, s);
         s->live = 1;
-        syn_list_push_front(&t->stream_live, &s->link);
+        syn_list_push_front(&t->streams.live, &s->link);
         s->qs = qs;
         syn_qstream_set_auto_consume(qs, 0);
         t->stats.streams_opened++;
@@ -200,10 +200,10 @@ void syn_streams_pump(synesis_tunnel *t) {
 
 void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail) {
     (void)detail;
-    while (!syn_list_empty(&t->stream_live))
-        close_stream(SYN_LIST_FIRST(&t->stream_live, synesis_stream, link), err, 0, UINT64_MAX);
-    while (!syn_list_empty(&t->stream_wait))
-        close_stream(SYN_LIST_FIRST(&t->stream_wait, synesis_stream, link), err, 0, UINT64_MAX);
+    while (!syn_list_empty(&t->streams.live))
+        close_stream(SYN_LIST_FIRST(&t->streams.live, synesis_stream, link), err, 0, UINT64_MAX);
+    while (!syn_list_empty(&t->streams.wait))
+        close_stream(SYN_LIST_FIRST(&t->streams.wait, synesis_stream, link), err, 0, UINT64_MAX);
 }
 
 SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stream_callbacks *cb,
@@ -222,7 +222,7 @@ SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stre
     if (cb)
         s->cb = *cb;
     s->user_data = user_data;
-    syn_list_push_back(&t->stream_wait, &s->link);
+    syn_list_push_back(&t->streams.wait, &s->link);
     *out = s;
     syn_qconn_schedule(t->qc);
     return 0;

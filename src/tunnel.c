@@ -1162,7 +1162,6 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     /* The connection's window is shared by every stream: keep room for several full ones. */
     if (t->qset.conn_window < 4 * (uint64_t)t->cfg.stream_recv_window)
         t->qset.conn_window = 4 * (uint64_t)t->cfg.stream_recv_window;
-    ev_timer_init(&t->hb_timer, NULL, 0., 0.);
     if ((rv = syn_heartbeat_init(t, d)) != 0)
         goto fail;
 

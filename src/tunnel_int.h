@@ -53,6 +53,39 @@ typedef struct syn_subscriber {
     void *user_data;
 } syn_subscriber;
 
+/* Requests (request.c, the only writer): waiting for a stream, and in flight. */
+typedef struct syn_requests {
+    syn_list wait; /* synesis_request */
+    syn_list live;
+    size_t waiting;
+    size_t waiting_bytes; /* the bodies we copied for them (max_queued_request_bytes) */
+} syn_requests;
+
+/* Streams (stream.c, the only writer): waiting to open, and open. */
+typedef struct syn_streams {
+    syn_list wait; /* synesis_stream */
+    syn_list live;
+} syn_streams;
+
+/* Heartbeats and the edge's reports about them (heartbeat.c, the only writer). */
+#define SYN_HB_RECENT 64
+typedef struct syn_heartbeats {
+    ev_timer timer;
+    uint64_t sequence;
+    syn_list live; /* syn_hb handed to QUIC, outcome not known yet (at most SYN_HB_MAX_LIVE) */
+    struct syn_hb_recent {
+        uint64_t sequence, conn;
+        int64_t stream_id, timestamp_ms;
+        uint32_t rtt_ms;
+        size_t size;
+        int state;           /* 0 = empty, 1 = delivered, 2 = refused */
+    } recent[SYN_HB_RECENT]; /* the last outcomes, for reports that come after delivery */
+    size_t recent_next;
+    syn_list reports; /* syn_report: edge reports being received */
+    char device_id[128];
+    void *vitals_sampler;
+} syn_heartbeats;
+
 struct synesis_tunnel {
     struct ev_loop *loop;
     synesis_tunnel_config cfg; /* strings point into the owned copies below */
@@ -96,42 +129,16 @@ struct synesis_tunnel {
     unsigned rx_run;      /* read events since the last quiet spell (capped) */
     int rx_oom;           /* the last allocation of the receive buffers failed (logged once) */
     uint64_t rx_allocs, rx_frees; /* counters for tests */
-    int pending_sock_err;
+    int pending_sock_err; /* an errno from sending, acted on after reading what is waiting */
     /* Connections closing in the background after disconnect() (config.close_linger): each owns
      * its socket and read watcher; free() ends them at once. */
-    syn_list lingers; /* syn_linger */
-    int linger_teardown;
-    /* set by disconnect(): conn_teardown hands the connection to a linger */ /* an errno from
-                                                                                 sending, acted
-                                                                                 on after
-                                                                                 reading what is
-                                                                                 waiting */
+    syn_list lingers;    /* syn_linger */
+    int linger_teardown; /* set by disconnect(): conn_teardown hands the connection to a linger */
 
-    /* Requests (request.c): waiting for a stream, and in flight. */
-    syn_list req_wait; /* synesis_request */
-    syn_list req_live;
-    size_t req_waiting;
-    size_t req_waiting_bytes; /* the bodies we copied for them (max_queued_request_bytes) */
-    /* Streams (stream.c): waiting to open, and open. */
-    syn_list stream_wait; /* synesis_stream */
-    syn_list stream_live;
-
-    /* Heartbeats (heartbeat.c). */
-    ev_timer hb_timer;
-    uint64_t hb_sequence;
-    syn_list hb_live; /* syn_hb handed to QUIC, outcome not known yet (at most SYN_HB_MAX_LIVE) */
-#define SYN_HB_RECENT 64
-    struct syn_hb_recent {
-        uint64_t sequence, conn;
-        int64_t stream_id, timestamp_ms;
-        uint32_t rtt_ms;
-        size_t size;
-        int state;              /* 0 = empty, 1 = delivered, 2 = refused */
-    } hb_recent[SYN_HB_RECENT]; /* the last outcomes, for reports that come after delivery */
-    size_t hb_recent_next;
-    syn_list reports; /* syn_report: edge reports being received */
-    char device_id[128];
-    void *vitals_sampler;
+    /* The modules' own state, each written only by its module. */
+    syn_requests req;    /* request.c */
+    syn_streams streams; /* stream.c */
+    syn_heartbeats hb;   /* heartbeat.c */
 
     synesis_tunnel_stats stats;
     syn_tunnel_wakes wakes; /* rx, rx_sent, heartbeat, heartbeat_early */
