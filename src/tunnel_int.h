@@ -23,7 +23,7 @@
 #define SYN_DEFAULT_MAX_QUEUED_REQUEST_BYTES (64u * 1024 * 1024)
 
 /* Per-stream objects of the tunnel (requests, streams) start with this: the qconn driver hands
- * stream events to whatever s->user points at. */
+ * stream events to the stream's user object (syn_qstream_user). */
 typedef struct syn_stream_handler {
     void (*data)(void *obj, syn_qstream *s, const uint8_t *data, size_t len, int fin);
     /* stop: the peer sent STOP_SENDING (it no longer reads what we send); else RESET_STREAM. */
