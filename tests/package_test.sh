@@ -14,6 +14,8 @@
 #     come to depend on an installed package;
 #  3. builds tests/consumer against the staging root, through find_package and pkg-config, shared
 #     and static;
+#     then examples/embed.c the same two ways (tests/embed/run.sh), run against the staged
+#     `synesis edge` with a PKI from the staged `synesis init`;
 #  4. runs tests/cli_test.sh with the staged /usr/bin/synesis and /etc/synesis: synesis init, an
 #     edge from a configuration file, requests and an agent through it, exit statuses;
 #  5. checks the units' hardening and runs `systemd-analyze verify` on them (skipped, saying so,
@@ -22,7 +24,8 @@
 # apt-get, which checks what dpkg -x cannot: Depends resolved from the archive, the maintainer
 # scripts (the user synesis, /var/lib/synesis 0700), the conffiles; runs `synesis init` as the
 # service user and an edge-to-agent round trip from the installed files with the agent reading
-# the default /etc/synesis/agent.conf; then purges the packages.
+# the default /etc/synesis/agent.conf; builds and runs examples/embed.c against the installed
+# library and command, and runs the README's embedding block as written; then purges the packages.
 set -u
 
 BUILD=$(cd "$1" && pwd) || exit 1
@@ -149,6 +152,12 @@ bash "$SRC/tests/consumer/run.sh" --prefix "$ROOT/usr" "$WORK/consumer" "$SRC/te
     fail "the consumer against the staged packages"
 pass "consumer: find_package and pkg-config, shared and static, against the packages"
 
+# 3b. The embedding example (examples/embed.c, the README's "Embedding in 30 seconds") against the
+# staged library, run against the staged synesis edge.
+bash "$SRC/tests/embed/run.sh" "$ROOT/usr" "$S" "$WORK/embed" "$CC" >"$WORK/embed.log" 2>&1 ||
+    { cat "$WORK/embed.log"; fail "tests/embed/run.sh against the staged packages"; }
+pass "$(tail -n 1 "$WORK/embed.log")"
+
 # 4. The command and its shipped configuration files, as installed.
 bash "$SRC/tests/cli_test.sh" "$S" "$ROOT/etc/synesis" "$WORK" >"$WORK/cli.log" 2>&1 ||
     { cat "$WORK/cli.log"; fail "tests/cli_test.sh on the staged synesis"; }
@@ -209,6 +218,15 @@ if [ "$SYSTEM" = --system ]; then
             /usr/lib/systemd/system/synesis-edge.service || fail "systemd-analyze verify (installed)"
     fi
     pass "installed with apt-get: user synesis, state 0700, init as synesis, edge + request + agent"
+    bash "$SRC/tests/embed/run.sh" /usr /usr/bin/synesis "$WORK/embed-system" "$CC" >"$WORK/embed-system.log" 2>&1 ||
+        { cat "$WORK/embed-system.log"; fail "tests/embed/run.sh against the installed packages"; }
+    pass "$(tail -n 1 "$WORK/embed-system.log")"
+    # The README's "Embedding in 30 seconds", as written, in a scratch directory holding
+    # examples/embed.c (its edge listens on port 4433, as the README says).
+    bash "$SRC/tests/readme_test.sh" embed "$WORK/readme-embed" examples/embed.c >"$WORK/readme-embed.log" 2>&1 ||
+        { cat "$WORK/readme-embed.log"; fail "the README's embedding block against the installed packages"; }
+    grep -qx 'response: hello' "$WORK/readme-embed.log" || { cat "$WORK/readme-embed.log"; fail "README embed: no response"; }
+    pass "the README's embedding block, as written, against the installed packages"
     apt-get purge -y synesis-tools libsynesis-tunnel-dev libsynesis-tunnel0 >"$WORK/purge.log" 2>&1 ||
         { tail -n 30 "$WORK/purge.log"; fail "apt-get purge"; }
     for p in /usr/bin/synesis /etc/synesis /var/lib/synesis /var/lib/synesis-edge; do

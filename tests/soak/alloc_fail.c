@@ -809,6 +809,7 @@ static const regression regressions[] = {
      "CRYPTO: ngtcp2_crypto_ossl_ctx_new failed (it fails only to allocate) [6839]"                    },
     {PH_CONNECT,   304,  1, "CRYPTO: ngtcp2 could not allocate in a key-installation callback [7122]"  },
     {PH_CONNECT,   755,  1, "TLS_HANDSHAKE 'internal error': the same, seen by OpenSSL [7573]"         },
+    {PH_REQUESTS,  11,   1, "IDLE_TIMEOUT: no receive buffers, datagrams dropped until it [6382]"      },
 };
 
 /* Runs one phase-relative case; returns 1 when it went bad. */
