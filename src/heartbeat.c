@@ -40,11 +40,12 @@ SYNESIS_API int synesis_vitals_add_bool(synesis_vitals *v, const char *key, int 
 }
 
 int syn_heartbeat_init(synesis_tunnel *t, char *detail) {
-    t->vitals_sampler = calloc(1, sizeof(syn_vitals_sampler));
-    if (!t->vitals_sampler)
+    ev_timer_init(&t->hb.timer, NULL, 0., 0.);
+    t->hb.vitals_sampler = calloc(1, sizeof(syn_vitals_sampler));
+    if (!t->hb.vitals_sampler)
         return syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
     if (t->cfg.device_id) {
-        syn_copy_str(t->device_id, sizeof(t->device_id), t->cfg.device_id);
+        syn_copy_str(t->hb.device_id, sizeof(t->hb.device_id), t->cfg.device_id);
         return 0;
     }
     /* The device id is the certificate's CN without its "device-" prefix. (From the context
@@ -56,7 +57,7 @@ int syn_heartbeat_init(synesis_tunnel *t, char *detail) {
         return syn_fail(detail, rv,
                         "cannot derive the device id from the certificate's CN; set "
                         "config.device_id");
-    snprintf(t->device_id, sizeof(t->device_id), "%s",
+    snprintf(t->hb.device_id, sizeof(t->hb.device_id), "%s",
              strncmp(cn, "device-", 7) == 0 && cn[7] ? cn + 7 : cn);
     return 0;
 }
@@ -64,7 +65,7 @@ int syn_heartbeat_init(synesis_tunnel *t, char *detail) {
 /* Builds one frame: 0x01, u32 big-endian length, JSON. */
 static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t *len) {
     cJSON *o = cJSON_CreateObject();
-    cJSON *vit = syn_vitals_sample(t->vitals_sampler, t->cfg.vitals_disk_path);
+    cJSON *vit = syn_vitals_sample(t->hb.vitals_sampler, t->cfg.vitals_disk_path);
     if (!o || !vit) {
         cJSON_Delete(o);
         cJSON_Delete(vit);
@@ -77,7 +78,7 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t 
     /* Every member or no heartbeat: one without its id, sequence or vitals would be refused. The
      * edge may send its keep-alive PINGs just before ours would go (docs/protocol.md): the ACK we
      * answer with refreshes the NAT binding in one wake-up instead of our PING's two. */
-    if (!cJSON_AddStringToObject(o, "device_id", t->device_id) ||
+    if (!cJSON_AddStringToObject(o, "device_id", t->hb.device_id) ||
         !cJSON_AddNumberToObject(o, "timestamp", (double)ts) ||
         !cJSON_AddNumberToObject(o, "sequence", (double)seq) ||
         !cJSON_AddNumberToObject(o, "keep_alive_ms",
@@ -120,7 +121,7 @@ typedef struct syn_hb {
     syn_tobj base;
     synesis_tunnel *t;
     syn_qstream *qs;
-    syn_link link; /* on t->hb_live */
+    syn_link link; /* on t->hb.live */
     synesis_heartbeat_info info;
     int64_t stream_id;
     uint64_t conn; /* stats.connections when sent: stream ids repeat across connections */
@@ -129,11 +130,11 @@ typedef struct syn_hb {
 
 static void hb_unlink(syn_hb *h) {
     synesis_tunnel *t = h->t;
-    syn_list_remove(&t->hb_live, &h->link);
+    syn_list_remove(&t->hb.live, &h->link);
 }
 
 static void recent_add(synesis_tunnel *t, const syn_hb *h, int state) {
-    struct syn_hb_recent *r = &t->hb_recent[t->hb_recent_next++ % SYN_HB_RECENT];
+    struct syn_hb_recent *r = &t->hb.recent[t->hb.recent_next++ % SYN_HB_RECENT];
     r->sequence = h->info.sequence;
     r->conn = h->conn;
     r->stream_id = h->stream_id;
@@ -214,7 +215,7 @@ typedef struct syn_report {
     syn_tobj base;
     synesis_tunnel *t;
     syn_qstream *qs;
-    syn_link link; /* on t->reports */
+    syn_link link; /* on t->hb.reports */
     int bad;
     size_t len;
     uint8_t buf[SYN_FRAME_HEADER + SYN_REPORT_MAX];
@@ -222,7 +223,7 @@ typedef struct syn_report {
 
 static void report_free(syn_report *r) {
     synesis_tunnel *t = r->t;
-    syn_list_remove(&t->reports, &r->link);
+    syn_list_remove(&t->hb.reports, &r->link);
     if (r->qs)
         syn_qstream_set_user(r->qs, NULL);
     free(r);
@@ -249,7 +250,7 @@ static void report_heartbeat_refused(synesis_tunnel *t, int has_sid, uint64_t si
                                      uint64_t seq, const char *reason) {
     uint64_t conn = t->stats.connections;
     syn_hb *h;
-    SYN_LIST_FOREACH(h, &t->hb_live, syn_hb, link) {
+    SYN_LIST_FOREACH(h, &t->hb.live, syn_hb, link) {
         if ((has_seq && h->info.sequence == seq) ||
             (!has_seq && has_sid && h->conn == conn && (uint64_t)h->stream_id == sid)) {
             if (h->refused)
@@ -261,7 +262,7 @@ static void report_heartbeat_refused(synesis_tunnel *t, int has_sid, uint64_t si
         }
     }
     for (size_t i = 0; i < SYN_HB_RECENT; i++) {
-        struct syn_hb_recent *r = &t->hb_recent[i];
+        struct syn_hb_recent *r = &t->hb.recent[i];
         if (!r->state ||
             !((has_seq && r->sequence == seq) ||
               (!has_seq && has_sid && r->conn == conn && (uint64_t)r->stream_id == sid)))
@@ -385,7 +386,7 @@ int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
     r->base.h = &report_handler;
     r->t = t;
     r->qs = s;
-    syn_list_push_front(&t->reports, &r->link);
+    syn_list_push_front(&t->hb.reports, &r->link);
     syn_qstream_set_user(s, r);
     return 0;
 }
@@ -393,14 +394,14 @@ int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
 size_t syn_reports_count(const synesis_tunnel *t) {
     size_t n = 0;
     const syn_report *r;
-    SYN_LIST_FOREACH(r, &t->reports, const syn_report, link)
+    SYN_LIST_FOREACH(r, &t->hb.reports, const syn_report, link)
     n++;
     return n;
 }
 
 void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc) {
     syn_report *r, *next;
-    SYN_LIST_FOREACH_SAFE(r, next, &t->reports, syn_report, link) {
+    SYN_LIST_FOREACH_SAFE(r, next, &t->hb.reports, syn_report, link) {
         if (!qc || syn_qstream_conn(r->qs) == qc)
             report_free(r);
     }
@@ -411,7 +412,7 @@ void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char 
     snprintf(d, sizeof(d), "the connection ended before the edge acknowledged it: %s",
              detail ? detail : "");
     syn_hb *h, *next;
-    SYN_LIST_FOREACH_SAFE(h, next, &t->hb_live, syn_hb, link) {
+    SYN_LIST_FOREACH_SAFE(h, next, &t->hb.live, syn_hb, link) {
         if (qc && syn_qstream_conn(h->qs) != qc)
             continue;
         hb_unlink(h);
@@ -424,14 +425,14 @@ void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char 
         t->stats.heartbeats_failed++;
         hb_result(t, &info, SYNESIS_ERR_CONNECTION_LOST, d);
         /* the callback may have changed the list: start over */
-        next = SYN_LIST_FIRST(&t->hb_live, syn_hb, link);
+        next = SYN_LIST_FIRST(&t->hb.live, syn_hb, link);
     }
 }
 
 static size_t hb_live_count(const synesis_tunnel *t) {
     size_t n = 0;
     const syn_hb *h;
-    SYN_LIST_FOREACH(h, &t->hb_live, const syn_hb, link)
+    SYN_LIST_FOREACH(h, &t->hb.live, const syn_hb, link)
     n++;
     return n;
 }
@@ -439,7 +440,7 @@ static size_t hb_live_count(const synesis_tunnel *t) {
 static void send_heartbeat(synesis_tunnel *t) {
     synesis_heartbeat_info info = {
         .struct_size = sizeof(info),
-        .sequence = t->hb_sequence++,
+        .sequence = t->hb.sequence++,
         .timestamp_ms = (int64_t)syn_wall_ms(),
         .detail = "",
     };
@@ -488,7 +489,7 @@ static void send_heartbeat(synesis_tunnel *t) {
         h->info = info;
         h->stream_id = syn_qstream_id(qs);
         h->conn = t->stats.connections;
-        syn_list_push_front(&t->hb_live, &h->link);
+        syn_list_push_front(&t->hb.live, &h->link);
         syn_qconn_schedule(t->qc);
     } else {
         if (qs) {
@@ -517,20 +518,20 @@ static void hb_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 void syn_heartbeat_ride(synesis_tunnel *t) {
     double every = t->cfg.heartbeat_interval;
-    if (every <= 0 || !ev_is_active(&t->hb_timer) || !syn_tunnel_ready(t))
+    if (every <= 0 || !ev_is_active(&t->hb.timer) || !syn_tunnel_ready(t))
         return;
     /* How early: half the keep-alive interval, at most a quarter of the heartbeat's. */
     double early = t->cfg.keep_alive_interval / 2;
     if (!(early > 0) || early > every / 4)
         early = every / 4;
     /* Due already (the first one, right after Connected): the timer sends it in this iteration. */
-    double left = ev_timer_remaining(t->loop, &t->hb_timer);
+    double left = ev_timer_remaining(t->loop, &t->hb.timer);
     if (left <= 0 || left > early)
         return;
     /* The timer keeps its phase: the next heartbeat is due one interval after this one was. */
-    ev_timer_stop(t->loop, &t->hb_timer);
-    ev_timer_set(&t->hb_timer, left + every, every);
-    ev_timer_start(t->loop, &t->hb_timer);
+    ev_timer_stop(t->loop, &t->hb.timer);
+    ev_timer_set(&t->hb.timer, left + every, every);
+    ev_timer_start(t->loop, &t->hb.timer);
     t->wakes.heartbeat_early++;
     send_heartbeat(t);
 }
@@ -538,18 +539,18 @@ void syn_heartbeat_ride(synesis_tunnel *t) {
 void syn_heartbeat_start(synesis_tunnel *t) {
     if (t->cfg.heartbeat_interval <= 0)
         return;
-    ev_timer_stop(t->loop, &t->hb_timer);
-    ev_timer_init(&t->hb_timer, hb_timer_cb, 0., t->cfg.heartbeat_interval);
-    t->hb_timer.data = t;
+    ev_timer_stop(t->loop, &t->hb.timer);
+    ev_timer_init(&t->hb.timer, hb_timer_cb, 0., t->cfg.heartbeat_interval);
+    t->hb.timer.data = t;
     /* The first one goes right after Connected, from the loop rather than from inside the state
      * change. */
-    ev_timer_start(t->loop, &t->hb_timer);
+    ev_timer_start(t->loop, &t->hb.timer);
 }
 
-void syn_heartbeat_stop(synesis_tunnel *t) { ev_timer_stop(t->loop, &t->hb_timer); }
+void syn_heartbeat_stop(synesis_tunnel *t) { ev_timer_stop(t->loop, &t->hb.timer); }
 
 void syn_heartbeat_free(synesis_tunnel *t) {
-    ev_timer_stop(t->loop, &t->hb_timer);
-    free(t->vitals_sampler);
-    t->vitals_sampler = NULL;
+    ev_timer_stop(t->loop, &t->hb.timer);
+    free(t->hb.vitals_sampler);
+    t->hb.vitals_sampler = NULL;
 }

@@ -978,7 +978,8 @@ static void path_dest(const syn_qconn *qc, const ngtcp2_path *path, syn_sockaddr
     }
 }
 
-static int same_addr(const syn_sockaddr *a, const syn_sockaddr *b) {
+/* The same socket address, byte for byte: address and port. */
+static int same_sockaddr(const syn_sockaddr *a, const syn_sockaddr *b) {
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
@@ -1461,7 +1462,7 @@ static void do_write(syn_qconn *qc) {
             /* A batch goes to one destination: a packet for another path starts a new batch. */
             syn_sockaddr dest;
             path_dest(qc, &ps.path, &dest);
-            if (qc->tx.n && !same_addr(&dest, &qc->tx_dest)) {
+            if (qc->tx.n && !same_sockaddr(&dest, &qc->tx_dest)) {
                 uint8_t pkt[SYN_UDP_MAX_PAYLOAD];
                 memcpy(pkt, buf, (size_t)nw);
                 if (tx_flush(qc) != 0)

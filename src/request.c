@@ -10,7 +10,7 @@
 struct synesis_request {
     syn_tobj base;
     synesis_tunnel *t;
-    syn_link link; /* on t->req_wait, or t->req_live once live */
+    syn_link link; /* on t->req.wait, or t->req.live once live */
     int live;      /* 1 once its stream is open */
     syn_qstream *qs;
 
@@ -19,7 +19,7 @@ struct synesis_request {
     size_t len;
     synesis_release_fn release; /* NULL: data is our own copy (free) */
     void *release_ud;
-    size_t queued_bytes; /* counted in t->req_waiting_bytes while waiting: len of our copy */
+    size_t queued_bytes; /* counted in t->req.waiting_bytes while waiting: len of our copy */
 
     size_t max_response;
     int wait_for_connection;
@@ -54,11 +54,11 @@ static void free_copy(const void *data, size_t len, void *ud) {
 
 static void unlink_req(synesis_tunnel *t, synesis_request *r) {
     if (r->live) {
-        syn_list_remove(&t->req_live, &r->link);
+        syn_list_remove(&t->req.live, &r->link);
     } else {
-        syn_list_remove(&t->req_wait, &r->link);
-        t->req_waiting--;
-        t->req_waiting_bytes -= r->queued_bytes;
+        syn_list_remove(&t->req.wait, &r->link);
+        t->req.waiting--;
+        t->req.waiting_bytes -= r->queued_bytes;
     }
 }
 
@@ -171,8 +171,8 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 /* ---- the queue ---- */
 
 void syn_requests_pump(synesis_tunnel *t) {
-    while (!syn_list_empty(&t->req_wait) && syn_tunnel_ready(t)) {
-        synesis_request *r = SYN_LIST_FIRST(&t->req_wait, synesis_request, link);
+    while (!syn_list_empty(&t->req.wait) && syn_tunnel_ready(t)) {
+        synesis_request *r = SYN_LIST_FIRST(&t->req.wait, synesis_request, link);
         syn_qstream *qs;
         int rv = syn_qconn_open_stream(t->qc, 1, r, &qs);
         if (rv == SYNESIS_ERR_WOULD_BLOCK)
@@ -184,7 +184,7 @@ void syn_requests_pump(synesis_tunnel *t) {
         unlink_req(t, r);
         r->live = 1;
         r->qs = qs;
-        syn_list_push_front(&t->req_live, &r->link);
+        syn_list_push_front(&t->req.live, &r->link);
         t->stats.requests_sent++;
         t->stats.bytes_sent += r->len;
         /* The stream now owns the bytes until they are acknowledged. */
@@ -206,18 +206,18 @@ void syn_requests_conn_lost(synesis_tunnel *t, int err, const char *detail) {
         snprintf(d, sizeof(d), "connection lost mid-request: %s", detail ? detail : "");
     else
         syn_copy_str(d, sizeof(d), detail ? detail : synesis_strerror(err));
-    while (!syn_list_empty(&t->req_live))
-        complete(SYN_LIST_FIRST(&t->req_live, synesis_request, link), err, 0, UINT64_MAX, d);
+    while (!syn_list_empty(&t->req.live))
+        complete(SYN_LIST_FIRST(&t->req.live, synesis_request, link), err, 0, UINT64_MAX, d);
 }
 
 void syn_requests_fail_waiting(synesis_tunnel *t, int err, const char *detail, int all) {
-    synesis_request *r = SYN_LIST_FIRST(&t->req_wait, synesis_request, link);
+    synesis_request *r = SYN_LIST_FIRST(&t->req.wait, synesis_request, link);
     while (r) {
         synesis_request *next = SYN_LIST_NEXT(r, synesis_request, link);
         if (all || !r->wait_for_connection) {
             complete(r, err, 0, UINT64_MAX, detail);
             /* the callback may have changed the queue */
-            next = SYN_LIST_FIRST(&t->req_wait, synesis_request, link);
+            next = SYN_LIST_FIRST(&t->req.wait, synesis_request, link);
         }
         r = next;
     }
@@ -246,17 +246,17 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
                                                   t->state.kind == SYNESIS_STATE_RECONNECTING ||
                                                   t->state.kind == SYNESIS_STATE_CONNECTED)))
         rv = SYNESIS_ERR_NOT_CONNECTED;
-    else if (t->req_waiting >= t->cfg.max_queued_requests) {
+    else if (t->req.waiting >= t->cfg.max_queued_requests) {
         rv = SYNESIS_ERR_QUEUE_FULL;
         syn_tunnel_log(t, SYNESIS_LOG_DEBUG,
                        "request refused: %zu requests wait already (max_queued_requests)",
-                       t->req_waiting);
-    } else if (!release && len > t->cfg.max_queued_request_bytes - t->req_waiting_bytes) {
+                       t->req.waiting);
+    } else if (!release && len > t->cfg.max_queued_request_bytes - t->req.waiting_bytes) {
         rv = SYNESIS_ERR_QUEUE_FULL;
         syn_tunnel_log(t, SYNESIS_LOG_DEBUG,
                        "request of %zu bytes refused: %zu bytes wait already, at most %zu "
                        "(max_queued_request_bytes)",
-                       len, t->req_waiting_bytes, t->cfg.max_queued_request_bytes);
+                       len, t->req.waiting_bytes, t->cfg.max_queued_request_bytes);
     }
     synesis_request *r = NULL;
     if (rv == 0) {
@@ -297,10 +297,10 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
                   0.);
     r->timer.data = r;
     ev_timer_start(t->loop, &r->timer);
-    syn_list_push_back(&t->req_wait, &r->link);
-    t->req_waiting++;
+    syn_list_push_back(&t->req.wait, &r->link);
+    t->req.waiting++;
     r->queued_bytes = release ? 0 : len; /* our copy; a no-copy body is the application's */
-    t->req_waiting_bytes += r->queued_bytes;
+    t->req.waiting_bytes += r->queued_bytes;
     if (out)
         *out = r;
     /* Streams are opened from the write pass, never from inside ngtcp2. */

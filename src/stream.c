@@ -15,7 +15,7 @@ SYNESIS_API void synesis_stream_callbacks_init_sized(synesis_stream_callbacks *c
 struct synesis_stream {
     syn_tobj base;
     synesis_tunnel *t;
-    syn_link link; /* on t->stream_wait, or t->stream_live once live */
+    syn_link link; /* on t->streams.wait, or t->streams.live once live */
     int live;
     syn_qstream *qs;
     synesis_stream_callbacks cb;
@@ -56,7 +56,7 @@ static int s_release(synesis_stream *s) {
 }
 
 static void unlink_stream(synesis_tunnel *t, synesis_stream *s) {
-    syn_list_remove(s->live ? &t->stream_live : &t->stream_wait, &s->link);
+    syn_list_remove(s->live ? &t->streams.live : &t->streams.wait, &s->link);
 }
 
 /* Ends the stream: on_close once (with detail, NULL = ""), then free. reset_code != UINT64_MAX
@@ -100,7 +100,7 @@ static void deliver(synesis_stream *s, const uint8_t *data, size_t len) {
         s->cb.on_data(s, data, len, s->user_data);
 }
 
-static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len, int fin) {
+static void stream_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len, int fin) {
     (void)qs;
     synesis_stream *s = obj;
     synesis_tunnel *t = s->t;
@@ -134,7 +134,7 @@ static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len
     syn_tunnel_leave(t);
 }
 
-static void str_reset(void *obj, syn_qstream *qs, uint64_t app_code, int stop) {
+static void stream_reset(void *obj, syn_qstream *qs, uint64_t app_code, int stop) {
     (void)qs;
     /* Either way the stream cannot carry on as the application expects. */
     char d[112];
@@ -144,7 +144,7 @@ static void str_reset(void *obj, syn_qstream *qs, uint64_t app_code, int stop) {
     close_stream(obj, SYNESIS_ERR_STREAM_RESET, app_code, SYN_APP_CANCELLED, d);
 }
 
-static void str_acked(void *obj, syn_qstream *qs) {
+static void stream_acked(void *obj, syn_qstream *qs) {
     (void)qs;
     synesis_stream *s = obj;
     if (s->want_writable && buffered(s) < s->t->cfg.stream_send_buffer) {
@@ -159,7 +159,7 @@ static void str_acked(void *obj, syn_qstream *qs) {
     }
 }
 
-static void str_close(void *obj, syn_qstream *qs, uint64_t app_code, int reset) {
+static void stream_close(void *obj, syn_qstream *qs, uint64_t app_code, int reset) {
     synesis_stream *s = obj;
     /* Held bytes count against the connection's window: return it while the QUIC stream exists
      * (they are delivered on resume, or dropped). */
@@ -180,16 +180,16 @@ static void str_close(void *obj, syn_qstream *qs, uint64_t app_code, int reset) 
     }
 }
 
-static const syn_stream_handler str_handler = {
-    .data = str_data,
-    .reset = str_reset,
-    .acked = str_acked,
-    .close = str_close,
+static const syn_stream_handler stream_handler = {
+    .data = stream_data,
+    .reset = stream_reset,
+    .acked = stream_acked,
+    .close = stream_close,
 };
 
 void syn_streams_pump(synesis_tunnel *t) {
-    while (!syn_list_empty(&t->stream_wait) && syn_tunnel_ready(t)) {
-        synesis_stream *s = SYN_LIST_FIRST(&t->stream_wait, synesis_stream, link);
+    while (!syn_list_empty(&t->streams.wait) && syn_tunnel_ready(t)) {
+        synesis_stream *s = SYN_LIST_FIRST(&t->streams.wait, synesis_stream, link);
         syn_qstream *qs;
         int rv = syn_qconn_open_stream(t->qc, 1, s, &qs);
         if (rv == SYNESIS_ERR_WOULD_BLOCK)
@@ -200,7 +200,7 @@ void syn_streams_pump(synesis_tunnel *t) {
         }
         unlink_stream(t, s);
         s->live = 1;
-        syn_list_push_front(&t->stream_live, &s->link);
+        syn_list_push_front(&t->streams.live, &s->link);
         s->qs = qs;
         syn_qstream_set_auto_consume(qs, 0);
         t->stats.streams_opened++;
@@ -216,11 +216,11 @@ void syn_streams_pump(synesis_tunnel *t) {
 }
 
 void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail) {
-    while (!syn_list_empty(&t->stream_live))
-        close_stream(SYN_LIST_FIRST(&t->stream_live, synesis_stream, link), err, 0, UINT64_MAX,
+    while (!syn_list_empty(&t->streams.live))
+        close_stream(SYN_LIST_FIRST(&t->streams.live, synesis_stream, link), err, 0, UINT64_MAX,
                      detail);
-    while (!syn_list_empty(&t->stream_wait))
-        close_stream(SYN_LIST_FIRST(&t->stream_wait, synesis_stream, link), err, 0, UINT64_MAX,
+    while (!syn_list_empty(&t->streams.wait))
+        close_stream(SYN_LIST_FIRST(&t->streams.wait, synesis_stream, link), err, 0, UINT64_MAX,
                      detail);
 }
 
@@ -242,11 +242,11 @@ SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stre
     synesis_stream *s = calloc(1, sizeof(*s));
     if (!s)
         return SYNESIS_ERR_NOMEM;
-    s->base.h = &str_handler;
+    s->base.h = &stream_handler;
     s->t = t;
     s->cb = c;
     s->user_data = user_data;
-    syn_list_push_back(&t->stream_wait, &s->link);
+    syn_list_push_back(&t->streams.wait, &s->link);
     *out = s;
     syn_qconn_schedule(t->qc);
     return 0;
@@ -338,7 +338,7 @@ SYNESIS_API void synesis_stream_resume(synesis_stream *s) {
         s->held = NULL;
         s->held_len = s->held_cap = 0;
         t->stats.bytes_received += n;
-        if (s->qs) /* as in deliver(); without qs, str_close() returned the credit */
+        if (s->qs) /* as in deliver(); without qs, stream_close() returned the credit */
             syn_qstream_consume(s->qs, n);
         if (s->cb.on_data)
             s->cb.on_data(s, held, n, s->user_data);

@@ -92,19 +92,15 @@ void syn_tunnel_log(synesis_tunnel *t, synesis_log_level level, const char *fmt,
 static void really_free(synesis_tunnel *t);
 static void cancel_everything(synesis_tunnel *t);
 
-static void t_enter(synesis_tunnel *t) { syn_hold_enter(&t->hold); }
 void syn_tunnel_enter(synesis_tunnel *t) { syn_hold_enter(&t->hold); }
 
-/* Returns 1 when t was freed (the caller must not touch it). */
-static int t_leave(synesis_tunnel *t) {
+int syn_tunnel_leave(synesis_tunnel *t) {
     if (syn_hold_leave(&t->hold) && syn_hold_dying(&t->hold)) {
         really_free(t);
         return 1;
     }
     return 0;
 }
-
-int syn_tunnel_leave(synesis_tunnel *t) { return t_leave(t); }
 
 int syn_tunnel_ready(const synesis_tunnel *t) {
     return t->state.kind == SYNESIS_STATE_CONNECTED && t->qc && !syn_hold_dying(&t->hold) &&
@@ -155,7 +151,7 @@ static void notify(synesis_tunnel *t, const synesis_tunnel_state *old,
 /* Applies a transition if valid and notifies. Returns 0, or SYNESIS_ERR_INVALID_STATE (logged).
  * A transition made from inside a state callback is applied at once and notified after the one
  * being delivered, so every subscriber sees the transitions in order. The caller holds
- * t_enter(). */
+ * syn_tunnel_enter(). */
 static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
     if (!transition_valid(t, t->state.kind, next)) {
         syn_tunnel_log(t, SYNESIS_LOG_WARN, "invalid state transition refused: %s -> %s",
@@ -255,9 +251,9 @@ int syn_tunnel_try_transition(synesis_tunnel *t, synesis_state_kind kind, uint32
     synesis_tunnel_state s;
     make_state(&s, kind, 0, NULL);
     s.attempt = attempt;
-    t_enter(t);
+    syn_tunnel_enter(t);
     int rv = set_state(t, &s);
-    t_leave(t);
+    syn_tunnel_leave(t);
     return rv;
 }
 
@@ -567,7 +563,7 @@ static void start_attempt(synesis_tunnel *t);
 
 static void qc_handshake_done(syn_qconn *qc) {
     synesis_tunnel *t = syn_qconn_owner(qc);
-    t_enter(t);
+    syn_tunnel_enter(t);
     synesis_tunnel_state s;
     make_state(&s, SYNESIS_STATE_CONNECTED, 0, NULL);
     s.latency_ms = syn_qconn_srtt_ms(qc);
@@ -592,19 +588,19 @@ static void qc_handshake_done(syn_qconn *qc) {
         syn_heartbeat_start(t);
         syn_qconn_schedule(qc); /* opens waiting requests and streams */
     }
-    t_leave(t);
+    syn_tunnel_leave(t);
 }
 
 static void qc_closed(syn_qconn *qc, int err, const char *detail) {
     synesis_tunnel *t = syn_qconn_owner(qc);
-    t_enter(t);
+    syn_tunnel_enter(t);
     if (err == 0) {
         /* Our own close (disconnect): the caller handles the state. */
-        t_leave(t);
+        syn_tunnel_leave(t);
         return;
     }
     attempt_failed(t, err, detail);
-    t_leave(t);
+    syn_tunnel_leave(t);
 }
 
 static void qc_log(syn_qconn *qc, synesis_log_level level, const char *msg) {
@@ -659,13 +655,13 @@ static int qc_stream_open(syn_qconn *qc, syn_qstream *s) {
 
 static void qc_before_write(syn_qconn *qc) {
     synesis_tunnel *t = syn_qconn_owner(qc);
-    t_enter(t);
+    syn_tunnel_enter(t);
     syn_requests_pump(t);
     if (!syn_hold_dying(&t->hold))
         syn_streams_pump(t);
     if (!syn_hold_dying(&t->hold))
         syn_heartbeat_ride(t);
-    t_leave(t);
+    syn_tunnel_leave(t);
 }
 
 static const syn_qconn_ops tunnel_qc_ops = {
@@ -686,7 +682,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     (void)loop;
     (void)revents;
     synesis_tunnel *t = w->data;
-    t_enter(t);
+    syn_tunnel_enter(t);
     t->wakes.rx++;
     syn_qconn *qc0 = t->qc;
     syn_qconn_wakes w0 = {0};
@@ -750,7 +746,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
             t->wakes.rx_sent++;
     }
     buffers_after_read(t);
-    t_leave(t);
+    syn_tunnel_leave(t);
 }
 
 /* SO_RCVBUF/SO_SNDBUF of the tunnel's socket (the edge's default is 4 MiB). */
@@ -800,7 +796,7 @@ static void connect_addr(synesis_tunnel *t) {
 
 static void resolved_cb(void *ud, int rv, const syn_addr *addrs, size_t n, const char *detail) {
     synesis_tunnel *t = ud;
-    t_enter(t);
+    syn_tunnel_enter(t);
     if (rv != 0 || n == 0) {
         attempt_failed(t, rv ? rv : SYNESIS_ERR_DNS, detail ? detail : "no address");
     } else {
@@ -811,7 +807,7 @@ static void resolved_cb(void *ud, int rv, const syn_addr *addrs, size_t n, const
         t->addr_idx = 0;
         connect_addr(t);
     }
-    t_leave(t);
+    syn_tunnel_leave(t);
 }
 
 static void start_attempt(synesis_tunnel *t) {
@@ -914,10 +910,10 @@ static void reconnect_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)revents;
     synesis_tunnel *t = w->data;
-    t_enter(t);
+    syn_tunnel_enter(t);
     if (t->state.kind == SYNESIS_STATE_RECONNECTING)
         start_attempt(t);
-    t_leave(t);
+    syn_tunnel_leave(t);
 }
 
 static void stable_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -1196,7 +1192,6 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     /* The connection's window is shared by every stream: keep room for several full ones. */
     if (t->qset.conn_window < 4 * (uint64_t)t->cfg.stream_recv_window)
         t->qset.conn_window = 4 * (uint64_t)t->cfg.stream_recv_window;
-    ev_timer_init(&t->hb_timer, NULL, 0., 0.);
     if ((rv = syn_heartbeat_init(t, d)) != 0)
         goto fail;
 
@@ -1223,7 +1218,7 @@ SYNESIS_API int synesis_tunnel_connect(synesis_tunnel *t) {
         return SYNESIS_ERR_INVALID_ARGUMENT;
     if (t->state.kind != SYNESIS_STATE_DISCONNECTED && t->state.kind != SYNESIS_STATE_FAILED)
         return SYNESIS_ERR_INVALID_STATE;
-    t_enter(t);
+    syn_tunnel_enter(t);
     synesis_tunnel_state s;
     make_state(&s, SYNESIS_STATE_CONNECTING, 0, NULL);
     syn_backoff_reset(&t->backoff);
@@ -1231,7 +1226,7 @@ SYNESIS_API int synesis_tunnel_connect(synesis_tunnel *t) {
     int rv = set_state(t, &s);
     if (rv == 0 && !syn_hold_dying(&t->hold) && t->state.kind == SYNESIS_STATE_CONNECTING)
         start_attempt(t);
-    t_leave(t);
+    syn_tunnel_leave(t);
     return rv;
 }
 
@@ -1240,7 +1235,7 @@ SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t) {
         return SYNESIS_ERR_INVALID_ARGUMENT;
     if (t->state.kind == SYNESIS_STATE_DISCONNECTED || t->state.kind == SYNESIS_STATE_FAILED)
         return SYNESIS_ERR_INVALID_STATE;
-    t_enter(t);
+    syn_tunnel_enter(t);
     ev_timer_stop(t->loop, &t->reconnect_timer);
     t->linger_teardown = 1; /* the connection closes gracefully in the background */
     conn_teardown(t, SYNESIS_ERR_CANCELLED, "the application disconnected the tunnel");
@@ -1248,7 +1243,7 @@ SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t) {
     synesis_tunnel_state s;
     make_state(&s, SYNESIS_STATE_DISCONNECTED, 0, NULL);
     int rv = set_state(t, &s);
-    t_leave(t);
+    syn_tunnel_leave(t);
     return rv;
 }
 

@@ -23,7 +23,7 @@
 #define SYN_DEFAULT_MAX_QUEUED_REQUEST_BYTES (64u * 1024 * 1024)
 
 /* Per-stream objects of the tunnel (requests, streams) start with this: the qconn driver hands
- * stream events to whatever s->user points at. */
+ * stream events to the stream's user object (syn_qstream_user). */
 typedef struct syn_stream_handler {
     void (*data)(void *obj, syn_qstream *s, const uint8_t *data, size_t len, int fin);
     /* stop: the peer sent STOP_SENDING (it no longer reads what we send); else RESET_STREAM. */
@@ -62,9 +62,43 @@ typedef struct syn_subscriber {
     void *user_data;
 } syn_subscriber;
 
+/* Requests (request.c, the only writer): waiting for a stream, and in flight. */
+typedef struct syn_requests {
+    syn_list wait; /* synesis_request */
+    syn_list live;
+    size_t waiting;
+    size_t waiting_bytes; /* the bodies we copied for them (max_queued_request_bytes) */
+} syn_requests;
+
+/* Streams (stream.c, the only writer): waiting to open, and open. */
+typedef struct syn_streams {
+    syn_list wait; /* synesis_stream */
+    syn_list live;
+} syn_streams;
+
+/* Heartbeats and the edge's reports about them (heartbeat.c, the only writer). */
+#define SYN_HB_RECENT 64
+typedef struct syn_heartbeats {
+    ev_timer timer;
+    uint64_t sequence;
+    syn_list live; /* syn_hb handed to QUIC, outcome not known yet (at most SYN_HB_MAX_LIVE) */
+    struct syn_hb_recent {
+        uint64_t sequence, conn;
+        int64_t stream_id, timestamp_ms;
+        uint32_t rtt_ms;
+        size_t size;
+        int state;           /* 0 = empty, 1 = delivered, 2 = refused */
+    } recent[SYN_HB_RECENT]; /* the last outcomes, for reports that come after delivery */
+    size_t recent_next;
+    syn_list reports; /* syn_report: edge reports being received */
+    char device_id[128];
+    void *vitals_sampler;
+} syn_heartbeats;
+
 struct synesis_tunnel {
     struct ev_loop *loop;
     synesis_tunnel_config cfg; /* strings point into the owned copies below */
+    /* str_: those copies (the prefix means strings only; streams are stream_, see below). */
     char *str_url, *str_server_name, *str_alpn, *str_cert, *str_key, *str_cert_pem, *str_key_pem,
         *str_pass, *str_ca, *str_ca_dir, *str_device_id, *str_disk_path, *str_groups;
     uint8_t (*pins)[32];
@@ -105,42 +139,16 @@ struct synesis_tunnel {
     unsigned rx_run;      /* read events since the last quiet spell (capped) */
     int rx_oom;           /* the last allocation of the receive buffers failed (logged once) */
     uint64_t rx_allocs, rx_frees; /* counters for tests */
-    int pending_sock_err;
+    int pending_sock_err; /* an errno from sending, acted on after reading what is waiting */
     /* Connections closing in the background after disconnect() (config.close_linger): each owns
      * its socket and read watcher; free() ends them at once. */
-    syn_list lingers; /* syn_linger */
-    int linger_teardown;
-    /* set by disconnect(): conn_teardown hands the connection to a linger */ /* an errno from
-                                                                                 sending, acted
-                                                                                 on after
-                                                                                 reading what is
-                                                                                 waiting */
+    syn_list lingers;    /* syn_linger */
+    int linger_teardown; /* set by disconnect(): conn_teardown hands the connection to a linger */
 
-    /* Requests (request.c): waiting for a stream, and in flight. */
-    syn_list req_wait; /* synesis_request */
-    syn_list req_live;
-    size_t req_waiting;
-    size_t req_waiting_bytes; /* the bodies we copied for them (max_queued_request_bytes) */
-    /* Streams (stream.c): waiting to open, and open. */
-    syn_list stream_wait; /* synesis_stream */
-    syn_list stream_live;
-
-    /* Heartbeats (heartbeat.c). */
-    ev_timer hb_timer;
-    uint64_t hb_sequence;
-    syn_list hb_live; /* syn_hb handed to QUIC, outcome not known yet (at most SYN_HB_MAX_LIVE) */
-#define SYN_HB_RECENT 64
-    struct syn_hb_recent {
-        uint64_t sequence, conn;
-        int64_t stream_id, timestamp_ms;
-        uint32_t rtt_ms;
-        size_t size;
-        int state;              /* 0 = empty, 1 = delivered, 2 = refused */
-    } hb_recent[SYN_HB_RECENT]; /* the last outcomes, for reports that come after delivery */
-    size_t hb_recent_next;
-    syn_list reports; /* syn_report: edge reports being received */
-    char device_id[128];
-    void *vitals_sampler;
+    /* The modules' own state, each written only by its module. */
+    syn_requests req;    /* request.c */
+    syn_streams streams; /* stream.c */
+    syn_heartbeats hb;   /* heartbeat.c */
 
     synesis_tunnel_stats stats;          /* last_error_detail and remote_address unset: see below */
     char stats_detail[SYN_STATE_DETAIL]; /* stats.last_error_detail */
@@ -191,8 +199,12 @@ size_t syn_reports_count(const synesis_tunnel *t);
 /* The edge opened a stream (qconn stream_open op): a report on a unidirectional one. */
 int syn_report_open(synesis_tunnel *t, syn_qstream *s);
 int syn_heartbeat_init(synesis_tunnel *t, char *detail);
-/* t_enter/t_leave for modules: a module calling application code brackets it with these;
- * syn_tunnel_leave returns 1 if the tunnel was freed. */
+/* The tunnel's one pair of frame helpers (tunnel.c and the modules alike): code of ours that calls
+ * the application brackets the call with these, so that synesis_tunnel_free() from inside the
+ * callback is deferred to the outermost frame (hold.h); syn_tunnel_leave returns 1 if the tunnel
+ * was freed (then t must not be touched). "Enter" here is entering the tunnel's code, not a state:
+ * states are entered by set_state() in tunnel.c. The QUIC driver has its own pair (enter/leave
+ * in qconn.c), which also runs the driver's deferred work. */
 void syn_tunnel_enter(synesis_tunnel *t);
 int syn_tunnel_leave(synesis_tunnel *t);
 /* 1 when Connected with a live connection that can open streams. */

@@ -377,7 +377,7 @@ static void test_is_healthy_follows_latency(void **state) {
  * and every heartbeat handed to QUIC was either delivered or lost with its connection. */
 static int delivered_quiet(void *ud) {
     fixture *f = ud;
-    return f->res_delivered >= 5 && syn_list_empty(&f->t->hb_live);
+    return f->res_delivered >= 5 && syn_list_empty(&f->t->hb.live);
 }
 
 static int not_connected(void *ud) { return !synesis_tunnel_is_connected(((fixture *)ud)->t); }
@@ -390,14 +390,14 @@ typedef struct more_ctx {
 static int delivered_more_quiet(void *ud) {
     more_ctx *m = ud;
     return synesis_tunnel_is_connected(m->f->t) && m->f->res_delivered >= m->want &&
-           syn_list_empty(&m->f->t->hb_live);
+           syn_list_empty(&m->f->t->hb.live);
 }
 
 static int edge_matches(void *ud) {
     fixture *f = ud;
     synesis_tunnel_stats st;
     synesis_tunnel_get_stats(f->t, &st);
-    return syn_list_empty(&f->t->hb_live) && st.heartbeats_delivered == (uint64_t)f->nseqs;
+    return syn_list_empty(&f->t->hb.live) && st.heartbeats_delivered == (uint64_t)f->nseqs;
 }
 
 static void test_delivered_matches_edge_across_outage(void **state) {

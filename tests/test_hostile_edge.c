@@ -434,9 +434,9 @@ static void test_reset_every_stream(void **state) {
     /* Still up, nothing held for the reset requests. */
     assert_int_equal(f->states.n, 2);
     assert_true(in_state(f, SYNESIS_STATE_CONNECTED));
-    assert_true(syn_list_empty(&f->t->req_live));
-    assert_int_equal(f->t->req_waiting, 0);
-    assert_true(syn_list_empty(&f->t->stream_live));
+    assert_true(syn_list_empty(&f->t->req.live));
+    assert_int_equal(f->t->req.waiting, 0);
+    assert_true(syn_list_empty(&f->t->streams.live));
 }
 
 /* ======================================================================================== */
@@ -465,7 +465,7 @@ static void test_response_too_large(void **state) {
     synesis_tunnel_get_stats(f->t, &ts);
     assert_int_equal(ts.requests_failed, 5);
     assert_int_equal(f->states.n, 2);
-    assert_true(syn_list_empty(&f->t->req_live));
+    assert_true(syn_list_empty(&f->t->req.live));
 }
 
 static int edge_requests_5(void *ud) {
@@ -574,7 +574,7 @@ static void test_no_fin(void **state) {
     synesis_tunnel_get_stats(f->t, &ts);
     assert_int_equal(ts.requests_timed_out, 4);
     assert_int_equal(f->states.n, 2);
-    assert_true(syn_list_empty(&f->t->req_live));
+    assert_true(syn_list_empty(&f->t->req.live));
 }
 
 /* ======================================================================================== */

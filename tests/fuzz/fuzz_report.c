@@ -82,7 +82,7 @@ static size_t heartbeat_streams(syn_qconn *qc, syn_qstream **out, size_t max) {
 static int heartbeat_op(syn_qconn *qc, unsigned what, unsigned pick, fz_reader *r) {
     if (what == 0) {
         /* The heartbeat timer's callback, as libev would run it. */
-        ev_invoke(L.loop, &L.t->hb_timer, EV_TIMER);
+        ev_invoke(L.loop, &L.t->hb.timer, EV_TIMER);
         if (L.t->qc != qc)
             return 1;
         syn_qconn_flush(qc); /* the frame goes out (the edge reads it at the next reconnect) */

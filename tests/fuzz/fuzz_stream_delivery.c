@@ -358,7 +358,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             (void)syn_qconn_test_stream_close(o->qs, SYN_APP_CANCELLED, 1);
     }
     FUZZ_CHECK(syn_qconn_streams(qc) == NULL);
-    FUZZ_CHECK(syn_list_empty(&L.t->req_live) && syn_list_empty(&L.t->req_wait));
-    FUZZ_CHECK(syn_list_empty(&L.t->stream_live) && syn_list_empty(&L.t->stream_wait));
+    FUZZ_CHECK(syn_list_empty(&L.t->req.live) && syn_list_empty(&L.t->req.wait));
+    FUZZ_CHECK(syn_list_empty(&L.t->streams.live) && syn_list_empty(&L.t->streams.wait));
     return 0;
 }
