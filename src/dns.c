@@ -67,7 +67,8 @@ static void hold_loop(syn_resolver *r, int on) {
     r->holds_loop = on;
 }
 
-static int same_addr(const syn_addr *a, const struct sockaddr *sa) {
+/* The same IP address (and IPv6 scope), whatever the ports. */
+static int same_ip(const syn_addr *a, const struct sockaddr *sa) {
     if (a->ss.ss_family != sa->sa_family)
         return 0;
     if (sa->sa_family == AF_INET)
@@ -89,7 +90,7 @@ static void add_unique(syn_lookup *l, const struct sockaddr *sa, socklen_t len) 
           (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6))))
         return;
     for (size_t i = 0; i < l->n; i++)
-        if (same_addr(&l->addrs[i], sa))
+        if (same_ip(&l->addrs[i], sa))
             return;
     syn_addr *a = &l->addrs[l->n++];
     memset(a, 0, sizeof(*a));
@@ -114,7 +115,7 @@ static void resolve_with_hook(syn_lookup *l) {
     unsigned int lens[HOOK_MAX];
     memset(ss, 0, sizeof(ss));
     memset(lens, 0, sizeof(lens));
-    int k = l->hook(l->hook_data, l->host, l->port, ss, lens, HOOK_MAX);
+    int k = l->hook(l->host, l->port, ss, lens, HOOK_MAX, l->hook_data);
     if (k < 0) {
         l->rv = syn_fail(l->detail, SYNESIS_ERR_DNS, "resolver hook failed");
         return;

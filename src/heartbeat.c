@@ -40,11 +40,12 @@ SYNESIS_API int synesis_vitals_add_bool(synesis_vitals *v, const char *key, int 
 }
 
 int syn_heartbeat_init(synesis_tunnel *t, char *detail) {
-    t->vitals_sampler = calloc(1, sizeof(syn_vitals_sampler));
-    if (!t->vitals_sampler)
+    ev_timer_init(&t->hb.timer, NULL, 0., 0.);
+    t->hb.vitals_sampler = calloc(1, sizeof(syn_vitals_sampler));
+    if (!t->hb.vitals_sampler)
         return syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
     if (t->cfg.device_id) {
-        syn_copy_str(t->device_id, sizeof(t->device_id), t->cfg.device_id);
+        syn_copy_str(t->hb.device_id, sizeof(t->hb.device_id), t->cfg.device_id);
         return 0;
     }
     /* The device id is the certificate's CN without its "device-" prefix. (From the context
@@ -56,7 +57,7 @@ int syn_heartbeat_init(synesis_tunnel *t, char *detail) {
         return syn_fail(detail, rv,
                         "cannot derive the device id from the certificate's CN; set "
                         "config.device_id");
-    snprintf(t->device_id, sizeof(t->device_id), "%s",
+    snprintf(t->hb.device_id, sizeof(t->hb.device_id), "%s",
              strncmp(cn, "device-", 7) == 0 && cn[7] ? cn + 7 : cn);
     return 0;
 }
@@ -64,20 +65,20 @@ int syn_heartbeat_init(synesis_tunnel *t, char *detail) {
 /* Builds one frame: 0x01, u32 big-endian length, JSON. */
 static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t *len) {
     cJSON *o = cJSON_CreateObject();
-    cJSON *vit = syn_vitals_sample(t->vitals_sampler, t->cfg.vitals_disk_path);
+    cJSON *vit = syn_vitals_sample(t->hb.vitals_sampler, t->cfg.vitals_disk_path);
     if (!o || !vit) {
         cJSON_Delete(o);
         cJSON_Delete(vit);
         return NULL;
     }
-    if (t->cb.on_vitals && !t->free_pending) {
+    if (t->cb.on_vitals && !syn_hold_dying(&t->hold)) {
         synesis_vitals v = {vit};
         t->cb.on_vitals(t, &v, t->user_data);
     }
     /* Every member or no heartbeat: one without its id, sequence or vitals would be refused. The
      * edge may send its keep-alive PINGs just before ours would go (docs/protocol.md): the ACK we
      * answer with refreshes the NAT binding in one wake-up instead of our PING's two. */
-    if (!cJSON_AddStringToObject(o, "device_id", t->device_id) ||
+    if (!cJSON_AddStringToObject(o, "device_id", t->hb.device_id) ||
         !cJSON_AddNumberToObject(o, "timestamp", (double)ts) ||
         !cJSON_AddNumberToObject(o, "sequence", (double)seq) ||
         !cJSON_AddNumberToObject(o, "keep_alive_ms",
@@ -107,7 +108,7 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t 
     return frame;
 }
 
-static void free_frame(void *ud, const void *data, size_t len) {
+static void free_frame(const void *data, size_t len, void *ud) {
     (void)ud;
     (void)len;
     free((void *)data);
@@ -120,7 +121,7 @@ typedef struct syn_hb {
     syn_tobj base;
     synesis_tunnel *t;
     syn_qstream *qs;
-    struct syn_hb *prev, *next;
+    syn_link link; /* on t->hb.live */
     synesis_heartbeat_info info;
     int64_t stream_id;
     uint64_t conn; /* stats.connections when sent: stream ids repeat across connections */
@@ -129,17 +130,11 @@ typedef struct syn_hb {
 
 static void hb_unlink(syn_hb *h) {
     synesis_tunnel *t = h->t;
-    if (h->prev)
-        h->prev->next = h->next;
-    else
-        t->hb_live = h->next;
-    if (h->next)
-        h->next->prev = h->prev;
-    h->prev = h->next = NULL;
+    syn_list_remove(&t->hb.live, &h->link);
 }
 
 static void recent_add(synesis_tunnel *t, const syn_hb *h, int state) {
-    struct syn_hb_recent *r = &t->hb_recent[t->hb_recent_next++ % SYN_HB_RECENT];
+    struct syn_hb_recent *r = &t->hb.recent[t->hb.recent_next++ % SYN_HB_RECENT];
     r->sequence = h->info.sequence;
     r->conn = h->conn;
     r->stream_id = h->stream_id;
@@ -154,7 +149,7 @@ static void hb_result(synesis_tunnel *t, synesis_heartbeat_info *info, int statu
                       const char *detail) {
     info->status = status;
     info->detail = detail ? detail : "";
-    if (!t->cb.on_heartbeat_result || t->free_pending)
+    if (!t->cb.on_heartbeat_result || syn_hold_dying(&t->hold))
         return;
     syn_tunnel_enter(t);
     t->cb.on_heartbeat_result(t, info, t->user_data);
@@ -186,7 +181,7 @@ static void hb_close(void *obj, syn_qstream *s, uint64_t app_code, int reset) {
     syn_hb *h = obj;
     synesis_tunnel *t = h->t;
     hb_unlink(h);
-    h->qs->user = NULL;
+    syn_qstream_set_user(h->qs, NULL);
     synesis_heartbeat_info info = h->info;
     int refused = h->refused;
     if (refused || !reset)
@@ -220,7 +215,7 @@ typedef struct syn_report {
     syn_tobj base;
     synesis_tunnel *t;
     syn_qstream *qs;
-    struct syn_report *prev, *next;
+    syn_link link; /* on t->hb.reports */
     int bad;
     size_t len;
     uint8_t buf[SYN_FRAME_HEADER + SYN_REPORT_MAX];
@@ -228,14 +223,9 @@ typedef struct syn_report {
 
 static void report_free(syn_report *r) {
     synesis_tunnel *t = r->t;
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        t->reports = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    syn_list_remove(&t->hb.reports, &r->link);
     if (r->qs)
-        r->qs->user = NULL;
+        syn_qstream_set_user(r->qs, NULL);
     free(r);
 }
 
@@ -243,7 +233,7 @@ static void report_free(syn_report *r) {
 static void report_bad(syn_report *r, const char *why) {
     r->bad = 1;
     syn_tunnel_log(r->t, SYNESIS_LOG_WARN, "edge report on stream %lld ignored: %s",
-                   (long long)r->qs->id, why);
+                   (long long)syn_qstream_id(r->qs), why);
     syn_qstream_stop_reading(r->qs, SYN_APP_BAD_FRAME);
 }
 
@@ -259,7 +249,8 @@ static int json_uint(const cJSON *n, uint64_t *out) {
 static void report_heartbeat_refused(synesis_tunnel *t, int has_sid, uint64_t sid, int has_seq,
                                      uint64_t seq, const char *reason) {
     uint64_t conn = t->stats.connections;
-    for (syn_hb *h = t->hb_live; h; h = h->next) {
+    syn_hb *h;
+    SYN_LIST_FOREACH(h, &t->hb.live, syn_hb, link) {
         if ((has_seq && h->info.sequence == seq) ||
             (!has_seq && has_sid && h->conn == conn && (uint64_t)h->stream_id == sid)) {
             if (h->refused)
@@ -271,7 +262,7 @@ static void report_heartbeat_refused(synesis_tunnel *t, int has_sid, uint64_t si
         }
     }
     for (size_t i = 0; i < SYN_HB_RECENT; i++) {
-        struct syn_hb_recent *r = &t->hb_recent[i];
+        struct syn_hb_recent *r = &t->hb.recent[i];
         if (!r->state ||
             !((has_seq && r->sequence == seq) ||
               (!has_seq && has_sid && r->conn == conn && (uint64_t)r->stream_id == sid)))
@@ -282,7 +273,8 @@ static void report_heartbeat_refused(synesis_tunnel *t, int has_sid, uint64_t si
         r->state = 2;
         if (t->stats.heartbeats_delivered)
             t->stats.heartbeats_delivered--;
-        synesis_heartbeat_info info = {.sequence = r->sequence,
+        synesis_heartbeat_info info = {.struct_size = sizeof(info),
+                                       .sequence = r->sequence,
                                        .timestamp_ms = r->timestamp_ms,
                                        .rtt_ms = r->rtt_ms,
                                        .size = r->size};
@@ -290,7 +282,7 @@ static void report_heartbeat_refused(synesis_tunnel *t, int has_sid, uint64_t si
         return;
     }
     /* Not one we remember (too old, or an id we never used): still counted. */
-    synesis_heartbeat_info info = {.sequence = has_seq ? seq : 0};
+    synesis_heartbeat_info info = {.struct_size = sizeof(info), .sequence = has_seq ? seq : 0};
     hb_refused(t, &info, reason);
 }
 
@@ -386,7 +378,7 @@ static const syn_stream_handler report_handler = {
 };
 
 int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
-    if (ngtcp2_is_bidi_stream(s->id))
+    if (syn_qstream_bidi(s))
         return -1; /* the device grants the edge none */
     syn_report *r = calloc(1, sizeof(*r));
     if (!r)
@@ -394,25 +386,23 @@ int syn_report_open(synesis_tunnel *t, syn_qstream *s) {
     r->base.h = &report_handler;
     r->t = t;
     r->qs = s;
-    r->next = t->reports;
-    if (t->reports)
-        t->reports->prev = r;
-    t->reports = r;
-    s->user = r;
+    syn_list_push_front(&t->hb.reports, &r->link);
+    syn_qstream_set_user(s, r);
     return 0;
 }
 
 size_t syn_reports_count(const synesis_tunnel *t) {
     size_t n = 0;
-    for (const syn_report *r = t->reports; r; r = r->next)
-        n++;
+    const syn_report *r;
+    SYN_LIST_FOREACH(r, &t->hb.reports, const syn_report, link)
+    n++;
     return n;
 }
 
 void syn_reports_drop(synesis_tunnel *t, const syn_qconn *qc) {
-    for (syn_report *r = t->reports, *next; r; r = next) {
-        next = r->next;
-        if (!qc || r->qs->qc == qc)
+    syn_report *r, *next;
+    SYN_LIST_FOREACH_SAFE(r, next, &t->hb.reports, syn_report, link) {
+        if (!qc || syn_qstream_conn(r->qs) == qc)
             report_free(r);
     }
 }
@@ -421,12 +411,12 @@ void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char 
     char d[SYNESIS_DETAIL_MAX];
     snprintf(d, sizeof(d), "the connection ended before the edge acknowledged it: %s",
              detail ? detail : "");
-    for (syn_hb *h = t->hb_live, *next; h; h = next) {
-        next = h->next;
-        if (qc && h->qs->qc != qc)
+    syn_hb *h, *next;
+    SYN_LIST_FOREACH_SAFE(h, next, &t->hb.live, syn_hb, link) {
+        if (qc && syn_qstream_conn(h->qs) != qc)
             continue;
         hb_unlink(h);
-        h->qs->user = NULL;
+        syn_qstream_set_user(h->qs, NULL);
         synesis_heartbeat_info info = h->info;
         int refused = h->refused;
         free(h);
@@ -434,21 +424,24 @@ void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char 
             continue;
         t->stats.heartbeats_failed++;
         hb_result(t, &info, SYNESIS_ERR_CONNECTION_LOST, d);
-        next = t->hb_live; /* the callback may have changed the list: start over */
+        /* the callback may have changed the list: start over */
+        next = SYN_LIST_FIRST(&t->hb.live, syn_hb, link);
     }
 }
 
 static size_t hb_live_count(const synesis_tunnel *t) {
     size_t n = 0;
-    for (const syn_hb *h = t->hb_live; h; h = h->next)
-        n++;
+    const syn_hb *h;
+    SYN_LIST_FOREACH(h, &t->hb.live, const syn_hb, link)
+    n++;
     return n;
 }
 
 /* early: in 0-RTT, on a connection attempt that resumes (syn_heartbeat_early). */
 static void send_heartbeat_on(synesis_tunnel *t, int early) {
     synesis_heartbeat_info info = {
-        .sequence = t->hb_sequence++,
+        .struct_size = sizeof(info),
+        .sequence = t->hb.sequence++,
         .timestamp_ms = (int64_t)syn_wall_ms(),
         .detail = "",
     };
@@ -496,18 +489,15 @@ static void send_heartbeat_on(synesis_tunnel *t, int early) {
         h->t = t;
         h->qs = qs;
         h->info = info;
-        h->stream_id = qs->id;
+        h->stream_id = syn_qstream_id(qs);
         /* (the connection's number once it is up: counted at Connected) */
         h->conn = t->stats.connections + (early ? 1 : 0);
-        h->next = t->hb_live;
-        if (t->hb_live)
-            t->hb_live->prev = h;
-        t->hb_live = h;
+        syn_list_push_front(&t->hb.live, &h->link);
         syn_qconn_schedule(t->qc);
     } else {
         if (qs) {
             /* Opened, but the frame could not be queued: the stream goes with its object. */
-            qs->user = NULL;
+            syn_qstream_set_user(qs, NULL);
             syn_qstream_shutdown(qs, SYN_APP_INTERNAL);
             free(h);
         }
@@ -515,7 +505,7 @@ static void send_heartbeat_on(synesis_tunnel *t, int early) {
         syn_tunnel_log(t, SYNESIS_LOG_WARN, "heartbeat %llu not sent: %s",
                        (unsigned long long)info.sequence, synesis_strerror(info.status));
     }
-    if (t->cb.on_heartbeat && !t->free_pending)
+    if (t->cb.on_heartbeat && !syn_hold_dying(&t->hold))
         t->cb.on_heartbeat(t, &info, t->user_data);
 }
 
@@ -523,9 +513,9 @@ static void send_heartbeat(synesis_tunnel *t) { send_heartbeat_on(t, 0); }
 
 void syn_heartbeat_early(synesis_tunnel *t) {
     if (t->cfg.heartbeat_interval <= 0 || !t->qc ||
-        t->hb_early_attempt == t->handshake_started_ns || !syn_qconn_early(t->qc))
+        t->hb.early_attempt == t->handshake_started_ns || !syn_qconn_early(t->qc))
         return;
-    t->hb_early_attempt = t->handshake_started_ns;
+    t->hb.early_attempt = t->handshake_started_ns;
     send_heartbeat_on(t, 1);
 }
 
@@ -541,20 +531,20 @@ static void hb_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 void syn_heartbeat_ride(synesis_tunnel *t) {
     double every = t->cfg.heartbeat_interval;
-    if (every <= 0 || !ev_is_active(&t->hb_timer) || !syn_tunnel_ready(t))
+    if (every <= 0 || !ev_is_active(&t->hb.timer) || !syn_tunnel_ready(t))
         return;
     /* How early: half the keep-alive interval, at most a quarter of the heartbeat's. */
     double early = t->cfg.keep_alive_interval / 2;
     if (!(early > 0) || early > every / 4)
         early = every / 4;
     /* Due already (the first one, right after Connected): the timer sends it in this iteration. */
-    double left = ev_timer_remaining(t->loop, &t->hb_timer);
+    double left = ev_timer_remaining(t->loop, &t->hb.timer);
     if (left <= 0 || left > early)
         return;
     /* The timer keeps its phase: the next heartbeat is due one interval after this one was. */
-    ev_timer_stop(t->loop, &t->hb_timer);
-    ev_timer_set(&t->hb_timer, left + every, every);
-    ev_timer_start(t->loop, &t->hb_timer);
+    ev_timer_stop(t->loop, &t->hb.timer);
+    ev_timer_set(&t->hb.timer, left + every, every);
+    ev_timer_start(t->loop, &t->hb.timer);
     t->wakes.heartbeat_early++;
     send_heartbeat(t);
 }
@@ -562,19 +552,19 @@ void syn_heartbeat_ride(synesis_tunnel *t) {
 void syn_heartbeat_start(synesis_tunnel *t) {
     if (t->cfg.heartbeat_interval <= 0)
         return;
-    ev_timer_stop(t->loop, &t->hb_timer);
+    ev_timer_stop(t->loop, &t->hb.timer);
     /* The first one goes right after Connected, from the loop rather than from inside the state
      * change; or one interval after the one this connection sent in 0-RTT. */
-    double first = t->hb_early_attempt == t->handshake_started_ns ? t->cfg.heartbeat_interval : 0.;
-    ev_timer_init(&t->hb_timer, hb_timer_cb, first, t->cfg.heartbeat_interval);
-    t->hb_timer.data = t;
-    ev_timer_start(t->loop, &t->hb_timer);
+    double first = t->hb.early_attempt == t->handshake_started_ns ? t->cfg.heartbeat_interval : 0.;
+    ev_timer_init(&t->hb.timer, hb_timer_cb, first, t->cfg.heartbeat_interval);
+    t->hb.timer.data = t;
+    ev_timer_start(t->loop, &t->hb.timer);
 }
 
-void syn_heartbeat_stop(synesis_tunnel *t) { ev_timer_stop(t->loop, &t->hb_timer); }
+void syn_heartbeat_stop(synesis_tunnel *t) { ev_timer_stop(t->loop, &t->hb.timer); }
 
 void syn_heartbeat_free(synesis_tunnel *t) {
-    ev_timer_stop(t->loop, &t->hb_timer);
-    free(t->vitals_sampler);
-    t->vitals_sampler = NULL;
+    ev_timer_stop(t->loop, &t->hb.timer);
+    free(t->hb.vitals_sampler);
+    t->hb.vitals_sampler = NULL;
 }

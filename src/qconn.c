@@ -30,6 +30,34 @@ typedef struct syn_peer_streams {
     uint64_t closed;  /* closed since the last return */
 } syn_peer_streams;
 
+typedef struct syn_chunk syn_chunk;
+
+struct syn_chunk {
+    syn_chunk *next;
+    const uint8_t *data;
+    size_t len;
+    syn_release_fn release; /* NULL when data is the inline copy below */
+    void *release_ud;
+    uint8_t inline_data[];
+};
+
+struct syn_qstream {
+    int64_t id;
+    syn_qconn *qc;
+    void *user; /* the owner's per-stream object */
+
+    /* Send side: chunks from `base` (offset of head's first byte) to `queued`. */
+    syn_chunk *head, *tail;
+    syn_chunk *cur;    /* chunk holding offset `sent` (NULL when everything queued is sent) */
+    uint64_t cur_base; /* offset of cur's first byte */
+    uint64_t base, queued, sent, acked;
+    unsigned fin_queued : 1, fin_sent : 1, blocked : 1, pending : 1, closed : 1;
+    unsigned auto_consume : 1; /* return flow-control credit as soon as data is delivered */
+    unsigned early : 1;        /* opened in 0-RTT (syn_qconn_open_stream_early) */
+    syn_link pend_link;        /* on the connection's streams with something to send */
+    syn_link link;             /* on all streams of the connection */
+};
+
 struct syn_qconn {
     struct ev_loop *loop;
     ngtcp2_conn *conn;
@@ -77,16 +105,16 @@ struct syn_qconn {
     syn_udp_tx tx;
     syn_sockaddr tx_dest; /* server: where the queued batch goes (the path ngtcp2 chose) */
 
-    syn_qstream *streams;
-    syn_qstream *pend_head, *pend_tail;
+    syn_list streams; /* syn_qstream: every stream of the connection, newest first */
+    syn_list pending; /* syn_qstream: streams with something to send, in turn */
 
-    int depth;
+    syn_hold hold;        /* the driver on the stack; dying: freed as it unwinds (leave) */
     unsigned in_prep : 1; /* in prep_cb: the loop is invoking its prepare watchers */
     /* Client: we offered an ALPN, and the edge's handshake completed without selecting one. */
     unsigned alpn_offered : 1, alpn_missing : 1;
     unsigned hs_done : 1, hs_notify : 1, avail_notify : 1, need_flush : 1;
     uint64_t tls_completed_ns; /* syn_now_ns() at handshake completion (0 before) */
-    unsigned close_req : 1, end_pending : 1, ended : 1, free_pending : 1;
+    unsigned close_req : 1, end_pending : 1, ended : 1;
     unsigned cb_nomem : 1; /* one of our ngtcp2 callbacks failed for want of memory */
     uint64_t close_code;
     char close_reason[64];
@@ -135,27 +163,13 @@ static void pend_add(syn_qconn *qc, syn_qstream *s) {
     if (s->pending || s->closed || s->blocked)
         return;
     s->pending = 1;
-    s->pend_next = NULL;
-    s->pend_prev = qc->pend_tail;
-    if (qc->pend_tail)
-        qc->pend_tail->pend_next = s;
-    else
-        qc->pend_head = s;
-    qc->pend_tail = s;
+    syn_list_push_back(&qc->pending, &s->pend_link);
 }
 
 static void pend_remove(syn_qconn *qc, syn_qstream *s) {
     if (!s->pending)
         return;
-    if (s->pend_prev)
-        s->pend_prev->pend_next = s->pend_next;
-    else
-        qc->pend_head = s->pend_next;
-    if (s->pend_next)
-        s->pend_next->pend_prev = s->pend_prev;
-    else
-        qc->pend_tail = s->pend_prev;
-    s->pend_prev = s->pend_next = NULL;
+    syn_list_remove(&qc->pending, &s->pend_link);
     s->pending = 0;
 }
 
@@ -167,7 +181,7 @@ static void pend_remove(syn_qconn *qc, syn_qstream *s) {
  * 20 % loss: 32 of 2,000 requests done in the first two minutes, timeouts after).
  */
 static void pend_rotate(syn_qconn *qc, syn_qstream *s) {
-    if (!s->pending || qc->pend_tail == s)
+    if (!s->pending || qc->pending.last == &s->pend_link)
         return;
     pend_remove(qc, s);
     pend_add(qc, s);
@@ -185,27 +199,19 @@ static syn_qstream *stream_new(syn_qconn *qc, int64_t id, void *user) {
     s->qc = qc;
     s->user = user;
     s->auto_consume = 1;
-    s->next = qc->streams;
-    if (qc->streams)
-        qc->streams->prev = s;
-    qc->streams = s;
+    syn_list_push_front(&qc->streams, &s->link);
     return s;
 }
 
 static void chunk_release(syn_chunk *c) {
     if (c->release)
-        c->release(c->release_ud, c->data, c->len);
+        c->release(c->data, c->len, c->release_ud);
     free(c);
 }
 
 static void stream_free(syn_qconn *qc, syn_qstream *s) {
     pend_remove(qc, s);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        qc->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    syn_list_remove(&qc->streams, &s->link);
     for (syn_chunk *c = s->head, *n; c; c = n) {
         n = c->next;
         chunk_release(c);
@@ -290,7 +296,7 @@ int syn_qstream_write_nocopy(syn_qstream *s, const void *data, size_t len, syn_r
     syn_chunk *c = malloc(sizeof(*c));
     if (!c) {
         if (release) /* released exactly once, failure included */
-            release(release_ud, data, len);
+            release(data, len, release_ud);
         return SYNESIS_ERR_NOMEM;
     }
     c->data = data;
@@ -301,6 +307,15 @@ int syn_qstream_write_nocopy(syn_qstream *s, const void *data, size_t len, syn_r
 }
 
 uint64_t syn_qstream_unacked(const syn_qstream *s) { return s->queued - s->acked; }
+uint64_t syn_qstream_unsent(const syn_qstream *s) { return s->queued - s->sent; }
+uint64_t syn_qstream_acked(const syn_qstream *s) { return s->acked; }
+int syn_qstream_fin_queued(const syn_qstream *s) { return s->fin_queued; }
+int64_t syn_qstream_id(const syn_qstream *s) { return s->id; }
+int syn_qstream_bidi(const syn_qstream *s) { return ngtcp2_is_bidi_stream(s->id); }
+syn_qconn *syn_qstream_conn(const syn_qstream *s) { return s->qc; }
+void *syn_qstream_user(const syn_qstream *s) { return s->user; }
+void syn_qstream_set_user(syn_qstream *s, void *user) { s->user = user; }
+void syn_qstream_set_auto_consume(syn_qstream *s, int on) { s->auto_consume = on != 0; }
 
 void syn_qstream_consume(syn_qstream *s, size_t n) {
     syn_qconn *qc = s->qc;
@@ -424,11 +439,11 @@ static void early_reopen(syn_qconn *qc) {
     qc->early_reopen = 0;
     for (int bidi = 1; bidi >= 0; bidi--) {
         for (;;) {
-            syn_qstream *next = NULL;
-            for (syn_qstream *s = qc->streams; s; s = s->next)
-                if (s->early && !s->closed && (ngtcp2_is_bidi_stream(s->id) != 0) == bidi &&
-                    (!next || s->id < next->id))
-                    next = s;
+            syn_qstream *next = NULL, *s;
+            SYN_LIST_FOREACH(s, &qc->streams, syn_qstream, link)
+            if (s->early && !s->closed && (ngtcp2_is_bidi_stream(s->id) != 0) == bidi &&
+                (!next || s->id < next->id))
+                next = s;
             if (!next)
                 break;
             next->early = 0;
@@ -592,7 +607,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, ui
         ngtcp2_conn_extend_max_offset(conn, len);
         return 0;
     }
-    if (qc->ops->stream_data && !qc->free_pending)
+    if (qc->ops->stream_data && !syn_hold_dying(&qc->hold))
         qc->ops->stream_data(qc, s, data, len, (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0);
     if (s->auto_consume && len) {
         ngtcp2_conn_extend_max_stream_offset(conn, id, len);
@@ -621,7 +636,7 @@ static int acked_cb(ngtcp2_conn *conn, int64_t id, uint64_t offset, uint64_t len
             s->tail = NULL;
         chunk_release(c);
     }
-    if (qc->ops->stream_acked && !qc->free_pending)
+    if (qc->ops->stream_acked && !syn_hold_dying(&qc->hold))
         qc->ops->stream_acked(qc, s);
     return 0;
 }
@@ -641,7 +656,7 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64
         return 0;
     s->closed = 1;
     pend_remove(qc, s);
-    if (qc->ops->stream_close && !qc->free_pending)
+    if (qc->ops->stream_close && !syn_hold_dying(&qc->hold))
         qc->ops->stream_close(qc, s, app_code,
                               (flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET) != 0);
     stream_free(qc, s);
@@ -654,7 +669,7 @@ static int stream_reset_cb(ngtcp2_conn *conn, int64_t id, uint64_t final_size, u
     (void)id;
     (void)final_size;
     syn_qconn *qc = ud;
-    if (sud && qc->ops->stream_reset && !qc->free_pending)
+    if (sud && qc->ops->stream_reset && !syn_hold_dying(&qc->hold))
         qc->ops->stream_reset(qc, sud, app_code, 0);
     return 0;
 }
@@ -669,7 +684,7 @@ static int recv_stop_sending_cb(ngtcp2_conn *conn, int64_t id, uint64_t app_code
     syn_qstream *s = sud;
     if (s) {
         pend_remove(qc, s);
-        if (qc->ops->stream_reset && !qc->free_pending)
+        if (qc->ops->stream_reset && !syn_hold_dying(&qc->hold))
             qc->ops->stream_reset(qc, s, app_code, 1);
     }
     return 0;
@@ -696,7 +711,7 @@ static int extend_max_stream_data_cb(ngtcp2_conn *conn, int64_t id, uint64_t max
         if (stream_has_work(s))
             pend_add(qc, s);
     }
-    if (s && qc->ops->stream_credit && !qc->free_pending)
+    if (s && qc->ops->stream_credit && !syn_hold_dying(&qc->hold))
         qc->ops->stream_credit(qc, s);
     return 0;
 }
@@ -1065,8 +1080,8 @@ static void really_free(syn_qconn *qc) {
     fine_close(qc);
     ev_io_stop(qc->loop, &qc->wio);
     ev_prepare_stop(qc->loop, &qc->prep);
-    while (qc->streams) {
-        syn_qstream *s = qc->streams;
+    while (!syn_list_empty(&qc->streams)) {
+        syn_qstream *s = SYN_LIST_FIRST(&qc->streams, syn_qstream, link);
         if (qc->conn && s->id >= 0)
             ngtcp2_conn_set_stream_user_data(qc->conn, s->id, NULL);
         stream_free(qc, s);
@@ -1098,11 +1113,8 @@ static void really_free(syn_qconn *qc) {
 void syn_qconn_free(syn_qconn *qc) {
     if (!qc)
         return;
-    if (qc->depth > 0) {
-        qc->free_pending = 1;
-        return;
-    }
-    really_free(qc);
+    if (syn_hold_release(&qc->hold))
+        really_free(qc);
 }
 
 /* ---- errors ---- */
@@ -1131,7 +1143,8 @@ static void path_dest(const syn_qconn *qc, const ngtcp2_path *path, syn_sockaddr
     }
 }
 
-static int same_addr(const syn_sockaddr *a, const syn_sockaddr *b) {
+/* The same socket address, byte for byte: address and port. */
+static int same_sockaddr(const syn_sockaddr *a, const syn_sockaddr *b) {
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
@@ -1569,7 +1582,7 @@ static void do_write(syn_qconn *qc) {
     size_t npkts = 0;
     int drained = 0;
     for (;;) {
-        syn_qstream *s = qc->pend_head;
+        syn_qstream *s = SYN_LIST_FIRST(&qc->pending, syn_qstream, pend_link);
         ngtcp2_vec vec[SYN_STREAM_VEC];
         size_t nvec = 0;
         int64_t sid = -1;
@@ -1614,7 +1627,7 @@ static void do_write(syn_qconn *qc) {
             /* A batch goes to one destination: a packet for another path starts a new batch. */
             syn_sockaddr dest;
             path_dest(qc, &ps.path, &dest);
-            if (qc->tx.n && !same_addr(&dest, &qc->tx_dest)) {
+            if (qc->tx.n && !same_sockaddr(&dest, &qc->tx_dest)) {
                 uint8_t pkt[SYN_UDP_MAX_PAYLOAD];
                 memcpy(pkt, buf, (size_t)nw);
                 if (tx_flush(qc) != 0)
@@ -1656,15 +1669,19 @@ static int leave(syn_qconn *qc);
 /* Lingering: once everything we sent is acknowledged and nothing is left to send, wait for the
  * ACK delay (so the ACK of what we received goes out), then close. Runs when the driver unwinds. */
 static void linger_check(syn_qconn *qc) {
-    if (!qc->lingering || qc->close_req || qc->ended || qc->end_pending || qc->free_pending ||
-        !qc->conn)
+    if (!qc->lingering || qc->close_req || qc->ended || qc->end_pending ||
+        syn_hold_dying(&qc->hold) || !qc->conn)
         return;
     ngtcp2_conn_info ci;
     ngtcp2_conn_get_conn_info(qc->conn, &ci);
-    int quiet = ci.bytes_in_flight == 0 && !qc->pend_head;
-    for (syn_qstream *s = qc->streams; s && quiet; s = s->next)
-        if (!s->closed && stream_has_work(s))
+    int quiet = ci.bytes_in_flight == 0 && syn_list_empty(&qc->pending);
+    syn_qstream *s;
+    SYN_LIST_FOREACH(s, &qc->streams, syn_qstream, link) {
+        if (!s->closed && stream_has_work(s)) {
             quiet = 0;
+            break;
+        }
+    }
     if (!quiet) {
         if (qc->linger_ack_wait) {
             qc->linger_ack_wait = 0;
@@ -1713,7 +1730,7 @@ static void linger_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* ---- the unwinding point: deferred work runs when the driver is no longer on the stack ---- */
 
-static void enter(syn_qconn *qc) { qc->depth++; }
+static void enter(syn_qconn *qc) { syn_hold_enter(&qc->hold); }
 
 static int leave_ex(syn_qconn *qc, int no_write);
 static int leave(syn_qconn *qc) { return leave_ex(qc, 0); }
@@ -1722,17 +1739,17 @@ static int leave(syn_qconn *qc) { return leave_ex(qc, 0); }
  * received datagram's owner flushes once after its whole batch (syn_qconn_recv), so that ACKs and
  * window updates of a burst leave together instead of a write pass per datagram. */
 static int leave_ex(syn_qconn *qc, int no_write) {
-    if (--qc->depth > 0)
+    if (!syn_hold_leave(&qc->hold))
         return 0;
     for (;;) {
-        if (qc->free_pending) {
+        if (syn_hold_dying(&qc->hold)) {
             /* A close requested before the free still sends its CONNECTION_CLOSE. */
             if (qc->close_req && !qc->ended && !qc->end_pending)
                 send_app_close(qc);
             really_free(qc);
             return 1;
         }
-        qc->depth++;
+        syn_hold_enter(&qc->hold);
         if (!qc->ended && !qc->end_pending && qc->close_req) {
             send_app_close(qc);
             qc_end(qc, 0, "closed locally: %s", qc->close_reason);
@@ -1761,15 +1778,15 @@ static int leave_ex(syn_qconn *qc, int no_write) {
         } else if (qc->need_flush && !qc->ended && !no_write) {
             if (qc->ops->before_write)
                 qc->ops->before_write(qc);
-            if (!qc->free_pending)
+            if (!syn_hold_dying(&qc->hold))
                 do_write(qc);
         } else {
-            qc->depth--;
+            (void)syn_hold_leave(&qc->hold);
             break;
         }
-        qc->depth--;
+        (void)syn_hold_leave(&qc->hold);
     }
-    if (qc->free_pending) {
+    if (syn_hold_dying(&qc->hold)) {
         really_free(qc);
         return 1;
     }
@@ -1779,7 +1796,7 @@ static int leave_ex(syn_qconn *qc, int no_write) {
 
 void syn_qconn_recv(syn_qconn *qc, const syn_sockaddr *local, const syn_sockaddr *remote,
                     uint8_t ecn, const uint8_t *data, size_t len) {
-    if (qc->ended || qc->end_pending || qc->free_pending)
+    if (qc->ended || qc->end_pending || syn_hold_dying(&qc->hold))
         return;
     enter(qc);
     ngtcp2_path path = {
@@ -1809,7 +1826,7 @@ void syn_qconn_recv(syn_qconn *qc, const syn_sockaddr *local, const syn_sockaddr
 }
 
 void syn_qconn_flush(syn_qconn *qc) {
-    if (qc->depth > 0) {
+    if (syn_hold_busy(&qc->hold)) {
         qc->need_flush = 1;
         return;
     }
@@ -1819,9 +1836,9 @@ void syn_qconn_flush(syn_qconn *qc) {
 }
 
 void syn_qconn_schedule(syn_qconn *qc) {
-    if (qc->ended || qc->free_pending)
+    if (qc->ended || syn_hold_dying(&qc->hold))
         return;
-    if (qc->depth > 0) {
+    if (syn_hold_busy(&qc->hold)) {
         qc->need_flush = 1;
         return;
     }
@@ -1843,7 +1860,7 @@ void syn_qconn_close_graceful(syn_qconn *qc, uint64_t app_code, const char *reas
                               double max_linger) {
     if (qc->ended || qc->close_req || qc->end_pending || qc->lingering)
         return;
-    if (!(max_linger > 0) || !qc->hs_done || qc->free_pending) {
+    if (!(max_linger > 0) || !qc->hs_done || syn_hold_dying(&qc->hold)) {
         syn_qconn_close(qc, app_code, reason);
         return;
     }
@@ -2037,8 +2054,23 @@ void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out) {
     ngtcp2_conn_get_conn_info(qc->conn, out);
 }
 
+void syn_qconn_get_stats(const syn_qconn *qc, syn_qconn_stats *out) {
+    ngtcp2_conn_info ci;
+    ngtcp2_conn_get_conn_info(qc->conn, &ci);
+    *out = (syn_qconn_stats){
+        .latest_rtt = ci.latest_rtt,
+        .min_rtt = ci.min_rtt,
+        .smoothed_rtt = ci.smoothed_rtt,
+        .cwnd = ci.cwnd,
+        .bytes_in_flight = ci.bytes_in_flight,
+        .pkt_sent = ci.pkt_sent,
+        .pkt_lost = ci.pkt_lost,
+        .ping_recv = ci.ping_recv,
+    };
+}
+
 int syn_qconn_trim(syn_qconn *qc) {
-    if (qc->depth > 0)
+    if (syn_hold_busy(&qc->hold))
         return 0; /* the write loop may be using the buffer */
     return syn_udp_tx_trim(&qc->tx);
 }
@@ -2047,19 +2079,25 @@ const syn_udp_tx *syn_qconn_tx(const syn_qconn *qc) { return &qc->tx; }
 
 /* ---- tests and fuzzing (see qconn.h): the stream callbacks as ngtcp2 would call them ---- */
 
-syn_qstream *syn_qconn_streams(const syn_qconn *qc) { return qc->streams; }
+syn_qstream *syn_qconn_streams(const syn_qconn *qc) {
+    return SYN_LIST_FIRST(&qc->streams, syn_qstream, link);
+}
+
+syn_qstream *syn_qstream_next(const syn_qstream *s) { return SYN_LIST_NEXT(s, syn_qstream, link); }
+
+uint64_t syn_qstream_sent(const syn_qstream *s) { return s->sent; }
 
 ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc) { return qc->conn; }
 
 int syn_qconn_test_peer_stream(syn_qconn *qc, int64_t id, syn_qstream **out) {
     *out = NULL;
-    if (!qc->conn || qc->ended || qc->end_pending || qc->free_pending)
+    if (!qc->conn || qc->ended || qc->end_pending || syn_hold_dying(&qc->hold))
         return 0;
-    syn_qstream *first = qc->streams;
+    syn_link *first = qc->streams.first;
     enter(qc);
     (void)stream_open_cb(qc->conn, id, qc);
-    if (qc->streams != first)
-        *out = qc->streams; /* stream_new links the new stream first */
+    if (qc->streams.first != first) /* stream_new links the new stream first */
+        *out = SYN_LIST_FIRST(&qc->streams, syn_qstream, link);
     return leave_ex(qc, 1);
 }
 

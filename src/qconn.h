@@ -13,7 +13,9 @@
 #ifndef SYNESIS_QCONN_H
 #define SYNESIS_QCONN_H
 
+#include "hold.h"
 #include "internal.h"
+#include "list.h"
 #include "protocol.h"
 #include "udp.h"
 
@@ -26,43 +28,22 @@
 /* Length of the connection IDs the edge issues (it routes datagrams by them). */
 #define SYN_SV_SCIDLEN 18
 
+/* The largest QUIC variable-length integer (RFC 9000 16): 2^62 - 1. */
+#define SYN_QUIC_MAX_VARINT NGTCP2_MAX_VARINT
+
 typedef struct syn_qconn syn_qconn;
+/* A stream of a connection: opaque to its owner, which reads it through the syn_qstream_ calls
+ * below and keeps its own per-stream object in it (syn_qstream_set_user). */
 typedef struct syn_qstream syn_qstream;
-typedef struct syn_chunk syn_chunk;
 
 /* Called when the bytes of a no-copy write are acknowledged or abandoned. */
-typedef void (*syn_release_fn)(void *user_data, const void *data, size_t len);
-
-struct syn_chunk {
-    syn_chunk *next;
-    const uint8_t *data;
-    size_t len;
-    syn_release_fn release; /* NULL when data is the inline copy below */
-    void *release_ud;
-    uint8_t inline_data[];
-};
-
-struct syn_qstream {
-    int64_t id;
-    syn_qconn *qc;
-    void *user; /* the owner's per-stream object */
-
-    /* Send side: chunks from `base` (offset of head's first byte) to `queued`. */
-    syn_chunk *head, *tail;
-    syn_chunk *cur;    /* chunk holding offset `sent` (NULL when everything queued is sent) */
-    uint64_t cur_base; /* offset of cur's first byte */
-    uint64_t base, queued, sent, acked;
-    unsigned fin_queued : 1, fin_sent : 1, blocked : 1, pending : 1, closed : 1;
-    unsigned auto_consume : 1; /* return flow-control credit as soon as data is delivered */
-    unsigned early : 1;        /* opened in 0-RTT (syn_qconn_open_stream_early) */
-    syn_qstream *pend_prev, *pend_next; /* streams with something to send */
-    syn_qstream *prev, *next;           /* all streams of the connection */
-};
+typedef void (*syn_release_fn)(const void *data, size_t len, void *user_data);
 
 typedef struct syn_qconn_ops {
     /* The handshake completed (client: the edge's certificate verified; server: the client's). */
     void (*handshake_done)(syn_qconn *qc);
-    /* The peer opened a stream. Set s->user as needed; return 0, or non-zero to reset it. */
+    /* The peer opened a stream. Set its user object (syn_qstream_set_user) as needed; return 0, or
+     * non-zero to reset it. */
     int (*stream_open)(syn_qconn *qc, syn_qstream *s);
     /* Stream data in order; fin set on the last call. Called from inside ngtcp2: the owner may
      * queue writes, shut the stream down and consume, but must close/free only via the deferred
@@ -70,7 +51,7 @@ typedef struct syn_qconn_ops {
     void (*stream_data)(syn_qconn *qc, syn_qstream *s, const uint8_t *data, size_t len, int fin);
     /* The peer reset its sending side (app_code) or asked us to stop sending (stop = 1). */
     void (*stream_reset)(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int stop);
-    /* Sent data was acknowledged (s->acked moved): room in the send buffer. */
+    /* Sent data was acknowledged (syn_qstream_acked moved): room in the send buffer. */
     void (*stream_acked)(syn_qconn *qc, syn_qstream *s);
     /* The peer raised the stream's flow-control limit (MAX_STREAM_DATA): more may be sent. */
     void (*stream_credit)(syn_qconn *qc, syn_qstream *s);
@@ -239,8 +220,17 @@ void syn_qconn_get_wakes(const syn_qconn *qc, syn_qconn_wakes *out);
 
 /* Smoothed RTT in milliseconds (0 before the first sample). */
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc);
-/* ngtcp2's connection info (RTTs, cwnd, packet counters). */
+/* ngtcp2's connection info (RTTs, cwnd, packet counters), for the edge and the tests. */
 void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out);
+/* The figures of a connection its owner reads (from ngtcp2's connection info): so that the tunnel
+ * needs no ngtcp2 type. Times in nanoseconds. */
+typedef struct syn_qconn_stats {
+    uint64_t latest_rtt, min_rtt, smoothed_rtt; /* min_rtt is UINT64_MAX before the first sample */
+    uint64_t cwnd;                              /* congestion window, bytes */
+    uint64_t bytes_in_flight;                   /* sent, neither acknowledged nor declared lost */
+    uint64_t pkt_sent, pkt_lost, ping_recv;     /* packets sent and lost, PING frames received */
+} syn_qconn_stats;
+void syn_qconn_get_stats(const syn_qconn *qc, syn_qconn_stats *out);
 /* Server side: the CONNECTION_CLOSE packet this connection sent (the first one; the payload of a
  * UDP datagram, ready to resend as is), or NULL with *len 0 if none was sent. Valid until
  * syn_qconn_free(); readable from ops->closed, to keep a closing period (RFC 9000 10.2.1). */
@@ -295,6 +285,24 @@ int syn_qstream_write_nocopy(syn_qstream *s, const void *data, size_t len, syn_r
                              void *release_ud, int fin);
 /* Bytes queued and not yet acknowledged. */
 uint64_t syn_qstream_unacked(const syn_qstream *s);
+/* Bytes queued and not yet sent. */
+uint64_t syn_qstream_unsent(const syn_qstream *s);
+/* Bytes acknowledged: everything below this offset (stream_acked moves it). */
+uint64_t syn_qstream_acked(const syn_qstream *s);
+/* 1 once the owner's FIN is queued. */
+int syn_qstream_fin_queued(const syn_qstream *s);
+/* The QUIC stream ID; 1 for a bidirectional stream. */
+int64_t syn_qstream_id(const syn_qstream *s);
+int syn_qstream_bidi(const syn_qstream *s);
+/* The connection the stream belongs to. */
+syn_qconn *syn_qstream_conn(const syn_qstream *s);
+/* The owner's per-stream object (NULL: none, or the owner let go: events are then not delivered
+ * to it). */
+void *syn_qstream_user(const syn_qstream *s);
+void syn_qstream_set_user(syn_qstream *s, void *user);
+/* On (the default): flow-control credit returns as soon as data is delivered. Off: the owner
+ * returns it with syn_qstream_consume as it consumes. */
+void syn_qstream_set_auto_consume(syn_qstream *s, int on);
 /* Returns flow-control credit for n consumed bytes (when auto_consume is off); on a closed stream
  * (from stream_close), the connection's share. */
 void syn_qstream_consume(syn_qstream *s, size_t n);
@@ -321,12 +329,15 @@ void syn_qstream_stop_reading(syn_qstream *s, uint64_t app_code);
  * stream's owner sees exactly the calls it would see from a peer. Each returns 1 if qc was freed
  * meanwhile (then neither qc nor s may be used again), else 0. Not for production code. */
 
-/* All streams of qc (newest first, linked through next). */
+/* The newest stream of qc (NULL if none); syn_qstream_next walks to the oldest. */
 syn_qstream *syn_qconn_streams(const syn_qconn *qc);
+syn_qstream *syn_qstream_next(const syn_qstream *s);
+/* Bytes sent (at least once). */
+uint64_t syn_qstream_sent(const syn_qstream *s);
 /* The ngtcp2 connection (NULL once gone). */
 ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc);
 /* The peer opened stream id (ngtcp2's stream_open): *out is the new stream (NULL if none could be
- * made); its owner may have refused it (then s->user is NULL), it still needs a close. */
+ * made); its owner may have refused it (then its user is NULL), it still needs a close. */
 int syn_qconn_test_peer_stream(syn_qconn *qc, int64_t id, syn_qstream **out);
 /* In-order stream data (fin on the last call). */
 int syn_qconn_test_stream_data(syn_qstream *s, const uint8_t *data, size_t len, int fin);

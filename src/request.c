@@ -10,8 +10,8 @@
 struct synesis_request {
     syn_tobj base;
     synesis_tunnel *t;
-    synesis_request *prev, *next; /* wait queue or live list */
-    int live;                     /* 1 once its stream is open */
+    syn_link link; /* on t->req.wait, or t->req.live once live */
+    int live;      /* 1 once its stream is open */
     syn_qstream *qs;
 
     /* The request bytes until they are handed to the stream (which then releases them). */
@@ -19,7 +19,7 @@ struct synesis_request {
     size_t len;
     synesis_release_fn release; /* NULL: data is our own copy (free) */
     void *release_ud;
-    size_t queued_bytes; /* counted in t->req_waiting_bytes while waiting: len of our copy */
+    size_t queued_bytes; /* counted in t->req.waiting_bytes while waiting: len of our copy */
 
     size_t max_response;
     int wait_for_connection;
@@ -32,23 +32,23 @@ struct synesis_request {
     void *user_data;
 };
 
-SYNESIS_API void synesis_request_options_init(synesis_request_options *opts) {
-    memset(opts, 0, sizeof(*opts));
-    opts->struct_size = sizeof(*opts);
+SYNESIS_API void synesis_request_options_init_sized(synesis_request_options *opts, size_t size) {
+    synesis_request_options d = {.struct_size = sizeof(d)};
+    syn_struct_init(opts, size, &d, sizeof(d));
 }
 
 static void release_data(synesis_request *r) {
     if (!r->data && !r->release)
         return;
     if (r->release)
-        r->release(r->release_ud, r->data, r->len);
+        r->release(r->data, r->len, r->release_ud);
     else
         free((void *)r->data);
     r->data = NULL;
     r->release = NULL;
 }
 
-static void free_copy(void *ud, const void *data, size_t len) {
+static void free_copy(const void *data, size_t len, void *ud) {
     (void)ud;
     (void)len;
     free((void *)data);
@@ -56,25 +56,12 @@ static void free_copy(void *ud, const void *data, size_t len) {
 
 static void unlink_req(synesis_tunnel *t, synesis_request *r) {
     if (r->live) {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            t->req_live = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
+        syn_list_remove(&t->req.live, &r->link);
     } else {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            t->req_wait_head = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
-        else
-            t->req_wait_tail = r->prev;
-        t->req_waiting--;
-        t->req_waiting_bytes -= r->queued_bytes;
+        syn_list_remove(&t->req.wait, &r->link);
+        t->req.waiting--;
+        t->req.waiting_bytes -= r->queued_bytes;
     }
-    r->prev = r->next = NULL;
 }
 
 /* Ends a request: unlinks it, resets its stream when asked (reset_code != UINT64_MAX), calls back
@@ -85,7 +72,7 @@ static void complete(synesis_request *r, int status, uint64_t app_code, uint64_t
     unlink_req(t, r);
     ev_timer_stop(t->loop, &r->timer);
     if (r->qs) {
-        r->qs->user = NULL;
+        syn_qstream_set_user(r->qs, NULL);
         if (reset_code != UINT64_MAX)
             syn_qstream_shutdown(r->qs, reset_code);
         r->qs = NULL;
@@ -106,6 +93,7 @@ static void complete(synesis_request *r, int status, uint64_t app_code, uint64_t
         break;
     }
     synesis_response resp = {
+        .struct_size = sizeof(resp),
         .status = status,
         .app_error_code = app_code,
         .data = r->resp,
@@ -188,10 +176,10 @@ void syn_requests_pump(synesis_tunnel *t) {
     /* During a 0-RTT attempt only the requests marked idempotent go, in order; the others wait
      * for Connected. */
     int early = !syn_tunnel_ready(t) && t->qc && syn_qconn_early(t->qc);
-    synesis_request *r = t->req_wait_head;
+    synesis_request *r = SYN_LIST_FIRST(&t->req.wait, synesis_request, link);
     while (r && (early || syn_tunnel_ready(t))) {
         if (early && !r->idempotent) {
-            r = r->next;
+            r = SYN_LIST_NEXT(r, synesis_request, link);
             continue;
         }
         syn_qstream *qs;
@@ -201,18 +189,16 @@ void syn_requests_pump(synesis_tunnel *t) {
             return; /* wait for the edge to raise the stream limit */
         if (rv != 0) {
             complete(r, rv, 0, UINT64_MAX, "cannot open a stream");
-            r = t->req_wait_head; /* the callback may have changed the queue */
+            /* the callback may have changed the queue */
+            r = SYN_LIST_FIRST(&t->req.wait, synesis_request, link);
             continue;
         }
-        synesis_request *next = r->next;
+        synesis_request *next = SYN_LIST_NEXT(r, synesis_request, link);
         r->early = early;
         unlink_req(t, r);
         r->live = 1;
         r->qs = qs;
-        r->next = t->req_live;
-        if (t->req_live)
-            t->req_live->prev = r;
-        t->req_live = r;
+        syn_list_push_front(&t->req.live, &r->link);
         t->stats.requests_sent++;
         t->stats.bytes_sent += r->len;
         /* The stream now owns the bytes until they are acknowledged. */
@@ -225,7 +211,7 @@ void syn_requests_pump(synesis_tunnel *t) {
                   : syn_qstream_write(qs, NULL, 0, 1);
         if (rv != 0) {
             complete(r, rv, 0, SYN_APP_INTERNAL, "cannot queue the request");
-            next = t->req_wait_head;
+            next = SYN_LIST_FIRST(&t->req.wait, synesis_request, link);
         }
         r = next;
     }
@@ -241,17 +227,18 @@ void syn_requests_conn_lost(synesis_tunnel *t, int err, const char *detail) {
         snprintf(d, sizeof(d), "connection lost mid-request: %s", detail ? detail : "");
     else
         syn_copy_str(d, sizeof(d), detail ? detail : synesis_strerror(err));
-    while (t->req_live)
-        complete(t->req_live, err, 0, UINT64_MAX, d);
+    while (!syn_list_empty(&t->req.live))
+        complete(SYN_LIST_FIRST(&t->req.live, synesis_request, link), err, 0, UINT64_MAX, d);
 }
 
 void syn_requests_fail_waiting(synesis_tunnel *t, int err, const char *detail, int all) {
-    synesis_request *r = t->req_wait_head;
+    synesis_request *r = SYN_LIST_FIRST(&t->req.wait, synesis_request, link);
     while (r) {
-        synesis_request *next = r->next;
+        synesis_request *next = SYN_LIST_NEXT(r, synesis_request, link);
         if (all || !r->wait_for_connection) {
             complete(r, err, 0, UINT64_MAX, detail);
-            next = t->req_wait_head; /* the callback may have changed the queue */
+            /* the callback may have changed the queue */
+            next = SYN_LIST_FIRST(&t->req.wait, synesis_request, link);
         }
         r = next;
     }
@@ -262,32 +249,35 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
                   void *user_data, synesis_request **out) {
     if (out)
         *out = NULL;
-    synesis_request_options dflt;
-    if (!opts) {
-        synesis_request_options_init(&dflt);
-        opts = &dflt;
-    }
+    /* The caller's options under the evolution rule, into a full-size copy. */
+    synesis_request_options o = {.struct_size = sizeof(o)};
     int rv = 0;
-    if (!t || !cb || (len && !data) || opts->struct_size != sizeof(*opts) || !(opts->timeout >= 0))
+    char d[SYNESIS_DETAIL_MAX];
+    if (opts && (rv = syn_struct_in(&o, sizeof(o), opts, "request options", d)) != 0 && t)
+        syn_tunnel_log(t, SYNESIS_LOG_WARN, "request refused: %s", d);
+    opts = &o;
+    if (rv != 0) {
+        /* opts refused */
+    } else if (!t || !cb || (len && !data) || !(opts->timeout >= 0))
         rv = SYNESIS_ERR_INVALID_ARGUMENT;
-    else if (t->free_pending)
+    else if (syn_hold_dying(&t->hold))
         rv = SYNESIS_ERR_INVALID_STATE; /* from a callback after free() */
     else if (!syn_tunnel_ready(t) &&
              !(opts->queue_while_reconnecting && (t->state.kind == SYNESIS_STATE_CONNECTING ||
                                                   t->state.kind == SYNESIS_STATE_RECONNECTING ||
                                                   t->state.kind == SYNESIS_STATE_CONNECTED)))
         rv = SYNESIS_ERR_NOT_CONNECTED;
-    else if (t->req_waiting >= t->cfg.max_queued_requests) {
+    else if (t->req.waiting >= t->cfg.max_queued_requests) {
         rv = SYNESIS_ERR_QUEUE_FULL;
         syn_tunnel_log(t, SYNESIS_LOG_DEBUG,
                        "request refused: %zu requests wait already (max_queued_requests)",
-                       t->req_waiting);
-    } else if (!release && len > t->cfg.max_queued_request_bytes - t->req_waiting_bytes) {
+                       t->req.waiting);
+    } else if (!release && len > t->cfg.max_queued_request_bytes - t->req.waiting_bytes) {
         rv = SYNESIS_ERR_QUEUE_FULL;
         syn_tunnel_log(t, SYNESIS_LOG_DEBUG,
                        "request of %zu bytes refused: %zu bytes wait already, at most %zu "
                        "(max_queued_request_bytes)",
-                       len, t->req_waiting_bytes, t->cfg.max_queued_request_bytes);
+                       len, t->req.waiting_bytes, t->cfg.max_queued_request_bytes);
     }
     synesis_request *r = NULL;
     if (rv == 0) {
@@ -307,7 +297,7 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
     }
     if (rv != 0) {
         if (release)
-            release(release_ud, data, len);
+            release(data, len, release_ud);
         return rv;
     }
     r->base.h = &req_handler;
@@ -317,7 +307,7 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
     r->release = release;
     r->release_ud = release_ud;
     if (!len && release) {
-        release(release_ud, data, 0);
+        release(data, 0, release_ud);
         r->release = NULL;
     }
     r->max_response = opts->max_response_size ? opts->max_response_size : t->cfg.max_response_size;
@@ -328,15 +318,10 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
                   0.);
     r->timer.data = r;
     ev_timer_start(t->loop, &r->timer);
-    r->prev = t->req_wait_tail;
-    if (t->req_wait_tail)
-        t->req_wait_tail->next = r;
-    else
-        t->req_wait_head = r;
-    t->req_wait_tail = r;
-    t->req_waiting++;
+    syn_list_push_back(&t->req.wait, &r->link);
+    t->req.waiting++;
     r->queued_bytes = release ? 0 : len; /* our copy; a no-copy body is the application's */
-    t->req_waiting_bytes += r->queued_bytes;
+    t->req.waiting_bytes += r->queued_bytes;
     if (out)
         *out = r;
     /* Streams are opened from the write pass, never from inside ngtcp2. */

@@ -3,13 +3,19 @@
 
 #include "tunnel_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+SYNESIS_API void synesis_stream_callbacks_init_sized(synesis_stream_callbacks *cb, size_t size) {
+    synesis_stream_callbacks d = {.struct_size = sizeof(d)};
+    syn_struct_init(cb, size, &d, sizeof(d));
+}
 
 struct synesis_stream {
     syn_tobj base;
     synesis_tunnel *t;
-    synesis_stream *prev, *next; /* wait queue or live list */
+    syn_link link; /* on t->streams.wait, or t->streams.live once live */
     int live;
     syn_qstream *qs;
     synesis_stream_callbacks cb;
@@ -27,8 +33,9 @@ struct synesis_stream {
     size_t held_len, held_cap;
     int held_fin;
     int end_delivered;
-    int closing; /* on_close is running or has run */
-    int holds;   /* frames of ours on the stack that still use the object */
+    /* Frames of ours on the stack that still use the object; dying once on_close runs or has run
+     * (then the last frame frees it). */
+    syn_hold hold;
 };
 
 static void s_free(synesis_stream *s) {
@@ -39,9 +46,9 @@ static void s_free(synesis_stream *s) {
 
 /* Application callbacks may close the stream; the object is freed only when the last frame of
  * ours that uses it lets go. */
-static void s_hold(synesis_stream *s) { s->holds++; }
+static void s_hold(synesis_stream *s) { syn_hold_enter(&s->hold); }
 static int s_release(synesis_stream *s) {
-    if (--s->holds == 0 && s->closing) {
+    if (syn_hold_leave(&s->hold) && syn_hold_dying(&s->hold)) {
         s_free(s);
         return 1;
     }
@@ -49,35 +56,21 @@ static int s_release(synesis_stream *s) {
 }
 
 static void unlink_stream(synesis_tunnel *t, synesis_stream *s) {
-    if (s->live) {
-        if (s->prev)
-            s->prev->next = s->next;
-        else
-            t->str_live = s->next;
-        if (s->next)
-            s->next->prev = s->prev;
-    } else {
-        if (s->prev)
-            s->prev->next = s->next;
-        else
-            t->str_wait_head = s->next;
-        if (s->next)
-            s->next->prev = s->prev;
-        else
-            t->str_wait_tail = s->prev;
-    }
-    s->prev = s->next = NULL;
+    syn_list_remove(s->live ? &t->streams.live : &t->streams.wait, &s->link);
 }
 
-/* Ends the stream: on_close once, then free. reset_code != UINT64_MAX resets the QUIC stream. */
-static void close_stream(synesis_stream *s, int status, uint64_t app_code, uint64_t reset_code) {
-    if (s->closing)
+/* Ends the stream: on_close once (with detail, NULL = ""), then free. reset_code != UINT64_MAX
+ * resets the QUIC stream. */
+static void close_stream(synesis_stream *s, int status, uint64_t app_code, uint64_t reset_code,
+                         const char *detail) {
+    if (syn_hold_dying(&s->hold))
         return;
-    s->closing = 1;
+    s_hold(s);
+    (void)syn_hold_release(&s->hold); /* dying: freed as the last frame lets go */
     synesis_tunnel *t = s->t;
     unlink_stream(t, s);
     if (s->qs) {
-        s->qs->user = NULL;
+        syn_qstream_set_user(s->qs, NULL);
         if (s->held_len)
             syn_qstream_consume(s->qs, s->held_len); /* held bytes are dropped: free the credit */
         if (reset_code != UINT64_MAX)
@@ -85,9 +78,8 @@ static void close_stream(synesis_stream *s, int status, uint64_t app_code, uint6
         s->qs = NULL;
     }
     syn_tunnel_enter(t);
-    s_hold(s);
     if (s->cb.on_close)
-        s->cb.on_close(s, status, app_code, s->user_data);
+        s->cb.on_close(s, status, app_code, detail ? detail : "", s->user_data);
     s_release(s);
     syn_tunnel_leave(t);
 }
@@ -108,7 +100,7 @@ static void deliver(synesis_stream *s, const uint8_t *data, size_t len) {
         s->cb.on_data(s, data, len, s->user_data);
 }
 
-static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len, int fin) {
+static void stream_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len, int fin) {
     (void)qs;
     synesis_stream *s = obj;
     synesis_tunnel *t = s->t;
@@ -118,7 +110,8 @@ static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len
         uint8_t *n =
             len ? syn_grow(s->held, &s->held_cap, s->held_len + len, 1, 16384, 0) : s->held;
         if (len && !n) {
-            close_stream(s, SYNESIS_ERR_NOMEM, 0, SYN_APP_INTERNAL);
+            close_stream(s, SYNESIS_ERR_NOMEM, 0, SYN_APP_INTERNAL,
+                         "out of memory for the data held while paused");
             s_release(s);
             syn_tunnel_leave(t);
             return;
@@ -131,7 +124,7 @@ static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len
     } else {
         if (len)
             deliver(s, data, len);
-        if (fin && !s->closing && !t->free_pending) {
+        if (fin && !syn_hold_dying(&s->hold) && !syn_hold_dying(&t->hold)) {
             s->end_delivered = 1;
             if (s->cb.on_end)
                 s->cb.on_end(s, s->user_data);
@@ -141,13 +134,17 @@ static void str_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t len
     syn_tunnel_leave(t);
 }
 
-static void str_reset(void *obj, syn_qstream *qs, uint64_t app_code, int stop) {
+static void stream_reset(void *obj, syn_qstream *qs, uint64_t app_code, int stop) {
     (void)qs;
-    (void)stop; /* either way the stream cannot carry on as the application expects */
-    close_stream(obj, SYNESIS_ERR_STREAM_RESET, app_code, SYN_APP_CANCELLED);
+    /* Either way the stream cannot carry on as the application expects. */
+    char d[112];
+    snprintf(d, sizeof(d), "the edge %s with application error 0x%llx",
+             stop ? "stopped reading the stream (STOP_SENDING)" : "reset the stream",
+             (unsigned long long)app_code);
+    close_stream(obj, SYNESIS_ERR_STREAM_RESET, app_code, SYN_APP_CANCELLED, d);
 }
 
-static void str_acked(void *obj, syn_qstream *qs) {
+static void stream_acked(void *obj, syn_qstream *qs) {
     (void)qs;
     synesis_stream *s = obj;
     if (s->want_writable && buffered(s) < s->t->cfg.stream_send_buffer) {
@@ -162,7 +159,7 @@ static void str_acked(void *obj, syn_qstream *qs) {
     }
 }
 
-static void str_close(void *obj, syn_qstream *qs, uint64_t app_code, int reset) {
+static void stream_close(void *obj, syn_qstream *qs, uint64_t app_code, int reset) {
     synesis_stream *s = obj;
     /* Held bytes count against the connection's window: return it while the QUIC stream exists
      * (they are delivered on resume, or dropped). */
@@ -173,38 +170,39 @@ static void str_close(void *obj, syn_qstream *qs, uint64_t app_code, int reset) 
         /* Everything arrived while paused: the application still gets it on resume. */
         return;
     }
-    if (reset && app_code != SYN_APP_NO_ERROR)
-        close_stream(s, SYNESIS_ERR_STREAM_RESET, app_code, UINT64_MAX);
-    else
-        close_stream(s, 0, 0, UINT64_MAX);
+    if (reset && app_code != SYN_APP_NO_ERROR) {
+        char d[96];
+        snprintf(d, sizeof(d), "the edge reset the stream with application error 0x%llx",
+                 (unsigned long long)app_code);
+        close_stream(s, SYNESIS_ERR_STREAM_RESET, app_code, UINT64_MAX, d);
+    } else {
+        close_stream(s, 0, 0, UINT64_MAX, NULL);
+    }
 }
 
-static const syn_stream_handler str_handler = {
-    .data = str_data,
-    .reset = str_reset,
-    .acked = str_acked,
-    .close = str_close,
+static const syn_stream_handler stream_handler = {
+    .data = stream_data,
+    .reset = stream_reset,
+    .acked = stream_acked,
+    .close = stream_close,
 };
 
 void syn_streams_pump(synesis_tunnel *t) {
-    while (t->str_wait_head && syn_tunnel_ready(t)) {
-        synesis_stream *s = t->str_wait_head;
+    while (!syn_list_empty(&t->streams.wait) && syn_tunnel_ready(t)) {
+        synesis_stream *s = SYN_LIST_FIRST(&t->streams.wait, synesis_stream, link);
         syn_qstream *qs;
         int rv = syn_qconn_open_stream(t->qc, 1, s, &qs);
         if (rv == SYNESIS_ERR_WOULD_BLOCK)
             return;
         if (rv != 0) {
-            close_stream(s, rv, 0, UINT64_MAX);
+            close_stream(s, rv, 0, UINT64_MAX, "cannot open a stream");
             continue;
         }
         unlink_stream(t, s);
         s->live = 1;
-        s->next = t->str_live;
-        if (t->str_live)
-            t->str_live->prev = s;
-        t->str_live = s;
+        syn_list_push_front(&t->streams.live, &s->link);
         s->qs = qs;
-        qs->auto_consume = 0;
+        syn_qstream_set_auto_consume(qs, 0);
         t->stats.streams_opened++;
         if (s->pre_len || s->fin_requested) {
             rv = syn_qstream_write(qs, s->pre, s->pre_len, s->fin_requested);
@@ -212,17 +210,18 @@ void syn_streams_pump(synesis_tunnel *t) {
             s->pre = NULL;
             s->pre_len = 0;
             if (rv != 0)
-                close_stream(s, rv, 0, SYN_APP_INTERNAL);
+                close_stream(s, rv, 0, SYN_APP_INTERNAL, "cannot queue the stream's data");
         }
     }
 }
 
 void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail) {
-    (void)detail;
-    while (t->str_live)
-        close_stream(t->str_live, err, 0, UINT64_MAX);
-    while (t->str_wait_head)
-        close_stream(t->str_wait_head, err, 0, UINT64_MAX);
+    while (!syn_list_empty(&t->streams.live))
+        close_stream(SYN_LIST_FIRST(&t->streams.live, synesis_stream, link), err, 0, UINT64_MAX,
+                     detail);
+    while (!syn_list_empty(&t->streams.wait))
+        close_stream(SYN_LIST_FIRST(&t->streams.wait, synesis_stream, link), err, 0, UINT64_MAX,
+                     detail);
 }
 
 SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stream_callbacks *cb,
@@ -231,22 +230,23 @@ SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stre
         *out = NULL;
     if (!t || !out)
         return SYNESIS_ERR_INVALID_ARGUMENT;
+    /* The caller's callbacks under the evolution rule, into a full-size copy. */
+    synesis_stream_callbacks c = {.struct_size = sizeof(c)};
+    char d[SYNESIS_DETAIL_MAX];
+    if (cb && syn_struct_in(&c, sizeof(c), cb, "stream callbacks", d) != 0) {
+        syn_tunnel_log(t, SYNESIS_LOG_WARN, "stream refused: %s", d);
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    }
     if (!syn_tunnel_ready(t))
         return SYNESIS_ERR_NOT_CONNECTED;
     synesis_stream *s = calloc(1, sizeof(*s));
     if (!s)
         return SYNESIS_ERR_NOMEM;
-    s->base.h = &str_handler;
+    s->base.h = &stream_handler;
     s->t = t;
-    if (cb)
-        s->cb = *cb;
+    s->cb = c;
     s->user_data = user_data;
-    s->prev = t->str_wait_tail;
-    if (t->str_wait_tail)
-        t->str_wait_tail->next = s;
-    else
-        t->str_wait_head = s;
-    t->str_wait_tail = s;
+    syn_list_push_back(&t->streams.wait, &s->link);
     *out = s;
     syn_qconn_schedule(t->qc);
     return 0;
@@ -258,7 +258,7 @@ SYNESIS_API int synesis_stream_write(synesis_stream *s, const void *data, size_t
         *accepted = 0;
     if (!s || (len && !data))
         return SYNESIS_ERR_INVALID_ARGUMENT;
-    if (s->fin_requested || s->closing)
+    if (s->fin_requested || syn_hold_dying(&s->hold))
         return SYNESIS_ERR_INVALID_STATE;
     size_t limit = s->t->cfg.stream_send_buffer;
     size_t used = buffered(s);
@@ -295,7 +295,7 @@ SYNESIS_API int synesis_stream_write(synesis_stream *s, const void *data, size_t
 SYNESIS_API int synesis_stream_finish(synesis_stream *s) {
     if (!s)
         return SYNESIS_ERR_INVALID_ARGUMENT;
-    if (s->fin_requested || s->closing)
+    if (s->fin_requested || syn_hold_dying(&s->hold))
         return SYNESIS_ERR_INVALID_STATE;
     s->fin_requested = 1;
     if (s->qs)
@@ -306,11 +306,12 @@ SYNESIS_API int synesis_stream_finish(synesis_stream *s) {
 SYNESIS_API int synesis_stream_reset(synesis_stream *s, uint64_t app_error_code) {
     if (!s || app_error_code > SYNESIS_APP_ERROR_CODE_MAX)
         return SYNESIS_ERR_INVALID_ARGUMENT;
-    if (s->closing)
+    if (syn_hold_dying(&s->hold))
         return SYNESIS_ERR_INVALID_STATE;
     synesis_tunnel *t = s->t;
     syn_tunnel_enter(t);
-    close_stream(s, SYNESIS_ERR_CANCELLED, app_error_code, app_error_code);
+    close_stream(s, SYNESIS_ERR_CANCELLED, app_error_code, app_error_code,
+                 "reset by the application");
     /* s may be gone now */
     if (t->qc)
         syn_qconn_schedule(t->qc);
@@ -324,7 +325,7 @@ SYNESIS_API void synesis_stream_pause(synesis_stream *s) {
 }
 
 SYNESIS_API void synesis_stream_resume(synesis_stream *s) {
-    if (!s || !s->paused || s->closing)
+    if (!s || !s->paused || syn_hold_dying(&s->hold))
         return;
     s->paused = 0;
     synesis_tunnel *t = s->t;
@@ -337,19 +338,20 @@ SYNESIS_API void synesis_stream_resume(synesis_stream *s) {
         s->held = NULL;
         s->held_len = s->held_cap = 0;
         t->stats.bytes_received += n;
-        if (s->qs) /* as in deliver(); without qs, str_close() returned the credit */
+        if (s->qs) /* as in deliver(); without qs, stream_close() returned the credit */
             syn_qstream_consume(s->qs, n);
         if (s->cb.on_data)
             s->cb.on_data(s, held, n, s->user_data);
         free(held);
     }
-    if (!s->closing && s->held_fin && !s->end_delivered && !t->free_pending) {
+    if (!syn_hold_dying(&s->hold) && s->held_fin && !s->end_delivered &&
+        !syn_hold_dying(&t->hold)) {
         s->end_delivered = 1;
         if (s->cb.on_end)
             s->cb.on_end(s, s->user_data);
     }
-    if (!s->closing && !s->qs && s->live && !t->free_pending)
-        close_stream(s, 0, 0, UINT64_MAX); /* the QUIC stream ended while we were paused */
+    if (!syn_hold_dying(&s->hold) && !s->qs && s->live && !syn_hold_dying(&t->hold))
+        close_stream(s, 0, 0, UINT64_MAX, NULL); /* the QUIC stream ended while we were paused */
     s_release(s);
     if (t->qc)
         syn_qconn_schedule(t->qc);

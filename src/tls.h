@@ -109,7 +109,7 @@ int syn_tls_server_ctx_new(SSL_CTX **out, const syn_tls_server_config *cfg, char
  */
 int syn_tls_peer_device_id(SSL *ssl, char *out, size_t out_len);
 
-/* ---- loading and checking (identity.c) ---------------------------------------------------- */
+/* ---- loading and checking (src/identity/) ------------------------------------------------- */
 
 /* A loaded identity: leaf certificate, the rest of the chain, private key (all owned). */
 typedef struct syn_identity {

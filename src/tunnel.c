@@ -14,7 +14,7 @@
 
 #define DEFAULT_URL "quic://superinstance.ai:443"
 
-SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
+static void config_defaults(synesis_tunnel_config *cfg) {
     memset(cfg, 0, sizeof(*cfg));
     cfg->struct_size = sizeof(*cfg);
     cfg->cloud_url = DEFAULT_URL;
@@ -49,6 +49,17 @@ SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
     cfg->max_queued_request_bytes = SYN_DEFAULT_MAX_QUEUED_REQUEST_BYTES;
 }
 
+SYNESIS_API void synesis_tunnel_config_init_sized(synesis_tunnel_config *cfg, size_t size) {
+    synesis_tunnel_config d;
+    config_defaults(&d);
+    syn_struct_init(cfg, size, &d, sizeof(d));
+}
+
+SYNESIS_API void synesis_tunnel_callbacks_init_sized(synesis_tunnel_callbacks *cb, size_t size) {
+    synesis_tunnel_callbacks d = {.struct_size = sizeof(d)};
+    syn_struct_init(cb, size, &d, sizeof(d));
+}
+
 SYNESIS_API const char *synesis_state_name(synesis_state_kind kind) {
     switch (kind) {
     case SYNESIS_STATE_DISCONNECTED:
@@ -73,7 +84,7 @@ void syn_tunnel_log(synesis_tunnel *t, synesis_log_level level, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    t->cfg.log(t->cfg.log_user_data, level, msg);
+    t->cfg.log(level, msg, t->cfg.log_user_data);
 }
 
 /* ---- re-entrancy: free from inside callbacks is deferred to the outermost frame ---- */
@@ -81,22 +92,18 @@ void syn_tunnel_log(synesis_tunnel *t, synesis_log_level level, const char *fmt,
 static void really_free(synesis_tunnel *t);
 static void cancel_everything(synesis_tunnel *t);
 
-static void t_enter(synesis_tunnel *t) { t->depth++; }
-void syn_tunnel_enter(synesis_tunnel *t) { t->depth++; }
+void syn_tunnel_enter(synesis_tunnel *t) { syn_hold_enter(&t->hold); }
 
-/* Returns 1 when t was freed (the caller must not touch it). */
-static int t_leave(synesis_tunnel *t) {
-    if (--t->depth == 0 && t->free_pending) {
+int syn_tunnel_leave(synesis_tunnel *t) {
+    if (syn_hold_leave(&t->hold) && syn_hold_dying(&t->hold)) {
         really_free(t);
         return 1;
     }
     return 0;
 }
 
-int syn_tunnel_leave(synesis_tunnel *t) { return t_leave(t); }
-
 int syn_tunnel_ready(const synesis_tunnel *t) {
-    return t->state.kind == SYNESIS_STATE_CONNECTED && t->qc && !t->free_pending &&
+    return t->state.kind == SYNESIS_STATE_CONNECTED && t->qc && !syn_hold_dying(&t->hold) &&
            syn_qconn_handshake_completed(t->qc);
 }
 
@@ -134,9 +141,9 @@ static void compact_subs(synesis_tunnel *t) {
 
 static void notify(synesis_tunnel *t, const synesis_tunnel_state *old,
                    const synesis_tunnel_state *now) {
-    if (t->cb.on_state && !t->free_pending)
+    if (t->cb.on_state && !syn_hold_dying(&t->hold))
         t->cb.on_state(t, old, now, t->user_data);
-    for (size_t i = 0; i < t->nsubs && !t->free_pending; i++)
+    for (size_t i = 0; i < t->nsubs && !syn_hold_dying(&t->hold); i++)
         if (t->subs[i].fn)
             t->subs[i].fn(t, old, now, t->subs[i].user_data);
 }
@@ -144,15 +151,23 @@ static void notify(synesis_tunnel *t, const synesis_tunnel_state *old,
 /* Applies a transition if valid and notifies. Returns 0, or SYNESIS_ERR_INVALID_STATE (logged).
  * A transition made from inside a state callback is applied at once and notified after the one
  * being delivered, so every subscriber sees the transitions in order. The caller holds
- * t_enter(). */
+ * syn_tunnel_enter(). */
 static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
     if (!transition_valid(t, t->state.kind, next)) {
         syn_tunnel_log(t, SYNESIS_LOG_WARN, "invalid state transition refused: %s -> %s",
                        synesis_state_name(t->state.kind), synesis_state_name(next->kind));
         return SYNESIS_ERR_INVALID_STATE;
     }
+    /* The states handed to the callbacks carry their details in buffers of their own, on this
+     * frame: the tunnel's may change under a callback. */
+    char old_detail[SYN_STATE_DETAIL], next_detail[SYN_STATE_DETAIL];
     synesis_tunnel_state old = t->state;
+    syn_copy_str(old_detail, sizeof(old_detail), t->state.error_detail);
+    old.error_detail = old_detail;
+    syn_copy_str(next_detail, sizeof(next_detail), next->error_detail);
     t->state = *next;
+    syn_copy_str(t->state_detail, sizeof(t->state_detail), next_detail);
+    t->state.error_detail = t->state_detail;
     /* An outage ends when Reconnecting is left for anything else (Connected, Failed, or
      * Disconnected by the application): its time counts in time_disconnected either way. */
     if (old.kind == SYNESIS_STATE_RECONNECTING && next->kind != SYNESIS_STATE_RECONNECTING &&
@@ -161,16 +176,17 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
         t->outage_started_ms = 0;
     }
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "state %s -> %s%s%s", synesis_state_name(old.kind),
-                   synesis_state_name(next->kind), next->error_detail[0] ? ": " : "",
-                   next->error_detail);
+                   synesis_state_name(next->kind), next_detail[0] ? ": " : "", next_detail);
     if (t->notifying) {
-        synesis_tunnel_state(*q)[2] =
+        syn_state_pair *q =
             syn_grow(t->queued, &t->queued_cap, t->nqueued + 1, sizeof(*q), 2, SYN_STATE_QUEUE);
         if (q) {
             t->queued = q;
-            t->queued[t->nqueued][0] = old;
-            t->queued[t->nqueued][1] = *next;
-            t->nqueued++;
+            syn_state_pair *e = &t->queued[t->nqueued++];
+            e->s[0] = old;
+            e->s[1] = t->state;
+            syn_copy_str(e->detail[0], sizeof(e->detail[0]), old_detail);
+            syn_copy_str(e->detail[1], sizeof(e->detail[1]), next_detail);
         } else {
             syn_tunnel_log(t, SYNESIS_LOG_WARN,
                            "state notifications nested too deeply (or out of memory): one "
@@ -179,10 +195,16 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
         return 0;
     }
     t->notifying++;
-    synesis_tunnel_state now = *next;
+    synesis_tunnel_state now = t->state;
+    now.error_detail = next_detail;
     notify(t, &old, &now);
-    for (size_t i = 0; i < t->nqueued && !t->free_pending; i++) {
-        synesis_tunnel_state o = t->queued[i][0], n = t->queued[i][1];
+    for (size_t i = 0; i < t->nqueued && !syn_hold_dying(&t->hold); i++) {
+        /* Copies: a callback may queue more and move the array. */
+        synesis_tunnel_state o = t->queued[i].s[0], n = t->queued[i].s[1];
+        syn_copy_str(old_detail, sizeof(old_detail), t->queued[i].detail[0]);
+        syn_copy_str(next_detail, sizeof(next_detail), t->queued[i].detail[1]);
+        o.error_detail = old_detail;
+        n.error_detail = next_detail;
         notify(t, &o, &n);
     }
     free(t->queued); /* rare: not kept */
@@ -191,7 +213,7 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
     t->notifying--;
     compact_subs(t);
     /* Requests waiting for a connection learn what became of it. */
-    if (!t->free_pending) {
+    if (!syn_hold_dying(&t->hold)) {
         if (t->state.kind == SYNESIS_STATE_FAILED)
             syn_requests_fail_waiting(t, t->state.error, t->state.error_detail, 1);
         else if (t->state.kind == SYNESIS_STATE_DISCONNECTED)
@@ -202,14 +224,15 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
     return 0;
 }
 
+/* detail is borrowed: it must stay valid until s is handed to set_state() (which copies it). */
 static void make_state(synesis_tunnel_state *s, synesis_state_kind kind, int err,
                        const char *detail) {
     memset(s, 0, sizeof(*s));
+    s->struct_size = sizeof(*s);
     s->kind = kind;
     s->entered_ms = (int64_t)syn_wall_ms();
     s->error = err;
-    if (detail)
-        syn_copy_str(s->error_detail, sizeof(s->error_detail), detail);
+    s->error_detail = detail ? detail : "";
 }
 
 void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out) {
@@ -217,9 +240,9 @@ void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out) {
     memset(&out->qc, 0, sizeof(out->qc));
     out->pings_recv = 0;
     if (t->qc) {
-        ngtcp2_conn_info ci;
+        syn_qconn_stats ci;
         syn_qconn_get_wakes(t->qc, &out->qc);
-        syn_qconn_info(t->qc, &ci);
+        syn_qconn_get_stats(t->qc, &ci);
         out->pings_recv = ci.ping_recv;
     }
 }
@@ -228,9 +251,9 @@ int syn_tunnel_try_transition(synesis_tunnel *t, synesis_state_kind kind, uint32
     synesis_tunnel_state s;
     make_state(&s, kind, 0, NULL);
     s.attempt = attempt;
-    t_enter(t);
+    syn_tunnel_enter(t);
     int rv = set_state(t, &s);
-    t_leave(t);
+    syn_tunnel_leave(t);
     return rv;
 }
 
@@ -240,11 +263,11 @@ typedef struct syn_linger {
     synesis_tunnel *t; /* NULL once the tunnel let go (free) */
     struct ev_loop *loop;
     syn_qconn *qc;
-    int busy, dead; /* in linger_rio_cb; the connection ended meanwhile */
-    int fd;         /* owned by qc (syn_qconn_take_fd) */
+    syn_hold hold; /* held by linger_rio_cb; dying: the connection ended meanwhile */
+    int fd;        /* owned by qc (syn_qconn_take_fd) */
     syn_sockaddr local;
     ev_io rio;
-    struct syn_linger *prev, *next;
+    syn_link link; /* on t->lingers */
 } syn_linger;
 
 /* ---- I/O buffers: taken when traffic needs them, released when the tunnel is quiet ---- */
@@ -311,9 +334,10 @@ static int buffers_release(synesis_tunnel *t) {
     int done = 1;
     if (t->qc && !syn_qconn_trim(t->qc))
         done = 0;
-    for (syn_linger *l = t->lingers; l; l = l->next)
-        if (!syn_qconn_trim(l->qc))
-            done = 0;
+    syn_linger *l;
+    SYN_LIST_FOREACH(l, &t->lingers, syn_linger, link)
+    if (!syn_qconn_trim(l->qc))
+        done = 0;
     return done;
 }
 
@@ -326,12 +350,12 @@ static int buffers_release(synesis_tunnel *t) {
  * them once no datagram has come for SYN_TUNNEL_BUFFER_IDLE (one wake-up at the end of a busy
  * spell). */
 static void buffers_after_read(synesis_tunnel *t) {
-    if (t->free_pending || t->depth != 1 || (!t->rx && !t->qc))
+    if (syn_hold_dying(&t->hold) || t->hold.depth != 1 || (!t->rx && !t->qc))
         return;
-    if (t->rx_run <= SYN_TUNNEL_SHORT_RUN && !t->lingers) {
-        ngtcp2_conn_info ci = {0};
+    if (t->rx_run <= SYN_TUNNEL_SHORT_RUN && syn_list_empty(&t->lingers)) {
+        syn_qconn_stats ci = {0};
         if (t->qc)
-            syn_qconn_info(t->qc, &ci);
+            syn_qconn_get_stats(t->qc, &ci);
         if (!ci.bytes_in_flight && buffers_release(t)) {
             ev_timer_stop(t->loop, &t->buf_timer); /* an earlier event of the run started it */
             return;
@@ -349,7 +373,7 @@ static void buf_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     t->wakes.buffer_timer++;
     ev_tstamp quiet = ev_now(loop) - t->rx_used_at;
     /* (Never under one of our callbacks: a nested loop run may be using the buffers.) */
-    if (quiet >= SYN_TUNNEL_BUFFER_IDLE * 0.99 && t->depth == 0 && buffers_release(t))
+    if (quiet >= SYN_TUNNEL_BUFFER_IDLE * 0.99 && !syn_hold_busy(&t->hold) && buffers_release(t))
         return;
     ev_timer_set(
         w, quiet < SYN_TUNNEL_BUFFER_IDLE ? SYN_TUNNEL_BUFFER_IDLE - quiet : SYN_TUNNEL_BUFFER_IDLE,
@@ -360,13 +384,7 @@ static void buf_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 static void linger_unlink(syn_linger *l) {
     if (!l->t)
         return;
-    if (l->prev)
-        l->prev->next = l->next;
-    else
-        l->t->lingers = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
-    l->prev = l->next = NULL;
+    syn_list_remove(&l->t->lingers, &l->link);
     l->t = NULL;
 }
 
@@ -375,10 +393,8 @@ static void linger_closed(syn_qconn *qc, int err, const char *detail) {
     synesis_tunnel *t = l->t;
     ev_io_stop(l->loop, &l->rio);
     linger_unlink(l);
-    syn_qconn_free(qc); /* deferred until the driver unwinds; closes the socket */
-    if (l->busy)
-        l->dead = 1; /* linger_rio_cb frees it */
-    else
+    syn_qconn_free(qc);             /* deferred until the driver unwinds; closes the socket */
+    if (syn_hold_release(&l->hold)) /* else linger_rio_cb frees it */
         free(l);
     if (!t)
         return;
@@ -400,14 +416,14 @@ static void linger_log(syn_qconn *qc, synesis_log_level level, const char *msg) 
  * objects detached); only heartbeats still in flight learn their outcome. */
 static void linger_stream_reset(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int stop) {
     syn_linger *l = syn_qconn_owner(qc);
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (l->t && o && o->h->reset)
         o->h->reset(o, s, app_code, stop);
 }
 
 static void linger_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset) {
     syn_linger *l = syn_qconn_owner(qc);
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (l->t && o && o->h->close)
         o->h->close(o, s, app_code, reset);
 }
@@ -429,13 +445,13 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     syn_qconn *qc = l->qc;
     /* Heartbeat outcomes reach the application from here: a free() it makes waits for us. */
     syn_tunnel_enter(t);
-    l->busy = 1;
+    syn_hold_enter(&l->hold);
     /* The tunnel's receive buffers are free here (callbacks of different sockets never nest). */
     syn_udp_rx *rx = rx_take(t);
     rx_fallback fb;
     fb.gro_off = 0;
     for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || (rx && syn_udp_rx_pending(rx))) &&
-                        !l->dead && !t->free_pending;) {
+                        !syn_hold_dying(&l->hold) && !syn_hold_dying(&t->hold);) {
         const syn_udp_dgram *d;
         int n = rx_read(l->fd, rx, &fb, &d);
         if (n == -EMSGSIZE)
@@ -447,17 +463,16 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         }
         if (n == 0)
             break;
-        for (int i = 0; i < n && !l->dead && !t->free_pending; i++)
+        for (int i = 0; i < n && !syn_hold_dying(&l->hold) && !syn_hold_dying(&t->hold); i++)
             syn_qconn_recv(qc, &l->local, &d[i].remote, d[i].ecn, d[i].data, d[i].len);
         total += n;
         if (rx && !syn_udp_rx_more(rx))
             break;
     }
-    if (!l->dead)
+    if (!syn_hold_dying(&l->hold))
         syn_qconn_flush(qc); /* may end the linger */
     buffers_after_read(t);
-    l->busy = 0;
-    if (l->dead)
+    if (syn_hold_leave(&l->hold) && syn_hold_dying(&l->hold))
         free(l);
     syn_tunnel_leave(t); /* may free t (and end the linger) */
 }
@@ -476,10 +491,7 @@ static int linger_start(synesis_tunnel *t, syn_qconn *qc) {
     ev_io_init(&l->rio, linger_rio_cb, l->fd, EV_READ);
     l->rio.data = l;
     ev_io_start(t->loop, &l->rio);
-    l->next = t->lingers;
-    if (t->lingers)
-        t->lingers->prev = l;
-    t->lingers = l;
+    syn_list_push_front(&t->lingers, &l->link);
     syn_qconn_take_fd(qc);
     t->fd = -1;
     syn_qconn_set_owner(qc, &linger_qc_ops, l);
@@ -488,10 +500,10 @@ static int linger_start(synesis_tunnel *t, syn_qconn *qc) {
 
 /* free(): every linger ends now, its CONNECTION_CLOSE sent (after the ACK still owed). */
 static void lingers_end_all(synesis_tunnel *t) {
-    while (t->lingers) {
-        syn_linger *l = t->lingers;
+    while (!syn_list_empty(&t->lingers)) {
+        syn_linger *l = SYN_LIST_FIRST(&t->lingers, syn_linger, link);
         syn_heartbeat_conn_lost(t, l->qc, "the tunnel was freed");
-        if (l != t->lingers)
+        if (l != SYN_LIST_FIRST(&t->lingers, syn_linger, link))
             continue;
         ev_io_stop(t->loop, &l->rio);
         linger_unlink(l); /* l->t = NULL: the close below frees l via linger_closed */
@@ -511,8 +523,8 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
     t->stats.handshake_completed_time = 0;
     if (t->qc) {
         syn_qconn *qc = t->qc;
-        ngtcp2_conn_info ci;
-        syn_qconn_info(qc, &ci);
+        syn_qconn_stats ci;
+        syn_qconn_get_stats(qc, &ci);
         t->pkts_sent_done += ci.pkt_sent;
         t->pkts_lost_done += ci.pkt_lost;
         t->qc = NULL; /* from here on nothing can use it, whatever the callbacks below do */
@@ -551,7 +563,7 @@ static void start_attempt(synesis_tunnel *t);
 
 static void qc_handshake_done(syn_qconn *qc) {
     synesis_tunnel *t = syn_qconn_owner(qc);
-    t_enter(t);
+    syn_tunnel_enter(t);
     synesis_tunnel_state s;
     make_state(&s, SYNESIS_STATE_CONNECTED, 0, NULL);
     s.latency_ms = syn_qconn_srtt_ms(qc);
@@ -578,23 +590,23 @@ static void qc_handshake_done(syn_qconn *qc) {
     } else {
         syn_backoff_reset(&t->backoff);
     }
-    if (set_state(t, &s) == 0 && !t->free_pending && syn_tunnel_ready(t)) {
+    if (set_state(t, &s) == 0 && !syn_hold_dying(&t->hold) && syn_tunnel_ready(t)) {
         syn_heartbeat_start(t);
         syn_qconn_schedule(qc); /* opens waiting requests and streams */
     }
-    t_leave(t);
+    syn_tunnel_leave(t);
 }
 
 static void qc_closed(syn_qconn *qc, int err, const char *detail) {
     synesis_tunnel *t = syn_qconn_owner(qc);
-    t_enter(t);
+    syn_tunnel_enter(t);
     if (err == 0) {
         /* Our own close (disconnect): the caller handles the state. */
-        t_leave(t);
+        syn_tunnel_leave(t);
         return;
     }
     attempt_failed(t, err, detail);
-    t_leave(t);
+    syn_tunnel_leave(t);
 }
 
 static void qc_log(syn_qconn *qc, synesis_log_level level, const char *msg) {
@@ -615,28 +627,28 @@ static void qc_send_error(syn_qconn *qc, int err) {
 static void qc_stream_data(syn_qconn *qc, syn_qstream *s, const uint8_t *data, size_t len,
                            int fin) {
     (void)qc;
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (o && o->h->data)
         o->h->data(o, s, data, len, fin);
 }
 
 static void qc_stream_reset(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int stop) {
     (void)qc;
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (o && o->h->reset)
         o->h->reset(o, s, app_code, stop);
 }
 
 static void qc_stream_acked(syn_qconn *qc, syn_qstream *s) {
     (void)qc;
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (o && o->h->acked)
         o->h->acked(o, s);
 }
 
 static void qc_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset) {
     (void)qc;
-    syn_tobj *o = s->user;
+    syn_tobj *o = syn_qstream_user(s);
     if (o && o->h->close)
         o->h->close(o, s, app_code, reset);
 }
@@ -649,16 +661,16 @@ static int qc_stream_open(syn_qconn *qc, syn_qstream *s) {
 
 static void qc_before_write(syn_qconn *qc) {
     synesis_tunnel *t = syn_qconn_owner(qc);
-    t_enter(t);
+    syn_tunnel_enter(t);
     if (!t->early_off && syn_qconn_early(qc))
         syn_heartbeat_early(t);
-    if (!t->free_pending)
+    if (!syn_hold_dying(&t->hold))
         syn_requests_pump(t);
-    if (!t->free_pending)
+    if (!syn_hold_dying(&t->hold))
         syn_streams_pump(t);
-    if (!t->free_pending)
+    if (!syn_hold_dying(&t->hold))
         syn_heartbeat_ride(t);
-    t_leave(t);
+    syn_tunnel_leave(t);
 }
 
 /* ---- resumption (resume.h): what the edge gives us for the next connection ---- */
@@ -736,7 +748,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     (void)loop;
     (void)revents;
     synesis_tunnel *t = w->data;
-    t_enter(t);
+    syn_tunnel_enter(t);
     t->wakes.rx++;
     syn_qconn *qc0 = t->qc;
     syn_qconn_wakes w0 = {0};
@@ -751,7 +763,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     rx_fallback fb;
     fb.gro_off = 0;
     for (int total = 0; (total < SYN_UDP_RX_MAX_PER_EVENT || (rx && syn_udp_rx_pending(rx))) &&
-                        t->qc && !t->free_pending;) {
+                        t->qc && !syn_hold_dying(&t->hold);) {
         const syn_udp_dgram *d;
         int n = rx_read(t->fd, rx, &fb, &d);
         if (n == -EMSGSIZE)
@@ -765,7 +777,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         if (n == 0)
             break;
         syn_qconn *qc = t->qc;
-        for (int i = 0; i < n && t->qc == qc && !t->free_pending; i++)
+        for (int i = 0; i < n && t->qc == qc && !syn_hold_dying(&t->hold); i++)
             syn_qconn_recv(qc, &t->local, &d[i].remote, d[i].ecn, d[i].data, d[i].len);
         total += n;
         if (rx && !syn_udp_rx_more(rx))
@@ -779,7 +791,7 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "socket error ignored: %s", strerror(sock_err));
         sock_err = 0;
     }
-    if (sock_err && t->qc && !t->free_pending) {
+    if (sock_err && t->qc && !syn_hold_dying(&t->hold)) {
         char d[SYNESIS_DETAIL_MAX], addr[64];
         syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, addr, sizeof(addr));
         if (sock_err == ECONNREFUSED)
@@ -791,16 +803,16 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
                                                              : SYNESIS_ERR_SOCKET,
                         d);
     }
-    if (t->qc && !t->free_pending)
+    if (t->qc && !syn_hold_dying(&t->hold))
         syn_qconn_flush(t->qc);
-    if (qc0 && t->qc == qc0 && !t->free_pending) {
+    if (qc0 && t->qc == qc0 && !syn_hold_dying(&t->hold)) {
         syn_qconn_wakes w1;
         syn_qconn_get_wakes(qc0, &w1);
         if (w1.packets != w0.packets)
             t->wakes.rx_sent++;
     }
     buffers_after_read(t);
-    t_leave(t);
+    syn_tunnel_leave(t);
 }
 
 /* SO_RCVBUF/SO_SNDBUF of the tunnel's socket (the edge's default is 4 MiB). */
@@ -812,6 +824,7 @@ static void connect_addr(synesis_tunnel *t) {
     for (; t->addr_idx < t->naddrs; t->addr_idx++) {
         syn_addr *a = &t->addrs[t->addr_idx];
         t->remote = *a;
+        syn_sockaddr_str((const struct sockaddr *)&a->ss, t->remote_str, sizeof(t->remote_str));
         int fd = syn_udp_open((const struct sockaddr *)&a->ss, a->len, NULL, 0, t->cfg.pmtud,
                               &t->local, detail);
         if (fd < 0) {
@@ -860,7 +873,7 @@ static void connect_addr(synesis_tunnel *t) {
 
 static void resolved_cb(void *ud, int rv, const syn_addr *addrs, size_t n, const char *detail) {
     synesis_tunnel *t = ud;
-    t_enter(t);
+    syn_tunnel_enter(t);
     if (rv != 0 || n == 0) {
         attempt_failed(t, rv ? rv : SYNESIS_ERR_DNS, detail ? detail : "no address");
     } else {
@@ -871,7 +884,7 @@ static void resolved_cb(void *ud, int rv, const syn_addr *addrs, size_t n, const
         t->addr_idx = 0;
         connect_addr(t);
     }
-    t_leave(t);
+    syn_tunnel_leave(t);
 }
 
 static void start_attempt(synesis_tunnel *t) {
@@ -888,7 +901,7 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
     uint32_t attempt = 0;
     int rv = syn_backoff_next(&t->backoff, &delay, &attempt);
     if (rv == 0 && t->cfg.backoff_fn) {
-        delay = t->cfg.backoff_fn(t->cfg.backoff_user_data, attempt, delay);
+        delay = t->cfg.backoff_fn(t, attempt, delay, t->cfg.backoff_user_data);
         if (!(delay >= 0)) /* negative, or NaN: the policy gives up */
             rv = SYNESIS_ERR_MAX_RECONNECTS;
     }
@@ -906,7 +919,7 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
             make_state(&s, SYNESIS_STATE_RECONNECTING, err, detail);
             s.attempt = attempt ? attempt : t->backoff.attempts + 1;
             t->outage_started_ms = s.entered_ms;
-            if (set_state(t, &s) != 0 || t->free_pending ||
+            if (set_state(t, &s) != 0 || syn_hold_dying(&t->hold) ||
                 t->state.kind != SYNESIS_STATE_RECONNECTING)
                 return;
         }
@@ -922,7 +935,8 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
     s.entered_ms = t->outage_started_ms;
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "reconnection attempt %u/%u in %.3f s", attempt,
                    t->backoff.max_attempts, delay);
-    if (set_state(t, &s) != 0 || t->free_pending || t->state.kind != SYNESIS_STATE_RECONNECTING)
+    if (set_state(t, &s) != 0 || syn_hold_dying(&t->hold) ||
+        t->state.kind != SYNESIS_STATE_RECONNECTING)
         return;
     ev_timer_stop(t->loop, &t->reconnect_timer);
     ev_timer_set(&t->reconnect_timer, delay, 0.);
@@ -933,7 +947,7 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
 static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
     syn_copy_str(t->last_error, sizeof(t->last_error), detail ? detail : synesis_strerror(err));
     t->stats.last_error = err;
-    syn_copy_str(t->stats.last_error_detail, sizeof(t->stats.last_error_detail), t->last_error);
+    syn_copy_str(t->stats_detail, sizeof(t->stats_detail), t->last_error);
     syn_tunnel_log(t, SYNESIS_LOG_WARN, "%s: %s", synesis_error_name(err), t->last_error);
     int was_up = t->qc && syn_qconn_handshake_completed(t->qc);
     /* Before the handshake, a transport-level failure on one address moves on to the next
@@ -942,7 +956,7 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
                    (err == SYNESIS_ERR_SOCKET || err == SYNESIS_ERR_HANDSHAKE_TIMEOUT ||
                     err == SYNESIS_ERR_CONNECTION_LOST);
     conn_teardown(t, SYNESIS_ERR_CONNECTION_LOST, t->last_error);
-    if (t->free_pending)
+    if (syn_hold_dying(&t->hold))
         return;
     if (try_next) {
         t->stats.address_fallbacks++;
@@ -973,10 +987,10 @@ static void reconnect_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)revents;
     synesis_tunnel *t = w->data;
-    t_enter(t);
+    syn_tunnel_enter(t);
     if (t->state.kind == SYNESIS_STATE_RECONNECTING)
         start_attempt(t);
-    t_leave(t);
+    syn_tunnel_leave(t);
 }
 
 static void stable_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -1011,11 +1025,6 @@ static int dup_mem(char **dst, const char *src, size_t len) {
 }
 
 static int check_config(const synesis_tunnel_config *c, char *detail) {
-    if (c->struct_size != sizeof(*c))
-        return syn_fail(
-            detail, SYNESIS_ERR_INVALID_ARGUMENT,
-            "config.struct_size is %zu, expected %zu: call synesis_tunnel_config_init()",
-            c->struct_size, sizeof(*c));
     if (!c->cloud_url)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "config.cloud_url is NULL");
     if (!c->alpn || !c->alpn[0] || strlen(c->alpn) > 255)
@@ -1047,7 +1056,7 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
     /* The stream window, and four of them as the connection's, are QUIC varints (< 2^62):
      * ngtcp2 asserts on larger transport parameters. */
     if (!c->max_response_size || !c->stream_send_buffer || c->stream_recv_window < 1024 ||
-        c->stream_recv_window > NGTCP2_MAX_VARINT / 4 || !c->max_heartbeat_size)
+        c->stream_recv_window > SYN_QUIC_MAX_VARINT / 4 || !c->max_heartbeat_size)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config sizes must be > 0 (stream_recv_window 1024 to 2^60 - 1)");
     if (!c->max_queued_request_bytes)
@@ -1168,18 +1177,25 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
                                    char *detail, size_t detail_len) {
     char d[SYNESIS_DETAIL_MAX] = "";
     int rv;
+    if (out)
+        *out = NULL;
     if (!out || !loop || !cfg) {
         rv = syn_fail(d, SYNESIS_ERR_INVALID_ARGUMENT, "out, loop and cfg are required");
         goto fail_early;
     }
     *out = NULL;
-    /* A tunnel sharing another's TLS context neither reads nor checks the fields for its own. */
+    /* The caller's structs, read under the evolution rule into full-size copies. */
     synesis_tunnel_config own;
-    if (cfg->struct_size == sizeof(*cfg) && cfg->share_tls_with) {
-        own = *cfg;
+    config_defaults(&own);
+    if ((rv = syn_struct_in(&own, sizeof(own), cfg, "config", d)) != 0)
+        goto fail_early;
+    cfg = &own;
+    synesis_tunnel_callbacks cbs = {.struct_size = sizeof(cbs)};
+    if (callbacks && (rv = syn_struct_in(&cbs, sizeof(cbs), callbacks, "callbacks", d)) != 0)
+        goto fail_early;
+    /* A tunnel sharing another's TLS context neither reads nor checks the fields for its own. */
+    if (own.share_tls_with)
         tls_fields_clear(&own);
-        cfg = &own;
-    }
     if ((rv = check_config(cfg, d)) != 0)
         goto fail_early;
     if ((rv = syn_crypto_init()) != 0) {
@@ -1194,9 +1210,9 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     t->loop = loop;
     t->fd = -1;
     t->user_data = user_data;
-    if (callbacks)
-        t->cb = *callbacks;
+    t->cb = cbs;
     make_state(&t->state, SYNESIS_STATE_DISCONNECTED, 0, NULL);
+    t->state.error_detail = t->state_detail;
     ev_timer_init(&t->reconnect_timer, reconnect_timer_cb, 0., 0.);
     t->reconnect_timer.data = t;
     ev_timer_init(&t->stable_timer, stable_timer_cb, 0., 0.);
@@ -1253,7 +1269,6 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     /* The connection's window is shared by every stream: keep room for several full ones. */
     if (t->qset.conn_window < 4 * (uint64_t)t->cfg.stream_recv_window)
         t->qset.conn_window = 4 * (uint64_t)t->cfg.stream_recv_window;
-    ev_timer_init(&t->hb_timer, NULL, 0., 0.);
     if ((rv = syn_heartbeat_init(t, d)) != 0)
         goto fail;
 
@@ -1280,15 +1295,15 @@ SYNESIS_API int synesis_tunnel_connect(synesis_tunnel *t) {
         return SYNESIS_ERR_INVALID_ARGUMENT;
     if (t->state.kind != SYNESIS_STATE_DISCONNECTED && t->state.kind != SYNESIS_STATE_FAILED)
         return SYNESIS_ERR_INVALID_STATE;
-    t_enter(t);
+    syn_tunnel_enter(t);
     synesis_tunnel_state s;
     make_state(&s, SYNESIS_STATE_CONNECTING, 0, NULL);
     syn_backoff_reset(&t->backoff);
     t->outage_started_ms = 0;
     int rv = set_state(t, &s);
-    if (rv == 0 && !t->free_pending && t->state.kind == SYNESIS_STATE_CONNECTING)
+    if (rv == 0 && !syn_hold_dying(&t->hold) && t->state.kind == SYNESIS_STATE_CONNECTING)
         start_attempt(t);
-    t_leave(t);
+    syn_tunnel_leave(t);
     return rv;
 }
 
@@ -1297,7 +1312,7 @@ SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t) {
         return SYNESIS_ERR_INVALID_ARGUMENT;
     if (t->state.kind == SYNESIS_STATE_DISCONNECTED || t->state.kind == SYNESIS_STATE_FAILED)
         return SYNESIS_ERR_INVALID_STATE;
-    t_enter(t);
+    syn_tunnel_enter(t);
     ev_timer_stop(t->loop, &t->reconnect_timer);
     t->linger_teardown = 1; /* the connection closes gracefully in the background */
     conn_teardown(t, SYNESIS_ERR_CANCELLED, "the application disconnected the tunnel");
@@ -1305,7 +1320,7 @@ SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t) {
     synesis_tunnel_state s;
     make_state(&s, SYNESIS_STATE_DISCONNECTED, 0, NULL);
     int rv = set_state(t, &s);
-    t_leave(t);
+    syn_tunnel_leave(t);
     return rv;
 }
 
@@ -1321,8 +1336,7 @@ void syn_tunnel_set_resume(synesis_tunnel *t, int on) {
 
 static void really_free(synesis_tunnel *t) {
     /* Callbacks reached while tearing down must not free again. */
-    t->free_pending = 0;
-    t->depth = 1;
+    t->hold = (syn_hold){.depth = 1};
     t->cb.on_state = NULL;
     t->cb.on_heartbeat_result = NULL; /* heartbeats in flight are not reported once freed */
     t->nsubs = 0;
@@ -1381,33 +1395,42 @@ static void cancel_everything(synesis_tunnel *t) {
 SYNESIS_API void synesis_tunnel_free(synesis_tunnel *t) {
     if (!t)
         return;
-    if (t->depth > 0) {
-        /* Called from inside one of our callbacks: the memory is released when control returns
-         * to us, but from now on no callback runs, so everything pending completes here. */
-        if (!t->free_pending) {
-            t->free_pending = 1;
-            cancel_everything(t);
-        }
+    if (syn_hold_dying(&t->hold))
+        return;
+    if (syn_hold_release(&t->hold)) {
+        really_free(t);
         return;
     }
-    really_free(t);
+    /* Called from inside one of our callbacks: the memory is released when control returns to
+     * us, but from now on no callback runs, so everything pending completes here. */
+    cancel_everything(t);
 }
 
-SYNESIS_API void synesis_tunnel_get_state(synesis_tunnel *t, synesis_tunnel_state *out) {
-    if (t->state.kind == SYNESIS_STATE_CONNECTED && t->qc)
-        t->state.latency_ms = syn_qconn_srtt_ms(t->qc);
+/* The current state, Connected's latency measured now. */
+static void current_state(const synesis_tunnel *t, synesis_tunnel_state *out) {
     *out = t->state;
+    if (t->state.kind == SYNESIS_STATE_CONNECTED && t->qc)
+        out->latency_ms = syn_qconn_srtt_ms(t->qc);
+}
+
+SYNESIS_API int synesis_tunnel_get_state_sized(const synesis_tunnel *t, synesis_tunnel_state *out,
+                                               size_t size) {
+    if (!t)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    synesis_tunnel_state s;
+    current_state(t, &s);
+    return syn_struct_out(out, size, &s, sizeof(s));
 }
 
 SYNESIS_API int synesis_tunnel_is_connected(const synesis_tunnel *t) {
     return t && t->state.kind == SYNESIS_STATE_CONNECTED;
 }
 
-SYNESIS_API int synesis_tunnel_is_healthy(synesis_tunnel *t) {
+SYNESIS_API int synesis_tunnel_is_healthy(const synesis_tunnel *t) {
     if (!synesis_tunnel_is_connected(t))
         return 0;
     synesis_tunnel_state s;
-    synesis_tunnel_get_state(t, &s);
+    current_state(t, &s);
     return s.latency_ms < t->cfg.healthy_latency_ms;
 }
 
@@ -1442,20 +1465,21 @@ SYNESIS_API int synesis_tunnel_unsubscribe(synesis_tunnel *t, uint32_t id) {
     return SYNESIS_ERR_INVALID_ARGUMENT;
 }
 
-SYNESIS_API void synesis_tunnel_get_stats(synesis_tunnel *t, synesis_tunnel_stats *out) {
+static void current_stats(const synesis_tunnel *t, synesis_tunnel_stats *out) {
     *out = t->stats;
     out->struct_size = sizeof(*out);
+    out->last_error_detail = t->stats_detail;
+    out->remote_address = "";
     out->packets_sent = t->pkts_sent_done;
     out->packets_lost = t->pkts_lost_done;
     if (t->qc) {
-        ngtcp2_conn_info ci;
-        syn_qconn_info(t->qc, &ci);
+        syn_qconn_stats ci;
+        syn_qconn_get_stats(t->qc, &ci);
         out->packets_sent += ci.pkt_sent;
         out->packets_lost += ci.pkt_lost;
         out->cwnd = ci.cwnd;
         if (syn_qconn_handshake_completed(t->qc)) {
-            syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, out->remote_address,
-                             sizeof(out->remote_address));
+            out->remote_address = t->remote_str;
             out->rtt_smoothed_us = (uint32_t)(ci.smoothed_rtt / 1000);
             out->rtt_min_us = ci.min_rtt == UINT64_MAX ? 0 : (uint32_t)(ci.min_rtt / 1000);
             out->rtt_latest_us = (uint32_t)(ci.latest_rtt / 1000);
@@ -1465,9 +1489,20 @@ SYNESIS_API void synesis_tunnel_get_stats(synesis_tunnel *t, synesis_tunnel_stat
         out->time_disconnected += (double)((int64_t)syn_wall_ms() - t->outage_started_ms) / 1e3;
 }
 
-SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t len) {
+SYNESIS_API int synesis_tunnel_get_stats_sized(const synesis_tunnel *t, synesis_tunnel_stats *out,
+                                               size_t size) {
+    if (!t)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
     synesis_tunnel_stats st;
-    synesis_tunnel_get_stats(t, &st);
+    current_stats(t, &st);
+    return syn_struct_out(out, size, &st, sizeof(st));
+}
+
+SYNESIS_API int synesis_tunnel_stats_json(const synesis_tunnel *t, char *buf, size_t len) {
+    if (!t || (!buf && len))
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    synesis_tunnel_stats st;
+    current_stats(t, &st);
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return SYNESIS_ERR_NOMEM;

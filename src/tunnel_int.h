@@ -9,7 +9,9 @@
 #include "backoff.h"
 #include "protocol.h"
 #include "dns.h"
+#include "hold.h"
 #include "internal.h"
+#include "list.h"
 #include "qconn.h"
 #include "resume.h"
 #include "udp.h"
@@ -22,7 +24,7 @@
 #define SYN_DEFAULT_MAX_QUEUED_REQUEST_BYTES (64u * 1024 * 1024)
 
 /* Per-stream objects of the tunnel (requests, streams) start with this: the qconn driver hands
- * stream events to whatever s->user points at. */
+ * stream events to the stream's user object (syn_qstream_user). */
 typedef struct syn_stream_handler {
     void (*data)(void *obj, syn_qstream *s, const uint8_t *data, size_t len, int fin);
     /* stop: the peer sent STOP_SENDING (it no longer reads what we send); else RESET_STREAM. */
@@ -46,15 +48,59 @@ typedef struct syn_tunnel_wakes {
     syn_qconn_wakes qc;       /* the current connection's expiry timer (zero without one) */
 } syn_tunnel_wakes;
 
+/* Room for a state's error detail (the public struct points to it). */
+#define SYN_STATE_DETAIL 256
+
+/* A transition queued during a notification, with its details. */
+typedef struct syn_state_pair {
+    synesis_tunnel_state s[2]; /* old, new */
+    char detail[2][SYN_STATE_DETAIL];
+} syn_state_pair;
+
 typedef struct syn_subscriber {
     uint32_t id;
     synesis_state_fn fn; /* NULL once unsubscribed (compacted when no notification runs) */
     void *user_data;
 } syn_subscriber;
 
+/* Requests (request.c, the only writer): waiting for a stream, and in flight. */
+typedef struct syn_requests {
+    syn_list wait; /* synesis_request */
+    syn_list live;
+    size_t waiting;
+    size_t waiting_bytes; /* the bodies we copied for them (max_queued_request_bytes) */
+} syn_requests;
+
+/* Streams (stream.c, the only writer): waiting to open, and open. */
+typedef struct syn_streams {
+    syn_list wait; /* synesis_stream */
+    syn_list live;
+} syn_streams;
+
+/* Heartbeats and the edge's reports about them (heartbeat.c, the only writer). */
+#define SYN_HB_RECENT 64
+typedef struct syn_heartbeats {
+    ev_timer timer;
+    uint64_t sequence;
+    syn_list live; /* syn_hb handed to QUIC, outcome not known yet (at most SYN_HB_MAX_LIVE) */
+    struct syn_hb_recent {
+        uint64_t sequence, conn;
+        int64_t stream_id, timestamp_ms;
+        uint32_t rtt_ms;
+        size_t size;
+        int state;           /* 0 = empty, 1 = delivered, 2 = refused */
+    } recent[SYN_HB_RECENT]; /* the last outcomes, for reports that come after delivery */
+    size_t recent_next;
+    syn_list reports; /* syn_report: edge reports being received */
+    char device_id[128];
+    void *vitals_sampler;
+    uint64_t early_attempt; /* handshake_started_ns of the attempt that sent one in 0-RTT */
+} syn_heartbeats;
+
 struct synesis_tunnel {
     struct ev_loop *loop;
     synesis_tunnel_config cfg; /* strings point into the owned copies below */
+    /* str_: those copies (the prefix means strings only; streams are stream_, see below). */
     char *str_url, *str_server_name, *str_alpn, *str_cert, *str_key, *str_cert_pem, *str_key_pem,
         *str_pass, *str_ca, *str_ca_dir, *str_device_id, *str_disk_path, *str_groups;
     uint8_t (*pins)[32];
@@ -72,11 +118,12 @@ struct synesis_tunnel {
     int resume_off;
     int early_off; /* no 0-RTT even where a ticket allows it (syn_tunnel_set_early_data) */
 
-    synesis_tunnel_state state;
+    synesis_tunnel_state state; /* error_detail always points to state_detail */
+    char state_detail[SYN_STATE_DETAIL];
 #define SYN_STATE_QUEUE 16
     /* Transitions made during a notification (at most SYN_STATE_QUEUE; allocated when first
-     * needed: a state is 288 bytes). */
-    synesis_tunnel_state (*queued)[2];
+     * needed: a pair with its details is about 600 bytes). */
+    syn_state_pair *queued;
     size_t nqueued, queued_cap;
     syn_subscriber *subs;
     size_t nsubs, subs_cap;
@@ -100,46 +147,21 @@ struct synesis_tunnel {
     unsigned rx_run;      /* read events since the last quiet spell (capped) */
     int rx_oom;           /* the last allocation of the receive buffers failed (logged once) */
     uint64_t rx_allocs, rx_frees; /* counters for tests */
-    int pending_sock_err;
+    int pending_sock_err; /* an errno from sending, acted on after reading what is waiting */
     /* Connections closing in the background after disconnect() (config.close_linger): each owns
      * its socket and read watcher; free() ends them at once. */
-    struct syn_linger *lingers;
-    int linger_teardown;
-    /* set by disconnect(): conn_teardown hands the connection to a linger */ /* an errno from
-                                                                                 sending, acted
-                                                                                 on after
-                                                                                 reading what is
-                                                                                 waiting */
+    syn_list lingers;    /* syn_linger */
+    int linger_teardown; /* set by disconnect(): conn_teardown hands the connection to a linger */
 
-    /* Requests (request.c): waiting for a stream, and in flight. */
-    synesis_request *req_wait_head, *req_wait_tail;
-    synesis_request *req_live;
-    size_t req_waiting;
-    size_t req_waiting_bytes; /* the bodies we copied for them (max_queued_request_bytes) */
-    /* Streams (stream.c): waiting to open, and open. */
-    synesis_stream *str_wait_head, *str_wait_tail;
-    synesis_stream *str_live;
+    /* The modules' own state, each written only by its module. */
+    syn_requests req;    /* request.c */
+    syn_streams streams; /* stream.c */
+    syn_heartbeats hb;   /* heartbeat.c */
 
-    /* Heartbeats (heartbeat.c). */
-    ev_timer hb_timer;
-    uint64_t hb_sequence;
-    uint64_t hb_early_attempt; /* handshake_started_ns of the attempt that sent one in 0-RTT */
-    struct syn_hb *hb_live;    /* handed to QUIC, outcome not known yet (at most SYN_HB_MAX_LIVE) */
-#define SYN_HB_RECENT 64
-    struct syn_hb_recent {
-        uint64_t sequence, conn;
-        int64_t stream_id, timestamp_ms;
-        uint32_t rtt_ms;
-        size_t size;
-        int state;              /* 0 = empty, 1 = delivered, 2 = refused */
-    } hb_recent[SYN_HB_RECENT]; /* the last outcomes, for reports that come after delivery */
-    size_t hb_recent_next;
-    struct syn_report *reports; /* edge reports being received */
-    char device_id[128];
-    void *vitals_sampler;
-
-    synesis_tunnel_stats stats;
-    syn_tunnel_wakes wakes; /* rx, rx_sent, heartbeat, heartbeat_early */
+    synesis_tunnel_stats stats;          /* last_error_detail and remote_address unset: see below */
+    char stats_detail[SYN_STATE_DETAIL]; /* stats.last_error_detail */
+    char remote_str[64];                 /* the address of the current attempt, as text */
+    syn_tunnel_wakes wakes;              /* rx, rx_sent, heartbeat, heartbeat_early */
     uint64_t handshake_started_ns;
     uint64_t pkts_sent_done, pkts_lost_done; /* of connections already gone */
 
@@ -148,8 +170,7 @@ struct synesis_tunnel {
     ev_timer stable_timer;
     int64_t outage_started_ms;
 
-    int depth;
-    int free_pending;
+    syn_hold hold; /* free() from a callback is deferred to the outermost frame (hold.h) */
     char last_error[SYNESIS_DETAIL_MAX];
 };
 
@@ -191,8 +212,12 @@ size_t syn_reports_count(const synesis_tunnel *t);
 /* The edge opened a stream (qconn stream_open op): a report on a unidirectional one. */
 int syn_report_open(synesis_tunnel *t, syn_qstream *s);
 int syn_heartbeat_init(synesis_tunnel *t, char *detail);
-/* t_enter/t_leave for modules: a module calling application code brackets it with these;
- * syn_tunnel_leave returns 1 if the tunnel was freed. */
+/* The tunnel's one pair of frame helpers (tunnel.c and the modules alike): code of ours that calls
+ * the application brackets the call with these, so that synesis_tunnel_free() from inside the
+ * callback is deferred to the outermost frame (hold.h); syn_tunnel_leave returns 1 if the tunnel
+ * was freed (then t must not be touched). "Enter" here is entering the tunnel's code, not a state:
+ * states are entered by set_state() in tunnel.c. The QUIC driver has its own pair (enter/leave
+ * in qconn.c), which also runs the driver's deferred work. */
 void syn_tunnel_enter(synesis_tunnel *t);
 int syn_tunnel_leave(synesis_tunnel *t);
 /* 1 when Connected with a live connection that can open streams. */

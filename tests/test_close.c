@@ -193,7 +193,8 @@ static int edge_has_heartbeat(void *ud) {
 static void test_linger_delivers_queued_heartbeat(void **state) {
     fixture *f = *state;
     f->cfg.heartbeat_interval = 10; /* the first goes right after Connected */
-    synesis_tunnel_callbacks cb = {.on_heartbeat = on_hb_disconnect,
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat = on_hb_disconnect,
                                    .on_heartbeat_result = on_hb_result};
     char detail[512];
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail)),
@@ -218,7 +219,7 @@ static void test_linger_delivers_queued_heartbeat(void **state) {
     assert_int_equal(st.heartbeats_failed, 0);
 }
 
-static void stderr_log(void *ud, synesis_log_level level, const char *msg) {
+static void stderr_log(synesis_log_level level, const char *msg, void *ud) {
     (void)ud;
     fprintf(stderr, "[%d] %s\n", (int)level, msg);
 }
@@ -227,8 +228,8 @@ static void stderr_log(void *ud, synesis_log_level level, const char *msg) {
  * written only while no lookup runs). */
 static volatile uint8_t target_host;
 
-static int resolve_to_target(void *ud, const char *host, uint16_t port,
-                             struct sockaddr_storage *addrs, unsigned int *lens, size_t max) {
+static int resolve_to_target(const char *host, uint16_t port, struct sockaddr_storage *addrs,
+                             unsigned int *lens, size_t max, void *ud) {
     (void)ud;
     (void)host;
     if (max < 1)
@@ -279,7 +280,7 @@ static void test_connect_and_free_during_linger(void **state) {
     assert_int_equal(synesis_tunnel_disconnect(f->t), 0);
     assert_int_equal(f->responses, 1); /* the request completed at once, as before */
     assert_int_equal(f->last_status, SYNESIS_ERR_CANCELLED);
-    assert_non_null(f->t->lingers);
+    assert_false(syn_list_empty(&f->t->lingers));
     target_host = 1;
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
     assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
@@ -287,7 +288,7 @@ static void test_connect_and_free_during_linger(void **state) {
     assert_int_equal(synesis_tunnel_request(f->t, "pong", 4, NULL, on_response, f, NULL), 0);
     assert_true(syn_test_run_until(f->loop, got_response, f, 5));
     assert_int_equal(f->last_status, 0);
-    assert_non_null(f->t->lingers); /* still lingering */
+    assert_false(syn_list_empty(&f->t->lingers)); /* still lingering */
     /* free() ends the linger at once, and no watcher of the tunnel is left on the loop. */
     synesis_tunnel_free(f->t);
     f->t = NULL;

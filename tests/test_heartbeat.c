@@ -111,8 +111,10 @@ static void on_hb_result(synesis_tunnel *t, const synesis_heartbeat_info *info, 
 }
 
 static void start_with(fixture *f, void (*vitals)(synesis_tunnel *, synesis_vitals *, void *)) {
-    synesis_tunnel_callbacks cb = {
-        .on_heartbeat = on_hb, .on_vitals = vitals, .on_heartbeat_result = on_hb_result};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat = on_hb,
+                                   .on_vitals = vitals,
+                                   .on_heartbeat_result = on_hb_result};
     char detail[512];
     int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail));
     if (rv)
@@ -121,7 +123,9 @@ static void start_with(fixture *f, void (*vitals)(synesis_tunnel *, synesis_vita
 }
 
 static void start(fixture *f) {
-    synesis_tunnel_callbacks cb = {.on_heartbeat = on_hb, .on_vitals = on_vitals};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat = on_hb,
+                                   .on_vitals = on_vitals};
     char detail[512];
     int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail));
     if (rv)
@@ -373,7 +377,7 @@ static void test_is_healthy_follows_latency(void **state) {
  * and every heartbeat handed to QUIC was either delivered or lost with its connection. */
 static int delivered_quiet(void *ud) {
     fixture *f = ud;
-    return f->res_delivered >= 5 && !f->t->hb_live;
+    return f->res_delivered >= 5 && syn_list_empty(&f->t->hb.live);
 }
 
 static int not_connected(void *ud) { return !synesis_tunnel_is_connected(((fixture *)ud)->t); }
@@ -386,14 +390,14 @@ typedef struct more_ctx {
 static int delivered_more_quiet(void *ud) {
     more_ctx *m = ud;
     return synesis_tunnel_is_connected(m->f->t) && m->f->res_delivered >= m->want &&
-           !m->f->t->hb_live;
+           syn_list_empty(&m->f->t->hb.live);
 }
 
 static int edge_matches(void *ud) {
     fixture *f = ud;
     synesis_tunnel_stats st;
     synesis_tunnel_get_stats(f->t, &st);
-    return !f->t->hb_live && st.heartbeats_delivered == (uint64_t)f->nseqs;
+    return syn_list_empty(&f->t->hb.live) && st.heartbeats_delivered == (uint64_t)f->nseqs;
 }
 
 static void test_delivered_matches_edge_across_outage(void **state) {

@@ -105,7 +105,8 @@ static synesis_tunnel *tunnel_new(fixture *f, const char *server_name) {
     syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
     if (server_name)
         cfg.server_name = server_name;
-    synesis_tunnel_callbacks cb = {0};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
     synesis_tunnel *t;
     char detail[512];
     if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0)
@@ -433,7 +434,8 @@ static void test_resumed_connected_without_handshake_done(void **state) {
     syn_test_tunnel_config(&cfg, f->pki, syn_fault_proxy_port(px));
     synesis_tunnel *t;
     char detail[512];
-    synesis_tunnel_callbacks cb = {0};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
     if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0)
         fail_msg("%s", detail);
     at_connected a = {.e = f->edge};
@@ -686,7 +688,8 @@ static void test_heartbeat_in_0rtt(void **state) {
     cfg.heartbeat_interval = 1.0;
     synesis_tunnel *t;
     char detail[512];
-    synesis_tunnel_callbacks cb = {0};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
     if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0)
         fail_msg("%s", detail);
     assert_int_equal(synesis_tunnel_connect(t), 0);
@@ -771,7 +774,8 @@ static void test_cancel_during_rejected_0rtt(void **state) {
     syn_test_tunnel_config(&cfg, f->pki, syn_fault_proxy_port(px));
     synesis_tunnel *t;
     char detail[512];
-    synesis_tunnel_callbacks cb = {0};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
     if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0)
         fail_msg("%s", detail);
     assert_int_equal(synesis_tunnel_connect(t), 0);
@@ -903,7 +907,8 @@ static void test_replayed_first_flight_refused(void **state) {
     syn_test_tunnel_config(&cfg, f->pki, port);
     synesis_tunnel *t;
     char detail[512];
-    synesis_tunnel_callbacks cb = {0};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
     if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0)
         fail_msg("%s", detail);
     assert_int_equal(synesis_tunnel_connect(t), 0);

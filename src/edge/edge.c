@@ -39,7 +39,7 @@ enum { REQ_UNDECIDED, REQ_ECHO, REQ_COMMAND, REQ_SLEEP, REQ_HANDLER, REQ_DONE };
 struct edge_stream {
     edge_conn *c;
     syn_qstream *qs;
-    edge_stream *prev, *next;
+    syn_link link; /* on c->streams */
     int uni;
     /* Heartbeat frame (unidirectional). */
     uint8_t hdr[SYN_FRAME_HEADER];
@@ -69,8 +69,8 @@ struct edge_conn {
     syn_qconn *qc;
     char device_id[128];
     char remote[64];
-    edge_conn *prev, *next;
-    edge_stream *streams;
+    syn_link link;    /* on e->conns, or on e->closing in its closing period */
+    syn_list streams; /* edge_stream, newest first */
     /* Fed a datagram in the current batch: on the edge's dirty list, flushed after the batch. */
     int dirty;
     edge_conn *dirty_next;
@@ -92,12 +92,12 @@ struct edge_conn {
     uint64_t close_rx; /* datagrams received while closing */
     ev_timer closing_timer;
     /* A misbehaving edge (cfg.misbehave): the CLOSE delay or FLOOD tick, streams to open towards
-     * the device (OPEN_STREAMS), whether it moved (MIGRATE). mb_busy: a FLOOD tick is flushing
-     * (conn_destroy then leaves the memory to it: mb_dead). */
+     * the device (OPEN_STREAMS), whether it moved (MIGRATE). hold: a FLOOD tick is flushing
+     * (conn_destroy then leaves the memory to it: dying). */
     ev_timer mb_timer;
     unsigned mb_open;
     int mb_migrated;
-    int mb_busy, mb_dead;
+    syn_hold hold;
     uint64_t mb_seq;
 };
 
@@ -117,8 +117,8 @@ struct syn_edge {
     int fd;
     ev_io rio;
     syn_udp_rx *rx;
-    edge_conn *conns;
-    edge_conn *closing; /* connections in their closing or draining period */
+    syn_list conns;   /* edge_conn, newest first */
+    syn_list closing; /* edge_conn in their closing or draining period */
     /* Connections fed in the current receive batch (each once): the batch's write pass visits
      * these, not every connection (4,000 idle ones made a walk of the whole list per batch a
      * third of the edge's CPU). */
@@ -263,39 +263,28 @@ static void conn_unmark_dirty(syn_edge *e, edge_conn *c) {
 static void conn_destroy(syn_edge *e, edge_conn *c) {
     /* A stream is freed once closed both ways, so a response stream still here with its FIN
      * queued has not had all of its data and FIN acknowledged. */
-    for (edge_stream *es = c->streams; es; es = es->next)
-        if (!es->uni && es->qs && es->qs->fin_queued)
-            e->stats.responses_unacked++;
-    while (c->streams)
-        es_free(c->streams);
+    edge_stream *es;
+    SYN_LIST_FOREACH(es, &c->streams, edge_stream, link)
+    if (!es->uni && es->qs && syn_qstream_fin_queued(es->qs))
+        e->stats.responses_unacked++;
+    while (!syn_list_empty(&c->streams))
+        es_free(SYN_LIST_FIRST(&c->streams, edge_stream, link));
     conn_free_reports(c);
     cid_remove_conn(e, c);
     handshaking_end(e, c);
     conn_unmark_dirty(e, c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        e->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    syn_list_remove(&e->conns, &c->link);
     ev_timer_stop(e->loop, &c->mb_timer);
     syn_qconn_free(c->qc);
     e->stats.active--;
-    if (c->mb_busy)
-        c->mb_dead = 1; /* a FLOOD tick on the stack frees it */
-    else
+    if (syn_hold_release(&c->hold)) /* else a FLOOD tick on the stack frees it */
         free(c);
 }
 
 static void closing_free(syn_edge *e, edge_conn *c) {
     ev_timer_stop(e->loop, &c->closing_timer);
     cid_remove_conn(e, c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        e->closing = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    syn_list_remove(&e->closing, &c->link);
     free(c->close_pkt);
     free(c);
     e->stats.closing--;
@@ -329,29 +318,21 @@ static int conn_enter_closing(syn_edge *e, edge_conn *c) {
     double period = 3.0 * (double)syn_qconn_pto_ns(c->qc) / 1e9;
     if (period < SYN_EDGE_CLOSING_MIN_MS / 1000.0)
         period = SYN_EDGE_CLOSING_MIN_MS / 1000.0;
-    for (edge_stream *es = c->streams; es; es = es->next)
-        if (!es->uni && es->qs && es->qs->fin_queued)
-            e->stats.responses_unacked++;
-    while (c->streams)
-        es_free(c->streams);
+    edge_stream *es;
+    SYN_LIST_FOREACH(es, &c->streams, edge_stream, link)
+    if (!es->uni && es->qs && syn_qstream_fin_queued(es->qs))
+        e->stats.responses_unacked++;
+    while (!syn_list_empty(&c->streams))
+        es_free(SYN_LIST_FIRST(&c->streams, edge_stream, link));
     conn_free_reports(c);
     handshaking_end(e, c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        e->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    syn_list_remove(&e->conns, &c->link);
     syn_qconn_free(c->qc); /* deferred by the driver while it is on the stack */
     c->qc = NULL;
     c->closing = 1;
     conn_unmark_dirty(e, c);              /* no write pass without a connection */
     ev_timer_stop(e->loop, &c->mb_timer); /* a misbehaving edge's CLOSE or FLOOD timer */
-    c->prev = NULL;
-    c->next = e->closing;
-    if (e->closing)
-        e->closing->prev = c;
-    e->closing = c;
+    syn_list_push_front(&e->closing, &c->link);
     ev_timer_init(&c->closing_timer, closing_timer_cb, period, 0.);
     c->closing_timer.data = c;
     ev_timer_start(e->loop, &c->closing_timer);
@@ -455,17 +436,12 @@ static void es_consume(edge_stream *es, uint64_t n) {
 
 static void es_free(edge_stream *es) {
     edge_conn *c = es->c;
-    if (es->prev)
-        es->prev->next = es->next;
-    else
-        c->streams = es->next;
-    if (es->next)
-        es->next->prev = es->prev;
+    syn_list_remove(&c->streams, &es->link);
     ev_timer_stop(c->e->loop, &es->sleep);
     c->held -= es->held;
     c->e->stats.held_bytes -= es->held;
     if (es->qs)
-        es->qs->user = NULL;
+        syn_qstream_set_user(es->qs, NULL);
     free(es->buf);
     free(es);
 }
@@ -570,7 +546,8 @@ static void conn_free_reports(edge_conn *c) {
 
 int syn_edge_send_report(syn_edge *e, const char *device_id, const uint8_t *frame, size_t len) {
     int n = 0;
-    for (edge_conn *c = e->conns; c; c = c->next) {
+    edge_conn *c;
+    SYN_LIST_FOREACH(c, &e->conns, edge_conn, link) {
         if (strcmp(c->device_id, device_id) == 0 && syn_qconn_handshake_completed(c->qc)) {
             int rv = conn_queue_report(c, frame, len);
             if (rv != 0)
@@ -587,7 +564,7 @@ static void report_refusal(edge_stream *es, const cJSON *seq, const char *reason
     if (!o)
         return;
     cJSON_AddStringToObject(o, "kind", "heartbeat_refused");
-    cJSON_AddNumberToObject(o, "stream_id", (double)es->qs->id);
+    cJSON_AddNumberToObject(o, "stream_id", (double)syn_qstream_id(es->qs));
     if (seq)
         cJSON_AddNumberToObject(o, "sequence", seq->valuedouble);
     cJSON_AddNumberToObject(o, "error", SYN_APP_BAD_FRAME);
@@ -794,7 +771,7 @@ static void src_pump(edge_stream *es) {
     syn_edge *e = c->e;
     while (es->src_left) {
         syn_qstream *qs = es->qs;
-        uint64_t unsent = qs->queued - qs->sent;
+        uint64_t unsent = syn_qstream_unsent(qs);
         uint64_t credit = syn_qstream_send_credit(qs);
         if (unsent >= credit || syn_qstream_unacked(qs) >= SRC_WINDOW)
             return; /* resumed by stream_credit or stream_acked */
@@ -977,7 +954,7 @@ static void sleep_data(edge_stream *es, int fin) {
     ev_timer_start(es->c->e->loop, &es->sleep);
 }
 
-static void free_reply(void *ud, const void *data, size_t len) {
+static void free_reply(const void *data, size_t len, void *ud) {
     (void)ud;
     (void)len;
     free((void *)data);
@@ -1085,7 +1062,7 @@ static void early_stream(edge_conn *c, syn_qstream *s, int uni) {
                      strncmp(cn, "device-", 7) == 0 && cn[7] ? cn + 7 : cn);
     cJSON *o = event(uni ? "early_heartbeat" : "early_request", c);
     if (o) {
-        cJSON_AddNumberToObject(o, "stream", (double)s->id);
+        cJSON_AddNumberToObject(o, "stream", (double)syn_qstream_id(s));
         edge_emit(e, o);
     }
 }
@@ -1097,15 +1074,12 @@ static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
         return -1;
     es->c = c;
     es->qs = s;
-    es->uni = !ngtcp2_is_bidi_stream(s->id);
+    es->uni = !ngtcp2_is_bidi_stream(syn_qstream_id(s));
     ev_timer_init(&es->sleep, sleep_cb, 0., 0.);
     es->sleep.data = es;
-    es->next = c->streams;
-    if (c->streams)
-        c->streams->prev = es;
-    c->streams = es;
-    s->user = es;
-    s->auto_consume = es->uni; /* heartbeats are bounded by the frame limit */
+    syn_list_push_front(&c->streams, &es->link);
+    syn_qstream_set_user(s, es);
+    syn_qstream_set_auto_consume(s, es->uni); /* heartbeats are bounded by the frame limit */
     c->e->stats.streams++;
     if (!ngtcp2_conn_get_handshake_completed(syn_qconn_ngtcp2(qc)))
         early_stream(c, s, es->uni);
@@ -1117,7 +1091,7 @@ static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
 static void ec_stream_data(syn_qconn *qc, syn_qstream *s, const uint8_t *data, size_t len,
                            int fin) {
     (void)qc;
-    edge_stream *es = s->user;
+    edge_stream *es = syn_qstream_user(s);
     if (!es)
         return;
     es->c->e->stats.bytes_received += len;
@@ -1132,8 +1106,10 @@ static void conn_resume_src(edge_conn *c) {
     if (!c->src_stalled || c->held >= c->e->cfg.max_conn_buffer)
         return;
     c->src_stalled = 0;
-    for (edge_stream *es = c->streams, *next; es && !c->src_stalled; es = next) {
-        next = es->next;
+    edge_stream *es, *next;
+    SYN_LIST_FOREACH_SAFE(es, next, &c->streams, edge_stream, link) {
+        if (c->src_stalled)
+            break;
         if (es->src_left)
             src_pump(es);
     }
@@ -1141,12 +1117,13 @@ static void conn_resume_src(edge_conn *c) {
 
 static void ec_stream_acked(syn_qconn *qc, syn_qstream *s) {
     (void)qc;
-    edge_stream *es = s->user;
+    edge_stream *es = syn_qstream_user(s);
     if (!es || es->uni)
         return;
-    if (s->acked > es->credited) {
-        uint64_t n = s->acked - es->credited;
-        es->credited = s->acked;
+    uint64_t acked = syn_qstream_acked(s);
+    if (acked > es->credited) {
+        uint64_t n = acked - es->credited;
+        es->credited = acked;
         if (es->mode == REQ_ECHO)
             es_consume(es, n);
     }
@@ -1158,7 +1135,7 @@ static void ec_stream_acked(syn_qconn *qc, syn_qstream *s) {
 
 static void ec_stream_credit(syn_qconn *qc, syn_qstream *s) {
     (void)qc;
-    edge_stream *es = s->user;
+    edge_stream *es = syn_qstream_user(s);
     if (es && es->src_left)
         src_pump(es);
 }
@@ -1166,7 +1143,7 @@ static void ec_stream_credit(syn_qconn *qc, syn_qstream *s) {
 static void ec_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset) {
     (void)app_code;
     (void)reset;
-    edge_stream *es = s->user;
+    edge_stream *es = syn_qstream_user(s);
     if (!es)
         return;
     if (!es->uni)
@@ -1232,8 +1209,8 @@ static void mb_flood_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)revents;
     edge_conn *c = w->data;
     syn_edge *e = c->e;
-    c->mb_busy = 1;
-    for (int i = 0; i < 64 && !c->mb_dead && !c->closing; i++) {
+    syn_hold_enter(&c->hold);
+    for (int i = 0; i < 64 && !syn_hold_dying(&c->hold) && !c->closing; i++) {
         syn_qstream *qs;
         if (syn_qconn_open_stream(c->qc, 0, NULL, &qs) != 0)
             break;
@@ -1246,10 +1223,9 @@ static void mb_flood_cb(struct ev_loop *loop, ev_timer *w, int revents) {
         if (syn_qstream_write(qs, frame, SYN_FRAME_HEADER + (size_t)n, 1) != 0)
             break;
         e->stats.mb_streams++;
-        syn_qconn_flush(c->qc); /* may end the connection: then mb_dead, or closing */
+        syn_qconn_flush(c->qc); /* may end the connection: then dying, or closing */
     }
-    c->mb_busy = 0;
-    if (c->mb_dead)
+    if (syn_hold_leave(&c->hold) && syn_hold_dying(&c->hold))
         free(c);
 }
 
@@ -1308,7 +1284,7 @@ static void mb_stream_open(edge_stream *es) {
         syn_qstream_shutdown(es->qs, e->cfg.misbehave_code);
         return;
     case SYN_EDGE_MB_STALL_UPLOADS:
-        es->qs->auto_consume = 0;
+        syn_qstream_set_auto_consume(es->qs, 0);
         return;
     case SYN_EDGE_MB_OPEN_STREAMS:
         if (!es->uni) {
@@ -1567,10 +1543,7 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
         free(c);
         return;
     }
-    c->next = e->conns;
-    if (e->conns)
-        e->conns->prev = c;
-    e->conns = c;
+    syn_list_push_front(&e->conns, &c->link);
     e->stats.accepted++;
     e->stats.active++;
     c->handshaking = 1;
@@ -1802,11 +1775,11 @@ int syn_edge_start(syn_edge *e, char *detail) {
 }
 
 void syn_edge_stop(syn_edge *e, int graceful) {
-    while (e->conns) {
-        edge_conn *c = e->conns;
+    while (!syn_list_empty(&e->conns)) {
+        edge_conn *c = SYN_LIST_FIRST(&e->conns, edge_conn, link);
         if (graceful) {
             syn_qconn_close(c->qc, 0, "edge shutdown"); /* ends in ec_closed -> destroy */
-            if (e->conns == c)
+            if (SYN_LIST_FIRST(&e->conns, edge_conn, link) == c)
                 conn_destroy(e, c);
         } else {
             e->stats.closed++;
@@ -1814,8 +1787,8 @@ void syn_edge_stop(syn_edge *e, int graceful) {
             conn_destroy(e, c);
         }
     }
-    while (e->closing) /* no socket to answer from: the closing periods end with it */
-        closing_free(e, e->closing);
+    while (!syn_list_empty(&e->closing)) /* no socket to answer from: the periods end with it */
+        closing_free(e, SYN_LIST_FIRST(&e->closing, edge_conn, link));
     if (e->fd >= 0) {
         ev_io_stop(e->loop, &e->rio);
         close(e->fd);
@@ -1859,8 +1832,8 @@ void syn_edge_set_handler(syn_edge *e, syn_edge_handler fn, void *user_data) {
 }
 
 void syn_edge_kick(syn_edge *e, const char *device_id) {
-    for (edge_conn *c = e->conns, *next; c; c = next) {
-        next = c->next;
+    edge_conn *c, *next;
+    SYN_LIST_FOREACH_SAFE(c, next, &e->conns, edge_conn, link) {
         if (strcmp(c->device_id, device_id) == 0)
             syn_qconn_close(c->qc, SYN_APP_INTERNAL, "kicked");
     }
@@ -1880,4 +1853,6 @@ void syn_edge_free(syn_edge *e) {
     free(e);
 }
 
-syn_qconn *syn_edge_newest_qconn(const syn_edge *e) { return e->conns ? e->conns->qc : NULL; }
+syn_qconn *syn_edge_newest_qconn(const syn_edge *e) {
+    return syn_list_empty(&e->conns) ? NULL : SYN_LIST_FIRST(&e->conns, edge_conn, link)->qc;
+}

@@ -332,9 +332,9 @@ static int64_t pick_stream(fz_reader *r) {
         int64_t ids[16];
         size_t n = 0;
         if (alive())
-            for (syn_qstream *s = syn_qconn_streams(C.qc); s && n < 16; s = s->next)
-                if ((s->id & 3) == 0)
-                    ids[n++] = s->id;
+            for (syn_qstream *s = syn_qconn_streams(C.qc); s && n < 16; s = syn_qstream_next(s))
+                if ((syn_qstream_id(s) & 3) == 0)
+                    ids[n++] = syn_qstream_id(s);
 #ifdef FUZZ_EDGE_SIDE
         if ((sel & 32) || !n) /* a new request stream */
             return (int64_t)(C.bidi_next++ * 4);
@@ -375,7 +375,9 @@ static void on_response(synesis_tunnel *t, synesis_request *req, const synesis_r
     objs[i].ended = 1;
 }
 
-static void s_close(synesis_stream *s, int status, uint64_t app_code, void *ud) {
+static void s_close(synesis_stream *s, int status, uint64_t app_code, const char *detail,
+                    void *ud) {
+    (void)detail;
     (void)s;
     (void)status;
     (void)app_code;
@@ -392,7 +394,8 @@ static void s_data(synesis_stream *s, const uint8_t *data, size_t len, void *ud)
         (void)synesis_stream_write(s, "x", 1, NULL);
 }
 
-static const synesis_stream_callbacks stream_cb = {.on_data = s_data, .on_close = s_close};
+static const synesis_stream_callbacks stream_cb = {
+    .struct_size = sizeof(synesis_stream_callbacks), .on_data = s_data, .on_close = s_close};
 
 static void open_object(int is_stream) {
     for (int i = 0; i < MAX_OBJ; i++) {

@@ -63,7 +63,8 @@ static void on_result(synesis_tunnel *t, const synesis_heartbeat_info *info, voi
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    static const synesis_tunnel_callbacks cb = {.on_heartbeat_result = on_result};
+    static const synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                                .on_heartbeat_result = on_result};
     fz_live_options o = {.heartbeat_interval = 3600, .callbacks = &cb};
     fz_live_init(&L, &o);
     return 0;
@@ -72,8 +73,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 /* The tunnel's heartbeat streams (local unidirectional ones with an owner). */
 static size_t heartbeat_streams(syn_qconn *qc, syn_qstream **out, size_t max) {
     size_t n = 0;
-    for (syn_qstream *s = syn_qconn_streams(qc); s && n < max; s = s->next)
-        if (s->user && (s->id & 3) == 2)
+    for (syn_qstream *s = syn_qconn_streams(qc); s && n < max; s = syn_qstream_next(s))
+        if (syn_qstream_user(s) && (syn_qstream_id(s) & 3) == 2)
             out[n++] = s;
     return n;
 }
@@ -81,7 +82,7 @@ static size_t heartbeat_streams(syn_qconn *qc, syn_qstream **out, size_t max) {
 static int heartbeat_op(syn_qconn *qc, unsigned what, unsigned pick, fz_reader *r) {
     if (what == 0) {
         /* The heartbeat timer's callback, as libev would run it. */
-        ev_invoke(L.loop, &L.t->hb_timer, EV_TIMER);
+        ev_invoke(L.loop, &L.t->hb.timer, EV_TIMER);
         if (L.t->qc != qc)
             return 1;
         syn_qconn_flush(qc); /* the frame goes out (the edge reads it at the next reconnect) */
@@ -95,7 +96,7 @@ static int heartbeat_op(syn_qconn *qc, unsigned what, unsigned pick, fz_reader *
     syn_qstream *s = hb[pick % n];
     if (what == 1) {
         /* Everything sent is acknowledged, FIN included: the stream closes cleanly. */
-        if (syn_qconn_test_stream_acked(s, 0, s->sent))
+        if (syn_qconn_test_stream_acked(s, 0, syn_qstream_sent(s)))
             return 1;
         return syn_qconn_test_stream_close(s, 0, 0);
     }

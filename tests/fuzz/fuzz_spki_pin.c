@@ -1,5 +1,5 @@
-/* SPKI pin parsing (synesis_spki_pin_parse, src/identity.c): any bytes as a pin. Checked: the
- * output is written only on success; an accepted pin written back in each of the three accepted
+/* SPKI pin parsing (synesis_spki_pin_parse, src/identity/inspect.c): any bytes as a pin. Checked:
+ * the output is written only on success; an accepted pin written back in each of the three accepted
  * forms (sha256//base64, 64 hex digits, colon-separated hex) parses to the same 32 bytes. */
 #include "fuzz.h"
 

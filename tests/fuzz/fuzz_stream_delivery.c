@@ -141,7 +141,9 @@ static void s_writable(synesis_stream *s, void *ud) {
         (void)synesis_stream_write(s, "w", 1, NULL);
 }
 
-static void s_close(synesis_stream *s, int status, uint64_t app_code, void *ud) {
+static void s_close(synesis_stream *s, int status, uint64_t app_code, const char *detail,
+                    void *ud) {
+    (void)detail;
     (void)app_code;
     fz_obj *o = ud;
     FUZZ_CHECK(o->used && o->str == s && !o->ended);
@@ -154,6 +156,7 @@ static void s_close(synesis_stream *s, int status, uint64_t app_code, void *ud) 
 }
 
 static const synesis_stream_callbacks stream_cb = {
+    .struct_size = sizeof(synesis_stream_callbacks),
     .on_data = s_data,
     .on_end = s_end,
     .on_writable = s_writable,
@@ -187,10 +190,11 @@ static void pump(void) {
     if (!L.t->qc)
         return;
     /* Ended objects are skipped: their pointer may now be another object's (memory reused). */
-    for (syn_qstream *s = syn_qconn_streams(L.t->qc); s; s = s->next)
+    for (syn_qstream *s = syn_qconn_streams(L.t->qc); s; s = syn_qstream_next(s))
         for (int i = 0; i < MAX_OBJ; i++)
-            if (objs[i].used && !objs[i].ended && !objs[i].qs && s->user &&
-                s->user == (objs[i].is_stream ? (void *)objs[i].str : (void *)objs[i].req))
+            if (objs[i].used && !objs[i].ended && !objs[i].qs && syn_qstream_user(s) &&
+                syn_qstream_user(s) ==
+                    (objs[i].is_stream ? (void *)objs[i].str : (void *)objs[i].req))
                 objs[i].qs = s;
 }
 
@@ -273,7 +277,7 @@ static void peer_op(unsigned kind, unsigned pick, fz_reader *r) {
         if (o->fin || o->reset || (!fin && !len))
             return;
         o->fin = fin;
-        if (s->user == (o->is_stream ? (void *)o->str : (void *)o->req)) {
+        if (syn_qstream_user(s) == (o->is_stream ? (void *)o->str : (void *)o->req)) {
             if (o->nplayed + len > sizeof(o->played))
                 o->overflow = 1;
             else if (len)
@@ -295,10 +299,10 @@ static void peer_op(unsigned kind, unsigned pick, fz_reader *r) {
     default:
         if (pick & 16) {
             /* Acknowledgement of sent bytes (never beyond what was sent). */
-            uint64_t left = s->sent - s->acked;
+            uint64_t left = syn_qstream_sent(s) - syn_qstream_acked(s);
             uint64_t n = v < left ? v : left;
             if (n)
-                (void)syn_qconn_test_stream_acked(s, s->acked, n);
+                (void)syn_qconn_test_stream_acked(s, syn_qstream_acked(s), n);
             return;
         }
         o->closed = 1;
@@ -354,7 +358,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             (void)syn_qconn_test_stream_close(o->qs, SYN_APP_CANCELLED, 1);
     }
     FUZZ_CHECK(syn_qconn_streams(qc) == NULL);
-    FUZZ_CHECK(L.t->req_live == NULL && L.t->req_wait_head == NULL);
-    FUZZ_CHECK(L.t->str_live == NULL && L.t->str_wait_head == NULL);
+    FUZZ_CHECK(syn_list_empty(&L.t->req.live) && syn_list_empty(&L.t->req.wait));
+    FUZZ_CHECK(syn_list_empty(&L.t->streams.live) && syn_list_empty(&L.t->streams.wait));
     return 0;
 }

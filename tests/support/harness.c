@@ -216,7 +216,7 @@ static void raw_handshake(syn_qconn *qc) {
 static void raw_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t code, int reset) {
     (void)reset;
     syn_test_raw_client *c = syn_qconn_owner(qc);
-    if (s->id & 1)
+    if (syn_qstream_id(s) & 1)
         return; /* one of the edge's streams */
     c->stream_closes++;
     c->last_close_code = code;
@@ -232,7 +232,7 @@ static int raw_stream_open(syn_qconn *qc, syn_qstream *s) {
 static void raw_stream_data(syn_qconn *qc, syn_qstream *s, const uint8_t *data, size_t len,
                             int fin) {
     syn_test_raw_client *c = syn_qconn_owner(qc);
-    if (s->id & 1) {
+    if (syn_qstream_id(s) & 1) {
         size_t n =
             len < sizeof(c->peer_data) - c->peer_len ? len : sizeof(c->peer_data) - c->peer_len;
         if (n)
