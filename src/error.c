@@ -53,6 +53,8 @@ static const struct err_entry errors[] = {
     E(SYNESIS_ERR_NOT_CONNECTED, "tunnel is not connected"),
     E(SYNESIS_ERR_MAX_RECONNECTS, "max reconnection attempts exceeded"),
     E(SYNESIS_ERR_PEER_CERT_EXPIRED, "edge certificate has expired"),
+    E(SYNESIS_ERR_DRAINING, "the tunnel is draining: no new requests or streams"),
+    E(SYNESIS_ERR_EDGE_DRAINED, "the edge drained the connection before the response ended"),
     E(SYNESIS_ERR_TIMEOUT, "timed out"),
     E(SYNESIS_ERR_RESPONSE_TOO_LARGE, "response exceeds the maximum size"),
     E(SYNESIS_ERR_CANCELLED, "cancelled"),

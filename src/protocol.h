@@ -28,6 +28,12 @@
 #define SYN_APP_TOO_LARGE 0x11
 #define SYN_APP_TIMEOUT 0x12
 #define SYN_APP_CANCELLED 0x13
+/* RESET_STREAM + STOP_SENDING from a draining edge on a request stream it did not start: the edge's
+ * application never saw it, the device may send it again on its next connection. */
+#define SYN_APP_RETRY 0x14
+/* CONNECTION_CLOSE from a draining edge: "reconnect now, elsewhere if you can" (the device
+ * reconnects at once, without a backoff delay). */
+#define SYN_APP_MOVE 0x15
 /* The largest application error code (a QUIC varint): 2^62 - 1. */
 #define SYN_APP_CODE_MAX 0x3fffffffffffffffull
 

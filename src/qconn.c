@@ -117,6 +117,9 @@ struct syn_qconn {
     unsigned close_req : 1, end_pending : 1, ended : 1;
     unsigned cb_nomem : 1; /* one of our ngtcp2 callbacks failed for want of memory */
     uint64_t close_code;
+    /* The peer's CONNECTION_CLOSE was an application close with this code (peer_closed). */
+    int peer_app_close;
+    uint64_t peer_app_code;
     char close_reason[64];
     ngtcp2_ccerr ccerr; /* what we send in CONNECTION_CLOSE after a local error */
     int err;            /* terminal error for ops->closed */
@@ -1295,6 +1298,10 @@ static void peer_closed(syn_qconn *qc) {
         qc_end(qc, code, "%s", d);
         return;
     }
+    if (e->type == NGTCP2_CCERR_TYPE_APPLICATION) {
+        qc->peer_app_close = 1;
+        qc->peer_app_code = e->error_code;
+    }
     qc_end(qc, SYNESIS_ERR_CLOSED_BY_PEER, "closed by peer: %s error 0x%llx%s%s%s",
            ccerr_type_name(e->type), (unsigned long long)e->error_code, reason[0] ? " (\"" : "",
            reason, reason[0] ? "\")" : "");
@@ -2136,4 +2143,11 @@ int syn_qconn_test_stream_close(syn_qstream *s, uint64_t app_code, int reset) {
     (void)stream_close_cb(qc->conn, reset ? NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET : 0, s->id,
                           app_code, qc, s);
     return leave_ex(qc, 1);
+}
+
+int syn_qconn_peer_app_close(const syn_qconn *qc, uint64_t *code) {
+    if (!qc->peer_app_close)
+        return 0;
+    *code = qc->peer_app_code;
+    return 1;
 }

@@ -160,6 +160,9 @@ void syn_qconn_schedule(syn_qconn *qc);
  * what we received (a final write pass, see flush_pending_ack in qconn.c), so the peer learns its
  * last data arrived even when we close right after it. */
 void syn_qconn_close(syn_qconn *qc, uint64_t app_code, const char *reason);
+/* 1 when the peer ended the connection with an application CONNECTION_CLOSE (its code in *code),
+ * else 0. Valid from the closed op on. */
+int syn_qconn_peer_app_close(const syn_qconn *qc, uint64_t *code);
 
 /* Closes gracefully: stops opening streams but keeps the connection running (the owner keeps
  * feeding datagrams) until everything we sent (stream data and FINs) is acknowledged and nothing is

@@ -7,6 +7,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A request body shared by the request and its stream: the stream lets go of it once it is
+ * acknowledged, the request when it completes; while the request holds it, a request the edge
+ * refused unstarted (SYN_APP_RETRY) or an idempotent one cut by a move can be sent again. */
+typedef struct req_body {
+    unsigned refs;
+    const uint8_t *data;
+    size_t len;
+    synesis_release_fn release; /* NULL: data is our own copy (free) */
+    void *release_ud;
+} req_body;
+
+static void body_unref(req_body *b) {
+    if (!b || --b->refs)
+        return;
+    if (b->release)
+        b->release(b->data, b->len, b->release_ud);
+    else
+        free((void *)b->data);
+    free(b);
+}
+
+static void body_release(const void *data, size_t len, void *ud) {
+    (void)data;
+    (void)len;
+    body_unref(ud);
+}
+
+/* Times one request may be sent again (edge drains in a row) before it fails. */
+#define REQ_MAX_RETRIES 8
+
 struct synesis_request {
     syn_tobj base;
     synesis_tunnel *t;
@@ -20,6 +50,8 @@ struct synesis_request {
     synesis_release_fn release; /* NULL: data is our own copy (free) */
     void *release_ud;
     size_t queued_bytes; /* counted in t->req.waiting_bytes while waiting: len of our copy */
+    req_body *body;      /* once sent: the body kept for a retry (NULL: none, or not kept) */
+    unsigned retries;    /* times it was sent again (SYN_APP_RETRY, a move) */
 
     size_t max_response;
     int wait_for_connection;
@@ -78,6 +110,9 @@ static void complete(synesis_request *r, int status, uint64_t app_code, uint64_t
         r->qs = NULL;
     }
     release_data(r);
+    body_unref(r->body);
+    r->body = NULL;
+    syn_drain_note(t);
     switch (status) {
     case 0:
         t->stats.requests_succeeded++;
@@ -133,8 +168,48 @@ static void req_data(void *obj, syn_qstream *s, const uint8_t *data, size_t len,
         complete(r, 0, 0, UINT64_MAX, NULL);
 }
 
+/* Sends r again on the next connection (or this one, when the edge did not drain it): back to
+ * the front of the queue, waiting for a connection whatever its options said (the tunnel took it
+ * while connected). 0, or -1 when it cannot be sent again (body not kept, or too many retries). */
+static int requeue(synesis_request *r, uint64_t reset_code) {
+    synesis_tunnel *t = r->t;
+    if ((r->len && !r->body) || r->resp_len || r->retries >= REQ_MAX_RETRIES)
+        return -1;
+    r->retries++;
+    syn_list_remove(&t->req.live, &r->link);
+    r->live = 0;
+    if (r->qs) {
+        syn_qstream_set_user(r->qs, NULL);
+        syn_qstream_shutdown(r->qs, reset_code);
+        r->qs = NULL;
+    }
+    r->early = 0;
+    r->wait_for_connection = 1;
+    r->queued_bytes = 0; /* the body is held already */
+    syn_list_push_front(&t->req.wait, &r->link);
+    t->req.waiting++;
+    t->stats.requests_sent--; /* counted again when it goes */
+    t->stats.bytes_sent -= r->len;
+    return 0;
+}
+
 static void req_reset(void *obj, syn_qstream *s, uint64_t app_code, int stop) {
     (void)s;
+    synesis_request *r = obj;
+    if (app_code == SYN_APP_RETRY) {
+        /* A draining edge refused the request before its application saw it: hold every request
+         * for the next connection, which its CONNECTION_CLOSE (SYN_APP_MOVE) starts at once. */
+        syn_tunnel_edge_draining(r->t);
+        if (requeue(r, SYN_APP_RETRY) == 0) {
+            syn_tunnel_log(r->t, SYNESIS_LOG_DEBUG,
+                           "request refused unstarted by a draining edge: sent again later");
+            return;
+        }
+        complete(r, SYNESIS_ERR_EDGE_DRAINED, app_code, UINT64_MAX,
+                 "a draining edge refused the request (not started); it could not be kept to "
+                 "send again");
+        return;
+    }
     if (stop)
         return; /* the edge has read enough of the request; its response (or reset) follows */
     char d[96];
@@ -176,6 +251,8 @@ void syn_requests_pump(synesis_tunnel *t) {
     /* During a 0-RTT attempt only the requests marked idempotent go, in order; the others wait
      * for Connected. */
     int early = !syn_tunnel_ready(t) && t->qc && syn_qconn_early(t->qc);
+    if (syn_tunnel_edge_is_draining(t))
+        return; /* held for the next connection */
     synesis_request *r = SYN_LIST_FIRST(&t->req.wait, synesis_request, link);
     while (r && (early || syn_tunnel_ready(t))) {
         if (early && !r->idempotent) {
@@ -201,14 +278,28 @@ void syn_requests_pump(synesis_tunnel *t) {
         syn_list_push_front(&t->req.live, &r->link);
         t->stats.requests_sent++;
         t->stats.bytes_sent += r->len;
-        /* The stream now owns the bytes until they are acknowledged. */
-        const uint8_t *data = r->data;
-        synesis_release_fn rel = r->release ? r->release : free_copy;
-        void *rel_ud = r->release ? r->release_ud : NULL;
-        r->data = NULL;
-        r->release = NULL;
-        rv = data ? syn_qstream_write_nocopy(qs, data, r->len, rel, rel_ud, 1)
-                  : syn_qstream_write(qs, NULL, 0, 1);
+        /* The stream holds the bytes until they are acknowledged, and the request (for a
+         * retry) until it completes; without memory for that, the stream alone owns them. */
+        if (r->data && !r->body) {
+            r->body = malloc(sizeof(*r->body));
+            if (r->body) {
+                *r->body = (req_body){1, r->data, r->len, r->release, r->release_ud};
+                r->data = NULL;
+                r->release = NULL;
+            }
+        }
+        if (r->body) {
+            r->body->refs++;
+            rv = syn_qstream_write_nocopy(qs, r->body->data, r->len, body_release, r->body, 1);
+        } else {
+            const uint8_t *data = r->data;
+            synesis_release_fn rel = r->release ? r->release : free_copy;
+            void *rel_ud = r->release ? r->release_ud : NULL;
+            r->data = NULL;
+            r->release = NULL;
+            rv = data ? syn_qstream_write_nocopy(qs, data, r->len, rel, rel_ud, 1)
+                      : syn_qstream_write(qs, NULL, 0, 1);
+        }
         if (rv != 0) {
             complete(r, rv, 0, SYN_APP_INTERNAL, "cannot queue the request");
             next = SYN_LIST_FIRST(&t->req.wait, synesis_request, link);
@@ -220,6 +311,22 @@ void syn_requests_pump(synesis_tunnel *t) {
 void syn_request_set_idempotent(synesis_request *r, int on) { r->idempotent = on ? 1 : 0; }
 
 int syn_request_sent_early(const synesis_request *r) { return r->early; }
+
+void syn_requests_moved(synesis_tunnel *t) {
+    synesis_request *r = SYN_LIST_FIRST(&t->req.live, synesis_request, link);
+    while (r) {
+        synesis_request *next = SYN_LIST_NEXT(r, synesis_request, link);
+        if (!r->idempotent || requeue(r, SYN_APP_CANCELLED) != 0) {
+            complete(r, SYNESIS_ERR_EDGE_DRAINED, SYN_APP_MOVE, UINT64_MAX,
+                     "the edge moved the device before the response ended (the request may have "
+                     "run)");
+            next = SYN_LIST_FIRST(&t->req.live, synesis_request, link);
+        }
+        r = next;
+    }
+    /* Those that wait (for a stream, or sent again) wait for the next connection. */
+    SYN_LIST_FOREACH(r, &t->req.wait, synesis_request, link) { r->wait_for_connection = 1; }
+}
 
 void syn_requests_conn_lost(synesis_tunnel *t, int err, const char *detail) {
     char d[SYNESIS_DETAIL_MAX];
@@ -262,6 +369,8 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
         rv = SYNESIS_ERR_INVALID_ARGUMENT;
     else if (syn_hold_dying(&t->hold))
         rv = SYNESIS_ERR_INVALID_STATE; /* from a callback after free() */
+    else if (t->drain.on)
+        rv = SYNESIS_ERR_DRAINING; /* synesis_tunnel_drain(): nothing new */
     else if (!syn_tunnel_ready(t) &&
              !(opts->queue_while_reconnecting && (t->state.kind == SYNESIS_STATE_CONNECTING ||
                                                   t->state.kind == SYNESIS_STATE_RECONNECTING ||

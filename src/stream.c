@@ -77,6 +77,7 @@ static void close_stream(synesis_stream *s, int status, uint64_t app_code, uint6
             syn_qstream_shutdown(s->qs, reset_code);
         s->qs = NULL;
     }
+    syn_drain_note(t);
     syn_tunnel_enter(t);
     if (s->cb.on_close)
         s->cb.on_close(s, status, app_code, detail ? detail : "", s->user_data);
@@ -188,6 +189,8 @@ static const syn_stream_handler stream_handler = {
 };
 
 void syn_streams_pump(synesis_tunnel *t) {
+    if (syn_tunnel_edge_is_draining(t))
+        return; /* held for the next connection */
     while (!syn_list_empty(&t->streams.wait) && syn_tunnel_ready(t)) {
         synesis_stream *s = SYN_LIST_FIRST(&t->streams.wait, synesis_stream, link);
         syn_qstream *qs;
@@ -237,6 +240,8 @@ SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stre
         syn_tunnel_log(t, SYNESIS_LOG_WARN, "stream refused: %s", d);
         return SYNESIS_ERR_INVALID_ARGUMENT;
     }
+    if (t->drain.on)
+        return SYNESIS_ERR_DRAINING; /* synesis_tunnel_drain(): nothing new */
     if (!syn_tunnel_ready(t))
         return SYNESIS_ERR_NOT_CONNECTED;
     synesis_stream *s = calloc(1, sizeof(*s));

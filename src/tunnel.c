@@ -516,6 +516,7 @@ static void lingers_end_all(synesis_tunnel *t) {
 /* Ends the current connection or attempt. Requests and streams in flight on it complete with
  * err (their callbacks run here). */
 static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
+    t->drain.edge_qc = NULL;
     if (t->resolver)
         syn_resolver_cancel(t->resolver);
     syn_heartbeat_stop(t);
@@ -943,6 +944,28 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
     ev_timer_start(t->loop, &t->reconnect_timer);
 }
 
+/* The edge asked us to move: attempt 1 of a new outage, at once, outside the backoff policy (the
+ * edge is not failing, it is being drained; the ticket we hold resumes the next connection). */
+static void schedule_move(synesis_tunnel *t, int err, const char *detail) {
+    double delay;
+    uint32_t attempt;
+    syn_backoff_reset(&t->backoff);
+    if (syn_backoff_next(&t->backoff, &delay, &attempt) != 0)
+        attempt = 1;
+    synesis_tunnel_state s;
+    make_state(&s, SYNESIS_STATE_RECONNECTING, err, detail);
+    s.attempt = attempt;
+    t->outage_started_ms = s.entered_ms;
+    syn_tunnel_log(t, SYNESIS_LOG_INFO, "the edge asked us to move: reconnecting at once");
+    if (set_state(t, &s) != 0 || syn_hold_dying(&t->hold) ||
+        t->state.kind != SYNESIS_STATE_RECONNECTING)
+        return;
+    t->stats.edge_moves++;
+    ev_timer_stop(t->loop, &t->reconnect_timer);
+    ev_timer_set(&t->reconnect_timer, 0., 0.);
+    ev_timer_start(t->loop, &t->reconnect_timer);
+}
+
 /* A connection attempt or a live connection ended with err. */
 static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
     syn_copy_str(t->last_error, sizeof(t->last_error), detail ? detail : synesis_strerror(err));
@@ -955,6 +978,21 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
     int try_next = !was_up && t->addr_idx + 1 < t->naddrs &&
                    (err == SYNESIS_ERR_SOCKET || err == SYNESIS_ERR_HANDSHAKE_TIMEOUT ||
                     err == SYNESIS_ERR_CONNECTION_LOST);
+    /* A draining edge asked us to move (CONNECTION_CLOSE SYN_APP_MOVE, docs/protocol.md): what
+     * can be sent again waits for the next connection, which starts at once. */
+    uint64_t code;
+    int moved = was_up && err == SYNESIS_ERR_CLOSED_BY_PEER &&
+                t->state.kind == SYNESIS_STATE_CONNECTED && !t->drain.on &&
+                syn_qconn_peer_app_close(t->qc, &code) && code == SYN_APP_MOVE;
+    if (moved) {
+        syn_requests_moved(t);
+        if (syn_hold_dying(&t->hold))
+            return;
+        syn_streams_fail_all(t, SYNESIS_ERR_EDGE_DRAINED,
+                             "the edge moved the device before the stream ended");
+        if (syn_hold_dying(&t->hold) || t->state.kind != SYNESIS_STATE_CONNECTED)
+            return;
+    }
     conn_teardown(t, SYNESIS_ERR_CONNECTION_LOST, t->last_error);
     if (syn_hold_dying(&t->hold))
         return;
@@ -975,6 +1013,11 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
         }
         break;
     case SYNESIS_STATE_CONNECTED:
+        if (moved) {
+            schedule_move(t, err, t->last_error);
+            break;
+        }
+        /* fall through */
     case SYNESIS_STATE_RECONNECTING:
         schedule_reconnect(t, err, t->last_error);
         break;
@@ -1214,6 +1257,7 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     make_state(&t->state, SYNESIS_STATE_DISCONNECTED, 0, NULL);
     t->state.error_detail = t->state_detail;
     ev_timer_init(&t->reconnect_timer, reconnect_timer_cb, 0., 0.);
+    syn_drain_init(t);
     t->reconnect_timer.data = t;
     ev_timer_init(&t->stable_timer, stable_timer_cb, 0., 0.);
     t->stable_timer.data = t;
@@ -1308,14 +1352,20 @@ SYNESIS_API int synesis_tunnel_connect(synesis_tunnel *t) {
 }
 
 SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t) {
+    return syn_tunnel_disconnect_err(t, SYNESIS_ERR_CANCELLED,
+                                     "the application disconnected the tunnel");
+}
+
+int syn_tunnel_disconnect_err(synesis_tunnel *t, int err, const char *detail) {
     if (!t)
         return SYNESIS_ERR_INVALID_ARGUMENT;
     if (t->state.kind == SYNESIS_STATE_DISCONNECTED || t->state.kind == SYNESIS_STATE_FAILED)
         return SYNESIS_ERR_INVALID_STATE;
     syn_tunnel_enter(t);
+    syn_drain_stop(t);
     ev_timer_stop(t->loop, &t->reconnect_timer);
     t->linger_teardown = 1; /* the connection closes gracefully in the background */
-    conn_teardown(t, SYNESIS_ERR_CANCELLED, "the application disconnected the tunnel");
+    conn_teardown(t, err, detail);
     t->linger_teardown = 0;
     synesis_tunnel_state s;
     make_state(&s, SYNESIS_STATE_DISCONNECTED, 0, NULL);
@@ -1350,6 +1400,7 @@ static void really_free(synesis_tunnel *t) {
     ev_timer_stop(t->loop, &t->reconnect_timer);
     ev_timer_stop(t->loop, &t->stable_timer);
     ev_timer_stop(t->loop, &t->buf_timer);
+    syn_drain_stop(t);
     syn_resolver_free(t->resolver);
     if (t->ssl_ctx)
         SSL_CTX_free(t->ssl_ctx);

@@ -97,6 +97,16 @@ typedef struct syn_heartbeats {
     uint64_t early_attempt; /* handshake_started_ns of the attempt that sent one in 0-RTT */
 } syn_heartbeats;
 
+/* Draining (drain.c, the only writer, apart from edge_qc which request.c sets through
+ * syn_tunnel_edge_draining and conn_teardown clears). */
+typedef struct syn_drain {
+    int on;         /* synesis_tunnel_drain() in progress: nothing new is taken */
+    ev_timer grace; /* the grace period */
+    ev_timer soon;  /* a zero timer: is everything done? (outside the callbacks that end things) */
+    const void *edge_qc; /* the edge refused a request with SYN_APP_RETRY on this connection: it
+                            drains, nothing new goes on it */
+} syn_drain;
+
 struct synesis_tunnel {
     struct ev_loop *loop;
     synesis_tunnel_config cfg; /* strings point into the owned copies below */
@@ -157,6 +167,7 @@ struct synesis_tunnel {
     syn_requests req;    /* request.c */
     syn_streams streams; /* stream.c */
     syn_heartbeats hb;   /* heartbeat.c */
+    syn_drain drain;     /* drain.c */
 
     synesis_tunnel_stats stats;          /* last_error_detail and remote_address unset: see below */
     char stats_detail[SYN_STATE_DETAIL]; /* stats.last_error_detail */
@@ -251,6 +262,22 @@ void syn_tunnel_set_early_data(synesis_tunnel *t, int on);
  */
 void syn_request_set_idempotent(synesis_request *r, int on);
 int syn_request_sent_early(const synesis_request *r);
+
+/* Draining (drain.c). syn_drain_note: a request or stream ended (or the state changed): a drain
+ * looks again, soon, whether it is done. */
+void syn_drain_init(synesis_tunnel *t);
+void syn_drain_stop(synesis_tunnel *t);
+void syn_drain_note(synesis_tunnel *t);
+/* The edge drains the current connection (it refused a request with SYN_APP_RETRY): requests and
+ * streams wait for the next one, which its CONNECTION_CLOSE (SYN_APP_MOVE) starts at once. */
+void syn_tunnel_edge_draining(synesis_tunnel *t);
+int syn_tunnel_edge_is_draining(const synesis_tunnel *t);
+/* The edge moved us (CONNECTION_CLOSE SYN_APP_MOVE): requests in flight that are idempotent and
+ * still have their body go back to the queue, the others fail with SYNESIS_ERR_EDGE_DRAINED;
+ * every waiting request waits for the next connection. */
+void syn_requests_moved(synesis_tunnel *t);
+/* synesis_tunnel_disconnect() with the error that requests and streams in flight end with. */
+int syn_tunnel_disconnect_err(synesis_tunnel *t, int err, const char *detail);
 
 /* Tests only: asks the state machine for a transition to kind (with attempt for Reconnecting),
  * exactly as the tunnel's own code does; returns 0 or SYNESIS_ERR_INVALID_STATE. */

@@ -97,6 +97,13 @@ typedef enum synesis_error {
     SYNESIS_ERR_NOT_CONNECTED = -214,        /**< the tunnel is not connected */
     SYNESIS_ERR_MAX_RECONNECTS = -215,       /**< max reconnection attempts exceeded */
     SYNESIS_ERR_PEER_CERT_EXPIRED = -216,    /**< the edge's certificate has expired */
+    /** The tunnel is draining (synesis_tunnel_drain()): it takes no new request or stream.
+     * @since 1.1 */
+    SYNESIS_ERR_DRAINING = -217,
+    /** The edge drained the connection (it asked the device to move elsewhere) before this
+     * request or stream ended: it may have reached the edge's application. Requests the edge never
+     * started, and requests marked idempotent, are sent again instead. @since 1.1 */
+    SYNESIS_ERR_EDGE_DRAINED = -218,
 
     /* requests and streams */
     SYNESIS_ERR_TIMEOUT = -300,            /**< the request did not complete in time */

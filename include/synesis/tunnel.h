@@ -451,6 +451,27 @@ SYNESIS_API int synesis_tunnel_connect(synesis_tunnel *t);
 SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t);
 
 /**
+ * Drains, then disconnects (the device's half of a graceful drain, e.g. on SIGTERM). From now on
+ * the tunnel takes nothing new: synesis_tunnel_request(), its _nocopy variant and
+ * synesis_tunnel_open_stream() fail at once with SYNESIS_ERR_DRAINING. What it took already,
+ * requests in flight or waiting for a stream and streams open or opening, goes on; once the last
+ * has ended, the tunnel disconnects exactly as synesis_tunnel_disconnect() (the connection
+ * lingers until the last ACK is out) and the state callback reports Disconnected: that is the
+ * signal that the drain is done. After grace seconds it disconnects anyway: what is still in
+ * flight then ends with SYNESIS_ERR_DRAINING. From Connecting or Reconnecting (nothing is in
+ * flight on a connection) it disconnects at once. If the connection is lost during the drain, the
+ * tunnel does not reconnect: it disconnects. A second call while draining sets the grace period
+ * anew (from now). synesis_tunnel_connect() or synesis_tunnel_disconnect() ends the drain.
+ * @param t the tunnel.
+ * @param grace the longest wait in seconds, 0 to one year (0: disconnect at the next loop
+ *        iteration, after the requests that complete in it).
+ * @return 0; SYNESIS_ERR_INVALID_ARGUMENT (NULL t, grace out of range);
+ *         SYNESIS_ERR_INVALID_STATE when Disconnected or Failed.
+ * Thread rule: loop thread only. @since 1.1
+ */
+SYNESIS_API int synesis_tunnel_drain(synesis_tunnel *t, double grace);
+
+/**
  * Frees the tunnel in any state. A live connection is closed at once (no linger: the ACK still
  * owed for what it received, then CONNECTION_CLOSE), as is any connection still lingering after
  * disconnect(); no state callbacks run, every watcher is stopped, and no callback of this tunnel
@@ -559,6 +580,10 @@ typedef struct synesis_tunnel_stats {
      * confirmed by the edge's HANDSHAKE_DONE, which follows its verdict on the device
      * certificate, one more flight later. @since 1.0 */
     double handshake_completed_time;
+    /** Times a draining edge asked the device to move (CONNECTION_CLOSE with the MOVE code,
+     * docs/protocol.md) and the tunnel reconnected at once, summed over the handle's life.
+     * @since 1.1 */
+    uint64_t edge_moves;
 } synesis_tunnel_stats;
 
 /**

@@ -57,7 +57,9 @@ typedef struct agent {
     synesis_tunnel *tunnel;
     ev_signal sigint, sigterm;
     ev_timer duration;
-    int status; /* exit status */
+    int status;   /* exit status */
+    int draining; /* SIGTERM: synesis_tunnel_drain() until Disconnected */
+    double drain_grace;
 } agent;
 
 /* Prints obj as one line of JSON and frees it. Flushed, so a pipe reader sees it at once. */
@@ -106,6 +108,10 @@ static void on_state(synesis_tunnel *t, const synesis_tunnel_state *old,
     }
     print_json(obj);
 
+    if (st->kind == SYNESIS_STATE_DISCONNECTED && a->draining) { /* the drain is done */
+        ev_break(a->loop, EVBREAK_ALL);
+        return;
+    }
     if (st->kind == SYNESIS_STATE_FAILED) { /* the library gave up: so do we */
         cli_report(prog, st->error, st->error_detail);
         a->status = st->error ? cli_exit_for_error(st->error) : CLI_EXIT_CONNECTION;
@@ -127,11 +133,20 @@ static void on_heartbeat(synesis_tunnel *t, const synesis_heartbeat_info *hb, vo
     print_json(obj);
 }
 
-/* SIGINT/SIGTERM and --duration are ordinary loop events: they leave the loop, and the main
- * function closes the tunnel. */
+/* SIGINT and --duration are ordinary loop events: they leave the loop, and the main function
+ * closes the tunnel. SIGTERM drains first (synesis_tunnel_drain(), drain_grace): the loop is left
+ * when the tunnel is Disconnected (on_state); a second SIGTERM leaves at once. */
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
-    (void)w;
     (void)revents;
+    agent *a = w->data;
+    if (w->signum == SIGTERM && !a->draining) {
+        a->draining = 1;
+        fprintf(stderr, "%s: SIGTERM, draining (at most %g s)\n", prog, a->drain_grace);
+        synesis_tunnel_state st;
+        if (synesis_tunnel_drain(a->tunnel, a->drain_grace) == 0 &&
+            synesis_tunnel_get_state(a->tunnel, &st) == 0 && st.kind != SYNESIS_STATE_DISCONNECTED)
+            return;
+    }
     ev_break(loop, EVBREAK_ALL);
 }
 
@@ -246,6 +261,8 @@ int cli_agent_main(int argc, char **argv) {
 
     ev_signal_init(&a.sigint, on_signal, SIGINT);
     ev_signal_init(&a.sigterm, on_signal, SIGTERM);
+    a.sigint.data = a.sigterm.data = &a;
+    a.drain_grace = s.drain_grace;
     ev_signal_start(a.loop, &a.sigint);
     ev_signal_start(a.loop, &a.sigterm);
     ev_timer_init(&a.duration, on_duration, args.duration, 0.);

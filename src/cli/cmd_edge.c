@@ -22,7 +22,8 @@ void cli_edge_usage(FILE *f) {
                "to the CA, reads their heartbeats and answers requests and streams (it echoes\n"
                "them, except the test commands \"SRC n\", \"SLEEP ms\" and \"RESET code\"). It\n"
                "writes one JSON line per event, and \"listening on ADDR:PORT\" on stderr once\n"
-               "bound. SIGINT or SIGTERM closes every connection gracefully and exits 0.\n"
+               "bound. SIGTERM drains (see drain_grace) and exits 0; SIGINT closes every\n"
+               "connection gracefully at once and exits 0.\n"
                "\n"
                "  --config FILE     the configuration file (default " CLI_EDGE_CONF "; a\n"
                "                    missing default file is skipped; /dev/null reads none)\n"
@@ -47,12 +48,31 @@ void cli_edge_usage(FILE *f) {
 typedef struct edge_app {
     syn_edge *edge;
     ev_signal sigint, sigterm;
+    double drain_grace;
+    int draining;
 } edge_app;
+
+/* The drain is over (every device moved, or the grace period ended): stop and leave. */
+static void on_drained(syn_edge *e, void *user_data) {
+    (void)user_data;
+    struct ev_loop *loop = ev_default_loop(0);
+    fprintf(stderr, "%s: drained, stopping\n", prog);
+    syn_edge_stop(e, 1);
+    ev_break(loop, EVBREAK_ALL);
+}
 
 /* SIGINT/SIGTERM arrive as loop events (ev_signal): stopping the edge here is safe. */
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
     (void)revents;
     edge_app *app = w->data;
+    if (w->signum == SIGTERM && !app->draining) {
+        /* Drain: the devices move elsewhere without waiting for a timeout or a backoff. A
+         * second SIGTERM, or SIGINT, stops at once. */
+        fprintf(stderr, "%s: SIGTERM, draining (at most %g s)\n", prog, app->drain_grace);
+        app->draining = 1;
+        syn_edge_drain(app->edge, app->drain_grace, 1, on_drained, app);
+        return;
+    }
     fprintf(stderr, "%s: %s, stopping\n", prog, w->signum == SIGINT ? "SIGINT" : "SIGTERM");
     syn_edge_stop(app->edge, 1); /* graceful: every device gets CONNECTION_CLOSE now */
     ev_signal_stop(loop, &app->sigint);
@@ -146,6 +166,7 @@ int cli_edge_main(int argc, char **argv) {
     ev_signal_init(&app.sigint, on_signal, SIGINT);
     ev_signal_init(&app.sigterm, on_signal, SIGTERM);
     app.sigint.data = app.sigterm.data = &app;
+    app.drain_grace = s.drain_grace;
     ev_signal_start(loop, &app.sigint);
     ev_signal_start(loop, &app.sigterm);
 

@@ -182,6 +182,9 @@ static const conf_key tunnel_keys[] = {
          "tunnel fails at once)."),
     SECS("close_linger", T(close_linger), 0, 60,
          "On stop, wait at most this long for the last data to be acknowledged."),
+    SECS("drain_grace", T(drain_grace), 0, YEAR,
+         "On SIGTERM, drain: take nothing new, let what is in flight finish for at\n"
+         "most this long, then disconnect (SIGINT stops at once)."),
     STR("vitals_disk_path", T(vitals_disk_path), "PATH",
         "Filesystem whose free space heartbeats report (a local one)."),
     {.name = "log_level",
@@ -285,6 +288,10 @@ static const conf_key edge_keys[] = {
          "Accept 0-RTT requests (those the device marks idempotent) from devices\n"
          "resuming a ticket; the tickets become single-use (anti-replay), kept\n"
          "in memory until used or expired. Needs session_tickets."),
+    SECS("drain_grace", E(drain_grace), 0, YEAR,
+         "On SIGTERM, drain: refuse new requests (the devices send them again\n"
+         "elsewhere) and connections, let requests in flight finish for at most\n"
+         "this long, ask every device to move, then exit (SIGINT stops at once)."),
 };
 /* clang-format on */
 
@@ -318,6 +325,7 @@ int cli_tunnel_settings_init(cli_tunnel_settings *s) {
     /* An agent may well start before the network or the edge is up. */
     s->retry_initial_connect = 1;
     s->close_linger = c.close_linger;
+    s->drain_grace = 10;
     s->log_level = SYNESIS_LOG_WARN;
     if (rv) {
         conf_free(&cli_tunnel_table, s);
@@ -341,6 +349,7 @@ int cli_edge_settings_init(cli_edge_settings *s) {
     s->max_src_size = c.max_src_size;
     s->retry_threshold = c.retry_threshold == SYN_EDGE_RETRY_NEVER ? UINT64_MAX : c.retry_threshold;
     s->socket_buffer = c.socket_buffer;
+    s->drain_grace = 10;
     s->congestion_control = c.congestion_control;
     s->device_pings = c.ping_devices;
     s->session_tickets = c.session_tickets != 0;

@@ -47,6 +47,7 @@ typedef struct cli_tunnel_settings {
     double reconnect_stable_period;
     int retry_initial_connect;
     double close_linger;
+    double drain_grace;
     char *vitals_disk_path;
     int log_level;
 } cli_tunnel_settings;
@@ -70,6 +71,7 @@ typedef struct cli_edge_settings {
     int congestion_control;
     int device_pings;
     int session_tickets, new_tokens, early_data;
+    double drain_grace;
 } cli_edge_settings;
 
 extern const conf_table cli_tunnel_table;

@@ -57,6 +57,7 @@ struct edge_stream {
     uint64_t src_left, src_pos;
     uint64_t sleep_ms;
     ev_timer sleep;
+    int refused; /* a request reset with SYN_APP_RETRY by a draining edge: never started */
 };
 
 typedef struct device_entry {
@@ -99,6 +100,9 @@ struct edge_conn {
     int mb_migrated;
     syn_hold hold;
     uint64_t mb_seq;
+    /* Draining (syn_edge_drain): new requests are refused with SYN_APP_RETRY; once the last one
+     * in flight has ended, CONNECTION_CLOSE with SYN_APP_MOVE. */
+    int draining;
 };
 
 /* SRC responses are queued in chunks of SRC_CHUNK bytes of the pattern (offset % SRC_PERIOD). */
@@ -134,6 +138,12 @@ struct syn_edge {
     syn_edge_handler handler;
     void *handler_ud;
     uint8_t src_pattern[SRC_CHUNK + SRC_PERIOD]; /* SRC bytes: i % SRC_PERIOD */
+    /* syn_edge_drain: the grace period's timer, and a zero timer that looks for the end of the
+     * drain outside the QUIC callbacks (the done callback may stop the edge). */
+    int draining, drain_refuse_new, drain_done;
+    ev_timer drain_timer, drain_check;
+    syn_edge_drained_fn drained_cb;
+    void *drained_ud;
 };
 
 void syn_edge_config_init(syn_edge_config *cfg) {
@@ -1044,6 +1054,8 @@ static void req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) 
 }
 
 static void mb_stream_open(edge_stream *es);
+static void conn_drain_check(edge_conn *c);
+static void drain_progress(syn_edge *e);
 
 /* A request or heartbeat that arrived in 0-RTT: the device resumed a ticket of ours (single-use:
  * the edge accepts early data only then), whose session holds the device's certificate as verified
@@ -1081,6 +1093,19 @@ static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
     syn_qstream_set_user(s, es);
     syn_qstream_set_auto_consume(s, es->uni); /* heartbeats are bounded by the frame limit */
     c->e->stats.streams++;
+    if (c->draining && !es->uni) {
+        /* Draining: the request is not started; the device may send it again elsewhere. */
+        es->refused = 1;
+        es->mode = REQ_DONE;
+        c->e->stats.drain_retries++;
+        cJSON *o = event("drain_refused", c);
+        if (o) {
+            cJSON_AddNumberToObject(o, "stream", (double)syn_qstream_id(s));
+            edge_emit(c->e, o);
+        }
+        syn_qstream_shutdown(s, SYN_APP_RETRY);
+        return 0;
+    }
     if (!ngtcp2_conn_get_handshake_completed(syn_qconn_ngtcp2(qc)))
         early_stream(c, s, es->uni);
     if (c->e->cfg.misbehave)
@@ -1156,9 +1181,25 @@ static void ec_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, in
     edge_conn *c = es->c;
     es_free(es);
     conn_resume_src(c);
+    if (c->draining)
+        conn_drain_check(c);
 }
 
 static void mb_open_streams(edge_conn *c);
+
+/* A draining connection with no request in flight (requests refused with SYN_APP_RETRY do not
+ * count) is asked to move: CONNECTION_CLOSE with SYN_APP_MOVE. */
+static void conn_drain_check(edge_conn *c) {
+    if (!c->draining || c->closing || !c->qc)
+        return;
+    edge_stream *es;
+    SYN_LIST_FOREACH(es, &c->streams, edge_stream, link) {
+        if (!es->uni && !es->refused)
+            return;
+    }
+    emit_simple(c->e, "move", c, "reason", "edge draining");
+    syn_qconn_close(c->qc, SYN_APP_MOVE, "edge draining");
+}
 
 static void ec_before_write(syn_qconn *qc) {
     edge_conn *c = syn_qconn_owner(qc);
@@ -1181,6 +1222,7 @@ static void ec_closed(syn_qconn *qc, int err, const char *detail) {
     }
     if (conn_enter_closing(e, c) != 0)
         conn_destroy(e, c);
+    drain_progress(e);
 }
 
 static void ec_cid_added(syn_qconn *qc, const ngtcp2_cid *cid) {
@@ -1522,6 +1564,10 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
     ngtcp2_pkt_hd hd;
     if (ngtcp2_accept(&hd, d->data, d->len) != 0)
         return; /* not an Initial we can serve: drop */
+    if (e->draining && e->drain_refuse_new) {
+        e->stats.drain_dropped++; /* the device's attempt times out and goes elsewhere */
+        return;
+    }
     ngtcp2_cid odcid;
     int av = validate_address(e, &hd, d, &odcid);
     if (av == AV_DONE)
@@ -1831,6 +1877,101 @@ void syn_edge_set_handler(syn_edge *e, syn_edge_handler fn, void *user_data) {
     e->handler_ud = user_data;
 }
 
+/* Whether every connection that was draining has closed: then the done callback, once. */
+static void drain_progress(syn_edge *e) {
+    if (!e->draining || e->drain_done)
+        return;
+    edge_conn *c;
+    SYN_LIST_FOREACH(c, &e->conns, edge_conn, link) {
+        if (c->draining)
+            return;
+    }
+    ev_timer_stop(e->loop, &e->drain_check);
+    ev_timer_set(&e->drain_check, 0., 0.);
+    ev_timer_start(e->loop, &e->drain_check);
+}
+
+static void drain_end(syn_edge *e, int timed_out) {
+    if (e->drain_done)
+        return;
+    e->drain_done = 1;
+    ev_timer_stop(e->loop, &e->drain_timer);
+    ev_timer_stop(e->loop, &e->drain_check);
+    cJSON *o = event("drained", NULL);
+    if (o) {
+        cJSON_AddBoolToObject(o, "grace_expired", timed_out);
+        edge_emit(e, o);
+    }
+    if (e->drained_cb)
+        e->drained_cb(e, e->drained_ud);
+}
+
+static void drain_check_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    syn_edge *e = w->data;
+    edge_conn *c;
+    SYN_LIST_FOREACH(c, &e->conns, edge_conn, link) {
+        if (c->draining)
+            return;
+    }
+    drain_end(e, 0);
+}
+
+/* The grace period is over: every connection still draining is asked to move now; requests still
+ * in flight on them end with the connection. */
+static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    syn_edge *e = w->data;
+    edge_conn *c, *next;
+    SYN_LIST_FOREACH_SAFE(c, next, &e->conns, edge_conn, link) {
+        if (c->draining) {
+            emit_simple(e, "move", c, "reason", "drain grace period over");
+            syn_qconn_close(c->qc, SYN_APP_MOVE, "edge draining");
+        }
+    }
+    drain_end(e, 1);
+}
+
+void syn_edge_drain(syn_edge *e, double grace, int refuse_new, syn_edge_drained_fn done,
+                    void *user_data) {
+    e->draining = 1;
+    e->drain_done = 0;
+    e->drain_refuse_new = refuse_new;
+    e->drained_cb = done;
+    e->drained_ud = user_data;
+    ev_timer_init(&e->drain_timer, drain_timer_cb, grace > 0 ? grace : 0., 0.);
+    e->drain_timer.data = e;
+    ev_timer_init(&e->drain_check, drain_check_cb, 0., 0.);
+    e->drain_check.data = e;
+    size_t n = 0;
+    edge_conn *c;
+    SYN_LIST_FOREACH(c, &e->conns, edge_conn, link) {
+        c->draining = 1;
+        n++;
+    }
+    cJSON *o = event("drain", NULL);
+    if (o) {
+        cJSON_AddNumberToObject(o, "connections", (double)n);
+        cJSON_AddNumberToObject(o, "grace_s", grace);
+        edge_emit(e, o);
+    }
+    ev_timer_start(e->loop, &e->drain_timer);
+    edge_conn *next;
+    SYN_LIST_FOREACH_SAFE(c, next, &e->conns, edge_conn, link) { conn_drain_check(c); }
+    drain_progress(e);
+}
+
+void syn_edge_undrain(syn_edge *e) {
+    if (!e->draining)
+        return;
+    e->draining = 0;
+    e->drain_done = 1;
+    ev_timer_stop(e->loop, &e->drain_timer);
+    ev_timer_stop(e->loop, &e->drain_check);
+}
+
 void syn_edge_kick(syn_edge *e, const char *device_id) {
     edge_conn *c, *next;
     SYN_LIST_FOREACH_SAFE(c, next, &e->conns, edge_conn, link) {
@@ -1842,6 +1983,7 @@ void syn_edge_kick(syn_edge *e, const char *device_id) {
 void syn_edge_free(syn_edge *e) {
     if (!e)
         return;
+    syn_edge_undrain(e);
     syn_edge_stop(e, 0);
     if (e->ssl_ctx)
         SSL_CTX_free(e->ssl_ctx);

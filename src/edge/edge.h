@@ -228,6 +228,10 @@ typedef struct syn_edge_stats {
     uint64_t mb_streams;
     uint64_t mb_refused;
     uint64_t mb_migrations;
+    /* Draining (syn_edge_drain): requests refused with SYN_APP_RETRY, and Initials of new
+     * connections dropped (refuse_new). */
+    uint64_t drain_retries;
+    uint64_t drain_dropped;
 } syn_edge_stats;
 
 void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out);
@@ -281,6 +285,24 @@ int syn_edge_send_report(syn_edge *e, const char *device_id, const uint8_t *fram
 /* Closes every connection of device_id (CONNECTION_CLOSE with application error 0x2, "kicked");
  * for tests. */
 void syn_edge_kick(syn_edge *e, const char *device_id);
+
+/*
+ * Graceful drain (docs/protocol.md, "Drain"): every connection open now is asked to move. Each
+ * stops taking requests (a bidirectional stream the device opens from now on is reset with
+ * SYN_APP_RETRY, RESET_STREAM and STOP_SENDING, before any of it reaches a handler: the device
+ * may send it again), lets the requests in flight finish (their responses acknowledged), then gets
+ * CONNECTION_CLOSE with SYN_APP_MOVE ("reconnect now, elsewhere if you can"). After grace seconds
+ * the connections still draining get that close at once. Heartbeats are still taken. With
+ * refuse_new, Initials of new connections are dropped (an edge about to exit); without, new
+ * connections are served as usual (tests: the device comes back to the same edge). done (may be
+ * NULL) runs once, from a timer, when no draining connection is left or the grace period ended;
+ * the edge may be stopped from it. Events: "drain", "drain_refused", "move", "drained".
+ */
+typedef void (*syn_edge_drained_fn)(syn_edge *e, void *user_data);
+void syn_edge_drain(syn_edge *e, double grace, int refuse_new, syn_edge_drained_fn done,
+                    void *user_data);
+/* Ends a drain: new connections are served again; connections already asked to move stay so. */
+void syn_edge_undrain(syn_edge *e);
 
 /* Stops and frees; no watcher stays active. */
 void syn_edge_free(syn_edge *e);
