@@ -235,6 +235,9 @@ rc=$?
 AGENT_PID=''
 [ $rc -eq 0 ] || fail "agent exited $rc after SIGTERM, expected 0"
 tail -n 1 "$WORK/agent.out" | grep -q '"event":"stats"' || fail "agent: no stats line last"
+# SIGTERM drains (synesis_tunnel_drain): the tunnel ends Disconnected, not cut.
+grep -q 'SIGTERM, draining' "$WORK/agent.err" || fail "agent: SIGTERM did not drain"
+grep -q '"to":"Disconnected"' "$WORK/agent.out" || fail "agent: the drain did not end Disconnected"
 expect 0 agent-duration "$S" agent "${A[@]}" --duration 0.5
 # An edge that does not trust the device (another CA): the agent gives up after its attempts.
 expect 5 agent-refused "$S" agent "${A[@]}" --cert "$WORK/other/device.pem" \
@@ -247,13 +250,37 @@ expect 5 edge-busy "$S" edge --config "$WORK/edge.conf" --listen "127.0.0.1:$POR
 expect_err "SYNESIS_ERR_SOCKET: bind" edge-busy
 expect 3 edge-addr "$S" edge --config "$WORK/edge.conf" --listen "localhost:1"
 expect 4 edge-cert "$S" edge --config "$WORK/edge.conf" --cert "$WORK/none.pem"
+# SIGTERM drains: a request in flight is answered, the agent connected is asked to move (and
+# comes back at once: attempt 1), then the edge exits 0.
+"$S" agent "${A[@]}" >"$WORK/agent2.out" 2>"$WORK/agent2.err" &
+AGENT_PID=$!
+wait_for "$WORK/agent2.out" '"to":"Connected"' 10 || fail "agent2: not Connected"
+conns=$(grep -c '"event":"connection"' "$WORK/edge.log")
+"$S" request "${A[@]}" --data $'SLEEP 700\ndrained' --timeout 10 >"$WORK/drain-req.out" \
+    2>"$WORK/drain-req.err" &
+REQ_PID=$!
+for ((i = 0; i < 100; i++)); do # the request's connection is up (its request then in flight)
+    [ "$(grep -c '"event":"connection"' "$WORK/edge.log")" -gt "$conns" ] && break
+    sleep 0.05
+done
+sleep 0.2
 kill -TERM "$EDGE_PID"
-wait_exit "$EDGE_PID" 10
+wait_exit "$REQ_PID" 10 || fail "the request in flight at SIGTERM failed: $(cat "$WORK/drain-req.err")"
+[ "$(cat "$WORK/drain-req.out")" = drained ] || fail "the request in flight at SIGTERM: wrong answer"
+wait_exit "$EDGE_PID" 15
 rc=$?
 EDGE_PID=''
 [ $rc -eq 0 ] || fail "edge exited $rc after SIGTERM, expected 0"
+grep -q 'SIGTERM, draining' "$WORK/edge.err" || fail "edge: SIGTERM did not drain"
+grep -q '"event":"drain"' "$WORK/edge.log" || fail "edge: no drain event"
+grep -q '"event":"move"' "$WORK/edge.log" || fail "edge: no move event"
+grep -q '"event":"drained"' "$WORK/edge.log" || fail "edge: no drained event"
 grep -q '"event":"stopped"' "$WORK/edge.log" || fail "edge: no stopped event"
-pass "edge: port in use 5, bad address 3, bad certificate 4, SIGTERM 0"
+wait_for "$WORK/agent2.out" '"to":"Reconnecting".*"attempt":1' 10 || fail "agent2: not moved"
+kill -INT "$AGENT_PID"
+wait_exit "$AGENT_PID" 10
+AGENT_PID=''
+pass "edge: port in use 5, bad address 3, bad certificate 4, SIGTERM drains (a request in flight answered, the device moved) then 0"
 
 # 7. Called as synesis-init (a link), it is `synesis init`.
 ln -s "$S" "$WORK/synesis-init"
