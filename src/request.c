@@ -328,6 +328,19 @@ void syn_requests_moved(synesis_tunnel *t) {
     SYN_LIST_FOREACH(r, &t->req.wait, synesis_request, link) { r->wait_for_connection = 1; }
 }
 
+void syn_requests_conn_lost_on(synesis_tunnel *t, const syn_qconn *qc, int err,
+                               const char *detail) {
+    synesis_request *r = SYN_LIST_FIRST(&t->req.live, synesis_request, link);
+    while (r) {
+        synesis_request *next = SYN_LIST_NEXT(r, synesis_request, link);
+        if (r->qs && syn_qstream_conn(r->qs) == qc) {
+            complete(r, err, 0, UINT64_MAX, detail);
+            next = SYN_LIST_FIRST(&t->req.live, synesis_request, link);
+        }
+        r = next;
+    }
+}
+
 void syn_requests_conn_lost(synesis_tunnel *t, int err, const char *detail) {
     char d[SYNESIS_DETAIL_MAX];
     if (err == SYNESIS_ERR_CONNECTION_LOST)

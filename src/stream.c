@@ -218,6 +218,18 @@ void syn_streams_pump(synesis_tunnel *t) {
     }
 }
 
+void syn_streams_fail_on(synesis_tunnel *t, const syn_qconn *qc, int err, const char *detail) {
+    synesis_stream *s = SYN_LIST_FIRST(&t->streams.live, synesis_stream, link);
+    while (s) {
+        synesis_stream *next = SYN_LIST_NEXT(s, synesis_stream, link);
+        if (s->qs && syn_qstream_conn(s->qs) == qc) {
+            close_stream(s, err, 0, UINT64_MAX, detail);
+            next = SYN_LIST_FIRST(&t->streams.live, synesis_stream, link);
+        }
+        s = next;
+    }
+}
+
 void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail) {
     while (!syn_list_empty(&t->streams.live))
         close_stream(SYN_LIST_FIRST(&t->streams.live, synesis_stream, link), err, 0, UINT64_MAX,

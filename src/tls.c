@@ -17,6 +17,7 @@ struct ctx_data {
     uint8_t (*pins)[32];
     size_t n_pins;
     char *alpn;
+    char *groups; /* the client's key-exchange groups (syn_tls_ctx_set_groups), for a rekey */
 };
 
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
@@ -35,6 +36,7 @@ static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, 
     if (d) {
         free(d->pins);
         free(d->alpn);
+        free(d->groups);
         free(d);
     }
 }
@@ -219,6 +221,77 @@ int syn_tls_client_ctx_new(SSL_CTX **out, const syn_tls_client_config *cfg, char
     }
     if ((rc = attach_data(ctx, d, detail)) != 0)
         goto fail;
+    SSL_CTX_set_cert_verify_callback(ctx, client_cert_verify, d);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, client_new_session);
+    syn_ossl_clear();
+    *out = ctx;
+    return 0;
+fail:
+    SSL_CTX_free(ctx);
+    syn_ossl_clear();
+    return rc;
+}
+
+int syn_tls_ctx_set_groups(SSL_CTX *ctx, const char *groups) {
+    if (SSL_CTX_set1_groups_list(ctx, groups) != 1) {
+        ERR_clear_error();
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    }
+    struct ctx_data *d = ctx_index >= 0 ? SSL_CTX_get_ex_data(ctx, ctx_index) : NULL;
+    if (d) {
+        char *copy = strdup(groups);
+        if (!copy)
+            return SYNESIS_ERR_NOMEM;
+        free(d->groups);
+        d->groups = copy;
+    }
+    return 0;
+}
+
+int syn_tls_client_ctx_rekey(SSL_CTX **out, SSL_CTX *old, const syn_tls_client_config *cfg,
+                             char *detail) {
+    if (out)
+        *out = NULL;
+    if (!out || !old || !cfg)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "no context or configuration");
+    int rc = tls_init(detail);
+    if (rc)
+        return rc;
+    struct ctx_data *od = ctx_index >= 0 ? SSL_CTX_get_ex_data(old, ctx_index) : NULL;
+    syn_identity id;
+    rc = syn_identity_load(&id, "device", cfg->cert_file, cfg->cert_pem, cfg->cert_pem_len,
+                           cfg->key_file, cfg->key_pem, cfg->key_pem_len, cfg->key_passphrase,
+                           detail);
+    if (rc)
+        return rc;
+    SSL_CTX *ctx = new_ctx(TLS_client_method(), &id, detail, &rc);
+    syn_identity_clear(&id);
+    if (!ctx)
+        return rc;
+    /* The same trust (the store itself, shared), pins and groups as the old context. */
+    SSL_CTX_set1_cert_store(ctx, SSL_CTX_get_cert_store(old));
+    struct ctx_data *d = calloc(1, sizeof(*d));
+    if (d && od && od->n_pins) {
+        d->pins = malloc(od->n_pins * sizeof(*d->pins));
+        if (d->pins) {
+            memcpy(d->pins, od->pins, od->n_pins * sizeof(*d->pins));
+            d->n_pins = od->n_pins;
+        }
+    }
+    if (!d || (od && od->n_pins && !d->pins)) {
+        ctx_data_free(NULL, d, NULL, 0, 0, NULL);
+        rc = syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = attach_data(ctx, d, detail)) != 0)
+        goto fail;
+    if (od && od->groups && (rc = syn_tls_ctx_set_groups(ctx, od->groups)) != 0) {
+        syn_fail(detail, rc, "cannot set the key-exchange groups");
+        goto fail;
+    }
     SSL_CTX_set_cert_verify_callback(ctx, client_cert_verify, d);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);

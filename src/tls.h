@@ -42,6 +42,14 @@ typedef struct syn_tls_client_config {
  * detail filled. On success the caller owns *out (SSL_CTX_free).
  */
 int syn_tls_client_ctx_new(SSL_CTX **out, const syn_tls_client_config *cfg, char *detail);
+/* A client context with another identity (cfg's certificate and key, loaded and checked exactly
+ * as syn_tls_client_ctx_new does) and old's trust (its certificate store, shared), pins and
+ * groups (cfg's trust, pins and groups are not read). */
+int syn_tls_client_ctx_rekey(SSL_CTX **out, SSL_CTX *old, const syn_tls_client_config *cfg,
+                             char *detail);
+/* SSL_CTX_set1_groups_list, remembered for syn_tls_client_ctx_rekey: 0,
+ * SYNESIS_ERR_INVALID_ARGUMENT (a list OpenSSL does not accept) or SYNESIS_ERR_NOMEM. */
+int syn_tls_ctx_set_groups(SSL_CTX *ctx, const char *groups);
 
 /*
  * Per-connection setup on an SSL created from that ctx, before the handshake: SNI = server_name

@@ -268,6 +268,11 @@ typedef struct syn_linger {
     syn_sockaddr local;
     ev_io rio;
     syn_link link; /* on t->lingers */
+    /* LINGER: closing after disconnect(). RETIRING: an old identity's connection after a
+     * rotation, still carrying its requests and streams (at most grace, its timer). PENDING: the
+     * new identity's connection while it handshakes (t->rot.pending). */
+    enum { LINGER, RETIRING, PENDING } kind;
+    ev_timer grace;
 } syn_linger;
 
 /* ---- I/O buffers: taken when traffic needs them, released when the tunnel is quiet ---- */
@@ -392,6 +397,16 @@ static void linger_closed(syn_qconn *qc, int err, const char *detail) {
     syn_linger *l = syn_qconn_owner(qc);
     synesis_tunnel *t = l->t;
     ev_io_stop(l->loop, &l->rio);
+    ev_timer_stop(l->loop, &l->grace);
+    if (t && l->kind == RETIRING) {
+        /* Requests and streams still on the old identity's connection end with it. */
+        syn_tunnel_enter(t);
+        syn_requests_conn_lost_on(t, qc, SYNESIS_ERR_CONNECTION_LOST,
+                                  "the old identity's connection ended");
+        syn_streams_fail_on(t, qc, SYNESIS_ERR_CONNECTION_LOST,
+                            "the old identity's connection ended");
+        syn_tunnel_leave(t);
+    }
     linger_unlink(l);
     syn_qconn_free(qc);             /* deferred until the driver unwinds; closes the socket */
     if (syn_hold_release(&l->hold)) /* else linger_rio_cb frees it */
@@ -505,6 +520,15 @@ static void lingers_end_all(synesis_tunnel *t) {
         syn_heartbeat_conn_lost(t, l->qc, "the tunnel was freed");
         if (l != SYN_LIST_FIRST(&t->lingers, syn_linger, link))
             continue;
+        if (l->kind == RETIRING) {
+            syn_requests_conn_lost_on(t, l->qc, SYNESIS_ERR_CANCELLED, "the tunnel was freed");
+            syn_streams_fail_on(t, l->qc, SYNESIS_ERR_CANCELLED, "the tunnel was freed");
+            if (l != SYN_LIST_FIRST(&t->lingers, syn_linger, link))
+                continue;
+        }
+        if (l->kind == PENDING)
+            t->rot.pending = NULL;
+        ev_timer_stop(t->loop, &l->grace);
         ev_io_stop(t->loop, &l->rio);
         linger_unlink(l); /* l->t = NULL: the close below frees l via linger_closed */
         syn_qconn_close(l->qc, 0, "client disconnect");
@@ -515,8 +539,11 @@ static void lingers_end_all(synesis_tunnel *t) {
 
 /* Ends the current connection or attempt. Requests and streams in flight on it complete with
  * err (their callbacks run here). */
+static void rotation_abandon(synesis_tunnel *t, int keep_new);
+
 static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
     t->drain.edge_qc = NULL;
+    rotation_abandon(t, 1);
     if (t->resolver)
         syn_resolver_cancel(t->resolver);
     syn_heartbeat_stop(t);
@@ -689,6 +716,9 @@ static syn_resume *resume_store(synesis_tunnel *t) {
  * the only name they are ever offered to. */
 static int qc_new_session(syn_qconn *qc, SSL_SESSION *sess, const uint8_t *tp, size_t tplen) {
     synesis_tunnel *t = syn_qconn_owner(qc);
+    /* A ticket of another identity's connection (a rotation in progress) is never kept. */
+    if (SSL_get_SSL_CTX(syn_qconn_ssl(qc)) != t->ssl_ctx)
+        return 0;
     syn_resume *r = resume_store(t);
     if (!r) /* (a ticket comes after our TLS handshake: the edge's certificate is verified) */
         return 0;
@@ -818,6 +848,322 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
 
 /* SO_RCVBUF/SO_SNDBUF of the tunnel's socket (the edge's default is 4 MiB). */
 #define SYN_TUNNEL_SOCKET_BUFFER (2 * 1024 * 1024)
+
+/* ---- identity rotation, make before break (synesis_tunnel_rotate_identity) ---- */
+
+static const syn_qconn_ops retire_qc_ops;
+static const syn_qconn_ops pending_qc_ops;
+
+/* A connection of the tunnel's beside the current one, reading its own socket (l may be given,
+ * allocated by the caller). */
+static syn_linger *side_conn_new(synesis_tunnel *t, syn_qconn *qc, int fd,
+                                 const syn_sockaddr *local, int kind, syn_linger *l) {
+    if (!l)
+        l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->t = t;
+    l->loop = t->loop;
+    l->qc = qc;
+    l->fd = fd;
+    l->local = *local;
+    l->kind = kind;
+    ev_timer_init(&l->grace, NULL, 0., 0.);
+    ev_io_init(&l->rio, linger_rio_cb, fd, EV_READ);
+    l->rio.data = l;
+    ev_io_start(t->loop, &l->rio);
+    syn_list_push_front(&t->lingers, &l->link);
+    syn_qconn_take_fd(qc);
+    return l;
+}
+
+/* The old connection closes (gracefully: its last ACKs) once no request or stream of the
+ * application is left on it. */
+static void retire_check(syn_linger *l) {
+    if (!l->t)
+        return;
+    for (syn_qstream *s = syn_qconn_streams(l->qc); s; s = syn_qstream_next(s)) {
+        if (syn_qstream_bidi(s) && syn_qstream_user(s))
+            return;
+    }
+    ev_timer_stop(l->loop, &l->grace);
+    syn_tunnel_log(l->t, SYNESIS_LOG_DEBUG, "the old identity's connection is done: closing it");
+    syn_qconn_close_graceful(l->qc, 0, "identity rotated", l->t->cfg.close_linger);
+}
+
+static void retire_grace_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    syn_linger *l = w->data;
+    synesis_tunnel *t = l->t;
+    if (!t)
+        return;
+    syn_tunnel_enter(t);
+    syn_requests_conn_lost_on(t, l->qc, SYNESIS_ERR_CONNECTION_LOST,
+                              "the identity rotation's grace period ended");
+    syn_streams_fail_on(t, l->qc, SYNESIS_ERR_CONNECTION_LOST,
+                        "the identity rotation's grace period ended");
+    if (!syn_hold_dying(&t->hold) && l->t)
+        syn_qconn_close_graceful(l->qc, 0, "identity rotated", t->cfg.close_linger);
+    syn_tunnel_leave(t);
+}
+
+static void retire_stream_data(syn_qconn *qc, syn_qstream *s, const uint8_t *data, size_t len,
+                               int fin) {
+    syn_linger *l = syn_qconn_owner(qc);
+    syn_tobj *o = syn_qstream_user(s);
+    if (l->t && o && o->h->data)
+        o->h->data(o, s, data, len, fin);
+}
+
+static void retire_stream_acked(syn_qconn *qc, syn_qstream *s) {
+    syn_linger *l = syn_qconn_owner(qc);
+    syn_tobj *o = syn_qstream_user(s);
+    if (l->t && o && o->h->acked)
+        o->h->acked(o, s);
+}
+
+static void retire_stream_close(syn_qconn *qc, syn_qstream *s, uint64_t app_code, int reset) {
+    syn_linger *l = syn_qconn_owner(qc);
+    linger_stream_close(qc, s, app_code, reset);
+    retire_check(l);
+}
+
+static int retire_stream_open(syn_qconn *qc, syn_qstream *s) {
+    (void)qc;
+    (void)s;
+    return -1; /* reports come on the current connection */
+}
+
+static const syn_qconn_ops retire_qc_ops = {
+    .stream_open = retire_stream_open,
+    .stream_data = retire_stream_data,
+    .stream_reset = linger_stream_reset,
+    .stream_acked = retire_stream_acked,
+    .stream_close = retire_stream_close,
+    .closed = linger_closed,
+    .log = linger_log,
+};
+
+/* Ends a rotation: the context that is not used any more goes. */
+static void rotation_end(synesis_tunnel *t, int ok) {
+    if (!ok) {
+        SSL_CTX_free(t->ssl_ctx); /* the new one (its connection holds its own reference) */
+        t->ssl_ctx = t->rot.prev_ctx;
+    } else if (t->rot.prev_ctx) {
+        SSL_CTX_free(t->rot.prev_ctx);
+    }
+    t->rot.prev_ctx = NULL;
+}
+
+static void identity_cb(synesis_tunnel *t, int status, const char *detail) {
+    if (t->cb.on_identity && !syn_hold_dying(&t->hold))
+        t->cb.on_identity(t, status, detail ? detail : "", t->user_data);
+}
+
+/* The new identity's connection is Connected: it becomes the tunnel's; the old one retires. */
+static void pending_handshake_done(syn_qconn *qc) {
+    syn_linger *p = syn_qconn_owner(qc);
+    synesis_tunnel *t = p->t;
+    if (!t)
+        return;
+    syn_tunnel_enter(t);
+    t->rot.pending = NULL;
+    linger_unlink(p);
+    ev_io_stop(t->loop, &p->rio);
+    int fd = p->fd;
+    syn_sockaddr local = p->local;
+    if (syn_hold_release(&p->hold)) /* else linger_rio_cb frees it */
+        free(p);
+    syn_qconn *old = t->qc;
+    if (old && t->fd >= 0) {
+        ev_io_stop(t->loop, &t->rio);
+        syn_linger *r = side_conn_new(t, old, t->fd, &t->local, RETIRING, NULL);
+        if (r) {
+            syn_qconn_set_owner(old, &retire_qc_ops, r);
+            ev_timer_init(&r->grace, retire_grace_cb, t->rot.grace, 0.);
+            r->grace.data = r;
+            ev_timer_start(t->loop, &r->grace);
+        } else { /* no memory to keep it: it ends now, with what it carries */
+            syn_qconn_take_fd(old);
+            syn_requests_conn_lost_on(t, old, SYNESIS_ERR_CONNECTION_LOST, "out of memory");
+            syn_streams_fail_on(t, old, SYNESIS_ERR_CONNECTION_LOST, "out of memory");
+            syn_qconn_close(old, 0, "identity rotated");
+            syn_qconn_free(old);
+        }
+        t->fd = -1;
+        t->qc = NULL;
+        if (r)
+            retire_check(r);
+    }
+    /* The new connection is the tunnel's now (it owns its socket: take_fd). */
+    t->qc = qc;
+    t->fd = fd;
+    t->local = local;
+    syn_qconn_set_owner(qc, &tunnel_qc_ops, t);
+    ev_io_init(&t->rio, rio_cb, fd, EV_READ);
+    t->rio.data = t;
+    ev_io_start(t->loop, &t->rio);
+    rotation_end(t, 1);
+    t->stats.connections++;
+    t->stats.identity_rotations++;
+    syn_tunnel_log(t, SYNESIS_LOG_INFO,
+                   "identity rotated: the new connection took over, the old one finishes");
+    syn_qconn_schedule(qc); /* opens waiting requests and streams on it */
+    identity_cb(t, 0, "");
+    syn_tunnel_leave(t);
+}
+
+static void pending_closed(syn_qconn *qc, int err, const char *detail) {
+    syn_linger *p = syn_qconn_owner(qc);
+    synesis_tunnel *t = p->t;
+    ev_io_stop(p->loop, &p->rio);
+    linger_unlink(p);
+    syn_qconn_free(qc);
+    if (syn_hold_release(&p->hold))
+        free(p);
+    if (!t)
+        return;
+    syn_tunnel_enter(t);
+    if (t->rot.pending == p) {
+        t->rot.pending = NULL;
+        rotation_end(t, 0);
+        char d[SYNESIS_DETAIL_MAX];
+        snprintf(d, sizeof(d), "%s", detail ? detail : "");
+        syn_tunnel_log(t, SYNESIS_LOG_WARN,
+                       "identity rotation failed (%s: %s): the old identity stays",
+                       synesis_error_name(err ? err : SYNESIS_ERR_CONNECTION_LOST), d);
+        identity_cb(t, err ? err : SYNESIS_ERR_CONNECTION_LOST, d);
+    }
+    syn_tunnel_leave(t);
+}
+
+static void pending_send_error(syn_qconn *qc, int err) {
+    syn_linger *p = syn_qconn_owner(qc);
+    if (!syn_qconn_handshake_completed(qc))
+        syn_qconn_abort(qc, SYNESIS_ERR_SOCKET, strerror(err));
+    (void)p;
+}
+
+static int pending_new_session(syn_qconn *qc, SSL_SESSION *sess, const uint8_t *tp, size_t tplen) {
+    syn_linger *p = syn_qconn_owner(qc);
+    synesis_tunnel *t = p->t;
+    if (!t || SSL_get_SSL_CTX(syn_qconn_ssl(qc)) != t->ssl_ctx)
+        return 0;
+    syn_resume *r = resume_store(t);
+    return r ? syn_resume_put(r, t->server_name, sess, tp, tplen) : 0;
+}
+
+static const syn_qconn_ops pending_qc_ops = {
+    .new_session = pending_new_session,
+    .handshake_done = pending_handshake_done,
+    .stream_open = retire_stream_open,
+    .closed = pending_closed,
+    .send_error = pending_send_error,
+    .log = linger_log,
+};
+
+/* Ends a rotation in progress: its connection is closed; the previous context comes back, or with
+ * keep_new (the current connection ended meanwhile) the new one stays for the next attempt. */
+static void rotation_abandon(synesis_tunnel *t, int keep_new) {
+    syn_linger *p = t->rot.pending;
+    if (!p)
+        return;
+    t->rot.pending = NULL;
+    rotation_end(t, keep_new);
+    if (keep_new)
+        syn_tunnel_log(t, SYNESIS_LOG_INFO,
+                       "the connection ended during the identity rotation: the next one uses the "
+                       "new identity");
+    syn_qconn_close(p->qc, 0, "identity rotation abandoned"); /* pending_closed frees it */
+}
+
+SYNESIS_API void synesis_identity_source_init_sized(synesis_identity_source *src, size_t size) {
+    synesis_identity_source d = {.struct_size = sizeof(d)};
+    syn_struct_init(src, size, &d, sizeof(d));
+}
+
+SYNESIS_API int synesis_tunnel_rotate_identity(synesis_tunnel *t, const synesis_identity_source *id,
+                                               double grace) {
+    if (!t || !id || !(grace >= 0 && grace <= 366.0 * 86400))
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    if (syn_hold_dying(&t->hold) || t->drain.on)
+        return SYNESIS_ERR_INVALID_STATE;
+    char d[SYNESIS_DETAIL_MAX] = "";
+    synesis_identity_source src = {.struct_size = sizeof(src)};
+    int rv = syn_struct_in(&src, sizeof(src), id, "identity source", d);
+    if (rv != 0)
+        return rv;
+    syn_tls_client_config tc = {
+        .cert_file = src.cert_pem ? NULL : src.cert_path,
+        .key_file = src.key_pem ? NULL : src.key_path,
+        .cert_pem = src.cert_pem,
+        .cert_pem_len = src.cert_pem_len,
+        .key_pem = src.key_pem,
+        .key_pem_len = src.key_pem_len,
+        .key_passphrase = src.key_passphrase,
+    };
+    SSL_CTX *ctx = NULL;
+    if ((rv = syn_tls_client_ctx_rekey(&ctx, t->ssl_ctx, &tc, d)) != 0) {
+        syn_tunnel_log(t, SYNESIS_LOG_WARN, "new identity refused: %s", d);
+        syn_copy_str(t->last_error, sizeof(t->last_error), d);
+        return rv;
+    }
+    syn_tunnel_enter(t);
+    rotation_abandon(t, 0);
+    /* The old identity's tickets are never offered with the new one. */
+    if (t->resume)
+        syn_resume_clear(t->resume);
+    t->rot.prev_ctx = t->ssl_ctx;
+    t->ssl_ctx = ctx;
+    t->rot.grace = grace;
+    if (!syn_tunnel_ready(t)) {
+        /* Not Connected: the next attempt uses it. */
+        rotation_end(t, 1);
+        syn_tunnel_log(t, SYNESIS_LOG_INFO, "new identity installed for the next connection");
+        syn_tunnel_leave(t);
+        return 0;
+    }
+    syn_sockaddr local;
+    int fd = syn_udp_open((const struct sockaddr *)&t->remote.ss, t->remote.len, NULL, 0,
+                          t->cfg.pmtud, &local, d);
+    syn_qconn *qc = NULL;
+    syn_linger *p = calloc(1, sizeof(*p)); /* the owner from the start (ops may log) */
+    if (!p) {
+        if (fd >= 0)
+            close(fd);
+        fd = syn_fail(d, SYNESIS_ERR_NOMEM, "out of memory");
+    }
+    if (fd >= 0) {
+        (void)syn_udp_set_buffers(fd, SYN_TUNNEL_SOCKET_BUFFER, NULL, NULL);
+        syn_qconn_settings qs = t->qset;
+        qs.session = NULL; /* a full handshake: the new certificate is what the edge must see */
+        qs.early_data = 0;
+        qs.early_tp = NULL;
+        qs.early_tplen = 0;
+        rv = syn_qconn_client_new(&qc, t->loop, fd, &local, &t->remote, t->ssl_ctx, t->server_name,
+                                  t->cfg.alpn, &qs, &pending_qc_ops, p, d);
+        if (rv != 0)
+            close(fd);
+    } else {
+        rv = fd;
+    }
+    if (rv == 0)
+        side_conn_new(t, qc, fd, &local, PENDING, p);
+    else
+        free(p);
+    if (rv != 0) {
+        rotation_end(t, 0);
+        syn_tunnel_log(t, SYNESIS_LOG_WARN, "identity rotation: %s", d);
+        syn_tunnel_leave(t);
+        return rv;
+    }
+    t->rot.pending = p;
+    syn_tunnel_log(t, SYNESIS_LOG_INFO, "identity rotation: connecting with the new identity");
+    syn_qconn_flush(qc); /* sends the Initial */
+    syn_tunnel_leave(t);
+    return 0;
+}
 
 /* Opens the socket and the QUIC connection to addrs[addr_idx]; on failure moves on. */
 static void connect_addr(synesis_tunnel *t) {
@@ -1205,8 +1551,9 @@ static int tls_ctx_new(synesis_tunnel *t, char *d) {
     int rv = syn_tls_client_ctx_new(&t->ssl_ctx, &tc, d);
     if (rv)
         return rv;
-    if (t->cfg.tls_groups && SSL_CTX_set1_groups_list(t->ssl_ctx, t->cfg.tls_groups) != 1) {
-        ERR_clear_error();
+    if (t->cfg.tls_groups && (rv = syn_tls_ctx_set_groups(t->ssl_ctx, t->cfg.tls_groups)) != 0) {
+        if (rv == SYNESIS_ERR_NOMEM)
+            return syn_fail(d, rv, "out of memory");
         return syn_fail(d, SYNESIS_ERR_INVALID_ARGUMENT,
                         "config.tls_groups '%s' is not a list of TLS groups OpenSSL accepts",
                         t->cfg.tls_groups);
@@ -1401,6 +1748,9 @@ static void really_free(synesis_tunnel *t) {
     ev_timer_stop(t->loop, &t->stable_timer);
     ev_timer_stop(t->loop, &t->buf_timer);
     syn_drain_stop(t);
+    if (t->rot.prev_ctx)
+        SSL_CTX_free(t->rot.prev_ctx);
+    t->rot.prev_ctx = NULL;
     syn_resolver_free(t->resolver);
     if (t->ssl_ctx)
         SSL_CTX_free(t->ssl_ctx);

@@ -107,6 +107,16 @@ typedef struct syn_drain {
                             drains, nothing new goes on it */
 } syn_drain;
 
+/* Identity rotation (tunnel.c): the connection with the new identity while it handshakes (a
+ * syn_linger of kind pending, reading its own socket), the context it replaced (kept until the
+ * rotation succeeds or fails), and the old connection's grace period. */
+struct syn_linger;
+typedef struct syn_rotation {
+    struct syn_linger *pending;
+    SSL_CTX *prev_ctx;
+    double grace;
+} syn_rotation;
+
 struct synesis_tunnel {
     struct ev_loop *loop;
     synesis_tunnel_config cfg; /* strings point into the owned copies below */
@@ -168,6 +178,7 @@ struct synesis_tunnel {
     syn_streams streams; /* stream.c */
     syn_heartbeats hb;   /* heartbeat.c */
     syn_drain drain;     /* drain.c */
+    syn_rotation rot;    /* tunnel.c */
 
     synesis_tunnel_stats stats;          /* last_error_detail and remote_address unset: see below */
     char stats_detail[SYN_STATE_DETAIL]; /* stats.last_error_detail */
@@ -276,6 +287,10 @@ int syn_tunnel_edge_is_draining(const synesis_tunnel *t);
  * still have their body go back to the queue, the others fail with SYNESIS_ERR_EDGE_DRAINED;
  * every waiting request waits for the next connection. */
 void syn_requests_moved(synesis_tunnel *t);
+/* The connection qc (not the current one: an old identity's, after a rotation) ended: the
+ * requests and streams still on it end with err. */
+void syn_requests_conn_lost_on(synesis_tunnel *t, const syn_qconn *qc, int err, const char *detail);
+void syn_streams_fail_on(synesis_tunnel *t, const syn_qconn *qc, int err, const char *detail);
 /* synesis_tunnel_disconnect() with the error that requests and streams in flight end with. */
 int syn_tunnel_disconnect_err(synesis_tunnel *t, int err, const char *detail);
 

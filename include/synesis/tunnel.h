@@ -390,6 +390,12 @@ typedef struct synesis_tunnel_callbacks {
      * heartbeats still in flight when the tunnel is freed (they count as failed). @since 1.0 */
     void (*on_heartbeat_result)(synesis_tunnel *t, const synesis_heartbeat_info *info,
                                 void *user_data);
+    /** The outcome of synesis_tunnel_rotate_identity() while Connected: status 0 when the
+     * connection with the new identity is Connected and has taken over (new requests go to it;
+     * the old connection finishes what it carries), else why that connection failed (detail:
+     * e.g. the edge refused the new certificate): the old connection and identity stay. detail
+     * is never NULL ("" when none) and valid during the call. @since 1.1 */
+    void (*on_identity)(synesis_tunnel *t, int status, const char *detail, void *user_data);
 } synesis_tunnel_callbacks;
 
 /**
@@ -470,6 +476,62 @@ SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t);
  * Thread rule: loop thread only. @since 1.1
  */
 SYNESIS_API int synesis_tunnel_drain(synesis_tunnel *t, double grace);
+
+/**
+ * A device identity for synesis_tunnel_rotate_identity() (caller-filled: start from
+ * synesis_identity_source_init()). The same fields, with the same rules, as the identity of
+ * synesis_tunnel_config: paths (key_path may be an OSSL_STORE URI) or in-memory PEM, which takes
+ * precedence. Members are only ever appended. @since 1.1
+ */
+typedef struct synesis_identity_source {
+    /** Set by synesis_identity_source_init(): the size of the struct the application was built
+     * with. @since 1.1 */
+    size_t struct_size;
+    const char *cert_path;      /**< certificate chain, PEM, leaf first; default NULL @since 1.1 */
+    const char *key_path;       /**< the private key: a path or URI; default NULL @since 1.1 */
+    const char *cert_pem;       /**< in-memory PEM chain; default NULL @since 1.1 */
+    size_t cert_pem_len;        /**< its length; 0 = NUL-terminated @since 1.1 */
+    const char *key_pem;        /**< in-memory PEM key; default NULL @since 1.1 */
+    size_t key_pem_len;         /**< its length; 0 = NUL-terminated @since 1.1 */
+    const char *key_passphrase; /**< default NULL @since 1.1 */
+} synesis_identity_source;
+
+/**
+ * Zeroes the first size bytes of src and sets struct_size to size. Call it through
+ * synesis_identity_source_init(). NULL is a no-op. Any thread. @since 1.1
+ */
+SYNESIS_API void synesis_identity_source_init_sized(synesis_identity_source *src, size_t size);
+
+/** Clears *src (synesis_identity_source_init_sized() with its size). @since 1.1 */
+#define synesis_identity_source_init(src) synesis_identity_source_init_sized((src), sizeof(*(src)))
+
+/**
+ * Certificate rotation, make before break. Loads and checks the new certificate and key exactly as
+ * synesis_tunnel_new() does (files, permissions, key match, validity, key type); a bad identity is
+ * refused here with that error and changes nothing. The trust, pins and groups stay the tunnel's.
+ * While Connected: a second connection is opened with the new identity (a full handshake: the
+ * resumption tickets of the old identity are dropped and never offered again); until it is
+ * Connected, requests and streams keep going to the old connection. Once it is, it takes over:
+ * new and waiting requests and streams, and heartbeats, go to it; the old connection carries on
+ * with the requests and streams it has in flight, at most grace seconds (what is still open then
+ * fails with SYNESIS_ERR_CONNECTION_LOST), and then closes gracefully (close_linger). The state
+ * stays Connected throughout. callbacks.on_identity reports the outcome; should the new connection
+ * fail (e.g. the edge refuses the certificate), the old connection and identity stay. In any
+ * other state the new identity simply replaces the old one for the next connection attempt
+ * (on_identity is not called). A rotation in progress is replaced by a new call.
+ * @param t the tunnel (one created with share_tls_with gets a TLS context of its own).
+ * @param id the new identity; read during the call only.
+ * @param grace seconds, 0 to one year, that the old connection may take to finish.
+ * @return 0 (the rotation has started, or the identity is installed); an identity error
+ *         (SYNESIS_ERR_FILE_NOT_FOUND, SYNESIS_ERR_KEY_MISMATCH, SYNESIS_ERR_KEY_PERMISSIONS,
+ *         SYNESIS_ERR_CERT_EXPIRED, ...: see synesis_tunnel_new()); SYNESIS_ERR_INVALID_ARGUMENT
+ *         (NULL t or id, grace out of range, a struct_size the library cannot read);
+ *         SYNESIS_ERR_INVALID_STATE (a drain in progress);
+ *         SYNESIS_ERR_NOMEM; SYNESIS_ERR_SOCKET.
+ * Thread rule: loop thread only. @since 1.1
+ */
+SYNESIS_API int synesis_tunnel_rotate_identity(synesis_tunnel *t, const synesis_identity_source *id,
+                                               double grace);
 
 /**
  * Frees the tunnel in any state. A live connection is closed at once (no linger: the ACK still
@@ -584,6 +646,9 @@ typedef struct synesis_tunnel_stats {
      * docs/protocol.md) and the tunnel reconnected at once, summed over the handle's life.
      * @since 1.1 */
     uint64_t edge_moves;
+    /** Identity rotations completed while Connected (the new connection took over). @since 1.1
+     */
+    uint64_t identity_rotations;
 } synesis_tunnel_stats;
 
 /**

@@ -132,6 +132,7 @@ struct syn_edge {
     uint8_t retry_secret[32]; /* keys the Retry tokens of this edge */
     syn_edge_stats stats;
     char last_device[128];
+    char last_cert[65]; /* SHA-256 of the last verified device certificate, hex */
     char last_bad_frame[256];
     device_entry *devices;
     size_t ndevices, devices_cap;
@@ -398,9 +399,23 @@ static void ec_handshake_done(syn_qconn *qc) {
     int early = e->cfg.early_data && syn_qconn_early_result(qc) == 1;
     if (early)
         e->stats.early_accepted++;
+    /* The certificate the device presented (a full handshake; a resumed one carries the
+     * session's): its fingerprint, so that an operator sees an identity rotation. */
+    char fp[65] = "";
+    SSL_SESSION *sess = SSL_get0_session(syn_qconn_ssl(qc));
+    X509 *peer = sess ? SSL_SESSION_get0_peer(sess) : NULL;
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    if (peer && X509_digest(peer, EVP_sha256(), md, &mdlen) == 1 && mdlen == 32) {
+        for (unsigned i = 0; i < 32; i++)
+            snprintf(fp + 2 * i, 3, "%02x", md[i]);
+        memcpy(e->last_cert, fp, sizeof(fp));
+    }
     cJSON *o = event("connection", c);
     if (o) {
         cJSON_AddBoolToObject(o, "resumed", resumed);
+        if (fp[0])
+            cJSON_AddStringToObject(o, "cert_sha256", fp);
         if (e->cfg.early_data)
             cJSON_AddBoolToObject(o, "early_data", early);
         if (c->validated)
@@ -1859,6 +1874,8 @@ void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out) {
 }
 
 const char *syn_edge_last_device(const syn_edge *e) { return e->last_device; }
+
+const char *syn_edge_last_cert(const syn_edge *e) { return e->last_cert; }
 
 const char *syn_edge_last_bad_frame(const syn_edge *e) { return e->last_bad_frame; }
 

@@ -238,6 +238,9 @@ void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out);
 
 /* The device id of the most recent completed handshake ("" if none). */
 const char *syn_edge_last_device(const syn_edge *e);
+/* The SHA-256 fingerprint (64 hex digits) of the device certificate of the most recent completed
+ * handshake ("" if none); also logged in its "connection" event as cert_sha256. */
+const char *syn_edge_last_cert(const syn_edge *e);
 
 /* Heartbeats of one device (by its certificate's id). */
 typedef struct syn_edge_device {
