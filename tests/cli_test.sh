@@ -245,6 +245,33 @@ expect 5 agent-refused "$S" agent "${A[@]}" --cert "$WORK/other/device.pem" \
 grep -q '"to":"Failed"' "$WORK/agent-refused.out" || fail "agent-refused: no Failed state"
 pass "agent: heartbeats, SIGTERM 0, --duration 0, a refused device 5"
 
+# Rotation: synesis init --renew (a new key, the same device id), SIGHUP: the agent moves to it
+# make before break (the edge logs the new certificate); a bad pair is refused, the old one stays.
+expect 0 init-id "$S" init --out "$WORK/rot" --device-id rot1 --ca-cert "$PKI/ca.pem" \
+    --ca-key "$PKI/ca.key"
+"$S" agent "${A[@]}" --cert "$WORK/rot/device.pem" --key "$WORK/rot/device.key" \
+    >"$WORK/agent3.out" 2>"$WORK/agent3.err" &
+AGENT_PID=$!
+wait_for "$WORK/agent3.out" '"to":"Connected"' 10 || fail "agent3: not Connected"
+old_key=$(md5sum <"$WORK/rot/device.key")
+expect 0 init-renew "$S" init --renew --out "$WORK/rot" --ca-cert "$PKI/ca.pem" \
+    --ca-key "$PKI/ca.key"
+grep -q 'device id rot1' "$WORK/init-renew.out" || fail "init --renew: not the same device id"
+[ "$(md5sum <"$WORK/rot/device.key")" != "$old_key" ] || fail "init --renew: the same key"
+expect 2 init-renew-id "$S" init --renew --out "$WORK/rot" --device-id other
+kill -HUP "$AGENT_PID"
+wait_for "$WORK/agent3.out" '"event":"identity","status":"rotated"' 10 || fail "agent3: no rotation"
+[ "$(grep '"device_id":"rot1"' "$WORK/edge.log" | grep -o '"cert_sha256":"[0-9a-f]*"' |
+    sort -u | wc -l)" -eq 2 ] || fail "edge: did not see the renewed certificate"
+cp "$WORK/other/device.key" "$WORK/rot/device.key"
+kill -HUP "$AGENT_PID"
+wait_for "$WORK/agent3.out" '"status":"SYNESIS_ERR_KEY_MISMATCH"' 10 || fail "agent3: bad pair taken"
+! grep -q '"to":"Reconnecting"' "$WORK/agent3.out" || fail "agent3: the rotation cut the tunnel"
+kill -TERM "$AGENT_PID"
+wait_exit "$AGENT_PID" 10 || fail "agent3: exit status after SIGTERM"
+AGENT_PID=''
+pass "init --renew keeps the device id; SIGHUP rotates make before break; a bad pair is refused"
+
 # 6. The edge: a port in use (5), a bad address (3); SIGTERM stops it gracefully (0).
 expect 5 edge-busy "$S" edge --config "$WORK/edge.conf" --listen "127.0.0.1:$PORT"
 expect_err "SYNESIS_ERR_SOCKET: bind" edge-busy

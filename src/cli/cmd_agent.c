@@ -24,6 +24,11 @@ void cli_agent_usage(FILE *f) {
                "Keeps the device's tunnel to the edge up and prints one JSON line per state\n"
                "change and per heartbeat on stdout, then the statistics when it stops (on\n"
                "SIGINT or SIGTERM, or after --duration). Library messages go to stderr.\n"
+               "SIGTERM drains first: what is in flight finishes (at most drain_grace),\n"
+               "then the tunnel disconnects. SIGHUP reads cert and key again (after\n"
+               "synesis init --renew) and moves the tunnel to them, make before break (the\n"
+               "old connection finishes within drain_grace); a bad pair is refused and the\n"
+               "old identity stays (an \"identity\" line says which).\n"
                "\n"
                "  --config FILE     the configuration file (default " CLI_AGENT_CONF "; a\n"
                "                    missing default file is skipped; /dev/null reads none)\n"
@@ -55,10 +60,11 @@ void cli_agent_usage(FILE *f) {
 typedef struct agent {
     struct ev_loop *loop;
     synesis_tunnel *tunnel;
-    ev_signal sigint, sigterm;
+    ev_signal sigint, sigterm, sighup;
     ev_timer duration;
-    int status;   /* exit status */
-    int draining; /* SIGTERM: synesis_tunnel_drain() until Disconnected */
+    const synesis_tunnel_config *cfg; /* its cert, key and passphrase: reloaded on SIGHUP */
+    int status;                       /* exit status */
+    int draining;                     /* SIGTERM: synesis_tunnel_drain() until Disconnected */
     double drain_grace;
 } agent;
 
@@ -150,6 +156,40 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
     ev_break(loop, EVBREAK_ALL);
 }
 
+static void print_identity(int status, const char *detail) {
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "event", "identity");
+    cJSON_AddStringToObject(obj, "status", status ? synesis_error_name(status) : "rotated");
+    if (status)
+        cJSON_AddStringToObject(obj, "detail", detail);
+    print_json(obj);
+}
+
+static void on_identity(synesis_tunnel *t, int status, const char *detail, void *user_data) {
+    (void)t;
+    (void)user_data;
+    print_identity(status, detail);
+}
+
+/* SIGHUP: the identity files are read again (e.g. after synesis init --renew) and the tunnel
+ * rotates to them, make before break; a bad pair is refused and the tunnel keeps the old one. */
+static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents) {
+    (void)loop;
+    (void)revents;
+    agent *a = w->data;
+    synesis_identity_source id;
+    synesis_identity_source_init(&id);
+    id.cert_path = a->cfg->cert_path;
+    id.key_path = a->cfg->key_path;
+    id.cert_pem = a->cfg->cert_pem;
+    id.key_pem = a->cfg->key_pem;
+    id.key_passphrase = a->cfg->key_passphrase;
+    fprintf(stderr, "%s: SIGHUP, reloading the identity\n", prog);
+    int rv = synesis_tunnel_rotate_identity(a->tunnel, &id, a->drain_grace);
+    if (rv != 0)
+        print_identity(rv, synesis_strerror(rv));
+}
+
 static void on_duration(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)w;
     (void)revents;
@@ -236,6 +276,8 @@ int cli_agent_main(int argc, char **argv) {
     synesis_tunnel_callbacks_init(&cb);
     cb.on_state = on_state;
     cb.on_heartbeat = on_heartbeat;
+    cb.on_identity = on_identity;
+    a.cfg = &cfg;
     status = cli_agent_tunnel(prog, &s, &cfg, a.loop, &cb, &a, &a.tunnel);
     if (status != 0 || args.check) {
         if (status == 0) {
@@ -261,7 +303,9 @@ int cli_agent_main(int argc, char **argv) {
 
     ev_signal_init(&a.sigint, on_signal, SIGINT);
     ev_signal_init(&a.sigterm, on_signal, SIGTERM);
-    a.sigint.data = a.sigterm.data = &a;
+    a.sigint.data = a.sigterm.data = a.sighup.data = &a;
+    ev_signal_init(&a.sighup, on_sighup, SIGHUP);
+    ev_signal_start(a.loop, &a.sighup);
     a.drain_grace = s.drain_grace;
     ev_signal_start(a.loop, &a.sigint);
     ev_signal_start(a.loop, &a.sigterm);
@@ -284,6 +328,7 @@ int cli_agent_main(int argc, char **argv) {
     synesis_tunnel_free(a.tunnel);
     ev_signal_stop(a.loop, &a.sigint);
     ev_signal_stop(a.loop, &a.sigterm);
+    ev_signal_stop(a.loop, &a.sighup);
     ev_timer_stop(a.loop, &a.duration);
     conf_free(&cli_tunnel_table, &s);
     if (fflush(stdout) != 0 && a.status == CLI_EXIT_OK)

@@ -19,6 +19,7 @@ void cli_init_usage(FILE *f) {
     fprintf(f,
             "usage: synesis init [--out DIR] [--device-id ID] [--ca-cert FILE --ca-key FILE]\n"
             "                    [--csr] [--days N] [--force]\n"
+            "       synesis init --renew [--out DIR] [--ca-cert FILE --ca-key FILE] [--days N]\n"
             "       synesis init --test-pki DIR [--device-id ID]\n"
             "\n"
             "Creates the device identity: an ECDSA P-256 key (DIR/device.key, mode 0600) and an\n"
@@ -38,6 +39,9 @@ void cli_init_usage(FILE *f) {
             "                    from $SYNESIS_CA_KEY_PASSPHRASE)\n"
             "  --csr             also write a certificate signing request\n"
             "  --force           replace existing files\n"
+            "  --renew           renew DIR's identity: a new key and certificate for the\n"
+            "                    device id of DIR/device.pem, replacing both (key first);\n"
+            "                    a running agent moves to it on SIGHUP\n"
             "  --test-pki DIR    create a test CA, an edge certificate for localhost,\n"
             "                    127.0.0.1 and ::1, and a device certificate signed by the CA\n"
             "                    (for tests and demos only)\n"
@@ -116,12 +120,12 @@ static int join(char *out, const char *dir, const char *name) {
     return snprintf(out, PATH_MAX, "%s/%s", dir, name) < PATH_MAX ? 0 : -1;
 }
 
-enum { F_DEVICE_ID = 1, F_OUT, F_CA_CERT, F_CA_KEY, F_CSR, F_DAYS, F_FORCE, F_TEST_PKI };
+enum { F_DEVICE_ID = 1, F_OUT, F_CA_CERT, F_CA_KEY, F_CSR, F_DAYS, F_FORCE, F_TEST_PKI, F_RENEW };
 
 typedef struct init_args {
     synesis_identity_options opts;
     const char *out, *test_pki;
-    int days_given;
+    int days_given, renew;
 } init_args;
 
 static int on_flag(void *ctx, int id, const char *arg) {
@@ -159,6 +163,9 @@ static int on_flag(void *ctx, int id, const char *arg) {
     case F_TEST_PKI:
         a->test_pki = arg;
         break;
+    case F_RENEW:
+        a->renew = 1;
+        break;
     }
     return -1;
 }
@@ -173,6 +180,7 @@ int cli_init_main(int argc, char **argv) {
         {"days",      1, F_DAYS     },
         {"force",     0, F_FORCE    },
         {"test-pki",  1, F_TEST_PKI },
+        {"renew",     0, F_RENEW    },
     };
     init_args a = {0};
     synesis_identity_options_init(&a.opts);
@@ -193,6 +201,26 @@ int cli_init_main(int argc, char **argv) {
     if (a.test_pki && (opts->ca_cert_file || opts->write_csr || opts->overwrite || a.days_given))
         return cli_usage_error(prog, "--test-pki takes only --device-id");
     const char *out = a.out ? a.out : CLI_STATE_DIR;
+    if (a.renew && (a.test_pki || opts->device_id || opts->overwrite))
+        return cli_usage_error(prog, "--renew keeps the device id of the identity it renews: "
+                                     "no --device-id, --force or --test-pki");
+    char renewed_id[SYNESIS_DEVICE_ID_MAX + 1];
+    if (a.renew) {
+        char cur[PATH_MAX], d[512];
+        if (join(cur, out, opts->cert_name))
+            return fail(SYNESIS_ERR_INVALID_ARGUMENT, out, "path too long");
+        synesis_identity_info *info = NULL;
+        int r = synesis_identity_inspect(cur, &info, d, sizeof(d));
+        if (r)
+            return fail(r, cur, d);
+        int have_id = info->device_id[0] != 0;
+        snprintf(renewed_id, sizeof(renewed_id), "%s", info->device_id);
+        synesis_identity_info_free(info);
+        if (!have_id)
+            return fail(SYNESIS_ERR_BAD_CERTIFICATE, cur, "no device id in its subject");
+        opts->device_id = renewed_id;
+        opts->overwrite = 1;
+    }
 
     char derived[64];
     if (!opts->device_id) {
