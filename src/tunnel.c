@@ -1940,6 +1940,8 @@ SYNESIS_API int synesis_tunnel_stats_json(const synesis_tunnel *t, char *buf, si
     NUM(packets_lost);
     STR("remote_address", st.remote_address);
     NUM(address_fallbacks);
+    NUM(edge_moves);
+    NUM(identity_rotations);
     STR("state", synesis_state_name(t->state.kind));
 #undef NUM
 #undef STR
