@@ -1,5 +1,6 @@
 /* The QUIC connection driver: ngtcp2 + OpenSSL session, streams, write loop, timers. */
 #include "qconn.h"
+#include "qconn_test.h"
 
 #include "synesis/tunnel.h"
 #include "tls.h"

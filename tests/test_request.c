@@ -11,6 +11,7 @@
 
 #include "harness.h"
 #include "qconn.h"
+#include "qconn_test.h"
 #include "synesis/request.h"
 #include "synesis/stream.h"
 #include "tunnel_int.h"
