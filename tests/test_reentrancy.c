@@ -28,8 +28,7 @@ static const char *pki;
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("re-1");
+    pki = syn_test_pki_shared("re-1");
     f->edge = syn_test_edge(f->loop, pki, 5);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     *state = f;
@@ -37,12 +36,7 @@ static int setup(void **state) {
 }
 
 static void start(fixture *f, const synesis_tunnel_callbacks *cb) {
-    char detail[512];
-    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, cb, f, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, cb, f, 5);
 }
 
 static int teardown(void **state) {
@@ -233,9 +227,7 @@ static void test_disconnect_from_on_vitals(void **state) {
     synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
                                    .on_vitals = vitals_disconnect,
                                    .on_heartbeat = count_hb};
-    char detail[512];
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail)),
-                     0);
+    f->t = syn_test_tunnel_new(f->loop, &f->cfg, &cb, f);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
     assert_true(syn_test_run_until(f->loop, is_disconnected, f->t, 5));
     syn_test_run_for(f->loop, 0.2);

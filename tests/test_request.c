@@ -26,27 +26,19 @@ typedef struct fixture {
 static const char *pki;
 
 static void connect_tunnel(fixture *f) {
-    char detail[512];
-    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, NULL, f, 5);
 }
 
 static int setup_edge(void **state, size_t max_request) {
     fixture *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("req-1");
+    pki = syn_test_pki_shared("req-1");
     syn_edge_config ec;
     syn_test_edge_config(&ec, pki);
     ec.max_streams_bidi = 100;
     if (max_request)
         ec.max_request_size = max_request;
-    char detail[512];
-    assert_int_equal(syn_edge_new(&f->edge, f->loop, &ec, detail), 0);
-    assert_int_equal(syn_edge_start(f->edge, detail), 0);
+    f->edge = syn_test_edge_start(f->loop, &ec);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     f->cfg.idle_timeout = 10;
     f->cfg.request_timeout = 30;
@@ -496,9 +488,7 @@ static void test_nocopy(void **state) {
 static void test_not_connected_and_queueing(void **state) {
     setup_edge(state, 0);
     fixture *f = *state;
-    char detail[256];
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail)),
-                     0);
+    f->t = syn_test_tunnel_new(f->loop, &f->cfg, NULL, f);
     result res = {0};
     assert_int_equal(synesis_tunnel_request(f->t, "a", 1, NULL, on_resp, &res, NULL),
                      SYNESIS_ERR_NOT_CONNECTED);
@@ -523,9 +513,7 @@ static void test_queued_request_fails_when_tunnel_fails(void **state) {
     setup_edge(state, 0);
     fixture *f = *state;
     syn_edge_stop(f->edge, 0); /* nothing listens */
-    char detail[256];
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail)),
-                     0);
+    f->t = syn_test_tunnel_new(f->loop, &f->cfg, NULL, f);
     synesis_request_options o;
     synesis_request_options_init(&o);
     o.queue_while_reconnecting = 1;
