@@ -214,12 +214,6 @@ static void count_hb(synesis_tunnel *t, const synesis_heartbeat_info *hb, void *
     assert_int_equal(hb->status, SYNESIS_ERR_NOT_CONNECTED);
 }
 
-static int is_disconnected(void *ud) {
-    synesis_tunnel_state s;
-    synesis_tunnel_get_state(ud, &s);
-    return s.kind == SYNESIS_STATE_DISCONNECTED;
-}
-
 static void test_disconnect_from_on_vitals(void **state) {
     fixture *f = *state;
     f->cfg.heartbeat_interval = 0.05;
@@ -229,7 +223,7 @@ static void test_disconnect_from_on_vitals(void **state) {
                                    .on_heartbeat = count_hb};
     f->t = syn_test_tunnel_new(f->loop, &f->cfg, &cb, f);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, is_disconnected, f->t, 5));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_DISCONNECTED, 5));
     syn_test_run_for(f->loop, 0.2);
     assert_int_equal(hb_calls, 1); /* the one whose vitals disconnected, reported as not sent */
     synesis_tunnel_stats st;
@@ -300,7 +294,7 @@ static void test_nested_state_change_order(void **state) {
     assert_int_equal(synesis_tunnel_subscribe(f->t, record, &a, NULL), 0);
     assert_int_equal(synesis_tunnel_subscribe(f->t, record, &b, NULL), 0);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, is_disconnected, f->t, 5));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_DISCONNECTED, 5));
     seen *all[] = {&a, &b};
     for (int k = 0; k < 2; k++) {
         seen *s = all[k];

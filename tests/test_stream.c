@@ -596,13 +596,6 @@ static void test_connection_lost_with_queued_and_paused(void **state) {
     free(b);
 }
 
-static int is_state(void *ud) {
-    fixture *f = ud;
-    synesis_tunnel_state st;
-    synesis_tunnel_get_state(f->t, &st);
-    return st.kind == SYNESIS_STATE_CONNECTED;
-}
-
 static void test_open_when_not_connected(void **state) {
     fixture *f = make_fixture(100);
     *state = f;
@@ -614,7 +607,7 @@ static void test_open_when_not_connected(void **state) {
     s = (synesis_stream *)f;
     assert_int_equal(synesis_tunnel_open_stream(f->t, &rcb, NULL, &s), SYNESIS_ERR_NOT_CONNECTED);
     assert_null(s);
-    assert_true(syn_test_run_until(f->loop, is_state, f, 5));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_CONNECTED, 5));
     srec *r = open_rec(f);
     write_all(r->s, "r", 1);
     assert_true(syn_test_run_until(f->loop, r_has_data, r, 5));

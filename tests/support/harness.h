@@ -1,4 +1,17 @@
-/* Shared helpers for the integration tests: temporary PKI, a local edge, running the loop. */
+/* The integration tests' shared fixtures (cmocka: a helper that cannot do its job fails the test
+ * with the library's error name and detail). Every test builds on the same few steps:
+ *   a PKI                syn_test_pki (a new one), syn_test_pki_shared (one per process and id);
+ *   the edge, in process syn_test_edge_config, the test's changes, syn_test_edge_start;
+ *                        or syn_test_edge (the defaults and an idle timeout);
+ *   a tunnel config      syn_test_tunnel_config (pointing at the edge's port), the test's changes;
+ *   a tunnel             syn_test_tunnel_new; syn_test_connect (the one connect-and-wait), or
+ *                        both at once, syn_test_tunnel_connected;
+ *   waiting              syn_test_run_until (any predicate, a deadline), syn_test_wait_state (the
+ *                        current state), syn_test_wait_recorded (a transition recorded by
+ *                        syn_test_record_state), syn_test_run_for;
+ *   requests             syn_test_request, or syn_test_on_response and syn_test_response_done;
+ *   the end              syn_test_finish (nothing may stay active on the loop).
+ * Tests that need odd certificates or hand-made streams use the raw client at the bottom. */
 #ifndef SYNESIS_TEST_HARNESS_H
 #define SYNESIS_TEST_HARNESS_H
 
