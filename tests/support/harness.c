@@ -280,6 +280,7 @@ void syn_test_on_response(synesis_tunnel *t, synesis_request *req, const synesis
         assert_non_null(res->data);
         memcpy(res->data, r->data, r->len);
     }
+    snprintf(res->detail, sizeof(res->detail), "%s", r->detail ? r->detail : "");
 }
 
 int syn_test_response_done(void *result) { return ((syn_test_result *)result)->calls > 0; }

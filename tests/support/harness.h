@@ -111,6 +111,7 @@ typedef struct syn_test_result {
     uint64_t app_code;
     uint8_t *data; /* malloc'ed copy of the response (free it) */
     size_t len;
+    char detail[256]; /* the response's detail, truncated */
 } syn_test_result;
 /* A synesis_response_fn filling the syn_test_result in user_data. */
 void syn_test_on_response(synesis_tunnel *t, synesis_request *req, const synesis_response *r,
