@@ -218,6 +218,9 @@ typedef struct syn_qconn_wakes {
 } syn_qconn_wakes;
 void syn_qconn_get_wakes(const syn_qconn *qc, syn_qconn_wakes *out);
 
+/* The ngtcp2 connection (NULL once gone): for the edge (is the handshake complete when a stream
+ * opens: 0-RTT) and the fuzzers. */
+ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc);
 /* Smoothed RTT in milliseconds (0 before the first sample). */
 uint32_t syn_qconn_srtt_ms(const syn_qconn *qc);
 /* ngtcp2's connection info (RTTs, cwnd, packet counters), for the edge and the tests. */

@@ -23,8 +23,6 @@ syn_qstream *syn_qconn_streams(const syn_qconn *qc);
 syn_qstream *syn_qstream_next(const syn_qstream *s);
 /* Bytes sent (at least once). */
 uint64_t syn_qstream_sent(const syn_qstream *s);
-/* The ngtcp2 connection (NULL once gone). */
-ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc);
 /* The peer opened stream id (ngtcp2's stream_open): *out is the new stream (NULL if none could be
  * made); its owner may have refused it (then its user is NULL), it still needs a close. */
 int syn_qconn_test_peer_stream(syn_qconn *qc, int64_t id, syn_qstream **out);
