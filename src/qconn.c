@@ -2090,6 +2090,15 @@ ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc) { return qc->conn; }
 
 const syn_udp_tx *syn_qconn_tx(const syn_qconn *qc) { return &qc->tx; }
 
+int syn_qconn_bidi_in_use(const syn_qconn *qc) {
+    const syn_qstream *s;
+    SYN_LIST_FOREACH(s, &qc->streams, syn_qstream, link) {
+        if (syn_qstream_bidi(s) && s->user)
+            return 1;
+    }
+    return 0;
+}
+
 syn_qstream *syn_qconn_streams(const syn_qconn *qc) {
     return SYN_LIST_FIRST(&qc->streams, syn_qstream, link);
 }

@@ -163,6 +163,9 @@ void syn_qconn_close(syn_qconn *qc, uint64_t app_code, const char *reason);
 /* 1 when the peer ended the connection with an application CONNECTION_CLOSE (its code in *code),
  * else 0. Valid from the closed op on. */
 int syn_qconn_peer_app_close(const syn_qconn *qc, uint64_t *code);
+/* 1 while a bidirectional stream of qc still has a user object (a request or stream of the
+ * tunnel), else 0. */
+int syn_qconn_bidi_in_use(const syn_qconn *qc);
 
 /* Closes gracefully: stops opening streams but keeps the connection running (the owner keeps
  * feeding datagrams) until everything we sent (stream data and FINs) is acknowledged and nothing is

@@ -883,10 +883,8 @@ static syn_linger *side_conn_new(synesis_tunnel *t, syn_qconn *qc, int fd,
 static void retire_check(syn_linger *l) {
     if (!l->t)
         return;
-    for (syn_qstream *s = syn_qconn_streams(l->qc); s; s = syn_qstream_next(s)) {
-        if (syn_qstream_bidi(s) && syn_qstream_user(s))
-            return;
-    }
+    if (syn_qconn_bidi_in_use(l->qc))
+        return;
     ev_timer_stop(l->loop, &l->grace);
     syn_tunnel_log(l->t, SYNESIS_LOG_DEBUG, "the old identity's connection is done: closing it");
     syn_qconn_close_graceful(l->qc, 0, "identity rotated", l->t->cfg.close_linger);

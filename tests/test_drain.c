@@ -31,13 +31,10 @@ typedef struct fixture {
     int drained;
 } fixture;
 
-static const char *pki;
-
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("drain-1");
+    const char *pki = syn_test_pki_shared("drain-1");
     f->edge = syn_test_edge(f->loop, pki, 10.0);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     /* A backoff wait would be 30 s: a reconnection within the test's bound is not one. */
@@ -48,11 +45,7 @@ static int setup(void **state) {
     synesis_tunnel_callbacks cb;
     synesis_tunnel_callbacks_init(&cb);
     cb.on_state = syn_test_record_state;
-    char detail[512];
-    assert_int_equal(
-        synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, &f->states, detail, sizeof(detail)), 0);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 10));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, &cb, &f->states, 10);
     *state = f;
     return 0;
 }
@@ -170,13 +163,6 @@ static void test_edge_drain_grace_over(void **state) {
     assert_int_equal(ts.edge_moves, 1);
 }
 
-static int disconnected(void *ud) {
-    fixture *f = ud;
-    synesis_tunnel_state s;
-    synesis_tunnel_get_state(f->t, &s);
-    return s.kind == SYNESIS_STATE_DISCONNECTED;
-}
-
 static void on_stream_close(synesis_stream *s, int status, uint64_t code, const char *detail,
                             void *ud) {
     (void)s;
@@ -204,7 +190,7 @@ static void test_device_drain(void **state) {
     synesis_stream *st = NULL;
     assert_int_equal(synesis_tunnel_open_stream(f->t, &scb, NULL, &st), SYNESIS_ERR_DRAINING);
     assert_true(synesis_tunnel_is_connected(f->t)); /* still, while the two are in flight */
-    assert_true(syn_test_run_until(f->loop, disconnected, f, 10));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_DISCONNECTED, 10));
     assert_answered(f, 0);
     assert_answered(f, 1);
     assert_int_equal(f->res[2].calls, 0);
@@ -220,7 +206,7 @@ static void test_device_drain_grace_over(void **state) {
     syn_test_run_for(f->loop, 0.05);
     assert_int_equal(synesis_tunnel_drain(f->t, -1), SYNESIS_ERR_INVALID_ARGUMENT);
     assert_int_equal(synesis_tunnel_drain(f->t, 0.2), 0);
-    assert_true(syn_test_run_until(f->loop, disconnected, f, 10));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_DISCONNECTED, 10));
     assert_int_equal(f->res[0].calls, 1);
     assert_int_equal(f->res[0].status, SYNESIS_ERR_DRAINING);
 }

@@ -66,8 +66,7 @@ static void renew(const char *dir, const char *name, const char *cn, const char 
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("rotate-1");
+    pki = syn_test_pki_shared("rotate-1");
     f->edge = syn_test_edge(f->loop, pki, 10.0);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     f->cfg.idle_timeout = 20;
@@ -75,11 +74,7 @@ static int setup(void **state) {
     synesis_tunnel_callbacks_init(&cb);
     cb.on_state = on_state;
     cb.on_identity = on_identity;
-    char detail[512];
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail)),
-                     0);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 10));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, &cb, f, 10);
     *state = f;
     return 0;
 }
