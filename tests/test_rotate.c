@@ -231,11 +231,60 @@ static void test_rotate_refused_by_edge(void **state) {
     assert_string_equal(syn_edge_last_cert(f->edge), fp);
 }
 
+/* Freed while the old connection still carries a request (and, in the second case, while the new
+ * one is still handshaking): every request completes once, cancelled; nothing is left on the loop
+ * (syn_test_finish checks it). */
+static void test_rotate_then_free(void **state) {
+    fixture *f = *state;
+    const char *dir = syn_test_mkdtemp("rotate-free");
+    renew(dir, "new", "device-rotate-1", pki);
+    send_req(f, 0, 3000);
+    syn_test_run_for(f->loop, 0.05);
+    synesis_identity_source id;
+    synesis_identity_source_init(&id);
+    id.cert_path = syn_test_path(dir, "new.pem");
+    id.key_path = syn_test_path(dir, "new.key");
+    assert_int_equal(synesis_tunnel_rotate_identity(f->t, &id, 10), 0);
+    assert_true(syn_test_run_until(f->loop, identity_done, f, 10));
+    assert_int_equal(f->identity_status, 0);
+    assert_int_equal(f->res[0].calls, 0); /* still on the old connection */
+    send_req(f, 1, 3000);                 /* on the new one */
+    assert_int_equal(synesis_tunnel_rotate_identity(f->t, &id, 10), 0); /* a second, pending */
+    synesis_tunnel_free(f->t);
+    f->t = NULL;
+    assert_int_equal(f->res[0].calls, 1);
+    assert_int_equal(f->res[0].status, SYNESIS_ERR_CANCELLED);
+    assert_int_equal(f->res[1].calls, 1);
+    assert_int_equal(f->res[1].status, SYNESIS_ERR_CANCELLED);
+}
+
+/* Disconnected during a rotation: the new identity is kept for the next connection, which the edge
+ * sees. */
+static void test_rotate_then_disconnect(void **state) {
+    fixture *f = *state;
+    const char *dir = syn_test_mkdtemp("rotate-disc");
+    renew(dir, "new", "device-rotate-1", pki);
+    char fp[65];
+    syn_copy_str(fp, sizeof(fp), syn_edge_last_cert(f->edge));
+    synesis_identity_source id;
+    synesis_identity_source_init(&id);
+    id.cert_path = syn_test_path(dir, "new.pem");
+    id.key_path = syn_test_path(dir, "new.key");
+    assert_int_equal(synesis_tunnel_rotate_identity(f->t, &id, 10), 0);
+    assert_int_equal(synesis_tunnel_disconnect(f->t), 0);
+    syn_test_run_for(f->loop, 0.1);
+    assert_int_equal(f->identity_calls, 0);
+    syn_test_connect(f->loop, f->t, 10);
+    assert_string_not_equal(syn_edge_last_cert(f->edge), fp);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rotate_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_bad_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_refused_by_edge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_then_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_then_disconnect, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
