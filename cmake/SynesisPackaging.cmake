@@ -3,7 +3,7 @@
 #   cmake --build --preset release --target package_source   build/release/packages/*.tar.xz
 # The release preset installs under /usr (bin, lib/<multiarch>, /etc/synesis), as a package must.
 #
-#   libsynesis-tunnel0     the shared library (component runtime)
+#   libsynesis-tunnel1     the shared library (component runtime)
 #   libsynesis-tunnel-dev  headers, static library, the .so link, pkg-config and CMake files (dev)
 #   synesis-tools          the synesis command, its manual page and docs, the systemd units, the
 #                          default configuration files as conffiles, the user synesis (tools)
@@ -30,7 +30,7 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
-set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME libsynesis-tunnel0)
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME libsynesis-tunnel1)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION libs)
 string(CONCAT CPACK_DEBIAN_RUNTIME_DESCRIPTION
     "persistent mutually authenticated QUIC tunnel on a libev loop (library)\n"
@@ -38,7 +38,7 @@ string(CONCAT CPACK_DEBIAN_RUNTIME_DESCRIPTION
     "device's agent to a cloud edge, as one opaque handle on the caller's libev loop.\n"
     "OpenSSL 3.5 and ngtcp2 are linked in with their symbols hidden; the library\n"
     "exports only synesis_*.")
-# A shlibs file for packages built against the library (only libsynesis-tunnel0 has a shared
+# A shlibs file for packages built against the library (only libsynesis-tunnel1 has a shared
 # object); CPackDeb adds ldconfig to its postinst and postrm.
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")
@@ -48,7 +48,7 @@ set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 # The static library and the CMake package need libev's and cJSON's development files (the
 # CMake file finds cJSON through pkg-config).
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-    "libsynesis-tunnel0 (= ${PROJECT_VERSION}), libev-dev, libcjson-dev, pkg-config")
+    "libsynesis-tunnel1 (= ${PROJECT_VERSION}), libev-dev, libcjson-dev, pkg-config")
 string(CONCAT CPACK_DEBIAN_DEV_DESCRIPTION
     "persistent mutually authenticated QUIC tunnel on a libev loop (development)\n"
     "Headers (synesis/*.h), the static library libsynesis_tunnel.a (one pre-linked\n"
@@ -78,7 +78,7 @@ set(CPACK_DEBIAN_TOOLS_PACKAGE_CONTROL_EXTRA
     "${PROJECT_BINARY_DIR}/debian/synesis-tools/conffiles;${PROJECT_BINARY_DIR}/debian/synesis-tools/postinst;${PROJECT_BINARY_DIR}/debian/synesis-tools/prerm;${PROJECT_BINARY_DIR}/debian/synesis-tools/postrm")
 
 # Each package carries the licence as Debian wants it.
-foreach(pkg libsynesis-tunnel0:runtime libsynesis-tunnel-dev:dev synesis-tools:tools)
+foreach(pkg libsynesis-tunnel1:runtime libsynesis-tunnel-dev:dev synesis-tools:tools)
   string(REPLACE ":" ";" pkg "${pkg}")
   list(GET pkg 0 name)
   list(GET pkg 1 component)

@@ -203,7 +203,10 @@ int main(int argc, char **argv) {
         cfg.keep_alive_interval = cfg.idle_timeout / 3;
 
     agent a = {.loop = EV_DEFAULT};
-    synesis_tunnel_callbacks cb = {.on_state = on_state, .on_heartbeat = on_heartbeat};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
+    cb.on_state = on_state;
+    cb.on_heartbeat = on_heartbeat;
     char detail[512] = "";
     int rv = synesis_tunnel_new(&a.tunnel, a.loop, &cfg, &cb, &a, detail, sizeof(detail));
     if (rv != 0) {

@@ -69,7 +69,7 @@ int ex_client_check(const char *prog, const ex_client_options *o) {
     return 0;
 }
 
-static void log_stderr(void *user_data, synesis_log_level level, const char *msg) {
+static void log_stderr(synesis_log_level level, const char *msg, void *user_data) {
     fprintf(stderr, "%s: %s: %s\n", (const char *)user_data,
             level == SYNESIS_LOG_ERROR ? "error" : "warning", msg);
 }

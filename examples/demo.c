@@ -34,7 +34,7 @@ static void edge_line(void *ud, const char *line) {
     printf("[%7.3f] edge  %s\n", elapsed(d), line);
 }
 
-static void tunnel_log(void *ud, synesis_log_level level, const char *msg) {
+static void tunnel_log(synesis_log_level level, const char *msg, void *ud) {
     demo *d = ud;
     if (level <= SYNESIS_LOG_WARN)
         printf("[%7.3f] log   %s\n", elapsed(d), msg);
@@ -276,7 +276,10 @@ int main(int argc, char **argv) {
     cfg.log = tunnel_log;
     cfg.log_user_data = &d;
     cfg.heartbeat_interval = 0.5;
-    synesis_tunnel_callbacks cb = {.on_state = on_state, .on_heartbeat = on_heartbeat};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
+    cb.on_state = on_state;
+    cb.on_heartbeat = on_heartbeat;
     if ((rv = synesis_tunnel_new(&d.tunnel, d.loop, &cfg, &cb, &d, detail, sizeof(detail))) != 0) {
         fprintf(stderr, "tunnel: %s: %s\n", synesis_error_name(rv), detail);
         syn_edge_free(d.edge);

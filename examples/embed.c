@@ -79,7 +79,9 @@ int main(int argc, char **argv) {
     cfg.key_path = argv[3]; /* mode 0600 */
     cfg.ca_path = argv[4];
     cfg.use_system_trust = 0; /* this CA only */
-    synesis_tunnel_callbacks cb = {.on_state = on_state};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb); /* every public struct: its _init() first */
+    cb.on_state = on_state;
     synesis_tunnel *t;
     char err[256];
     if (synesis_tunnel_new(&t, a.loop, &cfg, &cb, &a, err, sizeof(err)) != 0) {

@@ -202,7 +202,9 @@ int main(int argc, char **argv) {
     cfg.log_level = SYNESIS_LOG_ERROR; /* we report a failure ourselves: skip the warning */
     /* retry_initial_connect stays 0: if the first connect fails, fail at once (state Failed). */
     char detail[512] = "";
-    synesis_tunnel_callbacks cb = {.on_state = on_state};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
+    cb.on_state = on_state;
     int rv = synesis_tunnel_new(&app.tunnel, app.loop, &cfg, &cb, &app, detail, sizeof(detail));
     if (rv != 0) {
         fprintf(stderr, "%s: %s: %s\n", prog, synesis_error_name(rv), detail);

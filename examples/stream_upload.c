@@ -125,7 +125,8 @@ static void on_data(synesis_stream *s, const uint8_t *data, size_t len, void *us
     }
 }
 
-static void on_close(synesis_stream *s, int status, uint64_t app_error_code, void *user_data) {
+static void on_close(synesis_stream *s, int status, uint64_t app_error_code, const char *detail,
+                     void *user_data) {
     (void)s;
     upload *u = user_data;
     u->stream = NULL; /* the handle is invalid from here on */
@@ -134,7 +135,7 @@ static void on_close(synesis_stream *s, int status, uint64_t app_error_code, voi
     if (status != 0) {
         if (!u->reported) {
             fprintf(stderr, "%s: stream: %s: %s", prog, synesis_error_name(status),
-                    synesis_strerror(status));
+                    detail[0] ? detail : synesis_strerror(status));
             if (status == SYNESIS_ERR_STREAM_RESET)
                 fprintf(stderr, " (application error %llu)", (unsigned long long)app_error_code);
             fprintf(stderr, "\n");
@@ -162,8 +163,11 @@ static void on_state(synesis_tunnel *t, const synesis_tunnel_state *old,
     (void)old;
     upload *u = user_data;
     if (st->kind == SYNESIS_STATE_CONNECTED && !u->stream && u->started == 0) {
-        synesis_stream_callbacks cb = {
-            .on_data = on_data, .on_writable = on_writable, .on_close = on_close};
+        synesis_stream_callbacks cb;
+        synesis_stream_callbacks_init(&cb);
+        cb.on_data = on_data;
+        cb.on_writable = on_writable;
+        cb.on_close = on_close;
         int rv = synesis_tunnel_open_stream(t, &cb, u, &u->stream);
         if (rv != 0) {
             fprintf(stderr, "%s: open_stream: %s\n", prog, synesis_strerror(rv));
@@ -239,7 +243,9 @@ int main(int argc, char **argv) {
     ex_client_config(&cfg, &o, prog);
     cfg.heartbeat_interval = 0;        /* not needed for a one-shot transfer */
     cfg.log_level = SYNESIS_LOG_ERROR; /* we report a failure ourselves: skip the warning */
-    synesis_tunnel_callbacks cb = {.on_state = on_state};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
+    cb.on_state = on_state;
     char detail[512] = "";
     int rv = synesis_tunnel_new(&u.tunnel, u.loop, &cfg, &cb, &u, detail, sizeof(detail));
     if (rv != 0) {

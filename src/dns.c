@@ -115,7 +115,7 @@ static void resolve_with_hook(syn_lookup *l) {
     unsigned int lens[HOOK_MAX];
     memset(ss, 0, sizeof(ss));
     memset(lens, 0, sizeof(lens));
-    int k = l->hook(l->hook_data, l->host, l->port, ss, lens, HOOK_MAX);
+    int k = l->hook(l->host, l->port, ss, lens, HOOK_MAX, l->hook_data);
     if (k < 0) {
         l->rv = syn_fail(l->detail, SYNESIS_ERR_DNS, "resolver hook failed");
         return;

@@ -55,8 +55,8 @@ typedef void (*syn_resolve_cb)(void *user_data, int rv, const syn_addr *addrs, s
  * (The signature is the public synesis_resolve_fn's, so the tunnel hands the application's hook and
  * data over as they are, never itself.)
  */
-typedef int (*syn_resolve_hook)(void *hook_data, const char *host, uint16_t port,
-                                struct sockaddr_storage *addrs, unsigned int *lens, size_t max);
+typedef int (*syn_resolve_hook)(const char *host, uint16_t port, struct sockaddr_storage *addrs,
+                                unsigned int *lens, size_t max, void *hook_data);
 
 /*
  * Creates a resolver whose callbacks run on loop. hook may be NULL (use getaddrinfo). Returns NULL

@@ -108,7 +108,7 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t 
     return frame;
 }
 
-static void free_frame(void *ud, const void *data, size_t len) {
+static void free_frame(const void *data, size_t len, void *ud) {
     (void)ud;
     (void)len;
     free((void *)data);
@@ -273,7 +273,8 @@ static void report_heartbeat_refused(synesis_tunnel *t, int has_sid, uint64_t si
         r->state = 2;
         if (t->stats.heartbeats_delivered)
             t->stats.heartbeats_delivered--;
-        synesis_heartbeat_info info = {.sequence = r->sequence,
+        synesis_heartbeat_info info = {.struct_size = sizeof(info),
+                                       .sequence = r->sequence,
                                        .timestamp_ms = r->timestamp_ms,
                                        .rtt_ms = r->rtt_ms,
                                        .size = r->size};
@@ -281,7 +282,7 @@ static void report_heartbeat_refused(synesis_tunnel *t, int has_sid, uint64_t si
         return;
     }
     /* Not one we remember (too old, or an id we never used): still counted. */
-    synesis_heartbeat_info info = {.sequence = has_seq ? seq : 0};
+    synesis_heartbeat_info info = {.struct_size = sizeof(info), .sequence = has_seq ? seq : 0};
     hb_refused(t, &info, reason);
 }
 
@@ -438,6 +439,7 @@ static size_t hb_live_count(const synesis_tunnel *t) {
 
 static void send_heartbeat(synesis_tunnel *t) {
     synesis_heartbeat_info info = {
+        .struct_size = sizeof(info),
         .sequence = t->hb.sequence++,
         .timestamp_ms = (int64_t)syn_wall_ms(),
         .detail = "",

@@ -52,6 +52,27 @@ void syn_ossl_clear(void);
 void syn_copy_str(char *dst, size_t n, const char *src);
 
 /*
+ * The evolution rule of the public structs (docs/integration.md, "API conventions"), in one place.
+ * Each public struct starts with size_t struct_size.
+ *
+ * syn_struct_in: copies the caller's struct src (its struct_size bytes) into dst, a full-size
+ * struct of dst_size bytes that the caller filled with the defaults. A smaller struct_size (an
+ * older header) must still cover struct_size itself; the members it lacks keep their defaults. A
+ * larger one (a newer header) is accepted only when every byte beyond dst_size is zero, as
+ * Linux's copy_struct_from_user (clone3, openat2). dst's struct_size becomes dst_size. Returns 0
+ * or SYNESIS_ERR_INVALID_ARGUMENT with a detail naming what (e.g. "config").
+ */
+int syn_struct_in(void *dst, size_t dst_size, const void *src, const char *what, char *detail);
+/* Fills a caller-filled struct of size bytes for its _init_sized function: zeroes it, copies the
+ * defaults (dflt, dflt_size bytes) of the members that fit, sets struct_size to size. NULL, or a
+ * size that does not cover struct_size, is a no-op. */
+void syn_struct_init(void *dst, size_t size, const void *dflt, size_t dflt_size);
+/* A getter's copy-out: writes at most size bytes of src (src_size) to dst and sets its
+ * struct_size to the bytes written. SYNESIS_ERR_INVALID_ARGUMENT when dst is NULL or size does
+ * not cover struct_size. */
+int syn_struct_out(void *dst, size_t size, const void *src, size_t src_size);
+
+/*
  * Grows an array to hold at least need elements of elem bytes: geometric from initial, capped at
  * limit elements (0 = no cap; need must not exceed it). Returns the (possibly moved) array and
  * updates *cap, or NULL on ENOMEM with the array and *cap untouched. A ptr that already has room

@@ -199,7 +199,7 @@ static syn_qstream *stream_new(syn_qconn *qc, int64_t id, void *user) {
 
 static void chunk_release(syn_chunk *c) {
     if (c->release)
-        c->release(c->release_ud, c->data, c->len);
+        c->release(c->data, c->len, c->release_ud);
     free(c);
 }
 
@@ -290,7 +290,7 @@ int syn_qstream_write_nocopy(syn_qstream *s, const void *data, size_t len, syn_r
     syn_chunk *c = malloc(sizeof(*c));
     if (!c) {
         if (release) /* released exactly once, failure included */
-            release(release_ud, data, len);
+            release(data, len, release_ud);
         return SYNESIS_ERR_NOMEM;
     }
     c->data = data;

@@ -37,7 +37,7 @@ typedef struct syn_qconn syn_qconn;
 typedef struct syn_qstream syn_qstream;
 
 /* Called when the bytes of a no-copy write are acknowledged or abandoned. */
-typedef void (*syn_release_fn)(void *user_data, const void *data, size_t len);
+typedef void (*syn_release_fn)(const void *data, size_t len, void *user_data);
 
 typedef struct syn_qconn_ops {
     /* The handshake completed (client: the edge's certificate verified; server: the client's). */

@@ -30,23 +30,23 @@ struct synesis_request {
     void *user_data;
 };
 
-SYNESIS_API void synesis_request_options_init(synesis_request_options *opts) {
-    memset(opts, 0, sizeof(*opts));
-    opts->struct_size = sizeof(*opts);
+SYNESIS_API void synesis_request_options_init_sized(synesis_request_options *opts, size_t size) {
+    synesis_request_options d = {.struct_size = sizeof(d)};
+    syn_struct_init(opts, size, &d, sizeof(d));
 }
 
 static void release_data(synesis_request *r) {
     if (!r->data && !r->release)
         return;
     if (r->release)
-        r->release(r->release_ud, r->data, r->len);
+        r->release(r->data, r->len, r->release_ud);
     else
         free((void *)r->data);
     r->data = NULL;
     r->release = NULL;
 }
 
-static void free_copy(void *ud, const void *data, size_t len) {
+static void free_copy(const void *data, size_t len, void *ud) {
     (void)ud;
     (void)len;
     free((void *)data);
@@ -91,6 +91,7 @@ static void complete(synesis_request *r, int status, uint64_t app_code, uint64_t
         break;
     }
     synesis_response resp = {
+        .struct_size = sizeof(resp),
         .status = status,
         .app_error_code = app_code,
         .data = r->resp,
@@ -227,13 +228,16 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
                   void *user_data, synesis_request **out) {
     if (out)
         *out = NULL;
-    synesis_request_options dflt;
-    if (!opts) {
-        synesis_request_options_init(&dflt);
-        opts = &dflt;
-    }
+    /* The caller's options under the evolution rule, into a full-size copy. */
+    synesis_request_options o = {.struct_size = sizeof(o)};
     int rv = 0;
-    if (!t || !cb || (len && !data) || opts->struct_size != sizeof(*opts) || !(opts->timeout >= 0))
+    char d[SYNESIS_DETAIL_MAX];
+    if (opts && (rv = syn_struct_in(&o, sizeof(o), opts, "request options", d)) != 0 && t)
+        syn_tunnel_log(t, SYNESIS_LOG_WARN, "request refused: %s", d);
+    opts = &o;
+    if (rv != 0) {
+        /* opts refused */
+    } else if (!t || !cb || (len && !data) || !(opts->timeout >= 0))
         rv = SYNESIS_ERR_INVALID_ARGUMENT;
     else if (syn_hold_dying(&t->hold))
         rv = SYNESIS_ERR_INVALID_STATE; /* from a callback after free() */
@@ -272,7 +276,7 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
     }
     if (rv != 0) {
         if (release)
-            release(release_ud, data, len);
+            release(data, len, release_ud);
         return rv;
     }
     r->base.h = &req_handler;
@@ -282,7 +286,7 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
     r->release = release;
     r->release_ud = release_ud;
     if (!len && release) {
-        release(release_ud, data, 0);
+        release(data, 0, release_ud);
         r->release = NULL;
     }
     r->max_response = opts->max_response_size ? opts->max_response_size : t->cfg.max_response_size;

@@ -3,8 +3,14 @@
 
 #include "tunnel_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+SYNESIS_API void synesis_stream_callbacks_init_sized(synesis_stream_callbacks *cb, size_t size) {
+    synesis_stream_callbacks d = {.struct_size = sizeof(d)};
+    syn_struct_init(cb, size, &d, sizeof(d));
+}
 
 struct synesis_stream {
     syn_tobj base;
@@ -53,8 +59,10 @@ static void unlink_stream(synesis_tunnel *t, synesis_stream *s) {
     syn_list_remove(s->live ? &t->streams.live : &t->streams.wait, &s->link);
 }
 
-/* Ends the stream: on_close once, then free. reset_code != UINT64_MAX resets the QUIC stream. */
-static void close_stream(synesis_stream *s, int status, uint64_t app_code, uint64_t reset_code) {
+/* Ends the stream: on_close once (with detail, NULL = ""), then free. reset_code != UINT64_MAX
+ * resets the QUIC stream. */
+static void close_stream(synesis_stream *s, int status, uint64_t app_code, uint64_t reset_code,
+                         const char *detail) {
     if (syn_hold_dying(&s->hold))
         return;
     s_hold(s);
@@ -71,7 +79,7 @@ static void close_stream(synesis_stream *s, int status, uint64_t app_code, uint6
     }
     syn_tunnel_enter(t);
     if (s->cb.on_close)
-        s->cb.on_close(s, status, app_code, s->user_data);
+        s->cb.on_close(s, status, app_code, detail ? detail : "", s->user_data);
     s_release(s);
     syn_tunnel_leave(t);
 }
@@ -102,7 +110,8 @@ static void stream_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t 
         uint8_t *n =
             len ? syn_grow(s->held, &s->held_cap, s->held_len + len, 1, 16384, 0) : s->held;
         if (len && !n) {
-            close_stream(s, SYNESIS_ERR_NOMEM, 0, SYN_APP_INTERNAL);
+            close_stream(s, SYNESIS_ERR_NOMEM, 0, SYN_APP_INTERNAL,
+                         "out of memory for the data held while paused");
             s_release(s);
             syn_tunnel_leave(t);
             return;
@@ -127,8 +136,12 @@ static void stream_data(void *obj, syn_qstream *qs, const uint8_t *data, size_t 
 
 static void stream_reset(void *obj, syn_qstream *qs, uint64_t app_code, int stop) {
     (void)qs;
-    (void)stop; /* either way the stream cannot carry on as the application expects */
-    close_stream(obj, SYNESIS_ERR_STREAM_RESET, app_code, SYN_APP_CANCELLED);
+    /* Either way the stream cannot carry on as the application expects. */
+    char d[112];
+    snprintf(d, sizeof(d), "the edge %s with application error 0x%llx",
+             stop ? "stopped reading the stream (STOP_SENDING)" : "reset the stream",
+             (unsigned long long)app_code);
+    close_stream(obj, SYNESIS_ERR_STREAM_RESET, app_code, SYN_APP_CANCELLED, d);
 }
 
 static void stream_acked(void *obj, syn_qstream *qs) {
@@ -157,10 +170,14 @@ static void stream_close(void *obj, syn_qstream *qs, uint64_t app_code, int rese
         /* Everything arrived while paused: the application still gets it on resume. */
         return;
     }
-    if (reset && app_code != SYN_APP_NO_ERROR)
-        close_stream(s, SYNESIS_ERR_STREAM_RESET, app_code, UINT64_MAX);
-    else
-        close_stream(s, 0, 0, UINT64_MAX);
+    if (reset && app_code != SYN_APP_NO_ERROR) {
+        char d[96];
+        snprintf(d, sizeof(d), "the edge reset the stream with application error 0x%llx",
+                 (unsigned long long)app_code);
+        close_stream(s, SYNESIS_ERR_STREAM_RESET, app_code, UINT64_MAX, d);
+    } else {
+        close_stream(s, 0, 0, UINT64_MAX, NULL);
+    }
 }
 
 static const syn_stream_handler stream_handler = {
@@ -178,7 +195,7 @@ void syn_streams_pump(synesis_tunnel *t) {
         if (rv == SYNESIS_ERR_WOULD_BLOCK)
             return;
         if (rv != 0) {
-            close_stream(s, rv, 0, UINT64_MAX);
+            close_stream(s, rv, 0, UINT64_MAX, "cannot open a stream");
             continue;
         }
         unlink_stream(t, s);
@@ -193,17 +210,18 @@ void syn_streams_pump(synesis_tunnel *t) {
             s->pre = NULL;
             s->pre_len = 0;
             if (rv != 0)
-                close_stream(s, rv, 0, SYN_APP_INTERNAL);
+                close_stream(s, rv, 0, SYN_APP_INTERNAL, "cannot queue the stream's data");
         }
     }
 }
 
 void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail) {
-    (void)detail;
     while (!syn_list_empty(&t->streams.live))
-        close_stream(SYN_LIST_FIRST(&t->streams.live, synesis_stream, link), err, 0, UINT64_MAX);
+        close_stream(SYN_LIST_FIRST(&t->streams.live, synesis_stream, link), err, 0, UINT64_MAX,
+                     detail);
     while (!syn_list_empty(&t->streams.wait))
-        close_stream(SYN_LIST_FIRST(&t->streams.wait, synesis_stream, link), err, 0, UINT64_MAX);
+        close_stream(SYN_LIST_FIRST(&t->streams.wait, synesis_stream, link), err, 0, UINT64_MAX,
+                     detail);
 }
 
 SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stream_callbacks *cb,
@@ -212,6 +230,13 @@ SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stre
         *out = NULL;
     if (!t || !out)
         return SYNESIS_ERR_INVALID_ARGUMENT;
+    /* The caller's callbacks under the evolution rule, into a full-size copy. */
+    synesis_stream_callbacks c = {.struct_size = sizeof(c)};
+    char d[SYNESIS_DETAIL_MAX];
+    if (cb && syn_struct_in(&c, sizeof(c), cb, "stream callbacks", d) != 0) {
+        syn_tunnel_log(t, SYNESIS_LOG_WARN, "stream refused: %s", d);
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    }
     if (!syn_tunnel_ready(t))
         return SYNESIS_ERR_NOT_CONNECTED;
     synesis_stream *s = calloc(1, sizeof(*s));
@@ -219,8 +244,7 @@ SYNESIS_API int synesis_tunnel_open_stream(synesis_tunnel *t, const synesis_stre
         return SYNESIS_ERR_NOMEM;
     s->base.h = &stream_handler;
     s->t = t;
-    if (cb)
-        s->cb = *cb;
+    s->cb = c;
     s->user_data = user_data;
     syn_list_push_back(&t->streams.wait, &s->link);
     *out = s;
@@ -286,7 +310,8 @@ SYNESIS_API int synesis_stream_reset(synesis_stream *s, uint64_t app_error_code)
         return SYNESIS_ERR_INVALID_STATE;
     synesis_tunnel *t = s->t;
     syn_tunnel_enter(t);
-    close_stream(s, SYNESIS_ERR_CANCELLED, app_error_code, app_error_code);
+    close_stream(s, SYNESIS_ERR_CANCELLED, app_error_code, app_error_code,
+                 "reset by the application");
     /* s may be gone now */
     if (t->qc)
         syn_qconn_schedule(t->qc);
@@ -326,7 +351,7 @@ SYNESIS_API void synesis_stream_resume(synesis_stream *s) {
             s->cb.on_end(s, s->user_data);
     }
     if (!syn_hold_dying(&s->hold) && !s->qs && s->live && !syn_hold_dying(&t->hold))
-        close_stream(s, 0, 0, UINT64_MAX); /* the QUIC stream ended while we were paused */
+        close_stream(s, 0, 0, UINT64_MAX, NULL); /* the QUIC stream ended while we were paused */
     s_release(s);
     if (t->qc)
         syn_qconn_schedule(t->qc);

@@ -14,7 +14,7 @@
 
 #define DEFAULT_URL "quic://superinstance.ai:443"
 
-SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
+static void config_defaults(synesis_tunnel_config *cfg) {
     memset(cfg, 0, sizeof(*cfg));
     cfg->struct_size = sizeof(*cfg);
     cfg->cloud_url = DEFAULT_URL;
@@ -49,6 +49,17 @@ SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg) {
     cfg->max_queued_request_bytes = SYN_DEFAULT_MAX_QUEUED_REQUEST_BYTES;
 }
 
+SYNESIS_API void synesis_tunnel_config_init_sized(synesis_tunnel_config *cfg, size_t size) {
+    synesis_tunnel_config d;
+    config_defaults(&d);
+    syn_struct_init(cfg, size, &d, sizeof(d));
+}
+
+SYNESIS_API void synesis_tunnel_callbacks_init_sized(synesis_tunnel_callbacks *cb, size_t size) {
+    synesis_tunnel_callbacks d = {.struct_size = sizeof(d)};
+    syn_struct_init(cb, size, &d, sizeof(d));
+}
+
 SYNESIS_API const char *synesis_state_name(synesis_state_kind kind) {
     switch (kind) {
     case SYNESIS_STATE_DISCONNECTED:
@@ -73,7 +84,7 @@ void syn_tunnel_log(synesis_tunnel *t, synesis_log_level level, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    t->cfg.log(t->cfg.log_user_data, level, msg);
+    t->cfg.log(level, msg, t->cfg.log_user_data);
 }
 
 /* ---- re-entrancy: free from inside callbacks is deferred to the outermost frame ---- */
@@ -147,8 +158,16 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
                        synesis_state_name(t->state.kind), synesis_state_name(next->kind));
         return SYNESIS_ERR_INVALID_STATE;
     }
+    /* The states handed to the callbacks carry their details in buffers of their own, on this
+     * frame: the tunnel's may change under a callback. */
+    char old_detail[SYN_STATE_DETAIL], next_detail[SYN_STATE_DETAIL];
     synesis_tunnel_state old = t->state;
+    syn_copy_str(old_detail, sizeof(old_detail), t->state.error_detail);
+    old.error_detail = old_detail;
+    syn_copy_str(next_detail, sizeof(next_detail), next->error_detail);
     t->state = *next;
+    syn_copy_str(t->state_detail, sizeof(t->state_detail), next_detail);
+    t->state.error_detail = t->state_detail;
     /* An outage ends when Reconnecting is left for anything else (Connected, Failed, or
      * Disconnected by the application): its time counts in time_disconnected either way. */
     if (old.kind == SYNESIS_STATE_RECONNECTING && next->kind != SYNESIS_STATE_RECONNECTING &&
@@ -157,16 +176,17 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
         t->outage_started_ms = 0;
     }
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "state %s -> %s%s%s", synesis_state_name(old.kind),
-                   synesis_state_name(next->kind), next->error_detail[0] ? ": " : "",
-                   next->error_detail);
+                   synesis_state_name(next->kind), next_detail[0] ? ": " : "", next_detail);
     if (t->notifying) {
-        synesis_tunnel_state(*q)[2] =
+        syn_state_pair *q =
             syn_grow(t->queued, &t->queued_cap, t->nqueued + 1, sizeof(*q), 2, SYN_STATE_QUEUE);
         if (q) {
             t->queued = q;
-            t->queued[t->nqueued][0] = old;
-            t->queued[t->nqueued][1] = *next;
-            t->nqueued++;
+            syn_state_pair *e = &t->queued[t->nqueued++];
+            e->s[0] = old;
+            e->s[1] = t->state;
+            syn_copy_str(e->detail[0], sizeof(e->detail[0]), old_detail);
+            syn_copy_str(e->detail[1], sizeof(e->detail[1]), next_detail);
         } else {
             syn_tunnel_log(t, SYNESIS_LOG_WARN,
                            "state notifications nested too deeply (or out of memory): one "
@@ -175,10 +195,16 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
         return 0;
     }
     t->notifying++;
-    synesis_tunnel_state now = *next;
+    synesis_tunnel_state now = t->state;
+    now.error_detail = next_detail;
     notify(t, &old, &now);
     for (size_t i = 0; i < t->nqueued && !syn_hold_dying(&t->hold); i++) {
-        synesis_tunnel_state o = t->queued[i][0], n = t->queued[i][1];
+        /* Copies: a callback may queue more and move the array. */
+        synesis_tunnel_state o = t->queued[i].s[0], n = t->queued[i].s[1];
+        syn_copy_str(old_detail, sizeof(old_detail), t->queued[i].detail[0]);
+        syn_copy_str(next_detail, sizeof(next_detail), t->queued[i].detail[1]);
+        o.error_detail = old_detail;
+        n.error_detail = next_detail;
         notify(t, &o, &n);
     }
     free(t->queued); /* rare: not kept */
@@ -198,14 +224,15 @@ static int set_state(synesis_tunnel *t, const synesis_tunnel_state *next) {
     return 0;
 }
 
+/* detail is borrowed: it must stay valid until s is handed to set_state() (which copies it). */
 static void make_state(synesis_tunnel_state *s, synesis_state_kind kind, int err,
                        const char *detail) {
     memset(s, 0, sizeof(*s));
+    s->struct_size = sizeof(*s);
     s->kind = kind;
     s->entered_ms = (int64_t)syn_wall_ms();
     s->error = err;
-    if (detail)
-        syn_copy_str(s->error_detail, sizeof(s->error_detail), detail);
+    s->error_detail = detail ? detail : "";
 }
 
 void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out) {
@@ -731,6 +758,7 @@ static void connect_addr(synesis_tunnel *t) {
     for (; t->addr_idx < t->naddrs; t->addr_idx++) {
         syn_addr *a = &t->addrs[t->addr_idx];
         t->remote = *a;
+        syn_sockaddr_str((const struct sockaddr *)&a->ss, t->remote_str, sizeof(t->remote_str));
         int fd = syn_udp_open((const struct sockaddr *)&a->ss, a->len, NULL, 0, t->cfg.pmtud,
                               &t->local, detail);
         if (fd < 0) {
@@ -796,7 +824,7 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
     uint32_t attempt = 0;
     int rv = syn_backoff_next(&t->backoff, &delay, &attempt);
     if (rv == 0 && t->cfg.backoff_fn) {
-        delay = t->cfg.backoff_fn(t->cfg.backoff_user_data, attempt, delay);
+        delay = t->cfg.backoff_fn(t, attempt, delay, t->cfg.backoff_user_data);
         if (!(delay >= 0)) /* negative, or NaN: the policy gives up */
             rv = SYNESIS_ERR_MAX_RECONNECTS;
     }
@@ -842,7 +870,7 @@ static void schedule_reconnect(synesis_tunnel *t, int err, const char *detail) {
 static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
     syn_copy_str(t->last_error, sizeof(t->last_error), detail ? detail : synesis_strerror(err));
     t->stats.last_error = err;
-    syn_copy_str(t->stats.last_error_detail, sizeof(t->stats.last_error_detail), t->last_error);
+    syn_copy_str(t->stats_detail, sizeof(t->stats_detail), t->last_error);
     syn_tunnel_log(t, SYNESIS_LOG_WARN, "%s: %s", synesis_error_name(err), t->last_error);
     int was_up = t->qc && syn_qconn_handshake_completed(t->qc);
     /* Before the handshake, a transport-level failure on one address moves on to the next
@@ -920,11 +948,6 @@ static int dup_mem(char **dst, const char *src, size_t len) {
 }
 
 static int check_config(const synesis_tunnel_config *c, char *detail) {
-    if (c->struct_size != sizeof(*c))
-        return syn_fail(
-            detail, SYNESIS_ERR_INVALID_ARGUMENT,
-            "config.struct_size is %zu, expected %zu: call synesis_tunnel_config_init()",
-            c->struct_size, sizeof(*c));
     if (!c->cloud_url)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "config.cloud_url is NULL");
     if (!c->alpn || !c->alpn[0] || strlen(c->alpn) > 255)
@@ -1077,18 +1100,25 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
                                    char *detail, size_t detail_len) {
     char d[SYNESIS_DETAIL_MAX] = "";
     int rv;
+    if (out)
+        *out = NULL;
     if (!out || !loop || !cfg) {
         rv = syn_fail(d, SYNESIS_ERR_INVALID_ARGUMENT, "out, loop and cfg are required");
         goto fail_early;
     }
     *out = NULL;
-    /* A tunnel sharing another's TLS context neither reads nor checks the fields for its own. */
+    /* The caller's structs, read under the evolution rule into full-size copies. */
     synesis_tunnel_config own;
-    if (cfg->struct_size == sizeof(*cfg) && cfg->share_tls_with) {
-        own = *cfg;
+    config_defaults(&own);
+    if ((rv = syn_struct_in(&own, sizeof(own), cfg, "config", d)) != 0)
+        goto fail_early;
+    cfg = &own;
+    synesis_tunnel_callbacks cbs = {.struct_size = sizeof(cbs)};
+    if (callbacks && (rv = syn_struct_in(&cbs, sizeof(cbs), callbacks, "callbacks", d)) != 0)
+        goto fail_early;
+    /* A tunnel sharing another's TLS context neither reads nor checks the fields for its own. */
+    if (own.share_tls_with)
         tls_fields_clear(&own);
-        cfg = &own;
-    }
     if ((rv = check_config(cfg, d)) != 0)
         goto fail_early;
     if ((rv = syn_crypto_init()) != 0) {
@@ -1103,9 +1133,9 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     t->loop = loop;
     t->fd = -1;
     t->user_data = user_data;
-    if (callbacks)
-        t->cb = *callbacks;
+    t->cb = cbs;
     make_state(&t->state, SYNESIS_STATE_DISCONNECTED, 0, NULL);
+    t->state.error_detail = t->state_detail;
     ev_timer_init(&t->reconnect_timer, reconnect_timer_cb, 0., 0.);
     t->reconnect_timer.data = t;
     ev_timer_init(&t->stable_timer, stable_timer_cb, 0., 0.);
@@ -1285,21 +1315,31 @@ SYNESIS_API void synesis_tunnel_free(synesis_tunnel *t) {
     cancel_everything(t);
 }
 
-SYNESIS_API void synesis_tunnel_get_state(synesis_tunnel *t, synesis_tunnel_state *out) {
-    if (t->state.kind == SYNESIS_STATE_CONNECTED && t->qc)
-        t->state.latency_ms = syn_qconn_srtt_ms(t->qc);
+/* The current state, Connected's latency measured now. */
+static void current_state(const synesis_tunnel *t, synesis_tunnel_state *out) {
     *out = t->state;
+    if (t->state.kind == SYNESIS_STATE_CONNECTED && t->qc)
+        out->latency_ms = syn_qconn_srtt_ms(t->qc);
+}
+
+SYNESIS_API int synesis_tunnel_get_state_sized(const synesis_tunnel *t, synesis_tunnel_state *out,
+                                               size_t size) {
+    if (!t)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    synesis_tunnel_state s;
+    current_state(t, &s);
+    return syn_struct_out(out, size, &s, sizeof(s));
 }
 
 SYNESIS_API int synesis_tunnel_is_connected(const synesis_tunnel *t) {
     return t && t->state.kind == SYNESIS_STATE_CONNECTED;
 }
 
-SYNESIS_API int synesis_tunnel_is_healthy(synesis_tunnel *t) {
+SYNESIS_API int synesis_tunnel_is_healthy(const synesis_tunnel *t) {
     if (!synesis_tunnel_is_connected(t))
         return 0;
     synesis_tunnel_state s;
-    synesis_tunnel_get_state(t, &s);
+    current_state(t, &s);
     return s.latency_ms < t->cfg.healthy_latency_ms;
 }
 
@@ -1334,9 +1374,11 @@ SYNESIS_API int synesis_tunnel_unsubscribe(synesis_tunnel *t, uint32_t id) {
     return SYNESIS_ERR_INVALID_ARGUMENT;
 }
 
-SYNESIS_API void synesis_tunnel_get_stats(synesis_tunnel *t, synesis_tunnel_stats *out) {
+static void current_stats(const synesis_tunnel *t, synesis_tunnel_stats *out) {
     *out = t->stats;
     out->struct_size = sizeof(*out);
+    out->last_error_detail = t->stats_detail;
+    out->remote_address = "";
     out->packets_sent = t->pkts_sent_done;
     out->packets_lost = t->pkts_lost_done;
     if (t->qc) {
@@ -1346,8 +1388,7 @@ SYNESIS_API void synesis_tunnel_get_stats(synesis_tunnel *t, synesis_tunnel_stat
         out->packets_lost += ci.pkt_lost;
         out->cwnd = ci.cwnd;
         if (syn_qconn_handshake_completed(t->qc)) {
-            syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, out->remote_address,
-                             sizeof(out->remote_address));
+            out->remote_address = t->remote_str;
             out->rtt_smoothed_us = (uint32_t)(ci.smoothed_rtt / 1000);
             out->rtt_min_us = ci.min_rtt == UINT64_MAX ? 0 : (uint32_t)(ci.min_rtt / 1000);
             out->rtt_latest_us = (uint32_t)(ci.latest_rtt / 1000);
@@ -1357,9 +1398,20 @@ SYNESIS_API void synesis_tunnel_get_stats(synesis_tunnel *t, synesis_tunnel_stat
         out->time_disconnected += (double)((int64_t)syn_wall_ms() - t->outage_started_ms) / 1e3;
 }
 
-SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t len) {
+SYNESIS_API int synesis_tunnel_get_stats_sized(const synesis_tunnel *t, synesis_tunnel_stats *out,
+                                               size_t size) {
+    if (!t)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
     synesis_tunnel_stats st;
-    synesis_tunnel_get_stats(t, &st);
+    current_stats(t, &st);
+    return syn_struct_out(out, size, &st, sizeof(st));
+}
+
+SYNESIS_API int synesis_tunnel_stats_json(const synesis_tunnel *t, char *buf, size_t len) {
+    if (!t || (!buf && len))
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    synesis_tunnel_stats st;
+    current_stats(t, &st);
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return SYNESIS_ERR_NOMEM;

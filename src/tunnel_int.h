@@ -47,6 +47,15 @@ typedef struct syn_tunnel_wakes {
     syn_qconn_wakes qc;       /* the current connection's expiry timer (zero without one) */
 } syn_tunnel_wakes;
 
+/* Room for a state's error detail (the public struct points to it). */
+#define SYN_STATE_DETAIL 256
+
+/* A transition queued during a notification, with its details. */
+typedef struct syn_state_pair {
+    synesis_tunnel_state s[2]; /* old, new */
+    char detail[2][SYN_STATE_DETAIL];
+} syn_state_pair;
+
 typedef struct syn_subscriber {
     uint32_t id;
     synesis_state_fn fn; /* NULL once unsubscribed (compacted when no notification runs) */
@@ -101,11 +110,12 @@ struct synesis_tunnel {
     SSL_CTX *ssl_ctx;
     syn_qconn_settings qset;
 
-    synesis_tunnel_state state;
+    synesis_tunnel_state state; /* error_detail always points to state_detail */
+    char state_detail[SYN_STATE_DETAIL];
 #define SYN_STATE_QUEUE 16
     /* Transitions made during a notification (at most SYN_STATE_QUEUE; allocated when first
-     * needed: a state is 288 bytes). */
-    synesis_tunnel_state (*queued)[2];
+     * needed: a pair with its details is about 600 bytes). */
+    syn_state_pair *queued;
     size_t nqueued, queued_cap;
     syn_subscriber *subs;
     size_t nsubs, subs_cap;
@@ -140,8 +150,10 @@ struct synesis_tunnel {
     syn_streams streams; /* stream.c */
     syn_heartbeats hb;   /* heartbeat.c */
 
-    synesis_tunnel_stats stats;
-    syn_tunnel_wakes wakes; /* rx, rx_sent, heartbeat, heartbeat_early */
+    synesis_tunnel_stats stats;          /* last_error_detail and remote_address unset: see below */
+    char stats_detail[SYN_STATE_DETAIL]; /* stats.last_error_detail */
+    char remote_str[64];                 /* the address of the current attempt, as text */
+    syn_tunnel_wakes wakes;              /* rx, rx_sent, heartbeat, heartbeat_early */
     uint64_t handshake_started_ns;
     uint64_t pkts_sent_done, pkts_lost_done; /* of connections already gone */
 

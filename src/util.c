@@ -109,3 +109,42 @@ uint64_t syn_wall_ms(void) {
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
+
+int syn_struct_in(void *dst, size_t dst_size, const void *src, const char *what, char *detail) {
+    size_t size;
+    memcpy(&size, src, sizeof(size));
+    if (size < sizeof(size_t))
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "%s.struct_size is %zu: initialise the struct with its _init() macro", what,
+                        size);
+    if (size > dst_size) {
+        const unsigned char *tail = (const unsigned char *)src + dst_size;
+        for (size_t i = 0; i < size - dst_size; i++)
+            if (tail[i])
+                return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                                "%s.struct_size is %zu, this library knows %zu bytes, and byte %zu "
+                                "beyond them is not zero: a member this library version does not "
+                                "have is set",
+                                what, size, dst_size, dst_size + i);
+    }
+    memcpy(dst, src, size < dst_size ? size : dst_size);
+    memcpy(dst, &dst_size, sizeof(dst_size));
+    return 0;
+}
+
+void syn_struct_init(void *dst, size_t size, const void *dflt, size_t dflt_size) {
+    if (!dst || size < sizeof(size_t))
+        return;
+    memset(dst, 0, size);
+    memcpy(dst, dflt, size < dflt_size ? size : dflt_size);
+    memcpy(dst, &size, sizeof(size));
+}
+
+int syn_struct_out(void *dst, size_t size, const void *src, size_t src_size) {
+    if (!dst || size < sizeof(size_t))
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    size_t n = size < src_size ? size : src_size;
+    memcpy(dst, src, n);
+    memcpy(dst, &n, sizeof(n));
+    return 0;
+}

@@ -61,7 +61,7 @@ cmake --build "$BUILD" --target package_source >"$WORK/package_source.log" 2>&1 
 VERSION=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$BUILD/CMakeCache.txt")
 ARCH=$(dpkg --print-architecture)
 PKG=$BUILD/packages
-LIB=$PKG/libsynesis-tunnel0_${VERSION}_$ARCH.deb
+LIB=$PKG/libsynesis-tunnel1_${VERSION}_$ARCH.deb
 DEV=$PKG/libsynesis-tunnel-dev_${VERSION}_$ARCH.deb
 TOOLS=$PKG/synesis-tools_${VERSION}_$ARCH.deb
 TARBALL=$PKG/synesis-tunnel-$VERSION.tar.xz
@@ -80,7 +80,7 @@ for p in libc6 libev4 libcjson1; do
     has_dep "$TOOLS" $p
 done
 has_dep "$TOOLS" adduser
-depends "$DEV" | grep -q "libsynesis-tunnel0 (= $VERSION)" || fail "the -dev package: $(depends "$DEV")"
+depends "$DEV" | grep -q "libsynesis-tunnel1 (= $VERSION)" || fail "the -dev package: $(depends "$DEV")"
 for p in libev-dev libcjson-dev pkg-config; do has_dep "$DEV" $p; done
 for deb in "$LIB" "$TOOLS"; do
     depends "$deb" | grep -qiE 'libssl|openssl|ngtcp2' && fail "$(basename "$deb") depends on OpenSSL/ngtcp2"
@@ -96,9 +96,9 @@ for deb in "$LIB" "$DEV" "$TOOLS"; do
         fail "$name: a file not owned by root"
     grep -q "usr/share/doc/$name/copyright\$" "$WORK/contents-$name" || fail "$name: no copyright"
 done
-grep -qx "libsynesis_tunnel 0 libsynesis-tunnel0 (>= $VERSION)" "$WORK/control-libsynesis-tunnel0/shlibs" ||
-    fail "libsynesis-tunnel0: shlibs: $(cat "$WORK/control-libsynesis-tunnel0/shlibs")"
-grep -q ldconfig "$WORK/control-libsynesis-tunnel0/postinst" || fail "libsynesis-tunnel0: no ldconfig"
+grep -qx "libsynesis_tunnel 1 libsynesis-tunnel1 (>= $VERSION)" "$WORK/control-libsynesis-tunnel1/shlibs" ||
+    fail "libsynesis-tunnel1: shlibs: $(cat "$WORK/control-libsynesis-tunnel1/shlibs")"
+grep -q ldconfig "$WORK/control-libsynesis-tunnel1/postinst" || fail "libsynesis-tunnel1: no ldconfig"
 printf '/etc/synesis/agent.conf\n/etc/synesis/edge.conf\n' |
     cmp -s - "$WORK/control-synesis-tools/conffiles" || fail "synesis-tools: conffiles"
 grep -q 'adduser --system' "$WORK/control-synesis-tools/postinst" || fail "synesis-tools: postinst"
@@ -113,7 +113,7 @@ expect_files() { # NAME PATH...
     done
 }
 MA=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
-expect_files libsynesis-tunnel0 "/usr/lib/$MA/libsynesis_tunnel.so.$VERSION" "/usr/lib/$MA/libsynesis_tunnel.so.0"
+expect_files libsynesis-tunnel1 "/usr/lib/$MA/libsynesis_tunnel.so.$VERSION" "/usr/lib/$MA/libsynesis_tunnel.so.1"
 expect_files libsynesis-tunnel-dev /usr/include/synesis/synesis.h "/usr/lib/$MA/libsynesis_tunnel.a" \
     "/usr/lib/$MA/libsynesis_tunnel.so" "/usr/lib/$MA/pkgconfig/synesis_tunnel.pc" \
     "/usr/lib/$MA/cmake/synesis_tunnel/synesis_tunnelConfig.cmake"
@@ -139,8 +139,8 @@ S=$ROOT/usr/bin/synesis
 # no OpenSSL among its shared libraries.
 needed=$(readelf -d "$S" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')
 echo "$needed" | grep -qE 'libsynesis|libssl|libcrypto|libngtcp2' && fail "synesis needs: $needed"
-needed=$(readelf -d "$ROOT/usr/lib/$MA/libsynesis_tunnel.so.0" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')
-echo "$needed" | grep -qE 'libssl|libcrypto|libngtcp2' && fail "libsynesis_tunnel.so.0 needs: $needed"
+needed=$(readelf -d "$ROOT/usr/lib/$MA/libsynesis_tunnel.so.1" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')
+echo "$needed" | grep -qE 'libssl|libcrypto|libngtcp2' && fail "libsynesis_tunnel.so.1 needs: $needed"
 "$S" --version >"$WORK/version.out" || fail "the staged synesis --version"
 grep -q "^synesis $VERSION " "$WORK/version.out" || fail "synesis --version: $(cat "$WORK/version.out")"
 zcat "$ROOT/usr/share/man/man1/synesis.1.gz" | grep -q '^\.TH SYNESIS 1' || fail "man page"
@@ -227,7 +227,7 @@ if [ "$SYSTEM" = --system ]; then
         { cat "$WORK/readme-embed.log"; fail "the README's embedding block against the installed packages"; }
     grep -qx 'response: hello' "$WORK/readme-embed.log" || { cat "$WORK/readme-embed.log"; fail "README embed: no response"; }
     pass "the README's embedding block, as written, against the installed packages"
-    apt-get purge -y synesis-tools libsynesis-tunnel-dev libsynesis-tunnel0 >"$WORK/purge.log" 2>&1 ||
+    apt-get purge -y synesis-tools libsynesis-tunnel-dev libsynesis-tunnel1 >"$WORK/purge.log" 2>&1 ||
         { tail -n 30 "$WORK/purge.log"; fail "apt-get purge"; }
     for p in /usr/bin/synesis /etc/synesis /var/lib/synesis /var/lib/synesis-edge; do
         [ -e $p ] && fail "$p is still there after purge"

@@ -122,7 +122,8 @@ static synesis_tunnel *new_tunnel(fixture *f, const char *ca_dir) {
     cfg.ca_dir = ca_dir;
     synesis_tunnel *t = NULL;
     char detail[512];
-    synesis_tunnel_callbacks cb = {.on_state = syn_test_record_state};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_state = syn_test_record_state};
     int rv = synesis_tunnel_new(&t, f->loop, &cfg, &cb, &f->states, detail, sizeof(detail));
     if (rv)
         fail_msg("tunnel: %s: %s", synesis_error_name(rv), detail);

@@ -193,7 +193,8 @@ static int edge_has_heartbeat(void *ud) {
 static void test_linger_delivers_queued_heartbeat(void **state) {
     fixture *f = *state;
     f->cfg.heartbeat_interval = 10; /* the first goes right after Connected */
-    synesis_tunnel_callbacks cb = {.on_heartbeat = on_hb_disconnect,
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat = on_hb_disconnect,
                                    .on_heartbeat_result = on_hb_result};
     char detail[512];
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail)),
@@ -218,7 +219,7 @@ static void test_linger_delivers_queued_heartbeat(void **state) {
     assert_int_equal(st.heartbeats_failed, 0);
 }
 
-static void stderr_log(void *ud, synesis_log_level level, const char *msg) {
+static void stderr_log(synesis_log_level level, const char *msg, void *ud) {
     (void)ud;
     fprintf(stderr, "[%d] %s\n", (int)level, msg);
 }
@@ -227,8 +228,8 @@ static void stderr_log(void *ud, synesis_log_level level, const char *msg) {
  * written only while no lookup runs). */
 static volatile uint8_t target_host;
 
-static int resolve_to_target(void *ud, const char *host, uint16_t port,
-                             struct sockaddr_storage *addrs, unsigned int *lens, size_t max) {
+static int resolve_to_target(const char *host, uint16_t port, struct sockaddr_storage *addrs,
+                             unsigned int *lens, size_t max, void *ud) {
     (void)ud;
     (void)host;
     if (max < 1)

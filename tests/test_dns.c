@@ -178,8 +178,8 @@ static void hook_init(struct hook_ctx *h) {
     assert_int_equal(pthread_mutex_init(&h->mu, NULL), 0);
 }
 
-static int test_hook(void *data, const char *host, uint16_t port, struct sockaddr_storage *ss,
-                     unsigned int *lens, size_t max) {
+static int test_hook(const char *host, uint16_t port, struct sockaddr_storage *ss,
+                     unsigned int *lens, size_t max, void *data) {
     struct hook_ctx *h = data;
     atomic_fetch_add(&h->calls, 1);
     pthread_mutex_lock(&h->mu);

@@ -168,7 +168,8 @@ static void s_data(synesis_stream *s, const uint8_t *d, size_t n, void *ud) {
     }
 }
 
-static void s_close(synesis_stream *s, int status, uint64_t code, void *ud) {
+static void s_close(synesis_stream *s, int status, uint64_t code, const char *detail, void *ud) {
+    (void)detail;
     (void)s;
     sres *r = ud;
     r->closed++;
@@ -182,7 +183,8 @@ static void test_stream_reset_code_limit(void **state) {
     (void)state;
     fixture *f = start(NULL);
     connect_tunnel(f);
-    synesis_stream_callbacks cb = {.on_data = s_data, .on_close = s_close};
+    synesis_stream_callbacks cb = {
+        .struct_size = sizeof(synesis_stream_callbacks), .on_data = s_data, .on_close = s_close};
     sres r = {0};
     synesis_stream *s;
     assert_int_equal(synesis_tunnel_open_stream(f->t, &cb, &r, &s), 0);
@@ -433,7 +435,7 @@ static void test_heartbeat_strict_and_reports(void **state) {
 }
 
 /* 3. What one connection can make the edge hold. */
-static void no_release(void *ud, const void *data, size_t len) {
+static void no_release(const void *data, size_t len, void *ud) {
     (void)ud;
     (void)data;
     (void)len;
@@ -534,7 +536,8 @@ static void test_unread_src_bounded(void **state) {
     f->cfg.stream_recv_window = 64 * 1024; /* 8 MiB of credit in all: over the bound */
     connect_tunnel(f);
     enum { N = 128 };
-    synesis_stream_callbacks cb = {.on_close = s_close};
+    synesis_stream_callbacks cb = {.struct_size = sizeof(synesis_stream_callbacks),
+                                   .on_close = s_close};
     sres r[N];
     memset(r, 0, sizeof(r));
     synesis_stream *s[N];

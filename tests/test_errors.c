@@ -28,6 +28,7 @@
 
 #include "fault_proxy.h"
 #include "harness.h"
+#include "synesis/stream.h"
 #include "protocol.h"
 #include "synesis/request.h"
 
@@ -61,7 +62,7 @@ static void edge_log(void *ud, const char *line) {
     cJSON_Delete(o);
 }
 
-static void tunnel_log(void *ud, synesis_log_level level, const char *msg) {
+static void tunnel_log(synesis_log_level level, const char *msg, void *ud) {
     (void)level;
     fixture *f = ud;
     if (f->nlogs < MAX_LOGS)
@@ -199,7 +200,7 @@ static void assert_echo_works(fixture *f) {
 typedef void (*cfg_mut)(synesis_tunnel_config *c);
 #define MUT(name, body)                                                                            \
     static void name(synesis_tunnel_config *c) { body; }
-MUT(m_struct_size, c->struct_size = sizeof(*c) - 1)
+MUT(m_struct_size, c->struct_size = sizeof(size_t) - 1)
 MUT(m_url_null, c->cloud_url = NULL)
 MUT(m_alpn_null, c->alpn = NULL)
 MUT(m_alpn_empty, c->alpn = "")
@@ -371,7 +372,7 @@ static char *read_file(const char *path, size_t *len) {
 
 static void test_in_memory_pem_and_pins(void **state) {
     fixture *f = *state;
-    synesis_identity_info info;
+    synesis_identity_info *info = NULL;
     char detail[512];
     assert_int_equal(
         synesis_identity_inspect(syn_test_path(pki, "edge.pem"), &info, detail, sizeof(detail)), 0);
@@ -381,7 +382,8 @@ static void test_in_memory_pem_and_pins(void **state) {
     char *pass = strdup("unused");
     uint8_t(*pins)[32] = calloc(2, 32);
     memset(pins[0], 0xab, 32); /* a pin that matches nothing, then the edge's */
-    memcpy(pins[1], info.spki_sha256, 32);
+    memcpy(pins[1], info->spki_sha256, 32);
+    synesis_identity_info_free(info);
     synesis_tunnel_config cfg = f->cfg;
     cfg.cert_path = cfg.key_path = "/nonexistent"; /* the PEM takes precedence */
     cfg.cert_pem = cert;
@@ -429,7 +431,7 @@ typedef struct rel {
     size_t len;
 } rel;
 
-static void on_release(void *ud, const void *data, size_t len) {
+static void on_release(const void *data, size_t len, void *ud) {
     (void)data;
     rel *r = ud;
     r->calls++;
@@ -673,6 +675,129 @@ static void test_null_safety(void **state) {
     assert_true(synesis_tunnel_is_connected(f->t));
 }
 
+static void noop_response(synesis_tunnel *t, synesis_request *req, const synesis_response *r,
+                          void *ud) {
+    (void)t;
+    (void)req;
+    (void)r;
+    (void)ud;
+}
+
+static void noop_release(const void *data, size_t len, void *ud) {
+    (void)data;
+    (void)len;
+    (void)ud;
+}
+
+/* Every public function given NULL for each pointer it takes: int-returning ones say
+ * SYNESIS_ERR_INVALID_ARGUMENT, void ones do nothing, string ones return "" (or NULL where
+ * documented). None crashes. */
+static void test_null_every_function(void **state) {
+    fixture *f = *state;
+    const int EINVAL_ = SYNESIS_ERR_INVALID_ARGUMENT;
+    char buf[64];
+    uint8_t pin[32];
+    size_t acc;
+    /* common.h */
+    assert_non_null(synesis_strerror(0));
+    assert_non_null(synesis_error_name(0));
+    assert_non_null(synesis_version());
+    assert_true(synesis_version_number() > 0);
+    assert_int_equal(synesis_dependency_versions(NULL, 8), EINVAL_);
+    assert_true(synesis_dependency_versions(NULL, 0) > 0);
+    /* tunnel.h */
+    assert_string_equal(synesis_state_name(SYNESIS_STATE_FAILED), "Failed");
+    /* The _init() macros take the struct's size from the pointer's type: a typed NULL. */
+    synesis_tunnel_config_init((synesis_tunnel_config *)NULL);
+    synesis_tunnel_callbacks_init((synesis_tunnel_callbacks *)NULL);
+    synesis_tunnel_config_init_sized(NULL, sizeof(synesis_tunnel_config));
+    synesis_tunnel_callbacks_init_sized(NULL, sizeof(synesis_tunnel_callbacks));
+    assert_int_equal(synesis_vitals_add_number(NULL, "k", 1), EINVAL_);
+    assert_int_equal(synesis_vitals_add_string(NULL, "k", "v"), EINVAL_);
+    assert_int_equal(synesis_vitals_add_bool(NULL, "k", 1), EINVAL_);
+    synesis_tunnel *t = (synesis_tunnel *)&t;
+    assert_int_equal(synesis_tunnel_new(NULL, f->loop, &f->cfg, NULL, NULL, NULL, 0), EINVAL_);
+    assert_int_equal(synesis_tunnel_new(&t, NULL, &f->cfg, NULL, NULL, NULL, 0), EINVAL_);
+    assert_null(t);
+    assert_int_equal(synesis_tunnel_new(&t, f->loop, NULL, NULL, NULL, NULL, 0), EINVAL_);
+    assert_int_equal(synesis_tunnel_connect(NULL), EINVAL_);
+    assert_int_equal(synesis_tunnel_disconnect(NULL), EINVAL_);
+    synesis_tunnel_free(NULL);
+    synesis_tunnel_state st;
+    synesis_tunnel_stats sts;
+    assert_int_equal(synesis_tunnel_get_state(NULL, &st), EINVAL_);
+    assert_int_equal(synesis_tunnel_get_state_sized(f->t, NULL, sizeof(st)), EINVAL_);
+    assert_int_equal(synesis_tunnel_is_connected(NULL), 0);
+    assert_int_equal(synesis_tunnel_is_healthy(NULL), 0);
+    assert_int_equal(synesis_tunnel_subscribe(NULL, noop_state, NULL, NULL), EINVAL_);
+    assert_int_equal(synesis_tunnel_subscribe(f->t, NULL, NULL, NULL), EINVAL_);
+    assert_int_equal(synesis_tunnel_unsubscribe(NULL, 1), EINVAL_);
+    assert_int_equal(synesis_tunnel_get_stats(NULL, &sts), EINVAL_);
+    assert_int_equal(synesis_tunnel_get_stats_sized(f->t, NULL, sizeof(sts)), EINVAL_);
+    assert_int_equal(synesis_tunnel_stats_json(NULL, buf, sizeof(buf)), EINVAL_);
+    assert_int_equal(synesis_tunnel_stats_json(f->t, NULL, 8), EINVAL_);
+    assert_string_equal(synesis_tunnel_last_error(NULL), "");
+    assert_null(synesis_tunnel_user_data(NULL));
+    /* request.h */
+    synesis_request_options_init((synesis_request_options *)NULL);
+    synesis_request_options_init_sized(NULL, sizeof(synesis_request_options));
+    synesis_request *req = (synesis_request *)&req;
+    assert_int_equal(synesis_tunnel_request(NULL, "x", 1, NULL, noop_response, NULL, &req),
+                     EINVAL_);
+    assert_null(req);
+    assert_int_equal(synesis_tunnel_request(f->t, NULL, 1, NULL, noop_response, NULL, NULL),
+                     EINVAL_);
+    assert_int_equal(synesis_tunnel_request(f->t, "x", 1, NULL, NULL, NULL, NULL), EINVAL_);
+    assert_int_equal(synesis_tunnel_request_nocopy(NULL, "x", 1, noop_release, NULL, NULL,
+                                                   noop_response, NULL, NULL),
+                     EINVAL_);
+    assert_int_equal(
+        synesis_tunnel_request_nocopy(f->t, "x", 1, NULL, NULL, NULL, noop_response, NULL, NULL),
+        EINVAL_);
+    assert_int_equal(synesis_request_cancel(NULL), EINVAL_);
+    /* stream.h */
+    synesis_stream_callbacks_init((synesis_stream_callbacks *)NULL);
+    synesis_stream_callbacks_init_sized(NULL, sizeof(synesis_stream_callbacks));
+    synesis_stream *s = (synesis_stream *)&s;
+    assert_int_equal(synesis_tunnel_open_stream(NULL, NULL, NULL, &s), EINVAL_);
+    assert_null(s);
+    assert_int_equal(synesis_tunnel_open_stream(f->t, NULL, NULL, NULL), EINVAL_);
+    assert_int_equal(synesis_stream_write(NULL, "x", 1, &acc), EINVAL_);
+    assert_int_equal(synesis_stream_finish(NULL), EINVAL_);
+    assert_int_equal(synesis_stream_reset(NULL, 0), EINVAL_);
+    synesis_stream_pause(NULL);
+    synesis_stream_resume(NULL);
+    assert_int_equal(synesis_stream_buffered(NULL), 0);
+    /* identity.h */
+    assert_int_equal(synesis_identity_validate_device_id(NULL, buf, sizeof(buf)), EINVAL_);
+    synesis_identity_options_init((synesis_identity_options *)NULL);
+    assert_int_equal(synesis_identity_generate(NULL, "/tmp", buf, sizeof(buf)), EINVAL_);
+    synesis_identity_options io;
+    synesis_identity_options_init(&io);
+    io.device_id = "x";
+    assert_int_equal(synesis_identity_generate(&io, NULL, buf, sizeof(buf)), EINVAL_);
+    synesis_pki_cert_options_init((synesis_pki_cert_options *)NULL, SYNESIS_CERT_PROFILE_CA);
+    synesis_pki_cert_options po;
+    synesis_pki_cert_options_init(&po, SYNESIS_CERT_PROFILE_CA);
+    po.common_name = "x";
+    assert_int_equal(synesis_pki_create_cert(NULL, "/tmp/c", "/tmp/k", buf, sizeof(buf)), EINVAL_);
+    assert_int_equal(synesis_pki_create_cert(&po, NULL, "/tmp/k", buf, sizeof(buf)), EINVAL_);
+    assert_int_equal(synesis_pki_create_cert(&po, "/tmp/c", NULL, buf, sizeof(buf)), EINVAL_);
+    assert_int_equal(synesis_identity_create_test_pki(NULL, "x", buf, sizeof(buf)), EINVAL_);
+    assert_int_equal(synesis_identity_create_test_pki("/tmp/x", NULL, buf, sizeof(buf)), EINVAL_);
+    assert_int_equal(synesis_identity_check(NULL, NULL, NULL, buf, sizeof(buf)), EINVAL_);
+    synesis_identity_info *info = (synesis_identity_info *)&info;
+    assert_int_equal(synesis_identity_inspect(NULL, &info, buf, sizeof(buf)), EINVAL_);
+    assert_null(info);
+    assert_int_equal(synesis_identity_inspect("/tmp/x.pem", NULL, buf, sizeof(buf)), EINVAL_);
+    synesis_identity_info_free(NULL);
+    assert_int_equal(synesis_spki_pin_parse(NULL, pin), EINVAL_);
+    assert_int_equal(synesis_spki_pin_parse("sha256//x", NULL), EINVAL_);
+    /* detail NULL is allowed everywhere. */
+    assert_int_equal(synesis_identity_validate_device_id(NULL, NULL, 0), EINVAL_);
+    assert_int_equal(synesis_identity_check(NULL, NULL, NULL, NULL, 0), EINVAL_);
+}
+
 static void test_stats_json_short_buffer(void **state) {
     fixture *f = *state;
     assert_echo_works(f);
@@ -780,7 +905,9 @@ static void test_heartbeat_over_max_size(void **state) {
     f->cfg.log_user_data = f;
     f->cfg.log_level = SYNESIS_LOG_WARN;
     f->huge = 1;
-    synesis_tunnel_callbacks cb = {.on_heartbeat = on_hb, .on_vitals = on_vitals};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat = on_hb,
+                                   .on_vitals = on_vitals};
     start_tunnel(f, &cb);
     assert_true(syn_test_run_until(f->loop, hb_failed_twice, f, 5));
     assert_int_equal(f->hb_last_status, SYNESIS_ERR_INVALID_ARGUMENT);
@@ -815,8 +942,8 @@ typedef struct hook_cfg {
     const char *addrs[4];
 } hook_cfg;
 
-static int resolve_hook(void *ud, const char *host, uint16_t port, struct sockaddr_storage *addrs,
-                        unsigned int *lens, size_t max) {
+static int resolve_hook(const char *host, uint16_t port, struct sockaddr_storage *addrs,
+                        unsigned int *lens, size_t max, void *ud) {
     (void)host;
     hook_cfg *h = ud;
     if (h->fail)
@@ -1416,6 +1543,7 @@ int main(void) {
                                         setup_short_default_timeout, teardown),
         cmocka_unit_test_setup_teardown(test_late_response_goes_nowhere, setup_proxy, teardown),
         cmocka_unit_test_setup_teardown(test_null_safety, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_null_every_function, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_json_short_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_last_error_and_user_data, setup_edge_only, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_over_max_size, setup_edge_only, teardown),

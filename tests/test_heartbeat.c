@@ -111,8 +111,10 @@ static void on_hb_result(synesis_tunnel *t, const synesis_heartbeat_info *info, 
 }
 
 static void start_with(fixture *f, void (*vitals)(synesis_tunnel *, synesis_vitals *, void *)) {
-    synesis_tunnel_callbacks cb = {
-        .on_heartbeat = on_hb, .on_vitals = vitals, .on_heartbeat_result = on_hb_result};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat = on_hb,
+                                   .on_vitals = vitals,
+                                   .on_heartbeat_result = on_hb_result};
     char detail[512];
     int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail));
     if (rv)
@@ -121,7 +123,9 @@ static void start_with(fixture *f, void (*vitals)(synesis_tunnel *, synesis_vita
 }
 
 static void start(fixture *f) {
-    synesis_tunnel_callbacks cb = {.on_heartbeat = on_hb, .on_vitals = on_vitals};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat = on_hb,
+                                   .on_vitals = on_vitals};
     char detail[512];
     int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail));
     if (rv)

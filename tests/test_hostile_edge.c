@@ -188,7 +188,9 @@ static void on_hb(synesis_tunnel *t, const synesis_heartbeat_info *info, void *u
 
 static void tunnel_start(fx *f) {
     char detail[512];
-    synesis_tunnel_callbacks cb = {.on_heartbeat = on_hb, .on_heartbeat_result = on_hb_result};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat = on_hb,
+                                   .on_heartbeat_result = on_hb_result};
     int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail));
     if (rv)
         fail_msg("tunnel: %s: %s", synesis_error_name(rv), detail);
@@ -377,7 +379,9 @@ static void s_on_end(synesis_stream *s, void *ud) {
     ((sres *)ud)->ends++;
 }
 
-static void s_on_close(synesis_stream *s, int status, uint64_t app_code, void *ud) {
+static void s_on_close(synesis_stream *s, int status, uint64_t app_code, const char *detail,
+                       void *ud) {
+    (void)detail;
     (void)s;
     sres *r = ud;
     r->closes++;
@@ -385,8 +389,10 @@ static void s_on_close(synesis_stream *s, int status, uint64_t app_code, void *u
     r->app_code = app_code;
 }
 
-static const synesis_stream_callbacks s_cb = {
-    .on_data = s_on_data, .on_end = s_on_end, .on_close = s_on_close};
+static const synesis_stream_callbacks s_cb = {.struct_size = sizeof(synesis_stream_callbacks),
+                                              .on_data = s_on_data,
+                                              .on_end = s_on_end,
+                                              .on_close = s_on_close};
 
 static int s_closed(void *ud) { return ((sres *)ud)->closes > 0; }
 
@@ -604,11 +610,13 @@ static void w_on_writable(synesis_stream *s, void *ud) {
     w_fill(w);
 }
 
-static void w_on_close(synesis_stream *s, int status, uint64_t app_code, void *ud) {
-    s_on_close(s, status, app_code, &((writer *)ud)->r);
+static void w_on_close(synesis_stream *s, int status, uint64_t app_code, const char *detail,
+                       void *ud) {
+    (void)detail;
+    s_on_close(s, status, app_code, detail, &((writer *)ud)->r);
 }
 
-static void on_release(void *ud, const void *data, size_t len) {
+static void on_release(const void *data, size_t len, void *ud) {
     (void)data;
     (void)len;
     (*(int *)ud)++;
@@ -627,7 +635,9 @@ static void test_stalled_upload(void **state) {
     f->cfg.keep_alive_interval = 0.2;
     tunnel_connected(f);
     writer w = {0};
-    synesis_stream_callbacks cb = {.on_writable = w_on_writable, .on_close = w_on_close};
+    synesis_stream_callbacks cb = {.struct_size = sizeof(synesis_stream_callbacks),
+                                   .on_writable = w_on_writable,
+                                   .on_close = w_on_close};
     assert_int_equal(synesis_tunnel_open_stream(f->t, &cb, &w, &w.s), 0);
     w_fill(&w);
     syn_test_run_for(f->loop, 1.5); /* longer than the idle timeout */
@@ -676,7 +686,9 @@ static void test_stalled_heartbeats(void **state) {
     f->cfg.heartbeat_interval = 0.005;
     tunnel_connected(f);
     writer w = {0};
-    synesis_stream_callbacks cb = {.on_writable = w_on_writable, .on_close = w_on_close};
+    synesis_stream_callbacks cb = {.struct_size = sizeof(synesis_stream_callbacks),
+                                   .on_writable = w_on_writable,
+                                   .on_close = w_on_close};
     assert_int_equal(synesis_tunnel_open_stream(f->t, &cb, &w, &w.s), 0);
     w_fill(&w);
     syn_test_run_for(f->loop, 1.5);

@@ -29,6 +29,13 @@ struct fixture {
     char *dir; /* scratch directory of one test */
     char *pki; /* a test PKI shared by the group: ca, edge, device (id "unit-1") */
 };
+
+/* synesis_identity_inspect() into *info, releasing what *info held before. */
+static int inspect_into(const char *path, synesis_identity_info **info, char *d, size_t n) {
+    synesis_identity_info_free(*info);
+    *info = NULL;
+    return synesis_identity_inspect(path, info, d, n);
+}
 static struct fixture fx;
 
 static char p1[PATH_MAX], p2[PATH_MAX], p3[PATH_MAX];
@@ -488,13 +495,14 @@ static void test_ca_signed(void **state) {
     X509_free(x);
     X509_free(ca);
 
-    synesis_identity_info info;
-    assert_ok(synesis_identity_inspect(p1, &info, d, sizeof(d)), d);
-    assert_string_equal(info.device_id, "signed-1");
-    assert_string_equal(info.issuer, "CN=Synesis Test CA, O=SuperInstance");
-    assert_int_equal(info.self_signed, 0);
+    synesis_identity_info *info = NULL;
+    assert_ok(inspect_into(p1, &info, d, sizeof(d)), d);
+    assert_string_equal(info->device_id, "signed-1");
+    assert_string_equal(info->issuer, "CN=Synesis Test CA, O=SuperInstance");
+    assert_int_equal(info->self_signed, 0);
     assert_ok(synesis_identity_check(p1, pki_path(p2, fx.dir, "device.key"), NULL, d, sizeof(d)),
               d);
+    synesis_identity_info_free(info);
 }
 
 static void test_ca_errors(void **state) {
@@ -619,12 +627,13 @@ static void test_pki_create_cert_profiles(void **state) {
     assert_ok(synesis_pki_create_cert(&o, pki_path(p1, fx.dir, "u.pem"),
                                       pki_path(p2, fx.dir, "u.key"), d, sizeof(d)),
               d);
-    synesis_identity_info info;
-    assert_ok(synesis_identity_inspect(p1, &info, d, sizeof(d)), d);
-    assert_string_equal(info.common_name, "Ünïcode CA ✓");
-    assert_int_equal(info.is_ca, 1);
-    assert_int_equal(info.self_signed, 1);
-    assert_string_equal(info.device_id, "");
+    synesis_identity_info *info = NULL;
+    assert_ok(inspect_into(p1, &info, d, sizeof(d)), d);
+    assert_string_equal(info->common_name, "Ünïcode CA ✓");
+    assert_int_equal(info->is_ca, 1);
+    assert_int_equal(info->self_signed, 1);
+    assert_string_equal(info->device_id, "");
+    synesis_identity_info_free(info);
 }
 
 /* ---- inspection ---------------------------------------------------------------------------- */
@@ -633,38 +642,38 @@ static void test_inspect(void **state) {
     (void)state;
     char d[DETAIL_SIZE];
     assert_ok(generate("inspect-7", 10, 0, 0, 0, d), d);
-    synesis_identity_info info;
-    memset(&info, 0x5a, sizeof(info));
-    assert_ok(synesis_identity_inspect(pki_path(p1, fx.dir, "device.pem"), &info, d, sizeof(d)), d);
-    assert_string_equal(info.device_id, "inspect-7");
-    assert_string_equal(info.common_name, "device-inspect-7");
-    assert_string_equal(info.subject, "CN=device-inspect-7, O=SuperInstance");
-    assert_string_equal(info.issuer, info.subject);
-    assert_int_equal(info.self_signed, 1);
-    assert_int_equal(info.is_ca, 0);
-    assert_int_equal(info.chain_length, 1);
-    assert_string_equal(info.key_type, "EC P-256");
-    assert_int_equal(info.not_after - info.not_before, 10L * 86400);
-    assert_true(llabs((long long)(info.not_before - time(NULL))) < 60);
+    synesis_identity_info *info = NULL;
+    assert_ok(inspect_into(pki_path(p1, fx.dir, "device.pem"), &info, d, sizeof(d)), d);
+    assert_int_equal(info->struct_size, sizeof(synesis_identity_info));
+    assert_string_equal(info->device_id, "inspect-7");
+    assert_string_equal(info->common_name, "device-inspect-7");
+    assert_string_equal(info->subject, "CN=device-inspect-7, O=SuperInstance");
+    assert_string_equal(info->issuer, info->subject);
+    assert_int_equal(info->self_signed, 1);
+    assert_int_equal(info->is_ca, 0);
+    assert_int_equal(info->chain_length, 1);
+    assert_string_equal(info->key_type, "EC P-256");
+    assert_int_equal(info->not_after - info->not_before, 10L * 86400);
+    assert_true(llabs((long long)(info->not_before - time(NULL))) < 60);
 
     X509 *x = pki_load_cert(p1);
     unsigned char md[32];
     unsigned int mdlen;
     assert_int_equal(X509_digest(x, EVP_sha256(), md, &mdlen), 1);
-    assert_memory_equal(md, info.fingerprint_sha256_raw, 32);
+    assert_memory_equal(md, info->fingerprint_sha256_raw, 32);
     char hex[96];
     for (int i = 0; i < 32; i++)
         snprintf(hex + i * 3, sizeof(hex) - (size_t)i * 3, i < 31 ? "%02X:" : "%02X", md[i]);
-    assert_string_equal(info.fingerprint_sha256, hex);
-    assert_int_equal(strlen(info.fingerprint_sha256), 95);
+    assert_string_equal(info->fingerprint_sha256, hex);
+    assert_int_equal(strlen(info->fingerprint_sha256), 95);
 
     /* serial as uppercase hex with colons, 16 bytes */
-    assert_int_equal(strlen(info.serial), 16 * 3 - 1);
+    assert_int_equal(strlen(info->serial), 16 * 3 - 1);
     BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
     char *bnhex = BN_bn2hex(bn);
     char flat[64];
     size_t j = 0;
-    for (const char *p = info.serial; *p; p++)
+    for (const char *p = info->serial; *p; p++)
         if (*p != ':')
             flat[j++] = *p;
     flat[j] = '\0';
@@ -675,24 +684,24 @@ static void test_inspect(void **state) {
     /* the SPKI pin round-trips through the parser and equals OpenSSL's hash */
     unsigned char spki[32];
     assert_int_equal(pki_spki_sha256(p1, spki), 0);
-    assert_memory_equal(spki, info.spki_sha256, 32);
-    assert_int_equal(strncmp(info.spki_pin, "sha256//", 8), 0);
-    assert_int_equal(strlen(info.spki_pin), 8 + 44);
+    assert_memory_equal(spki, info->spki_sha256, 32);
+    assert_int_equal(strncmp(info->spki_pin, "sha256//", 8), 0);
+    assert_int_equal(strlen(info->spki_pin), 8 + 44);
     uint8_t pin[32];
-    assert_int_equal(synesis_spki_pin_parse(info.spki_pin, pin), 0);
+    assert_int_equal(synesis_spki_pin_parse(info->spki_pin, pin), 0);
     assert_memory_equal(pin, spki, 32);
     X509_free(x);
 
     /* the CA and the edge */
-    assert_ok(synesis_identity_inspect(pki("ca.pem"), &info, d, sizeof(d)), d);
-    assert_int_equal(info.is_ca, 1);
-    assert_int_equal(info.self_signed, 1);
-    assert_string_equal(info.device_id, "");
-    assert_string_equal(info.subject, "CN=Synesis Test CA, O=SuperInstance");
-    assert_ok(synesis_identity_inspect(pki("edge.pem"), &info, d, sizeof(d)), d);
-    assert_string_equal(info.common_name, "localhost");
-    assert_string_equal(info.device_id, "");
-    assert_int_equal(info.self_signed, 0);
+    assert_ok(inspect_into(pki("ca.pem"), &info, d, sizeof(d)), d);
+    assert_int_equal(info->is_ca, 1);
+    assert_int_equal(info->self_signed, 1);
+    assert_string_equal(info->device_id, "");
+    assert_string_equal(info->subject, "CN=Synesis Test CA, O=SuperInstance");
+    assert_ok(inspect_into(pki("edge.pem"), &info, d, sizeof(d)), d);
+    assert_string_equal(info->common_name, "localhost");
+    assert_string_equal(info->device_id, "");
+    assert_int_equal(info->self_signed, 0);
 
     /* a chain file reports its first certificate and the length */
     size_t n1, n2;
@@ -701,23 +710,25 @@ static void test_inspect(void **state) {
     memcpy(both, a, n1);
     memcpy(both + n1, b, n2);
     assert_int_equal(pki_write_file(pki_path(p2, fx.dir, "chain.pem"), both, n1 + n2, 0644), 0);
-    assert_ok(synesis_identity_inspect(p2, &info, d, sizeof(d)), d);
-    assert_int_equal(info.chain_length, 2);
-    assert_string_equal(info.device_id, "unit-1");
+    assert_ok(inspect_into(p2, &info, d, sizeof(d)), d);
+    assert_int_equal(info->chain_length, 2);
+    assert_string_equal(info->device_id, "unit-1");
     free(a);
     free(b);
     free(both);
 
     /* inspection does not judge dates; errors are the loading errors */
     assert_ok(generate("old", 1, -10L * 86400, 1, 0, d), d);
-    assert_ok(synesis_identity_inspect(p1, &info, d, sizeof(d)), d);
-    assert_true(info.not_after < time(NULL));
-    assert_err(synesis_identity_inspect(pki_path(p3, fx.dir, "none.pem"), &info, d, sizeof(d)),
+    assert_ok(inspect_into(p1, &info, d, sizeof(d)), d);
+    assert_true(info->not_after < time(NULL));
+    assert_err(inspect_into(pki_path(p3, fx.dir, "none.pem"), &info, d, sizeof(d)),
                SYNESIS_ERR_FILE_NOT_FOUND, d);
-    assert_err(synesis_identity_inspect(pki("ca.key"), &info, d, sizeof(d)),
-               SYNESIS_ERR_NO_CERTIFICATE, d);
+    assert_err(inspect_into(pki("ca.key"), &info, d, sizeof(d)), SYNESIS_ERR_NO_CERTIFICATE, d);
     assert_int_equal(synesis_identity_inspect(NULL, &info, NULL, 0), SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_null(info);
     assert_int_equal(synesis_identity_inspect(p1, NULL, NULL, 0), SYNESIS_ERR_INVALID_ARGUMENT);
+    synesis_identity_info_free(NULL);
+    synesis_identity_info_free(info);
 }
 
 static void test_pin_parse(void **state) {
@@ -1066,14 +1077,15 @@ static void test_err_unsupported_key(void **state) {
     unsupported("P-384", 0);
     unsupported("P-256", 0);
     /* inspection still works and names the type */
-    synesis_identity_info info;
+    synesis_identity_info *info = NULL;
     char d[DETAIL_SIZE];
     EVP_PKEY *k = pki_make_key("ED448");
     assert_int_equal(pki_write_self_signed(pki_path(p1, fx.dir, "ed.pem"), k, "device-ed"), 0);
     EVP_PKEY_free(k);
-    assert_ok(synesis_identity_inspect(p1, &info, d, sizeof(d)), d);
-    assert_string_equal(info.key_type, "ED448");
-    assert_string_equal(info.device_id, "ed");
+    assert_ok(inspect_into(p1, &info, d, sizeof(d)), d);
+    assert_string_equal(info->key_type, "ED448");
+    assert_string_equal(info->device_id, "ed");
+    synesis_identity_info_free(info);
 }
 
 static void test_detail_truncation(void **state) {
@@ -1087,6 +1099,51 @@ static void test_detail_truncation(void **state) {
     assert_int_equal(strlen(small), sizeof(small) - 1);
     assert_int_equal(synesis_identity_check(p1, NULL, NULL, NULL, 0), SYNESIS_ERR_FILE_NOT_FOUND);
     assert_int_equal(synesis_identity_check(p1, NULL, NULL, small, 0), SYNESIS_ERR_FILE_NOT_FOUND);
+}
+
+/* The evolution rule for the options structs: an older, smaller one gets the defaults of the
+ * members it lacks; a newer, larger one only with zero bytes beyond the library's. */
+static void test_options_struct_sizes(void **state) {
+    (void)state;
+    char d[DETAIL_SIZE];
+    synesis_identity_options o;
+    synesis_identity_options_init(&o);
+    assert_int_equal(o.struct_size, sizeof(o));
+    o.device_id = "sized-1";
+    o.cert_name = "bad/name"; /* refused at full size */
+    assert_err(synesis_identity_generate(&o, fx.dir, d, sizeof(d)), SYNESIS_ERR_INVALID_ARGUMENT,
+               d);
+    o.struct_size = offsetof(synesis_identity_options, cert_name); /* before cert_name */
+    assert_ok(synesis_identity_generate(&o, fx.dir, d, sizeof(d)), d);
+    assert_int_equal(access(pki_path(p1, fx.dir, "device.pem"), F_OK), 0); /* the default */
+    unsigned char big[sizeof(synesis_identity_options) + 8] = {0};
+    synesis_identity_options_init_sized((synesis_identity_options *)big, sizeof(big));
+    ((synesis_identity_options *)big)->device_id = "sized-2";
+    ((synesis_identity_options *)big)->overwrite = 1;
+    big[sizeof(big) - 1] = 1;
+    assert_err(synesis_identity_generate((synesis_identity_options *)big, fx.dir, d, sizeof(d)),
+               SYNESIS_ERR_INVALID_ARGUMENT, d);
+    assert_non_null(strstr(d, "not zero"));
+    big[sizeof(big) - 1] = 0;
+    assert_ok(synesis_identity_generate((synesis_identity_options *)big, fx.dir, d, sizeof(d)), d);
+    /* pki_cert_options: the profile's defaults for what an older struct lacks. */
+    synesis_pki_cert_options po;
+    synesis_pki_cert_options_init(&po, SYNESIS_CERT_PROFILE_CA);
+    assert_int_equal(po.struct_size, sizeof(po));
+    assert_int_equal(po.days, 3650);
+    po.common_name = "Sized CA";
+    po.days = 0; /* refused at full size */
+    assert_err(synesis_pki_create_cert(&po, pki_path(p1, fx.dir, "sca.pem"),
+                                       pki_path(p2, fx.dir, "sca.key"), d, sizeof(d)),
+               SYNESIS_ERR_INVALID_ARGUMENT, d);
+    po.struct_size = offsetof(synesis_pki_cert_options, days);
+    assert_ok(synesis_pki_create_cert(&po, p1, p2, d, sizeof(d)), d);
+    synesis_identity_info *info = NULL;
+    assert_ok(inspect_into(p1, &info, d, sizeof(d)), d);
+    assert_int_equal(info->not_after - info->not_before, 3650L * 86400); /* the CA default */
+    synesis_identity_info_free(info);
+    po.struct_size = sizeof(size_t) - 1;
+    assert_err(synesis_pki_create_cert(&po, p1, p2, d, sizeof(d)), SYNESIS_ERR_INVALID_ARGUMENT, d);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1108,6 +1165,7 @@ int main(void) {
         T(test_test_pki),
         T(test_pki_create_cert_profiles),
         T(test_inspect),
+        T(test_options_struct_sizes),
         T(test_pin_parse),
         T(test_load_ok_and_combined_file),
         T(test_err_file_not_found),

@@ -51,7 +51,7 @@ static double now_s(void) {
 }
 
 /* ngtcp2's trace, forwarded by the tunnel at TRACE: one "pkt tx" line per packet sent. */
-static void on_log(void *ud, synesis_log_level level, const char *msg) {
+static void on_log(synesis_log_level level, const char *msg, void *ud) {
     (void)level;
     fixture *f = ud;
     if (!f->recording)
@@ -87,7 +87,8 @@ static void start(fixture *f, int edge_pings) {
     f->cfg.log = on_log;
     f->cfg.log_user_data = f;
     f->cfg.log_level = SYNESIS_LOG_TRACE;
-    synesis_tunnel_callbacks cb = {.on_heartbeat_result = on_hb_result};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat_result = on_hb_result};
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail)),
                      0);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
@@ -257,7 +258,8 @@ static void test_stream_credit_in_batches_never_blocks(void **state) {
     assert_int_equal(syn_edge_start(f->edge, detail), 0);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     f->cfg.heartbeat_interval = 0.02;
-    synesis_tunnel_callbacks cb = {.on_heartbeat_result = on_hb_result};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat_result = on_hb_result};
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail)),
                      0);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);

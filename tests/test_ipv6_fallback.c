@@ -32,8 +32,8 @@ typedef struct answer {
     const char *addrs[4];
 } answer;
 
-static int resolve_answer(void *ud, const char *host, uint16_t port, struct sockaddr_storage *out,
-                          unsigned int *lens, size_t max) {
+static int resolve_answer(const char *host, uint16_t port, struct sockaddr_storage *out,
+                          unsigned int *lens, size_t max, void *ud) {
     (void)host;
     answer *a = ud;
     int n = 0;
@@ -151,7 +151,8 @@ static synesis_tunnel *new_tunnel(fixture *f, uint16_t port, double handshake_ti
     cfg.handshake_timeout = handshake_timeout;
     synesis_tunnel *t = NULL;
     char detail[512];
-    synesis_tunnel_callbacks cb = {.on_state = syn_test_record_state};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_state = syn_test_record_state};
     int rv = synesis_tunnel_new(&t, f->loop, &cfg, &cb, &f->states, detail, sizeof(detail));
     if (rv)
         fail_msg("tunnel: %s: %s", synesis_error_name(rv), detail);

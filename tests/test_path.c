@@ -80,7 +80,8 @@ static void on_writable(synesis_stream *s, void *ud) {
     pump(ud);
 }
 
-static void on_close(synesis_stream *s, int status, uint64_t code, void *ud) {
+static void on_close(synesis_stream *s, int status, uint64_t code, const char *detail, void *ud) {
+    (void)detail;
     (void)s;
     (void)code;
     echo *e = ud;
@@ -178,8 +179,10 @@ static void run_echo(const char *device, uint64_t bytes, const syn_fault_dir *fi
     trickle_sent = trickle_ok = 0;
     if (trickle)
         ev_timer_start(loop, &tick);
-    synesis_stream_callbacks cb = {
-        .on_data = on_data, .on_writable = on_writable, .on_close = on_close};
+    synesis_stream_callbacks cb = {.struct_size = sizeof(synesis_stream_callbacks),
+                                   .on_data = on_data,
+                                   .on_writable = on_writable,
+                                   .on_close = on_close};
     memset(echoes, 0, sizeof(echoes));
     stream_bytes = bytes;
     for (int i = 0; i < STREAMS; i++) {
@@ -286,8 +289,10 @@ static void test_request_not_starved_by_bulk(void **state) {
     assert_true(syn_test_run_until(loop, syn_test_connected, t, 10));
 
     /* One bulk echo stream of 8 MiB (about 4 s each way at this rate), kept topped up. */
-    synesis_stream_callbacks cb = {
-        .on_data = on_data, .on_writable = on_writable, .on_close = on_close};
+    synesis_stream_callbacks cb = {.struct_size = sizeof(synesis_stream_callbacks),
+                                   .on_data = on_data,
+                                   .on_writable = on_writable,
+                                   .on_close = on_close};
     memset(echoes, 0, sizeof(echoes));
     stream_bytes = 8u << 20;
     assert_int_equal(synesis_tunnel_open_stream(t, &cb, &echoes[0], &echoes[0].s), 0);

@@ -72,7 +72,8 @@ static void tunnel_config(fixture *f, synesis_tunnel_config *cfg, uint16_t port)
 
 static void start_tunnel(fixture *f, const synesis_tunnel_config *cfg) {
     char detail[512];
-    synesis_tunnel_callbacks cb = {.on_state = syn_test_record_state};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_state = syn_test_record_state};
     int rv = synesis_tunnel_new(&f->t, f->loop, cfg, &cb, &f->states, detail, sizeof(detail));
     if (rv)
         fail_msg("tunnel: %s: %s", synesis_error_name(rv), detail);
@@ -262,7 +263,7 @@ typedef struct release_rec {
     int calls;
 } release_rec;
 
-static void on_release(void *ud, const void *data, size_t len) {
+static void on_release(const void *data, size_t len, void *ud) {
     (void)data;
     (void)len;
     ((release_rec *)ud)->calls++;

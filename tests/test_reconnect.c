@@ -186,7 +186,7 @@ static void check_recorders_agree(const recorder *r) {
 /* ---- helpers ---- */
 
 /* SYNESIS_TEST_LOG=1..4 prints the tunnel's log at that level (debugging aid). */
-static void stderr_log(void *ud, synesis_log_level level, const char *msg) {
+static void stderr_log(synesis_log_level level, const char *msg, void *ud) {
     (void)ud;
     fprintf(stderr, "%.3f [%d] %s\n", (double)(syn_now_ns() % 1000000000000ull) / 1e9, (int)level,
             msg);
@@ -802,7 +802,8 @@ typedef struct policy {
     double answer[16]; /* by attempt - 1 */
 } policy;
 
-static double policy_fn(void *ud, uint32_t attempt, double computed) {
+static double policy_fn(synesis_tunnel *tunnel, uint32_t attempt, double computed, void *ud) {
+    (void)tunnel;
     policy *p = ud;
     assert_true(attempt >= 1 && attempt <= 16);
     if (p->n < 16) {

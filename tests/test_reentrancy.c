@@ -155,7 +155,8 @@ typedef struct sctx {
     int status;
 } sctx;
 
-static void sc_close(synesis_stream *st, int status, uint64_t code, void *ud) {
+static void sc_close(synesis_stream *st, int status, uint64_t code, const char *detail, void *ud) {
+    (void)detail;
     (void)st;
     (void)code;
     sctx *c = ud;
@@ -180,8 +181,11 @@ static void test_free_from_stream_data(void **state) {
     fixture *f = *state;
     start(f, NULL);
     sctx a = {.f = f}, b = {.f = f};
-    synesis_stream_callbacks cba = {.on_data = sc_data_free, .on_close = sc_close};
-    synesis_stream_callbacks cbb = {.on_close = sc_close};
+    synesis_stream_callbacks cba = {.struct_size = sizeof(synesis_stream_callbacks),
+                                    .on_data = sc_data_free,
+                                    .on_close = sc_close};
+    synesis_stream_callbacks cbb = {.struct_size = sizeof(synesis_stream_callbacks),
+                                    .on_close = sc_close};
     synesis_stream *sa, *sb;
     assert_int_equal(synesis_tunnel_open_stream(f->t, &cbb, &b, &sb), 0);
     assert_int_equal(synesis_tunnel_open_stream(f->t, &cba, &a, &sa), 0);
@@ -226,7 +230,9 @@ static void test_disconnect_from_on_vitals(void **state) {
     fixture *f = *state;
     f->cfg.heartbeat_interval = 0.05;
     hb_calls = 0;
-    synesis_tunnel_callbacks cb = {.on_vitals = vitals_disconnect, .on_heartbeat = count_hb};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_vitals = vitals_disconnect,
+                                   .on_heartbeat = count_hb};
     char detail[512];
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail)),
                      0);
@@ -258,7 +264,9 @@ static int is_freed(void *ud) { return ((fixture *)ud)->freed; }
 static void test_free_from_on_vitals(void **state) {
     fixture *f = *state;
     f->cfg.heartbeat_interval = 0.05;
-    synesis_tunnel_callbacks cb = {.on_vitals = vitals_free, .on_heartbeat = hb_never};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_vitals = vitals_free,
+                                   .on_heartbeat = hb_never};
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, NULL, 0), 0);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
     assert_true(syn_test_run_until(f->loop, is_freed, f, 5));
@@ -293,7 +301,8 @@ static void disconnect_when_connected(synesis_tunnel *t, const synesis_tunnel_st
 
 static void test_nested_state_change_order(void **state) {
     fixture *f = *state;
-    synesis_tunnel_callbacks cb = {.on_state = disconnect_when_connected};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_state = disconnect_when_connected};
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, NULL, 0), 0);
     seen a = {0}, b = {0};
     assert_int_equal(synesis_tunnel_subscribe(f->t, record, &a, NULL), 0);

@@ -29,7 +29,7 @@ typedef struct fixture {
 
 static const char *pki;
 
-static void tlog(void *ud, synesis_log_level level, const char *msg) {
+static void tlog(synesis_log_level level, const char *msg, void *ud) {
     fixture *f = ud;
     if (level == SYNESIS_LOG_WARN && strstr(msg, "edge report") && strstr(msg, "ignored"))
         f->warns++;
@@ -69,7 +69,8 @@ static int setup(void **state) {
     f->cfg.log = tlog;
     f->cfg.log_user_data = f;
     f->cfg.log_level = SYNESIS_LOG_DEBUG;
-    synesis_tunnel_callbacks cb = {.on_heartbeat_result = on_result};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat_result = on_result};
     char detail[512];
     int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail));
     if (rv)

@@ -451,7 +451,7 @@ typedef struct rel {
     const void *data;
 } rel;
 
-static void on_release(void *ud, const void *data, size_t len) {
+static void on_release(const void *data, size_t len, void *ud) {
     (void)len;
     rel *r = ud;
     r->calls++;
@@ -625,7 +625,8 @@ static void up_writable(synesis_stream *s, void *ud) {
     up_write(ud);
 }
 
-static void up_close(synesis_stream *s, int status, uint64_t code, void *ud) {
+static void up_close(synesis_stream *s, int status, uint64_t code, const char *detail, void *ud) {
+    (void)detail;
     (void)s;
     (void)code;
     up *u = ud;
@@ -645,8 +646,11 @@ static void test_stream_backpressure_slow_reader(void **state) {
     u.echo = malloc(u.total);
     ev_timer_init(&u.resume, resume_cb, 0., 0.);
     u.resume.data = &u;
-    synesis_stream_callbacks cb = {
-        .on_data = up_data, .on_end = up_end, .on_writable = up_writable, .on_close = up_close};
+    synesis_stream_callbacks cb = {.struct_size = sizeof(synesis_stream_callbacks),
+                                   .on_data = up_data,
+                                   .on_end = up_end,
+                                   .on_writable = up_writable,
+                                   .on_close = up_close};
     assert_int_equal(synesis_tunnel_open_stream(f->t, &cb, &u, &u.s), 0);
     up_write(&u);
     assert_true(syn_test_run_until(f->loop, up_done, &u, 60));
@@ -675,7 +679,8 @@ typedef struct sres {
     uint64_t code;
 } sres;
 
-static void s_close(synesis_stream *s, int status, uint64_t code, void *ud) {
+static void s_close(synesis_stream *s, int status, uint64_t code, const char *detail, void *ud) {
+    (void)detail;
     (void)s;
     sres *r = ud;
     r->closed++;
@@ -687,7 +692,8 @@ static int s_done(void *ud) { return ((sres *)ud)->closed > 0; }
 
 static void test_stream_resets(void **state) {
     fixture *f = *state;
-    synesis_stream_callbacks cb = {.on_close = s_close};
+    synesis_stream_callbacks cb = {.struct_size = sizeof(synesis_stream_callbacks),
+                                   .on_close = s_close};
     /* The edge resets. */
     sres r = {0};
     synesis_stream *s;

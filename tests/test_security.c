@@ -48,7 +48,7 @@ static void book_add(logbook *b, const char *line) {
     b->lines++;
 }
 
-static void tunnel_log(void *ud, synesis_log_level level, const char *msg) {
+static void tunnel_log(synesis_log_level level, const char *msg, void *ud) {
     (void)level;
     book_add(ud, msg);
 }

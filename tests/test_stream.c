@@ -143,7 +143,8 @@ static void r_writable(synesis_stream *s, void *ud) {
     ((srec *)ud)->writables++;
 }
 
-static void r_close(synesis_stream *s, int status, uint64_t code, void *ud) {
+static void r_close(synesis_stream *s, int status, uint64_t code, const char *detail, void *ud) {
+    (void)detail;
     srec *r = ud;
     assert_ptr_equal(s, r->s);
     r->closes++;
@@ -159,8 +160,11 @@ static void r_close(synesis_stream *s, int status, uint64_t code, void *ud) {
     r->in_close_reset_rv = synesis_stream_reset(s, 1);
 }
 
-static const synesis_stream_callbacks rcb = {
-    .on_data = r_data, .on_end = r_end, .on_writable = r_writable, .on_close = r_close};
+static const synesis_stream_callbacks rcb = {.struct_size = sizeof(synesis_stream_callbacks),
+                                             .on_data = r_data,
+                                             .on_end = r_end,
+                                             .on_writable = r_writable,
+                                             .on_close = r_close};
 
 static int r_closed(void *ud) { return ((srec *)ud)->closes > 0; }
 static int r_has_data(void *ud) { return ((srec *)ud)->len > 0; }

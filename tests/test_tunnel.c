@@ -74,7 +74,8 @@ static int teardown(void **state) {
 static synesis_tunnel *new_tunnel(fixture *f, synesis_tunnel_config *cfg, syn_test_states *rec) {
     synesis_tunnel *t = NULL;
     char detail[512];
-    synesis_tunnel_callbacks cb = {.on_state = rec ? syn_test_record_state : NULL};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_state = rec ? syn_test_record_state : NULL};
     int rv = synesis_tunnel_new(&t, f->loop, cfg, &cb, rec, detail, sizeof(detail));
     if (rv)
         fail_msg("tunnel: %s: %s", synesis_error_name(rv), detail);
@@ -341,7 +342,8 @@ static void test_free_from_state_callback(void **state) {
     syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
     free_ctx c = {0};
     synesis_tunnel *t = NULL;
-    synesis_tunnel_callbacks cb = {.on_state = free_on_connected};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_state = free_on_connected};
     assert_int_equal(synesis_tunnel_new(&t, f->loop, &cfg, &cb, &c, NULL, 0), 0);
     /* A second subscriber must not be called once the first freed the tunnel. */
     assert_int_equal(synesis_tunnel_subscribe(t, free_on_connected, &c, NULL), 0);
@@ -375,7 +377,8 @@ static void test_disconnect_from_callback_sends_close(void **state) {
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
     synesis_tunnel *t = NULL;
-    synesis_tunnel_callbacks cb = {.on_state = disconnect_on_connected};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_state = disconnect_on_connected};
     assert_int_equal(synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, NULL, 0), 0);
     assert_int_equal(synesis_tunnel_connect(t), 0);
     assert_true(syn_test_run_until(f->loop, edge_saw_close, f, 5));
@@ -581,8 +584,8 @@ static void test_edge_refuses_expired_client_certificate(void **state) {
 }
 
 /* A resolver that takes seconds must not stop other timers on the loop. */
-static int slow_resolve(void *ud, const char *host, uint16_t port, struct sockaddr_storage *addrs,
-                        unsigned *lens, size_t max) {
+static int slow_resolve(const char *host, uint16_t port, struct sockaddr_storage *addrs,
+                        unsigned *lens, size_t max, void *ud) {
     (void)host;
     (void)max;
     (void)ud;
@@ -626,8 +629,8 @@ static void test_slow_dns_does_not_block_loop(void **state) {
     syn_test_run_for(f->loop, 0.05);
 }
 
-static int quick_slow_resolve(void *ud, const char *host, uint16_t port,
-                              struct sockaddr_storage *addrs, unsigned *lens, size_t max) {
+static int quick_slow_resolve(const char *host, uint16_t port, struct sockaddr_storage *addrs,
+                              unsigned *lens, size_t max, void *ud) {
     (void)ud;
     (void)host;
     (void)max;
@@ -657,7 +660,8 @@ static void test_free_in_every_phase(void **state) {
     syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
     char url[64];
     snprintf(url, sizeof(url), "quic://edge.test.invalid:%u", syn_edge_port(f->edge));
-    synesis_tunnel_callbacks cb = {.on_state = never_called};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_state = never_called};
     /* While the name is being resolved (the resolver thread outlives the tunnel). */
     cfg.cloud_url = url;
     cfg.resolve = quick_slow_resolve;
@@ -674,7 +678,7 @@ static void test_free_in_every_phase(void **state) {
     synesis_tunnel_free(t);
     syn_test_run_for(f->loop, 0.1);
     /* While Reconnecting, with the backoff timer running. */
-    synesis_tunnel_callbacks none = {0};
+    synesis_tunnel_callbacks none = {.struct_size = sizeof(synesis_tunnel_callbacks)};
     cfg.reconnect_initial_delay = 5;
     cfg.reconnect_max_delay = 5;
     assert_int_equal(synesis_tunnel_new(&t, f->loop, &cfg, &none, NULL, NULL, 0), 0);
@@ -706,7 +710,7 @@ static void test_bad_config(void **state) {
                      SYNESIS_ERR_FILE_NOT_FOUND);
     assert_non_null(strstr(detail, "/nonexistent/device.pem"));
     syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
-    cfg.struct_size = 8;
+    cfg.struct_size = 4; /* does not even cover struct_size: never initialised */
     assert_int_equal(synesis_tunnel_new(&t, f->loop, &cfg, NULL, NULL, detail, sizeof(detail)),
                      SYNESIS_ERR_INVALID_ARGUMENT);
     syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));

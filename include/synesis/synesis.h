@@ -1,5 +1,6 @@
-/*
- * synesis-tunnel: umbrella header. Includes every public header of the library.
+/**
+ * @file synesis/synesis.h
+ * @brief Umbrella header: includes every public header of the library. @since 1.0
  */
 #ifndef SYNESIS_SYNESIS_H
 #define SYNESIS_SYNESIS_H

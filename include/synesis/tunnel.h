@@ -1,5 +1,6 @@
-/*
- * synesis-tunnel: the CloudTunnel handle.
+/**
+ * @file synesis/tunnel.h
+ * @brief The CloudTunnel handle: configuration, lifecycle, states, heartbeats and statistics.
  *
  * One synesis_tunnel keeps one QUIC connection (RFC 9000/9001/9002, version 1) with mutual TLS 1.3
  * from this device to a cloud edge. Everything it does runs as watchers on the libev loop the
@@ -14,6 +15,15 @@
  * during the call. From inside any callback the application may call any function of this
  * header, synesis_tunnel_free() included (the free is deferred until control returns to the
  * library); after synesis_tunnel_free() returns, no callback of that tunnel runs again.
+ *
+ * Connected is entered when the handshake is confirmed: the edge's HANDSHAKE_DONE has been
+ * received, which it sends only after verifying the device certificate. A device the edge refuses
+ * therefore never sees Connected (see synesis_tunnel_stats.handshake_completed_time).
+ *
+ * Strings in a synesis_tunnel_state or synesis_tunnel_stats filled by a getter point into the
+ * tunnel: they stay valid (NUL-terminated) until synesis_tunnel_free(), and hold the text of the
+ * moment of the call until control returns to the loop (the tunnel may then replace it; copy it
+ * to keep it). Strings in structs handed to a callback are valid only during the callback.
  */
 #ifndef SYNESIS_TUNNEL_H
 #define SYNESIS_TUNNEL_H
@@ -31,9 +41,10 @@ struct ev_loop;
 struct sockaddr;
 struct sockaddr_storage;
 
+/** The tunnel handle (opaque). @since 1.0 */
 typedef struct synesis_tunnel synesis_tunnel;
 
-/* The connection states of the design. Valid transitions, and only these:
+/** The connection states of the design. Valid transitions, and only these:
  *   Disconnected -> Connecting
  *   Connecting   -> Connected | Failed
  *   Connected    -> Reconnecting | Disconnected
@@ -41,196 +52,240 @@ typedef struct synesis_tunnel synesis_tunnel;
  *   Failed       -> Connecting
  * Two more are taken as the application's own requests: disconnect() from Connecting or
  * Reconnecting ends in Disconnected (the attempt in progress is abandoned). Any other transition
- * is refused (SYNESIS_ERR_INVALID_STATE) and logged, never applied. */
+ * is refused (SYNESIS_ERR_INVALID_STATE) and logged, never applied. @since 1.0 */
 typedef enum synesis_state_kind {
-    SYNESIS_STATE_DISCONNECTED = 0,
-    SYNESIS_STATE_CONNECTING = 1,
-    SYNESIS_STATE_CONNECTED = 2,
-    SYNESIS_STATE_RECONNECTING = 3,
-    SYNESIS_STATE_FAILED = 4,
+    SYNESIS_STATE_DISCONNECTED = 0, /**< not connected, and not trying (the initial state) */
+    SYNESIS_STATE_CONNECTING = 1,   /**< the first attempt after connect(): resolve, handshake */
+    SYNESIS_STATE_CONNECTED = 2,    /**< handshake confirmed by the edge's HANDSHAKE_DONE */
+    SYNESIS_STATE_RECONNECTING = 3, /**< the connection was lost; attempts under the backoff */
+    SYNESIS_STATE_FAILED = 4,       /**< gave up (error in the state); connect() starts again */
 } synesis_state_kind;
 
-/* Congestion controllers (config.congestion_control), those of ngtcp2. */
+/** Congestion controllers (config.congestion_control), those of ngtcp2. @since 1.0 */
 typedef enum synesis_congestion_control {
-    SYNESIS_CC_CUBIC = 0, /* CUBIC (RFC 9438): the default */
-    SYNESIS_CC_BBR = 1,   /* BBR v2: keeps throughput under random loss and deep buffers */
-    SYNESIS_CC_RENO = 2,  /* NewReno (RFC 9002) */
+    SYNESIS_CC_CUBIC = 0, /**< CUBIC (RFC 9438): the default */
+    SYNESIS_CC_BBR = 1,   /**< BBR v2: keeps throughput under random loss and deep buffers */
+    SYNESIS_CC_RENO = 2,  /**< NewReno (RFC 9002) */
 } synesis_congestion_control;
 
-/* A state with its details. */
+/**
+ * A state with its details. Library-filled: by synesis_tunnel_get_state() (up to the caller's
+ * size) and for the state callbacks (the library's full size). Members are only ever appended.
+ * @since 1.0
+ */
 typedef struct synesis_tunnel_state {
-    synesis_state_kind kind;
-    /* When the state was entered, milliseconds since the Unix epoch: Connecting's started_at,
+    /** The bytes the library wrote: sizeof of the struct it knows, or less when the caller's is
+     * smaller. @since 1.0 */
+    size_t struct_size;
+    synesis_state_kind kind; /**< the state @since 1.0 */
+    /** When the state was entered, milliseconds since the Unix epoch: Connecting's started_at,
      * Connected's since, Reconnecting's started_at (of the outage, kept across attempts),
-     * Failed's at. */
+     * Failed's at. @since 1.0 */
     int64_t entered_ms;
-    /* Connected: the connection's smoothed RTT in milliseconds (refreshed on every state query and
-     * heartbeat tick). */
+    /** Connected: the connection's smoothed RTT in milliseconds (refreshed on every state query and
+     * heartbeat tick). @since 1.0 */
     uint32_t latency_ms;
-    /* Reconnecting: the attempt number, from 1. */
+    /** Reconnecting: the attempt number, from 1. @since 1.0 */
     uint32_t attempt;
-    /* Reconnecting: the last error (SYNESIS_ERR_*, 0 if none yet); Failed: the error. */
+    /** Reconnecting: the last error (SYNESIS_ERR_*, 0 if none yet); Failed: the error. @since 1.0
+     */
     int error;
-    /* Human-readable detail of error ("" when none). */
-    char error_detail[256];
+    /** Human-readable detail of error; never NULL, "" when none. In a state callback: valid
+     * during the callback; from synesis_tunnel_get_state(): see the lifetime rule at the top of
+     * this header. @since 1.0 */
+    const char *error_detail;
 } synesis_tunnel_state;
 
-/* Returns "Disconnected", "Connecting", "Connected", "Reconnecting" or "Failed". */
+/**
+ * Returns "Disconnected", "Connecting", "Connected", "Reconnecting" or "Failed" ("Unknown" for
+ * another value): a static string. Any thread. @since 1.0
+ */
 SYNESIS_API const char *synesis_state_name(synesis_state_kind kind);
 
-/* A state-change subscriber: called after each applied transition with the old and new states. */
+/**
+ * A state-change callback (callbacks.on_state, or a subscriber): called on the loop thread after
+ * each applied transition with the old and new states, both valid only during the call.
+ * @since 1.0
+ */
 typedef void (*synesis_state_fn)(synesis_tunnel *tunnel, const synesis_tunnel_state *old_state,
                                  const synesis_tunnel_state *new_state, void *user_data);
 
-/*
- * Custom reconnect policy: given the attempt about to be scheduled (1-based) and the delay the
- * built-in policy computed (seconds), returns the delay to use, or a negative value to give up
- * (the tunnel then goes to Failed). Optional.
+/**
+ * Custom reconnect policy (config.backoff_fn), on the loop thread. Its return value is its result.
+ * @param tunnel the tunnel about to schedule an attempt.
+ * @param attempt the attempt about to be scheduled, from 1.
+ * @param computed_delay the delay the built-in policy computed, seconds.
+ * @param user_data config.backoff_user_data.
+ * @return the delay to use (seconds), or a negative value (or NaN) to give up: the tunnel then
+ *         goes to Failed.
+ * @since 1.0
  */
-typedef double (*synesis_backoff_fn)(void *user_data, uint32_t attempt, double computed_delay);
+typedef double (*synesis_backoff_fn)(synesis_tunnel *tunnel, uint32_t attempt,
+                                     double computed_delay, void *user_data);
 
-/* A name-resolution hook for tests and special environments: runs ON A RESOLVER THREAD in place
- * of getaddrinfo(). Fills up to max addresses (struct sockaddr_storage each, with lens) and
- * returns the count, or a negative value on failure. A lookup's thread can outlive the tunnel
- * (a lookup cancelled by disconnect or free still finishes): user_data must stay valid until
- * every hook call has returned. */
-typedef int (*synesis_resolve_fn)(void *user_data, const char *host, uint16_t port,
-                                  struct sockaddr_storage *addrs, unsigned int *lens, size_t max);
+/**
+ * A name-resolution hook (config.resolve) for tests and special environments: runs ON A RESOLVER
+ * THREAD in place of getaddrinfo(). It takes no handle: a lookup's thread can outlive the tunnel
+ * (a lookup cancelled by disconnect or free still finishes), so user_data must stay valid until
+ * every hook call has returned. Its return value is its result.
+ * @param host the URL's host name (valid during the call).
+ * @param port the URL's port.
+ * @param addrs room for max addresses (struct sockaddr_storage each).
+ * @param lens receives each address's length.
+ * @param max the room in addrs and lens.
+ * @param user_data config.resolve_user_data.
+ * @return the number of addresses filled, or a negative value on failure.
+ * @since 1.0
+ */
+typedef int (*synesis_resolve_fn)(const char *host, uint16_t port, struct sockaddr_storage *addrs,
+                                  unsigned int *lens, size_t max, void *user_data);
 
-/*
- * Tunnel configuration. Always start from synesis_tunnel_config_init(), which fills every default
- * of the design; fields are only ever appended. synesis_tunnel_new() deep-copies it: strings and
- * arrays may be freed after the call. Durations are in seconds (double, like ev_tstamp), at most
- * one year each.
+/**
+ * Tunnel configuration (caller-filled). Always start from synesis_tunnel_config_init(), which
+ * fills every default of the design and records the struct's size; members are only ever
+ * appended. synesis_tunnel_new() deep-copies it: strings and arrays may be freed after the call.
+ * Durations are in seconds (double, like ev_tstamp), at most one year each.
+ * @since 1.0
  */
 typedef struct synesis_tunnel_config {
-    size_t struct_size; /* set by config_init: sizeof(synesis_tunnel_config) */
+    /** Set by synesis_tunnel_config_init(): the size of the struct the application was built
+     * with. @since 1.0 */
+    size_t struct_size;
 
-    /* The edge: "quic://host[:port]" or "https://host[:port]", IPv6 literals in brackets,
-     * default port 443. Default "quic://superinstance.ai:443". */
+    /** The edge: "quic://host[:port]" or "https://host[:port]", IPv6 literals in brackets,
+     * default port 443. Default "quic://superinstance.ai:443". @since 1.0 */
     const char *cloud_url;
-    /* Name the edge's certificate must carry, also sent as SNI. Default NULL: the URL's host
-     * (for IP literals, the certificate must carry that IP address). */
+    /** Name the edge's certificate must carry, also sent as SNI. Default NULL: the URL's host
+     * (for IP literals, the certificate must carry that IP address). @since 1.0 */
     const char *server_name;
-    /* ALPN protocol. Default "synesis-tunnel/1". */
+    /** ALPN protocol. Default "synesis-tunnel/1". @since 1.0 */
     const char *alpn;
 
-    /* Device certificate chain (PEM, leaf first) and its private key: paths, or in-memory PEM
+    /** Device certificate chain (PEM, leaf first) and its private key: paths, or in-memory PEM
      * (cert_pem/key_pem take precedence when set). key_path may also be an OSSL_STORE URI such as
      * "file:/etc/synesis/device.key". A key file readable by group or others is refused.
-     * Default "device.pem" / "device.key" (relative to the working directory). */
+     * Default "device.pem" / "device.key" (relative to the working directory). @since 1.0 */
     const char *cert_path;
-    const char *key_path;
-    const char *cert_pem;
-    size_t cert_pem_len;
-    const char *key_pem;
-    size_t key_pem_len;
-    const char *key_passphrase; /* default NULL */
+    const char *key_path;       /**< the private key: a path or URI (see cert_path) @since 1.0 */
+    const char *cert_pem;       /**< in-memory PEM chain; default NULL (see cert_path) @since 1.0 */
+    size_t cert_pem_len;        /**< its length; 0 = NUL-terminated @since 1.0 */
+    const char *key_pem;        /**< in-memory PEM key; default NULL (see cert_path) @since 1.0 */
+    size_t key_pem_len;         /**< its length; 0 = NUL-terminated @since 1.0 */
+    const char *key_passphrase; /**< default NULL @since 1.0 */
 
-    /* Trust: the system store (default on) plus an optional CA file and/or hashed directory. */
+    /** Trust the system store (default 1), plus the optional CA file and/or hashed directory
+     * below. @since 1.0 */
     int use_system_trust;
-    const char *ca_path;
-    const char *ca_dir;
-    /* Optional pins: SHA-256 of the edge's SubjectPublicKeyInfo; when set, the edge must match
+    const char *ca_path; /**< a PEM file of trusted CA certificates; default NULL @since 1.0 */
+    const char *ca_dir;  /**< a hashed CA directory (c_rehash); default NULL @since 1.0 */
+    /** Optional pins: SHA-256 of the edge's SubjectPublicKeyInfo; when set, the edge must match
      * one of them in addition to passing chain and name verification. No option turns
-     * verification off. */
+     * verification off. @since 1.0 */
     const uint8_t (*spki_pins)[32];
-    size_t n_spki_pins;
+    size_t n_spki_pins; /**< the number of spki_pins; default 0 @since 1.0 */
 
     /* QUIC. */
-    double keep_alive_interval; /* PING after this much quiet; default 10 s; 0 = off */
-    double idle_timeout;        /* default 60 s */
-    double handshake_timeout;   /* default 10 s */
-    /* Largest UDP payload we send (a cap): default 0 = 1452 bytes. Every connection starts at
+    double keep_alive_interval; /**< PING after this much quiet; default 10 s; 0 = off @since 1.0 */
+    double idle_timeout;        /**< default 60 s @since 1.0 */
+    double handshake_timeout;   /**< default 10 s @since 1.0 */
+    /** Largest UDP payload we send (a cap): default 0 = 1452 bytes. Every connection starts at
      * ngtcp2's 1200 bytes; only path MTU discovery raises that, to at most this cap, by probes
      * that the edge must acknowledge (a probe the path does not carry is lost, the size stays).
-     * Set e.g. 1280 under VPNs that drop large datagrams. 0, or 1200 to 1500. */
+     * Set e.g. 1280 under VPNs that drop large datagrams. 0, or 1200 to 1500. @since 1.0 */
     size_t max_udp_payload;
-    /* Path MTU discovery; default 1. With 0, the tunnel never sends more than 1200 bytes of UDP
+    /** Path MTU discovery; default 1. With 0, the tunnel never sends more than 1200 bytes of UDP
      * payload, whatever max_udp_payload says (a cap larger than the path is then harmless, never
      * reached), and the socket lets the kernel fragment (no DF bit), although nothing it sends
-     * needs it on a path that carries QUIC at all (IPv4 MTU 1228, IPv6 1280, and above). */
+     * needs it on a path that carries QUIC at all (IPv4 MTU 1228, IPv6 1280, and above). @since 1.0
+     */
     int pmtud;
 
-    /* Heartbeats: one every interval on a unidirectional stream, the first right after
-     * Connected; 0 disables. Default 30 s. */
+    /** Heartbeats: one every interval on a unidirectional stream, the first right after
+     * Connected; 0 disables. Default 30 s. @since 1.0 */
     double heartbeat_interval;
-    /* Device id sent in heartbeats; default NULL: derived from the certificate's CN
-     * ("device-<id>" gives "<id>"). */
+    /** Device id sent in heartbeats; default NULL: derived from the certificate's CN
+     * ("device-<id>" gives "<id>"). @since 1.0 */
     const char *device_id;
-    /* Filesystem whose free space is reported in the vitals (statvfs); default "/"; NULL skips
-     * it. Use a local filesystem: a hung network mount would stall the loop. */
+    /** Filesystem whose free space is reported in the vitals (statvfs); default "/"; NULL skips
+     * it. Use a local filesystem: a hung network mount would stall the loop. @since 1.0 */
     const char *vitals_disk_path;
-    /* Largest heartbeat JSON accepted by the edge and produced by us; default 64 KiB. */
+    /** Largest heartbeat JSON accepted by the edge and produced by us; default 64 KiB. @since 1.0
+     */
     size_t max_heartbeat_size;
 
-    /* Reconnection with exponential backoff: initial 1 s, max 60 s, x2, 10 attempts (the
-     * schedule's centre; see reconnect_jitter). */
+    /** Reconnection with exponential backoff: initial 1 s, max 60 s, x2, 10 attempts (the
+     * schedule's centre; see reconnect_jitter). This is the first delay, seconds. @since 1.0 */
     double reconnect_initial_delay;
-    double reconnect_max_delay;
-    double reconnect_multiplier;
-    uint32_t reconnect_max_attempts;
-    /* Bounded symmetric jitter j, 0 to 1: each delay d of the schedule becomes d * (1 + j*u),
+    double reconnect_max_delay;      /**< the longest delay, seconds; default 60 @since 1.0 */
+    double reconnect_multiplier;     /**< each delay is the last times this; default 2 @since 1.0 */
+    uint32_t reconnect_max_attempts; /**< attempts per outage; default 10 @since 1.0 */
+    /** Bounded symmetric jitter j, 0 to 1: each delay d of the schedule becomes d * (1 + j*u),
      * u uniform in [-1, 1] and drawn per attempt from a per-tunnel random seed, so devices that
      * lost the same edge do not all retry at the same instants. Default 0.1 (d +/- 10 %); the
-     * mean stays at d. 0 gives the exact schedule. */
+     * mean stays at d. 0 gives the exact schedule. @since 1.0 */
     double reconnect_jitter;
-    /* Attempts and delay reset only after a connection has stayed up this long. Default 0. */
+    /** Attempts and delay reset only after a connection has stayed up this long. Default 0.
+     * @since 1.0 */
     double reconnect_stable_period;
-    /* When the first connect() fails, retry with the same policy instead of going to Failed.
-     * Default 0, as the design. */
+    /** When the first connect() fails, retry with the same policy instead of going to Failed.
+     * Default 0, as the design. @since 1.0 */
     int retry_initial_connect;
+    /** Custom reconnect policy (see synesis_backoff_fn); default NULL: the built-in one.
+     * @since 1.0 */
     synesis_backoff_fn backoff_fn;
-    void *backoff_user_data;
+    void *backoff_user_data; /**< passed to backoff_fn; default NULL @since 1.0 */
 
-    /* Requests: largest response accepted (default 16 MiB) and default timeout (30 s). */
+    /** Requests: largest response accepted (default 16 MiB) and default timeout (30 s). @since 1.0
+     */
     size_t max_response_size;
-    double request_timeout;
-    /* Requests waiting for a stream (the edge's stream limit) or, when the request asks for it,
+    double request_timeout; /**< default request timeout, seconds; default 30 @since 1.0 */
+    /** Requests waiting for a stream (the edge's stream limit) or, when the request asks for it,
      * for the tunnel to come back; beyond this, SYNESIS_ERR_QUEUE_FULL. Streams are opened on
      * the loop's next write pass, so requests made in one loop iteration all count until then.
-     * Default 10000. The queue's bytes are bounded too: max_queued_request_bytes. */
+     * Default 10000. The queue's bytes are bounded too: max_queued_request_bytes. @since 1.0 */
     size_t max_queued_requests;
-    /* Send buffer of each stream of the streaming API (bytes accepted but not yet acknowledged);
-     * default 256 KiB. */
+    /** Send buffer of each stream of the streaming API (bytes accepted but not yet acknowledged);
+     * default 256 KiB. @since 1.0 */
     size_t stream_send_buffer;
-    /* Receive buffer of a paused stream, and the stream flow-control window; default 1 MiB,
-     * 1024 to 2^60 - 1. The connection's window is 16 MiB or four of these, whichever is larger. */
+    /** Receive buffer of a paused stream, and the stream flow-control window; default 1 MiB,
+     * 1024 to 2^60 - 1. The connection's window is 16 MiB or four of these, whichever is larger.
+     * @since 1.0 */
     size_t stream_recv_window;
 
-    /* is_healthy(): connected and latency below this. Default 500 ms. */
+    /** is_healthy(): connected and latency below this. Default 500 ms. @since 1.0 */
     uint32_t healthy_latency_ms;
 
-    /* Logging: silent by default (log == NULL). */
+    /** Logging: silent by default (log == NULL). @since 1.0 */
     synesis_log_fn log;
-    void *log_user_data;
-    synesis_log_level log_level; /* default SYNESIS_LOG_INFO */
+    void *log_user_data;         /**< passed to log; default NULL @since 1.0 */
+    synesis_log_level log_level; /**< default SYNESIS_LOG_INFO @since 1.0 */
 
-    /* Name resolution hook (see synesis_resolve_fn); default NULL = getaddrinfo on a thread. */
+    /** Name resolution hook (see synesis_resolve_fn); default NULL = getaddrinfo on a thread.
+     * @since 1.0 */
     synesis_resolve_fn resolve;
-    void *resolve_user_data;
+    void *resolve_user_data; /**< passed to resolve; default NULL @since 1.0 */
 
-    /* Appended: the graceful-close linger, seconds (0 to 60). After disconnect() the tunnel is
+    /** The graceful-close linger, seconds (0 to 60). After disconnect() the tunnel is
      * Disconnected at once (and requests in flight complete as before), but the connection
      * itself stays open in the background on the loop until everything the tunnel sent (stream
      * data and FINs, e.g. a heartbeat just queued) is acknowledged and the ACK of what it
      * received (e.g. the last response) has gone out, at most this long; only then is
      * CONNECTION_CLOSE sent. connect() during the linger starts a new connection as usual;
      * synesis_tunnel_free() ends any linger at once (sending the close). 0 closes at once (still
-     * sending the pending ACK first). Default 1 s. */
+     * sending the pending ACK first). Default 1 s. @since 1.0 */
     double close_linger;
 
-    /* Appended: TLS key-exchange groups, as OpenSSL's colon-separated list (e.g. "X25519" or
+    /** TLS key-exchange groups, as OpenSSL's colon-separated list (e.g. "X25519" or
      * "X25519MLKEM768:X25519"). Default NULL: OpenSSL 3.5's default list, which offers the
      * post-quantum hybrid X25519MLKEM768 first: protection of today's traffic against a future
      * quantum computer, for a larger ClientHello (two datagrams) and more handshake CPU (figures in
      * docs/performance.md). A list OpenSSL does not accept fails synesis_tunnel_new() with
-     * SYNESIS_ERR_INVALID_ARGUMENT. */
+     * SYNESIS_ERR_INVALID_ARGUMENT. @since 1.0 */
     const char *tls_groups;
-    /* Appended: the congestion controller of the tunnel's sending side. Default
-     * SYNESIS_CC_CUBIC. */
+    /** The congestion controller of the tunnel's sending side. Default
+     * SYNESIS_CC_CUBIC. @since 1.0 */
     synesis_congestion_control congestion_control;
-    /* Appended: the byte bound of the same queue as max_queued_requests: the request bodies the
+    /** The byte bound of the same queue as max_queued_requests: the request bodies the
      * library copied (synesis_tunnel_request()) for every request waiting for a stream or for
      * the tunnel to come back, e.g. during an outage with queue_while_reconnecting. A request
      * whose copy would take the total above it fails at once with SYNESIS_ERR_QUEUE_FULL (its
@@ -238,9 +293,9 @@ typedef struct synesis_tunnel_config {
      * raise the bound for larger bodies, or use synesis_tunnel_request_nocopy() or a stream.
      * No-copy bodies stay the application's memory and are not counted. Bytes are given back as
      * requests leave the queue (stream opened, or completed, cancelled or failed while waiting).
-     * Default 64 MiB (the reference edge's largest request); 1 to SIZE_MAX. */
+     * Default 64 MiB (the reference edge's largest request); 1 to SIZE_MAX. @since 1.0 */
     size_t max_queued_request_bytes;
-    /* Appended: share the TLS context of another tunnel instead of building one. For an
+    /** Share the TLS context of another tunnel instead of building one. For an
      * application that runs many tunnels with one identity: each tunnel then saves the heap a
      * context takes (about 30 KB: OpenSSL's per-context tables, the certificate chain, key and
      * trust anchors; docs/performance.md) and the loading of its files. The tunnel named here need
@@ -248,49 +303,82 @@ typedef struct synesis_tunnel_config {
      * tunnel may be freed first, and it may run on another loop or thread. This tunnel then uses
      * that tunnel's certificate and key (cert_path, key_path, cert_pem, key_pem, key_passphrase),
      * trust (use_system_trust, ca_path, ca_dir), spki_pins and tls_groups: those fields of this
-     * config are ignored, neither read nor checked. Default NULL: a context of its own. */
+     * config are ignored, neither read nor checked. Default NULL: a context of its own. @since 1.0
+     */
     const synesis_tunnel *share_tls_with;
 } synesis_tunnel_config;
 
-/* Fills cfg with every default listed above. */
-SYNESIS_API void synesis_tunnel_config_init(synesis_tunnel_config *cfg);
+/**
+ * Fills the first size bytes of cfg: zeroes them, writes the defaults listed above of the members
+ * that fit, and sets struct_size to size. Call it through synesis_tunnel_config_init().
+ * @param cfg the caller's config; NULL (or a size smaller than struct_size itself) is a no-op.
+ * @param size sizeof the caller's struct.
+ * Any thread. @since 1.0
+ */
+SYNESIS_API void synesis_tunnel_config_init_sized(synesis_tunnel_config *cfg, size_t size);
 
-/* A heartbeat's "vitals" object while callbacks.on_vitals runs (valid only during the call). */
+/** Fills *cfg with every default (synesis_tunnel_config_init_sized() with its size). @since 1.0 */
+#define synesis_tunnel_config_init(cfg) synesis_tunnel_config_init_sized((cfg), sizeof(*(cfg)))
+
+/** A heartbeat's "vitals" object while callbacks.on_vitals runs (valid only during the call).
+ * @since 1.0 */
 typedef struct synesis_vitals synesis_vitals;
 
-/* Add application fields to the vitals (see on_vitals). Keys and strings are copied; a key
- * already present is replaced. Return 0, SYNESIS_ERR_NOMEM, or SYNESIS_ERR_INVALID_ARGUMENT for
- * a NULL vitals, key or string. */
+/**
+ * Adds a number to the vitals (from callbacks.on_vitals, on the loop thread). The key is copied;
+ * a key already present is replaced.
+ * @return 0, SYNESIS_ERR_NOMEM, or SYNESIS_ERR_INVALID_ARGUMENT for a NULL vitals or key.
+ * @since 1.0
+ */
 SYNESIS_API int synesis_vitals_add_number(synesis_vitals *v, const char *key, double value);
+/**
+ * Adds a string to the vitals, like synesis_vitals_add_number() (loop thread, from on_vitals);
+ * key and value are copied.
+ * @return 0, SYNESIS_ERR_NOMEM, or SYNESIS_ERR_INVALID_ARGUMENT for a NULL vitals, key or value.
+ * @since 1.0
+ */
 SYNESIS_API int synesis_vitals_add_string(synesis_vitals *v, const char *key, const char *value);
+/**
+ * Adds a boolean (value != 0) to the vitals, like synesis_vitals_add_number() (loop thread, from
+ * on_vitals).
+ * @return 0, SYNESIS_ERR_NOMEM, or SYNESIS_ERR_INVALID_ARGUMENT for a NULL vitals or key.
+ * @since 1.0
+ */
 SYNESIS_API int synesis_vitals_add_bool(synesis_vitals *v, const char *key, int value);
 
-/* What happened to one heartbeat. */
+/** What happened to one heartbeat (library-owned, handed to callbacks, valid during the call;
+ * members only ever appended). @since 1.0 */
 typedef struct synesis_heartbeat_info {
-    uint64_t sequence;
-    int64_t timestamp_ms; /* the JSON's timestamp */
-    uint32_t rtt_ms;      /* smoothed RTT when it was sent */
-    /* on_heartbeat: 0 = handed to QUIC; else why it could not be sent.
+    size_t struct_size;   /**< set by the library: the size of the struct it filled @since 1.0 */
+    uint64_t sequence;    /**< the heartbeat's sequence number, from 1 @since 1.0 */
+    int64_t timestamp_ms; /**< the JSON's timestamp @since 1.0 */
+    uint32_t rtt_ms;      /**< smoothed RTT when it was sent @since 1.0 */
+    /** on_heartbeat: 0 = handed to QUIC; else why it could not be sent.
      * on_heartbeat_result: 0 = delivered, SYNESIS_ERR_CONNECTION_LOST (the connection ended, or
      * the stream was reset, before the edge acknowledged all of it), SYNESIS_ERR_HEARTBEAT_REFUSED
-     * (the edge refused it). */
+     * (the edge refused it). @since 1.0 */
     int status;
-    size_t size; /* bytes of the frame */
-    /* Appended: a human-readable detail of status, e.g. the edge's reason for a refusal (never
-     * NULL; "" when none). */
+    size_t size; /**< bytes of the frame @since 1.0 */
+    /** A human-readable detail of status, e.g. the edge's reason for a refusal (never
+     * NULL; "" when none). @since 1.0 */
     const char *detail;
 } synesis_heartbeat_info;
 
-/* Application callbacks given to synesis_tunnel_new(); any member may be NULL. Members are only
- * ever appended. */
+/** Application callbacks given to synesis_tunnel_new() (caller-filled: start from
+ * synesis_tunnel_callbacks_init()); any member may be NULL. Members are only ever appended.
+ * @since 1.0 */
 typedef struct synesis_tunnel_callbacks {
-    /* Every applied state transition (in addition to subscribers). */
+    /** Set by synesis_tunnel_callbacks_init(): the size of the struct the application was built
+     * with. @since 1.0 */
+    size_t struct_size;
+    /** Every applied state transition (in addition to subscribers). @since 1.0 */
     synesis_state_fn on_state;
-    /* Each heartbeat tick, after the frame was queued (status 0) or could not be (status < 0). */
+    /** Each heartbeat tick, after the frame was queued (status 0) or could not be (status < 0).
+     * @since 1.0 */
     void (*on_heartbeat)(synesis_tunnel *t, const synesis_heartbeat_info *info, void *user_data);
-    /* Adds the application's own vitals to each heartbeat. */
+    /** Adds the application's own vitals to each heartbeat. @since 1.0 */
     void (*on_vitals)(synesis_tunnel *t, synesis_vitals *vitals, void *user_data);
-    /* Appended: the outcome of each heartbeat handed to QUIC (on_heartbeat status 0), once it is
+    /** The outcome of each heartbeat handed to QUIC (on_heartbeat status 0), once it is
      * known: status 0 when the edge acknowledged all of it (every byte and the end of its
      * stream), SYNESIS_ERR_CONNECTION_LOST when the connection ended (or the stream was reset)
      * first, SYNESIS_ERR_HEARTBEAT_REFUSED when the edge refused it (STOP_SENDING with
@@ -299,135 +387,211 @@ typedef struct synesis_tunnel_callbacks {
      * reported again, refused (and moves from heartbeats_delivered to heartbeats_refused).
      * Heartbeats in flight at disconnect() are followed while the connection lingers (see
      * close_linger): their results may come after the state is Disconnected. Not called for
-     * heartbeats still in flight when the tunnel is freed (they count as failed). */
+     * heartbeats still in flight when the tunnel is freed (they count as failed). @since 1.0 */
     void (*on_heartbeat_result)(synesis_tunnel *t, const synesis_heartbeat_info *info,
                                 void *user_data);
 } synesis_tunnel_callbacks;
 
-/*
+/**
+ * Zeroes the first size bytes of cb (every callback NULL) and sets struct_size to size. Call it
+ * through synesis_tunnel_callbacks_init(). NULL is a no-op. Any thread. @since 1.0
+ */
+SYNESIS_API void synesis_tunnel_callbacks_init_sized(synesis_tunnel_callbacks *cb, size_t size);
+
+/** Clears *cb (synesis_tunnel_callbacks_init_sized() with its size). @since 1.0 */
+#define synesis_tunnel_callbacks_init(cb) synesis_tunnel_callbacks_init_sized((cb), sizeof(*(cb)))
+
+/**
  * Creates a tunnel on loop. Validates the configuration (URL, certificate, key, trust) and builds
  * the TLS context now (or shares that of config.share_tls_with), so that a bad certificate or key
- * is reported here, not on connect.
- * The tunnel starts Disconnected and does nothing until synesis_tunnel_connect().
- * On failure *out is NULL and, when detail is given, it receives a message naming the cause.
- * callbacks may be NULL; it is copied.
+ * is reported here, not on connect. The tunnel starts Disconnected and does nothing until
+ * synesis_tunnel_connect().
+ *
+ * cfg and callbacks are read under the evolution rule (docs/integration.md): a smaller
+ * struct_size (an older header) leaves the missing members at their defaults; a larger one is
+ * accepted only when every byte the library does not know is zero.
+ *
+ * @param out receives the handle, owned by the caller until synesis_tunnel_free(); NULL on failure.
+ * @param loop the libev loop the tunnel's watchers run on (borrowed; must outlive the tunnel).
+ * @param cfg the configuration, deep-copied (may be freed after the call).
+ * @param callbacks may be NULL (no callbacks); copied.
+ * @param user_data handed to every callback of callbacks; see synesis_tunnel_user_data().
+ * @param detail receives a message naming the cause on failure; may be NULL.
+ * @param detail_len its size, including the NUL.
+ * @return 0; SYNESIS_ERR_INVALID_ARGUMENT (NULL out, loop or cfg, a bad struct_size or member),
+ *         SYNESIS_ERR_INVALID_URL, SYNESIS_ERR_NOMEM, or a certificate, key or trust error of
+ *         synesis_identity_check().
+ * Thread rule: the thread that runs loop. @since 1.0
  */
 SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
                                    const synesis_tunnel_config *cfg,
                                    const synesis_tunnel_callbacks *callbacks, void *user_data,
                                    char *detail, size_t detail_len);
 
-/*
+/**
  * Starts connecting: Disconnected or Failed -> Connecting. Resolution, socket and handshake then
  * proceed on the loop; the outcome arrives as a state change (Connected, or Failed with an error
- * code such as SYNESIS_ERR_PEER_UNTRUSTED or SYNESIS_ERR_HANDSHAKE_TIMEOUT). Returns
- * SYNESIS_ERR_INVALID_STATE in any other state.
+ * code such as SYNESIS_ERR_PEER_UNTRUSTED or SYNESIS_ERR_HANDSHAKE_TIMEOUT).
+ * @return 0, SYNESIS_ERR_INVALID_ARGUMENT (NULL t), or SYNESIS_ERR_INVALID_STATE in any other
+ *         state.
+ * Thread rule: loop thread only. @since 1.0
  */
 SYNESIS_API int synesis_tunnel_connect(synesis_tunnel *t);
 
-/*
+/**
  * Closes gracefully (CONNECTION_CLOSE with application error 0, reason "client disconnect") and
  * ends in Disconnected at once; never reconnects. The connection lingers in the background for
  * at most config.close_linger seconds, until what it sent is acknowledged and the ACK of what
  * it received has gone out, and only then sends its CONNECTION_CLOSE (see close_linger). From
- * Connecting or Reconnecting it abandons the attempt and stops the timers. Returns
- * SYNESIS_ERR_INVALID_STATE when already Disconnected or Failed.
+ * Connecting or Reconnecting it abandons the attempt and stops the timers.
+ * @return 0, SYNESIS_ERR_INVALID_ARGUMENT (NULL t), or SYNESIS_ERR_INVALID_STATE when already
+ *         Disconnected or Failed.
+ * Thread rule: loop thread only. @since 1.0
  */
 SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t);
 
-/*
+/**
  * Frees the tunnel in any state. A live connection is closed at once (no linger: the ACK still
  * owed for what it received, then CONNECTION_CLOSE), as is any connection still lingering after
  * disconnect(); no state callbacks run, every watcher is stopped, and no callback of this tunnel
  * runs afterwards. Safe from inside the tunnel's own callbacks (the release is deferred until they
- * return). NULL is a no-op.
+ * return). Requests and streams still pending complete with SYNESIS_ERR_CANCELLED first.
+ * NULL is a no-op. Thread rule: loop thread only. @since 1.0
  */
 SYNESIS_API void synesis_tunnel_free(synesis_tunnel *t);
 
-/* Copies the current state into *out (refreshing Connected's latency). */
-SYNESIS_API void synesis_tunnel_get_state(synesis_tunnel *t, synesis_tunnel_state *out);
+/**
+ * Copies the current state into *out (Connected's latency measured now), at most size bytes,
+ * and sets out->struct_size to the bytes written. Call it through synesis_tunnel_get_state().
+ * out->error_detail points into the tunnel (see the lifetime rule at the top of this header).
+ * @return 0, or SYNESIS_ERR_INVALID_ARGUMENT (NULL t or out, or size < sizeof(size_t)).
+ * Thread rule: loop thread only. @since 1.0
+ */
+SYNESIS_API int synesis_tunnel_get_state_sized(const synesis_tunnel *t, synesis_tunnel_state *out,
+                                               size_t size);
 
-/* 1 when Connected. */
+/** Copies the current state into *out (synesis_tunnel_get_state_sized() with its size).
+ * @since 1.0 */
+#define synesis_tunnel_get_state(t, out) synesis_tunnel_get_state_sized((t), (out), sizeof(*(out)))
+
+/** Returns 1 when Connected, else 0 (also for NULL). Loop thread only. @since 1.0 */
 SYNESIS_API int synesis_tunnel_is_connected(const synesis_tunnel *t);
 
-/* 1 when Connected and the latency is below the configured healthy_latency_ms. */
-SYNESIS_API int synesis_tunnel_is_healthy(synesis_tunnel *t);
+/** Returns 1 when Connected and the latency is below config.healthy_latency_ms, else 0 (also for
+ * NULL). Loop thread only. @since 1.0 */
+SYNESIS_API int synesis_tunnel_is_healthy(const synesis_tunnel *t);
 
-/*
- * Adds a state subscriber with its own user data; *id receives a handle for unsubscribe.
- * Subscribers run in the order they were added, after callbacks.on_state.
+/**
+ * Adds a state subscriber with its own user data. Subscribers run in the order they were added,
+ * after callbacks.on_state.
+ * @param t the tunnel.
+ * @param fn the callback (required).
+ * @param user_data handed to fn.
+ * @param id receives a handle for synesis_tunnel_unsubscribe(); may be NULL.
+ * @return 0, SYNESIS_ERR_INVALID_ARGUMENT (NULL t or fn), or SYNESIS_ERR_NOMEM.
+ * Thread rule: loop thread only. @since 1.0
  */
 SYNESIS_API int synesis_tunnel_subscribe(synesis_tunnel *t, synesis_state_fn fn, void *user_data,
                                          uint32_t *id);
 
-/* Removes a subscriber; safe from inside a state callback. SYNESIS_ERR_INVALID_ARGUMENT if the id
- * is unknown. */
+/**
+ * Removes a subscriber; safe from inside a state callback.
+ * @return 0, or SYNESIS_ERR_INVALID_ARGUMENT (NULL t, or an unknown id).
+ * Thread rule: loop thread only. @since 1.0
+ */
 SYNESIS_API int synesis_tunnel_unsubscribe(synesis_tunnel *t, uint32_t id);
 
-/* Statistics (the design's TunnelStats). Byte counts are application payload (request and
- * stream data, heartbeat frames); packet counts are QUIC's, summed over every connection of the
- * handle's life. */
+/** Statistics (the design's TunnelStats), library-filled by synesis_tunnel_get_stats(). Byte
+ * counts are application payload (request and stream data, heartbeat frames); packet counts are
+ * QUIC's, summed over every connection of the handle's life. Members are only ever appended.
+ * @since 1.0 */
 typedef struct synesis_tunnel_stats {
-    size_t struct_size; /* set by synesis_tunnel_get_stats() */
-    uint64_t bytes_sent;
-    uint64_t bytes_received;
-    uint64_t requests_sent; /* requests whose stream was opened */
-    uint64_t requests_succeeded;
-    uint64_t requests_failed; /* any error other than timeout and cancel */
-    uint64_t requests_timed_out;
-    uint64_t requests_cancelled;
-    uint64_t streams_opened;    /* streaming-API streams */
-    uint64_t heartbeats_sent;   /* handed to QUIC (stream opened, frame queued): not delivery */
-    uint64_t heartbeats_failed; /* not sent (not connected, too large, no stream credit, or 32
-                                   earlier ones still unacknowledged), or lost: the connection
-                                   ended or the stream was reset first */
-    uint64_t last_heartbeat_sequence;
-    uint32_t last_heartbeat_rtt_ms;
-    uint64_t connections; /* handshakes completed */
-    uint64_t reconnects;  /* returns to Connected from Reconnecting */
-    int last_error;       /* SYNESIS_ERR_* of the last connection error, 0 if none */
-    char last_error_detail[256];
-    double time_disconnected; /* seconds spent in Reconnecting, in total */
-    double handshake_time;    /* seconds, of the current connection (0 when none) */
-    uint32_t rtt_smoothed_us; /* of the current connection (0 when none) */
-    uint32_t rtt_min_us;
-    uint32_t rtt_latest_us;
-    uint64_t cwnd; /* congestion window, bytes */
-    uint64_t packets_sent;
-    uint64_t packets_lost;
-    /* Appended. Heartbeats the edge acknowledged entirely (all bytes and FIN) and did not refuse;
-     * heartbeats_sent = delivered + refused + lost (counted in heartbeats_failed) + in flight. */
+    /** Set by synesis_tunnel_get_stats(): the bytes it wrote. @since 1.0 */
+    size_t struct_size;
+    uint64_t bytes_sent;         /**< application bytes sent @since 1.0 */
+    uint64_t bytes_received;     /**< application bytes received @since 1.0 */
+    uint64_t requests_sent;      /**< requests whose stream was opened @since 1.0 */
+    uint64_t requests_succeeded; /**< requests completed with status 0 @since 1.0 */
+    uint64_t requests_failed;    /**< any error other than timeout and cancel @since 1.0 */
+    uint64_t requests_timed_out; /**< requests ended by SYNESIS_ERR_TIMEOUT @since 1.0 */
+    uint64_t requests_cancelled; /**< requests ended by SYNESIS_ERR_CANCELLED @since 1.0 */
+    uint64_t streams_opened;     /**< streaming-API streams @since 1.0 */
+    uint64_t heartbeats_sent;    /**< handed to QUIC (stream opened, frame queued): not delivery
+                                    @since 1.0 */
+    uint64_t heartbeats_failed;  /**< not sent (not connected, too large, no stream credit, or 32
+                                    earlier ones still unacknowledged), or lost: the connection
+                                    ended or the stream was reset first @since 1.0 */
+    uint64_t last_heartbeat_sequence; /**< sequence of the last heartbeat sent @since 1.0 */
+    uint32_t last_heartbeat_rtt_ms;   /**< smoothed RTT when it was sent @since 1.0 */
+    uint64_t connections;             /**< handshakes completed @since 1.0 */
+    uint64_t reconnects;              /**< returns to Connected from Reconnecting @since 1.0 */
+    int last_error; /**< SYNESIS_ERR_* of the last connection error, 0 if none @since 1.0 */
+    /** Detail of last_error; never NULL, "" when none. Points into the tunnel (see the lifetime
+     * rule at the top of this header). @since 1.0 */
+    const char *last_error_detail;
+    double time_disconnected; /**< seconds spent in Reconnecting, in total @since 1.0 */
+    double handshake_time;    /**< seconds, of the current connection (0 when none) @since 1.0 */
+    uint32_t rtt_smoothed_us; /**< of the current connection (0 when none) @since 1.0 */
+    uint32_t rtt_min_us;      /**< of the current connection (0 when none) @since 1.0 */
+    uint32_t rtt_latest_us;   /**< of the current connection (0 when none) @since 1.0 */
+    uint64_t cwnd;            /**< congestion window, bytes @since 1.0 */
+    uint64_t packets_sent;    /**< QUIC packets sent @since 1.0 */
+    uint64_t packets_lost;    /**< QUIC packets declared lost @since 1.0 */
+    /** Heartbeats the edge acknowledged entirely (all bytes and FIN) and did not refuse;
+     * heartbeats_sent = delivered + refused + lost (counted in heartbeats_failed) + in flight.
+     * @since 1.0 */
     uint64_t heartbeats_delivered;
-    /* Appended. Heartbeats the edge refused (STOP_SENDING/RESET_STREAM with BAD_FRAME, or a
-     * heartbeat_refused report). */
+    /** Heartbeats the edge refused (STOP_SENDING/RESET_STREAM with BAD_FRAME, or a
+     * heartbeat_refused report). @since 1.0 */
     uint64_t heartbeats_refused;
-    /* Appended. The edge address of the current connection once its handshake has completed,
+    /** The edge address of the current connection once its handshake has completed,
      * "192.0.2.1:443" or "[2001:db8::1]:443" ("" when there is none): which of the resolved
-     * addresses, and so which IP version, the tunnel is using. */
-    char remote_address[64];
-    /* Appended. Times a connection attempt moved on to the next resolved address (IPv4 ones
+     * addresses, and so which IP version, the tunnel is using. Never NULL; points into the tunnel
+     * (see the lifetime rule at the top of this header). @since 1.0 */
+    const char *remote_address;
+    /** Times a connection attempt moved on to the next resolved address (IPv4 ones
      * first, then IPv6) after a transport failure on one (refused, unreachable, or no handshake
-     * within handshake_timeout), summed over the handle's life. */
+     * within handshake_timeout), summed over the handle's life. @since 1.0 */
     uint64_t address_fallbacks;
-    /* Appended. Seconds from the connection's first Initial to the device's own handshake
+    /** Seconds from the connection's first Initial to the device's own handshake
      * completion (its TLS Finished produced: where OpenSSL's SSL_connect() returns), of the
      * current connection (0 when none). handshake_time goes on to Connected: the handshake
      * confirmed by the edge's HANDSHAKE_DONE, which follows its verdict on the device
-     * certificate, one more flight later. */
+     * certificate, one more flight later. @since 1.0 */
     double handshake_completed_time;
 } synesis_tunnel_stats;
 
-/* Fills *out. */
-SYNESIS_API void synesis_tunnel_get_stats(synesis_tunnel *t, synesis_tunnel_stats *out);
+/**
+ * Fills *out with the statistics, at most size bytes, and sets out->struct_size to the bytes
+ * written. Call it through synesis_tunnel_get_stats(). Its strings point into the tunnel (see the
+ * lifetime rule at the top of this header).
+ * @return 0, or SYNESIS_ERR_INVALID_ARGUMENT (NULL t or out, or size < sizeof(size_t)).
+ * Thread rule: loop thread only. @since 1.0
+ */
+SYNESIS_API int synesis_tunnel_get_stats_sized(const synesis_tunnel *t, synesis_tunnel_stats *out,
+                                               size_t size);
 
-/* Writes the statistics as one JSON object into buf (NUL-terminated when len > 0). Returns the
- * length the full object needs (like snprintf), or SYNESIS_ERR_NOMEM. */
-SYNESIS_API int synesis_tunnel_stats_json(synesis_tunnel *t, char *buf, size_t len);
+/** Fills *out with the statistics (synesis_tunnel_get_stats_sized() with its size). @since 1.0 */
+#define synesis_tunnel_get_stats(t, out) synesis_tunnel_get_stats_sized((t), (out), sizeof(*(out)))
 
-/* The detail string of the last error of this tunnel (never NULL; "" if none). */
+/**
+ * Writes the statistics and the state's name as one JSON object into buf (NUL-terminated when
+ * len > 0; buf may be NULL when len is 0, to learn the length).
+ * @return the length the full object needs (like snprintf), SYNESIS_ERR_INVALID_ARGUMENT (NULL t,
+ *         or NULL buf with len > 0), or SYNESIS_ERR_NOMEM.
+ * Thread rule: loop thread only. @since 1.0
+ */
+SYNESIS_API int synesis_tunnel_stats_json(const synesis_tunnel *t, char *buf, size_t len);
+
+/**
+ * The detail string of the last error of this tunnel: never NULL, "" if none or for a NULL t.
+ * Points into the tunnel, valid until synesis_tunnel_free(); its text may change when control
+ * returns to the loop. Loop thread only. @since 1.0
+ */
 SYNESIS_API const char *synesis_tunnel_last_error(const synesis_tunnel *t);
 
-/* The user_data given to synesis_tunnel_new(). */
+/** The user_data given to synesis_tunnel_new() (NULL for a NULL t). Any thread that may use the
+ * handle. @since 1.0 */
 SYNESIS_API void *synesis_tunnel_user_data(const synesis_tunnel *t);
 
 #ifdef __cplusplus

@@ -51,7 +51,7 @@ void cli_report(const char *prog, int err, const char *detail) {
             detail && detail[0] ? detail : synesis_strerror(err));
 }
 
-void cli_log_stderr(void *user_data, synesis_log_level level, const char *msg) {
+void cli_log_stderr(synesis_log_level level, const char *msg, void *user_data) {
     static const char *const names[] = {"error", "warning", "info", "debug", "trace"};
     static const int prio[] = {3, 4, 6, 7, 7}; /* syslog: err, warning, info, debug */
     int l = level >= SYNESIS_LOG_ERROR && level <= SYNESIS_LOG_TRACE ? (int)level : 0;

@@ -61,7 +61,7 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, const char **config
 
 /* A library log callback: "PROG: LEVEL: MESSAGE" on stderr (user_data is PROG). Under systemd
  * (JOURNAL_STREAM set) each line starts with its syslog priority, "<4>" etc. */
-void cli_log_stderr(void *user_data, synesis_log_level level, const char *msg);
+void cli_log_stderr(synesis_log_level level, const char *msg, void *user_data);
 
 /* Prints "PROG: NAME: DETAIL" for a SYNESIS_ERR_* code to stderr. */
 void cli_report(const char *prog, int err, const char *detail);

@@ -217,7 +217,10 @@ int cli_agent_main(int argc, char **argv) {
     agent a = {.loop = EV_DEFAULT, .status = CLI_EXIT_OK};
     synesis_tunnel_config cfg;
     synesis_tunnel_config_init(&cfg);
-    synesis_tunnel_callbacks cb = {.on_state = on_state, .on_heartbeat = on_heartbeat};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
+    cb.on_state = on_state;
+    cb.on_heartbeat = on_heartbeat;
     status = cli_agent_tunnel(prog, &s, &cfg, a.loop, &cb, &a, &a.tunnel);
     if (status != 0 || args.check) {
         if (status == 0) {

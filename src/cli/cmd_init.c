@@ -91,23 +91,24 @@ static int fail(int rc, const char *what, const char *detail) {
 
 /* Prints what a certificate holds; returns 0 or an exit status. */
 static int show(const char *label, const char *path, int with_pin) {
-    synesis_identity_info info;
+    synesis_identity_info *info = NULL;
     char detail[512], from[40], to[40];
     int rc = synesis_identity_inspect(path, &info, detail, sizeof(detail));
     if (rc)
         return fail(rc, path, detail);
-    utc(info.not_before, from, sizeof(from));
-    utc(info.not_after, to, sizeof(to));
+    utc(info->not_before, from, sizeof(from));
+    utc(info->not_after, to, sizeof(to));
     printf("%s certificate: %s\n", label, path);
-    printf("  subject:     %s\n", info.subject);
-    printf("  issuer:      %s%s\n", info.issuer, info.self_signed ? " (self-signed)" : "");
-    if (info.device_id[0])
-        printf("  device id:   %s\n", info.device_id);
-    printf("  key type:    %s\n", info.key_type);
+    printf("  subject:     %s\n", info->subject);
+    printf("  issuer:      %s%s\n", info->issuer, info->self_signed ? " (self-signed)" : "");
+    if (info->device_id[0])
+        printf("  device id:   %s\n", info->device_id);
+    printf("  key type:    %s\n", info->key_type);
     printf("  valid:       %s .. %s\n", from, to);
-    printf("  SHA-256:     %s\n", info.fingerprint_sha256);
+    printf("  SHA-256:     %s\n", info->fingerprint_sha256);
     if (with_pin)
-        printf("  SPKI pin:    %s\n", info.spki_pin);
+        printf("  SPKI pin:    %s\n", info->spki_pin);
+    synesis_identity_info_free(info);
     return 0;
 }
 

@@ -212,7 +212,9 @@ int cli_request_main(int argc, char **argv) {
      * stdin. Nothing runs until connect. */
     synesis_tunnel_config cfg;
     synesis_tunnel_config_init(&cfg);
-    synesis_tunnel_callbacks cb = {.on_state = on_state};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
+    cb.on_state = on_state;
     status = cli_agent_tunnel(prog, &s, &cfg, app.loop, &cb, &app, &app.tunnel);
     if (status != 0) {
         conf_free(&cli_tunnel_table, &s);

@@ -918,7 +918,7 @@ static void sleep_data(edge_stream *es, int fin) {
     ev_timer_start(es->c->e->loop, &es->sleep);
 }
 
-static void free_reply(void *ud, const void *data, size_t len) {
+static void free_reply(const void *data, size_t len, void *ud) {
     (void)ud;
     (void)len;
     free((void *)data);

@@ -6,6 +6,7 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -130,11 +131,21 @@ static void hex_colons(const unsigned char *b, size_t n, char *out, size_t len) 
     out[o] = '\0';
 }
 
-static int inspect(const char *path, synesis_identity_info *info, char *detail) {
-    if (!path || !info)
-        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
-                        "certificate path and info are required");
-    memset(info, 0, sizeof(*info));
+/* What inspect() gathers before it is packed into the public struct's one block. */
+typedef struct info_bufs {
+    synesis_identity_info *info; /* the numbers and raw digests */
+    char device_id[SYNESIS_DEVICE_ID_MAX + 1];
+    char common_name[65];
+    char subject[512];
+    char issuer[512];
+    char serial[64];
+    char fingerprint_sha256[96];
+    char spki_pin[64];
+    char key_type[32];
+} info_bufs;
+
+static int inspect(const char *path, info_bufs *ib, char *detail) {
+    synesis_identity_info *info = ib->info;
     int rc = syn_crypto_init();
     if (rc)
         return syn_fail_ossl(detail, rc, "OpenSSL initialisation failed");
@@ -144,13 +155,13 @@ static int inspect(const char *path, synesis_identity_info *info, char *detail) 
     X509 *x = sk_X509_value(sk, 0);
     info->chain_length = sk_X509_num(sk);
 
-    if (syn_cert_common_name(x, info->common_name, sizeof(info->common_name)) == 0 &&
-        strncmp(info->common_name, DEVICE_CN_PREFIX, strlen(DEVICE_CN_PREFIX)) == 0 &&
-        syn_id_validate_device_id(info->common_name + strlen(DEVICE_CN_PREFIX), NULL) == 0)
-        snprintf(info->device_id, sizeof(info->device_id), "%s",
-                 info->common_name + strlen(DEVICE_CN_PREFIX));
-    syn_id_subject_line(X509_get_subject_name(x), info->subject, sizeof(info->subject));
-    syn_id_subject_line(X509_get_issuer_name(x), info->issuer, sizeof(info->issuer));
+    if (syn_cert_common_name(x, ib->common_name, sizeof(ib->common_name)) == 0 &&
+        strncmp(ib->common_name, DEVICE_CN_PREFIX, strlen(DEVICE_CN_PREFIX)) == 0 &&
+        syn_id_validate_device_id(ib->common_name + strlen(DEVICE_CN_PREFIX), NULL) == 0)
+        snprintf(ib->device_id, sizeof(ib->device_id), "%s",
+                 ib->common_name + strlen(DEVICE_CN_PREFIX));
+    syn_id_subject_line(X509_get_subject_name(x), ib->subject, sizeof(ib->subject));
+    syn_id_subject_line(X509_get_issuer_name(x), ib->issuer, sizeof(ib->issuer));
 
     const ASN1_INTEGER *serial = X509_get0_serialNumber(x);
     BIGNUM *bn = ASN1_INTEGER_to_BN(serial, NULL);
@@ -158,7 +169,7 @@ static int inspect(const char *path, synesis_identity_info *info, char *detail) 
         unsigned char sb[64];
         int n = BN_num_bytes(bn);
         if (n > 0 && n <= (int)sizeof(sb) && BN_bn2bin(bn, sb) == n)
-            hex_colons(sb, (size_t)n, info->serial, sizeof(info->serial));
+            hex_colons(sb, (size_t)n, ib->serial, sizeof(ib->serial));
         BN_free(bn);
     }
     unsigned int mdlen = 0;
@@ -166,8 +177,8 @@ static int inspect(const char *path, synesis_identity_info *info, char *detail) 
         rc = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "certificate file %s: digest failed", path);
         goto out;
     }
-    hex_colons(info->fingerprint_sha256_raw, 32, info->fingerprint_sha256,
-               sizeof(info->fingerprint_sha256));
+    hex_colons(info->fingerprint_sha256_raw, 32, ib->fingerprint_sha256,
+               sizeof(ib->fingerprint_sha256));
     if (syn_spki_sha256(x, info->spki_sha256) != 0) {
         rc = syn_fail_ossl(detail, SYNESIS_ERR_BAD_CERTIFICATE,
                            "certificate file %s: no usable public key", path);
@@ -175,10 +186,10 @@ static int inspect(const char *path, synesis_identity_info *info, char *detail) 
     }
     char b64[48];
     EVP_EncodeBlock((unsigned char *)b64, info->spki_sha256, 32);
-    snprintf(info->spki_pin, sizeof(info->spki_pin), "sha256//%s", b64);
+    snprintf(ib->spki_pin, sizeof(ib->spki_pin), "sha256//%s", b64);
     EVP_PKEY *pub = X509_get0_pubkey(x);
     if (pub)
-        syn_id_describe_key(pub, info->key_type, sizeof(info->key_type));
+        syn_id_describe_key(pub, ib->key_type, sizeof(ib->key_type));
     if (asn1_time_to_unix(X509_get0_notBefore(x), &info->not_before) != 0 ||
         asn1_time_to_unix(X509_get0_notAfter(x), &info->not_after) != 0) {
         rc = syn_fail(detail, SYNESIS_ERR_BAD_CERTIFICATE,
@@ -193,11 +204,57 @@ out:
     return rc;
 }
 
-SYNESIS_API int synesis_identity_inspect(const char *cert_path, synesis_identity_info *info,
+/* Copies src after the struct at *at, points *dst to it. */
+static void pack(const char **dst, const char *src, char **at) {
+    size_t n = strlen(src) + 1;
+    memcpy(*at, src, n);
+    *dst = *at;
+    *at += n;
+}
+
+SYNESIS_API int synesis_identity_inspect(const char *cert_path, synesis_identity_info **out,
                                          char *detail, size_t detail_len) {
     char buf[SYNESIS_DETAIL_MAX];
-    return syn_id_finish(inspect(cert_path, info, buf), buf, detail, detail_len);
+    if (out)
+        *out = NULL;
+    if (!cert_path || !out)
+        return syn_id_finish(
+            syn_fail(buf, SYNESIS_ERR_INVALID_ARGUMENT, "certificate path and out are required"),
+            buf, detail, detail_len);
+    synesis_identity_info info;
+    memset(&info, 0, sizeof(info));
+    info_bufs ib;
+    memset(&ib, 0, sizeof(ib));
+    ib.info = &info;
+    int rc = inspect(cert_path, &ib, buf);
+    if (rc)
+        return syn_id_finish(rc, buf, detail, detail_len);
+    /* One block: the struct, then its strings. */
+    const char *strs[] = {ib.device_id, ib.common_name,        ib.subject,  ib.issuer,
+                          ib.serial,    ib.fingerprint_sha256, ib.spki_pin, ib.key_type};
+    size_t total = sizeof(info);
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        total += strlen(strs[i]) + 1;
+    synesis_identity_info *r = malloc(total);
+    if (!r)
+        return syn_id_finish(syn_fail(buf, SYNESIS_ERR_NOMEM, "out of memory"), buf, detail,
+                             detail_len);
+    *r = info;
+    r->struct_size = sizeof(*r);
+    char *at = (char *)(r + 1);
+    pack(&r->device_id, ib.device_id, &at);
+    pack(&r->common_name, ib.common_name, &at);
+    pack(&r->subject, ib.subject, &at);
+    pack(&r->issuer, ib.issuer, &at);
+    pack(&r->serial, ib.serial, &at);
+    pack(&r->fingerprint_sha256, ib.fingerprint_sha256, &at);
+    pack(&r->spki_pin, ib.spki_pin, &at);
+    pack(&r->key_type, ib.key_type, &at);
+    *out = r;
+    return syn_id_finish(0, buf, detail, detail_len);
 }
+
+SYNESIS_API void synesis_identity_info_free(synesis_identity_info *info) { free(info); }
 
 SYNESIS_API int synesis_identity_check(const char *cert_path, const char *key_path,
                                        const char *passphrase, char *detail, size_t detail_len) {

@@ -305,14 +305,19 @@ static int make_csr(X509_REQ **out, const synesis_pki_cert_options *o, EVP_PKEY 
 
 /* ---- public: generation -------------------------------------------------------------------- */
 
-SYNESIS_API void synesis_pki_cert_options_init(synesis_pki_cert_options *opts,
-                                               synesis_cert_profile profile) {
-    if (!opts)
-        return;
+static void pki_defaults(synesis_pki_cert_options *opts, synesis_cert_profile profile) {
     memset(opts, 0, sizeof(*opts));
+    opts->struct_size = sizeof(*opts);
     opts->profile = profile;
     opts->organization = DEVICE_ORG;
     opts->days = profile == SYNESIS_CERT_PROFILE_CA ? 3650 : 365;
+}
+
+SYNESIS_API void synesis_pki_cert_options_init_sized(synesis_pki_cert_options *opts,
+                                                     synesis_cert_profile profile, size_t size) {
+    synesis_pki_cert_options d;
+    pki_defaults(&d, profile);
+    syn_struct_init(opts, size, &d, sizeof(d));
 }
 
 /* make_dir: created (mkdir -p, 0700) only once everything is ready to be written, so a failure
@@ -401,18 +406,35 @@ out:
 SYNESIS_API int synesis_pki_create_cert(const synesis_pki_cert_options *opts, const char *cert_file,
                                         const char *key_file, char *detail, size_t detail_len) {
     char buf[SYNESIS_DETAIL_MAX];
+    synesis_pki_cert_options o;
+    if (opts) {
+        /* The evolution rule; the defaults of the members an older struct lacks depend on its
+         * profile, so the profile is read first. */
+        pki_defaults(&o, 0);
+        int rc = syn_struct_in(&o, sizeof(o), opts, "options", buf);
+        if (rc)
+            return syn_id_finish(rc, buf, detail, detail_len);
+        pki_defaults(&o, o.profile);
+        (void)syn_struct_in(&o, sizeof(o), opts, "options", buf);
+        opts = &o;
+    }
     return syn_id_finish(create_cert(opts, cert_file, key_file, NULL, buf), buf, detail,
                          detail_len);
 }
 
-SYNESIS_API void synesis_identity_options_init(synesis_identity_options *opts) {
-    if (!opts)
-        return;
+static void identity_defaults(synesis_identity_options *opts) {
     memset(opts, 0, sizeof(*opts));
+    opts->struct_size = sizeof(*opts);
     opts->days = 365;
     opts->cert_name = "device.pem";
     opts->key_name = "device.key";
     opts->csr_name = "device.csr";
+}
+
+SYNESIS_API void synesis_identity_options_init_sized(synesis_identity_options *opts, size_t size) {
+    synesis_identity_options d;
+    identity_defaults(&d);
+    syn_struct_init(opts, size, &d, sizeof(d));
 }
 
 static int file_name_ok(const char *n) {
@@ -424,7 +446,13 @@ static int identity_generate(const synesis_identity_options *opts, const char *o
     if (!opts || !out_dir || !out_dir[0])
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
                         "options and output directory are required");
-    int rc = syn_id_validate_device_id(opts->device_id, detail);
+    synesis_identity_options own;
+    identity_defaults(&own);
+    int rc = syn_struct_in(&own, sizeof(own), opts, "options", detail);
+    if (rc)
+        return rc;
+    opts = &own;
+    rc = syn_id_validate_device_id(opts->device_id, detail);
     if (rc)
         return rc;
     if (!file_name_ok(opts->cert_name) || !file_name_ok(opts->key_name) ||

@@ -80,7 +80,8 @@ int main(int argc, char **argv) {
     bench_tunnel_config(&cfg, pki, be.port);
     cfg.handshake_timeout = 20;
     cfg.idle_timeout = 60;
-    synesis_tunnel_callbacks cbs = {.on_state = on_state};
+    synesis_tunnel_callbacks cbs = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                    .on_state = on_state};
     char detail[512];
     for (int i = 0; i < n; i++) {
         int rv = synesis_tunnel_new(&b.t[i], loop, &cfg, &cbs, &b, detail, sizeof(detail));

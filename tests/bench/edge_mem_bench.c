@@ -44,7 +44,7 @@ static void on_resp(synesis_tunnel *t, synesis_request *r, const synesis_respons
         reset_0x11++;
 }
 
-static void keep(void *ud, const void *d, size_t n) {
+static void keep(const void *d, size_t n, void *ud) {
     (void)ud;
     (void)d;
     (void)n;
@@ -105,7 +105,8 @@ int main(int argc, char **argv) {
     cfg.heartbeat_interval = 0;
     cfg.request_timeout = 60;
     cfg.max_response_size = 64u * 1024 * 1024; /* echoes are read (and dropped) */
-    synesis_tunnel_callbacks cb = {.on_state = on_state};
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_state = on_state};
     synesis_tunnel *t;
     if (synesis_tunnel_new(&t, loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0) {
         fprintf(stderr, "edge_mem_bench: %s\n", detail);
@@ -125,7 +126,7 @@ int main(int argc, char **argv) {
         while (results < streams)
             run_secs(loop, 0.05);
     } else {
-        synesis_stream_callbacks scb = {0};
+        synesis_stream_callbacks scb = {.struct_size = sizeof(synesis_stream_callbacks)};
         char cmd[64];
         int n = snprintf(cmd, sizeof(cmd), "SRC %zu\n", size);
         for (int i = 0; i < streams; i++) {

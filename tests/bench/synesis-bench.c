@@ -555,7 +555,8 @@ static void bulk_data(synesis_stream *s, const uint8_t *d, size_t n, void *ud) {
     ((bulk_state *)ud)->received += n;
 }
 
-static void bulk_close(synesis_stream *s, int status, uint64_t code, void *ud) {
+static void bulk_close(synesis_stream *s, int status, uint64_t code, const char *detail, void *ud) {
+    (void)detail;
     (void)s;
     (void)code;
     bulk_state *b = ud;
@@ -596,8 +597,10 @@ static int all_closed(void *ud) {
 static double bulk_once(struct ev_loop *loop, synesis_tunnel *t, pid_t edge, uint64_t bytes, int k,
                         int up, double *ccpu, double *ecpu) {
     bulk_state b = {0};
-    synesis_stream_callbacks cb = {
-        .on_data = bulk_data, .on_close = bulk_close, .on_writable = bulk_writable};
+    synesis_stream_callbacks cb = {.struct_size = sizeof(synesis_stream_callbacks),
+                                   .on_data = bulk_data,
+                                   .on_close = bulk_close,
+                                   .on_writable = bulk_writable};
     double c0 = cpu_self(), e0 = bench_cpu_of(edge), t0 = now_s();
     for (int i = 0; i < k; i++) {
         synesis_stream *s;

@@ -680,7 +680,8 @@ static void st_writable(synesis_stream *s, void *ud) {
     stream_pump(ud);
 }
 
-static void st_close(synesis_stream *s, int status, uint64_t code, void *ud) {
+static void st_close(synesis_stream *s, int status, uint64_t code, const char *detail, void *ud) {
+    (void)detail;
     (void)s;
     (void)code;
     stream_rec *sr = ud;
@@ -728,8 +729,11 @@ static void st_close(synesis_stream *s, int status, uint64_t code, void *ud) {
 static void open_streams(run *r) {
     if (r->finished || r->state != SYNESIS_STATE_CONNECTED)
         return;
-    static const synesis_stream_callbacks cb = {
-        .on_data = st_data, .on_end = st_end, .on_writable = st_writable, .on_close = st_close};
+    static const synesis_stream_callbacks cb = {.struct_size = sizeof(synesis_stream_callbacks),
+                                                .on_data = st_data,
+                                                .on_end = st_end,
+                                                .on_writable = st_writable,
+                                                .on_close = st_close};
     for (unsigned slot = 0; slot < r->w->streams; slot++) {
         if (r->slot_active[slot] || r->slot_done[slot] || r->nsrec >= MAX_STREAM_RECS)
             continue;
@@ -978,7 +982,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     check_finished(r);
 }
 
-static void silent_log(void *ud, synesis_log_level level, const char *msg) {
+static void silent_log(synesis_log_level level, const char *msg, void *ud) {
     (void)ud;
     fprintf(stderr, "  [tunnel %d] %s\n", (int)level, msg);
 }
@@ -1086,7 +1090,8 @@ static void run_scenario(const scenario *sc, unsigned index, result *res) {
         c.log = silent_log;
         c.log_level = SYNESIS_LOG_INFO;
     }
-    synesis_tunnel_callbacks cb = {.on_state = on_state,
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_state = on_state,
                                    .on_heartbeat = on_heartbeat,
                                    .on_heartbeat_result = on_heartbeat_result};
     char detail[512];

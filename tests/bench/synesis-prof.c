@@ -309,7 +309,8 @@ static void bulk_data(synesis_stream *s, const uint8_t *d, size_t n, void *ud) {
     ((bulk_state *)ud)->received += n;
 }
 
-static void bulk_close(synesis_stream *s, int status, uint64_t code, void *ud) {
+static void bulk_close(synesis_stream *s, int status, uint64_t code, const char *detail, void *ud) {
+    (void)detail;
     (void)s;
     (void)status;
     (void)code;
@@ -451,7 +452,9 @@ int main(int argc, char **argv) {
         unit = "seconds";
     } else {
         bulk_state bs = {0};
-        synesis_stream_callbacks cb = {.on_data = bulk_data, .on_close = bulk_close};
+        synesis_stream_callbacks cb = {.struct_size = sizeof(synesis_stream_callbacks),
+                                       .on_data = bulk_data,
+                                       .on_close = bulk_close};
         synesis_stream *s;
         if (synesis_tunnel_open_stream(t, &cb, &bs, &s) != 0)
             return 1;

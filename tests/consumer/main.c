@@ -12,5 +12,10 @@ int main(void) {
         return 1;
     if (strcmp(synesis_error_name(SYNESIS_ERR_KEY_MISMATCH), "SYNESIS_ERR_KEY_MISMATCH") != 0)
         return 1;
+    /* The sized initialiser of the installed header and library. */
+    synesis_tunnel_config cfg;
+    synesis_tunnel_config_init(&cfg);
+    if (cfg.struct_size != sizeof(cfg) || cfg.idle_timeout != 60.0)
+        return 1;
     return 0;
 }

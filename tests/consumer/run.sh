@@ -19,15 +19,15 @@ else
     done
 fi
 # lib, or lib/<multiarch> under /usr.
-libdir=$(dirname "$(find "$prefix" -name libsynesis_tunnel.so.0 | head -n 1)")
-[ -d "$libdir" ] || { echo "no libsynesis_tunnel.so.0 under $prefix" >&2; exit 1; }
+libdir=$(dirname "$(find "$prefix" -name libsynesis_tunnel.so.1 | head -n 1)")
+[ -d "$libdir" ] || { echo "no libsynesis_tunnel.so.1 under $prefix" >&2; exit 1; }
 
 cmake -S "$src" -B "$work/cmake" -DCMAKE_C_COMPILER="$cc" -DCMAKE_PREFIX_PATH="$prefix" >"$work/configure.log"
 cmake --build "$work/cmake" >"$work/build.log"
 LD_LIBRARY_PATH=$libdir "$work/cmake/consumer_shared"
 "$work/cmake/consumer_static"
 # The shared consumer must resolve the library by its SONAME, from the prefix it was given.
-readelf -d "$work/cmake/consumer_shared" | grep -q 'libsynesis_tunnel.so.0'
+readelf -d "$work/cmake/consumer_shared" | grep -q 'libsynesis_tunnel.so.1'
 grep -q "^synesis_tunnel_DIR:PATH=$prefix/" "$work/cmake/CMakeCache.txt"
 
 export PKG_CONFIG_PATH=$libdir/pkgconfig

@@ -375,7 +375,9 @@ static void on_response(synesis_tunnel *t, synesis_request *req, const synesis_r
     objs[i].ended = 1;
 }
 
-static void s_close(synesis_stream *s, int status, uint64_t app_code, void *ud) {
+static void s_close(synesis_stream *s, int status, uint64_t app_code, const char *detail,
+                    void *ud) {
+    (void)detail;
     (void)s;
     (void)status;
     (void)app_code;
@@ -392,7 +394,8 @@ static void s_data(synesis_stream *s, const uint8_t *data, size_t len, void *ud)
         (void)synesis_stream_write(s, "x", 1, NULL);
 }
 
-static const synesis_stream_callbacks stream_cb = {.on_data = s_data, .on_close = s_close};
+static const synesis_stream_callbacks stream_cb = {
+    .struct_size = sizeof(synesis_stream_callbacks), .on_data = s_data, .on_close = s_close};
 
 static void open_object(int is_stream) {
     for (int i = 0; i < MAX_OBJ; i++) {

@@ -99,21 +99,22 @@ static void check_files(const char *cert, size_t clen, const char *key, size_t k
     int cfd = mem_file(cert, clen, 0644, cpath, sizeof(cpath));
     int kfd = mem_file(key, klen, 0600, kpath, sizeof(kpath));
     if (cfd >= 0 && kfd >= 0) {
-        synesis_identity_info info;
+        synesis_identity_info *info = NULL;
         int rv = synesis_identity_inspect(cpath, &info, detail, sizeof(detail));
         FUZZ_CHECK(load_error_ok(rv));
         check_detail(detail, sizeof(detail));
         if (rv == 0) {
-            FUZZ_CHECK(memchr(info.subject, '\0', sizeof(info.subject)) != NULL);
-            FUZZ_CHECK(memchr(info.issuer, '\0', sizeof(info.issuer)) != NULL);
-            FUZZ_CHECK(memchr(info.common_name, '\0', sizeof(info.common_name)) != NULL);
-            FUZZ_CHECK(memchr(info.device_id, '\0', sizeof(info.device_id)) != NULL);
-            FUZZ_CHECK(strlen(info.spki_pin) == 52);
-            FUZZ_CHECK(info.chain_length >= 1);
+            FUZZ_CHECK(info->struct_size == sizeof(*info));
+            FUZZ_CHECK(info->subject && info->issuer && info->common_name && info->device_id);
+            FUZZ_CHECK(strlen(info->common_name) <= 64);
+            FUZZ_CHECK(strlen(info->device_id) <= SYNESIS_DEVICE_ID_MAX);
+            FUZZ_CHECK(strlen(info->spki_pin) == 52);
+            FUZZ_CHECK(info->chain_length >= 1);
             uint8_t pin[32];
-            FUZZ_CHECK(synesis_spki_pin_parse(info.spki_pin, pin) == 0);
-            FUZZ_CHECK(memcmp(pin, info.spki_sha256, 32) == 0);
+            FUZZ_CHECK(synesis_spki_pin_parse(info->spki_pin, pin) == 0);
+            FUZZ_CHECK(memcmp(pin, info->spki_sha256, 32) == 0);
         }
+        synesis_identity_info_free(info);
         /* A short detail buffer is truncated, never overrun. */
         char small[8];
         rv = synesis_identity_check(cpath, kpath, pass, small, sizeof(small));

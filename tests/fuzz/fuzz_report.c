@@ -63,7 +63,8 @@ static void on_result(synesis_tunnel *t, const synesis_heartbeat_info *info, voi
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    static const synesis_tunnel_callbacks cb = {.on_heartbeat_result = on_result};
+    static const synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                                .on_heartbeat_result = on_result};
     fz_live_options o = {.heartbeat_interval = 3600, .callbacks = &cb};
     fz_live_init(&L, &o);
     return 0;

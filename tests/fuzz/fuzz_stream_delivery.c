@@ -141,7 +141,9 @@ static void s_writable(synesis_stream *s, void *ud) {
         (void)synesis_stream_write(s, "w", 1, NULL);
 }
 
-static void s_close(synesis_stream *s, int status, uint64_t app_code, void *ud) {
+static void s_close(synesis_stream *s, int status, uint64_t app_code, const char *detail,
+                    void *ud) {
+    (void)detail;
     (void)app_code;
     fz_obj *o = ud;
     FUZZ_CHECK(o->used && o->str == s && !o->ended);
@@ -154,6 +156,7 @@ static void s_close(synesis_stream *s, int status, uint64_t app_code, void *ud) 
 }
 
 static const synesis_stream_callbacks stream_cb = {
+    .struct_size = sizeof(synesis_stream_callbacks),
     .on_data = s_data,
     .on_end = s_end,
     .on_writable = s_writable,

@@ -358,7 +358,7 @@ static int wait_for(run_ctx *c, int (*pred)(void *), void *ud, double seconds, c
     return 0;
 }
 
-static void log_stderr(void *ud, synesis_log_level level, const char *msg) {
+static void log_stderr(synesis_log_level level, const char *msg, void *ud) {
     (void)ud;
     fprintf(stderr, "[%d] %s\n", (int)level, msg);
 }
@@ -396,7 +396,8 @@ static void run_cycle(soak_edge *edge, run_result *res, double tscale, int inclu
         _exit(3);
     }
     run_ctx c = {.loop = loop, .edge = edge, .res = res, .tscale = tscale};
-    synesis_tunnel_callbacks cb = {.on_state = on_state,
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_state = on_state,
                                    .on_heartbeat = on_heartbeat,
                                    .on_vitals = on_vitals,
                                    .on_heartbeat_result = on_heartbeat_result};

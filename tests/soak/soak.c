@@ -228,7 +228,8 @@ static void account_tunnel(soak *s) {
 }
 
 static void tunnel_make(soak *s) {
-    synesis_tunnel_callbacks cb = {.on_state = on_state,
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_state = on_state,
                                    .on_heartbeat_result = on_heartbeat_result};
     char detail[512];
     int rv = synesis_tunnel_new(&s->t, s->loop, &s->cfg, &cb, s, detail, sizeof(detail));
