@@ -437,7 +437,8 @@ static size_t hb_live_count(const synesis_tunnel *t) {
     return n;
 }
 
-static void send_heartbeat(synesis_tunnel *t) {
+/* early: in 0-RTT, on a connection attempt that resumes (syn_heartbeat_early). */
+static void send_heartbeat_on(synesis_tunnel *t, int early) {
     synesis_heartbeat_info info = {
         .struct_size = sizeof(info),
         .sequence = t->hb.sequence++,
@@ -450,7 +451,7 @@ static void send_heartbeat(synesis_tunnel *t) {
     size_t len = 0;
     syn_qstream *qs = NULL;
     syn_hb *h = NULL;
-    if (!syn_tunnel_ready(t)) {
+    if (early ? !syn_qconn_early(t->qc) : !syn_tunnel_ready(t)) {
         info.status = SYNESIS_ERR_NOT_CONNECTED;
     } else if (hb_live_count(t) >= SYN_HB_MAX_LIVE) {
         info.status = SYNESIS_ERR_WOULD_BLOCK;
@@ -465,14 +466,15 @@ static void send_heartbeat(synesis_tunnel *t) {
                            "heartbeat %llu: %zu bytes of JSON exceed the "
                            "maximum of %zu",
                            (unsigned long long)info.sequence, len, t->cfg.max_heartbeat_size);
-    } else if (!syn_tunnel_ready(t)) {
+    } else if (early ? !t->qc || !syn_qconn_early(t->qc) : !syn_tunnel_ready(t)) {
         /* on_vitals may have disconnected or freed the tunnel. */
         free(frame);
         info.status = SYNESIS_ERR_NOT_CONNECTED;
     } else if (!(h = calloc(1, sizeof(*h)))) {
         free(frame);
         info.status = SYNESIS_ERR_NOMEM;
-    } else if ((info.status = syn_qconn_open_stream(t->qc, 0, h, &qs)) != 0) {
+    } else if ((info.status = early ? syn_qconn_open_stream_early(t->qc, 0, h, &qs)
+                                    : syn_qconn_open_stream(t->qc, 0, h, &qs)) != 0) {
         free(frame);
         free(h);
     } else if ((info.status = syn_qstream_write_nocopy(qs, frame, len, free_frame, NULL, 1)) == 0) {
@@ -488,7 +490,8 @@ static void send_heartbeat(synesis_tunnel *t) {
         h->qs = qs;
         h->info = info;
         h->stream_id = syn_qstream_id(qs);
-        h->conn = t->stats.connections;
+        /* (the connection's number once it is up: counted at Connected) */
+        h->conn = t->stats.connections + (early ? 1 : 0);
         syn_list_push_front(&t->hb.live, &h->link);
         syn_qconn_schedule(t->qc);
     } else {
@@ -504,6 +507,16 @@ static void send_heartbeat(synesis_tunnel *t) {
     }
     if (t->cb.on_heartbeat && !syn_hold_dying(&t->hold))
         t->cb.on_heartbeat(t, &info, t->user_data);
+}
+
+static void send_heartbeat(synesis_tunnel *t) { send_heartbeat_on(t, 0); }
+
+void syn_heartbeat_early(synesis_tunnel *t) {
+    if (t->cfg.heartbeat_interval <= 0 || !t->qc ||
+        t->hb.early_attempt == t->handshake_started_ns || !syn_qconn_early(t->qc))
+        return;
+    t->hb.early_attempt = t->handshake_started_ns;
+    send_heartbeat_on(t, 1);
 }
 
 static void hb_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -540,10 +553,11 @@ void syn_heartbeat_start(synesis_tunnel *t) {
     if (t->cfg.heartbeat_interval <= 0)
         return;
     ev_timer_stop(t->loop, &t->hb.timer);
-    ev_timer_init(&t->hb.timer, hb_timer_cb, 0., t->cfg.heartbeat_interval);
-    t->hb.timer.data = t;
     /* The first one goes right after Connected, from the loop rather than from inside the state
-     * change. */
+     * change; or one interval after the one this connection sent in 0-RTT. */
+    double first = t->hb.early_attempt == t->handshake_started_ns ? t->cfg.heartbeat_interval : 0.;
+    ev_timer_init(&t->hb.timer, hb_timer_cb, first, t->cfg.heartbeat_interval);
+    t->hb.timer.data = t;
     ev_timer_start(t->loop, &t->hb.timer);
 }
 

@@ -53,6 +53,7 @@ struct syn_qstream {
     uint64_t base, queued, sent, acked;
     unsigned fin_queued : 1, fin_sent : 1, blocked : 1, pending : 1, closed : 1;
     unsigned auto_consume : 1; /* return flow-control credit as soon as data is delivered */
+    unsigned early : 1;        /* opened in 0-RTT (syn_qconn_open_stream_early) */
     syn_link pend_link;        /* on the connection's streams with something to send */
     syn_link link;             /* on all streams of the connection */
 };
@@ -63,6 +64,11 @@ struct syn_qconn {
     SSL *ssl;
     ngtcp2_crypto_ossl_ctx *octx;
     ngtcp2_crypto_conn_ref conn_ref;
+    syn_tls_session_sink sink; /* client: where session tickets go (ops->new_session) */
+    unsigned offered_session : 1;
+    /* 0-RTT (client): attempted and still possible; the outcome; the early streams must be
+     * opened again in 1-RTT (the edge rejected them), done when the driver unwinds. */
+    unsigned early : 1, early_accepted : 1, early_rejected : 1, early_reopen : 1;
     int server;
     int fd;
     int owns_fd; /* close fd when freed (the tunnel hands its socket over at teardown) */
@@ -389,6 +395,84 @@ int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out
     return 0;
 }
 
+static void local_error(syn_qconn *qc, int rv, const char *where);
+
+int syn_qconn_open_stream_early(syn_qconn *qc, int bidi, void *user, syn_qstream **out) {
+    *out = NULL;
+    if (!syn_qconn_early(qc))
+        return SYNESIS_ERR_INVALID_STATE;
+    int64_t id;
+    syn_qstream *s = stream_new(qc, -1, user);
+    if (!s)
+        return SYNESIS_ERR_NOMEM;
+    int rv = bidi ? ngtcp2_conn_open_bidi_stream(qc->conn, &id, s)
+                  : ngtcp2_conn_open_uni_stream(qc->conn, &id, s);
+    if (rv != 0) {
+        stream_free(qc, s);
+        return rv == NGTCP2_ERR_STREAM_ID_BLOCKED ? SYNESIS_ERR_WOULD_BLOCK
+               : rv == NGTCP2_ERR_NOMEM           ? SYNESIS_ERR_NOMEM
+                                                  : SYNESIS_ERR_QUIC;
+    }
+    s->id = id;
+    s->early = 1;
+    *out = s;
+    return 0;
+}
+
+int syn_qconn_early(const syn_qconn *qc) {
+    return qc->early && !qc->hs_done && !qc->ended && !qc->end_pending && !qc->close_req &&
+           qc->conn;
+}
+
+int syn_qconn_early_result(const syn_qconn *qc) {
+    if (qc->server)
+        return qc->ssl && SSL_get_early_data_status(qc->ssl) == SSL_EARLY_DATA_ACCEPTED;
+    return qc->early_accepted ? 1 : qc->early_rejected ? -1 : 0;
+}
+
+/* The edge rejected 0-RTT: ngtcp2 has forgotten the early streams (ngtcp2_conn_tls_early_data_
+ * rejected resets its stream state and stream IDs, and calls no stream_close), so each is opened
+ * again, in the order of their IDs (which gives each its old ID back, unless one before it was
+ * dropped), and everything it queued is sent again from the start: the edge discarded the 0-RTT
+ * packets undecrypted, so nothing of them was delivered or acknowledged. */
+static void early_reopen(syn_qconn *qc) {
+    qc->early_reopen = 0;
+    for (int bidi = 1; bidi >= 0; bidi--) {
+        for (;;) {
+            syn_qstream *next = NULL, *s;
+            SYN_LIST_FOREACH(s, &qc->streams, syn_qstream, link)
+            if (s->early && !s->closed && (ngtcp2_is_bidi_stream(s->id) != 0) == bidi &&
+                (!next || s->id < next->id))
+                next = s;
+            if (!next)
+                break;
+            next->early = 0;
+            if (!next->user) {
+                /* Its owner let go meanwhile (a request cancelled or timed out): ngtcp2 will
+                 * never close it now, so it goes here, unsent. */
+                stream_free(qc, next);
+                continue;
+            }
+            int64_t id;
+            int rv = bidi ? ngtcp2_conn_open_bidi_stream(qc->conn, &id, next)
+                          : ngtcp2_conn_open_uni_stream(qc->conn, &id, next);
+            if (rv != 0 || next->acked) {
+                /* (cannot happen: the 1-RTT limits are at least the remembered ones) */
+                local_error(qc, rv ? rv : NGTCP2_ERR_INTERNAL, "reopening a 0-RTT stream");
+                return;
+            }
+            next->id = id;
+            next->sent = next->base;
+            next->cur = next->head;
+            next->cur_base = next->base;
+            next->fin_sent = 0;
+            if (stream_has_work(next))
+                pend_add(qc, next);
+        }
+    }
+    qc->need_flush = 1;
+}
+
 /* ---- ngtcp2 callbacks ---- */
 
 static void rand_cb(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx) {
@@ -419,22 +503,46 @@ static int remove_cid_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid, void *ud) {
 
 /* The server is up once its handshake completes (the client's certificate verified). The client
  * is up only once the handshake is confirmed (HANDSHAKE_DONE from the server): in TLS 1.3 the
- * client finishes before the server has judged its certificate, and a refusal arrives after. */
+ * client finishes before the server has judged its certificate, and a refusal arrives after;
+ * a resumed handshake, which carries no certificate, is up as it completes (below). */
 static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
-    (void)conn;
     syn_qconn *qc = ud;
     qc->tls_completed_ns = syn_now_ns();
     if (qc->server) {
         qc->hs_done = 1;
         qc->hs_notify = 1;
-    } else if (qc->alpn_offered) {
-        /* OpenSSL refuses a protocol we did not offer, but not the absence of one, which QUIC
-         * forbids (RFC 9001 8.1): closed with no_application_protocol once ngtcp2 returns. */
-        const unsigned char *sel = NULL;
-        unsigned int len = 0;
-        SSL_get0_alpn_selected(qc->ssl, &sel, &len);
-        if (!len)
-            qc->alpn_missing = 1;
+    } else {
+        if (qc->alpn_offered) {
+            /* OpenSSL refuses a protocol we did not offer, but not the absence of one, which QUIC
+             * forbids (RFC 9001 8.1): closed with no_application_protocol once ngtcp2 returns. */
+            const unsigned char *sel = NULL;
+            unsigned int len = 0;
+            SSL_get0_alpn_selected(qc->ssl, &sel, &len);
+            if (!len)
+                qc->alpn_missing = 1;
+        }
+        if (qc->early) {
+            /* OpenSSL knows the edge's verdict on our early data once the handshake completed
+             * (ngtcp2's OpenSSL backend does not pass it on by itself). */
+            qc->early = 0;
+            if (SSL_get_early_data_status(qc->ssl) == SSL_EARLY_DATA_ACCEPTED) {
+                qc->early_accepted = 1;
+            } else {
+                qc->early_rejected = 1;
+                int rv = ngtcp2_conn_tls_early_data_rejected(conn);
+                if (rv != 0)
+                    return rv;
+                qc->early_reopen = 1;
+            }
+        }
+        /* A resumed handshake is up once it completes: the edge accepted the ticket (its PSK)
+         * before it sent its Finished, and no certificate of ours is left for it to judge (TLS
+         * 1.3 sends none in a PSK handshake), so no refusal can follow; waiting for
+         * HANDSHAKE_DONE, as a full handshake must, would cost a round trip for nothing. */
+        if (!qc->alpn_missing && SSL_session_reused(qc->ssl) == 1) {
+            qc->hs_done = 1;
+            qc->hs_notify = 1;
+        }
     }
     return 0;
 }
@@ -442,7 +550,7 @@ static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
 static int handshake_confirmed_cb(ngtcp2_conn *conn, void *ud) {
     (void)conn;
     syn_qconn *qc = ud;
-    if (!qc->server) {
+    if (!qc->server && !qc->hs_done) {
         qc->hs_done = 1;
         qc->hs_notify = 1;
     }
@@ -619,6 +727,27 @@ static void ngtcp2_log_cb(void *ud, const char *fmt, ...) {
         qc->ops->log(qc, SYNESIS_LOG_TRACE, msg);
 }
 
+/* Client: NEW_TOKEN from the edge. */
+static int recv_new_token_cb(ngtcp2_conn *conn, const uint8_t *token, size_t len, void *ud) {
+    (void)conn;
+    syn_qconn *qc = ud;
+    if (qc->ops->new_token)
+        qc->ops->new_token(qc, token, len);
+    return 0;
+}
+
+/* Client: a session ticket (see syn_tls_session_sink), kept with the edge's transport parameters
+ * as a 0-RTT attempt would need them. */
+static int session_sink_cb(void *ud, SSL *ssl, SSL_SESSION *sess) {
+    (void)ssl;
+    syn_qconn *qc = ud;
+    if (!qc->ops->new_session || !qc->conn || !SSL_SESSION_is_resumable(sess))
+        return 0;
+    uint8_t tp[512];
+    ngtcp2_ssize n = ngtcp2_conn_encode_0rtt_transport_params(qc->conn, tp, sizeof(tp));
+    return qc->ops->new_session(qc, sess, tp, n > 0 ? (size_t)n : 0);
+}
+
 static ngtcp2_conn *get_conn_cb(ngtcp2_crypto_conn_ref *ref) {
     syn_qconn *qc = ref->user_data;
     return qc->conn;
@@ -631,6 +760,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int server) {
     } else {
         cb->client_initial = ngtcp2_crypto_client_initial_cb;
         cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
+        cb->recv_new_token = recv_new_token_cb;
     }
     cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
     cb->encrypt = ngtcp2_crypto_encrypt_cb;
@@ -777,6 +907,12 @@ static int qc_ssl_new(syn_qconn *qc, SSL_CTX *ctx, char *detail) {
     if (rv != 0)
         return syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "configuring the QUIC TLS session");
     SSL_set_app_data(qc->ssl, &qc->conn_ref);
+    if (!qc->server) {
+        qc->sink.fn = session_sink_cb;
+        qc->sink.user_data = qc;
+        if (syn_tls_set_session_sink(qc->ssl, &qc->sink) != 0)
+            return syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
+    }
     return 0;
 }
 
@@ -793,6 +929,13 @@ int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
         SSL_set_connect_state(qc->ssl);
         rv = syn_tls_client_ssl_setup(qc->ssl, server_name, alpn, detail);
         qc->alpn_offered = alpn != NULL;
+    }
+    if (rv == 0 && st->session) {
+        syn_ossl_clear();
+        if (SSL_set_session(qc->ssl, st->session) == 1)
+            qc->offered_session = 1;
+        else
+            syn_ossl_clear(); /* a full handshake then */
     }
     if (rv == 0) {
         ngtcp2_cid dcid, scid;
@@ -825,6 +968,17 @@ int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
     ngtcp2_conn_set_tls_native_handle(qc->conn, qc->octx);
     if (st->keep_alive_ns)
         ngtcp2_conn_set_keep_alive_timeout(qc->conn, st->keep_alive_ns);
+    /* 0-RTT: the ticket must allow it (OpenSSL refuses otherwise) and ngtcp2 must know the edge's
+     * remembered transport parameters (the stream limits 0-RTT may use). */
+    if (st->early_data && qc->offered_session && st->early_tplen &&
+        SSL_SESSION_get_max_early_data(st->session) == UINT32_MAX &&
+        ngtcp2_conn_decode_and_set_0rtt_transport_params(qc->conn, st->early_tp, st->early_tplen) ==
+            0) {
+        syn_ossl_clear();
+        if (SSL_set_quic_tls_early_data_enabled(qc->ssl, 1) == 1)
+            qc->early = 1;
+        syn_ossl_clear();
+    }
     *out = qc;
     return 0;
 }
@@ -838,6 +992,8 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
     if (!qc)
         return syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
     int rv = qc_ssl_new(qc, ctx, detail);
+    if (rv == 0 && st->early_data && SSL_set_quic_tls_early_data_enabled(qc->ssl, 1) != 1)
+        rv = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "enabling early data");
     if (rv == 0) {
         SSL_set_accept_state(qc->ssl);
         ngtcp2_cid scid;
@@ -864,6 +1020,8 @@ int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
             p.retry_scid_present = 1;
         } else {
             p.original_dcid = hd->dcid;
+            if (hd->tokenlen) /* verified by the owner: a NEW_TOKEN token of ours */
+                s.token_type = NGTCP2_TOKEN_TYPE_NEW_TOKEN;
         }
         if (st->preferred_addr) {
             ngtcp2_preferred_addr *pa = &p.preferred_addr;
@@ -932,6 +1090,13 @@ static void really_free(syn_qconn *qc) {
      * connection. */
     if (qc->ssl) {
         SSL_set_app_data(qc->ssl, NULL);
+        /* QUIC ends a connection with CONNECTION_CLOSE, never a TLS close_notify; without this,
+         * SSL_free takes the connection for an aborted one (ssl_clear_bad_session) and removes
+         * its session from the context's cache: on the edge, the single-use ticket it issued
+         * (0-RTT's anti-replay cache) would be gone before the device could use it. */
+        SSL_set_shutdown(qc->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        if (!qc->server)
+            (void)syn_tls_set_session_sink(qc->ssl, NULL);
         SSL_free(qc->ssl);
     }
     if (qc->octx)
@@ -1589,7 +1754,9 @@ static int leave_ex(syn_qconn *qc, int no_write) {
             send_app_close(qc);
             qc_end(qc, 0, "closed locally: %s", qc->close_reason);
         }
-        if (qc->hs_notify && !qc->end_pending && !qc->ended) {
+        if (qc->early_reopen && !qc->end_pending && !qc->ended) {
+            early_reopen(qc);
+        } else if (qc->hs_notify && !qc->end_pending && !qc->ended) {
             qc->hs_notify = 0;
             if (qc->ops->handshake_done)
                 qc->ops->handshake_done(qc);
@@ -1794,6 +1961,20 @@ void *syn_qconn_owner(const syn_qconn *qc) { return qc->owner; }
 void syn_qconn_take_fd(syn_qconn *qc) { qc->owns_fd = 1; }
 SSL *syn_qconn_ssl(const syn_qconn *qc) { return qc->ssl; }
 int syn_qconn_handshake_completed(const syn_qconn *qc) { return qc->hs_done; }
+int syn_qconn_resumed(const syn_qconn *qc) {
+    return qc->ssl && qc->tls_completed_ns && SSL_session_reused(qc->ssl) == 1;
+}
+int syn_qconn_offered_session(const syn_qconn *qc) { return qc->offered_session; }
+
+int syn_qconn_submit_new_token(syn_qconn *qc, const uint8_t *token, size_t len) {
+    if (!qc->server || !qc->conn || qc->ended || qc->end_pending)
+        return SYNESIS_ERR_INVALID_STATE;
+    int rv = ngtcp2_conn_submit_new_token(qc->conn, token, len);
+    if (rv != 0)
+        return rv == NGTCP2_ERR_NOMEM ? SYNESIS_ERR_NOMEM : SYNESIS_ERR_QUIC;
+    syn_qconn_schedule(qc);
+    return 0;
+}
 
 uint64_t syn_qconn_tls_completed_ns(const syn_qconn *qc) { return qc->tls_completed_ns; }
 const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc) { return &qc->remote; }

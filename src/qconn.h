@@ -76,6 +76,15 @@ typedef struct syn_qconn_ops {
     void (*cid_removed)(syn_qconn *qc, const ngtcp2_cid *cid);
     /* Logging at the given level. */
     void (*log)(syn_qconn *qc, synesis_log_level level, const char *msg);
+    /* Client: the edge sent a session ticket (sess, resumable), with the edge's transport
+     * parameters as ngtcp2_conn_encode_0rtt_transport_params() writes them (tp, tplen; what a
+     * 0-RTT attempt must remember). Return 1 to keep sess (the owner then owns that reference,
+     * SSL_SESSION_free), 0 to let it go. Called from inside ngtcp2 (while a packet is read): must
+     * not close or free. */
+    int (*new_session)(syn_qconn *qc, SSL_SESSION *sess, const uint8_t *tp, size_t tplen);
+    /* Client: the edge sent an address-validation token (NEW_TOKEN frame) for later connections.
+     * Called from inside ngtcp2: copy it; must not close or free. */
+    void (*new_token)(syn_qconn *qc, const uint8_t *token, size_t len);
 } syn_qconn_ops;
 
 typedef struct syn_qconn_settings {
@@ -98,6 +107,17 @@ typedef struct syn_qconn_settings {
      * it). Tests use it to present forged Retry tokens. */
     const uint8_t *token;
     size_t tokenlen;
+    /* Client: a TLS session (ticket) to resume, NULL = a full handshake. The connection takes a
+     * reference of its own. The caller answers for its being meant for this server name. */
+    SSL_SESSION *session;
+    /* Client: with session, attempt 0-RTT when the ticket allows early data (QUIC tickets carry
+     * max_early_data 0xffffffff) and early_tp holds the edge's transport parameters as
+     * ops->new_session gave them (ngtcp2 checks them against what the edge sends later). Only
+     * streams opened with syn_qconn_open_stream_early go in 0-RTT. Server: accept early data
+     * (the context must provide anti-replay: tls.c's single-use tickets). */
+    int early_data;
+    const uint8_t *early_tp;
+    size_t early_tplen;
     /* Server: an address advertised as the preferred_address transport parameter (RFC 9000
      * 9.6), with a connection ID of its own (announced through ops->cid_added). NULL = none.
      * Tests use it to offer a client a migration it should not take. */
@@ -113,10 +133,12 @@ int syn_qconn_client_new(syn_qconn **out, struct ev_loop *loop, int fd, const sy
                          void *owner, char *detail);
 
 /* Creates a server connection for a client Initial (hd from ngtcp2_accept) on the shared fd.
- * retry_odcid is NULL, or, when hd carries a verified Retry token, the original DCID recovered
- * from the token: the transport parameters then name it as original_destination_connection_id and
- * hd->dcid (the SCID of our Retry) as retry_source_connection_id, as RFC 9000 7.3 requires.
- * The first datagram must then be fed with syn_qconn_recv(). */
+ * A token left in hd without retry_odcid is a verified NEW_TOKEN token (the address counts as
+ * validated). retry_odcid is NULL, or, when hd carries a verified Retry token, the original DCID
+ * recovered from the token: the transport parameters then name it as
+ * original_destination_connection_id and hd->dcid (the SCID of our Retry) as
+ * retry_source_connection_id, as RFC 9000 7.3 requires. The first datagram must then be fed with
+ * syn_qconn_recv(). */
 int syn_qconn_server_new(syn_qconn **out, struct ev_loop *loop, int fd, const syn_sockaddr *local,
                          const syn_sockaddr *remote, const ngtcp2_pkt_hd *hd,
                          const ngtcp2_cid *retry_odcid, SSL_CTX *ctx, const syn_qconn_settings *st,
@@ -167,6 +189,12 @@ void *syn_qconn_owner(const syn_qconn *qc);
 void syn_qconn_take_fd(syn_qconn *qc);
 SSL *syn_qconn_ssl(const syn_qconn *qc);
 int syn_qconn_handshake_completed(const syn_qconn *qc);
+/* 1 once the TLS handshake completed as a resumption (a ticket's PSK accepted), else 0. */
+int syn_qconn_resumed(const syn_qconn *qc);
+/* 1 if the client offered a session ticket in its ClientHello. */
+int syn_qconn_offered_session(const syn_qconn *qc);
+/* Server: sends an address-validation token in a NEW_TOKEN frame (after the handshake). */
+int syn_qconn_submit_new_token(syn_qconn *qc, const uint8_t *token, size_t len);
 /* syn_now_ns() when this side's TLS handshake completed (a client's Finished produced, before
  * the server's HANDSHAKE_DONE), or 0 before. */
 uint64_t syn_qconn_tls_completed_ns(const syn_qconn *qc);
@@ -236,6 +264,20 @@ const syn_udp_tx *syn_qconn_tx(const syn_qconn *qc);
 
 /* Streams. open returns SYNESIS_ERR_WOULD_BLOCK when the peer's stream limit is reached. */
 int syn_qconn_open_stream(syn_qconn *qc, int bidi, void *user, syn_qstream **out);
+/* Client, during a 0-RTT attempt (syn_qconn_early() is 1): opens a stream whose data goes in
+ * 0-RTT packets (the stream limits are those the edge gave the ticket's connection). Only for
+ * data that may be replayed without harm: the edge's anti-replay refuses a reused ticket, but a
+ * 0-RTT flight may still be delivered to a server more than once (RFC 9001 9.2). If the edge
+ * rejects the early data, the stream is opened again in 1-RTT (its ID may change) and its data
+ * sent again from the start: the owner sees nothing of it (a stream its owner has let go of,
+ * s->user NULL, is dropped instead). SYNESIS_ERR_INVALID_STATE when no 0-RTT
+ * is possible (then use syn_qconn_open_stream once the handshake is done). */
+int syn_qconn_open_stream_early(syn_qconn *qc, int bidi, void *user, syn_qstream **out);
+/* Client: 1 while 0-RTT is under way (attempted; handshake not completed yet). */
+int syn_qconn_early(const syn_qconn *qc);
+/* Client: 0-RTT outcome once the handshake completed: 1 accepted, -1 rejected (the early streams
+ * were sent again in 1-RTT), 0 not attempted. Server: 1 if early data was accepted. */
+int syn_qconn_early_result(const syn_qconn *qc);
 /* Queues a copy of data (and FIN when fin). */
 int syn_qstream_write(syn_qstream *s, const void *data, size_t len, int fin);
 /* Queues data without copying; release runs once it is acknowledged or abandoned. */

@@ -23,6 +23,8 @@ struct synesis_request {
 
     size_t max_response;
     int wait_for_connection;
+    unsigned idempotent : 1; /* may go in 0-RTT (syn_request_set_idempotent) */
+    unsigned early : 1;      /* its stream was opened in 0-RTT */
     ev_timer timer;
     uint8_t *resp;
     size_t resp_len, resp_cap;
@@ -171,16 +173,28 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 /* ---- the queue ---- */
 
 void syn_requests_pump(synesis_tunnel *t) {
-    while (!syn_list_empty(&t->req.wait) && syn_tunnel_ready(t)) {
-        synesis_request *r = SYN_LIST_FIRST(&t->req.wait, synesis_request, link);
+    /* During a 0-RTT attempt only the requests marked idempotent go, in order; the others wait
+     * for Connected. */
+    int early = !syn_tunnel_ready(t) && t->qc && syn_qconn_early(t->qc);
+    synesis_request *r = SYN_LIST_FIRST(&t->req.wait, synesis_request, link);
+    while (r && (early || syn_tunnel_ready(t))) {
+        if (early && !r->idempotent) {
+            r = SYN_LIST_NEXT(r, synesis_request, link);
+            continue;
+        }
         syn_qstream *qs;
-        int rv = syn_qconn_open_stream(t->qc, 1, r, &qs);
+        int rv = early ? syn_qconn_open_stream_early(t->qc, 1, r, &qs)
+                       : syn_qconn_open_stream(t->qc, 1, r, &qs);
         if (rv == SYNESIS_ERR_WOULD_BLOCK)
             return; /* wait for the edge to raise the stream limit */
         if (rv != 0) {
             complete(r, rv, 0, UINT64_MAX, "cannot open a stream");
+            /* the callback may have changed the queue */
+            r = SYN_LIST_FIRST(&t->req.wait, synesis_request, link);
             continue;
         }
+        synesis_request *next = SYN_LIST_NEXT(r, synesis_request, link);
+        r->early = early;
         unlink_req(t, r);
         r->live = 1;
         r->qs = qs;
@@ -195,10 +209,17 @@ void syn_requests_pump(synesis_tunnel *t) {
         r->release = NULL;
         rv = data ? syn_qstream_write_nocopy(qs, data, r->len, rel, rel_ud, 1)
                   : syn_qstream_write(qs, NULL, 0, 1);
-        if (rv != 0)
+        if (rv != 0) {
             complete(r, rv, 0, SYN_APP_INTERNAL, "cannot queue the request");
+            next = SYN_LIST_FIRST(&t->req.wait, synesis_request, link);
+        }
+        r = next;
     }
 }
+
+void syn_request_set_idempotent(synesis_request *r, int on) { r->idempotent = on ? 1 : 0; }
+
+int syn_request_sent_early(const synesis_request *r) { return r->early; }
 
 void syn_requests_conn_lost(synesis_tunnel *t, int err, const char *detail) {
     char d[SYNESIS_DETAIL_MAX];

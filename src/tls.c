@@ -20,8 +20,9 @@ struct ctx_data {
 };
 
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
-static int ctx_index = -1; /* SSL_CTX -> struct ctx_data */
-static int ssl_index = -1; /* SSL -> (depth + 1) of the first verify error, as an integer */
+static int ctx_index = -1;  /* SSL_CTX -> struct ctx_data */
+static int ssl_index = -1;  /* SSL -> (depth + 1) of the first verify error, as an integer */
+static int sink_index = -1; /* SSL -> const syn_tls_session_sink * (client tickets) */
 
 static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
                           void *argp) {
@@ -41,6 +42,7 @@ static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, 
 static void index_init(void) {
     ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, ctx_data_free);
     ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    sink_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
 static int tls_init(char *detail) {
@@ -48,7 +50,7 @@ static int tls_init(char *detail) {
     if (rc)
         return syn_fail_ossl(detail, rc, "OpenSSL initialisation failed");
     pthread_once(&index_once, index_init);
-    if (ctx_index < 0 || ssl_index < 0)
+    if (ctx_index < 0 || ssl_index < 0 || sink_index < 0)
         return syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "no OpenSSL ex_data index");
     return 0;
 }
@@ -150,6 +152,22 @@ static int client_cert_verify(X509_STORE_CTX *xs, void *arg) {
     return ok > 0 ? 1 : 0;
 }
 
+/* A session ticket arrived (TLS 1.3 NewSessionTicket, after the handshake): handed to the SSL's
+ * sink, if any. The context keeps no session of its own (SSL_SESS_CACHE_NO_INTERNAL_STORE): a
+ * context may be shared by tunnels to different edges, and each tunnel keeps its own tickets. */
+static int client_new_session(SSL *ssl, SSL_SESSION *sess) {
+    const syn_tls_session_sink *sink = sink_index >= 0 ? SSL_get_ex_data(ssl, sink_index) : NULL;
+    if (!sink || !sink->fn)
+        return 0;
+    return sink->fn(sink->user_data, ssl, sess) ? 1 : 0;
+}
+
+int syn_tls_set_session_sink(SSL *ssl, const syn_tls_session_sink *sink) {
+    if (!ssl || sink_index < 0 || SSL_set_ex_data(ssl, sink_index, (void *)sink) != 1)
+        return SYNESIS_ERR_NOMEM;
+    return 0;
+}
+
 int syn_tls_client_ctx_new(SSL_CTX **out, const syn_tls_client_config *cfg, char *detail) {
     if (out)
         *out = NULL;
@@ -204,6 +222,8 @@ int syn_tls_client_ctx_new(SSL_CTX **out, const syn_tls_client_config *cfg, char
     SSL_CTX_set_cert_verify_callback(ctx, client_cert_verify, d);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, client_new_session);
     syn_ossl_clear();
     *out = ctx;
     return 0;
@@ -543,13 +563,37 @@ int syn_tls_server_ctx_new(SSL_CTX **out, const syn_tls_server_config *cfg, char
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, d);
     SSL_CTX_set_client_hello_cb(ctx, client_hello_check, NULL);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-    /* No session tickets. Devices never resume (every connection is a full mutual-TLS handshake
-     * with the device certificate verified), yet OpenSSL's default of two tickets serialised the
+    /* Session tickets for resumption (cfg->tickets, one by default). Without them (0), every
+     * connection is a full mutual-TLS handshake: OpenSSL's default of two tickets serialised the
      * session with the device's chain, sealed and sent it (~1.4 KB) before HANDSHAKE_DONE, and
-     * the device parsed both: about 8 % of the edge's CPU per handshake, on the critical path. */
-    if (SSL_CTX_set_num_tickets(ctx, 0) != 1) {
+     * the device parsed both: about 8 % of the edge's CPU per handshake (docs/performance.md,
+     * "Resumption" for what one ticket costs). The tickets are stateless (sealed with the
+     * context's own random key, so an edge restart invalidates them) and expire after
+     * cfg->ticket_lifetime seconds. */
+    if (SSL_CTX_set_num_tickets(ctx, cfg->tickets > 0 ? (size_t)cfg->tickets : 0) != 1) {
         rc = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "SSL_CTX_set_num_tickets failed");
         goto fail;
+    }
+    if (cfg->tickets) {
+        /* The session ID context binds sessions to this edge's configuration (its ALPN). */
+        SSL_CTX_set_session_id_context(ctx, (const unsigned char *)cfg->alpn,
+                                       (unsigned int)(strlen(cfg->alpn) > SSL_MAX_SID_CTX_LENGTH
+                                                          ? SSL_MAX_SID_CTX_LENGTH
+                                                          : strlen(cfg->alpn)));
+        SSL_CTX_set_timeout(ctx, cfg->ticket_lifetime > 0 ? cfg->ticket_lifetime : 7200);
+    }
+    if (cfg->tickets && cfg->early_data) {
+        /* Anti-replay for 0-RTT: OpenSSL makes the tickets of a connection that accepts early
+         * data stateful, keeps them in this cache, and takes each out as it is used
+         * (extensions_srvr.c, tls_parse_ctos_psk: "Check for replay"); a ticket presented twice
+         * is found the first time only. The cache is bounded (evicting the oldest), and expired
+         * sessions are flushed as connections come and go. */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+        SSL_CTX_sess_set_cache_size(ctx, cfg->ticket_cache > 0 ? cfg->ticket_cache : 20480);
+    } else {
+        /* Stateless tickets need no server-side cache; without it a full handshake keeps
+         * nothing. */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     }
     syn_ossl_clear();
     *out = ctx;

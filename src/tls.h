@@ -63,12 +63,33 @@ int syn_tls_client_ssl_setup(SSL *ssl, const char *server_name, const char *alpn
  */
 int syn_tls_client_handshake_error(SSL *ssl, uint8_t alert, char *detail);
 
+/*
+ * Where the session tickets of one client SSL go. The client contexts keep no session themselves
+ * (a context may be shared by tunnels to different edges): each SSL names its sink, and fn gets
+ * each ticket the edge sends (a complete resumable SSL_SESSION). fn returns 1 when it keeps sess
+ * (it then owns the reference OpenSSL handed over), 0 when it does not. The sink must outlive the
+ * SSL (or be detached with NULL first).
+ */
+typedef struct syn_tls_session_sink {
+    int (*fn)(void *user_data, SSL *ssl, SSL_SESSION *sess);
+    void *user_data;
+} syn_tls_session_sink;
+int syn_tls_set_session_sink(SSL *ssl, const syn_tls_session_sink *sink);
+
 /* ---- server (edge) ------------------------------------------------------------------------ */
 
 typedef struct syn_tls_server_config {
     const char *cert_file, *key_file; /* edge chain + key (PEM) */
     const char *ca_file;              /* CA that signs device certificates (required) */
     const char *alpn;                 /* accepted ALPN, e.g. "synesis-tunnel/1" */
+    int tickets;          /* session tickets sent after each full handshake (0 = no resumption) */
+    long ticket_lifetime; /* their lifetime, seconds (<= 0: 7200) */
+    /* 0-RTT: the connections accept early data (syn_qconn_settings.early_data) with anti-replay:
+     * tickets become single-use (OpenSSL keeps each in the context's session cache, at most
+     * ticket_cache of them, and removes it when it is used; one not found there, used or evicted,
+     * resumes without early data). Without early_data the tickets are stateless. */
+    int early_data;
+    long ticket_cache; /* <= 0: 20480 (OpenSSL's default) */
 } syn_tls_server_config;
 
 /*

@@ -569,7 +569,13 @@ static void qc_handshake_done(syn_qconn *qc) {
     s.latency_ms = syn_qconn_srtt_ms(qc);
     char addr[64];
     syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, addr, sizeof(addr));
-    syn_tunnel_log(t, SYNESIS_LOG_INFO, "handshake with %s (%s) complete", t->server_name, addr);
+    int resumed = syn_qconn_resumed(qc);
+    if (resumed && t->resume)
+        t->resume->resumed++;
+    syn_tunnel_log(t, SYNESIS_LOG_INFO, "handshake with %s (%s) complete%s", t->server_name, addr,
+                   resumed                         ? " (resumed)"
+                   : syn_qconn_offered_session(qc) ? " (ticket refused: full handshake)"
+                                                   : "");
     t->stats.connections++;
     t->stats.handshake_time = (double)(syn_now_ns() - t->handshake_started_ns) / 1e9;
     uint64_t completed = syn_qconn_tls_completed_ns(qc);
@@ -656,7 +662,10 @@ static int qc_stream_open(syn_qconn *qc, syn_qstream *s) {
 static void qc_before_write(syn_qconn *qc) {
     synesis_tunnel *t = syn_qconn_owner(qc);
     syn_tunnel_enter(t);
-    syn_requests_pump(t);
+    if (!t->early_off && syn_qconn_early(qc))
+        syn_heartbeat_early(t);
+    if (!syn_hold_dying(&t->hold))
+        syn_requests_pump(t);
     if (!syn_hold_dying(&t->hold))
         syn_streams_pump(t);
     if (!syn_hold_dying(&t->hold))
@@ -664,7 +673,64 @@ static void qc_before_write(syn_qconn *qc) {
     syn_tunnel_leave(t);
 }
 
+/* ---- resumption (resume.h): what the edge gives us for the next connection ---- */
+
+static syn_resume *resume_store(synesis_tunnel *t) {
+    if (!t->resume && !t->resume_off) {
+        t->resume = malloc(sizeof(*t->resume));
+        if (t->resume)
+            syn_resume_init(t->resume);
+    }
+    return t->resume_off ? NULL : t->resume;
+}
+
+/* Tickets are kept for the name the edge's certificate was verified against (t->server_name):
+ * the only name they are ever offered to. */
+static int qc_new_session(syn_qconn *qc, SSL_SESSION *sess, const uint8_t *tp, size_t tplen) {
+    synesis_tunnel *t = syn_qconn_owner(qc);
+    syn_resume *r = resume_store(t);
+    if (!r) /* (a ticket comes after our TLS handshake: the edge's certificate is verified) */
+        return 0;
+    return syn_resume_put(r, t->server_name, sess, tp, tplen);
+}
+
+static void qc_new_token(syn_qconn *qc, const uint8_t *token, size_t len) {
+    synesis_tunnel *t = syn_qconn_owner(qc);
+    syn_resume *r = resume_store(t);
+    if (r)
+        syn_resume_put_token(r, t->server_name, token, len);
+}
+
+/* Before a connection attempt: the newest ticket for our server name (one use: it leaves the
+ * store) and the edge's token. Returns the session to release after syn_qconn_client_new. */
+static SSL_SESSION *resume_prepare(synesis_tunnel *t, const uint8_t **saved_token,
+                                   size_t *saved_len, uint8_t tp[SYN_RESUME_MAX_TP]) {
+    *saved_token = t->qset.token;
+    *saved_len = t->qset.tokenlen;
+    syn_resume *r = t->resume_off ? NULL : t->resume;
+    if (!r)
+        return NULL;
+    size_t tplen;
+    SSL_SESSION *sess = syn_resume_take(r, t->server_name, tp, &tplen);
+    if (sess)
+        r->offered++;
+    t->qset.session = sess;
+    /* 0-RTT where the ticket allows it; only requests marked idempotent use it (request.c). */
+    t->qset.early_data = sess && !t->early_off;
+    t->qset.early_tp = tp;
+    t->qset.early_tplen = tplen;
+    size_t len;
+    const uint8_t *tok = syn_resume_token(r, t->server_name, &len);
+    if (tok && !t->qset.token) {
+        t->qset.token = tok;
+        t->qset.tokenlen = len;
+    }
+    return sess;
+}
+
 static const syn_qconn_ops tunnel_qc_ops = {
+    .new_session = qc_new_session,
+    .new_token = qc_new_token,
     .handshake_done = qc_handshake_done,
     .stream_open = qc_stream_open,
     .stream_data = qc_stream_data,
@@ -773,9 +839,20 @@ static void connect_addr(synesis_tunnel *t) {
          * with the usual 208 KiB default, a busy moment drops datagrams and QUIC backs off. Best
          * effort: the kernel caps it at net.core.rmem_max/wmem_max without CAP_NET_ADMIN. */
         (void)syn_udp_set_buffers(fd, SYN_TUNNEL_SOCKET_BUFFER, NULL, NULL);
+        const uint8_t *tok;
+        size_t toklen;
+        uint8_t tp[SYN_RESUME_MAX_TP];
+        SSL_SESSION *sess = resume_prepare(t, &tok, &toklen, tp);
         int rv =
             syn_qconn_client_new(&t->qc, t->loop, fd, &t->local, &t->remote, t->ssl_ctx,
                                  t->server_name, t->cfg.alpn, &t->qset, &tunnel_qc_ops, t, detail);
+        SSL_SESSION_free(sess); /* the connection holds its own reference */
+        t->qset.session = NULL;
+        t->qset.early_data = 0;
+        t->qset.early_tp = NULL;
+        t->qset.early_tplen = 0;
+        t->qset.token = tok;
+        t->qset.tokenlen = toklen;
         if (rv != 0) {
             close(fd);
             t->fd = -1;
@@ -1247,6 +1324,16 @@ SYNESIS_API int synesis_tunnel_disconnect(synesis_tunnel *t) {
     return rv;
 }
 
+syn_resume *syn_tunnel_resume(synesis_tunnel *t) { return t->resume; }
+
+void syn_tunnel_set_early_data(synesis_tunnel *t, int on) { t->early_off = !on; }
+
+void syn_tunnel_set_resume(synesis_tunnel *t, int on) {
+    t->resume_off = !on;
+    if (!on && t->resume)
+        syn_resume_clear(t->resume);
+}
+
 static void really_free(synesis_tunnel *t) {
     /* Callbacks reached while tearing down must not free again. */
     t->hold = (syn_hold){.depth = 1};
@@ -1266,6 +1353,10 @@ static void really_free(synesis_tunnel *t) {
     syn_resolver_free(t->resolver);
     if (t->ssl_ctx)
         SSL_CTX_free(t->ssl_ctx);
+    if (t->resume) {
+        syn_resume_clear(t->resume);
+        free(t->resume);
+    }
     syn_udp_rx_free(t->rx);
     free(t->subs);
     free(t->queued);

@@ -13,6 +13,7 @@
 #include "internal.h"
 #include "list.h"
 #include "qconn.h"
+#include "resume.h"
 #include "udp.h"
 #include "url.h"
 
@@ -93,6 +94,7 @@ typedef struct syn_heartbeats {
     syn_list reports; /* syn_report: edge reports being received */
     char device_id[128];
     void *vitals_sampler;
+    uint64_t early_attempt; /* handshake_started_ns of the attempt that sent one in 0-RTT */
 } syn_heartbeats;
 
 struct synesis_tunnel {
@@ -109,6 +111,12 @@ struct synesis_tunnel {
     const char *server_name; /* cfg.server_name or url.host */
     SSL_CTX *ssl_ctx;
     syn_qconn_settings qset;
+    /* Session tickets and the NEW_TOKEN token for the next connection (resume.h); allocated when
+     * the edge first sends either. resume_off: keep none (tests, the benchmark's full
+     * handshakes). */
+    syn_resume *resume;
+    int resume_off;
+    int early_off; /* no 0-RTT even where a ticket allows it (syn_tunnel_set_early_data) */
 
     synesis_tunnel_state state; /* error_detail always points to state_detail */
     char state_detail[SYN_STATE_DETAIL];
@@ -189,6 +197,11 @@ void syn_heartbeat_stop(synesis_tunnel *t);
  * quarter of the heartbeat interval), so that it rides on this wake-up and serves as the
  * keep-alive; the schedule keeps its phase (heartbeat.c). */
 void syn_heartbeat_ride(synesis_tunnel *t);
+/* During a 0-RTT attempt (a resumed connection whose ticket allows early data): sends this
+ * attempt's heartbeat now, in 0-RTT, once; the schedule then starts one interval after it at
+ * Connected instead of at once. A heartbeat is harmless if replayed (the edge's single-use tickets
+ * stop replays to it anyway). */
+void syn_heartbeat_early(synesis_tunnel *t);
 void syn_heartbeat_free(synesis_tunnel *t);
 /* Connection qc (NULL: any) ended: its heartbeats in flight are lost (on_heartbeat_result runs). */
 void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char *detail);
@@ -219,6 +232,25 @@ void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out);
 /* A run of at most this many read events after a quiet spell is a short exchange: the buffers go
  * at its end (see buffers_after_read in tunnel.c). */
 #define SYN_TUNNEL_SHORT_RUN 4
+
+/* The tunnel's resumption store (NULL until the edge sent a ticket or a token); tests and the
+ * benchmark read its counters, and may drop its contents (syn_resume_clear) or switch it off. */
+syn_resume *syn_tunnel_resume(synesis_tunnel *t);
+void syn_tunnel_set_resume(synesis_tunnel *t, int on);
+/* 0-RTT on reconnect where the ticket allows it (default on): requests marked idempotent are sent
+ * with the handshake's first flight; everything else waits for Connected. */
+void syn_tunnel_set_early_data(synesis_tunnel *t, int on);
+/*
+ * The "idempotent" request flag (the internal half of the proposed public option, see
+ * docs/resumption.md): a request so marked may be sent in 0-RTT, and may then reach the edge more
+ * than once should an attacker replay the flight to another edge sharing the ticket key (the
+ * edge's single-use tickets stop a replay to the same edge). Set it right after
+ * synesis_tunnel_request(), while the request waits (no effect once its stream is open).
+ * 0-RTT requests also counted: those sent in 0-RTT, and of them the ones the edge rejected (sent
+ * again in 1-RTT).
+ */
+void syn_request_set_idempotent(synesis_request *r, int on);
+int syn_request_sent_early(const synesis_request *r);
 
 /* Tests only: asks the state machine for a transition to kind (with attempt for Reconnecting),
  * exactly as the tunnel's own code does; returns 0 or SYNESIS_ERR_INVALID_STATE. */

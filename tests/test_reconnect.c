@@ -226,10 +226,28 @@ static void free_tunnel(fixture *f, synesis_tunnel *t) {
     syn_test_run_for(f->loop, 0.05);
 }
 
-static uint64_t edge_handshakes(fixture *f) {
+static uint64_t edge_handshakes_now(fixture *f) {
     syn_edge_stats es;
     syn_edge_get_stats(f->edge, &es);
     return es.handshakes;
+}
+
+typedef struct hs_wait {
+    fixture *f;
+    uint64_t n;
+} hs_wait;
+
+static int edge_has_handshakes(void *ud) {
+    hs_wait *w = ud;
+    return edge_handshakes_now(w->f) >= w->n;
+}
+
+/* The edge's completed handshakes, once it has at least want (or after a second): a resumed
+ * connection is Connected on the device half a round trip before the edge has its Finished. */
+static uint64_t edge_handshakes_wait(fixture *f, uint64_t want) {
+    hs_wait w = {f, want};
+    (void)syn_test_run_until(f->loop, edge_has_handshakes, &w, 1.0);
+    return edge_handshakes_now(f);
 }
 
 static void edge_start(fixture *f) {
@@ -337,7 +355,7 @@ static void outage_and_return(fixture *f, int graceful) {
     synesis_tunnel *t = new_tunnel(f, &cfg, &r);
     assert_int_equal(synesis_tunnel_connect(t), 0);
     wait_state(f, &r, 0, SYNESIS_STATE_CONNECTED, 0, 5);
-    assert_int_equal(edge_handshakes(f), 1);
+    assert_int_equal(edge_handshakes_now(f), 1);
     /* Let the packets that follow the handshake go out first. A write of several datagrams still
      * pending when the edge closes meets the ICMP error drawn by its own first datagram, and the
      * qconn write path ends the connection on that send error ("send: Connection refused")
@@ -389,7 +407,7 @@ static void outage_and_return(fixture *f, int graceful) {
     for (int k = mark; k < ic; k++)
         expect_rec(&r, k, SYNESIS_STATE_RECONNECTING, (uint32_t)(k - mark) + 1);
     /* The edge saw a new handshake from the same device, from another port. */
-    assert_int_equal(edge_handshakes(f), 2);
+    assert_int_equal(edge_handshakes_wait(f, 2), 2);
     assert_string_equal(syn_edge_last_device(f->edge), "test-1");
     char remotes[8][64];
     assert_int_equal(connection_remotes(f, "test-1", remotes, 8), 2);
@@ -411,7 +429,7 @@ static void outage_and_return(fixture *f, int graceful) {
     ic = wait_state(f, &r, mark, SYNESIS_STATE_CONNECTED, 0, 5);
     for (int k = mark; k < ic; k++)
         expect_rec(&r, k, SYNESIS_STATE_RECONNECTING, (uint32_t)(k - mark) + 1);
-    assert_int_equal(edge_handshakes(f), 3);
+    assert_int_equal(edge_handshakes_wait(f, 3), 3);
     synesis_tunnel_get_stats(t, &st);
     assert_int_equal(st.reconnects, 2);
     assert_true(st.time_disconnected > outage1);
@@ -458,13 +476,13 @@ static void test_blackhole_longer_than_idle_timeout(void **state) {
     int i2 = wait_state(f, &r, mark, SYNESIS_STATE_RECONNECTING, 2, 5);
     assert_int_equal(i2, mark + 1);
     assert_int_equal(r.e[i2].error, SYNESIS_ERR_HANDSHAKE_TIMEOUT);
-    assert_true(edge_handshakes(f) == 1);
+    assert_true(edge_handshakes_now(f) == 1);
 
     syn_fault_proxy_blackhole(f->proxy, 0);
     int ic = wait_state(f, &r, mark, SYNESIS_STATE_CONNECTED, 0, 5);
     for (int k = mark; k < ic; k++)
         expect_rec(&r, k, SYNESIS_STATE_RECONNECTING, (uint32_t)(k - mark) + 1);
-    assert_int_equal(edge_handshakes(f), 2);
+    assert_int_equal(edge_handshakes_wait(f, 2), 2);
     assert_string_equal(syn_edge_last_device(f->edge), "test-1");
     synesis_tunnel_stats st;
     synesis_tunnel_get_stats(t, &st);
@@ -526,7 +544,7 @@ static void test_gives_up_after_max_attempts(void **state) {
     edge_start(f);
     syn_test_run_for(f->loop, 0.3);
     assert_int_equal(r.n, n);
-    assert_int_equal(edge_handshakes(f), 1);
+    assert_int_equal(edge_handshakes_now(f), 1);
     synesis_tunnel_get_stats(t, &st);
     assert_true(st.time_disconnected == td); /* not growing in Failed */
 
@@ -535,7 +553,7 @@ static void test_gives_up_after_max_attempts(void **state) {
     int ic = wait_state(f, &r, n, SYNESIS_STATE_CONNECTED, 0, 5);
     assert_int_equal(ic, n + 1);
     expect_rec(&r, n, SYNESIS_STATE_CONNECTING, 0);
-    assert_int_equal(edge_handshakes(f), 2);
+    assert_int_equal(edge_handshakes_wait(f, 2), 2);
     /* ...with a fresh budget: an outage now starts at attempt 1 again. */
     mark = r.n;
     syn_edge_stop(f->edge, 1);
@@ -679,7 +697,7 @@ static void test_act_from_reconnecting_callback(void **state) {
     edge_start(f);
     syn_test_run_for(f->loop, 0.3); /* attempt 2 was due after 0.04 s: it must not happen */
     assert_int_equal(r.n, mark + 3);
-    assert_int_equal(edge_handshakes(f), 1);
+    assert_int_equal(edge_handshakes_now(f), 1);
     synesis_tunnel_state s;
     synesis_tunnel_get_state(t, &s);
     assert_int_equal(s.kind, SYNESIS_STATE_DISCONNECTED);
@@ -702,7 +720,7 @@ static void test_act_from_reconnecting_callback(void **state) {
     syn_test_run_for(f->loop, 0.3);
     assert_int_equal(b.calls_after, 0);
     assert_int_equal(r2.n, n);
-    assert_int_equal(edge_handshakes(f), 2);
+    assert_int_equal(edge_handshakes_wait(f, 2), 2);
 }
 
 /* With a stable period, a connection that drops before it does not reset the attempt count (the
@@ -785,7 +803,7 @@ static void test_unstable_connections_exhaust_attempts(void **state) {
     int n = r.n;
     syn_test_run_for(f->loop, 0.3);
     assert_int_equal(r.n, n);
-    assert_int_equal(edge_handshakes(f), 2);
+    assert_int_equal(edge_handshakes_wait(f, 2), 2);
     /* connect() from Failed starts with a fresh budget. */
     assert_int_equal(synesis_tunnel_connect(t), 0);
     wait_state(f, &r, n, SYNESIS_STATE_CONNECTED, 0, 5);
@@ -896,7 +914,7 @@ static void test_retry_initial_connect(void **state) {
     int ic = wait_state(f, &r, 0, SYNESIS_STATE_CONNECTED, 0, 5);
     for (int k = 1; k < ic; k++)
         expect_rec(&r, k, SYNESIS_STATE_RECONNECTING, (uint32_t)k);
-    assert_int_equal(edge_handshakes(f), 1);
+    assert_int_equal(edge_handshakes_now(f), 1);
     synesis_tunnel_stats st;
     synesis_tunnel_get_stats(t, &st);
     assert_int_equal(st.connections, 1);

@@ -128,7 +128,7 @@ static SSL_CTX *client_ctx(void) {
 }
 
 static SSL_CTX *server_ctx(void) {
-    syn_tls_server_config s = {p("edge.pem"), p("edge.key"), p("ca.pem"), ALPN};
+    syn_tls_server_config s = {p("edge.pem"), p("edge.key"), p("ca.pem"), ALPN, 0, 0, 0, 0};
     SSL_CTX *ctx = NULL;
     char d[SYNESIS_DETAIL_MAX];
     assert_ok(syn_tls_server_ctx_new(&ctx, &s, d), d);
@@ -424,7 +424,7 @@ static void test_server_ctx(void **state) {
 
     char d[SYNESIS_DETAIL_MAX], alpn[300];
     SSL_CTX *s = (SSL_CTX *)&s;
-    syn_tls_server_config cfg = {p("edge.pem"), p("edge.key"), NULL, ALPN};
+    syn_tls_server_config cfg = {p("edge.pem"), p("edge.key"), NULL, ALPN, 0, 0, 0, 0};
     assert_err(syn_tls_server_ctx_new(&s, &cfg, d), SYNESIS_ERR_INVALID_ARGUMENT, d);
     assert_null(s);
     cfg.ca_file = p("ca.pem");

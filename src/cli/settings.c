@@ -275,6 +275,16 @@ static const conf_key edge_keys[] = {
          "PING each device on its behalf a little before its own keep-alive would\n"
          "(keep_alive_ms in its heartbeats), so one wake-up refreshes its NAT\n"
          "binding; no: devices keep their bindings with their own PINGs."),
+    BOOL("session_tickets", E(session_tickets),
+         "Send a session ticket after each full handshake, so the device's next\n"
+         "connection resumes (no certificates, Connected one round trip sooner)."),
+    BOOL("new_tokens", E(new_tokens),
+         "Send an address-validation token (NEW_TOKEN) after each handshake, so\n"
+         "the device's next connection skips the Retry under load."),
+    BOOL("early_data", E(early_data),
+         "Accept 0-RTT requests (those the device marks idempotent) from devices\n"
+         "resuming a ticket; the tickets become single-use (anti-replay), kept\n"
+         "in memory until used or expired. Needs session_tickets."),
 };
 /* clang-format on */
 
@@ -333,6 +343,9 @@ int cli_edge_settings_init(cli_edge_settings *s) {
     s->socket_buffer = c.socket_buffer;
     s->congestion_control = c.congestion_control;
     s->device_pings = c.ping_devices;
+    s->session_tickets = c.session_tickets != 0;
+    s->new_tokens = c.new_tokens;
+    s->early_data = c.early_data;
     return 0;
 }
 
@@ -422,4 +435,7 @@ void cli_edge_apply(const cli_edge_settings *s, syn_edge_config *cfg) {
     cfg->socket_buffer = (size_t)s->socket_buffer;
     cfg->congestion_control = s->congestion_control;
     cfg->ping_devices = s->device_pings;
+    cfg->session_tickets = s->session_tickets ? 1 : 0;
+    cfg->new_tokens = s->new_tokens;
+    cfg->early_data = s->early_data;
 }

@@ -69,6 +69,7 @@ typedef struct cli_edge_settings {
     uint64_t socket_buffer;
     int congestion_control;
     int device_pings;
+    int session_tickets, new_tokens, early_data;
 } cli_edge_settings;
 
 extern const conf_table cli_tunnel_table;

@@ -82,6 +82,8 @@ struct edge_conn {
     size_t nreports;                     /* how many (at most SYN_EDGE_MAX_QUEUED_REPORTS) */
     syn_cidmap_list cids;                /* this connection's IDs in the edge's table */
     int handshaking;                     /* counted in syn_edge.handshaking */
+    const char *validated; /* how the address was validated before the handshake: "retry",
+                              "new_token", or NULL (the handshake itself validates it) */
     /* The closing period: qc is gone, the IDs stay routed here until closing_timer fires, and a
      * datagram for them is answered with close_pkt (NULL when draining: the client closed). */
     int closing;
@@ -151,6 +153,11 @@ void syn_edge_config_init(syn_edge_config *cfg) {
     cfg->misbehave_code = 0x1bad;
     cfg->misbehave_count = 4;
     cfg->ping_devices = 1;
+    cfg->session_tickets = 1;
+    cfg->ticket_lifetime = 7200;
+    cfg->new_tokens = 1;
+    cfg->new_token_lifetime = 3600;
+    cfg->ticket_cache = 20480;
 }
 
 /* ---- JSON event log ---- */
@@ -353,6 +360,19 @@ static void closing_datagram(syn_edge *e, edge_conn *c, const syn_udp_dgram *d) 
 }
 
 static void mb_after_handshake(edge_conn *c);
+static ngtcp2_tstamp token_clock(void);
+
+/* A NEW_TOKEN token for the device's next connection: the Retry token's key and AEAD, type byte
+ * NGTCP2_CRYPTO_TOKEN_MAGIC_REGULAR, bound to the address the handshake came from. */
+static void send_new_token(syn_edge *e, edge_conn *c) {
+    uint8_t token[NGTCP2_CRYPTO_MAX_REGULAR_TOKENLEN];
+    const syn_sockaddr *to = syn_qconn_remote(c->qc);
+    ngtcp2_ssize n = ngtcp2_crypto_generate_regular_token(
+        token, e->retry_secret, sizeof(e->retry_secret), (const ngtcp2_sockaddr *)&to->ss,
+        (ngtcp2_socklen)to->len, token_clock());
+    if (n > 0 && syn_qconn_submit_new_token(c->qc, token, (size_t)n) == 0)
+        e->stats.new_tokens_sent++;
+}
 
 static void ec_handshake_done(syn_qconn *qc) {
     edge_conn *c = syn_qconn_owner(qc);
@@ -362,7 +382,23 @@ static void ec_handshake_done(syn_qconn *qc) {
     syn_copy_str(e->last_device, sizeof(e->last_device), c->device_id);
     e->stats.handshakes++;
     handshaking_end(e, c);
-    emit_simple(e, "connection", c, NULL, NULL);
+    int resumed = syn_qconn_resumed(qc);
+    if (resumed)
+        e->stats.resumed++;
+    int early = e->cfg.early_data && syn_qconn_early_result(qc) == 1;
+    if (early)
+        e->stats.early_accepted++;
+    cJSON *o = event("connection", c);
+    if (o) {
+        cJSON_AddBoolToObject(o, "resumed", resumed);
+        if (e->cfg.early_data)
+            cJSON_AddBoolToObject(o, "early_data", early);
+        if (c->validated)
+            cJSON_AddStringToObject(o, "address_validated", c->validated);
+        edge_emit(e, o);
+    }
+    if (e->cfg.new_tokens)
+        send_new_token(e, c);
     if (e->cfg.misbehave)
         mb_after_handshake(c);
 }
@@ -1009,6 +1045,28 @@ static void req_data(edge_stream *es, const uint8_t *data, size_t len, int fin) 
 
 static void mb_stream_open(edge_stream *es);
 
+/* A request or heartbeat that arrived in 0-RTT: the device resumed a ticket of ours (single-use:
+ * the edge accepts early data only then), whose session holds the device's certificate as verified
+ * in the full handshake; its id is taken from there, the handshake not being complete yet. */
+static void early_stream(edge_conn *c, syn_qstream *s, int uni) {
+    syn_edge *e = c->e;
+    if (uni)
+        e->stats.early_heartbeats++;
+    else
+        e->stats.early_requests++;
+    SSL_SESSION *sess = SSL_get0_session(syn_qconn_ssl(c->qc));
+    X509 *peer = sess ? SSL_SESSION_get0_peer(sess) : NULL;
+    char cn[128];
+    if (!c->device_id[0] && peer && syn_cert_common_name(peer, cn, sizeof(cn)) == 0)
+        syn_copy_str(c->device_id, sizeof(c->device_id),
+                     strncmp(cn, "device-", 7) == 0 && cn[7] ? cn + 7 : cn);
+    cJSON *o = event(uni ? "early_heartbeat" : "early_request", c);
+    if (o) {
+        cJSON_AddNumberToObject(o, "stream", (double)syn_qstream_id(s));
+        edge_emit(e, o);
+    }
+}
+
 static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
     edge_conn *c = syn_qconn_owner(qc);
     edge_stream *es = calloc(1, sizeof(*es));
@@ -1023,6 +1081,8 @@ static int ec_stream_open(syn_qconn *qc, syn_qstream *s) {
     syn_qstream_set_user(s, es);
     syn_qstream_set_auto_consume(s, es->uni); /* heartbeats are bounded by the frame limit */
     c->e->stats.streams++;
+    if (!ngtcp2_conn_get_handshake_completed(syn_qconn_ngtcp2(qc)))
+        early_stream(c, s, es->uni);
     if (c->e->cfg.misbehave)
         mb_stream_open(es);
     return 0;
@@ -1379,7 +1439,7 @@ static void send_invalid_token(syn_edge *e, const ngtcp2_pkt_hd *hd, const syn_s
         send_raw(e, buf, (size_t)n, to);
 }
 
-enum { AV_ACCEPT, AV_ACCEPT_RETRIED, AV_DONE };
+enum { AV_ACCEPT, AV_ACCEPT_RETRIED, AV_ACCEPT_TOKEN, AV_DONE };
 
 /* Decides what a client Initial that would open a connection gets. AV_ACCEPT_RETRIED: its Retry
  * token verified, *odcid is the DCID of the client's first Initial. AV_ACCEPT: a new connection
@@ -1408,8 +1468,19 @@ static int validate_address(syn_edge *e, ngtcp2_pkt_hd *hd, const syn_udp_dgram 
         }
         return AV_DONE;
     }
+    if (hd->tokenlen && hd->token[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_REGULAR && e->cfg.new_tokens &&
+        ngtcp2_crypto_verify_regular_token(
+            hd->token, hd->tokenlen, e->retry_secret, sizeof(e->retry_secret),
+            (const ngtcp2_sockaddr *)&d->remote.ss, (ngtcp2_socklen)d->remote.len,
+            (ngtcp2_duration)(e->cfg.new_token_lifetime * (double)NGTCP2_SECONDS),
+            token_clock()) == 0) {
+        /* A NEW_TOKEN token of ours from this address: validated, no Retry (RFC 9000 8.1.3). */
+        e->stats.new_tokens_accepted++;
+        return AV_ACCEPT_TOKEN;
+    }
     if (hd->tokenlen) {
-        /* Not a token of ours (we send no NEW_TOKEN): proceed as without one (RFC 9000 8.1.3). */
+        /* Not a valid token of ours (another edge's, expired, another address): proceed as
+         * without one (RFC 9000 8.1.3). */
         e->stats.tokens_ignored++;
         hd->token = NULL;
         hd->tokenlen = 0;
@@ -1459,6 +1530,7 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
     if (!c)
         return;
     c->e = e;
+    c->validated = av == AV_ACCEPT_RETRIED ? "retry" : av == AV_ACCEPT_TOKEN ? "new_token" : NULL;
     ev_timer_init(&c->mb_timer, mb_close_cb, 0., 0.);
     c->mb_timer.data = c;
     syn_sockaddr_str((const struct sockaddr *)&d->remote.ss, c->remote, sizeof(c->remote));
@@ -1578,7 +1650,18 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
         .key_file = cfg->key_file,
         .ca_file = cfg->ca_file,
         .alpn = e->cfg.alpn,
+        .tickets = cfg->session_tickets,
+        .ticket_lifetime = cfg->ticket_lifetime,
+        .early_data = cfg->early_data,
+        .ticket_cache = cfg->ticket_cache,
     };
+    if (cfg->session_tickets < 0 || cfg->session_tickets > 8 || cfg->ticket_lifetime < 0 ||
+        !(cfg->new_token_lifetime > 0 && cfg->new_token_lifetime <= 7 * 86400.0)) {
+        rv = syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                      "edge session_tickets must be 0..8, ticket_lifetime >= 0, and "
+                      "new_token_lifetime above 0 and at most 7 days");
+        goto fail;
+    }
     if ((rv = syn_tls_server_ctx_new(&e->ssl_ctx, &tc, detail)) != 0)
         goto fail;
     if (cfg->misbehave < SYN_EDGE_BEHAVE || cfg->misbehave > SYN_EDGE_MB_PREFERRED_ADDRESS ||
@@ -1636,6 +1719,7 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
     e->qset.stream_window = 1024 * 1024;
     e->qset.cc = cfg->congestion_control;
     e->qset.conn_window = cfg->max_conn_buffer;
+    e->qset.early_data = cfg->early_data && cfg->session_tickets;
     if (cfg->misbehave == SYN_EDGE_MB_PREFERRED_ADDRESS) {
         if ((rv = parse_listen(cfg->misbehave_address ? cfg->misbehave_address : "",
                                &e->mb_preferred, detail)) != 0)

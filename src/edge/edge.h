@@ -60,6 +60,28 @@ typedef struct syn_edge_config {
      * there. The size obtained is logged ("socket_buffers" event). 0 = leave the defaults. */
     size_t socket_buffer;
 
+    /* Resumption: session tickets sent after each full handshake (stateless, sealed with a key of
+     * this edge's own, so a restart invalidates them); a device presenting one resumes without
+     * certificates (docs/resumption.md). Default 1; 0 = none (every handshake full). Their
+     * lifetime: ticket_lifetime seconds, default 7200. */
+    int session_tickets;
+    long ticket_lifetime;
+    /* Address validation for the next connection: a NEW_TOKEN token (the Retry token scheme and
+     * key, another type byte, bound to the device's address) sent after each handshake; an Initial
+     * bearing a valid one is accepted without Retry. Default 1; 0 = none. Valid for
+     * new_token_lifetime seconds, default 3600. */
+    int new_tokens;
+    double new_token_lifetime;
+    /* 0-RTT: accept early data from devices resuming a ticket (requests they mark idempotent;
+     * docs/resumption.md). Only with anti-replay: the tickets then become single-use, kept in a
+     * bounded cache of ticket_cache entries (default 20480) until used or expired; a ticket used
+     * twice resumes the second time without early data, which the device then sends again in
+     * 1-RTT. Each request or heartbeat that arrives in 0-RTT is logged ("early_request",
+     * "early_heartbeat"). Default 0 (off):
+     * single-use tickets cost the edge memory per device. Needs session_tickets. */
+    int early_data;
+    long ticket_cache;
+
     /* Keep-alive on the device's behalf: a device that states its keep-alive interval in its
      * heartbeats (`keep_alive_ms`, docs/protocol.md) gets a PING from the edge after that much
      * quiet, less a margin (SYN_EDGE_PING_MARGIN), so that the edge's PING arrives first: the
@@ -182,7 +204,17 @@ typedef struct syn_edge_stats {
     /* Address validation, counted per Initial datagram (a ClientHello may take two). */
     uint64_t retries;        /* Retry packets sent */
     uint64_t tokens_refused; /* Retry tokens that did not verify: CONNECTION_CLOSE(INVALID_TOKEN) */
-    uint64_t tokens_ignored; /* tokens that are no Retry token of ours: treated as absent */
+    uint64_t tokens_ignored; /* tokens that are no valid token of ours: treated as absent */
+    /* Resumption and NEW_TOKEN: handshakes that resumed a session ticket; NEW_TOKEN tokens sent,
+     * and Initials whose NEW_TOKEN token verified (no Retry needed). */
+    uint64_t resumed;
+    uint64_t new_tokens_sent;
+    uint64_t new_tokens_accepted;
+    /* 0-RTT: handshakes whose early data was accepted, and requests (bidirectional streams) that
+     * arrived in it. */
+    uint64_t early_accepted;
+    uint64_t early_requests;
+    uint64_t early_heartbeats; /* unidirectional streams (heartbeats) that arrived in 0-RTT */
     /* The closing period (RFC 9000 10.2): a connection the edge closed keeps its IDs and the
      * CONNECTION_CLOSE it sent for three PTOs (at least SYN_EDGE_CLOSING_MIN_MS), and answers a
      * packet for it with that close again (rate-limited); one the client closed drains silently

@@ -9,8 +9,8 @@
  * The edge runs in a child process pinned to CPU 1, the tunnels in this process on CPU 0. Every
  * figure is printed as one JSON line on stdout as soon as it is measured (the schema of
  * tests/bench/README.md), then the baselines' lines, then a table with ratios. Progress goes to
- * stderr. Figures: handshake, latency, rate, bulk, footprint, idle, impaired, edge_many_idle,
- * edge_idle_cost.
+ * stderr. Figures: handshake, reconnect, latency, rate, bulk, footprint, idle, impaired,
+ * edge_many_idle, edge_idle_cost.
  * --latency-samples FILE writes every latency of the latency figure's runs (us, one per line);
  * baseline_tls_tcp writes its own to FILE.tls-tcp.
  *
@@ -48,6 +48,7 @@
 #include "edge/edge.h"
 #include "fault_proxy.h"
 #include "synesis/synesis.h"
+#include "resume.h"
 #include "tunnel_int.h"
 
 #ifndef SYN_BENCH_DIR
@@ -180,6 +181,8 @@ typedef struct edge_opts {
     double loss;     /* each way */
     double delay_ms; /* each way */
     int no_ping;     /* the edge does not PING on the devices' behalf (ping_devices = 0) */
+    int no_tickets;  /* the edge sends no session tickets (session_tickets = 0) */
+    int early_data;  /* the edge accepts 0-RTT (early_data = 1) */
 } edge_opts;
 
 static syn_fault_proxy *child_proxy;
@@ -188,13 +191,13 @@ static int child_fd;
 static void child_stop(struct ev_loop *loop, ev_signal *w, int revents) {
     (void)w;
     (void)revents;
-    if (child_proxy) {
-        syn_fault_stats st;
+    syn_fault_stats st = {0};
+    if (child_proxy)
         syn_fault_proxy_stats(child_proxy, &st);
-        dprintf(child_fd, "%llu %llu %llu %llu\n", (unsigned long long)st.bytes_up,
-                (unsigned long long)st.bytes_down, (unsigned long long)st.fwd_up,
-                (unsigned long long)st.fwd_down);
-    }
+    /* The proxy's byte counts (0 without one), then the edge process's CPU time in us. */
+    dprintf(child_fd, "%llu %llu %llu %llu %.0f\n", (unsigned long long)st.bytes_up,
+            (unsigned long long)st.bytes_down, (unsigned long long)st.fwd_up,
+            (unsigned long long)st.fwd_down, cpu_self() * 1e6);
     ev_break(loop, EVBREAK_ALL);
 }
 
@@ -217,6 +220,8 @@ static void edge_child(const edge_opts *eo, int fd) {
     ec.max_conn_buffer = 64u * 1024 * 1024;
     ec.congestion_control = eo->cc;
     ec.ping_devices = !eo->no_ping;
+    ec.session_tickets = eo->no_tickets ? 0 : 1;
+    ec.early_data = eo->early_data;
     syn_edge *e;
     if (syn_edge_new(&e, loop, &ec, detail) != 0 || syn_edge_start(e, detail) != 0) {
         fprintf(stderr, "synesis-bench: edge: %s\n", detail);
@@ -274,17 +279,35 @@ static edge_proc edge_spawn(const edge_opts *eo) {
     return ep;
 }
 
-/* Stops the edge; fills the proxy's byte counts when it ran one. */
-static void edge_stop(edge_proc *ep, unsigned long long *up, unsigned long long *down) {
+/* Stops the edge; fills the proxy's byte counts when it ran one, and the edge's CPU time (us). */
+static unsigned long long last_fwd_up, last_fwd_down; /* the proxy's datagram counts, last stop */
+
+static void edge_stop_cpu(edge_proc *ep, unsigned long long *up, unsigned long long *down,
+                          double *cpu_us) {
     kill(ep->pid, SIGTERM);
-    char line[128] = "";
+    char line[160] = "";
     ssize_t n = read(ep->fd, line, sizeof(line) - 1);
-    if (n > 0 && up && down) {
+    if (n > 0) {
         line[n] = 0;
-        sscanf(line, "%llu %llu", up, down);
+        unsigned long long u = 0, d = 0, fu, fd;
+        double c = 0;
+        fu = fd = 0;
+        sscanf(line, "%llu %llu %llu %llu %lf", &u, &d, &fu, &fd, &c);
+        last_fwd_up = fu;
+        last_fwd_down = fd;
+        if (up && down) {
+            *up = u;
+            *down = d;
+        }
+        if (cpu_us)
+            *cpu_us = c;
     }
     close(ep->fd);
     waitpid(ep->pid, NULL, 0);
+}
+
+static void edge_stop(edge_proc *ep, unsigned long long *up, unsigned long long *down) {
+    edge_stop_cpu(ep, up, down, NULL);
 }
 
 /* ---- tunnels ---- */
@@ -374,6 +397,7 @@ static void handshake_figure(const char *groups) {
     tunnel_config(&c, ep.port);
     c.tls_groups = groups;
     synesis_tunnel *t = tunnel_new(loop, &c);
+    syn_tunnel_set_resume(t, 0); /* full handshakes: resumption is the reconnect figure's */
     size_t n = opt.quick ? 30 : 200;
     double *hs = calloc(n, sizeof(double)), *cpu = calloc(n, sizeof(double));
     double *done = calloc(n, sizeof(double));
@@ -408,6 +432,148 @@ static void handshake_figure(const char *groups) {
     free(hs);
     free(cpu);
     free(done);
+}
+
+/* ---- 1b. reconnect: full handshake vs resumed ---- */
+
+typedef struct first_resp {
+    int done, status;
+    double at;
+} first_resp;
+
+static void on_first_resp(synesis_tunnel *t, synesis_request *r, const synesis_response *resp,
+                          void *ud) {
+    (void)t;
+    (void)r;
+    first_resp *f = ud;
+    f->status = resp->status;
+    f->at = now_s();
+    f->done = 1;
+}
+
+static void on_connected(synesis_tunnel *t, const synesis_tunnel_state *old,
+                         const synesis_tunnel_state *now, void *ud) {
+    (void)t;
+    (void)old;
+    double *at = ud;
+    if (now->kind == SYNESIS_STATE_CONNECTED && !*at)
+        *at = now_s();
+}
+
+/*
+ * One figure: n reconnects of one tunnel, each from the decision (synesis_tunnel_connect() after
+ * a disconnect, with a 16-byte echo request queued at once) to Connected and to the response.
+ * resumed: the tunnel keeps its tickets and waits for one before each disconnect; otherwise it
+ * keeps none (full handshakes). early: the edge accepts 0-RTT and the request is marked
+ * idempotent, so it goes with the first flight. Through the proxy (delay_ms each way) the times are
+ * also given in round trips of the path (2 x delay_ms), and the proxy's byte counts per reconnect
+ * (both ways, UDP payload: the handshake, the request and response, the close of the previous
+ * connection).
+ */
+static void reconnect_figure(int resumed, int no_tickets, int early, double delay_ms) {
+    edge_opts eo = {
+        .proxy = delay_ms > 0, .delay_ms = delay_ms, .no_tickets = no_tickets, .early_data = early};
+    edge_proc ep = edge_spawn(&eo);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    synesis_tunnel_config c;
+    tunnel_config(&c, ep.port);
+    c.close_linger = 0; /* the previous connection's close is not part of the next figure */
+    synesis_tunnel *t = tunnel_new(loop, &c);
+    syn_tunnel_set_resume(t, resumed);
+    size_t n = opt.quick ? 20 : (delay_ms > 0 ? 60 : 200);
+    double *conn = calloc(n, sizeof(double)), *resp = calloc(n, sizeof(double));
+    size_t got = 0, resumed_n = 0, early_n = 0;
+    synesis_request_options ro;
+    synesis_request_options_init(&ro);
+    ro.queue_while_reconnecting = 1;
+    double tc = 0;
+    uint32_t sub;
+    synesis_tunnel_subscribe(t, on_connected, &tc, &sub);
+    connect_one(loop, t, 10); /* warm-up, and the first ticket */
+    double wire_rtt_s = 2 * delay_ms / 1000.0;
+    for (size_t i = 0; i < n; i++) {
+        if (resumed) { /* the ticket arrives just after HANDSHAKE_DONE */
+            double end = now_s() + 2;
+            while ((!syn_tunnel_resume(t) || !syn_resume_count(syn_tunnel_resume(t), NULL)) &&
+                   now_s() < end)
+                run_for(loop, 0.0005);
+        } else {
+            run_for(loop, 0.002 + wire_rtt_s);
+        }
+        synesis_tunnel_disconnect(t);
+        run_for(loop, 0.002 + wire_rtt_s);
+        uint64_t before = syn_tunnel_resume(t) ? syn_tunnel_resume(t)->resumed : 0;
+        first_resp fr = {0};
+        tc = 0;
+        double t0 = now_s();
+        synesis_request *req;
+        if (synesis_tunnel_connect(t) != 0 ||
+            synesis_tunnel_request(t, "reconnect-bench!", 16, &ro, on_first_resp, &fr, &req) != 0)
+            break;
+        if (early)
+            syn_request_set_idempotent(req, 1); /* may go in 0-RTT */
+        double end = t0 + 10;
+        while (!fr.done && now_s() < end)
+            ev_run(loop, EVRUN_ONCE | EVRUN_NOWAIT);
+        if (!fr.done || fr.status != 0 || !tc)
+            break;
+        if (syn_tunnel_resume(t) && syn_tunnel_resume(t)->resumed > before)
+            resumed_n++;
+        if (t->qc && syn_qconn_early_result(t->qc) == 1)
+            early_n++;
+        conn[got] = (tc - t0) * 1e6;
+        resp[got] = (fr.at - t0) * 1e6;
+        got++;
+    }
+    synesis_tunnel_free(t);
+    run_for(loop, 0.05);
+    ev_loop_destroy(loop);
+    unsigned long long up = 0, down = 0;
+    double edge_cpu = 0;
+    edge_stop_cpu(&ep, &up, &down, &edge_cpu);
+    const char *mode = early        ? "0-RTT"
+                       : resumed    ? "resumed"
+                       : no_tickets ? "full, edge without tickets"
+                                    : "full";
+    const char *path = delay_ms > 0 ? "proxy, 50 ms RTT" : "loopback";
+    for (int k = 0; k < 2; k++) {
+        double *v = k ? resp : conn;
+        cJSON *p = params_of(NULL, 0, "mode", mode);
+        cJSON_AddStringToObject(p, "path", path);
+        cJSON_AddStringToObject(p, "until", k ? "first response" : "connected");
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "resumed", (double)resumed_n);
+        cJSON_AddNumberToObject(x, "early_accepted", (double)early_n);
+        /* the edge's CPU for everything (warm-up included), per reconnect */
+        cJSON_AddNumberToObject(x, "edge_cpu_us_per_reconnect",
+                                got ? edge_cpu / (double)(got + 1) : 0);
+        if (delay_ms > 0) {
+            double med = pct(v, got, 50);
+            cJSON_AddNumberToObject(x, "round_trips", med / 1e6 / wire_rtt_s);
+            /* every reconnect plus the warm-up connection */
+            cJSON_AddNumberToObject(x, "bytes_up_per_reconnect",
+                                    got ? (double)up / (double)(got + 1) : 0);
+            cJSON_AddNumberToObject(x, "bytes_down_per_reconnect",
+                                    got ? (double)down / (double)(got + 1) : 0);
+            cJSON_AddNumberToObject(x, "datagrams_up_per_reconnect",
+                                    got ? (double)last_fwd_up / (double)(got + 1) : 0);
+            cJSON_AddNumberToObject(x, "datagrams_down_per_reconnect",
+                                    got ? (double)last_fwd_down / (double)(got + 1) : 0);
+        }
+        emit("reconnect", p, "us", v, got, x);
+    }
+    free(conn);
+    free(resp);
+}
+
+static void bench_reconnect(void) {
+    for (int proxy = 0; proxy < 2; proxy++) {
+        double d = proxy ? 25 : 0;
+        reconnect_figure(0, 1, 0, d);
+        reconnect_figure(0, 0, 0, d);
+        reconnect_figure(1, 0, 0, d);
+        reconnect_figure(1, 0, 1, d);
+    }
 }
 
 /* ---- 2, 3. latency and rate ---- */
@@ -1222,7 +1388,7 @@ int main(int argc, char **argv) {
             opt.baselines = 0;
         else {
             fprintf(stderr,
-                    "usage: %s [--quick] [--pki DIR] [--only handshake,latency,rate,bulk,"
+                    "usage: %s [--quick] [--pki DIR] [--only handshake,reconnect,latency,rate,bulk,"
                     "impaired,footprint,idle,edge_many_idle,edge_idle_cost] [--idle-seconds S] "
                     "[--out FILE] "
                     "[--latency-samples FILE] [--no-baselines]\n",
@@ -1246,6 +1412,10 @@ int main(int argc, char **argv) {
     if (wanted("handshake")) {
         progress("handshake");
         bench_handshake();
+    }
+    if (wanted("reconnect")) {
+        progress("reconnect");
+        bench_reconnect();
     }
     if (wanted("latency") || wanted("rate")) {
         progress("latency and request rate");
