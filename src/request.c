@@ -325,7 +325,9 @@ void syn_requests_moved(synesis_tunnel *t) {
         r = next;
     }
     /* Those that wait (for a stream, or sent again) wait for the next connection. */
-    SYN_LIST_FOREACH(r, &t->req.wait, synesis_request, link) { r->wait_for_connection = 1; }
+    SYN_LIST_FOREACH(r, &t->req.wait, synesis_request, link) {
+        r->wait_for_connection = 1;
+    }
 }
 
 void syn_requests_conn_lost_on(synesis_tunnel *t, const syn_qconn *qc, int err,

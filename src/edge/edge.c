@@ -1977,7 +1977,9 @@ void syn_edge_drain(syn_edge *e, double grace, int refuse_new, syn_edge_drained_
     }
     ev_timer_start(e->loop, &e->drain_timer);
     edge_conn *next;
-    SYN_LIST_FOREACH_SAFE(c, next, &e->conns, edge_conn, link) { conn_drain_check(c); }
+    SYN_LIST_FOREACH_SAFE(c, next, &e->conns, edge_conn, link) {
+        conn_drain_check(c);
+    }
     drain_progress(e);
 }
 
