@@ -29,7 +29,13 @@ typedef struct fixture {
     syn_test_result res[NREQ];
     char body[NREQ][64];
     int drained;
+    /* The stream in flight: its echo, and how it ended. */
+    uint8_t *echo;
+    size_t echo_len;
+    int ended, closed, close_status;
 } fixture;
+
+#define STREAM_HALF (64 * 1024)
 
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
@@ -54,6 +60,7 @@ static int teardown(void **state) {
     fixture *f = *state;
     for (int i = 0; i < NREQ; i++)
         free(f->res[i].data);
+    free(f->echo);
     syn_test_finish(f->loop, f->t, f->edge);
     free(f);
     return 0;
@@ -93,6 +100,35 @@ static int all_called(void *ud) {
     return 1;
 }
 
+static void echo_data(synesis_stream *s, const uint8_t *data, size_t len, void *ud) {
+    (void)s;
+    fixture *f = ud;
+    if (f->echo_len + len <= 2 * STREAM_HALF)
+        memcpy(f->echo + f->echo_len, data, len);
+    f->echo_len += len;
+}
+
+static void echo_end(synesis_stream *s, void *ud) {
+    (void)s;
+    ((fixture *)ud)->ended++;
+}
+
+static void echo_close(synesis_stream *s, int status, uint64_t code, const char *detail, void *ud) {
+    (void)s;
+    (void)code;
+    (void)detail;
+    fixture *f = ud;
+    f->closed++;
+    f->close_status = status;
+}
+
+static int stream_closed(void *ud) { return ((fixture *)ud)->closed > 0; }
+
+static void pattern(uint8_t *p, size_t off, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)((off + i) % 251);
+}
+
 static void on_drained(syn_edge *e, void *ud) {
     (void)e;
     ((fixture *)ud)->drained++;
@@ -111,17 +147,44 @@ static void test_edge_drain_moves_device(void **state) {
     fixture *f = *state;
     for (int i = 0; i < 3; i++)
         send_req(f, i, 300, 0);
-    syn_test_run_for(f->loop, 0.1); /* the three reach the edge's application */
+    /* A stream echoed by the edge, half of it sent before the drain, half after. */
+    f->echo = malloc(2 * STREAM_HALF);
+    uint8_t *buf = malloc(STREAM_HALF);
+    synesis_stream_callbacks scb;
+    synesis_stream_callbacks_init(&scb);
+    scb.on_data = echo_data;
+    scb.on_end = echo_end;
+    scb.on_close = echo_close;
+    synesis_stream *st = NULL;
+    assert_int_equal(synesis_tunnel_open_stream(f->t, &scb, f, &st), 0);
+    pattern(buf, 0, STREAM_HALF);
+    size_t acc = 0;
+    assert_int_equal(synesis_stream_write(st, buf, STREAM_HALF, &acc), 0);
+    assert_int_equal(acc, STREAM_HALF);
+    syn_test_run_for(f->loop, 0.1); /* the three and the stream reach the edge's application */
     syn_edge_stats es0;
     syn_edge_get_stats(f->edge, &es0);
     syn_edge_drain(f->edge, 10, 0, on_drained, f);
     for (int i = 3; i < 5; i++)
         send_req(f, i, 10, 0);
+    pattern(buf, STREAM_HALF, STREAM_HALF);
+    assert_int_equal(synesis_stream_write(st, buf, STREAM_HALF, &acc), 0);
+    assert_int_equal(acc, STREAM_HALF);
+    assert_int_equal(synesis_stream_finish(st), 0);
+    free(buf);
     all_ctx c = {f, 5};
     /* Bounded far below the 30 s a backoff wait would take. */
     assert_true(syn_test_run_until(f->loop, all_called, &c, 10));
     for (int i = 0; i < 5; i++)
         assert_answered(f, i);
+    /* Every byte of the stream came back, in order, and it ended cleanly. */
+    assert_true(syn_test_run_until(f->loop, stream_closed, f, 10));
+    assert_int_equal(f->close_status, 0);
+    assert_int_equal(f->ended, 1);
+    assert_int_equal(f->echo_len, 2 * STREAM_HALF);
+    for (size_t i = 0; i < 2 * STREAM_HALF; i++)
+        if (f->echo[i] != (uint8_t)(i % 251))
+            fail_msg("echo byte %zu differs", i);
     assert_true(syn_test_run_until(f->loop, connected_again, f, 10));
     int r = syn_test_find_state(&f->states, SYNESIS_STATE_RECONNECTING, 0);
     assert_int_equal(f->states.attempts[r], 1);
