@@ -97,6 +97,16 @@ typedef struct syn_heartbeats {
     uint64_t early_attempt; /* handshake_started_ns of the attempt that sent one in 0-RTT */
 } syn_heartbeats;
 
+/* Connection migration (migrate.c, the only writer): the migration under way and the netlink
+ * watcher of config.watch_network. */
+typedef struct syn_migration {
+    uint64_t started_ns; /* the network change of the migration under way; 0 = none */
+    int nl_fd;           /* the NETLINK_ROUTE socket while Connected, else -1 */
+    ev_io nl_io;
+    ev_timer debounce;
+    uint64_t nl_events; /* netlink messages read (tests) */
+} syn_migration;
+
 struct synesis_tunnel {
     struct ev_loop *loop;
     synesis_tunnel_config cfg; /* strings point into the owned copies below */
@@ -157,6 +167,7 @@ struct synesis_tunnel {
     syn_requests req;    /* request.c */
     syn_streams streams; /* stream.c */
     syn_heartbeats hb;   /* heartbeat.c */
+    syn_migration mig;   /* migrate.c */
 
     synesis_tunnel_stats stats;          /* last_error_detail and remote_address unset: see below */
     char stats_detail[SYN_STATE_DETAIL]; /* stats.last_error_detail */
@@ -251,6 +262,17 @@ void syn_tunnel_set_early_data(synesis_tunnel *t, int on);
  */
 void syn_request_set_idempotent(synesis_request *r, int on);
 int syn_request_sent_early(const synesis_request *r);
+
+/* Connection migration (migrate.c). init: once, in synesis_tunnel_new(); conn_up: on Connected
+ * (starts the watcher); conn_down: when the connection ends (stops it, forgets the migration under
+ * way). path_validated is the connection's qconn op. */
+void syn_migration_init(synesis_tunnel *t);
+void syn_migration_conn_up(synesis_tunnel *t);
+void syn_migration_conn_down(synesis_tunnel *t);
+void syn_migration_path_validated(syn_qconn *qc, int result, const syn_sockaddr *remote,
+                                  const syn_sockaddr *old_remote);
+/* Netlink messages the watcher has read (tests). */
+uint64_t syn_migration_nl_events(const synesis_tunnel *t);
 
 /* Tests only: asks the state machine for a transition to kind (with attempt for Reconnecting),
  * exactly as the tunnel's own code does; returns 0 or SYNESIS_ERR_INVALID_STATE. */

@@ -228,6 +228,12 @@ typedef struct syn_edge_stats {
     uint64_t mb_streams;
     uint64_t mb_refused;
     uint64_t mb_migrations;
+    /* A device's address changed (its migration, or a NAT rebinding): datagrams of a connection
+     * came from a new address (path_changes), and the path validations that followed ended
+     * validated or failed (the connection then went back to the previous path). */
+    uint64_t path_changes;
+    uint64_t paths_validated;
+    uint64_t path_validations_failed;
 } syn_edge_stats;
 
 void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out);

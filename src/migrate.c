@@ -1,0 +1,237 @@
+/* Connection migration: synesis_tunnel_network_changed() and the netlink watcher of
+ * config.watch_network. The tunnel opens a socket on the address the route to the edge now gives
+ * and moves its connection there (syn_qconn_migrate: ngtcp2's immediate client migration, the new
+ * path validated meanwhile); a path the edge does not answer on ends in a reconnect. */
+#include "tunnel_int.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#endif
+
+/* Netlink events closer together than this are one change: an address moved between interfaces
+ * is a burst (address removed, routes removed, address added, routes added). */
+#define SYN_NETLINK_DEBOUNCE 0.1
+
+/* The same IP address (ports and the rest of the socket address ignored). */
+static int same_ip(const syn_sockaddr *a, const syn_sockaddr *b) {
+    const struct sockaddr *x = (const struct sockaddr *)&a->ss,
+                          *y = (const struct sockaddr *)&b->ss;
+    if (x->sa_family != y->sa_family)
+        return 0;
+    if (x->sa_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)x)->sin_addr,
+                      &((const struct sockaddr_in *)y)->sin_addr, sizeof(struct in_addr)) == 0;
+    if (x->sa_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)x)->sin6_addr,
+                      &((const struct sockaddr_in6 *)y)->sin6_addr, sizeof(struct in6_addr)) == 0;
+    return 0;
+}
+
+static void addr_str(const syn_sockaddr *a, char *out, size_t len) {
+    syn_sockaddr_str((const struct sockaddr *)&a->ss, out, len);
+}
+
+/* Ends the connection so that the tunnel reconnects (Connected -> Reconnecting, resumed). */
+static void fall_back(synesis_tunnel *t, const char *detail) {
+    t->stats.migrations_failed++;
+    t->mig.started_ns = 0;
+    syn_tunnel_log(t, SYNESIS_LOG_WARN, "%s: reconnecting", detail);
+    if (t->qc)
+        syn_qconn_abort(t->qc, SYNESIS_ERR_CONNECTION_LOST, detail);
+}
+
+/* Moves the connection to the route's current source address, if it changed. */
+static void migrate(synesis_tunnel *t, const char *why) {
+    if (t->state.kind != SYNESIS_STATE_CONNECTED || !t->qc || t->fd < 0 ||
+        !syn_qconn_handshake_completed(t->qc)) {
+        syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "%s: not connected, nothing to move", why);
+        return;
+    }
+    char detail[SYNESIS_DETAIL_MAX], from[64], to[64];
+    syn_sockaddr local;
+    int fd = syn_udp_open((const struct sockaddr *)&t->remote.ss, t->remote.len, NULL, 0,
+                          t->cfg.pmtud, &local, detail);
+    if (fd < 0) {
+        /* No route to the edge at all (yet): the connection stays where it is; the next change
+         * (a route added) tries again, and QUIC's idle timeout judges meanwhile. */
+        syn_tunnel_log(t, SYNESIS_LOG_INFO, "%s: no new path: %s", why, detail);
+        return;
+    }
+    if (same_ip(&local, &t->local)) {
+        /* The route's source address is the one in use: the kernel sends through whatever
+         * interface the route names now, and the edge sees the same address. */
+        close(fd);
+        syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "%s: the route to the edge keeps its address", why);
+        return;
+    }
+    (void)syn_udp_set_buffers(fd, 2 * 1024 * 1024, NULL, NULL);
+    addr_str(&t->local, from, sizeof(from));
+    addr_str(&local, to, sizeof(to));
+    uint64_t now = syn_now_ns();
+    int rv = syn_qconn_migrate(t->qc, fd, &local);
+    if (rv != 0) {
+        close(fd);
+        snprintf(detail, sizeof(detail), "%s: migration from %s to %s impossible (%s)", why, from,
+                 to,
+                 rv == SYNESIS_ERR_WOULD_BLOCK ? "the edge gave no spare connection ID"
+                                               : synesis_error_name(rv));
+        fall_back(t, detail);
+        return;
+    }
+    /* The old socket's address is gone or no longer routed: datagrams still on their way to it
+     * are lost, which QUIC recovers like any loss. */
+    ev_io_stop(t->loop, &t->rio);
+    close(t->fd);
+    t->fd = fd;
+    t->local = local;
+    t->pending_sock_err = 0;
+    ev_io_set(&t->rio, fd, EV_READ);
+    ev_io_start(t->loop, &t->rio);
+    t->mig.started_ns = now;
+    syn_tunnel_log(t, SYNESIS_LOG_INFO, "%s: migrating from %s to %s", why, from, to);
+}
+
+SYNESIS_API int synesis_tunnel_network_changed(synesis_tunnel *t) {
+    if (!t)
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    syn_tunnel_enter(t);
+    migrate(t, "network changed");
+    syn_tunnel_leave(t);
+    return 0;
+}
+
+void syn_migration_path_validated(syn_qconn *qc, int result, const syn_sockaddr *remote,
+                                  const syn_sockaddr *old_remote) {
+    (void)remote;
+    (void)old_remote;
+    synesis_tunnel *t = syn_qconn_owner(qc);
+    if (qc != t->qc || !t->mig.started_ns || result < 0)
+        return; /* not ours, or replaced by a newer migration (which keeps its own start) */
+    char at[64];
+    addr_str(&t->local, at, sizeof(at));
+    if (result == 1) {
+        double gap = (double)(syn_now_ns() - t->mig.started_ns) / 1e9;
+        t->stats.migrations++;
+        t->stats.last_migration_gap = gap;
+        t->mig.started_ns = 0;
+        syn_tunnel_log(t, SYNESIS_LOG_INFO, "migrated to %s: path validated, gap %.1f ms", at,
+                       gap * 1e3);
+        return;
+    }
+    char detail[SYNESIS_DETAIL_MAX];
+    snprintf(detail, sizeof(detail), "the edge did not answer on the new path from %s", at);
+    fall_back(t, detail); /* syn_qconn_abort is deferred while ngtcp2 runs */
+}
+
+/* ---- the netlink watcher (config.watch_network) ---- */
+
+static void debounce_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    synesis_tunnel *t = w->data;
+    syn_tunnel_enter(t);
+    migrate(t, "route change");
+    syn_tunnel_leave(t);
+}
+
+#ifdef __linux__
+static void nl_cb(struct ev_loop *loop, ev_io *w, int revents) {
+    (void)revents;
+    synesis_tunnel *t = w->data;
+    union {
+        struct nlmsghdr h;
+        char b[8192];
+    } buf;
+    int changed = 0;
+    for (;;) {
+        ssize_t n = recv(t->mig.nl_fd, &buf, sizeof(buf), 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == ENOBUFS) /* messages were dropped: something changed */
+                changed = 1;
+            break;
+        }
+        if (n == 0)
+            break;
+        for (struct nlmsghdr *h = &buf.h; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+            t->mig.nl_events++;
+            switch (h->nlmsg_type) {
+            case RTM_NEWADDR:
+            case RTM_DELADDR:
+            case RTM_NEWROUTE:
+            case RTM_DELROUTE:
+                changed = 1;
+                break;
+            default:
+                break;
+            }
+        }
+    }
+    if (changed) { /* restarted by every event: runs once the burst is over */
+        ev_timer_stop(loop, &t->mig.debounce);
+        ev_timer_set(&t->mig.debounce, SYN_NETLINK_DEBOUNCE, 0.);
+        ev_timer_start(loop, &t->mig.debounce);
+    }
+}
+
+static int nl_open(synesis_tunnel *t) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_nl sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.nl_family = AF_NETLINK;
+    sa.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    t->mig.nl_fd = fd;
+    ev_io_init(&t->mig.nl_io, nl_cb, fd, EV_READ);
+    t->mig.nl_io.data = t;
+    ev_io_start(t->loop, &t->mig.nl_io);
+    return 0;
+}
+#else
+static int nl_open(synesis_tunnel *t) {
+    (void)t;
+    return -ENOSYS;
+}
+#endif
+
+void syn_migration_init(synesis_tunnel *t) {
+    t->mig.nl_fd = -1;
+    ev_timer_init(&t->mig.debounce, debounce_cb, 0., 0.);
+    t->mig.debounce.data = t;
+}
+
+void syn_migration_conn_up(synesis_tunnel *t) {
+    t->mig.started_ns = 0;
+    if (!t->cfg.watch_network || t->mig.nl_fd >= 0)
+        return;
+    int rv = nl_open(t);
+    if (rv < 0)
+        syn_tunnel_log(t, SYNESIS_LOG_WARN,
+                       "watch_network: no NETLINK_ROUTE socket (%s): network changes are not "
+                       "followed",
+                       strerror(-rv));
+}
+
+void syn_migration_conn_down(synesis_tunnel *t) {
+    t->mig.started_ns = 0;
+    ev_timer_stop(t->loop, &t->mig.debounce);
+    if (t->mig.nl_fd >= 0) {
+        ev_io_stop(t->loop, &t->mig.nl_io);
+        close(t->mig.nl_fd);
+        t->mig.nl_fd = -1;
+    }
+}
+
+uint64_t syn_migration_nl_events(const synesis_tunnel *t) { return t->mig.nl_events; }
