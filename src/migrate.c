@@ -46,7 +46,7 @@ static void fall_back(synesis_tunnel *t, const char *detail) {
 }
 
 /* Moves the connection to the route's current source address, if it changed. */
-static void migrate(synesis_tunnel *t, const char *why) {
+static void migrate(synesis_tunnel *t, const char *why, uint64_t since_ns) {
     if (t->state.kind != SYNESIS_STATE_CONNECTED || !t->qc || t->fd < 0 ||
         !syn_qconn_handshake_completed(t->qc)) {
         syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "%s: not connected, nothing to move", why);
@@ -72,7 +72,6 @@ static void migrate(synesis_tunnel *t, const char *why) {
     (void)syn_udp_set_buffers(fd, 2 * 1024 * 1024, NULL, NULL);
     addr_str(&t->local, from, sizeof(from));
     addr_str(&local, to, sizeof(to));
-    uint64_t now = syn_now_ns();
     int rv = syn_qconn_migrate(t->qc, fd, &local);
     if (rv != 0) {
         close(fd);
@@ -92,7 +91,7 @@ static void migrate(synesis_tunnel *t, const char *why) {
     t->pending_sock_err = 0;
     ev_io_set(&t->rio, fd, EV_READ);
     ev_io_start(t->loop, &t->rio);
-    t->mig.started_ns = now;
+    t->mig.started_ns = since_ns;
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "%s: migrating from %s to %s", why, from, to);
 }
 
@@ -100,7 +99,7 @@ SYNESIS_API int synesis_tunnel_network_changed(synesis_tunnel *t) {
     if (!t)
         return SYNESIS_ERR_INVALID_ARGUMENT;
     syn_tunnel_enter(t);
-    migrate(t, "network changed");
+    migrate(t, "network changed", syn_now_ns());
     syn_tunnel_leave(t);
     return 0;
 }
@@ -135,7 +134,7 @@ static void debounce_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)revents;
     synesis_tunnel *t = w->data;
     syn_tunnel_enter(t);
-    migrate(t, "route change");
+    migrate(t, "route change", t->mig.event_ns);
     syn_tunnel_leave(t);
 }
 
@@ -174,6 +173,8 @@ static void nl_cb(struct ev_loop *loop, ev_io *w, int revents) {
         }
     }
     if (changed) { /* restarted by every event: runs once the burst is over */
+        if (!ev_is_active(&t->mig.debounce))
+            t->mig.event_ns = syn_now_ns(); /* the change began: the gap counts from here */
         ev_timer_stop(loop, &t->mig.debounce);
         ev_timer_set(&t->mig.debounce, SYN_NETLINK_DEBOUNCE, 0.);
         ev_timer_start(loop, &t->mig.debounce);
