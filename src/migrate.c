@@ -36,6 +36,69 @@ static void addr_str(const syn_sockaddr *a, char *out, size_t len) {
     syn_sockaddr_str((const struct sockaddr *)&a->ss, out, len);
 }
 
+#ifdef __linux__
+/* The interface of the route to dst (RTM_GETROUTE: the kernel answers within the send), 0 when
+ * unknown. */
+static int route_oif(const syn_sockaddr *dst) {
+    const struct sockaddr *sa = (const struct sockaddr *)&dst->ss;
+    const void *addr;
+    size_t alen;
+    if (sa->sa_family == AF_INET) {
+        addr = &((const struct sockaddr_in *)sa)->sin_addr;
+        alen = 4;
+    } else if (sa->sa_family == AF_INET6) {
+        addr = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        alen = 16;
+    } else {
+        return 0;
+    }
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+    if (fd < 0)
+        return 0;
+    struct {
+        struct nlmsghdr n;
+        struct rtmsg r;
+        char attrs[64];
+    } req;
+    memset(&req, 0, sizeof(req));
+    req.n.nlmsg_len = NLMSG_LENGTH(sizeof(struct rtmsg));
+    req.n.nlmsg_type = RTM_GETROUTE;
+    req.n.nlmsg_flags = NLM_F_REQUEST;
+    req.n.nlmsg_seq = 1;
+    req.r.rtm_family = (unsigned char)sa->sa_family;
+    req.r.rtm_dst_len = (unsigned char)(alen * 8);
+    struct rtattr *rta = (struct rtattr *)((char *)&req + NLMSG_ALIGN(req.n.nlmsg_len));
+    rta->rta_type = RTA_DST;
+    rta->rta_len = (unsigned short)RTA_LENGTH(alen);
+    memcpy(RTA_DATA(rta), addr, alen);
+    req.n.nlmsg_len = NLMSG_ALIGN(req.n.nlmsg_len) + RTA_ALIGN(rta->rta_len);
+    int oif = 0;
+    union {
+        struct nlmsghdr h;
+        char b[4096];
+    } buf;
+    if (send(fd, &req, req.n.nlmsg_len, 0) == (ssize_t)req.n.nlmsg_len) {
+        ssize_t n = recv(fd, &buf, sizeof(buf), 0);
+        for (struct nlmsghdr *h = &buf.h; n > 0 && NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+            if (h->nlmsg_type != RTM_NEWROUTE)
+                continue;
+            struct rtmsg *rt = NLMSG_DATA(h);
+            int len = (int)RTM_PAYLOAD(h);
+            for (struct rtattr *a = RTM_RTA(rt); RTA_OK(a, len); a = RTA_NEXT(a, len))
+                if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) >= sizeof(int))
+                    memcpy(&oif, RTA_DATA(a), sizeof(int));
+        }
+    }
+    close(fd);
+    return oif;
+}
+#else
+static int route_oif(const syn_sockaddr *dst) {
+    (void)dst;
+    return 0;
+}
+#endif
+
 /* Ends the connection so that the tunnel reconnects (Connected -> Reconnecting, resumed). */
 static void fall_back(synesis_tunnel *t, const char *detail) {
     t->stats.migrations_failed++;
@@ -62,13 +125,15 @@ static void migrate(synesis_tunnel *t, const char *why, uint64_t since_ns) {
         syn_tunnel_log(t, SYNESIS_LOG_INFO, "%s: no new path: %s", why, detail);
         return;
     }
-    if (same_ip(&local, &t->local)) {
-        /* The route's source address is the one in use: the kernel sends through whatever
-         * interface the route names now, and the edge sees the same address. */
+    int oif = route_oif(&t->remote);
+    if (same_ip(&local, &t->local) && (!oif || !t->mig.oif || oif == t->mig.oif)) {
+        /* The route keeps its source address and interface: nothing moved. */
         close(fd);
-        syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "%s: the route to the edge keeps its address", why);
+        syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "%s: the route to the edge is the same", why);
         return;
     }
+    /* A new interface with the same address (a NAT behind it, perhaps) migrates as well: the
+     * new socket's port makes the edge validate the new path at once. */
     (void)syn_udp_set_buffers(fd, 2 * 1024 * 1024, NULL, NULL);
     addr_str(&t->local, from, sizeof(from));
     addr_str(&local, to, sizeof(to));
@@ -92,6 +157,7 @@ static void migrate(synesis_tunnel *t, const char *why, uint64_t since_ns) {
     ev_io_set(&t->rio, fd, EV_READ);
     ev_io_start(t->loop, &t->rio);
     t->mig.started_ns = since_ns;
+    t->mig.oif = oif;
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "%s: migrating from %s to %s", why, from, to);
 }
 
@@ -215,6 +281,7 @@ void syn_migration_init(synesis_tunnel *t) {
 
 void syn_migration_conn_up(synesis_tunnel *t) {
     t->mig.started_ns = 0;
+    t->mig.oif = route_oif(&t->remote);
     if (!t->cfg.watch_network || t->mig.nl_fd >= 0)
         return;
     int rv = nl_open(t);

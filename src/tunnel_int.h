@@ -101,6 +101,7 @@ typedef struct syn_heartbeats {
  * watcher of config.watch_network. */
 typedef struct syn_migration {
     uint64_t started_ns; /* the network change of the migration under way; 0 = none */
+    int oif;             /* the interface of the route to the edge, as last seen (0: unknown) */
     int nl_fd;           /* the NETLINK_ROUTE socket while Connected, else -1 */
     ev_io nl_io;
     ev_timer debounce;
