@@ -76,12 +76,24 @@ static int teardown(void **state) {
     return 0;
 }
 
+/* The edge's path events (JSON lines), concatenated. */
+static char edge_paths[8192];
+static void edge_log(void *ud, const char *line) {
+    (void)ud;
+    if (strstr(line, "\"path_") && strlen(edge_paths) + strlen(line) + 2 < sizeof(edge_paths)) {
+        strcat(edge_paths, line);
+        strcat(edge_paths, "\n");
+    }
+}
+
 /* The edge on 10.9.0.1, its socket made in the edge's namespace. */
 static syn_edge *edge_start(struct ev_loop *loop, const char *pki) {
     syn_edge_config ec;
     syn_test_edge_config(&ec, pki);
     ec.listen = "10.9.0.1:0";
     ec.idle_timeout = 10;
+    ec.log = edge_log;
+    edge_paths[0] = 0;
     enter_ns(edge_ns);
     syn_edge *e = NULL;
     char detail[512];
@@ -297,6 +309,12 @@ static void move_while_busy(int watch) {
     syn_edge_get_stats(e, &es);
     assert_true(es.path_changes >= 1);
     assert_true(es.paths_validated >= 1);
+    /* ... and logged it: from the old address to the new, then validated. */
+    print_message("%s", edge_paths);
+    assert_non_null(strstr(edge_paths, "\"event\":\"path_changed\",\"remote\":\"10.1.0.2:"));
+    assert_non_null(strstr(edge_paths, "\"address\":\"10.2.0.2:"));
+    assert_non_null(strstr(edge_paths, "\"event\":\"path_validated\""));
+    assert_non_null(strstr(edge_paths, "\"result\":\"validated\""));
     /* A further call with nothing changed moves nothing. */
     assert_int_equal(synesis_tunnel_network_changed(t), 0);
     syn_test_run_for(loop, 0.2);
