@@ -5,9 +5,10 @@
  * One synesis_tunnel keeps one QUIC connection (RFC 9000/9001/9002, version 1) with mutual TLS 1.3
  * from this device to a cloud edge. Everything it does runs as watchers on the libev loop the
  * caller passes to synesis_tunnel_new(): its UDP socket (ev_io), the QUIC timer (ev_timer), the
- * heartbeat and reconnect timers, and one ev_async for the name resolver's thread. It starts no
- * other thread and keeps no global state apart from a once-only crypto initialisation. Several
- * tunnels may share one loop.
+ * heartbeat and reconnect timers, one ev_async for the name resolver's thread, and with
+ * config.watch_network, while Connected, an ev_io on a NETLINK_ROUTE socket and an ev_timer. It
+ * starts no other thread and keeps no global state apart from a once-only crypto initialisation.
+ * Several tunnels may share one loop.
  *
  * Threads: a handle is used only from the thread that runs its loop. No call blocks.
  *
