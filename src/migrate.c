@@ -161,12 +161,28 @@ static void migrate(synesis_tunnel *t, const char *why, uint64_t since_ns) {
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "%s: migrating from %s to %s", why, from, to);
 }
 
+/* The route check runs from the timer, never from the caller's stack: the call may come from a
+ * callback that runs inside ngtcp2 (stream data), where the connection must not be migrated.
+ * delay: 0 for the application's call, the debounce for netlink events (each restarts it). */
+static void schedule(synesis_tunnel *t, double delay, int by_call) {
+    if (!ev_is_active(&t->mig.debounce)) {
+        t->mig.event_ns = syn_now_ns(); /* the change began: the gap counts from here */
+        t->mig.by_call = 0;
+    }
+    t->mig.by_call |= by_call;
+    ev_timer_stop(t->loop, &t->mig.debounce);
+    ev_timer_set(&t->mig.debounce, delay, 0.);
+    ev_timer_start(t->loop, &t->mig.debounce);
+}
+
 SYNESIS_API int synesis_tunnel_network_changed(synesis_tunnel *t) {
     if (!t)
         return SYNESIS_ERR_INVALID_ARGUMENT;
-    syn_tunnel_enter(t);
-    migrate(t, "network changed", syn_now_ns());
-    syn_tunnel_leave(t);
+    if (t->state.kind != SYNESIS_STATE_CONNECTED || !t->qc) {
+        syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "network changed: not connected, nothing to move");
+        return 0;
+    }
+    schedule(t, 0., 1);
     return 0;
 }
 
@@ -200,12 +216,13 @@ static void debounce_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)revents;
     synesis_tunnel *t = w->data;
     syn_tunnel_enter(t);
-    migrate(t, "route change", t->mig.event_ns);
+    migrate(t, t->mig.by_call ? "network changed" : "route change", t->mig.event_ns);
     syn_tunnel_leave(t);
 }
 
 #ifdef __linux__
 static void nl_cb(struct ev_loop *loop, ev_io *w, int revents) {
+    (void)loop;
     (void)revents;
     synesis_tunnel *t = w->data;
     union {
@@ -238,13 +255,8 @@ static void nl_cb(struct ev_loop *loop, ev_io *w, int revents) {
             }
         }
     }
-    if (changed) { /* restarted by every event: runs once the burst is over */
-        if (!ev_is_active(&t->mig.debounce))
-            t->mig.event_ns = syn_now_ns(); /* the change began: the gap counts from here */
-        ev_timer_stop(loop, &t->mig.debounce);
-        ev_timer_set(&t->mig.debounce, SYN_NETLINK_DEBOUNCE, 0.);
-        ev_timer_start(loop, &t->mig.debounce);
-    }
+    if (changed) /* restarted by every event: runs once the burst is over */
+        schedule(t, SYN_NETLINK_DEBOUNCE, 0);
 }
 
 static int nl_open(synesis_tunnel *t) {

@@ -105,7 +105,9 @@ typedef struct syn_migration {
     int nl_fd;           /* the NETLINK_ROUTE socket while Connected, else -1 */
     ev_io nl_io;
     ev_timer debounce;
-    uint64_t event_ns;  /* the first netlink event of the burst the debounce timer waits out */
+    uint64_t
+        event_ns; /* the change the timer waits to act on: the call, or a burst's first event */
+    int by_call;  /* ... which synesis_tunnel_network_changed() reported */
     uint64_t nl_events; /* netlink messages read (tests) */
 } syn_migration;
 

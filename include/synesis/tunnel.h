@@ -610,16 +610,18 @@ SYNESIS_API int synesis_tunnel_stats_json(const synesis_tunnel *t, char *buf, si
  * themselves (NetworkManager, connman, a modem manager). config.watch_network does the same from
  * the kernel's own notifications.
  *
- * While Connected, the tunnel opens a new socket towards the edge, on the address the route now
- * gives (IPv4 or IPv6, as the connection already is), and migrates the connection there (QUIC
- * connection migration, RFC 9000 section 9): packets go out on the new path at once while the
- * edge's answer to a PATH_CHALLENGE validates it. Requests and streams in flight continue; the
- * state stays Connected and no state callback runs. When the route's source address has not
- * changed, nothing happens (the call is idempotent: calling it for every notification is fine).
- * If the edge does not answer on the new path in time (about three probe timeouts), the tunnel
- * falls back to a reconnect (Connected -> Reconnecting; the reconnect resumes the TLS session),
- * as it does at once when the migration cannot start. synesis_tunnel_stats counts both outcomes
- * (migrations, migrations_failed) and the last migration's gap.
+ * While Connected, the call schedules a route check on the loop (it returns at once, and may be
+ * made from any callback; several calls before the check runs are one). If the route to the edge
+ * changed its source address or interface, the tunnel opens a new socket towards the edge, on the
+ * address the route now gives (IPv4 or IPv6, as the connection already is), and migrates the
+ * connection there (QUIC connection migration, RFC 9000 section 9): packets go out on the new path
+ * at once while the edge's answer to a PATH_CHALLENGE validates it. Requests and streams in flight
+ * continue; the state stays Connected and no state callback runs. When the route's source address
+ * has not changed, nothing happens (the call is idempotent: calling it for every notification is
+ * fine). If the edge does not answer on the new path in time (about three probe timeouts), the
+ * tunnel falls back to a reconnect (Connected -> Reconnecting; the reconnect resumes the TLS
+ * session), as it does at once when the migration cannot start. synesis_tunnel_stats counts both
+ * outcomes (migrations, migrations_failed) and the last migration's gap.
  *
  * In any other state it does nothing and returns 0: a connection attempt in progress or
  * scheduled uses the route of its own moment.
