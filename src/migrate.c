@@ -120,8 +120,27 @@ static void migrate(synesis_tunnel *t, const char *why, uint64_t since_ns) {
     int fd = syn_udp_open((const struct sockaddr *)&t->remote.ss, t->remote.len, NULL, 0,
                           t->cfg.pmtud, &local, detail);
     if (fd < 0) {
-        /* No route to the edge at all (yet): the connection stays where it is; the next change
-         * (a route added) tries again, and QUIC's idle timeout judges meanwhile. */
+        /* No route to the edge's address. A connection keeps its server address (RFC 9000 9),
+         * so if the route now goes only to another of the edge's addresses (IPv4 gone, IPv6
+         * there), a reconnect is the way there; else the connection stays where it is, the next
+         * change (a route added) tries again, and QUIC's idle timeout judges meanwhile. */
+        for (size_t i = 0; i < t->naddrs; i++) {
+            const syn_addr *a = &t->addrs[i];
+            if (a->ss.ss_family == t->remote.ss.ss_family)
+                continue;
+            syn_sockaddr l;
+            char d2[SYNESIS_DETAIL_MAX];
+            int f2 = syn_udp_open((const struct sockaddr *)&a->ss, a->len, NULL, 0, 0, &l, d2);
+            if (f2 < 0)
+                continue;
+            close(f2);
+            addr_str(&t->remote, from, sizeof(from));
+            addr_str(a, to, sizeof(to));
+            snprintf(detail, sizeof(detail), "%s: no route to %s any more, one to %s", why, from,
+                     to);
+            fall_back(t, detail);
+            return;
+        }
         syn_tunnel_log(t, SYNESIS_LOG_INFO, "%s: no new path: %s", why, detail);
         return;
     }

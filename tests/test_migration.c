@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -86,11 +87,11 @@ static void edge_log(void *ud, const char *line) {
     }
 }
 
-/* The edge on 10.9.0.1, its socket made in the edge's namespace. */
-static syn_edge *edge_start(struct ev_loop *loop, const char *pki) {
+/* An edge on listen, its socket made in the edge's namespace. */
+static syn_edge *edge_start_on(struct ev_loop *loop, const char *pki, const char *listen) {
     syn_edge_config ec;
     syn_test_edge_config(&ec, pki);
-    ec.listen = "10.9.0.1:0";
+    ec.listen = listen;
     ec.idle_timeout = 10;
     ec.log = edge_log;
     edge_paths[0] = 0;
@@ -104,6 +105,10 @@ static syn_edge *edge_start(struct ev_loop *loop, const char *pki) {
     if (rv != 0)
         fail_msg("edge: %s: %s", synesis_error_name(rv), detail);
     return e;
+}
+
+static syn_edge *edge_start(struct ev_loop *loop, const char *pki) {
+    return edge_start_on(loop, pki, "10.9.0.1:0");
 }
 
 static synesis_tunnel *tunnel_start(struct ev_loop *loop, const char *pki, syn_edge *e, int watch) {
@@ -378,6 +383,77 @@ static void test_unvalidated_path_reconnects(void **state) {
     syn_test_finish(loop, t, e);
 }
 
+/* "edge.test": 10.9.0.1 first, then fd09::1 (an A and an AAAA record). */
+static int resolve_both(const char *host, uint16_t port, struct sockaddr_storage *out,
+                        unsigned int *lens, size_t max, void *ud) {
+    (void)host;
+    (void)ud;
+    if (max < 2)
+        return -1;
+    memset(out, 0, 2 * sizeof(*out));
+    struct sockaddr_in *in = (struct sockaddr_in *)&out[0];
+    in->sin_family = AF_INET;
+    in->sin_port = htons(port);
+    inet_pton(AF_INET, "10.9.0.1", &in->sin_addr);
+    lens[0] = sizeof(*in);
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out[1];
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    inet_pton(AF_INET6, "fd09::1", &in6->sin6_addr);
+    lens[1] = sizeof(*in6);
+    return 2;
+}
+
+/* The new network has no route to the edge's IPv4 address, only to its IPv6 one: a connection
+ * cannot change its server address, so the tunnel reconnects at once (to the IPv6 address)
+ * rather than waiting for the idle timeout. */
+static void test_other_ip_version_reconnects(void **state) {
+    (void)state;
+    enter_ns(edge_ns);
+    sh("ip addr add fd09::1/128 dev lo && ip addr add fd02::1/64 dev b1 nodad");
+    enter_ns(dev_ns);
+    sh("ip addr add fd02::2/64 dev b0 nodad && ip route add fd09::1/128 via fd02::1 dev b0 && "
+       "ip route del 10.9.0.1/32 via 10.2.0.1 dev b0");
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki("mig-family");
+    syn_edge *e4 = edge_start(loop, pki);
+    char listen6[64];
+    snprintf(listen6, sizeof(listen6), "[fd09::1]:%u", syn_edge_port(e4));
+    syn_edge *e6 = edge_start_on(loop, pki, listen6);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, 0);
+    char url[64];
+    snprintf(url, sizeof(url), "quic://edge.test:%u", syn_edge_port(e4));
+    cfg.cloud_url = url;
+    cfg.resolve = resolve_both;
+    cfg.idle_timeout = 30; /* a reconnect by idle timeout would come too late for the test */
+    synesis_tunnel *t;
+    char err[256];
+    assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, err, sizeof(err)), 0);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_run_until(loop, syn_test_connected, t, 5));
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_true(strncmp(st.remote_address, "10.9.0.1:", 9) == 0);
+    syn_test_states states = {0};
+    assert_int_equal(synesis_tunnel_subscribe(t, syn_test_record_state, &states, NULL), 0);
+    move_address(); /* no IPv4 route to the edge is left */
+    assert_int_equal(synesis_tunnel_network_changed(t), 0);
+    assert_true(syn_test_run_until(loop, reconnected, &states, 10));
+    synesis_tunnel_get_stats(t, &st);
+    assert_true(strncmp(st.remote_address, "[fd09::1]:", 10) == 0);
+    assert_int_equal(st.migrations, 0);
+    assert_int_equal(st.migrations_failed, 1);
+    syn_test_result r = {0};
+    syn_test_request(loop, t, "over six", 8, NULL, &r, 5);
+    assert_int_equal(r.status, 0);
+    free(r.data);
+    synesis_tunnel_free(t);
+    syn_test_run_for(loop, 0.05); /* the close goes out */
+    syn_edge_free(e6);
+    syn_test_finish(loop, NULL, e4);
+}
+
 /* Not Connected: nothing to move, nothing happens. */
 static void test_not_connected(void **state) {
     (void)state;
@@ -408,6 +484,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_network_changed_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_netlink_watcher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unvalidated_path_reconnects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_ip_version_reconnects, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
