@@ -623,6 +623,10 @@ SYNESIS_API int synesis_tunnel_stats_json(const synesis_tunnel *t, char *buf, si
  * session), as it does at once when the migration cannot start. synesis_tunnel_stats counts both
  * outcomes (migrations, migrations_failed) and the last migration's gap.
  *
+ * A connection keeps the edge address it was made to: when that address has no route any more
+ * but another of the edge's resolved addresses has (IPv4 gone, IPv6 there), the tunnel reconnects
+ * at once; with no route to any, nothing moves until the next change.
+ *
  * In any other state it does nothing and returns 0: a connection attempt in progress or
  * scheduled uses the route of its own moment.
  *
