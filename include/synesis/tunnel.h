@@ -572,9 +572,9 @@ typedef struct synesis_tunnel_stats {
      * synesis_tunnel_network_changed() or the config.watch_network watcher) and the edge answered
      * on the new path, without a reconnect. Summed over the handle's life. @since 1.1 */
     uint64_t migrations;
-    /** Migrations that failed (no socket could take the new route's address, the edge had no
-     * spare connection ID, or the new path was not validated in time) and fell back to a
-     * reconnect. @since 1.1 */
+    /** Migrations that failed and fell back to a reconnect: the edge had no spare connection ID,
+     * the new path was not validated in time, or only another of the edge's addresses (the other
+     * IP version) is routed now. @since 1.1 */
     uint64_t migrations_failed;
     /** Seconds from the network change of the last completed migration (the call, or the
      * watcher's first event) to the edge's answer on the new path (its PATH_RESPONSE: the first
