@@ -3,6 +3,7 @@
  * and moves its connection there (syn_qconn_migrate: ngtcp2's immediate client migration, the new
  * path validated meanwhile); a path the edge does not answer on ends in a reconnect. */
 #include "tunnel_int.h"
+#include "tunnel_test.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,5 +1,6 @@
 /* The CloudTunnel: lifecycle, state machine, connection attempts and reconnection. */
 #include "tunnel_int.h"
+#include "tunnel_test.h"
 
 #include "tls.h"
 

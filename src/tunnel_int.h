@@ -248,13 +248,6 @@ void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out);
  * at its end (see buffers_after_read in tunnel.c). */
 #define SYN_TUNNEL_SHORT_RUN 4
 
-/* The tunnel's resumption store (NULL until the edge sent a ticket or a token); tests and the
- * benchmark read its counters, and may drop its contents (syn_resume_clear) or switch it off. */
-syn_resume *syn_tunnel_resume(synesis_tunnel *t);
-void syn_tunnel_set_resume(synesis_tunnel *t, int on);
-/* 0-RTT on reconnect where the ticket allows it (default on): requests marked idempotent are sent
- * with the handshake's first flight; everything else waits for Connected. */
-void syn_tunnel_set_early_data(synesis_tunnel *t, int on);
 /*
  * The "idempotent" request flag (the internal half of the proposed public option, see
  * docs/resumption.md): a request so marked may be sent in 0-RTT, and may then reach the edge more
@@ -275,8 +268,6 @@ void syn_migration_conn_up(synesis_tunnel *t);
 void syn_migration_conn_down(synesis_tunnel *t);
 void syn_migration_path_validated(syn_qconn *qc, int result, const syn_sockaddr *remote,
                                   const syn_sockaddr *old_remote);
-/* Netlink messages the watcher has read (tests). */
-uint64_t syn_migration_nl_events(const synesis_tunnel *t);
 
 /* Tests only: asks the state machine for a transition to kind (with attempt for Reconnecting),
  * exactly as the tunnel's own code does; returns 0 or SYNESIS_ERR_INVALID_STATE. */

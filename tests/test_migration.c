@@ -24,7 +24,7 @@
 #include "harness.h"
 #include "synesis/request.h"
 #include "synesis/stream.h"
-#include "tunnel_int.h"
+#include "tunnel_test.h"
 
 static int dev_ns = -1;  /* the device's namespace (this process's own) */
 static int edge_ns = -1; /* the edge's, created per test */
@@ -96,14 +96,8 @@ static syn_edge *edge_start_on(struct ev_loop *loop, const char *pki, const char
     ec.log = edge_log;
     edge_paths[0] = 0;
     enter_ns(edge_ns);
-    syn_edge *e = NULL;
-    char detail[512];
-    int rv = syn_edge_new(&e, loop, &ec, detail);
-    if (rv == 0)
-        rv = syn_edge_start(e, detail);
+    syn_edge *e = syn_test_edge_start(loop, &ec); /* its socket lives in the edge's namespace */
     enter_ns(dev_ns);
-    if (rv != 0)
-        fail_msg("edge: %s: %s", synesis_error_name(rv), detail);
     return e;
 }
 
@@ -119,13 +113,7 @@ static synesis_tunnel *tunnel_start(struct ev_loop *loop, const char *pki, syn_e
     cfg.cloud_url = url;
     cfg.watch_network = watch;
     cfg.idle_timeout = 10;
-    synesis_tunnel *t;
-    char err[256];
-    int rv = synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, err, sizeof(err));
-    if (rv != 0)
-        fail_msg("tunnel: %s", err);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(loop, syn_test_connected, t, 5));
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 5);
     return t;
 }
 
@@ -338,16 +326,6 @@ static void test_netlink_watcher(void **state) {
     move_while_busy(1);
 }
 
-static int reconnected(void *ud) {
-    syn_test_states *s = ud;
-    int r = syn_test_find_state(s, SYNESIS_STATE_RECONNECTING, 0);
-    return r >= 0 && syn_test_find_state(s, SYNESIS_STATE_CONNECTED, r) >= 0;
-}
-
-static int reconnecting(void *ud) {
-    return syn_test_find_state(ud, SYNESIS_STATE_RECONNECTING, 0) >= 0;
-}
-
 /* The new path black-holes the edge's answers: the PATH_CHALLENGE is never answered, and the
  * tunnel falls back to a reconnect, which resumes once the path works. */
 static void test_unvalidated_path_reconnects(void **state) {
@@ -364,7 +342,7 @@ static void test_unvalidated_path_reconnects(void **state) {
     enter_ns(dev_ns);
     move_address();
     assert_int_equal(synesis_tunnel_network_changed(t), 0);
-    assert_true(syn_test_run_until(loop, reconnecting, &states, 15));
+    int ri = syn_test_wait_recorded(loop, &states, SYNESIS_STATE_RECONNECTING, 1, 0, 15);
     synesis_tunnel_stats st;
     synesis_tunnel_get_stats(t, &st);
     assert_int_equal(st.migrations, 0);
@@ -372,7 +350,7 @@ static void test_unvalidated_path_reconnects(void **state) {
     enter_ns(edge_ns);
     sh("ip route del blackhole 10.2.0.2/32");
     enter_ns(dev_ns);
-    assert_true(syn_test_run_until(loop, reconnected, &states, 15));
+    syn_test_wait_recorded(loop, &states, SYNESIS_STATE_CONNECTED, 0, ri, 15);
     synesis_tunnel_get_stats(t, &st);
     assert_int_equal(st.reconnects, 1);
     assert_true(syn_tunnel_resume(t) && syn_tunnel_resume(t)->resumed >= 1);
@@ -427,11 +405,7 @@ static void test_other_ip_version_reconnects(void **state) {
     cfg.cloud_url = url;
     cfg.resolve = resolve_both;
     cfg.idle_timeout = 30; /* a reconnect by idle timeout would come too late for the test */
-    synesis_tunnel *t;
-    char err[256];
-    assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, err, sizeof(err)), 0);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(loop, syn_test_connected, t, 5));
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 5);
     synesis_tunnel_stats st;
     synesis_tunnel_get_stats(t, &st);
     assert_true(strncmp(st.remote_address, "10.9.0.1:", 9) == 0);
@@ -439,7 +413,8 @@ static void test_other_ip_version_reconnects(void **state) {
     assert_int_equal(synesis_tunnel_subscribe(t, syn_test_record_state, &states, NULL), 0);
     move_address(); /* no IPv4 route to the edge is left */
     assert_int_equal(synesis_tunnel_network_changed(t), 0);
-    assert_true(syn_test_run_until(loop, reconnected, &states, 10));
+    int ri = syn_test_wait_recorded(loop, &states, SYNESIS_STATE_RECONNECTING, 1, 0, 10);
+    syn_test_wait_recorded(loop, &states, SYNESIS_STATE_CONNECTED, 0, ri, 10);
     synesis_tunnel_get_stats(t, &st);
     assert_true(strncmp(st.remote_address, "[fd09::1]:", 10) == 0);
     assert_int_equal(st.migrations, 0);
@@ -461,9 +436,7 @@ static void test_not_connected(void **state) {
     const char *pki = syn_test_pki("mig-idle");
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, pki, 9);
-    synesis_tunnel *t;
-    char err[256];
-    assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, err, sizeof(err)), 0);
+    synesis_tunnel *t = syn_test_tunnel_new(loop, &cfg, NULL, NULL);
     assert_int_equal(synesis_tunnel_network_changed(t), 0);
     assert_int_equal(synesis_tunnel_network_changed(NULL), SYNESIS_ERR_INVALID_ARGUMENT);
     synesis_tunnel_stats st;
