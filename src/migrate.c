@@ -154,7 +154,7 @@ static void migrate(synesis_tunnel *t, const char *why, uint64_t since_ns) {
     }
     /* A new interface with the same address (a NAT behind it, perhaps) migrates as well: the
      * new socket's port makes the edge validate the new path at once. */
-    (void)syn_udp_set_buffers(fd, 2 * 1024 * 1024, NULL, NULL);
+    (void)syn_udp_set_buffers(fd, 2 * 1024 * 1024, NULL, NULL); /* as tunnel.c's socket */
     addr_str(&t->local, from, sizeof(from));
     addr_str(&local, to, sizeof(to));
     int rv = syn_qconn_migrate(t->qc, fd, &local);
