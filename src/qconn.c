@@ -740,6 +740,33 @@ static int recv_new_token_cb(ngtcp2_conn *conn, const uint8_t *token, size_t len
     return 0;
 }
 
+static void path_addr(const ngtcp2_addr *a, syn_sockaddr *out) {
+    memset(out, 0, sizeof(*out));
+    if (a->addrlen && a->addrlen <= sizeof(out->ss)) {
+        memcpy(&out->ss, a->addr, a->addrlen);
+        out->len = a->addrlen;
+    }
+}
+
+static int path_validation_cb(ngtcp2_conn *conn, uint32_t flags, const ngtcp2_path *path,
+                              const ngtcp2_path *fallback_path, ngtcp2_path_validation_result res,
+                              void *ud) {
+    (void)conn;
+    (void)flags;
+    syn_qconn *qc = ud;
+    if (!qc->ops->path_validated)
+        return 0;
+    syn_sockaddr remote, old;
+    path_addr(&path->remote, &remote);
+    if (fallback_path)
+        path_addr(&fallback_path->remote, &old);
+    int result = res == NGTCP2_PATH_VALIDATION_RESULT_SUCCESS   ? 1
+                 : res == NGTCP2_PATH_VALIDATION_RESULT_ABORTED ? -1
+                                                                : 0;
+    qc->ops->path_validated(qc, result, &remote, fallback_path ? &old : NULL);
+    return 0;
+}
+
 /* Client: a session ticket (see syn_tls_session_sink), kept with the edge's transport parameters
  * as a 0-RTT attempt would need them. */
 static int session_sink_cb(void *ud, SSL *ssl, SSL_SESSION *sess) {
@@ -774,6 +801,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int server) {
     cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
     cb->delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
     cb->get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+    cb->path_validation = path_validation_cb;
     cb->version_negotiation = ngtcp2_crypto_version_negotiation_cb;
     cb->rand = rand_cb;
     cb->get_new_connection_id = new_cid_cb;

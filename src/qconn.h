@@ -85,6 +85,14 @@ typedef struct syn_qconn_ops {
     /* Client: the edge sent an address-validation token (NEW_TOKEN frame) for later connections.
      * Called from inside ngtcp2: copy it; must not close or free. */
     void (*new_token)(syn_qconn *qc, const uint8_t *token, size_t len);
+    /* A path validation ended (RFC 9000 8.2): the client's after a migration (syn_qconn_migrate),
+     * the server's when a client moved to a new address (migration or NAT rebinding). result 1:
+     * the peer answered the PATH_CHALLENGE on remote; 0: it did not in time (the connection then
+     * falls back to old_remote, its previous path; NULL when there is none); -1: the validation
+     * was aborted (a newer migration replaced it). Called from inside ngtcp2: must not close or
+     * free (syn_qconn_abort() is deferred and allowed). */
+    void (*path_validated)(syn_qconn *qc, int result, const syn_sockaddr *remote,
+                           const syn_sockaddr *old_remote);
 } syn_qconn_ops;
 
 typedef struct syn_qconn_settings {

@@ -585,6 +585,7 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
     }
     t->pending_sock_err = 0;
     ev_timer_stop(t->loop, &t->stable_timer);
+    syn_migration_conn_down(t);
 }
 
 static void attempt_failed(synesis_tunnel *t, int err, const char *detail);
@@ -620,6 +621,7 @@ static void qc_handshake_done(syn_qconn *qc) {
         syn_backoff_reset(&t->backoff);
     }
     if (set_state(t, &s) == 0 && !syn_hold_dying(&t->hold) && syn_tunnel_ready(t)) {
+        syn_migration_conn_up(t);
         syn_heartbeat_start(t);
         syn_qconn_schedule(qc); /* opens waiting requests and streams */
     }
@@ -774,6 +776,7 @@ static const syn_qconn_ops tunnel_qc_ops = {
     .closed = qc_closed,
     .send_error = qc_send_error,
     .log = qc_log,
+    .path_validated = syn_migration_path_validated,
 };
 
 static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
@@ -1609,6 +1612,7 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     t->stable_timer.data = t;
     ev_timer_init(&t->buf_timer, buf_timer_cb, 0., 0.);
     t->buf_timer.data = t;
+    syn_migration_init(t);
     if ((rv = copy_config(t, cfg)) != 0) {
         syn_fail(d, rv, "out of memory");
         goto fail;
@@ -1939,6 +1943,9 @@ SYNESIS_API int synesis_tunnel_stats_json(const synesis_tunnel *t, char *buf, si
     NUM(packets_lost);
     STR("remote_address", st.remote_address);
     NUM(address_fallbacks);
+    NUM(migrations);
+    NUM(migrations_failed);
+    NUM(last_migration_gap);
     NUM(edge_moves);
     NUM(identity_rotations);
     STR("state", synesis_state_name(t->state.kind));

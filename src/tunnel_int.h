@@ -97,6 +97,19 @@ typedef struct syn_heartbeats {
     uint64_t early_attempt; /* handshake_started_ns of the attempt that sent one in 0-RTT */
 } syn_heartbeats;
 
+/* Connection migration (migrate.c, the only writer): the migration under way and the netlink
+ * watcher of config.watch_network. */
+typedef struct syn_migration {
+    uint64_t started_ns; /* the network change of the migration under way; 0 = none */
+    int oif;             /* the interface of the route to the edge, as last seen (0: unknown) */
+    int nl_fd;           /* the NETLINK_ROUTE socket while Connected, else -1 */
+    ev_io nl_io;
+    ev_timer debounce;
+    uint64_t
+        event_ns; /* the change the timer waits to act on: the call, or a burst's first event */
+    int by_call;  /* ... which synesis_tunnel_network_changed() reported */
+    uint64_t nl_events; /* netlink messages read (tests) */
+} syn_migration;
 /* Draining (drain.c, the only writer, apart from edge_qc which request.c sets through
  * syn_tunnel_edge_draining and conn_teardown clears). */
 typedef struct syn_drain {
@@ -177,6 +190,7 @@ struct synesis_tunnel {
     syn_requests req;    /* request.c */
     syn_streams streams; /* stream.c */
     syn_heartbeats hb;   /* heartbeat.c */
+    syn_migration mig;   /* migrate.c */
     syn_drain drain;     /* drain.c */
     syn_rotation rot;    /* tunnel.c */
 
@@ -267,6 +281,14 @@ void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out);
 void syn_request_set_idempotent(synesis_request *r, int on);
 int syn_request_sent_early(const synesis_request *r);
 
+/* Connection migration (migrate.c). init: once, in synesis_tunnel_new(); conn_up: on Connected
+ * (starts the watcher); conn_down: when the connection ends (stops it, forgets the migration under
+ * way). path_validated is the connection's qconn op. */
+void syn_migration_init(synesis_tunnel *t);
+void syn_migration_conn_up(synesis_tunnel *t);
+void syn_migration_conn_down(synesis_tunnel *t);
+void syn_migration_path_validated(syn_qconn *qc, int result, const syn_sockaddr *remote,
+                                  const syn_sockaddr *old_remote);
 /* Draining (drain.c). syn_drain_note: a request or stream ended (or the state changed): a drain
  * looks again, soon, whether it is done. */
 void syn_drain_init(synesis_tunnel *t);

@@ -715,6 +715,8 @@ static void test_null_every_function(void **state) {
     assert_int_equal(synesis_tunnel_new(&t, f->loop, NULL, NULL, NULL, NULL, 0), EINVAL_);
     assert_int_equal(synesis_tunnel_connect(NULL), EINVAL_);
     assert_int_equal(synesis_tunnel_disconnect(NULL), EINVAL_);
+    assert_int_equal(synesis_tunnel_network_changed(NULL), EINVAL_);
+    assert_int_equal(synesis_tunnel_network_changed(f->t), 0); /* not connected: nothing */
     synesis_tunnel_free(NULL);
     synesis_tunnel_state st;
     synesis_tunnel_stats sts;

@@ -5,9 +5,10 @@
  * One synesis_tunnel keeps one QUIC connection (RFC 9000/9001/9002, version 1) with mutual TLS 1.3
  * from this device to a cloud edge. Everything it does runs as watchers on the libev loop the
  * caller passes to synesis_tunnel_new(): its UDP socket (ev_io), the QUIC timer (ev_timer), the
- * heartbeat and reconnect timers, and one ev_async for the name resolver's thread. It starts no
- * other thread and keeps no global state apart from a once-only crypto initialisation. Several
- * tunnels may share one loop.
+ * heartbeat and reconnect timers, one ev_async for the name resolver's thread, and with
+ * config.watch_network, while Connected, an ev_io on a NETLINK_ROUTE socket and an ev_timer. It
+ * starts no other thread and keeps no global state apart from a once-only crypto initialisation.
+ * Several tunnels may share one loop.
  *
  * Threads: a handle is used only from the thread that runs its loop. No call blocks.
  *
@@ -306,6 +307,14 @@ typedef struct synesis_tunnel_config {
      * config are ignored, neither read nor checked. Default NULL: a context of its own. @since 1.0
      */
     const synesis_tunnel *share_tls_with;
+    /** Watch the kernel's address and route changes and move the connection when the route to
+     * the edge changes its source address, as synesis_tunnel_network_changed() does. The watcher
+     * is a NETLINK_ROUTE socket (IPv4/IPv6 address and route groups) read by an ev_io on the
+     * tunnel's loop while Connected, its events debounced by 100 ms. Linux only; elsewhere, or
+     * when the socket cannot be opened, the tunnel logs a warning and works without it. Default 0
+     * (off): an application that learns of network changes itself (NetworkManager, connman) calls
+     * synesis_tunnel_network_changed() instead. @since 1.1 */
+    int watch_network;
 } synesis_tunnel_config;
 
 /**
@@ -642,6 +651,18 @@ typedef struct synesis_tunnel_stats {
      * confirmed by the edge's HANDSHAKE_DONE, which follows its verdict on the device
      * certificate, one more flight later. @since 1.0 */
     double handshake_completed_time;
+    /** Connection migrations completed: the connection moved to a new local address (after
+     * synesis_tunnel_network_changed() or the config.watch_network watcher) and the edge answered
+     * on the new path, without a reconnect. Summed over the handle's life. @since 1.1 */
+    uint64_t migrations;
+    /** Migrations that failed and fell back to a reconnect: the edge had no spare connection ID,
+     * the new path was not validated in time, or only another of the edge's addresses (the other
+     * IP version) is routed now. @since 1.1 */
+    uint64_t migrations_failed;
+    /** Seconds from the network change of the last completed migration (the call, or the
+     * watcher's first event) to the edge's answer on the new path (its PATH_RESPONSE: the first
+     * packet acknowledged there), 0 before the first. @since 1.1 */
+    double last_migration_gap;
     /** Times a draining edge asked the device to move (CONNECTION_CLOSE with the MOVE code,
      * docs/protocol.md) and the tunnel reconnected at once, summed over the handle's life.
      * @since 1.1 */
@@ -672,6 +693,37 @@ SYNESIS_API int synesis_tunnel_get_stats_sized(const synesis_tunnel *t, synesis_
  * Thread rule: loop thread only. @since 1.0
  */
 SYNESIS_API int synesis_tunnel_stats_json(const synesis_tunnel *t, char *buf, size_t len);
+
+/**
+ * Tells the tunnel that the device's network changed (an interface went down or came up, an
+ * address was added or removed, the default route moved): for applications that learn of it
+ * themselves (NetworkManager, connman, a modem manager). config.watch_network does the same from
+ * the kernel's own notifications.
+ *
+ * While Connected, the call schedules a route check on the loop (it returns at once, and may be
+ * made from any callback; several calls before the check runs are one). If the route to the edge
+ * changed its source address or interface, the tunnel opens a new socket towards the edge, on the
+ * address the route now gives (IPv4 or IPv6, as the connection already is), and migrates the
+ * connection there (QUIC connection migration, RFC 9000 section 9): packets go out on the new path
+ * at once while the edge's answer to a PATH_CHALLENGE validates it. Requests and streams in flight
+ * continue; the state stays Connected and no state callback runs. When the route's source address
+ * has not changed, nothing happens (the call is idempotent: calling it for every notification is
+ * fine). If the edge does not answer on the new path in time (about three probe timeouts), the
+ * tunnel falls back to a reconnect (Connected -> Reconnecting; the reconnect resumes the TLS
+ * session), as it does at once when the migration cannot start. synesis_tunnel_stats counts both
+ * outcomes (migrations, migrations_failed) and the last migration's gap.
+ *
+ * A connection keeps the edge address it was made to: when that address has no route any more
+ * but another of the edge's resolved addresses has (IPv4 gone, IPv6 there), the tunnel reconnects
+ * at once; with no route to any, nothing moves until the next change.
+ *
+ * In any other state it does nothing and returns 0: a connection attempt in progress or
+ * scheduled uses the route of its own moment.
+ *
+ * @return 0; SYNESIS_ERR_INVALID_ARGUMENT (NULL t).
+ * Thread rule: loop thread only. @since 1.1
+ */
+SYNESIS_API int synesis_tunnel_network_changed(synesis_tunnel *t);
 
 /**
  * The detail string of the last error of this tunnel: never NULL, "" if none or for a NULL t.

@@ -182,6 +182,9 @@ static const conf_key tunnel_keys[] = {
          "tunnel fails at once)."),
     SECS("close_linger", T(close_linger), 0, 60,
          "On stop, wait at most this long for the last data to be acknowledged."),
+    BOOL("watch_network", T(watch_network),
+         "Follow the kernel's address and route changes (netlink) and move the\n"
+         "connection to the new address without reconnecting (QUIC migration)."),
     SECS("drain_grace", T(drain_grace), 0, YEAR,
          "On SIGTERM, drain: take nothing new, let what is in flight finish for at\n"
          "most this long, then disconnect (SIGINT stops at once)."),
@@ -325,6 +328,8 @@ int cli_tunnel_settings_init(cli_tunnel_settings *s) {
     /* An agent may well start before the network or the edge is up. */
     s->retry_initial_connect = 1;
     s->close_linger = c.close_linger;
+    /* The agent (and request) run on the device, the one that sees its network change. */
+    s->watch_network = 1;
     s->drain_grace = 10;
     s->log_level = SYNESIS_LOG_WARN;
     if (rv) {
@@ -421,6 +426,7 @@ int cli_tunnel_apply(const cli_tunnel_settings *s, synesis_tunnel_config *cfg, u
     cfg->reconnect_stable_period = s->reconnect_stable_period;
     cfg->retry_initial_connect = s->retry_initial_connect;
     cfg->close_linger = s->close_linger;
+    cfg->watch_network = s->watch_network;
     cfg->vitals_disk_path = s->vitals_disk_path;
     cfg->log_level = (synesis_log_level)s->log_level;
     return 0;

@@ -47,6 +47,7 @@ typedef struct cli_tunnel_settings {
     double reconnect_stable_period;
     int retry_initial_connect;
     double close_linger;
+    int watch_network;
     double drain_grace;
     char *vitals_disk_path;
     int log_level;

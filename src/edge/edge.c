@@ -216,6 +216,22 @@ static void emit_simple(syn_edge *e, const char *name, const edge_conn *c, const
     edge_emit(e, o);
 }
 
+/* Datagrams of connection c came from a new address: the device migrated or a NAT rebound it.
+ * ngtcp2 validates the new path (PATH_CHALLENGE; ec_path_validated logs the outcome) and answers
+ * there meanwhile. */
+static void path_changed(syn_edge *e, edge_conn *c, const syn_sockaddr *to) {
+    char addr[64];
+    syn_sockaddr_str((const struct sockaddr *)&to->ss, addr, sizeof(addr));
+    e->stats.path_changes++;
+    cJSON *o = event("path_changed", c); /* "remote": the old address */
+    if (o) {
+        cJSON_AddStringToObject(o, "address", addr);
+        edge_emit(e, o);
+    }
+    snprintf(c->remote, sizeof(c->remote), "%s", addr);
+    syn_qconn_set_remote(c->qc, to);
+}
+
 /* ---- connection IDs (a keyed hash table: cidmap.h) ---- */
 
 static void cid_add(syn_edge *e, const ngtcp2_cid *cid, edge_conn *c) {
@@ -1429,7 +1445,33 @@ static void ec_log(syn_qconn *qc, synesis_log_level level, const char *msg) {
     emit_simple(c->e, "quic", c, "msg", msg);
 }
 
+static void ec_path_validated(syn_qconn *qc, int result, const syn_sockaddr *remote,
+                              const syn_sockaddr *old_remote) {
+    edge_conn *c = syn_qconn_owner(qc);
+    syn_edge *e = c->e;
+    if (result == 1)
+        e->stats.paths_validated++;
+    else if (result == 0)
+        e->stats.path_validations_failed++;
+    char addr[64], old[64] = "";
+    syn_sockaddr_str((const struct sockaddr *)&remote->ss, addr, sizeof(addr));
+    if (old_remote && old_remote->len)
+        syn_sockaddr_str((const struct sockaddr *)&old_remote->ss, old, sizeof(old));
+    cJSON *o = event("path_validated", c);
+    if (!o)
+        return;
+    cJSON_AddStringToObject(o, "address", addr);
+    cJSON_AddStringToObject(o, "result",
+                            result == 1   ? "validated"
+                            : result == 0 ? "failed"
+                                          : "aborted");
+    if (result == 0 && old[0])
+        cJSON_AddStringToObject(o, "fallback", old);
+    edge_emit(e, o);
+}
+
 static const syn_qconn_ops edge_qc_ops = {
+    .path_validated = ec_path_validated,
     .log = ec_log,
     .handshake_done = ec_handshake_done,
     .stream_open = ec_stream_open,
@@ -1572,7 +1614,7 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
     if (c) {
         if (syn_qconn_remote(c->qc)->len != d->remote.len ||
             memcmp(&syn_qconn_remote(c->qc)->ss, &d->remote.ss, d->remote.len) != 0)
-            syn_qconn_set_remote(c->qc, &d->remote); /* the client's address changed (NAT) */
+            path_changed(e, c, &d->remote);
         conn_mark_dirty(e, c);
         syn_qconn_recv(c->qc, &e->local, &d->remote, d->ecn, d->data, d->len);
         return;

@@ -228,6 +228,12 @@ typedef struct syn_edge_stats {
     uint64_t mb_streams;
     uint64_t mb_refused;
     uint64_t mb_migrations;
+    /* A device's address changed (its migration, or a NAT rebinding): datagrams of a connection
+     * came from a new address (path_changes), and the path validations that followed ended
+     * validated or failed (the connection then went back to the previous path). */
+    uint64_t path_changes;
+    uint64_t paths_validated;
+    uint64_t path_validations_failed;
     /* Draining (syn_edge_drain): requests refused with SYN_APP_RETRY, and Initials of new
      * connections dropped (refuse_new). */
     uint64_t drain_retries;

@@ -1,0 +1,463 @@
+/* Connection migration (synesis_tunnel_network_changed, config.watch_network) in network
+ * namespaces. The device (this process's namespace, private: tests/netns_run.sh) has two
+ * interfaces, veth pairs a0 (10.1.0.2) and b0 (10.2.0.2), to the edge's namespace, where the edge
+ * listens on 10.9.0.1; the route to the edge prefers a0. While requests and a 4 MB echoed stream
+ * are in flight, a0 loses its address and goes down: the route moves to b0 with another source
+ * address, and the connection must follow it without a reconnect: every byte arrives once, in
+ * order, and the state stays Connected. A new path the edge cannot answer on (black-holed) falls
+ * back to a reconnect. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "synesis/request.h"
+#include "synesis/stream.h"
+#include "tunnel_test.h"
+
+static int dev_ns = -1;  /* the device's namespace (this process's own) */
+static int edge_ns = -1; /* the edge's, created per test */
+
+static void sh(const char *fmt, ...) SYNESIS_PRINTF(1, 2);
+static void sh(const char *fmt, ...) {
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int rv = system(cmd);
+    if (rv != 0)
+        fail_msg("'%s' failed (%d)", cmd, rv);
+}
+
+static void enter_ns(int fd) {
+    if (setns(fd, CLONE_NEWNET) != 0)
+        fail_msg("setns: %s", strerror(errno));
+}
+
+/* The two namespaces and the veth pairs between them (dev_ns is inherited by ip as fd N). */
+static int setup(void **state) {
+    (void)state;
+    if (dev_ns < 0)
+        dev_ns = open("/proc/self/ns/net", O_RDONLY);
+    if (dev_ns < 0 || unshare(CLONE_NEWNET) != 0)
+        fail_msg("a namespace for the edge: %s", strerror(errno));
+    edge_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    sh("ip link set lo up && ip addr add 10.9.0.1/32 dev lo && "
+       "ip link add a1 type veth peer name a0 netns /proc/self/fd/%d && "
+       "ip link add b1 type veth peer name b0 netns /proc/self/fd/%d && "
+       "ip addr add 10.1.0.1/24 dev a1 && ip link set a1 up && "
+       "ip addr add 10.2.0.1/24 dev b1 && ip link set b1 up",
+       dev_ns, dev_ns);
+    enter_ns(dev_ns);
+    sh("ip addr add 10.1.0.2/24 dev a0 && ip link set a0 up && "
+       "ip addr add 10.2.0.2/24 dev b0 && ip link set b0 up && "
+       "ip route add 10.9.0.1/32 via 10.1.0.1 dev a0 metric 10 && "
+       "ip route add 10.9.0.1/32 via 10.2.0.1 dev b0 metric 20");
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    close(edge_ns); /* the namespace goes with the last socket in it, the veth pairs with it */
+    edge_ns = -1;
+    /* At once, even when a failed test left the edge's socket (and so its namespace) alive. */
+    (void)system("ip link del a0 2>/dev/null; ip link del b0 2>/dev/null");
+    return 0;
+}
+
+/* The edge's path events (JSON lines), concatenated. */
+static char edge_paths[8192];
+static void edge_log(void *ud, const char *line) {
+    (void)ud;
+    if (strstr(line, "\"path_") && strlen(edge_paths) + strlen(line) + 2 < sizeof(edge_paths)) {
+        strcat(edge_paths, line);
+        strcat(edge_paths, "\n");
+    }
+}
+
+/* An edge on listen, its socket made in the edge's namespace. */
+static syn_edge *edge_start_on(struct ev_loop *loop, const char *pki, const char *listen) {
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, pki);
+    ec.listen = listen;
+    ec.idle_timeout = 10;
+    ec.log = edge_log;
+    edge_paths[0] = 0;
+    enter_ns(edge_ns);
+    syn_edge *e = syn_test_edge_start(loop, &ec); /* its socket lives in the edge's namespace */
+    enter_ns(dev_ns);
+    return e;
+}
+
+static syn_edge *edge_start(struct ev_loop *loop, const char *pki) {
+    return edge_start_on(loop, pki, "10.9.0.1:0");
+}
+
+static synesis_tunnel *tunnel_start(struct ev_loop *loop, const char *pki, syn_edge *e, int watch) {
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, 0);
+    char url[64];
+    snprintf(url, sizeof(url), "quic://10.9.0.1:%u", syn_edge_port(e));
+    cfg.cloud_url = url;
+    cfg.watch_network = watch;
+    cfg.idle_timeout = 10;
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 5);
+    return t;
+}
+
+/* ---- the traffic: an echoed stream of STREAM_BYTES, and requests ---- */
+
+#define STREAM_BYTES (4u * 1024 * 1024)
+#define NREQ 16
+#define REQ_BYTES 20000
+
+static uint8_t pat(size_t i) { return (uint8_t)((i * 7 + i / 251) % 251); }
+
+typedef struct flow {
+    synesis_stream *s;
+    size_t sent, received, bad;
+    int ended, closed, status;
+    char detail[256];
+    /* requests */
+    int req_calls[NREQ], req_ok[NREQ];
+    uint8_t req_body[NREQ][REQ_BYTES];
+    int reqs_issued;
+} flow;
+
+static void pump(flow *f) {
+    while (f->sent < STREAM_BYTES) {
+        uint8_t buf[16384];
+        size_t n = STREAM_BYTES - f->sent < sizeof(buf) ? STREAM_BYTES - f->sent : sizeof(buf);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = pat(f->sent + i);
+        size_t acc = 0;
+        int rv = synesis_stream_write(f->s, buf, n, &acc);
+        if (rv == SYNESIS_ERR_WOULD_BLOCK)
+            return; /* on_writable continues */
+        if (rv != 0)
+            fail_msg("stream write: %s", synesis_error_name(rv));
+        f->sent += acc;
+        if (acc < n)
+            return; /* on_writable continues */
+    }
+    synesis_stream_finish(f->s);
+}
+
+static void on_data(synesis_stream *s, const uint8_t *data, size_t len, void *ud) {
+    (void)s;
+    flow *f = ud;
+    for (size_t i = 0; i < len; i++)
+        if (data[i] != pat(f->received + i))
+            f->bad++;
+    f->received += len;
+}
+static void on_end(synesis_stream *s, void *ud) {
+    (void)s;
+    ((flow *)ud)->ended++;
+}
+static void on_writable(synesis_stream *s, void *ud) {
+    (void)s;
+    pump(ud);
+}
+static void on_close(synesis_stream *s, int status, uint64_t code, const char *detail, void *ud) {
+    (void)s;
+    (void)code;
+    flow *f = ud;
+    f->closed++;
+    f->status = status;
+    snprintf(f->detail, sizeof(f->detail), "%s", detail);
+}
+
+typedef struct req_ctx {
+    flow *f;
+    int i;
+} req_ctx;
+static req_ctx req_ctxs[NREQ];
+
+static void on_resp(synesis_tunnel *t, synesis_request *req, const synesis_response *r, void *ud) {
+    (void)t;
+    (void)req;
+    req_ctx *c = ud;
+    c->f->req_calls[c->i]++;
+    c->f->req_ok[c->i] = r->status == 0 && r->len == REQ_BYTES &&
+                         memcmp(r->data, c->f->req_body[c->i], REQ_BYTES) == 0;
+}
+
+static void request(synesis_tunnel *t, flow *f) {
+    int i = f->reqs_issued++;
+    for (size_t k = 0; k < REQ_BYTES; k++)
+        f->req_body[i][k] = (uint8_t)(1 + (i * 31 + k) % 200); /* never a command word */
+    req_ctxs[i] = (req_ctx){f, i};
+    synesis_request_options o;
+    synesis_request_options_init(&o);
+    o.timeout = 20;
+    assert_int_equal(
+        synesis_tunnel_request(t, f->req_body[i], REQ_BYTES, &o, on_resp, &req_ctxs[i], NULL), 0);
+}
+
+static void flow_start(synesis_tunnel *t, flow *f) {
+    memset(f, 0, sizeof(*f));
+    synesis_stream_callbacks cb;
+    synesis_stream_callbacks_init(&cb);
+    cb.on_data = on_data;
+    cb.on_end = on_end;
+    cb.on_writable = on_writable;
+    cb.on_close = on_close;
+    assert_int_equal(synesis_tunnel_open_stream(t, &cb, f, &f->s), 0);
+    pump(f);
+    for (int i = 0; i < NREQ / 2; i++)
+        request(t, f);
+}
+
+static int quarter_received(void *ud) { return ((flow *)ud)->received >= STREAM_BYTES / 4; }
+
+static int flow_done(void *ud) {
+    flow *f = ud;
+    if (!f->closed)
+        return 0;
+    for (int i = 0; i < f->reqs_issued; i++)
+        if (!f->req_calls[i])
+            return 0;
+    return 1;
+}
+
+static void flow_check(const flow *f) {
+    assert_int_equal(f->closed, 1);
+    if (f->status != 0)
+        fail_msg("stream closed with %s: %s", synesis_error_name(f->status), f->detail);
+    assert_int_equal(f->ended, 1);
+    assert_int_equal(f->sent, STREAM_BYTES);
+    assert_int_equal(f->received, STREAM_BYTES); /* nothing lost, nothing twice */
+    assert_int_equal(f->bad, 0);                 /* every byte in its place */
+    assert_int_equal(f->reqs_issued, NREQ);
+    for (int i = 0; i < NREQ; i++) {
+        assert_int_equal(f->req_calls[i], 1);
+        assert_true(f->req_ok[i]);
+    }
+}
+
+/* The device's address moves from a0 to b0: a0's address removed, the link down. */
+static void move_address(void) { sh("ip addr del 10.1.0.2/24 dev a0 && ip link set a0 down"); }
+
+static int migrated(void *ud) {
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats((synesis_tunnel *)ud, &st);
+    return st.migrations + st.migrations_failed > 0;
+}
+
+static void move_while_busy(int watch) {
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki(watch ? "mig-watch" : "mig-call");
+    syn_edge *e = edge_start(loop, pki);
+    synesis_tunnel *t = tunnel_start(loop, pki, e, watch);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_true(strncmp(st.remote_address, "10.9.0.1:", 9) == 0);
+    syn_test_states states = {0};
+    assert_int_equal(synesis_tunnel_subscribe(t, syn_test_record_state, &states, NULL), 0);
+
+    flow f;
+    flow_start(t, &f);
+    assert_true(syn_test_run_until(loop, quarter_received, &f, 10));
+    assert_true(f.received < STREAM_BYTES);
+    move_address();
+    if (!watch) {
+        assert_int_equal(synesis_tunnel_network_changed(t), 0);
+        assert_int_equal(synesis_tunnel_network_changed(t), 0); /* idempotent */
+    }
+    for (int i = NREQ / 2; i < NREQ; i++)
+        request(t, &f); /* requests made during the move */
+    assert_true(syn_test_run_until(loop, migrated, t, 10));
+    assert_true(syn_test_run_until(loop, flow_done, &f, 30));
+    flow_check(&f);
+
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.migrations, 1);
+    assert_int_equal(st.migrations_failed, 0);
+    assert_int_equal(st.reconnects, 0);
+    assert_int_equal(st.connections, 1);
+    assert_true(st.last_migration_gap > 0 && st.last_migration_gap < 10);
+    print_message("migration (%s): gap %.1f ms, %zu stream bytes and %d requests intact\n",
+                  watch ? "netlink watcher" : "network_changed()", st.last_migration_gap * 1e3,
+                  f.received, NREQ);
+    if (watch)
+        assert_true(syn_migration_nl_events(t) > 0);
+    assert_int_equal(states.n, 0); /* Connected throughout */
+    assert_int_equal(synesis_tunnel_get_state(t, &(synesis_tunnel_state){0}), 0);
+    assert_true(synesis_tunnel_is_connected(t));
+    /* The edge saw its device move, and validated the new path. */
+    syn_edge_stats es;
+    syn_edge_get_stats(e, &es);
+    assert_true(es.path_changes >= 1);
+    assert_true(es.paths_validated >= 1);
+    /* ... and logged it: from the old address to the new, then validated. */
+    print_message("%s", edge_paths);
+    assert_non_null(strstr(edge_paths, "\"event\":\"path_changed\",\"remote\":\"10.1.0.2:"));
+    assert_non_null(strstr(edge_paths, "\"address\":\"10.2.0.2:"));
+    assert_non_null(strstr(edge_paths, "\"event\":\"path_validated\""));
+    assert_non_null(strstr(edge_paths, "\"result\":\"validated\""));
+    /* A further call with nothing changed moves nothing. */
+    assert_int_equal(synesis_tunnel_network_changed(t), 0);
+    syn_test_run_for(loop, 0.2);
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.migrations + st.migrations_failed, 1);
+    syn_test_finish(loop, t, e);
+}
+
+static void test_network_changed_call(void **state) {
+    (void)state;
+    move_while_busy(0);
+}
+
+static void test_netlink_watcher(void **state) {
+    (void)state;
+    move_while_busy(1);
+}
+
+/* The new path black-holes the edge's answers: the PATH_CHALLENGE is never answered, and the
+ * tunnel falls back to a reconnect, which resumes once the path works. */
+static void test_unvalidated_path_reconnects(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki("mig-blackhole");
+    syn_edge *e = edge_start(loop, pki);
+    synesis_tunnel *t = tunnel_start(loop, pki, e, 0);
+    syn_test_states states = {0};
+    assert_int_equal(synesis_tunnel_subscribe(t, syn_test_record_state, &states, NULL), 0);
+    syn_test_run_for(loop, 0.1); /* the edge's spare connection IDs and ticket arrive */
+    enter_ns(edge_ns);
+    sh("ip route add blackhole 10.2.0.2/32");
+    enter_ns(dev_ns);
+    move_address();
+    assert_int_equal(synesis_tunnel_network_changed(t), 0);
+    int ri = syn_test_wait_recorded(loop, &states, SYNESIS_STATE_RECONNECTING, 1, 0, 15);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.migrations, 0);
+    assert_int_equal(st.migrations_failed, 1);
+    enter_ns(edge_ns);
+    sh("ip route del blackhole 10.2.0.2/32");
+    enter_ns(dev_ns);
+    syn_test_wait_recorded(loop, &states, SYNESIS_STATE_CONNECTED, 0, ri, 15);
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.reconnects, 1);
+    assert_true(syn_tunnel_resume(t) && syn_tunnel_resume(t)->resumed >= 1);
+    syn_test_result r = {0};
+    syn_test_request(loop, t, "after", 5, NULL, &r, 5);
+    assert_int_equal(r.status, 0);
+    free(r.data);
+    syn_test_finish(loop, t, e);
+}
+
+/* "edge.test": 10.9.0.1 first, then fd09::1 (an A and an AAAA record). */
+static int resolve_both(const char *host, uint16_t port, struct sockaddr_storage *out,
+                        unsigned int *lens, size_t max, void *ud) {
+    (void)host;
+    (void)ud;
+    if (max < 2)
+        return -1;
+    memset(out, 0, 2 * sizeof(*out));
+    struct sockaddr_in *in = (struct sockaddr_in *)&out[0];
+    in->sin_family = AF_INET;
+    in->sin_port = htons(port);
+    inet_pton(AF_INET, "10.9.0.1", &in->sin_addr);
+    lens[0] = sizeof(*in);
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out[1];
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    inet_pton(AF_INET6, "fd09::1", &in6->sin6_addr);
+    lens[1] = sizeof(*in6);
+    return 2;
+}
+
+/* The new network has no route to the edge's IPv4 address, only to its IPv6 one: a connection
+ * cannot change its server address, so the tunnel reconnects at once (to the IPv6 address)
+ * rather than waiting for the idle timeout. */
+static void test_other_ip_version_reconnects(void **state) {
+    (void)state;
+    enter_ns(edge_ns);
+    sh("ip addr add fd09::1/128 dev lo && ip addr add fd02::1/64 dev b1 nodad");
+    enter_ns(dev_ns);
+    sh("ip addr add fd02::2/64 dev b0 nodad && ip route add fd09::1/128 via fd02::1 dev b0 && "
+       "ip route del 10.9.0.1/32 via 10.2.0.1 dev b0");
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki("mig-family");
+    syn_edge *e4 = edge_start(loop, pki);
+    char listen6[64];
+    snprintf(listen6, sizeof(listen6), "[fd09::1]:%u", syn_edge_port(e4));
+    syn_edge *e6 = edge_start_on(loop, pki, listen6);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, 0);
+    char url[64];
+    snprintf(url, sizeof(url), "quic://edge.test:%u", syn_edge_port(e4));
+    cfg.cloud_url = url;
+    cfg.resolve = resolve_both;
+    cfg.idle_timeout = 30; /* a reconnect by idle timeout would come too late for the test */
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 5);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_true(strncmp(st.remote_address, "10.9.0.1:", 9) == 0);
+    syn_test_states states = {0};
+    assert_int_equal(synesis_tunnel_subscribe(t, syn_test_record_state, &states, NULL), 0);
+    move_address(); /* no IPv4 route to the edge is left */
+    assert_int_equal(synesis_tunnel_network_changed(t), 0);
+    int ri = syn_test_wait_recorded(loop, &states, SYNESIS_STATE_RECONNECTING, 1, 0, 10);
+    syn_test_wait_recorded(loop, &states, SYNESIS_STATE_CONNECTED, 0, ri, 10);
+    synesis_tunnel_get_stats(t, &st);
+    assert_true(strncmp(st.remote_address, "[fd09::1]:", 10) == 0);
+    assert_int_equal(st.migrations, 0);
+    assert_int_equal(st.migrations_failed, 1);
+    syn_test_result r = {0};
+    syn_test_request(loop, t, "over six", 8, NULL, &r, 5);
+    assert_int_equal(r.status, 0);
+    free(r.data);
+    synesis_tunnel_free(t);
+    syn_test_run_for(loop, 0.05); /* the close goes out */
+    syn_edge_free(e6);
+    syn_test_finish(loop, NULL, e4);
+}
+
+/* Not Connected: nothing to move, nothing happens. */
+static void test_not_connected(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki("mig-idle");
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, 9);
+    synesis_tunnel *t = syn_test_tunnel_new(loop, &cfg, NULL, NULL);
+    assert_int_equal(synesis_tunnel_network_changed(t), 0);
+    assert_int_equal(synesis_tunnel_network_changed(NULL), SYNESIS_ERR_INVALID_ARGUMENT);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.migrations + st.migrations_failed, 0);
+    syn_test_finish(loop, t, NULL);
+}
+
+int main(void) {
+    /* The device's namespace: a private one of this process (the edge's are made per test). */
+    if (unshare(CLONE_NEWNET) != 0 || system("ip link set lo up") != 0) {
+        printf("network namespaces (unshare CLONE_NEWNET, as root) or iproute2 not available: "
+               "skipped\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_not_connected),
+        cmocka_unit_test_setup_teardown(test_network_changed_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_netlink_watcher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unvalidated_path_reconnects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_ip_version_reconnects, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
