@@ -115,8 +115,9 @@ struct synesis_tunnel {
      * the edge first sends either. resume_off: keep none (tests, the benchmark's full
      * handshakes). */
     syn_resume *resume;
-    int resume_off;
-    int early_off; /* no 0-RTT even where a ticket allows it (syn_tunnel_set_early_data) */
+    int resume_off;    /* !config.resumption */
+    int early_off;     /* !config.early_data: no 0-RTT even where a ticket allows it */
+    int resume_notify; /* a ticket arrived: callbacks.on_resume_data at the end of rio_cb */
 
     synesis_tunnel_state state; /* error_detail always points to state_detail */
     char state_detail[SYN_STATE_DETAIL];
@@ -233,23 +234,12 @@ void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out);
  * at its end (see buffers_after_read in tunnel.c). */
 #define SYN_TUNNEL_SHORT_RUN 4
 
-/* The tunnel's resumption store (NULL until the edge sent a ticket or a token); tests and the
- * benchmark read its counters, and may drop its contents (syn_resume_clear) or switch it off. */
+/* The tunnel's resumption store (NULL until the edge sent a ticket or a token, or
+ * config.resume_data was imported); tests and the benchmark read its counters, and may drop its
+ * contents (syn_resume_clear). Switched on and off by config.resumption, 0-RTT by
+ * config.early_data, a request's eligibility by SYNESIS_REQUEST_IDEMPOTENT. */
 syn_resume *syn_tunnel_resume(synesis_tunnel *t);
-void syn_tunnel_set_resume(synesis_tunnel *t, int on);
-/* 0-RTT on reconnect where the ticket allows it (default on): requests marked idempotent are sent
- * with the handshake's first flight; everything else waits for Connected. */
-void syn_tunnel_set_early_data(synesis_tunnel *t, int on);
-/*
- * The "idempotent" request flag (the internal half of the proposed public option, see
- * docs/resumption.md): a request so marked may be sent in 0-RTT, and may then reach the edge more
- * than once should an attacker replay the flight to another edge sharing the ticket key (the
- * edge's single-use tickets stop a replay to the same edge). Set it right after
- * synesis_tunnel_request(), while the request waits (no effect once its stream is open).
- * 0-RTT requests also counted: those sent in 0-RTT, and of them the ones the edge rejected (sent
- * again in 1-RTT).
- */
-void syn_request_set_idempotent(synesis_request *r, int on);
+/* Tests: whether the request's stream was opened in 0-RTT. */
 int syn_request_sent_early(const synesis_request *r);
 
 /* Tests only: asks the state machine for a transition to kind (with attempt for Reconnecting),
