@@ -1,5 +1,6 @@
 /* Name resolution off the loop: one detached getaddrinfo thread per lookup, result via ev_async. */
 #include "dns.h"
+#include "dns_test.h"
 
 #include "internal.h"
 

@@ -92,7 +92,4 @@ void syn_resolver_free(syn_resolver *r);
  * cancelled), else 0. */
 int syn_resolver_active(const syn_resolver *r);
 
-/* Tests only: makes the next thread start of r fail as if pthread_create returned err. */
-void syn_resolver_test_spawn_error(syn_resolver *r, int err);
-
 #endif /* SYNESIS_DNS_H */

@@ -1,5 +1,6 @@
 /* The QUIC connection driver: ngtcp2 + OpenSSL session, streams, write loop, timers. */
 #include "qconn.h"
+#include "qconn_test.h"
 
 #include "synesis/tunnel.h"
 #include "tls.h"
@@ -2075,9 +2076,12 @@ int syn_qconn_trim(syn_qconn *qc) {
     return syn_udp_tx_trim(&qc->tx);
 }
 
-const syn_udp_tx *syn_qconn_tx(const syn_qconn *qc) { return &qc->tx; }
+ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc) { return qc->conn; }
 
-/* ---- tests and fuzzing (see qconn.h): the stream callbacks as ngtcp2 would call them ---- */
+/* ---- tests and fuzzing (qconn_test.h): the send batch, stream walking, and the stream
+ * callbacks as ngtcp2 would call them ---- */
+
+const syn_udp_tx *syn_qconn_tx(const syn_qconn *qc) { return &qc->tx; }
 
 syn_qstream *syn_qconn_streams(const syn_qconn *qc) {
     return SYN_LIST_FIRST(&qc->streams, syn_qstream, link);
@@ -2086,8 +2090,6 @@ syn_qstream *syn_qconn_streams(const syn_qconn *qc) {
 syn_qstream *syn_qstream_next(const syn_qstream *s) { return SYN_LIST_NEXT(s, syn_qstream, link); }
 
 uint64_t syn_qstream_sent(const syn_qstream *s) { return s->sent; }
-
-ngtcp2_conn *syn_qconn_ngtcp2(const syn_qconn *qc) { return qc->conn; }
 
 int syn_qconn_test_peer_stream(syn_qconn *qc, int64_t id, syn_qstream **out) {
     *out = NULL;

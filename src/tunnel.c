@@ -1,5 +1,6 @@
 /* The CloudTunnel: lifecycle, state machine, connection attempts and reconnection. */
 #include "tunnel_int.h"
+#include "tunnel_test.h"
 
 #include "tls.h"
 
@@ -723,7 +724,7 @@ static void resume_notify(synesis_tunnel *t) {
 }
 
 /* config.resume_data, in synesis_tunnel_new(): usable or ignored with a warning, never an
- * error (docs/resumption.md, "Persistence"). */
+ * error (docs/resumption.md, "The public API"). */
 static void resume_import(synesis_tunnel *t, const uint8_t *blob, size_t len) {
     if (!len || !blob || t->resume_off)
         return;

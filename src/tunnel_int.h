@@ -234,11 +234,6 @@ void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out);
  * at its end (see buffers_after_read in tunnel.c). */
 #define SYN_TUNNEL_SHORT_RUN 4
 
-/* The tunnel's resumption store (NULL until the edge sent a ticket or a token, or
- * config.resume_data was imported); tests and the benchmark read its counters, and may drop its
- * contents (syn_resume_clear). Switched on and off by config.resumption, 0-RTT by
- * config.early_data, a request's eligibility by SYNESIS_REQUEST_IDEMPOTENT. */
-syn_resume *syn_tunnel_resume(synesis_tunnel *t);
 /* Tests: whether the request's stream was opened in 0-RTT. */
 int syn_request_sent_early(const synesis_request *r);
 

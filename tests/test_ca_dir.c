@@ -121,25 +121,16 @@ static synesis_tunnel *new_tunnel(fixture *f, const char *ca_dir) {
     cfg.use_system_trust = 0;
     cfg.ca_dir = ca_dir;
     synesis_tunnel *t = NULL;
-    char detail[512];
     synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
                                    .on_state = syn_test_record_state};
-    int rv = synesis_tunnel_new(&t, f->loop, &cfg, &cb, &f->states, detail, sizeof(detail));
-    if (rv)
-        fail_msg("tunnel: %s: %s", synesis_error_name(rv), detail);
+    t = syn_test_tunnel_new(f->loop, &cfg, &cb, &f->states);
     return t;
-}
-
-static int settled(void *ud) {
-    fixture *f = ud;
-    return syn_test_find_state(&f->states, SYNESIS_STATE_CONNECTED, 0) >= 0 ||
-           syn_test_find_state(&f->states, SYNESIS_STATE_FAILED, 0) >= 0;
 }
 
 static void expect_connects(fixture *f, const char *ca_dir) {
     synesis_tunnel *t = new_tunnel(f, ca_dir);
     assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, settled, f, 5));
+    assert_true(syn_test_run_until(f->loop, syn_test_settled, &f->states, 5));
     synesis_tunnel_state s;
     synesis_tunnel_get_state(t, &s);
     if (s.kind != SYNESIS_STATE_CONNECTED)
@@ -161,7 +152,7 @@ static void expect_untrusted(fixture *f, const char *ca_dir, const char *why) {
     handshakes0 = es.handshakes;
     synesis_tunnel *t = new_tunnel(f, ca_dir);
     assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, settled, f, 5));
+    assert_true(syn_test_run_until(f->loop, syn_test_settled, &f->states, 5));
     synesis_tunnel_state s;
     synesis_tunnel_get_state(t, &s);
     if (s.kind != SYNESIS_STATE_FAILED || s.error != SYNESIS_ERR_PEER_UNTRUSTED)

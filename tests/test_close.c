@@ -38,8 +38,7 @@ static const char *pki;
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("close-1");
+    pki = syn_test_pki_shared("close-1");
     f->edge = syn_test_edge(f->loop, pki, 5.0);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     *state = f;
@@ -95,13 +94,9 @@ static int got_response(void *ud) { return ((fixture *)ud)->responses > 0; }
 
 static void one_round(fixture *f, int round) {
     if (!f->t) {
-        char detail[512];
-        int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail));
-        if (rv)
-            fail_msg("%s: %s", synesis_error_name(rv), detail);
+        f->t = syn_test_tunnel_new(f->loop, &f->cfg, NULL, f);
     }
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    syn_test_connect(f->loop, f->t, 5);
     f->responses = 0;
     char msg[64];
     int n = snprintf(msg, sizeof(msg), "hello %d", round);
@@ -196,11 +191,7 @@ static void test_linger_delivers_queued_heartbeat(void **state) {
     synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
                                    .on_heartbeat = on_hb_disconnect,
                                    .on_heartbeat_result = on_hb_result};
-    char detail[512];
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail)),
-                     0);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, &cb, f, 5);
     assert_true(syn_test_run_until(f->loop, edge_has_heartbeat, f, 5));
     assert_true(f->hb_queued);
     closed_wait w = {f, 1};
@@ -269,11 +260,7 @@ static void test_connect_and_free_during_linger(void **state) {
     f->mode = 2;
     assert_int_equal(syn_fault_proxy_port(p), syn_edge_port(f->edge));
     target_host = 2;
-    char detail[512];
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail)),
-                     0);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, NULL, f, 5);
     syn_fault_proxy_blackhole(p, 1);
     assert_int_equal(synesis_tunnel_request(f->t, "ping", 4, NULL, on_response, f, NULL), 0);
     syn_test_run_for(f->loop, 0.05); /* sent, never acknowledged */
@@ -282,8 +269,7 @@ static void test_connect_and_free_during_linger(void **state) {
     assert_int_equal(f->last_status, SYNESIS_ERR_CANCELLED);
     assert_false(syn_list_empty(&f->t->lingers));
     target_host = 1;
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    syn_test_connect(f->loop, f->t, 5);
     f->responses = 0;
     assert_int_equal(synesis_tunnel_request(f->t, "pong", 4, NULL, on_response, f, NULL), 0);
     assert_true(syn_test_run_until(f->loop, got_response, f, 5));
@@ -330,12 +316,7 @@ static void test_edge_closing_period_repeats_close(void **state) {
     assert_non_null(p);
     syn_test_tunnel_config(&f->cfg, pki, syn_fault_proxy_port(p));
     f->cfg.idle_timeout = 3.0;
-    char detail[512];
-    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, NULL, f, 5);
     uint64_t cids_one = edge_stats(f).cids;
 
     syn_fault_dir lose = {.drop = 1.0};
@@ -378,12 +359,7 @@ static void test_edge_closing_period_repeats_close(void **state) {
 /* A connection the device closes drains at the edge (no answer to late packets) and then goes. */
 static void test_edge_draining_after_device_close(void **state) {
     fixture *f = *state;
-    char detail[512];
-    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, NULL, f, 5);
     assert_int_equal(synesis_tunnel_disconnect(f->t), 0);
     closed_wait w = {f, 1};
     assert_true(syn_test_run_until(f->loop, edge_closed_at_least, &w, 5));

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "dns.h"
+#include "dns_test.h"
 #include "internal.h"
 
 /* ---- failure injection (the test links with -Wl,--wrap=calloc,...): the n-th next call fails ----

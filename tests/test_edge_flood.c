@@ -26,26 +26,6 @@
 #define MAX_DGRAMS 4  /* Initial datagrams kept per client (OpenSSL 3.5 sends two) */
 #define GARBAGE 20000 /* garbage datagrams */
 
-static const char *pki;
-
-static const char *test_pki(void) {
-    if (!pki)
-        pki = syn_test_pki("flood-1");
-    return pki;
-}
-
-static syn_edge *start_edge(struct ev_loop *loop, syn_edge_config *ec) {
-    syn_edge *e = NULL;
-    char detail[512];
-    int rv = syn_edge_new(&e, loop, ec, detail);
-    if (rv != 0)
-        fail_msg("edge: %s: %s", synesis_error_name(rv), detail);
-    rv = syn_edge_start(e, detail);
-    if (rv != 0)
-        fail_msg("edge start: %s: %s", synesis_error_name(rv), detail);
-    return e;
-}
-
 static syn_edge_stats stats(const syn_edge *e) {
     syn_edge_stats s;
     syn_edge_get_stats(e, &s);
@@ -108,14 +88,8 @@ static int edge_empty(void *ud) {
 /* A real device connects through whatever the edge is going through, and a request works. */
 static void device_connects(struct ev_loop *loop, syn_edge *e) {
     synesis_tunnel_config cfg;
-    syn_test_tunnel_config(&cfg, test_pki(), syn_edge_port(e));
-    synesis_tunnel *t = NULL;
-    char detail[512];
-    int rv = synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(loop, syn_test_connected, t, 10));
+    syn_test_tunnel_config(&cfg, syn_test_pki_shared("flood-1"), syn_edge_port(e));
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 10);
     syn_test_result res = {0};
     syn_test_request(loop, t, "still here", 10, NULL, &res, 5);
     assert_int_equal(res.status, 0);
@@ -132,10 +106,10 @@ static void test_spoofed_handshake_flood(void **state) {
     (void)state;
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     syn_edge_config ec;
-    syn_test_edge_config(&ec, test_pki());
+    syn_test_edge_config(&ec, syn_test_pki_shared("flood-1"));
     ec.retry_threshold = THRESHOLD;
     ec.handshake_timeout = 1.0;
-    syn_edge *e = start_edge(loop, &ec);
+    syn_edge *e = syn_test_edge_start(loop, &ec);
 
     /* Capture the Initials of FLOOD real clients on a socket that never answers. */
     int cap = udp_socket(INADDR_LOOPBACK, 0);
@@ -145,7 +119,8 @@ static void test_spoofed_handshake_flood(void **state) {
     int nc = 0;
     for (int i = 0; i < FLOOD + 20; i++) {
         if (i < FLOOD)
-            raw[i] = syn_test_raw_client_new(loop, sock_port(cap), test_pki(), NULL, NULL);
+            raw[i] = syn_test_raw_client_new(loop, sock_port(cap), syn_test_pki_shared("flood-1"),
+                                             NULL, NULL);
         if (i % 8 == 7)
             syn_test_run_for(loop, 0.005);
         uint8_t buf[1500];
@@ -234,10 +209,10 @@ static void test_garbage_datagrams(void **state) {
     (void)state;
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     syn_edge_config ec;
-    syn_test_edge_config(&ec, test_pki());
+    syn_test_edge_config(&ec, syn_test_pki_shared("flood-1"));
     ec.retry_threshold = THRESHOLD;
     ec.handshake_timeout = 1.0;
-    syn_edge *e = start_edge(loop, &ec);
+    syn_edge *e = syn_test_edge_start(loop, &ec);
     int fd = udp_socket(INADDR_LOOPBACK, 0);
     uint64_t seed = 0x9e3779b97f4a7c15ULL;
     uint8_t buf[1500];

@@ -16,29 +16,9 @@
 #include "harness.h"
 #include "synesis/request.h"
 
-static const char *pki;
-
-static const char *test_pki(void) {
-    if (!pki)
-        pki = syn_test_pki("hostile-1");
-    return pki;
-}
-
-static syn_edge *start_edge(struct ev_loop *loop, syn_edge_config *ec) {
-    syn_edge *e = NULL;
-    char detail[512];
-    int rv = syn_edge_new(&e, loop, ec, detail);
-    if (rv != 0)
-        fail_msg("edge: %s: %s", synesis_error_name(rv), detail);
-    rv = syn_edge_start(e, detail);
-    if (rv != 0)
-        fail_msg("edge start: %s: %s", synesis_error_name(rv), detail);
-    return e;
-}
-
 static syn_test_raw_client *raw_device(struct ev_loop *loop, syn_edge *e,
                                        const syn_qconn_settings *st) {
-    const char *dir = test_pki();
+    const char *dir = syn_test_pki_shared("hostile-1");
     return syn_test_raw_client_new_st(loop, syn_edge_port(e), dir, syn_test_path(dir, "device.pem"),
                                       syn_test_path(dir, "device.key"), st);
 }
@@ -90,10 +70,10 @@ static void test_migrations_keep_cid_table_bounded(void **state) {
     (void)state;
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     syn_edge_config ec;
-    syn_test_edge_config(&ec, test_pki());
+    syn_test_edge_config(&ec, syn_test_pki_shared("hostile-1"));
     ec.idle_timeout = 10;
     ec.log_file = getenv("HOSTILE_LOG") ? stderr : NULL;
-    syn_edge *e = start_edge(loop, &ec);
+    syn_edge *e = syn_test_edge_start(loop, &ec);
     syn_test_raw_client *c = raw_device(loop, e, NULL);
     assert_true(syn_test_run_until(loop, syn_test_raw_done, c, 5));
     assert_int_equal(c->err, 0);
@@ -161,25 +141,6 @@ static void test_migrations_keep_cid_table_bounded(void **state) {
 
 /* ---- (B) Retry ---- */
 
-typedef struct result {
-    int calls;
-    int status;
-    size_t len;
-    char data[64];
-} result;
-
-static void on_resp(synesis_tunnel *t, synesis_request *req, const synesis_response *r, void *ud) {
-    (void)t;
-    (void)req;
-    result *res = ud;
-    res->calls++;
-    res->status = r->status;
-    res->len = r->len;
-    memcpy(res->data, r->data, r->len < sizeof(res->data) ? r->len : sizeof(res->data));
-}
-
-static int res_done(void *ud) { return ((result *)ud)->calls > 0; }
-
 /* retry_threshold 0: every new connection goes through a Retry; the tunnel follows it (its
  * Initial carries the token, the transport parameters name the original and Retry DCIDs) and
  * connects, and requests work. */
@@ -187,25 +148,21 @@ static void test_retry_always(void **state) {
     (void)state;
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     syn_edge_config ec;
-    syn_test_edge_config(&ec, test_pki());
+    syn_test_edge_config(&ec, syn_test_pki_shared("hostile-1"));
     ec.retry_threshold = 0;
-    syn_edge *e = start_edge(loop, &ec);
+    syn_edge *e = syn_test_edge_start(loop, &ec);
     synesis_tunnel_config cfg;
-    syn_test_tunnel_config(&cfg, test_pki(), syn_edge_port(e));
-    synesis_tunnel *t = NULL;
-    char detail[512];
-    int rv = synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(loop, syn_test_connected, t, 5));
+    syn_test_tunnel_config(&cfg, syn_test_pki_shared("hostile-1"), syn_edge_port(e));
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 5);
 
-    result res = {0};
-    assert_int_equal(synesis_tunnel_request(t, "retry me", 8, NULL, on_resp, &res, NULL), 0);
-    assert_true(syn_test_run_until(loop, res_done, &res, 5));
+    syn_test_result res = {0};
+    assert_int_equal(
+        synesis_tunnel_request(t, "retry me", 8, NULL, syn_test_on_response, &res, NULL), 0);
+    assert_true(syn_test_run_until(loop, syn_test_response_done, &res, 5));
     assert_int_equal(res.status, 0);
     assert_int_equal(res.len, 8);
     assert_memory_equal(res.data, "retry me", 8);
+    free(res.data);
 
     syn_edge_stats st;
     syn_edge_get_stats(e, &st);
@@ -224,9 +181,9 @@ static void test_retry_threshold(void **state) {
     (void)state;
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     syn_edge_config ec;
-    syn_test_edge_config(&ec, test_pki());
+    syn_test_edge_config(&ec, syn_test_pki_shared("hostile-1"));
     ec.retry_threshold = 1;
-    syn_edge *e = start_edge(loop, &ec);
+    syn_edge *e = syn_test_edge_start(loop, &ec);
     /* Two clients at once: the first is accepted directly, the second (one handshake in
      * progress) gets a Retry; both connect. */
     syn_test_raw_client *a = raw_device(loop, e, NULL);
@@ -252,9 +209,9 @@ static void test_forged_retry_token_refused(void **state) {
     (void)state;
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     syn_edge_config ec;
-    syn_test_edge_config(&ec, test_pki());
+    syn_test_edge_config(&ec, syn_test_pki_shared("hostile-1"));
     ec.retry_threshold = SYN_EDGE_RETRY_NEVER; /* refusal does not depend on load */
-    syn_edge *e = start_edge(loop, &ec);
+    syn_edge *e = syn_test_edge_start(loop, &ec);
     uint8_t token[96];
     for (size_t i = 0; i < sizeof(token); i++)
         token[i] = (uint8_t)(i * 37 + 11);
@@ -334,11 +291,11 @@ static void test_socket_buffers(void **state) {
 
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     syn_edge_config ec;
-    syn_test_edge_config(&ec, test_pki());
+    syn_test_edge_config(&ec, syn_test_pki_shared("hostile-1"));
     int got[2] = {0, 0};
     ec.log = grab_buffers;
     ec.log_user_data = got;
-    syn_edge *e = start_edge(loop, &ec);
+    syn_edge *e = syn_test_edge_start(loop, &ec);
     int efd = edge_socket(e);
     assert_true(efd >= 0);
     int ercv = 0, esnd = 0;

@@ -39,8 +39,7 @@ static const char *pki;
 static fixture *start(syn_edge_config *ec_in) {
     fixture *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("proto-1");
+    pki = syn_test_pki_shared("proto-1");
     syn_edge_config ec;
     if (ec_in)
         ec = *ec_in;
@@ -48,9 +47,7 @@ static fixture *start(syn_edge_config *ec_in) {
         syn_test_edge_config(&ec, pki);
     if (getenv("SYN_TEST_EDGE_LOG"))
         ec.log_file = stderr;
-    char detail[512];
-    assert_int_equal(syn_edge_new(&f->edge, f->loop, &ec, detail), 0);
-    assert_int_equal(syn_edge_start(f->edge, detail), 0);
+    f->edge = syn_test_edge_start(f->loop, &ec);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     f->cfg.idle_timeout = 10;
     f->cfg.request_timeout = 20;
@@ -58,12 +55,7 @@ static fixture *start(syn_edge_config *ec_in) {
 }
 
 static void connect_tunnel(fixture *f) {
-    char detail[512];
-    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, NULL, f, 5);
 }
 
 static void finish(fixture *f) {
@@ -253,8 +245,7 @@ typedef struct gcase {
 static void test_command_grammar(void **state) {
     (void)state;
     syn_edge_config ec;
-    if (!pki)
-        pki = syn_test_pki("proto-1");
+    pki = syn_test_pki_shared("proto-1");
     syn_test_edge_config(&ec, pki);
     ec.max_src_size = 1000;
     fixture *f = start(&ec);
@@ -455,8 +446,7 @@ static size_t heap_in_use(void) {
 static void test_buffered_bodies_bounded(void **state) {
     (void)state;
     syn_edge_config ec;
-    if (!pki)
-        pki = syn_test_pki("proto-1");
+    pki = syn_test_pki_shared("proto-1");
     syn_test_edge_config(&ec, pki);
     ec.max_streams_bidi = 100;
     ec.max_conn_buffer = 4u * 1024 * 1024;
@@ -527,8 +517,7 @@ static void test_buffered_bodies_bounded(void **state) {
 static void test_unread_src_bounded(void **state) {
     (void)state;
     syn_edge_config ec;
-    if (!pki)
-        pki = syn_test_pki("proto-1");
+    pki = syn_test_pki_shared("proto-1");
     syn_test_edge_config(&ec, pki);
     ec.max_streams_bidi = 200;
     ec.max_conn_buffer = 2u * 1024 * 1024;
@@ -574,8 +563,7 @@ static void test_unread_src_bounded(void **state) {
 /* A configuration that would reach ngtcp2 out of range is refused. */
 static void test_edge_config_limits(void **state) {
     (void)state;
-    if (!pki)
-        pki = syn_test_pki("proto-1");
+    pki = syn_test_pki_shared("proto-1");
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     for (int i = 0; i < 6; i++) {
         syn_edge_config ec;

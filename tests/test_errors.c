@@ -80,8 +80,7 @@ static fixture *make_fixture(uint64_t max_streams_bidi, int with_proxy, size_t m
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("err-1");
+    pki = syn_test_pki_shared("err-1");
     syn_edge_config ec;
     syn_test_edge_config(&ec, pki);
     ec.max_streams_bidi = max_streams_bidi;
@@ -90,9 +89,7 @@ static fixture *make_fixture(uint64_t max_streams_bidi, int with_proxy, size_t m
     ec.handshake_timeout = 1;
     ec.log = edge_log;
     ec.log_user_data = f;
-    char detail[512];
-    assert_int_equal(syn_edge_new(&f->edge, f->loop, &ec, detail), 0);
-    assert_int_equal(syn_edge_start(f->edge, detail), 0);
+    f->edge = syn_test_edge_start(f->loop, &ec);
     uint16_t port = syn_edge_port(f->edge);
     if (with_proxy) {
         struct sockaddr_in l = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -114,13 +111,9 @@ static int failed_state(void *ud) {
 }
 
 static void start_tunnel(fixture *f, const synesis_tunnel_callbacks *cb) {
-    char detail[512];
-    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, cb, f, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
+    f->t = syn_test_tunnel_new(f->loop, &f->cfg, cb, f);
     assert_int_equal(synesis_tunnel_subscribe(f->t, syn_test_record_state, &f->states, NULL), 0);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    syn_test_connect(f->loop, f->t, 5);
 }
 
 static int setup(void **state) {

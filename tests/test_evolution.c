@@ -34,8 +34,7 @@ typedef struct fixture {
 static const char *pki;
 
 static int setup(void **state) {
-    if (!pki)
-        pki = syn_test_pki("abi");
+    pki = syn_test_pki_shared("abi");
     fixture *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
     f->edge = syn_test_edge(f->loop, pki, 5.0);
@@ -73,11 +72,6 @@ static void must_not_run_hb(synesis_tunnel *t, const synesis_heartbeat_info *inf
     (void)info;
     (void)ud;
     fail_msg("a callback beyond the caller's struct_size ran");
-}
-
-static void connect_and_wait(fixture *f) {
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
 }
 
 static void must_not_run_resume(synesis_tunnel *t, const uint8_t *data, size_t len, void *ud) {
@@ -127,14 +121,14 @@ static void test_version_1_1_members(void **state) {
     cb.on_resume_data = must_not_run_resume;
     cb.struct_size = offsetof(synesis_tunnel_callbacks, on_resume_data);
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, NULL, 0), 0);
-    connect_and_wait(f);
+    syn_test_connect(f->loop, f->t, 5);
     syn_test_run_for(f->loop, 0.2);
     assert_true(synesis_tunnel_resume_data(f->t, NULL, 0) > 0); /* a ticket came */
     synesis_tunnel_free(f->t);
     cb.struct_size = sizeof(cb);
     cb.on_resume_data = count_resume;
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, NULL, 0), 0);
-    connect_and_wait(f);
+    syn_test_connect(f->loop, f->t, 5);
     assert_true(syn_test_run_until(f->loop, resume_counted, f, 5));
 }
 
@@ -156,7 +150,7 @@ static void test_config_smaller(void **state) {
     assert_null(t);
     c.struct_size = offsetof(synesis_tunnel_config, healthy_latency_ms);
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &c, NULL, NULL, detail, sizeof(detail)), 0);
-    connect_and_wait(f);
+    syn_test_connect(f->loop, f->t, 5);
     assert_int_equal(synesis_tunnel_is_healthy(f->t), 1); /* the default 500 ms */
     syn_test_result res = {0};
     syn_test_request(f->loop, f->t, "ping", 4, NULL, &res, 5);
@@ -167,7 +161,7 @@ static void test_config_smaller(void **state) {
     c = f->cfg;
     c.healthy_latency_ms = 0;
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &c, NULL, NULL, NULL, 0), 0);
-    connect_and_wait(f);
+    syn_test_connect(f->loop, f->t, 5);
     assert_int_equal(synesis_tunnel_is_healthy(f->t), 0);
     /* The smallest accepted: struct_size alone, every member a default (which cannot load
      * "device.pem" here: a certificate error, not an argument error). */
@@ -202,7 +196,7 @@ static void test_config_larger(void **state) {
     buf[sizeof(*c) + extra - 1] = 0;
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, c, NULL, NULL, detail, sizeof(detail)), 0);
     free(buf); /* deep-copied */
-    connect_and_wait(f);
+    syn_test_connect(f->loop, f->t, 5);
 }
 
 /* Tunnel callbacks: an older struct's callbacks beyond its size are never called; a newer one
@@ -217,7 +211,7 @@ static void test_callbacks_sizes(void **state) {
     cb.on_heartbeat = must_not_run_hb;
     cb.struct_size = offsetof(synesis_tunnel_callbacks, on_heartbeat);
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, NULL, 0), 0);
-    connect_and_wait(f);
+    syn_test_connect(f->loop, f->t, 5);
     syn_test_run_for(f->loop, 0.3);
     assert_true(f->states >= 2);
     assert_int_equal(f->state_size, sizeof(synesis_tunnel_state));
@@ -227,7 +221,7 @@ static void test_callbacks_sizes(void **state) {
     cb.struct_size = sizeof(cb);
     cb.on_heartbeat = on_hb;
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, NULL, 0), 0);
-    connect_and_wait(f);
+    syn_test_connect(f->loop, f->t, 5);
     syn_test_run_for(f->loop, 0.3);
     assert_true(f->heartbeats >= 1);
     assert_int_equal(f->hb_size, sizeof(synesis_heartbeat_info));
@@ -271,7 +265,7 @@ static int size_set(void *ud) { return *(size_t *)ud != 0; }
 static void test_request_options_sizes(void **state) {
     fixture *f = *state;
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, NULL, NULL, 0), 0);
-    connect_and_wait(f);
+    syn_test_connect(f->loop, f->t, 5);
     synesis_request_options o;
     synesis_request_options_init(&o);
     o.timeout = -1; /* invalid */
@@ -325,7 +319,7 @@ static int closed(void *ud) { return ((fixture *)ud)->closes > 0; }
 static void test_stream_callbacks_and_close_detail(void **state) {
     fixture *f = *state;
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, NULL, NULL, 0), 0);
-    connect_and_wait(f);
+    syn_test_connect(f->loop, f->t, 5);
     synesis_stream_callbacks cb;
     synesis_stream_callbacks_init(&cb);
     cb.on_close = s_close;
@@ -408,7 +402,7 @@ static void test_init_sized_canary(void **state) {
 static void test_getters_canary(void **state) {
     fixture *f = *state;
     assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, NULL, NULL, 0), 0);
-    connect_and_wait(f);
+    syn_test_connect(f->loop, f->t, 5);
     unsigned char buf[sizeof(synesis_tunnel_stats) + 16];
     const size_t scut = offsetof(synesis_tunnel_state, error);
     memset(buf, 0xa5, sizeof(buf));
@@ -448,12 +442,6 @@ static void test_getters_canary(void **state) {
     assert_int_equal(buf[0], 0xa5);
 }
 
-static int is_failed(void *t) {
-    synesis_tunnel_state st;
-    synesis_tunnel_get_state((synesis_tunnel *)t, &st);
-    return st.kind == SYNESIS_STATE_FAILED;
-}
-
 /* Getters' strings point into the tunnel: readable until it is freed, never NULL. */
 static void test_getter_strings_lifetime(void **state) {
     fixture *f = *state;
@@ -467,7 +455,7 @@ static void test_getter_strings_lifetime(void **state) {
     assert_string_equal(s.last_error_detail, "");
     assert_string_equal(s.remote_address, "");
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, is_failed, f->t, 5));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_FAILED, 5));
     assert_int_equal(synesis_tunnel_get_state(f->t, &st), 0);
     assert_int_equal(synesis_tunnel_get_stats(f->t, &s), 0);
     char copy[256];
@@ -480,7 +468,7 @@ static void test_getter_strings_lifetime(void **state) {
     assert_true(strlen(st.error_detail) < 256);
     assert_true(strlen(s.last_error_detail) < 256);
     assert_true(strlen(s.remote_address) < 64);
-    assert_true(syn_test_run_until(f->loop, is_failed, f->t, 5));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_FAILED, 5));
     assert_int_equal(synesis_tunnel_get_state(f->t, &st), 0);
     assert_string_equal(st.error_detail, copy); /* the same failure again */
 }

@@ -51,18 +51,13 @@ static syn_edge *make_edge(fixture *f, uint64_t max_uni) {
     ec.max_heartbeat_size = 4096;
     ec.log = edge_log;
     ec.log_user_data = f;
-    syn_edge *e;
-    char detail[512];
-    assert_int_equal(syn_edge_new(&e, f->loop, &ec, detail), 0);
-    assert_int_equal(syn_edge_start(e, detail), 0);
-    return e;
+    return syn_test_edge_start(f->loop, &ec);
 }
 
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("hb-1");
+    pki = syn_test_pki_shared("hb-1");
     f->edge = make_edge(f, 100);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     f->cfg.heartbeat_interval = 0.1;
@@ -115,10 +110,7 @@ static void start_with(fixture *f, void (*vitals)(synesis_tunnel *, synesis_vita
                                    .on_heartbeat = on_hb,
                                    .on_vitals = vitals,
                                    .on_heartbeat_result = on_hb_result};
-    char detail[512];
-    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
+    f->t = syn_test_tunnel_new(f->loop, &f->cfg, &cb, f);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
 }
 
@@ -126,10 +118,7 @@ static void start(fixture *f) {
     synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
                                    .on_heartbeat = on_hb,
                                    .on_vitals = on_vitals};
-    char detail[512];
-    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
+    f->t = syn_test_tunnel_new(f->loop, &f->cfg, &cb, f);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
 }
 

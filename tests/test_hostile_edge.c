@@ -154,13 +154,7 @@ static void edge_config(fx *f, syn_edge_config *ec, int misbehave) {
 }
 
 static void edge_start(fx *f, const syn_edge_config *ec) {
-    char detail[512];
-    int rv = syn_edge_new(&f->edge, f->loop, ec, detail);
-    if (rv)
-        fail_msg("edge: %s: %s", synesis_error_name(rv), detail);
-    rv = syn_edge_start(f->edge, detail);
-    if (rv)
-        fail_msg("edge start: %s: %s", synesis_error_name(rv), detail);
+    f->edge = syn_test_edge_start(f->loop, ec);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     f->cfg.reconnect_jitter = 0;
 }
@@ -187,13 +181,10 @@ static void on_hb(synesis_tunnel *t, const synesis_heartbeat_info *info, void *u
 }
 
 static void tunnel_start(fx *f) {
-    char detail[512];
     synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
                                    .on_heartbeat = on_hb,
                                    .on_heartbeat_result = on_hb_result};
-    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail));
-    if (rv)
-        fail_msg("tunnel: %s: %s", synesis_error_name(rv), detail);
+    f->t = syn_test_tunnel_new(f->loop, &f->cfg, &cb, f);
     assert_int_equal(synesis_tunnel_subscribe(f->t, syn_test_record_state, &f->states, NULL), 0);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
 }
@@ -220,16 +211,10 @@ static int teardown(void **state) {
     return 0;
 }
 
-static int in_state(fx *f, synesis_state_kind kind) {
-    synesis_tunnel_state st;
-    synesis_tunnel_get_state(f->t, &st);
-    return st.kind == kind;
-}
-
-static int is_failed(void *ud) { return in_state(ud, SYNESIS_STATE_FAILED); }
-static int is_reconnecting(void *ud) { return in_state(ud, SYNESIS_STATE_RECONNECTING); }
 static int failed_or_connected(void *ud) {
-    return is_failed(ud) || in_state(ud, SYNESIS_STATE_CONNECTED);
+    fx *f = ud;
+    return syn_test_in_state(f->t, SYNESIS_STATE_FAILED) ||
+           syn_test_in_state(f->t, SYNESIS_STATE_CONNECTED);
 }
 
 static void print_states(const fx *f) {
@@ -324,7 +309,7 @@ static void close_after_handshake(fx *f, double delay, int exact) {
         assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
         request(f, "SLEEP 1000\nlate", 15, 10, 0, &res);
     }
-    assert_true(syn_test_run_until(f->loop, is_failed, f, 20));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_FAILED, 20));
     int n;
     assert_int_equal(state_errors(f, SYNESIS_STATE_RECONNECTING, &n), SYNESIS_ERR_CLOSED_BY_PEER);
     synesis_tunnel_state st;
@@ -433,7 +418,7 @@ static void test_reset_every_stream(void **state) {
     assert_true(ts.heartbeats_sent - ts.heartbeats_delivered - ts.heartbeats_failed <= 1);
     /* Still up, nothing held for the reset requests. */
     assert_int_equal(f->states.n, 2);
-    assert_true(in_state(f, SYNESIS_STATE_CONNECTED));
+    assert_true(syn_test_in_state(f->t, SYNESIS_STATE_CONNECTED));
     assert_true(syn_list_empty(&f->t->req.live));
     assert_int_equal(f->t->req.waiting, 0);
     assert_true(syn_list_empty(&f->t->streams.live));
@@ -522,7 +507,7 @@ static void test_flow_control_violation(void **state) {
         skip(); /* ngtcp2 is a shared library here: the wrapper cannot reach it */
     result res;
     request(f, "anything", 8, 10, 64u << 20, &res);
-    assert_true(syn_test_run_until(f->loop, is_reconnecting, f, 10));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_RECONNECTING, 10));
     assert_true(syn_test_run_until(f->loop, res_done, &res, 1));
     assert_int_equal(res.status, SYNESIS_ERR_CONNECTION_LOST);
     assert_int_equal(res.len, 0);
@@ -666,7 +651,7 @@ static void test_stalled_upload(void **state) {
     assert_true(syn_test_run_until(f->loop, int_set, &released, 5));
     /* Blocked, not dead: the keep-alive held the connection over more than an idle timeout. */
     assert_int_equal(f->states.n, 2);
-    assert_true(in_state(f, SYNESIS_STATE_CONNECTED));
+    assert_true(syn_test_in_state(f->t, SYNESIS_STATE_CONNECTED));
     assert_int_equal(synesis_stream_reset(w.s, 5), 0);
     assert_int_equal(w.r.closes, 1);
     assert_int_equal(w.r.status, SYNESIS_ERR_CANCELLED);
@@ -699,7 +684,7 @@ static void test_stalled_heartbeats(void **state) {
     assert_true(in_flight <= SYN_HB_MAX_LIVE);
     assert_true(f->hb_not_sent >= 1);
     assert_int_equal(f->hb_not_sent_status, SYNESIS_ERR_WOULD_BLOCK);
-    assert_true(in_state(f, SYNESIS_STATE_CONNECTED));
+    assert_true(syn_test_in_state(f->t, SYNESIS_STATE_CONNECTED));
     assert_int_equal(synesis_stream_reset(w.s, 5), 0);
 }
 
@@ -765,7 +750,7 @@ static void streams_beyond_limit(fx *f, int bidi) {
         skip(); /* ngtcp2 is a shared library here: the wrapper cannot reach it */
     result res;
     request(f, "ping", 4, 5, 0, &res);
-    assert_true(syn_test_run_until(f->loop, is_reconnecting, f, 5));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_RECONNECTING, 5));
     int n;
     assert_int_equal(state_errors(f, SYNESIS_STATE_RECONNECTING, &n), SYNESIS_ERR_QUIC);
     expect_last_error(f, SYNESIS_ERR_QUIC, "STREAM_LIMIT_ERROR, 0x4");
@@ -852,7 +837,7 @@ static void test_server_address_change(void **state) {
     tunnel_connected(f);
     result res;
     request(f, "ping", 4, 10, 0, &res);
-    assert_true(syn_test_run_until(f->loop, is_reconnecting, f, 5));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_RECONNECTING, 5));
     /* The edge got the request and answered from its new address: never accepted. */
     syn_edge_stats es;
     syn_edge_get_stats(f->edge, &es);
@@ -923,7 +908,7 @@ static void refused_handshake(fx *f, const char *cert, int misbehave, const char
         ec.alpn = edge_alpn;
     edge_start(f, &ec);
     tunnel_start(f);
-    assert_true(syn_test_run_until(f->loop, is_failed, f, 10));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_FAILED, 10));
     synesis_tunnel_state st;
     synesis_tunnel_get_state(f->t, &st);
     if (st.error != err || !strstr(st.error_detail, needle))

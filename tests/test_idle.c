@@ -72,14 +72,11 @@ static void on_hb_result(synesis_tunnel *t, const synesis_heartbeat_info *info, 
 
 static void start(fixture *f, int edge_pings) {
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("idle-1");
+    pki = syn_test_pki_shared("idle-1");
     syn_edge_config ec;
     syn_test_edge_config(&ec, pki);
     ec.ping_devices = edge_pings;
-    char detail[512];
-    assert_int_equal(syn_edge_new(&f->edge, f->loop, &ec, detail), 0);
-    assert_int_equal(syn_edge_start(f->edge, detail), 0);
+    f->edge = syn_test_edge_start(f->loop, &ec);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     f->cfg.keep_alive_interval = KA;
     f->cfg.heartbeat_interval = HB;
@@ -89,10 +86,7 @@ static void start(fixture *f, int edge_pings) {
     f->cfg.log_level = SYNESIS_LOG_TRACE;
     synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
                                    .on_heartbeat_result = on_hb_result};
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail)),
-                     0);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5.0));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, &cb, f, 5.0);
     /* The first heartbeat (right after Connected) tells the edge the keep-alive interval. */
     syn_test_run_for(f->loop, HB / 2);
 }
@@ -248,22 +242,16 @@ static void test_device_keep_alive_without_edge_pings(void **state) {
 static void test_stream_credit_in_batches_never_blocks(void **state) {
     fixture *f = *state;
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("idle-1");
+    pki = syn_test_pki_shared("idle-1");
     syn_edge_config ec;
     syn_test_edge_config(&ec, pki);
     ec.max_streams_uni = 2;
-    char detail[512];
-    assert_int_equal(syn_edge_new(&f->edge, f->loop, &ec, detail), 0);
-    assert_int_equal(syn_edge_start(f->edge, detail), 0);
+    f->edge = syn_test_edge_start(f->loop, &ec);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     f->cfg.heartbeat_interval = 0.02;
     synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
                                    .on_heartbeat_result = on_hb_result};
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail)),
-                     0);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5.0));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, &cb, f, 5.0);
     syn_test_run_for(f->loop, 0.5);
     synesis_tunnel_stats st;
     synesis_tunnel_get_stats(f->t, &st);

@@ -107,23 +107,14 @@ static syn_edge *start_edge(fixture *f, const char *listen) {
     ec.idle_timeout = 5;
     ec.log = edge_log;
     ec.log_user_data = f;
-    syn_edge *e = NULL;
-    char detail[512];
-    int rv = syn_edge_new(&e, f->loop, &ec, detail);
-    if (rv)
-        fail_msg("edge: %s", detail);
-    rv = syn_edge_start(e, detail);
-    if (rv)
-        fail_msg("edge start on %s: %s", listen, detail);
-    return e;
+    return syn_test_edge_start(f->loop, &ec);
 }
 
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!shared_pki)
-        shared_pki = syn_test_pki("v6-1");
+    shared_pki = syn_test_pki_shared("v6-1");
     f->pki = shared_pki;
     *state = f;
     return 0;
@@ -150,41 +141,14 @@ static synesis_tunnel *new_tunnel(fixture *f, uint16_t port, double handshake_ti
     cfg.resolve_user_data = &f->ans;
     cfg.handshake_timeout = handshake_timeout;
     synesis_tunnel *t = NULL;
-    char detail[512];
     synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
                                    .on_state = syn_test_record_state};
-    int rv = synesis_tunnel_new(&t, f->loop, &cfg, &cb, &f->states, detail, sizeof(detail));
-    if (rv)
-        fail_msg("tunnel: %s: %s", synesis_error_name(rv), detail);
+    t = syn_test_tunnel_new(f->loop, &cfg, &cb, &f->states);
     return t;
 }
 
-static int settled(void *ud) {
-    fixture *f = ud;
-    return syn_test_find_state(&f->states, SYNESIS_STATE_CONNECTED, 0) >= 0 ||
-           syn_test_find_state(&f->states, SYNESIS_STATE_FAILED, 0) >= 0;
-}
-
-typedef struct state_wait {
-    fixture *f;
-    synesis_state_kind kind;
-    int from;
-} state_wait;
-
-static int state_seen(void *ud) {
-    state_wait *w = ud;
-    return syn_test_find_state(&w->f->states, w->kind, w->from) >= 0;
-}
-
-/* Runs the loop until a transition to kind is recorded at or after from. */
-static void wait_state(fixture *f, synesis_state_kind kind, int from) {
-    state_wait w = {f, kind, from};
-    if (!syn_test_run_until(f->loop, state_seen, &w, 5))
-        fail_msg("no transition to %s", synesis_state_name(kind));
-}
-
 static void expect_connected(fixture *f, synesis_tunnel *t, double timeout) {
-    assert_true(syn_test_run_until(f->loop, settled, f, timeout));
+    assert_true(syn_test_run_until(f->loop, syn_test_settled, &f->states, timeout));
     synesis_tunnel_state s;
     synesis_tunnel_get_state(t, &s);
     if (s.kind != SYNESIS_STATE_CONNECTED)
@@ -290,10 +254,10 @@ static void test_ipv4_refused_then_ipv6(void **state) {
      * that finds the edge back connects over IPv6 again. */
     int mark = f->states.n;
     syn_edge_stop(f->edge, 1);
-    wait_state(f, SYNESIS_STATE_RECONNECTING, mark);
+    syn_test_wait_recorded(f->loop, &f->states, SYNESIS_STATE_RECONNECTING, 0, mark, 5);
     char detail[256];
     assert_int_equal(syn_edge_start(f->edge, detail), 0);
-    wait_state(f, SYNESIS_STATE_CONNECTED, mark);
+    syn_test_wait_recorded(f->loop, &f->states, SYNESIS_STATE_CONNECTED, 0, mark, 5);
     synesis_tunnel_get_stats(t, &st);
     assert_string_equal(st.remote_address, want);
     assert_true(st.address_fallbacks >= 2);
@@ -402,7 +366,7 @@ static void test_both_dead_fails_with_last_error(void **state) {
     };
     synesis_tunnel *t = new_tunnel(f, port, 3);
     assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, settled, f, 5));
+    assert_true(syn_test_run_until(f->loop, syn_test_settled, &f->states, 5));
     synesis_tunnel_state s;
     synesis_tunnel_get_state(t, &s);
     assert_int_equal(s.kind, SYNESIS_STATE_FAILED);

@@ -110,10 +110,7 @@ static void run_variant(const variant *v, int ipv6) {
     syn_test_edge_config(&ec, pki);
     ec.listen = ipv6 ? "[::1]:0" : "127.0.0.1:0";
     ec.idle_timeout = 10;
-    syn_edge *e = NULL;
-    char detail[512];
-    if (syn_edge_new(&e, loop, &ec, detail) != 0 || syn_edge_start(e, detail) != 0)
-        fail_msg("edge: %s", detail);
+    syn_edge *e = syn_test_edge_start(loop, &ec);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, pki, syn_edge_port(e));
     char url[64];
@@ -123,8 +120,7 @@ static void run_variant(const variant *v, int ipv6) {
     cfg.idle_timeout = 10;
     cfg.max_udp_payload = v->max_udp_payload;
     cfg.pmtud = v->pmtud;
-    synesis_tunnel *t;
-    assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, detail, sizeof(detail)), 0);
+    synesis_tunnel *t = syn_test_tunnel_new(loop, &cfg, NULL, NULL);
     uint64_t frags0 = frag_creates();
     assert_int_equal(synesis_tunnel_connect(t), 0);
     if (!syn_test_run_until(loop, syn_test_connected, t, 5))
@@ -183,8 +179,7 @@ static int require_path(void) {
                       mtu, PATH_MTU, PATH_MTU);
         return 0;
     }
-    if (!pki)
-        pki = syn_test_pki("mtu1280-1");
+    pki = syn_test_pki_shared("mtu1280-1");
     return 1;
 }
 

@@ -164,14 +164,11 @@ static void run_echo(const char *device, uint64_t bytes, const syn_fault_dir *fi
     syn_test_tunnel_config(&cfg, pki, syn_fault_proxy_port(proxy));
     cfg.idle_timeout = idle;
     cfg.heartbeat_interval = heartbeat;
-    synesis_tunnel *t;
-    char detail[512];
-    assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, detail, sizeof(detail)), 0);
+    synesis_tunnel *t = syn_test_tunnel_new(loop, &cfg, NULL, NULL);
     syn_test_states states = {0};
     uint32_t id;
     assert_int_equal(synesis_tunnel_subscribe(t, syn_test_record_state, &states, &id), 0);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(loop, syn_test_connected, t, 10));
+    syn_test_connect(loop, t, 10);
 
     ev_timer tick;
     ev_timer_init(&tick, trickle_cb, 0.05, 0.05);
@@ -282,11 +279,7 @@ static void test_request_not_starved_by_bulk(void **state) {
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, pki, syn_fault_proxy_port(proxy));
     cfg.idle_timeout = 30;
-    synesis_tunnel *t;
-    char detail[512];
-    assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, detail, sizeof(detail)), 0);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(loop, syn_test_connected, t, 10));
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 10);
 
     /* One bulk echo stream of 8 MiB (about 4 s each way at this rate), kept topped up. */
     synesis_stream_callbacks cb = {.struct_size = sizeof(synesis_stream_callbacks),

@@ -39,8 +39,7 @@ static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!shared_pki)
-        shared_pki = syn_test_pki("queue-1");
+    shared_pki = syn_test_pki_shared("queue-1");
     f->pki = shared_pki;
     f->edge = syn_test_edge(f->loop, f->pki, 2);
     *state = f;
@@ -71,37 +70,11 @@ static void tunnel_config(fixture *f, synesis_tunnel_config *cfg, uint16_t port)
 }
 
 static void start_tunnel(fixture *f, const synesis_tunnel_config *cfg) {
-    char detail[512];
     synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
                                    .on_state = syn_test_record_state};
-    int rv = synesis_tunnel_new(&f->t, f->loop, cfg, &cb, &f->states, detail, sizeof(detail));
-    if (rv)
-        fail_msg("tunnel: %s: %s", synesis_error_name(rv), detail);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    f->t = syn_test_tunnel_connected(f->loop, cfg, &cb, &f->states, 5);
     /* Let what follows the handshake go out before any outage (see test_reconnect). */
     syn_test_run_for(f->loop, 0.2);
-}
-
-typedef struct state_wait {
-    fixture *f;
-    synesis_state_kind kind;
-    uint32_t min_attempt;
-    int from;
-} state_wait;
-
-static int state_seen(void *ud) {
-    state_wait *w = ud;
-    for (int i = w->from; i < w->f->states.n; i++)
-        if (w->f->states.kinds[i] == w->kind && w->f->states.attempts[i] >= w->min_attempt)
-            return 1;
-    return 0;
-}
-
-static void wait_state(fixture *f, synesis_state_kind kind, uint32_t min_attempt, int from) {
-    state_wait w = {f, kind, min_attempt, from};
-    if (!syn_test_run_until(f->loop, state_seen, &w, 6))
-        fail_msg("no transition to %s (attempt >= %u)", synesis_state_name(kind), min_attempt);
 }
 
 /* A body of n bytes the edge echoes (no command word first), distinct per seed. */
@@ -174,7 +147,7 @@ static void test_queued_request_survives_edge_restart(void **state) {
 
     int mark = f->states.n;
     syn_edge_stop(f->edge, 1);
-    wait_state(f, SYNESIS_STATE_RECONNECTING, 1, mark);
+    syn_test_wait_recorded(f->loop, &f->states, SYNESIS_STATE_RECONNECTING, 1, mark, 6);
     /* Several packets' worth, so the whole request must cross on the new connection. */
     size_t n = 100 * 1024;
     uint8_t *body = make_body(n, 1);
@@ -186,13 +159,13 @@ static void test_queued_request_survives_edge_restart(void **state) {
     assert_int_equal(synesis_tunnel_request(f->t, "p", 1, NULL, syn_test_on_response, &plain, NULL),
                      SYNESIS_ERR_NOT_CONNECTED);
     /* While the edge is away the request waits through failed attempts, unsent. */
-    wait_state(f, SYNESIS_STATE_RECONNECTING, 3, mark);
+    syn_test_wait_recorded(f->loop, &f->states, SYNESIS_STATE_RECONNECTING, 3, mark, 6);
     assert_int_equal(res.calls, 0);
     assert_int_equal(edge_requests(f), requests0);
 
     char detail[512];
     assert_int_equal(syn_edge_start(f->edge, detail), 0);
-    wait_state(f, SYNESIS_STATE_CONNECTED, 0, mark);
+    syn_test_wait_recorded(f->loop, &f->states, SYNESIS_STATE_CONNECTED, 0, mark, 6);
     queued_across(f, &res, body, n, requests0);
     assert_int_equal(edge_handshakes(f), handshakes0 + 1);
     assert_int_equal(plain.calls, 0);
@@ -224,7 +197,7 @@ static void test_queued_request_survives_blackhole(void **state) {
     syn_test_result lost = {0};
     assert_int_equal(
         synesis_tunnel_request(f->t, "q in flight", 11, &o, syn_test_on_response, &lost, NULL), 0);
-    wait_state(f, SYNESIS_STATE_RECONNECTING, 1, mark);
+    syn_test_wait_recorded(f->loop, &f->states, SYNESIS_STATE_RECONNECTING, 1, mark, 6);
     assert_int_equal(f->states.errors[mark], SYNESIS_ERR_IDLE_TIMEOUT);
     assert_int_equal(lost.calls, 1);
     assert_int_equal(lost.status, SYNESIS_ERR_CONNECTION_LOST);
@@ -235,11 +208,11 @@ static void test_queued_request_survives_blackhole(void **state) {
     assert_int_equal(synesis_tunnel_request(f->t, body, n, &o, syn_test_on_response, &res, NULL),
                      0);
     /* At least one attempt ends by its handshake timeout while the request waits. */
-    wait_state(f, SYNESIS_STATE_RECONNECTING, 2, mark);
+    syn_test_wait_recorded(f->loop, &f->states, SYNESIS_STATE_RECONNECTING, 2, mark, 6);
     assert_int_equal(res.calls, 0);
 
     syn_fault_proxy_blackhole(f->proxy, 0);
-    wait_state(f, SYNESIS_STATE_CONNECTED, 0, mark);
+    syn_test_wait_recorded(f->loop, &f->states, SYNESIS_STATE_CONNECTED, 0, mark, 6);
     assert_true(syn_test_run_until(f->loop, syn_test_response_done, &res, 10));
     expect_echo(&res, body, n);
     syn_test_run_for(f->loop, 0.3);
@@ -288,7 +261,7 @@ static void test_queue_byte_bound(void **state) {
     start_tunnel(f, &cfg);
     int mark = f->states.n;
     syn_edge_stop(f->edge, 1);
-    wait_state(f, SYNESIS_STATE_RECONNECTING, 1, mark);
+    syn_test_wait_recorded(f->loop, &f->states, SYNESIS_STATE_RECONNECTING, 1, mark, 6);
 
     synesis_request_options o = queueing();
     uint8_t *a = make_body(600, 3), *b = make_body(401, 4), *c = make_body(400, 5);
@@ -319,7 +292,7 @@ static void test_queue_byte_bound(void **state) {
 
     /* The edge comes back: every queued request is answered, once, with its own echo. */
     assert_int_equal(syn_edge_start(f->edge, detail), 0);
-    wait_state(f, SYNESIS_STATE_CONNECTED, 0, mark);
+    syn_test_wait_recorded(f->loop, &f->states, SYNESIS_STATE_CONNECTED, 0, mark, 6);
     assert_true(syn_test_run_until(f->loop, syn_test_response_done, &rc, 10));
     assert_true(syn_test_run_until(f->loop, syn_test_response_done, &rd, 10));
     assert_true(syn_test_run_until(f->loop, syn_test_response_done, &re, 10));

@@ -45,19 +45,14 @@ static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!shared_pki)
-        shared_pki = syn_test_pki("test-1");
+    shared_pki = syn_test_pki_shared("test-1");
     f->pki = shared_pki;
     syn_edge_config ec;
     syn_test_edge_config(&ec, f->pki);
     ec.idle_timeout = 2;
     ec.log = edge_log;
     ec.log_user_data = f;
-    char detail[512];
-    int rv = syn_edge_new(&f->edge, f->loop, &ec, detail);
-    if (rv)
-        fail_msg("%s", detail);
-    assert_int_equal(syn_edge_start(f->edge, detail), 0);
+    f->edge = syn_test_edge_start(f->loop, &ec);
     *state = f;
     return 0;
 }
@@ -211,11 +206,7 @@ static void rc_config(fixture *f, synesis_tunnel_config *cfg, uint16_t port) {
 }
 
 static synesis_tunnel *new_tunnel(fixture *f, const synesis_tunnel_config *cfg, recorder *r) {
-    synesis_tunnel *t = NULL;
-    char detail[512];
-    int rv = synesis_tunnel_new(&t, f->loop, cfg, NULL, NULL, detail, sizeof(detail));
-    if (rv)
-        fail_msg("tunnel: %s: %s", synesis_error_name(rv), detail);
+    synesis_tunnel *t = syn_test_tunnel_new(f->loop, cfg, NULL, NULL);
     assert_int_equal(synesis_tunnel_subscribe(t, syn_test_record_state, &r->states, NULL), 0);
     assert_int_equal(synesis_tunnel_subscribe(t, record_detail, r, NULL), 0);
     return t;

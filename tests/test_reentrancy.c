@@ -28,8 +28,7 @@ static const char *pki;
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("re-1");
+    pki = syn_test_pki_shared("re-1");
     f->edge = syn_test_edge(f->loop, pki, 5);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     *state = f;
@@ -37,12 +36,7 @@ static int setup(void **state) {
 }
 
 static void start(fixture *f, const synesis_tunnel_callbacks *cb) {
-    char detail[512];
-    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, cb, f, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, cb, f, 5);
 }
 
 static int teardown(void **state) {
@@ -220,12 +214,6 @@ static void count_hb(synesis_tunnel *t, const synesis_heartbeat_info *hb, void *
     assert_int_equal(hb->status, SYNESIS_ERR_NOT_CONNECTED);
 }
 
-static int is_disconnected(void *ud) {
-    synesis_tunnel_state s;
-    synesis_tunnel_get_state(ud, &s);
-    return s.kind == SYNESIS_STATE_DISCONNECTED;
-}
-
 static void test_disconnect_from_on_vitals(void **state) {
     fixture *f = *state;
     f->cfg.heartbeat_interval = 0.05;
@@ -233,11 +221,9 @@ static void test_disconnect_from_on_vitals(void **state) {
     synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
                                    .on_vitals = vitals_disconnect,
                                    .on_heartbeat = count_hb};
-    char detail[512];
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail)),
-                     0);
+    f->t = syn_test_tunnel_new(f->loop, &f->cfg, &cb, f);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, is_disconnected, f->t, 5));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_DISCONNECTED, 5));
     syn_test_run_for(f->loop, 0.2);
     assert_int_equal(hb_calls, 1); /* the one whose vitals disconnected, reported as not sent */
     synesis_tunnel_stats st;
@@ -308,7 +294,7 @@ static void test_nested_state_change_order(void **state) {
     assert_int_equal(synesis_tunnel_subscribe(f->t, record, &a, NULL), 0);
     assert_int_equal(synesis_tunnel_subscribe(f->t, record, &b, NULL), 0);
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, is_disconnected, f->t, 5));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_DISCONNECTED, 5));
     seen *all[] = {&a, &b};
     for (int k = 0; k < 2; k++) {
         seen *s = all[k];

@@ -61,8 +61,7 @@ static void on_result(synesis_tunnel *t, const synesis_heartbeat_info *info, voi
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("rep-1");
+    pki = syn_test_pki_shared("rep-1");
     f->edge = syn_test_edge(f->loop, pki, 5.0);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     f->cfg.heartbeat_interval = 60; /* one, right after Connected */
@@ -71,12 +70,7 @@ static int setup(void **state) {
     f->cfg.log_level = SYNESIS_LOG_DEBUG;
     synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
                                    .on_heartbeat_result = on_result};
-    char detail[512];
-    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, &cb, f, 5);
     *state = f;
     return 0;
 }

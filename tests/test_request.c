@@ -11,6 +11,7 @@
 
 #include "harness.h"
 #include "qconn.h"
+#include "qconn_test.h"
 #include "synesis/request.h"
 #include "synesis/stream.h"
 #include "tunnel_int.h"
@@ -25,27 +26,19 @@ typedef struct fixture {
 static const char *pki;
 
 static void connect_tunnel(fixture *f) {
-    char detail[512];
-    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, NULL, f, 5);
 }
 
 static int setup_edge(void **state, size_t max_request) {
     fixture *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("req-1");
+    pki = syn_test_pki_shared("req-1");
     syn_edge_config ec;
     syn_test_edge_config(&ec, pki);
     ec.max_streams_bidi = 100;
     if (max_request)
         ec.max_request_size = max_request;
-    char detail[512];
-    assert_int_equal(syn_edge_new(&f->edge, f->loop, &ec, detail), 0);
-    assert_int_equal(syn_edge_start(f->edge, detail), 0);
+    f->edge = syn_test_edge_start(f->loop, &ec);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     f->cfg.idle_timeout = 10;
     f->cfg.request_timeout = 30;
@@ -66,42 +59,21 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* One response record. */
-typedef struct result {
-    int calls;
-    int status;
-    uint64_t app_code;
-    uint8_t *data;
-    size_t len;
-} result;
-
+/* syn_test_on_response, and the detail rule: empty on success only. */
 static void on_resp(synesis_tunnel *t, synesis_request *req, const synesis_response *r, void *ud) {
-    (void)t;
-    (void)req;
-    result *res = ud;
-    res->calls++;
-    res->status = r->status;
-    res->app_code = r->app_error_code;
-    free(res->data);
-    res->data = NULL;
-    res->len = r->len;
-    if (r->len) {
-        res->data = malloc(r->len);
-        memcpy(res->data, r->data, r->len);
-    }
+    syn_test_on_response(t, req, r, ud);
     if (r->status == 0)
         assert_string_equal(r->detail, "");
     else
         assert_true(strlen(r->detail) > 0);
 }
 
-static int res_done(void *ud) { return ((result *)ud)->calls > 0; }
-
 static void request_and_wait(fixture *f, const void *data, size_t len,
-                             const synesis_request_options *o, result *res, double timeout) {
+                             const synesis_request_options *o, syn_test_result *res,
+                             double timeout) {
     memset(res, 0, sizeof(*res));
     assert_int_equal(synesis_tunnel_request(f->t, data, len, o, on_resp, res, NULL), 0);
-    assert_true(syn_test_run_until(f->loop, res_done, res, timeout));
+    assert_true(syn_test_run_until(f->loop, syn_test_response_done, res, timeout));
     assert_int_equal(res->calls, 1);
 }
 
@@ -126,7 +98,7 @@ static void test_echo_sizes(void **state) {
         /* Random data never starts with a command word: the edge echoes it. */
         if (n)
             buf[0] = 'x';
-        result res;
+        syn_test_result res;
         request_and_wait(f, buf, n, NULL, &res, 30);
         assert_int_equal(res.status, 0);
         assert_int_equal(res.len, n);
@@ -173,7 +145,7 @@ static void test_src_large(void **state) {
     synesis_request_options_init(&o);
     o.max_response_size = 64u * 1024 * 1024;
     const char *cmd = "SRC 67108864\n";
-    result res;
+    syn_test_result res;
     request_and_wait(f, cmd, strlen(cmd), &o, &res, 60);
     assert_int_equal(res.status, 0);
     assert_int_equal(res.len, 64u * 1024 * 1024);
@@ -220,7 +192,7 @@ static void test_idle_buffers_released(void **state) {
     uint64_t tx_allocs = tx->large_allocs, tx_frees = tx->large_frees;
 
     /* A small request: the receive slots come back, and go again. */
-    result res;
+    syn_test_result res;
     request_and_wait(f, "hello", 5, NULL, &res, 10);
     assert_int_equal(res.status, 0);
     assert_int_equal(res.len, 5);
@@ -273,7 +245,7 @@ static void test_oversize_at_the_limit(void **state) {
     synesis_request_options o;
     synesis_request_options_init(&o);
     o.max_response_size = 100000;
-    result res;
+    syn_test_result res;
     request_and_wait(f, "SRC 100000\n", 11, &o, &res, 10);
     assert_int_equal(res.status, 0); /* exactly the limit is fine */
     assert_int_equal(res.len, 100000);
@@ -297,7 +269,7 @@ static void test_timeout(void **state) {
     synesis_request_options o;
     synesis_request_options_init(&o);
     o.timeout = 0.2;
-    result res;
+    syn_test_result res;
     request_and_wait(f, "SLEEP 3000\nzzz", 14, &o, &res, 5);
     assert_int_equal(res.status, SYNESIS_ERR_TIMEOUT);
     synesis_tunnel_stats st;
@@ -312,7 +284,7 @@ static void test_timeout(void **state) {
 
 static void test_edge_reset_code(void **state) {
     fixture *f = *state;
-    result res;
+    syn_test_result res;
     request_and_wait(f, "RESET 42\n", 9, NULL, &res, 5);
     assert_int_equal(res.status, SYNESIS_ERR_STREAM_RESET);
     assert_int_equal(res.app_code, 42);
@@ -424,7 +396,7 @@ static void test_connection_lost_mid_request(void **state) {
 
 static void test_cancel(void **state) {
     fixture *f = *state;
-    result res = {0};
+    syn_test_result res = {0};
     synesis_request *req = NULL;
     assert_int_equal(synesis_tunnel_request(f->t, "SLEEP 1000\n", 11, NULL, on_resp, &res, &req),
                      0);
@@ -463,12 +435,12 @@ static void test_nocopy(void **state) {
     static char body[4096];
     memset(body, 'n', sizeof(body));
     rel r = {0};
-    result res = {0};
+    syn_test_result res = {0};
     assert_int_equal(synesis_tunnel_request_nocopy(f->t, body, sizeof(body), on_release, &r, NULL,
                                                    on_resp, &res, NULL),
                      0);
     assert_int_equal(r.calls, 0); /* held until acknowledged */
-    assert_true(syn_test_run_until(f->loop, res_done, &res, 5));
+    assert_true(syn_test_run_until(f->loop, syn_test_response_done, &res, 5));
     syn_test_run_for(f->loop, 0.1);
     assert_int_equal(res.status, 0);
     assert_int_equal(res.len, sizeof(body));
@@ -495,10 +467,8 @@ static void test_nocopy(void **state) {
 static void test_not_connected_and_queueing(void **state) {
     setup_edge(state, 0);
     fixture *f = *state;
-    char detail[256];
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail)),
-                     0);
-    result res = {0};
+    f->t = syn_test_tunnel_new(f->loop, &f->cfg, NULL, f);
+    syn_test_result res = {0};
     assert_int_equal(synesis_tunnel_request(f->t, "a", 1, NULL, on_resp, &res, NULL),
                      SYNESIS_ERR_NOT_CONNECTED);
     assert_int_equal(res.calls, 0);
@@ -511,7 +481,7 @@ static void test_not_connected_and_queueing(void **state) {
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
     /* Connecting: a queueing request waits and goes out once connected. */
     assert_int_equal(synesis_tunnel_request(f->t, "queued", 6, &o, on_resp, &res, NULL), 0);
-    assert_true(syn_test_run_until(f->loop, res_done, &res, 5));
+    assert_true(syn_test_run_until(f->loop, syn_test_response_done, &res, 5));
     assert_int_equal(res.status, 0);
     assert_int_equal(res.len, 6);
     free(res.data);
@@ -522,16 +492,14 @@ static void test_queued_request_fails_when_tunnel_fails(void **state) {
     setup_edge(state, 0);
     fixture *f = *state;
     syn_edge_stop(f->edge, 0); /* nothing listens */
-    char detail[256];
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail)),
-                     0);
+    f->t = syn_test_tunnel_new(f->loop, &f->cfg, NULL, f);
     synesis_request_options o;
     synesis_request_options_init(&o);
     o.queue_while_reconnecting = 1;
     assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    result res = {0};
+    syn_test_result res = {0};
     assert_int_equal(synesis_tunnel_request(f->t, "x", 1, &o, on_resp, &res, NULL), 0);
-    assert_true(syn_test_run_until(f->loop, res_done, &res, 5));
+    assert_true(syn_test_run_until(f->loop, syn_test_response_done, &res, 5));
     assert_int_equal(res.calls, 1);
     assert_int_equal(res.status, SYNESIS_ERR_SOCKET); /* the Failed state's error */
     teardown(state);
@@ -539,7 +507,7 @@ static void test_queued_request_fails_when_tunnel_fails(void **state) {
 
 static void test_free_cancels_pending(void **state) {
     fixture *f = *state;
-    result a = {0}, b = {0};
+    syn_test_result a = {0}, b = {0};
     assert_int_equal(synesis_tunnel_request(f->t, "SLEEP 2000\n", 11, NULL, on_resp, &a, NULL), 0);
     syn_test_run_for(f->loop, 0.05);
     assert_int_equal(synesis_tunnel_request(f->t, "y", 1, NULL, on_resp, &b, NULL), 0);
@@ -745,7 +713,7 @@ static int handler(void *ud, const char *device, const uint8_t *req, size_t len,
 static void test_edge_custom_handler(void **state) {
     fixture *f = *state;
     syn_edge_set_handler(f->edge, handler, NULL);
-    result res;
+    syn_test_result res;
     request_and_wait(f, "ping", 4, NULL, &res, 5);
     assert_int_equal(res.status, 0);
     assert_int_equal(res.len, 10);
@@ -766,7 +734,7 @@ static void test_edge_request_limit(void **state) {
     fixture *f = *state;
     uint8_t big[2000];
     memset(big, 'q', sizeof(big));
-    result res;
+    syn_test_result res;
     request_and_wait(f, big, sizeof(big), NULL, &res, 5);
     assert_int_equal(res.status, SYNESIS_ERR_STREAM_RESET);
     assert_int_equal(res.app_code, 0x11);

@@ -21,9 +21,11 @@
 #include <unistd.h>
 
 #include "fault_proxy.h"
+#include "edge/edge_test.h"
 #include "harness.h"
 #include "resume.h"
 #include "tunnel_int.h"
+#include "tunnel_test.h"
 
 #define LOG_MAX 128
 
@@ -41,8 +43,6 @@ static void edge_log(void *ud, const char *line) {
         snprintf(f->edge_log[f->edge_log_n++], sizeof(f->edge_log[0]), "%s", line);
 }
 
-static const char *shared_pki;
-
 static void edge_new(fixture *f, void (*tweak)(syn_edge_config *)) {
     syn_edge_config ec;
     syn_test_edge_config(&ec, f->pki);
@@ -51,19 +51,14 @@ static void edge_new(fixture *f, void (*tweak)(syn_edge_config *)) {
     ec.retry_threshold = SYN_EDGE_RETRY_NEVER;
     if (tweak)
         tweak(&ec);
-    char detail[512];
-    if (syn_edge_new(&f->edge, f->loop, &ec, detail) != 0)
-        fail_msg("%s", detail);
-    assert_int_equal(syn_edge_start(f->edge, detail), 0);
+    f->edge = syn_test_edge_start(f->loop, &ec);
 }
 
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!shared_pki)
-        shared_pki = syn_test_pki("test-1");
-    f->pki = shared_pki;
+    f->pki = syn_test_pki_shared("test-1");
     *state = f;
     return 0;
 }
@@ -154,11 +149,7 @@ static synesis_tunnel *tunnel_new_api(fixture *f, const char *server_name, api *
         if (a->want_callback)
             cb.on_resume_data = on_resume_data;
     }
-    synesis_tunnel *t;
-    char detail[512];
-    if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, a, detail, sizeof(detail)) != 0)
-        fail_msg("%s", detail);
-    return t;
+    return syn_test_tunnel_new(f->loop, &cfg, &cb, a);
 }
 
 static synesis_tunnel *tunnel_new(fixture *f, const char *server_name) {
@@ -167,8 +158,7 @@ static synesis_tunnel *tunnel_new(fixture *f, const char *server_name) {
 
 static synesis_tunnel *connect_tunnel_api(fixture *f, const char *server_name, api *a) {
     synesis_tunnel *t = tunnel_new_api(f, server_name, a);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, t, 5));
+    syn_test_connect(f->loop, t, 5);
     return t;
 }
 
@@ -300,8 +290,7 @@ static void test_ticket_not_offered_to_other_name(void **state) {
 
     synesis_tunnel *b = tunnel_new(f, "127.0.0.1");
     /* B's store exists once it has received something: give it A's ticket first. */
-    assert_int_equal(synesis_tunnel_connect(b), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, b, 5));
+    syn_test_connect(f->loop, b, 5);
     wait_tickets(f, b, "127.0.0.1", 1);
     syn_resume *r = syn_tunnel_resume(b);
     syn_resume_clear(r);
@@ -618,17 +607,13 @@ static void test_resumed_connected_without_handshake_done(void **state) {
     syn_fault_proxy_set(px, &d, &d);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, f->pki, syn_fault_proxy_port(px));
-    synesis_tunnel *t;
-    char detail[512];
     synesis_tunnel_callbacks cb;
     synesis_tunnel_callbacks_init(&cb);
-    if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0)
-        fail_msg("%s", detail);
+    synesis_tunnel *t = syn_test_tunnel_new(f->loop, &cfg, &cb, NULL);
     at_connected a = {.e = f->edge};
     uint32_t sub;
     assert_int_equal(synesis_tunnel_subscribe(t, record_connected, &a, &sub), 0);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, t, 5));
+    syn_test_connect(f->loop, t, 5);
     assert_true(a.seen);
     assert_true(a.edge_done); /* full handshake: the edge first */
     wait_tickets(f, t, "localhost", 1);
@@ -885,14 +870,9 @@ static void test_heartbeat_in_0rtt(void **state) {
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
     cfg.heartbeat_interval = 1.0;
-    synesis_tunnel *t;
-    char detail[512];
     synesis_tunnel_callbacks cb;
     synesis_tunnel_callbacks_init(&cb);
-    if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0)
-        fail_msg("%s", detail);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, t, 5));
+    synesis_tunnel *t = syn_test_tunnel_connected(f->loop, &cfg, &cb, NULL, 5);
     hb_wait w = {f, 1};
     assert_true(syn_test_run_until(f->loop, edge_has_heartbeats, &w, 5));
     wait_tickets(f, t, "localhost", 1);
@@ -970,14 +950,9 @@ static void test_cancel_during_rejected_0rtt(void **state) {
     syn_fault_proxy_set(px, &d, &d);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, f->pki, syn_fault_proxy_port(px));
-    synesis_tunnel *t;
-    char detail[512];
     synesis_tunnel_callbacks cb;
     synesis_tunnel_callbacks_init(&cb);
-    if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0)
-        fail_msg("%s", detail);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, t, 5));
+    synesis_tunnel *t = syn_test_tunnel_connected(f->loop, &cfg, &cb, NULL, 5);
     wait_tickets(f, t, "localhost", 1);
     /* Use the ticket once (0-RTT accepted), keeping a copy to present again. */
     syn_resume *r = syn_tunnel_resume(t);
@@ -1103,14 +1078,9 @@ static void test_replayed_first_flight_refused(void **state) {
     uint16_t port = relay_start(&rl, f->loop, syn_edge_port(f->edge));
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, f->pki, port);
-    synesis_tunnel *t;
-    char detail[512];
     synesis_tunnel_callbacks cb;
     synesis_tunnel_callbacks_init(&cb);
-    if (synesis_tunnel_new(&t, f->loop, &cfg, &cb, NULL, detail, sizeof(detail)) != 0)
-        fail_msg("%s", detail);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, t, 5));
+    synesis_tunnel *t = syn_test_tunnel_connected(f->loop, &cfg, &cb, NULL, 5);
     wait_tickets(f, t, "localhost", 1);
 
     uint64_t requests = edge_stats(f).requests;

@@ -141,8 +141,7 @@ static void assert_clean(const logbook *b, const secrets *s) {
 
 static int fixture_setup(void **state) {
     (void)state;
-    if (!pki)
-        pki = syn_test_pki("secure-1");
+    pki = syn_test_pki_shared("secure-1");
     return 0;
 }
 
@@ -162,8 +161,7 @@ static void test_no_secrets_in_logs(void **state) {
     ec.log_user_data = &b;
     syn_edge *e = NULL;
     char detail[512];
-    assert_int_equal(syn_edge_new(&e, loop, &ec, detail), 0);
-    assert_int_equal(syn_edge_start(e, detail), 0);
+    e = syn_test_edge_start(loop, &ec);
 
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, pki, syn_edge_port(e));
@@ -171,10 +169,7 @@ static void test_no_secrets_in_logs(void **state) {
     cfg.log_user_data = &b;
     cfg.log_level = SYNESIS_LOG_TRACE;
     cfg.heartbeat_interval = 0.1;
-    synesis_tunnel *t = NULL;
-    assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, detail, sizeof(detail)), 0);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(loop, syn_test_connected, t, 5));
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 5);
     for (int i = 0; i < 3; i++) {
         syn_test_result res = {0};
         syn_test_request(loop, t, "hello secrets", 13, NULL, &res, 5);
@@ -353,9 +348,7 @@ static void test_no_0rtt(void **state) {
     uint16_t port = relay_start(&r, loop, syn_edge_port(e));
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, pki, port);
-    synesis_tunnel *t = NULL;
-    char detail[512];
-    assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, detail, sizeof(detail)), 0);
+    synesis_tunnel *t = syn_test_tunnel_new(loop, &cfg, NULL, NULL);
     assert_int_equal(synesis_tunnel_connect(t), 0);
     for (int round = 0; round < 4; round++) {
         assert_true(syn_test_run_until(loop, syn_test_connected, t, 5));

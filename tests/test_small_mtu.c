@@ -40,11 +40,7 @@ static void test_small_mtu_path(void **state) {
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, pki, syn_edge_port(e));
     cfg.idle_timeout = 10; /* defaults otherwise: payload cap 1452, PMTU discovery on */
-    synesis_tunnel *t;
-    char detail[512];
-    assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, detail, sizeof(detail)), 0);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(loop, syn_test_connected, t, 5));
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 5);
     size_t n = 256 * 1024;
     uint8_t *body = malloc(n);
     for (size_t i = 0; i < n; i++)

@@ -33,26 +33,18 @@ static fixture *make_fixture(uint64_t max_streams_bidi) {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("str-1");
+    pki = syn_test_pki_shared("str-1");
     syn_edge_config ec;
     syn_test_edge_config(&ec, pki);
     ec.max_streams_bidi = max_streams_bidi;
-    char detail[512];
-    assert_int_equal(syn_edge_new(&f->edge, f->loop, &ec, detail), 0);
-    assert_int_equal(syn_edge_start(f->edge, detail), 0);
+    f->edge = syn_test_edge_start(f->loop, &ec);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     f->cfg.idle_timeout = 10;
     return f;
 }
 
 static void start_tunnel(fixture *f) {
-    char detail[512];
-    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, NULL, f, 5);
 }
 
 static int setup(void **state) {
@@ -604,19 +596,10 @@ static void test_connection_lost_with_queued_and_paused(void **state) {
     free(b);
 }
 
-static int is_state(void *ud) {
-    fixture *f = ud;
-    synesis_tunnel_state st;
-    synesis_tunnel_get_state(f->t, &st);
-    return st.kind == SYNESIS_STATE_CONNECTED;
-}
-
 static void test_open_when_not_connected(void **state) {
     fixture *f = make_fixture(100);
     *state = f;
-    char detail[256];
-    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail)),
-                     0);
+    f->t = syn_test_tunnel_new(f->loop, &f->cfg, NULL, f);
     synesis_stream *s = (synesis_stream *)f;
     assert_int_equal(synesis_tunnel_open_stream(f->t, &rcb, NULL, &s), SYNESIS_ERR_NOT_CONNECTED);
     assert_null(s);
@@ -624,7 +607,7 @@ static void test_open_when_not_connected(void **state) {
     s = (synesis_stream *)f;
     assert_int_equal(synesis_tunnel_open_stream(f->t, &rcb, NULL, &s), SYNESIS_ERR_NOT_CONNECTED);
     assert_null(s);
-    assert_true(syn_test_run_until(f->loop, is_state, f, 5));
+    assert_true(syn_test_wait_state(f->loop, f->t, SYNESIS_STATE_CONNECTED, 5));
     srec *r = open_rec(f);
     write_all(r->s, "r", 1);
     assert_true(syn_test_run_until(f->loop, r_has_data, r, 5));

@@ -62,14 +62,11 @@ static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
     f->eloop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("timer-1");
+    pki = syn_test_pki_shared("timer-1");
     syn_edge_config ec;
     syn_test_edge_config(&ec, pki);
     ec.max_streams_bidi = 1000;
-    char detail[512];
-    assert_int_equal(syn_edge_new(&f->edge, f->eloop, &ec, detail), 0);
-    assert_int_equal(syn_edge_start(f->edge, detail), 0);
+    f->edge = syn_test_edge_start(f->eloop, &ec);
     ev_async_init(&f->stop, edge_stop_cb);
     f->stop.data = f;
     ev_async_start(f->eloop, &f->stop);
@@ -77,11 +74,7 @@ static int setup(void **state) {
     assert_int_equal(pthread_create(&f->thread, NULL, edge_main, f), 0);
     f->cfg.idle_timeout = 10;
     f->cfg.request_timeout = 30;
-    int rv = synesis_tunnel_new(&f->t, f->loop, &f->cfg, NULL, f, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
-    assert_int_equal(synesis_tunnel_connect(f->t), 0);
-    assert_true(syn_test_run_until(f->loop, syn_test_connected, f->t, 5));
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, NULL, f, 5);
     *state = f;
     return 0;
 }

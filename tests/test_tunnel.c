@@ -44,19 +44,14 @@ static const char *shared_pki;
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof(*f));
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!shared_pki)
-        shared_pki = syn_test_pki("test-1");
+    shared_pki = syn_test_pki_shared("test-1");
     f->pki = shared_pki;
     syn_edge_config ec;
     syn_test_edge_config(&ec, f->pki);
     ec.idle_timeout = 5;
     ec.log = edge_log;
     ec.log_user_data = f;
-    char detail[512];
-    int rv = syn_edge_new(&f->edge, f->loop, &ec, detail);
-    if (rv)
-        fail_msg("%s", detail);
-    assert_int_equal(syn_edge_start(f->edge, detail), 0);
+    f->edge = syn_test_edge_start(f->loop, &ec);
     *state = f;
     return 0;
 }
@@ -73,23 +68,11 @@ static int teardown(void **state) {
 
 static synesis_tunnel *new_tunnel(fixture *f, synesis_tunnel_config *cfg, syn_test_states *rec) {
     synesis_tunnel *t = NULL;
-    char detail[512];
     synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
                                    .on_state = rec ? syn_test_record_state : NULL};
-    int rv = synesis_tunnel_new(&t, f->loop, cfg, &cb, rec, detail, sizeof(detail));
-    if (rv)
-        fail_msg("tunnel: %s: %s", synesis_error_name(rv), detail);
+    t = syn_test_tunnel_new(f->loop, cfg, &cb, rec);
     return t;
 }
-
-static int is_state(void *ud, synesis_state_kind k) {
-    synesis_tunnel *t = ud;
-    synesis_tunnel_state s;
-    synesis_tunnel_get_state(t, &s);
-    return s.kind == k;
-}
-static int is_connected(void *ud) { return is_state(ud, SYNESIS_STATE_CONNECTED); }
-static int is_failed(void *ud) { return is_state(ud, SYNESIS_STATE_FAILED); }
 
 static void test_connect_and_disconnect(void **state) {
     fixture *f = *state;
@@ -98,8 +81,7 @@ static void test_connect_and_disconnect(void **state) {
     syn_test_states rec = {0};
     synesis_tunnel *t = new_tunnel(f, &cfg, &rec);
     assert_false(synesis_tunnel_is_connected(t));
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, is_connected, t, 5));
+    syn_test_connect(f->loop, t, 5);
     assert_true(synesis_tunnel_is_connected(t));
     assert_true(synesis_tunnel_is_healthy(t)); /* loopback RTT is far below 500 ms */
     synesis_tunnel_state s;
@@ -123,8 +105,7 @@ static void test_connect_and_disconnect(void **state) {
     assert_int_equal(rec.kinds[1], SYNESIS_STATE_CONNECTED);
     assert_int_equal(rec.kinds[2], SYNESIS_STATE_DISCONNECTED);
     /* Connect again from Disconnected works. */
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, is_connected, t, 5));
+    syn_test_connect(f->loop, t, 5);
     synesis_tunnel_free(t);
     syn_test_run_for(f->loop, 0.1);
     syn_edge_get_stats(f->edge, &es);
@@ -149,8 +130,7 @@ static void test_groups_and_congestion_control(void **state) {
         cfg.tls_groups = cases[i].groups;
         cfg.congestion_control = cases[i].cc;
         synesis_tunnel *t = new_tunnel(f, &cfg, NULL);
-        assert_int_equal(synesis_tunnel_connect(t), 0);
-        assert_true(syn_test_run_until(f->loop, is_connected, t, 5));
+        syn_test_connect(f->loop, t, 5);
         syn_test_result res;
         syn_test_request(f->loop, t, "SRC 300000\n", 11, NULL, &res, 5);
         assert_int_equal(res.status, 0);
@@ -189,8 +169,7 @@ static void test_shared_tls_context(void **state) {
 
     /* The tunnel it came from goes first; the shared context stays. */
     synesis_tunnel_free(a);
-    assert_int_equal(synesis_tunnel_connect(b), 0);
-    assert_true(syn_test_run_until(f->loop, is_connected, b, 5));
+    syn_test_connect(f->loop, b, 5);
     assert_string_equal(syn_edge_last_device(f->edge), "test-1"); /* a's certificate */
     syn_test_result res;
     syn_test_request(f->loop, b, "SRC 100000\n", 11, NULL, &res, 5);
@@ -211,7 +190,7 @@ static void test_shared_tls_context(void **state) {
     share.share_tls_with = pinned;
     synesis_tunnel *c = new_tunnel(f, &share, NULL);
     assert_int_equal(synesis_tunnel_connect(c), 0);
-    assert_true(syn_test_run_until(f->loop, is_failed, c, 5));
+    assert_true(syn_test_wait_state(f->loop, c, SYNESIS_STATE_FAILED, 5));
     synesis_tunnel_state st;
     synesis_tunnel_get_state(c, &st);
     assert_int_equal(st.error, SYNESIS_ERR_PEER_PIN_MISMATCH);
@@ -285,7 +264,7 @@ static void test_transition_table(void **state) {
     assert_int_equal(synesis_tunnel_disconnect(t), SYNESIS_ERR_INVALID_STATE);
     assert_int_equal(synesis_tunnel_connect(t), 0);
     assert_int_equal(synesis_tunnel_connect(t), SYNESIS_ERR_INVALID_STATE);
-    assert_true(syn_test_run_until(f->loop, is_connected, t, 5));
+    assert_true(syn_test_wait_state(f->loop, t, SYNESIS_STATE_CONNECTED, 5));
     assert_int_equal(synesis_tunnel_connect(t), SYNESIS_ERR_INVALID_STATE);
     synesis_tunnel_free(t);
     syn_test_run_for(f->loop, 0.05);
@@ -406,8 +385,7 @@ static void test_subscribers(void **state) {
     assert_int_equal(synesis_tunnel_subscribe(t, count_cb, &a, &ida), 0);
     assert_int_equal(synesis_tunnel_subscribe(t, count_cb, &b, &idb), 0);
     assert_int_not_equal(ida, idb);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, is_connected, t, 5));
+    syn_test_connect(f->loop, t, 5);
     assert_int_equal(a, 2);
     assert_int_equal(b, 2);
     assert_int_equal(synesis_tunnel_unsubscribe(t, ida), 0);
@@ -432,14 +410,14 @@ static void test_connect_refused(void **state) {
     syn_test_states rec = {0};
     synesis_tunnel *t = new_tunnel(f, &cfg, &rec);
     assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, is_failed, t, cfg.handshake_timeout + 1));
+    assert_true(syn_test_wait_state(f->loop, t, SYNESIS_STATE_FAILED, cfg.handshake_timeout + 1));
     synesis_tunnel_state st;
     synesis_tunnel_get_state(t, &st);
     if (st.error != SYNESIS_ERR_SOCKET || !strstr(st.error_detail, "refused"))
         fail_msg("%s: %s", synesis_error_name(st.error), st.error_detail);
     /* From Failed, connect() starts again. */
     assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, is_failed, t, cfg.handshake_timeout + 1));
+    assert_true(syn_test_wait_state(f->loop, t, SYNESIS_STATE_FAILED, cfg.handshake_timeout + 1));
     synesis_tunnel_free(t);
 }
 
@@ -456,7 +434,7 @@ static void test_handshake_timeout(void **state) {
     cfg.handshake_timeout = 0.5;
     synesis_tunnel *t = new_tunnel(f, &cfg, NULL);
     assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, is_failed, t, 5));
+    assert_true(syn_test_wait_state(f->loop, t, SYNESIS_STATE_FAILED, 5));
     synesis_tunnel_state st;
     synesis_tunnel_get_state(t, &st);
     assert_int_equal(st.error, SYNESIS_ERR_HANDSHAKE_TIMEOUT);
@@ -467,7 +445,7 @@ static void test_handshake_timeout(void **state) {
 static void expect_failure(fixture *f, synesis_tunnel_config *cfg, int code) {
     synesis_tunnel *t = new_tunnel(f, cfg, NULL);
     assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, is_failed, t, 5));
+    assert_true(syn_test_wait_state(f->loop, t, SYNESIS_STATE_FAILED, 5));
     synesis_tunnel_state st;
     synesis_tunnel_get_state(t, &st);
     if (st.error != code)
@@ -501,8 +479,7 @@ static void test_ip_literal_verified(void **state) {
     syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
     cfg.server_name = NULL; /* the URL's 127.0.0.1, which the edge certificate carries */
     synesis_tunnel *t = new_tunnel(f, &cfg, NULL);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, is_connected, t, 5));
+    syn_test_connect(f->loop, t, 5);
     synesis_tunnel_free(t);
     syn_test_run_for(f->loop, 0.05);
 }
@@ -620,8 +597,7 @@ static void test_slow_dns_does_not_block_loop(void **state) {
     ev_timer_init(&tick, tick_cb, 0.01, 0.01);
     tick.data = &ticks;
     ev_timer_start(f->loop, &tick);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, is_connected, t, 6));
+    syn_test_connect(f->loop, t, 6);
     ev_timer_stop(f->loop, &tick);
     /* 1.5 s of lookup at 10 ms per tick: the loop kept running throughout. */
     assert_true(ticks >= 50);
@@ -682,8 +658,7 @@ static void test_free_in_every_phase(void **state) {
     cfg.reconnect_initial_delay = 5;
     cfg.reconnect_max_delay = 5;
     assert_int_equal(synesis_tunnel_new(&t, f->loop, &cfg, &none, NULL, NULL, 0), 0);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(f->loop, is_connected, t, 5));
+    syn_test_connect(f->loop, t, 5);
     syn_edge_stop(f->edge, 1);
     syn_test_run_for(f->loop, 0.1);
     synesis_tunnel_state st;

@@ -534,23 +534,14 @@ static const char *pki;
 /* A request and its echo, each many datagrams long: every burst arrives intact. */
 static void echo_through_edge(size_t n) {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    if (!pki)
-        pki = syn_test_pki("udp-1");
+    pki = syn_test_pki_shared("udp-1");
     syn_edge_config ec;
     syn_test_edge_config(&ec, pki);
-    char detail[512];
-    syn_edge *e;
-    assert_int_equal(syn_edge_new(&e, loop, &ec, detail), 0);
-    assert_int_equal(syn_edge_start(e, detail), 0);
+    syn_edge *e = syn_test_edge_start(loop, &ec);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, pki, syn_edge_port(e));
     cfg.request_timeout = 30;
-    synesis_tunnel *t;
-    int rv = synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, detail, sizeof(detail));
-    if (rv)
-        fail_msg("%s: %s", synesis_error_name(rv), detail);
-    assert_int_equal(synesis_tunnel_connect(t), 0);
-    assert_true(syn_test_run_until(loop, syn_test_connected, t, 5));
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 5);
     uint8_t *buf = malloc(n);
     for (size_t i = 0; i < n; i++)
         buf[i] = (uint8_t)((i * 2654435761u) >> 13);

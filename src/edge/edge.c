@@ -1,5 +1,6 @@
 /* The reference edge server. */
 #include "edge.h"
+#include "edge_test.h"
 
 #include "cidmap.h"
 #include "protocol.h"

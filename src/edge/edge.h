@@ -285,9 +285,4 @@ void syn_edge_kick(syn_edge *e, const char *device_id);
 /* Stops and frees; no watcher stays active. */
 void syn_edge_free(syn_edge *e);
 
-/* Tests and fuzzing: the driver connection of the newest connection (NULL when none). With the
- * qconn.h test calls, a fuzzer plays a client's streams into the edge's stream handlers. */
-struct syn_qconn;
-struct syn_qconn *syn_edge_newest_qconn(const syn_edge *e);
-
 #endif /* SYNESIS_EDGE_H */

@@ -45,6 +45,7 @@
 #include <netinet/in.h>
 
 #include "bench_util.h"
+#include "tunnel_test.h"
 #include "edge/edge.h"
 #include "fault_proxy.h"
 #include "synesis/synesis.h"

@@ -37,6 +37,8 @@
 #include "live.h"
 
 #include "qconn.h"
+#include "qconn_test.h"
+#include "edge/edge_test.h"
 #include "synesis/request.h"
 #include "synesis/stream.h"
 

@@ -22,6 +22,8 @@
 #include "live.h"
 
 #include "qconn.h"
+#include "qconn_test.h"
+#include "edge/edge_test.h"
 
 #define MAX_STREAMS 8
 

@@ -22,6 +22,7 @@
 #include "live.h"
 
 #include "qconn.h"
+#include "qconn_test.h"
 
 #define MAX_STREAMS 8
 #define MAX_HB 8

@@ -25,6 +25,7 @@
 #include "live.h"
 
 #include "qconn.h"
+#include "qconn_test.h"
 #include "synesis/request.h"
 #include "synesis/stream.h"
 

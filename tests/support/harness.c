@@ -45,6 +45,21 @@ const char *syn_test_pki(const char *device_id) {
     return dir;
 }
 
+const char *syn_test_pki_shared(const char *device_id) {
+    static struct {
+        char id[64];
+        const char *dir;
+    } made[16];
+    static int n;
+    for (int i = 0; i < n; i++)
+        if (strcmp(made[i].id, device_id) == 0)
+            return made[i].dir;
+    assert_true(n < 16 && strlen(device_id) < sizeof(made[0].id));
+    snprintf(made[n].id, sizeof(made[0].id), "%s", device_id);
+    made[n].dir = syn_test_pki(device_id);
+    return made[n++].dir;
+}
+
 void syn_test_edge_config(syn_edge_config *ec, const char *dir) {
     syn_edge_config_init(ec);
     ec->listen = "127.0.0.1:0";
@@ -63,19 +78,68 @@ void syn_test_finish(struct ev_loop *loop, synesis_tunnel *t, syn_edge *e) {
 
 int syn_test_connected(void *tunnel) { return synesis_tunnel_is_connected(tunnel); }
 
-syn_edge *syn_test_edge(struct ev_loop *loop, const char *dir, double idle) {
-    syn_edge_config ec;
-    syn_test_edge_config(&ec, dir);
-    ec.idle_timeout = idle;
+syn_edge *syn_test_edge_start(struct ev_loop *loop, const syn_edge_config *ec) {
     syn_edge *e = NULL;
     char detail[512];
-    int rv = syn_edge_new(&e, loop, &ec, detail);
+    int rv = syn_edge_new(&e, loop, ec, detail);
     if (rv != 0)
         fail_msg("edge: %s: %s", synesis_error_name(rv), detail);
     rv = syn_edge_start(e, detail);
     if (rv != 0)
-        fail_msg("edge start: %s: %s", synesis_error_name(rv), detail);
+        fail_msg("edge start on %s: %s: %s", ec->listen ? ec->listen : "(default)",
+                 synesis_error_name(rv), detail);
     return e;
+}
+
+syn_edge *syn_test_edge(struct ev_loop *loop, const char *dir, double idle) {
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, dir);
+    ec.idle_timeout = idle;
+    return syn_test_edge_start(loop, &ec);
+}
+
+synesis_tunnel *syn_test_tunnel_new(struct ev_loop *loop, const synesis_tunnel_config *cfg,
+                                    const synesis_tunnel_callbacks *cb, void *ud) {
+    synesis_tunnel *t = NULL;
+    char detail[512];
+    int rv = synesis_tunnel_new(&t, loop, cfg, cb, ud, detail, sizeof(detail));
+    if (rv != 0)
+        fail_msg("tunnel: %s: %s", synesis_error_name(rv), detail);
+    return t;
+}
+
+void syn_test_connect(struct ev_loop *loop, synesis_tunnel *t, double timeout) {
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_run_until(loop, syn_test_connected, t, timeout));
+}
+
+synesis_tunnel *syn_test_tunnel_connected(struct ev_loop *loop, const synesis_tunnel_config *cfg,
+                                          const synesis_tunnel_callbacks *cb, void *ud,
+                                          double timeout) {
+    synesis_tunnel *t = syn_test_tunnel_new(loop, cfg, cb, ud);
+    syn_test_connect(loop, t, timeout);
+    return t;
+}
+
+int syn_test_in_state(synesis_tunnel *t, synesis_state_kind kind) {
+    synesis_tunnel_state st;
+    return synesis_tunnel_get_state(t, &st) == 0 && st.kind == kind;
+}
+
+typedef struct state_wait {
+    synesis_tunnel *t;
+    synesis_state_kind kind;
+} state_wait;
+
+static int state_reached(void *ud) {
+    state_wait *w = ud;
+    return syn_test_in_state(w->t, w->kind);
+}
+
+int syn_test_wait_state(struct ev_loop *loop, synesis_tunnel *t, synesis_state_kind kind,
+                        double timeout) {
+    state_wait w = {t, kind};
+    return syn_test_run_until(loop, state_reached, &w, timeout);
 }
 
 void syn_test_tunnel_config(synesis_tunnel_config *cfg, const char *dir, uint16_t port) {
@@ -166,6 +230,38 @@ int syn_test_find_state(const syn_test_states *s, synesis_state_kind kind, int f
     return -1;
 }
 
+int syn_test_settled(void *states) {
+    return syn_test_find_state(states, SYNESIS_STATE_CONNECTED, 0) >= 0 ||
+           syn_test_find_state(states, SYNESIS_STATE_FAILED, 0) >= 0;
+}
+
+typedef struct record_wait {
+    const syn_test_states *s;
+    synesis_state_kind kind;
+    uint32_t min_attempt;
+    int from;
+    int found;
+} record_wait;
+
+static int recorded(void *ud) {
+    record_wait *w = ud;
+    for (int i = w->from; i < w->s->n; i++)
+        if (w->s->kinds[i] == w->kind && w->s->attempts[i] >= w->min_attempt) {
+            w->found = i;
+            return 1;
+        }
+    return 0;
+}
+
+int syn_test_wait_recorded(struct ev_loop *loop, const syn_test_states *s, synesis_state_kind kind,
+                           uint32_t min_attempt, int from, double timeout) {
+    record_wait w = {s, kind, min_attempt, from, -1};
+    if (!syn_test_run_until(loop, recorded, &w, timeout))
+        fail_msg("no transition to %s (attempt >= %u) within %.1f s", synesis_state_name(kind),
+                 min_attempt, timeout);
+    return w.found;
+}
+
 /* ---- requests ---- */
 
 void syn_test_on_response(synesis_tunnel *t, synesis_request *req, const synesis_response *r,
@@ -184,6 +280,7 @@ void syn_test_on_response(synesis_tunnel *t, synesis_request *req, const synesis
         assert_non_null(res->data);
         memcpy(res->data, r->data, r->len);
     }
+    snprintf(res->detail, sizeof(res->detail), "%s", r->detail ? r->detail : "");
 }
 
 int syn_test_response_done(void *result) { return ((syn_test_result *)result)->calls > 0; }

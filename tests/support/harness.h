@@ -1,4 +1,17 @@
-/* Shared helpers for the integration tests: temporary PKI, a local edge, running the loop. */
+/* The integration tests' shared fixtures (cmocka: a helper that cannot do its job fails the test
+ * with the library's error name and detail). Every test builds on the same few steps:
+ *   a PKI                syn_test_pki (a new one), syn_test_pki_shared (one per process and id);
+ *   the edge, in process syn_test_edge_config, the test's changes, syn_test_edge_start;
+ *                        or syn_test_edge (the defaults and an idle timeout);
+ *   a tunnel config      syn_test_tunnel_config (pointing at the edge's port), the test's changes;
+ *   a tunnel             syn_test_tunnel_new; syn_test_connect (the one connect-and-wait), or
+ *                        both at once, syn_test_tunnel_connected;
+ *   waiting              syn_test_run_until (any predicate, a deadline), syn_test_wait_state (the
+ *                        current state), syn_test_wait_recorded (a transition recorded by
+ *                        syn_test_record_state), syn_test_run_for;
+ *   requests             syn_test_request, or syn_test_on_response and syn_test_response_done;
+ *   the end              syn_test_finish (nothing may stay active on the loop).
+ * Tests that need odd certificates or hand-made streams use the raw client at the bottom. */
 #ifndef SYNESIS_TEST_HARNESS_H
 #define SYNESIS_TEST_HARNESS_H
 
@@ -15,6 +28,10 @@ const char *syn_test_mkdtemp(const char *prefix);
 /* Builds a test PKI in a new directory; returns the directory. Fails the test on error. */
 const char *syn_test_pki(const char *device_id);
 
+/* The test PKI of this process for device_id: built on the first call (syn_test_pki), the same
+ * directory on later calls. For tests whose cases share one PKI. */
+const char *syn_test_pki_shared(const char *device_id);
+
 /* "dir/name" in a static rotating buffer (valid for the next 8 calls). */
 const char *syn_test_path(const char *dir, const char *name);
 
@@ -28,12 +45,37 @@ void syn_test_finish(struct ev_loop *loop, synesis_tunnel *t, syn_edge *e);
 /* Predicate for syn_test_run_until: the tunnel (ud) is Connected. */
 int syn_test_connected(void *tunnel);
 
+/* Creates and starts an edge on loop with ec (syn_test_edge_config and the test's own changes);
+ * fails the test, with the edge's detail, if either step fails. */
+syn_edge *syn_test_edge_start(struct ev_loop *loop, const syn_edge_config *ec);
+
 /* Starts an edge on 127.0.0.1:0 with the PKI in dir; idle timeout idle (seconds). */
 syn_edge *syn_test_edge(struct ev_loop *loop, const char *dir, double idle);
 
 /* A tunnel config for the edge on port (URL quic://127.0.0.1:port, server name "localhost"),
  * certificates from dir, the test CA as the only trust, short timeouts for tests. */
 void syn_test_tunnel_config(synesis_tunnel_config *cfg, const char *dir, uint16_t port);
+
+/* Creates a tunnel (synesis_tunnel_new with cb and ud, either may be NULL); fails the test, with
+ * the error's name and detail, if it cannot. */
+synesis_tunnel *syn_test_tunnel_new(struct ev_loop *loop, const synesis_tunnel_config *cfg,
+                                    const synesis_tunnel_callbacks *cb, void *ud);
+
+/* The one connect-and-wait: synesis_tunnel_connect(t), then runs the loop until t is Connected;
+ * fails the test if the call fails or Connected is not reached within timeout seconds. */
+void syn_test_connect(struct ev_loop *loop, synesis_tunnel *t, double timeout);
+
+/* syn_test_tunnel_new and syn_test_connect in one: a Connected tunnel. */
+synesis_tunnel *syn_test_tunnel_connected(struct ev_loop *loop, const synesis_tunnel_config *cfg,
+                                          const synesis_tunnel_callbacks *cb, void *ud,
+                                          double timeout);
+
+/* 1 if t's current state is kind. */
+int syn_test_in_state(synesis_tunnel *t, synesis_state_kind kind);
+
+/* Runs the loop until t's current state is kind or timeout seconds pass; returns 1 if it is. */
+int syn_test_wait_state(struct ev_loop *loop, synesis_tunnel *t, synesis_state_kind kind,
+                        double timeout);
 
 /* Runs the loop until pred(ud) is true or timeout seconds pass; returns pred's final value. */
 int syn_test_run_until(struct ev_loop *loop, int (*pred)(void *), void *ud, double timeout);
@@ -52,6 +94,14 @@ void syn_test_record_state(synesis_tunnel *t, const synesis_tunnel_state *old_st
                            const synesis_tunnel_state *new_state, void *user_data);
 /* Index of the first record of kind at or after from, or -1. */
 int syn_test_find_state(const syn_test_states *s, synesis_state_kind kind, int from);
+/* Predicate for syn_test_run_until: the records (ud, a syn_test_states) hold a Connected or a
+ * Failed: the first attempt has settled one way or the other. */
+int syn_test_settled(void *states);
+/* Runs the loop until a record of kind with attempt >= min_attempt appears at or after index
+ * from; fails the test (naming the state) if none does within timeout seconds. Returns its
+ * index. */
+int syn_test_wait_recorded(struct ev_loop *loop, const syn_test_states *s, synesis_state_kind kind,
+                           uint32_t min_attempt, int from, double timeout);
 
 /* One request's outcome, copied from the response callback. */
 #include "synesis/request.h"
@@ -61,6 +111,7 @@ typedef struct syn_test_result {
     uint64_t app_code;
     uint8_t *data; /* malloc'ed copy of the response (free it) */
     size_t len;
+    char detail[256]; /* the response's detail, truncated */
 } syn_test_result;
 /* A synesis_response_fn filling the syn_test_result in user_data. */
 void syn_test_on_response(synesis_tunnel *t, synesis_request *req, const synesis_response *r,
