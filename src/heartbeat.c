@@ -395,7 +395,7 @@ size_t syn_reports_count(const synesis_tunnel *t) {
     size_t n = 0;
     const syn_report *r;
     SYN_LIST_FOREACH(r, &t->hb.reports, const syn_report, link)
-    n++;
+        n++;
     return n;
 }
 
@@ -433,7 +433,7 @@ static size_t hb_live_count(const synesis_tunnel *t) {
     size_t n = 0;
     const syn_hb *h;
     SYN_LIST_FOREACH(h, &t->hb.live, const syn_hb, link)
-    n++;
+        n++;
     return n;
 }
 

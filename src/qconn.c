@@ -442,9 +442,9 @@ static void early_reopen(syn_qconn *qc) {
         for (;;) {
             syn_qstream *next = NULL, *s;
             SYN_LIST_FOREACH(s, &qc->streams, syn_qstream, link)
-            if (s->early && !s->closed && (ngtcp2_is_bidi_stream(s->id) != 0) == bidi &&
-                (!next || s->id < next->id))
-                next = s;
+                if (s->early && !s->closed && (ngtcp2_is_bidi_stream(s->id) != 0) == bidi &&
+                    (!next || s->id < next->id))
+                    next = s;
             if (!next)
                 break;
             next->early = 0;

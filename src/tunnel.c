@@ -340,8 +340,8 @@ static int buffers_release(synesis_tunnel *t) {
         done = 0;
     syn_linger *l;
     SYN_LIST_FOREACH(l, &t->lingers, syn_linger, link)
-    if (!syn_qconn_trim(l->qc))
-        done = 0;
+        if (!syn_qconn_trim(l->qc))
+            done = 0;
     return done;
 }
 

@@ -266,8 +266,8 @@ static void conn_destroy(syn_edge *e, edge_conn *c) {
      * queued has not had all of its data and FIN acknowledged. */
     edge_stream *es;
     SYN_LIST_FOREACH(es, &c->streams, edge_stream, link)
-    if (!es->uni && es->qs && syn_qstream_fin_queued(es->qs))
-        e->stats.responses_unacked++;
+        if (!es->uni && es->qs && syn_qstream_fin_queued(es->qs))
+            e->stats.responses_unacked++;
     while (!syn_list_empty(&c->streams))
         es_free(SYN_LIST_FIRST(&c->streams, edge_stream, link));
     conn_free_reports(c);
@@ -321,8 +321,8 @@ static int conn_enter_closing(syn_edge *e, edge_conn *c) {
         period = SYN_EDGE_CLOSING_MIN_MS / 1000.0;
     edge_stream *es;
     SYN_LIST_FOREACH(es, &c->streams, edge_stream, link)
-    if (!es->uni && es->qs && syn_qstream_fin_queued(es->qs))
-        e->stats.responses_unacked++;
+        if (!es->uni && es->qs && syn_qstream_fin_queued(es->qs))
+            e->stats.responses_unacked++;
     while (!syn_list_empty(&c->streams))
         es_free(SYN_LIST_FIRST(&c->streams, edge_stream, link));
     conn_free_reports(c);
