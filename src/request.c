@@ -55,7 +55,7 @@ struct synesis_request {
 
     size_t max_response;
     int wait_for_connection;
-    unsigned idempotent : 1; /* may go in 0-RTT (syn_request_set_idempotent) */
+    unsigned idempotent : 1; /* may go in 0-RTT (SYNESIS_REQUEST_IDEMPOTENT) */
     unsigned early : 1;      /* its stream was opened in 0-RTT */
     ev_timer timer;
     uint8_t *resp;
@@ -308,8 +308,6 @@ void syn_requests_pump(synesis_tunnel *t) {
     }
 }
 
-void syn_request_set_idempotent(synesis_request *r, int on) { r->idempotent = on ? 1 : 0; }
-
 int syn_request_sent_early(const synesis_request *r) { return r->early; }
 
 void syn_requests_moved(synesis_tunnel *t) {
@@ -436,6 +434,7 @@ static int submit(synesis_tunnel *t, const void *data, size_t len, synesis_relea
     }
     r->max_response = opts->max_response_size ? opts->max_response_size : t->cfg.max_response_size;
     r->wait_for_connection = opts->queue_while_reconnecting;
+    r->idempotent = (opts->flags & SYNESIS_REQUEST_IDEMPOTENT) != 0;
     r->cb = cb;
     r->user_data = user_data;
     ev_timer_init(&r->timer, timeout_cb, opts->timeout > 0 ? opts->timeout : t->cfg.request_timeout,

@@ -3,6 +3,7 @@
 
 #include "internal.h"
 
+#include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,15 +180,25 @@ int syn_resume_export(syn_resume *r, const char *host, uint8_t **out, size_t *le
     return 0;
 }
 
-int syn_resume_import(syn_resume *r, const uint8_t *b, size_t len) {
-    if (!b || len < 1 + 8 + 1 + 2 + 4 || b[0] != BLOB_VERSION)
-        return SYNESIS_ERR_INVALID_ARGUMENT;
+#define BAD(reason)                                                                                \
+    do {                                                                                           \
+        if (why)                                                                                   \
+            *why = reason;                                                                         \
+        return SYNESIS_ERR_INVALID_ARGUMENT;                                                       \
+    } while (0)
+
+int syn_resume_import_for(syn_resume *r, const char *want, const uint8_t *b, size_t len,
+                          const char **why) {
+    if (!b || len < 1 + 8 + 1 + 2 + 4)
+        BAD("too short to be resumption data");
+    if (b[0] != BLOB_VERSION)
+        BAD("not resumption data of this library (unknown format version)");
     const uint8_t *p = b + 1, *end = b + len;
     uint64_t expires = get_be(p, 8);
     p += 8;
     size_t hl = *p++;
     if ((size_t)(end - p) < hl + 2)
-        return SYNESIS_ERR_INVALID_ARGUMENT;
+        BAD("truncated (server name)");
     char host[256];
     memcpy(host, p, hl);
     host[hl] = '\0';
@@ -195,24 +206,33 @@ int syn_resume_import(syn_resume *r, const uint8_t *b, size_t len) {
     size_t tplen = (size_t)get_be(p, 2);
     p += 2;
     if (tplen > sizeof(r->tickets[0].tp) || (size_t)(end - p) < tplen + 4)
-        return SYNESIS_ERR_INVALID_ARGUMENT;
+        BAD("truncated or malformed (transport parameters)");
     const uint8_t *tp = p;
     p += tplen;
     size_t derlen = (size_t)get_be(p, 4);
     p += 4;
     if (derlen != (size_t)(end - p) || derlen > INT32_MAX || !hl || memchr(host, 0, hl))
-        return SYNESIS_ERR_INVALID_ARGUMENT;
+        BAD("truncated or malformed (session length)");
+    if (want && strcmp(host, want) != 0)
+        BAD("saved for another server name");
+    if (expires <= syn_wall_ms())
+        BAD("expired");
     const unsigned char *dp = p;
     SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &dp, (long)derlen);
     if (!sess || dp != end || !SSL_SESSION_is_resumable(sess)) {
         SSL_SESSION_free(sess);
-        return SYNESIS_ERR_INVALID_ARGUMENT;
+        ERR_clear_error();
+        BAD("malformed TLS session");
     }
     if (expires > syn_wall_ms() + (uint64_t)SYN_RESUME_MAX_LIFETIME_S * 1000)
         expires = syn_wall_ms() + (uint64_t)SYN_RESUME_MAX_LIFETIME_S * 1000;
     if (!add(r, host, sess, expires, tp, tplen)) {
         SSL_SESSION_free(sess);
-        return SYNESIS_ERR_INVALID_ARGUMENT;
+        BAD("expired");
     }
     return 0;
+}
+
+int syn_resume_import(syn_resume *r, const uint8_t *b, size_t len) {
+    return syn_resume_import_for(r, NULL, b, len, NULL);
 }

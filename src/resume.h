@@ -70,14 +70,18 @@ void syn_resume_put_token(syn_resume *r, const char *host, const uint8_t *token,
 const uint8_t *syn_resume_token(const syn_resume *r, const char *host, size_t *len);
 
 /*
- * Persistence (the proposal of docs/resumption.md, for the public callback once the API allows
- * it): the newest ticket for host as a self-contained blob (a version byte, the expiry, the host
- * name, the transport parameters, and the DER session, which holds the resumption secret: store
- * it with the same care as the device key). syn_resume_export returns 0 and a malloc'ed blob, or
+ * Persistence (config.resume_data, callbacks.on_resume_data, synesis_tunnel_resume_data()): the
+ * newest ticket for host as a self-contained blob (a version byte, the expiry, the host name, the
+ * transport parameters, and the DER session, which holds the resumption secret: store it with the
+ * same care as the device key). syn_resume_export returns 0 and a malloc'ed blob, or
  * SYNESIS_ERR_INVALID_STATE (no ticket) or NOMEM. syn_resume_import checks and adds one (0, or
  * SYNESIS_ERR_INVALID_ARGUMENT for a blob that is malformed or expired).
  */
 int syn_resume_export(syn_resume *r, const char *host, uint8_t **out, size_t *len);
 int syn_resume_import(syn_resume *r, const uint8_t *blob, size_t len);
+/* The same for config.resume_data: only a ticket for exactly host (NULL: any); on failure *why
+ * (may be NULL) says why in a static string for the log. */
+int syn_resume_import_for(syn_resume *r, const char *host, const uint8_t *blob, size_t len,
+                          const char **why);
 
 #endif /* SYNESIS_RESUME_H */

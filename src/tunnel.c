@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -48,6 +49,8 @@ static void config_defaults(synesis_tunnel_config *cfg) {
     cfg->log_level = SYNESIS_LOG_INFO;
     cfg->close_linger = 1.0;
     cfg->max_queued_request_bytes = SYN_DEFAULT_MAX_QUEUED_REQUEST_BYTES;
+    cfg->resumption = 1;
+    cfg->early_data = 1;
 }
 
 SYNESIS_API void synesis_tunnel_config_init_sized(synesis_tunnel_config *cfg, size_t size) {
@@ -602,6 +605,13 @@ static void qc_handshake_done(syn_qconn *qc) {
     int resumed = syn_qconn_resumed(qc);
     if (resumed && t->resume)
         t->resume->resumed++;
+    if (resumed)
+        t->stats.resumed_connections++;
+    int early = syn_qconn_early_result(qc);
+    if (early > 0)
+        t->stats.early_data_accepted++;
+    else if (early < 0)
+        t->stats.early_data_rejected++;
     syn_tunnel_log(t, SYNESIS_LOG_INFO, "handshake with %s (%s) complete%s", t->server_name, addr,
                    resumed                         ? " (resumed)"
                    : syn_qconn_offered_session(qc) ? " (ticket refused: full handshake)"
@@ -725,7 +735,41 @@ static int qc_new_session(syn_qconn *qc, SSL_SESSION *sess, const uint8_t *tp, s
     syn_resume *r = resume_store(t);
     if (!r) /* (a ticket comes after our TLS handshake: the edge's certificate is verified) */
         return 0;
-    return syn_resume_put(r, t->server_name, sess, tp, tplen);
+    int kept = syn_resume_put(r, t->server_name, sess, tp, tplen);
+    /* The application hears of it once control is back in rio_cb, outside OpenSSL and ngtcp2. */
+    if (kept && t->cb.on_resume_data)
+        t->resume_notify = 1;
+    return kept;
+}
+
+/* callbacks.on_resume_data with the newest ticket, from rio_cb (held). */
+static void resume_notify(synesis_tunnel *t) {
+    t->resume_notify = 0;
+    if (!t->cb.on_resume_data || t->resume_off || !t->resume || syn_hold_dying(&t->hold))
+        return;
+    uint8_t *blob;
+    size_t len;
+    if (syn_resume_export(t->resume, t->server_name, &blob, &len) != 0)
+        return; /* no ticket left (one was taken meanwhile), or out of memory */
+    t->cb.on_resume_data(t, blob, len, t->user_data);
+    OPENSSL_cleanse(blob, len);
+    free(blob);
+}
+
+/* config.resume_data, in synesis_tunnel_new(): usable or ignored with a warning, never an
+ * error (docs/resumption.md, "The public API"). */
+static void resume_import(synesis_tunnel *t, const uint8_t *blob, size_t len) {
+    if (!len || !blob || t->resume_off)
+        return;
+    syn_resume *r = resume_store(t);
+    const char *why = "out of memory";
+    if (r && syn_resume_import_for(r, t->server_name, blob, len, &why) == 0) {
+        syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "resume_data: a ticket for %s, kept", t->server_name);
+        return;
+    }
+    syn_tunnel_log(t, SYNESIS_LOG_WARN,
+                   "resume_data ignored (%zu bytes): %s; the first connection is a full handshake",
+                   len, why);
 }
 
 static void qc_new_token(syn_qconn *qc, const uint8_t *token, size_t len) {
@@ -846,6 +890,8 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         if (w1.packets != w0.packets)
             t->wakes.rx_sent++;
     }
+    if (t->resume_notify)
+        resume_notify(t);
     buffers_after_read(t);
     syn_tunnel_leave(t);
 }
@@ -1053,7 +1099,10 @@ static int pending_new_session(syn_qconn *qc, SSL_SESSION *sess, const uint8_t *
     if (!t || SSL_get_SSL_CTX(syn_qconn_ssl(qc)) != t->ssl_ctx)
         return 0;
     syn_resume *r = resume_store(t);
-    return r ? syn_resume_put(r, t->server_name, sess, tp, tplen) : 0;
+    int kept = r ? syn_resume_put(r, t->server_name, sess, tp, tplen) : 0;
+    if (kept && t->cb.on_resume_data)
+        t->resume_notify = 1; /* from rio_cb, once this connection is the tunnel's */
+    return kept;
 }
 
 static const syn_qconn_ops pending_qc_ops = {
@@ -1620,6 +1669,11 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     if ((rv = syn_url_parse(t->cfg.cloud_url, &t->url, d)) != 0)
         goto fail;
     t->server_name = t->cfg.server_name ? t->cfg.server_name : t->url.host;
+    t->resume_off = !t->cfg.resumption;
+    t->early_off = !t->cfg.early_data;
+    resume_import(t, cfg->resume_data, cfg->resume_data_len);
+    t->cfg.resume_data = NULL; /* imported (or not): the caller's buffer is not kept */
+    t->cfg.resume_data_len = 0;
 
     if (cfg->share_tls_with) {
         /* The context of another tunnel, reference counted (cfg's field: the copy forgets the
@@ -1726,12 +1780,26 @@ int syn_tunnel_disconnect_err(synesis_tunnel *t, int err, const char *detail) {
 
 syn_resume *syn_tunnel_resume(synesis_tunnel *t) { return t->resume; }
 
-void syn_tunnel_set_early_data(synesis_tunnel *t, int on) { t->early_off = !on; }
-
-void syn_tunnel_set_resume(synesis_tunnel *t, int on) {
-    t->resume_off = !on;
-    if (!on && t->resume)
-        syn_resume_clear(t->resume);
+SYNESIS_API int synesis_tunnel_resume_data(const synesis_tunnel *t, uint8_t *buf, size_t len) {
+    if (!t || (!buf && len))
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    if (t->resume_off || !t->resume)
+        return 0;
+    uint8_t *blob;
+    size_t n;
+    /* (The store drops expired tickets as it goes: a cache, not the handle's observable state.) */
+    int rv = syn_resume_export(((synesis_tunnel *)t)->resume, t->server_name, &blob, &n);
+    if (rv == SYNESIS_ERR_INVALID_STATE)
+        return 0;
+    if (rv != 0)
+        return rv;
+    if (n > INT_MAX)
+        n = 0; /* cannot be: a DER session and a host name */
+    else if (n <= len)
+        memcpy(buf, blob, n);
+    OPENSSL_cleanse(blob, n);
+    free(blob);
+    return (int)n;
 }
 
 static void really_free(synesis_tunnel *t) {
@@ -1946,6 +2014,9 @@ SYNESIS_API int synesis_tunnel_stats_json(const synesis_tunnel *t, char *buf, si
     NUM(migrations);
     NUM(migrations_failed);
     NUM(last_migration_gap);
+    NUM(resumed_connections);
+    NUM(early_data_accepted);
+    NUM(early_data_rejected);
     NUM(edge_moves);
     NUM(identity_rotations);
     STR("state", synesis_state_name(t->state.kind));

@@ -148,8 +148,9 @@ struct synesis_tunnel {
      * the edge first sends either. resume_off: keep none (tests, the benchmark's full
      * handshakes). */
     syn_resume *resume;
-    int resume_off;
-    int early_off; /* no 0-RTT even where a ticket allows it (syn_tunnel_set_early_data) */
+    int resume_off;    /* !config.resumption */
+    int early_off;     /* !config.early_data: no 0-RTT even where a ticket allows it */
+    int resume_notify; /* a ticket arrived: callbacks.on_resume_data at the end of rio_cb */
 
     synesis_tunnel_state state; /* error_detail always points to state_detail */
     char state_detail[SYN_STATE_DETAIL];
@@ -269,16 +270,7 @@ void syn_tunnel_get_wakes(const synesis_tunnel *t, syn_tunnel_wakes *out);
  * at its end (see buffers_after_read in tunnel.c). */
 #define SYN_TUNNEL_SHORT_RUN 4
 
-/*
- * The "idempotent" request flag (the internal half of the proposed public option, see
- * docs/resumption.md): a request so marked may be sent in 0-RTT, and may then reach the edge more
- * than once should an attacker replay the flight to another edge sharing the ticket key (the
- * edge's single-use tickets stop a replay to the same edge). Set it right after
- * synesis_tunnel_request(), while the request waits (no effect once its stream is open).
- * 0-RTT requests also counted: those sent in 0-RTT, and of them the ones the edge rejected (sent
- * again in 1-RTT).
- */
-void syn_request_set_idempotent(synesis_request *r, int on);
+/* Tests: whether the request's stream was opened in 0-RTT. */
 int syn_request_sent_early(const synesis_request *r);
 
 /* Connection migration (migrate.c). init: once, in synesis_tunnel_new(); conn_up: on Connected

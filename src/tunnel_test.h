@@ -6,13 +6,11 @@
 
 #include "tunnel_int.h"
 
-/* The tunnel's resumption store (NULL until the edge sent a ticket or a token); tests and the
- * benchmark read its counters, and may drop its contents (syn_resume_clear) or switch it off. */
+/* The tunnel's resumption store (NULL until the edge sent a ticket or a token, or
+ * config.resume_data was imported); tests and the benchmark read its counters, and may drop its
+ * contents (syn_resume_clear). What used to be hooks here is the public API since 1.1:
+ * config.resumption, config.early_data, SYNESIS_REQUEST_IDEMPOTENT. */
 syn_resume *syn_tunnel_resume(synesis_tunnel *t);
-void syn_tunnel_set_resume(synesis_tunnel *t, int on);
-/* 0-RTT on reconnect where the ticket allows it (default on): requests marked idempotent are sent
- * with the handshake's first flight; everything else waits for Connected. */
-void syn_tunnel_set_early_data(synesis_tunnel *t, int on);
 /* Netlink messages the watcher of config.watch_network has read (migrate.c; test_migration). */
 uint64_t syn_migration_nl_events(const synesis_tunnel *t);
 

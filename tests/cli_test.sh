@@ -245,6 +245,28 @@ expect 5 agent-refused "$S" agent "${A[@]}" --cert "$WORK/other/device.pem" \
 grep -q '"to":"Failed"' "$WORK/agent-refused.out" || fail "agent-refused: no Failed state"
 pass "agent: heartbeats, SIGTERM 0, --duration 0, a refused device 5"
 
+# resume_file: the first run saves the edge's session ticket (mode 0600), a restarted agent
+# resumes with it; a file others can read, or garbage, is ignored with a warning (a full handshake).
+resumed_at_edge() { grep -c '"event":"connection".*"resumed":true' "$WORK/edge.log" || true; }
+expect 0 agent-resume1 "$S" agent "${A[@]}" --resume-file "$WORK/resume" --duration 0.5
+[ -s "$WORK/resume" ] || fail "agent: no resume_file written"
+[ "$(stat -c %a "$WORK/resume")" = 600 ] || fail "agent: resume_file mode $(stat -c %a "$WORK/resume")"
+n=$(resumed_at_edge)
+expect 0 agent-resume2 "$S" agent "${A[@]}" --resume-file "$WORK/resume" --duration 0.5
+[ "$(resumed_at_edge)" -gt "$n" ] || fail "agent: the restarted agent did not resume"
+tail -n 1 "$WORK/agent-resume2.out" | grep -q '"resumed_connections":1' ||
+    fail "agent: the restarted agent's stats show no resumed connection"
+n=$(resumed_at_edge)
+cp "$WORK/resume" "$WORK/resume-open"
+chmod 644 "$WORK/resume-open"
+expect 0 agent-resume-open "$S" agent "${A[@]}" --resume-file "$WORK/resume-open" --duration 0.5
+expect_err "readable by group or others" agent-resume-open
+head -c 300 /dev/urandom >"$WORK/resume-bad"
+chmod 600 "$WORK/resume-bad"
+expect 0 agent-resume-bad "$S" agent "${A[@]}" --resume-file "$WORK/resume-bad" --duration 0.5
+expect_err "resume_data ignored" agent-resume-bad
+[ "$(resumed_at_edge)" -eq "$n" ] || fail "agent: a resume_file it should ignore resumed"
+pass "agent: resume_file written with mode 0600, a restarted agent resumes, bad files ignored"
 # Rotation: synesis init --renew (a new key, the same device id), SIGHUP: the agent moves to it
 # make before break (the edge logs the new certificate); a bad pair is refused, the old one stays.
 expect 0 init-id "$S" init --out "$WORK/rot" --device-id rot1 --ca-cert "$PKI/ca.pem" \

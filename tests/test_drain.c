@@ -71,12 +71,13 @@ static synesis_request *send_req(fixture *f, int i, int ms, int idempotent) {
     char buf[128];
     snprintf(f->body[i], sizeof(f->body[i]), "body-%d-of-the-drain-test", i);
     int n = snprintf(buf, sizeof(buf), "SLEEP %d\n%s", ms, f->body[i]);
+    synesis_request_options o;
+    synesis_request_options_init(&o);
+    if (idempotent)
+        o.flags = SYNESIS_REQUEST_IDEMPOTENT;
     synesis_request *r = NULL;
     assert_int_equal(
-        synesis_tunnel_request(f->t, buf, (size_t)n, NULL, syn_test_on_response, &f->res[i], &r),
-        0);
-    if (idempotent)
-        syn_request_set_idempotent(r, 1);
+        synesis_tunnel_request(f->t, buf, (size_t)n, &o, syn_test_on_response, &f->res[i], &r), 0);
     return r;
 }
 

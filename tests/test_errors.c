@@ -731,6 +731,9 @@ static void test_null_every_function(void **state) {
     assert_int_equal(synesis_tunnel_get_stats_sized(f->t, NULL, sizeof(sts)), EINVAL_);
     assert_int_equal(synesis_tunnel_stats_json(NULL, buf, sizeof(buf)), EINVAL_);
     assert_int_equal(synesis_tunnel_stats_json(f->t, NULL, 8), EINVAL_);
+    assert_int_equal(synesis_tunnel_resume_data(NULL, (uint8_t *)buf, sizeof(buf)), EINVAL_);
+    assert_int_equal(synesis_tunnel_resume_data(f->t, NULL, 8), EINVAL_);
+    assert_true(synesis_tunnel_resume_data(f->t, NULL, 0) >= 0); /* the length, 0 if none */
     assert_string_equal(synesis_tunnel_last_error(NULL), "");
     assert_null(synesis_tunnel_user_data(NULL));
     /* request.h */

@@ -28,6 +28,7 @@ typedef struct fixture {
     int closes;
     int close_status;
     char close_detail[128];
+    int resume_calls;
 } fixture;
 
 static const char *pki;
@@ -71,6 +72,64 @@ static void must_not_run_hb(synesis_tunnel *t, const synesis_heartbeat_info *inf
     (void)info;
     (void)ud;
     fail_msg("a callback beyond the caller's struct_size ran");
+}
+
+static void must_not_run_resume(synesis_tunnel *t, const uint8_t *data, size_t len, void *ud) {
+    (void)t;
+    (void)data;
+    (void)len;
+    (void)ud;
+    fail_msg("on_resume_data beyond the caller's struct_size ran");
+}
+
+static void count_resume(synesis_tunnel *t, const uint8_t *data, size_t len, void *ud) {
+    (void)t;
+    (void)data;
+    (void)len;
+    ((fixture *)ud)->resume_calls++;
+}
+
+static int resume_counted(void *ud) { return ((fixture *)ud)->resume_calls > 0; }
+
+/* The 1.1 additions under the rule, and the version check a 1.1 program makes before using
+ * them (docs/integration.md, "Newer headers, older library"): the library says which version
+ * it is; its 1.1 members have their defaults for a 1.0-sized config (resumption and early_data
+ * on) and are zero in a 1.0-sized callbacks struct, whose bytes beyond its size are never read. */
+static void test_version_1_1_members(void **state) {
+    fixture *f = *state;
+    assert_int_equal(synesis_version_number(), SYNESIS_VERSION_NUMBER);
+    assert_true(synesis_version_number() >= 0x010100);
+    assert_string_equal(synesis_version(), SYNESIS_VERSION_STRING);
+    /* What the rule makes of a config from a 1.0 program: the defaults beyond its size. */
+    synesis_tunnel_config c;
+    memset(&c, 0x5a, sizeof(c));
+    synesis_tunnel_config_init_sized(&c, offsetof(synesis_tunnel_config, resumption));
+    assert_int_equal(c.struct_size, offsetof(synesis_tunnel_config, resumption));
+    assert_int_equal(c.resumption, 0x5a5a5a5a); /* not written: beyond its size */
+    synesis_tunnel_config_init(&c);
+    assert_int_equal(c.resumption, 1);
+    assert_int_equal(c.early_data, 1);
+    assert_null(c.resume_data);
+    assert_int_equal(c.resume_data_len, 0);
+    synesis_request_options o;
+    synesis_request_options_init(&o);
+    assert_int_equal(o.flags, 0);
+    /* A 1.0-sized callbacks struct: on_resume_data beyond it is never called; a full-size one
+     * is (the edge sends a ticket after the handshake). */
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
+    cb.on_resume_data = must_not_run_resume;
+    cb.struct_size = offsetof(synesis_tunnel_callbacks, on_resume_data);
+    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, NULL, 0), 0);
+    syn_test_connect(f->loop, f->t, 5);
+    syn_test_run_for(f->loop, 0.2);
+    assert_true(synesis_tunnel_resume_data(f->t, NULL, 0) > 0); /* a ticket came */
+    synesis_tunnel_free(f->t);
+    cb.struct_size = sizeof(cb);
+    cb.on_resume_data = count_resume;
+    assert_int_equal(synesis_tunnel_new(&f->t, f->loop, &f->cfg, &cb, f, NULL, 0), 0);
+    syn_test_connect(f->loop, f->t, 5);
+    assert_true(syn_test_run_until(f->loop, resume_counted, f, 5));
 }
 
 /* A config of an older, smaller layout: the members it lacks get the defaults, whatever the
@@ -418,6 +477,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_config_smaller, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_larger, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_1_1_members, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callbacks_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_options_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_callbacks_and_close_detail, setup, teardown),

@@ -95,20 +95,81 @@ static int conn_resumed(fixture *f, int n, char *validated, size_t vlen) {
     return -1;
 }
 
-static synesis_tunnel *tunnel_new(fixture *f, const char *server_name) {
+/* The public API's side (config.resumption, early_data, resume_data, callbacks.on_resume_data):
+ * what a test sets, and what the tunnel told it. */
+typedef struct api {
+    int resumption, early_data; /* 1 unless set to 0 by a test (as the defaults) */
+    int set;                    /* the two above are the test's */
+    const uint8_t *resume_data;
+    size_t resume_data_len;
+    int want_callback;
+    /* on_resume_data: calls, and a copy of the last data */
+    int calls;
+    uint8_t *data;
+    size_t len;
+    char warn[512]; /* the tunnel's last WARN log line */
+} api;
+
+static void on_resume_data(synesis_tunnel *t, const uint8_t *data, size_t len, void *ud) {
+    (void)t;
+    api *a = ud;
+    assert_non_null(data);
+    assert_true(len > 0);
+    a->calls++;
+    free(a->data);
+    a->data = malloc(len);
+    assert_non_null(a->data);
+    memcpy(a->data, data, len);
+    a->len = len;
+}
+
+static void api_log(synesis_log_level level, const char *msg, void *ud) {
+    api *a = ud;
+    if (level == SYNESIS_LOG_WARN)
+        snprintf(a->warn, sizeof(a->warn), "%s", msg);
+}
+
+static synesis_tunnel *tunnel_new_api(fixture *f, const char *server_name, api *a) {
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, f->pki, syn_edge_port(f->edge));
     if (server_name)
         cfg.server_name = server_name;
     synesis_tunnel_callbacks cb;
     synesis_tunnel_callbacks_init(&cb);
-    return syn_test_tunnel_new(f->loop, &cfg, &cb, NULL);
+    if (a) {
+        if (a->set) {
+            cfg.resumption = a->resumption;
+            cfg.early_data = a->early_data;
+        }
+        cfg.resume_data = a->resume_data;
+        cfg.resume_data_len = a->resume_data_len;
+        cfg.log = api_log;
+        cfg.log_user_data = a;
+        cfg.log_level = SYNESIS_LOG_WARN;
+        if (a->want_callback)
+            cb.on_resume_data = on_resume_data;
+    }
+    return syn_test_tunnel_new(f->loop, &cfg, &cb, a);
+}
+
+static synesis_tunnel *tunnel_new(fixture *f, const char *server_name) {
+    return tunnel_new_api(f, server_name, NULL);
+}
+
+static synesis_tunnel *connect_tunnel_api(fixture *f, const char *server_name, api *a) {
+    synesis_tunnel *t = tunnel_new_api(f, server_name, a);
+    syn_test_connect(f->loop, t, 5);
+    return t;
 }
 
 static synesis_tunnel *connect_tunnel(fixture *f, const char *server_name) {
-    synesis_tunnel *t = tunnel_new(f, server_name);
-    syn_test_connect(f->loop, t, 5);
-    return t;
+    return connect_tunnel_api(f, server_name, NULL);
+}
+
+static synesis_tunnel_stats tunnel_stats(synesis_tunnel *t) {
+    synesis_tunnel_stats st;
+    assert_int_equal(synesis_tunnel_get_stats(t, &st), 0);
+    return st;
 }
 
 typedef struct ticket_wait {
@@ -335,36 +396,161 @@ static void test_new_token_skips_retry(void **state) {
     free_tunnel(f, t);
 }
 
-/* Persistence (the internal half of the proposed public callback): a ticket exported from one
- * tunnel and imported into a new tunnel for the same name resumes there: a restarted agent. */
-static void test_exported_ticket_resumes_in_new_tunnel(void **state) {
+/* Persistence through the public API, a restarted agent: callbacks.on_resume_data hands over the
+ * data when the edge's ticket arrives (the same bytes synesis_tunnel_resume_data() copies out),
+ * and a new tunnel given them in config.resume_data resumes its very first connection. */
+static int got_resume_data(void *ud) { return ((api *)ud)->calls > 0; }
+
+static void test_resume_data_resumes_in_new_tunnel(void **state) {
     fixture *f = *state;
     edge_new(f, NULL);
-    synesis_tunnel *a = connect_tunnel(f, NULL);
-    wait_tickets(f, a, "localhost", 1);
-    uint8_t *blob;
-    size_t len;
-    assert_int_equal(syn_resume_export(syn_tunnel_resume(a), "localhost", &blob, &len), 0);
-    free_tunnel(f, a);
-    /* Malformed blobs are refused whole. */
+    api a = {.want_callback = 1};
+    synesis_tunnel *ta = connect_tunnel_api(f, NULL, &a);
+    assert_true(syn_test_run_until(f->loop, got_resume_data, &a, 5));
+    assert_int_equal(a.calls, 1);
+    /* The copy-out call gives the same data; too small a buffer gets the length, no bytes. */
+    int n = synesis_tunnel_resume_data(ta, NULL, 0);
+    assert_int_equal(n, (int)a.len);
+    uint8_t *copy = malloc(a.len), small[8] = {0}, zero[8] = {0};
+    assert_non_null(copy);
+    assert_int_equal(synesis_tunnel_resume_data(ta, copy, a.len), n);
+    assert_memory_equal(copy, a.data, a.len);
+    assert_int_equal(synesis_tunnel_resume_data(ta, small, sizeof(small)), n);
+    assert_memory_equal(small, zero, sizeof(small));
+    free(copy);
+    assert_int_equal(tunnel_stats(ta).resumed_connections, 0);
+    free_tunnel(f, ta);
+
+    /* The restart: a new tunnel, its first connection resumed. */
+    api b = {.resume_data = a.data, .resume_data_len = a.len, .want_callback = 1};
+    synesis_tunnel *tb = connect_tunnel_api(f, NULL, &b);
+    if (b.warn[0])
+        fail_msg("%s", b.warn);
+    conn_wait w = {tb, 1, f->edge, 2}; /* the edge has the device's Finished too */
+    assert_true(syn_test_run_until(f->loop, reconnected, &w, 5));
+    assert_int_equal(edge_stats(f).resumed, 1);
+    assert_int_equal(conn_resumed(f, 1, NULL, 0), 1);
+    assert_int_equal(tunnel_stats(tb).resumed_connections, 1);
+    assert_int_equal(tunnel_stats(tb).connections, 1);
+    assert_string_equal(b.warn, "");
+    /* and it hands over the resumed connection's own ticket, a new one */
+    assert_true(syn_test_run_until(f->loop, got_resume_data, &b, 5));
+    assert_true(b.len != a.len || memcmp(b.data, a.data, a.len) != 0);
+    free_tunnel(f, tb);
+    free(a.data);
+    free(b.data);
+}
+
+/* Data that cannot be used is ignored, never an error and never a crash: synesis_tunnel_new()
+ * succeeds, logs why at WARN, and the first connection is a full handshake. Cut short at every
+ * length, each byte flipped in turn (in a sample), random bytes, another version, another server
+ * name, expired. (The format's own checks are unit-tested on the store too.) */
+static synesis_tunnel *ignored_case(fixture *f, const uint8_t *data, size_t len, const char *name,
+                                    const char *why) {
+    api a = {.resume_data = data, .resume_data_len = len};
+    synesis_tunnel *t = tunnel_new_api(f, name, &a);
+    if (why && !strstr(a.warn, why))
+        fail_msg("resume_data of %zu bytes: warning \"%s\", expected \"%s\"", len, a.warn, why);
+    assert_non_null(strstr(a.warn, "resume_data ignored"));
+    assert_int_equal(synesis_tunnel_resume_data(t, NULL, 0), 0);
+    return t;
+}
+
+static void test_bad_resume_data_ignored(void **state) {
+    fixture *f = *state;
+    edge_new(f, NULL);
+    api a = {.want_callback = 1};
+    synesis_tunnel *ta = connect_tunnel_api(f, NULL, &a);
+    assert_true(syn_test_run_until(f->loop, got_resume_data, &a, 5));
+    free_tunnel(f, ta);
+    uint8_t *good = a.data;
+    size_t len = a.len;
+
+    /* The format, on a store: refused whole when cut short anywhere. */
     syn_resume scratch;
     syn_resume_init(&scratch);
-    for (size_t cut = 0; cut < len; cut += 7)
-        assert_int_equal(syn_resume_import(&scratch, blob, cut), SYNESIS_ERR_INVALID_ARGUMENT);
+    for (size_t cut = 0; cut < len; cut++)
+        assert_int_equal(syn_resume_import(&scratch, good, cut), SYNESIS_ERR_INVALID_ARGUMENT);
     assert_int_equal(scratch.n, 0);
-    assert_int_equal(syn_resume_import(&scratch, blob, len), 0);
+    assert_int_equal(syn_resume_import(&scratch, good, len), 0);
     syn_resume_clear(&scratch);
 
-    synesis_tunnel *b = connect_tunnel(f, NULL); /* full handshake: its store is empty */
-    wait_tickets(f, b, "localhost", 1);
-    syn_resume *r = syn_tunnel_resume(b);
-    syn_resume_clear(r);
-    assert_int_equal(syn_resume_import(r, blob, len), 0);
-    free(blob);
-    kick_and_reconnect(f, b);
-    assert_int_equal(r->resumed, 1);
-    assert_int_equal(edge_stats(f).resumed, 1);
-    free_tunnel(f, b);
+    /* Through synesis_tunnel_new(). */
+    synesis_tunnel_free(ignored_case(f, good, 5, NULL, "too short"));
+    synesis_tunnel_free(ignored_case(f, good, len - 1, NULL, "truncated"));
+    uint8_t *bad = malloc(len + 1);
+    assert_non_null(bad);
+    memcpy(bad, good, len);
+    bad[0] ^= 0x80; /* another version of the format */
+    synesis_tunnel_free(ignored_case(f, bad, len, NULL, "unknown format version"));
+    memcpy(bad, good, len);
+    bad[len] = 0;
+    synesis_tunnel_free(ignored_case(f, bad, len + 1, NULL, "malformed"));
+    srand(15);
+    for (size_t i = 0; i < len; i++)
+        bad[i] = (uint8_t)rand();
+    bad[0] = good[0]; /* the right version byte, garbage after it */
+    synesis_tunnel_free(ignored_case(f, bad, len, NULL, NULL));
+    /* Flipped bytes: ignored, or accepted and then (a ticket the edge cannot open) a full
+     * handshake; never a crash (ASan builds run this too). */
+    for (size_t i = 1; i < len; i += 13) {
+        memcpy(bad, good, len);
+        bad[i] ^= 0x5a;
+        api c = {.resume_data = bad, .resume_data_len = len};
+        synesis_tunnel *t = tunnel_new_api(f, NULL, &c);
+        synesis_tunnel_free(t);
+    }
+    /* Another server name: the edge's certificate holds "127.0.0.1" too. */
+    synesis_tunnel *t = ignored_case(f, good, len, "127.0.0.1", "another server name");
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, t, 5));
+    assert_int_equal(tunnel_stats(t).resumed_connections, 0);
+    assert_int_equal(edge_stats(f).resumed, 0);
+    free_tunnel(f, t);
+    /* Expired: the expiry is the 8 bytes after the version byte. */
+    memcpy(bad, good, len);
+    memset(bad + 1, 0, 8);
+    bad[8] = 1;
+    t = ignored_case(f, bad, len, NULL, "expired");
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_run_until(f->loop, syn_test_connected, t, 5));
+    assert_int_equal(tunnel_stats(t).resumed_connections, 0);
+    assert_int_equal(edge_stats(f).resumed, 0);
+    free_tunnel(f, t);
+    free(bad);
+    free(good);
+}
+
+/* resumption = 0: no ticket kept (the callback never runs, nothing to copy out), none offered (a
+ * reconnect is a full handshake), and resume_data given with it is not used. */
+static void test_resumption_off(void **state) {
+    fixture *f = *state;
+    edge_new(f, NULL);
+    api a = {.want_callback = 1};
+    synesis_tunnel *ta = connect_tunnel_api(f, NULL, &a);
+    assert_true(syn_test_run_until(f->loop, got_resume_data, &a, 5));
+    free_tunnel(f, ta);
+
+    api b = {.set = 1,
+             .resumption = 0,
+             .early_data = 1,
+             .want_callback = 1,
+             .resume_data = a.data,
+             .resume_data_len = a.len};
+    synesis_tunnel *t = connect_tunnel_api(f, NULL, &b);
+    assert_int_equal(edge_stats(f).resumed, 0); /* resume_data not used */
+    syn_test_run_for(f->loop, 0.3);             /* the edge's ticket has come and gone */
+    assert_int_equal(b.calls, 0);
+    assert_int_equal(synesis_tunnel_resume_data(t, NULL, 0), 0);
+    assert_null(syn_tunnel_resume(t));
+    kick_and_reconnect(f, t);
+    assert_int_equal(edge_stats(f).resumed, 0);
+    assert_int_equal(conn_resumed(f, 2, NULL, 0), 0);
+    assert_int_equal(tunnel_stats(t).resumed_connections, 0);
+    assert_int_equal(tunnel_stats(t).connections, 2);
+    assert_int_equal(b.calls, 0);
+    free_tunnel(f, t);
+    free(a.data);
 }
 
 /* An edge without tickets (session_tickets 0): the tunnel has nothing to resume. */
@@ -484,12 +670,11 @@ static void submit_on_reconnecting(synesis_tunnel *t, const synesis_tunnel_state
     for (int i = 0; i < q->n; i++) {
         char body[24];
         snprintf(body, sizeof(body), "request-%d", i);
+        ro.flags = i < q->n_idempotent ? SYNESIS_REQUEST_IDEMPOTENT : 0;
         synesis_request *r;
         assert_int_equal(
             synesis_tunnel_request(t, body, strlen(body), &ro, on_early_response, &q->res[i], &r),
             0);
-        if (i < q->n_idempotent)
-            syn_request_set_idempotent(r, 1);
     }
 }
 
@@ -569,6 +754,8 @@ static void test_idempotent_request_in_0rtt(void **state) {
     assert_false(q.sent_early[1]);
     assert_false(q.sent_early[2]);
     assert_int_equal(syn_qconn_early_result(t->qc), 1);
+    assert_int_equal(tunnel_stats(t).early_data_accepted, 1);
+    assert_int_equal(tunnel_stats(t).resumed_connections, 1);
     free_tunnel(f, t);
 }
 
@@ -586,7 +773,12 @@ static void test_non_idempotent_never_in_0rtt(void **state) {
         assert_false(q.sent_early[i]);
     assert_int_equal(edge_stats(f).resumed, 1);
 
-    syn_tunnel_set_early_data(t, 0);
+    assert_int_equal(tunnel_stats(t).early_data_accepted, 1);
+    free_tunnel(f, t);
+
+    /* config.early_data = 0: the connection resumes, nothing goes early. */
+    api a = {.set = 1, .resumption = 1, .early_data = 0};
+    t = connect_tunnel_api(f, NULL, &a);
     wait_tickets(f, t, "localhost", 1);
     early_reqs q2 = {.n = 2, .n_idempotent = 2};
     reconnect_with_requests(f, t, &q2);
@@ -594,6 +786,11 @@ static void test_non_idempotent_never_in_0rtt(void **state) {
     assert_int_equal(edge_stats(f).early_accepted, 1); /* the first reconnect's, not this one */
     assert_int_equal(edge_stats(f).resumed, 2);
     assert_int_equal(syn_qconn_early_result(t->qc), 0);
+    for (int i = 0; i < 2; i++)
+        assert_false(q2.sent_early[i]);
+    assert_int_equal(tunnel_stats(t).resumed_connections, 1);
+    assert_int_equal(tunnel_stats(t).early_data_accepted, 0);
+    assert_int_equal(tunnel_stats(t).early_data_rejected, 0);
     free_tunnel(f, t);
 }
 
@@ -647,6 +844,8 @@ static void test_replayed_ticket_0rtt_rejected_and_resent(void **state) {
     assert_int_equal(edge_stats(f).early_requests, 2);
     assert_int_equal(edge_requests(f, requests + 5), requests + 5); /* each once */
     assert_int_equal(syn_qconn_early_result(t->qc), -1); /* rejected, sent again in 1-RTT */
+    assert_int_equal(tunnel_stats(t).early_data_accepted, 1);
+    assert_int_equal(tunnel_stats(t).early_data_rejected, 1);
     for (int i = 0; i < 3; i++)
         assert_true(q2.sent_early[i]);
     free_tunnel(f, t);
@@ -724,14 +923,13 @@ static void cancel_on_reconnecting(synesis_tunnel *t, const synesis_tunnel_state
     synesis_request_options ro;
     synesis_request_options_init(&ro);
     ro.queue_while_reconnecting = 1;
+    ro.flags = SYNESIS_REQUEST_IDEMPOTENT;
     assert_int_equal(
         synesis_tunnel_request(t, "victim", 6, &ro, syn_test_on_response, &c->res[0], &c->victim),
         0);
     assert_int_equal(
         synesis_tunnel_request(t, "keeper", 6, &ro, syn_test_on_response, &c->res[1], &c->keeper),
         0);
-    syn_request_set_idempotent(c->victim, 1);
-    syn_request_set_idempotent(c->keeper, 1);
 }
 
 static int victim_sent_early(void *ud) {
@@ -921,8 +1119,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_tampered_ticket_full_handshake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired_ticket_full_handshake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_token_skips_retry, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_exported_ticket_resumes_in_new_tunnel, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_resume_data_resumes_in_new_tunnel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_resume_data_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resumption_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_edge_without_tickets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resumed_connected_without_handshake_done, setup,
                                         teardown),

@@ -45,7 +45,24 @@ typedef struct synesis_request_options {
      * wait; one in flight when the connection drops fails with SYNESIS_ERR_CONNECTION_LOST.
      * @since 1.0 */
     int queue_while_reconnecting;
+    /** Bits of SYNESIS_REQUEST_* (SYNESIS_REQUEST_IDEMPOTENT). Default 0. A 64-bit word, so
+     * that it begins after the 1.0 struct's last byte: an int would have gone into the tail
+     * padding of the 1.0 layout, which a 1.0 program does not promise to keep zero (the ABI
+     * check refuses such a member). @since 1.1 */
+    uint64_t flags;
 } synesis_request_options;
+
+/**
+ * synesis_request_options.flags: the request is idempotent (its repetition is harmless: a read, a
+ * PUT-like write of a whole value), so it may go in 0-RTT. Made with queue_while_reconnecting
+ * while the tunnel is Connecting or Reconnecting, it leaves with the first flight of a connection
+ * that resumes with a ticket allowing early data, instead of waiting for Connected. Early data can
+ * be replayed by an attacker who records the device's first flight: the reference edge refuses
+ * replays (single-use tickets, docs/resumption.md), but an edge without that anti-replay could act
+ * on it twice. Without it (the default) a request waits for Connected. No effect when
+ * config.early_data or config.resumption is 0. @since 1.1
+ */
+#define SYNESIS_REQUEST_IDEMPOTENT ((uint64_t)1)
 
 /**
  * Zeroes the first size bytes of opts (the defaults: the tunnel's configured timeout and maximum

@@ -17,9 +17,13 @@
  * header, synesis_tunnel_free() included (the free is deferred until control returns to the
  * library); after synesis_tunnel_free() returns, no callback of that tunnel runs again.
  *
- * Connected is entered when the handshake is confirmed: the edge's HANDSHAKE_DONE has been
- * received, which it sends only after verifying the device certificate. A device the edge refuses
- * therefore never sees Connected (see synesis_tunnel_stats.handshake_completed_time).
+ * When Connected is entered: for a full handshake, when it is confirmed: the edge's
+ * HANDSHAKE_DONE has been received, which it sends only after verifying the device certificate,
+ * so a device the edge refuses never sees Connected (see
+ * synesis_tunnel_stats.handshake_completed_time). For a resumed handshake (a session ticket of an
+ * earlier connection, config.resumption), as soon as the device's own handshake completes, half a
+ * round trip sooner: no device certificate is sent for the edge to judge, and the edge accepted
+ * the ticket before sending its Finished, so no refusal can follow (docs/resumption.md).
  *
  * Strings in a synesis_tunnel_state or synesis_tunnel_stats filled by a getter point into the
  * tunnel: they stay valid (NUL-terminated) until synesis_tunnel_free(), and hold the text of the
@@ -57,7 +61,8 @@ typedef struct synesis_tunnel synesis_tunnel;
 typedef enum synesis_state_kind {
     SYNESIS_STATE_DISCONNECTED = 0, /**< not connected, and not trying (the initial state) */
     SYNESIS_STATE_CONNECTING = 1,   /**< the first attempt after connect(): resolve, handshake */
-    SYNESIS_STATE_CONNECTED = 2,    /**< handshake confirmed by the edge's HANDSHAKE_DONE */
+    SYNESIS_STATE_CONNECTED = 2,    /**< up: a full handshake confirmed by the edge's
+                                       HANDSHAKE_DONE, a resumed one completed */
     SYNESIS_STATE_RECONNECTING = 3, /**< the connection was lost; attempts under the backoff */
     SYNESIS_STATE_FAILED = 4,       /**< gave up (error in the state); connect() starts again */
 } synesis_state_kind;
@@ -315,6 +320,32 @@ typedef struct synesis_tunnel_config {
      * (off): an application that learns of network changes itself (NetworkManager, connman) calls
      * synesis_tunnel_network_changed() instead. @since 1.1 */
     int watch_network;
+
+    /** Session resumption (docs/resumption.md). 1 (default): keep the edge's session tickets
+     * (TLS 1.3, at most 2, each used once) and its NEW_TOKEN token in memory, for the exact
+     * server name the edge's certificate was verified against, and resume with them on the next
+     * connection: a shorter handshake (no certificates), Connected half a round trip sooner, and
+     * no Retry round trip at an edge that validates addresses. 0: keep nothing and offer
+     * nothing; every connection is a full handshake, resume_data is ignored and
+     * callbacks.on_resume_data is never called. @since 1.1 */
+    int resumption;
+    /** 0-RTT. 1 (default): when a connection resumes with a ticket that allows early data (an
+     * edge with early data on), requests marked SYNESIS_REQUEST_IDEMPOTENT that wait for it, and
+     * one heartbeat, go in the connection's first flight, before its handshake completes;
+     * everything else waits for Connected. 0: nothing is ever sent early (the connection still
+     * resumes). An edge that rejects the early data loses nothing: the requests are sent again in
+     * 1-RTT, each answered once. @since 1.1 */
+    int early_data;
+    /** Resumption data saved by an earlier run (what callbacks.on_resume_data handed over, or
+     * synesis_tunnel_resume_data() copied out), so that a restarted program resumes its first
+     * connection too. Copied by synesis_tunnel_new(): may be freed after the call. Data that
+     * cannot be used (malformed or truncated, another version's format, expired, or saved for
+     * another server name) is ignored, never an error: the tunnel logs why (SYNESIS_LOG_WARN)
+     * and its first connection is a full handshake, as without it; a stale file must not keep a
+     * device offline. It holds a TLS resumption secret: see callbacks.on_resume_data for how to
+     * store it. Default NULL; ignored when resumption is 0. @since 1.1 */
+    const uint8_t *resume_data;
+    size_t resume_data_len; /**< the length of resume_data; default 0 @since 1.1 */
 } synesis_tunnel_config;
 
 /**
@@ -399,6 +430,20 @@ typedef struct synesis_tunnel_callbacks {
      * heartbeats still in flight when the tunnel is freed (they count as failed). @since 1.0 */
     void (*on_heartbeat_result)(synesis_tunnel *t, const synesis_heartbeat_info *info,
                                 void *user_data);
+    /** Persistence of resumption: called each time the edge sends a session ticket (after each
+     * handshake, full or resumed) with the data a later run gives back in
+     * config.resume_data: the newest ticket for this tunnel's server name, with its expiry and
+     * the edge's transport parameters, in a self-describing format of this library. data (len
+     * bytes, never NULL, len > 0) is valid only during the call: write it out, replacing what
+     * was saved before (the newest supersedes every older one). Each ticket is single use:
+     * once a connection used it, the edge sends the next one and this is called again.
+     *
+     * The data holds a TLS resumption secret: whoever has it can resume a session as this
+     * device, until it expires (at most 7 days). Store it with the same care as the device key:
+     * a file of mode 0600 owned by the program's user, in the key's directory, written
+     * atomically (a temporary file renamed over it); never log it or send it elsewhere.
+     * Not called when config.resumption is 0. @since 1.1 */
+    void (*on_resume_data)(synesis_tunnel *t, const uint8_t *data, size_t len, void *user_data);
     /** The outcome of synesis_tunnel_rotate_identity() while Connected: status 0 when the
      * connection with the new identity is Connected and has taken over (new requests go to it;
      * the old connection finishes what it carries), else why that connection failed (detail:
@@ -647,9 +692,10 @@ typedef struct synesis_tunnel_stats {
     uint64_t address_fallbacks;
     /** Seconds from the connection's first Initial to the device's own handshake
      * completion (its TLS Finished produced: where OpenSSL's SSL_connect() returns), of the
-     * current connection (0 when none). handshake_time goes on to Connected: the handshake
-     * confirmed by the edge's HANDSHAKE_DONE, which follows its verdict on the device
-     * certificate, one more flight later. @since 1.0 */
+     * current connection (0 when none). handshake_time goes on to Connected: for a full
+     * handshake, confirmed by the edge's HANDSHAKE_DONE, which follows its verdict on the
+     * device certificate, one more flight later; for a resumed one, the same moment. @since 1.0
+     */
     double handshake_completed_time;
     /** Connection migrations completed: the connection moved to a new local address (after
      * synesis_tunnel_network_changed() or the config.watch_network watcher) and the edge answered
@@ -663,6 +709,16 @@ typedef struct synesis_tunnel_stats {
      * watcher's first event) to the edge's answer on the new path (its PATH_RESPONSE: the first
      * packet acknowledged there), 0 before the first. @since 1.1 */
     double last_migration_gap;
+    /** Connections whose handshake resumed a session (a ticket the edge accepted), over the
+     * handle's life; connections - resumed_connections were full handshakes. @since 1.1 */
+    uint64_t resumed_connections;
+    /** Connections whose 0-RTT data (idempotent requests, a heartbeat) the edge accepted.
+     * @since 1.1 */
+    uint64_t early_data_accepted;
+    /** Connections whose 0-RTT data the edge rejected (a ticket it did not find in its
+     * single-use cache, e.g. after its restart): what was sent early went again in 1-RTT.
+     * @since 1.1 */
+    uint64_t early_data_rejected;
     /** Times a draining edge asked the device to move (CONNECTION_CLOSE with the MOVE code,
      * docs/protocol.md) and the tunnel reconnected at once, summed over the handle's life.
      * @since 1.1 */
@@ -735,6 +791,23 @@ SYNESIS_API const char *synesis_tunnel_last_error(const synesis_tunnel *t);
 /** The user_data given to synesis_tunnel_new() (NULL for a NULL t). Any thread that may use the
  * handle. @since 1.0 */
 SYNESIS_API void *synesis_tunnel_user_data(const synesis_tunnel *t);
+
+/**
+ * Copies out the resumption data the tunnel would use next (the newest unexpired session ticket
+ * for its server name, in the format of callbacks.on_resume_data), e.g. to save it when the
+ * program stops rather than on every callback. It holds a TLS resumption secret: store it like
+ * the device key (see callbacks.on_resume_data).
+ * @param t the tunnel.
+ * @param buf receives the data when len is large enough; may be NULL when len is 0 (to learn the
+ *        length).
+ * @param len the size of buf.
+ * @return the length of the data (nothing is written unless it is at most len), 0 when the
+ *         tunnel holds no ticket (none received yet, the last one used, expired, or resumption
+ *         off), SYNESIS_ERR_INVALID_ARGUMENT (NULL t, or NULL buf with len > 0), or
+ *         SYNESIS_ERR_NOMEM.
+ * Thread rule: loop thread only. @since 1.1
+ */
+SYNESIS_API int synesis_tunnel_resume_data(const synesis_tunnel *t, uint8_t *buf, size_t len);
 
 #ifdef __cplusplus
 }

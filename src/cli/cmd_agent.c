@@ -5,11 +5,15 @@
  * follows examples/agent.c.
  */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "settings.h"
@@ -218,6 +222,68 @@ static int on_flag(void *ctx, int id, const char *arg) {
     return -1;
 }
 
+/* resume_file: the one tunnel of this process keeps its newest session ticket there. */
+static const char *resume_prog, *resume_path;
+
+/* The saved data, or NULL: none yet (the first run), or unusable, with a warning. The library
+ * checks the contents (and ignores what it cannot use, with a warning of its own). */
+static uint8_t *resume_load(const char *p, const char *path, size_t *len) {
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            fprintf(stderr, "%s: resume_file %s: %s (ignored: a full handshake)\n", p, path,
+                    strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    uint8_t *buf = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > 64 * 1024) {
+        fprintf(stderr, "%s: resume_file %s: not a regular file of 1 byte to 64 KiB (ignored)\n", p,
+                path);
+    } else if (st.st_mode & 077) {
+        /* It holds a TLS resumption secret: like the key, never from a file others can read. */
+        fprintf(stderr, "%s: resume_file %s: readable by group or others (mode %04o): ignored\n", p,
+                path, (unsigned)(st.st_mode & 07777));
+    } else if ((buf = malloc((size_t)st.st_size)) != NULL &&
+               read(fd, buf, (size_t)st.st_size) == (ssize_t)st.st_size) {
+        *len = (size_t)st.st_size;
+    } else {
+        fprintf(stderr, "%s: resume_file %s: cannot read it (ignored)\n", p, path);
+        free(buf);
+        buf = NULL;
+    }
+    close(fd);
+    return buf;
+}
+
+/* callbacks.on_resume_data: a temporary file of mode 0600 beside it, synced, renamed over it. */
+static void resume_save(synesis_tunnel *t, const uint8_t *data, size_t len, void *ud) {
+    (void)t;
+    (void)ud;
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", resume_path) >= (int)sizeof(tmp))
+        return;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int ok = fd >= 0 && fchmod(fd, 0600) == 0;
+    for (size_t off = 0; ok && off < len;) {
+        ssize_t n = write(fd, data + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        ok = n > 0;
+        off += ok ? (size_t)n : 0;
+    }
+    ok = ok && fsync(fd) == 0;
+    if (fd >= 0 && close(fd) != 0)
+        ok = 0;
+    if (ok && rename(tmp, resume_path) == 0)
+        return;
+    fprintf(stderr, "%s: resume_file %s: cannot write it: %s\n", resume_prog, resume_path,
+            strerror(errno));
+    if (fd >= 0)
+        unlink(tmp);
+}
+
 int cli_agent_tunnel(const char *p, const cli_tunnel_settings *s, synesis_tunnel_config *cfg,
                      struct ev_loop *loop, const synesis_tunnel_callbacks *cb, void *ud,
                      synesis_tunnel **out) {
@@ -229,9 +295,27 @@ int cli_agent_tunnel(const char *p, const cli_tunnel_settings *s, synesis_tunnel
     }
     cfg->log = cli_log_stderr;
     cfg->log_user_data = (void *)p;
+    synesis_tunnel_callbacks cbs;
+    synesis_tunnel_callbacks_init(&cbs);
+    if (cb)
+        cbs = *cb;
+    uint8_t *saved = NULL;
+    if (s->resume_file && *s->resume_file && s->resumption) {
+        resume_prog = p;
+        resume_path = s->resume_file;
+        saved = resume_load(p, s->resume_file, &cfg->resume_data_len);
+        cfg->resume_data = saved;
+        cbs.on_resume_data = resume_save;
+    }
     char detail[512] = "";
-    int rv = synesis_tunnel_new(out, loop, cfg, cb, ud, detail, sizeof(detail));
+    int rv = synesis_tunnel_new(out, loop, cfg, &cbs, ud, detail, sizeof(detail));
     free(pins); /* the tunnel keeps its own copy */
+    if (saved) {
+        explicit_bzero(saved, cfg->resume_data_len); /* (copied by the tunnel) */
+        free(saved);
+    }
+    cfg->resume_data = NULL;
+    cfg->resume_data_len = 0;
     if (rv != 0) {
         cli_report(p, rv, detail);
         /* The URL or a value the library refuses came from the file or the flags. */

@@ -190,6 +190,17 @@ static const conf_key tunnel_keys[] = {
          "most this long, then disconnect (SIGINT stops at once)."),
     STR("vitals_disk_path", T(vitals_disk_path), "PATH",
         "Filesystem whose free space heartbeats report (a local one)."),
+    BOOL("resumption", T(resumption),
+         "Resume the previous TLS session on reconnect (a ticket from the edge):\n"
+         "no certificates exchanged, Connected half a round trip sooner."),
+    BOOL("early_data", T(early_data),
+         "Send a heartbeat in 0-RTT (with the first flight) when resuming, where\n"
+         "the edge allows it."),
+    STR("resume_file", T(resume_file), "FILE",
+        "Keep the edge's newest session ticket in this file (mode 0600, written\n"
+        "atomically; a secret like the key: put it next to it), so a restarted\n"
+        "agent resumes too (`synesis request` uses it as well). Default: none,\n"
+        "tickets only in memory."),
     {.name = "log_level",
      .type = CONF_CHOICE,
      .offset = T(log_level),
@@ -332,6 +343,8 @@ int cli_tunnel_settings_init(cli_tunnel_settings *s) {
     s->watch_network = 1;
     s->drain_grace = 10;
     s->log_level = SYNESIS_LOG_WARN;
+    s->resumption = c.resumption;
+    s->early_data = c.early_data;
     if (rv) {
         conf_free(&cli_tunnel_table, s);
         return -1;
@@ -429,6 +442,8 @@ int cli_tunnel_apply(const cli_tunnel_settings *s, synesis_tunnel_config *cfg, u
     cfg->watch_network = s->watch_network;
     cfg->vitals_disk_path = s->vitals_disk_path;
     cfg->log_level = (synesis_log_level)s->log_level;
+    cfg->resumption = s->resumption;
+    cfg->early_data = s->early_data;
     return 0;
 }
 

@@ -51,6 +51,8 @@ typedef struct cli_tunnel_settings {
     double drain_grace;
     char *vitals_disk_path;
     int log_level;
+    int resumption, early_data;
+    char *resume_file;
 } cli_tunnel_settings;
 
 typedef struct cli_edge_settings {

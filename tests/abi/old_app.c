@@ -7,8 +7,12 @@
  *
  * Connects to the reference edge on 127.0.0.1:PORT with the test PKI in PKI_DIR, makes a request
  * and a stream, reads the state and the statistics and checks them (the sizes the library wrote
- * are those of this program's structs), inspects its certificate, disconnects. Exits 0 when all
- * is as expected, 1 with a message otherwise. */
+ * are those of this program's structs, and not one byte past them), inspects its certificate,
+ * then disconnects and connects again: with the members the 1.1 library appended at their
+ * defaults (resumption on), that second connection resumes the first one's session, which this
+ * program can only see in stats_json (its stats struct has no resumed_connections) and
+ * old_app_test.sh in the edge's log. Exits 0 when all is as expected, 1 with a message
+ * otherwise. */
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,16 +173,30 @@ int main(int argc, char **argv) {
     run_until(&a, &a.heartbeats);
     CHECK(a.hb_size >= sizeof(synesis_heartbeat_info));
 
-    /* Getters write exactly this program's size. */
-    synesis_tunnel_state st;
-    memset(&st, 0xa5, sizeof(st));
-    CHECK(synesis_tunnel_get_state(t, &st) == 0);
+    /* Getters write exactly this program's size, and nothing past it: each struct sits in a
+     * larger block whose guard bytes must come back untouched. The library's own structs are
+     * larger now (1.1 appended members to the stats). */
+    struct {
+        synesis_tunnel_state s;
+        unsigned char guard[64];
+    } gst;
+    struct {
+        synesis_tunnel_stats s;
+        unsigned char guard[64];
+    } gstats;
+    unsigned char guard[64];
+    memset(guard, 0xa5, sizeof(guard));
+    memset(&gst, 0xa5, sizeof(gst));
+    CHECK(synesis_tunnel_get_state(t, &gst.s) == 0);
+    CHECK(memcmp(gst.guard, guard, sizeof(guard)) == 0);
+    synesis_tunnel_state st = gst.s;
     CHECK(st.struct_size == sizeof(st));
     CHECK(st.kind == SYNESIS_STATE_CONNECTED);
     CHECK(st.error == 0 && st.error_detail && strcmp(st.error_detail, "") == 0);
-    synesis_tunnel_stats stats;
-    memset(&stats, 0xa5, sizeof(stats));
-    CHECK(synesis_tunnel_get_stats(t, &stats) == 0);
+    memset(&gstats, 0xa5, sizeof(gstats));
+    CHECK(synesis_tunnel_get_stats(t, &gstats.s) == 0);
+    CHECK(memcmp(gstats.guard, guard, sizeof(guard)) == 0);
+    synesis_tunnel_stats stats = gstats.s;
     CHECK(stats.struct_size == sizeof(stats));
     CHECK(stats.requests_succeeded == 1);
     CHECK(stats.streams_opened == 1);
@@ -197,9 +215,31 @@ int main(int argc, char **argv) {
     CHECK(strcmp(info->device_id, argv[3]) == 0);
     synesis_identity_info_free(info);
 
+    /* The upgrade: the library is newer than these headers (1.1 or later: its version number,
+     * the same major), and the members it appended to this program's structs are at their
+     * defaults: resumption on, so the next connection of this tunnel resumes. The edge's ticket
+     * came after the first handshake; give it a moment if it has not. */
+    CHECK(synesis_version_number() >= 0x010100);
+    CHECK(synesis_version_number() >> 16 == SYNESIS_VERSION_MAJOR);
+    CHECK(SYNESIS_VERSION_NUMBER == 0x010000);
+    a.connected = 0;
+    CHECK(synesis_tunnel_disconnect(t) == 0);
+    CHECK(synesis_tunnel_connect(t) == 0);
+    run_until(&a, &a.connected);
+    CHECK(synesis_tunnel_stats_json(t, json, sizeof(json)) > 0);
+    if (!strstr(json, "\"resumed_connections\":1"))
+        fprintf(stderr, "old_app: the reconnect did not resume: %s\n", json);
+    CHECK(strstr(json, "\"resumed_connections\":1") != NULL);
+    CHECK(strstr(json, "\"connections\":2") != NULL);
+    a.responses = 0;
+    CHECK(synesis_tunnel_request(t, "old-app", 7, &ro, on_response, &a, NULL) == 0);
+    run_until(&a, &a.responses);
+    CHECK(a.resp_status == 0 && strcmp(a.resp, "old-app") == 0);
+
     CHECK(synesis_tunnel_disconnect(t) == 0);
     synesis_tunnel_free(t);
     ev_loop_destroy(a.loop);
-    printf("old_app: built against the 1.0 headers, ran against %s: ok\n", synesis_version());
+    printf("old_app: built against the 1.0 headers, ran against %s: ok (a reconnect resumed)\n",
+           synesis_version());
     return 0;
 }

@@ -29,3 +29,6 @@ PORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$WORK/edge.err")
 [ -n "$PORT" ] || fail "the edge did not start"
 timeout 60 "$APP" "$PORT" "$PKI" old-app >"$WORK/app.out" 2>"$WORK/app.err" || fail "old_app exited $?"
 cat "$WORK/app.out"
+# Its second connection resumed, as the edge saw it too (the 1.1 defaults it never set).
+grep -h '"event":"connection"' "$WORK/edge.out" "$WORK/edge.err" | grep -q '"resumed":true' ||
+    fail "the edge logged no resumed connection"

@@ -397,8 +397,8 @@ static void handshake_figure(const char *groups) {
     synesis_tunnel_config c;
     tunnel_config(&c, ep.port);
     c.tls_groups = groups;
+    c.resumption = 0; /* full handshakes: resumption is the reconnect figure's */
     synesis_tunnel *t = tunnel_new(loop, &c);
-    syn_tunnel_set_resume(t, 0); /* full handshakes: resumption is the reconnect figure's */
     size_t n = opt.quick ? 30 : 200;
     double *hs = calloc(n, sizeof(double)), *cpu = calloc(n, sizeof(double));
     double *done = calloc(n, sizeof(double));
@@ -479,14 +479,15 @@ static void reconnect_figure(int resumed, int no_tickets, int early, double dela
     synesis_tunnel_config c;
     tunnel_config(&c, ep.port);
     c.close_linger = 0; /* the previous connection's close is not part of the next figure */
+    c.resumption = resumed;
     synesis_tunnel *t = tunnel_new(loop, &c);
-    syn_tunnel_set_resume(t, resumed);
     size_t n = opt.quick ? 20 : (delay_ms > 0 ? 60 : 200);
     double *conn = calloc(n, sizeof(double)), *resp = calloc(n, sizeof(double));
     size_t got = 0, resumed_n = 0, early_n = 0;
     synesis_request_options ro;
     synesis_request_options_init(&ro);
     ro.queue_while_reconnecting = 1;
+    ro.flags = early ? SYNESIS_REQUEST_IDEMPOTENT : 0; /* may go in 0-RTT */
     double tc = 0;
     uint32_t sub;
     synesis_tunnel_subscribe(t, on_connected, &tc, &sub);
@@ -511,8 +512,6 @@ static void reconnect_figure(int resumed, int no_tickets, int early, double dela
         if (synesis_tunnel_connect(t) != 0 ||
             synesis_tunnel_request(t, "reconnect-bench!", 16, &ro, on_first_resp, &fr, &req) != 0)
             break;
-        if (early)
-            syn_request_set_idempotent(req, 1); /* may go in 0-RTT */
         double end = t0 + 10;
         while (!fr.done && now_s() < end)
             ev_run(loop, EVRUN_ONCE | EVRUN_NOWAIT);
