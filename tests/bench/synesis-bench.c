@@ -4,6 +4,7 @@
  * run. Release builds only mean anything.
  *
  *   synesis-bench [--quick] [--pki DIR] [--only NAME[,NAME...]] [--idle-seconds S]
+ *                 [--idle-profile default|low-bandwidth] [--idle-set KEY=VALUE[,...]]
  *                 [--out FILE] [--latency-samples FILE] [--no-baselines]
  *
  * The edge runs in a child process pinned to CPU 1, the tunnels in this process on CPU 0. Every
@@ -11,6 +12,9 @@
  * tests/bench/README.md), then the baselines' lines, then a table with ratios. Progress goes to
  * stderr. Figures: handshake, reconnect, latency, rate, bulk, footprint, idle, impaired,
  * edge_many_idle, edge_idle_cost.
+ * The idle figure uses the default config, or the low-bandwidth profile with --idle-profile; then
+ * --idle-set changes config members of it (keep_alive, heartbeat, idle_timeout,
+ * changed_vitals: the cost of each setting in docs/operations.md).
  * --latency-samples FILE writes every latency of the latency figure's runs (us, one per line);
  * baseline_tls_tcp writes its own to FILE.tls-tcp.
  *
@@ -61,6 +65,8 @@ static struct {
     const char *pki;
     const char *only;
     double idle_seconds;
+    int idle_low_bandwidth; /* --idle-profile low-bandwidth */
+    const char *idle_set;   /* --idle-set */
     FILE *out;
     const char *samples; /* --latency-samples FILE */
     FILE *samples_f;
@@ -202,6 +208,19 @@ static void child_stop(struct ev_loop *loop, ev_signal *w, int revents) {
     ev_break(loop, EVBREAK_ALL);
 }
 
+/* SIGUSR1: the proxy's counts so far, the same line as at the stop; the edge goes on. */
+static void child_counts(struct ev_loop *loop, ev_signal *w, int revents) {
+    (void)loop;
+    (void)w;
+    (void)revents;
+    syn_fault_stats st = {0};
+    if (child_proxy)
+        syn_fault_proxy_stats(child_proxy, &st);
+    dprintf(child_fd, "%llu %llu %llu %llu %.0f\n", (unsigned long long)st.bytes_up,
+            (unsigned long long)st.bytes_down, (unsigned long long)st.fwd_up,
+            (unsigned long long)st.fwd_down, cpu_self() * 1e6);
+}
+
 static void edge_child(const edge_opts *eo, int fd) {
     pin(1);
     struct ev_loop *loop = ev_default_loop(0);
@@ -242,10 +261,12 @@ static void edge_child(const edge_opts *eo, int fd) {
         port = syn_fault_proxy_port(child_proxy);
     }
     child_fd = fd;
-    dprintf(fd, "%u\n", port);
-    ev_signal sig;
+    ev_signal sig, usr;
     ev_signal_init(&sig, child_stop, SIGTERM);
     ev_signal_start(loop, &sig);
+    ev_signal_init(&usr, child_counts, SIGUSR1);
+    ev_signal_start(loop, &usr);
+    dprintf(fd, "%u\n", port);
     ev_run(loop, 0);
     _exit(0);
 }
@@ -259,6 +280,7 @@ static edge_proc edge_spawn(const edge_opts *eo) {
     sigset_t set, old;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
     sigprocmask(SIG_BLOCK, &set, &old); /* the child's loop takes SIGTERM once it runs */
     ep.pid = fork();
     if (ep.pid == 0) {
@@ -305,6 +327,23 @@ static void edge_stop_cpu(edge_proc *ep, unsigned long long *up, unsigned long l
     }
     close(ep->fd);
     waitpid(ep->pid, NULL, 0);
+}
+
+/* The proxy's counts so far: bytes (UDP payloads) and datagrams, each way. */
+typedef struct proxy_counts {
+    unsigned long long up, down, dgrams_up, dgrams_down;
+} proxy_counts;
+
+static proxy_counts edge_counts(edge_proc *ep) {
+    proxy_counts pc = {0};
+    kill(ep->pid, SIGUSR1);
+    char line[160] = "";
+    ssize_t n = read(ep->fd, line, sizeof(line) - 1);
+    if (n > 0) {
+        line[n] = 0;
+        sscanf(line, "%llu %llu %llu %llu", &pc.up, &pc.down, &pc.dgrams_up, &pc.dgrams_down);
+    }
+    return pc;
 }
 
 static void edge_stop(edge_proc *ep, unsigned long long *up, unsigned long long *down) {
@@ -960,6 +999,35 @@ static void bench_footprint(void) {
 
 /* ---- 6. idle ---- */
 
+/* --idle-set: "keep_alive=S,heartbeat=S,idle_timeout=S,changed_vitals=0|1". */
+static void idle_set(synesis_tunnel_config *c, cJSON *params) {
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", opt.idle_set ? opt.idle_set : "");
+    char *save = NULL;
+    for (char *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq) {
+            fprintf(stderr, "synesis-bench: --idle-set %s: KEY=VALUE\n", kv);
+            exit(2);
+        }
+        *eq = 0;
+        double v = atof(eq + 1);
+        if (!strcmp(kv, "keep_alive"))
+            c->keep_alive_interval = v;
+        else if (!strcmp(kv, "heartbeat"))
+            c->heartbeat_interval = v;
+        else if (!strcmp(kv, "idle_timeout"))
+            c->idle_timeout = v;
+        else if (!strcmp(kv, "changed_vitals"))
+            c->heartbeat_changed_vitals = (int)v;
+        else {
+            fprintf(stderr, "synesis-bench: --idle-set: unknown key %s\n", kv);
+            exit(2);
+        }
+        cJSON_AddNumberToObject(params, kv, v);
+    }
+}
+
 static void bench_idle(void) {
     double secs = opt.idle_seconds >= 0 ? opt.idle_seconds : opt.quick ? 10 : 300;
     edge_opts eo = {.proxy = 1};
@@ -968,12 +1036,20 @@ static void bench_idle(void) {
     synesis_tunnel_config c;
     tunnel_config(&c, ep.port);
     c.heartbeat_interval = 30; /* the defaults: 30 s heartbeat, 10 s keep-alive, 60 s idle */
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "profile",
+                            opt.idle_low_bandwidth ? "low-bandwidth" : "default");
+    if (opt.idle_low_bandwidth)
+        synesis_tunnel_config_low_bandwidth(&c);
+    idle_set(&c, params);
     synesis_tunnel *t = tunnel_new(loop, &c);
     if (connect_one(loop, t, 5) != 0)
         exit(1);
     run_for(loop, 0.2);
     syn_tunnel_wakes w0, w1;
     syn_tunnel_get_wakes(t, &w0);
+    /* The wire from here on only: the handshake's bytes are not idle traffic. */
+    proxy_counts p0 = edge_counts(&ep);
     unsigned it0 = ev_iteration(loop);
     double c0 = cpu_self(), e0 = bench_cpu_of(ep.pid), t0 = now_s();
     /* No helper timer here: only the tunnel's own watchers may wake the loop. */
@@ -985,21 +1061,29 @@ static void bench_idle(void) {
     double el = now_s() - t0;
     unsigned wakeups = ev_iteration(loop) - it0 - 1; /* the end timer's own wake-up */
     double cpu = cpu_self() - c0, ecpu = bench_cpu_of(ep.pid) - e0;
+    proxy_counts p1 = edge_counts(&ep);
     int connected = synesis_tunnel_is_connected(t);
     syn_tunnel_get_wakes(t, &w1);
     synesis_tunnel_free(t);
     run_for(loop, 0.01);
     ev_loop_destroy(loop);
-    unsigned long long up = 0, down = 0;
-    edge_stop(&ep, &up, &down);
+    edge_stop(&ep, NULL, NULL);
     double v[1] = {(double)wakeups / (el / 60)};
     cJSON *x = cJSON_CreateObject();
     cJSON_AddNumberToObject(x, "seconds", el);
+    /* On the wire: UDP payloads plus 28 bytes of IPv4 and UDP headers per datagram, both ways. */
+    double ph = 3600 / el;
+    unsigned long long up = p1.up - p0.up, down = p1.down - p0.down,
+                       du = p1.dgrams_up - p0.dgrams_up, dd = p1.dgrams_down - p0.dgrams_down;
+    cJSON_AddNumberToObject(x, "wire_bytes_per_hour", (double)(up + down + 28 * (du + dd)) * ph);
+    cJSON_AddNumberToObject(x, "datagrams_per_hour", (double)(du + dd) * ph);
+    cJSON_AddNumberToObject(x, "bytes_up_per_hour", (double)up * ph); /* payloads */
+    cJSON_AddNumberToObject(x, "bytes_down_per_hour", (double)down * ph);
+    cJSON_AddNumberToObject(x, "datagrams_up_per_hour", (double)du * ph);
+    cJSON_AddNumberToObject(x, "datagrams_down_per_hour", (double)dd * ph);
     cJSON_AddNumberToObject(x, "client_cpu_ms_per_min", cpu * 1e3 / (el / 60));
     /* The edge's process (the proxy in front of it included): its cost of one idle device. */
     cJSON_AddNumberToObject(x, "edge_cpu_ms_per_min", ecpu * 1e3 / (el / 60));
-    cJSON_AddNumberToObject(x, "bytes_up_per_hour", (double)up * 3600 / el);
-    cJSON_AddNumberToObject(x, "bytes_down_per_hour", (double)down * 3600 / el);
     cJSON_AddBoolToObject(x, "stayed_connected", connected);
     /* The wake-ups by cause, per minute (the tunnel's counters; a wake-up with two causes counts
      * in both, and "other" is what none of them explains). */
@@ -1024,7 +1108,7 @@ static void bench_idle(void) {
     cJSON_AddNumberToObject(b, "timerfd_stale", (double)st * pm);
     cJSON_AddNumberToObject(b, "buffer_timer", (double)bt * pm);
     cJSON_AddNumberToObject(b, "other", ((double)wakeups - (double)(rx + hb + ex + st + bt)) * pm);
-    emit("idle", NULL, "wakeups/min", v, 1, x);
+    emit("idle", params, "wakeups/min", v, 1, x);
 }
 
 /* ---- 7. what idle devices cost the edge ---- */
@@ -1371,6 +1455,10 @@ int main(int argc, char **argv) {
             opt.only = argv[++i];
         else if (!strcmp(argv[i], "--idle-seconds") && i + 1 < argc)
             opt.idle_seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--idle-profile") && i + 1 < argc)
+            opt.idle_low_bandwidth = !strcmp(argv[++i], "low-bandwidth");
+        else if (!strcmp(argv[i], "--idle-set") && i + 1 < argc)
+            opt.idle_set = argv[++i];
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
             opt.out = fopen(argv[++i], "w");
             if (!opt.out) {
@@ -1390,6 +1478,7 @@ int main(int argc, char **argv) {
             fprintf(stderr,
                     "usage: %s [--quick] [--pki DIR] [--only handshake,reconnect,latency,rate,bulk,"
                     "impaired,footprint,idle,edge_many_idle,edge_idle_cost] [--idle-seconds S] "
+                    "[--idle-profile default|low-bandwidth] [--idle-set KEY=VALUE,...] "
                     "[--out FILE] "
                     "[--latency-samples FILE] [--no-baselines]\n",
                     argv[0]);
