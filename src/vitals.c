@@ -77,7 +77,7 @@ static void add_uptime_rss(cJSON *o) {
     char buf[2048];
     double up;
     if (read_small("/proc/uptime", buf, sizeof(buf)) > 0 && sscanf(buf, "%lf", &up) == 1)
-        cJSON_AddNumberToObject(o, "uptime_s", up);
+        cJSON_AddNumberToObject(o, "uptime_s", (double)(uint64_t)up); /* whole seconds */
     unsigned long long rss;
     if (read_small("/proc/self/status", buf, sizeof(buf)) > 0 && meminfo_field(buf, "VmRSS:", &rss))
         cJSON_AddNumberToObject(o, "process_rss_kb", (double)rss);
@@ -98,7 +98,7 @@ static void add_temp(cJSON *o) {
     long milli;
     if (read_small("/sys/class/thermal/thermal_zone0/temp", buf, sizeof(buf)) > 0 &&
         sscanf(buf, "%ld", &milli) == 1)
-        cJSON_AddNumberToObject(o, "temperature_c", (double)milli / 1000.0);
+        cJSON_AddNumberToObject(o, "temperature_c", (double)(milli / 100) / 10); /* 0.1 C */
 }
 
 cJSON *syn_vitals_sample(syn_vitals_sampler *s, const char *disk_path) {
