@@ -62,8 +62,33 @@ int syn_heartbeat_init(synesis_tunnel *t, char *detail) {
     return 0;
 }
 
-/* Builds one frame: 0x01, u32 big-endian length, JSON. */
-static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t *len) {
+/* config.heartbeat_changed_vitals: the vitals of vit that differ from those of the newest
+ * heartbeat acknowledged on connection conn (all of them when there is none). */
+static cJSON *changed_vitals(const synesis_tunnel *t, const cJSON *vit, uint64_t conn) {
+    const cJSON *base = t->hb.acked_vitals;
+    if (!base || t->hb.acked_conn != conn)
+        return cJSON_Duplicate(vit, 1);
+    cJSON *o = cJSON_CreateObject();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, vit) {
+        const cJSON *was = cJSON_GetObjectItemCaseSensitive(base, it->string);
+        if (was && cJSON_Compare(it, was, 1))
+            continue;
+        cJSON *c = cJSON_Duplicate(it, 1);
+        if (!o || !c || !cJSON_AddItemToObject(o, it->string, c)) {
+            cJSON_Delete(c);
+            cJSON_Delete(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+/* Builds one frame: 0x01, u32 big-endian length, JSON. With config.heartbeat_changed_vitals,
+ * *all gets every vital of the sample (the next heartbeats' base once this one is acknowledged)
+ * and the frame only those that changed. */
+static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, uint64_t conn, cJSON **all,
+                            size_t *len) {
     cJSON *o = cJSON_CreateObject();
     cJSON *vit = syn_vitals_sample(t->hb.vitals_sampler, t->cfg.vitals_disk_path);
     if (!o || !vit) {
@@ -74,6 +99,16 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t 
     if (t->cb.on_vitals && !syn_hold_dying(&t->hold)) {
         synesis_vitals v = {vit};
         t->cb.on_vitals(t, &v, t->user_data);
+    }
+    if (t->cfg.heartbeat_changed_vitals) {
+        cJSON *changed = changed_vitals(t, vit, conn);
+        if (!changed) {
+            cJSON_Delete(o);
+            cJSON_Delete(vit);
+            return NULL;
+        }
+        *all = vit;
+        vit = changed;
     }
     /* Every member or no heartbeat: one without its id, sequence or vitals would be refused. The
      * edge may send its keep-alive PINGs just before ours would go (docs/protocol.md): the ACK we
@@ -86,23 +121,23 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, size_t 
         !cJSON_AddItemToObject(o, "vitals", vit)) {
         cJSON_Delete(o);
         cJSON_Delete(vit); /* not attached */
+        cJSON_Delete(*all);
+        *all = NULL;
         return NULL;
     }
     char *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    if (!json)
-        return NULL;
-    size_t n = strlen(json);
-    if (n > t->cfg.max_heartbeat_size) {
-        cJSON_free(json);
-        *len = n;
-        return NULL;
-    }
-    uint8_t *frame = malloc(SYN_FRAME_HEADER + n);
+    size_t n = json ? strlen(json) : 0;
+    uint8_t *frame = json && n <= t->cfg.max_heartbeat_size ? malloc(SYN_FRAME_HEADER + n) : NULL;
     if (frame) {
         syn_frame_header(frame, SYN_MSG_HEARTBEAT, n);
         memcpy(frame + SYN_FRAME_HEADER, json, n);
         *len = SYN_FRAME_HEADER + n;
+    } else {
+        cJSON_Delete(*all);
+        *all = NULL;
+        if (n > t->cfg.max_heartbeat_size)
+            *len = n;
     }
     cJSON_free(json);
     return frame;
@@ -126,6 +161,7 @@ typedef struct syn_hb {
     int64_t stream_id;
     uint64_t conn; /* stats.connections when sent: stream ids repeat across connections */
     int refused;   /* already counted refused (the outcome is known) */
+    cJSON *vitals; /* config.heartbeat_changed_vitals: every vital of the sample it was made of */
 } syn_hb;
 
 static void hb_unlink(syn_hb *h) {
@@ -186,6 +222,17 @@ static void hb_close(void *obj, syn_qstream *s, uint64_t app_code, int reset) {
     int refused = h->refused;
     if (refused || !reset)
         recent_add(t, h, refused ? 2 : 1);
+    if (!refused && !reset && h->vitals &&
+        (!t->hb.acked_vitals || t->hb.acked_conn != h->conn ||
+         h->info.sequence > t->hb.acked_sequence)) {
+        /* The newest acknowledged: the base of the next heartbeats' changed vitals. */
+        cJSON_Delete(t->hb.acked_vitals);
+        t->hb.acked_vitals = h->vitals;
+        t->hb.acked_sequence = h->info.sequence;
+        t->hb.acked_conn = h->conn;
+        h->vitals = NULL;
+    }
+    cJSON_Delete(h->vitals);
     free(h);
     if (refused)
         return;
@@ -419,6 +466,7 @@ void syn_heartbeat_conn_lost(synesis_tunnel *t, const syn_qconn *qc, const char 
         syn_qstream_set_user(h->qs, NULL);
         synesis_heartbeat_info info = h->info;
         int refused = h->refused;
+        cJSON_Delete(h->vitals);
         free(h);
         if (refused)
             continue;
@@ -451,6 +499,9 @@ static void send_heartbeat_on(synesis_tunnel *t, int early) {
     size_t len = 0;
     syn_qstream *qs = NULL;
     syn_hb *h = NULL;
+    cJSON *all = NULL;
+    /* (the connection's number once it is up: counted at Connected) */
+    uint64_t conn = t->stats.connections + (early ? 1 : 0);
     if (early ? !syn_qconn_early(t->qc) : !syn_tunnel_ready(t)) {
         info.status = SYNESIS_ERR_NOT_CONNECTED;
     } else if (hb_live_count(t) >= SYN_HB_MAX_LIVE) {
@@ -459,7 +510,7 @@ static void send_heartbeat_on(synesis_tunnel *t, int early) {
                        "heartbeat %llu not sent: %d earlier heartbeats are still unacknowledged "
                        "(the edge returns no flow-control credit?)",
                        (unsigned long long)info.sequence, SYN_HB_MAX_LIVE);
-    } else if (!(frame = build_frame(t, info.sequence, info.timestamp_ms, &len))) {
+    } else if (!(frame = build_frame(t, info.sequence, info.timestamp_ms, conn, &all, &len))) {
         info.status = len ? SYNESIS_ERR_INVALID_ARGUMENT : SYNESIS_ERR_NOMEM;
         if (len)
             syn_tunnel_log(t, SYNESIS_LOG_WARN,
@@ -490,8 +541,9 @@ static void send_heartbeat_on(synesis_tunnel *t, int early) {
         h->qs = qs;
         h->info = info;
         h->stream_id = syn_qstream_id(qs);
-        /* (the connection's number once it is up: counted at Connected) */
-        h->conn = t->stats.connections + (early ? 1 : 0);
+        h->conn = conn;
+        h->vitals = all;
+        all = NULL;
         syn_list_push_front(&t->hb.live, &h->link);
         syn_qconn_schedule(t->qc);
     } else {
@@ -505,6 +557,7 @@ static void send_heartbeat_on(synesis_tunnel *t, int early) {
         syn_tunnel_log(t, SYNESIS_LOG_WARN, "heartbeat %llu not sent: %s",
                        (unsigned long long)info.sequence, synesis_strerror(info.status));
     }
+    cJSON_Delete(all);
     if (t->cb.on_heartbeat && !syn_hold_dying(&t->hold))
         t->cb.on_heartbeat(t, &info, t->user_data);
 }
@@ -567,4 +620,6 @@ void syn_heartbeat_free(synesis_tunnel *t) {
     ev_timer_stop(t->loop, &t->hb.timer);
     free(t->hb.vitals_sampler);
     t->hb.vitals_sampler = NULL;
+    cJSON_Delete(t->hb.acked_vitals);
+    t->hb.acked_vitals = NULL;
 }

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -57,6 +58,21 @@ SYNESIS_API void synesis_tunnel_config_init_sized(synesis_tunnel_config *cfg, si
     synesis_tunnel_config d;
     config_defaults(&d);
     syn_struct_init(cfg, size, &d, sizeof(d));
+}
+
+SYNESIS_API int synesis_tunnel_config_low_bandwidth(synesis_tunnel_config *cfg) {
+    /* Every member set here but the last is in the 1.0 config: a struct from an older header
+     * gets what it has. */
+    if (!cfg || cfg->struct_size < offsetof(synesis_tunnel_config, heartbeat_interval) +
+                                       sizeof(cfg->heartbeat_interval))
+        return SYNESIS_ERR_INVALID_ARGUMENT;
+    cfg->keep_alive_interval = SYNESIS_LOW_BANDWIDTH_KEEP_ALIVE;
+    cfg->idle_timeout = SYNESIS_LOW_BANDWIDTH_IDLE_TIMEOUT;
+    cfg->heartbeat_interval = 600.0;
+    if (cfg->struct_size >= offsetof(synesis_tunnel_config, heartbeat_changed_vitals) +
+                                sizeof(cfg->heartbeat_changed_vitals))
+        cfg->heartbeat_changed_vitals = 1;
+    return 0;
 }
 
 SYNESIS_API void synesis_tunnel_callbacks_init_sized(synesis_tunnel_callbacks *cb, size_t size) {

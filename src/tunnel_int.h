@@ -95,6 +95,10 @@ typedef struct syn_heartbeats {
     char device_id[128];
     void *vitals_sampler;
     uint64_t early_attempt; /* handshake_started_ns of the attempt that sent one in 0-RTT */
+    /* config.heartbeat_changed_vitals: the vitals of the newest heartbeat the edge acknowledged,
+     * its sequence and its connection (stats.connections); NULL: the next one carries all. */
+    void *acked_vitals; /* cJSON */
+    uint64_t acked_sequence, acked_conn;
 } syn_heartbeats;
 
 /* Connection migration (migrate.c, the only writer): the migration under way and the netlink

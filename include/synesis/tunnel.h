@@ -346,6 +346,13 @@ typedef struct synesis_tunnel_config {
      * store it. Default NULL; ignored when resumption is 0. @since 1.1 */
     const uint8_t *resume_data;
     size_t resume_data_len; /**< the length of resume_data; default 0 @since 1.1 */
+    /** Heartbeats carry only the vitals that changed. 0 (default): every heartbeat carries every
+     * vital. 1: the first heartbeat of each connection carries every vital; each later one only
+     * the vitals whose value differs from the last heartbeat the edge acknowledged on that
+     * connection (possibly none: "vitals":{}); a vital that disappears is not reported as gone.
+     * The edge keeps the last value of each vital (docs/protocol.md, "Heartbeats"). Set by
+     * synesis_tunnel_config_low_bandwidth(). @since 1.1 */
+    int heartbeat_changed_vitals;
 } synesis_tunnel_config;
 
 /**
@@ -359,6 +366,27 @@ SYNESIS_API void synesis_tunnel_config_init_sized(synesis_tunnel_config *cfg, si
 
 /** Fills *cfg with every default (synesis_tunnel_config_init_sized() with its size). @since 1.0 */
 #define synesis_tunnel_config_init(cfg) synesis_tunnel_config_init_sized((cfg), sizeof(*(cfg)))
+
+/**
+ * The low-bandwidth profile, for metered links (docs/operations.md, "Bandwidth of an idle
+ * tunnel"): changes an initialised config's idle traffic, nothing else. It sets
+ * heartbeat_interval to 600 s (10 minutes), heartbeat_changed_vitals to 1,
+ * keep_alive_interval to SYNESIS_LOW_BANDWIDTH_KEEP_ALIVE (the NAT binding's refresh: set
+ * keep_alive_interval after this call to the NAT timeout a device measured, less a margin) and
+ * idle_timeout to SYNESIS_LOW_BANDWIDTH_IDLE_TIMEOUT (a dead path is noticed later). Call it
+ * after synesis_tunnel_config_init() and before setting members of one's own.
+ * @param cfg the caller's config, initialised by synesis_tunnel_config_init() (its struct_size
+ *        is read: a config from an older header without heartbeat_changed_vitals gets the other
+ *        three settings only).
+ * @return 0, or SYNESIS_ERR_INVALID_ARGUMENT for NULL or a struct_size of 0.
+ * Any thread. @since 1.1
+ */
+SYNESIS_API int synesis_tunnel_config_low_bandwidth(synesis_tunnel_config *cfg);
+
+/** keep_alive_interval of the low-bandwidth profile, seconds. @since 1.1 */
+#define SYNESIS_LOW_BANDWIDTH_KEEP_ALIVE 55.0
+/** idle_timeout of the low-bandwidth profile, seconds. @since 1.1 */
+#define SYNESIS_LOW_BANDWIDTH_IDLE_TIMEOUT 300.0
 
 /** A heartbeat's "vitals" object while callbacks.on_vitals runs (valid only during the call).
  * @since 1.0 */
