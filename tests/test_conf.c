@@ -462,6 +462,46 @@ static void test_apply(void **state) {
     conf_free(&cli_tunnel_table, &s);
 }
 
+/* profile = low-bandwidth: the profile's values where the file keeps the defaults, the file's
+ * where it sets its own. */
+static void test_apply_profile(void **state) {
+    (void)state;
+    cli_tunnel_settings s;
+    synesis_tunnel_config cfg;
+    uint8_t(*pins)[32];
+    assert_int_equal(cli_tunnel_settings_init(&s), 0);
+    const char *text = "cloud_url = quic://e:1\nprofile = low-bandwidth\n";
+    assert_int_equal(
+        conf_parse(&cli_tunnel_table, &s, "a.conf", text, strlen(text), err, sizeof(err)), 0);
+    synesis_tunnel_config_init(&cfg);
+    assert_int_equal(cli_tunnel_apply(&s, &cfg, &pins, err, sizeof(err)), 0);
+    assert_true(cfg.heartbeat_interval == 600);
+    assert_int_equal(cfg.heartbeat_changed_vitals, 1);
+    assert_true(cfg.keep_alive_interval == SYNESIS_LOW_BANDWIDTH_KEEP_ALIVE);
+    assert_true(cfg.idle_timeout == SYNESIS_LOW_BANDWIDTH_IDLE_TIMEOUT);
+    free(pins);
+    text = "heartbeat_interval = 20m\nkeep_alive_interval = 25s\n";
+    assert_int_equal(
+        conf_parse(&cli_tunnel_table, &s, "b.conf", text, strlen(text), err, sizeof(err)), 0);
+    synesis_tunnel_config_init(&cfg);
+    assert_int_equal(cli_tunnel_apply(&s, &cfg, &pins, err, sizeof(err)), 0);
+    assert_true(cfg.heartbeat_interval == 1200);
+    assert_true(cfg.keep_alive_interval == 25);
+    assert_true(cfg.idle_timeout == SYNESIS_LOW_BANDWIDTH_IDLE_TIMEOUT);
+    assert_int_equal(cfg.heartbeat_changed_vitals, 1);
+    free(pins);
+    /* the default profile changes nothing */
+    text = "profile = default\n";
+    assert_int_equal(
+        conf_parse(&cli_tunnel_table, &s, "c.conf", text, strlen(text), err, sizeof(err)), 0);
+    synesis_tunnel_config_init(&cfg);
+    assert_int_equal(cli_tunnel_apply(&s, &cfg, &pins, err, sizeof(err)), 0);
+    assert_int_equal(cfg.heartbeat_changed_vitals, 0);
+    assert_true(cfg.idle_timeout == 60);
+    free(pins);
+    conf_free(&cli_tunnel_table, &s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_file),
@@ -474,6 +514,7 @@ int main(void) {
         cmocka_unit_test(test_real_keys),
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_apply),
+        cmocka_unit_test(test_apply_profile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 static const char *const cc_names[] = {"cubic", "bbr", "reno", NULL};
 static const char *const trust_names[] = {"auto", "yes", "no", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", "trace", NULL};
+static const char *const profile_names[] = {"default", "low-bandwidth", NULL};
 
 /* Splits a list of pins at commas and blanks; calls fn on each (NUL-terminated, in buf). */
 static int each_pin(const char *list, int (*fn)(const char *pin, void *arg), void *arg) {
@@ -116,6 +117,16 @@ static const conf_key tunnel_keys[] = {
      .metavar = "ID",
      .check = check_device_id,
      .help = "Device id sent in heartbeats; default: from the certificate's CN."},
+    {.name = "profile",
+     .type = CONF_CHOICE,
+     .offset = T(profile),
+     .choices = profile_names,
+     .metavar = "default|low-bandwidth",
+     .help = "low-bandwidth: for metered links (synesis_tunnel_config_low_bandwidth):\n"
+             "heartbeats every 600 s with only the vitals that changed, keep-alive\n"
+             "55 s, idle timeout 300 s; about 10 KB an hour idle instead of about 60.\n"
+             "heartbeat_interval, keep_alive_interval and idle_timeout, when set to\n"
+             "other than their defaults, are kept."                             },
     SECS("heartbeat_interval", T(heartbeat_interval), 0, YEAR,
          "Seconds between heartbeats; 0: none."),
     SECS("keep_alive_interval", T(keep_alive_interval), 0, YEAR,
@@ -413,9 +424,19 @@ int cli_tunnel_apply(const cli_tunnel_settings *s, synesis_tunnel_config *cfg, u
         }
     }
     cfg->device_id = s->device_id;
-    cfg->heartbeat_interval = s->heartbeat_interval;
-    cfg->keep_alive_interval = s->keep_alive_interval;
-    cfg->idle_timeout = s->idle_timeout;
+    /* The profile replaces the defaults; a value set to something else stays. */
+    synesis_tunnel_config d, p;
+    synesis_tunnel_config_init(&d);
+    p = d;
+    if (s->profile == 1)
+        synesis_tunnel_config_low_bandwidth(&p);
+    cfg->heartbeat_interval = s->heartbeat_interval == d.heartbeat_interval ? p.heartbeat_interval
+                                                                            : s->heartbeat_interval;
+    cfg->keep_alive_interval = s->keep_alive_interval == d.keep_alive_interval
+                                   ? p.keep_alive_interval
+                                   : s->keep_alive_interval;
+    cfg->idle_timeout = s->idle_timeout == d.idle_timeout ? p.idle_timeout : s->idle_timeout;
+    cfg->heartbeat_changed_vitals = p.heartbeat_changed_vitals;
     /* A quiet but healthy connection must send PINGs well within the idle timeout. */
     if (cfg->keep_alive_interval > cfg->idle_timeout / 3)
         cfg->keep_alive_interval = cfg->idle_timeout / 3;

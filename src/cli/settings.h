@@ -31,6 +31,7 @@ typedef struct cli_tunnel_settings {
     int system_trust;
     char *spki_pins;
     char *device_id;
+    int profile; /* 0 default, 1 low-bandwidth */
     double heartbeat_interval;
     double keep_alive_interval;
     double idle_timeout;
