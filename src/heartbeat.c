@@ -586,10 +586,14 @@ void syn_heartbeat_ride(synesis_tunnel *t) {
     double every = t->cfg.heartbeat_interval;
     if (every <= 0 || !ev_is_active(&t->hb.timer) || !syn_tunnel_ready(t))
         return;
-    /* How early: half the keep-alive interval, at most a quarter of the heartbeat's. */
-    double early = t->cfg.keep_alive_interval / 2;
-    if (!(early > 0) || early > every / 4)
-        early = every / 4;
+    /* How early: one keep-alive interval, at most a third of the heartbeat's. An edge that
+     * PINGs on our behalf does so every keep-alive interval (less a tenth), so one arrives
+     * within the interval before each heartbeat is due: every heartbeat rides on the wake-up and
+     * in the packet of that PING's ACK instead of taking a timer wake-up and a datagram of its
+     * own (half an interval let every second one miss it). */
+    double early = t->cfg.keep_alive_interval;
+    if (!(early > 0) || early > every / 3)
+        early = every / 3;
     /* Due already (the first one, right after Connected): the timer sends it in this iteration. */
     double left = ev_timer_remaining(t->loop, &t->hb.timer);
     if (left <= 0 || left > early)

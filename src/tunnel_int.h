@@ -234,8 +234,8 @@ void syn_streams_fail_all(synesis_tunnel *t, int err, const char *detail);
 void syn_heartbeat_start(synesis_tunnel *t); /* on Connected */
 void syn_heartbeat_stop(synesis_tunnel *t);
 /* Before a write pass (a wake-up that happens anyway: the edge's PING, our keep-alive, traffic):
- * sends the heartbeat now when it is due soon (within half the keep-alive interval, at most a
- * quarter of the heartbeat interval), so that it rides on this wake-up and serves as the
+ * sends the heartbeat now when it is due soon (within the keep-alive interval, at most a third
+ * of the heartbeat interval), so that it rides on this wake-up and serves as the
  * keep-alive; the schedule keeps its phase (heartbeat.c). */
 void syn_heartbeat_ride(synesis_tunnel *t);
 /* During a 0-RTT attempt (a resumed connection whose ticket allows early data): sends this

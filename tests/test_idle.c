@@ -213,6 +213,11 @@ static void test_edge_keeps_the_device_alive(void **state) {
      * for a scheduling hiccup longer than the edge's margin, or a spurious probe, on a loaded
      * machine). */
     assert_true(w.w.qc.expiry_send <= 2);
+    /* Every heartbeat rides on the wake-up of a PING's ACK (one arrives within the keep-alive
+     * interval before it is due): no heartbeat timer wake-up (one allowed for a late PING on a
+     * loaded machine; half an interval, as before, let 2 of the 5 miss it). */
+    assert_true(w.w.heartbeat <= 1);
+    assert_true(w.w.heartbeat_early >= (uint64_t)(WINDOW / HB) - 1);
     /* The designed total: per heartbeat interval (3 keep-alive intervals), 3 PINGs received
      * (or 2 and the heartbeat riding on the third's wake-up), the heartbeat's timer and its
      * ACK: 5 at most, 4 when the heartbeat rides (25 in the window on a quiet machine; the old
