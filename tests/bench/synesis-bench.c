@@ -185,11 +185,12 @@ typedef struct edge_proc {
 typedef struct edge_opts {
     int cc; /* SYNESIS_CC_* of the edge (the sender of downloads) */
     int proxy;
-    double loss;     /* each way */
-    double delay_ms; /* each way */
-    int no_ping;     /* the edge does not PING on the devices' behalf (ping_devices = 0) */
-    int no_tickets;  /* the edge sends no session tickets (session_tickets = 0) */
-    int early_data;  /* the edge accepts 0-RTT (early_data = 1) */
+    double loss;         /* each way */
+    double delay_ms;     /* each way */
+    int no_ping;         /* the edge does not PING on the devices' behalf (ping_devices = 0) */
+    int no_tickets;      /* the edge sends no session tickets (session_tickets = 0) */
+    int early_data;      /* the edge accepts 0-RTT (early_data = 1) */
+    double idle_timeout; /* the edge's; 0: its default (60 s) */
 } edge_opts;
 
 static syn_fault_proxy *child_proxy;
@@ -242,6 +243,8 @@ static void edge_child(const edge_opts *eo, int fd) {
     ec.ping_devices = !eo->no_ping;
     ec.session_tickets = eo->no_tickets ? 0 : 1;
     ec.early_data = eo->early_data;
+    if (eo->idle_timeout > 0)
+        ec.idle_timeout = eo->idle_timeout;
     syn_edge *e;
     if (syn_edge_new(&e, loop, &ec, detail) != 0 || syn_edge_start(e, detail) != 0) {
         fprintf(stderr, "synesis-bench: edge: %s\n", detail);
@@ -999,8 +1002,9 @@ static void bench_footprint(void) {
 
 /* ---- 6. idle ---- */
 
-/* --idle-set: "keep_alive=S,heartbeat=S,idle_timeout=S,changed_vitals=0|1". */
-static void idle_set(synesis_tunnel_config *c, cJSON *params) {
+/* --idle-set: "keep_alive=S,heartbeat=S,idle_timeout=S,changed_vitals=0|1,edge_idle_timeout=S"
+ * (c NULL: only the edge's, into eo). */
+static void idle_set(synesis_tunnel_config *c, edge_opts *eo, cJSON *params) {
     char buf[256];
     snprintf(buf, sizeof(buf), "%s", opt.idle_set ? opt.idle_set : "");
     char *save = NULL;
@@ -1012,6 +1016,14 @@ static void idle_set(synesis_tunnel_config *c, cJSON *params) {
         }
         *eq = 0;
         double v = atof(eq + 1);
+        if (!strcmp(kv, "edge_idle_timeout")) {
+            eo->idle_timeout = v;
+            if (params)
+                cJSON_AddNumberToObject(params, kv, v);
+            continue;
+        }
+        if (!c)
+            continue;
         if (!strcmp(kv, "keep_alive"))
             c->keep_alive_interval = v;
         else if (!strcmp(kv, "heartbeat"))
@@ -1031,6 +1043,7 @@ static void idle_set(synesis_tunnel_config *c, cJSON *params) {
 static void bench_idle(void) {
     double secs = opt.idle_seconds >= 0 ? opt.idle_seconds : opt.quick ? 10 : 300;
     edge_opts eo = {.proxy = 1};
+    idle_set(NULL, &eo, NULL);
     edge_proc ep = edge_spawn(&eo);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     synesis_tunnel_config c;
@@ -1041,7 +1054,7 @@ static void bench_idle(void) {
                             opt.idle_low_bandwidth ? "low-bandwidth" : "default");
     if (opt.idle_low_bandwidth)
         synesis_tunnel_config_low_bandwidth(&c);
-    idle_set(&c, params);
+    idle_set(&c, &eo, params);
     synesis_tunnel *t = tunnel_new(loop, &c);
     if (connect_one(loop, t, 5) != 0)
         exit(1);
