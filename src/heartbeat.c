@@ -117,7 +117,8 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, uint64_
         !cJSON_AddNumberToObject(o, "timestamp", (double)ts) ||
         !cJSON_AddNumberToObject(o, "sequence", (double)seq) ||
         !cJSON_AddNumberToObject(o, "keep_alive_ms",
-                                 (double)(uint64_t)(t->cfg.keep_alive_interval * 1000)) ||
+                                 (double)(t->qc ? syn_qconn_keep_alive_ns(t->qc) / 1000000
+                                                : (uint64_t)(t->cfg.keep_alive_interval * 1000))) ||
         !cJSON_AddItemToObject(o, "vitals", vit)) {
         cJSON_Delete(o);
         cJSON_Delete(vit); /* not attached */

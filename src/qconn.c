@@ -85,6 +85,7 @@ struct syn_qconn {
     uint64_t bh_since_ns, bh_acked_since;
     uint64_t bh_deadline_ns; /* when the window is judged (0 = none: nothing in flight) */
     uint64_t idle_ns;        /* the idle timeout we asked for */
+    uint64_t keep_alive_ns;  /* the keep-alive in force (0 = off): asked for, or the clamp */
     unsigned sent_big : 1;
     size_t tx_cap;
 
@@ -512,6 +513,15 @@ static int remove_cid_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid, void *ud) {
 static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
     syn_qconn *qc = ud;
     qc->tls_completed_ns = syn_now_ns();
+    /* The idle timeout in force is the smaller of the two sides' (RFC 9000 10.1): a keep-alive
+     * longer than the edge's would let the connection die between two PINGs (the low-bandwidth
+     * profile's keep-alive against an edge with a short idle timeout). Nine tenths of it. */
+    const ngtcp2_transport_params *rp = ngtcp2_conn_get_remote_transport_params(conn);
+    if (!qc->server && qc->keep_alive_ns && rp && rp->max_idle_timeout &&
+        qc->keep_alive_ns > rp->max_idle_timeout / 10 * 9) {
+        qc->keep_alive_ns = rp->max_idle_timeout / 10 * 9;
+        ngtcp2_conn_set_keep_alive_timeout(conn, qc->keep_alive_ns);
+    }
     if (qc->server) {
         qc->hs_done = 1;
         qc->hs_notify = 1;
@@ -845,6 +855,7 @@ static syn_qconn *qc_alloc(struct ev_loop *loop, int fd, const syn_sockaddr *loc
     qc->owner = owner;
     qc->server = server;
     qc->idle_ns = st->idle_timeout_ns;
+    qc->keep_alive_ns = st->keep_alive_ns;
     qc->peer_streams[0].initial = qc->peer_streams[0].limit = st->max_streams_bidi;
     qc->peer_streams[1].initial = qc->peer_streams[1].limit = st->max_streams_uni;
     qc->max_payload = st->max_udp_payload ? st->max_udp_payload : 1452;
@@ -2060,7 +2071,10 @@ void syn_qconn_server_send_from(syn_qconn *qc, int fd) {
 
 void syn_qconn_get_wakes(const syn_qconn *qc, syn_qconn_wakes *out) { *out = qc->wakes; }
 
+uint64_t syn_qconn_keep_alive_ns(const syn_qconn *qc) { return qc->keep_alive_ns; }
+
 void syn_qconn_set_keep_alive(syn_qconn *qc, uint64_t ns) {
+    qc->keep_alive_ns = ns;
     if (!qc->conn)
         return;
     ngtcp2_conn_set_keep_alive_timeout(qc->conn, ns);

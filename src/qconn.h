@@ -217,6 +217,9 @@ uint64_t syn_qconn_tls_completed_ns(const syn_qconn *qc);
 uint64_t syn_qconn_peer_max_streams_uni(const syn_qconn *qc);
 /* Sends a PING after ns of quiet (no packet sent or received); 0 = never. Takes effect at the
  * next write pass. */
+/* The keep-alive in force (0 = off): the settings' until the handshake completes, then at most
+ * nine tenths of the edge's idle timeout. */
+uint64_t syn_qconn_keep_alive_ns(const syn_qconn *qc);
 void syn_qconn_set_keep_alive(syn_qconn *qc, uint64_t ns);
 
 /* What woke the loop for this connection, by cause: the figures behind the idle cost (tests and

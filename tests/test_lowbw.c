@@ -208,11 +208,46 @@ static void test_no_keep_alive_ping_with_heartbeats(void **state) {
     assert_true(b.qc.expiry_send - a.qc.expiry_send <= 1);
 }
 
+/* A keep-alive longer than the edge's idle timeout (the profile's 100 s against an edge of 60 s,
+ * here 5 s against 1 s): the device keeps the connection alive at nine tenths of the edge's
+ * timeout instead of losing it between two PINGs, and tells the edge that keep-alive. */
+static void test_keep_alive_within_the_edges_idle_timeout(void **state) {
+    fixture *f = *state;
+    const char *pki = syn_test_pki_shared("lowbw-1");
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, pki);
+    ec.idle_timeout = 1.0;
+    f->loop = ev_loop_new(EVFLAG_AUTO);
+    f->edge = syn_test_edge_start(f->loop, &ec);
+    syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
+    f->cfg.keep_alive_interval = 5.0;
+    f->cfg.idle_timeout = 10.0;
+    f->cfg.heartbeat_interval = 2.0; /* one right after Connected, one at 2 s */
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat_result = on_hb_result};
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, &cb, f, 5.0);
+    syn_test_run_for(f->loop, 3.0);
+    assert_true(synesis_tunnel_is_connected(f->t));
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(f->t, &st);
+    assert_int_equal(st.connections, 1); /* never idled out */
+    syn_edge_device d;
+    assert_int_equal(syn_edge_device_info(f->edge, "lowbw-1", &d), 0);
+    cJSON *o = cJSON_Parse(d.last_json);
+    assert_non_null(o);
+    const cJSON *ka = cJSON_GetObjectItemCaseSensitive(o, "keep_alive_ms");
+    assert_true(cJSON_IsNumber(ka));
+    assert_true(ka->valuedouble > 0 && ka->valuedouble <= 900);
+    cJSON_Delete(o);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_profile_sets_what_it_documents),
         cmocka_unit_test_setup_teardown(test_changed_vitals_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_keep_alive_ping_with_heartbeats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_alive_within_the_edges_idle_timeout, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

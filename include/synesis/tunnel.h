@@ -191,9 +191,12 @@ typedef struct synesis_tunnel_config {
     size_t n_spki_pins; /**< the number of spki_pins; default 0 @since 1.0 */
 
     /* QUIC. */
-    double keep_alive_interval; /**< PING after this much quiet; default 10 s; 0 = off @since 1.0 */
-    double idle_timeout;        /**< default 60 s @since 1.0 */
-    double handshake_timeout;   /**< default 10 s @since 1.0 */
+    /** PING after this much quiet; default 10 s; 0 = off. Once the handshake completes, at most
+     * nine tenths of the idle timeout in force (the smaller of idle_timeout and the edge's).
+     * @since 1.0 */
+    double keep_alive_interval;
+    double idle_timeout;      /**< default 60 s @since 1.0 */
+    double handshake_timeout; /**< default 10 s @since 1.0 */
     /** Largest UDP payload we send (a cap): default 0 = 1452 bytes. Every connection starts at
      * ngtcp2's 1200 bytes; only path MTU discovery raises that, to at most this cap, by probes
      * that the edge must acknowledge (a probe the path does not carry is lost, the size stays).
@@ -373,7 +376,9 @@ SYNESIS_API void synesis_tunnel_config_init_sized(synesis_tunnel_config *cfg, si
  * heartbeat_interval to 600 s (10 minutes), heartbeat_changed_vitals to 1,
  * keep_alive_interval to SYNESIS_LOW_BANDWIDTH_KEEP_ALIVE (the NAT binding's refresh: set
  * keep_alive_interval after this call to the NAT timeout a device measured, less a margin) and
- * idle_timeout to SYNESIS_LOW_BANDWIDTH_IDLE_TIMEOUT (a dead path is noticed later). Call it
+ * idle_timeout to SYNESIS_LOW_BANDWIDTH_IDLE_TIMEOUT (a dead path is noticed later). The edge's
+ * idle timeout should be at least as long (the reference edge's default is 60 s: against it the
+ * keep-alive is 54 s, and the tunnel costs more). Call it
  * after synesis_tunnel_config_init() and before setting members of one's own.
  * @param cfg the caller's config, initialised by synesis_tunnel_config_init() (its struct_size
  *        is read: a config from an older header without heartbeat_changed_vitals gets the other
@@ -383,8 +388,13 @@ SYNESIS_API void synesis_tunnel_config_init_sized(synesis_tunnel_config *cfg, si
  */
 SYNESIS_API int synesis_tunnel_config_low_bandwidth(synesis_tunnel_config *cfg);
 
-/** keep_alive_interval of the low-bandwidth profile, seconds. @since 1.1 */
-#define SYNESIS_LOW_BANDWIDTH_KEEP_ALIVE 55.0
+/** keep_alive_interval of the low-bandwidth profile, seconds: under the 2 minutes a NAT must
+ * keep an idle UDP binding at the least (RFC 4787 REQ-5; Linux's conntrack keeps a UDP flow
+ * that saw traffic both ways 120 s), with 20 s to spare. A NAT known to forget sooner (some
+ * carrier-grade NATs: 30-60 s) needs keep_alive_interval set below its timeout: each halving
+ * of the interval adds about 2.5 KB an hour (docs/operations.md). Against an edge whose idle
+ * timeout is shorter the keep-alive follows it (keep_alive_interval). @since 1.1 */
+#define SYNESIS_LOW_BANDWIDTH_KEEP_ALIVE 100.0
 /** idle_timeout of the low-bandwidth profile, seconds. @since 1.1 */
 #define SYNESIS_LOW_BANDWIDTH_IDLE_TIMEOUT 300.0
 

@@ -124,7 +124,7 @@ static const conf_key tunnel_keys[] = {
      .metavar = "default|low-bandwidth",
      .help = "low-bandwidth: for metered links (synesis_tunnel_config_low_bandwidth):\n"
              "heartbeats every 600 s with only the vitals that changed, keep-alive\n"
-             "55 s, idle timeout 300 s; about 10 KB an hour idle instead of about 60.\n"
+             "100 s, idle timeout 300 s (docs/operations.md for the bytes an hour).\n"
              "heartbeat_interval, keep_alive_interval and idle_timeout, when set to\n"
              "other than their defaults, are kept."                             },
     SECS("heartbeat_interval", T(heartbeat_interval), 0, YEAR,
