@@ -87,8 +87,8 @@ static cJSON *changed_vitals(const synesis_tunnel *t, const cJSON *vit, uint64_t
 /* Builds one frame: 0x01, u32 big-endian length, JSON. With config.heartbeat_changed_vitals,
  * *all gets every vital of the sample (the next heartbeats' base once this one is acknowledged)
  * and the frame only those that changed. */
-static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, uint64_t conn, cJSON **all,
-                            size_t *len) {
+static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, uint64_t conn,
+                            const uint64_t *ka_ms, cJSON **all, size_t *len) {
     cJSON *o = cJSON_CreateObject();
     cJSON *vit = syn_vitals_sample(t->hb.vitals_sampler, t->cfg.vitals_disk_path);
     if (!o || !vit) {
@@ -112,13 +112,13 @@ static uint8_t *build_frame(synesis_tunnel *t, uint64_t seq, int64_t ts, uint64_
     }
     /* Every member or no heartbeat: one without its id, sequence or vitals would be refused. The
      * edge may send its keep-alive PINGs just before ours would go (docs/protocol.md): the ACK we
-     * answer with refreshes the NAT binding in one wake-up instead of our PING's two. */
+     * answer with refreshes the NAT binding in one wake-up instead of our PING's two. It keeps
+     * keep_alive_ms for the connection: sent until a heartbeat that carries it is acknowledged,
+     * and again when it changes. */
     if (!cJSON_AddStringToObject(o, "device_id", t->hb.device_id) ||
         !cJSON_AddNumberToObject(o, "timestamp", (double)ts) ||
         !cJSON_AddNumberToObject(o, "sequence", (double)seq) ||
-        !cJSON_AddNumberToObject(o, "keep_alive_ms",
-                                 (double)(t->qc ? syn_qconn_keep_alive_ns(t->qc) / 1000000
-                                                : (uint64_t)(t->cfg.keep_alive_interval * 1000))) ||
+        (ka_ms && !cJSON_AddNumberToObject(o, "keep_alive_ms", (double)*ka_ms)) ||
         !cJSON_AddItemToObject(o, "vitals", vit)) {
         cJSON_Delete(o);
         cJSON_Delete(vit); /* not attached */
@@ -163,6 +163,8 @@ typedef struct syn_hb {
     uint64_t conn; /* stats.connections when sent: stream ids repeat across connections */
     int refused;   /* already counted refused (the outcome is known) */
     cJSON *vitals; /* config.heartbeat_changed_vitals: every vital of the sample it was made of */
+    int has_ka;    /* it carries keep_alive_ms, of value ka_ms */
+    uint64_t ka_ms;
 } syn_hb;
 
 static void hb_unlink(syn_hb *h) {
@@ -232,6 +234,11 @@ static void hb_close(void *obj, syn_qstream *s, uint64_t app_code, int reset) {
         t->hb.acked_sequence = h->info.sequence;
         t->hb.acked_conn = h->conn;
         h->vitals = NULL;
+    }
+    if (!refused && !reset && h->has_ka) {
+        t->hb.ka_acked = 1;
+        t->hb.ka_conn = h->conn;
+        t->hb.ka_ms = h->ka_ms;
     }
     cJSON_Delete(h->vitals);
     free(h);
@@ -503,6 +510,9 @@ static void send_heartbeat_on(synesis_tunnel *t, int early) {
     cJSON *all = NULL;
     /* (the connection's number once it is up: counted at Connected) */
     uint64_t conn = t->stats.connections + (early ? 1 : 0);
+    uint64_t ka_ms = t->qc ? syn_qconn_keep_alive_ns(t->qc) / 1000000
+                           : (uint64_t)(t->cfg.keep_alive_interval * 1000);
+    int has_ka = !(t->hb.ka_acked && t->hb.ka_conn == conn && t->hb.ka_ms == ka_ms);
     if (early ? !syn_qconn_early(t->qc) : !syn_tunnel_ready(t)) {
         info.status = SYNESIS_ERR_NOT_CONNECTED;
     } else if (hb_live_count(t) >= SYN_HB_MAX_LIVE) {
@@ -511,7 +521,8 @@ static void send_heartbeat_on(synesis_tunnel *t, int early) {
                        "heartbeat %llu not sent: %d earlier heartbeats are still unacknowledged "
                        "(the edge returns no flow-control credit?)",
                        (unsigned long long)info.sequence, SYN_HB_MAX_LIVE);
-    } else if (!(frame = build_frame(t, info.sequence, info.timestamp_ms, conn, &all, &len))) {
+    } else if (!(frame = build_frame(t, info.sequence, info.timestamp_ms, conn,
+                                     has_ka ? &ka_ms : NULL, &all, &len))) {
         info.status = len ? SYNESIS_ERR_INVALID_ARGUMENT : SYNESIS_ERR_NOMEM;
         if (len)
             syn_tunnel_log(t, SYNESIS_LOG_WARN,
@@ -545,6 +556,8 @@ static void send_heartbeat_on(synesis_tunnel *t, int early) {
         h->conn = conn;
         h->vitals = all;
         all = NULL;
+        h->has_ka = has_ka;
+        h->ka_ms = ka_ms;
         syn_list_push_front(&t->hb.live, &h->link);
         syn_qconn_schedule(t->qc);
     } else {

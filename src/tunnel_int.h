@@ -99,6 +99,10 @@ typedef struct syn_heartbeats {
      * its sequence and its connection (stats.connections); NULL: the next one carries all. */
     void *acked_vitals; /* cJSON */
     uint64_t acked_sequence, acked_conn;
+    /* keep_alive_ms as the edge acknowledged it (in a heartbeat of connection ka_conn): later
+     * heartbeats of that connection leave it out while it stays the same. */
+    uint64_t ka_ms, ka_conn;
+    int ka_acked;
 } syn_heartbeats;
 
 /* Connection migration (migrate.c, the only writer): the migration under way and the netlink
