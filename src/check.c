@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
-#include <ngtcp2/ngtcp2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -466,11 +465,8 @@ static void on_resolved(void *ud, int rv, const syn_addr *addrs, size_t n, const
 
 static void mtu_read(synesis_check *c) {
     size_t m = 1200;
-    if (c->tunnel && c->tunnel->qc) {
-        ngtcp2_conn *conn = syn_qconn_ngtcp2(c->tunnel->qc);
-        if (conn)
-            m = ngtcp2_conn_get_path_max_tx_udp_payload_size2(conn);
-    }
+    if (c->tunnel && c->tunnel->qc)
+        m = syn_qconn_path_max_udp_payload(c->tunnel->qc);
     if (!c->pmtud)
         set_item(c, I_MTU, SYNESIS_CHECK_OK, 0, "",
                  "path MTU discovery is off (pmtud = 0): 1200-byte datagrams, which passed");
