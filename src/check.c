@@ -275,7 +275,8 @@ static void check_proxy(synesis_check *c) {
 
 /* ---- completion ---- */
 
-static void check_free(synesis_check *c) {
+/* Stops and frees what the check runs on the loop; the report (c->items) stays. */
+static void check_release(synesis_check *c) {
     ev_timer_stop(c->loop, &c->tcp_timer);
     ev_timer_stop(c->loop, &c->mtu_timer);
     ev_timer_stop(c->loop, &c->deadline);
@@ -283,9 +284,16 @@ static void check_free(synesis_check *c) {
     if (c->tcp_fd >= 0) {
         ev_io_stop(c->loop, &c->tcp_io);
         close(c->tcp_fd);
+        c->tcp_fd = -1;
     }
     syn_resolver_free(c->resolver);
+    c->resolver = NULL;
     synesis_tunnel_free(c->tunnel);
+    c->tunnel = NULL;
+}
+
+static void check_free(synesis_check *c) {
+    check_release(c);
     free(c);
 }
 
@@ -343,12 +351,12 @@ static void deliver(synesis_check *c) {
     r.json = json ? json : "{\"can_connect\":false,\"checks\":[]}";
     if (!json && !r.status)
         r.status = SYNESIS_ERR_NOMEM;
-    /* Free the check's network resources first: the callback may stop the loop. */
-    synesis_check_done_fn done = c->done;
-    void *ud = c->user_data;
-    check_free(c);
-    done(&r, ud);
+    /* Stop the check's network work first: the callback may stop or destroy the loop. The
+     * report's strings live in c until the callback returns. */
+    check_release(c);
+    c->done(&r, c->user_data);
     free(json);
+    free(c);
 }
 
 static void on_finish_timer(struct ev_loop *loop, ev_timer *w, int revents) {
