@@ -9,6 +9,7 @@ if ! unshare -n true 2>/dev/null || ! command -v ip >/dev/null; then
     echo "network namespaces (unshare -n) or iproute2 not available: skipped"
     exit 77
 fi
+# shellcheck disable=SC2016 # the inner script expands its own variables
 exec unshare -n bash -c '
 set -e
 ip link set lo up
