@@ -236,11 +236,12 @@ static void check_cert_and_clock(synesis_check *c, const synesis_tunnel_config *
 
 /* Writes a proxy URL without its user:password. */
 static void redact(const char *url, char *out, size_t n) {
-    const char *at = strchr(url, '@');
     const char *scheme = strstr(url, "://");
-    if (at && (!strchr(url, '/') || at < strchr(scheme ? scheme + 3 : url, '/') ||
-               !strchr(scheme ? scheme + 3 : url, '/')))
-        snprintf(out, n, "%.*s***@%s", scheme ? (int)(scheme + 3 - url) : 0, url, at + 1);
+    const char *host = scheme ? scheme + 3 : url;
+    const char *at = strchr(host, '@');
+    const char *slash = strchr(host, '/');
+    if (at && (!slash || at < slash))
+        snprintf(out, n, "%.*s***@%s", (int)(host - url), url, at + 1);
     else
         snprintf(out, n, "%s", url);
 }
