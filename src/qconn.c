@@ -2100,6 +2100,11 @@ uint64_t syn_qconn_pto_ns(const syn_qconn *qc) {
     return qc->conn ? ngtcp2_conn_get_pto(qc->conn) : 0;
 }
 
+size_t syn_qconn_path_max_udp_payload(const syn_qconn *qc) {
+    return qc->conn ? ngtcp2_conn_get_path_max_tx_udp_payload_size2(qc->conn)
+                    : NGTCP2_MAX_UDP_PAYLOAD_SIZE;
+}
+
 void syn_qconn_info(const syn_qconn *qc, ngtcp2_conn_info *out) {
     ngtcp2_conn_get_conn_info(qc->conn, out);
 }

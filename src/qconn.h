@@ -259,6 +259,9 @@ const uint8_t *syn_qconn_close_packet(const syn_qconn *qc, size_t *len);
 int syn_qconn_draining(const syn_qconn *qc);
 /* The current probe timeout (RFC 9002 6.2.1), in nanoseconds. */
 uint64_t syn_qconn_pto_ns(const syn_qconn *qc);
+/* The largest UDP payload path MTU discovery has confirmed on the current path (1200 before any
+ * probe passed); the connectivity check's "mtu" item. */
+size_t syn_qconn_path_max_udp_payload(const syn_qconn *qc);
 /* Remote address (the path currently in use). */
 const syn_sockaddr *syn_qconn_remote(const syn_qconn *qc);
 /* For the edge: update the send fd/path when packets arrive from a new address (migration). */

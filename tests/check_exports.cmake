@@ -11,7 +11,8 @@ set(count 0)
 # The symbol versions (cmake/synesis_tunnel.map): the functions added by 1.1 in SYNESIS_TUNNEL_1.1,
 # every other one in SYNESIS_TUNNEL_1. A later minor version adds its node and its list here.
 set(since_1_1 synesis_tunnel_resume_data synesis_tunnel_network_changed synesis_tunnel_drain
-    synesis_tunnel_rotate_identity synesis_identity_source_init_sized
+    synesis_tunnel_rotate_identity synesis_identity_source_init_sized synesis_check_run
+    synesis_check_cancel synesis_check_options_init_sized synesis_check_status_name
     synesis_tunnel_config_low_bandwidth)
 set(nodes "")
 foreach(line IN LISTS lines)

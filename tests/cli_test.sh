@@ -80,7 +80,7 @@ expect_err "^synesis: unknown command 'frobnicate' \(see --help\)$" unknown-cmd
 expect 0 help-config "$S" help config
 expect 0 help-codes "$S" help exit-codes
 expect 2 help-bad "$S" help nothing
-for cmd in init agent request edge; do
+for cmd in init agent request check edge; do
     expect 0 "help-$cmd" "$S" "$cmd" --help
     head -n 1 "$WORK/help-$cmd.out" | grep -q "^usage: synesis $cmd" || fail "$cmd --help: usage line"
     expect 0 "help2-$cmd" "$S" help "$cmd"
@@ -267,6 +267,30 @@ expect 0 agent-resume-bad "$S" agent "${A[@]}" --resume-file "$WORK/resume-bad" 
 expect_err "resume_data ignored" agent-resume-bad
 [ "$(resumed_at_edge)" -eq "$n" ] || fail "agent: a resume_file it should ignore resumed"
 pass "agent: resume_file written with mode 0600, a restarted agent resumes, bad files ignored"
+# synesis check: 0 only when the tunnel can come up; the class of the first failed check else.
+expect 0 check-ok "$S" check "${A[@]}" --timeout 5
+grep -q '^ok      udp         QUIC handshake with 127.0.0.1:' "$WORK/check-ok.out" || fail "check: udp"
+grep -q '^ok      trust ' "$WORK/check-ok.out" || fail "check: trust"
+tail -n 1 "$WORK/check-ok.out" | grep -q '^the tunnel can come up$' || fail "check: verdict"
+[ "$(wc -l <"$WORK/check-ok.out")" -eq 10 ] || fail "check: not one line per check"
+expect 0 check-json "$S" check "${A[@]}" --timeout 5 --json
+[ "$(wc -l <"$WORK/check-json.out")" -eq 1 ] || fail "check --json: not one line"
+grep -q '^{"can_connect":true,"checks":\[{"id":"files","status":"ok","error":null,' \
+    "$WORK/check-json.out" || fail "check --json: $(cat "$WORK/check-json.out")"
+expect 5 check-untrusted "$S" check "${A[@]}" --ca "$WORK/other/ca.pem" --timeout 5
+grep -q '^failed  trust .*-- fix: set the CA .*agent.conf: ca' "$WORK/check-untrusted.out" ||
+    fail "check: an untrusted edge"
+expect 5 check-untrusted-json "$S" check "${A[@]}" --ca "$WORK/other/ca.pem" --json
+grep -q '"can_connect":false' "$WORK/check-untrusted-json.out" || fail "check --json: verdict"
+grep -q '"id":"trust","status":"failed","error":"SYNESIS_ERR_PEER_UNTRUSTED"' \
+    "$WORK/check-untrusted-json.out" || fail "check --json: the trust item"
+expect 5 check-refused "$S" check --config "$WORK/agent.conf" --timeout 5
+grep -q '^failed  udp         ICMP port unreachable' "$WORK/check-refused.out" ||
+    fail "check: nothing listens"
+expect 4 check-key "$S" check "${A[@]}" --key "$WORK/open.key"
+grep -q '^failed  files .*-- fix: chmod 600 ' "$WORK/check-key.out" || fail "check: key mode"
+expect 2 check-timeout "$S" check "${A[@]}" --timeout 0
+pass "check: ok 0 (one line per check, --json), untrusted 5, nothing listens 5, key mode 4"
 # Rotation: synesis init --renew (a new key, the same device id), SIGHUP: the agent moves to it
 # make before break (the edge logs the new certificate); a bad pair is refused, the old one stays.
 expect 0 init-id "$S" init --out "$WORK/rot" --device-id rot1 --ca-cert "$PKI/ca.pem" \

@@ -28,6 +28,7 @@
 
 #include "fault_proxy.h"
 #include "harness.h"
+#include "synesis/check.h"
 #include "synesis/stream.h"
 #include "protocol.h"
 #include "synesis/request.h"
@@ -668,6 +669,11 @@ static void test_null_safety(void **state) {
     assert_true(synesis_tunnel_is_connected(f->t));
 }
 
+static void noop_check(const synesis_check_result *r, void *ud) {
+    (void)r;
+    (void)ud;
+}
+
 static void noop_response(synesis_tunnel *t, synesis_request *req, const synesis_response *r,
                           void *ud) {
     (void)t;
@@ -736,6 +742,16 @@ static void test_null_every_function(void **state) {
     assert_true(synesis_tunnel_resume_data(f->t, NULL, 0) >= 0); /* the length, 0 if none */
     assert_string_equal(synesis_tunnel_last_error(NULL), "");
     assert_null(synesis_tunnel_user_data(NULL));
+    /* check.h */
+    synesis_check_options_init((synesis_check_options *)NULL);
+    synesis_check_options_init_sized(NULL, sizeof(synesis_check_options));
+    synesis_check *chk = (synesis_check *)&chk;
+    assert_int_equal(synesis_check_run(NULL, &f->cfg, NULL, noop_check, NULL, &chk), EINVAL_);
+    assert_null(chk);
+    assert_int_equal(synesis_check_run(f->loop, NULL, NULL, noop_check, NULL, NULL), EINVAL_);
+    assert_int_equal(synesis_check_run(f->loop, &f->cfg, NULL, NULL, NULL, NULL), EINVAL_);
+    synesis_check_cancel(NULL);
+    assert_string_equal(synesis_check_status_name(SYNESIS_CHECK_OK), "ok");
     /* request.h */
     synesis_request_options_init((synesis_request_options *)NULL);
     synesis_request_options_init_sized(NULL, sizeof(synesis_request_options));

@@ -10,5 +10,6 @@
 #include "synesis/tunnel.h"
 #include "synesis/request.h"
 #include "synesis/stream.h"
+#include "synesis/check.h"
 
 #endif /* SYNESIS_SYNESIS_H */

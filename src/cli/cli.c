@@ -31,6 +31,9 @@ void cli_print_exit_codes(FILE *f) {
                "     the edge could not bind (SYNESIS_ERR_* -200 to -299)\n"
                "  6  request: the request failed, timed out or was reset\n"
                "     (SYNESIS_ERR_* -300 to -399)\n"
+               "check: 0 only when the tunnel can come up; else the class above of its\n"
+               "first failed check (3 cloud_url or nothing to trust the edge with; 4\n"
+               "files, certificate, clock; 5 dns, udp, trust)\n"
                "Errors print their SYNESIS_ERR_* name and detail on stderr. A service\n"
                "unit should not restart on 2 or 3 (RestartPreventExitStatus=2 3): only\n"
                "an operator fixes those.\n");

@@ -71,11 +71,13 @@ int cli_init_main(int argc, char **argv);
 int cli_agent_main(int argc, char **argv);
 int cli_request_main(int argc, char **argv);
 int cli_edge_main(int argc, char **argv);
+int cli_check_main(int argc, char **argv);
 
 /* Their --help texts. */
 void cli_init_usage(FILE *f);
 void cli_agent_usage(FILE *f);
 void cli_request_usage(FILE *f);
 void cli_edge_usage(FILE *f);
+void cli_check_usage(FILE *f);
 
 #endif /* SYNESIS_CLI_H */

@@ -15,6 +15,7 @@ topics=(
     "synesis init|init --help"
     "synesis agent|agent --help"
     "synesis request|request --help"
+    "synesis check|check --help"
     "synesis edge|edge --help"
     "Configuration files|help config"
 )
@@ -35,8 +36,8 @@ markdown() {
 
 `synesis` is the operator's command of synesis-tunnel (package `synesis-tools`, sources in
 `src/cli/`): `synesis init` creates the device identity, `synesis agent` keeps the tunnel up (the
-`synesis-agent` service), `synesis request` sends one request, `synesis edge` runs the reference
-edge (the `synesis-edge` service). The packages, the systemd units and a first setup are in
+`synesis-agent` service), `synesis request` sends one request, `synesis check` diagnoses why the
+tunnel cannot connect, `synesis edge` runs the reference edge (the `synesis-edge` service). The packages, the systemd units and a first setup are in
 [operations.md](operations.md#the-synesis-command-and-its-services); the same text as this file is
 the manual page `man synesis`.
 

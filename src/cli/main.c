@@ -20,6 +20,7 @@ static const subcommand commands[] = {
     {"init",    cli_init_main,    cli_init_usage,    "create the device identity (key, certificate, CSR)"},
     {"agent",   cli_agent_main,   cli_agent_usage,   "keep the tunnel to the edge up (the service)"      },
     {"request", cli_request_main, cli_request_usage, "send one request over a tunnel"                    },
+    {"check",   cli_check_main,   cli_check_usage,   "diagnose why the tunnel cannot connect"            },
     {"edge",    cli_edge_main,    cli_edge_usage,    "run the reference edge server (the service)"       },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
