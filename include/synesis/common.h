@@ -35,11 +35,11 @@ extern "C" {
 /** Major version of these headers (the SONAME's number). @since 1.0 */
 #define SYNESIS_VERSION_MAJOR 1
 /** Minor version of these headers. @since 1.0 */
-#define SYNESIS_VERSION_MINOR 1
+#define SYNESIS_VERSION_MINOR 2
 /** Patch version of these headers. @since 1.0 */
 #define SYNESIS_VERSION_PATCH 0
 /** Version of these headers as a string "MAJOR.MINOR.PATCH". @since 1.0 */
-#define SYNESIS_VERSION_STRING "1.1.0"
+#define SYNESIS_VERSION_STRING "1.2.0"
 /** Version of these headers as a number 0xMMmmpp. @since 1.0 */
 #define SYNESIS_VERSION_NUMBER                                                                     \
     ((SYNESIS_VERSION_MAJOR << 16) | (SYNESIS_VERSION_MINOR << 8) | SYNESIS_VERSION_PATCH)
