@@ -1346,7 +1346,8 @@ static void connect_addr(synesis_tunnel *t) {
     }
 }
 
-/* ---- QUIC over TCP (tcplink.h): the fallback when UDP does not get through, and the way back ---- */
+/* ---- QUIC over TCP (tcplink.h): the fallback when UDP does not get through, and the way back ----
+ */
 
 static uint16_t tcp_port(const synesis_tunnel *t) {
     return t->cfg.tcp_port ? t->cfg.tcp_port : t->url.port;
@@ -1371,8 +1372,8 @@ static void link_up(syn_tcplink *l) {
     size_t toklen;
     uint8_t tp[SYN_RESUME_MAX_TP];
     SSL_SESSION *sess = resume_prepare(t, &tok, &toklen, tp);
-    int rv = syn_qconn_client_new(&t->qc, t->loop, -1, &local, &remote, t->ssl_ctx,
-                                  t->server_name, t->cfg.alpn, &t->qset, &tunnel_qc_ops, t, detail);
+    int rv = syn_qconn_client_new(&t->qc, t->loop, -1, &local, &remote, t->ssl_ctx, t->server_name,
+                                  t->cfg.alpn, &t->qset, &tunnel_qc_ops, t, detail);
     SSL_SESSION_free(sess);
     t->qset.session = NULL;
     t->qset.early_data = 0;
@@ -1384,9 +1385,8 @@ static void link_up(syn_tcplink *l) {
         attempt_failed(t, rv, detail);
     } else {
         syn_qconn_set_link(t->qc, l);
-        syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "TCP link to %s up%s%s: QUIC handshake",
-                       t->remote_str, t->have_proxy ? " through proxy " : "",
-                       t->have_proxy ? t->proxy.shown : "");
+        syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "TCP link to %s up%s%s: QUIC handshake", t->remote_str,
+                       t->have_proxy ? " through proxy " : "", t->have_proxy ? t->proxy.shown : "");
         syn_qconn_flush(t->qc); /* sends the Initial */
     }
     syn_tunnel_leave(t);
@@ -1544,8 +1544,8 @@ static void udp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     if (!t->qc || t->on_tcp || t->udp_heard || syn_qconn_handshake_completed(t->qc))
         return;
     char d[SYNESIS_DETAIL_MAX];
-    snprintf(d, sizeof(d), "no reply over UDP from %s within %.1f s (UDP blocked?)",
-             t->remote_str, t->cfg.udp_fallback_timeout);
+    snprintf(d, sizeof(d), "no reply over UDP from %s within %.1f s (UDP blocked?)", t->remote_str,
+             t->cfg.udp_fallback_timeout);
     syn_qconn_abort(t->qc, SYNESIS_ERR_HANDSHAKE_TIMEOUT, d);
 }
 
@@ -1578,8 +1578,9 @@ static void probe_failed(synesis_tunnel *t, const char *why) {
     t->probe_delay *= 2;
     if (t->probe_delay > SYN_TUNNEL_PROBE_MAX)
         t->probe_delay = SYN_TUNNEL_PROBE_MAX;
-    syn_tunnel_log(t, SYNESIS_LOG_INFO, "UDP probe failed (%s): staying on TCP, next probe in %.0f s",
-                   why, t->probe_delay);
+    syn_tunnel_log(t, SYNESIS_LOG_INFO,
+                   "UDP probe failed (%s): staying on TCP, next probe in %.0f s", why,
+                   t->probe_delay);
     probe_schedule(t);
 }
 
@@ -1793,9 +1794,9 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
     /* UDP failed on this address (refused or unreachable, or nothing heard from the edge): on
      * the last address that is one UDP failure, and enough of them in a row move this same
      * attempt to TCP (config.tcp_fallback_after). */
-    int udp_failed = !was_up && !on_tcp && t->qc && t->naddrs &&
-                     (err == SYNESIS_ERR_SOCKET ||
-                      (err == SYNESIS_ERR_HANDSHAKE_TIMEOUT && !t->udp_heard));
+    int udp_failed =
+        !was_up && !on_tcp && t->qc && t->naddrs &&
+        (err == SYNESIS_ERR_SOCKET || (err == SYNESIS_ERR_HANDSHAKE_TIMEOUT && !t->udp_heard));
     int to_tcp = 0;
     if (udp_failed && !try_next) {
         t->udp_failures++;
