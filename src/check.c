@@ -678,6 +678,7 @@ SYNESIS_API int synesis_check_run(struct ev_loop *loop, const synesis_tunnel_con
     tc.watch_network = 0;
     tc.resumption = 0;
     tc.early_data = 0;
+    tc.transport = SYNESIS_TRANSPORT_UDP; /* the udp item: this handshake never falls back */
     tc.resume_data = NULL;
     tc.resume_data_len = 0;
     tc.share_tls_with = NULL;
