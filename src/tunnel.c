@@ -1780,6 +1780,17 @@ static void schedule_move(synesis_tunnel *t, int err, const char *detail) {
 
 /* A connection attempt or a live connection ended with err. */
 static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
+    char both[SYNESIS_DETAIL_MAX];
+    if (t->on_tcp && t->udp_err && !(t->qc && syn_qconn_handshake_completed(t->qc)) &&
+        (err == SYNESIS_ERR_SOCKET || err == SYNESIS_ERR_HANDSHAKE_TIMEOUT ||
+         err == SYNESIS_ERR_CONNECTION_LOST)) {
+        /* TCP did no better than UDP: the attempt ends with UDP's verdict, TCP's added. */
+        snprintf(both, sizeof(both), "%s; over TCP too: %s", t->udp_detail,
+                 detail ? detail : synesis_strerror(err));
+        err = t->udp_err;
+        detail = both;
+    }
+    t->udp_err = 0;
     syn_copy_str(t->last_error, sizeof(t->last_error), detail ? detail : synesis_strerror(err));
     t->stats.last_error = err;
     syn_copy_str(t->stats_detail, sizeof(t->stats_detail), t->last_error);
@@ -1828,6 +1839,8 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
         return;
     }
     if (to_tcp) {
+        t->udp_err = err;
+        syn_copy_str(t->udp_detail, sizeof(t->udp_detail), t->last_error);
         t->stats.tcp_fallbacks++;
         syn_tunnel_log(t, SYNESIS_LOG_INFO,
                        "UDP to %s failed %u time(s) in a row: going on over TCP (port %u)",

@@ -238,6 +238,8 @@ struct synesis_tunnel {
     double probe_delay;
     int probing;
     uint64_t link_pkts_done, link_bytes_done;
+    int udp_err; /* the UDP failure that sent this attempt to TCP (0: none) */
+    char udp_detail[SYN_STATE_DETAIL];
 
     syn_hold hold; /* free() from a callback is deferred to the outermost frame (hold.h) */
     char last_error[SYNESIS_DETAIL_MAX];

@@ -297,6 +297,7 @@ static void test_auto_icmp(void **state) {
 
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, pki, tport);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the library's default (the harness sets UDP) */
     cfg.udp_fallback_timeout = 60;
     cfg.handshake_timeout = 60;
     cfg.udp_reprobe_interval = 0;
@@ -341,6 +342,7 @@ static void test_auto_blocked_then_back(void **state) {
 
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, pki, port);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
     cfg.idle_timeout = 10;
     cfg.udp_fallback_timeout = 0.5;
     cfg.udp_reprobe_interval = 0.5;
@@ -550,6 +552,34 @@ static void test_hostile_frames(void **state) {
     syn_test_finish(loop, t, e);
 }
 
+/* Nothing listens, on UDP or TCP: the attempt fails with UDP's verdict, TCP's added. */
+static void test_auto_nothing_listening(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki_shared("tcp-6");
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &al), 0);
+    close(s); /* a free port: refused on UDP and on TCP */
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, ntohs(a.sin_port));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
+    synesis_tunnel *t = syn_test_tunnel_new(loop, &cfg, NULL, NULL);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_wait_state(loop, t, SYNESIS_STATE_FAILED, 10));
+    synesis_tunnel_state st;
+    synesis_tunnel_get_state(t, &st);
+    assert_int_equal(st.error, SYNESIS_ERR_SOCKET);
+    if (!strstr(st.error_detail, "refused") || !strstr(st.error_detail, "over TCP too"))
+        fail_msg("detail: %s", st.error_detail);
+    synesis_tunnel_stats stt;
+    synesis_tunnel_get_stats(t, &stt);
+    assert_int_equal(stt.tcp_fallbacks, 1);
+    syn_test_finish(loop, t, NULL);
+}
+
 /* ---- configuration ---- */
 
 static void test_config(void **state) {
@@ -591,8 +621,11 @@ static void test_config(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config),         cmocka_unit_test(test_forced_tcp),
-        cmocka_unit_test(test_auto_icmp),      cmocka_unit_test(test_auto_blocked_then_back),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_forced_tcp),
+        cmocka_unit_test(test_auto_icmp),
+        cmocka_unit_test(test_auto_nothing_listening),
+        cmocka_unit_test(test_auto_blocked_then_back),
         cmocka_unit_test(test_hostile_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
