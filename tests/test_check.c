@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fault_proxy.h"
 #include "harness.h"
 #include "synesis/check.h"
 
@@ -84,6 +85,7 @@ static void test_all_ok(void **state) {
     syn_edge *e = syn_test_edge(loop, dir, 10);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     report rep;
     run_check(loop, &cfg, &rep, 5);
     assert_int_equal(rep.can_connect, 1);
@@ -99,9 +101,10 @@ static void test_all_ok(void **state) {
     assert_int_equal(rep.st[MTU], SYNESIS_CHECK_OK);
     assert_non_null(strstr(rep.finding[UDP], "QUIC handshake with 127.0.0.1:"));
     assert_non_null(strstr(rep.finding[MTU], "1350: yes"));
-    /* The edge listens on UDP only: TCP is information, a warning at most. */
-    assert_int_not_equal(rep.st[TCP], SYNESIS_CHECK_FAILED);
-    assert_non_null(strstr(rep.finding[TCP], "informational"));
+    /* The edge listens on TCP too: the fallback's handshake works; no proxy applies. */
+    assert_int_equal(rep.st[TCP], SYNESIS_CHECK_OK);
+    assert_non_null(strstr(rep.finding[TCP], "QUIC handshake over TCP with 127.0.0.1:"));
+    assert_int_equal(rep.st[PROXY], SYNESIS_CHECK_OK);
     assert_non_null(strstr(rep.json, "{\"can_connect\":true,\"checks\":[{\"id\":\"files\","
                                      "\"status\":\"ok\",\"error\":null,"));
     syn_test_finish(loop, NULL, e);
@@ -115,6 +118,7 @@ static void test_wrong_ca(void **state) {
     syn_edge *e = syn_test_edge(loop, dir, 10);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     cfg.ca_path = syn_test_path(other, "ca.pem");
     report rep;
     run_check(loop, &cfg, &rep, 5);
@@ -156,6 +160,7 @@ static void test_future_cert(void **state) {
     syn_edge *e = syn_test_edge(loop, dir, 10);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     cfg.cert_path = syn_test_path(id, "device.pem");
     cfg.key_path = syn_test_path(id, "device.key");
     report rep;
@@ -181,6 +186,7 @@ static void test_expired_and_expiring(void **state) {
     syn_edge *e = syn_test_edge(loop, dir, 10);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     cfg.cert_path = syn_test_path(old, "device.pem");
     cfg.key_path = syn_test_path(old, "device.key");
     report rep;
@@ -220,6 +226,7 @@ static void test_nothing_listens(void **state) {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, closed_port());
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     report rep;
     run_check(loop, &cfg, &rep, 5);
     assert_int_equal(rep.can_connect, 0);
@@ -245,6 +252,7 @@ static void test_key_permissions(void **state) {
     syn_edge *e = syn_test_edge(loop, dir, 10);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     cfg.key_path = key;
     report rep;
     run_check(loop, &cfg, &rep, 5);
@@ -262,24 +270,19 @@ static void test_proxy_and_dns(void **state) {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, 4433);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     cfg.cloud_url = "quic://no-such-host.invalid:4433";
-    setenv("https_proxy", "http://user:secret@proxy.example:3128", 1);
-    setenv("no_proxy", "localhost", 1);
+    cfg.proxy = ""; /* none, whatever the environment says */
     report rep;
     run_check(loop, &cfg, &rep, 5);
-    unsetenv("https_proxy");
-    unsetenv("no_proxy");
     assert_int_equal(rep.can_connect, 0);
     assert_int_equal(rep.st[DNS], SYNESIS_CHECK_FAILED);
     assert_int_equal(rep.err[DNS], SYNESIS_ERR_DNS);
     assert_non_null(strstr(rep.fix[DNS], "cloud_url"));
     assert_int_equal(rep.st[UDP], SYNESIS_CHECK_SKIPPED);
     assert_int_equal(rep.st[TCP], SYNESIS_CHECK_SKIPPED);
-    assert_int_equal(rep.st[PROXY], SYNESIS_CHECK_WARNING);
-    assert_non_null(strstr(rep.finding[PROXY], "https_proxy=http://***@proxy.example:3128"));
-    assert_null(strstr(rep.finding[PROXY], "secret"));
-    assert_non_null(strstr(rep.finding[PROXY], "no_proxy=localhost"));
-    assert_non_null(strstr(rep.finding[PROXY], "informational"));
+    assert_int_equal(rep.st[PROXY], SYNESIS_CHECK_OK);
+    assert_non_null(strstr(rep.finding[PROXY], "proxy = none"));
     syn_test_finish(loop, NULL, NULL);
 }
 
@@ -289,6 +292,7 @@ static void test_arguments_and_cancel(void **state) {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, closed_port());
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     report rep = {0};
     synesis_check *c = (synesis_check *)&rep;
     assert_int_equal(synesis_check_run(NULL, &cfg, NULL, on_done, &rep, &c),
@@ -316,6 +320,46 @@ static void test_arguments_and_cancel(void **state) {
     syn_test_finish(loop, NULL, NULL);
 }
 
+/* UDP black-holed on the way (a fault proxy on the URL's port that drops everything), TCP to the
+ * same port number reaches the edge: the tunnel can come up over TCP, so UDP's failure is a
+ * warning and the check passes. */
+static void test_udp_blocked_tcp_works(void **state) {
+    (void)state;
+    const char *dir = syn_test_pki_shared("check");
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct sockaddr_in up = {
+        .sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in lis = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    syn_fault_proxy *px = syn_fault_proxy_new(loop, (struct sockaddr *)&lis, sizeof(lis),
+                                              (struct sockaddr *)&up, sizeof(up), 1);
+    assert_non_null(px);
+    syn_fault_proxy_blackhole(px, 1);
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, dir);
+    ec.tcp_port = syn_fault_proxy_port(px);
+    syn_edge *e = syn_test_edge_start(loop, &ec);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, dir, syn_fault_proxy_port(px));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
+    report rep;
+    run_check(loop, &cfg, &rep, 2);
+    assert_int_equal(rep.st[UDP], SYNESIS_CHECK_WARNING);
+    assert_int_equal(rep.err[UDP], SYNESIS_ERR_HANDSHAKE_TIMEOUT);
+    assert_non_null(strstr(rep.finding[UDP], "falls back to QUIC over TCP"));
+    assert_int_equal(rep.st[TCP], SYNESIS_CHECK_OK);
+    assert_int_equal(rep.st[TRUST], SYNESIS_CHECK_OK);
+    assert_non_null(strstr(rep.finding[TRUST], "over TCP"));
+    assert_int_equal(rep.can_connect, 1);
+    /* With transport udp the same network cannot carry the tunnel. */
+    cfg.transport = SYNESIS_TRANSPORT_UDP;
+    run_check(loop, &cfg, &rep, 2);
+    assert_int_equal(rep.st[UDP], SYNESIS_CHECK_FAILED);
+    assert_int_equal(rep.st[TCP], SYNESIS_CHECK_SKIPPED);
+    assert_int_equal(rep.can_connect, 0);
+    syn_fault_proxy_free(px);
+    syn_test_finish(loop, NULL, e);
+}
+
 /* In check_blocked.sh's namespace, 192.0.2.1 is routed to a neighbour that never answers: every
  * datagram to the edge is dropped on the way, and no ICMP comes back. */
 static void test_udp_blocked(void **state) {
@@ -324,6 +368,7 @@ static void test_udp_blocked(void **state) {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, 4433);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     cfg.cloud_url = "quic://192.0.2.1:4433";
     report rep;
     run_check(loop, &cfg, &rep, 2);
@@ -335,7 +380,7 @@ static void test_udp_blocked(void **state) {
     assert_null(strstr(rep.finding[UDP], "ICMP"));
     assert_non_null(strstr(rep.fix[UDP], "allow UDP to port 4433"));
     assert_int_equal(rep.st[TRUST], SYNESIS_CHECK_SKIPPED);
-    assert_int_equal(rep.st[TCP], SYNESIS_CHECK_WARNING);
+    assert_int_equal(rep.st[TCP], SYNESIS_CHECK_FAILED); /* TCP is dropped as well */
     syn_test_finish(loop, NULL, NULL);
 }
 
@@ -348,6 +393,7 @@ static void test_small_path_mtu(void **state) {
     syn_edge *e = syn_test_edge(loop, dir, 10);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     report rep;
     run_check(loop, &cfg, &rep, 5);
     assert_int_equal(rep.can_connect, 1);
@@ -366,10 +412,15 @@ int main(int argc, char **argv) {
         return cmocka_run_group_tests(blocked, NULL, NULL);
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_all_ok),          cmocka_unit_test(test_wrong_ca),
-        cmocka_unit_test(test_future_cert),     cmocka_unit_test(test_expired_and_expiring),
-        cmocka_unit_test(test_nothing_listens), cmocka_unit_test(test_key_permissions),
-        cmocka_unit_test(test_proxy_and_dns),   cmocka_unit_test(test_arguments_and_cancel),
+        cmocka_unit_test(test_all_ok),
+        cmocka_unit_test(test_wrong_ca),
+        cmocka_unit_test(test_future_cert),
+        cmocka_unit_test(test_expired_and_expiring),
+        cmocka_unit_test(test_nothing_listens),
+        cmocka_unit_test(test_key_permissions),
+        cmocka_unit_test(test_proxy_and_dns),
+        cmocka_unit_test(test_udp_blocked_tcp_works),
+        cmocka_unit_test(test_arguments_and_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
