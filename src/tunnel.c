@@ -2538,19 +2538,3 @@ SYNESIS_API const char *synesis_tunnel_last_error(const synesis_tunnel *t) {
 SYNESIS_API void *synesis_tunnel_user_data(const synesis_tunnel *t) {
     return t ? t->user_data : NULL;
 }
-
-/* TEMPORARY, until the proxy selection lands from the link branch ("tcplink: proxies work"):
- * weak stand-ins that the real definitions replace. */
-__attribute__((weak)) int syn_proxy_select(const char *configured, const char *target_host,
-                                           syn_proxy *out, char *detail) {
-    (void)target_host;
-    memset(out, 0, sizeof(*out));
-    if (!configured || !configured[0])
-        return 0;
-    return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "proxy '%s': proxies not supported yet",
-                    configured);
-}
-__attribute__((weak)) void syn_proxy_clear(syn_proxy *p) {
-    free(p->basic_auth);
-    p->basic_auth = NULL;
-}
