@@ -322,6 +322,17 @@ static void deliver(synesis_check *c) {
     int udp_blocked = c->items[I_UDP].status == SYNESIS_CHECK_FAILED &&
                       (c->items[I_UDP].error == SYNESIS_ERR_HANDSHAKE_TIMEOUT ||
                        c->items[I_UDP].error == SYNESIS_ERR_SOCKET);
+    /* UDP works: a TCP path (or proxy) that does not is the fallback missing, a warning. */
+    if (c->items[I_UDP].status == SYNESIS_CHECK_OK && c->items[I_TRUST].status == SYNESIS_CHECK_OK)
+        for (int i = I_TCP; i <= I_PROXY; i++) {
+            check_item *it = &c->items[i];
+            if (it->status != SYNESIS_CHECK_FAILED)
+                continue;
+            it->status = SYNESIS_CHECK_WARNING;
+            size_t n = strlen(it->finding);
+            snprintf(it->finding + n, sizeof(it->finding) - n,
+                     " (the tunnel runs over UDP; its TCP fallback would fail here)");
+        }
     if (tcp_ok && udp_blocked) {
         check_item *u = &c->items[I_UDP];
         u->status = SYNESIS_CHECK_WARNING;
@@ -440,10 +451,15 @@ static void on_tcp_state(synesis_tunnel *t, const synesis_tunnel_state *old,
     if (st->kind == SYNESIS_STATE_CONNECTED) {
         synesis_tunnel_stats s;
         synesis_tunnel_get_stats(t, &s);
-        set_item(c, I_TCP, SYNESIS_CHECK_OK, 0, "",
-                 "QUIC handshake over TCP with %s in %.0f ms (the fallback works)%s%s",
-                 s.remote_address, s.handshake_time * 1e3, c->have_proxy ? " through proxy " : "",
-                 c->have_proxy ? c->proxy_shown : "");
+        if (c->have_proxy)
+            set_item(c, I_TCP, SYNESIS_CHECK_OK, 0, "",
+                     "QUIC handshake over TCP with %s:%u in %.0f ms through proxy %s (the "
+                     "fallback works)",
+                     c->url.host, c->tcp_port, s.handshake_time * 1e3, c->proxy_shown);
+        else
+            set_item(c, I_TCP, SYNESIS_CHECK_OK, 0, "",
+                     "QUIC handshake over TCP with %s in %.0f ms (the fallback works)",
+                     s.remote_address, s.handshake_time * 1e3);
         if (c->have_proxy)
             set_item(c, I_PROXY, SYNESIS_CHECK_OK, 0, "",
                      "proxy %s answered: CONNECT %s:%u accepted", c->proxy_shown, c->url.host,

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "connect_proxy.h"
 #include "fault_proxy.h"
 #include "harness.h"
 #include "synesis/check.h"
@@ -320,6 +321,60 @@ static void test_arguments_and_cancel(void **state) {
     syn_test_finish(loop, NULL, NULL);
 }
 
+/* The proxy item: from the environment as curl (https_proxy, no_proxy), the password hidden; a
+ * proxy that answers, one that refuses (a warning while UDP works: the fallback would fail), and
+ * one that no_proxy skips. */
+static void test_proxy_items(void **state) {
+    (void)state;
+    const char *dir = syn_test_pki_shared("check");
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    syn_edge *e = syn_test_edge(loop, dir, 10);
+    syn_test_proxy *px;
+    uint16_t pport;
+    syn_test_proxy_opts po = {.mode = SYN_TEST_PROXY_AUTH, .credentials = "dev:s3cret"};
+    assert_int_equal(syn_test_proxy_start(&px, loop, &po, &pport), 0);
+    char env[128];
+    snprintf(env, sizeof(env), "http://dev:s3cret@127.0.0.1:%u", pport);
+    setenv("https_proxy", env, 1);
+    unsetenv("no_proxy");
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, dir, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
+    report rep;
+    run_check(loop, &cfg, &rep, 5);
+    assert_int_equal(rep.can_connect, 1);
+    assert_int_equal(rep.st[TCP], SYNESIS_CHECK_OK);
+    assert_non_null(strstr(rep.finding[TCP], "through proxy http://dev:***@127.0.0.1:"));
+    assert_int_equal(rep.st[PROXY], SYNESIS_CHECK_OK);
+    assert_non_null(strstr(rep.finding[PROXY], "answered"));
+    assert_null(strstr(rep.json, "s3cret"));
+    assert_int_equal(syn_test_proxy_stats_get(px)->tunnels, 1);
+    /* no_proxy names the edge: direct. */
+    setenv("no_proxy", "127.0.0.0/8", 1);
+    run_check(loop, &cfg, &rep, 5);
+    assert_int_equal(rep.st[PROXY], SYNESIS_CHECK_OK);
+    assert_non_null(strstr(rep.finding[PROXY], "no_proxy"));
+    assert_null(strstr(rep.finding[TCP], "through proxy"));
+    assert_int_equal(syn_test_proxy_stats_get(px)->tunnels, 1);
+    unsetenv("no_proxy");
+    syn_test_proxy_free(px);
+    /* A proxy that refuses: named, with the status, a warning while UDP works. */
+    po = (syn_test_proxy_opts){.mode = SYN_TEST_PROXY_REFUSE};
+    assert_int_equal(syn_test_proxy_start(&px, loop, &po, &pport), 0);
+    snprintf(env, sizeof(env), "http://127.0.0.1:%u", pport);
+    setenv("https_proxy", env, 1);
+    run_check(loop, &cfg, &rep, 5);
+    unsetenv("https_proxy");
+    assert_int_equal(rep.st[PROXY], SYNESIS_CHECK_WARNING);
+    assert_int_equal(rep.err[PROXY], SYNESIS_ERR_PROXY);
+    assert_non_null(strstr(rep.finding[PROXY], "refused"));
+    assert_non_null(strstr(rep.finding[PROXY], "403"));
+    assert_int_equal(rep.st[TCP], SYNESIS_CHECK_WARNING);
+    assert_int_equal(rep.can_connect, 1);
+    syn_test_proxy_free(px);
+    syn_test_finish(loop, NULL, e);
+}
+
 /* UDP black-holed on the way (a fault proxy on the URL's port that drops everything), TCP to the
  * same port number reaches the edge: the tunnel can come up over TCP, so UDP's failure is a
  * warning and the check passes. */
@@ -412,15 +467,11 @@ int main(int argc, char **argv) {
         return cmocka_run_group_tests(blocked, NULL, NULL);
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_all_ok),
-        cmocka_unit_test(test_wrong_ca),
-        cmocka_unit_test(test_future_cert),
-        cmocka_unit_test(test_expired_and_expiring),
-        cmocka_unit_test(test_nothing_listens),
-        cmocka_unit_test(test_key_permissions),
-        cmocka_unit_test(test_proxy_and_dns),
-        cmocka_unit_test(test_udp_blocked_tcp_works),
-        cmocka_unit_test(test_arguments_and_cancel),
+        cmocka_unit_test(test_all_ok),          cmocka_unit_test(test_wrong_ca),
+        cmocka_unit_test(test_future_cert),     cmocka_unit_test(test_expired_and_expiring),
+        cmocka_unit_test(test_nothing_listens), cmocka_unit_test(test_key_permissions),
+        cmocka_unit_test(test_proxy_and_dns),   cmocka_unit_test(test_udp_blocked_tcp_works),
+        cmocka_unit_test(test_proxy_items),     cmocka_unit_test(test_arguments_and_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

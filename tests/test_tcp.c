@@ -28,6 +28,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "connect_proxy.h"
 #include "fault_proxy.h"
 #include "harness.h"
 #include "synesis/request.h"
@@ -580,6 +581,64 @@ static void test_auto_nothing_listening(void **state) {
     syn_test_finish(loop, t, NULL);
 }
 
+/* Through an HTTP CONNECT proxy with Basic authentication (the config's proxy), transport TCP:
+ * every byte goes through it; a proxy that refuses, or wants credentials, is a clear error. */
+static void test_through_proxy(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki_shared("tcp-7");
+    syn_edge *e = syn_test_edge(loop, pki, 10);
+    syn_test_proxy *px;
+    uint16_t pport;
+    syn_test_proxy_opts po = {.mode = SYN_TEST_PROXY_AUTH, .credentials = "dev:s3cret"};
+    assert_int_equal(syn_test_proxy_start(&px, loop, &po, &pport), 0);
+    char url[128];
+    snprintf(url, sizeof(url), "http://dev:s3cret@127.0.0.1:%u", pport);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_TCP;
+    cfg.proxy = url;
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 10);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    syn_test_result res = {0};
+    syn_test_request(loop, t, "via proxy", 9, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    assert_memory_equal(res.data, "via proxy", 9);
+    free(res.data);
+    const syn_test_proxy_stats *ps = syn_test_proxy_stats_get(px);
+    assert_int_equal(ps->tunnels, 1);
+    assert_true(ps->bytes_up > 1000 && ps->bytes_down > 1000);
+    assert_non_null(strstr(ps->last_request, "CONNECT 127.0.0.1:"));
+    synesis_tunnel_free(t);
+
+    /* Without the credentials: SYNESIS_ERR_PROXY_AUTH. */
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", pport);
+    t = syn_test_tunnel_new(loop, &cfg, NULL, NULL);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_wait_state(loop, t, SYNESIS_STATE_FAILED, 10));
+    synesis_tunnel_state st;
+    synesis_tunnel_get_state(t, &st);
+    if (st.error != SYNESIS_ERR_PROXY_AUTH)
+        fail_msg("%s: %s", synesis_error_name(st.error), st.error_detail);
+    synesis_tunnel_free(t);
+    syn_test_proxy_free(px);
+
+    /* A proxy that refuses CONNECT: SYNESIS_ERR_PROXY with its status line. */
+    po = (syn_test_proxy_opts){.mode = SYN_TEST_PROXY_REFUSE};
+    assert_int_equal(syn_test_proxy_start(&px, loop, &po, &pport), 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", pport);
+    t = syn_test_tunnel_new(loop, &cfg, NULL, NULL);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_wait_state(loop, t, SYNESIS_STATE_FAILED, 10));
+    synesis_tunnel_get_state(t, &st);
+    if (st.error != SYNESIS_ERR_PROXY || !strstr(st.error_detail, "403"))
+        fail_msg("%s: %s", synesis_error_name(st.error), st.error_detail);
+    synesis_tunnel_free(t);
+    syn_test_run_for(loop, 0.05);
+    syn_test_proxy_free(px);
+    syn_test_finish(loop, NULL, e);
+}
+
 /* ---- configuration ---- */
 
 static void test_config(void **state) {
@@ -626,6 +685,7 @@ int main(void) {
         cmocka_unit_test(test_auto_icmp),
         cmocka_unit_test(test_auto_nothing_listening),
         cmocka_unit_test(test_auto_blocked_then_back),
+        cmocka_unit_test(test_through_proxy),
         cmocka_unit_test(test_hostile_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
