@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,8 @@ struct syn_tcplink {
     int depth;      /* nesting of our callbacks: a free inside waits for the outermost */
     int dead;       /* freed by the owner (inside a callback): released on the way out */
     int want_writable;
-    int proxy_auth; /* credentials were sent to the proxy */
+    int proxy_auth;       /* credentials were sent to the proxy */
+    int read_wants_write; /* SSL_read needs the socket writable first (a KeyUpdate's answer) */
     syn_sockaddr local, remote;
     double timeout;
     char target[300];     /* "host:port" for the CONNECT and messages */
@@ -162,14 +164,83 @@ static syn_tcplink *link_new(struct ev_loop *loop, const syn_tcplink_ops *ops, v
     return l;
 }
 
+/* ---- the socket under TLS ------------------------------------------------------------------ */
+
+/* OpenSSL's socket BIO writes with write(): a peer gone raises SIGPIPE, which kills a process that
+ * did not ignore it, and a library must not ask that of its application. So the links' BIO is
+ * OpenSSL's socket BIO with send(MSG_NOSIGNAL) and recv() in place of write() and read(). */
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+static BIO_METHOD *bio_method; /* immutable once made; shared by every link */
+
+static int bio_fd(BIO *b) { return (int)(intptr_t)BIO_get_data(b); }
+
+static int bio_write(BIO *b, const char *data, int len) {
+    int fd = bio_fd(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do
+        n = send(fd, data, (size_t)len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static int bio_read(BIO *b, char *data, int len) {
+    int fd = bio_fd(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do
+        n = recv(fd, data, (size_t)len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_read(b);
+    else if (n == 0)
+        BIO_set_flags(b, BIO_FLAGS_IN_EOF); /* (what OpenSSL's socket BIO records for SSL) */
+    return (int)n;
+}
+
+static int bio_puts(BIO *b, const char *s) { return bio_write(b, s, (int)strlen(s)); }
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+    case BIO_CTRL_DUP:
+        return 1;
+    case BIO_CTRL_EOF:
+        return BIO_test_flags(b, BIO_FLAGS_IN_EOF) ? 1 : 0;
+    default:
+        return 0;
+    }
+}
+
+static void bio_init(void) {
+    BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOCKET, "synesis tcplink socket");
+    if (!m)
+        return;
+    if (BIO_meth_set_write(m, bio_write) != 1 || BIO_meth_set_read(m, bio_read) != 1 ||
+        BIO_meth_set_puts(m, bio_puts) != 1 || BIO_meth_set_ctrl(m, bio_ctrl) != 1) {
+        BIO_meth_free(m);
+        return;
+    }
+    bio_method = m;
+}
+
 /* ---- the TLS handshake --------------------------------------------------------------------- */
 
 static int tls_start(syn_tcplink *l, char *detail) {
     syn_ossl_clear();
     if (!l->ssl) /* (the server's SSL is made at accept) */
         return syn_fail(detail, SYNESIS_ERR_INTERNAL, "no SSL");
-    if (SSL_set_fd(l->ssl, l->fd) != 1)
-        return syn_fail_ossl(detail, SYNESIS_ERR_NOMEM, "SSL_set_fd failed");
+    pthread_once(&bio_once, bio_init);
+    BIO *b = bio_method ? BIO_new(bio_method) : NULL;
+    if (!b)
+        return syn_fail_ossl(detail, SYNESIS_ERR_NOMEM, "cannot make the link's BIO");
+    BIO_set_data(b, (void *)(intptr_t)l->fd); /* (the link closes the socket, not the BIO) */
+    BIO_set_init(b, 1);
+    SSL_set_bio(l->ssl, b, b);
     l->state = ST_TLS;
     return 0;
 }
@@ -426,7 +497,7 @@ static int flush(syn_tcplink *l) {
             l->q_cap = 0;
         }
     }
-    set_events(l, EV_READ | (l->q_len > l->q_off ? EV_WRITE : 0));
+    set_events(l, EV_READ | (l->q_len > l->q_off || l->read_wants_write ? EV_WRITE : 0));
     if (l->want_writable && l->q_len - l->q_off < SYN_TCPLINK_HIGH_WATER / 2) {
         l->want_writable = 0;
         enter(l);
@@ -497,6 +568,7 @@ static void read_frames(syn_tcplink *l) {
         if (e == SSL_ERROR_WANT_READ)
             return;
         if (e == SSL_ERROR_WANT_WRITE) { /* (a key update's answer waits for the socket) */
+            l->read_wants_write = 1;
             set_events(l, EV_READ | EV_WRITE);
             return;
         }
@@ -576,8 +648,10 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents) {
             break;
         if (l->dead || l->state != ST_UP)
             break;
-        if (revents & EV_READ)
+        if ((revents & EV_READ) || l->read_wants_write) {
+            l->read_wants_write = 0;
             read_frames(l);
+        }
         break;
     case ST_DOWN:
         break;
