@@ -49,7 +49,6 @@ struct syn_tcplink {
     double timeout;
     char target[300];     /* "host:port" for the CONNECT and messages */
     char proxy_name[300]; /* the proxy's "host:port", or "" when direct */
-    char *server_name;
     char *req; /* the CONNECT request (client, with a proxy), then its response headers */
     size_t req_len, req_off;
     uint8_t *q; /* framed bytes to send */
@@ -67,7 +66,6 @@ static void destroy(syn_tcplink *l) {
     SSL_free(l->ssl);
     if (l->fd >= 0)
         close(l->fd);
-    free(l->server_name);
     free(l->req);
     free(l->q);
     free(l);
@@ -369,6 +367,10 @@ static void proxy_answered(syn_tcplink *l) {
     char *eol = strstr(l->req, "\r\n");
     if (eol)
         *eol = '\0';
+    /* (Control characters of the status line are not for a log.) */
+    for (char *c = l->req; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
+            *c = '?';
     const char *line = l->req;
     int status = 0;
     if (strncmp(line, "HTTP/1.", 7) != 0 || !line[7] || line[8] != ' ' ||
@@ -377,10 +379,6 @@ static void proxy_answered(syn_tcplink *l) {
              l->proxy_name, l->target, line);
         return;
     }
-    /* (Control characters of the status line are not for a log.) */
-    for (char *c = l->req; *c; c++)
-        if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
-            *c = '?';
     if (status == 407) {
         fail(l, SYNESIS_ERR_PROXY_AUTH, "proxy %s %s for CONNECT %s: %.120s", l->proxy_name,
              l->proxy_auth ? "refused the credentials"
