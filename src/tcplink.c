@@ -27,6 +27,10 @@
 #define PROXY_RESP_MAX 8192
 /* Bytes given to one SSL_write (one TLS record at most). */
 #define WRITE_CHUNK 16384
+/* Partial writes from a queue that may move between retries; and OpenSSL's record buffers
+ * (about 17 KB each way) released while idle: an idle link holds a few KB, not 35. */
+#define LINK_SSL_MODES                                                                             \
+    (SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS)
 
 enum link_state { ST_CONNECT, ST_PROXY_SEND, ST_PROXY_RECV, ST_TLS, ST_UP, ST_DOWN };
 
@@ -72,6 +76,13 @@ static void destroy(syn_tcplink *l) {
 }
 
 static void enter(syn_tcplink *l) { l->depth++; }
+
+/* Inside io_cb or timer_cb, which hold the link (their leave() releases it): 1 when an op freed
+ * it, so nothing more may be done with it but return. */
+static int inner_leave(syn_tcplink *l) {
+    l->depth--;
+    return l->dead;
+}
 
 /* Returns 1 when the link is gone (freed, or being freed by an outer frame): touch nothing. */
 static int leave(syn_tcplink *l) {
@@ -134,7 +145,7 @@ static void go_down(syn_tcplink *l, int err, const char *detail) {
     enter(l);
     if (l->ops.closed)
         l->ops.closed(l, err, detail);
-    leave(l);
+    inner_leave(l);
 }
 
 static void fail(syn_tcplink *l, int err, const char *fmt, ...) SYNESIS_PRINTF(3, 4);
@@ -262,7 +273,7 @@ static void tls_done(syn_tcplink *l) {
     enter(l);
     if (l->ops.up)
         l->ops.up(l);
-    leave(l);
+    inner_leave(l);
 }
 
 static void tls_step(syn_tcplink *l) {
@@ -501,7 +512,7 @@ static int flush(syn_tcplink *l) {
         enter(l);
         if (l->ops.writable)
             l->ops.writable(l);
-        if (leave(l))
+        if (inner_leave(l))
             return -1;
         if (l->state != ST_UP)
             return -1;
@@ -539,7 +550,7 @@ static int deliver(syn_tcplink *l, int *budget) {
         memmove(l->r, l->r + off, l->r_len - off);
         l->r_len -= off;
     }
-    if (leave(l))
+    if (inner_leave(l))
         return -1;
     return rc;
 }
@@ -743,7 +754,7 @@ int syn_tcplink_connect(syn_tcplink **out, struct ev_loop *loop,
         goto fail;
     }
     SSL_set_connect_state(l->ssl);
-    SSL_set_mode(l->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_set_mode(l->ssl, LINK_SSL_MODES);
     if ((rc = syn_tls_client_ssl_setup(l->ssl, opts->server_name, SYN_TCPLINK_ALPN, detail)) != 0)
         goto fail;
     int fd = socket_for(opts->connect_to, detail);
@@ -818,7 +829,7 @@ int syn_tcplink_accept(syn_tcplink **out, struct ev_loop *loop, int fd, SSL_CTX 
         goto fail;
     }
     SSL_set_accept_state(l->ssl);
-    SSL_set_mode(l->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_set_mode(l->ssl, LINK_SSL_MODES);
     if ((rc = tls_start(l, detail)) != 0)
         goto fail;
     set_events(l, EV_READ);
