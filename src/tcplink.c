@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,10 @@
 #define PROXY_RESP_MAX 8192
 /* Bytes given to one SSL_write (one TLS record at most). */
 #define WRITE_CHUNK 16384
+/* Partial writes from a queue that may move between retries; and OpenSSL's record buffers
+ * (about 17 KB each way) released while idle: an idle link holds a few KB, not 35. */
+#define LINK_SSL_MODES                                                                             \
+    (SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS)
 
 enum link_state { ST_CONNECT, ST_PROXY_SEND, ST_PROXY_RECV, ST_TLS, ST_UP, ST_DOWN };
 
@@ -42,12 +47,12 @@ struct syn_tcplink {
     int depth;      /* nesting of our callbacks: a free inside waits for the outermost */
     int dead;       /* freed by the owner (inside a callback): released on the way out */
     int want_writable;
-    int proxy_auth; /* credentials were sent to the proxy */
+    int proxy_auth;       /* credentials were sent to the proxy */
+    int read_wants_write; /* SSL_read needs the socket writable first (a KeyUpdate's answer) */
     syn_sockaddr local, remote;
     double timeout;
     char target[300];     /* "host:port" for the CONNECT and messages */
     char proxy_name[300]; /* the proxy's "host:port", or "" when direct */
-    char *server_name;
     char *req; /* the CONNECT request (client, with a proxy), then its response headers */
     size_t req_len, req_off;
     uint8_t *q; /* framed bytes to send */
@@ -65,13 +70,19 @@ static void destroy(syn_tcplink *l) {
     SSL_free(l->ssl);
     if (l->fd >= 0)
         close(l->fd);
-    free(l->server_name);
     free(l->req);
     free(l->q);
     free(l);
 }
 
 static void enter(syn_tcplink *l) { l->depth++; }
+
+/* Inside io_cb or timer_cb, which hold the link (their leave() releases it): 1 when an op freed
+ * it, so nothing more may be done with it but return. */
+static int inner_leave(syn_tcplink *l) {
+    l->depth--;
+    return l->dead;
+}
 
 /* Returns 1 when the link is gone (freed, or being freed by an outer frame): touch nothing. */
 static int leave(syn_tcplink *l) {
@@ -134,7 +145,7 @@ static void go_down(syn_tcplink *l, int err, const char *detail) {
     enter(l);
     if (l->ops.closed)
         l->ops.closed(l, err, detail);
-    leave(l);
+    inner_leave(l);
 }
 
 static void fail(syn_tcplink *l, int err, const char *fmt, ...) SYNESIS_PRINTF(3, 4);
@@ -162,14 +173,83 @@ static syn_tcplink *link_new(struct ev_loop *loop, const syn_tcplink_ops *ops, v
     return l;
 }
 
+/* ---- the socket under TLS ------------------------------------------------------------------ */
+
+/* OpenSSL's socket BIO writes with write(): a peer gone raises SIGPIPE, which kills a process that
+ * did not ignore it, and a library must not ask that of its application. So the links' BIO is
+ * OpenSSL's socket BIO with send(MSG_NOSIGNAL) and recv() in place of write() and read(). */
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+static BIO_METHOD *bio_method; /* immutable once made; shared by every link */
+
+static int bio_fd(BIO *b) { return (int)(intptr_t)BIO_get_data(b); }
+
+static int bio_write(BIO *b, const char *data, int len) {
+    int fd = bio_fd(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do
+        n = send(fd, data, (size_t)len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static int bio_read(BIO *b, char *data, int len) {
+    int fd = bio_fd(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do
+        n = recv(fd, data, (size_t)len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_read(b);
+    else if (n == 0)
+        BIO_set_flags(b, BIO_FLAGS_IN_EOF); /* (what OpenSSL's socket BIO records for SSL) */
+    return (int)n;
+}
+
+static int bio_puts(BIO *b, const char *s) { return bio_write(b, s, (int)strlen(s)); }
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+    case BIO_CTRL_DUP:
+        return 1;
+    case BIO_CTRL_EOF:
+        return BIO_test_flags(b, BIO_FLAGS_IN_EOF) ? 1 : 0;
+    default:
+        return 0;
+    }
+}
+
+static void bio_init(void) {
+    BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOCKET, "synesis tcplink socket");
+    if (!m)
+        return;
+    if (BIO_meth_set_write(m, bio_write) != 1 || BIO_meth_set_read(m, bio_read) != 1 ||
+        BIO_meth_set_puts(m, bio_puts) != 1 || BIO_meth_set_ctrl(m, bio_ctrl) != 1) {
+        BIO_meth_free(m);
+        return;
+    }
+    bio_method = m;
+}
+
 /* ---- the TLS handshake --------------------------------------------------------------------- */
 
 static int tls_start(syn_tcplink *l, char *detail) {
     syn_ossl_clear();
     if (!l->ssl) /* (the server's SSL is made at accept) */
         return syn_fail(detail, SYNESIS_ERR_INTERNAL, "no SSL");
-    if (SSL_set_fd(l->ssl, l->fd) != 1)
-        return syn_fail_ossl(detail, SYNESIS_ERR_NOMEM, "SSL_set_fd failed");
+    pthread_once(&bio_once, bio_init);
+    BIO *b = bio_method ? BIO_new(bio_method) : NULL;
+    if (!b)
+        return syn_fail_ossl(detail, SYNESIS_ERR_NOMEM, "cannot make the link's BIO");
+    BIO_set_data(b, (void *)(intptr_t)l->fd); /* (the link closes the socket, not the BIO) */
+    BIO_set_init(b, 1);
+    SSL_set_bio(l->ssl, b, b);
     l->state = ST_TLS;
     return 0;
 }
@@ -193,7 +273,7 @@ static void tls_done(syn_tcplink *l) {
     enter(l);
     if (l->ops.up)
         l->ops.up(l);
-    leave(l);
+    inner_leave(l);
 }
 
 static void tls_step(syn_tcplink *l) {
@@ -298,6 +378,10 @@ static void proxy_answered(syn_tcplink *l) {
     char *eol = strstr(l->req, "\r\n");
     if (eol)
         *eol = '\0';
+    /* (Control characters of the status line are not for a log.) */
+    for (char *c = l->req; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
+            *c = '?';
     const char *line = l->req;
     int status = 0;
     if (strncmp(line, "HTTP/1.", 7) != 0 || !line[7] || line[8] != ' ' ||
@@ -306,10 +390,6 @@ static void proxy_answered(syn_tcplink *l) {
              l->proxy_name, l->target, line);
         return;
     }
-    /* (Control characters of the status line are not for a log.) */
-    for (char *c = l->req; *c; c++)
-        if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
-            *c = '?';
     if (status == 407) {
         fail(l, SYNESIS_ERR_PROXY_AUTH, "proxy %s %s for CONNECT %s: %.120s", l->proxy_name,
              l->proxy_auth ? "refused the credentials"
@@ -426,13 +506,13 @@ static int flush(syn_tcplink *l) {
             l->q_cap = 0;
         }
     }
-    set_events(l, EV_READ | (l->q_len > l->q_off ? EV_WRITE : 0));
+    set_events(l, EV_READ | (l->q_len > l->q_off || l->read_wants_write ? EV_WRITE : 0));
     if (l->want_writable && l->q_len - l->q_off < SYN_TCPLINK_HIGH_WATER / 2) {
         l->want_writable = 0;
         enter(l);
         if (l->ops.writable)
             l->ops.writable(l);
-        if (leave(l))
+        if (inner_leave(l))
             return -1;
         if (l->state != ST_UP)
             return -1;
@@ -470,7 +550,7 @@ static int deliver(syn_tcplink *l, int *budget) {
         memmove(l->r, l->r + off, l->r_len - off);
         l->r_len -= off;
     }
-    if (leave(l))
+    if (inner_leave(l))
         return -1;
     return rc;
 }
@@ -497,6 +577,7 @@ static void read_frames(syn_tcplink *l) {
         if (e == SSL_ERROR_WANT_READ)
             return;
         if (e == SSL_ERROR_WANT_WRITE) { /* (a key update's answer waits for the socket) */
+            l->read_wants_write = 1;
             set_events(l, EV_READ | EV_WRITE);
             return;
         }
@@ -576,8 +657,10 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents) {
             break;
         if (l->dead || l->state != ST_UP)
             break;
-        if (revents & EV_READ)
+        if ((revents & EV_READ) || l->read_wants_write) {
+            l->read_wants_write = 0;
             read_frames(l);
+        }
         break;
     case ST_DOWN:
         break;
@@ -671,7 +754,7 @@ int syn_tcplink_connect(syn_tcplink **out, struct ev_loop *loop,
         goto fail;
     }
     SSL_set_connect_state(l->ssl);
-    SSL_set_mode(l->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_set_mode(l->ssl, LINK_SSL_MODES);
     if ((rc = syn_tls_client_ssl_setup(l->ssl, opts->server_name, SYN_TCPLINK_ALPN, detail)) != 0)
         goto fail;
     int fd = socket_for(opts->connect_to, detail);
@@ -746,7 +829,7 @@ int syn_tcplink_accept(syn_tcplink **out, struct ev_loop *loop, int fd, SSL_CTX 
         goto fail;
     }
     SSL_set_accept_state(l->ssl);
-    SSL_set_mode(l->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_set_mode(l->ssl, LINK_SSL_MODES);
     if ((rc = tls_start(l, detail)) != 0)
         goto fail;
     set_events(l, EV_READ);

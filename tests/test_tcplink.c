@@ -673,6 +673,31 @@ static void test_peer_gone(void **state) {
     ev_loop_destroy(loop);
 }
 
+static void test_no_sigpipe(void **state) {
+    (void)state;
+    /* SIGPIPE at its default action, as in an application that never heard of it: writing to a
+     * peer that is gone must not kill the process */
+    void (*old)(int) = signal(SIGPIPE, SIG_DFL);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    server sv;
+    server_start(&sv, loop, link_server_ctx_of(pki()), 1);
+    pid_t pid = raw_client(sv.port, SYN_TCPLINK_ALPN, NULL, 0, 0);
+    assert_true(syn_test_run_until(loop, is_up, &sv.s, 5));
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    uint8_t buf[1000];
+    memset(buf, 7, sizeof(buf));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(syn_tcplink_send(sv.s.l, buf, sizeof(buf)), 0);
+    /* free writes what it can and close_notify: the first write meets the RST, the next EPIPE */
+    syn_tcplink_free(sv.s.l);
+    sv.s.l = NULL;
+    server_stop(&sv);
+    assert_int_equal(ev_run(loop, EVRUN_NOWAIT), 0);
+    ev_loop_destroy(loop);
+    signal(SIGPIPE, old);
+}
+
 /* free from inside each op: nothing more is called, nothing is left on the loop */
 static void test_free_inside_ops(void **state) {
     (void)state;
@@ -741,7 +766,8 @@ int main(void) {
         cmocka_unit_test(test_client_wrong_alpn),  cmocka_unit_test(test_untrusted_edge),
         cmocka_unit_test(test_name_mismatch),      cmocka_unit_test(test_pins),
         cmocka_unit_test(test_connect_refused),    cmocka_unit_test(test_timeouts),
-        cmocka_unit_test(test_peer_gone),          cmocka_unit_test(test_free_inside_ops),
+        cmocka_unit_test(test_peer_gone),          cmocka_unit_test(test_no_sigpipe),
+        cmocka_unit_test(test_free_inside_ops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
