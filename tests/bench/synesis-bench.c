@@ -1504,8 +1504,7 @@ int main(int argc, char **argv) {
             opt.transport = !strcmp(argv[i], "tcp")   ? SYNESIS_TRANSPORT_TCP
                             : !strcmp(argv[i], "udp") ? SYNESIS_TRANSPORT_UDP
                                                       : SYNESIS_TRANSPORT_AUTO;
-        }
-        else {
+        } else {
             fprintf(stderr,
                     "usage: %s [--quick] [--pki DIR] [--only handshake,reconnect,latency,rate,bulk,"
                     "impaired,footprint,idle,edge_many_idle,edge_idle_cost] [--idle-seconds S] "
