@@ -1784,11 +1784,15 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
     if (t->on_tcp && t->udp_err && !(t->qc && syn_qconn_handshake_completed(t->qc)) &&
         (err == SYNESIS_ERR_SOCKET || err == SYNESIS_ERR_HANDSHAKE_TIMEOUT ||
          err == SYNESIS_ERR_CONNECTION_LOST)) {
-        /* TCP did no better than UDP: the attempt ends with UDP's verdict, TCP's added. */
+        /* TCP did no better than UDP: the attempt ends with UDP's verdict, TCP's added. Neither
+         * getting through is the edge (or the network) down rather than UDP blocked: the next
+         * attempt tries UDP first again, and TCP at once if UDP fails once more (not TCP first,
+         * which would keep a tunnel on TCP for a probe interval after every edge restart). */
         snprintf(both, sizeof(both), "%s; over TCP too: %s", t->udp_detail,
                  detail ? detail : synesis_strerror(err));
         err = t->udp_err;
         detail = both;
+        t->udp_failures = t->cfg.tcp_fallback_after - 1;
     }
     t->udp_err = 0;
     syn_copy_str(t->last_error, sizeof(t->last_error), detail ? detail : synesis_strerror(err));
