@@ -544,6 +544,7 @@ static void send_heartbeat_on(synesis_tunnel *t, int early) {
         info.size = len;
     }
     if (info.status == 0) {
+        t->hb.answered = 0; /* an ack-eliciting packet: ngtcp2 starts counting again */
         t->stats.heartbeats_sent++;
         t->stats.bytes_sent += len;
         t->stats.last_heartbeat_sequence = info.sequence;
@@ -596,21 +597,59 @@ static void hb_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     syn_tunnel_leave(t);
 }
 
+/* Whether this write pass answers a PING of the edge's whose ACK ngtcp2 (1.24) will make
+ * ack-eliciting: after a packet that elicits an ACK, ngtcp2 sends ACK-only packets until the run
+ * of them is older than the smoothed RTT, then adds a PING to the next one (so that the peer
+ * acknowledges its ACKs). The edge's keep-alive PINGs come far more than an RTT apart: after a
+ * packet of ours that elicits an ACK, the ACK of the first PING goes alone, the second carries
+ * ngtcp2's PING, the third goes alone, and so on. Any packet of ours but these answers (our own
+ * keep-alive PING, a request) starts the count again, as if it elicited an ACK; a wrong guess
+ * costs a wake-up, nothing else. */
+static int answers_acked_ping(synesis_tunnel *t) {
+    syn_qconn_stats st;
+    syn_qconn_get_stats(t->qc, &st);
+    if (t->hb.pings_conn != t->stats.connections) {
+        t->hb.pings_conn = t->stats.connections;
+        t->hb.pings_seen = st.ping_recv;
+        t->hb.pkts_seen = st.pkt_sent;
+        t->hb.last_answering = 0;
+        t->hb.answered = 0;
+    }
+    if (st.pkt_sent - t->hb.pkts_seen > (uint64_t)(t->hb.last_answering ? 1 : 0))
+        t->hb.answered = 0; /* the write passes since the last call sent more than an answer */
+    int answering = st.ping_recv != t->hb.pings_seen;
+    t->hb.pings_seen = st.ping_recv;
+    t->hb.pkts_seen = st.pkt_sent;
+    t->hb.last_answering = answering;
+    if (answering)
+        t->hb.answered++;
+    return answering && t->hb.answered % 2 == 0;
+}
+
 void syn_heartbeat_ride(synesis_tunnel *t) {
     double every = t->cfg.heartbeat_interval;
     if (every <= 0 || !ev_is_active(&t->hb.timer) || !syn_tunnel_ready(t))
         return;
+    int acked_ping = answers_acked_ping(t);
     /* How early: one keep-alive interval, at most a third of the heartbeat's. An edge that
-     * PINGs on our behalf does so every keep-alive interval (less a tenth), so one arrives
+     * PINGs on our behalf does so every keep-alive interval (less a twentieth), so one arrives
      * within the interval before each heartbeat is due: every heartbeat rides on the wake-up and
      * in the packet of that PING's ACK instead of taking a timer wake-up and a datagram of its
-     * own (half an interval let every second one miss it). */
+     * own (half an interval let every second one miss it). And up to two keep-alive intervals
+     * (at most two thirds of the heartbeat's) when that ACK is one ngtcp2 will add a PING to:
+     * the heartbeat makes the packet ack-eliciting instead, and the edge's one ACK serves both,
+     * where it would send one for ngtcp2's PING now and one for the heartbeat later (a wake-up
+     * and a datagram each). With the defaults that spares about 50 of ngtcp2's 120 PINGs an
+     * hour; the heartbeats keep their rate (below) and go 19 to 38 s apart instead of 28 to 38. */
     double early = t->cfg.keep_alive_interval;
     if (!(early > 0) || early > every / 3)
         early = every / 3;
+    double early_acked = 2 * t->cfg.keep_alive_interval;
+    if (!(early_acked > 0) || early_acked > every * 2 / 3)
+        early_acked = every * 2 / 3;
     /* Due already (the first one, right after Connected): the timer sends it in this iteration. */
     double left = ev_timer_remaining(t->loop, &t->hb.timer);
-    if (left <= 0 || left > early)
+    if (left <= 0 || left > (acked_ping ? early_acked : early))
         return;
     /* The timer keeps its phase: the next heartbeat is due one interval after this one was. */
     ev_timer_stop(t->loop, &t->hb.timer);

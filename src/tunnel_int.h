@@ -104,6 +104,13 @@ typedef struct syn_heartbeats {
      * heartbeats of that connection leave it out while it stays the same. */
     uint64_t ka_ms, ka_conn;
     int ka_acked;
+    /* syn_heartbeat_ride's guess of the ACK that ngtcp2 will make ack-eliciting: the edge's PINGs
+     * answered on connection pings_conn since our last packet that elicited an ACK, and the
+     * counters (syn_qconn_stats ping_recv, pkt_sent) at its last call, whose write pass answered
+     * a PING or not (last_answering). */
+    uint64_t pings_seen, pkts_seen, pings_conn;
+    unsigned answered;
+    int last_answering;
 } syn_heartbeats;
 
 /* Connection migration (migrate.c, the only writer): the migration under way and the netlink

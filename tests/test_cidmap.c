@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "edge/cidmap.h"
+#include "qconn.h"
 
 /* The reference vector of the SipHash paper: key 00..0f, message 00..0e. */
 static void test_siphash_vector(void **state) {
@@ -21,8 +22,12 @@ static void test_siphash_vector(void **state) {
     assert_true(syn_siphash24(k0, k1, msg, 0) == 0x726fdb47dd0e0e31ull);
 }
 
+/* The IDs the edge issues are SYN_SV_SCIDLEN (8) bytes; a client's first Initial picks its own
+ * DCID (8 to 20 bytes), which the edge maps too until the client uses the edge's IDs. */
+#define EDGE_LEN SYN_SV_SCIDLEN
+
 static void make_cid(uint8_t *cid, unsigned i) {
-    memset(cid, 0xa5, 18);
+    memset(cid, 0xa5, SYN_CIDMAP_MAXLEN);
     memcpy(cid, &i, sizeof(i));
 }
 
@@ -32,24 +37,34 @@ static void test_add_find_remove(void **state) {
     assert_int_equal(syn_cidmap_init(&m), 0);
     syn_cidmap_list la = {0}, lb = {0};
     int a, b;
-    uint8_t cid[18];
-    enum { N = 5000 };
+    uint8_t cid[SYN_CIDMAP_MAXLEN];
+    enum { N = 5000, L = EDGE_LEN };
     for (unsigned i = 0; i < N; i++) {
         make_cid(cid, i);
-        assert_int_equal(syn_cidmap_add(&m, cid, sizeof(cid), i % 2 ? (void *)&a : (void *)&b,
-                                        i % 2 ? &la : &lb),
-                         0);
+        assert_int_equal(
+            syn_cidmap_add(&m, cid, L, i % 2 ? (void *)&a : (void *)&b, i % 2 ? &la : &lb), 0);
     }
     assert_int_equal(syn_cidmap_count(&m), N);
     assert_int_equal(la.n + lb.n, N);
     assert_true(m.nbuckets >= N);
     make_cid(cid, 7);
-    assert_int_equal(syn_cidmap_add(&m, cid, sizeof(cid), &b, &lb), 1); /* duplicate */
-    assert_ptr_equal(syn_cidmap_find(&m, cid, sizeof(cid)), &a);
-    assert_null(syn_cidmap_find(&m, cid, 17)); /* length is part of the key */
-    assert_int_equal(syn_cidmap_remove(&m, cid, sizeof(cid)), 1);
-    assert_int_equal(syn_cidmap_remove(&m, cid, sizeof(cid)), 0);
-    assert_null(syn_cidmap_find(&m, cid, sizeof(cid)));
+    assert_int_equal(syn_cidmap_add(&m, cid, L, &b, &lb), 1); /* duplicate: the first stays */
+    assert_ptr_equal(syn_cidmap_find(&m, cid, L), &a);
+    /* Length is part of the key: a client's Initial DCID of 18 or 20 bytes that starts with an
+     * edge ID's 8 bytes is another ID (the edge maps it for the new connection). */
+    assert_null(syn_cidmap_find(&m, cid, L - 1));
+    assert_null(syn_cidmap_find(&m, cid, 18));
+    int c;
+    syn_cidmap_list lc = {0};
+    assert_int_equal(syn_cidmap_add(&m, cid, 18, &c, &lc), 0);
+    assert_int_equal(syn_cidmap_add(&m, cid, SYN_CIDMAP_MAXLEN, &c, &lc), 0);
+    assert_ptr_equal(syn_cidmap_find(&m, cid, 18), &c);
+    assert_ptr_equal(syn_cidmap_find(&m, cid, L), &a);
+    syn_cidmap_remove_list(&m, &lc);
+    assert_ptr_equal(syn_cidmap_find(&m, cid, L), &a);
+    assert_int_equal(syn_cidmap_remove(&m, cid, L), 1);
+    assert_int_equal(syn_cidmap_remove(&m, cid, L), 0);
+    assert_null(syn_cidmap_find(&m, cid, L));
     assert_int_equal(la.n, N / 2 - 1);
     /* A connection's IDs go at once; the others stay; the table shrinks. */
     size_t before = m.nbuckets;
@@ -59,7 +74,7 @@ static void test_add_find_remove(void **state) {
     assert_int_equal(syn_cidmap_count(&m), N / 2);
     for (unsigned i = 0; i < N; i++) {
         make_cid(cid, i);
-        assert_ptr_equal(syn_cidmap_find(&m, cid, sizeof(cid)), i % 2 ? NULL : (void *)&b);
+        assert_ptr_equal(syn_cidmap_find(&m, cid, L), i % 2 ? NULL : (void *)&b);
     }
     syn_cidmap_remove_list(&m, &lb);
     assert_int_equal(syn_cidmap_count(&m), 0);

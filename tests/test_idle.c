@@ -9,6 +9,9 @@
  *    delayed ACK or for nothing, no PING of its own, no MAX_STREAMS per heartbeat;
  *  - with an edge that does not: the device's own keep-alive PINGs, still with no delayed-ACK
  *    or empty timer wake-ups.
+ * And what the idle datagrams weigh: the edge's connection IDs are 8 bytes (each short-header
+ * packet the device sends carries one, and ngtcp2 pads each packet the edge sends to 22 bytes
+ * more than its own ID), and the edge PINGs a twentieth of the interval early, not a tenth.
  * Counts never depend on speed: the bounds leave room for a late timer on a loaded machine.
  */
 #include <setjmp.h>
@@ -38,7 +41,14 @@ typedef struct fixture {
     int recording;
     double tx[MAX_TX]; /* when the device sent each packet, during the window */
     int ntx;
-    int max_streams_rx; /* MAX_STREAMS frames received during the window */
+    int max_streams_rx;     /* MAX_STREAMS frames received during the window */
+    int min_rx_len;         /* the smallest datagram received during the window (0: none) */
+    int max_dcid_len;       /* the longest destination connection ID the device sent, bytes */
+    double ping_rx[MAX_TX]; /* when each of the edge's PINGs arrived, during the window */
+    int nping;
+    int ping_tx;          /* PING frames the device sent, during the window */
+    double hb_tx[MAX_TX]; /* when each heartbeat (a unidirectional STREAM frame) left */
+    int nhb;
     int hb_results, hb_delivered;
 } fixture;
 
@@ -56,10 +66,31 @@ static void on_log(synesis_log_level level, const char *msg, void *ud) {
     fixture *f = ud;
     if (!f->recording)
         return;
-    if (strstr(msg, " pkt tx ") && f->ntx < MAX_TX)
+    const char *p;
+    if ((p = strstr(msg, " pkt tx ")) && f->ntx < MAX_TX) {
         f->tx[f->ntx++] = now_s();
+        /* "pkt tx pkn=N dcid=0x<hex> type=...": two hex digits a byte */
+        const char *d = strstr(p, " dcid=0x");
+        if (d) {
+            int n = (int)strspn(d + 8, "0123456789abcdef") / 2;
+            if (n > f->max_dcid_len)
+                f->max_dcid_len = n;
+        }
+    }
+    if ((p = strstr(msg, " con recv packet len="))) {
+        int len = atoi(p + 21);
+        if (!f->min_rx_len || len < f->min_rx_len)
+            f->min_rx_len = len;
+    }
     if (strstr(msg, " frm rx ") && strstr(msg, "MAX_STREAMS"))
         f->max_streams_rx++;
+    if (strstr(msg, " frm rx ") && strstr(msg, " PING(") && f->nping < MAX_TX)
+        f->ping_rx[f->nping++] = now_s();
+    if (strstr(msg, " frm tx ") && strstr(msg, " PING("))
+        f->ping_tx++;
+    if (strstr(msg, " frm tx ") && strstr(msg, " STREAM(") && strstr(msg, "uni=1") &&
+        f->nhb < MAX_TX)
+        f->hb_tx[f->nhb++] = now_s();
 }
 
 static void on_hb_result(synesis_tunnel *t, const synesis_heartbeat_info *info, void *ud) {
@@ -120,6 +151,9 @@ static void idle_window(fixture *f, window *out) {
     int r0 = f->hb_results, d0 = f->hb_delivered;
     f->ntx = 0;
     f->max_streams_rx = 0;
+    f->min_rx_len = 0;
+    f->max_dcid_len = 0;
+    f->nping = 0;
     f->recording = 1;
     double t0 = now_s();
     syn_test_run_for(f->loop, WINDOW);
@@ -225,6 +259,118 @@ static void test_edge_keeps_the_device_alive(void **state) {
      * spare wake-ups of a loaded machine (above). */
     uint64_t total = w.w.rx + w.w.heartbeat + w.w.qc.expiry + w.w.qc.fine_stale + w.w.buffer_timer;
     assert_true(total <= intervals * 2 + 2);
+    /* What the idle datagrams weigh: every packet the device sent carried one of the edge's
+     * 8-byte connection IDs (18 before: 10 bytes more in each), and the edge's PINGs are the
+     * smallest packet it may send, 8 + 22 bytes (ngtcp2 pads to 22 bytes more than the sender's
+     * own connection ID: 40 with IDs of 18). */
+    print_message("longest DCID sent %d bytes, smallest datagram received %d bytes\n",
+                  f->max_dcid_len, f->min_rx_len);
+    assert_int_equal(f->max_dcid_len, 8);
+    assert_true(f->min_rx_len > 0 && f->min_rx_len <= 30);
+}
+
+/* The edge PINGs a twentieth of the keep-alive interval early (a tenth before: 5 % more PINGs,
+ * ACKs and wake-ups at every interval), and still before the device's own keep-alive: with a
+ * 2 s interval, no heartbeat in the window and nothing else to send, the edge's PINGs arrive at
+ * least 1.9 s apart (a late timer only stretches a gap; a tenth made them 1.8 s) and the device
+ * never sends a PING of its own. */
+static void test_edge_pings_a_twentieth_early(void **state) {
+    fixture *f = *state;
+    f->loop = ev_loop_new(EVFLAG_AUTO);
+    pki = syn_test_pki_shared("idle-1");
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, pki);
+    f->edge = syn_test_edge_start(f->loop, &ec);
+    syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
+    f->cfg.keep_alive_interval = 2.0;
+    f->cfg.heartbeat_interval =
+        600; /* one, right after Connected: it tells the edge the interval */
+    f->cfg.idle_timeout = 10.0;
+    f->cfg.log = on_log;
+    f->cfg.log_user_data = f;
+    f->cfg.log_level = SYNESIS_LOG_TRACE;
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat_result = on_hb_result};
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, &cb, f, 5.0);
+    syn_test_run_for(f->loop, 0.5); /* the heartbeat and its ACK */
+    syn_tunnel_wakes a, b;
+    syn_tunnel_get_wakes(f->t, &a);
+    f->nping = 0;
+    f->recording = 1;
+    syn_test_run_for(f->loop, 8.5);
+    f->recording = 0;
+    syn_tunnel_get_wakes(f->t, &b);
+    double min_gap = 1e9;
+    for (int i = 1; i < f->nping; i++)
+        if (f->ping_rx[i] - f->ping_rx[i - 1] < min_gap)
+            min_gap = f->ping_rx[i] - f->ping_rx[i - 1];
+    print_message("%d PINGs from the edge, smallest gap %.3f s; device's own PINGs %llu\n",
+                  f->nping, min_gap, (unsigned long long)(b.qc.expiry_send - a.qc.expiry_send));
+    assert_true(synesis_tunnel_is_connected(f->t));
+    assert_true(f->nping >= 3);
+    assert_true(min_gap >= 1.9 - 0.005);
+    /* none of its own (one allowed for a timer late by more than the margin on a loaded
+     * machine) */
+    assert_true(b.qc.expiry_send - a.qc.expiry_send <= 1);
+}
+
+/* ngtcp2 makes every second ACK-only packet ack-eliciting with a PING of its own (once the run
+ * of them is older than the smoothed RTT), which costs the device the edge's ACK: a datagram and
+ * a wake-up. A heartbeat due within two keep-alive intervals rides on that ACK instead (it makes
+ * the packet ack-eliciting, and the edge's one ACK serves both), so with the defaults' ratio
+ * (heartbeat 3 keep-alive intervals) fewer than one such PING goes per heartbeat: about 0.6 (one,
+ * riding within one interval only, as before), and the heartbeats keep their rate, at most
+ * two thirds of an interval early. */
+static void test_heartbeat_takes_the_place_of_ngtcp2s_ping(void **state) {
+    fixture *f = *state;
+    f->loop = ev_loop_new(EVFLAG_AUTO);
+    pki = syn_test_pki_shared("idle-1");
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, pki);
+    f->edge = syn_test_edge_start(f->loop, &ec);
+    syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
+    const double ka = 0.5, hb = 3 * ka, span = 8 * hb;
+    f->cfg.keep_alive_interval = ka;
+    f->cfg.heartbeat_interval = hb;
+    f->cfg.idle_timeout = 4.0;
+    f->cfg.log = on_log;
+    f->cfg.log_user_data = f;
+    f->cfg.log_level = SYNESIS_LOG_TRACE;
+    synesis_tunnel_callbacks cb = {.struct_size = sizeof(synesis_tunnel_callbacks),
+                                   .on_heartbeat_result = on_hb_result};
+    f->t = syn_test_tunnel_connected(f->loop, &f->cfg, &cb, f, 5.0);
+    syn_test_run_for(f->loop, hb / 2);
+    syn_tunnel_wakes a, b;
+    synesis_tunnel_stats s0, s1;
+    syn_tunnel_get_wakes(f->t, &a);
+    synesis_tunnel_get_stats(f->t, &s0);
+    f->ping_tx = f->nhb = 0;
+    f->recording = 1;
+    syn_test_run_for(f->loop, span);
+    f->recording = 0;
+    syn_tunnel_get_wakes(f->t, &b);
+    synesis_tunnel_get_stats(f->t, &s1);
+    uint64_t sent = s1.heartbeats_sent - s0.heartbeats_sent;
+    uint64_t own = b.qc.expiry_send - a.qc.expiry_send; /* the device's keep-alive, probes */
+    double min_gap = 1e9, max_gap = 0;
+    for (int i = 1; i < f->nhb; i++) {
+        double g = f->hb_tx[i] - f->hb_tx[i - 1];
+        min_gap = g < min_gap ? g : min_gap;
+        max_gap = g > max_gap ? g : max_gap;
+    }
+    print_message("%llu heartbeats (%.3f to %.3f s apart), %d PINGs sent (%llu of them the "
+                  "device's keep-alive or probes), PINGs received %llu\n",
+                  (unsigned long long)sent, min_gap, max_gap, f->ping_tx, (unsigned long long)own,
+                  (unsigned long long)(b.pings_recv - a.pings_recv));
+    assert_true(synesis_tunnel_is_connected(f->t));
+    assert_true(sent >= (uint64_t)(span / hb) - 1 && sent <= (uint64_t)(span / hb) + 1);
+    assert_int_equal(f->nhb, (int)sent);
+    assert_true(min_gap >= hb / 3 - 0.01);
+    assert_true(max_gap <= hb + ka + 0.1);
+    assert_true(own <= 1);
+    /* ngtcp2's PINGs: at most three quarters of a heartbeat's count (about 0.6 expected; 1.0 when
+     * heartbeats ride within one keep-alive interval only) */
+    assert_true((uint64_t)(f->ping_tx - (int)own) * 4 <= sent * 3);
 }
 
 /* An edge that does not PING: the device's own keep-alive refreshes the binding, at two wake-ups
@@ -270,6 +416,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_edge_keeps_the_device_alive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_keep_alive_without_edge_pings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_edge_pings_a_twentieth_early, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_takes_the_place_of_ngtcp2s_ping, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stream_credit_in_batches_never_blocks, setup,
                                         teardown),
     };

@@ -720,6 +720,8 @@ static void device_keep_alive(edge_conn *c, uint64_t ms) {
         uint64_t margin = ka / SYN_EDGE_PING_MARGIN;
         if (margin < 3 * ci.min_rtt)
             margin = 3 * ci.min_rtt;
+        if (margin < SYN_EDGE_MIN_MARGIN_MS * NGTCP2_MILLISECONDS)
+            margin = SYN_EDGE_MIN_MARGIN_MS * NGTCP2_MILLISECONDS;
         if (ka > margin && ka - margin >= SYN_EDGE_MIN_PING_MS * NGTCP2_MILLISECONDS)
             ns = ka - margin;
     }
