@@ -1660,8 +1660,11 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
     }
     const syn_sockaddr *local = e->cur_link ? syn_tcplink_local(e->cur_link->l) : &e->local;
     if (c) {
-        if (syn_qconn_remote(c->qc)->len != d->remote.len ||
-            memcmp(&syn_qconn_remote(c->qc)->ss, &d->remote.ss, d->remote.len) != 0)
+        /* A frame on the link the connection is bound to is not a move (while a device probes
+         * UDP, its frames and datagrams alternate: only the datagrams' path is news). */
+        if (!(e->cur_link && c->el == e->cur_link) &&
+            (syn_qconn_remote(c->qc)->len != d->remote.len ||
+             memcmp(&syn_qconn_remote(c->qc)->ss, &d->remote.ss, d->remote.len) != 0))
             path_changed(e, c, &d->remote);
         if (e->cur_link)
             link_bind(e->cur_link, c);
