@@ -22,6 +22,8 @@ typedef struct demo {
     int connected_count;
     int failed;
     double outage;
+    double wait_udp; /* --wait-udp: after coming up over TCP, wait this long for UDP */
+    double waited;
     ev_timer step;
     ev_timer deadline;
     void (*next)(struct demo *d);
@@ -137,6 +139,27 @@ static void stop_edge(demo *d) {
     after(d, d->outage, restart_edge);
 }
 
+/* --wait-udp: the tunnel came up over TCP; it probes UDP in the background and moves back to it
+ * once UDP gets through (say, a firewall rule removed meanwhile). */
+static void wait_for_udp(demo *d) {
+    synesis_tunnel_state st;
+    synesis_tunnel_get_state(d->tunnel, &st);
+    d->waited += 0.25;
+    if (st.kind == SYNESIS_STATE_CONNECTED && st.transport == SYNESIS_TRANSPORT_UDP) {
+        printf("[%7.3f] demo  moved back to UDP, still Connected\n", elapsed(d));
+        fflush(stdout);
+        send_requests(d);
+        after(d, 1.5, stop_edge);
+        return;
+    }
+    if (d->waited >= d->wait_udp) {
+        printf("[%7.3f] demo  still over TCP after %.1f s\n", elapsed(d), d->wait_udp);
+        after(d, 0.1, stop_edge);
+        return;
+    }
+    after(d, 0.25, wait_for_udp);
+}
+
 static void on_state(synesis_tunnel *t, const synesis_tunnel_state *old,
                      const synesis_tunnel_state *st, void *ud) {
     (void)t;
@@ -144,7 +167,7 @@ static void on_state(synesis_tunnel *t, const synesis_tunnel_state *old,
     printf("[%7.3f] state %s -> %s", elapsed(d), synesis_state_name(old->kind),
            synesis_state_name(st->kind));
     if (st->kind == SYNESIS_STATE_CONNECTED)
-        printf(" (latency %u ms)", st->latency_ms);
+        printf(" (latency %u ms, over %s)", st->latency_ms, synesis_transport_name(st->transport));
     if (st->kind == SYNESIS_STATE_RECONNECTING)
         printf(" (attempt %u, last error %s: %s)", st->attempt, synesis_error_name(st->error),
                st->error_detail);
@@ -156,7 +179,10 @@ static void on_state(synesis_tunnel *t, const synesis_tunnel_state *old,
     case SYNESIS_STATE_CONNECTED:
         d->connected_count++;
         send_requests(d);
-        after(d, 1.5, d->connected_count == 1 ? stop_edge : do_disconnect);
+        if (d->connected_count == 1 && d->wait_udp > 0 && st->transport == SYNESIS_TRANSPORT_TCP)
+            after(d, 0.25, wait_for_udp);
+        else
+            after(d, 1.5, d->connected_count == 1 ? stop_edge : do_disconnect);
         break;
     case SYNESIS_STATE_FAILED:
         d->failed = 1;
@@ -180,10 +206,16 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 }
 
 static void usage(const char *argv0) {
-    printf("usage: %s [--dir DIR] [--outage SECONDS]\n"
+    printf("usage: %s [--dir DIR] [--outage SECONDS] [--port N] [--transport auto|udp|tcp]\n"
+           "          [--proxy URL] [--wait-udp SECONDS]\n"
            "Runs the synesis-tunnel demo on loopback: a throwaway PKI (in DIR, default a new\n"
            "temporary directory), the reference edge, a tunnel on the same libev loop, an edge\n"
-           "outage to show the reconnect, then a clean disconnect.\n",
+           "outage to show the reconnect, then a clean disconnect.\n"
+           "  --port N        the edge's port, UDP and TCP (default: a free one)\n"
+           "  --transport T   the tunnel's transport (default auto: UDP, TCP when UDP is blocked)\n"
+           "  --proxy URL     HTTP CONNECT proxy for TCP (default: https_proxy as curl)\n"
+           "  --wait-udp S    when the tunnel came up over TCP, wait up to S seconds for it to\n"
+           "                  move back to UDP (probing every second) before the outage\n",
            argv0);
 }
 
@@ -192,14 +224,46 @@ int main(int argc, char **argv) {
     d.outage = 2.5;
     const char *dir = NULL;
     static const struct option opts[] = {
-        {"dir",    required_argument, NULL, 'd'},
-        {"outage", required_argument, NULL, 'o'},
-        {"help",   no_argument,       NULL, 'h'},
-        {NULL,     0,                 NULL, 0  }
+        {"dir",       required_argument, NULL, 'd'},
+        {"outage",    required_argument, NULL, 'o'},
+        {"port",      required_argument, NULL, 'p'},
+        {"transport", required_argument, NULL, 't'},
+        {"proxy",     required_argument, NULL, 'x'},
+        {"wait-udp",  required_argument, NULL, 'w'},
+        {"help",      no_argument,       NULL, 'h'},
+        {NULL,        0,                 NULL, 0  }
     };
     int c;
-    while ((c = getopt_long(argc, argv, "d:o:h", opts, NULL)) != -1) {
+    unsigned port = 0;
+    synesis_transport transport = SYNESIS_TRANSPORT_AUTO;
+    const char *proxy = NULL;
+    while ((c = getopt_long(argc, argv, "d:o:p:t:x:w:h", opts, NULL)) != -1) {
         switch (c) {
+        case 'p':
+            port = (unsigned)atoi(optarg);
+            if (port > 65535) {
+                usage(argv[0]);
+                return 2;
+            }
+            break;
+        case 't':
+            if (strcmp(optarg, "auto") == 0)
+                transport = SYNESIS_TRANSPORT_AUTO;
+            else if (strcmp(optarg, "udp") == 0)
+                transport = SYNESIS_TRANSPORT_UDP;
+            else if (strcmp(optarg, "tcp") == 0)
+                transport = SYNESIS_TRANSPORT_TCP;
+            else {
+                usage(argv[0]);
+                return 2;
+            }
+            break;
+        case 'x':
+            proxy = optarg;
+            break;
+        case 'w':
+            d.wait_udp = atof(optarg);
+            break;
         case 'd':
             dir = optarg;
             break;
@@ -244,7 +308,9 @@ int main(int argc, char **argv) {
     snprintf(ca, sizeof(ca), "%s/ca.pem", d.dir);
     syn_edge_config ec;
     syn_edge_config_init(&ec);
-    ec.listen = "127.0.0.1:0";
+    char listen[32];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
+    ec.listen = listen;
     ec.cert_file = cert;
     ec.key_file = key;
     ec.ca_file = ca;
@@ -276,6 +342,10 @@ int main(int argc, char **argv) {
     cfg.log = tunnel_log;
     cfg.log_user_data = &d;
     cfg.heartbeat_interval = 0.5;
+    cfg.transport = transport;
+    cfg.proxy = proxy;
+    cfg.udp_fallback_timeout = 1.0;
+    cfg.udp_reprobe_interval = 1.0;
     synesis_tunnel_callbacks cb;
     synesis_tunnel_callbacks_init(&cb);
     cb.on_state = on_state;
@@ -288,7 +358,7 @@ int main(int argc, char **argv) {
     printf("tunnel to %s (server name localhost)\n", url);
     ev_timer_init(&d.step, step_cb, 0., 0.);
     d.step.data = &d;
-    ev_timer_init(&d.deadline, deadline_cb, 60., 0.);
+    ev_timer_init(&d.deadline, deadline_cb, 60. + d.wait_udp, 0.);
     d.deadline.data = &d;
     ev_timer_start(d.loop, &d.deadline);
 

@@ -54,10 +54,13 @@ struct synesis_check {
     double handshake_timeout;
     syn_resolver *resolver;
     synesis_tunnel *tunnel;
-    int tcp_fd;
-    char tcp_addr[80];
-    ev_io tcp_io;
-    ev_timer tcp_timer;
+    /* The tcp item: a tunnel of the check's own with transport TCP (through the proxy that
+     * applies), its proxy as shown, whether one applies. */
+    synesis_tunnel *tcp_tunnel;
+    int transport; /* the config's */
+    uint16_t tcp_port;
+    int have_proxy;
+    char proxy_shown[320];
     ev_timer mtu_timer;
     ev_timer deadline;
     ev_timer finish_timer; /* delivers from the loop when nothing is left to wait for */
@@ -234,59 +237,44 @@ static void check_cert_and_clock(synesis_check *c, const synesis_tunnel_config *
     synesis_identity_info_free(info);
 }
 
-/* Writes a proxy URL without its user:password. */
-static void redact(const char *url, char *out, size_t n) {
-    const char *scheme = strstr(url, "://");
-    const char *host = scheme ? scheme + 3 : url;
-    const char *at = strchr(host, '@');
-    const char *slash = strchr(host, '/');
-    if (at && (!slash || at < slash))
-        snprintf(out, n, "%.*s***@%s", (int)(host - url), url, at + 1);
-    else
-        snprintf(out, n, "%s", url);
-}
-
-static void check_proxy(synesis_check *c) {
-    static const char *const names[] = {"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
-    const char *name = NULL, *val = NULL;
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && !val; i++) {
-        const char *v = getenv(names[i]);
-        if (v && *v) {
-            name = names[i];
-            val = v;
-        }
+/* The proxy item's first half: which proxy applies to the TCP path (the tcp item's tunnel says
+ * whether it answered). Returns -1 when the setting is refused (the item says why). */
+static int check_proxy(synesis_check *c, const char *configured) {
+    syn_proxy px;
+    char d[SYNESIS_DETAIL_MAX];
+    int rv = syn_proxy_select(configured, c->url.host, &px, d);
+    if (rv < 0) {
+        set_item(c, I_PROXY, SYNESIS_CHECK_FAILED, rv,
+                 "set proxy to http://[user:password@]host[:port] or none (agent.conf: proxy), "
+                 "or fix https_proxy",
+                 "%s", d);
+        return -1;
     }
-    const char *np = getenv("no_proxy");
-    if (!np || !*np)
-        np = getenv("NO_PROXY");
-    if (!val) {
-        set_item(c, I_PROXY, SYNESIS_CHECK_OK, 0, "",
-                 "no https_proxy or all_proxy in the environment (informational)");
-        return;
+    if (rv == 0) {
+        const char *env = getenv("https_proxy");
+        if (!env || !*env)
+            env = getenv("HTTPS_PROXY");
+        set_item(c, I_PROXY, SYNESIS_CHECK_OK, 0, "", "%s",
+                 configured && !*configured ? "no proxy (proxy = none)"
+                 : env && *env              ? "no proxy for this edge (no_proxy matches it)"
+                               : "no proxy configured or in the environment: TCP goes direct");
+        return 0;
     }
-    char shown[256];
-    redact(val, shown, sizeof(shown));
-    set_item(c, I_PROXY, SYNESIS_CHECK_WARNING, 0,
-             "none needed while UDP gets through; where only the proxy gets out, this version "
-             "cannot connect (proxy support is planned)",
-             "%s=%s%s%s found, not used: QUIC over UDP does not go through HTTP proxies "
-             "(informational)",
-             name, shown, np && *np ? ", no_proxy=" : "", np && *np ? np : "");
+    c->have_proxy = 1;
+    snprintf(c->proxy_shown, sizeof(c->proxy_shown), "%s", px.shown);
+    syn_proxy_clear(&px);
+    return 0;
 }
 
 /* ---- completion ---- */
 
 /* Stops and frees what the check runs on the loop; the report (c->items) stays. */
 static void check_release(synesis_check *c) {
-    ev_timer_stop(c->loop, &c->tcp_timer);
     ev_timer_stop(c->loop, &c->mtu_timer);
     ev_timer_stop(c->loop, &c->deadline);
     ev_timer_stop(c->loop, &c->finish_timer);
-    if (c->tcp_fd >= 0) {
-        ev_io_stop(c->loop, &c->tcp_io);
-        close(c->tcp_fd);
-        c->tcp_fd = -1;
-    }
+    synesis_tunnel_free(c->tcp_tunnel);
+    c->tcp_tunnel = NULL;
     syn_resolver_free(c->resolver);
     c->resolver = NULL;
     synesis_tunnel_free(c->tunnel);
@@ -328,6 +316,35 @@ static char *render_json(const synesis_check_result *r) {
 static void deliver(synesis_check *c) {
     synesis_check_item items[I_COUNT];
     int failed = 0;
+    /* UDP blocked but QUIC over TCP works: the tunnel comes up (transport auto), so UDP's
+     * failure is a warning, and TCP's handshake verified the edge's certificate and ours. */
+    int tcp_ok = c->items[I_TCP].set && c->items[I_TCP].status == SYNESIS_CHECK_OK;
+    int udp_blocked = c->items[I_UDP].status == SYNESIS_CHECK_FAILED &&
+                      (c->items[I_UDP].error == SYNESIS_ERR_HANDSHAKE_TIMEOUT ||
+                       c->items[I_UDP].error == SYNESIS_ERR_SOCKET);
+    /* UDP works: a TCP path (or proxy) that does not is the fallback missing, a warning. */
+    if (c->items[I_UDP].status == SYNESIS_CHECK_OK && c->items[I_TRUST].status == SYNESIS_CHECK_OK)
+        for (int i = I_TCP; i <= I_PROXY; i++) {
+            check_item *it = &c->items[i];
+            if (it->status != SYNESIS_CHECK_FAILED)
+                continue;
+            it->status = SYNESIS_CHECK_WARNING;
+            size_t n = strlen(it->finding);
+            snprintf(it->finding + n, sizeof(it->finding) - n,
+                     " (the tunnel runs over UDP; its TCP fallback would fail here)");
+        }
+    if (tcp_ok && udp_blocked) {
+        check_item *u = &c->items[I_UDP];
+        u->status = SYNESIS_CHECK_WARNING;
+        size_t n = strlen(u->finding);
+        snprintf(u->finding + n, sizeof(u->finding) - n,
+                 "; the tunnel falls back to QUIC over TCP (the tcp item)");
+        if (c->items[I_TRUST].status == SYNESIS_CHECK_SKIPPED)
+            set_item(c, I_TRUST, SYNESIS_CHECK_OK, 0, "",
+                     "the edge's certificate verified over TCP (chain, name%s); the edge accepted "
+                     "ours",
+                     c->tcp_tunnel && c->tcp_tunnel->cfg.n_spki_pins ? ", pins" : "");
+    }
     for (int i = 0; i < I_COUNT; i++) {
         check_item *it = &c->items[i];
         if (!it->set)
@@ -341,13 +358,13 @@ static void deliver(synesis_check *c) {
         if (it->status == SYNESIS_CHECK_FAILED)
             failed = 1;
     }
-    synesis_check_result r = {.struct_size = sizeof(r),
-                              .can_connect = !failed &&
-                                             c->items[I_UDP].status == SYNESIS_CHECK_OK &&
-                                             c->items[I_TRUST].status == SYNESIS_CHECK_OK,
-                              .status = c->status,
-                              .items = items,
-                              .n_items = I_COUNT};
+    synesis_check_result r = {
+        .struct_size = sizeof(r),
+        .can_connect = !failed && (c->items[I_UDP].status == SYNESIS_CHECK_OK || tcp_ok) &&
+                       c->items[I_TRUST].status == SYNESIS_CHECK_OK,
+        .status = c->status,
+        .items = items,
+        .n_items = I_COUNT};
     char *json = render_json(&r);
     r.json = json ? json : "{\"can_connect\":false,\"checks\":[]}";
     if (!json && !r.status)
@@ -376,68 +393,82 @@ static void ended(synesis_check *c, int what) {
     }
 }
 
-/* ---- TCP ---- */
+/* ---- TCP: a QUIC handshake over TCP (through the proxy that applies) ---- */
 
-static void tcp_done(synesis_check *c, int err) {
-    ev_io_stop(c->loop, &c->tcp_io);
-    ev_timer_stop(c->loop, &c->tcp_timer);
-    close(c->tcp_fd);
-    c->tcp_fd = -1;
-    const char *fix = "none now (informational: the tunnel uses UDP; a TCP fallback is planned)";
-    if (err == 0)
-        set_item(c, I_TCP, SYNESIS_CHECK_OK, 0, "",
-                 "TCP %s accepts connections (informational: the tunnel uses UDP only)",
-                 c->tcp_addr);
-    else if (err == ETIMEDOUT)
-        set_item(c, I_TCP, SYNESIS_CHECK_WARNING, 0, fix,
-                 "no answer from TCP %s within %g s (informational: the tunnel uses UDP only)",
-                 c->tcp_addr, c->opts.timeout);
-    else
-        set_item(c, I_TCP, SYNESIS_CHECK_WARNING, 0, fix,
-                 "TCP %s: %s (informational: the tunnel uses UDP only)", c->tcp_addr,
-                 err == ECONNREFUSED ? "refused, nothing listens" : strerror(err));
-    ended(c, P_TCP);
+static void tcp_failed(synesis_check *c, int err, const char *detail) {
+    const char *d = detail && *detail ? detail : synesis_strerror(err);
+    char fix[SYNESIS_DETAIL_MAX];
+    if (err == SYNESIS_ERR_DNS && !c->have_proxy) {
+        set_item(c, I_TCP, SYNESIS_CHECK_SKIPPED, err, "", "the edge's name does not resolve");
+        return;
+    }
+    if (err == SYNESIS_ERR_PROXY || err == SYNESIS_ERR_PROXY_AUTH) {
+        set_item(c, I_PROXY, SYNESIS_CHECK_FAILED, err,
+                 err == SYNESIS_ERR_PROXY_AUTH
+                     ? "give the proxy's user and password in its URL (proxy; agent.conf: "
+                       "proxy, or https_proxy)"
+                     : "ask for CONNECT to the edge's port to be allowed, or use another proxy "
+                       "(proxy; agent.conf: proxy)",
+                 "proxy %s refused: %s", c->proxy_shown, d);
+        set_item(c, I_TCP, SYNESIS_CHECK_FAILED, err, "see the proxy item",
+                 "no QUIC over TCP: the proxy refused");
+        return;
+    }
+    if (c->have_proxy && !strstr(d, "CONNECT")) {
+        set_item(c, I_PROXY, SYNESIS_CHECK_FAILED, err,
+                 "check the proxy's address (proxy; agent.conf: proxy, or https_proxy) and that "
+                 "it runs",
+                 "proxy %s did not answer: %s", c->proxy_shown, d);
+        set_item(c, I_TCP, SYNESIS_CHECK_FAILED, err, "see the proxy item",
+                 "no QUIC over TCP: the proxy did not answer");
+        return;
+    }
+    switch (err) {
+    case SYNESIS_ERR_PEER_UNTRUSTED:
+    case SYNESIS_ERR_PEER_NAME_MISMATCH:
+    case SYNESIS_ERR_PEER_PIN_MISMATCH:
+    case SYNESIS_ERR_PEER_CERT_EXPIRED:
+    case SYNESIS_ERR_CLIENT_CERT_REJECTED:
+        snprintf(fix, sizeof(fix), "see the trust item (the same verification as over UDP)");
+        break;
+    default:
+        snprintf(fix, sizeof(fix),
+                 "allow TCP to port %u out (firewall), or set a proxy (proxy; agent.conf: proxy); "
+                 "check that the edge listens on TCP (edge.conf: tcp, tcp_port)",
+                 c->tcp_port);
+        break;
+    }
+    set_item(c, I_TCP, SYNESIS_CHECK_FAILED, err, fix, "QUIC over TCP port %u: %s: %s", c->tcp_port,
+             synesis_error_name(err), d);
 }
 
-static void on_tcp_io(struct ev_loop *loop, ev_io *w, int revents) {
-    (void)loop;
-    (void)revents;
-    synesis_check *c = w->data;
-    int err = 0;
-    socklen_t len = sizeof(err);
-    if (getsockopt(c->tcp_fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        err = errno;
-    tcp_done(c, err);
-}
-
-static void on_tcp_timer(struct ev_loop *loop, ev_timer *w, int revents) {
-    (void)loop;
-    (void)revents;
-    tcp_done(w->data, ETIMEDOUT);
-}
-
-static void tcp_start(synesis_check *c, const syn_addr *a) {
-    syn_sockaddr_str((const struct sockaddr *)&a->ss, c->tcp_addr, sizeof(c->tcp_addr));
-    c->tcp_fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->tcp_fd < 0) {
-        set_item(c, I_TCP, SYNESIS_CHECK_WARNING, 0, "", "TCP socket: %s (informational)",
-                 strerror(errno));
+static void on_tcp_state(synesis_tunnel *t, const synesis_tunnel_state *old,
+                         const synesis_tunnel_state *st, void *user_data) {
+    (void)old;
+    synesis_check *c = user_data;
+    if (!(c->pending & P_TCP))
+        return;
+    if (st->kind == SYNESIS_STATE_CONNECTED) {
+        synesis_tunnel_stats s;
+        synesis_tunnel_get_stats(t, &s);
+        if (c->have_proxy)
+            set_item(c, I_TCP, SYNESIS_CHECK_OK, 0, "",
+                     "QUIC handshake over TCP with %s:%u in %.0f ms through proxy %s (the "
+                     "fallback works)",
+                     c->url.host, c->tcp_port, s.handshake_time * 1e3, c->proxy_shown);
+        else
+            set_item(c, I_TCP, SYNESIS_CHECK_OK, 0, "",
+                     "QUIC handshake over TCP with %s in %.0f ms (the fallback works)",
+                     s.remote_address, s.handshake_time * 1e3);
+        if (c->have_proxy)
+            set_item(c, I_PROXY, SYNESIS_CHECK_OK, 0, "",
+                     "proxy %s answered: CONNECT %s:%u accepted", c->proxy_shown, c->url.host,
+                     c->tcp_port);
         ended(c, P_TCP);
-        return;
+    } else if (st->kind == SYNESIS_STATE_FAILED || st->kind == SYNESIS_STATE_RECONNECTING) {
+        tcp_failed(c, st->error, st->error_detail);
+        ended(c, P_TCP);
     }
-    if (connect(c->tcp_fd, (const struct sockaddr *)&a->ss, a->len) == 0) {
-        tcp_done(c, 0);
-        return;
-    }
-    if (errno != EINPROGRESS) {
-        tcp_done(c, errno);
-        return;
-    }
-    ev_io_init(&c->tcp_io, on_tcp_io, c->tcp_fd, EV_WRITE);
-    c->tcp_io.data = c;
-    ev_io_start(c->loop, &c->tcp_io);
-    ev_timer_set(&c->tcp_timer, c->opts.timeout, 0.);
-    ev_timer_start(c->loop, &c->tcp_timer);
 }
 
 /* ---- DNS ---- */
@@ -449,8 +480,7 @@ static void on_resolved(void *ud, int rv, const syn_addr *addrs, size_t n, const
                  "check the host name in cloud_url and the resolver (/etc/resolv.conf, "
                  "resolvectl status)",
                  "%s", detail ? detail : "name resolution failed");
-        set_item(c, I_TCP, SYNESIS_CHECK_SKIPPED, 0, "", "the edge's name does not resolve");
-        ended(c, P_DNS | P_TCP);
+        ended(c, P_DNS);
         return;
     }
     char list[SYNESIS_DETAIL_MAX];
@@ -467,7 +497,6 @@ static void on_resolved(void *ud, int rv, const syn_addr *addrs, size_t n, const
     else
         set_item(c, I_DNS, SYNESIS_CHECK_OK, 0, "", "%s resolves to %s", c->url.host, list);
     ended(c, P_DNS);
-    tcp_start(c, &addrs[0]);
 }
 
 /* ---- UDP: the handshake, its trust and its path MTU ---- */
@@ -604,7 +633,9 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents) {
         udp_failed(c, SYNESIS_ERR_HANDSHAKE_TIMEOUT, "the check's time ran out");
     else if (c->pending & P_UDP)
         mtu_read(c);
-    c->pending &= P_TCP; /* the TCP connect has its own timer */
+    if (c->pending & P_TCP)
+        tcp_failed(c, SYNESIS_ERR_HANDSHAKE_TIMEOUT, "the check's time ran out");
+    c->pending = 0;
     ended(c, 0);
 }
 
@@ -635,11 +666,9 @@ SYNESIS_API int synesis_check_run(struct ev_loop *loop, const synesis_tunnel_con
     c->done = done;
     c->user_data = user_data;
     c->opts = o;
-    c->tcp_fd = -1;
     c->pmtud = full.pmtud;
+    c->transport = full.transport;
     c->max_udp_payload = full.max_udp_payload;
-    ev_timer_init(&c->tcp_timer, on_tcp_timer, 0., 0.);
-    c->tcp_timer.data = c;
     ev_timer_init(&c->mtu_timer, on_mtu_timer, 0., 0.);
     c->mtu_timer.data = c;
     ev_timer_init(&c->deadline, on_deadline, 0., 0.);
@@ -649,7 +678,6 @@ SYNESIS_API int synesis_check_run(struct ev_loop *loop, const synesis_tunnel_con
 
     check_files(c, &full);
     check_cert_and_clock(c, &full);
-    check_proxy(c);
 
     if (!full.cloud_url || syn_url_parse(full.cloud_url, &c->url, d) != 0) {
         set_item(c, I_FILES, SYNESIS_CHECK_FAILED, SYNESIS_ERR_INVALID_URL,
@@ -660,6 +688,8 @@ SYNESIS_API int synesis_check_run(struct ev_loop *loop, const synesis_tunnel_con
         goto started;
     }
 
+    c->tcp_port = full.tcp_port ? full.tcp_port : c->url.port;
+    int proxy_bad = check_proxy(c, full.proxy) != 0;
     c->resolver = syn_resolver_new(loop, full.resolve, full.resolve_user_data);
     if (!c->resolver) {
         free(c);
@@ -678,6 +708,7 @@ SYNESIS_API int synesis_check_run(struct ev_loop *loop, const synesis_tunnel_con
     tc.watch_network = 0;
     tc.resumption = 0;
     tc.early_data = 0;
+    tc.transport = SYNESIS_TRANSPORT_UDP; /* the udp item: this handshake never falls back */
     tc.resume_data = NULL;
     tc.resume_data_len = 0;
     tc.share_tls_with = NULL;
@@ -706,6 +737,39 @@ SYNESIS_API int synesis_check_run(struct ev_loop *loop, const synesis_tunnel_con
         set_item(c, I_TRUST, SYNESIS_CHECK_SKIPPED, 0, "", "no handshake");
         set_item(c, I_MTU, SYNESIS_CHECK_SKIPPED, 0, "", "no handshake");
         c->pending &= ~P_UDP;
+    }
+    /* The tcp item: the same handshake over TCP, as the fallback would make it. */
+    if (full.transport == SYNESIS_TRANSPORT_UDP) {
+        set_item(c, I_TCP, SYNESIS_CHECK_SKIPPED, 0, "",
+                 "transport = udp: the tunnel never uses TCP");
+        if (!c->items[I_PROXY].set || c->items[I_PROXY].status == SYNESIS_CHECK_OK)
+            set_item(c, I_PROXY, SYNESIS_CHECK_SKIPPED, 0, "", "transport = udp: no proxy is used");
+        c->pending &= ~P_TCP;
+    } else if (proxy_bad || rv != 0) {
+        if (proxy_bad)
+            set_item(c, I_TCP, SYNESIS_CHECK_SKIPPED, 0, "",
+                     "not tried: the proxy setting is refused");
+        else if (rv <= -100 && rv > -200)
+            set_item(c, I_TCP, SYNESIS_CHECK_SKIPPED, rv, "",
+                     "not tried: the identity cannot be used (%s)", synesis_error_name(rv));
+        else
+            set_item(c, I_TCP, SYNESIS_CHECK_SKIPPED, rv, "",
+                     "not tried: the configuration is refused (%s)", synesis_error_name(rv));
+        c->pending &= ~P_TCP;
+    } else {
+        synesis_tunnel_config tt = tc;
+        tt.transport = SYNESIS_TRANSPORT_TCP;
+        synesis_tunnel_callbacks tcb;
+        synesis_tunnel_callbacks_init(&tcb);
+        tcb.on_state = on_tcp_state;
+        int trv = synesis_tunnel_new(&c->tcp_tunnel, loop, &tt, &tcb, c, d, sizeof(d));
+        if (trv == 0)
+            trv = synesis_tunnel_connect(c->tcp_tunnel);
+        if (trv != 0) {
+            set_item(c, I_TCP, SYNESIS_CHECK_FAILED, trv, "see the finding", "%s: %s",
+                     synesis_error_name(trv), d);
+            c->pending &= ~P_TCP;
+        }
     }
     ev_timer_set(&c->deadline, o.timeout + o.mtu_wait + 1.0, 0.);
     ev_timer_start(loop, &c->deadline);

@@ -55,6 +55,8 @@ static const struct err_entry errors[] = {
     E(SYNESIS_ERR_PEER_CERT_EXPIRED, "edge certificate has expired"),
     E(SYNESIS_ERR_DRAINING, "the tunnel is draining: no new requests or streams"),
     E(SYNESIS_ERR_EDGE_DRAINED, "the edge drained the connection before the response ended"),
+    E(SYNESIS_ERR_PROXY, "the proxy refused the connection"),
+    E(SYNESIS_ERR_PROXY_AUTH, "the proxy requires authentication or refused the credentials"),
     E(SYNESIS_ERR_TIMEOUT, "timed out"),
     E(SYNESIS_ERR_RESPONSE_TOO_LARGE, "response exceeds the maximum size"),
     E(SYNESIS_ERR_CANCELLED, "cancelled"),

@@ -111,8 +111,9 @@ static void fall_back(synesis_tunnel *t, const char *detail) {
 
 /* Moves the connection to the route's current source address, if it changed. */
 static void migrate(synesis_tunnel *t, const char *why, uint64_t since_ns) {
-    if (t->state.kind != SYNESIS_STATE_CONNECTED || !t->qc || t->fd < 0 ||
+    if (t->state.kind != SYNESIS_STATE_CONNECTED || !t->qc || t->fd < 0 || t->link ||
         !syn_qconn_handshake_completed(t->qc)) {
+        /* Over TCP (t->link): the link survives the change or dies, which reconnects. */
         syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "%s: not connected, nothing to move", why);
         return;
     }

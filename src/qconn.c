@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/timerfd.h>
+#include "tcplink.h"
 #include <unistd.h>
 
 #define SYN_STREAM_VEC 16
@@ -106,6 +107,12 @@ struct syn_qconn {
     unsigned lingering : 1, linger_ack_wait : 1;
     syn_udp_tx tx;
     syn_sockaddr tx_dest; /* server: where the queued batch goes (the path ngtcp2 chose) */
+    /* QUIC over TCP (tcplink.h): packets for the path (link's local, link's remote) go to the
+     * link instead of fd; link_blocked: the link's queue is above its high water, the write loop
+     * waits for syn_qconn_link_writable(), as it waits for EV_WRITE on a full socket. */
+    syn_tcplink *link;
+    int link_blocked;
+    uint64_t link_pkts_sent, link_bytes_sent;
 
     syn_list streams; /* syn_qstream: every stream of the connection, newest first */
     syn_list pending; /* syn_qstream: streams with something to send, in turn */
@@ -773,6 +780,12 @@ static int path_validation_cb(ngtcp2_conn *conn, uint32_t flags, const ngtcp2_pa
     int result = res == NGTCP2_PATH_VALIDATION_RESULT_SUCCESS   ? 1
                  : res == NGTCP2_PATH_VALIDATION_RESULT_ABORTED ? -1
                                                                 : 0;
+    if (result == 1 && !qc->server) {
+        /* The validated path is the current one now (a probe's validation switches to it): later
+         * migrations start from it. */
+        path_addr(&path->local, &qc->local);
+        qc->remote = remote;
+    }
     qc->ops->path_validated(qc, result, &remote, fallback_path ? &old : NULL);
     return 0;
 }
@@ -1191,6 +1204,34 @@ static int same_sockaddr(const syn_sockaddr *a, const syn_sockaddr *b) {
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
+/* The packet ngtcp2 wrote for path goes to the link: path is the link's (its TCP connection's
+ * local and remote addresses). The tunnel never uses a UDP socket whose local port equals the
+ * link's, so a UDP path never matches one (docs/protocol.md, "Paths"). */
+static int path_is_link(const syn_qconn *qc, const ngtcp2_path *path) {
+    if (!qc->link || !syn_tcplink_is_up(qc->link))
+        return 0;
+    const syn_sockaddr *lr = syn_tcplink_remote(qc->link), *ll = syn_tcplink_local(qc->link);
+    if (!path->remote.addrlen) /* none named: our current path */
+        return same_sockaddr(&qc->remote, lr) && same_sockaddr(&qc->local, ll);
+    return path->remote.addrlen == lr->len && memcmp(path->remote.addr, &lr->ss, lr->len) == 0 &&
+           path->local.addrlen == ll->len && memcmp(path->local.addr, &ll->ss, ll->len) == 0;
+}
+
+/* Sends one packet on the link. Returns 0, or 1 when the link asks us to stop (the packet is
+ * queued: wait for syn_qconn_link_writable); a refused packet is dropped (QUIC sees a loss). */
+static int link_send(syn_qconn *qc, const uint8_t *pkt, size_t len) {
+    int r = syn_tcplink_send(qc->link, pkt, len);
+    if (r >= 0) {
+        qc->link_pkts_sent++;
+        qc->link_bytes_sent += len;
+    }
+    if (r == 1) {
+        qc->link_blocked = 1;
+        return 1;
+    }
+    return 0;
+}
+
 /* Sends CONNECTION_CLOSE carrying qc->ccerr, once, stamped ts (0 = now). */
 static void send_close_at(syn_qconn *qc, uint64_t ts) {
     if (!qc->conn || ngtcp2_conn_in_closing_period(qc->conn) ||
@@ -1214,12 +1255,14 @@ static void send_close_at(syn_qconn *qc, uint64_t ts) {
             qc->close_len = (size_t)n;
         }
     }
-    if (n > 0) {
+    if (n > 0 && path_is_link(qc, &ps.path)) {
+        (void)link_send(qc, pkt, (size_t)n);
+    } else if (n > 0 && qc->fd >= 0) {
         syn_udp_tx_push(&qc->tx, (size_t)n, pi.ecn);
         path_dest(qc, &ps.path, &qc->tx_dest);
         (void)syn_udp_flush(qc->fd, &qc->tx, qc->server ? &qc->tx_dest : NULL);
-        syn_udp_tx_clear(&qc->tx);
     }
+    syn_udp_tx_clear(&qc->tx);
 }
 
 static void send_close(syn_qconn *qc) { send_close_at(qc, 0); }
@@ -1257,10 +1300,14 @@ static uint64_t flush_pending_ack(syn_qconn *qc) {
                                       tx_size(qc), NULL, 0, -1, NULL, 0, ts);
         if (nw <= 0)
             break;
+        if (path_is_link(qc, &ps.path)) {
+            (void)link_send(qc, syn_udp_tx_next(&qc->tx), (size_t)nw);
+            continue;
+        }
         syn_udp_tx_push(&qc->tx, (size_t)nw, pi.ecn);
         path_dest(qc, &ps.path, &qc->tx_dest);
     }
-    if (qc->tx.n)
+    if (qc->tx.n && qc->fd >= 0)
         (void)syn_udp_flush(qc->fd, &qc->tx, qc->server ? &qc->tx_dest : NULL);
     syn_udp_tx_clear(&qc->tx);
     return ts;
@@ -1537,6 +1584,10 @@ static void fprep_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
 static int tx_flush(syn_qconn *qc) {
     if (!qc->tx.n)
         return 0;
+    if (qc->fd < 0) { /* over a link only: no UDP socket (yet) */
+        syn_udp_tx_clear(&qc->tx);
+        return 0;
+    }
     int r = syn_udp_flush(qc->fd, &qc->tx, qc->server ? &qc->tx_dest : NULL);
     if (r == 1) {
         ev_io_start(qc->loop, &qc->wio);
@@ -1614,7 +1665,7 @@ static void do_write(syn_qconn *qc) {
         return;
     if (ngtcp2_conn_in_closing_period(qc->conn) || ngtcp2_conn_in_draining_period(qc->conn))
         return;
-    if (tx_flush(qc) != 0)
+    if (qc->link_blocked || tx_flush(qc) != 0)
         return;
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
@@ -1670,6 +1721,16 @@ static void do_write(syn_qconn *qc) {
         }
         if (s && ndatalen > 0)
             pend_rotate(qc, s);
+        if (path_is_link(qc, &ps.path)) {
+            /* QUIC over TCP: one frame per packet, no batching, GSO or pacing concerns. */
+            npkts++;
+            qc->wakes.packets++;
+            if (link_send(qc, buf, (size_t)nw) != 0)
+                break;
+            if (npkts >= max_pkts)
+                break;
+            continue;
+        }
         if (qc->server) {
             /* A batch goes to one destination: a packet for another path starts a new batch. */
             syn_sockaddr dest;
@@ -2053,6 +2114,60 @@ int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local) {
         ev_io_start(qc->loop, &qc->wio);
     qc->fd = fd;
     syn_udp_tx_set_socket(&qc->tx, fd); /* GSO is judged per socket */
+    syn_qconn_schedule(qc);
+    return 0;
+}
+
+void syn_qconn_set_link(syn_qconn *qc, syn_tcplink *l) {
+    qc->link = l;
+    qc->link_blocked = 0;
+    if (l && !qc->ended && !syn_hold_dying(&qc->hold))
+        syn_qconn_schedule(qc);
+}
+
+syn_tcplink *syn_qconn_link(const syn_qconn *qc) { return qc->link; }
+
+void syn_qconn_drop_fd(syn_qconn *qc) {
+    ev_io_stop(qc->loop, &qc->wio);
+    qc->fd = -1;
+    syn_udp_tx_clear(&qc->tx);
+}
+
+void syn_qconn_link_writable(syn_qconn *qc) {
+    if (!qc->link_blocked)
+        return;
+    qc->link_blocked = 0;
+    syn_qconn_flush(qc);
+}
+
+void syn_qconn_link_counters(const syn_qconn *qc, uint64_t *pkts, uint64_t *bytes) {
+    *pkts = qc->link_pkts_sent;
+    *bytes = qc->link_bytes_sent;
+}
+
+int syn_qconn_probe_path(syn_qconn *qc, int fd, const syn_sockaddr *local,
+                         const syn_sockaddr *remote) {
+    if (qc->server || qc->ended || qc->end_pending || qc->close_req || !qc->hs_done)
+        return SYNESIS_ERR_INVALID_STATE;
+    ngtcp2_path path = {
+        .local = {.addr = (ngtcp2_sockaddr *)&local->ss,  .addrlen = local->len },
+        .remote = {.addr = (ngtcp2_sockaddr *)&remote->ss, .addrlen = remote->len},
+        .user_data = NULL,
+    };
+    int rv = ngtcp2_conn_initiate_migration(qc->conn, &path, syn_now_ns());
+    if (rv != 0)
+        return rv == NGTCP2_ERR_CONN_ID_BLOCKED ? SYNESIS_ERR_WOULD_BLOCK
+               : rv == NGTCP2_ERR_INVALID_STATE ? SYNESIS_ERR_INVALID_STATE
+                                                : SYNESIS_ERR_QUIC;
+    int active = ev_is_active(&qc->wio);
+    ev_io_stop(qc->loop, &qc->wio);
+    ev_io_set(&qc->wio, fd, EV_WRITE);
+    if (active)
+        ev_io_start(qc->loop, &qc->wio);
+    qc->fd = fd;
+    syn_udp_tx_set_socket(&qc->tx, fd);
+    if (qc->tx.family == 0)
+        qc->tx.family = local->ss.ss_family;
     syn_qconn_schedule(qc);
     return 0;
 }

@@ -283,6 +283,30 @@ void syn_qconn_set_remote(syn_qconn *qc, const syn_sockaddr *remote);
  * the tests and benchmarks that play a migrating device. */
 int syn_qconn_migrate(syn_qconn *qc, int fd, const syn_sockaddr *local);
 
+/* QUIC over TCP (tcplink.h). A connection may have one link besides its UDP socket: a packet
+ * ngtcp2 writes for the link's path (local and remote = the TCP connection's addresses) goes to
+ * the link as one frame, any other to the UDP socket (fd; -1: none, such packets are dropped).
+ * Frames received on the link are fed with syn_qconn_recv() with the link's addresses as the path
+ * (ECN not-ECT). set_link(NULL) detaches it (the link is going away; the connection lives on and
+ * may come back on another path). */
+struct syn_tcplink;
+void syn_qconn_set_link(syn_qconn *qc, struct syn_tcplink *l);
+struct syn_tcplink *syn_qconn_link(const syn_qconn *qc);
+/* The link's writable op: the write loop, stopped by a full link queue, goes on. */
+void syn_qconn_link_writable(syn_qconn *qc);
+/* Client: forgets the UDP socket (a failed probe's, which the owner closes): packets for UDP paths
+ * are dropped from now on. */
+void syn_qconn_drop_fd(syn_qconn *qc);
+/* Packets and bytes this connection sent on links. */
+void syn_qconn_link_counters(const syn_qconn *qc, uint64_t *pkts, uint64_t *bytes);
+/* Client: validates a new path (UDP socket fd bound to local, to remote) while the current one
+ * (a link) keeps carrying traffic (ngtcp2_conn_initiate_migration: the connection switches to it
+ * once the PATH_CHALLENGE is answered; ops->path_validated says how it ended). The caller keeps
+ * owning fd and feeds what arrives on it. Returns 0, SYNESIS_ERR_WOULD_BLOCK (no spare connection
+ * ID yet), SYNESIS_ERR_INVALID_STATE (handshake not confirmed), or SYNESIS_ERR_QUIC. */
+int syn_qconn_probe_path(syn_qconn *qc, int fd, const syn_sockaddr *local,
+                         const syn_sockaddr *remote);
+
 /* Server, tests only (a hostile edge that changes its address, which QUIC does not allow a
  * server): sends from fd from now on, and closes fd when the connection is finally freed. */
 void syn_qconn_server_send_from(syn_qconn *qc, int fd);

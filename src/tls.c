@@ -306,6 +306,65 @@ fail:
     return rc;
 }
 
+/* A context that verifies as from does and carries no identity and no session hook. */
+int syn_tls_client_ctx_verify_only(SSL_CTX **out, SSL_CTX *from, char *detail) {
+    if (out)
+        *out = NULL;
+    if (!out || !from)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "no context");
+    int rc = tls_init(detail);
+    if (rc)
+        return rc;
+    struct ctx_data *od = SSL_CTX_get_ex_data(from, ctx_index);
+    syn_ossl_clear();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        return syn_fail_ossl(detail, SYNESIS_ERR_NOMEM, "SSL_CTX_new failed");
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
+        rc = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "cannot restrict the context to TLS 1.3");
+        goto fail;
+    }
+    /* The same trust (the store itself, shared), verification parameters, pins and groups. */
+    SSL_CTX_set1_cert_store(ctx, SSL_CTX_get_cert_store(from));
+    if (X509_VERIFY_PARAM_set1(SSL_CTX_get0_param(ctx), SSL_CTX_get0_param(from)) != 1) {
+        rc = syn_fail_ossl(detail, SYNESIS_ERR_NOMEM, "cannot copy the verification parameters");
+        goto fail;
+    }
+    struct ctx_data *d = calloc(1, sizeof(*d));
+    if (d && od && od->n_pins) {
+        d->pins = malloc(od->n_pins * sizeof(*d->pins));
+        if (d->pins) {
+            memcpy(d->pins, od->pins, od->n_pins * sizeof(*d->pins));
+            d->n_pins = od->n_pins;
+        }
+    }
+    if (!d || (od && od->n_pins && !d->pins)) {
+        ctx_data_free(NULL, d, NULL, 0, 0, NULL);
+        rc = syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = attach_data(ctx, d, detail)) != 0)
+        goto fail;
+    if (od && od->groups && (rc = syn_tls_ctx_set_groups(ctx, od->groups)) != 0) {
+        syn_fail(detail, rc, "cannot set the key-exchange groups");
+        goto fail;
+    }
+    SSL_CTX_set_cert_verify_callback(ctx, client_cert_verify, d);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    /* No session: nothing is cached, offered or handed to a sink (resume.c never sees one). */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    syn_ossl_clear();
+    *out = ctx;
+    return 0;
+fail:
+    SSL_CTX_free(ctx);
+    syn_ossl_clear();
+    return rc;
+}
+
 /* host without the brackets of "[v6]"; returns 1 for an IP literal. */
 static int split_host(const char *name, char *host, size_t len) {
     size_t n = strlen(name);
@@ -668,6 +727,52 @@ int syn_tls_server_ctx_new(SSL_CTX **out, const syn_tls_server_config *cfg, char
          * nothing. */
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     }
+    syn_ossl_clear();
+    *out = ctx;
+    return 0;
+fail:
+    SSL_CTX_free(ctx);
+    syn_ossl_clear();
+    return rc;
+}
+
+int syn_tls_server_ctx_identity_of(SSL_CTX **out, SSL_CTX *from, const char *alpn, char *detail) {
+    if (out)
+        *out = NULL;
+    if (!out || !from || !alpn || !alpn[0] || strlen(alpn) > 255)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "no context or ALPN");
+    int rc = tls_init(detail);
+    if (rc)
+        return rc;
+    X509 *leaf = SSL_CTX_get0_certificate(from);
+    EVP_PKEY *key = SSL_CTX_get0_privatekey(from);
+    STACK_OF(X509) *chain = NULL;
+    if (!leaf || !key || SSL_CTX_get0_chain_certs(from, &chain) != 1)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "the context has no certificate and key");
+    syn_identity id = {leaf, chain, key};
+    SSL_CTX *ctx = new_ctx(TLS_server_method(), &id, detail, &rc);
+    if (!ctx)
+        return rc;
+    struct ctx_data *d = calloc(1, sizeof(*d));
+    if (d)
+        d->alpn = strdup(alpn);
+    if (!d || !d->alpn) {
+        ctx_data_free(NULL, d, NULL, 0, 0, NULL);
+        rc = syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = attach_data(ctx, d, detail)) != 0)
+        goto fail;
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, d);
+    SSL_CTX_set_client_hello_cb(ctx, client_hello_check, NULL);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    if (SSL_CTX_set_num_tickets(ctx, 0) != 1) {
+        rc = syn_fail_ossl(detail, SYNESIS_ERR_CRYPTO, "SSL_CTX_set_num_tickets failed");
+        goto fail;
+    }
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     syn_ossl_clear();
     *out = ctx;
     return 0;

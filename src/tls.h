@@ -51,6 +51,12 @@ int syn_tls_client_ctx_rekey(SSL_CTX **out, SSL_CTX *old, const syn_tls_client_c
  * SYNESIS_ERR_INVALID_ARGUMENT (a list OpenSSL does not accept) or SYNESIS_ERR_NOMEM. */
 int syn_tls_ctx_set_groups(SSL_CTX *ctx, const char *groups);
 
+/* A client context without identity that verifies the edge exactly as from does (its
+ * certificate store, shared; its verification parameters, pins and groups), TLS 1.3 only, with
+ * no session cache, tickets or session sink (QUIC over TCP's outer TLS: no resumption there).
+ * Returns 0 or SYNESIS_ERR_INVALID_ARGUMENT / NOMEM / CRYPTO with detail; caller owns *out. */
+int syn_tls_client_ctx_verify_only(SSL_CTX **out, SSL_CTX *from, char *detail);
+
 /*
  * Per-connection setup on an SSL created from that ctx, before the handshake: SNI = server_name
  * (not for IP literals), hostname verification (SSL_set1_host for names; for IPv4/IPv6 literals,
@@ -108,6 +114,11 @@ typedef struct syn_tls_server_config {
  * own copy; a client without it gets a no_application_protocol alert). The caller owns *out.
  */
 int syn_tls_server_ctx_new(SSL_CTX **out, const syn_tls_server_config *cfg, char *detail);
+
+/* A server context with from's certificate chain and key, TLS 1.3 only, no client
+ * certificate requested, only alpn accepted (a client without it, or with others only, gets a
+ * no_application_protocol alert), no session tickets. Caller owns *out. */
+int syn_tls_server_ctx_identity_of(SSL_CTX **out, SSL_CTX *from, const char *alpn, char *detail);
 
 /*
  * Server side, after the handshake: device id from the verified client certificate's CN

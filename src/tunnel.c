@@ -52,6 +52,24 @@ static void config_defaults(synesis_tunnel_config *cfg) {
     cfg->max_queued_request_bytes = SYN_DEFAULT_MAX_QUEUED_REQUEST_BYTES;
     cfg->resumption = 1;
     cfg->early_data = 1;
+    cfg->proxy = NULL;
+    cfg->udp_fallback_timeout = 3.0;
+    cfg->udp_reprobe_interval = 30.0;
+    cfg->transport = SYNESIS_TRANSPORT_AUTO;
+    cfg->tcp_fallback_after = 1;
+    cfg->tcp_port = 0;
+}
+
+SYNESIS_API const char *synesis_transport_name(synesis_transport transport) {
+    switch (transport) {
+    case SYNESIS_TRANSPORT_AUTO:
+        return "auto";
+    case SYNESIS_TRANSPORT_UDP:
+        return "udp";
+    case SYNESIS_TRANSPORT_TCP:
+        return "tcp";
+    }
+    return "unknown";
 }
 
 SYNESIS_API void synesis_tunnel_config_init_sized(synesis_tunnel_config *cfg, size_t size) {
@@ -576,7 +594,11 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
         t->pkts_sent_done += ci.pkt_sent;
         t->pkts_lost_done += ci.pkt_lost;
         t->qc = NULL; /* from here on nothing can use it, whatever the callbacks below do */
-        int linger = t->linger_teardown && t->fd >= 0 && t->cfg.close_linger > 0 &&
+        uint64_t lp, lb;
+        syn_qconn_link_counters(qc, &lp, &lb);
+        t->link_pkts_done += lp;
+        t->link_bytes_done += lb;
+        int linger = t->linger_teardown && t->fd >= 0 && !t->link && t->cfg.close_linger > 0 &&
                      syn_qconn_handshake_completed(qc) && linger_start(t, qc) == 0;
         if (!linger && t->fd >= 0) {
             /* The connection may still be on the stack with its close deferred: it closes the
@@ -587,6 +609,8 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
         }
         if (!linger && t->linger_teardown)
             syn_qconn_close(qc, 0, "client disconnect");
+        /* The links go below: a close still deferred on the stack has none to send on. */
+        syn_qconn_set_link(qc, NULL);
         syn_requests_conn_lost(t, err, detail);
         syn_streams_fail_all(t, err, detail);
         syn_reports_drop(t, qc);
@@ -604,6 +628,14 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
     }
     t->pending_sock_err = 0;
     ev_timer_stop(t->loop, &t->stable_timer);
+    ev_timer_stop(t->loop, &t->udp_timer);
+    ev_timer_stop(t->loop, &t->probe_timer);
+    ev_timer_stop(t->loop, &t->link_grace);
+    t->probing = 0;
+    t->on_tcp = 0;
+    syn_tcplink_free(t->link);
+    syn_tcplink_free(t->old_link);
+    t->link = t->old_link = NULL;
     syn_migration_conn_down(t);
 }
 
@@ -616,6 +648,10 @@ static void qc_handshake_done(syn_qconn *qc) {
     synesis_tunnel_state s;
     make_state(&s, SYNESIS_STATE_CONNECTED, 0, NULL);
     s.latency_ms = syn_qconn_srtt_ms(qc);
+    s.transport = t->on_tcp ? SYNESIS_TRANSPORT_TCP : SYNESIS_TRANSPORT_UDP;
+    ev_timer_stop(t->loop, &t->udp_timer);
+    if (!t->on_tcp)
+        t->udp_failures = 0; /* a UDP success: UDP first again */
     char addr[64];
     syn_sockaddr_str((const struct sockaddr *)&t->remote.ss, addr, sizeof(addr));
     int resumed = syn_qconn_resumed(qc);
@@ -647,6 +683,12 @@ static void qc_handshake_done(syn_qconn *qc) {
         syn_backoff_reset(&t->backoff);
     }
     if (set_state(t, &s) == 0 && !syn_hold_dying(&t->hold) && syn_tunnel_ready(t)) {
+        if (t->on_tcp && t->cfg.transport == SYNESIS_TRANSPORT_AUTO &&
+            t->cfg.udp_reprobe_interval > 0) {
+            t->probe_delay = t->cfg.udp_reprobe_interval;
+            ev_timer_set(&t->probe_timer, t->probe_delay, 0.);
+            ev_timer_start(t->loop, &t->probe_timer);
+        }
         syn_migration_conn_up(t);
         syn_heartbeat_start(t);
         syn_qconn_schedule(qc); /* opens waiting requests and streams */
@@ -822,6 +864,9 @@ static SSL_SESSION *resume_prepare(synesis_tunnel *t, const uint8_t **saved_toke
     return sess;
 }
 
+static void tunnel_path_validated(syn_qconn *qc, int result, const syn_sockaddr *remote,
+                                  const syn_sockaddr *old_remote);
+
 static const syn_qconn_ops tunnel_qc_ops = {
     .new_session = qc_new_session,
     .new_token = qc_new_token,
@@ -836,8 +881,10 @@ static const syn_qconn_ops tunnel_qc_ops = {
     .closed = qc_closed,
     .send_error = qc_send_error,
     .log = qc_log,
-    .path_validated = syn_migration_path_validated,
+    .path_validated = tunnel_path_validated,
 };
+
+static void probe_failed(synesis_tunnel *t, const char *why);
 
 static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     (void)loop;
@@ -872,6 +919,10 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         if (n == 0)
             break;
         syn_qconn *qc = t->qc;
+        if (!t->udp_heard) {
+            t->udp_heard = 1; /* the edge answers on UDP: the handshake timeout judges now */
+            ev_timer_stop(t->loop, &t->udp_timer);
+        }
         for (int i = 0; i < n && t->qc == qc && !syn_hold_dying(&t->hold); i++)
             syn_qconn_recv(qc, &t->local, &d[i].remote, d[i].ecn, d[i].data, d[i].len);
         total += n;
@@ -882,6 +933,11 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
      * connection; transient errors (ENOBUFS, a route flap, a firewall's EPERM) are packets lost,
      * which QUIC recovers from or the idle timeout judges. Before the handshake, any error ends
      * the attempt on this address. */
+    if (sock_err && t->qc && t->on_tcp) {
+        /* A UDP probe's socket while the link carries the connection: the probe failed. */
+        probe_failed(t, strerror(sock_err));
+        sock_err = 0;
+    }
     if (sock_err && t->qc && syn_qconn_handshake_completed(t->qc) && sock_err != ECONNREFUSED) {
         syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "socket error ignored: %s", strerror(sock_err));
         sock_err = 0;
@@ -1280,9 +1336,347 @@ static void connect_addr(synesis_tunnel *t) {
         syn_sockaddr_str((const struct sockaddr *)&a->ss, addr, sizeof(addr));
         syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "connecting to %s (%s)", t->server_name, addr);
         t->handshake_started_ns = syn_now_ns();
+        t->udp_heard = 0;
+        if (t->cfg.transport == SYNESIS_TRANSPORT_AUTO) {
+            ev_timer_set(&t->udp_timer, t->cfg.udp_fallback_timeout, 0.);
+            ev_timer_start(t->loop, &t->udp_timer);
+        }
         syn_qconn_flush(t->qc); /* sends the Initial */
         return;
     }
+}
+
+/* ---- QUIC over TCP (tcplink.h): the fallback when UDP does not get through, and the way back ----
+ */
+
+static uint16_t tcp_port(const synesis_tunnel *t) {
+    return t->cfg.tcp_port ? t->cfg.tcp_port : t->url.port;
+}
+
+static void addr_set_port(syn_addr *a, uint16_t port) {
+    if (a->ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&a->ss)->sin_port = htons(port);
+    else if (a->ss.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
+}
+
+/* The current link's frames and its writable and closed events. */
+static void link_up(syn_tcplink *l) {
+    synesis_tunnel *t = syn_tcplink_owner(l);
+    if (l != t->link)
+        return;
+    syn_tunnel_enter(t);
+    char detail[SYNESIS_DETAIL_MAX];
+    syn_sockaddr local = *syn_tcplink_local(l), remote = *syn_tcplink_remote(l);
+    const uint8_t *tok;
+    size_t toklen;
+    uint8_t tp[SYN_RESUME_MAX_TP];
+    SSL_SESSION *sess = resume_prepare(t, &tok, &toklen, tp);
+    int rv = syn_qconn_client_new(&t->qc, t->loop, -1, &local, &remote, t->ssl_ctx, t->server_name,
+                                  t->cfg.alpn, &t->qset, &tunnel_qc_ops, t, detail);
+    SSL_SESSION_free(sess);
+    t->qset.session = NULL;
+    t->qset.early_data = 0;
+    t->qset.early_tp = NULL;
+    t->qset.early_tplen = 0;
+    t->qset.token = tok;
+    t->qset.tokenlen = toklen;
+    if (rv != 0) {
+        attempt_failed(t, rv, detail);
+    } else {
+        syn_qconn_set_link(t->qc, l);
+        syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "TCP link to %s up%s%s: QUIC handshake", t->remote_str,
+                       t->have_proxy ? " through proxy " : "", t->have_proxy ? t->proxy.shown : "");
+        syn_qconn_flush(t->qc); /* sends the Initial */
+    }
+    syn_tunnel_leave(t);
+}
+
+static void link_packet(syn_tcplink *l, const uint8_t *data, size_t len) {
+    synesis_tunnel *t = syn_tcplink_owner(l);
+    if (!t->qc || (l != t->link && l != t->old_link))
+        return;
+    syn_qconn_recv(t->qc, syn_tcplink_local(l), syn_tcplink_remote(l), 0, data, len);
+    if (t->qc)
+        syn_qconn_schedule(t->qc); /* one write pass for the frames of this read */
+}
+
+static void link_writable(syn_tcplink *l) {
+    synesis_tunnel *t = syn_tcplink_owner(l);
+    if (t->qc && syn_qconn_link(t->qc) == l)
+        syn_qconn_link_writable(t->qc);
+}
+
+static void tcp_connect(synesis_tunnel *t);
+
+static void link_closed(syn_tcplink *l, int err, const char *detail) {
+    synesis_tunnel *t = syn_tcplink_owner(l);
+    syn_tunnel_enter(t);
+    if (t->qc && syn_qconn_link(t->qc) == l)
+        syn_qconn_set_link(t->qc, NULL);
+    if (l == t->old_link) {
+        t->old_link = NULL;
+        ev_timer_stop(t->loop, &t->link_grace);
+        syn_tcplink_free(l);
+        syn_tunnel_leave(t);
+        return;
+    }
+    if (l != t->link) {
+        syn_tcplink_free(l);
+        syn_tunnel_leave(t);
+        return;
+    }
+    t->link = NULL;
+    syn_tcplink_free(l);
+    char d[SYNESIS_DETAIL_MAX];
+    snprintf(d, sizeof(d), "TCP link to %s%s%s: %s", t->remote_str,
+             t->have_proxy ? " through proxy " : "", t->have_proxy ? t->proxy.shown : "",
+             detail && detail[0] ? detail : "closed by the edge");
+    if (!t->on_tcp) {
+        /* Moved to UDP already: the old link's end changes nothing. */
+    } else if (!t->qc && t->tcp_idx + 1 < t->tcp_naddrs) {
+        syn_tunnel_log(t, SYNESIS_LOG_WARN, "%s", d);
+        t->stats.address_fallbacks++;
+        t->tcp_idx++;
+        tcp_connect(t);
+    } else {
+        int was_up = t->qc && syn_qconn_handshake_completed(t->qc);
+        attempt_failed(t, was_up || err == 0 ? SYNESIS_ERR_CONNECTION_LOST : err, d);
+    }
+    syn_tunnel_leave(t);
+}
+
+static const syn_tcplink_ops tunnel_link_ops = {
+    .up = link_up,
+    .packet = link_packet,
+    .writable = link_writable,
+    .closed = link_closed,
+};
+
+/* Opens the link to tcp_addrs[tcp_idx] (the edge's, or the proxy's), moving on on failure. */
+static void tcp_connect(synesis_tunnel *t) {
+    char detail[SYNESIS_DETAIL_MAX];
+    if (!t->tcp_ctx) {
+        int rv = syn_tcplink_client_ctx_new(&t->tcp_ctx, t->ssl_ctx, detail);
+        if (rv != 0) {
+            attempt_failed(t, rv, detail);
+            return;
+        }
+    }
+    for (; t->tcp_idx < t->tcp_naddrs; t->tcp_idx++) {
+        syn_addr *a = &t->tcp_addrs[t->tcp_idx];
+        syn_sockaddr_str((const struct sockaddr *)&a->ss, t->remote_str, sizeof(t->remote_str));
+        syn_tcplink_client_opts o = {
+            .connect_to = a,
+            .proxy = t->have_proxy ? &t->proxy : NULL,
+            .target_host = t->url.host,
+            .target_port = tcp_port(t),
+            .ctx = t->tcp_ctx,
+            .server_name = t->server_name,
+            .timeout = t->cfg.handshake_timeout,
+        };
+        int rv = syn_tcplink_connect(&t->link, t->loop, &o, &tunnel_link_ops, t, detail);
+        if (rv == 0) {
+            syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "connecting to %s over TCP (%s%s%s)",
+                           t->server_name, t->remote_str, t->have_proxy ? ", proxy " : "",
+                           t->have_proxy ? t->proxy.shown : "");
+            return;
+        }
+        t->link = NULL;
+        syn_tunnel_log(t, SYNESIS_LOG_WARN, "TCP to %s: %s", t->remote_str, detail);
+        if (t->tcp_idx + 1 >= t->tcp_naddrs) {
+            attempt_failed(t, rv, detail);
+            return;
+        }
+    }
+}
+
+static void proxy_resolved_cb(void *ud, int rv, const syn_addr *addrs, size_t n,
+                              const char *detail) {
+    synesis_tunnel *t = ud;
+    syn_tunnel_enter(t);
+    if (rv != 0 || n == 0) {
+        char d[SYNESIS_DETAIL_MAX];
+        snprintf(d, sizeof(d), "proxy %s: %s", t->proxy.shown, detail ? detail : "no address");
+        attempt_failed(t, rv ? rv : SYNESIS_ERR_DNS, d);
+    } else {
+        t->tcp_naddrs = n > SYN_RESOLVE_MAX ? SYN_RESOLVE_MAX : n;
+        memcpy(t->tcp_addrs, addrs, t->tcp_naddrs * sizeof(*addrs));
+        t->tcp_idx = 0;
+        tcp_connect(t);
+    }
+    syn_tunnel_leave(t);
+}
+
+/* The current attempt goes on over TCP: through the proxy that applies (resolved first), or to
+ * the edge's addresses (resolved already) at its TCP port. */
+static void tcp_start(synesis_tunnel *t) {
+    char detail[SYNESIS_DETAIL_MAX];
+    t->on_tcp = 1;
+    t->handshake_started_ns = syn_now_ns();
+    syn_proxy_clear(&t->proxy);
+    t->have_proxy = 0;
+    int rv = syn_proxy_select(t->cfg.proxy, t->url.host, &t->proxy, detail);
+    if (rv < 0) {
+        attempt_failed(t, rv, detail);
+        return;
+    }
+    t->have_proxy = rv == 1;
+    t->tcp_idx = 0;
+    if (t->have_proxy) {
+        rv = syn_resolver_start(t->resolver, t->proxy.host, t->proxy.port, proxy_resolved_cb, t);
+        if (rv != 0)
+            attempt_failed(t, rv, "cannot start name resolution of the proxy");
+        return;
+    }
+    t->tcp_naddrs = t->naddrs;
+    memcpy(t->tcp_addrs, t->addrs, t->naddrs * sizeof(*t->addrs));
+    for (size_t i = 0; i < t->tcp_naddrs; i++)
+        addr_set_port(&t->tcp_addrs[i], tcp_port(t));
+    tcp_connect(t);
+}
+
+/* A UDP attempt heard nothing from the edge in udp_fallback_timeout: a UDP failure. */
+static void udp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    synesis_tunnel *t = w->data;
+    if (!t->qc || t->on_tcp || t->udp_heard || syn_qconn_handshake_completed(t->qc))
+        return;
+    char d[SYNESIS_DETAIL_MAX];
+    snprintf(d, sizeof(d), "no reply over UDP from %s within %.1f s (UDP blocked?)", t->remote_str,
+             t->cfg.udp_fallback_timeout);
+    syn_qconn_abort(t->qc, SYNESIS_ERR_HANDSHAKE_TIMEOUT, d);
+}
+
+/* Closes the probe's UDP socket (the link keeps the connection). */
+static void probe_close(synesis_tunnel *t) {
+    if (t->qc)
+        syn_qconn_drop_fd(t->qc);
+    if (t->fd >= 0) {
+        ev_io_stop(t->loop, &t->rio);
+        close(t->fd);
+        t->fd = -1;
+    }
+    t->pending_sock_err = 0;
+    t->probing = 0;
+}
+
+static void probe_schedule(synesis_tunnel *t) {
+    if (t->cfg.udp_reprobe_interval <= 0 || t->cfg.transport != SYNESIS_TRANSPORT_AUTO)
+        return;
+    ev_timer_stop(t->loop, &t->probe_timer);
+    ev_timer_set(&t->probe_timer, t->probe_delay, 0.);
+    ev_timer_start(t->loop, &t->probe_timer);
+}
+
+static void probe_failed(synesis_tunnel *t, const char *why) {
+    if (!t->probing)
+        return;
+    probe_close(t);
+    t->stats.udp_probes_failed++;
+    t->probe_delay *= 2;
+    if (t->probe_delay > SYN_TUNNEL_PROBE_MAX)
+        t->probe_delay = SYN_TUNNEL_PROBE_MAX;
+    syn_tunnel_log(t, SYNESIS_LOG_INFO,
+                   "UDP probe failed (%s): staying on TCP, next probe in %.0f s", why,
+                   t->probe_delay);
+    probe_schedule(t);
+}
+
+/* While Connected over TCP: validates a UDP path to the edge; the link carries on meanwhile. */
+static void probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    synesis_tunnel *t = w->data;
+    if (!t->qc || !t->on_tcp || !t->link || t->probing || t->naddrs == 0 ||
+        t->state.kind != SYNESIS_STATE_CONNECTED)
+        return;
+    syn_tunnel_enter(t);
+    char detail[SYNESIS_DETAIL_MAX];
+    syn_addr remote = t->addrs[t->tcp_idx < t->naddrs && !t->have_proxy ? t->tcp_idx : 0];
+    syn_sockaddr local;
+    int fd = -1;
+    /* A UDP local port equal to the link's would make the two paths one (docs/protocol.md). */
+    for (int i = 0; i < 3; i++) {
+        fd = syn_udp_open((const struct sockaddr *)&remote.ss, remote.len, NULL, 0, t->cfg.pmtud,
+                          &local, detail);
+        if (fd < 0 || local.len != syn_tcplink_local(t->link)->len ||
+            memcmp(&local.ss, &syn_tcplink_local(t->link)->ss, local.len) != 0)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0) {
+        t->probing = 1;
+        probe_failed(t, detail);
+        syn_tunnel_leave(t);
+        return;
+    }
+    (void)syn_udp_set_buffers(fd, SYN_TUNNEL_SOCKET_BUFFER, NULL, NULL);
+    int rv = syn_qconn_probe_path(t->qc, fd, &local, &remote);
+    if (rv != 0) {
+        close(fd);
+        if (rv == SYNESIS_ERR_WOULD_BLOCK) { /* no spare connection ID yet: soon again */
+            ev_timer_set(&t->probe_timer, 1., 0.);
+            ev_timer_start(t->loop, &t->probe_timer);
+        } else {
+            t->probing = 1;
+            probe_failed(t, synesis_error_name(rv));
+        }
+        syn_tunnel_leave(t);
+        return;
+    }
+    t->fd = fd;
+    t->local = local;
+    t->probing = 1;
+    ev_io_init(&t->rio, rio_cb, fd, EV_READ);
+    t->rio.data = t;
+    ev_io_start(t->loop, &t->rio);
+    char addr[64];
+    syn_sockaddr_str((const struct sockaddr *)&remote.ss, addr, sizeof(addr));
+    syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "probing UDP to %s", addr);
+    syn_tunnel_leave(t);
+}
+
+static void link_grace_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    synesis_tunnel *t = w->data;
+    if (t->qc && t->old_link && syn_qconn_link(t->qc) == t->old_link)
+        syn_qconn_set_link(t->qc, NULL);
+    syn_tcplink_free(t->old_link);
+    t->old_link = NULL;
+}
+
+static void tunnel_path_validated(syn_qconn *qc, int result, const syn_sockaddr *remote,
+                                  const syn_sockaddr *old_remote) {
+    synesis_tunnel *t = syn_qconn_owner(qc);
+    if (qc != t->qc || !t->probing) {
+        syn_migration_path_validated(qc, result, remote, old_remote);
+        return;
+    }
+    if (result != 1) {
+        /* Called from inside ngtcp2: closing our socket is ours to do; the connection is back on
+         * the link's path. */
+        probe_failed(t, result == 0 ? "no answer on the UDP path" : "aborted");
+        return;
+    }
+    t->probing = 0;
+    t->on_tcp = 0;
+    t->udp_failures = 0;
+    t->udp_heard = 1;
+    t->remote = *remote;
+    syn_sockaddr_str((const struct sockaddr *)&remote->ss, t->remote_str, sizeof(t->remote_str));
+    t->stats.udp_returns++;
+    ev_timer_stop(t->loop, &t->probe_timer);
+    /* The link stays a moment for frames already on their way, then goes. */
+    t->old_link = t->link;
+    t->link = NULL;
+    ev_timer_set(&t->link_grace, SYN_TUNNEL_LINK_GRACE, 0.);
+    ev_timer_start(t->loop, &t->link_grace);
+    syn_tunnel_log(t, SYNESIS_LOG_INFO, "UDP path to %s validated: moved back from TCP to UDP",
+                   t->remote_str);
 }
 
 static void resolved_cb(void *ud, int rv, const syn_addr *addrs, size_t n, const char *detail) {
@@ -1296,7 +1690,12 @@ static void resolved_cb(void *ud, int rv, const syn_addr *addrs, size_t n, const
         memcpy(t->addrs, addrs, n * sizeof(*addrs));
         t->naddrs = n;
         t->addr_idx = 0;
-        connect_addr(t);
+        if (t->cfg.transport == SYNESIS_TRANSPORT_TCP ||
+            (t->cfg.transport == SYNESIS_TRANSPORT_AUTO &&
+             t->udp_failures >= t->cfg.tcp_fallback_after))
+            tcp_start(t); /* UDP failed on the last attempts: TCP first */
+        else
+            connect_addr(t);
     }
     syn_tunnel_leave(t);
 }
@@ -1381,6 +1780,21 @@ static void schedule_move(synesis_tunnel *t, int err, const char *detail) {
 
 /* A connection attempt or a live connection ended with err. */
 static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
+    char both[SYNESIS_DETAIL_MAX];
+    if (t->on_tcp && t->udp_err && !(t->qc && syn_qconn_handshake_completed(t->qc)) &&
+        (err == SYNESIS_ERR_SOCKET || err == SYNESIS_ERR_HANDSHAKE_TIMEOUT ||
+         err == SYNESIS_ERR_CONNECTION_LOST)) {
+        /* TCP did no better than UDP: the attempt ends with UDP's verdict, TCP's added. Neither
+         * getting through is the edge (or the network) down rather than UDP blocked: the next
+         * attempt tries UDP first again, and TCP at once if UDP fails once more (not TCP first,
+         * which would keep a tunnel on TCP for a probe interval after every edge restart). */
+        snprintf(both, sizeof(both), "%s; over TCP too: %s", t->udp_detail,
+                 detail ? detail : synesis_strerror(err));
+        err = t->udp_err;
+        detail = both;
+        t->udp_failures = t->cfg.tcp_fallback_after - 1;
+    }
+    t->udp_err = 0;
     syn_copy_str(t->last_error, sizeof(t->last_error), detail ? detail : synesis_strerror(err));
     t->stats.last_error = err;
     syn_copy_str(t->stats_detail, sizeof(t->stats_detail), t->last_error);
@@ -1388,9 +1802,22 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
     int was_up = t->qc && syn_qconn_handshake_completed(t->qc);
     /* Before the handshake, a transport-level failure on one address moves on to the next
      * (IPv4 first, then IPv6); a TLS verdict does not. */
-    int try_next = !was_up && t->addr_idx + 1 < t->naddrs &&
+    int on_tcp = t->on_tcp;
+    int try_next = !was_up && !on_tcp && t->addr_idx + 1 < t->naddrs &&
                    (err == SYNESIS_ERR_SOCKET || err == SYNESIS_ERR_HANDSHAKE_TIMEOUT ||
                     err == SYNESIS_ERR_CONNECTION_LOST);
+    /* UDP failed on this address (refused or unreachable, or nothing heard from the edge): on
+     * the last address that is one UDP failure, and enough of them in a row move this same
+     * attempt to TCP (config.tcp_fallback_after). */
+    int udp_failed =
+        !was_up && !on_tcp && t->qc && t->naddrs &&
+        (err == SYNESIS_ERR_SOCKET || (err == SYNESIS_ERR_HANDSHAKE_TIMEOUT && !t->udp_heard));
+    int to_tcp = 0;
+    if (udp_failed && !try_next) {
+        t->udp_failures++;
+        to_tcp = t->cfg.transport == SYNESIS_TRANSPORT_AUTO &&
+                 t->udp_failures >= t->cfg.tcp_fallback_after;
+    }
     /* A draining edge asked us to move (CONNECTION_CLOSE SYN_APP_MOVE, docs/protocol.md): what
      * can be sent again waits for the next connection, which starts at once. */
     uint64_t code;
@@ -1413,6 +1840,16 @@ static void attempt_failed(synesis_tunnel *t, int err, const char *detail) {
         t->stats.address_fallbacks++;
         t->addr_idx++;
         connect_addr(t);
+        return;
+    }
+    if (to_tcp) {
+        t->udp_err = err;
+        syn_copy_str(t->udp_detail, sizeof(t->udp_detail), t->last_error);
+        t->stats.tcp_fallbacks++;
+        syn_tunnel_log(t, SYNESIS_LOG_INFO,
+                       "UDP to %s failed %u time(s) in a row: going on over TCP (port %u)",
+                       t->server_name, (unsigned)t->udp_failures, (unsigned)tcp_port(t));
+        tcp_start(t);
         return;
     }
     synesis_tunnel_state s;
@@ -1523,6 +1960,25 @@ static int check_config(const synesis_tunnel_config *c, char *detail) {
                         "config.congestion_control is not a synesis_congestion_control");
     if (c->n_spki_pins && !c->spki_pins)
         return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT, "config.spki_pins is NULL");
+    if ((unsigned)c->transport > SYNESIS_TRANSPORT_TCP)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config.transport is not a synesis_transport");
+    if (!(c->udp_fallback_timeout > 0) || c->udp_fallback_timeout > year ||
+        !(c->udp_reprobe_interval >= 0) || c->udp_reprobe_interval > year)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config.udp_fallback_timeout must be above 0 and "
+                        "config.udp_reprobe_interval 0 or more (both at most a year)");
+    if (c->tcp_fallback_after < 1 || c->tcp_fallback_after > 100)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_ARGUMENT,
+                        "config.tcp_fallback_after must be 1 to 100");
+    if (c->proxy && c->proxy[0]) {
+        syn_proxy px;
+        char d[SYNESIS_DETAIL_MAX];
+        int rv = syn_proxy_select(c->proxy, "localhost", &px, d);
+        if (rv < 0)
+            return syn_fail(detail, rv, "config.proxy: %s", d);
+        syn_proxy_clear(&px);
+    }
     return 0;
 }
 
@@ -1542,6 +1998,7 @@ static int copy_config(synesis_tunnel *t, const synesis_tunnel_config *c) {
     rv |= dup_str(&t->str_device_id, c->device_id);
     rv |= dup_str(&t->str_disk_path, c->vitals_disk_path);
     rv |= dup_str(&t->str_groups, c->tls_groups);
+    rv |= dup_str(&t->str_proxy, c->proxy);
     if (c->n_spki_pins) {
         t->pins = malloc(c->n_spki_pins * 32);
         if (!t->pins)
@@ -1566,6 +2023,7 @@ static int copy_config(synesis_tunnel *t, const synesis_tunnel_config *c) {
     t->cfg.device_id = t->str_device_id;
     t->cfg.vitals_disk_path = t->str_disk_path;
     t->cfg.tls_groups = t->str_groups;
+    t->cfg.proxy = t->str_proxy;
     t->cfg.spki_pins = (const uint8_t(*)[32])t->pins;
     t->cfg.share_tls_with = NULL; /* only synesis_tunnel_new() may look at it */
     return 0;
@@ -1677,6 +2135,12 @@ SYNESIS_API int synesis_tunnel_new(synesis_tunnel **out, struct ev_loop *loop,
     t->stable_timer.data = t;
     ev_timer_init(&t->buf_timer, buf_timer_cb, 0., 0.);
     t->buf_timer.data = t;
+    ev_timer_init(&t->udp_timer, udp_timer_cb, 0., 0.);
+    t->udp_timer.data = t;
+    ev_timer_init(&t->probe_timer, probe_timer_cb, 0., 0.);
+    t->probe_timer.data = t;
+    ev_timer_init(&t->link_grace, link_grace_cb, 0., 0.);
+    t->link_grace.data = t;
     syn_migration_init(t);
     if ((rv = copy_config(t, cfg)) != 0) {
         syn_fail(d, rv, "out of memory");
@@ -1834,6 +2298,9 @@ static void really_free(synesis_tunnel *t) {
     ev_timer_stop(t->loop, &t->reconnect_timer);
     ev_timer_stop(t->loop, &t->stable_timer);
     ev_timer_stop(t->loop, &t->buf_timer);
+    ev_timer_stop(t->loop, &t->udp_timer);
+    ev_timer_stop(t->loop, &t->probe_timer);
+    ev_timer_stop(t->loop, &t->link_grace);
     syn_drain_stop(t);
     if (t->rot.prev_ctx)
         SSL_CTX_free(t->rot.prev_ctx);
@@ -1865,6 +2332,10 @@ static void really_free(synesis_tunnel *t) {
     free(t->str_device_id);
     free(t->str_disk_path);
     free(t->str_groups);
+    free(t->str_proxy);
+    syn_proxy_clear(&t->proxy);
+    if (t->tcp_ctx)
+        SSL_CTX_free(t->tcp_ctx);
     free(t->pins);
     free(t);
 }
@@ -1897,8 +2368,11 @@ SYNESIS_API void synesis_tunnel_free(synesis_tunnel *t) {
 /* The current state, Connected's latency measured now. */
 static void current_state(const synesis_tunnel *t, synesis_tunnel_state *out) {
     *out = t->state;
-    if (t->state.kind == SYNESIS_STATE_CONNECTED && t->qc)
+    out->transport = SYNESIS_TRANSPORT_AUTO;
+    if (t->state.kind == SYNESIS_STATE_CONNECTED && t->qc) {
         out->latency_ms = syn_qconn_srtt_ms(t->qc);
+        out->transport = t->on_tcp ? SYNESIS_TRANSPORT_TCP : SYNESIS_TRANSPORT_UDP;
+    }
 }
 
 SYNESIS_API int synesis_tunnel_get_state_sized(const synesis_tunnel *t, synesis_tunnel_state *out,
@@ -1960,7 +2434,13 @@ static void current_stats(const synesis_tunnel *t, synesis_tunnel_stats *out) {
     out->remote_address = "";
     out->packets_sent = t->pkts_sent_done;
     out->packets_lost = t->pkts_lost_done;
+    out->tcp_packets_sent = t->link_pkts_done;
+    out->tcp_bytes_sent = t->link_bytes_done;
     if (t->qc) {
+        uint64_t lp, lb;
+        syn_qconn_link_counters(t->qc, &lp, &lb);
+        out->tcp_packets_sent += lp;
+        out->tcp_bytes_sent += lb;
         syn_qconn_stats ci;
         syn_qconn_get_stats(t->qc, &ci);
         out->packets_sent += ci.pkt_sent;
@@ -2035,7 +2515,15 @@ SYNESIS_API int synesis_tunnel_stats_json(const synesis_tunnel *t, char *buf, si
     NUM(early_data_rejected);
     NUM(edge_moves);
     NUM(identity_rotations);
+    NUM(tcp_fallbacks);
+    NUM(udp_returns);
+    NUM(udp_probes_failed);
+    NUM(tcp_packets_sent);
+    NUM(tcp_bytes_sent);
     STR("state", synesis_state_name(t->state.kind));
+    synesis_tunnel_state cs;
+    current_state(t, &cs);
+    STR("transport", synesis_transport_name(cs.transport));
 #undef NUM
 #undef STR
     char *json = ok ? cJSON_PrintUnformatted(o) : NULL;

@@ -14,6 +14,7 @@
 #include "list.h"
 #include "qconn.h"
 #include "resume.h"
+#include "tcplink.h"
 #include "udp.h"
 #include "url.h"
 
@@ -222,9 +223,39 @@ struct synesis_tunnel {
     ev_timer stable_timer;
     int64_t outage_started_ms;
 
+    /* QUIC over TCP (tunnel.c; tcplink.h). link: the link of the current attempt or connection
+     * (NULL: UDP); on_tcp: the current attempt or connection runs over it (its path is the
+     * link's), until a UDP probe validates; old_link: the link a validated probe replaced, closed
+     * after SYN_TUNNEL_LINK_GRACE. udp_failures: consecutive UDP failures (tcp_fallback_after).
+     * udp_timer: the UDP attempt's udp_fallback_timeout, stopped by the first datagram
+     * (udp_heard). probe_*: the next UDP probe while on TCP (its delay doubles to
+     * SYN_TUNNEL_PROBE_MAX), probing: a probe's path validation is under way on fd. */
+    syn_tcplink *link, *old_link;
+    SSL_CTX *tcp_ctx;
+    char *str_proxy;
+    syn_proxy proxy;
+    int have_proxy;
+    syn_addr tcp_addrs[SYN_RESOLVE_MAX];
+    size_t tcp_naddrs, tcp_idx;
+    int on_tcp;
+    uint32_t udp_failures;
+    ev_timer udp_timer;
+    int udp_heard;
+    ev_timer probe_timer, link_grace;
+    double probe_delay;
+    int probing;
+    uint64_t link_pkts_done, link_bytes_done;
+    int udp_err; /* the UDP failure that sent this attempt to TCP (0: none) */
+    char udp_detail[SYN_STATE_DETAIL];
+
     syn_hold hold; /* free() from a callback is deferred to the outermost frame (hold.h) */
     char last_error[SYNESIS_DETAIL_MAX];
 };
+
+/* After a UDP probe validated: how long the old link stays (late frames still arrive on it). */
+#define SYN_TUNNEL_LINK_GRACE 1.0
+/* The longest wait between two UDP probes while on TCP. */
+#define SYN_TUNNEL_PROBE_MAX 600.0
 
 /* Heartbeats handed to QUIC and not yet acknowledged (or lost), at most: a tick beyond is not
  * sent (SYNESIS_ERR_WOULD_BLOCK). An edge that keeps the connection up but never returns

@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "connect_proxy.h"
+#include "fault_proxy.h"
 #include "harness.h"
 #include "synesis/check.h"
 
@@ -84,6 +86,7 @@ static void test_all_ok(void **state) {
     syn_edge *e = syn_test_edge(loop, dir, 10);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     report rep;
     run_check(loop, &cfg, &rep, 5);
     assert_int_equal(rep.can_connect, 1);
@@ -99,9 +102,10 @@ static void test_all_ok(void **state) {
     assert_int_equal(rep.st[MTU], SYNESIS_CHECK_OK);
     assert_non_null(strstr(rep.finding[UDP], "QUIC handshake with 127.0.0.1:"));
     assert_non_null(strstr(rep.finding[MTU], "1350: yes"));
-    /* The edge listens on UDP only: TCP is information, a warning at most. */
-    assert_int_not_equal(rep.st[TCP], SYNESIS_CHECK_FAILED);
-    assert_non_null(strstr(rep.finding[TCP], "informational"));
+    /* The edge listens on TCP too: the fallback's handshake works; no proxy applies. */
+    assert_int_equal(rep.st[TCP], SYNESIS_CHECK_OK);
+    assert_non_null(strstr(rep.finding[TCP], "QUIC handshake over TCP with 127.0.0.1:"));
+    assert_int_equal(rep.st[PROXY], SYNESIS_CHECK_OK);
     assert_non_null(strstr(rep.json, "{\"can_connect\":true,\"checks\":[{\"id\":\"files\","
                                      "\"status\":\"ok\",\"error\":null,"));
     syn_test_finish(loop, NULL, e);
@@ -115,6 +119,7 @@ static void test_wrong_ca(void **state) {
     syn_edge *e = syn_test_edge(loop, dir, 10);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     cfg.ca_path = syn_test_path(other, "ca.pem");
     report rep;
     run_check(loop, &cfg, &rep, 5);
@@ -156,6 +161,7 @@ static void test_future_cert(void **state) {
     syn_edge *e = syn_test_edge(loop, dir, 10);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     cfg.cert_path = syn_test_path(id, "device.pem");
     cfg.key_path = syn_test_path(id, "device.key");
     report rep;
@@ -181,6 +187,7 @@ static void test_expired_and_expiring(void **state) {
     syn_edge *e = syn_test_edge(loop, dir, 10);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     cfg.cert_path = syn_test_path(old, "device.pem");
     cfg.key_path = syn_test_path(old, "device.key");
     report rep;
@@ -220,6 +227,7 @@ static void test_nothing_listens(void **state) {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, closed_port());
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     report rep;
     run_check(loop, &cfg, &rep, 5);
     assert_int_equal(rep.can_connect, 0);
@@ -245,6 +253,7 @@ static void test_key_permissions(void **state) {
     syn_edge *e = syn_test_edge(loop, dir, 10);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     cfg.key_path = key;
     report rep;
     run_check(loop, &cfg, &rep, 5);
@@ -262,24 +271,19 @@ static void test_proxy_and_dns(void **state) {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, 4433);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     cfg.cloud_url = "quic://no-such-host.invalid:4433";
-    setenv("https_proxy", "http://user:secret@proxy.example:3128", 1);
-    setenv("no_proxy", "localhost", 1);
+    cfg.proxy = ""; /* none, whatever the environment says */
     report rep;
     run_check(loop, &cfg, &rep, 5);
-    unsetenv("https_proxy");
-    unsetenv("no_proxy");
     assert_int_equal(rep.can_connect, 0);
     assert_int_equal(rep.st[DNS], SYNESIS_CHECK_FAILED);
     assert_int_equal(rep.err[DNS], SYNESIS_ERR_DNS);
     assert_non_null(strstr(rep.fix[DNS], "cloud_url"));
     assert_int_equal(rep.st[UDP], SYNESIS_CHECK_SKIPPED);
     assert_int_equal(rep.st[TCP], SYNESIS_CHECK_SKIPPED);
-    assert_int_equal(rep.st[PROXY], SYNESIS_CHECK_WARNING);
-    assert_non_null(strstr(rep.finding[PROXY], "https_proxy=http://***@proxy.example:3128"));
-    assert_null(strstr(rep.finding[PROXY], "secret"));
-    assert_non_null(strstr(rep.finding[PROXY], "no_proxy=localhost"));
-    assert_non_null(strstr(rep.finding[PROXY], "informational"));
+    assert_int_equal(rep.st[PROXY], SYNESIS_CHECK_OK);
+    assert_non_null(strstr(rep.finding[PROXY], "proxy = none"));
     syn_test_finish(loop, NULL, NULL);
 }
 
@@ -289,6 +293,7 @@ static void test_arguments_and_cancel(void **state) {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, closed_port());
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     report rep = {0};
     synesis_check *c = (synesis_check *)&rep;
     assert_int_equal(synesis_check_run(NULL, &cfg, NULL, on_done, &rep, &c),
@@ -316,6 +321,100 @@ static void test_arguments_and_cancel(void **state) {
     syn_test_finish(loop, NULL, NULL);
 }
 
+/* The proxy item: from the environment as curl (https_proxy, no_proxy), the password hidden; a
+ * proxy that answers, one that refuses (a warning while UDP works: the fallback would fail), and
+ * one that no_proxy skips. */
+static void test_proxy_items(void **state) {
+    (void)state;
+    const char *dir = syn_test_pki_shared("check");
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    syn_edge *e = syn_test_edge(loop, dir, 10);
+    syn_test_proxy *px;
+    uint16_t pport;
+    syn_test_proxy_opts po = {.mode = SYN_TEST_PROXY_AUTH, .credentials = "dev:s3cret"};
+    assert_int_equal(syn_test_proxy_start(&px, loop, &po, &pport), 0);
+    char env[128];
+    snprintf(env, sizeof(env), "http://dev:s3cret@127.0.0.1:%u", pport);
+    setenv("https_proxy", env, 1);
+    unsetenv("no_proxy");
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, dir, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
+    report rep;
+    run_check(loop, &cfg, &rep, 5);
+    assert_int_equal(rep.can_connect, 1);
+    assert_int_equal(rep.st[TCP], SYNESIS_CHECK_OK);
+    assert_non_null(strstr(rep.finding[TCP], "through proxy http://dev:***@127.0.0.1:"));
+    assert_int_equal(rep.st[PROXY], SYNESIS_CHECK_OK);
+    assert_non_null(strstr(rep.finding[PROXY], "answered"));
+    assert_null(strstr(rep.json, "s3cret"));
+    assert_int_equal(syn_test_proxy_stats_get(px)->tunnels, 1);
+    /* no_proxy names the edge: direct. */
+    setenv("no_proxy", "127.0.0.0/8", 1);
+    run_check(loop, &cfg, &rep, 5);
+    assert_int_equal(rep.st[PROXY], SYNESIS_CHECK_OK);
+    assert_non_null(strstr(rep.finding[PROXY], "no_proxy"));
+    assert_null(strstr(rep.finding[TCP], "through proxy"));
+    assert_int_equal(syn_test_proxy_stats_get(px)->tunnels, 1);
+    unsetenv("no_proxy");
+    syn_test_proxy_free(px);
+    /* A proxy that refuses: named, with the status, a warning while UDP works. */
+    po = (syn_test_proxy_opts){.mode = SYN_TEST_PROXY_REFUSE};
+    assert_int_equal(syn_test_proxy_start(&px, loop, &po, &pport), 0);
+    snprintf(env, sizeof(env), "http://127.0.0.1:%u", pport);
+    setenv("https_proxy", env, 1);
+    run_check(loop, &cfg, &rep, 5);
+    unsetenv("https_proxy");
+    assert_int_equal(rep.st[PROXY], SYNESIS_CHECK_WARNING);
+    assert_int_equal(rep.err[PROXY], SYNESIS_ERR_PROXY);
+    assert_non_null(strstr(rep.finding[PROXY], "refused"));
+    assert_non_null(strstr(rep.finding[PROXY], "403"));
+    assert_int_equal(rep.st[TCP], SYNESIS_CHECK_WARNING);
+    assert_int_equal(rep.can_connect, 1);
+    syn_test_proxy_free(px);
+    syn_test_finish(loop, NULL, e);
+}
+
+/* UDP black-holed on the way (a fault proxy on the URL's port that drops everything), TCP to the
+ * same port number reaches the edge: the tunnel can come up over TCP, so UDP's failure is a
+ * warning and the check passes. */
+static void test_udp_blocked_tcp_works(void **state) {
+    (void)state;
+    const char *dir = syn_test_pki_shared("check");
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct sockaddr_in up = {
+        .sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in lis = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    syn_fault_proxy *px = syn_fault_proxy_new(loop, (struct sockaddr *)&lis, sizeof(lis),
+                                              (struct sockaddr *)&up, sizeof(up), 1);
+    assert_non_null(px);
+    syn_fault_proxy_blackhole(px, 1);
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, dir);
+    ec.tcp_port = syn_fault_proxy_port(px);
+    syn_edge *e = syn_test_edge_start(loop, &ec);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, dir, syn_fault_proxy_port(px));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
+    report rep;
+    run_check(loop, &cfg, &rep, 2);
+    assert_int_equal(rep.st[UDP], SYNESIS_CHECK_WARNING);
+    assert_int_equal(rep.err[UDP], SYNESIS_ERR_HANDSHAKE_TIMEOUT);
+    assert_non_null(strstr(rep.finding[UDP], "falls back to QUIC over TCP"));
+    assert_int_equal(rep.st[TCP], SYNESIS_CHECK_OK);
+    assert_int_equal(rep.st[TRUST], SYNESIS_CHECK_OK);
+    assert_non_null(strstr(rep.finding[TRUST], "over TCP"));
+    assert_int_equal(rep.can_connect, 1);
+    /* With transport udp the same network cannot carry the tunnel. */
+    cfg.transport = SYNESIS_TRANSPORT_UDP;
+    run_check(loop, &cfg, &rep, 2);
+    assert_int_equal(rep.st[UDP], SYNESIS_CHECK_FAILED);
+    assert_int_equal(rep.st[TCP], SYNESIS_CHECK_SKIPPED);
+    assert_int_equal(rep.can_connect, 0);
+    syn_fault_proxy_free(px);
+    syn_test_finish(loop, NULL, e);
+}
+
 /* In check_blocked.sh's namespace, 192.0.2.1 is routed to a neighbour that never answers: every
  * datagram to the edge is dropped on the way, and no ICMP comes back. */
 static void test_udp_blocked(void **state) {
@@ -324,6 +423,7 @@ static void test_udp_blocked(void **state) {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, 4433);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     cfg.cloud_url = "quic://192.0.2.1:4433";
     report rep;
     run_check(loop, &cfg, &rep, 2);
@@ -335,7 +435,7 @@ static void test_udp_blocked(void **state) {
     assert_null(strstr(rep.finding[UDP], "ICMP"));
     assert_non_null(strstr(rep.fix[UDP], "allow UDP to port 4433"));
     assert_int_equal(rep.st[TRUST], SYNESIS_CHECK_SKIPPED);
-    assert_int_equal(rep.st[TCP], SYNESIS_CHECK_WARNING);
+    assert_int_equal(rep.st[TCP], SYNESIS_CHECK_FAILED); /* TCP is dropped as well */
     syn_test_finish(loop, NULL, NULL);
 }
 
@@ -348,6 +448,7 @@ static void test_small_path_mtu(void **state) {
     syn_edge *e = syn_test_edge(loop, dir, 10);
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, dir, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the default (the harness: UDP) */
     report rep;
     run_check(loop, &cfg, &rep, 5);
     assert_int_equal(rep.can_connect, 1);
@@ -369,7 +470,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_all_ok),          cmocka_unit_test(test_wrong_ca),
         cmocka_unit_test(test_future_cert),     cmocka_unit_test(test_expired_and_expiring),
         cmocka_unit_test(test_nothing_listens), cmocka_unit_test(test_key_permissions),
-        cmocka_unit_test(test_proxy_and_dns),   cmocka_unit_test(test_arguments_and_cancel),
+        cmocka_unit_test(test_proxy_and_dns),   cmocka_unit_test(test_udp_blocked_tcp_works),
+        cmocka_unit_test(test_proxy_items),     cmocka_unit_test(test_arguments_and_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,11 +35,11 @@ extern "C" {
 /** Major version of these headers (the SONAME's number). @since 1.0 */
 #define SYNESIS_VERSION_MAJOR 1
 /** Minor version of these headers. @since 1.0 */
-#define SYNESIS_VERSION_MINOR 1
+#define SYNESIS_VERSION_MINOR 2
 /** Patch version of these headers. @since 1.0 */
 #define SYNESIS_VERSION_PATCH 0
 /** Version of these headers as a string "MAJOR.MINOR.PATCH". @since 1.0 */
-#define SYNESIS_VERSION_STRING "1.1.0"
+#define SYNESIS_VERSION_STRING "1.2.0"
 /** Version of these headers as a number 0xMMmmpp. @since 1.0 */
 #define SYNESIS_VERSION_NUMBER                                                                     \
     ((SYNESIS_VERSION_MAJOR << 16) | (SYNESIS_VERSION_MINOR << 8) | SYNESIS_VERSION_PATCH)
@@ -104,6 +104,13 @@ typedef enum synesis_error {
      * request or stream ended: it may have reached the edge's application. Requests the edge never
      * started, and requests marked idempotent, are sent again instead. @since 1.1 */
     SYNESIS_ERR_EDGE_DRAINED = -218,
+    /** The HTTP CONNECT proxy refused to connect to the edge, or answered with something that is
+     * not HTTP; the detail carries its status line, e.g. "proxy 127.0.0.1:3128 refused CONNECT
+     * edge:443: HTTP/1.1 403 Forbidden". @since 1.2 */
+    SYNESIS_ERR_PROXY = -219,
+    /** The HTTP CONNECT proxy asked for authentication (407): none was configured, or it refused
+     * the credentials given. @since 1.2 */
+    SYNESIS_ERR_PROXY_AUTH = -220,
 
     /* requests and streams */
     SYNESIS_ERR_TIMEOUT = -300,            /**< the request did not complete in time */

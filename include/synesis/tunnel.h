@@ -74,6 +74,22 @@ typedef enum synesis_congestion_control {
     SYNESIS_CC_RENO = 2,  /**< NewReno (RFC 9002) */
 } synesis_congestion_control;
 
+/** The transport a tunnel uses (config.transport, and the state's transport). @since 1.2 */
+typedef enum synesis_transport {
+    /** Configuration: UDP first, QUIC over TCP when UDP does not get through (the default).
+     * In a state: no connection yet. @since 1.2 */
+    SYNESIS_TRANSPORT_AUTO = 0,
+    /** QUIC over UDP only (never TCP); in a state: the connection runs on UDP. @since 1.2 */
+    SYNESIS_TRANSPORT_UDP = 1,
+    /** QUIC over a TLS connection on TCP only (docs/protocol.md, "QUIC over TCP"); in a state:
+     * the connection runs over TCP. @since 1.2 */
+    SYNESIS_TRANSPORT_TCP = 2,
+} synesis_transport;
+
+/** The name of a transport: "auto", "udp", "tcp" ("unknown" for another value); a static
+ * string. Any thread. @since 1.2 */
+SYNESIS_API const char *synesis_transport_name(synesis_transport transport);
+
 /**
  * A state with its details. Library-filled: by synesis_tunnel_get_state() (up to the caller's
  * size) and for the state callbacks (the library's full size). Members are only ever appended.
@@ -100,6 +116,11 @@ typedef struct synesis_tunnel_state {
      * during the callback; from synesis_tunnel_get_state(): see the lifetime rule at the top of
      * this header. @since 1.0 */
     const char *error_detail;
+    /** The transport of the connection: SYNESIS_TRANSPORT_UDP or SYNESIS_TRANSPORT_TCP while
+     * Connected (it changes without a state transition when the tunnel moves back to UDP: read it
+     * with synesis_tunnel_get_state()), SYNESIS_TRANSPORT_AUTO when there is no connection.
+     * @since 1.2 */
+    synesis_transport transport;
 } synesis_tunnel_state;
 
 /**
@@ -356,6 +377,36 @@ typedef struct synesis_tunnel_config {
      * The edge keeps the last value of each vital (docs/protocol.md, "Heartbeats"). Set by
      * synesis_tunnel_config_low_bandwidth(). @since 1.1 */
     int heartbeat_changed_vitals;
+
+    /** The HTTP CONNECT proxy of the TCP transport. NULL (default): from the environment as curl
+     * does (https_proxy, HTTPS_PROXY, all_proxy, ALL_PROXY; not for hosts that no_proxy/NO_PROXY
+     * lists); "": none, whatever the environment says; else "http://[user:password@]host[:port]"
+     * (Basic authentication; port 1080 when none). Copied. UDP never goes through a proxy.
+     * @since 1.2 */
+    const char *proxy;
+    /** How long a UDP attempt waits for the first datagram from the edge before it counts as a
+     * UDP failure (with transport SYNESIS_TRANSPORT_AUTO): short, so that a network that drops
+     * UDP comes up over TCP in seconds. An attempt that hears from the edge goes on until
+     * handshake_timeout. Seconds, above 0; default 3 (two Initials on a working path). @since 1.2
+     */
+    double udp_fallback_timeout;
+    /** While connected over TCP (transport SYNESIS_TRANSPORT_AUTO): seconds until the first probe
+     * of UDP, each later one twice as long after the last failed, at most 600 s. A probe
+     * validates the UDP path to the edge while TCP carries the traffic; once validated the
+     * connection moves to UDP with nothing lost. 0 = never probe. Default 30. @since 1.2 */
+    double udp_reprobe_interval;
+    /** SYNESIS_TRANSPORT_AUTO (default): UDP first, TCP when UDP fails; SYNESIS_TRANSPORT_UDP:
+     * never TCP; SYNESIS_TRANSPORT_TCP: TCP only. @since 1.2 */
+    synesis_transport transport;
+    /** With SYNESIS_TRANSPORT_AUTO: consecutive UDP failures (no datagram from the edge within
+     * udp_fallback_timeout, or ICMP unreachable, on every address) after which the same attempt
+     * goes on over TCP at once. A UDP success resets the count. 1 to 100; default 1: a wrong
+     * fallback costs little (UDP is probed again and the connection moves back), a late one costs
+     * the device its connectivity. @since 1.2 */
+    uint32_t tcp_fallback_after;
+    /** The edge's TCP port; 0 (default): the port of cloud_url (the reference edge listens on
+     * TCP on the same port number as on UDP). @since 1.2 */
+    uint16_t tcp_port;
 } synesis_tunnel_config;
 
 /**
@@ -764,6 +815,16 @@ typedef struct synesis_tunnel_stats {
     /** Identity rotations completed while Connected (the new connection took over). @since 1.1
      */
     uint64_t identity_rotations;
+    /** Attempts that went on over TCP after UDP failed (config.tcp_fallback_after). @since 1.2 */
+    uint64_t tcp_fallbacks;
+    /** Connections that moved from TCP back to UDP (a UDP probe validated). @since 1.2 */
+    uint64_t udp_returns;
+    /** UDP probes that were not validated (the connection stayed on TCP). @since 1.2 */
+    uint64_t udp_probes_failed;
+    /** QUIC packets sent over TCP and their bytes (frames' payload), over the handle's life.
+     * @since 1.2 */
+    uint64_t tcp_packets_sent;
+    uint64_t tcp_bytes_sent; /**< see tcp_packets_sent @since 1.2 */
 } synesis_tunnel_stats;
 
 /**

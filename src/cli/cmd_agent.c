@@ -50,8 +50,9 @@ void cli_agent_usage(FILE *f) {
                "Output lines:\n"
                "  {\"event\":\"start\",\"version\":...,\"config\":FILE,\"cloud_url\":URL}\n"
                "  {\"event\":\"state\",\"from\":\"Connecting\",\"to\":\"Connected\",\"ts_ms\":...,"
-               "\"latency_ms\":3}\n"
-               "  {\"event\":\"heartbeat\",\"sequence\":1,\"rtt_ms\":3,\"bytes\":301}\n"
+               "\"latency_ms\":3,\"transport\":\"udp\"}\n"
+               "  {\"event\":\"heartbeat\",\"sequence\":1,\"rtt_ms\":3,\"transport\":\"udp\","
+               "\"bytes\":301}\n"
                "  {\"event\":\"stats\",\"stats\":{...}}   (last)\n"
                "\n"
                "Exit status: 0 stopped by a signal or --duration; 2 usage; 3 configuration;\n"
@@ -108,8 +109,10 @@ static void on_state(synesis_tunnel *t, const synesis_tunnel_state *old,
     cJSON_AddStringToObject(obj, "from", synesis_state_name(old->kind));
     cJSON_AddStringToObject(obj, "to", synesis_state_name(st->kind));
     cJSON_AddNumberToObject(obj, "ts_ms", (double)st->entered_ms);
-    if (st->kind == SYNESIS_STATE_CONNECTED)
+    if (st->kind == SYNESIS_STATE_CONNECTED) {
         cJSON_AddNumberToObject(obj, "latency_ms", st->latency_ms);
+        cJSON_AddStringToObject(obj, "transport", synesis_transport_name(st->transport));
+    }
     if (st->kind == SYNESIS_STATE_RECONNECTING)
         cJSON_AddNumberToObject(obj, "attempt", st->attempt);
     if ((st->kind == SYNESIS_STATE_RECONNECTING || st->kind == SYNESIS_STATE_FAILED) && st->error) {
@@ -130,12 +133,14 @@ static void on_state(synesis_tunnel *t, const synesis_tunnel_state *old,
 }
 
 static void on_heartbeat(synesis_tunnel *t, const synesis_heartbeat_info *hb, void *user_data) {
-    (void)t;
     (void)user_data;
     cJSON *obj = cJSON_CreateObject();
     cJSON_AddStringToObject(obj, "event", "heartbeat");
     cJSON_AddNumberToObject(obj, "sequence", (double)hb->sequence);
     cJSON_AddNumberToObject(obj, "rtt_ms", hb->rtt_ms);
+    synesis_tunnel_state st;
+    if (synesis_tunnel_get_state(t, &st) == 0 && st.kind == SYNESIS_STATE_CONNECTED)
+        cJSON_AddStringToObject(obj, "transport", synesis_transport_name(st.transport));
     if (hb->status == 0)
         cJSON_AddNumberToObject(obj, "bytes", (double)hb->size);
     else

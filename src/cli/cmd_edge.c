@@ -162,6 +162,9 @@ int cli_edge_main(int argc, char **argv) {
     const char *colon = strrchr(cfg.listen, ':');
     fprintf(stderr, "listening on %.*s:%u\n", (int)(colon - cfg.listen), cfg.listen,
             (unsigned)syn_edge_port(app.edge));
+    if (syn_edge_tcp_port(app.edge))
+        fprintf(stderr, "listening on %.*s:%u/tcp\n", (int)(colon - cfg.listen), cfg.listen,
+                (unsigned)syn_edge_tcp_port(app.edge));
 
     ev_signal_init(&app.sigint, on_signal, SIGINT);
     ev_signal_init(&app.sigterm, on_signal, SIGTERM);

@@ -12,6 +12,7 @@ static const char *const cc_names[] = {"cubic", "bbr", "reno", NULL};
 static const char *const trust_names[] = {"auto", "yes", "no", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", "trace", NULL};
 static const char *const profile_names[] = {"default", "low-bandwidth", NULL};
+static const char *const transport_names[] = {"auto", "udp", "tcp", NULL};
 
 /* Splits a list of pins at commas and blanks; calls fn on each (NUL-terminated, in buf). */
 static int each_pin(const char *list, int (*fn)(const char *pin, void *arg), void *arg) {
@@ -212,13 +213,44 @@ static const conf_key tunnel_keys[] = {
         "atomically; a secret like the key: put it next to it), so a restarted\n"
         "agent resumes too (`synesis request` uses it as well). Default: none,\n"
         "tickets only in memory."),
+    {.name = "transport",
+     .type = CONF_CHOICE,
+     .offset = T(transport),
+     .choices = transport_names,
+     .metavar = "auto|udp|tcp",
+     .help = "auto: QUIC over UDP, and over TCP (TLS, port tcp_port) when UDP does not\n"
+             "get through, moving back to UDP once it does; udp: never TCP; tcp:\n"
+             "TCP only."                 },
+    {.name = "tcp_port",
+     .type = CONF_COUNT,
+     .offset = T(tcp_port),
+     .umin = 0,
+     .umax = 65535,
+     .metavar = "PORT",
+     .help = "The edge's TCP port; 0: the URL's port."},
+    STR("proxy", T(proxy), "URL",
+        "HTTP CONNECT proxy for TCP: http://[user:password@]host[:port]; none:\n"
+        "no proxy; unset: https_proxy / no_proxy from the environment, as curl."),
+    {.name = "tcp_fallback_after",
+     .type = CONF_COUNT,
+     .offset = T(tcp_fallback_after),
+     .umin = 1,
+     .umax = 100,
+     .metavar = "N",
+     .help = "Go on over TCP after N UDP failures in a row (transport auto)."},
+    SECS("udp_fallback_timeout", T(udp_fallback_timeout), 0.001, YEAR,
+         "A UDP attempt that hears nothing from the edge this long is a UDP\n"
+         "failure (transport auto)."),
+    SECS("udp_reprobe_interval", T(udp_reprobe_interval), 0, YEAR,
+         "While on TCP, probe UDP after this long, then twice as long after each\n"
+         "failed probe (at most 600 s); 0: never (transport auto)."),
     {.name = "log_level",
      .type = CONF_CHOICE,
      .offset = T(log_level),
      .choices = level_names,
      .metavar = "LEVEL",
      .help = "Library messages on stderr from this level up: error, warn, info, debug,\n"
-             "trace."                 },
+             "trace."                                                                },
 };
 
 const conf_table cli_tunnel_table = {tunnel_keys, sizeof(tunnel_keys) / sizeof(tunnel_keys[0])};
@@ -317,6 +349,31 @@ static const conf_key edge_keys[] = {
          "On SIGTERM, drain: refuse new requests (the devices send them again\n"
          "elsewhere) and connections, let requests in flight finish for at most\n"
          "this long, ask every device to move, then exit (SIGINT stops at once)."),
+    BOOL("tcp", E(tcp),
+         "Also listen on TCP for QUIC over TCP (devices whose UDP is blocked);\n"
+         "no: UDP only."),
+    {.name = "tcp_port",
+     .type = CONF_COUNT,
+     .offset = E(tcp_port),
+     .umin = 0,
+     .umax = 65535,
+     .metavar = "PORT",
+     .help = "TCP port; 0: the same port number as listen's."},
+    {.name = "max_tcp_links",
+     .type = CONF_COUNT,
+     .offset = E(max_tcp_links),
+     .umin = 1,
+     .umax = 1u << 20,
+     .metavar = "N",
+     .help = "TCP connections at most; more are closed at once."},
+    {.name = "max_tcp_handshakes",
+     .type = CONF_COUNT,
+     .offset = E(max_tcp_handshakes),
+     .umin = 1,
+     .umax = 1u << 20,
+     .metavar = "N",
+     .help = "TLS handshakes on TCP in progress at most (each bounded by\n"
+             "handshake_timeout); more are closed at once."},
 };
 /* clang-format on */
 
@@ -356,6 +413,11 @@ int cli_tunnel_settings_init(cli_tunnel_settings *s) {
     s->log_level = SYNESIS_LOG_WARN;
     s->resumption = c.resumption;
     s->early_data = c.early_data;
+    s->transport = (int)c.transport;
+    s->tcp_port = c.tcp_port;
+    s->tcp_fallback_after = c.tcp_fallback_after;
+    s->udp_fallback_timeout = c.udp_fallback_timeout;
+    s->udp_reprobe_interval = c.udp_reprobe_interval;
     if (rv) {
         conf_free(&cli_tunnel_table, s);
         return -1;
@@ -384,6 +446,10 @@ int cli_edge_settings_init(cli_edge_settings *s) {
     s->session_tickets = c.session_tickets != 0;
     s->new_tokens = c.new_tokens;
     s->early_data = c.early_data;
+    s->tcp = c.tcp;
+    s->tcp_port = c.tcp_port;
+    s->max_tcp_links = c.max_tcp_links;
+    s->max_tcp_handshakes = c.max_tcp_handshakes;
     return 0;
 }
 
@@ -465,6 +531,12 @@ int cli_tunnel_apply(const cli_tunnel_settings *s, synesis_tunnel_config *cfg, u
     cfg->log_level = (synesis_log_level)s->log_level;
     cfg->resumption = s->resumption;
     cfg->early_data = s->early_data;
+    cfg->transport = (synesis_transport)s->transport;
+    cfg->tcp_port = (uint16_t)s->tcp_port;
+    cfg->tcp_fallback_after = (uint32_t)s->tcp_fallback_after;
+    cfg->udp_fallback_timeout = s->udp_fallback_timeout;
+    cfg->udp_reprobe_interval = s->udp_reprobe_interval;
+    cfg->proxy = s->proxy && strcmp(s->proxy, "none") == 0 ? "" : s->proxy;
     return 0;
 }
 
@@ -489,4 +561,8 @@ void cli_edge_apply(const cli_edge_settings *s, syn_edge_config *cfg) {
     cfg->session_tickets = s->session_tickets ? 1 : 0;
     cfg->new_tokens = s->new_tokens;
     cfg->early_data = s->early_data;
+    cfg->tcp = s->tcp;
+    cfg->tcp_port = (uint16_t)s->tcp_port;
+    cfg->max_tcp_links = (size_t)s->max_tcp_links;
+    cfg->max_tcp_handshakes = (size_t)s->max_tcp_handshakes;
 }

@@ -54,6 +54,12 @@ typedef struct cli_tunnel_settings {
     int log_level;
     int resumption, early_data;
     char *resume_file;
+    int transport; /* synesis_transport */
+    uint64_t tcp_port;
+    uint64_t tcp_fallback_after;
+    double udp_fallback_timeout;
+    double udp_reprobe_interval;
+    char *proxy; /* NULL: the environment; "none": no proxy */
 } cli_tunnel_settings;
 
 typedef struct cli_edge_settings {
@@ -76,6 +82,9 @@ typedef struct cli_edge_settings {
     int device_pings;
     int session_tickets, new_tokens, early_data;
     double drain_grace;
+    int tcp;
+    uint64_t tcp_port;
+    uint64_t max_tcp_links, max_tcp_handshakes;
 } cli_edge_settings;
 
 extern const conf_table cli_tunnel_table;

@@ -5,6 +5,7 @@
 #include "cidmap.h"
 #include "protocol.h"
 #include "qconn.h"
+#include "tcplink.h"
 #include "tls.h"
 #include "udp.h"
 
@@ -14,6 +15,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,9 +68,12 @@ typedef struct device_entry {
     syn_edge_device info;
 } device_entry;
 
+typedef struct edge_link edge_link;
+
 struct edge_conn {
     syn_edge *e;
     syn_qconn *qc;
+    edge_link *el; /* the TCP link its packets for the link's path go to (NULL: UDP only) */
     char device_id[128];
     char remote[64];
     syn_link link;    /* on e->conns, or on e->closing in its closing period */
@@ -110,6 +115,17 @@ struct edge_conn {
 #define SRC_CHUNK (64 * 1024)
 #define SRC_PERIOD 251
 
+/* A TCP link (tcplink.h): its connection (the one its last frame was routed to), and the timer
+ * that closes it while it carries none. */
+struct edge_link {
+    syn_edge *e;
+    syn_tcplink *l;
+    edge_conn *c;
+    syn_link node; /* on e->links */
+    int up;
+    ev_timer idle;
+};
+
 struct syn_edge {
     struct ev_loop *loop;
     syn_edge_config cfg;
@@ -146,6 +162,15 @@ struct syn_edge {
     ev_timer drain_timer, drain_check;
     syn_edge_drained_fn drained_cb;
     void *drained_ud;
+    /* QUIC over TCP: the listener, the links' TLS context, the links, and the link whose frame
+     * is being handled (stateless answers go back on it). */
+    int tcp_fd;
+    ev_io tcp_io;
+    syn_sockaddr tcp_local;
+    SSL_CTX *tcp_ctx;
+    syn_list links;
+    size_t nlinks, nlinks_pending;
+    edge_link *cur_link;
 };
 
 void syn_edge_config_init(syn_edge_config *cfg) {
@@ -170,6 +195,10 @@ void syn_edge_config_init(syn_edge_config *cfg) {
     cfg->new_tokens = 1;
     cfg->new_token_lifetime = 3600;
     cfg->ticket_cache = 20480;
+    cfg->tcp = 1;
+    cfg->tcp_port = 0;
+    cfg->max_tcp_links = 1024;
+    cfg->max_tcp_handshakes = 64;
 }
 
 /* ---- JSON event log ---- */
@@ -262,6 +291,9 @@ static void handshaking_end(syn_edge *e, edge_conn *c) {
 
 /* ---- connections ---- */
 
+static void link_bind(edge_link *el, edge_conn *c);
+static void link_unbind(edge_conn *c);
+
 static void es_free(edge_stream *es);
 
 static void conn_free_reports(edge_conn *c);
@@ -301,6 +333,7 @@ static void conn_destroy(syn_edge *e, edge_conn *c) {
     cid_remove_conn(e, c);
     handshaking_end(e, c);
     conn_unmark_dirty(e, c);
+    link_unbind(c);
     syn_list_remove(&e->conns, &c->link);
     ev_timer_stop(e->loop, &c->mb_timer);
     syn_qconn_free(c->qc);
@@ -354,6 +387,7 @@ static int conn_enter_closing(syn_edge *e, edge_conn *c) {
         es_free(SYN_LIST_FIRST(&c->streams, edge_stream, link));
     conn_free_reports(c);
     handshaking_end(e, c);
+    link_unbind(c);
     syn_list_remove(&e->conns, &c->link);
     syn_qconn_free(c->qc); /* deferred by the driver while it is on the stack */
     c->qc = NULL;
@@ -379,6 +413,11 @@ static void closing_datagram(syn_edge *e, edge_conn *c, const syn_udp_dgram *d) 
     uint64_t k = ++c->close_rx;
     if (!c->close_pkt || (k & (k - 1)) != 0 || c->close_len > 3 * d->len) {
         e->stats.closing_dropped++;
+        return;
+    }
+    if (e->cur_link) {
+        if (syn_tcplink_send(e->cur_link->l, c->close_pkt, c->close_len) >= 0)
+            e->stats.close_repeats++;
         return;
     }
     ssize_t n = sendto(e->fd, c->close_pkt, c->close_len, MSG_DONTWAIT,
@@ -1488,6 +1527,8 @@ static const syn_qconn_ops edge_qc_ops = {
     .cid_removed = ec_cid_removed,
 };
 
+static void send_raw(syn_edge *e, const uint8_t *buf, size_t len, const syn_sockaddr *to);
+
 static void send_version_negotiation(syn_edge *e, const ngtcp2_version_cid *vc,
                                      const syn_sockaddr *to) {
     uint8_t buf[SYN_UDP_MAX_PAYLOAD];
@@ -1497,8 +1538,7 @@ static void send_version_negotiation(syn_edge *e, const ngtcp2_version_cid *vc,
     ngtcp2_ssize n = ngtcp2_pkt_write_version_negotiation(
         buf, sizeof(buf), unused, vc->scid, vc->scidlen, vc->dcid, vc->dcidlen, sv, 1);
     if (n > 0)
-        (void)sendto(e->fd, buf, (size_t)n, MSG_DONTWAIT, (const struct sockaddr *)&to->ss,
-                     to->len);
+        send_raw(e, buf, (size_t)n, to);
 }
 
 /* ---- address validation: stateless Retry ---- */
@@ -1507,7 +1547,12 @@ static ngtcp2_tstamp token_clock(void) {
     return (ngtcp2_tstamp)syn_wall_ms() * NGTCP2_MILLISECONDS;
 }
 
+/* A stateless answer: on the link the packet came from, else as a datagram. */
 static void send_raw(syn_edge *e, const uint8_t *buf, size_t len, const syn_sockaddr *to) {
+    if (e->cur_link) {
+        (void)syn_tcplink_send(e->cur_link->l, buf, len);
+        return;
+    }
     (void)sendto(e->fd, buf, len, MSG_DONTWAIT, (const struct sockaddr *)&to->ss, to->len);
 }
 
@@ -1613,12 +1658,18 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
         closing_datagram(e, c, d);
         return;
     }
+    const syn_sockaddr *local = e->cur_link ? syn_tcplink_local(e->cur_link->l) : &e->local;
     if (c) {
-        if (syn_qconn_remote(c->qc)->len != d->remote.len ||
-            memcmp(&syn_qconn_remote(c->qc)->ss, &d->remote.ss, d->remote.len) != 0)
+        /* A frame on the link the connection is bound to is not a move (while a device probes
+         * UDP, its frames and datagrams alternate: only the datagrams' path is news). */
+        if (!(e->cur_link && c->el == e->cur_link) &&
+            (syn_qconn_remote(c->qc)->len != d->remote.len ||
+             memcmp(&syn_qconn_remote(c->qc)->ss, &d->remote.ss, d->remote.len) != 0))
             path_changed(e, c, &d->remote);
+        if (e->cur_link)
+            link_bind(e->cur_link, c);
         conn_mark_dirty(e, c);
-        syn_qconn_recv(c->qc, &e->local, &d->remote, d->ecn, d->data, d->len);
+        syn_qconn_recv(c->qc, local, &d->remote, d->ecn, d->data, d->len);
         return;
     }
     ngtcp2_pkt_hd hd;
@@ -1641,7 +1692,7 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
     c->mb_timer.data = c;
     syn_sockaddr_str((const struct sockaddr *)&d->remote.ss, c->remote, sizeof(c->remote));
     char detail[SYNESIS_DETAIL_MAX];
-    if (syn_qconn_server_new(&c->qc, e->loop, e->fd, &e->local, &d->remote, &hd,
+    if (syn_qconn_server_new(&c->qc, e->loop, e->fd, local, &d->remote, &hd,
                              av == AV_ACCEPT_RETRIED ? &odcid : NULL, e->ssl_ctx, &e->qset,
                              &edge_qc_ops, c, detail) != 0) {
         emit_simple(e, "error", c, "reason", detail);
@@ -1655,9 +1706,13 @@ static void handle_datagram(syn_edge *e, syn_udp_dgram *d) {
     c->handshaking = 1;
     e->handshaking++;
     cid_add(e, &hd.dcid, c); /* the client keeps using the original DCID until it learns ours */
+    if (e->cur_link)
+        link_bind(e->cur_link, c);
     conn_mark_dirty(e, c);
-    syn_qconn_recv(c->qc, &e->local, &d->remote, d->ecn, d->data, d->len);
+    syn_qconn_recv(c->qc, local, &d->remote, d->ecn, d->data, d->len);
 }
+
+static void flush_dirty(syn_edge *e);
 
 static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     (void)loop;
@@ -1674,8 +1729,14 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         if (!syn_udp_rx_more(e->rx))
             break;
     }
-    /* One write pass per connection fed in the batch (a flush may end and destroy only the
-     * connection it runs on, which is off the list by then). */
+    flush_dirty(e);
+}
+
+/* ---- QUIC over TCP: the listener and its links (tcplink.h) ---- */
+
+static void flush_dirty(syn_edge *e) {
+    /* One write pass per connection fed (a flush may end and destroy only the connection it runs
+     * on, which is off the list by then). */
     while (e->dirty) {
         edge_conn *c = e->dirty;
         e->dirty = c->dirty_next;
@@ -1683,6 +1744,197 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
         c->dirty_next = NULL;
         syn_qconn_flush(c->qc);
     }
+}
+
+static void link_idle_start(edge_link *el) {
+    ev_timer_stop(el->e->loop, &el->idle);
+    ev_timer_set(&el->idle, el->e->cfg.handshake_timeout, 0.);
+    ev_timer_start(el->e->loop, &el->idle);
+}
+
+/* The connection c's packets for the link's path go to el from now on. */
+static void link_bind(edge_link *el, edge_conn *c) {
+    if (c->el == el)
+        return;
+    if (c->el) {
+        c->el->c = NULL;
+        link_idle_start(c->el);
+    }
+    if (el->c && el->c != c) {
+        syn_qconn_set_link(el->c->qc, NULL);
+        el->c->el = NULL;
+    }
+    c->el = el;
+    el->c = c;
+    ev_timer_stop(el->e->loop, &el->idle);
+    syn_qconn_set_link(c->qc, el->l);
+}
+
+/* c's connection ends: its link, if any, carries nothing now. */
+static void link_unbind(edge_conn *c) {
+    edge_link *el = c->el;
+    if (!el)
+        return;
+    if (c->qc)
+        syn_qconn_set_link(c->qc, NULL);
+    c->el = NULL;
+    el->c = NULL;
+    link_idle_start(el);
+}
+
+static void link_free(edge_link *el) {
+    syn_edge *e = el->e;
+    if (el->c) {
+        if (el->c->qc)
+            syn_qconn_set_link(el->c->qc, NULL);
+        el->c->el = NULL; /* the connection lives on: the device may come back on another path */
+    }
+    if (el->up)
+        e->stats.tcp_links--;
+    else
+        e->nlinks_pending--;
+    e->nlinks--;
+    ev_timer_stop(e->loop, &el->idle);
+    syn_list_remove(&e->links, &el->node);
+    syn_tcplink_free(el->l);
+    free(el);
+}
+
+static void el_up(syn_tcplink *l) {
+    edge_link *el = syn_tcplink_owner(l);
+    el->up = 1;
+    el->e->nlinks_pending--;
+    el->e->stats.tcp_links++;
+    link_idle_start(el); /* until its first packet names a connection */
+}
+
+static void el_packet(syn_tcplink *l, const uint8_t *data, size_t len) {
+    edge_link *el = syn_tcplink_owner(l);
+    syn_edge *e = el->e;
+    e->stats.tcp_frames++;
+    syn_udp_dgram d = {.data = (uint8_t *)data, .len = len, .ecn = 0};
+    d.remote = *syn_tcplink_remote(l);
+    e->cur_link = el;
+    handle_datagram(e, &d);
+    e->cur_link = NULL;
+    flush_dirty(e);
+}
+
+static void el_writable(syn_tcplink *l) {
+    edge_link *el = syn_tcplink_owner(l);
+    if (el->c && el->c->qc)
+        syn_qconn_link_writable(el->c->qc);
+}
+
+static void el_closed(syn_tcplink *l, int err, const char *detail) {
+    edge_link *el = syn_tcplink_owner(l);
+    syn_edge *e = el->e;
+    cJSON *o = event("tcp_closed", el->c);
+    if (o) {
+        char addr[64];
+        syn_sockaddr_str((const struct sockaddr *)&syn_tcplink_remote(l)->ss, addr, sizeof(addr));
+        cJSON_AddStringToObject(o, "address", addr);
+        cJSON_AddStringToObject(o, "error", err ? synesis_error_name(err) : "none");
+        cJSON_AddStringToObject(o, "reason", detail ? detail : "");
+        edge_emit(e, o);
+    }
+    link_free(el);
+}
+
+static const syn_tcplink_ops edge_link_ops = {
+    .up = el_up,
+    .packet = el_packet,
+    .writable = el_writable,
+    .closed = el_closed,
+};
+
+static void link_idle_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    edge_link *el = w->data;
+    if (el->c)
+        return;
+    el->e->stats.tcp_idle_closed++;
+    link_free(el);
+}
+
+static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents) {
+    (void)loop;
+    (void)revents;
+    syn_edge *e = w->data;
+    for (int i = 0; i < 64 && e->tcp_fd >= 0; i++) {
+        int fd = accept4(e->tcp_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            break; /* EAGAIN, or a connection reset before we took it: nothing to do */
+        e->stats.tcp_accepted++;
+        if (e->nlinks >= e->cfg.max_tcp_links || e->nlinks_pending >= e->cfg.max_tcp_handshakes) {
+            e->stats.tcp_refused++;
+            close(fd);
+            continue;
+        }
+        edge_link *el = calloc(1, sizeof(*el));
+        if (!el) {
+            close(fd);
+            continue;
+        }
+        el->e = e;
+        ev_timer_init(&el->idle, link_idle_cb, 0., 0.);
+        el->idle.data = el;
+        char detail[SYNESIS_DETAIL_MAX];
+        if (syn_tcplink_accept(&el->l, e->loop, fd, e->tcp_ctx, e->cfg.handshake_timeout,
+                               &edge_link_ops, el, detail) != 0) {
+            emit_simple(e, "error", NULL, "reason", detail);
+            free(el);
+            continue;
+        }
+        syn_list_push_front(&e->links, &el->node);
+        e->nlinks++;
+        e->nlinks_pending++;
+    }
+}
+
+static int tcp_listen(syn_edge *e, char *detail) {
+    syn_sockaddr a = e->listen_addr;
+    uint16_t port = e->cfg.tcp_port ? e->cfg.tcp_port : syn_edge_port(e);
+    if (a.ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&a.ss)->sin_port = htons(port);
+    else
+        ((struct sockaddr_in6 *)&a.ss)->sin6_port = htons(port);
+    int fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return syn_fail(detail, SYNESIS_ERR_SOCKET, "TCP socket: %s", strerror(errno));
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (a.ss.ss_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    char addr[64];
+    syn_sockaddr_str((const struct sockaddr *)&a.ss, addr, sizeof(addr));
+    if (bind(fd, (const struct sockaddr *)&a.ss, a.len) != 0 || listen(fd, 128) != 0) {
+        int err = errno;
+        close(fd);
+        return syn_fail(detail, SYNESIS_ERR_SOCKET,
+                        "TCP listener on %s: %s (edge tcp_port chooses another port, tcp = 0 "
+                        "turns it off)",
+                        addr, strerror(err));
+    }
+    socklen_t len = sizeof(e->tcp_local.ss);
+    if (getsockname(fd, (struct sockaddr *)&e->tcp_local.ss, &len) == 0)
+        e->tcp_local.len = len;
+    e->tcp_fd = fd;
+    ev_io_set(&e->tcp_io, fd, EV_READ);
+    ev_io_start(e->loop, &e->tcp_io);
+    syn_sockaddr_str((const struct sockaddr *)&e->tcp_local.ss, addr, sizeof(addr));
+    emit_simple(e, "listening_tcp", NULL, "address", addr);
+    return 0;
+}
+
+uint16_t syn_edge_tcp_port(const syn_edge *e) {
+    if (e->tcp_fd < 0)
+        return 0;
+    const syn_sockaddr *a = &e->tcp_local;
+    if (a->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
 }
 
 static int parse_listen(const char *s, syn_sockaddr *out, char *detail) {
@@ -1736,6 +1988,7 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
         return syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
     e->loop = loop;
     e->fd = -1;
+    e->tcp_fd = -1;
     e->cfg = *cfg;
     e->str_listen = strdup(cfg->listen ? cfg->listen : "");
     e->str_alpn = strdup(cfg->alpn ? cfg->alpn : SYN_ALPN_DEFAULT);
@@ -1837,6 +2090,10 @@ int syn_edge_new(syn_edge **out, struct ev_loop *loop, const syn_edge_config *cf
         e->qset.stream_window = e->qset.conn_window;
     ev_io_init(&e->rio, rio_cb, -1, EV_READ);
     e->rio.data = e;
+    ev_io_init(&e->tcp_io, tcp_accept_cb, -1, EV_READ);
+    e->tcp_io.data = e;
+    if (cfg->tcp && (rv = syn_tcplink_server_ctx_new(&e->tcp_ctx, e->ssl_ctx, detail)) != 0)
+        goto fail;
     *out = e;
     return 0;
 fail:
@@ -1877,6 +2134,13 @@ int syn_edge_start(syn_edge *e, char *detail) {
     char addr[64];
     syn_sockaddr_str((const struct sockaddr *)&e->local.ss, addr, sizeof(addr));
     emit_simple(e, "listening", NULL, "address", addr);
+    if (e->cfg.tcp) {
+        int rv = tcp_listen(e, detail);
+        if (rv != 0) {
+            syn_edge_stop(e, 0);
+            return rv;
+        }
+    }
     return 0;
 }
 
@@ -1895,6 +2159,13 @@ void syn_edge_stop(syn_edge *e, int graceful) {
     }
     while (!syn_list_empty(&e->closing)) /* no socket to answer from: the periods end with it */
         closing_free(e, SYN_LIST_FIRST(&e->closing, edge_conn, link));
+    while (!syn_list_empty(&e->links))
+        link_free(SYN_LIST_FIRST(&e->links, edge_link, node));
+    if (e->tcp_fd >= 0) {
+        ev_io_stop(e->loop, &e->tcp_io);
+        close(e->tcp_fd);
+        e->tcp_fd = -1;
+    }
     if (e->fd >= 0) {
         ev_io_stop(e->loop, &e->rio);
         close(e->fd);
@@ -1915,6 +2186,7 @@ uint16_t syn_edge_port(const syn_edge *e) {
 void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out) {
     *out = e->stats;
     out->cids = syn_cidmap_count(&e->cids);
+    out->tcp_handshaking = e->nlinks_pending;
     out->handshaking = e->handshaking;
 }
 
@@ -2051,6 +2323,8 @@ void syn_edge_free(syn_edge *e) {
     syn_edge_stop(e, 0);
     if (e->ssl_ctx)
         SSL_CTX_free(e->ssl_ctx);
+    if (e->tcp_ctx)
+        SSL_CTX_free(e->tcp_ctx);
     syn_cidmap_free(&e->cids);
     free(e->devices);
     syn_udp_rx_free(e->rx);

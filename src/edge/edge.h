@@ -90,6 +90,19 @@ typedef struct syn_edge_config {
      * PINGs). */
     int ping_devices;
 
+    /* QUIC over TCP (src/tcplink.h, docs/protocol.md "QUIC over TCP"): a TCP listener on the
+     * listen address whose accepted connections become links (TLS 1.3 with the edge's
+     * certificate, ALPN "synesis-tcp/1"); each frame is routed exactly as a datagram. tcp: 1
+     * (default) listen, 0 UDP only. tcp_port: 0 (default) the UDP port's number, else that port.
+     * Hostile peers: at most max_tcp_links links (default 1024) and max_tcp_handshakes TLS
+     * handshakes in progress (default 64; beyond, accepted sockets are closed at once); a
+     * handshake is bounded by handshake_timeout, and a link that carries no connection (none yet,
+     * or its connection ended) is closed after handshake_timeout. */
+    int tcp;
+    uint16_t tcp_port;
+    size_t max_tcp_links;
+    size_t max_tcp_handshakes;
+
     /* Test only: a hostile or broken edge (syn_edge_misbehave), for the tunnel's robustness tests
      * (tests/test_hostile_edge.c). Default SYN_EDGE_BEHAVE, the correct edge; synesis-edge never
      * sets any of the fields below. */
@@ -176,6 +189,8 @@ void syn_edge_stop(syn_edge *e, int graceful);
 
 /* The bound UDP port (0 when never started). */
 uint16_t syn_edge_port(const syn_edge *e);
+/* The bound TCP port (0 when not listening on TCP). */
+uint16_t syn_edge_tcp_port(const syn_edge *e);
 
 /* Counters for tests. */
 /* The shortest closing period, whatever the PTO (a loopback PTO is a few milliseconds). */
@@ -243,6 +258,14 @@ typedef struct syn_edge_stats {
      * connections dropped (refuse_new). */
     uint64_t drain_retries;
     uint64_t drain_dropped;
+    /* QUIC over TCP: sockets accepted, refused (over the bounds), links up now, TLS handshakes in
+     * progress now, frames received, links closed for carrying no connection. */
+    uint64_t tcp_accepted;
+    uint64_t tcp_refused;
+    uint64_t tcp_links;
+    uint64_t tcp_handshaking;
+    uint64_t tcp_frames;
+    uint64_t tcp_idle_closed;
 } syn_edge_stats;
 
 void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out);

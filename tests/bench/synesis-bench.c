@@ -6,6 +6,7 @@
  *   synesis-bench [--quick] [--pki DIR] [--only NAME[,NAME...]] [--idle-seconds S]
  *                 [--idle-profile default|low-bandwidth] [--idle-set KEY=VALUE[,...]]
  *                 [--out FILE] [--latency-samples FILE] [--no-baselines]
+ *                 [--transport auto|udp|tcp]
  *
  * The edge runs in a child process pinned to CPU 1, the tunnels in this process on CPU 0. Every
  * figure is printed as one JSON line on stdout as soon as it is measured (the schema of
@@ -17,6 +18,9 @@
  * changed_vitals: the cost of each setting in docs/operations.md).
  * --latency-samples FILE writes every latency of the latency figure's runs (us, one per line);
  * baseline_tls_tcp writes its own to FILE.tls-tcp.
+ * --transport: the tunnels' config.transport (default: the library's, auto, which is UDP on
+ * loopback); tcp runs every figure over QUIC over TCP (the edge listens on TCP on the same port),
+ * and the figures' params say "transport":"tcp".
  *
  * "Connected" is the moment the handshake is *confirmed* (HANDSHAKE_DONE received from the
  * edge): that is when synesis_tunnel reports Connected and what the handshake figure measures
@@ -71,6 +75,7 @@ static struct {
     const char *samples; /* --latency-samples FILE */
     FILE *samples_f;
     int baselines;
+    synesis_transport transport; /* --transport */
 } opt = {.idle_seconds = -1, .baselines = 1};
 
 static double now_s(void) {
@@ -140,7 +145,11 @@ static void emit(const char *bench, cJSON *params, const char *unit, double *run
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "bench", bench);
     cJSON_AddStringToObject(o, "impl", "synesis");
-    cJSON_AddItemToObject(o, "params", params ? params : cJSON_CreateObject());
+    if (!params)
+        params = cJSON_CreateObject();
+    if (opt.transport != SYNESIS_TRANSPORT_AUTO)
+        cJSON_AddStringToObject(params, "transport", synesis_transport_name(opt.transport));
+    cJSON_AddItemToObject(o, "params", params);
     cJSON_AddStringToObject(o, "unit", unit);
     double med = pct(runs, n, 50);
     cJSON_AddNumberToObject(o, "median", med);
@@ -372,6 +381,7 @@ static void tunnel_config(synesis_tunnel_config *c, uint16_t port) {
     c->heartbeat_interval = 0;
     c->request_timeout = 120;
     c->max_queued_requests = 100000;
+    c->transport = opt.transport;
 }
 
 static synesis_tunnel *tunnel_new(struct ev_loop *loop, const synesis_tunnel_config *c) {
@@ -1487,13 +1497,20 @@ int main(int argc, char **argv) {
             }
         } else if (!strcmp(argv[i], "--no-baselines"))
             opt.baselines = 0;
-        else {
+        else if (!strcmp(argv[i], "--transport") && i + 1 < argc &&
+                 (!strcmp(argv[i + 1], "auto") || !strcmp(argv[i + 1], "udp") ||
+                  !strcmp(argv[i + 1], "tcp"))) {
+            i++;
+            opt.transport = !strcmp(argv[i], "tcp")   ? SYNESIS_TRANSPORT_TCP
+                            : !strcmp(argv[i], "udp") ? SYNESIS_TRANSPORT_UDP
+                                                      : SYNESIS_TRANSPORT_AUTO;
+        } else {
             fprintf(stderr,
                     "usage: %s [--quick] [--pki DIR] [--only handshake,reconnect,latency,rate,bulk,"
                     "impaired,footprint,idle,edge_many_idle,edge_idle_cost] [--idle-seconds S] "
                     "[--idle-profile default|low-bandwidth] [--idle-set KEY=VALUE,...] "
                     "[--out FILE] "
-                    "[--latency-samples FILE] [--no-baselines]\n",
+                    "[--latency-samples FILE] [--no-baselines] [--transport auto|udp|tcp]\n",
                     argv[0]);
             return strcmp(argv[i], "--help") ? 2 : 0;
         }

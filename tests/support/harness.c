@@ -160,6 +160,9 @@ void syn_test_tunnel_config(synesis_tunnel_config *cfg, const char *dir, uint16_
     cfg->heartbeat_interval = 0;
     cfg->reconnect_initial_delay = 0.02;
     cfg->reconnect_max_delay = 0.2;
+    /* UDP only: the tests of UDP behaviour (refusals, timeouts, reconnects) must not go on over
+     * TCP when the edge is away; test_tcp and udp_blocked.sh set auto and tcp themselves. */
+    cfg->transport = SYNESIS_TRANSPORT_UDP;
 }
 
 typedef struct until_ctx {

@@ -53,7 +53,8 @@ syn_edge *syn_test_edge_start(struct ev_loop *loop, const syn_edge_config *ec);
 syn_edge *syn_test_edge(struct ev_loop *loop, const char *dir, double idle);
 
 /* A tunnel config for the edge on port (URL quic://127.0.0.1:port, server name "localhost"),
- * certificates from dir, the test CA as the only trust, short timeouts for tests. */
+ * certificates from dir, the test CA as the only trust, short timeouts for tests, and transport
+ * UDP (never the TCP fallback: set transport to test it). */
 void syn_test_tunnel_config(synesis_tunnel_config *cfg, const char *dir, uint16_t port);
 
 /* Creates a tunnel (synesis_tunnel_new with cb and ud, either may be NULL); fails the test, with

@@ -1,0 +1,696 @@
+/* QUIC over TCP (docs/protocol.md, "QUIC over TCP"), on loopback against the reference edge:
+ *  - transport TCP forced: connect, heartbeats, requests, a 4 MB echoed stream, resumption over
+ *    TCP, and a reconnect after the edge drops the link (its listener and links go away);
+ *  - transport AUTO with the URL's UDP port refused (ICMP port unreachable): Connected over TCP;
+ *  - transport AUTO with UDP black-holed (a fault proxy on the URL's port that drops everything;
+ *    the edge's TCP listener on the same port number): Connected over TCP within seconds, then,
+ *    with UDP let through, the connection moves back to UDP while a stream and requests are in
+ *    flight: every byte once and in order, no state transition, the stats count it;
+ *  - hostile peers on the edge's TCP listener: plain-text garbage, a frame of length 0, frames of
+ *    garbage packets, and more pending handshakes than the edge allows: the edge neither crashes
+ *    nor stalls (a tunnel connects over TCP afterwards). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "connect_proxy.h"
+#include "fault_proxy.h"
+#include "harness.h"
+#include "synesis/request.h"
+#include "synesis/stream.h"
+
+/* ---- the traffic: an echoed stream of STREAM_BYTES, and requests (as test_migration) ---- */
+
+#define STREAM_BYTES (4u * 1024 * 1024)
+#define NREQ 16
+#define REQ_BYTES 20000
+
+static uint8_t pat(size_t i) { return (uint8_t)((i * 7 + i / 251) % 251); }
+
+typedef struct flow {
+    synesis_stream *s;
+    size_t sent, received, bad;
+    int ended, closed, status;
+    char detail[256];
+    int req_calls[NREQ], req_ok[NREQ];
+    uint8_t req_body[NREQ][REQ_BYTES];
+    int reqs_issued;
+    int hold; /* the writer pauses (the stream stays open, in flight) */
+} flow;
+
+static void pump(flow *f) {
+    while (!f->hold && f->sent < STREAM_BYTES) {
+        uint8_t buf[16384];
+        size_t n = STREAM_BYTES - f->sent < sizeof(buf) ? STREAM_BYTES - f->sent : sizeof(buf);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = pat(f->sent + i);
+        size_t acc = 0;
+        int rv = synesis_stream_write(f->s, buf, n, &acc);
+        if (rv == SYNESIS_ERR_WOULD_BLOCK)
+            return;
+        if (rv != 0)
+            fail_msg("stream write: %s", synesis_error_name(rv));
+        f->sent += acc;
+        if (acc < n)
+            return;
+    }
+    if (!f->hold)
+        synesis_stream_finish(f->s);
+}
+
+static void on_data(synesis_stream *s, const uint8_t *data, size_t len, void *ud) {
+    (void)s;
+    flow *f = ud;
+    for (size_t i = 0; i < len; i++)
+        if (data[i] != pat(f->received + i))
+            f->bad++;
+    f->received += len;
+}
+static void on_end(synesis_stream *s, void *ud) {
+    (void)s;
+    ((flow *)ud)->ended++;
+}
+static void on_writable(synesis_stream *s, void *ud) {
+    (void)s;
+    pump(ud);
+}
+static void on_close(synesis_stream *s, int status, uint64_t code, const char *detail, void *ud) {
+    (void)s;
+    (void)code;
+    flow *f = ud;
+    f->closed++;
+    f->status = status;
+    snprintf(f->detail, sizeof(f->detail), "%s", detail);
+}
+
+typedef struct req_ctx {
+    flow *f;
+    int i;
+} req_ctx;
+static req_ctx req_ctxs[NREQ];
+
+static void on_resp(synesis_tunnel *t, synesis_request *req, const synesis_response *r, void *ud) {
+    (void)t;
+    (void)req;
+    req_ctx *c = ud;
+    c->f->req_calls[c->i]++;
+    c->f->req_ok[c->i] = r->status == 0 && r->len == REQ_BYTES &&
+                         memcmp(r->data, c->f->req_body[c->i], REQ_BYTES) == 0;
+}
+
+static void request(synesis_tunnel *t, flow *f) {
+    int i = f->reqs_issued++;
+    for (size_t k = 0; k < REQ_BYTES; k++)
+        f->req_body[i][k] = (uint8_t)(1 + (i * 31 + k) % 200); /* never a command word */
+    req_ctxs[i] = (req_ctx){f, i};
+    synesis_request_options o;
+    synesis_request_options_init(&o);
+    o.timeout = 30;
+    assert_int_equal(
+        synesis_tunnel_request(t, f->req_body[i], REQ_BYTES, &o, on_resp, &req_ctxs[i], NULL), 0);
+}
+
+static void flow_start(synesis_tunnel *t, flow *f) {
+    memset(f, 0, sizeof(*f));
+    synesis_stream_callbacks cb;
+    synesis_stream_callbacks_init(&cb);
+    cb.on_data = on_data;
+    cb.on_end = on_end;
+    cb.on_writable = on_writable;
+    cb.on_close = on_close;
+    assert_int_equal(synesis_tunnel_open_stream(t, &cb, f, &f->s), 0);
+    pump(f);
+    for (int i = 0; i < NREQ / 2; i++)
+        request(t, f);
+}
+
+static int quarter_received(void *ud) { return ((flow *)ud)->received >= STREAM_BYTES / 4; }
+
+static int flow_done(void *ud) {
+    flow *f = ud;
+    if (!f->closed)
+        return 0;
+    for (int i = 0; i < f->reqs_issued; i++)
+        if (!f->req_calls[i])
+            return 0;
+    return 1;
+}
+
+static void flow_check(const flow *f) {
+    assert_int_equal(f->closed, 1);
+    if (f->status != 0)
+        fail_msg("stream closed with %s: %s", synesis_error_name(f->status), f->detail);
+    assert_int_equal(f->ended, 1);
+    assert_int_equal(f->sent, STREAM_BYTES);
+    assert_int_equal(f->received, STREAM_BYTES); /* nothing lost, nothing twice */
+    assert_int_equal(f->bad, 0);                 /* every byte in its place */
+    assert_int_equal(f->reqs_issued, NREQ);
+    for (int i = 0; i < NREQ; i++) {
+        assert_int_equal(f->req_calls[i], 1);
+        assert_true(f->req_ok[i]);
+    }
+}
+
+/* ---- helpers ---- */
+
+static synesis_transport transport_of(synesis_tunnel *t) {
+    synesis_tunnel_state s;
+    assert_int_equal(synesis_tunnel_get_state(t, &s), 0);
+    return s.transport;
+}
+
+static int heartbeats_delivered_2(void *ud) {
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats((synesis_tunnel *)ud, &st);
+    return st.heartbeats_delivered >= 2;
+}
+
+static int moved_back(void *ud) {
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats((synesis_tunnel *)ud, &st);
+    return st.udp_returns > 0;
+}
+
+static int probe_failed(void *ud) {
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats((synesis_tunnel *)ud, &st);
+    return st.udp_probes_failed > 0;
+}
+
+static char edge_lines[16384];
+static void edge_log(void *ud, const char *line) {
+    (void)ud;
+    size_t n = strlen(edge_lines);
+    if (strstr(line, "tcp") || strstr(line, "path_"))
+        snprintf(edge_lines + n, sizeof(edge_lines) - n, "%s\n", line);
+}
+
+/* ---- transport TCP forced ---- */
+
+static void test_forced_tcp(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki_shared("tcp-1");
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, pki);
+    ec.idle_timeout = 10;
+    syn_edge *e = syn_test_edge_start(loop, &ec);
+    uint16_t port = syn_edge_port(e);
+    assert_int_equal(syn_edge_tcp_port(e), port); /* the same port number by default */
+
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, port);
+    cfg.transport = SYNESIS_TRANSPORT_TCP;
+    cfg.heartbeat_interval = 0.2;
+    cfg.idle_timeout = 10;
+    cfg.retry_initial_connect = 1;
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 10);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    syn_edge_stats es;
+    syn_edge_get_stats(e, &es);
+    assert_int_equal(es.tcp_links, 1);
+    assert_int_equal(es.handshakes, 1);
+
+    /* Heartbeats, requests and a 4 MB echoed stream, all over the link. */
+    assert_true(syn_test_run_until(loop, heartbeats_delivered_2, t, 10));
+    flow f;
+    flow_start(t, &f);
+    assert_true(syn_test_run_until(loop, quarter_received, &f, 20));
+    for (int i = NREQ / 2; i < NREQ; i++)
+        request(t, &f);
+    assert_true(syn_test_run_until(loop, flow_done, &f, 60));
+    flow_check(&f);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_true(st.tcp_packets_sent > 1000);
+    assert_true(st.tcp_bytes_sent > STREAM_BYTES);
+    assert_int_equal(st.tcp_fallbacks, 0); /* forced, not a fallback */
+    char json[4096];
+    assert_true(synesis_tunnel_stats_json(t, json, sizeof(json)) > 0);
+    assert_non_null(strstr(json, "\"transport\":\"tcp\""));
+
+    /* Resumption over TCP: the next connection resumes the edge's ticket. The disconnect's
+     * CONNECTION_CLOSE reached the edge over the link before it closed: the edge's connection
+     * ends at once, not by its idle timeout. */
+    assert_int_equal(synesis_tunnel_disconnect(t), 0);
+    syn_test_run_for(loop, 0.3);
+    syn_edge_get_stats(e, &es);
+    assert_int_equal(es.active, 0);
+    syn_test_connect(loop, t, 10);
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.resumed_connections, 1);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+
+    /* The edge drops the link (its listener and every link go, as a crash would): the tunnel
+     * reconnects over TCP once the edge is back. */
+    syn_test_states states = {0};
+    assert_int_equal(synesis_tunnel_subscribe(t, syn_test_record_state, &states, NULL), 0);
+    syn_edge_stop(e, 0);
+    int r = syn_test_wait_recorded(loop, &states, SYNESIS_STATE_RECONNECTING, 1, 0, 10);
+    char detail[SYNESIS_DETAIL_MAX];
+    assert_int_equal(syn_edge_start(e, detail), 0);
+    syn_test_wait_recorded(loop, &states, SYNESIS_STATE_CONNECTED, 0, r, 15);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.reconnects, 1);
+    syn_test_result res = {0};
+    syn_test_request(loop, t, "after", 5, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    assert_memory_equal(res.data, "after", 5);
+    free(res.data);
+    syn_test_finish(loop, t, e);
+}
+
+/* ---- transport AUTO ---- */
+
+/* UDP refused (nothing listens on the URL's port over UDP: ICMP port unreachable), TCP there:
+ * the first attempt goes on over TCP. The UDP timeout is long, so only the ICMP verdict can make
+ * it come up in time. */
+static void test_auto_icmp(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki_shared("tcp-2");
+    /* A free port number for the TCP listener whose UDP twin nobody binds. */
+    int probe = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(probe, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t al = sizeof(a);
+    assert_int_equal(getsockname(probe, (struct sockaddr *)&a, &al), 0);
+    uint16_t tport = ntohs(a.sin_port);
+    close(probe);
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, pki);
+    ec.tcp_port = tport;
+    syn_edge *e = syn_test_edge_start(loop, &ec);
+    assert_int_equal(syn_edge_tcp_port(e), tport);
+    assert_int_not_equal(syn_edge_port(e), tport);
+
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, tport);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO; /* the library's default (the harness sets UDP) */
+    cfg.udp_fallback_timeout = 60;
+    cfg.handshake_timeout = 60;
+    cfg.udp_reprobe_interval = 0;
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 10);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.tcp_fallbacks, 1);
+    syn_test_result res = {0};
+    syn_test_request(loop, t, "icmp", 4, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    free(res.data);
+    syn_test_finish(loop, t, e);
+}
+
+/* UDP black-holed, then let through: comes up over TCP, then moves back to UDP with a stream and
+ * requests in flight. */
+static void test_auto_blocked_then_back(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki_shared("tcp-3");
+    edge_lines[0] = 0;
+    /* The proxy listens on the URL's port (UDP); the edge's TCP listener takes the same port
+     * number, its UDP socket another port, where the proxy forwards. */
+    struct sockaddr_in up = {
+        .sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in lis = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    syn_fault_proxy *px = syn_fault_proxy_new(loop, (struct sockaddr *)&lis, sizeof(lis),
+                                              (struct sockaddr *)&up, sizeof(up), 7);
+    assert_non_null(px);
+    uint16_t port = syn_fault_proxy_port(px);
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, pki);
+    ec.idle_timeout = 10;
+    ec.tcp_port = port;
+    ec.log = edge_log;
+    syn_edge *e = syn_test_edge_start(loop, &ec);
+    assert_int_equal(syn_edge_tcp_port(e), port);
+    up.sin_port = htons(syn_edge_port(e));
+    assert_int_equal(syn_fault_proxy_set_upstream(px, (struct sockaddr *)&up, sizeof(up)), 0);
+    syn_fault_proxy_blackhole(px, 1);
+
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, port);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
+    cfg.idle_timeout = 10;
+    cfg.udp_fallback_timeout = 0.5;
+    cfg.udp_reprobe_interval = 0.5;
+    syn_test_states states = {0};
+    synesis_tunnel *t = syn_test_tunnel_new(loop, &cfg, NULL, NULL);
+    assert_int_equal(synesis_tunnel_subscribe(t, syn_test_record_state, &states, NULL), 0);
+    syn_test_connect(loop, t, 10);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.tcp_fallbacks, 1);
+    assert_int_equal(st.connections, 1);
+    int n0 = states.n; /* Connecting, Connected */
+
+    /* A probe while UDP is still blocked fails and stays on TCP. */
+    assert_true(syn_test_run_until(loop, probe_failed, t, 15));
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.udp_returns, 0);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+
+    flow f;
+    flow_start(t, &f);
+    assert_true(syn_test_run_until(loop, quarter_received, &f, 20));
+    f.hold = 1; /* the rest of the stream waits for the move: it is in flight throughout */
+    syn_fault_proxy_blackhole(px, 0); /* UDP gets through again */
+    for (int i = NREQ / 2; i < NREQ; i++)
+        request(t, &f);
+    assert_true(syn_test_run_until(loop, moved_back, t, 20));
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_UDP);
+    assert_true(f.received < STREAM_BYTES && !f.closed);
+    f.hold = 0;
+    pump(&f);
+    assert_true(syn_test_run_until(loop, flow_done, &f, 60));
+    flow_check(&f);
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.udp_returns, 1);
+    assert_int_equal(st.connections, 1); /* the same connection throughout */
+    assert_int_equal(st.reconnects, 0);
+    assert_int_equal(states.n, n0); /* no state transition */
+    syn_fault_stats fs;
+    syn_fault_proxy_stats(px, &fs);
+    assert_true(fs.fwd_up > 100); /* the rest of the stream went over UDP */
+    syn_edge_stats es;
+    syn_edge_get_stats(e, &es);
+    assert_true(es.paths_validated >= 1);
+    print_message("moved back to UDP: %zu stream bytes and %d requests intact; %llu probe(s) "
+                  "failed before\n",
+                  f.received, NREQ, (unsigned long long)st.udp_probes_failed);
+    /* The link goes after its grace. */
+    syn_test_run_for(loop, 1.5);
+    syn_edge_get_stats(e, &es);
+    assert_int_equal(es.tcp_links, 0);
+    synesis_tunnel_free(t);
+    syn_test_run_for(loop, 0.1);
+    syn_fault_proxy_free(px);
+    syn_test_finish(loop, NULL, e);
+}
+
+/* ---- hostile peers on the edge's TCP listener ---- */
+
+static int tcp_connect_nb(uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int rv = connect(fd, (struct sockaddr *)&a, sizeof(a));
+    assert_true(rv == 0 || errno == EINPROGRESS);
+    return fd;
+}
+
+/* A TLS client on a non-blocking socket, the edge served by the loop meanwhile. */
+static SSL *tls_client(struct ev_loop *loop, SSL_CTX *ctx, int fd) {
+    SSL *ssl = SSL_new(ctx);
+    assert_non_null(ssl);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, "localhost");
+    static const unsigned char alpn[] = "\x0dsynesis-tcp/1";
+    SSL_set_alpn_protos(ssl, alpn, sizeof(alpn) - 1);
+    for (int i = 0; i < 5000; i++) {
+        int rv = SSL_connect(ssl);
+        if (rv == 1)
+            return ssl;
+        int err = SSL_get_error(ssl, rv);
+        if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+            fail_msg("TLS to the edge's TCP listener failed (%d)", err);
+        ev_run(loop, EVRUN_NOWAIT);
+        usleep(1000);
+    }
+    fail_msg("TLS to the edge's TCP listener: no handshake");
+    return NULL;
+}
+
+/* 1 once the edge closed fd (read gives 0 or an error other than EAGAIN). */
+static int closed_by_edge(struct ev_loop *loop, SSL *ssl, int fd) {
+    for (int i = 0; i < 3000; i++) {
+        ev_run(loop, EVRUN_NOWAIT);
+        char b[256];
+        ssize_t n;
+        if (ssl) {
+            int rv = SSL_read(ssl, b, sizeof(b));
+            if (rv > 0)
+                continue;
+            int err = SSL_get_error(ssl, rv);
+            if (err != SSL_ERROR_WANT_READ)
+                return 1;
+        } else {
+            n = read(fd, b, sizeof(b));
+            if (n == 0 || (n < 0 && errno != EAGAIN))
+                return 1;
+        }
+        usleep(1000);
+    }
+    return 0;
+}
+
+static void test_hostile_frames(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki_shared("tcp-4");
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, pki);
+    ec.handshake_timeout = 1.0;
+    ec.max_tcp_handshakes = 4;
+    syn_edge *e = syn_test_edge_start(loop, &ec);
+    uint16_t port = syn_edge_tcp_port(e);
+
+    /* 1. Plain text, not TLS: the edge closes it. */
+    int fd = tcp_connect_nb(port);
+    syn_test_run_for(loop, 0.05);
+    static const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_true(write(fd, junk, sizeof(junk) - 1) > 0);
+    assert_true(closed_by_edge(loop, NULL, fd));
+    close(fd);
+
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(ctx);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+
+    /* 2. A frame of length 0 after the TLS handshake: the edge closes the link. */
+    fd = tcp_connect_nb(port);
+    SSL *ssl = tls_client(loop, ctx, fd);
+    assert_int_equal(SSL_write(ssl, "\x00\x00", 2), 2);
+    assert_true(closed_by_edge(loop, ssl, fd));
+    SSL_free(ssl);
+    close(fd);
+
+    /* 3. A length above the largest frame: closed too. */
+    fd = tcp_connect_nb(port);
+    ssl = tls_client(loop, ctx, fd);
+    assert_int_equal(SSL_write(ssl, "\xff\xff", 2), 2);
+    assert_true(closed_by_edge(loop, ssl, fd));
+    SSL_free(ssl);
+    close(fd);
+
+    /* 4. Frames of garbage packets (random bytes, a short one, a long header with nonsense):
+     * dropped as garbage datagrams are; the link stays until it has carried no connection for
+     * handshake_timeout. */
+    fd = tcp_connect_nb(port);
+    ssl = tls_client(loop, ctx, fd);
+    uint8_t buf[2 + 1400];
+    for (int k = 0; k < 50; k++) {
+        size_t len = k % 5 == 0 ? 1 : 1200 + (size_t)k;
+        buf[0] = (uint8_t)(len >> 8);
+        buf[1] = (uint8_t)len;
+        for (size_t i = 0; i < len; i++)
+            buf[2 + i] = (uint8_t)(i * 131 + (size_t)k * 17);
+        if (k % 3 == 0)
+            buf[2] = 0xc0; /* a long header, version 1 */
+        assert_int_equal(SSL_write(ssl, buf, (int)(2 + len)), (int)(2 + len));
+        ev_run(loop, EVRUN_NOWAIT);
+    }
+    syn_test_run_for(loop, 0.2);
+    syn_edge_stats es;
+    syn_edge_get_stats(e, &es);
+    assert_true(es.tcp_frames >= 50);
+    assert_int_equal(es.active, 0);             /* no connection made of garbage */
+    assert_true(closed_by_edge(loop, ssl, fd)); /* idle: closed after handshake_timeout */
+    SSL_free(ssl);
+    close(fd);
+    SSL_CTX_free(ctx);
+
+    /* 5. Slowloris: more silent connections than the edge lets handshake at once. The extra
+     * ones are closed at once; the others when their handshake times out. */
+    int fds[8];
+    for (int i = 0; i < 8; i++)
+        fds[i] = tcp_connect_nb(port);
+    syn_test_run_for(loop, 0.2);
+    syn_edge_get_stats(e, &es);
+    assert_int_equal(es.tcp_refused, 4);
+    assert_int_equal(es.tcp_handshaking, 4);
+    syn_test_run_for(loop, 1.5);
+    syn_edge_get_stats(e, &es);
+    assert_int_equal(es.tcp_handshaking, 0);
+    for (int i = 0; i < 8; i++)
+        close(fds[i]);
+
+    /* The edge still serves a tunnel over TCP. */
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_TCP;
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 10);
+    syn_test_result res = {0};
+    syn_test_request(loop, t, "still", 5, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    free(res.data);
+    syn_test_finish(loop, t, e);
+}
+
+/* Nothing listens, on UDP or TCP: the attempt fails with UDP's verdict, TCP's added. */
+static void test_auto_nothing_listening(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki_shared("tcp-6");
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &al), 0);
+    close(s); /* a free port: refused on UDP and on TCP */
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, ntohs(a.sin_port));
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
+    synesis_tunnel *t = syn_test_tunnel_new(loop, &cfg, NULL, NULL);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_wait_state(loop, t, SYNESIS_STATE_FAILED, 10));
+    synesis_tunnel_state st;
+    synesis_tunnel_get_state(t, &st);
+    assert_int_equal(st.error, SYNESIS_ERR_SOCKET);
+    if (!strstr(st.error_detail, "refused") || !strstr(st.error_detail, "over TCP too"))
+        fail_msg("detail: %s", st.error_detail);
+    synesis_tunnel_stats stt;
+    synesis_tunnel_get_stats(t, &stt);
+    assert_int_equal(stt.tcp_fallbacks, 1);
+    syn_test_finish(loop, t, NULL);
+}
+
+/* Through an HTTP CONNECT proxy with Basic authentication (the config's proxy), transport TCP:
+ * every byte goes through it; a proxy that refuses, or wants credentials, is a clear error. */
+static void test_through_proxy(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki_shared("tcp-7");
+    syn_edge *e = syn_test_edge(loop, pki, 10);
+    syn_test_proxy *px;
+    uint16_t pport;
+    syn_test_proxy_opts po = {.mode = SYN_TEST_PROXY_AUTH, .credentials = "dev:s3cret"};
+    assert_int_equal(syn_test_proxy_start(&px, loop, &po, &pport), 0);
+    char url[128];
+    snprintf(url, sizeof(url), "http://dev:s3cret@127.0.0.1:%u", pport);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_TCP;
+    cfg.proxy = url;
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 10);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    syn_test_result res = {0};
+    syn_test_request(loop, t, "via proxy", 9, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    assert_memory_equal(res.data, "via proxy", 9);
+    free(res.data);
+    const syn_test_proxy_stats *ps = syn_test_proxy_stats_get(px);
+    assert_int_equal(ps->tunnels, 1);
+    assert_true(ps->bytes_up > 1000 && ps->bytes_down > 1000);
+    assert_non_null(strstr(ps->last_request, "CONNECT 127.0.0.1:"));
+    synesis_tunnel_free(t);
+
+    /* Without the credentials: SYNESIS_ERR_PROXY_AUTH. */
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", pport);
+    t = syn_test_tunnel_new(loop, &cfg, NULL, NULL);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_wait_state(loop, t, SYNESIS_STATE_FAILED, 10));
+    synesis_tunnel_state st;
+    synesis_tunnel_get_state(t, &st);
+    if (st.error != SYNESIS_ERR_PROXY_AUTH)
+        fail_msg("%s: %s", synesis_error_name(st.error), st.error_detail);
+    synesis_tunnel_free(t);
+    syn_test_proxy_free(px);
+
+    /* A proxy that refuses CONNECT: SYNESIS_ERR_PROXY with its status line. */
+    po = (syn_test_proxy_opts){.mode = SYN_TEST_PROXY_REFUSE};
+    assert_int_equal(syn_test_proxy_start(&px, loop, &po, &pport), 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", pport);
+    t = syn_test_tunnel_new(loop, &cfg, NULL, NULL);
+    assert_int_equal(synesis_tunnel_connect(t), 0);
+    assert_true(syn_test_wait_state(loop, t, SYNESIS_STATE_FAILED, 10));
+    synesis_tunnel_get_state(t, &st);
+    if (st.error != SYNESIS_ERR_PROXY || !strstr(st.error_detail, "403"))
+        fail_msg("%s: %s", synesis_error_name(st.error), st.error_detail);
+    synesis_tunnel_free(t);
+    syn_test_run_for(loop, 0.05);
+    syn_test_proxy_free(px);
+    syn_test_finish(loop, NULL, e);
+}
+
+/* ---- configuration ---- */
+
+static void test_config(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki_shared("tcp-5");
+    synesis_tunnel_config cfg;
+    synesis_tunnel_config_init(&cfg);
+    assert_int_equal(cfg.transport, SYNESIS_TRANSPORT_AUTO);
+    assert_int_equal(cfg.tcp_port, 0);
+    assert_int_equal(cfg.tcp_fallback_after, 1);
+    assert_true(cfg.udp_fallback_timeout > 0 && cfg.udp_fallback_timeout < cfg.handshake_timeout);
+    assert_true(cfg.udp_reprobe_interval > 0);
+    assert_null(cfg.proxy);
+    assert_string_equal(synesis_transport_name(SYNESIS_TRANSPORT_TCP), "tcp");
+    assert_string_equal(synesis_transport_name((synesis_transport)9), "unknown");
+    syn_test_tunnel_config(&cfg, pki, 1);
+    synesis_tunnel *t = NULL;
+    char err[256];
+    cfg.transport = (synesis_transport)3;
+    assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, err, sizeof(err)),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
+    cfg.tcp_fallback_after = 0;
+    assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, err, sizeof(err)),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    cfg.tcp_fallback_after = 1;
+    cfg.udp_fallback_timeout = 0;
+    assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, err, sizeof(err)),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    cfg.udp_fallback_timeout = 1;
+    cfg.proxy = "socks5://proxy:1080";
+    assert_int_equal(synesis_tunnel_new(&t, loop, &cfg, NULL, NULL, err, sizeof(err)),
+                     SYNESIS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err, "proxy"));
+    assert_null(t);
+    ev_loop_destroy(loop);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_forced_tcp),
+        cmocka_unit_test(test_auto_icmp),
+        cmocka_unit_test(test_auto_nothing_listening),
+        cmocka_unit_test(test_auto_blocked_then_back),
+        cmocka_unit_test(test_through_proxy),
+        cmocka_unit_test(test_hostile_frames),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
