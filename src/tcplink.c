@@ -62,6 +62,7 @@ struct syn_tcplink {
 };
 
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void read_frames(syn_tcplink *l);
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 static void destroy(syn_tcplink *l) {
@@ -273,7 +274,11 @@ static void tls_done(syn_tcplink *l) {
     enter(l);
     if (l->ops.up)
         l->ops.up(l);
-    inner_leave(l);
+    if (inner_leave(l) || l->state != ST_UP)
+        return;
+    /* Frames the peer sent right behind its last handshake message may already be in OpenSSL's
+     * buffers, with nothing left in the socket to say so. */
+    read_frames(l);
 }
 
 static void tls_step(syn_tcplink *l) {

@@ -468,6 +468,22 @@ static void test_closed_and_garbage(void **state) {
     env_down(&e);
 }
 
+static void test_bytes_after_headers(void **state) {
+    (void)state;
+    /* the proxy's 200 and a TLS alert in one segment: the alert reaches TLS (nothing behind the
+     * headers is swallowed) */
+    syn_test_proxy_opts po = {.mode = SYN_TEST_PROXY_TRAILING};
+    env e;
+    env_up(&e, &po);
+    dev_connect(&e, "http://127.0.0.1:%u");
+    assert_true(syn_test_run_until(e.loop, is_closed, &e.dev, 10));
+    if (e.dev.err != SYNESIS_ERR_TLS_HANDSHAKE || !strstr(e.dev.detail, "handshake failure"))
+        fail_msg("expected the alert to fail the handshake, got %s: %s",
+                 synesis_error_name(e.dev.err), e.dev.detail);
+    assert_int_equal(syn_test_proxy_stats_get(e.px)->tunnels, 1);
+    env_down(&e);
+}
+
 static void test_unreachable(void **state) {
     (void)state;
     env e;
@@ -533,6 +549,7 @@ int main(void) {
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_closed_and_garbage),
+        cmocka_unit_test(test_bytes_after_headers),
         cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_proxy_timeout),
     };

@@ -728,7 +728,9 @@ static void test_free_inside_ops(void **state) {
         assert_true(syn_test_run_until(p.loop, is_closed, &p.c, 5));
         assert_int_equal(p.sv.s.packets, 1);
         assert_int_equal(p.sv.s.closed, 0);
-        assert_int_equal(p.c.err, 0); /* close_notify */
+        /* close_notify; or, should the client still be writing when the server's socket
+         * closes, the RST */
+        assert_true(p.c.err == 0 || p.c.err == SYNESIS_ERR_CONNECTION_LOST);
         pair_down(&p);
     }
     /* writable */

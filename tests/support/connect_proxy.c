@@ -165,7 +165,12 @@ static void upstream_cb(struct ev_loop *loop, ev_io *w, int revents) {
         return;
     }
     static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-    (void)!send(c->cfd, ok, sizeof(ok) - 1, MSG_NOSIGNAL);
+    static const char alert[] = "HTTP/1.1 200 Connection established\r\n\r\n"
+                                "\x15\x03\x03\x00\x02\x02\x28";
+    if (c->px->o.mode == SYN_TEST_PROXY_TRAILING)
+        (void)!send(c->cfd, alert, sizeof(alert) - 1, MSG_NOSIGNAL);
+    else
+        (void)!send(c->cfd, ok, sizeof(ok) - 1, MSG_NOSIGNAL);
     c->px->st.tunnels++;
     c->state = RELAY;
     ev_set_cb(&c->cio, relay_cb);

@@ -16,6 +16,9 @@ typedef enum syn_test_proxy_mode {
     SYN_TEST_PROXY_REFUSE,  /* every CONNECT gets 403 Forbidden */
     SYN_TEST_PROXY_CLOSE,   /* the connection is closed once the request is read, no answer */
     SYN_TEST_PROXY_GARBAGE, /* answers bytes that are not HTTP, then waits */
+    /* answers 200 with a TLS alert record (fatal handshake_failure) right behind the empty line,
+     * in the same segment, then relays: what follows the headers must reach TLS */
+    SYN_TEST_PROXY_TRAILING,
 } syn_test_proxy_mode;
 
 typedef struct syn_test_proxy_opts {
