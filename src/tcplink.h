@@ -68,15 +68,14 @@ typedef struct syn_proxy {
  * (percent-encoded user and password; "http://" may be omitted; other schemes are refused).
  * Returns 1 with *out filled when a proxy is to be used, 0 when none, or
  * SYNESIS_ERR_INVALID_ARGUMENT with detail (a malformed URL, naming where it came from). */
-int syn_proxy_select(const char *configured, const char *target_host, syn_proxy *out,
-                     char *detail);
+int syn_proxy_select(const char *configured, const char *target_host, syn_proxy *out, char *detail);
 void syn_proxy_clear(syn_proxy *p);
 
 typedef struct syn_tcplink_client_opts {
     /* Where to connect: the edge, or the proxy when proxy is set (the owner resolves names
      * without blocking). */
     const syn_sockaddr *connect_to;
-    const syn_proxy *proxy; /* NULL: direct; else "CONNECT target_host:target_port" through it */
+    const syn_proxy *proxy;  /* NULL: direct; else "CONNECT target_host:target_port" through it */
     const char *target_host; /* the edge's host as in its URL (CONNECT's authority) */
     uint16_t target_port;
     SSL_CTX *ctx;            /* a context from syn_tcplink_client_ctx_new() */
