@@ -11,7 +11,6 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +41,7 @@ struct syn_tcplink {
     int server;
     enum link_state state;
     SSL *ssl;
+    BIO_METHOD *bio; /* the socket BIO's methods (below), the link's own: no global */
     ev_io io;
     ev_timer timer; /* the handshake's deadline; then, at 0 s, a read that stopped at the bound */
     int depth;      /* nesting of our callbacks: a free inside waits for the outermost */
@@ -69,6 +69,7 @@ static void destroy(syn_tcplink *l) {
     ev_io_stop(l->loop, &l->io);
     ev_timer_stop(l->loop, &l->timer);
     SSL_free(l->ssl);
+    BIO_meth_free(l->bio); /* after SSL_free: the BIO used it */
     if (l->fd >= 0)
         close(l->fd);
     free(l->req);
@@ -179,8 +180,6 @@ static syn_tcplink *link_new(struct ev_loop *loop, const syn_tcplink_ops *ops, v
 /* OpenSSL's socket BIO writes with write(): a peer gone raises SIGPIPE, which kills a process that
  * did not ignore it, and a library must not ask that of its application. So the links' BIO is
  * OpenSSL's socket BIO with send(MSG_NOSIGNAL) and recv() in place of write() and read(). */
-static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
-static BIO_METHOD *bio_method; /* immutable once made; shared by every link */
 
 static int bio_fd(BIO *b) { return (int)(intptr_t)BIO_get_data(b); }
 
@@ -226,16 +225,16 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
     }
 }
 
-static void bio_init(void) {
+/* The methods are made per link (a hundred bytes) rather than once for the process: no global
+ * state, and an allocation failure fails this link only, not every later one. */
+static BIO_METHOD *bio_methods_new(void) {
     BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOCKET, "synesis tcplink socket");
-    if (!m)
-        return;
-    if (BIO_meth_set_write(m, bio_write) != 1 || BIO_meth_set_read(m, bio_read) != 1 ||
-        BIO_meth_set_puts(m, bio_puts) != 1 || BIO_meth_set_ctrl(m, bio_ctrl) != 1) {
+    if (m && (BIO_meth_set_write(m, bio_write) != 1 || BIO_meth_set_read(m, bio_read) != 1 ||
+              BIO_meth_set_puts(m, bio_puts) != 1 || BIO_meth_set_ctrl(m, bio_ctrl) != 1)) {
         BIO_meth_free(m);
-        return;
+        m = NULL;
     }
-    bio_method = m;
+    return m;
 }
 
 /* ---- the TLS handshake --------------------------------------------------------------------- */
@@ -244,8 +243,9 @@ static int tls_start(syn_tcplink *l, char *detail) {
     syn_ossl_clear();
     if (!l->ssl) /* (the server's SSL is made at accept) */
         return syn_fail(detail, SYNESIS_ERR_INTERNAL, "no SSL");
-    pthread_once(&bio_once, bio_init);
-    BIO *b = bio_method ? BIO_new(bio_method) : NULL;
+    if (!l->bio)
+        l->bio = bio_methods_new();
+    BIO *b = l->bio ? BIO_new(l->bio) : NULL;
     if (!b)
         return syn_fail_ossl(detail, SYNESIS_ERR_NOMEM, "cannot make the link's BIO");
     BIO_set_data(b, (void *)(intptr_t)l->fd); /* (the link closes the socket, not the BIO) */
