@@ -319,33 +319,72 @@ static void test_auto_icmp(void **state) {
     syn_test_finish(loop, t, e);
 }
 
+/* ---- a tunnel's life on TCP: identity rotation, link loss (the URL's UDP port black-holed) ----
+ */
+
+/* The URL's port: a fault proxy on UDP (black-holed: nothing gets through) in front of the edge's
+ * UDP socket, the edge's TCP listener on the same port number. */
+typedef struct blocked {
+    struct ev_loop *loop;
+    const char *pki;
+    syn_fault_proxy *px;
+    syn_edge *e;
+    uint16_t port;
+} blocked;
+
+static void blocked_start(blocked *b, const char *pki_name, syn_edge_log_fn log) {
+    b->loop = ev_loop_new(EVFLAG_AUTO);
+    b->pki = syn_test_pki_shared(pki_name);
+    struct sockaddr_in up = {
+        .sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in lis = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    /* The proxy's UDP port number may be some TCP connection's local port: another one then. */
+    for (int i = 0;; i++) {
+        b->px = syn_fault_proxy_new(b->loop, (struct sockaddr *)&lis, sizeof(lis),
+                                    (struct sockaddr *)&up, sizeof(up), 11);
+        assert_non_null(b->px);
+        b->port = syn_fault_proxy_port(b->px);
+        syn_edge_config ec;
+        syn_test_edge_config(&ec, b->pki);
+        ec.idle_timeout = 10;
+        ec.tcp_port = b->port;
+        ec.log = log;
+        char detail[512];
+        assert_int_equal(syn_edge_new(&b->e, b->loop, &ec, detail), 0);
+        int rv = syn_edge_start(b->e, detail);
+        if (rv == 0)
+            break;
+        syn_edge_free(b->e);
+        syn_fault_proxy_free(b->px);
+        if (i == 20)
+            fail_msg("edge: %s", detail);
+    }
+    up.sin_port = htons(syn_edge_port(b->e));
+    assert_int_equal(syn_fault_proxy_set_upstream(b->px, (struct sockaddr *)&up, sizeof(up)), 0);
+    syn_fault_proxy_blackhole(b->px, 1);
+}
+
+/* Datagrams that reached the URL's UDP port (forwarded or black-holed). */
+static uint64_t udp_seen(const blocked *b) {
+    syn_fault_stats fs;
+    syn_fault_proxy_stats(b->px, &fs);
+    return fs.fwd_up + fs.dropped_up;
+}
+
 /* UDP black-holed, then let through: comes up over TCP, then moves back to UDP with a stream and
  * requests in flight. */
 static void test_auto_blocked_then_back(void **state) {
     (void)state;
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    const char *pki = syn_test_pki_shared("tcp-3");
     edge_lines[0] = 0;
     /* The proxy listens on the URL's port (UDP); the edge's TCP listener takes the same port
      * number, its UDP socket another port, where the proxy forwards. */
-    struct sockaddr_in up = {
-        .sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    struct sockaddr_in lis = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    syn_fault_proxy *px = syn_fault_proxy_new(loop, (struct sockaddr *)&lis, sizeof(lis),
-                                              (struct sockaddr *)&up, sizeof(up), 7);
-    assert_non_null(px);
-    uint16_t port = syn_fault_proxy_port(px);
-    syn_edge_config ec;
-    syn_test_edge_config(&ec, pki);
-    ec.idle_timeout = 10;
-    ec.tcp_port = port;
-    ec.log = edge_log;
-    syn_edge *e = syn_test_edge_start(loop, &ec);
-    assert_int_equal(syn_edge_tcp_port(e), port);
-    up.sin_port = htons(syn_edge_port(e));
-    assert_int_equal(syn_fault_proxy_set_upstream(px, (struct sockaddr *)&up, sizeof(up)), 0);
-    syn_fault_proxy_blackhole(px, 1);
-
+    blocked bl;
+    blocked_start(&bl, "tcp-3", edge_log);
+    struct ev_loop *loop = bl.loop;
+    const char *pki = bl.pki;
+    syn_fault_proxy *px = bl.px;
+    syn_edge *e = bl.e;
+    uint16_t port = bl.port;
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, pki, port);
     cfg.transport = SYNESIS_TRANSPORT_AUTO;
@@ -405,57 +444,6 @@ static void test_auto_blocked_then_back(void **state) {
     syn_test_run_for(loop, 0.1);
     syn_fault_proxy_free(px);
     syn_test_finish(loop, NULL, e);
-}
-
-/* ---- a tunnel's life on TCP: identity rotation, link loss (the URL's UDP port black-holed) ----
- */
-
-/* The URL's port: a fault proxy on UDP (black-holed: nothing gets through) in front of the edge's
- * UDP socket, the edge's TCP listener on the same port number. */
-typedef struct blocked {
-    struct ev_loop *loop;
-    const char *pki;
-    syn_fault_proxy *px;
-    syn_edge *e;
-    uint16_t port;
-} blocked;
-
-static void blocked_start(blocked *b, const char *pki_name) {
-    b->loop = ev_loop_new(EVFLAG_AUTO);
-    b->pki = syn_test_pki_shared(pki_name);
-    struct sockaddr_in up = {
-        .sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    struct sockaddr_in lis = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    /* The proxy's UDP port number may be some TCP connection's local port: another one then. */
-    for (int i = 0;; i++) {
-        b->px = syn_fault_proxy_new(b->loop, (struct sockaddr *)&lis, sizeof(lis),
-                                    (struct sockaddr *)&up, sizeof(up), 11);
-        assert_non_null(b->px);
-        b->port = syn_fault_proxy_port(b->px);
-        syn_edge_config ec;
-        syn_test_edge_config(&ec, b->pki);
-        ec.idle_timeout = 10;
-        ec.tcp_port = b->port;
-        char detail[512];
-        assert_int_equal(syn_edge_new(&b->e, b->loop, &ec, detail), 0);
-        int rv = syn_edge_start(b->e, detail);
-        if (rv == 0)
-            break;
-        syn_edge_free(b->e);
-        syn_fault_proxy_free(b->px);
-        if (i == 20)
-            fail_msg("edge: %s", detail);
-    }
-    up.sin_port = htons(syn_edge_port(b->e));
-    assert_int_equal(syn_fault_proxy_set_upstream(b->px, (struct sockaddr *)&up, sizeof(up)), 0);
-    syn_fault_proxy_blackhole(b->px, 1);
-}
-
-/* Datagrams that reached the URL's UDP port (forwarded or black-holed). */
-static uint64_t udp_seen(const blocked *b) {
-    syn_fault_stats fs;
-    syn_fault_proxy_stats(b->px, &fs);
-    return fs.fwd_up + fs.dropped_up;
 }
 
 static void blocked_finish(blocked *b, synesis_tunnel *t) {
@@ -519,7 +507,7 @@ static const char *renew(const char *ca_dir, const char *cn) {
  * flight on the old connection are answered, and the old link goes with the old connection. */
 static void rotate_on_tcp(synesis_transport tr, const char *pki_name) {
     blocked b;
-    blocked_start(&b, pki_name);
+    blocked_start(&b, pki_name, NULL);
     rot r = {.b = &b};
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, b.pki, b.port);
@@ -598,6 +586,91 @@ static void test_rotate_forced_tcp(void **state) {
 static void test_rotate_auto_udp_blocked(void **state) {
     (void)state;
     rotate_on_tcp(SYNESIS_TRANSPORT_AUTO, "tcp-9");
+}
+
+/* AUTO, UDP black-holed, Connected over TCP; then the link dies (the edge stops as a crash would:
+ * its listener and links go). The UDP failure stands: the next attempt goes over TCP at once,
+ * without a UDP attempt first (no datagram, no second fallback). */
+static void test_link_lost_reconnects_tcp_first(void **state) {
+    (void)state;
+    blocked b;
+    blocked_start(&b, "tcp-10", NULL);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, b.pki, b.port);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
+    cfg.idle_timeout = 10;
+    cfg.udp_fallback_timeout = 3; /* the default: a UDP attempt first would wait this long */
+    cfg.udp_reprobe_interval = 0;
+    cfg.retry_initial_connect = 1;
+    syn_test_states states = {0};
+    synesis_tunnel *t = syn_test_tunnel_new(b.loop, &cfg, NULL, NULL);
+    assert_int_equal(synesis_tunnel_subscribe(t, syn_test_record_state, &states, NULL), 0);
+    syn_test_connect(b.loop, t, 15);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    uint64_t udp0 = udp_seen(&b);
+    assert_true(udp0 > 0);
+    syn_edge_stats es0;
+    syn_edge_get_stats(b.e, &es0);
+
+    syn_edge_stop(b.e, 0);
+    int r = syn_test_wait_recorded(b.loop, &states, SYNESIS_STATE_RECONNECTING, 1, 0, 10);
+    char detail[SYNESIS_DETAIL_MAX];
+    assert_int_equal(syn_edge_start(b.e, detail), 0);
+    syn_test_wait_recorded(b.loop, &states, SYNESIS_STATE_CONNECTED, 0, r, 15);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.reconnects, 1);
+    assert_int_equal(st.tcp_fallbacks, 1); /* no new fallback: TCP first */
+    assert_int_equal(udp_seen(&b), udp0);  /* not a datagram tried */
+    syn_edge_stats es;
+    syn_edge_get_stats(b.e, &es);
+    assert_int_equal(es.tcp_accepted, es0.tcp_accepted + 1);
+    syn_test_result res = {0};
+    syn_test_request(b.loop, t, "again", 5, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    free(res.data);
+    blocked_finish(&b, t);
+}
+
+/* The opposite: Connected over TCP, moved back to UDP (UDP let through), then the connection
+ * ends (the edge shuts down gracefully and comes back): the next attempt goes over UDP first and
+ * succeeds there (no new link, no fallback). */
+static void test_after_move_back_reconnects_udp_first(void **state) {
+    (void)state;
+    blocked b;
+    blocked_start(&b, "tcp-11", NULL);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, b.pki, b.port);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
+    cfg.idle_timeout = 10;
+    cfg.udp_fallback_timeout = 0.5;
+    cfg.udp_reprobe_interval = 0.3;
+    syn_test_states states = {0};
+    synesis_tunnel *t = syn_test_tunnel_new(b.loop, &cfg, NULL, NULL);
+    assert_int_equal(synesis_tunnel_subscribe(t, syn_test_record_state, &states, NULL), 0);
+    syn_test_connect(b.loop, t, 15);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    syn_fault_proxy_blackhole(b.px, 0);
+    assert_true(syn_test_run_until(b.loop, moved_back, t, 20));
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_UDP);
+    syn_edge_stats es0;
+    syn_edge_get_stats(b.e, &es0);
+
+    syn_edge_stop(b.e, 1);
+    int r = syn_test_wait_recorded(b.loop, &states, SYNESIS_STATE_RECONNECTING, 1, 0, 10);
+    char detail[SYNESIS_DETAIL_MAX];
+    assert_int_equal(syn_edge_start(b.e, detail), 0);
+    syn_test_wait_recorded(b.loop, &states, SYNESIS_STATE_CONNECTED, 0, r, 15);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_UDP);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.reconnects, 1);
+    assert_int_equal(st.tcp_fallbacks, 1); /* only the first attempt's */
+    syn_edge_stats es;
+    syn_edge_get_stats(b.e, &es);
+    assert_int_equal(es.tcp_accepted, es0.tcp_accepted); /* no link tried */
+    blocked_finish(&b, t);
 }
 
 /* ---- hostile peers on the edge's TCP listener ---- */
@@ -886,6 +959,8 @@ int main(void) {
         cmocka_unit_test(test_through_proxy),
         cmocka_unit_test(test_rotate_forced_tcp),
         cmocka_unit_test(test_rotate_auto_udp_blocked),
+        cmocka_unit_test(test_link_lost_reconnects_tcp_first),
+        cmocka_unit_test(test_after_move_back_reconnects_udp_first),
         cmocka_unit_test(test_hostile_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
