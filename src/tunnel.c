@@ -1860,6 +1860,18 @@ static void probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     syn_tunnel_leave(t);
 }
 
+int syn_tunnel_probe_soon(synesis_tunnel *t) {
+    if (!t->qc || !t->on_tcp || !t->link || t->probing || t->naddrs == 0 ||
+        t->cfg.transport != SYNESIS_TRANSPORT_AUTO || t->cfg.udp_reprobe_interval <= 0 ||
+        t->state.kind != SYNESIS_STATE_CONNECTED)
+        return 0;
+    t->probe_delay = t->cfg.udp_reprobe_interval; /* the backoff was the old network's */
+    ev_timer_stop(t->loop, &t->probe_timer);
+    ev_timer_set(&t->probe_timer, 0., 0.);
+    ev_timer_start(t->loop, &t->probe_timer);
+    return 1;
+}
+
 static void link_grace_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)revents;

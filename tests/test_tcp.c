@@ -673,6 +673,39 @@ static void test_after_move_back_reconnects_udp_first(void **state) {
     blocked_finish(&b, t);
 }
 
+/* AUTO on TCP with a long probe interval; the network changes (synesis_tunnel_network_changed)
+ * and now lets UDP through: a UDP probe follows at once (not after the interval) and the
+ * connection moves back to UDP. Its local address still there, the link is kept meanwhile. */
+static void test_network_change_probes_udp(void **state) {
+    (void)state;
+    blocked b;
+    blocked_start(&b, "tcp-12", NULL);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, b.pki, b.port);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
+    cfg.idle_timeout = 10;
+    cfg.udp_fallback_timeout = 0.5;
+    cfg.udp_reprobe_interval = 60; /* longer than the test */
+    synesis_tunnel *t = syn_test_tunnel_connected(b.loop, &cfg, NULL, NULL, 10);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    syn_fault_proxy_blackhole(b.px, 0);
+    syn_test_run_for(b.loop, 0.3);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.udp_returns, 0); /* no probe of its own meanwhile */
+    assert_int_equal(synesis_tunnel_network_changed(t), 0);
+    assert_true(syn_test_run_until(b.loop, moved_back, t, 20));
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_UDP);
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.reconnects, 0);
+    assert_int_equal(st.connections, 1);
+    syn_test_result res = {0};
+    syn_test_request(b.loop, t, "moved", 5, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    free(res.data);
+    blocked_finish(&b, t);
+}
+
 /* ---- hostile peers on the edge's TCP listener ---- */
 
 static int tcp_connect_nb(uint16_t port) {
@@ -961,6 +994,7 @@ int main(void) {
         cmocka_unit_test(test_rotate_auto_udp_blocked),
         cmocka_unit_test(test_link_lost_reconnects_tcp_first),
         cmocka_unit_test(test_after_move_back_reconnects_udp_first),
+        cmocka_unit_test(test_network_change_probes_udp),
         cmocka_unit_test(test_hostile_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
