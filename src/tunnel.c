@@ -683,6 +683,18 @@ static void lingers_end_all(synesis_tunnel *t) {
  * err (their callbacks run here). */
 static void rotation_abandon(synesis_tunnel *t, int keep_new);
 
+/* The connection qc stops being the tunnel's: its packet counters go to the totals. */
+static void counters_done(synesis_tunnel *t, const syn_qconn *qc) {
+    syn_qconn_stats ci;
+    syn_qconn_get_stats(qc, &ci);
+    t->pkts_sent_done += ci.pkt_sent;
+    t->pkts_lost_done += ci.pkt_lost;
+    uint64_t lp, lb;
+    syn_qconn_link_counters(qc, &lp, &lb);
+    t->link_pkts_done += lp;
+    t->link_bytes_done += lb;
+}
+
 static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
     t->drain.edge_qc = NULL;
     rotation_abandon(t, 1);
@@ -693,15 +705,8 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
     t->stats.handshake_completed_time = 0;
     if (t->qc) {
         syn_qconn *qc = t->qc;
-        syn_qconn_stats ci;
-        syn_qconn_get_stats(qc, &ci);
-        t->pkts_sent_done += ci.pkt_sent;
-        t->pkts_lost_done += ci.pkt_lost;
+        counters_done(t, qc);
         t->qc = NULL; /* from here on nothing can use it, whatever the callbacks below do */
-        uint64_t lp, lb;
-        syn_qconn_link_counters(qc, &lp, &lb);
-        t->link_pkts_done += lp;
-        t->link_bytes_done += lb;
         int linger = t->linger_teardown && (t->fd >= 0 || syn_qconn_link(qc)) &&
                      t->cfg.close_linger > 0 && syn_qconn_handshake_completed(qc) &&
                      linger_start(t, qc) == 0;
@@ -1213,6 +1218,7 @@ static void pending_handshake_done(syn_qconn *qc) {
         /* The old connection retires with its socket or its link (and a UDP probe under way on
          * it ends with it). */
         syn_tcplink *otl = link_release(t, old);
+        counters_done(t, old); /* the statistics' totals keep what it sent */
         if (t->fd >= 0)
             ev_io_stop(t->loop, &t->rio);
         syn_linger *r = side_conn_new(t, old, t->fd, &t->local, RETIRING, NULL);

@@ -531,6 +531,8 @@ static void rotate_on_tcp(synesis_transport tr, const char *pki_name) {
     syn_edge_stats es0;
     syn_edge_get_stats(b.e, &es0);
 
+    synesis_tunnel_stats st0;
+    synesis_tunnel_get_stats(t, &st0);
     char cn[64];
     snprintf(cn, sizeof(cn), "device-%s", pki_name);
     const char *dir = renew(b.pki, cn);
@@ -565,6 +567,9 @@ static void rotate_on_tcp(synesis_transport tr, const char *pki_name) {
     synesis_tunnel_get_stats(t, &st);
     assert_int_equal(st.identity_rotations, 1);
     assert_int_equal(st.reconnects, 0);
+    /* The totals keep the old connection's packets. */
+    assert_true(st.tcp_packets_sent > st0.tcp_packets_sent);
+    assert_true(st.packets_sent > st0.packets_sent);
     /* Requests keep working, on the new link. */
     syn_test_result res = {0};
     syn_test_request(b.loop, t, "after", 5, NULL, &res, 10);
@@ -902,7 +907,11 @@ static void test_through_proxy(void **state) {
     syn_test_tunnel_config(&cfg, pki, syn_edge_port(e));
     cfg.transport = SYNESIS_TRANSPORT_TCP;
     cfg.proxy = url;
-    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 10);
+    rot r = {0};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
+    cb.on_identity = rot_identity;
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, &cb, &r, 10);
     assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
     syn_test_result res = {0};
     syn_test_request(loop, t, "via proxy", 9, NULL, &res, 10);
@@ -913,6 +922,22 @@ static void test_through_proxy(void **state) {
     assert_int_equal(ps->tunnels, 1);
     assert_true(ps->bytes_up > 1000 && ps->bytes_down > 1000);
     assert_non_null(strstr(ps->last_request, "CONNECT 127.0.0.1:"));
+    /* An identity rotation goes through the proxy too: a second CONNECT. */
+    const char *dir = renew(pki, "device-tcp-7");
+    synesis_identity_source id;
+    synesis_identity_source_init(&id);
+    id.cert_path = syn_test_path(dir, "new.pem");
+    id.key_path = syn_test_path(dir, "new.key");
+    assert_int_equal(synesis_tunnel_rotate_identity(t, &id, 5), 0);
+    for (int i = 0; i < 3; i++)
+        r.res[i].calls = 1; /* no request of rot_done's */
+    assert_true(syn_test_run_until(loop, rot_done, &r, 10));
+    assert_int_equal(r.identity_status, 0);
+    assert_int_equal(ps->tunnels, 2);
+    res = (syn_test_result){0};
+    syn_test_request(loop, t, "rotated", 7, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    free(res.data);
     synesis_tunnel_free(t);
 
     /* Without the credentials: SYNESIS_ERR_PROXY_AUTH. */
