@@ -338,27 +338,18 @@ static void blocked_start(blocked *b, const char *pki_name, syn_edge_log_fn log)
     struct sockaddr_in up = {
         .sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct sockaddr_in lis = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    /* The proxy's UDP port number may be some TCP connection's local port: another one then. */
-    for (int i = 0;; i++) {
-        b->px = syn_fault_proxy_new(b->loop, (struct sockaddr *)&lis, sizeof(lis),
-                                    (struct sockaddr *)&up, sizeof(up), 11);
-        assert_non_null(b->px);
-        b->port = syn_fault_proxy_port(b->px);
-        syn_edge_config ec;
-        syn_test_edge_config(&ec, b->pki);
-        ec.idle_timeout = 10;
-        ec.tcp_port = b->port;
-        ec.log = log;
-        char detail[512];
-        assert_int_equal(syn_edge_new(&b->e, b->loop, &ec, detail), 0);
-        int rv = syn_edge_start(b->e, detail);
-        if (rv == 0)
-            break;
-        syn_edge_free(b->e);
-        syn_fault_proxy_free(b->px);
-        if (i == 20)
-            fail_msg("edge: %s", detail);
-    }
+    /* The proxy's UDP port number is free on TCP too (the edge's TCP listener takes it). */
+    b->px = syn_fault_proxy_new_tcp_free(b->loop, (struct sockaddr *)&lis, sizeof(lis),
+                                         (struct sockaddr *)&up, sizeof(up), 11);
+    assert_non_null(b->px);
+    b->port = syn_fault_proxy_port(b->px);
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, b->pki);
+    ec.idle_timeout = 10;
+    ec.tcp_port = b->port;
+    ec.log = log;
+    b->e = syn_test_edge_start(b->loop, &ec);
+    assert_int_equal(syn_edge_tcp_port(b->e), b->port);
     up.sin_port = htons(syn_edge_port(b->e));
     assert_int_equal(syn_fault_proxy_set_upstream(b->px, (struct sockaddr *)&up, sizeof(up)), 0);
     syn_fault_proxy_blackhole(b->px, 1);

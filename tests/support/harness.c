@@ -85,19 +85,6 @@ syn_edge *syn_test_edge_start(struct ev_loop *loop, const syn_edge_config *ec) {
     if (rv != 0)
         fail_msg("edge: %s: %s", synesis_error_name(rv), detail);
     rv = syn_edge_start(e, detail);
-    /* An ephemeral UDP port whose TCP twin is some TCP socket's local port (the machine's other
-     * tests' links): the TCP listener cannot have it; another ephemeral port then. */
-    size_t ln = ec->listen ? strlen(ec->listen) : 0;
-    int ephemeral = ln >= 2 && strcmp(ec->listen + ln - 2, ":0") == 0;
-    for (int i = 0; rv == SYNESIS_ERR_SOCKET && ephemeral && ec->tcp && ec->tcp_port == 0 &&
-                    i < 20 && strstr(detail, "TCP listener") && strstr(detail, "in use");
-         i++) {
-        syn_edge_free(e);
-        e = NULL;
-        if (syn_edge_new(&e, loop, ec, detail) != 0)
-            break;
-        rv = syn_edge_start(e, detail);
-    }
     if (rv != 0)
         fail_msg("edge start on %s: %s: %s", ec->listen ? ec->listen : "(default)",
                  synesis_error_name(rv), detail);
