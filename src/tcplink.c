@@ -900,6 +900,8 @@ void syn_tcplink_set_owner(syn_tcplink *l, void *owner) {
 
 size_t syn_tcplink_queued(const syn_tcplink *l) { return l ? l->q_len - l->q_off : 0; }
 
+uint64_t syn_tcplink_dropped(const syn_tcplink *l) { return l ? l->dropped : 0; }
+
 void syn_tcplink_free(syn_tcplink *l) {
     if (!l || l->dead)
         return;
@@ -971,5 +973,3 @@ int syn_tcplink_test_feed(syn_tcplink *l, const uint8_t *data, size_t len) {
 }
 
 size_t syn_tcplink_test_buffered(const syn_tcplink *l) { return l->r_len; }
-
-uint64_t syn_tcplink_test_dropped(const syn_tcplink *l) { return l->dropped; }

@@ -121,6 +121,8 @@ void *syn_tcplink_owner(const syn_tcplink *l);
 void syn_tcplink_set_owner(syn_tcplink *l, void *owner);
 /* Bytes queued and not yet taken by the kernel. */
 size_t syn_tcplink_queued(const syn_tcplink *l);
+/* Frames refused so far because the queue was at SYN_TCPLINK_MAX_QUEUED. */
+uint64_t syn_tcplink_dropped(const syn_tcplink *l);
 /* Closes the link (TLS close_notify when up, sent best effort) and frees it; no op is called
  * afterwards. NULL is a no-op. Safe from inside any op. */
 void syn_tcplink_free(syn_tcplink *l);

@@ -16,7 +16,5 @@ int syn_tcplink_test_up(syn_tcplink **out, struct ev_loop *loop, const syn_tcpli
 int syn_tcplink_test_feed(syn_tcplink *l, const uint8_t *data, size_t len);
 /* Bytes held in the read buffer (a frame not yet complete). */
 size_t syn_tcplink_test_buffered(const syn_tcplink *l);
-/* Frames refused at SYN_TCPLINK_MAX_QUEUED. */
-uint64_t syn_tcplink_test_dropped(const syn_tcplink *l);
 
 #endif /* SYNESIS_TCPLINK_TEST_H */
