@@ -171,6 +171,7 @@ struct syn_edge {
     syn_list links;
     size_t nlinks, nlinks_pending;
     edge_link *cur_link;
+    int tcp_in_use; /* the last TCP listen failed with EADDRINUSE (syn_edge_start tries again) */
 };
 
 void syn_edge_config_init(syn_edge_config *cfg) {
@@ -1912,6 +1913,7 @@ static int tcp_listen(syn_edge *e, char *detail) {
     syn_sockaddr_str((const struct sockaddr *)&a.ss, addr, sizeof(addr));
     if (bind(fd, (const struct sockaddr *)&a.ss, a.len) != 0 || listen(fd, 128) != 0) {
         int err = errno;
+        e->tcp_in_use = err == EADDRINUSE;
         close(fd);
         return syn_fail(detail, SYNESIS_ERR_SOCKET,
                         "TCP listener on %s: %s (edge tcp_port chooses another port, tcp = 0 "
@@ -2102,9 +2104,7 @@ fail:
     return rv;
 }
 
-int syn_edge_start(syn_edge *e, char *detail) {
-    if (e->fd >= 0)
-        return syn_fail(detail, SYNESIS_ERR_INVALID_STATE, "edge already started");
+static int edge_start_once(syn_edge *e, char *detail) {
     int fd = syn_udp_open(NULL, 0, (const struct sockaddr *)&e->listen_addr.ss, e->listen_addr.len,
                           1, &e->local, detail);
     if (fd < 0)
@@ -2143,6 +2143,27 @@ int syn_edge_start(syn_edge *e, char *detail) {
         }
     }
     return 0;
+}
+
+static uint16_t *listen_port(syn_edge *e) {
+    if (e->listen_addr.ss.ss_family == AF_INET)
+        return &((struct sockaddr_in *)&e->listen_addr.ss)->sin_port;
+    return &((struct sockaddr_in6 *)&e->listen_addr.ss)->sin6_port;
+}
+
+int syn_edge_start(syn_edge *e, char *detail) {
+    if (e->fd >= 0)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_STATE, "edge already started");
+    /* Any port (0) with the TCP listener on the same number: the UDP port the kernel picks may be
+     * taken on TCP (a connection's local port, say): another UDP port then. */
+    int any = *listen_port(e) == 0 && e->cfg.tcp && !e->cfg.tcp_port;
+    for (int attempt = 0;; attempt++) {
+        e->tcp_in_use = 0;
+        int rv = edge_start_once(e, detail);
+        if (rv == 0 || !any || !e->tcp_in_use || attempt == 15)
+            return rv;
+        *listen_port(e) = 0;
+    }
 }
 
 void syn_edge_stop(syn_edge *e, int graceful) {
