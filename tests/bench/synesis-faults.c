@@ -280,7 +280,8 @@ typedef struct scenario {
     int quick;       /* in --quick */
     int slow;        /* the 1 Mbit/s link: the workload scaled down */
     double deadline; /* seconds, when not the workload's */
-    int udp_blocked; /* the tunnel's transport auto, its TCP port the edge's: UDP dropped, TCP open */
+    int udp_blocked; /* the tunnel's transport auto, its TCP port the edge's: UDP dropped, TCP open
+                      */
 } scenario;
 
 static const workload full_load = {2000, 256 * 1024, 16, 4, 32ull << 20, 120, 900};
@@ -388,9 +389,10 @@ static const scenario sc_kill = {
 static const scenario sc_udp_blocked = {
     .name = "udpblocked",
     .title = "UDP dropped, TCP open",
-    .proxy = "every datagram dropped both ways from the start (the tunnel's UDP never arrives); the "
-             "edge's TCP listener reachable directly (transport auto, tcp_port the edge's): the "
-             "tunnel falls back to QUIC over TCP after udp_fallback_timeout (3 s)",
+    .proxy =
+        "every datagram dropped both ways from the start (the tunnel's UDP never arrives); the "
+        "edge's TCP listener reachable directly (transport auto, tcp_port the edge's): the "
+        "tunnel falls back to QUIC over TCP after udp_fallback_timeout (3 s)",
     .dir = {.drop = 1.0},
     .udp_blocked = 1};
 static const scenario *const scenarios[] = {
