@@ -4,7 +4,8 @@
 #   tests/fuzz/run.sh TARGET SECONDS [BUILD_DIR]
 #
 # TARGET is a name from tests/fuzz/CMakeLists.txt (url, spki_pin, pem, report, edge_heartbeat,
-# edge_command, stream_delivery, client_packet, edge_packet, proxy, tcplink_frames); BUILD_DIR
+# edge_command, stream_delivery, client_packet, edge_packet, proxy, tcplink_frames,
+# edge_tcp); BUILD_DIR
 # defaults to build/fuzz (the fuzz preset: `cmake --preset fuzz && cmake --build --preset fuzz`). The run starts from the
 # seed corpus tests/fuzz/corpus/TARGET (read only) and a fresh working corpus in
 # BUILD_DIR/tests/fuzz/work/TARGET/corpus (FUZZ_KEEP=1 keeps the previous one); crashes, leaks
