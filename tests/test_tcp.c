@@ -330,8 +330,8 @@ static void test_auto_blocked_then_back(void **state) {
     struct sockaddr_in up = {
         .sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct sockaddr_in lis = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    syn_fault_proxy *px = syn_fault_proxy_new(loop, (struct sockaddr *)&lis, sizeof(lis),
-                                              (struct sockaddr *)&up, sizeof(up), 7);
+    syn_fault_proxy *px = syn_fault_proxy_new_tcp_free(loop, (struct sockaddr *)&lis, sizeof(lis),
+                                                       (struct sockaddr *)&up, sizeof(up), 7);
     assert_non_null(px);
     uint16_t port = syn_fault_proxy_port(px);
     syn_edge_config ec;

@@ -171,7 +171,6 @@ struct syn_edge {
     syn_list links;
     size_t nlinks, nlinks_pending;
     edge_link *cur_link;
-    int tcp_in_use; /* the last TCP listen failed with EADDRINUSE (syn_edge_start tries again) */
 };
 
 void syn_edge_config_init(syn_edge_config *cfg) {
@@ -1895,13 +1894,28 @@ static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents) {
     }
 }
 
-static int tcp_listen(syn_edge *e, char *detail) {
+static uint16_t addr_port(const syn_sockaddr *a) {
+    if (a->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+    if (a->ss.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+    return 0;
+}
+
+/* UDP ports tried when the TCP port of the same number is taken (an ephemeral listen port). */
+#define SYN_EDGE_PORT_TRIES 32
+
+/* Binds the TCP listener on the address of the UDP socket just opened, at port (the UDP socket's
+ * port when the configuration names none). Returns the listening socket, or a negative
+ * SYNESIS_ERR_SOCKET with detail; *in_use is set when the port was taken. */
+static int tcp_bind(syn_edge *e, int *in_use, char *detail) {
     syn_sockaddr a = e->listen_addr;
     uint16_t port = e->cfg.tcp_port ? e->cfg.tcp_port : syn_edge_port(e);
     if (a.ss.ss_family == AF_INET)
         ((struct sockaddr_in *)&a.ss)->sin_port = htons(port);
     else
         ((struct sockaddr_in6 *)&a.ss)->sin6_port = htons(port);
+    *in_use = 0;
     int fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return syn_fail(detail, SYNESIS_ERR_SOCKET, "TCP socket: %s", strerror(errno));
@@ -1909,26 +1923,31 @@ static int tcp_listen(syn_edge *e, char *detail) {
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (a.ss.ss_family == AF_INET6)
         (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    char addr[64];
-    syn_sockaddr_str((const struct sockaddr *)&a.ss, addr, sizeof(addr));
     if (bind(fd, (const struct sockaddr *)&a.ss, a.len) != 0 || listen(fd, 128) != 0) {
         int err = errno;
-        e->tcp_in_use = err == EADDRINUSE;
         close(fd);
+        char addr[64];
+        syn_sockaddr_str((const struct sockaddr *)&a.ss, addr, sizeof(addr));
+        *in_use = err == EADDRINUSE;
         return syn_fail(detail, SYNESIS_ERR_SOCKET,
                         "TCP listener on %s: %s (edge tcp_port chooses another port, tcp = 0 "
                         "turns it off)",
                         addr, strerror(err));
     }
+    return fd;
+}
+
+/* Starts accepting on the listener from tcp_bind. */
+static void tcp_listen(syn_edge *e, int fd) {
     socklen_t len = sizeof(e->tcp_local.ss);
     if (getsockname(fd, (struct sockaddr *)&e->tcp_local.ss, &len) == 0)
         e->tcp_local.len = len;
     e->tcp_fd = fd;
     ev_io_set(&e->tcp_io, fd, EV_READ);
     ev_io_start(e->loop, &e->tcp_io);
+    char addr[64];
     syn_sockaddr_str((const struct sockaddr *)&e->tcp_local.ss, addr, sizeof(addr));
     emit_simple(e, "listening_tcp", NULL, "address", addr);
-    return 0;
 }
 
 uint16_t syn_edge_tcp_port(const syn_edge *e) {
@@ -2104,9 +2123,27 @@ fail:
     return rv;
 }
 
-static int edge_start_once(syn_edge *e, char *detail) {
-    int fd = syn_udp_open(NULL, 0, (const struct sockaddr *)&e->listen_addr.ss, e->listen_addr.len,
+int syn_edge_start(syn_edge *e, char *detail) {
+    if (e->fd >= 0)
+        return syn_fail(detail, SYNESIS_ERR_INVALID_STATE, "edge already started");
+    /* With an ephemeral port (0) the kernel picks a free UDP port, whose number may be taken on
+     * TCP (say, by an outgoing connection's ephemeral port): then another UDP port is tried, so
+     * that both listen on one number as documented. */
+    int ephemeral = addr_port(&e->listen_addr) == 0 && e->cfg.tcp && !e->cfg.tcp_port;
+    int fd, tcp_fd = -1;
+    for (int tries = 0;; tries++) {
+        fd = syn_udp_open(NULL, 0, (const struct sockaddr *)&e->listen_addr.ss, e->listen_addr.len,
                           1, &e->local, detail);
+        if (fd < 0 || !e->cfg.tcp)
+            break;
+        int in_use;
+        tcp_fd = tcp_bind(e, &in_use, detail);
+        if (tcp_fd >= 0)
+            break;
+        close(fd);
+        if (!ephemeral || !in_use || tries >= SYN_EDGE_PORT_TRIES)
+            return tcp_fd;
+    }
     if (fd < 0)
         return fd;
     e->fd = fd;
@@ -2135,35 +2172,9 @@ static int edge_start_once(syn_edge *e, char *detail) {
     char addr[64];
     syn_sockaddr_str((const struct sockaddr *)&e->local.ss, addr, sizeof(addr));
     emit_simple(e, "listening", NULL, "address", addr);
-    if (e->cfg.tcp) {
-        int rv = tcp_listen(e, detail);
-        if (rv != 0) {
-            syn_edge_stop(e, 0);
-            return rv;
-        }
-    }
+    if (tcp_fd >= 0)
+        tcp_listen(e, tcp_fd);
     return 0;
-}
-
-static uint16_t *listen_port(syn_edge *e) {
-    if (e->listen_addr.ss.ss_family == AF_INET)
-        return &((struct sockaddr_in *)&e->listen_addr.ss)->sin_port;
-    return &((struct sockaddr_in6 *)&e->listen_addr.ss)->sin6_port;
-}
-
-int syn_edge_start(syn_edge *e, char *detail) {
-    if (e->fd >= 0)
-        return syn_fail(detail, SYNESIS_ERR_INVALID_STATE, "edge already started");
-    /* Any port (0) with the TCP listener on the same number: the UDP port the kernel picks may be
-     * taken on TCP (a connection's local port, say): another UDP port then. */
-    int any = *listen_port(e) == 0 && e->cfg.tcp && !e->cfg.tcp_port;
-    for (int attempt = 0;; attempt++) {
-        e->tcp_in_use = 0;
-        int rv = edge_start_once(e, detail);
-        if (rv == 0 || !any || !e->tcp_in_use || attempt == 15)
-            return rv;
-        *listen_port(e) = 0;
-    }
 }
 
 void syn_edge_stop(syn_edge *e, int graceful) {
@@ -2196,14 +2207,7 @@ void syn_edge_stop(syn_edge *e, int graceful) {
     }
 }
 
-uint16_t syn_edge_port(const syn_edge *e) {
-    const syn_sockaddr *a = &e->local;
-    if (a->ss.ss_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
-    if (a->ss.ss_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
-    return 0;
-}
+uint16_t syn_edge_port(const syn_edge *e) { return addr_port(&e->local); }
 
 void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out) {
     *out = e->stats;

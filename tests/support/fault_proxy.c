@@ -552,3 +552,33 @@ void syn_fault_proxy_free(syn_fault_proxy *p) {
     free(p->heap);
     free(p);
 }
+
+syn_fault_proxy *syn_fault_proxy_new_tcp_free(struct ev_loop *loop,
+                                              const struct sockaddr *listen_addr,
+                                              socklen_t listen_len, const struct sockaddr *upstream,
+                                              socklen_t upstream_len, uint64_t seed) {
+    for (int tries = 0; tries < 32; tries++) {
+        syn_fault_proxy *p =
+            syn_fault_proxy_new(loop, listen_addr, listen_len, upstream, upstream_len, seed);
+        if (!p)
+            return NULL;
+        struct sockaddr_storage a;
+        memcpy(&a, listen_addr, listen_len);
+        uint16_t port = htons(syn_fault_proxy_port(p));
+        if (a.ss_family == AF_INET)
+            ((struct sockaddr_in *)&a)->sin_port = port;
+        else
+            ((struct sockaddr_in6 *)&a)->sin6_port = port;
+        int fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        int ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+                 bind(fd, (struct sockaddr *)&a, listen_len) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (ok)
+            return p;
+        syn_fault_proxy_free(p);
+    }
+    errno = EADDRINUSE;
+    return NULL;
+}

@@ -107,6 +107,15 @@ syn_fault_proxy *syn_fault_proxy_new(struct ev_loop *loop, const struct sockaddr
                                      socklen_t listen_len, const struct sockaddr *upstream,
                                      socklen_t upstream_len, uint64_t seed);
 
+/* syn_fault_proxy_new on an ephemeral port (listen_addr's port 0) whose number is also free on
+ * TCP at that address, for tests where an edge's TCP listener takes the proxy's port number (the
+ * kernel picks UDP ports without looking at TCP's: another proxy is made while the number is
+ * taken on TCP, up to 32 times; a tiny window remains between this check and the edge's bind). */
+syn_fault_proxy *syn_fault_proxy_new_tcp_free(struct ev_loop *loop,
+                                              const struct sockaddr *listen_addr,
+                                              socklen_t listen_len, const struct sockaddr *upstream,
+                                              socklen_t upstream_len, uint64_t seed);
+
 /* The port the proxy listens on (host byte order). */
 uint16_t syn_fault_proxy_port(const syn_fault_proxy *p);
 
