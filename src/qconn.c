@@ -1225,7 +1225,7 @@ static int link_send(syn_qconn *qc, const uint8_t *pkt, size_t len) {
         qc->link_pkts_sent++;
         qc->link_bytes_sent += len;
     }
-    if (r == 1) {
+    if (r == 1 || r == SYNESIS_ERR_WOULD_BLOCK) { /* (past the hard bound: dropped, and wait) */
         qc->link_blocked = 1;
         return 1;
     }

@@ -2,6 +2,7 @@
  * (tcplink.h). */
 #include "tcplink.h"
 
+#include "tcplink_test.h"
 #include "tls.h"
 
 #include <arpa/inet.h>
@@ -57,6 +58,7 @@ struct syn_tcplink {
     size_t req_len, req_off;
     uint8_t *q; /* framed bytes to send */
     size_t q_off, q_len, q_cap;
+    uint64_t dropped; /* frames refused at SYN_TCPLINK_MAX_QUEUED */
     size_t r_len;
     uint8_t r[RBUF_SIZE];
 };
@@ -855,6 +857,11 @@ int syn_tcplink_send(syn_tcplink *l, const uint8_t *data, size_t len) {
         return SYNESIS_ERR_INVALID_ARGUMENT;
     if (l->state != ST_UP)
         return l->state == ST_DOWN ? SYNESIS_ERR_CONNECTION_LOST : SYNESIS_ERR_NOT_CONNECTED;
+    if (l->q_len - l->q_off + 2 + len > SYN_TCPLINK_MAX_QUEUED) {
+        l->want_writable = 1;
+        l->dropped++;
+        return SYNESIS_ERR_WOULD_BLOCK;
+    }
     if (l->q_off && l->q_len + 2 + len > l->q_cap) { /* room at the front first */
         memmove(l->q, l->q + l->q_off, l->q_len - l->q_off);
         l->q_len -= l->q_off;
@@ -895,6 +902,8 @@ void syn_tcplink_set_ops(syn_tcplink *l, const syn_tcplink_ops *ops) { l->ops = 
 
 size_t syn_tcplink_queued(const syn_tcplink *l) { return l ? l->q_len - l->q_off : 0; }
 
+uint64_t syn_tcplink_dropped(const syn_tcplink *l) { return l ? l->dropped : 0; }
+
 void syn_tcplink_free(syn_tcplink *l) {
     if (!l || l->dead)
         return;
@@ -917,3 +926,52 @@ void syn_tcplink_free(syn_tcplink *l) {
     if (l->depth == 0)
         destroy(l);
 }
+
+/* ---- test and fuzzing hooks (tcplink_test.h) ----------------------------------------------- */
+
+int syn_tcplink_test_up(syn_tcplink **out, struct ev_loop *loop, const syn_tcplink_ops *ops,
+                        void *owner) {
+    *out = NULL;
+    syn_tcplink *l = link_new(loop, ops, owner);
+    if (!l)
+        return SYNESIS_ERR_NOMEM;
+    l->server = 1;
+    l->state = ST_UP;
+    *out = l;
+    return 0;
+}
+
+int syn_tcplink_test_feed(syn_tcplink *l, const uint8_t *data, size_t len) {
+    if (!l || l->dead || l->state != ST_UP)
+        return -1;
+    int rc = 0;
+    enter(l);
+    int budget = FRAMES_PER_EVENT;
+    for (;;) {
+        if (deliver(l, &budget) < 0) {
+            rc = -1;
+            break;
+        }
+        if (budget == 0) { /* (read_frames' next turn, from its 0 s timer) */
+            budget = FRAMES_PER_EVENT;
+            continue;
+        }
+        if (len == 0)
+            break;
+        /* What SSL_read would give: at most the room left. */
+        size_t room = sizeof(l->r) - l->r_len, n = len < room ? len : room;
+        if (n == 0) { /* a full buffer always holds a whole frame or a bad length */
+            rc = -1;
+            break;
+        }
+        memcpy(l->r + l->r_len, data, n);
+        l->r_len += n;
+        data += n;
+        len -= n;
+    }
+    if (leave(l))
+        return -1;
+    return rc;
+}
+
+size_t syn_tcplink_test_buffered(const syn_tcplink *l) { return l->r_len; }

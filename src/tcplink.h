@@ -31,6 +31,11 @@
 /* Bytes queued for sending (framed, not yet taken by the kernel) above which syn_tcplink_send
  * asks the sender to stop until ops.writable. */
 #define SYN_TCPLINK_HIGH_WATER (256 * 1024)
+/* The hard bound of that queue: a frame that would take it past this is dropped
+ * (SYNESIS_ERR_WOULD_BLOCK; QUIC sees a lost packet). Senders that honour the high water never
+ * reach it; it bounds what replies without flow control (stateless answers, a closing
+ * connection's repeated CONNECTION_CLOSE) can pile up for a peer that sends and never reads. */
+#define SYN_TCPLINK_MAX_QUEUED (2 * SYN_TCPLINK_HIGH_WATER)
 
 typedef struct syn_tcplink syn_tcplink;
 
@@ -103,8 +108,8 @@ int syn_tcplink_accept(syn_tcplink **out, struct ev_loop *loop, int fd, SSL_CTX 
 
 /* Queues one frame (len 1..SYN_TCPLINK_MAX_FRAME; copied). Returns 0; 1 when the queue is now
  * above SYN_TCPLINK_HIGH_WATER (the frame is queued; stop sending until ops.writable); or a
- * negative SYNESIS_ERR_* (not up, closed, bad length, out of memory: the frame is dropped, which
- * QUIC treats as a lost packet). */
+ * negative SYNESIS_ERR_* (not up, closed, bad length, out of memory, SYNESIS_ERR_WOULD_BLOCK past
+ * SYN_TCPLINK_MAX_QUEUED: the frame is dropped, which QUIC treats as a lost packet). */
 int syn_tcplink_send(syn_tcplink *l, const uint8_t *data, size_t len);
 /* 1 once ops.up ran and until the link is down. */
 int syn_tcplink_is_up(const syn_tcplink *l);
@@ -119,6 +124,8 @@ void syn_tcplink_set_owner(syn_tcplink *l, void *owner);
 void syn_tcplink_set_ops(syn_tcplink *l, const syn_tcplink_ops *ops);
 /* Bytes queued and not yet taken by the kernel. */
 size_t syn_tcplink_queued(const syn_tcplink *l);
+/* Frames refused so far because the queue was at SYN_TCPLINK_MAX_QUEUED. */
+uint64_t syn_tcplink_dropped(const syn_tcplink *l);
 /* Closes the link (TLS close_notify when up, sent best effort) and frees it; no op is called
  * afterwards. NULL is a no-op. Safe from inside any op. */
 void syn_tcplink_free(syn_tcplink *l);

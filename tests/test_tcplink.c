@@ -268,10 +268,11 @@ static void pair_up(pair *p) {
     p->cctx = link_client_ctx(NULL, 0);
     server_start(&p->sv, p->loop, link_server_ctx_of(pki()), 1);
     memset(&p->c, 0, sizeof(p->c));
-    assert_ok(client_start(&p->c, p->loop, p->cctx, p->sv.port, "localhost", 5), p->c.detail);
+    /* (bounds, not speeds: the first handshake of the process is slow under valgrind) */
+    assert_ok(client_start(&p->c, p->loop, p->cctx, p->sv.port, "localhost", 20), p->c.detail);
     assert_false(p->c.up); /* never from inside the call */
     side *both[2] = {&p->c, &p->sv.s};
-    assert_true(syn_test_run_until(p->loop, both_up, both, 5));
+    assert_true(syn_test_run_until(p->loop, both_up, both, 20));
     assert_true(syn_tcplink_is_up(p->c.l));
     assert_true(syn_tcplink_is_up(p->sv.s.l));
 }
@@ -290,6 +291,17 @@ static void pair_down(pair *p) {
 static void wait_packets(struct ev_loop *loop, side *s, size_t n) {
     s->target = n;
     assert_true(syn_test_run_until(loop, got_packets, s, 10));
+}
+
+static int below_half(void *ud) { return syn_tcplink_queued(ud) < SYN_TCPLINK_HIGH_WATER / 2; }
+
+/* Sends one frame as a well-behaved sender does: above the high water, waits for the queue to
+ * drain (the hard bound, SYN_TCPLINK_MAX_QUEUED, is never reached). */
+static void send_paced(struct ev_loop *loop, syn_tcplink *l, const uint8_t *buf, size_t len) {
+    int rv = syn_tcplink_send(l, buf, len);
+    assert_true(rv >= 0);
+    if (rv == 1)
+        assert_true(syn_test_run_until(loop, below_half, l, 20));
 }
 
 static void test_frames_both_ways(void **state) {
@@ -321,12 +333,13 @@ static void test_frames_both_ways(void **state) {
 
     /* many back to back, both ways at once, sizes cycling through 1..1500 */
     p.sv.s.echo = 0;
+    uint32_t base = p.c.next_seq; /* (the client's next expected, before any of these arrives) */
     for (int i = 0; i < 2000; i++) {
         size_t len = 1 + (size_t)(i * 97) % SYN_TCPLINK_MAX_FRAME;
         fill(buf, len, seq);
-        assert_true(syn_tcplink_send(p.c.l, buf, len) >= 0);
-        fill(buf, len, p.c.next_seq + (uint32_t)i);
-        assert_true(syn_tcplink_send(p.sv.s.l, buf, len) >= 0);
+        send_paced(p.loop, p.c.l, buf, len);
+        fill(buf, len, base + (uint32_t)i);
+        send_paced(p.loop, p.sv.s.l, buf, len);
         seq++;
     }
     wait_packets(p.loop, &p.sv.s, 2003);
@@ -379,6 +392,20 @@ static void test_backpressure(void **state) {
     assert_true(sent - (2 + sizeof(buf)) <= SYN_TCPLINK_HIGH_WATER);
     assert_int_equal(syn_tcplink_queued(p.c.l), sent);
     assert_int_equal(p.c.writable, 0);
+    /* A sender that goes on regardless meets the hard bound: frames past it are refused (and
+     * counted), the queue stays at most SYN_TCPLINK_MAX_QUEUED. */
+    int over = 0;
+    for (;;) {
+        fill(buf, sizeof(buf), (uint32_t)n);
+        if ((rv = syn_tcplink_send(p.c.l, buf, sizeof(buf))) != 1)
+            break;
+        assert_true(over++ < 1000);
+        n++;
+    }
+    assert_int_equal(rv, SYNESIS_ERR_WOULD_BLOCK);
+    assert_true(syn_tcplink_queued(p.c.l) <= SYN_TCPLINK_MAX_QUEUED);
+    assert_true(syn_tcplink_queued(p.c.l) + 2 + sizeof(buf) > SYN_TCPLINK_MAX_QUEUED);
+    assert_int_equal(syn_tcplink_dropped(p.c.l), 1);
     /* writable comes once the queue is below half the high water */
     while (!p.c.writable)
         assert_true(ev_run(p.loop, EVRUN_ONCE));

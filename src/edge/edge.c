@@ -1789,6 +1789,7 @@ static void link_free(edge_link *el) {
             syn_qconn_set_link(el->c->qc, NULL);
         el->c->el = NULL; /* the connection lives on: the device may come back on another path */
     }
+    e->stats.tcp_send_dropped += syn_tcplink_dropped(el->l);
     if (el->up)
         e->stats.tcp_links--;
     else
@@ -2213,6 +2214,14 @@ void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out) {
     out->cids = syn_cidmap_count(&e->cids);
     out->tcp_handshaking = e->nlinks_pending;
     out->handshaking = e->handshaking;
+    edge_link *el;
+    SYN_LIST_FOREACH(el, &e->links, edge_link, node) {
+        size_t q = syn_tcplink_queued(el->l);
+        out->tcp_queued += q;
+        if (q > out->tcp_queued_max)
+            out->tcp_queued_max = q;
+        out->tcp_send_dropped += syn_tcplink_dropped(el->l);
+    }
 }
 
 const char *syn_edge_last_device(const syn_edge *e) { return e->last_device; }

@@ -259,13 +259,19 @@ typedef struct syn_edge_stats {
     uint64_t drain_retries;
     uint64_t drain_dropped;
     /* QUIC over TCP: sockets accepted, refused (over the bounds), links up now, TLS handshakes in
-     * progress now, frames received, links closed for carrying no connection. */
+     * progress now, frames received, links closed for carrying no connection; bytes queued for
+     * sending on the links now (above the kernel's buffers) and the most on one link, and frames
+     * dropped at a link's hard bound (SYN_TCPLINK_MAX_QUEUED: a peer that sends and never reads).
+     */
     uint64_t tcp_accepted;
     uint64_t tcp_refused;
     uint64_t tcp_links;
     uint64_t tcp_handshaking;
     uint64_t tcp_frames;
     uint64_t tcp_idle_closed;
+    uint64_t tcp_queued;
+    uint64_t tcp_queued_max;
+    uint64_t tcp_send_dropped;
 } syn_edge_stats;
 
 void syn_edge_get_stats(const syn_edge *e, syn_edge_stats *out);

@@ -226,9 +226,9 @@ static void child_counts(struct ev_loop *loop, ev_signal *w, int revents) {
     syn_fault_stats st = {0};
     if (child_proxy)
         syn_fault_proxy_stats(child_proxy, &st);
-    dprintf(child_fd, "%llu %llu %llu %llu %.0f\n", (unsigned long long)st.bytes_up,
+    dprintf(child_fd, "%llu %llu %llu %llu %.0f %zu\n", (unsigned long long)st.bytes_up,
             (unsigned long long)st.bytes_down, (unsigned long long)st.fwd_up,
-            (unsigned long long)st.fwd_down, cpu_self() * 1e6);
+            (unsigned long long)st.fwd_down, cpu_self() * 1e6, heap_in_use());
 }
 
 static void edge_child(const edge_opts *eo, int fd) {
@@ -344,6 +344,8 @@ static void edge_stop_cpu(edge_proc *ep, unsigned long long *up, unsigned long l
 /* The proxy's counts so far: bytes (UDP payloads) and datagrams, each way. */
 typedef struct proxy_counts {
     unsigned long long up, down, dgrams_up, dgrams_down;
+    double cpu_us;
+    unsigned long long heap; /* the edge process's heap in use (mallinfo2) */
 } proxy_counts;
 
 static proxy_counts edge_counts(edge_proc *ep) {
@@ -353,7 +355,8 @@ static proxy_counts edge_counts(edge_proc *ep) {
     ssize_t n = read(ep->fd, line, sizeof(line) - 1);
     if (n > 0) {
         line[n] = 0;
-        sscanf(line, "%llu %llu %llu %llu", &pc.up, &pc.down, &pc.dgrams_up, &pc.dgrams_down);
+        sscanf(line, "%llu %llu %llu %llu %lf %llu", &pc.up, &pc.down, &pc.dgrams_up,
+               &pc.dgrams_down, &pc.cpu_us, &pc.heap);
     }
     return pc;
 }
@@ -1288,6 +1291,7 @@ static void bench_edge_many_idle(void) {
     synesis_tunnel **idle = calloc(n, sizeof(*idle));
     run_for(loop, 0.2);
     long rss0 = bench_status_kb(ep.pid, "VmRSS");
+    unsigned long long eheap0 = edge_counts(&ep).heap;
     for (size_t i = 0; i < n; i++)
         idle[i] = tunnel_new(loop, &ci);
     double t0 = now_s();
@@ -1311,6 +1315,7 @@ static void bench_edge_many_idle(void) {
         fprintf(stderr, "synesis-bench: only %zu of %zu idle tunnels connected\n", up, n);
     run_for(loop, 0.5);
     long rss1 = bench_status_kb(ep.pid, "VmRSS");
+    unsigned long long eheap1 = edge_counts(&ep).heap;
     for (int r = 0; r < runs; r++)
         pipeline(loop, t, ep.pid, 16, secs, &ps, &rate1[r], &cc1[r], &ec1[r]);
     size_t still = 0;
@@ -1324,6 +1329,8 @@ static void bench_edge_many_idle(void) {
     cJSON_AddNumberToObject(x, "client_cpu_us_per_req_without", pct(cc0, (size_t)runs, 50));
     cJSON_AddNumberToObject(x, "edge_rss_kb_per_idle_conn",
                             up ? (double)(rss1 - rss0) / (double)up : 0);
+    cJSON_AddNumberToObject(x, "edge_heap_bytes_per_idle_conn",
+                            up ? ((double)eheap1 - (double)eheap0) / (double)up : 0);
     cJSON_AddNumberToObject(x, "connect_all_s", connect_all);
     cJSON_AddNumberToObject(x, "connected", (double)up);
     cJSON_AddNumberToObject(x, "still_connected", (double)still);

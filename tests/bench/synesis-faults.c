@@ -280,6 +280,8 @@ typedef struct scenario {
     int quick;       /* in --quick */
     int slow;        /* the 1 Mbit/s link: the workload scaled down */
     double deadline; /* seconds, when not the workload's */
+    int udp_blocked; /* the tunnel's transport auto, its TCP port the edge's: UDP dropped, TCP open
+                      */
 } scenario;
 
 static const workload full_load = {2000, 256 * 1024, 16, 4, 32ull << 20, 120, 900};
@@ -384,10 +386,19 @@ static const scenario sc_kill = {
              "same port 1 s later",
     .kind = F_KILL,
     .quick = 1};
+static const scenario sc_udp_blocked = {
+    .name = "udpblocked",
+    .title = "UDP dropped, TCP open",
+    .proxy =
+        "every datagram dropped both ways from the start (the tunnel's UDP never arrives); the "
+        "edge's TCP listener reachable directly (transport auto, tcp_port the edge's): the "
+        "tunnel falls back to QUIC over TCP after udp_fallback_timeout (3 s)",
+    .dir = {.drop = 1.0},
+    .udp_blocked = 1};
 static const scenario *const scenarios[] = {
-    &sc_none,       &sc_loss1,       &sc_loss5,   &sc_loss20, &sc_burst,  &sc_burst_count,
-    &sc_reorder,    &sc_dup,         &sc_jitter,  &sc_bw1m,   &sc_rebind, &sc_mtu,
-    &sc_blackhole3, &sc_blackhole10, &sc_restart, &sc_kill};
+    &sc_none,       &sc_loss1,       &sc_loss5,   &sc_loss20, &sc_burst,      &sc_burst_count,
+    &sc_reorder,    &sc_dup,         &sc_jitter,  &sc_bw1m,   &sc_rebind,     &sc_mtu,
+    &sc_blackhole3, &sc_blackhole10, &sc_restart, &sc_kill,   &sc_udp_blocked};
 #define N_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
 static int wanted(const scenario *sc) {
@@ -1086,6 +1097,10 @@ static void run_scenario(const scenario *sc, unsigned index, result *res) {
     c.retry_initial_connect = 1;
     c.request_timeout = w->request_timeout;
     c.vitals_disk_path = NULL;
+    if (sc->udp_blocked) {
+        c.transport = SYNESIS_TRANSPORT_AUTO;
+        c.tcp_port = r->edge_port; /* (the URL's port is the proxy's, on UDP only) */
+    }
     if (opt.verbose) {
         c.log = silent_log;
         c.log_level = SYNESIS_LOG_INFO;
@@ -1267,6 +1282,8 @@ static void run_scenario(const scenario *sc, unsigned index, result *res) {
     cJSON_AddNumberToObject(o, "hung", hung);
     cJSON_AddNumberToObject(o, "cut_off_at_deadline", r->cut_off);
     cJSON_AddNumberToObject(o, "reconnects", (double)ts.reconnects);
+    cJSON_AddNumberToObject(o, "tcp_fallbacks", (double)ts.tcp_fallbacks);
+    cJSON_AddNumberToObject(o, "tcp_packets_sent", (double)ts.tcp_packets_sent);
     cJSON_AddNumberToObject(o, "connections", (double)ts.connections);
     cJSON_AddNumberToObject(o, "recovery_connected_ms", rec_conn);
     cJSON_AddNumberToObject(o, "recovery_first_ok_ms", rec_ok);

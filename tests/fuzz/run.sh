@@ -4,8 +4,9 @@
 #   tests/fuzz/run.sh TARGET SECONDS [BUILD_DIR]
 #
 # TARGET is a name from tests/fuzz/CMakeLists.txt (url, spki_pin, pem, report, edge_heartbeat,
-# edge_command, stream_delivery, client_packet, edge_packet); BUILD_DIR defaults to build/fuzz
-# (the fuzz preset: `cmake --preset fuzz && cmake --build --preset fuzz`). The run starts from the
+# edge_command, stream_delivery, client_packet, edge_packet, proxy, tcplink_frames,
+# edge_tcp); BUILD_DIR
+# defaults to build/fuzz (the fuzz preset: `cmake --preset fuzz && cmake --build --preset fuzz`). The run starts from the
 # seed corpus tests/fuzz/corpus/TARGET (read only) and a fresh working corpus in
 # BUILD_DIR/tests/fuzz/work/TARGET/corpus (FUZZ_KEEP=1 keeps the previous one); crashes, leaks
 # and timeouts are written to .../artifacts/. Extra libFuzzer flags may be given in FUZZ_FLAGS.
@@ -29,6 +30,7 @@ leaks=1
 case $target in
     url | spki_pin) max_len=512 ;;
     pem) max_len=16384 ;;
+    proxy | tcplink_frames) max_len=4096 ;;
     *) max_len=4096 leaks=0 ;;
 esac
 
