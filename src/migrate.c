@@ -6,7 +6,9 @@
 #include "tunnel_test.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #ifdef __linux__
@@ -109,11 +111,53 @@ static void fall_back(synesis_tunnel *t, const char *detail) {
         syn_qconn_abort(t->qc, SYNESIS_ERR_CONNECTION_LOST, detail);
 }
 
+/* 1 when the host no longer has the IP address of a (binding to it fails: EADDRNOTAVAIL). */
+static int addr_gone(const syn_sockaddr *a) {
+    syn_sockaddr b = *a;
+    if (b.ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&b.ss)->sin_port = 0;
+    else if (b.ss.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&b.ss)->sin6_port = 0;
+    else
+        return 0;
+    int fd = socket(b.ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int gone = bind(fd, (const struct sockaddr *)&b.ss, b.len) != 0 && errno == EADDRNOTAVAIL;
+    close(fd);
+    return gone;
+}
+
+/* A network change while the connection runs over a TCP link. A link cannot migrate: if its
+ * local address is gone, nothing will ever arrive on it (the kernel does not reset it; only the
+ * idle timeout would tell): reconnect now (TCP first in AUTO, as after any loss on TCP). Else the
+ * link carries on, and in AUTO the new network may let UDP through: a UDP probe at once. */
+static void link_changed(synesis_tunnel *t, const char *why) {
+    const syn_sockaddr *ll = syn_tcplink_local(t->link);
+    char at[64], detail[SYNESIS_DETAIL_MAX];
+    addr_str(ll, at, sizeof(at));
+    if (addr_gone(ll)) {
+        snprintf(detail, sizeof(detail), "%s: the TCP link's address %s is gone", why, at);
+        t->mig.started_ns = 0;
+        syn_tunnel_log(t, SYNESIS_LOG_WARN, "%s: reconnecting", detail);
+        syn_qconn_abort(t->qc, SYNESIS_ERR_CONNECTION_LOST, detail);
+        return;
+    }
+    if (syn_tunnel_probe_soon(t))
+        syn_tunnel_log(t, SYNESIS_LOG_INFO, "%s: on TCP from %s: probing UDP now", why, at);
+    else
+        syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "%s: on TCP from %s, still there", why, at);
+}
+
 /* Moves the connection to the route's current source address, if it changed. */
 static void migrate(synesis_tunnel *t, const char *why, uint64_t since_ns) {
+    if (t->state.kind == SYNESIS_STATE_CONNECTED && t->qc && t->on_tcp && t->link &&
+        syn_qconn_handshake_completed(t->qc)) {
+        link_changed(t, why);
+        return;
+    }
     if (t->state.kind != SYNESIS_STATE_CONNECTED || !t->qc || t->fd < 0 || t->link ||
         !syn_qconn_handshake_completed(t->qc)) {
-        /* Over TCP (t->link): the link survives the change or dies, which reconnects. */
         syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "%s: not connected, nothing to move", why);
         return;
     }

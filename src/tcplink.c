@@ -898,6 +898,8 @@ void syn_tcplink_set_owner(syn_tcplink *l, void *owner) {
         l->owner = owner;
 }
 
+void syn_tcplink_set_ops(syn_tcplink *l, const syn_tcplink_ops *ops) { l->ops = *ops; }
+
 size_t syn_tcplink_queued(const syn_tcplink *l) { return l ? l->q_len - l->q_off : 0; }
 
 uint64_t syn_tcplink_dropped(const syn_tcplink *l) { return l ? l->dropped : 0; }

@@ -119,6 +119,9 @@ const syn_sockaddr *syn_tcplink_local(const syn_tcplink *l);
 const syn_sockaddr *syn_tcplink_remote(const syn_tcplink *l);
 void *syn_tcplink_owner(const syn_tcplink *l);
 void syn_tcplink_set_owner(syn_tcplink *l, void *owner);
+/* Hands the link to another owner's ops (a link passed between the tunnel and its side
+ * connections: identity rotation, close linger). */
+void syn_tcplink_set_ops(syn_tcplink *l, const syn_tcplink_ops *ops);
 /* Bytes queued and not yet taken by the kernel. */
 size_t syn_tcplink_queued(const syn_tcplink *l);
 /* Frames refused so far because the queue was at SYN_TCPLINK_MAX_QUEUED. */

@@ -311,6 +311,9 @@ typedef struct syn_linger {
      * new identity's connection while it handshakes (t->rot.pending). */
     enum { LINGER, RETIRING, PENDING } kind;
     ev_timer grace;
+    /* The TCP link the connection runs on (QUIC over TCP; fd is then -1 or a UDP probe's socket),
+     * owned here (side_link_ops). A PENDING connection over TCP has no qc until the link is up. */
+    syn_tcplink *tl;
 } syn_linger;
 
 /* ---- I/O buffers: taken when traffic needs them, released when the tunnel is quiet ---- */
@@ -379,7 +382,7 @@ static int buffers_release(synesis_tunnel *t) {
         done = 0;
     syn_linger *l;
     SYN_LIST_FOREACH(l, &t->lingers, syn_linger, link)
-        if (!syn_qconn_trim(l->qc))
+        if (l->qc && !syn_qconn_trim(l->qc))
             done = 0;
     return done;
 }
@@ -434,6 +437,11 @@ static void linger_unlink(syn_linger *l) {
 static void linger_closed(syn_qconn *qc, int err, const char *detail) {
     syn_linger *l = syn_qconn_owner(qc);
     synesis_tunnel *t = l->t;
+    if (l->tl) { /* its CONNECTION_CLOSE is on the link already: close_notify follows it */
+        syn_qconn_set_link(qc, NULL);
+        syn_tcplink_free(l->tl);
+        l->tl = NULL;
+    }
     ev_io_stop(l->loop, &l->rio);
     ev_timer_stop(l->loop, &l->grace);
     if (t && l->kind == RETIRING) {
@@ -530,7 +538,93 @@ static void linger_rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
     syn_tunnel_leave(t); /* may free t (and end the linger) */
 }
 
-/* Hands the live connection to a linger. Returns 0, or -1 (the caller closes it at once). */
+/* ---- the links of the side connections (lingering, retiring, pending) ---- */
+
+static void pending_failed(syn_linger *p, int err, const char *detail);
+static void side_link_up(syn_tcplink *tl);
+
+/* A frame for the side connection: as a datagram on its socket (linger_rio_cb). */
+static void side_link_packet(syn_tcplink *tl, const uint8_t *data, size_t len) {
+    syn_linger *l = syn_tcplink_owner(tl);
+    synesis_tunnel *t = l->t;
+    if (!t || !l->qc)
+        return;
+    syn_tunnel_enter(t);
+    syn_hold_enter(&l->hold);
+    syn_qconn_recv(l->qc, syn_tcplink_local(tl), syn_tcplink_remote(tl), 0, data, len);
+    if (!syn_hold_dying(&l->hold))
+        syn_qconn_schedule(l->qc);
+    if (syn_hold_leave(&l->hold) && syn_hold_dying(&l->hold))
+        free(l);
+    syn_tunnel_leave(t);
+}
+
+static void side_link_writable(syn_tcplink *tl) {
+    syn_linger *l = syn_tcplink_owner(tl);
+    if (l->qc && syn_qconn_link(l->qc) == tl)
+        syn_qconn_link_writable(l->qc);
+}
+
+/* The side connection's link is down: so is the connection (or the rotation, before its QUIC
+ * handshake began). */
+static void side_link_closed(syn_tcplink *tl, int err, const char *detail) {
+    syn_linger *l = syn_tcplink_owner(tl);
+    if (l->qc && syn_qconn_link(l->qc) == tl)
+        syn_qconn_set_link(l->qc, NULL);
+    l->tl = NULL;
+    syn_tcplink_free(tl);
+    char d[SYNESIS_DETAIL_MAX];
+    snprintf(d, sizeof(d), "TCP link: %s", detail && detail[0] ? detail : "closed by the edge");
+    if (l->qc)
+        syn_qconn_abort(l->qc, err ? err : SYNESIS_ERR_CONNECTION_LOST, d); /* its closed op */
+    else
+        pending_failed(l, err ? err : SYNESIS_ERR_CONNECTION_LOST, d);
+}
+
+static const syn_tcplink_ops side_link_ops = {
+    .up = side_link_up,
+    .packet = side_link_packet,
+    .writable = side_link_writable,
+    .closed = side_link_closed,
+};
+
+/* The side connection l takes the link tl (NULL: none). */
+static void side_take_link(syn_linger *l, syn_tcplink *tl) {
+    l->tl = tl;
+    if (!tl)
+        return;
+    syn_tcplink_set_owner(tl, l);
+    syn_tcplink_set_ops(tl, &side_link_ops);
+}
+
+/* The tunnel's link that qc runs on (the current one, or the old one in its grace), handed over:
+ * the tunnel forgets it. NULL when qc has none of the tunnel's. */
+static syn_tcplink *link_release(synesis_tunnel *t, syn_qconn *qc) {
+    syn_tcplink *tl = syn_qconn_link(qc);
+    if (tl && tl == t->link) {
+        t->link = NULL;
+    } else if (tl && tl == t->old_link) {
+        t->old_link = NULL;
+        ev_timer_stop(t->loop, &t->link_grace);
+    } else {
+        tl = NULL;
+    }
+    return tl;
+}
+
+/* A side connection with no QUIC connection yet (a rotation's link still connecting) goes. */
+static void side_drop(syn_linger *l) {
+    linger_unlink(l);
+    ev_timer_stop(l->loop, &l->grace);
+    syn_tcplink_free(l->tl);
+    l->tl = NULL;
+    if (syn_hold_release(&l->hold))
+        free(l);
+}
+
+/* Hands the live connection to a linger, with its socket or its link (QUIC over TCP: the
+ * CONNECTION_CLOSE goes on the link once everything is acknowledged, then the link closes).
+ * Returns 0, or -1 (the caller closes it at once). */
 static int linger_start(synesis_tunnel *t, syn_qconn *qc) {
     syn_linger *l = calloc(1, sizeof(*l));
     if (!l)
@@ -540,12 +634,16 @@ static int linger_start(synesis_tunnel *t, syn_qconn *qc) {
     l->qc = qc;
     l->fd = t->fd;
     l->local = t->local;
-    ev_io_stop(t->loop, &t->rio);
     ev_io_init(&l->rio, linger_rio_cb, l->fd, EV_READ);
     l->rio.data = l;
-    ev_io_start(t->loop, &l->rio);
+    ev_timer_init(&l->grace, NULL, 0., 0.);
+    if (t->fd >= 0) {
+        ev_io_stop(t->loop, &t->rio);
+        ev_io_start(t->loop, &l->rio);
+        syn_qconn_take_fd(qc);
+    }
+    side_take_link(l, link_release(t, qc));
     syn_list_push_front(&t->lingers, &l->link);
-    syn_qconn_take_fd(qc);
     t->fd = -1;
     syn_qconn_set_owner(qc, &linger_qc_ops, l);
     return 0;
@@ -555,6 +653,12 @@ static int linger_start(synesis_tunnel *t, syn_qconn *qc) {
 static void lingers_end_all(synesis_tunnel *t) {
     while (!syn_list_empty(&t->lingers)) {
         syn_linger *l = SYN_LIST_FIRST(&t->lingers, syn_linger, link);
+        if (!l->qc) { /* a rotation's link, still connecting */
+            if (l->kind == PENDING)
+                t->rot.pending = NULL;
+            side_drop(l);
+            continue;
+        }
         syn_heartbeat_conn_lost(t, l->qc, "the tunnel was freed");
         if (l != SYN_LIST_FIRST(&t->lingers, syn_linger, link))
             continue;
@@ -579,6 +683,18 @@ static void lingers_end_all(synesis_tunnel *t) {
  * err (their callbacks run here). */
 static void rotation_abandon(synesis_tunnel *t, int keep_new);
 
+/* The connection qc stops being the tunnel's: its packet counters go to the totals. */
+static void counters_done(synesis_tunnel *t, const syn_qconn *qc) {
+    syn_qconn_stats ci;
+    syn_qconn_get_stats(qc, &ci);
+    t->pkts_sent_done += ci.pkt_sent;
+    t->pkts_lost_done += ci.pkt_lost;
+    uint64_t lp, lb;
+    syn_qconn_link_counters(qc, &lp, &lb);
+    t->link_pkts_done += lp;
+    t->link_bytes_done += lb;
+}
+
 static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
     t->drain.edge_qc = NULL;
     rotation_abandon(t, 1);
@@ -589,17 +705,11 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
     t->stats.handshake_completed_time = 0;
     if (t->qc) {
         syn_qconn *qc = t->qc;
-        syn_qconn_stats ci;
-        syn_qconn_get_stats(qc, &ci);
-        t->pkts_sent_done += ci.pkt_sent;
-        t->pkts_lost_done += ci.pkt_lost;
+        counters_done(t, qc);
         t->qc = NULL; /* from here on nothing can use it, whatever the callbacks below do */
-        uint64_t lp, lb;
-        syn_qconn_link_counters(qc, &lp, &lb);
-        t->link_pkts_done += lp;
-        t->link_bytes_done += lb;
-        int linger = t->linger_teardown && t->fd >= 0 && !t->link && t->cfg.close_linger > 0 &&
-                     syn_qconn_handshake_completed(qc) && linger_start(t, qc) == 0;
+        int linger = t->linger_teardown && (t->fd >= 0 || syn_qconn_link(qc)) &&
+                     t->cfg.close_linger > 0 && syn_qconn_handshake_completed(qc) &&
+                     linger_start(t, qc) == 0;
         if (!linger && t->fd >= 0) {
             /* The connection may still be on the stack with its close deferred: it closes the
              * socket once it has sent its CONNECTION_CLOSE. */
@@ -609,8 +719,10 @@ static void conn_teardown(synesis_tunnel *t, int err, const char *detail) {
         }
         if (!linger && t->linger_teardown)
             syn_qconn_close(qc, 0, "client disconnect");
-        /* The links go below: a close still deferred on the stack has none to send on. */
-        syn_qconn_set_link(qc, NULL);
+        /* The links go below: a close still deferred on the stack has none to send on (a
+         * lingering connection took its own). */
+        if (!linger)
+            syn_qconn_set_link(qc, NULL);
         syn_requests_conn_lost(t, err, detail);
         syn_streams_fail_all(t, err, detail);
         syn_reports_drop(t, qc);
@@ -975,6 +1087,8 @@ static void rio_cb(struct ev_loop *loop, ev_io *w, int revents) {
 
 static const syn_qconn_ops retire_qc_ops;
 static const syn_qconn_ops pending_qc_ops;
+static const syn_tcplink_ops tunnel_link_ops;
+static uint16_t tcp_port(const synesis_tunnel *t);
 
 /* A connection of the tunnel's beside the current one, reading its own socket (l may be given,
  * allocated by the caller). */
@@ -993,9 +1107,11 @@ static syn_linger *side_conn_new(synesis_tunnel *t, syn_qconn *qc, int fd,
     ev_timer_init(&l->grace, NULL, 0., 0.);
     ev_io_init(&l->rio, linger_rio_cb, fd, EV_READ);
     l->rio.data = l;
-    ev_io_start(t->loop, &l->rio);
+    if (fd >= 0)
+        ev_io_start(t->loop, &l->rio);
     syn_list_push_front(&t->lingers, &l->link);
-    syn_qconn_take_fd(qc);
+    if (qc)
+        syn_qconn_take_fd(qc);
     return l;
 }
 
@@ -1093,13 +1209,21 @@ static void pending_handshake_done(syn_qconn *qc) {
     ev_io_stop(t->loop, &p->rio);
     int fd = p->fd;
     syn_sockaddr local = p->local;
+    syn_tcplink *tl = p->tl; /* QUIC over TCP: the new connection's link */
+    p->tl = NULL;
     if (syn_hold_release(&p->hold)) /* else linger_rio_cb frees it */
         free(p);
     syn_qconn *old = t->qc;
-    if (old && t->fd >= 0) {
-        ev_io_stop(t->loop, &t->rio);
+    if (old) {
+        /* The old connection retires with its socket or its link (and a UDP probe under way on
+         * it ends with it). */
+        syn_tcplink *otl = link_release(t, old);
+        counters_done(t, old); /* the statistics' totals keep what it sent */
+        if (t->fd >= 0)
+            ev_io_stop(t->loop, &t->rio);
         syn_linger *r = side_conn_new(t, old, t->fd, &t->local, RETIRING, NULL);
         if (r) {
+            side_take_link(r, otl);
             syn_qconn_set_owner(old, &retire_qc_ops, r);
             ev_timer_init(&r->grace, retire_grace_cb, t->rot.grace, 0.);
             r->grace.data = r;
@@ -1109,21 +1233,37 @@ static void pending_handshake_done(syn_qconn *qc) {
             syn_requests_conn_lost_on(t, old, SYNESIS_ERR_CONNECTION_LOST, "out of memory");
             syn_streams_fail_on(t, old, SYNESIS_ERR_CONNECTION_LOST, "out of memory");
             syn_qconn_close(old, 0, "identity rotated");
+            syn_qconn_set_link(old, NULL);
+            syn_tcplink_free(otl);
             syn_qconn_free(old);
         }
         t->fd = -1;
         t->qc = NULL;
+        t->probing = 0;
         if (r)
             retire_check(r);
     }
-    /* The new connection is the tunnel's now (it owns its socket: take_fd). */
+    /* The new connection is the tunnel's now (it owns its socket: take_fd), with its link. */
     t->qc = qc;
     t->fd = fd;
     t->local = local;
     syn_qconn_set_owner(qc, &tunnel_qc_ops, t);
     ev_io_init(&t->rio, rio_cb, fd, EV_READ);
     t->rio.data = t;
-    ev_io_start(t->loop, &t->rio);
+    if (fd >= 0)
+        ev_io_start(t->loop, &t->rio);
+    if (tl) {
+        syn_tcplink_free(t->link); /* none: the old connection took it */
+        t->link = tl;
+        syn_tcplink_set_owner(tl, t);
+        syn_tcplink_set_ops(tl, &tunnel_link_ops);
+        t->on_tcp = 1;
+        if (t->cfg.transport == SYNESIS_TRANSPORT_AUTO && t->cfg.udp_reprobe_interval > 0 &&
+            !ev_is_active(&t->probe_timer)) { /* the probe the old connection had under way */
+            ev_timer_set(&t->probe_timer, t->probe_delay, 0.);
+            ev_timer_start(t->loop, &t->probe_timer);
+        }
+    }
     rotation_end(t, 1);
     t->stats.connections++;
     t->stats.identity_rotations++;
@@ -1134,14 +1274,33 @@ static void pending_handshake_done(syn_qconn *qc) {
     syn_tunnel_leave(t);
 }
 
+static void pending_report(synesis_tunnel *t, const syn_linger *p, int err, const char *detail);
+
 static void pending_closed(syn_qconn *qc, int err, const char *detail) {
     syn_linger *p = syn_qconn_owner(qc);
     synesis_tunnel *t = p->t;
+    if (p->tl) {
+        syn_qconn_set_link(qc, NULL);
+        syn_tcplink_free(p->tl);
+        p->tl = NULL;
+    }
     ev_io_stop(p->loop, &p->rio);
     linger_unlink(p);
     syn_qconn_free(qc);
     if (syn_hold_release(&p->hold))
         free(p);
+    pending_report(t, p, err, detail);
+}
+
+/* The rotation's link failed before its QUIC connection began (TCP, the proxy, the outer TLS). */
+static void pending_failed(syn_linger *p, int err, const char *detail) {
+    synesis_tunnel *t = p->t;
+    side_drop(p);
+    pending_report(t, p, err, detail);
+}
+
+/* The pending connection p (gone: only compared) ended with err: the rotation failed. */
+static void pending_report(synesis_tunnel *t, const syn_linger *p, int err, const char *detail) {
     if (!t)
         return;
     syn_tunnel_enter(t);
@@ -1198,7 +1357,46 @@ static void rotation_abandon(synesis_tunnel *t, int keep_new) {
         syn_tunnel_log(t, SYNESIS_LOG_INFO,
                        "the connection ended during the identity rotation: the next one uses the "
                        "new identity");
-    syn_qconn_close(p->qc, 0, "identity rotation abandoned"); /* pending_closed frees it */
+    if (!p->qc) /* its link still connecting */
+        side_drop(p);
+    else
+        syn_qconn_close(p->qc, 0, "identity rotation abandoned"); /* pending_closed frees it */
+}
+
+/* The settings of the new identity's connection: a full handshake (the new certificate is what
+ * the edge must see), no 0-RTT. */
+static void rotation_settings(const synesis_tunnel *t, syn_qconn_settings *qs) {
+    *qs = t->qset;
+    qs->session = NULL;
+    qs->early_data = 0;
+    qs->early_tp = NULL;
+    qs->early_tplen = 0;
+}
+
+/* Over TCP: the rotation's link is up (through the proxy, if any): its QUIC handshake starts. */
+static void side_link_up(syn_tcplink *tl) {
+    syn_linger *p = syn_tcplink_owner(tl);
+    synesis_tunnel *t = p->t;
+    if (!t || p->qc || p->kind != PENDING)
+        return;
+    syn_tunnel_enter(t);
+    char d[SYNESIS_DETAIL_MAX];
+    syn_sockaddr local = *syn_tcplink_local(tl), remote = *syn_tcplink_remote(tl);
+    syn_qconn_settings qs;
+    rotation_settings(t, &qs);
+    syn_qconn *qc = NULL;
+    int rv = syn_qconn_client_new(&qc, t->loop, -1, &local, &remote, t->ssl_ctx, t->server_name,
+                                  t->cfg.alpn, &qs, &pending_qc_ops, p, d);
+    if (rv != 0) {
+        pending_failed(p, rv, d);
+    } else {
+        p->qc = qc;
+        p->local = local;
+        syn_qconn_set_link(qc, tl);
+        syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "identity rotation: TCP link up, QUIC handshake");
+        syn_qconn_flush(qc); /* sends the Initial */
+    }
+    syn_tunnel_leave(t);
 }
 
 SYNESIS_API void synesis_identity_source_init_sized(synesis_identity_source *src, size_t size) {
@@ -1247,6 +1445,38 @@ SYNESIS_API int synesis_tunnel_rotate_identity(synesis_tunnel *t, const synesis_
         syn_tunnel_leave(t);
         return 0;
     }
+    if (t->on_tcp && t->link) {
+        /* Over TCP (forced, or UDP blocked): the new connection on a new link, the same way the
+         * current one went (the same address, through the same proxy). */
+        syn_linger *p = calloc(1, sizeof(*p));
+        rv = p ? 0 : syn_fail(d, SYNESIS_ERR_NOMEM, "out of memory");
+        if (rv == 0) {
+            syn_tcplink_client_opts o = {
+                .connect_to = &t->tcp_addrs[t->tcp_idx],
+                .proxy = t->have_proxy ? &t->proxy : NULL,
+                .target_host = t->url.host,
+                .target_port = tcp_port(t),
+                .ctx = t->tcp_ctx,
+                .server_name = t->server_name,
+                .timeout = t->cfg.handshake_timeout,
+            };
+            p->t = t; /* side_conn_new sets the rest */
+            rv = syn_tcplink_connect(&p->tl, t->loop, &o, &side_link_ops, p, d);
+        }
+        if (rv != 0) {
+            free(p);
+            rotation_end(t, 0);
+            syn_tunnel_log(t, SYNESIS_LOG_WARN, "identity rotation: %s", d);
+            syn_tunnel_leave(t);
+            return rv;
+        }
+        side_conn_new(t, NULL, -1, &t->local, PENDING, p);
+        t->rot.pending = p;
+        syn_tunnel_log(t, SYNESIS_LOG_INFO,
+                       "identity rotation: connecting with the new identity over TCP");
+        syn_tunnel_leave(t);
+        return 0;
+    }
     syn_sockaddr local;
     int fd = syn_udp_open((const struct sockaddr *)&t->remote.ss, t->remote.len, NULL, 0,
                           t->cfg.pmtud, &local, d);
@@ -1259,11 +1489,8 @@ SYNESIS_API int synesis_tunnel_rotate_identity(synesis_tunnel *t, const synesis_
     }
     if (fd >= 0) {
         (void)syn_udp_set_buffers(fd, SYN_TUNNEL_SOCKET_BUFFER, NULL, NULL);
-        syn_qconn_settings qs = t->qset;
-        qs.session = NULL; /* a full handshake: the new certificate is what the edge must see */
-        qs.early_data = 0;
-        qs.early_tp = NULL;
-        qs.early_tplen = 0;
+        syn_qconn_settings qs;
+        rotation_settings(t, &qs);
         rv = syn_qconn_client_new(&qc, t->loop, fd, &local, &t->remote, t->ssl_ctx, t->server_name,
                                   t->cfg.alpn, &qs, &pending_qc_ops, p, d);
         if (rv != 0)
@@ -1637,6 +1864,18 @@ static void probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     syn_sockaddr_str((const struct sockaddr *)&remote.ss, addr, sizeof(addr));
     syn_tunnel_log(t, SYNESIS_LOG_DEBUG, "probing UDP to %s", addr);
     syn_tunnel_leave(t);
+}
+
+int syn_tunnel_probe_soon(synesis_tunnel *t) {
+    if (!t->qc || !t->on_tcp || !t->link || t->probing || t->naddrs == 0 ||
+        t->cfg.transport != SYNESIS_TRANSPORT_AUTO || t->cfg.udp_reprobe_interval <= 0 ||
+        t->state.kind != SYNESIS_STATE_CONNECTED)
+        return 0;
+    t->probe_delay = t->cfg.udp_reprobe_interval; /* the backoff was the old network's */
+    ev_timer_stop(t->loop, &t->probe_timer);
+    ev_timer_set(&t->probe_timer, 0., 0.);
+    ev_timer_start(t->loop, &t->probe_timer);
+    return 1;
 }
 
 static void link_grace_cb(struct ev_loop *loop, ev_timer *w, int revents) {

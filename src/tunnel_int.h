@@ -327,6 +327,10 @@ void syn_migration_conn_up(synesis_tunnel *t);
 void syn_migration_conn_down(synesis_tunnel *t);
 void syn_migration_path_validated(syn_qconn *qc, int result, const syn_sockaddr *remote,
                                   const syn_sockaddr *old_remote);
+/* While Connected over TCP in AUTO (tunnel.c): the next UDP probe at once, its backed-off delay
+ * back to config.udp_reprobe_interval (a network change: the new network may let UDP through).
+ * Returns 1 when scheduled, 0 when not on TCP in AUTO, probes are off, or one is under way. */
+int syn_tunnel_probe_soon(synesis_tunnel *t);
 /* Draining (drain.c). syn_drain_note: a request or stream ended (or the state changed): a drain
  * looks again, soon, whether it is done. */
 void syn_drain_init(synesis_tunnel *t);

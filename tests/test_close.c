@@ -1,6 +1,6 @@
 /* Graceful close: the last response is acknowledged before CONNECTION_CLOSE (the edge's
  * responses_unacked stays 0), the close linger delivers what was just queued, and connect() or
- * free() during a linger work. */
+ * free() during a linger work; the first two over TCP too (the linger keeps the link). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,6 +42,14 @@ static int setup(void **state) {
     f->edge = syn_test_edge(f->loop, pki, 5.0);
     syn_test_tunnel_config(&f->cfg, pki, syn_edge_port(f->edge));
     *state = f;
+    return 0;
+}
+
+/* The same over QUIC over TCP (transport TCP forced): the linger keeps the link, and the
+ * CONNECTION_CLOSE goes on it once everything is acknowledged, then close_notify. */
+static int setup_tcp(void **state) {
+    setup(state);
+    ((fixture *)*state)->cfg.transport = SYNESIS_TRANSPORT_TCP;
     return 0;
 }
 
@@ -381,6 +389,9 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_linger_delivers_queued_heartbeat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_and_free_during_linger, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disconnect_in_response_callback_acks_response,
+                                        setup_tcp, teardown),
+        cmocka_unit_test_setup_teardown(test_linger_delivers_queued_heartbeat, setup_tcp, teardown),
         cmocka_unit_test_setup_teardown(test_edge_closing_period_repeats_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_edge_draining_after_device_close, setup, teardown),
     };

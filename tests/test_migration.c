@@ -429,6 +429,57 @@ static void test_other_ip_version_reconnects(void **state) {
     syn_test_finish(loop, NULL, e4);
 }
 
+/* Over TCP (transport TCP forced: the edge's TCP listener on 10.9.0.1): the link's address goes
+ * (a0's removed). A link cannot migrate and the kernel does not reset it: on the network change
+ * the tunnel reconnects at once, over TCP through b0, instead of waiting for the idle timeout. */
+static char first_reconnect[SYNESIS_DETAIL_MAX];
+static void on_state_detail(synesis_tunnel *t, const synesis_tunnel_state *o,
+                            const synesis_tunnel_state *n, void *ud) {
+    syn_test_record_state(t, o, n, ud);
+    if (n->kind == SYNESIS_STATE_RECONNECTING && !first_reconnect[0])
+        snprintf(first_reconnect, sizeof(first_reconnect), "%s", n->error_detail);
+}
+
+static void test_tcp_link_address_gone(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki("mig-tcp");
+    syn_edge *e = edge_start(loop, pki);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, 0);
+    char url[64];
+    snprintf(url, sizeof(url), "quic://10.9.0.1:%u", syn_edge_port(e));
+    cfg.cloud_url = url;
+    cfg.transport = SYNESIS_TRANSPORT_TCP;
+    cfg.idle_timeout = 10;
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 5);
+    synesis_tunnel_state s;
+    assert_int_equal(synesis_tunnel_get_state(t, &s), 0);
+    assert_int_equal(s.transport, SYNESIS_TRANSPORT_TCP);
+    syn_test_states states = {0};
+    first_reconnect[0] = 0;
+    assert_int_equal(synesis_tunnel_subscribe(t, on_state_detail, &states, NULL), 0);
+
+    move_address();
+    assert_int_equal(synesis_tunnel_network_changed(t), 0);
+    int r = syn_test_wait_recorded(loop, &states, SYNESIS_STATE_RECONNECTING, 1, 0, 15);
+    /* Ended by the change, not by the idle timeout. */
+    if (!strstr(first_reconnect, "10.1.0.2") || !strstr(first_reconnect, "gone"))
+        fail_msg("reconnecting for: %s", first_reconnect);
+    syn_test_wait_recorded(loop, &states, SYNESIS_STATE_CONNECTED, 0, r, 15);
+    assert_int_equal(synesis_tunnel_get_state(t, &s), 0);
+    assert_int_equal(s.transport, SYNESIS_TRANSPORT_TCP);
+    syn_test_result res = {0};
+    syn_test_request(loop, t, "via b0", 6, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    free(res.data);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.reconnects, 1);
+    assert_int_equal(st.migrations, 0);
+    syn_test_finish(loop, t, e);
+}
+
 /* Not Connected: nothing to move, nothing happens. */
 static void test_not_connected(void **state) {
     (void)state;
@@ -458,6 +509,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_netlink_watcher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unvalidated_path_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_ip_version_reconnects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tcp_link_address_gone, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,6 +31,7 @@
 #include "connect_proxy.h"
 #include "fault_proxy.h"
 #include "harness.h"
+#include "synesis/identity.h"
 #include "synesis/request.h"
 #include "synesis/stream.h"
 
@@ -318,33 +319,63 @@ static void test_auto_icmp(void **state) {
     syn_test_finish(loop, t, e);
 }
 
+/* ---- a tunnel's life on TCP: identity rotation, link loss (the URL's UDP port black-holed) ----
+ */
+
+/* The URL's port: a fault proxy on UDP (black-holed: nothing gets through) in front of the edge's
+ * UDP socket, the edge's TCP listener on the same port number. */
+typedef struct blocked {
+    struct ev_loop *loop;
+    const char *pki;
+    syn_fault_proxy *px;
+    syn_edge *e;
+    uint16_t port;
+} blocked;
+
+static void blocked_start(blocked *b, const char *pki_name, syn_edge_log_fn log) {
+    b->loop = ev_loop_new(EVFLAG_AUTO);
+    b->pki = syn_test_pki_shared(pki_name);
+    struct sockaddr_in up = {
+        .sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in lis = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    /* The proxy's UDP port number is free on TCP too (the edge's TCP listener takes it). */
+    b->px = syn_fault_proxy_new_tcp_free(b->loop, (struct sockaddr *)&lis, sizeof(lis),
+                                         (struct sockaddr *)&up, sizeof(up), 11);
+    assert_non_null(b->px);
+    b->port = syn_fault_proxy_port(b->px);
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, b->pki);
+    ec.idle_timeout = 10;
+    ec.tcp_port = b->port;
+    ec.log = log;
+    b->e = syn_test_edge_start(b->loop, &ec);
+    assert_int_equal(syn_edge_tcp_port(b->e), b->port);
+    up.sin_port = htons(syn_edge_port(b->e));
+    assert_int_equal(syn_fault_proxy_set_upstream(b->px, (struct sockaddr *)&up, sizeof(up)), 0);
+    syn_fault_proxy_blackhole(b->px, 1);
+}
+
+/* Datagrams that reached the URL's UDP port (forwarded or black-holed). */
+static uint64_t udp_seen(const blocked *b) {
+    syn_fault_stats fs;
+    syn_fault_proxy_stats(b->px, &fs);
+    return fs.fwd_up + fs.dropped_up;
+}
+
 /* UDP black-holed, then let through: comes up over TCP, then moves back to UDP with a stream and
  * requests in flight. */
 static void test_auto_blocked_then_back(void **state) {
     (void)state;
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    const char *pki = syn_test_pki_shared("tcp-3");
     edge_lines[0] = 0;
     /* The proxy listens on the URL's port (UDP); the edge's TCP listener takes the same port
      * number, its UDP socket another port, where the proxy forwards. */
-    struct sockaddr_in up = {
-        .sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    struct sockaddr_in lis = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    syn_fault_proxy *px = syn_fault_proxy_new_tcp_free(loop, (struct sockaddr *)&lis, sizeof(lis),
-                                                       (struct sockaddr *)&up, sizeof(up), 7);
-    assert_non_null(px);
-    uint16_t port = syn_fault_proxy_port(px);
-    syn_edge_config ec;
-    syn_test_edge_config(&ec, pki);
-    ec.idle_timeout = 10;
-    ec.tcp_port = port;
-    ec.log = edge_log;
-    syn_edge *e = syn_test_edge_start(loop, &ec);
-    assert_int_equal(syn_edge_tcp_port(e), port);
-    up.sin_port = htons(syn_edge_port(e));
-    assert_int_equal(syn_fault_proxy_set_upstream(px, (struct sockaddr *)&up, sizeof(up)), 0);
-    syn_fault_proxy_blackhole(px, 1);
-
+    blocked bl;
+    blocked_start(&bl, "tcp-3", edge_log);
+    struct ev_loop *loop = bl.loop;
+    const char *pki = bl.pki;
+    syn_fault_proxy *px = bl.px;
+    syn_edge *e = bl.e;
+    uint16_t port = bl.port;
     synesis_tunnel_config cfg;
     syn_test_tunnel_config(&cfg, pki, port);
     cfg.transport = SYNESIS_TRANSPORT_AUTO;
@@ -404,6 +435,271 @@ static void test_auto_blocked_then_back(void **state) {
     syn_test_run_for(loop, 0.1);
     syn_fault_proxy_free(px);
     syn_test_finish(loop, NULL, e);
+}
+
+static void blocked_finish(blocked *b, synesis_tunnel *t) {
+    synesis_tunnel_free(t);
+    syn_test_run_for(b->loop, 0.1);
+    syn_fault_proxy_free(b->px);
+    syn_test_finish(b->loop, NULL, b->e);
+}
+
+static int edge_links(const blocked *b) {
+    syn_edge_stats es;
+    syn_edge_get_stats(b->e, &es);
+    return (int)es.tcp_links;
+}
+
+typedef struct rot {
+    blocked *b;
+    int identity_calls, identity_status;
+    syn_test_result res[4];
+} rot;
+
+static void rot_identity(synesis_tunnel *t, int status, const char *detail, void *ud) {
+    (void)t;
+    rot *r = ud;
+    r->identity_calls++;
+    r->identity_status = status;
+    if (status != 0)
+        print_message("rotation failed: %s: %s\n", synesis_error_name(status), detail);
+}
+
+static int rot_done(void *ud) {
+    rot *r = ud;
+    for (int i = 0; i < 3; i++)
+        if (!r->res[i].calls)
+            return 0;
+    return r->identity_calls > 0;
+}
+
+static int one_link(void *ud) { return edge_links(ud) == 1; }
+
+/* A renewed device identity: a new key, the same device id, the same CA (as test_rotate). */
+static const char *renew(const char *ca_dir, const char *cn) {
+    const char *dir = syn_test_mkdtemp("tcp-rotate");
+    synesis_pki_cert_options o;
+    synesis_pki_cert_options_init(&o, SYNESIS_CERT_PROFILE_DEVICE);
+    o.common_name = cn;
+    char ca_cert[512], ca_key[512], detail[512];
+    snprintf(ca_cert, sizeof(ca_cert), "%s/ca.pem", ca_dir);
+    snprintf(ca_key, sizeof(ca_key), "%s/ca.key", ca_dir);
+    o.issuer_cert_file = ca_cert;
+    o.issuer_key_file = ca_key;
+    o.overwrite = 1;
+    if (synesis_pki_create_cert(&o, syn_test_path(dir, "new.pem"), syn_test_path(dir, "new.key"),
+                                detail, sizeof(detail)) != 0)
+        fail_msg("renew: %s", detail);
+    return dir;
+}
+
+/* Identity rotation while on TCP (forced, or AUTO with UDP black-holed): the new connection
+ * comes up over its own link (nothing over UDP), the edge sees the new certificate, requests in
+ * flight on the old connection are answered, and the old link goes with the old connection. */
+static void rotate_on_tcp(synesis_transport tr, const char *pki_name) {
+    blocked b;
+    blocked_start(&b, pki_name, NULL);
+    rot r = {.b = &b};
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, b.pki, b.port);
+    cfg.transport = tr;
+    cfg.idle_timeout = 10;
+    cfg.udp_fallback_timeout = 0.5;
+    cfg.udp_reprobe_interval = 0; /* no probe: any datagram would be the rotation's */
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
+    cb.on_identity = rot_identity;
+    synesis_tunnel *t = syn_test_tunnel_connected(b.loop, &cfg, &cb, &r, 10);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    assert_int_equal(edge_links(&b), 1);
+    uint64_t udp0 = udp_seen(&b);
+    if (tr == SYNESIS_TRANSPORT_TCP)
+        assert_int_equal(udp0, 0);
+    else
+        assert_true(udp0 > 0); /* the first attempt tried UDP */
+    char old_fp[65];
+    snprintf(old_fp, sizeof(old_fp), "%s", syn_edge_last_cert(b.e));
+    syn_edge_stats es0;
+    syn_edge_get_stats(b.e, &es0);
+
+    synesis_tunnel_stats st0;
+    synesis_tunnel_get_stats(t, &st0);
+    char cn[64];
+    snprintf(cn, sizeof(cn), "device-%s", pki_name);
+    const char *dir = renew(b.pki, cn);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(synesis_tunnel_request(t, "SLEEP 300\nold", 13, NULL, syn_test_on_response,
+                                                &r.res[i], NULL),
+                         0);
+    syn_test_run_for(b.loop, 0.05);
+    synesis_identity_source id;
+    synesis_identity_source_init(&id);
+    id.cert_path = syn_test_path(dir, "new.pem");
+    id.key_path = syn_test_path(dir, "new.key");
+    assert_int_equal(synesis_tunnel_rotate_identity(t, &id, 10), 0);
+    assert_int_equal(
+        synesis_tunnel_request(t, "during", 6, NULL, syn_test_on_response, &r.res[2], NULL), 0);
+    assert_true(syn_test_run_until(b.loop, rot_done, &r, 10));
+    assert_int_equal(r.identity_status, 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(r.res[i].status, 0);
+    assert_memory_equal(r.res[0].data, "old", 3);
+    assert_memory_equal(r.res[2].data, "during", 6);
+    /* The edge saw the new certificate, over a second link; the old link went with the old
+     * connection. */
+    assert_string_not_equal(syn_edge_last_cert(b.e), old_fp);
+    syn_edge_stats es;
+    syn_edge_get_stats(b.e, &es);
+    assert_int_equal(es.handshakes, es0.handshakes + 1);
+    assert_int_equal(es.tcp_accepted, es0.tcp_accepted + 1);
+    assert_true(syn_test_run_until(b.loop, one_link, &b, 10));
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.identity_rotations, 1);
+    assert_int_equal(st.reconnects, 0);
+    /* The totals keep the old connection's packets. */
+    assert_true(st.tcp_packets_sent > st0.tcp_packets_sent);
+    assert_true(st.packets_sent > st0.packets_sent);
+    /* Requests keep working, on the new link. */
+    syn_test_result res = {0};
+    syn_test_request(b.loop, t, "after", 5, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    assert_memory_equal(res.data, "after", 5);
+    free(res.data);
+    assert_int_equal(edge_links(&b), 1);
+    assert_int_equal(udp_seen(&b), udp0); /* nothing over UDP */
+    for (int i = 0; i < 3; i++)
+        free(r.res[i].data);
+    blocked_finish(&b, t);
+}
+
+static void test_rotate_forced_tcp(void **state) {
+    (void)state;
+    rotate_on_tcp(SYNESIS_TRANSPORT_TCP, "tcp-8");
+}
+
+static void test_rotate_auto_udp_blocked(void **state) {
+    (void)state;
+    rotate_on_tcp(SYNESIS_TRANSPORT_AUTO, "tcp-9");
+}
+
+/* AUTO, UDP black-holed, Connected over TCP; then the link dies (the edge stops as a crash would:
+ * its listener and links go). The UDP failure stands: the next attempt goes over TCP at once,
+ * without a UDP attempt first (no datagram, no second fallback). */
+static void test_link_lost_reconnects_tcp_first(void **state) {
+    (void)state;
+    blocked b;
+    blocked_start(&b, "tcp-10", NULL);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, b.pki, b.port);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
+    cfg.idle_timeout = 10;
+    cfg.udp_fallback_timeout = 3; /* the default: a UDP attempt first would wait this long */
+    cfg.udp_reprobe_interval = 0;
+    cfg.retry_initial_connect = 1;
+    syn_test_states states = {0};
+    synesis_tunnel *t = syn_test_tunnel_new(b.loop, &cfg, NULL, NULL);
+    assert_int_equal(synesis_tunnel_subscribe(t, syn_test_record_state, &states, NULL), 0);
+    syn_test_connect(b.loop, t, 15);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    uint64_t udp0 = udp_seen(&b);
+    assert_true(udp0 > 0);
+    syn_edge_stats es0;
+    syn_edge_get_stats(b.e, &es0);
+
+    syn_edge_stop(b.e, 0);
+    int r = syn_test_wait_recorded(b.loop, &states, SYNESIS_STATE_RECONNECTING, 1, 0, 10);
+    char detail[SYNESIS_DETAIL_MAX];
+    assert_int_equal(syn_edge_start(b.e, detail), 0);
+    syn_test_wait_recorded(b.loop, &states, SYNESIS_STATE_CONNECTED, 0, r, 15);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.reconnects, 1);
+    assert_int_equal(st.tcp_fallbacks, 1); /* no new fallback: TCP first */
+    assert_int_equal(udp_seen(&b), udp0);  /* not a datagram tried */
+    syn_edge_stats es;
+    syn_edge_get_stats(b.e, &es);
+    assert_int_equal(es.tcp_accepted, es0.tcp_accepted + 1);
+    syn_test_result res = {0};
+    syn_test_request(b.loop, t, "again", 5, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    free(res.data);
+    blocked_finish(&b, t);
+}
+
+/* The opposite: Connected over TCP, moved back to UDP (UDP let through), then the connection
+ * ends (the edge shuts down gracefully and comes back): the next attempt goes over UDP first and
+ * succeeds there (no new link, no fallback). */
+static void test_after_move_back_reconnects_udp_first(void **state) {
+    (void)state;
+    blocked b;
+    blocked_start(&b, "tcp-11", NULL);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, b.pki, b.port);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
+    cfg.idle_timeout = 10;
+    cfg.udp_fallback_timeout = 0.5;
+    cfg.udp_reprobe_interval = 0.3;
+    syn_test_states states = {0};
+    synesis_tunnel *t = syn_test_tunnel_new(b.loop, &cfg, NULL, NULL);
+    assert_int_equal(synesis_tunnel_subscribe(t, syn_test_record_state, &states, NULL), 0);
+    syn_test_connect(b.loop, t, 15);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    syn_fault_proxy_blackhole(b.px, 0);
+    assert_true(syn_test_run_until(b.loop, moved_back, t, 20));
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_UDP);
+    syn_edge_stats es0;
+    syn_edge_get_stats(b.e, &es0);
+
+    syn_edge_stop(b.e, 1);
+    int r = syn_test_wait_recorded(b.loop, &states, SYNESIS_STATE_RECONNECTING, 1, 0, 10);
+    char detail[SYNESIS_DETAIL_MAX];
+    assert_int_equal(syn_edge_start(b.e, detail), 0);
+    syn_test_wait_recorded(b.loop, &states, SYNESIS_STATE_CONNECTED, 0, r, 15);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_UDP);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.reconnects, 1);
+    assert_int_equal(st.tcp_fallbacks, 1); /* only the first attempt's */
+    syn_edge_stats es;
+    syn_edge_get_stats(b.e, &es);
+    assert_int_equal(es.tcp_accepted, es0.tcp_accepted); /* no link tried */
+    blocked_finish(&b, t);
+}
+
+/* AUTO on TCP with a long probe interval; the network changes (synesis_tunnel_network_changed)
+ * and now lets UDP through: a UDP probe follows at once (not after the interval) and the
+ * connection moves back to UDP. Its local address still there, the link is kept meanwhile. */
+static void test_network_change_probes_udp(void **state) {
+    (void)state;
+    blocked b;
+    blocked_start(&b, "tcp-12", NULL);
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, b.pki, b.port);
+    cfg.transport = SYNESIS_TRANSPORT_AUTO;
+    cfg.idle_timeout = 10;
+    cfg.udp_fallback_timeout = 0.5;
+    cfg.udp_reprobe_interval = 60; /* longer than the test */
+    synesis_tunnel *t = syn_test_tunnel_connected(b.loop, &cfg, NULL, NULL, 10);
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
+    syn_fault_proxy_blackhole(b.px, 0);
+    syn_test_run_for(b.loop, 0.3);
+    synesis_tunnel_stats st;
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.udp_returns, 0); /* no probe of its own meanwhile */
+    assert_int_equal(synesis_tunnel_network_changed(t), 0);
+    assert_true(syn_test_run_until(b.loop, moved_back, t, 20));
+    assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_UDP);
+    synesis_tunnel_get_stats(t, &st);
+    assert_int_equal(st.reconnects, 0);
+    assert_int_equal(st.connections, 1);
+    syn_test_result res = {0};
+    syn_test_request(b.loop, t, "moved", 5, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    free(res.data);
+    blocked_finish(&b, t);
 }
 
 /* ---- hostile peers on the edge's TCP listener ---- */
@@ -602,7 +898,11 @@ static void test_through_proxy(void **state) {
     syn_test_tunnel_config(&cfg, pki, syn_edge_port(e));
     cfg.transport = SYNESIS_TRANSPORT_TCP;
     cfg.proxy = url;
-    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 10);
+    rot r = {0};
+    synesis_tunnel_callbacks cb;
+    synesis_tunnel_callbacks_init(&cb);
+    cb.on_identity = rot_identity;
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, &cb, &r, 10);
     assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
     syn_test_result res = {0};
     syn_test_request(loop, t, "via proxy", 9, NULL, &res, 10);
@@ -613,6 +913,22 @@ static void test_through_proxy(void **state) {
     assert_int_equal(ps->tunnels, 1);
     assert_true(ps->bytes_up > 1000 && ps->bytes_down > 1000);
     assert_non_null(strstr(ps->last_request, "CONNECT 127.0.0.1:"));
+    /* An identity rotation goes through the proxy too: a second CONNECT. */
+    const char *dir = renew(pki, "device-tcp-7");
+    synesis_identity_source id;
+    synesis_identity_source_init(&id);
+    id.cert_path = syn_test_path(dir, "new.pem");
+    id.key_path = syn_test_path(dir, "new.key");
+    assert_int_equal(synesis_tunnel_rotate_identity(t, &id, 5), 0);
+    for (int i = 0; i < 3; i++)
+        r.res[i].calls = 1; /* no request of rot_done's */
+    assert_true(syn_test_run_until(loop, rot_done, &r, 10));
+    assert_int_equal(r.identity_status, 0);
+    assert_int_equal(ps->tunnels, 2);
+    res = (syn_test_result){0};
+    syn_test_request(loop, t, "rotated", 7, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    free(res.data);
     synesis_tunnel_free(t);
 
     /* Without the credentials: SYNESIS_ERR_PROXY_AUTH. */
@@ -690,6 +1006,11 @@ int main(void) {
         cmocka_unit_test(test_auto_nothing_listening),
         cmocka_unit_test(test_auto_blocked_then_back),
         cmocka_unit_test(test_through_proxy),
+        cmocka_unit_test(test_rotate_forced_tcp),
+        cmocka_unit_test(test_rotate_auto_udp_blocked),
+        cmocka_unit_test(test_link_lost_reconnects_tcp_first),
+        cmocka_unit_test(test_after_move_back_reconnects_udp_first),
+        cmocka_unit_test(test_network_change_probes_udp),
         cmocka_unit_test(test_hostile_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

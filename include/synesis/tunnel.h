@@ -302,7 +302,8 @@ typedef struct synesis_tunnel_config {
      * received (e.g. the last response) has gone out, at most this long; only then is
      * CONNECTION_CLOSE sent. connect() during the linger starts a new connection as usual;
      * synesis_tunnel_free() ends any linger at once (sending the close). 0 closes at once (still
-     * sending the pending ACK first). Default 1 s. @since 1.0 */
+     * sending the pending ACK first). Over TCP (transport) the same, on the connection's link,
+     * which closes after the CONNECTION_CLOSE (since 1.2). Default 1 s. @since 1.0 */
     double close_linger;
 
     /** TLS key-exchange groups, as OpenSSL's colon-separated list (e.g. "X25519" or
