@@ -1718,6 +1718,13 @@ static void tcp_connect(synesis_tunnel *t) {
     }
 }
 
+/* The TCP address list, allocated once a tunnel first needs it (most never do). */
+static int tcp_addrs_alloc(synesis_tunnel *t) {
+    if (!t->tcp_addrs)
+        t->tcp_addrs = malloc(SYN_RESOLVE_MAX * sizeof(*t->tcp_addrs));
+    return t->tcp_addrs != NULL;
+}
+
 static void proxy_resolved_cb(void *ud, int rv, const syn_addr *addrs, size_t n,
                               const char *detail) {
     synesis_tunnel *t = ud;
@@ -1726,6 +1733,8 @@ static void proxy_resolved_cb(void *ud, int rv, const syn_addr *addrs, size_t n,
         char d[SYNESIS_DETAIL_MAX];
         snprintf(d, sizeof(d), "proxy %s: %s", t->proxy.shown, detail ? detail : "no address");
         attempt_failed(t, rv ? rv : SYNESIS_ERR_DNS, d);
+    } else if (!tcp_addrs_alloc(t)) {
+        attempt_failed(t, SYNESIS_ERR_NOMEM, "no memory for the TCP addresses");
     } else {
         t->tcp_naddrs = n > SYN_RESOLVE_MAX ? SYN_RESOLVE_MAX : n;
         memcpy(t->tcp_addrs, addrs, t->tcp_naddrs * sizeof(*addrs));
@@ -1754,6 +1763,10 @@ static void tcp_start(synesis_tunnel *t) {
         rv = syn_resolver_start(t->resolver, t->proxy.host, t->proxy.port, proxy_resolved_cb, t);
         if (rv != 0)
             attempt_failed(t, rv, "cannot start name resolution of the proxy");
+        return;
+    }
+    if (!tcp_addrs_alloc(t)) {
+        attempt_failed(t, SYNESIS_ERR_NOMEM, "no memory for the TCP addresses");
         return;
     }
     t->tcp_naddrs = t->naddrs;
@@ -2573,6 +2586,7 @@ static void really_free(synesis_tunnel *t) {
     free(t->str_groups);
     free(t->str_proxy);
     syn_proxy_clear(&t->proxy);
+    free(t->tcp_addrs);
     if (t->tcp_ctx)
         SSL_CTX_free(t->tcp_ctx);
     free(t->pins);

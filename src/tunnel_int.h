@@ -235,7 +235,7 @@ struct synesis_tunnel {
     char *str_proxy;
     syn_proxy proxy;
     int have_proxy;
-    syn_addr tcp_addrs[SYN_RESOLVE_MAX];
+    syn_addr *tcp_addrs; /* SYN_RESOLVE_MAX, allocated at the first fallback (2 KiB a tunnel) */
     size_t tcp_naddrs, tcp_idx;
     int on_tcp;
     uint32_t udp_failures;
