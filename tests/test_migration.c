@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "flow.h"
 #include "harness.h"
 #include "synesis/request.h"
 #include "synesis/stream.h"
@@ -117,137 +118,6 @@ static synesis_tunnel *tunnel_start(struct ev_loop *loop, const char *pki, syn_e
     return t;
 }
 
-/* ---- the traffic: an echoed stream of STREAM_BYTES, and requests ---- */
-
-#define STREAM_BYTES (4u * 1024 * 1024)
-#define NREQ 16
-#define REQ_BYTES 20000
-
-static uint8_t pat(size_t i) { return (uint8_t)((i * 7 + i / 251) % 251); }
-
-typedef struct flow {
-    synesis_stream *s;
-    size_t sent, received, bad;
-    int ended, closed, status;
-    char detail[256];
-    /* requests */
-    int req_calls[NREQ], req_ok[NREQ];
-    uint8_t req_body[NREQ][REQ_BYTES];
-    int reqs_issued;
-} flow;
-
-static void pump(flow *f) {
-    while (f->sent < STREAM_BYTES) {
-        uint8_t buf[16384];
-        size_t n = STREAM_BYTES - f->sent < sizeof(buf) ? STREAM_BYTES - f->sent : sizeof(buf);
-        for (size_t i = 0; i < n; i++)
-            buf[i] = pat(f->sent + i);
-        size_t acc = 0;
-        int rv = synesis_stream_write(f->s, buf, n, &acc);
-        if (rv == SYNESIS_ERR_WOULD_BLOCK)
-            return; /* on_writable continues */
-        if (rv != 0)
-            fail_msg("stream write: %s", synesis_error_name(rv));
-        f->sent += acc;
-        if (acc < n)
-            return; /* on_writable continues */
-    }
-    synesis_stream_finish(f->s);
-}
-
-static void on_data(synesis_stream *s, const uint8_t *data, size_t len, void *ud) {
-    (void)s;
-    flow *f = ud;
-    for (size_t i = 0; i < len; i++)
-        if (data[i] != pat(f->received + i))
-            f->bad++;
-    f->received += len;
-}
-static void on_end(synesis_stream *s, void *ud) {
-    (void)s;
-    ((flow *)ud)->ended++;
-}
-static void on_writable(synesis_stream *s, void *ud) {
-    (void)s;
-    pump(ud);
-}
-static void on_close(synesis_stream *s, int status, uint64_t code, const char *detail, void *ud) {
-    (void)s;
-    (void)code;
-    flow *f = ud;
-    f->closed++;
-    f->status = status;
-    snprintf(f->detail, sizeof(f->detail), "%s", detail);
-}
-
-typedef struct req_ctx {
-    flow *f;
-    int i;
-} req_ctx;
-static req_ctx req_ctxs[NREQ];
-
-static void on_resp(synesis_tunnel *t, synesis_request *req, const synesis_response *r, void *ud) {
-    (void)t;
-    (void)req;
-    req_ctx *c = ud;
-    c->f->req_calls[c->i]++;
-    c->f->req_ok[c->i] = r->status == 0 && r->len == REQ_BYTES &&
-                         memcmp(r->data, c->f->req_body[c->i], REQ_BYTES) == 0;
-}
-
-static void request(synesis_tunnel *t, flow *f) {
-    int i = f->reqs_issued++;
-    for (size_t k = 0; k < REQ_BYTES; k++)
-        f->req_body[i][k] = (uint8_t)(1 + (i * 31 + k) % 200); /* never a command word */
-    req_ctxs[i] = (req_ctx){f, i};
-    synesis_request_options o;
-    synesis_request_options_init(&o);
-    o.timeout = 20;
-    assert_int_equal(
-        synesis_tunnel_request(t, f->req_body[i], REQ_BYTES, &o, on_resp, &req_ctxs[i], NULL), 0);
-}
-
-static void flow_start(synesis_tunnel *t, flow *f) {
-    memset(f, 0, sizeof(*f));
-    synesis_stream_callbacks cb;
-    synesis_stream_callbacks_init(&cb);
-    cb.on_data = on_data;
-    cb.on_end = on_end;
-    cb.on_writable = on_writable;
-    cb.on_close = on_close;
-    assert_int_equal(synesis_tunnel_open_stream(t, &cb, f, &f->s), 0);
-    pump(f);
-    for (int i = 0; i < NREQ / 2; i++)
-        request(t, f);
-}
-
-static int quarter_received(void *ud) { return ((flow *)ud)->received >= STREAM_BYTES / 4; }
-
-static int flow_done(void *ud) {
-    flow *f = ud;
-    if (!f->closed)
-        return 0;
-    for (int i = 0; i < f->reqs_issued; i++)
-        if (!f->req_calls[i])
-            return 0;
-    return 1;
-}
-
-static void flow_check(const flow *f) {
-    assert_int_equal(f->closed, 1);
-    if (f->status != 0)
-        fail_msg("stream closed with %s: %s", synesis_error_name(f->status), f->detail);
-    assert_int_equal(f->ended, 1);
-    assert_int_equal(f->sent, STREAM_BYTES);
-    assert_int_equal(f->received, STREAM_BYTES); /* nothing lost, nothing twice */
-    assert_int_equal(f->bad, 0);                 /* every byte in its place */
-    assert_int_equal(f->reqs_issued, NREQ);
-    for (int i = 0; i < NREQ; i++) {
-        assert_int_equal(f->req_calls[i], 1);
-        assert_true(f->req_ok[i]);
-    }
-}
-
 /* The device's address moves from a0 to b0: a0's address removed, the link down. */
 static void move_address(void) { sh("ip addr del 10.1.0.2/24 dev a0 && ip link set a0 down"); }
 
@@ -268,20 +138,20 @@ static void move_while_busy(int watch) {
     syn_test_states states = {0};
     assert_int_equal(synesis_tunnel_subscribe(t, syn_test_record_state, &states, NULL), 0);
 
-    flow f;
-    flow_start(t, &f);
-    assert_true(syn_test_run_until(loop, quarter_received, &f, 10));
-    assert_true(f.received < STREAM_BYTES);
+    syn_test_flow f;
+    syn_test_flow_start(t, &f);
+    assert_true(syn_test_run_until(loop, syn_test_flow_quarter, &f, 10));
+    assert_true(f.received < SYN_TEST_FLOW_BYTES);
     move_address();
     if (!watch) {
         assert_int_equal(synesis_tunnel_network_changed(t), 0);
         assert_int_equal(synesis_tunnel_network_changed(t), 0); /* idempotent */
     }
-    for (int i = NREQ / 2; i < NREQ; i++)
-        request(t, &f); /* requests made during the move */
+    for (int i = SYN_TEST_FLOW_NREQ / 2; i < SYN_TEST_FLOW_NREQ; i++)
+        syn_test_flow_request(t, &f); /* requests made during the move */
     assert_true(syn_test_run_until(loop, migrated, t, 10));
-    assert_true(syn_test_run_until(loop, flow_done, &f, 30));
-    flow_check(&f);
+    assert_true(syn_test_run_until(loop, syn_test_flow_done, &f, 30));
+    syn_test_flow_check(&f);
 
     synesis_tunnel_get_stats(t, &st);
     assert_int_equal(st.migrations, 1);
@@ -291,7 +161,7 @@ static void move_while_busy(int watch) {
     assert_true(st.last_migration_gap > 0 && st.last_migration_gap < 10);
     print_message("migration (%s): gap %.1f ms, %zu stream bytes and %d requests intact\n",
                   watch ? "netlink watcher" : "network_changed()", st.last_migration_gap * 1e3,
-                  f.received, NREQ);
+                  f.received, SYN_TEST_FLOW_NREQ);
     if (watch)
         assert_true(syn_migration_nl_events(t) > 0);
     assert_int_equal(states.n, 0); /* Connected throughout */

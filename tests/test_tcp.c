@@ -30,142 +30,11 @@
 
 #include "connect_proxy.h"
 #include "fault_proxy.h"
+#include "flow.h"
 #include "harness.h"
 #include "synesis/identity.h"
 #include "synesis/request.h"
 #include "synesis/stream.h"
-
-/* ---- the traffic: an echoed stream of STREAM_BYTES, and requests (as test_migration) ---- */
-
-#define STREAM_BYTES (4u * 1024 * 1024)
-#define NREQ 16
-#define REQ_BYTES 20000
-
-static uint8_t pat(size_t i) { return (uint8_t)((i * 7 + i / 251) % 251); }
-
-typedef struct flow {
-    synesis_stream *s;
-    size_t sent, received, bad;
-    int ended, closed, status;
-    char detail[256];
-    int req_calls[NREQ], req_ok[NREQ];
-    uint8_t req_body[NREQ][REQ_BYTES];
-    int reqs_issued;
-    int hold; /* the writer pauses (the stream stays open, in flight) */
-} flow;
-
-static void pump(flow *f) {
-    while (!f->hold && f->sent < STREAM_BYTES) {
-        uint8_t buf[16384];
-        size_t n = STREAM_BYTES - f->sent < sizeof(buf) ? STREAM_BYTES - f->sent : sizeof(buf);
-        for (size_t i = 0; i < n; i++)
-            buf[i] = pat(f->sent + i);
-        size_t acc = 0;
-        int rv = synesis_stream_write(f->s, buf, n, &acc);
-        if (rv == SYNESIS_ERR_WOULD_BLOCK)
-            return;
-        if (rv != 0)
-            fail_msg("stream write: %s", synesis_error_name(rv));
-        f->sent += acc;
-        if (acc < n)
-            return;
-    }
-    if (!f->hold)
-        synesis_stream_finish(f->s);
-}
-
-static void on_data(synesis_stream *s, const uint8_t *data, size_t len, void *ud) {
-    (void)s;
-    flow *f = ud;
-    for (size_t i = 0; i < len; i++)
-        if (data[i] != pat(f->received + i))
-            f->bad++;
-    f->received += len;
-}
-static void on_end(synesis_stream *s, void *ud) {
-    (void)s;
-    ((flow *)ud)->ended++;
-}
-static void on_writable(synesis_stream *s, void *ud) {
-    (void)s;
-    pump(ud);
-}
-static void on_close(synesis_stream *s, int status, uint64_t code, const char *detail, void *ud) {
-    (void)s;
-    (void)code;
-    flow *f = ud;
-    f->closed++;
-    f->status = status;
-    snprintf(f->detail, sizeof(f->detail), "%s", detail);
-}
-
-typedef struct req_ctx {
-    flow *f;
-    int i;
-} req_ctx;
-static req_ctx req_ctxs[NREQ];
-
-static void on_resp(synesis_tunnel *t, synesis_request *req, const synesis_response *r, void *ud) {
-    (void)t;
-    (void)req;
-    req_ctx *c = ud;
-    c->f->req_calls[c->i]++;
-    c->f->req_ok[c->i] = r->status == 0 && r->len == REQ_BYTES &&
-                         memcmp(r->data, c->f->req_body[c->i], REQ_BYTES) == 0;
-}
-
-static void request(synesis_tunnel *t, flow *f) {
-    int i = f->reqs_issued++;
-    for (size_t k = 0; k < REQ_BYTES; k++)
-        f->req_body[i][k] = (uint8_t)(1 + (i * 31 + k) % 200); /* never a command word */
-    req_ctxs[i] = (req_ctx){f, i};
-    synesis_request_options o;
-    synesis_request_options_init(&o);
-    o.timeout = 30;
-    assert_int_equal(
-        synesis_tunnel_request(t, f->req_body[i], REQ_BYTES, &o, on_resp, &req_ctxs[i], NULL), 0);
-}
-
-static void flow_start(synesis_tunnel *t, flow *f) {
-    memset(f, 0, sizeof(*f));
-    synesis_stream_callbacks cb;
-    synesis_stream_callbacks_init(&cb);
-    cb.on_data = on_data;
-    cb.on_end = on_end;
-    cb.on_writable = on_writable;
-    cb.on_close = on_close;
-    assert_int_equal(synesis_tunnel_open_stream(t, &cb, f, &f->s), 0);
-    pump(f);
-    for (int i = 0; i < NREQ / 2; i++)
-        request(t, f);
-}
-
-static int quarter_received(void *ud) { return ((flow *)ud)->received >= STREAM_BYTES / 4; }
-
-static int flow_done(void *ud) {
-    flow *f = ud;
-    if (!f->closed)
-        return 0;
-    for (int i = 0; i < f->reqs_issued; i++)
-        if (!f->req_calls[i])
-            return 0;
-    return 1;
-}
-
-static void flow_check(const flow *f) {
-    assert_int_equal(f->closed, 1);
-    if (f->status != 0)
-        fail_msg("stream closed with %s: %s", synesis_error_name(f->status), f->detail);
-    assert_int_equal(f->ended, 1);
-    assert_int_equal(f->sent, STREAM_BYTES);
-    assert_int_equal(f->received, STREAM_BYTES); /* nothing lost, nothing twice */
-    assert_int_equal(f->bad, 0);                 /* every byte in its place */
-    assert_int_equal(f->reqs_issued, NREQ);
-    for (int i = 0; i < NREQ; i++) {
-        assert_int_equal(f->req_calls[i], 1);
-        assert_true(f->req_ok[i]);
-    }
-}
 
 /* ---- helpers ---- */
 
@@ -229,17 +98,17 @@ static void test_forced_tcp(void **state) {
 
     /* Heartbeats, requests and a 4 MB echoed stream, all over the link. */
     assert_true(syn_test_run_until(loop, heartbeats_delivered_2, t, 10));
-    flow f;
-    flow_start(t, &f);
-    assert_true(syn_test_run_until(loop, quarter_received, &f, 20));
-    for (int i = NREQ / 2; i < NREQ; i++)
-        request(t, &f);
-    assert_true(syn_test_run_until(loop, flow_done, &f, 60));
-    flow_check(&f);
+    syn_test_flow f;
+    syn_test_flow_start(t, &f);
+    assert_true(syn_test_run_until(loop, syn_test_flow_quarter, &f, 20));
+    for (int i = SYN_TEST_FLOW_NREQ / 2; i < SYN_TEST_FLOW_NREQ; i++)
+        syn_test_flow_request(t, &f);
+    assert_true(syn_test_run_until(loop, syn_test_flow_done, &f, 60));
+    syn_test_flow_check(&f);
     synesis_tunnel_stats st;
     synesis_tunnel_get_stats(t, &st);
     assert_true(st.tcp_packets_sent > 1000);
-    assert_true(st.tcp_bytes_sent > STREAM_BYTES);
+    assert_true(st.tcp_bytes_sent > SYN_TEST_FLOW_BYTES);
     assert_int_equal(st.tcp_fallbacks, 0); /* forced, not a fallback */
     char json[4096];
     assert_true(synesis_tunnel_stats_json(t, json, sizeof(json)) > 0);
@@ -399,20 +268,20 @@ static void test_auto_blocked_then_back(void **state) {
     assert_int_equal(st.udp_returns, 0);
     assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_TCP);
 
-    flow f;
-    flow_start(t, &f);
-    assert_true(syn_test_run_until(loop, quarter_received, &f, 20));
+    syn_test_flow f;
+    syn_test_flow_start(t, &f);
+    assert_true(syn_test_run_until(loop, syn_test_flow_quarter, &f, 20));
     f.hold = 1; /* the rest of the stream waits for the move: it is in flight throughout */
     syn_fault_proxy_blackhole(px, 0); /* UDP gets through again */
-    for (int i = NREQ / 2; i < NREQ; i++)
-        request(t, &f);
+    for (int i = SYN_TEST_FLOW_NREQ / 2; i < SYN_TEST_FLOW_NREQ; i++)
+        syn_test_flow_request(t, &f);
     assert_true(syn_test_run_until(loop, moved_back, t, 20));
     assert_int_equal(transport_of(t), SYNESIS_TRANSPORT_UDP);
-    assert_true(f.received < STREAM_BYTES && !f.closed);
+    assert_true(f.received < SYN_TEST_FLOW_BYTES && !f.closed);
     f.hold = 0;
-    pump(&f);
-    assert_true(syn_test_run_until(loop, flow_done, &f, 60));
-    flow_check(&f);
+    syn_test_flow_pump(&f);
+    assert_true(syn_test_run_until(loop, syn_test_flow_done, &f, 60));
+    syn_test_flow_check(&f);
     synesis_tunnel_get_stats(t, &st);
     assert_int_equal(st.udp_returns, 1);
     assert_int_equal(st.connections, 1); /* the same connection throughout */
@@ -426,7 +295,7 @@ static void test_auto_blocked_then_back(void **state) {
     assert_true(es.paths_validated >= 1);
     print_message("moved back to UDP: %zu stream bytes and %d requests intact; %llu probe(s) "
                   "failed before\n",
-                  f.received, NREQ, (unsigned long long)st.udp_probes_failed);
+                  f.received, SYN_TEST_FLOW_NREQ, (unsigned long long)st.udp_probes_failed);
     /* The link goes after its grace. */
     syn_test_run_for(loop, 1.5);
     syn_edge_get_stats(e, &es);
