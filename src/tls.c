@@ -251,6 +251,32 @@ int syn_tls_ctx_set_groups(SSL_CTX *ctx, const char *groups) {
     return 0;
 }
 
+/* Verification as a client context whose data is od (NULL: none) does: its pins and groups copied,
+ * the same verify callback and flags (the trust store is the caller's to share). */
+static int verify_like(SSL_CTX *ctx, const struct ctx_data *od, char *detail) {
+    struct ctx_data *d = calloc(1, sizeof(*d));
+    if (d && od && od->n_pins) {
+        d->pins = malloc(od->n_pins * sizeof(*d->pins));
+        if (d->pins) {
+            memcpy(d->pins, od->pins, od->n_pins * sizeof(*d->pins));
+            d->n_pins = od->n_pins;
+        }
+    }
+    if (!d || (od && od->n_pins && !d->pins)) {
+        ctx_data_free(NULL, d, NULL, 0, 0, NULL);
+        return syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
+    }
+    int rc = attach_data(ctx, d, detail);
+    if (rc != 0)
+        return rc;
+    if (od && od->groups && (rc = syn_tls_ctx_set_groups(ctx, od->groups)) != 0)
+        return syn_fail(detail, rc, "cannot set the key-exchange groups");
+    SSL_CTX_set_cert_verify_callback(ctx, client_cert_verify, d);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    return 0;
+}
+
 int syn_tls_client_ctx_rekey(SSL_CTX **out, SSL_CTX *old, const syn_tls_client_config *cfg,
                              char *detail) {
     if (out)
@@ -273,28 +299,8 @@ int syn_tls_client_ctx_rekey(SSL_CTX **out, SSL_CTX *old, const syn_tls_client_c
         return rc;
     /* The same trust (the store itself, shared), pins and groups as the old context. */
     SSL_CTX_set1_cert_store(ctx, SSL_CTX_get_cert_store(old));
-    struct ctx_data *d = calloc(1, sizeof(*d));
-    if (d && od && od->n_pins) {
-        d->pins = malloc(od->n_pins * sizeof(*d->pins));
-        if (d->pins) {
-            memcpy(d->pins, od->pins, od->n_pins * sizeof(*d->pins));
-            d->n_pins = od->n_pins;
-        }
-    }
-    if (!d || (od && od->n_pins && !d->pins)) {
-        ctx_data_free(NULL, d, NULL, 0, 0, NULL);
-        rc = syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
+    if ((rc = verify_like(ctx, od, detail)) != 0)
         goto fail;
-    }
-    if ((rc = attach_data(ctx, d, detail)) != 0)
-        goto fail;
-    if (od && od->groups && (rc = syn_tls_ctx_set_groups(ctx, od->groups)) != 0) {
-        syn_fail(detail, rc, "cannot set the key-exchange groups");
-        goto fail;
-    }
-    SSL_CTX_set_cert_verify_callback(ctx, client_cert_verify, d);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, client_new_session);
     syn_ossl_clear();
@@ -331,28 +337,8 @@ int syn_tls_client_ctx_verify_only(SSL_CTX **out, SSL_CTX *from, char *detail) {
         rc = syn_fail_ossl(detail, SYNESIS_ERR_NOMEM, "cannot copy the verification parameters");
         goto fail;
     }
-    struct ctx_data *d = calloc(1, sizeof(*d));
-    if (d && od && od->n_pins) {
-        d->pins = malloc(od->n_pins * sizeof(*d->pins));
-        if (d->pins) {
-            memcpy(d->pins, od->pins, od->n_pins * sizeof(*d->pins));
-            d->n_pins = od->n_pins;
-        }
-    }
-    if (!d || (od && od->n_pins && !d->pins)) {
-        ctx_data_free(NULL, d, NULL, 0, 0, NULL);
-        rc = syn_fail(detail, SYNESIS_ERR_NOMEM, "out of memory");
+    if ((rc = verify_like(ctx, od, detail)) != 0)
         goto fail;
-    }
-    if ((rc = attach_data(ctx, d, detail)) != 0)
-        goto fail;
-    if (od && od->groups && (rc = syn_tls_ctx_set_groups(ctx, od->groups)) != 0) {
-        syn_fail(detail, rc, "cannot set the key-exchange groups");
-        goto fail;
-    }
-    SSL_CTX_set_cert_verify_callback(ctx, client_cert_verify, d);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     /* No session: nothing is cached, offered or handed to a sink (resume.c never sees one). */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
