@@ -114,6 +114,30 @@ static int edge_closed(int fd) {
     }
 }
 
+/* 1 once the edge closed fd within 3 s, the loop served meanwhile (through ssl when set: a
+ * close_notify or an error; else a read giving 0 or an error other than EAGAIN). */
+static int closed_by_edge(struct ev_loop *loop, SSL *ssl, int fd) {
+    for (int i = 0; i < 3000; i++) {
+        ev_run(loop, EVRUN_NOWAIT);
+        char b[256];
+        ssize_t n;
+        if (ssl) {
+            int rv = SSL_read(ssl, b, sizeof(b));
+            if (rv > 0)
+                continue;
+            int err = SSL_get_error(ssl, rv);
+            if (err != SSL_ERROR_WANT_READ)
+                return 1;
+        } else {
+            n = read(fd, b, sizeof(b));
+            if (n == 0 || (n < 0 && errno != EAGAIN))
+                return 1;
+        }
+        usleep(1000);
+    }
+    return 0;
+}
+
 static void request_ok(struct ev_loop *loop, synesis_tunnel *t, const char *what) {
     syn_test_result res = {0};
     syn_test_request(loop, t, what, strlen(what), NULL, &res, 10);
@@ -188,6 +212,99 @@ static void test_slowloris(void **state) {
     synesis_tunnel_free(dn);
     synesis_tunnel_free(du);
     syn_test_finish(loop, dt, e);
+}
+
+/* ---- frames that are not QUIC, bad lengths, a small slowloris ---- */
+
+static void test_hostile_frames(void **state) {
+    (void)state;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    const char *pki = syn_test_pki_shared("tcph-5");
+    syn_edge_config ec;
+    syn_test_edge_config(&ec, pki);
+    ec.handshake_timeout = 1.0;
+    ec.max_tcp_handshakes = 4;
+    syn_edge *e = syn_test_edge_start(loop, &ec);
+    uint16_t port = syn_edge_tcp_port(e);
+
+    /* 1. Plain text, not TLS: the edge closes it. */
+    int fd = connect_to_edge(port, 0);
+    syn_test_run_for(loop, 0.05);
+    static const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_true(write(fd, junk, sizeof(junk) - 1) > 0);
+    assert_true(closed_by_edge(loop, NULL, fd));
+    close(fd);
+
+    SSL_CTX *ctx = client_ctx();
+
+    /* 2. A frame of length 0 after the TLS handshake: the edge closes the link. */
+    fd = connect_to_edge(port, 0);
+    SSL *ssl = handshake(loop, ctx, fd);
+    assert_int_equal(SSL_write(ssl, "\x00\x00", 2), 2);
+    assert_true(closed_by_edge(loop, ssl, fd));
+    SSL_free(ssl);
+    close(fd);
+
+    /* 3. A length above the largest frame: closed too. */
+    fd = connect_to_edge(port, 0);
+    ssl = handshake(loop, ctx, fd);
+    assert_int_equal(SSL_write(ssl, "\xff\xff", 2), 2);
+    assert_true(closed_by_edge(loop, ssl, fd));
+    SSL_free(ssl);
+    close(fd);
+
+    /* 4. Frames of garbage packets (random bytes, a short one, a long header with nonsense):
+     * dropped as garbage datagrams are; the link stays until it has carried no connection for
+     * handshake_timeout. */
+    fd = connect_to_edge(port, 0);
+    ssl = handshake(loop, ctx, fd);
+    uint8_t buf[2 + 1400];
+    for (int k = 0; k < 50; k++) {
+        size_t len = k % 5 == 0 ? 1 : 1200 + (size_t)k;
+        buf[0] = (uint8_t)(len >> 8);
+        buf[1] = (uint8_t)len;
+        for (size_t i = 0; i < len; i++)
+            buf[2 + i] = (uint8_t)(i * 131 + (size_t)k * 17);
+        if (k % 3 == 0)
+            buf[2] = 0xc0; /* a long header, version 1 */
+        assert_int_equal(SSL_write(ssl, buf, (int)(2 + len)), (int)(2 + len));
+        ev_run(loop, EVRUN_NOWAIT);
+    }
+    syn_test_run_for(loop, 0.2);
+    syn_edge_stats es;
+    syn_edge_get_stats(e, &es);
+    assert_true(es.tcp_frames >= 50);
+    assert_int_equal(es.active, 0);             /* no connection made of garbage */
+    assert_true(closed_by_edge(loop, ssl, fd)); /* idle: closed after handshake_timeout */
+    SSL_free(ssl);
+    close(fd);
+    SSL_CTX_free(ctx);
+
+    /* 5. Slowloris: more silent connections than the edge lets handshake at once. The extra
+     * ones are closed at once; the others when their handshake times out. */
+    int fds[8];
+    for (int i = 0; i < 8; i++)
+        fds[i] = connect_to_edge(port, 0);
+    syn_test_run_for(loop, 0.2);
+    syn_edge_get_stats(e, &es);
+    assert_int_equal(es.tcp_refused, 4);
+    assert_int_equal(es.tcp_handshaking, 4);
+    syn_test_run_for(loop, 1.5);
+    syn_edge_get_stats(e, &es);
+    assert_int_equal(es.tcp_handshaking, 0);
+    for (int i = 0; i < 8; i++)
+        close(fds[i]);
+
+    /* The edge still serves a tunnel over TCP. */
+    synesis_tunnel_config cfg;
+    syn_test_tunnel_config(&cfg, pki, syn_edge_port(e));
+    cfg.transport = SYNESIS_TRANSPORT_TCP;
+    synesis_tunnel *t = syn_test_tunnel_connected(loop, &cfg, NULL, NULL, 10);
+    syn_test_result res = {0};
+    syn_test_request(loop, t, "still", 5, NULL, &res, 10);
+    assert_int_equal(res.status, 0);
+    free(res.data);
+    syn_test_finish(loop, t, e);
 }
 
 /* ---- a frame trickled ---- */
@@ -357,9 +474,8 @@ static void test_open_close_2000(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_slowloris),
-        cmocka_unit_test(test_trickle),
-        cmocka_unit_test(test_never_reads),
+        cmocka_unit_test(test_hostile_frames),  cmocka_unit_test(test_slowloris),
+        cmocka_unit_test(test_trickle),         cmocka_unit_test(test_never_reads),
         cmocka_unit_test(test_open_close_2000),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
